@@ -1,0 +1,39 @@
+// Lint rules that hold the project's architecture, not only its style.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'data/**', 'bench-results/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'no-constant-condition': ['error', { checkLoops: false }],
+    },
+  },
+  {
+    // The deciding code must be replayable from a seed: no I/O, no clock, no ambient randomness.
+    files: ['src/core/**/*.ts', 'src/content/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['node:*'], message: 'src/core and src/content are pure: no node:* imports.' }],
+      }],
+      'no-restricted-properties': ['error',
+        { object: 'Date', property: 'now', message: 'Pure code takes time as an input.' },
+        { object: 'Math', property: 'random', message: 'Pure code uses an injected seeded generator.' },
+        { object: 'performance', property: 'now', message: 'Pure code takes time as an input.' },
+      ],
+      'no-restricted-globals': ['error',
+        { name: 'setTimeout', message: 'Pure code has no timers.' },
+        { name: 'setInterval', message: 'Pure code has no timers.' },
+        { name: 'setImmediate', message: 'Pure code has no timers.' },
+        { name: 'process', message: 'Pure code has no process access.' },
+      ],
+      'no-restricted-syntax': ['error',
+        { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: 'Pure code takes time as an input.' },
+      ],
+    },
+  },
+);

@@ -1,0 +1,86 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { readFileSync } from 'node:fs';
+
+import { ConfigError, loadConfig } from '../config/load.js';
+import { isConclaveError } from '../errors/catalogue.js';
+import { ConclaveNode } from '../node/conclaveNode.js';
+import { createLogger } from '../node/logger.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+function port(text: string): string {
+  if (!/^\d+$/.test(text) || Number(text) > 65535) throw new InvalidArgumentError('a port is a number from 0 to 65535');
+  return text;
+}
+
+const program = new Command()
+  .name('conclave')
+  .description('Conclave: a self-clustering content repository.')
+  .version(pkg.version);
+
+program
+  .command('start')
+  .description('Start a node. Settings come from flags, then CONCLAVE_* variables, then --config, then defaults.')
+  .option('-c, --config <file>', 'YAML configuration file (also CONCLAVE_CONFIG)')
+  .option('-d, --data <dir>', 'data directory (default ./data)')
+  .option('--host <address>', 'HTTP listen address (default 127.0.0.1)')
+  .option('-p, --http-port <port>', 'HTTP port (default 7400; 0 picks a free port)', port)
+  .option('-n, --name <name>', 'node name (default: the host name)')
+  .addHelpText(
+    'after',
+    '\nThe first start creates the repository and the user "admin" with the password in CONCLAVE_ADMIN_PASSWORD,\n' +
+      'or a generated one that is printed once. See docs/configuration.md for every setting.',
+  )
+  .action(async (options: { config?: string; data?: string; host?: string; httpPort?: string; name?: string }) => {
+    let config;
+    try {
+      config = loadConfig({
+        file: options.config ?? process.env['CONCLAVE_CONFIG'],
+        env: process.env,
+        flags: {
+          'data.dir': options.data,
+          'http.host': options.host,
+          'http.port': options.httpPort,
+          'node.name': options.name,
+        },
+      });
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`conclave: the configuration is invalid (${err.code}):\n${err.message}\n`);
+        process.exit(2);
+      }
+      throw err;
+    }
+    const log = createLogger(config.log, config.node.name);
+    let node: ConclaveNode;
+    try {
+      node = await ConclaveNode.open(config, log, { adminPassword: process.env['CONCLAVE_ADMIN_PASSWORD'] });
+      await node.listen();
+    } catch (err) {
+      const code = isConclaveError(err) ? err.code : ((err as NodeJS.ErrnoException).code ?? 'START_FAILED');
+      log.fatal({ err, code }, `cannot start: ${(err as Error).message}`);
+      process.stderr.write(`conclave: cannot start (${code}): ${(err as Error).message}\n`);
+      log.flush();
+      process.exit(1);
+    }
+    let signals = 0;
+    const shutdown = (signal: string) => {
+      signals++;
+      if (signals > 1) {
+        log.warn({ signal }, 'second signal: exiting at once');
+        process.exit(130);
+      }
+      log.info({ signal }, 'shutting down');
+      node.stop().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log.fatal({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => shutdown('SIGTERM'));
+    process.on('SIGINT', () => shutdown('SIGINT'));
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,124 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+import { envNameOf, envNonSettings, settingSpecs, type Config, type SettingSpec } from './settings.js';
+
+/** A configuration that cannot start a node. The message names the setting, where it came from, and the fix. */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface ConfigSources {
+  /** Path of a YAML file, if any. */
+  readonly file?: string;
+  /** Environment variables (only CONCLAVE_* are read). */
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Settings given as command-line flags, by setting key. */
+  readonly flags: Readonly<Record<string, string | number | boolean | undefined>>;
+}
+
+const specsByKey = new Map(settingSpecs.map((s) => [s.key, s]));
+
+function buildSchema() {
+  const sections = new Map<string, Record<string, z.ZodType>>();
+  for (const spec of settingSpecs) {
+    const [section, name] = spec.key.split('.') as [string, string];
+    const shape = sections.get(section) ?? {};
+    shape[name] = spec.schema;
+    sections.set(section, shape);
+  }
+  const shape: Record<string, z.ZodType> = {};
+  for (const [section, fields] of sections) shape[section] = z.strictObject(fields).prefault({});
+  return z.strictObject(shape);
+}
+
+const schema = buildSchema();
+
+/** Reads a string from the environment or a flag as the setting's type, leaving bad text for the schema to name. */
+function fromText(spec: SettingSpec, text: string | number | boolean): unknown {
+  if (typeof text !== 'string') return text;
+  if (spec.kind === 'int') return /^-?\d+$/.test(text.trim()) ? Number(text.trim()) : text;
+  if (spec.kind === 'bool') return text === 'true' ? true : text === 'false' ? false : text;
+  return text;
+}
+
+function setAt(target: Record<string, Record<string, unknown>>, key: string, value: unknown): void {
+  const [section, name] = key.split('.') as [string, string];
+  target[section] = { ...(target[section] ?? {}), [name]: value };
+}
+
+/** Merges defaults < file < environment < flags and validates the result. */
+export function loadConfig(sources: ConfigSources): Config {
+  const raw: Record<string, Record<string, unknown>> = {};
+  const origin = new Map<string, string>();
+
+  if (sources.file !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(readFileSync(sources.file, 'utf8'));
+    } catch (err) {
+      throw new ConfigError(`Cannot read the configuration file ${sources.file}: ${(err as Error).message}`);
+    }
+    if (parsed !== null && parsed !== undefined) {
+      if (typeof parsed !== 'object' || Array.isArray(parsed)) {
+        throw new ConfigError(`The configuration file ${sources.file} must hold a YAML mapping of sections.`);
+      }
+      for (const [section, fields] of Object.entries(parsed as Record<string, unknown>)) {
+        if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) {
+          throw new ConfigError(`In ${sources.file}, "${section}" must be a mapping of settings (for example http: {port: 7400}).`);
+        }
+        for (const [name, value] of Object.entries(fields as Record<string, unknown>)) {
+          setAt(raw, `${section}.${name}`, value);
+          origin.set(`${section}.${name}`, `file ${sources.file}`);
+        }
+      }
+    }
+  }
+
+  const settingEnv = new Map(settingSpecs.map((s) => [envNameOf(s.key), s]));
+  for (const [name, value] of Object.entries(sources.env)) {
+    if (!name.startsWith('CONCLAVE_') || value === undefined) continue;
+    if ((envNonSettings as readonly string[]).includes(name)) continue;
+    const spec = settingEnv.get(name);
+    if (spec === undefined) {
+      throw new ConfigError(
+        `Unknown environment variable ${name}. Settings are ${[...settingEnv.keys()].join(', ')}; unset it or fix the name.`,
+      );
+    }
+    setAt(raw, spec.key, fromText(spec, value));
+    origin.set(spec.key, `environment variable ${name}`);
+  }
+
+  for (const [key, value] of Object.entries(sources.flags)) {
+    if (value === undefined) continue;
+    const spec = specsByKey.get(key);
+    if (spec === undefined) throw new ConfigError(`Unknown setting "${key}".`);
+    setAt(raw, key, fromText(spec, value));
+    origin.set(key, 'the command line');
+  }
+
+  const result = schema.safeParse(raw);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => {
+      const key = issue.path.join('.');
+      const spec = specsByKey.get(key);
+      if (issue.code === 'unrecognized_keys') {
+        const where = key === '' ? '' : ` in section "${key}"`;
+        return `Unknown setting${where}: ${issue.keys.join(', ')}. Known settings: ${settingSpecs.map((s) => s.key).join(', ')}.`;
+      }
+      const from = origin.get(key) ?? 'the defaults';
+      return `Setting ${key} (from ${from}) is invalid: ${issue.message}.${spec ? ` ${spec.doc}` : ''}`;
+    });
+    throw new ConfigError(lines.join('\n'));
+  }
+  const config = result.data as unknown as Config;
+  if (config.content.pageSizeDefault > config.content.pageSizeMax) {
+    throw new ConfigError('Setting content.pageSizeDefault is larger than content.pageSizeMax; lower it or raise the maximum.');
+  }
+  return config;
+}

@@ -1,0 +1,346 @@
+import { ConclaveError, invariant } from '../errors/catalogue.js';
+import type {
+  BootstrapCommand,
+  Command,
+  DeleteBinaryCommand,
+  DeleteCommand,
+  DeleteUserCommand,
+  MoveCommand,
+  PatchCommand,
+  Preconditions,
+  PutCommand,
+  PutUserCommand,
+  ReorderCommand,
+  SetBinaryCommand,
+} from './commands.js';
+import { applyMergePatch, isPlainObject } from './mergePatch.js';
+import { etagOf, rootNodeType, type ContentNode, type JsonObject, type User } from './model.js';
+import { baseName, isSameOrDescendant, joinPath, parentPath, rootPath } from './paths.js';
+import type { ContentStore } from './store.js';
+import { checkBinaryCount, checkPropertiesSize } from './validate.js';
+
+/**
+ * The outcome of applying one entry. Refusals (a failed precondition, a missing parent) are not results: apply()
+ * throws a ConclaveError for them and the caller rolls back that entry's changes, so an entry either changes the
+ * state completely or not at all — on every node alike, since the refusal depends only on the state it meets.
+ */
+export interface ApplyResult {
+  readonly node?: ContentNode;
+  readonly user?: Omit<User, 'passwordHash'>;
+  /** For put and putUser: whether the node or user was created (201) or replaced (200). */
+  readonly created?: boolean;
+  /** For deletes: how many nodes went, the node itself included. */
+  readonly deletedCount?: number;
+}
+
+type Handler<K extends Command['type']> = (store: ContentStore, command: Extract<Command, { type: K }>) => ApplyResult;
+
+// The compiler holds this map exhaustive: a new command type does not build until it has a handler.
+const handlers: { [K in Command['type']]: Handler<K> } = {
+  bootstrap: applyBootstrap,
+  put: applyPut,
+  patch: applyPatch,
+  delete: applyDelete,
+  move: applyMove,
+  reorder: applyReorder,
+  setBinary: applySetBinary,
+  deleteBinary: applyDeleteBinary,
+  putUser: applyPutUser,
+  deleteUser: applyDeleteUser,
+};
+
+export function applyCommand(store: ContentStore, command: Command): ApplyResult {
+  const handler = handlers[command.type] as Handler<typeof command.type>;
+  invariant(handler !== undefined, `no handler for command type ${String(command.type)}`);
+  return handler(store, command as never);
+}
+
+function applyBootstrap(store: ContentStore, command: BootstrapCommand): ApplyResult {
+  const existing = store.nodeByPath(rootPath);
+  invariant(existing === undefined, 'bootstrap applied twice');
+  const root: ContentNode = {
+    id: command.rootId,
+    path: rootPath,
+    name: '',
+    parentId: null,
+    position: 0,
+    type: rootNodeType,
+    properties: {},
+    binaries: {},
+    version: 1,
+    createdAt: command.time,
+    createdBy: 'system',
+    modifiedAt: command.time,
+    modifiedBy: 'system',
+  };
+  store.insertNode(root);
+  store.setTokenKey(command.tokenKey);
+  store.putUser({
+    name: 'admin',
+    passwordHash: command.adminPasswordHash,
+    roles: ['admin'],
+    version: 1,
+    createdAt: command.time,
+    modifiedAt: command.time,
+  });
+  return { node: root };
+}
+
+function checkPreconditions(node: ContentNode | undefined, preconditions: Preconditions, path: string): void {
+  if (preconditions.ifNoneMatch === '*' && node !== undefined) {
+    throw new ConclaveError('PRECONDITION_FAILED', `If-None-Match: * failed: a node already exists at ${path}.`, {
+      path,
+      etag: etagOf(node),
+    });
+  }
+  const ifMatch = preconditions.ifMatch;
+  if (ifMatch === undefined) return;
+  if (node === undefined) {
+    throw new ConclaveError('PRECONDITION_FAILED', `If-Match failed: no node exists at ${path}.`, { path });
+  }
+  if (ifMatch !== '*' && !ifMatch.includes(etagOf(node))) {
+    throw new ConclaveError('PRECONDITION_FAILED', `If-Match failed: the node at ${path} has changed.`, {
+      path,
+      etag: etagOf(node),
+    });
+  }
+}
+
+function requireNode(store: ContentStore, path: string): ContentNode {
+  const node = store.nodeByPath(path);
+  if (node === undefined) {
+    throw new ConclaveError('NODE_NOT_FOUND', `No node exists at ${path}.`, { path });
+  }
+  return node;
+}
+
+function requireParent(store: ContentStore, path: string): ContentNode {
+  const parent = store.nodeByPath(parentPath(path));
+  if (parent === undefined) {
+    throw new ConclaveError('PARENT_NOT_FOUND', `The parent ${parentPath(path)} of ${path} does not exist; create it first.`, {
+      path,
+      parent: parentPath(path),
+    });
+  }
+  return parent;
+}
+
+function touched(node: ContentNode, time: string, user: string, changes: Partial<ContentNode>): ContentNode {
+  return { ...node, ...changes, version: node.version + 1, modifiedAt: time, modifiedBy: user };
+}
+
+function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
+  const existing = store.nodeByPath(command.path);
+  checkPreconditions(existing, command, command.path);
+  if (existing !== undefined) {
+    if (existing.path === rootPath && command.nodeType !== rootNodeType) {
+      throw new ConclaveError('ROOT_IMMUTABLE', 'The root node keeps the type "root"; only its properties can change.');
+    }
+    const node = touched(existing, command.time, command.user, {
+      type: command.nodeType,
+      properties: command.properties,
+    });
+    store.updateNode(node);
+    return { node, created: false };
+  }
+  const parent = requireParent(store, command.path);
+  invariant(store.nodeById(command.newId) === undefined, `node id ${command.newId} reused`);
+  const node: ContentNode = {
+    id: command.newId,
+    path: command.path,
+    name: baseName(command.path),
+    parentId: parent.id,
+    position: store.lastChildPosition(parent.id) + 1,
+    type: command.nodeType,
+    properties: command.properties,
+    binaries: {},
+    version: 1,
+    createdAt: command.time,
+    createdBy: command.user,
+    modifiedAt: command.time,
+    modifiedBy: command.user,
+  };
+  store.insertNode(node);
+  return { node, created: true };
+}
+
+function applyPatch(store: ContentStore, command: PatchCommand): ApplyResult {
+  const existing = store.nodeByPath(command.path);
+  checkPreconditions(existing, command, command.path);
+  const node = existing ?? requireNode(store, command.path);
+  const patched = applyMergePatch(node.properties, command.patch);
+  invariant(isPlainObject(patched), 'a merge patch of an object with an object is an object');
+  checkPropertiesSize(patched);
+  const updated = touched(node, command.time, command.user, { properties: patched as JsonObject });
+  store.updateNode(updated);
+  return { node: updated };
+}
+
+function applyDelete(store: ContentStore, command: DeleteCommand): ApplyResult {
+  if (command.path === rootPath) {
+    throw new ConclaveError('ROOT_IMMUTABLE', 'The root node cannot be deleted; delete its children instead.');
+  }
+  const existing = store.nodeByPath(command.path);
+  checkPreconditions(existing, command, command.path);
+  const node = existing ?? requireNode(store, command.path);
+  if (!command.recursive && store.hasChildren(node.id)) {
+    throw new ConclaveError('NODE_HAS_CHILDREN', `${command.path} has children; add ?recursive=true to delete the subtree.`, {
+      path: command.path,
+    });
+  }
+  const deletedCount = store.deleteSubtree(node);
+  invariant(deletedCount >= 1, 'a delete removes at least the node itself');
+  return { node, deletedCount };
+}
+
+/** Places `nodeId` among `siblings` (which must not contain it) before the sibling named `before`, or last. */
+function positionsWith(siblings: ContentNode[], nodeId: string, before: string | null, parentPathText: string) {
+  const ids = siblings.map((s) => s.id);
+  let at = ids.length;
+  if (before !== null) {
+    at = siblings.findIndex((s) => s.name === before);
+    if (at < 0) {
+      throw new ConclaveError('NODE_NOT_FOUND', `"before" names ${joinPath(parentPathText, before)}, which does not exist.`, {
+        path: joinPath(parentPathText, before),
+      });
+    }
+  }
+  ids.splice(at, 0, nodeId);
+  return ids.map((id, position) => ({ id, position }));
+}
+
+function applyMove(store: ContentStore, command: MoveCommand): ApplyResult {
+  if (command.from === rootPath || command.to === rootPath) {
+    throw new ConclaveError('ROOT_IMMUTABLE', 'The root node cannot be moved, and nothing can be moved onto it.');
+  }
+  const existing = store.nodeByPath(command.from);
+  checkPreconditions(existing, command, command.from);
+  const node = existing ?? requireNode(store, command.from);
+  if (command.to !== command.from && isSameOrDescendant(command.to, command.from)) {
+    throw new ConclaveError('MOVE_INTO_DESCENDANT', `${command.from} cannot be moved below itself (to ${command.to}).`, {
+      from: command.from,
+      to: command.to,
+    });
+  }
+  if (command.to !== command.from && store.nodeByPath(command.to) !== undefined) {
+    throw new ConclaveError('DESTINATION_EXISTS', `A node already exists at ${command.to}.`, { path: command.to });
+  }
+  const parent = requireParent(store, command.to);
+  if (command.before === baseName(command.to) && parent.id === node.parentId) {
+    throw new ConclaveError('INVALID_REQUEST', '"before" cannot name the node being moved.');
+  }
+  const siblings = store.children(parent.id).filter((s) => s.id !== node.id);
+  const positions = positionsWith(siblings, node.id, command.before, parent.path);
+  if (command.to !== command.from) store.movePaths(command.from, command.to);
+  const moved = touched(node, command.time, command.user, {
+    path: command.to,
+    name: baseName(command.to),
+    parentId: parent.id,
+    position: positions.find((p) => p.id === node.id)?.position ?? 0,
+  });
+  store.updateNode(moved);
+  store.setPositions(positions.filter((p) => p.id !== node.id));
+  return { node: moved };
+}
+
+function applyReorder(store: ContentStore, command: ReorderCommand): ApplyResult {
+  const existing = store.nodeByPath(command.path);
+  checkPreconditions(existing, command, command.path);
+  const node = existing ?? requireNode(store, command.path);
+  const children = store.children(node.id);
+  const byName = new Map(children.map((c) => [c.name, c]));
+  const named = new Set(command.order);
+  if (named.size !== command.order.length || named.size !== children.length || !command.order.every((n) => byName.has(n))) {
+    throw new ConclaveError(
+      'INVALID_ORDER',
+      `The order must name each of the ${children.length} children of ${command.path} exactly once.`,
+      { path: command.path, children: children.length },
+    );
+  }
+  store.setPositions(command.order.map((name, position) => ({ id: byName.get(name)!.id, position })));
+  const updated = touched(node, command.time, command.user, {});
+  store.updateNode(updated);
+  return { node: updated };
+}
+
+function applySetBinary(store: ContentStore, command: SetBinaryCommand): ApplyResult {
+  const existing = store.nodeByPath(command.path);
+  checkPreconditions(existing, command, command.path);
+  const node = existing ?? requireNode(store, command.path);
+  const binaries = { ...node.binaries, [command.property]: command.binary };
+  checkBinaryCount(Object.keys(binaries).length);
+  const updated = touched(node, command.time, command.user, { binaries });
+  store.updateNode(updated);
+  return { node: updated };
+}
+
+function applyDeleteBinary(store: ContentStore, command: DeleteBinaryCommand): ApplyResult {
+  const existing = store.nodeByPath(command.path);
+  checkPreconditions(existing, command, command.path);
+  const node = existing ?? requireNode(store, command.path);
+  if (!Object.hasOwn(node.binaries, command.property)) {
+    throw new ConclaveError('BINARY_NOT_FOUND', `${command.path} has no binary property "${command.property}".`, {
+      path: command.path,
+      property: command.property,
+    });
+  }
+  const binaries = Object.fromEntries(Object.entries(node.binaries).filter(([name]) => name !== command.property));
+  const updated = touched(node, command.time, command.user, { binaries });
+  store.updateNode(updated);
+  return { node: updated };
+}
+
+function publicUser(user: User): Omit<User, 'passwordHash'> {
+  return { name: user.name, roles: user.roles, version: user.version, createdAt: user.createdAt, modifiedAt: user.modifiedAt };
+}
+
+function applyPutUser(store: ContentStore, command: PutUserCommand): ApplyResult {
+  const existing = store.userByName(command.name);
+  if (existing !== undefined) {
+    if (command.createOnly) {
+      throw new ConclaveError('PRECONDITION_FAILED', `The user ${command.name} already exists.`, { name: command.name });
+    }
+    if (command.roles !== undefined && !command.roles.includes('admin')) checkNotLastAdmin(store, existing);
+    const user: User = {
+      ...existing,
+      passwordHash: command.passwordHash ?? existing.passwordHash,
+      roles: command.roles ?? existing.roles,
+      version: existing.version + 1,
+      modifiedAt: command.time,
+    };
+    store.putUser(user);
+    return { user: publicUser(user), created: false };
+  }
+  if (command.passwordHash === undefined || command.roles === undefined) {
+    throw new ConclaveError('INVALID_REQUEST', `A new user needs a password and roles (user ${command.name}).`);
+  }
+  const user: User = {
+    name: command.name,
+    passwordHash: command.passwordHash,
+    roles: command.roles,
+    version: 1,
+    createdAt: command.time,
+    modifiedAt: command.time,
+  };
+  store.putUser(user);
+  return { user: publicUser(user), created: true };
+}
+
+/** Nobody could manage users any more if the last admin went; refuse rather than lock everyone out. */
+function checkNotLastAdmin(store: ContentStore, user: User): void {
+  if (user.roles.includes('admin') && store.adminCount() <= 1) {
+    throw new ConclaveError('LAST_ADMIN', `${user.name} is the last admin; make another user admin first.`, {
+      name: user.name,
+    });
+  }
+}
+
+function applyDeleteUser(store: ContentStore, command: DeleteUserCommand): ApplyResult {
+  const existing = store.userByName(command.name);
+  if (existing === undefined) {
+    throw new ConclaveError('USER_NOT_FOUND', `No user named ${command.name} exists.`, { name: command.name });
+  }
+  checkNotLastAdmin(store, existing);
+  store.deleteUser(command.name);
+  return { user: publicUser(existing) };
+}

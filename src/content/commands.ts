@@ -1,0 +1,110 @@
+import type { BinaryRef, JsonObject, Role } from './model.js';
+
+/**
+ * The commands a journal entry carries. A command holds every input its apply() needs — ids, times, password
+ * hashes — so that applying it is deterministic: the same journal gives the same state on every node, on every
+ * replay. Nothing random or clock-based is computed during apply.
+ */
+
+/** Preconditions from If-Match / If-None-Match, checked at apply time against the state the entry meets. */
+export interface Preconditions {
+  /** Entity tags of which one must match, or '*' for "the node exists". */
+  readonly ifMatch?: readonly string[] | '*';
+  /** '*' for "the node must not exist" (create-only). */
+  readonly ifNoneMatch?: '*';
+}
+
+interface Authored {
+  readonly time: string;
+  readonly user: string;
+}
+
+export interface BootstrapCommand {
+  readonly type: 'bootstrap';
+  readonly rootId: string;
+  readonly time: string;
+  /** Key for signing bearer tokens, shared by every node that applies this journal. */
+  readonly tokenKey: string;
+  /** The first admin, created in the same entry so no repository ever exists without one. */
+  readonly adminPasswordHash: string;
+}
+
+export interface PutCommand extends Authored, Preconditions {
+  readonly type: 'put';
+  readonly path: string;
+  /** The id the node gets if this put creates it. */
+  readonly newId: string;
+  readonly nodeType: string;
+  readonly properties: JsonObject;
+}
+
+export interface PatchCommand extends Authored, Preconditions {
+  readonly type: 'patch';
+  readonly path: string;
+  readonly patch: JsonObject;
+}
+
+export interface DeleteCommand extends Authored, Preconditions {
+  readonly type: 'delete';
+  readonly path: string;
+  readonly recursive: boolean;
+}
+
+export interface MoveCommand extends Authored, Preconditions {
+  readonly type: 'move';
+  readonly from: string;
+  readonly to: string;
+  /** Name of the sibling to place the node before at its destination; null puts it last. */
+  readonly before: string | null;
+}
+
+export interface ReorderCommand extends Authored, Preconditions {
+  readonly type: 'reorder';
+  readonly path: string;
+  /** Every child's name exactly once, in the new order. */
+  readonly order: readonly string[];
+}
+
+export interface SetBinaryCommand extends Authored, Preconditions {
+  readonly type: 'setBinary';
+  readonly path: string;
+  readonly property: string;
+  readonly binary: BinaryRef;
+}
+
+export interface DeleteBinaryCommand extends Authored, Preconditions {
+  readonly type: 'deleteBinary';
+  readonly path: string;
+  readonly property: string;
+}
+
+export interface PutUserCommand {
+  readonly type: 'putUser';
+  readonly name: string;
+  /** Present to set or change the password; absent keeps the current one. */
+  readonly passwordHash?: string;
+  readonly roles?: readonly Role[];
+  /** True for create-only (the first admin must never overwrite an existing one). */
+  readonly createOnly: boolean;
+  readonly time: string;
+}
+
+export interface DeleteUserCommand {
+  readonly type: 'deleteUser';
+  readonly name: string;
+  readonly time: string;
+}
+
+export type Command =
+  | BootstrapCommand
+  | PutCommand
+  | PatchCommand
+  | DeleteCommand
+  | MoveCommand
+  | ReorderCommand
+  | SetBinaryCommand
+  | DeleteBinaryCommand
+  | PutUserCommand
+  | DeleteUserCommand;
+
+export type CommandType = Command['type'];

@@ -1,0 +1,31 @@
+import type { ContentNode, User } from './model.js';
+
+/**
+ * What apply() needs from storage. The SQLite implementation lives in src/storage; apply() sees only this, so the
+ * rules of the tree live in one place and do not depend on SQL.
+ *
+ * Every method runs inside the transaction of the entry being applied.
+ */
+export interface ContentStore {
+  nodeByPath(path: string): ContentNode | undefined;
+  nodeById(id: string): ContentNode | undefined;
+  hasChildren(id: string): boolean;
+  /** The children of a node in order. Used by reorder and positioned moves. */
+  children(id: string): ContentNode[];
+  /** The highest position among a node's children, or -1 when it has none. */
+  lastChildPosition(id: string): number;
+  insertNode(node: ContentNode): void;
+  /** Replaces the row with the node's id. The path must not change here; see moveSubtree. */
+  updateNode(node: ContentNode): void;
+  setPositions(positions: ReadonlyArray<{ id: string; position: number }>): void;
+  /** Deletes the node and all its descendants; returns how many nodes were deleted. */
+  deleteSubtree(node: ContentNode): number;
+  /** Rewrites the path of a node and of every descendant from `from` to `to`. */
+  movePaths(from: string, to: string): void;
+  userByName(name: string): User | undefined;
+  putUser(user: User): void;
+  deleteUser(name: string): void;
+  /** How many users hold the admin role; the last one may not lose it. */
+  adminCount(): number;
+  setTokenKey(key: string): void;
+}

@@ -1,0 +1,85 @@
+/**
+ * The one catalogue of operating errors. Every error a client can see has a stable code here, with its HTTP
+ * status and whether retrying the same request can succeed. docs/http-api.md lists the same codes; a test keeps
+ * the two in step, so adding a code means documenting it.
+ *
+ * This file is pure (no node:* imports) so that src/content can raise catalogue errors from apply().
+ */
+export const errorCatalogue = {
+  // Malformed or invalid requests: the client must change the request.
+  INVALID_REQUEST: { status: 400, retryable: false, summary: 'The request is malformed or a parameter is invalid.' },
+  INVALID_JSON: { status: 400, retryable: false, summary: 'The request body is not valid JSON.' },
+  INVALID_PATH: { status: 400, retryable: false, summary: 'A content path or node name is not acceptable.' },
+  INVALID_PROPERTIES: { status: 400, retryable: false, summary: 'Properties must be a JSON object within the size limit.' },
+  INVALID_CURSOR: { status: 400, retryable: false, summary: 'A pagination cursor is malformed or belongs to another query.' },
+  CHECKSUM_MISMATCH: { status: 400, retryable: false, summary: 'An uploaded binary does not match the checksum the client sent.' },
+  BODY_TOO_LARGE: { status: 413, retryable: false, summary: 'The request body exceeds the configured limit.' },
+  BINARY_TOO_LARGE: { status: 413, retryable: false, summary: 'An uploaded binary exceeds content.binaryBytesMax.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false, summary: 'The request body has a content type this endpoint does not take.' },
+  RANGE_NOT_SATISFIABLE: { status: 416, retryable: false, summary: 'The requested byte range lies outside the binary.' },
+
+  // Authentication and authorisation.
+  AUTH_REQUIRED: { status: 401, retryable: false, summary: 'The endpoint needs credentials (HTTP Basic or a Bearer token).' },
+  AUTH_INVALID: { status: 401, retryable: false, summary: 'The credentials or token are wrong, expired or revoked.' },
+  FORBIDDEN: { status: 403, retryable: false, summary: 'The user lacks the role this operation needs.' },
+
+  // Content state conflicts: the request is well formed but the repository's state refuses it.
+  NODE_NOT_FOUND: { status: 404, retryable: false, summary: 'No node exists at the path or id.' },
+  BINARY_NOT_FOUND: { status: 404, retryable: false, summary: 'The node has no binary property of that name.' },
+  USER_NOT_FOUND: { status: 404, retryable: false, summary: 'No user of that name exists.' },
+  ROUTE_NOT_FOUND: { status: 404, retryable: false, summary: 'No endpoint exists at this method and URL.' },
+  PARENT_NOT_FOUND: { status: 409, retryable: false, summary: 'The parent of the target path does not exist; create it first.' },
+  NODE_HAS_CHILDREN: { status: 409, retryable: false, summary: 'The node has children; delete with ?recursive=true.' },
+  DESTINATION_EXISTS: { status: 409, retryable: false, summary: 'A node already exists at the destination path.' },
+  MOVE_INTO_DESCENDANT: { status: 409, retryable: false, summary: 'A node cannot be moved below itself.' },
+  ROOT_IMMUTABLE: { status: 409, retryable: false, summary: 'The root node cannot be deleted, moved or renamed.' },
+  INVALID_ORDER: { status: 409, retryable: false, summary: 'A reorder must name each existing child exactly once.' },
+  LAST_ADMIN: { status: 409, retryable: false, summary: 'The last admin cannot be deleted or lose the admin role.' },
+  PRECONDITION_FAILED: { status: 412, retryable: false, summary: 'If-Match or If-None-Match did not hold; nothing changed.' },
+
+  // The server cannot take the request now.
+  OVERLOADED: { status: 503, retryable: true, summary: 'The write queue is full; retry after a short pause.' },
+  SHUTTING_DOWN: { status: 503, retryable: true, summary: 'The node is shutting down; retry on another node or later.' },
+  NOT_READY: { status: 503, retryable: true, summary: 'The node is starting or recovering.' },
+  DISK_FULL: { status: 507, retryable: true, summary: 'The data disk is full; nothing was stored. Free space and retry.' },
+  STORAGE_ERROR: { status: 500, retryable: true, summary: 'The storage layer failed; nothing was acknowledged.' },
+  INTERNAL: { status: 500, retryable: false, summary: 'An unexpected server error; the log has the details.' },
+} as const satisfies Record<string, { status: number; retryable: boolean; summary: string }>;
+
+export type ErrorCode = keyof typeof errorCatalogue;
+
+/** An operating error: expected, typed, with a stable code. Broken invariants use assert instead. */
+export class ConclaveError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly retryable: boolean;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = 'ConclaveError';
+    this.code = code;
+    this.status = errorCatalogue[code].status;
+    this.retryable = errorCatalogue[code].retryable;
+    this.details = details;
+  }
+
+  toJSON(): { error: Record<string, unknown> } {
+    return { error: { code: this.code, message: this.message, retryable: this.retryable, ...this.details } };
+  }
+}
+
+export function isConclaveError(err: unknown): err is ConclaveError {
+  return err instanceof ConclaveError;
+}
+
+export function isErrorCode(err: unknown, code: ErrorCode): boolean {
+  return isConclaveError(err) && err.code === code;
+}
+
+/** A broken invariant: crash loudly rather than continue with corrupt state. */
+export function invariant(condition: unknown, message: string): asserts condition {
+  if (!condition) {
+    throw new Error(`invariant violated: ${message}`);
+  }
+}

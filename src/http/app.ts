@@ -1,0 +1,69 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+
+import { anonymous, can } from '../auth/authenticator.js';
+import { ConclaveError } from '../errors/catalogue.js';
+import type { HttpContext } from './context.js';
+import { registerErrorHandling } from './errors.js';
+import { authRoutes } from './routes/auth.js';
+import { binaryRoutes } from './routes/binaries.js';
+import { contentRoutes } from './routes/content.js';
+import { healthRoutes } from './routes/health.js';
+import { queryRoutes } from './routes/query.js';
+import { userRoutes } from './routes/users.js';
+
+/**
+ * Builds the HTTP API. Infrastructure — the context, error handling, authentication and the index header — is set
+ * up here once; each concern is a plugin under routes/.
+ */
+export async function buildApp(context: HttpContext, log: Logger): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    // Per-request log lines would cost more than a write; failures are logged by the error handler.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: context.config.http.bodyBytesMax,
+    // Content paths are long; the default of 100 characters would cut them.
+    routerOptions: { maxParamLength: 8192, ignoreDuplicateSlashes: false },
+    // We answer 503 ourselves during shutdown, in the catalogue's format.
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+  });
+  app.decorate('conclave', context);
+  // A reference type cannot be a request decorator's default; every request starts anonymous in onRequest.
+  app.decorateRequest('principal', null as unknown as typeof anonymous);
+  registerErrorHandling(app);
+
+  app.addHook('onRequest', async (request) => {
+    request.principal = anonymous;
+    if (context.closing) {
+      throw new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry on another node or later.');
+    }
+    const permission = request.routeOptions.config.permission;
+    if (permission === undefined) return;
+    const principal = await context.authenticator.authenticate(request.headers.authorization);
+    if (principal === undefined) {
+      if (permission === 'read' && context.config.auth.anonymousRead) return;
+      throw new ConclaveError('AUTH_REQUIRED', 'Log in: send HTTP Basic credentials or a Bearer token from POST /api/v1/auth/login.');
+    }
+    request.principal = principal;
+    if (!can(principal, permission)) {
+      throw new ConclaveError('FORBIDDEN', `User ${principal.name} (${principal.roles.join(', ') || 'no roles'}) may not ${permission}.`, {
+        needs: permission,
+      });
+    }
+  });
+
+  // Every answer says which journal index it reflects; writes set it to their own entry's index.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (!reply.hasHeader('x-conclave-index')) reply.header('X-Conclave-Index', context.repository.appliedIndex);
+    return payload;
+  });
+
+  await app.register(healthRoutes);
+  await app.register(authRoutes);
+  await app.register(userRoutes);
+  await app.register(contentRoutes);
+  await app.register(queryRoutes);
+  await app.register(binaryRoutes);
+  return app;
+}

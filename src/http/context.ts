@@ -1,0 +1,27 @@
+import type { Authenticator, Permission, Principal } from '../auth/authenticator.js';
+import type { TokenSigner } from '../auth/tokens.js';
+import type { Config } from '../config/settings.js';
+import type { Repository } from '../node/repository.js';
+
+/** What every route plugin gets: decorated once on the app, read through `app.conclave`. */
+export interface HttpContext {
+  readonly config: Config;
+  readonly repository: Repository;
+  readonly authenticator: Authenticator;
+  readonly tokens: TokenSigner;
+  /** True once SIGTERM arrived: new requests are refused, in-flight ones finish. */
+  closing: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    conclave: HttpContext;
+  }
+  interface FastifyRequest {
+    principal: Principal;
+  }
+  interface FastifyContextConfig {
+    /** What the caller must be allowed to do; routes without it (health, login) are public. */
+    permission?: Permission;
+  }
+}

@@ -1,0 +1,65 @@
+import type { Preconditions } from '../content/commands.js';
+import { etagOf, type ContentNode } from '../content/model.js';
+import { ConclaveError } from '../errors/catalogue.js';
+
+/** The JSON form of a node. The position among siblings is internal; the order of a listing shows it. */
+export function nodeJson(node: ContentNode) {
+  return {
+    id: node.id,
+    path: node.path,
+    name: node.name,
+    parentId: node.parentId,
+    type: node.type,
+    properties: node.properties,
+    binaries: node.binaries,
+    version: node.version,
+    etag: etagOf(node),
+    createdAt: node.createdAt,
+    createdBy: node.createdBy,
+    modifiedAt: node.modifiedAt,
+    modifiedBy: node.modifiedBy,
+  };
+}
+
+const entityTag = /\s*(W\/)?("[^"]*")\s*(,|$)/y;
+
+/** Parses If-Match / If-None-Match of a write. Weak tags never match (writes use strong comparison). */
+export function parsePreconditions(headers: Record<string, string | string[] | undefined>): Preconditions {
+  const ifMatch = header(headers, 'if-match');
+  const ifNoneMatch = header(headers, 'if-none-match');
+  const pre: { ifMatch?: string[] | '*'; ifNoneMatch?: '*' } = {};
+  if (ifMatch !== undefined) pre.ifMatch = ifMatch.trim() === '*' ? '*' : parseTags(ifMatch, 'If-Match');
+  if (ifNoneMatch !== undefined) {
+    if (ifNoneMatch.trim() !== '*') {
+      throw new ConclaveError('INVALID_REQUEST', 'On writes, If-None-Match takes only "*" (create-only).');
+    }
+    pre.ifNoneMatch = '*';
+  }
+  return pre;
+}
+
+export function parseTags(text: string, name: string): string[] {
+  const tags: string[] = [];
+  entityTag.lastIndex = 0;
+  while (entityTag.lastIndex < text.length) {
+    const match = entityTag.exec(text);
+    if (match === null) throw new ConclaveError('INVALID_REQUEST', `${name} must be "*" or a list of quoted entity tags.`);
+    if (match[1] === undefined) tags.push(match[2]!);
+    if (match[3] === '') break;
+  }
+  if (tags.length === 0 && !/W\//.test(text)) {
+    throw new ConclaveError('INVALID_REQUEST', `${name} must be "*" or a list of quoted entity tags.`);
+  }
+  return tags;
+}
+
+export function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+export function isTrue(value: unknown, field: string): boolean {
+  if (value === undefined || value === 'false') return false;
+  if (value === 'true' || value === '') return true;
+  throw new ConclaveError('INVALID_REQUEST', `"${field}" must be true or false.`, { field });
+}

@@ -1,0 +1,25 @@
+import type { FastifyInstance } from 'fastify';
+
+import { isPlainObject } from '../../content/mergePatch.js';
+import { ConclaveError } from '../../errors/catalogue.js';
+
+/**
+ *   POST /api/v1/auth/login   {"username", "password"} → {"token", "expiresAt", "user"}
+ *   GET  /api/v1/auth/whoami  the caller's name and roles
+ */
+export async function authRoutes(app: FastifyInstance): Promise<void> {
+  const { authenticator, tokens } = app.conclave;
+  app.post('/api/v1/auth/login', async (request) => {
+    const body = request.body;
+    if (!isPlainObject(body) || typeof body['username'] !== 'string' || typeof body['password'] !== 'string') {
+      throw new ConclaveError('INVALID_REQUEST', 'Send {"username": "...", "password": "..."}.');
+    }
+    const user = await authenticator.login(body['username'], body['password']);
+    const issued = await tokens.issue({ user: user.name, userVersion: user.version });
+    return { ...issued, user: { name: user.name, roles: user.roles } };
+  });
+  app.get('/api/v1/auth/whoami', { config: { permission: 'read' } }, async (request) => ({
+    name: request.principal.name,
+    roles: request.principal.roles,
+  }));
+}

@@ -1,0 +1,157 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
+import { etagOf } from '../../content/model.js';
+import { parsePath } from '../../content/paths.js';
+import { decodeCursor, encodeCursor, parseLimit } from '../../content/query.js';
+import { parseChildName, parseNodeType, parseProperties } from '../../content/validate.js';
+import { isPlainObject } from '../../content/mergePatch.js';
+import { defaultNodeType } from '../../content/model.js';
+import { ConclaveError } from '../../errors/catalogue.js';
+import type { Committed } from '../../node/writePipeline.js';
+import { header, isTrue, nodeJson, parsePreconditions, parseTags } from '../representation.js';
+
+type WildcardRequest = FastifyRequest<{ Params: { '*'?: string }; Querystring: Record<string, string | string[]> }>;
+
+/** The content path named by the URL: everything after /api/v1/content, "/" for the root. */
+export function contentPathOf(request: WildcardRequest): string {
+  const rest = request.params['*'] ?? '';
+  return parsePath(`/${rest}`);
+}
+
+export function sendCommitted(reply: FastifyReply, committed: Committed, status = 200) {
+  reply.header('X-Conclave-Index', committed.index);
+  const node = committed.result.node;
+  if (node !== undefined) reply.header('ETag', etagOf(node));
+  return reply.status(status).send(node === undefined ? {} : nodeJson(node));
+}
+
+function jsonBody(request: FastifyRequest): Record<string, unknown> {
+  if (!isPlainObject(request.body)) throw new ConclaveError('INVALID_REQUEST', 'The body must be a JSON object.');
+  return request.body as Record<string, unknown>;
+}
+
+function only(body: Record<string, unknown>, allowed: readonly string[]): void {
+  const unknown = Object.keys(body).filter((k) => !allowed.includes(k));
+  if (unknown.length > 0) {
+    throw new ConclaveError('INVALID_REQUEST', `Unknown field(s) ${unknown.join(', ')}; expected ${allowed.join(', ')}.`);
+  }
+}
+
+/**
+ * Content by path:
+ *   GET    /api/v1/content/{path}[?children=true&limit=&cursor=]
+ *   PUT    /api/v1/content/{path}   {"type"?, "properties"}   create or replace (If-None-Match: * / If-Match)
+ *   PATCH  /api/v1/content/{path}   a JSON merge patch of the properties (If-Match)
+ *   DELETE /api/v1/content/{path}[?recursive=true]            (If-Match)
+ *   POST   /api/v1/move     {"from", "to"?, "before"?}         move, rename or reposition (If-Match on "from")
+ *   POST   /api/v1/reorder  {"path", "order": [names]}         reorder all children (If-Match on "path")
+ *   GET    /api/v1/nodes/{id}
+ */
+export async function contentRoutes(app: FastifyInstance): Promise<void> {
+  const { repository, config } = app.conclave;
+  const read = { config: { permission: 'read' as const } };
+  const write = { config: { permission: 'write' as const } };
+
+  // application/merge-patch+json is JSON too (RFC 7396).
+  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, (_request, body, done) => {
+    try {
+      done(null, JSON.parse(body as string));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
+
+  const getNode = async (request: WildcardRequest, reply: FastifyReply) => {
+    const path = contentPathOf(request);
+    const node = repository.node(path);
+    const withChildren = isTrue(request.query['children'], 'children');
+    for (const key of Object.keys(request.query)) {
+      if (!['children', 'limit', 'cursor'].includes(key)) {
+        throw new ConclaveError('INVALID_REQUEST', `Unknown query parameter "${key}": use children, limit or cursor.`);
+      }
+    }
+    reply.header('ETag', etagOf(node));
+    const ifNoneMatch = header(request.headers, 'if-none-match');
+    if (ifNoneMatch !== undefined && (ifNoneMatch.trim() === '*' || parseTags(ifNoneMatch, 'If-None-Match').includes(etagOf(node))) && !withChildren) {
+      return reply.status(304).send();
+    }
+    if (!withChildren) return nodeJson(node);
+    const fingerprint = `children:${node.id}`;
+    const limit = parseLimit(request.query['limit'], config.content.pageSizeDefault, config.content.pageSizeMax);
+    const cursorText = request.query['cursor'];
+    const after = typeof cursorText === 'string' ? decodeCursor(cursorText, fingerprint) : undefined;
+    const page = repository.children(node, after, limit);
+    return {
+      ...nodeJson(node),
+      children: {
+        items: page.items.map(nodeJson),
+        nextCursor: page.next === undefined ? null : encodeCursor(page.next, fingerprint),
+      },
+    };
+  };
+  app.get('/api/v1/content', read, getNode);
+  app.get('/api/v1/content/*', read, getNode);
+
+  const putNode = async (request: WildcardRequest, reply: FastifyReply) => {
+    const path = contentPathOf(request);
+    const body = jsonBody(request);
+    only(body, ['type', 'properties']);
+    const nodeType = body['type'] === undefined ? (path === '/' ? 'root' : defaultNodeType) : parseNodeType(body['type']);
+    const properties = parseProperties(body['properties'] ?? {});
+    const committed = await repository.put(path, nodeType, properties, parsePreconditions(request.headers), request.principal.name);
+    if (committed.result.created === true) reply.header('Location', `/api/v1/content${path === '/' ? '' : path}`);
+    return sendCommitted(reply, committed, committed.result.created === true ? 201 : 200);
+  };
+  app.put('/api/v1/content', write, putNode);
+  app.put('/api/v1/content/*', write, putNode);
+
+  const patchNode = async (request: WildcardRequest, reply: FastifyReply) => {
+    const path = contentPathOf(request);
+    const patch = parseProperties(request.body, 'body');
+    const committed = await repository.patch(path, patch, parsePreconditions(request.headers), request.principal.name);
+    return sendCommitted(reply, committed);
+  };
+  app.patch('/api/v1/content', write, patchNode);
+  app.patch('/api/v1/content/*', write, patchNode);
+
+  app.delete('/api/v1/content/*', write, async (request: WildcardRequest, reply) => {
+    const path = contentPathOf(request);
+    const recursive = isTrue(request.query['recursive'], 'recursive');
+    const committed = await repository.delete(path, recursive, parsePreconditions(request.headers), request.principal.name);
+    reply.header('X-Conclave-Index', committed.index);
+    return { path, deletedCount: committed.result.deletedCount };
+  });
+  app.delete('/api/v1/content', write, async () => {
+    throw new ConclaveError('ROOT_IMMUTABLE', 'The root node cannot be deleted; delete its children instead.');
+  });
+
+  app.post('/api/v1/move', write, async (request, reply) => {
+    const body = jsonBody(request);
+    only(body, ['from', 'to', 'before']);
+    const from = parsePath(body['from'], 'from');
+    const to = body['to'] === undefined ? from : parsePath(body['to'], 'to');
+    const before = body['before'] === undefined || body['before'] === null ? null : parseChildName(body['before'], 'before');
+    if (to === from && before === null) {
+      throw new ConclaveError('INVALID_REQUEST', 'Name a new path in "to", a sibling in "before", or both.');
+    }
+    const committed = await repository.move(from, to, before, parsePreconditions(request.headers), request.principal.name);
+    return sendCommitted(reply, committed);
+  });
+
+  app.post('/api/v1/reorder', write, async (request, reply) => {
+    const body = jsonBody(request);
+    only(body, ['path', 'order']);
+    const path = parsePath(body['path']);
+    const order = body['order'];
+    if (!Array.isArray(order)) throw new ConclaveError('INVALID_REQUEST', '"order" must be an array of child names.');
+    const names = order.map((name, i) => parseChildName(name, `order[${i}]`));
+    const committed = await repository.reorder(path, names, parsePreconditions(request.headers), request.principal.name);
+    return sendCommitted(reply, committed);
+  });
+
+  app.get('/api/v1/nodes/:id', read, async (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+    const node = repository.nodeById(request.params.id);
+    reply.header('ETag', etagOf(node));
+    return nodeJson(node);
+  });
+}

@@ -1,0 +1,74 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+
+import { can } from '../../auth/authenticator.js';
+import { hashPassword, passwordLengthMax, passwordLengthMin } from '../../auth/passwords.js';
+import { isPlainObject } from '../../content/mergePatch.js';
+import { parseRoles, parseUserName } from '../../content/validate.js';
+import { ConclaveError } from '../../errors/catalogue.js';
+import { header } from '../representation.js';
+
+type NameRequest = FastifyRequest<{ Params: { name: string } }>;
+
+function publicUser(user: { name: string; roles: readonly string[]; version: number; createdAt: string; modifiedAt: string }) {
+  return { name: user.name, roles: user.roles, version: user.version, createdAt: user.createdAt, modifiedAt: user.modifiedAt };
+}
+
+/**
+ *   GET    /api/v1/users            (admin)
+ *   GET    /api/v1/users/{name}     (admin, or the user itself)
+ *   PUT    /api/v1/users/{name}     {"password"?, "roles"?}  create or change (admin); a user may change its own
+ *                                   password. If-None-Match: * makes it create-only.
+ *   DELETE /api/v1/users/{name}     (admin)
+ */
+export async function userRoutes(app: FastifyInstance): Promise<void> {
+  const { repository } = app.conclave;
+
+  app.get('/api/v1/users', { config: { permission: 'admin' } }, async () => ({
+    items: repository.content.users().map(publicUser),
+  }));
+
+  app.get('/api/v1/users/:name', { config: { permission: 'read' } }, async (request: NameRequest) => {
+    const name = parseUserName(request.params.name);
+    if (name !== request.principal.name && !can(request.principal, 'admin')) {
+      throw new ConclaveError('FORBIDDEN', 'Only an admin may read other users.');
+    }
+    const user = repository.content.userByName(name);
+    if (user === undefined) throw new ConclaveError('USER_NOT_FOUND', `No user named ${name} exists.`, { name });
+    return publicUser(user);
+  });
+
+  app.put('/api/v1/users/:name', { config: { permission: 'read' } }, async (request: NameRequest, reply) => {
+    const name = parseUserName(request.params.name);
+    const body = request.body;
+    if (!isPlainObject(body)) throw new ConclaveError('INVALID_REQUEST', 'Send {"password"?, "roles"?}.');
+    const unknown = Object.keys(body).filter((k) => k !== 'password' && k !== 'roles');
+    if (unknown.length > 0) throw new ConclaveError('INVALID_REQUEST', `Unknown field(s) ${unknown.join(', ')}.`);
+    const isAdmin = can(request.principal, 'admin');
+    const ownPasswordOnly = name === request.principal.name && body['roles'] === undefined;
+    if (!isAdmin && !ownPasswordOnly) {
+      throw new ConclaveError('FORBIDDEN', 'Only an admin may create users or change roles; users may change their own password.');
+    }
+    const change: { passwordHash?: string; roles?: ReturnType<typeof parseRoles> } = {};
+    if (body['roles'] !== undefined) change.roles = parseRoles(body['roles']);
+    if (body['password'] !== undefined) {
+      const password = body['password'];
+      if (typeof password !== 'string' || password.length < passwordLengthMin || password.length > passwordLengthMax) {
+        throw new ConclaveError('INVALID_REQUEST', `"password" must be a string of ${passwordLengthMin} to ${passwordLengthMax} characters.`);
+      }
+      change.passwordHash = await hashPassword(password);
+    }
+    if (change.roles === undefined && change.passwordHash === undefined) {
+      throw new ConclaveError('INVALID_REQUEST', 'Send a new "password", new "roles", or both.');
+    }
+    const createOnly = header(request.headers, 'if-none-match')?.trim() === '*';
+    const committed = await repository.putUser(name, change, createOnly);
+    reply.header('X-Conclave-Index', committed.index);
+    return reply.status(committed.result.created === true ? 201 : 200).send(committed.result.user);
+  });
+
+  app.delete('/api/v1/users/:name', { config: { permission: 'admin' } }, async (request: NameRequest, reply) => {
+    const committed = await repository.deleteUser(parseUserName(request.params.name));
+    reply.header('X-Conclave-Index', committed.index);
+    return committed.result.user;
+  });
+}

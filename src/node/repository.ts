@@ -1,0 +1,129 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+
+import type { Command, Preconditions } from '../content/commands.js';
+import type { ContentNode, JsonObject, Role } from '../content/model.js';
+import { rootPath } from '../content/paths.js';
+import type { QueryCursor, QuerySpec } from '../content/query.js';
+import { ConclaveError } from '../errors/catalogue.js';
+import type { BlobStore } from '../storage/blobStore.js';
+import type { ContentTables, Page } from '../storage/contentTables.js';
+import type { Committed, WritePipeline } from './writePipeline.js';
+
+/**
+ * The repository as the HTTP layer sees it: reads straight from the content tables, writes as commands through
+ * the journal. This is where the inputs a command must carry — new ids, the time, the author — are drawn, so
+ * that apply() itself stays deterministic.
+ */
+export class Repository {
+  constructor(
+    private readonly pipeline: WritePipeline,
+    readonly content: ContentTables,
+    readonly blobs: BlobStore,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  get appliedIndex(): number {
+    return this.pipeline.appliedIndex;
+  }
+
+  get isBootstrapped(): boolean {
+    return this.content.nodeByPath(rootPath) !== undefined;
+  }
+
+  private time(): string {
+    return this.now().toISOString();
+  }
+
+  propose(command: Command): Promise<Committed> {
+    return this.pipeline.propose(command);
+  }
+
+  /** Creates the root and the first admin, once in a repository's life. */
+  async bootstrap(adminPasswordHash: string): Promise<void> {
+    await this.propose({
+      type: 'bootstrap',
+      rootId: randomUUID(),
+      time: this.time(),
+      tokenKey: randomBytes(32).toString('base64url'),
+      adminPasswordHash,
+    });
+  }
+
+  node(path: string): ContentNode {
+    const node = this.content.nodeByPath(path);
+    if (node === undefined) throw new ConclaveError('NODE_NOT_FOUND', `No node exists at ${path}.`, { path });
+    return node;
+  }
+
+  nodeById(id: string): ContentNode {
+    const node = this.content.nodeById(id);
+    if (node === undefined) throw new ConclaveError('NODE_NOT_FOUND', `No node has the id ${id}.`, { id });
+    return node;
+  }
+
+  children(node: ContentNode, after: QueryCursor | undefined, limit: number): Page<ContentNode> {
+    return this.content.childrenPage(node.id, after, limit);
+  }
+
+  query(spec: QuerySpec): Page<ContentNode> {
+    return this.content.query(spec);
+  }
+
+  put(path: string, nodeType: string, properties: JsonObject, pre: Preconditions, user: string): Promise<Committed> {
+    return this.propose({ type: 'put', path, newId: randomUUID(), nodeType, properties, ...pre, time: this.time(), user });
+  }
+
+  patch(path: string, patch: JsonObject, pre: Preconditions, user: string): Promise<Committed> {
+    return this.propose({ type: 'patch', path, patch, ...pre, time: this.time(), user });
+  }
+
+  delete(path: string, recursive: boolean, pre: Preconditions, user: string): Promise<Committed> {
+    return this.propose({ type: 'delete', path, recursive, ...pre, time: this.time(), user });
+  }
+
+  move(from: string, to: string, before: string | null, pre: Preconditions, user: string): Promise<Committed> {
+    return this.propose({ type: 'move', from, to, before, ...pre, time: this.time(), user });
+  }
+
+  reorder(path: string, order: string[], pre: Preconditions, user: string): Promise<Committed> {
+    return this.propose({ type: 'reorder', path, order, ...pre, time: this.time(), user });
+  }
+
+  /**
+   * Streams the upload into the blob store first, then journals a reference to it: the journal never carries the
+   * bytes, and the entry is only proposed once the blob is durable under its hash.
+   */
+  async setBinary(
+    path: string,
+    property: string,
+    body: Readable,
+    upload: { contentType: string; expectedSha256?: string; bytesMax: number },
+    pre: Preconditions,
+    user: string,
+  ): Promise<Committed> {
+    this.node(path); // refuse early, before reading a large body, when the node is missing
+    const stored = await this.blobs.write(body, { bytesMax: upload.bytesMax, expectedSha256: upload.expectedSha256 });
+    return this.propose({
+      type: 'setBinary',
+      path,
+      property,
+      binary: { sha256: stored.sha256, size: stored.size, contentType: upload.contentType },
+      ...pre,
+      time: this.time(),
+      user,
+    });
+  }
+
+  deleteBinary(path: string, property: string, pre: Preconditions, user: string): Promise<Committed> {
+    return this.propose({ type: 'deleteBinary', path, property, ...pre, time: this.time(), user });
+  }
+
+  putUser(name: string, change: { passwordHash?: string; roles?: Role[] }, createOnly: boolean): Promise<Committed> {
+    return this.propose({ type: 'putUser', name, ...change, createOnly, time: this.time() });
+  }
+
+  deleteUser(name: string): Promise<Committed> {
+    return this.propose({ type: 'deleteUser', name, time: this.time() });
+  }
+}

@@ -1,0 +1,320 @@
+import { createHash } from 'node:crypto';
+
+import type { ContentNode, JsonObject, Role, User } from '../content/model.js';
+import { descendantRange, rootPath } from '../content/paths.js';
+import type { QueryCursor, QuerySpec, ScalarValue, SortKey } from '../content/query.js';
+import type { ContentStore } from '../content/store.js';
+import { invariant } from '../errors/catalogue.js';
+import { getMeta, setMeta, type Db } from './database.js';
+
+interface NodeRow {
+  id: string;
+  path: string;
+  name: string;
+  parent_id: string | null;
+  position: number;
+  type: string;
+  properties: string;
+  binaries: string;
+  version: number;
+  created_at: string;
+  created_by: string;
+  modified_at: string;
+  modified_by: string;
+}
+
+function toNode(row: NodeRow): ContentNode {
+  return {
+    id: row.id,
+    path: row.path,
+    name: row.name,
+    parentId: row.parent_id,
+    position: row.position,
+    type: row.type,
+    properties: JSON.parse(row.properties) as JsonObject,
+    binaries: JSON.parse(row.binaries) as ContentNode['binaries'],
+    version: row.version,
+    createdAt: row.created_at,
+    createdBy: row.created_by,
+    modifiedAt: row.modified_at,
+    modifiedBy: row.modified_by,
+  };
+}
+
+function toParams(node: ContentNode) {
+  return {
+    id: node.id,
+    path: node.path,
+    name: node.name,
+    parent_id: node.parentId,
+    position: node.position,
+    type: node.type,
+    properties: JSON.stringify(node.properties),
+    binaries: JSON.stringify(node.binaries),
+    version: node.version,
+    created_at: node.createdAt,
+    created_by: node.createdBy,
+    modified_at: node.modifiedAt,
+    modified_by: node.modifiedBy,
+  };
+}
+
+export interface Page<T> {
+  readonly items: T[];
+  /** The cursor position after the last item, or undefined on the last page. */
+  readonly next?: QueryCursor;
+}
+
+/** Turns a property path into a JSON path with every segment quoted (the query parser excludes quotes). */
+function jsonPath(property: readonly string[]): string {
+  return `$${property.map((p) => `."${p}"`).join('')}`;
+}
+
+function sortExpression(sort: SortKey): { sql: string; params: unknown[] } {
+  switch (sort.kind) {
+    case 'path':
+      return { sql: 'path', params: [] };
+    case 'name':
+      return { sql: 'name', params: [] };
+    case 'created':
+      return { sql: 'created_at', params: [] };
+    case 'modified':
+      return { sql: 'modified_at', params: [] };
+    case 'property':
+      return { sql: 'json_extract(properties, ?)', params: [jsonPath(sort.property)] };
+  }
+}
+
+const opSql = { eq: 'IS', ne: 'IS NOT', gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
+
+/**
+ * The content tables: the ContentStore that apply() writes through, and the reads the HTTP layer serves.
+ * Statements are prepared once; better-sqlite3 runs them synchronously on the calling thread.
+ */
+export class ContentTables implements ContentStore {
+  private readonly byPath;
+  private readonly byId;
+  private readonly insert;
+  private readonly update;
+  private readonly anyChild;
+  private readonly childRows;
+  private readonly lastPosition;
+  private readonly setPosition;
+  private readonly deleteRange;
+  private readonly deleteOne;
+  private readonly moveRange;
+  private readonly childPage;
+  private readonly userRow;
+  private readonly userUpsert;
+  private readonly userDelete;
+  private readonly userRows;
+
+  constructor(private readonly db: Db) {
+    this.byPath = db.prepare('SELECT * FROM nodes WHERE path = ?');
+    this.byId = db.prepare('SELECT * FROM nodes WHERE id = ?');
+    this.insert = db.prepare(
+      `INSERT INTO nodes (id, path, name, parent_id, position, type, properties, binaries, version,
+                          created_at, created_by, modified_at, modified_by)
+       VALUES (@id, @path, @name, @parent_id, @position, @type, @properties, @binaries, @version,
+               @created_at, @created_by, @modified_at, @modified_by)`,
+    );
+    this.update = db.prepare(
+      `UPDATE nodes SET path = @path, name = @name, parent_id = @parent_id, position = @position, type = @type,
+              properties = @properties, binaries = @binaries, version = @version, created_at = @created_at,
+              created_by = @created_by, modified_at = @modified_at, modified_by = @modified_by
+       WHERE id = @id`,
+    );
+    this.anyChild = db.prepare('SELECT 1 FROM nodes WHERE parent_id = ? LIMIT 1').pluck();
+    this.childRows = db.prepare('SELECT * FROM nodes WHERE parent_id = ? ORDER BY position, id');
+    this.lastPosition = db.prepare('SELECT max(position) FROM nodes WHERE parent_id = ?').pluck();
+    this.setPosition = db.prepare('UPDATE nodes SET position = ? WHERE id = ?');
+    this.deleteRange = db.prepare('DELETE FROM nodes WHERE path >= ? AND path < ?');
+    this.deleteOne = db.prepare('DELETE FROM nodes WHERE id = ?');
+    this.moveRange = db.prepare('UPDATE nodes SET path = ? || substr(path, ?) WHERE path >= ? AND path < ?');
+    this.childPage = db.prepare(
+      'SELECT * FROM nodes WHERE parent_id = ? AND (position > ? OR (position = ? AND id > ?)) ORDER BY position, id LIMIT ?',
+    );
+    this.userRow = db.prepare('SELECT * FROM users WHERE name = ?');
+    this.userUpsert = db.prepare(
+      `INSERT INTO users (name, password_hash, roles, version, created_at, modified_at)
+       VALUES (@name, @password_hash, @roles, @version, @created_at, @modified_at)
+       ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash, roles = excluded.roles,
+         version = excluded.version, modified_at = excluded.modified_at`,
+    );
+    this.userDelete = db.prepare('DELETE FROM users WHERE name = ?');
+    this.userRows = db.prepare('SELECT * FROM users ORDER BY name');
+  }
+
+  // ---- ContentStore: used by apply() ----
+
+  nodeByPath(path: string): ContentNode | undefined {
+    const row = this.byPath.get(path) as NodeRow | undefined;
+    return row && toNode(row);
+  }
+
+  nodeById(id: string): ContentNode | undefined {
+    const row = this.byId.get(id) as NodeRow | undefined;
+    return row && toNode(row);
+  }
+
+  hasChildren(id: string): boolean {
+    return this.anyChild.get(id) !== undefined;
+  }
+
+  children(id: string): ContentNode[] {
+    return (this.childRows.all(id) as NodeRow[]).map(toNode);
+  }
+
+  lastChildPosition(id: string): number {
+    const max = this.lastPosition.get(id) as number | null;
+    return max ?? -1;
+  }
+
+  insertNode(node: ContentNode): void {
+    this.insert.run(toParams(node));
+  }
+
+  updateNode(node: ContentNode): void {
+    const changes = this.update.run(toParams(node)).changes;
+    invariant(changes === 1, `update of node ${node.id} changed ${changes} rows`);
+  }
+
+  setPositions(positions: ReadonlyArray<{ id: string; position: number }>): void {
+    for (const { id, position } of positions) this.setPosition.run(position, id);
+  }
+
+  deleteSubtree(node: ContentNode): number {
+    invariant(node.path !== rootPath, 'the root is never deleted');
+    const { low, high } = descendantRange(node.path);
+    const descendants = this.deleteRange.run(low, high).changes;
+    return descendants + this.deleteOne.run(node.id).changes;
+  }
+
+  movePaths(from: string, to: string): void {
+    invariant(from !== rootPath, 'the root is never moved');
+    const { low, high } = descendantRange(from);
+    // substr is 1-based: keep everything after the old prefix, i.e. "/rest" of each descendant.
+    this.moveRange.run(to, from.length + 1, low, high);
+    const moved = this.db.prepare('UPDATE nodes SET path = ? WHERE path = ?').run(to, from).changes;
+    invariant(moved === 1, `move of ${from} found ${moved} nodes`);
+  }
+
+  userByName(name: string): User | undefined {
+    const row = this.userRow.get(name) as
+      | { name: string; password_hash: string; roles: string; version: number; created_at: string; modified_at: string }
+      | undefined;
+    if (row === undefined) return undefined;
+    return {
+      name: row.name,
+      passwordHash: row.password_hash,
+      roles: JSON.parse(row.roles) as Role[],
+      version: row.version,
+      createdAt: row.created_at,
+      modifiedAt: row.modified_at,
+    };
+  }
+
+  putUser(user: User): void {
+    this.userUpsert.run({
+      name: user.name,
+      password_hash: user.passwordHash,
+      roles: JSON.stringify(user.roles),
+      version: user.version,
+      created_at: user.createdAt,
+      modified_at: user.modifiedAt,
+    });
+  }
+
+  deleteUser(name: string): void {
+    this.userDelete.run(name);
+  }
+
+  adminCount(): number {
+    return this.db.prepare(`SELECT count(*) FROM users, json_each(users.roles) WHERE json_each.value = 'admin'`).pluck().get() as number;
+  }
+
+  setTokenKey(key: string): void {
+    setMeta(this.db, 'token_key', key);
+  }
+
+  // ---- Reads for the HTTP layer ----
+
+  tokenKey(): string | undefined {
+    return getMeta<string>(this.db, 'token_key');
+  }
+
+  users(): User[] {
+    return (this.userRows.all() as Array<{ name: string }>).map((r) => this.userByName(r.name)!);
+  }
+
+  childrenPage(parentId: string, after: QueryCursor | undefined, limit: number): Page<ContentNode> {
+    const position = after === undefined ? -1 : Number(after.value);
+    const rows = this.childPage.all(parentId, position, position, after?.id ?? '', limit + 1) as NodeRow[];
+    return this.page(rows.map(toNode), limit, (n) => ({ value: n.position, id: n.id }));
+  }
+
+  query(spec: QuerySpec): Page<ContentNode> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (spec.under !== undefined) {
+      const { low, high } = descendantRange(spec.under);
+      where.push('path >= ? AND path < ?');
+      params.push(low, high);
+    }
+    if (spec.type !== undefined) {
+      where.push('type = ?');
+      params.push(spec.type);
+    }
+    for (const filter of spec.filters) {
+      where.push(`json_extract(properties, ?) ${opSql[filter.op]} ?`);
+      params.push(jsonPath(filter.property), filter.value);
+    }
+    const sort = sortExpression(spec.sort);
+    const cmp = spec.descending ? '<' : '>';
+    if (spec.cursor !== undefined) {
+      // Keyset pagination on (sort value, id), nulls last in both directions; see the ORDER BY below.
+      if (spec.cursor.value === null) {
+        where.push(`(${sort.sql}) IS NULL AND id ${cmp} ?`);
+        params.push(...sort.params, spec.cursor.id);
+      } else {
+        where.push(`((${sort.sql}) ${cmp} ? OR ((${sort.sql}) = ? AND id ${cmp} ?) OR (${sort.sql}) IS NULL)`);
+        params.push(...sort.params, spec.cursor.value, ...sort.params, spec.cursor.value, spec.cursor.id, ...sort.params);
+      }
+    }
+    const direction = spec.descending ? 'DESC' : 'ASC';
+    const sql =
+      `SELECT *, (${sort.sql}) AS sort_value FROM nodes` +
+      (where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '') +
+      ` ORDER BY (sort_value IS NULL), sort_value ${direction}, id ${direction} LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...sort.params, ...params, spec.limit + 1) as Array<NodeRow & { sort_value: ScalarValue }>;
+    const values = new Map(rows.map((r) => [r.id, r.sort_value]));
+    return this.page(rows.map(toNode), spec.limit, (n) => ({ value: values.get(n.id) ?? null, id: n.id }));
+  }
+
+  private page(nodes: ContentNode[], limit: number, cursorOf: (n: ContentNode) => QueryCursor): Page<ContentNode> {
+    if (nodes.length <= limit) return { items: nodes };
+    const items = nodes.slice(0, limit);
+    return { items, next: cursorOf(items[items.length - 1]!) };
+  }
+
+  /**
+   * SHA-256 over every node and user in a fixed order: two nodes that applied the same journal prefix have the
+   * same digest. Binaries are covered by their content hashes.
+   */
+  digest(): string {
+    const hash = createHash('sha256');
+    for (const row of this.db.prepare('SELECT * FROM nodes ORDER BY id').iterate() as Iterable<NodeRow>) {
+      hash.update(JSON.stringify(row));
+      hash.update('\n');
+    }
+    for (const row of this.db.prepare('SELECT * FROM users ORDER BY name').iterate()) {
+      hash.update(JSON.stringify(row));
+      hash.update('\n');
+    }
+    return hash.digest('hex');
+  }
+
+  nodeCount(): number {
+    return this.db.prepare('SELECT count(*) FROM nodes').pluck().get() as number;
+  }
+}

@@ -1,0 +1,111 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { ConclaveError } from '../errors/catalogue.js';
+
+/** Version of the on-disk format. A node refuses a data directory written by a newer format. */
+export const dataFormatVersion = 1;
+
+export type Db = Database.Database;
+
+const schema = `
+CREATE TABLE IF NOT EXISTS meta (
+  key   TEXT PRIMARY KEY,
+  value ANY
+) STRICT;
+
+-- The journal: every change, in order. checksum covers index, term and payload (see journal.ts).
+CREATE TABLE IF NOT EXISTS journal (
+  idx      INTEGER PRIMARY KEY,
+  term     INTEGER NOT NULL,
+  payload  BLOB    NOT NULL,
+  checksum INTEGER NOT NULL
+) STRICT;
+
+-- Content state. Written only by apply(), inside the transaction that records the applied index.
+CREATE TABLE IF NOT EXISTS nodes (
+  id          TEXT PRIMARY KEY,
+  path        TEXT NOT NULL UNIQUE,
+  name        TEXT NOT NULL,
+  parent_id   TEXT,
+  position    INTEGER NOT NULL,
+  type        TEXT NOT NULL,
+  properties  TEXT NOT NULL,
+  binaries    TEXT NOT NULL,
+  version     INTEGER NOT NULL,
+  created_at  TEXT NOT NULL,
+  created_by  TEXT NOT NULL,
+  modified_at TEXT NOT NULL,
+  modified_by TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS nodes_children ON nodes(parent_id, position);
+CREATE INDEX IF NOT EXISTS nodes_type ON nodes(type, path);
+CREATE INDEX IF NOT EXISTS nodes_modified ON nodes(modified_at, id);
+CREATE INDEX IF NOT EXISTS nodes_created ON nodes(created_at, id);
+
+CREATE TABLE IF NOT EXISTS users (
+  name          TEXT PRIMARY KEY,
+  password_hash TEXT NOT NULL,
+  roles         TEXT NOT NULL,
+  version       INTEGER NOT NULL,
+  created_at    TEXT NOT NULL,
+  modified_at   TEXT NOT NULL
+) STRICT;
+`;
+
+/**
+ * Opens (creating if needed) the node's SQLite database in WAL mode with synchronous=FULL: a committed transaction
+ * is on disk before commit returns, which is what lets the write path acknowledge after commit.
+ */
+export function openDatabase(dataDir: string): Db {
+  mkdirSync(dataDir, { recursive: true });
+  let db: Db;
+  try {
+    db = new Database(join(dataDir, 'conclave.db'));
+  } catch (err) {
+    throw new ConclaveError('STORAGE_ERROR', `Cannot open the database in ${dataDir}: ${(err as Error).message}`);
+  }
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = OFF');
+  // Checkpoints run from the write path; keep the WAL from growing without bound under steady writes.
+  db.pragma('wal_autocheckpoint = 4000');
+  db.pragma('busy_timeout = 5000');
+  db.exec(schema);
+  const format = db.prepare(`SELECT value FROM meta WHERE key = 'format_version'`).pluck().get() as number | undefined;
+  if (format === undefined) {
+    db.prepare(`INSERT INTO meta(key, value) VALUES ('format_version', ?)`).run(dataFormatVersion);
+  } else if (format > dataFormatVersion) {
+    db.close();
+    throw new ConclaveError(
+      'STORAGE_ERROR',
+      `The data directory ${dataDir} was written by data format ${format}; this build reads up to ${dataFormatVersion}. ` +
+        'Run a newer Conclave on it.',
+    );
+  }
+  return db;
+}
+
+export function getMeta<T>(db: Db, key: string): T | undefined {
+  return db.prepare('SELECT value FROM meta WHERE key = ?').pluck().get(key) as T | undefined;
+}
+
+export function setMeta(db: Db, key: string, value: string | number | bigint | Buffer): void {
+  db.prepare('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(
+    key,
+    value,
+  );
+}
+
+/** Maps an error thrown by SQLite to an operating error, so a full disk reads as DISK_FULL, not INTERNAL. */
+export function storageError(err: unknown): ConclaveError {
+  if (err instanceof ConclaveError) return err;
+  const code = (err as { code?: string }).code ?? '';
+  if (code === 'SQLITE_FULL' || code === 'ENOSPC') {
+    return new ConclaveError('DISK_FULL', 'The data disk is full; nothing was stored. Free space and retry.');
+  }
+  return new ConclaveError('STORAGE_ERROR', `Storage failed: ${(err as Error).message ?? String(err)}`, {
+    cause: code || undefined,
+  });
+}
