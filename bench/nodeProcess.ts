@@ -1,0 +1,134 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * A real `conclave start` child process for the bench. Kept apart from test/helpers so the bench does not depend
+ * on test code. The node logs at "warn", so its "listening" line (info) never appears: the bench picks the port
+ * itself and polls /health/ready instead.
+ */
+
+const binPath = fileURLToPath(new URL('../../bin/conclave.js', import.meta.url));
+const startTimeoutMs = 20_000;
+/** Longer than a clean stop needs once the bench has closed its connections, short enough not to hang a run. */
+const termTimeoutMs = 10_000;
+const killTimeoutMs = 5_000;
+/** Another process may take the picked port between the probe and the node's bind; retry a few times. */
+const startAttemptsMax = 3;
+
+export interface BenchNode {
+  readonly url: string;
+  readonly pid: number;
+  /** Everything the node wrote to stdout and stderr (at log level warn this should be empty). */
+  output(): string;
+  /** SIGTERM, then SIGKILL if the node outlives termTimeoutMs. Resolves with how it ended; safe to call twice. */
+  stop(): Promise<StopOutcome>;
+}
+
+export interface StopOutcome {
+  readonly exit: number | string;
+  readonly killed: boolean;
+}
+
+export async function startBenchNode(dataDir: string, adminPassword: string): Promise<BenchNode> {
+  let lastError: Error | undefined;
+  for (let attempt = 1; attempt <= startAttemptsMax; attempt++) {
+    try {
+      return await startOnce(dataDir, adminPassword, await freePort());
+    } catch (err) {
+      lastError = err as Error;
+      if (!/EADDRINUSE/.test(lastError.message)) throw lastError;
+    }
+  }
+  throw lastError!;
+}
+
+async function startOnce(dataDir: string, adminPassword: string, port: number): Promise<BenchNode> {
+  const child = spawn(process.execPath, [binPath, 'start', '--data', dataDir, '--host', '127.0.0.1', '--http-port', String(port)], {
+    // A minimal environment: a stray CONCLAVE_* variable from the caller's shell must not change what is measured.
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      CONCLAVE_ADMIN_PASSWORD: adminPassword,
+      CONCLAVE_LOG_LEVEL: 'warn',
+      CONCLAVE_LOG_FORMAT: 'json',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = exitOf(child);
+  let exit: number | string | undefined;
+  void exited.then((code) => (exit = code));
+
+  const url = `http://127.0.0.1:${port}`;
+  const node: BenchNode = {
+    url,
+    pid: child.pid ?? -1,
+    output: () => output,
+    stop: onceOnly(() => stopChild(child, exited)),
+  };
+  const deadline = Date.now() + startTimeoutMs;
+  while (true) {
+    if (exit !== undefined) throw new Error(`the node exited (${exit}) before it was ready:\n${output}`);
+    if (await isReady(url)) return node;
+    if (Date.now() > deadline) {
+      await node.stop();
+      throw new Error(`the node was not ready after ${startTimeoutMs} ms:\n${output}`);
+    }
+    await sleep(50);
+  }
+}
+
+async function isReady(url: string): Promise<boolean> {
+  try {
+    // A fresh connection per probe (fetch's default agent) is fine here; the measured traffic uses its own pools.
+    const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(1_000) });
+    await response.arrayBuffer();
+    return response.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+async function stopChild(child: ChildProcess, exited: Promise<number | string>): Promise<StopOutcome> {
+  if (child.exitCode !== null || child.signalCode !== null) return { exit: child.exitCode ?? child.signalCode!, killed: false };
+  child.kill('SIGTERM');
+  const graceful = await within(exited, termTimeoutMs);
+  if (graceful !== undefined) return { exit: graceful, killed: false };
+  child.kill('SIGKILL');
+  const killed = await within(exited, killTimeoutMs);
+  return { exit: killed ?? 'still running after SIGKILL', killed: true };
+}
+
+function exitOf(child: ChildProcess): Promise<number | string> {
+  return new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+}
+
+/** Asks the OS for a free loopback port by binding port 0 and releasing it. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => (port > 0 ? resolve(port) : reject(new Error('could not pick a free port'))));
+    });
+  });
+}
+
+function within<T>(promise: Promise<T>, timeoutMs: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function onceOnly<T>(action: () => Promise<T>): () => Promise<T> {
+  let result: Promise<T> | undefined;
+  return () => (result ??= action());
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

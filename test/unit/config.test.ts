@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+import { ConfigError, loadConfig } from '../../src/config/load.js';
+import { envNameOf } from '../../src/config/settings.js';
+import { tempDir } from '../helpers/tmp.js';
+
+function configError(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err));
+    return err.message;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+test('defaults: ./data and 127.0.0.1:7400', () => {
+  const config = loadConfig({ env: {}, flags: {} });
+  assert.equal(config.data.dir, './data');
+  assert.equal(config.http.host, '127.0.0.1');
+  assert.equal(config.http.port, 7400);
+  assert.equal(config.auth.anonymousRead, false);
+});
+
+test('flags win over environment over file over defaults', () => {
+  const tmp = tempDir();
+  try {
+    const file = join(tmp.dir, 'conclave.yaml');
+    writeFileSync(file, 'http:\n  port: 7001\n  host: 0.0.0.0\nnode:\n  name: from-file\nauth:\n  anonymousRead: true\n');
+    const fileOnly = loadConfig({ file, env: {}, flags: {} });
+    assert.equal(fileOnly.http.port, 7001);
+    assert.equal(fileOnly.auth.anonymousRead, true);
+    const withEnv = loadConfig({ file, env: { CONCLAVE_HTTP_PORT: '7002', CONCLAVE_NODE_NAME: 'from-env' }, flags: {} });
+    assert.equal(withEnv.http.port, 7002);
+    assert.equal(withEnv.node.name, 'from-env');
+    assert.equal(withEnv.http.host, '0.0.0.0');
+    const withFlag = loadConfig({ file, env: { CONCLAVE_HTTP_PORT: '7002' }, flags: { 'http.port': '7003' } });
+    assert.equal(withFlag.http.port, 7003);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('environment names derive from keys', () => {
+  assert.equal(envNameOf('http.bodyBytesMax'), 'CONCLAVE_HTTP_BODY_BYTES_MAX');
+  assert.equal(envNameOf('storage.groupCommitEntriesMax'), 'CONCLAVE_STORAGE_GROUP_COMMIT_ENTRIES_MAX');
+  assert.equal(loadConfig({ env: { CONCLAVE_HTTP_BODY_BYTES_MAX: '4096' }, flags: {} }).http.bodyBytesMax, 4096);
+});
+
+test('invalid and unknown settings name the setting, the source and the fix', () => {
+  assert.match(configError(() => loadConfig({ env: { CONCLAVE_HTTP_PORT: 'eighty' }, flags: {} })), /http\.port.*environment variable CONCLAVE_HTTP_PORT/);
+  assert.match(configError(() => loadConfig({ env: { CONCLAVE_HTTP_PORT: '70000' }, flags: {} })), /http\.port/);
+  assert.match(configError(() => loadConfig({ env: { CONCLAVE_HTTP_PROT: '1' }, flags: {} })), /Unknown environment variable CONCLAVE_HTTP_PROT/);
+  assert.match(configError(() => loadConfig({ env: { CONCLAVE_AUTH_ANONYMOUS_READ: 'yes' }, flags: {} })), /auth\.anonymousRead/);
+  assert.match(configError(() => loadConfig({ env: {}, flags: { 'http.port': '-1' } })), /http\.port.*command line/);
+  const tmp = tempDir();
+  try {
+    const file = join(tmp.dir, 'bad.yaml');
+    writeFileSync(file, 'http:\n  prot: 1\n');
+    assert.match(configError(() => loadConfig({ file, env: {}, flags: {} })), /Unknown setting in section "http": prot/);
+    writeFileSync(file, 'htp:\n  port: 1\n');
+    assert.match(configError(() => loadConfig({ file, env: {}, flags: {} })), /Unknown setting.*htp/);
+    writeFileSync(file, 'http: [1, 2\n');
+    assert.match(configError(() => loadConfig({ file, env: {}, flags: {} })), /Cannot read the configuration file/);
+    assert.match(configError(() => loadConfig({ file: join(tmp.dir, 'missing.yaml'), env: {}, flags: {} })), /Cannot read/);
+  } finally {
+    tmp.cleanup();
+  }
+  assert.match(
+    configError(() => loadConfig({ env: { CONCLAVE_CONTENT_PAGE_SIZE_DEFAULT: '500', CONCLAVE_CONTENT_PAGE_SIZE_MAX: '100' }, flags: {} })),
+    /pageSizeDefault/,
+  );
+});
+
+test('non-setting CONCLAVE_ variables are allowed', () => {
+  assert.doesNotThrow(() => loadConfig({ env: { CONCLAVE_ADMIN_PASSWORD: 'x', CONCLAVE_CONFIG: 'y' }, flags: {} }));
+});
