@@ -32,6 +32,8 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   // A reference type cannot be a request decorator's default; every request starts anonymous in onRequest.
   app.decorateRequest('principal', null as unknown as typeof anonymous);
   registerErrorHandling(app);
+  // The API speaks JSON; a text body is a client mistake worth a 415, not a string to misread.
+  app.removeContentTypeParser('text/plain');
 
   app.addHook('onRequest', async (request) => {
     request.principal = anonymous;
