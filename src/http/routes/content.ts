@@ -63,13 +63,13 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
 
   const getNode = async (request: WildcardRequest, reply: FastifyReply) => {
     const path = contentPathOf(request);
-    const node = repository.node(path);
-    const withChildren = isTrue(request.query['children'], 'children');
     for (const key of Object.keys(request.query)) {
       if (!['children', 'limit', 'cursor'].includes(key)) {
         throw new ConclaveError('INVALID_REQUEST', `Unknown query parameter "${key}": use children, limit or cursor.`);
       }
     }
+    const withChildren = isTrue(request.query['children'], 'children');
+    const node = repository.node(path);
     reply.header('ETag', etagOf(node));
     const ifNoneMatch = header(request.headers, 'if-none-match');
     if (ifNoneMatch !== undefined && (ifNoneMatch.trim() === '*' || parseTags(ifNoneMatch, 'If-None-Match').includes(etagOf(node))) && !withChildren) {
