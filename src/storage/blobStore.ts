@@ -49,17 +49,16 @@ export class BlobStore {
     const file = await open(tmpPath, 'wx');
     let closed = false;
     try {
-      for await (const chunk of source as AsyncIterable<Buffer>) {
+      await consume(source, async (chunk) => {
         size += chunk.length;
         if (size > options.bytesMax) {
-          source.destroy();
           throw new ConclaveError('BINARY_TOO_LARGE', `The binary exceeds the limit of ${options.bytesMax} bytes.`, {
             limit: options.bytesMax,
           });
         }
         hash.update(chunk);
         await file.write(chunk);
-      }
+      });
       await file.sync();
       await file.close();
       closed = true;
@@ -100,6 +99,46 @@ export class BlobStore {
   read(sha256: string, range?: { start: number; end: number }): ReadStream {
     return createReadStream(this.pathOf(sha256), range);
   }
+}
+
+/**
+ * Feeds every chunk of `source` to `handle`, one at a time (the stream is paused while a chunk is written). If the
+ * handler throws, the rest of the stream is drained and discarded rather than destroyed: destroying a request body
+ * resets the connection, and the client would never read the error response that explains why.
+ */
+function consume(source: Readable, handle: (chunk: Buffer) => Promise<void>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let failed = false;
+    // 'end' can arrive while the last chunk is still being written: finish only after that write.
+    let pending: Promise<void> = Promise.resolve();
+    const fail = (err: unknown) => {
+      if (failed) return;
+      failed = true;
+      source.removeListener('data', onData);
+      source.on('data', () => undefined);
+      source.resume();
+      reject(err);
+    };
+    const onData = (chunk: Buffer) => {
+      source.pause();
+      pending = handle(chunk).then(() => {
+        if (!failed) source.resume();
+      });
+      pending.catch(fail);
+    };
+    source.on('data', onData);
+    let ended = false;
+    source.once('end', () => {
+      ended = true;
+      pending.then(() => {
+        if (!failed) resolve();
+      }, fail);
+    });
+    source.once('error', fail);
+    source.once('close', () => {
+      if (!ended) fail(new ConclaveError('INVALID_REQUEST', 'The client aborted the upload before its end.'));
+    });
+  });
 }
 
 async function syncDirectory(dir: string): Promise<void> {

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { adminPassword, json, openTestNode, type TestNode } from '../helpers/app.js';
+
+let t: TestNode;
+const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
+before(async () => {
+  t = await openTestNode();
+  await t.request({ method: 'PUT', url: '/api/v1/content/doc', ...json({ properties: { x: 1 } }) });
+  for (const [name, roles] of [['rita', ['reader']], ['ed', ['editor']]] as const) {
+    const r = await t.request({ method: 'PUT', url: `/api/v1/users/${name}`, ...json({ password: `${name}-password`, roles }) });
+    assert.equal(r.statusCode, 201, r.body);
+  }
+});
+after(async () => {
+  await t.close();
+});
+
+test('no or wrong credentials: 401 with WWW-Authenticate; health needs none', async () => {
+  const none = await t.request({ method: 'GET', url: '/api/v1/content/doc', auth: null });
+  assert.equal(none.statusCode, 401);
+  assert.equal(none.json().error.code, 'AUTH_REQUIRED');
+  assert.match(String(none.headers['www-authenticate']), /Basic/);
+  const wrong = await t.request({ method: 'GET', url: '/api/v1/content/doc', auth: basic('admin', 'nope') });
+  assert.equal(wrong.json().error.code, 'AUTH_INVALID');
+  const ghost = await t.request({ method: 'GET', url: '/api/v1/content/doc', auth: basic('ghost', 'nope') });
+  assert.equal(ghost.json().error.code, 'AUTH_INVALID');
+  const scheme = await t.request({ method: 'GET', url: '/api/v1/content/doc', auth: 'Digest x' });
+  assert.equal(scheme.json().error.code, 'AUTH_INVALID');
+  assert.equal((await t.request({ method: 'GET', url: '/health/live', auth: null })).statusCode, 200);
+  assert.equal((await t.request({ method: 'GET', url: '/health/ready', auth: null })).statusCode, 200);
+});
+
+test('roles: reader reads, editor writes, admin manages users', async () => {
+  const reader = basic('rita', 'rita-password');
+  assert.equal((await t.request({ method: 'GET', url: '/api/v1/content/doc', auth: reader })).statusCode, 200);
+  const denied = await t.request({ method: 'PUT', url: '/api/v1/content/doc2', ...json({}), auth: reader });
+  assert.equal(denied.statusCode, 403);
+  assert.equal(denied.json().error.code, 'FORBIDDEN');
+  const editor = basic('ed', 'ed-password');
+  assert.equal((await t.request({ method: 'PUT', url: '/api/v1/content/doc2', ...json({}), auth: editor })).statusCode, 201);
+  assert.equal((await t.request({ method: 'GET', url: '/api/v1/users', auth: editor })).statusCode, 403);
+  const list = await t.request({ method: 'GET', url: '/api/v1/users' });
+  assert.deepEqual(list.json().items.map((u: { name: string }) => u.name), ['admin', 'ed', 'rita']);
+  assert.ok(!list.body.includes('scrypt'), 'password hashes never leave the server');
+});
+
+test('bearer tokens from login; a password change revokes them', async () => {
+  const bad = await t.request({ method: 'POST', url: '/api/v1/auth/login', ...json({ username: 'ed', password: 'wrong' }), auth: null });
+  assert.equal(bad.statusCode, 401);
+  const login = await t.request({ method: 'POST', url: '/api/v1/auth/login', ...json({ username: 'ed', password: 'ed-password' }), auth: null });
+  assert.equal(login.statusCode, 200);
+  const token = `Bearer ${login.json().token}`;
+  const who = await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: token });
+  assert.deepEqual(who.json(), { name: 'ed', roles: ['editor'] });
+  // A user may change its own password, nothing else.
+  const own = await t.request({ method: 'PUT', url: '/api/v1/users/ed', ...json({ password: 'ed-password-2' }), auth: token });
+  assert.equal(own.statusCode, 200, own.body);
+  const revoked = await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: token });
+  assert.equal(revoked.json().error.code, 'AUTH_INVALID');
+  assert.equal((await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: basic('ed', 'ed-password') })).statusCode, 401);
+  const promote = await t.request({ method: 'PUT', url: '/api/v1/users/ed', ...json({ roles: ['admin'] }), auth: basic('ed', 'ed-password-2') });
+  assert.equal(promote.statusCode, 403);
+  const tampered = await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: `${token.slice(0, -2)}xx` });
+  assert.equal(tampered.statusCode, 401);
+});
+
+test('the last admin cannot be removed', async () => {
+  const r = await t.request({ method: 'DELETE', url: '/api/v1/users/admin' });
+  assert.equal(r.statusCode, 409);
+  assert.equal(r.json().error.code, 'LAST_ADMIN');
+  assert.equal((await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: basic('admin', adminPassword) })).statusCode, 200);
+});
+
+test('anonymous reading when configured, never anonymous writing', async () => {
+  const open = await openTestNode({ 'auth.anonymousRead': true });
+  try {
+    await open.request({ method: 'PUT', url: '/api/v1/content/pub', ...json({}) });
+    assert.equal((await open.request({ method: 'GET', url: '/api/v1/content/pub', auth: null })).statusCode, 200);
+    assert.equal((await open.request({ method: 'GET', url: '/api/v1/query', auth: null })).statusCode, 200);
+    const write = await open.request({ method: 'PUT', url: '/api/v1/content/pub2', ...json({}), auth: null });
+    assert.equal(write.statusCode, 401);
+    assert.equal((await open.request({ method: 'GET', url: '/api/v1/users', auth: null })).statusCode, 401);
+  } finally {
+    await open.close();
+  }
+});
