@@ -55,6 +55,7 @@ export const queryFiltersMax = 16;
 const ops: readonly FilterOp[] = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte'];
 const filterKey = /^prop\.(.+?)(?:\[(eq|ne|gt|gte|lt|lte)\])?$/;
 // Segments are quoted into a JSON path; quotes, dots, brackets and backslashes cannot be expressed there.
+// eslint-disable-next-line no-control-regex
 const propertySegment = /^[^".[\]\\\u0000-\u001f]+$/;
 
 export function parsePropertyPath(text: string, field: string): string[] {

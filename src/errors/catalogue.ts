@@ -40,7 +40,6 @@ export const errorCatalogue = {
   // The server cannot take the request now.
   OVERLOADED: { status: 503, retryable: true, summary: 'The write queue is full; retry after a short pause.' },
   SHUTTING_DOWN: { status: 503, retryable: true, summary: 'The node is shutting down; retry on another node or later.' },
-  NOT_READY: { status: 503, retryable: true, summary: 'The node is starting or recovering.' },
   DISK_FULL: { status: 507, retryable: true, summary: 'The data disk is full; nothing was stored. Free space and retry.' },
   STORAGE_ERROR: { status: 500, retryable: true, summary: 'The storage layer failed; nothing was acknowledged.' },
   INTERNAL: { status: 500, retryable: false, summary: 'An unexpected server error; the log has the details.' },

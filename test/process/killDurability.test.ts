@@ -412,10 +412,15 @@ test('a kill -9 at any instant loses no acknowledged write', { timeout: 120_000 
       // After the target is reached, the kill goes out 0-3 event-loop turns later, so it lands at varied points of
       // the node's commit cycle (sometimes after a batch was committed but before its answers arrived).
       const hops = Math.floor(rng() * 4);
+      let killScheduled = false;
       const kill = (afterHops = 0) => {
-        if (killSent) return;
-        killSent = true;
-        const go = (left: number) => (left === 0 ? current.child.kill('SIGKILL') : setImmediate(() => go(left - 1)));
+        if (killScheduled) return;
+        killScheduled = true;
+        const go = (left: number) => {
+          if (left > 0) return void setImmediate(() => go(left - 1));
+          killSent = true;
+          current.child.kill('SIGKILL');
+        };
         go(afterHops);
       };
 

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+import { json, openTestNode } from '../helpers/app.js';
+import { tempDir } from '../helpers/tmp.js';
+
+// A real full disk: a small tmpfs this test mounts itself. Mounting needs root (CI runs as root); elsewhere the
+// test says why it cannot run.
+const isRoot = process.getuid?.() === 0;
+
+test('a full disk refuses writes with DISK_FULL, keeps every acknowledged write, and recovers when space returns', { skip: isRoot ? false : 'mounting a tmpfs needs root' }, async () => {
+  const mountPoint = tempDir('conclave-diskfull-');
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', mountPoint.dir]);
+  try {
+    const dataDir = join(mountPoint.dir, 'data');
+    mkdirSync(dataDir);
+    // Leave a little room: the repository itself needs a few hundred KB.
+    const filler = join(mountPoint.dir, 'filler');
+    writeFileSync(filler, Buffer.alloc(4 * 1024 * 1024));
+    const t = await openTestNode({}, dataDir);
+    try {
+      const text = 'x'.repeat(16 * 1024);
+      const acknowledged: string[] = [];
+      let refusal: { statusCode: number; json(): { error: { code: string } } } | undefined;
+      for (let i = 0; i < 500 && refusal === undefined; i++) {
+        const r = await t.request({ method: 'PUT', url: `/api/v1/content/doc${i}`, ...json({ properties: { i, text } }) });
+        if (r.statusCode === 201) acknowledged.push(`doc${i}`);
+        else refusal = r;
+      }
+      assert.ok(refusal !== undefined, 'the disk filled up');
+      assert.equal(refusal.statusCode, 507);
+      assert.equal(refusal.json().error.code, 'DISK_FULL');
+      assert.ok(acknowledged.length > 0);
+
+      const digest = t.node.repository.content.digest();
+      const again = await t.request({ method: 'PUT', url: '/api/v1/content/again', ...json({ properties: { text } }) });
+      assert.equal(again.statusCode, 507);
+      assert.equal(t.node.repository.content.digest(), digest, 'a refused write changes nothing');
+      for (const name of acknowledged) {
+        const r = await t.request({ method: 'GET', url: `/api/v1/content/${name}` });
+        assert.equal(r.statusCode, 200, `${name} survives the full disk`);
+      }
+
+      rmSync(filler);
+      const after = await t.request({ method: 'PUT', url: '/api/v1/content/after', ...json({ properties: { text } }) });
+      assert.equal(after.statusCode, 201, 'writes work again once space is freed, without a restart');
+      await t.close();
+      const reopened = await openTestNode({}, dataDir);
+      try {
+        for (const name of [...acknowledged, 'after']) {
+          assert.equal((await reopened.request({ method: 'GET', url: `/api/v1/content/${name}` })).statusCode, 200);
+        }
+      } finally {
+        await reopened.close();
+      }
+    } catch (err) {
+      await t.close().catch(() => undefined);
+      throw err;
+    }
+  } finally {
+    execFileSync('umount', ['-l', mountPoint.dir]);
+    mountPoint.cleanup();
+  }
+});
