@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 
 import type { Role, User } from '../content/model.js';
 import { ConclaveError } from '../errors/catalogue.js';
-import { verifyPassword } from './passwords.js';
+import { generatePassword, hashPassword, verifyPassword } from './passwords.js';
 import type { TokenSigner } from './tokens.js';
 
 export interface Principal {
@@ -48,10 +48,7 @@ export class Authenticator {
     const colon = decoded.indexOf(':');
     const name = colon < 0 ? decoded : decoded.slice(0, colon);
     const password = colon < 0 ? '' : decoded.slice(colon + 1);
-    const user = this.users.userByName(name);
-    if (user === undefined || !(await verifyPassword(password, user.passwordHash))) {
-      throw new ConclaveError('AUTH_INVALID', 'The user name or password is wrong.');
-    }
+    const user = await this.check(name, password);
     if (this.cacheEntriesMax > 0) {
       if (this.verified.size >= this.cacheEntriesMax) this.verified.delete(this.verified.keys().next().value!);
       this.verified.set(cacheKey, { user: user.name, version: user.version });
@@ -69,12 +66,22 @@ export class Authenticator {
   }
 
   /** Checks a password for login, without caching. */
-  async login(name: string, password: string): Promise<User> {
+  login(name: string, password: string): Promise<User> {
+    return this.check(name, password);
+  }
+
+  private async check(name: string, password: string): Promise<User> {
     const user = this.users.userByName(name);
-    if (user === undefined || !(await verifyPassword(password, user.passwordHash))) {
-      throw new ConclaveError('AUTH_INVALID', 'The user name or password is wrong.');
-    }
+    // An unknown user costs the same scrypt as a known one, so timing does not tell which names exist.
+    const valid = await verifyPassword(password, user?.passwordHash ?? (await this.decoyHash()));
+    if (user === undefined || !valid) throw new ConclaveError('AUTH_INVALID', 'The user name or password is wrong.');
     return user;
+  }
+
+  private decoy: Promise<string> | undefined;
+  private decoyHash(): Promise<string> {
+    this.decoy ??= hashPassword(generatePassword());
+    return this.decoy;
   }
 }
 

@@ -75,9 +75,14 @@ export class BlobStore {
         await rm(tmpPath, { force: true }); // de-duplicated: the same content is already stored
       } else {
         const dir = join(this.root, sha256.slice(0, 2), sha256.slice(2, 4));
-        await mkdir(dir, { recursive: true });
+        const firstCreated = await mkdir(dir, { recursive: true });
         await rename(tmpPath, finalPath);
         await syncDirectory(dir);
+        // New shard directories must be durable too, or a power cut could lose the entry that names the file.
+        if (firstCreated !== undefined) {
+          await syncDirectory(join(this.root, sha256.slice(0, 2)));
+          await syncDirectory(this.root);
+        }
       }
       return { sha256, size };
     } catch (err) {
