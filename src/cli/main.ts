@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 
 import { ConfigError, loadConfig } from '../config/load.js';
@@ -7,11 +7,6 @@ import { ConclaveNode } from '../node/conclaveNode.js';
 import { createLogger } from '../node/logger.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-
-function port(text: string): string {
-  if (!/^\d+$/.test(text) || Number(text) > 65535) throw new InvalidArgumentError('a port is a number from 0 to 65535');
-  return text;
-}
 
 const program = new Command()
   .name('conclave')
@@ -24,7 +19,8 @@ program
   .option('-c, --config <file>', 'YAML configuration file (also CONCLAVE_CONFIG)')
   .option('-d, --data <dir>', 'data directory (default ./data)')
   .option('--host <address>', 'HTTP listen address (default 127.0.0.1)')
-  .option('-p, --http-port <port>', 'HTTP port (default 7400; 0 picks a free port)', port)
+  // Values are validated with every other setting in loadConfig, so a bad flag exits 2 like a bad file.
+  .option('-p, --http-port <port>', 'HTTP port (default 7400; 0 picks a free port)')
   .option('-n, --name <name>', 'node name (default: the host name)')
   .addHelpText(
     'after',
@@ -43,6 +39,7 @@ program
           'http.port': options.httpPort,
           'node.name': options.name,
         },
+        flagNames: { 'data.dir': '--data', 'http.host': '--host', 'http.port': '--http-port', 'node.name': '--name' },
       });
     } catch (err) {
       if (err instanceof ConfigError) {

@@ -20,6 +20,8 @@ export interface ConfigSources {
   readonly env: Readonly<Record<string, string | undefined>>;
   /** Settings given as command-line flags, by setting key. */
   readonly flags: Readonly<Record<string, string | number | boolean | undefined>>;
+  /** The flag that set each key, so an error can name what the user typed. */
+  readonly flagNames?: Readonly<Record<string, string>>;
 }
 
 const specsByKey = new Map(settingSpecs.map((s) => [s.key, s]));
@@ -99,7 +101,7 @@ export function loadConfig(sources: ConfigSources): Config {
     const spec = specsByKey.get(key);
     if (spec === undefined) throw new ConfigError(`Unknown setting "${key}".`);
     setAt(raw, key, fromText(spec, value));
-    origin.set(key, 'the command line');
+    origin.set(key, sources.flagNames?.[key] !== undefined ? `flag ${sources.flagNames[key]}` : 'the command line');
   }
 
   const result = schema.safeParse(raw);
@@ -108,11 +110,18 @@ export function loadConfig(sources: ConfigSources): Config {
       const key = issue.path.join('.');
       const spec = specsByKey.get(key);
       if (issue.code === 'unrecognized_keys') {
+        // Only the file can hold unknown keys: environment variables and flags are matched against the table.
         const where = key === '' ? '' : ` in section "${key}"`;
-        return `Unknown setting${where}: ${issue.keys.join(', ')}. Known settings: ${settingSpecs.map((s) => s.key).join(', ')}.`;
+        return (
+          `Unknown setting${where} of ${sources.file ? `file ${sources.file}` : 'the configuration'}: ${issue.keys.join(', ')}. ` +
+          `Known settings: ${settingSpecs.map((s) => s.key).join(', ')}.`
+        );
       }
       const from = origin.get(key) ?? 'the defaults';
-      return `Setting ${key} (from ${from}) is invalid: ${issue.message}.${spec ? ` ${spec.doc}` : ''}`;
+      const [section, name] = key.split('.') as [string, string];
+      const given = raw[section]?.[name];
+      const value = given === undefined ? '' : `, value ${JSON.stringify(given)}`;
+      return `Setting ${key} (from ${from}${value}) is invalid: ${issue.message}.${spec ? ` ${spec.doc}` : ''}`;
     });
     throw new ConfigError(lines.join('\n'));
   }

@@ -58,6 +58,9 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   // Every answer says which journal index it reflects; writes set it to their own entry's index.
   app.addHook('onSend', async (_request, reply, payload) => {
     if (!reply.hasHeader('x-conclave-index')) reply.header('X-Conclave-Index', context.repository.appliedIndex);
+    // While stopping, a connection must not go back to idle keep-alive after its last response: the stop would
+    // wait for it until the grace period ran out.
+    if (context.closing) reply.header('Connection', 'close');
     return payload;
   });
 

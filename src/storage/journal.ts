@@ -1,4 +1,4 @@
-import { Packr } from 'msgpackr';
+import { decode, encode } from '@msgpack/msgpack';
 import { crc32 } from 'node:zlib';
 
 import type { Command } from '../content/commands.js';
@@ -11,15 +11,16 @@ export interface JournalEntry {
   readonly command: Command;
 }
 
-// Plain maps, no record extension: entries must decode the same in every later version and on every node.
-const packr = new Packr({ useRecords: false, moreTypes: false });
-
+// Plain MessagePack maps, no extension types: entries must decode the same in every later version and on every
+// node. (@msgpack/msgpack rather than msgpackr: msgpackr's optional native addon has per-platform packages that
+// this machine's registry does not serve, which breaks `npm ci` against the lock file.)
 export function encodeCommand(command: Command): Buffer {
-  return packr.pack(command);
+  const bytes = encode(command, { ignoreUndefined: true });
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 export function decodeCommand(payload: Buffer): Command {
-  return packr.unpack(payload) as Command;
+  return decode(payload) as Command;
 }
 
 /** CRC-32 over index, term and payload, so a misplaced or torn entry is caught as well as a flipped bit. */

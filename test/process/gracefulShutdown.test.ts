@@ -112,7 +112,7 @@ test('SIGTERM lets an in-flight upload finish, refuses new work, exits 0 and clo
 
     const code = await waitFor(
       `the node to exit once its only in-flight request was answered (http.shutdownGraceMs is ${graceMs} ms; ` +
-        'a node still running holds an idle keep-alive connection open until the grace period ends)',
+        'if it is still running, the connection that carried the upload, now idle and kept alive, holds the stop open)',
       exitCode,
       exitBoundMs,
     ).catch((err: Error) => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes, randomInt } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import { test } from 'node:test';
 import { Agent, request } from 'undici';
 
@@ -44,6 +44,7 @@ interface NodeState {
 type World = Map<string, NodeState | null>;
 
 interface Op {
+  readonly kind: 'create' | 'patch' | 'move' | 'delete';
   readonly describe: string;
   readonly method: 'PUT' | 'PATCH' | 'POST' | 'DELETE';
   readonly path: string;
@@ -123,6 +124,7 @@ function nextOp(c: Client): Op {
         const properties = sealed({ client: i, seq: Number(root.properties['seq']), child: children.size, rev: 0, payload: payload(rng) });
         const next = new Map(children).set(childName, { properties, version: 1 });
         return {
+          kind: 'create',
           describe: `create /kill/${name}/${childName}`,
           method: 'PUT',
           path: `/api/v1/content/kill/${name}/${childName}`,
@@ -135,6 +137,7 @@ function nextOp(c: Client): Op {
       c.building = undefined;
       const to = `m${name.slice(1)}`;
       return {
+        kind: 'move',
         describe: `move /kill/${name} to /kill/${to}`,
         method: 'POST',
         path: '/api/v1/move',
@@ -153,6 +156,7 @@ function nextOp(c: Client): Op {
     const properties = sealed({ client: i, seq: c.seq - 1, rev: 0, payload: payload(rng) });
     c.building = name;
     return {
+      kind: 'create',
       describe: `create /kill/${name}`,
       method: 'PUT',
       path: `/api/v1/content/kill/${name}`,
@@ -166,6 +170,7 @@ function nextOp(c: Client): Op {
     const name = pick(rng, present.filter((n) => n.startsWith('m')));
     if (name !== undefined) {
       return {
+        kind: 'delete',
         describe: `delete /kill/${name} recursively`,
         method: 'DELETE',
         path: `/api/v1/content/kill/${name}?recursive=true`,
@@ -180,6 +185,7 @@ function nextOp(c: Client): Op {
       const patched = { ...state.properties, rev: Number(state.properties['rev']) + 1, payload: payload(rng) };
       const patch = { rev: patched.rev, payload: patched.payload, check: selfCheck(patched) };
       return {
+        kind: 'patch',
         describe: `patch /kill/${name} to rev ${patch.rev}`,
         method: 'PATCH',
         path: `/api/v1/content/kill/${name}`,
@@ -192,6 +198,7 @@ function nextOp(c: Client): Op {
   const name = `w${i}-${c.seq++}`;
   const properties = sealed({ client: i, seq: c.seq - 1, rev: 0, payload: payload(rng) });
   return {
+    kind: 'create',
     describe: `create /kill/${name}`,
     method: 'PUT',
     path: `/api/v1/content/kill/${name}`,
@@ -396,11 +403,12 @@ test('a kill -9 at any instant loses no acknowledged write', { timeout: 120_000 
     node = await startNodeProcess(tmp.dir);
     const setup = new Agent();
     agents.push(setup);
-    const created = await send(node.url, { describe: 'create /kill', method: 'PUT', path: '/api/v1/content/kill', body: { properties: {} }, changes: new Map() }, setup);
+    const created = await send(node.url, { kind: 'create', describe: 'create /kill', method: 'PUT', path: '/api/v1/content/kill', body: { properties: {} }, changes: new Map() }, setup);
     assert.equal(created.status, 201, created.text);
     const killId = (JSON.parse(created.text) as { id: string }).id;
 
     let totalAcked = 0;
+    const ackedKinds = new Map<Op['kind'], number>();
     for (let cycle = 1; cycle <= cycles; cycle++) {
       const target = acksMin + Math.floor(rng() * (acksMax - acksMin + 1));
       const current: NodeProcess = node;
@@ -446,6 +454,7 @@ test('a kill -9 at any instant loses no acknowledged write', { timeout: 120_000 
             const body = JSON.parse(outcome.text) as { id: string; version: number; properties: Props };
             changes = withId(changes, op.created, body.id);
           }
+          ackedKinds.set(op.kind, (ackedKinds.get(op.kind) ?? 0) + 1);
           c.world = apply(c.world, changes);
           c.pending = undefined;
           c.acked++;
@@ -484,6 +493,8 @@ test('a kill -9 at any instant loses no acknowledged write', { timeout: 120_000 
       await check.destroy();
     }
     assert.ok(totalAcked >= cycles * acksMin, `only ${totalAcked} writes were acknowledged`);
+    console.log(`acknowledged by kind: ${JSON.stringify(Object.fromEntries(ackedKinds))}`);
+    for (const kind of ['create', 'patch', 'move'] as const) assert.ok((ackedKinds.get(kind) ?? 0) > 0, `no ${kind} was acknowledged`);
   } finally {
     for (const agent of agents) await agent.destroy().catch(() => undefined);
     if (node !== undefined) await killAndWait(node);

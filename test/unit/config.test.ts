@@ -55,12 +55,12 @@ test('invalid and unknown settings name the setting, the source and the fix', ()
   assert.match(configError(() => loadConfig({ env: { CONCLAVE_HTTP_PORT: '70000' }, flags: {} })), /http\.port/);
   assert.match(configError(() => loadConfig({ env: { CONCLAVE_HTTP_PROT: '1' }, flags: {} })), /Unknown environment variable CONCLAVE_HTTP_PROT/);
   assert.match(configError(() => loadConfig({ env: { CONCLAVE_AUTH_ANONYMOUS_READ: 'yes' }, flags: {} })), /auth\.anonymousRead/);
-  assert.match(configError(() => loadConfig({ env: {}, flags: { 'http.port': '-1' } })), /http\.port.*command line/);
+  assert.match(configError(() => loadConfig({ env: {}, flags: { 'http.port': '-1' } })), /http\.port.*the command line, value -1\)/);
   const tmp = tempDir();
   try {
     const file = join(tmp.dir, 'bad.yaml');
     writeFileSync(file, 'http:\n  prot: 1\n');
-    assert.match(configError(() => loadConfig({ file, env: {}, flags: {} })), /Unknown setting in section "http": prot/);
+    assert.match(configError(() => loadConfig({ file, env: {}, flags: {} })), /Unknown setting in section "http" of file .*bad\.yaml: prot/);
     writeFileSync(file, 'htp:\n  port: 1\n');
     assert.match(configError(() => loadConfig({ file, env: {}, flags: {} })), /Unknown setting.*htp/);
     writeFileSync(file, 'http: [1, 2\n');
