@@ -1,0 +1,569 @@
+import { invariant } from '../errors/catalogue.js';
+import { hasJointQuorum, quorumMatchIndex, type JointConfiguration } from './quorum.js';
+import type {
+  AppendRequest,
+  AppendResponse,
+  ConfigurationPayload,
+  Entry,
+  EntryPayload,
+  HardState,
+  Message,
+  PreVoteRequest,
+  PreVoteResponse,
+  Random,
+  Ready,
+  Role,
+  SoftState,
+  VoteRequest,
+  VoteResponse,
+} from './types.js';
+
+export interface CoreOptions {
+  readonly id: string;
+  /** Ticks without hearing from a master before a follower campaigns; randomised in [t, 2t) per election. */
+  readonly electionTimeoutTicks: number;
+  /** Ticks between a master's heartbeats (and retransmissions); well below the election timeout. */
+  readonly heartbeatIntervalTicks: number;
+  /** Most entries in one append message. */
+  readonly appendEntriesMax: number;
+  /** Most append messages in flight to one follower before the master waits for acknowledgements. */
+  readonly inflightAppendsMax: number;
+  /** Most entries appended but not yet committed; proposals beyond are refused (back-pressure). */
+  readonly uncommittedEntriesMax: number;
+  /** False for voting-only and non-eligible nodes: they never campaign. */
+  readonly canBeMaster: boolean;
+  readonly random: Random;
+  /** Test-only: breaks one rule on purpose, so the simulator can prove it would notice. Never set in production. */
+  readonly injectedBug?: 'quorumIsHalf' | 'voteForStaleCandidate';
+}
+
+export interface RestoredState {
+  readonly hardState: HardState;
+  /** The whole durable journal, from index 1 (snapshots come later). */
+  readonly entries: readonly Entry[];
+  /** Index of the last entry the state machine has applied (it persists this with what it applied). */
+  readonly appliedIndex: number;
+}
+
+export type ProposeOutcome =
+  | { readonly ok: true; readonly index: number; readonly term: number }
+  | { readonly ok: false; readonly reason: 'notMaster' | 'overloaded' | 'configurationChangeInProgress'; readonly master: string | null };
+
+/** A message as a handler writes it: the core fills in `from`. */
+type Outgoing = Message extends unknown ? (Message extends infer M ? (M extends Message ? Omit<M, 'from'> : never) : never) : never;
+
+interface Progress {
+  matchIndex: number;
+  nextIndex: number;
+  /** Append messages sent since the last acknowledgement. */
+  inflight: number;
+  /** Heard from since the last check-quorum round. */
+  recentlyActive: boolean;
+}
+
+const emptyConfiguration: JointConfiguration = { current: new Set() };
+
+function toJoint(payload: ConfigurationPayload): JointConfiguration {
+  return payload.next === undefined
+    ? { current: new Set(payload.current) }
+    : { current: new Set(payload.current), next: new Set(payload.next) };
+}
+
+/**
+ * The coordination core: master election and the replicated journal, Raft-shaped, with pre-vote and check-quorum.
+ * Pure and deterministic — messages and ticks in, a Ready out; time is ticks, randomness is the injected Random.
+ *
+ * The voting configuration in force is the one in the latest configuration entry of the journal, committed or
+ * not (Raft thesis §4.1). A change goes through a joint configuration: while an entry {current, next} is the
+ * latest, elections and commits need a quorum of both; once it commits, the master appends {current: next}.
+ */
+export class CoordinationCore {
+  private term: number;
+  private votedFor: string | null;
+  private commitIndex: number;
+  private appliedIndex: number;
+  private readonly log: Entry[];
+  private role: Role = 'follower';
+  private master: string | null = null;
+
+  private electionElapsedTicks = 0;
+  private heartbeatElapsedTicks = 0;
+  private randomizedElectionTimeoutTicks = 0;
+  private votesGranted = new Set<string>();
+  private votesRejected = new Set<string>();
+  private progress = new Map<string, Progress>();
+
+  private configuration: JointConfiguration = emptyConfiguration;
+  private configurationIndex = 0;
+
+  // What the next Ready reports.
+  private messages: Message[] = [];
+  private unstableFromIndex: number;
+  private hardStateDirty = false;
+
+  constructor(private readonly options: CoreOptions, restored: RestoredState) {
+    invariant(options.heartbeatIntervalTicks < options.electionTimeoutTicks, 'heartbeats must come faster than elections');
+    this.term = restored.hardState.term;
+    this.votedFor = restored.hardState.votedFor;
+    this.log = [...restored.entries];
+    this.log.forEach((e, i) => invariant(e.index === i + 1, `restored journal has index ${e.index} at position ${i}`));
+    this.commitIndex = Math.min(restored.hardState.commitIndex, this.lastIndex());
+    this.appliedIndex = restored.appliedIndex;
+    invariant(this.appliedIndex <= this.lastIndex(), 'applied past the end of the journal');
+    // Whatever was applied was committed.
+    this.commitIndex = Math.max(this.commitIndex, this.appliedIndex);
+    this.unstableFromIndex = this.lastIndex() + 1;
+    this.refreshConfiguration();
+    this.resetElectionTimer();
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  /**
+   * Creates the first voting configuration, once in a cluster's life. Every node bootstrapped with the same list
+   * writes the identical entry (index 1, term 0), so they agree; the caller must never bootstrap two different
+   * lists (issue: discovery guarantees it).
+   */
+  bootstrap(voters: readonly string[]): void {
+    invariant(this.lastIndex() === 0 && this.term === 0, 'bootstrap on a node that already has a journal');
+    invariant(voters.length > 0, 'bootstrap with no voters');
+    this.appendLocal([{ index: 1, term: 0, payload: { kind: 'configuration', current: [...voters].sort() } }]);
+  }
+
+  tick(): void {
+    if (this.role === 'master') this.tickMaster();
+    else this.tickFollower();
+  }
+
+  propose(data: unknown): ProposeOutcome {
+    if (this.role !== 'master') return { ok: false, reason: 'notMaster', master: this.master };
+    if (this.lastIndex() - this.commitIndex >= this.options.uncommittedEntriesMax) {
+      return { ok: false, reason: 'overloaded', master: this.master };
+    }
+    const index = this.appendAsMaster({ kind: 'command', data });
+    return { ok: true, index, term: this.term };
+  }
+
+  /** Starts moving the voting configuration to `voters` (joint first, then final). One change at a time. */
+  proposeConfiguration(voters: readonly string[]): ProposeOutcome {
+    if (this.role !== 'master') return { ok: false, reason: 'notMaster', master: this.master };
+    if (this.configuration.next !== undefined || this.configurationIndex > this.commitIndex) {
+      return { ok: false, reason: 'configurationChangeInProgress', master: this.master };
+    }
+    const index = this.appendAsMaster({
+      kind: 'configuration',
+      current: [...this.configuration.current].sort(),
+      next: [...voters].sort(),
+    });
+    return { ok: true, index, term: this.term };
+  }
+
+  step(message: Message): void {
+    invariant(message.to === this.options.id, `message for ${message.to} delivered to ${this.options.id}`);
+    if (message.term > this.term) {
+      if (message.type === 'preVoteRequest') {
+        // A pre-vote carries the term the sender would campaign in; it changes nobody's term.
+      } else if (message.type === 'preVoteResponse' && message.granted) {
+        // A granted pre-vote echoes the proposed term.
+      } else if (message.type === 'voteRequest' && this.master !== null && this.electionElapsedTicks < this.options.electionTimeoutTicks) {
+        // Check-quorum's other half: while we hear from a master, a disruptive candidate does not bump our term.
+        return;
+      } else {
+        this.becomeFollower(message.term, message.type === 'appendRequest' ? message.from : null);
+      }
+    } else if (message.term < this.term) {
+      // A stale master must learn the new term so that it steps down; everything else stale is dropped.
+      if (message.type === 'appendRequest') {
+        this.send({ type: 'appendResponse', to: message.from, term: this.term, success: false, matchIndex: 0, lastIndex: this.lastIndex() });
+      } else if (message.type === 'preVoteRequest') {
+        this.send({ type: 'preVoteResponse', to: message.from, term: this.term, granted: false });
+      }
+      return;
+    }
+    switch (message.type) {
+      case 'preVoteRequest':
+        return this.onPreVoteRequest(message);
+      case 'preVoteResponse':
+        return this.onPreVoteResponse(message);
+      case 'voteRequest':
+        return this.onVoteRequest(message);
+      case 'voteResponse':
+        return this.onVoteResponse(message);
+      case 'appendRequest':
+        return this.onAppendRequest(message);
+      case 'appendResponse':
+        return this.onAppendResponse(message);
+    }
+  }
+
+  // ---------------------------------------------------------------- outputs
+
+  hasReady(): boolean {
+    return this.hardStateDirty || this.messages.length > 0 || this.unstableFromIndex <= this.lastIndex() || this.appliedIndex < this.commitIndex;
+  }
+
+  ready(): Ready {
+    return {
+      ...(this.hardStateDirty ? { hardState: this.hardState() } : {}),
+      entries: this.log.slice(this.unstableFromIndex - 1),
+      messages: [...this.messages],
+      committed: this.log.slice(this.appliedIndex, this.commitIndex),
+    };
+  }
+
+  /** Called once everything in the last ready() has been persisted, sent and applied. */
+  advance(ready: Ready): void {
+    this.hardStateDirty = false;
+    this.messages = this.messages.slice(ready.messages.length);
+    if (ready.entries.length > 0) this.unstableFromIndex = ready.entries[ready.entries.length - 1]!.index + 1;
+    if (ready.committed.length > 0) this.appliedIndex = ready.committed[ready.committed.length - 1]!.index;
+  }
+
+  softState(): SoftState {
+    return {
+      role: this.role,
+      master: this.master,
+      term: this.term,
+      commitIndex: this.commitIndex,
+      lastIndex: this.lastIndex(),
+      configuration: this.configuration,
+    };
+  }
+
+  hardState(): HardState {
+    return { term: this.term, votedFor: this.votedFor, commitIndex: this.commitIndex };
+  }
+
+  /** The entry at `index`, for checks and for answering clients; undefined past the end. */
+  entryAt(index: number): Entry | undefined {
+    return this.log[index - 1];
+  }
+
+  // ---------------------------------------------------------------- journal
+
+  lastIndex(): number {
+    return this.log.length;
+  }
+
+  private lastTerm(): number {
+    return this.log[this.log.length - 1]?.term ?? 0;
+  }
+
+  private termAt(index: number): number | undefined {
+    if (index === 0) return 0;
+    return this.log[index - 1]?.term;
+  }
+
+  private isUpToDate(lastIndex: number, lastTerm: number): boolean {
+    if (this.options.injectedBug === 'voteForStaleCandidate') return true;
+    return lastTerm > this.lastTerm() || (lastTerm === this.lastTerm() && lastIndex >= this.lastIndex());
+  }
+
+  private appendLocal(entries: readonly Entry[]): void {
+    for (const entry of entries) {
+      invariant(entry.index === this.lastIndex() + 1, `append of ${entry.index} after ${this.lastIndex()}`);
+      this.log.push(entry);
+      if (entry.payload.kind === 'configuration') {
+        this.configuration = toJoint(entry.payload);
+        this.configurationIndex = entry.index;
+        if (this.role === 'master') this.syncProgress();
+      }
+    }
+  }
+
+  /** A master tracks exactly the peers of the configuration in force, new ones starting from its last entry. */
+  private syncProgress(): void {
+    const peers = new Set(this.peers());
+    for (const id of this.progress.keys()) if (!peers.has(id)) this.progress.delete(id);
+    for (const id of peers) {
+      if (!this.progress.has(id)) {
+        this.progress.set(id, { matchIndex: 0, nextIndex: this.lastIndex(), inflight: 0, recentlyActive: true });
+      }
+    }
+  }
+
+  private truncateFrom(index: number): void {
+    invariant(index > this.commitIndex, `truncating committed entry ${index} (commit index ${this.commitIndex})`);
+    this.log.length = index - 1;
+    this.unstableFromIndex = Math.min(this.unstableFromIndex, index);
+    if (this.configurationIndex >= index) this.refreshConfiguration();
+  }
+
+  private refreshConfiguration(): void {
+    this.configuration = emptyConfiguration;
+    this.configurationIndex = 0;
+    for (let i = this.log.length - 1; i >= 0; i--) {
+      const payload = this.log[i]!.payload;
+      if (payload.kind === 'configuration') {
+        this.configuration = toJoint(payload);
+        this.configurationIndex = i + 1;
+        return;
+      }
+    }
+  }
+
+  private voters(): Set<string> {
+    return new Set([...this.configuration.current, ...(this.configuration.next ?? [])]);
+  }
+
+  private hasQuorumOf(votes: ReadonlySet<string>): boolean {
+    if (this.options.injectedBug === 'quorumIsHalf') {
+      const half = (c: ReadonlySet<string>) => [...c].filter((id) => votes.has(id)).length >= Math.max(1, Math.floor(c.size / 2));
+      return half(this.configuration.current) && (this.configuration.next === undefined || half(this.configuration.next));
+    }
+    return hasJointQuorum(this.configuration, votes);
+  }
+
+  private isPromotable(): boolean {
+    return this.options.canBeMaster && this.voters().has(this.options.id);
+  }
+
+  // ---------------------------------------------------------------- roles
+
+  private resetElectionTimer(): void {
+    this.electionElapsedTicks = 0;
+    this.randomizedElectionTimeoutTicks =
+      this.options.electionTimeoutTicks + this.options.random.nextInt(this.options.electionTimeoutTicks);
+  }
+
+  private becomeFollower(term: number, master: string | null): void {
+    if (term !== this.term) {
+      this.term = term;
+      this.votedFor = null;
+      this.hardStateDirty = true;
+    }
+    this.role = 'follower';
+    this.master = master;
+    this.progress.clear();
+    this.resetElectionTimer();
+  }
+
+  private becomePreCandidate(): void {
+    this.role = 'preCandidate';
+    this.master = null;
+    this.votesGranted = new Set([this.options.id]);
+    this.votesRejected = new Set();
+    this.resetElectionTimer();
+    if (this.hasQuorumOf(this.votesGranted)) return this.becomeCandidate();
+    for (const id of this.voters()) {
+      if (id === this.options.id) continue;
+      this.send({ type: 'preVoteRequest', to: id, term: this.term + 1, lastIndex: this.lastIndex(), lastTerm: this.lastTerm() });
+    }
+  }
+
+  private becomeCandidate(): void {
+    this.role = 'candidate';
+    this.term += 1;
+    this.votedFor = this.options.id;
+    this.hardStateDirty = true;
+    this.master = null;
+    this.votesGranted = new Set([this.options.id]);
+    this.votesRejected = new Set();
+    this.resetElectionTimer();
+    if (this.hasQuorumOf(this.votesGranted)) return this.becomeMaster();
+    for (const id of this.voters()) {
+      if (id === this.options.id) continue;
+      this.send({ type: 'voteRequest', to: id, term: this.term, lastIndex: this.lastIndex(), lastTerm: this.lastTerm() });
+    }
+  }
+
+  private becomeMaster(): void {
+    invariant(this.role === 'candidate', 'only a candidate becomes master');
+    this.role = 'master';
+    this.master = this.options.id;
+    this.heartbeatElapsedTicks = 0;
+    this.electionElapsedTicks = 0;
+    this.progress.clear();
+    for (const id of this.peers()) {
+      this.progress.set(id, { matchIndex: 0, nextIndex: this.lastIndex() + 1, inflight: 0, recentlyActive: true });
+    }
+    // Entries of earlier terms commit only once an entry of this term does (Raft §5.4.2).
+    this.appendAsMaster({ kind: 'noop' });
+  }
+
+  /** Everyone the master replicates to: the voters. (Non-voting replicas join with the membership work.) */
+  private peers(): string[] {
+    return [...this.voters()].filter((id) => id !== this.options.id).sort();
+  }
+
+  // ---------------------------------------------------------------- ticks
+
+  private tickFollower(): void {
+    this.electionElapsedTicks++;
+    if (this.electionElapsedTicks >= this.randomizedElectionTimeoutTicks) {
+      this.resetElectionTimer();
+      if (this.isPromotable()) this.becomePreCandidate();
+    }
+  }
+
+  private tickMaster(): void {
+    this.heartbeatElapsedTicks++;
+    this.electionElapsedTicks++;
+    if (this.electionElapsedTicks >= this.options.electionTimeoutTicks) {
+      this.electionElapsedTicks = 0;
+      // Check-quorum: a master that has not heard from a quorum within an election timeout steps down, so a
+      // minority side of a partition stops acting as master on its own.
+      const active = new Set([this.options.id]);
+      for (const [id, p] of this.progress) {
+        if (p.recentlyActive) active.add(id);
+        p.recentlyActive = false;
+      }
+      if (!this.hasQuorumOf(active)) {
+        this.becomeFollower(this.term, null);
+        return;
+      }
+    }
+    if (this.heartbeatElapsedTicks >= this.options.heartbeatIntervalTicks) {
+      this.heartbeatElapsedTicks = 0;
+      for (const [id, p] of this.progress) {
+        // Retransmit from the last acknowledged entry: appends may have been dropped.
+        p.nextIndex = p.matchIndex + 1;
+        p.inflight = 0;
+        this.sendAppend(id, true);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- elections
+
+  private onPreVoteRequest(m: PreVoteRequest): void {
+    // Grant only if we would vote in a real election and have not heard from a live master recently: a node that
+    // was cut off cannot disrupt a healthy cluster by bumping terms (Raft thesis §9.6).
+    const masterIsLive = this.master !== null && this.electionElapsedTicks < this.options.electionTimeoutTicks;
+    const granted = m.term > this.term && !masterIsLive && this.isUpToDate(m.lastIndex, m.lastTerm);
+    this.send({ type: 'preVoteResponse', to: m.from, term: granted ? m.term : this.term, granted });
+  }
+
+  private onPreVoteResponse(m: PreVoteResponse): void {
+    if (this.role !== 'preCandidate') return;
+    if (m.granted && m.term !== this.term + 1) return; // an answer to an older pre-vote round
+    (m.granted ? this.votesGranted : this.votesRejected).add(m.from);
+    if (this.hasQuorumOf(this.votesGranted)) this.becomeCandidate();
+    else if (this.hasQuorumOf(this.votesRejected)) this.becomeFollower(this.term, null);
+  }
+
+  private onVoteRequest(m: VoteRequest): void {
+    const canVote = this.votedFor === null || this.votedFor === m.from;
+    const granted = canVote && this.isUpToDate(m.lastIndex, m.lastTerm);
+    if (granted) {
+      this.votedFor = m.from;
+      this.hardStateDirty = true;
+      this.resetElectionTimer();
+    }
+    this.send({ type: 'voteResponse', to: m.from, term: this.term, granted });
+  }
+
+  private onVoteResponse(m: VoteResponse): void {
+    if (this.role !== 'candidate') return;
+    (m.granted ? this.votesGranted : this.votesRejected).add(m.from);
+    if (this.hasQuorumOf(this.votesGranted)) this.becomeMaster();
+    else if (this.hasQuorumOf(this.votesRejected)) this.becomeFollower(this.term, null);
+  }
+
+  // ---------------------------------------------------------------- replication
+
+  private appendAsMaster(payload: EntryPayload): number {
+    const index = this.lastIndex() + 1;
+    this.appendLocal([{ index, term: this.term, payload }]);
+    this.maybeCommit();
+    for (const id of this.progress.keys()) this.sendAppend(id, false);
+    return index;
+  }
+
+  /** Sends the entries a follower lacks, up to the batch and in-flight bounds; `always` sends even an empty one. */
+  private sendAppend(to: string, always: boolean): void {
+    const p = this.progress.get(to);
+    if (p === undefined) return;
+    const hasNew = p.nextIndex <= this.lastIndex();
+    if (!always && (!hasNew || p.inflight >= this.options.inflightAppendsMax)) return;
+    const prevIndex = p.nextIndex - 1;
+    const prevTerm = this.termAt(prevIndex);
+    invariant(prevTerm !== undefined, `no term at ${prevIndex} for ${to}`);
+    const entries = this.log.slice(prevIndex, prevIndex + this.options.appendEntriesMax);
+    this.send({ type: 'appendRequest', to, term: this.term, prevIndex, prevTerm, entries, commitIndex: this.commitIndex });
+    if (entries.length > 0) {
+      p.nextIndex = entries[entries.length - 1]!.index + 1;
+      p.inflight++;
+    }
+  }
+
+  private onAppendRequest(m: AppendRequest): void {
+    invariant(this.role !== 'master', `two masters in term ${this.term}: ${this.options.id} and ${m.from}`);
+    if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
+    this.master = m.from;
+    this.electionElapsedTicks = 0;
+    const reject = () =>
+      this.send({ type: 'appendResponse', to: m.from, term: this.term, success: false, matchIndex: 0, lastIndex: this.lastIndex() });
+    if (m.prevIndex > this.lastIndex() || this.termAt(m.prevIndex) !== m.prevTerm) return reject();
+    let firstNew = 0;
+    for (; firstNew < m.entries.length; firstNew++) {
+      const entry = m.entries[firstNew]!;
+      const existing = this.termAt(entry.index);
+      if (existing === undefined) break;
+      if (existing !== entry.term) {
+        this.truncateFrom(entry.index);
+        break;
+      }
+    }
+    this.appendLocal(m.entries.slice(firstNew));
+    const lastNewIndex = m.prevIndex + m.entries.length;
+    // Only what is known to match the master may be committed here: entries past lastNewIndex may be stale.
+    const commit = Math.min(m.commitIndex, lastNewIndex);
+    if (commit > this.commitIndex) {
+      this.commitIndex = commit;
+      this.hardStateDirty = true;
+    }
+    this.send({ type: 'appendResponse', to: m.from, term: this.term, success: true, matchIndex: lastNewIndex, lastIndex: this.lastIndex() });
+  }
+
+  private onAppendResponse(m: AppendResponse): void {
+    if (this.role !== 'master') return;
+    const p = this.progress.get(m.from);
+    if (p === undefined) return;
+    p.recentlyActive = true;
+    if (m.success) {
+      p.inflight = Math.max(0, p.inflight - 1);
+      if (m.matchIndex > p.matchIndex) {
+        p.matchIndex = m.matchIndex;
+        p.nextIndex = Math.max(p.nextIndex, m.matchIndex + 1);
+        this.maybeCommit();
+      }
+    } else {
+      // Back up to just past what the follower has (or one before what we tried), never below what it matched.
+      p.nextIndex = Math.max(p.matchIndex + 1, Math.min(p.nextIndex - 1, m.lastIndex + 1));
+      p.inflight = 0;
+    }
+    if (this.role === 'master') this.sendAppend(m.from, !m.success);
+  }
+
+  private maybeCommit(): void {
+    const candidate = this.options.injectedBug === 'quorumIsHalf'
+      ? this.halfMatchIndex()
+      : quorumMatchIndex(this.configuration, (id) => (id === this.options.id ? this.lastIndex() : (this.progress.get(id)?.matchIndex ?? 0)));
+    if (candidate <= this.commitIndex || this.termAt(candidate) !== this.term) return;
+    this.commitIndex = candidate;
+    this.hardStateDirty = true;
+    // Followers learn the new commit index at once rather than at the next heartbeat.
+    for (const id of this.progress.keys()) this.sendAppend(id, true);
+    this.onCommitted();
+  }
+
+  private halfMatchIndex(): number {
+    const indexes = [this.lastIndex(), ...[...this.progress.values()].map((p) => p.matchIndex)].sort((a, b) => b - a);
+    return indexes[Math.max(0, Math.floor(this.voters().size / 2) - 1)] ?? 0;
+  }
+
+  /** Finishes a configuration change once its joint entry is committed; steps down if no longer a voter. */
+  private onCommitted(): void {
+    if (this.configurationIndex > this.commitIndex) return;
+    if (this.configuration.next !== undefined) {
+      this.appendAsMaster({ kind: 'configuration', current: [...this.configuration.next].sort() });
+    } else if (!this.configuration.current.has(this.options.id)) {
+      this.becomeFollower(this.term, null);
+    }
+  }
+
+  private send(message: Outgoing): void {
+    this.messages.push({ ...message, from: this.options.id } as Message);
+  }
+}

@@ -1,0 +1,125 @@
+import type { VotingConfiguration } from './quorum.js';
+
+/**
+ * The vocabulary of the coordination core: entries, messages, and the Ready record that tells the runtime what to
+ * persist, send and apply. Terms and indexes are plain numbers (safe integers: 2^53 terms is enough forever).
+ */
+
+/** A change of the voting configuration. `next` present: the joint phase; absent: the change is complete. */
+export interface ConfigurationPayload {
+  readonly kind: 'configuration';
+  readonly current: readonly string[];
+  readonly next?: readonly string[];
+}
+
+/** An opaque command for the state machine above the core (content, cluster-state changes). */
+export interface CommandPayload {
+  readonly kind: 'command';
+  readonly data: unknown;
+}
+
+/** Appended by every new master: committing it commits everything before it (Raft §5.4.2). */
+export interface NoopPayload {
+  readonly kind: 'noop';
+}
+
+export type EntryPayload = ConfigurationPayload | CommandPayload | NoopPayload;
+
+export interface Entry {
+  readonly index: number;
+  readonly term: number;
+  readonly payload: EntryPayload;
+}
+
+/** What must survive a crash, besides the journal. */
+export interface HardState {
+  readonly term: number;
+  /** Whom this node voted for in `term`, if anyone. */
+  readonly votedFor: string | null;
+  /** Known committed index. Persisting it is an optimisation (it can always be re-learned), never a requirement. */
+  readonly commitIndex: number;
+}
+
+interface MessageBase {
+  readonly from: string;
+  readonly to: string;
+  readonly term: number;
+}
+
+/** Asks whether a peer would vote for the sender in `term` (= sender's term + 1), without changing any term. */
+export interface PreVoteRequest extends MessageBase {
+  readonly type: 'preVoteRequest';
+  readonly lastIndex: number;
+  readonly lastTerm: number;
+}
+
+export interface PreVoteResponse extends MessageBase {
+  readonly type: 'preVoteResponse';
+  readonly granted: boolean;
+}
+
+export interface VoteRequest extends MessageBase {
+  readonly type: 'voteRequest';
+  readonly lastIndex: number;
+  readonly lastTerm: number;
+}
+
+export interface VoteResponse extends MessageBase {
+  readonly type: 'voteResponse';
+  readonly granted: boolean;
+}
+
+export interface AppendRequest extends MessageBase {
+  readonly type: 'appendRequest';
+  readonly prevIndex: number;
+  readonly prevTerm: number;
+  readonly entries: readonly Entry[];
+  readonly commitIndex: number;
+}
+
+export interface AppendResponse extends MessageBase {
+  readonly type: 'appendResponse';
+  readonly success: boolean;
+  /** On success: the index up to which the follower's journal matches the master's. */
+  readonly matchIndex: number;
+  /** On failure: the follower's last index, so the master can skip back in one step. */
+  readonly lastIndex: number;
+}
+
+export type Message = PreVoteRequest | PreVoteResponse | VoteRequest | VoteResponse | AppendRequest | AppendResponse;
+export type MessageType = Message['type'];
+
+export type Role = 'follower' | 'preCandidate' | 'candidate' | 'master';
+
+/**
+ * What the runtime must do after a step, in this order:
+ *
+ * 1. `hardState` (when present) and `entries` (when non-empty) are made durable: first truncate the journal from
+ *    `entries[0].index` (a conflicting suffix is replaced), then append. Both must be fsynced before step 2 —
+ *    a vote or an acknowledgement sent before its state is durable can elect two masters or lose a commit.
+ * 2. `messages` are sent (in any order; the network may reorder them anyway).
+ * 3. `committed` entries are applied to the state machine, in index order. They are always already durable.
+ * 4. `advance()` is called so the core stops reporting these.
+ */
+export interface Ready {
+  readonly hardState?: HardState;
+  readonly entries: readonly Entry[];
+  readonly messages: readonly Message[];
+  readonly committed: readonly Entry[];
+}
+
+/** What a node currently believes; for status and for the simulator's checks. Never persisted. */
+export interface SoftState {
+  readonly role: Role;
+  readonly master: string | null;
+  readonly term: number;
+  readonly commitIndex: number;
+  readonly lastIndex: number;
+  readonly configuration: { readonly current: VotingConfiguration; readonly next?: VotingConfiguration };
+}
+
+/** A deterministic random source; the simulator seeds it, the runtime may seed it from anything. */
+export interface Random {
+  /** An integer in [0, bound). */
+  nextInt(bound: number): number;
+}
