@@ -125,8 +125,23 @@ function requireParent(store: ContentStore, path: string): ContentNode {
   return parent;
 }
 
-function touched(node: ContentNode, time: string, user: string, changes: Partial<ContentNode>): ContentNode {
-  return { ...node, ...changes, version: node.version + 1, modifiedAt: time, modifiedBy: user };
+/** The existing node a write targets, once its preconditions hold. */
+function targetOf(store: ContentStore, path: string, preconditions: Preconditions): ContentNode {
+  const existing = store.nodeByPath(path);
+  checkPreconditions(existing, preconditions, path);
+  return existing ?? requireNode(store, path);
+}
+
+/** Stores a change to one node as a new version of it. */
+function saveChange(
+  store: ContentStore,
+  node: ContentNode,
+  command: { readonly time: string; readonly user: string },
+  changes: Partial<ContentNode>,
+): ApplyResult {
+  const updated = { ...node, ...changes, version: node.version + 1, modifiedAt: command.time, modifiedBy: command.user };
+  store.updateNode(updated);
+  return { node: updated };
 }
 
 function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
@@ -136,12 +151,7 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
     if (existing.path === rootPath && command.nodeType !== rootNodeType) {
       throw new ConclaveError('ROOT_IMMUTABLE', 'The root node keeps the type "root"; only its properties can change.');
     }
-    const node = touched(existing, command.time, command.user, {
-      type: command.nodeType,
-      properties: command.properties,
-    });
-    store.updateNode(node);
-    return { node, created: false };
+    return { ...saveChange(store, existing, command, { type: command.nodeType, properties: command.properties }), created: false };
   }
   const parent = requireParent(store, command.path);
   invariant(store.nodeById(command.newId) === undefined, `node id ${command.newId} reused`);
@@ -165,24 +175,18 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
 }
 
 function applyPatch(store: ContentStore, command: PatchCommand): ApplyResult {
-  const existing = store.nodeByPath(command.path);
-  checkPreconditions(existing, command, command.path);
-  const node = existing ?? requireNode(store, command.path);
+  const node = targetOf(store, command.path, command);
   const patched = applyMergePatch(node.properties, command.patch);
   invariant(isPlainObject(patched), 'a merge patch of an object with an object is an object');
   checkPropertiesSize(patched);
-  const updated = touched(node, command.time, command.user, { properties: patched as JsonObject });
-  store.updateNode(updated);
-  return { node: updated };
+  return saveChange(store, node, command, { properties: patched as JsonObject });
 }
 
 function applyDelete(store: ContentStore, command: DeleteCommand): ApplyResult {
   if (command.path === rootPath) {
     throw new ConclaveError('ROOT_IMMUTABLE', 'The root node cannot be deleted; delete its children instead.');
   }
-  const existing = store.nodeByPath(command.path);
-  checkPreconditions(existing, command, command.path);
-  const node = existing ?? requireNode(store, command.path);
+  const node = targetOf(store, command.path, command);
   if (!command.recursive && store.hasChildren(node.id)) {
     throw new ConclaveError('NODE_HAS_CHILDREN', `${command.path} has children; add ?recursive=true to delete the subtree.`, {
       path: command.path,
@@ -213,9 +217,7 @@ function applyMove(store: ContentStore, command: MoveCommand): ApplyResult {
   if (command.from === rootPath || command.to === rootPath) {
     throw new ConclaveError('ROOT_IMMUTABLE', 'The root node cannot be moved, and nothing can be moved onto it.');
   }
-  const existing = store.nodeByPath(command.from);
-  checkPreconditions(existing, command, command.from);
-  const node = existing ?? requireNode(store, command.from);
+  const node = targetOf(store, command.from, command);
   if (command.to !== command.from && isSameOrDescendant(command.to, command.from)) {
     throw new ConclaveError('MOVE_INTO_DESCENDANT', `${command.from} cannot be moved below itself (to ${command.to}).`, {
       from: command.from,
@@ -232,21 +234,17 @@ function applyMove(store: ContentStore, command: MoveCommand): ApplyResult {
   const siblings = store.children(parent.id).filter((s) => s.id !== node.id);
   const positions = positionsWith(siblings, node.id, command.before, parent.path);
   if (command.to !== command.from) store.movePaths(command.from, command.to);
-  const moved = touched(node, command.time, command.user, {
+  store.setPositions(positions.filter((p) => p.id !== node.id));
+  return saveChange(store, node, command, {
     path: command.to,
     name: baseName(command.to),
     parentId: parent.id,
     position: positions.find((p) => p.id === node.id)?.position ?? 0,
   });
-  store.updateNode(moved);
-  store.setPositions(positions.filter((p) => p.id !== node.id));
-  return { node: moved };
 }
 
 function applyReorder(store: ContentStore, command: ReorderCommand): ApplyResult {
-  const existing = store.nodeByPath(command.path);
-  checkPreconditions(existing, command, command.path);
-  const node = existing ?? requireNode(store, command.path);
+  const node = targetOf(store, command.path, command);
   const children = store.children(node.id);
   const byName = new Map(children.map((c) => [c.name, c]));
   const named = new Set(command.order);
@@ -258,26 +256,18 @@ function applyReorder(store: ContentStore, command: ReorderCommand): ApplyResult
     );
   }
   store.setPositions(command.order.map((name, position) => ({ id: byName.get(name)!.id, position })));
-  const updated = touched(node, command.time, command.user, {});
-  store.updateNode(updated);
-  return { node: updated };
+  return saveChange(store, node, command, {});
 }
 
 function applySetBinary(store: ContentStore, command: SetBinaryCommand): ApplyResult {
-  const existing = store.nodeByPath(command.path);
-  checkPreconditions(existing, command, command.path);
-  const node = existing ?? requireNode(store, command.path);
+  const node = targetOf(store, command.path, command);
   const binaries = { ...node.binaries, [command.property]: command.binary };
   checkBinaryCount(Object.keys(binaries).length);
-  const updated = touched(node, command.time, command.user, { binaries });
-  store.updateNode(updated);
-  return { node: updated };
+  return saveChange(store, node, command, { binaries });
 }
 
 function applyDeleteBinary(store: ContentStore, command: DeleteBinaryCommand): ApplyResult {
-  const existing = store.nodeByPath(command.path);
-  checkPreconditions(existing, command, command.path);
-  const node = existing ?? requireNode(store, command.path);
+  const node = targetOf(store, command.path, command);
   if (!Object.hasOwn(node.binaries, command.property)) {
     throw new ConclaveError('BINARY_NOT_FOUND', `${command.path} has no binary property "${command.property}".`, {
       path: command.path,
@@ -285,9 +275,7 @@ function applyDeleteBinary(store: ContentStore, command: DeleteBinaryCommand): A
     });
   }
   const binaries = Object.fromEntries(Object.entries(node.binaries).filter(([name]) => name !== command.property));
-  const updated = touched(node, command.time, command.user, { binaries });
-  store.updateNode(updated);
-  return { node: updated };
+  return saveChange(store, node, command, { binaries });
 }
 
 function publicUser(user: User): Omit<User, 'passwordHash'> {
