@@ -5,13 +5,14 @@
  * from a seed yields the same verdict, and so the chaos harness can check recorded histories.
  *
  * Algorithm: Wing & Gong's backtracking search with Lowe's improvements, as in Knossos and
- * Porcupine. The history is a doubly linked list of call and return entries in real-time order;
- * the search linearizes ("lifts") a call whose operation the sequential model accepts, and
- * backtracks when it reaches a return entry whose operation it has not linearized. A cache of
- * (set of linearized operations, model state) prunes configurations already explored, which turns
- * the search from exponential in the history length into, in practice, exponential only in the
- * concurrency. The register for each key is independent of the others (a KV register is the
- * product of single registers), so by P-compositionality each key is checked on its own.
+ * Porcupine (see linearizabilitySearch.ts). The history is a doubly linked list of call and return
+ * entries in real-time order; the search linearizes ("lifts") a call whose operation the sequential
+ * model accepts, and backtracks when it reaches a return entry whose operation it has not
+ * linearized. A cache of (set of linearized operations, model state) prunes configurations already
+ * explored, which turns the search from exponential in the history length into, in practice,
+ * exponential only in the concurrency. The register for each key is independent of the others (a
+ * KV register is the product of single registers), so by P-compositionality each key is checked on
+ * its own. This file holds the history format, its validation, the split by key and the reports.
  *
  * History conventions (Jepsen-style):
  * - `fail`: the operation certainly did not take effect, so it is dropped.
@@ -25,6 +26,17 @@
  * Real-time order is the order of the events in the list (the times are carried for reports only):
  * an operation precedes another when its completion event comes before the other's invoke event.
  */
+
+import {
+  applyOperation,
+  CAS,
+  READ,
+  REJECTED,
+  searchLinearization,
+  WRITE,
+  type CompiledOperations,
+  type SearchOutcome,
+} from './linearizabilitySearch.js';
 
 export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [field: string]: JsonValue };
 export type ProcessId = string | number;
@@ -70,13 +82,17 @@ export interface Operation {
 export type Verdict = 'ok' | 'violation' | 'unknown';
 
 export interface Explanation {
-  /** The longest sequence of operations found that the register explains, in linearization order. */
+  /**
+   * The explored linearization prefix that places the most ok operations, in order; it may include
+   * info operations, taken to have taken effect there.
+   */
   readonly longestPrefix: readonly Operation[];
   /** The register's value after that prefix (null for absent). */
   readonly valueAfterPrefix: JsonValue;
   /**
-   * The operations that could come next after the prefix in real-time order (those invoked before
-   * the earliest return of a pending ok operation). For a violation none of them fits the model.
+   * The ok operations that could come next after the prefix in real-time order (those invoked by
+   * the earliest return among the ok operations not placed). For a violation none of them fits the
+   * register's value, even after applying any pending info operations.
    */
   readonly unplaced: readonly Operation[];
   readonly message: string;
@@ -88,7 +104,10 @@ export interface KeyCheckResult {
   /** Operations the search considered (info reads are left out: they constrain nothing). */
   readonly operationCount: number;
   readonly searchSteps: number;
-  /** For `ok`: one valid linearization, a witness that can be replayed and checked. */
+  /**
+   * For `ok`: a witness that can be replayed and checked: every ok operation, plus the info
+   * operations taken to have taken effect, in a valid linearization order.
+   */
   readonly linearization?: readonly Operation[];
   /** For `violation` and `unknown`. */
   readonly explanation?: Explanation;
@@ -334,237 +353,79 @@ class ValueTable {
   }
 }
 
-const READ = 0;
-const WRITE = 1;
-const CAS = 2;
-const NIL = -1;
-const HEAD = 0;
-const REJECTED = -1;
-
-/** Scrambles an integer into 32 bits (a splitmix-style finalizer), for Zobrist-style set hashing. */
-function mix32(n: number): number {
-  let h = Math.imul(n ^ 0x5bd1e995, 0x9e3779b1);
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
-interface CacheEntry {
-  readonly linearized: Uint32Array;
-  readonly state: number;
-}
-
 function checkKey(key: RegisterKey, keyOperations: readonly Operation[], searchStepsMax: number): KeyCheckResult {
   // An info read has no effect and no known output, so every linearization can include or omit it.
   const ops = keyOperations.filter((op) => !(op.f === 'read' && op.outcome === 'info'));
-  const opCount = ops.length;
-
-  // The sequential model, compiled to integers: kind, and the ids of its one or two values.
   const values = new ValueTable();
-  const kind = new Uint8Array(opCount);
-  const argA = new Int32Array(opCount);
-  const argB = new Int32Array(opCount);
-  const isInfo = new Uint8Array(opCount);
-  let okCount = 0;
-  for (let i = 0; i < opCount; i++) {
-    const op = ops[i];
-    isInfo[i] = op.outcome === 'info' ? 1 : 0;
-    if (op.outcome === 'ok') okCount++;
-    if (op.f === 'read') {
-      kind[i] = READ;
-      argA[i] = values.id(op.output ?? null);
-    } else if (op.f === 'write') {
-      kind[i] = WRITE;
-      argA[i] = values.id(op.input);
-    } else {
-      const [expected, next] = op.input as readonly [JsonValue, JsonValue];
-      kind[i] = CAS;
-      argA[i] = values.id(expected);
-      argB[i] = values.id(next);
-    }
-  }
-  /** The state after applying op to state, or REJECTED if the model does not allow it. */
-  const step = (op: number, state: number): number => {
-    switch (kind[op]) {
-      case READ:
-        return state === argA[op] ? state : REJECTED;
-      case WRITE:
-        return argA[op];
-      default:
-        return state === argA[op] ? argB[op] : REJECTED;
-    }
-  };
-
-  // The entry list: 0 is the head sentinel, then one call entry per operation and one return entry
-  // per ok operation (info operations never return), in real-time order.
-  const positions: Array<{ readonly at: number; readonly isCall: boolean; readonly op: number }> = [];
-  for (let i = 0; i < opCount; i++) {
-    positions.push({ at: ops[i].invokeIndex, isCall: true, op: i });
-    if (isInfo[i] === 0) positions.push({ at: ops[i].returnIndex, isCall: false, op: i });
-  }
-  // Calls before returns at the same position: operations that touch in time are concurrent.
-  positions.sort((a, b) => a.at - b.at || Number(b.isCall) - Number(a.isCall) || a.op - b.op);
-  const entryCount = positions.length + 1;
-  const next = new Int32Array(entryCount);
-  const prev = new Int32Array(entryCount);
-  const entryOp = new Int32Array(entryCount).fill(NIL);
-  const entryIsCall = new Uint8Array(entryCount);
-  const returnEntryOf = new Int32Array(opCount).fill(NIL);
-  const callEntries: number[] = [];
-  for (let e = 1; e < entryCount; e++) {
-    const position = positions[e - 1];
-    entryOp[e] = position.op;
-    entryIsCall[e] = position.isCall ? 1 : 0;
-    if (!position.isCall) returnEntryOf[position.op] = e;
-    else callEntries.push(e);
-  }
-  for (let e = 0; e < entryCount; e++) {
-    prev[e] = e - 1;
-    next[e] = e + 1 < entryCount ? e + 1 : NIL;
-  }
-
-  // Dancing links: a lifted entry keeps its own prev/next so it can be put back in LIFO order.
-  const unlink = (e: number): void => {
-    next[prev[e]] = next[e];
-    if (next[e] !== NIL) prev[next[e]] = prev[e];
-  };
-  const relink = (e: number): void => {
-    next[prev[e]] = e;
-    if (next[e] !== NIL) prev[next[e]] = e;
-  };
-  const lift = (callEntry: number): void => {
-    unlink(callEntry);
-    const ret = returnEntryOf[entryOp[callEntry]];
-    if (ret !== NIL) unlink(ret);
-  };
-  const unlift = (callEntry: number): void => {
-    const ret = returnEntryOf[entryOp[callEntry]];
-    if (ret !== NIL) relink(ret);
-    relink(callEntry);
-  };
-
-  // The set of linearized operations, with an incrementally maintained hash of it.
-  const linearized = new Uint32Array(Math.ceil(opCount / 32));
-  const opHash = new Uint32Array(opCount);
-  for (let i = 0; i < opCount; i++) opHash[i] = mix32(i);
-  let linearizedHash = 0;
-  const toggle = (op: number): void => {
-    linearized[op >>> 5] ^= 1 << (op & 31);
-    linearizedHash = (linearizedHash ^ opHash[op]) >>> 0;
-  };
-  const cache = new Map<number, CacheEntry[]>();
-  /** Records (linearized, state) and says whether it was new. */
-  const remember = (state: number): boolean => {
-    const hash = (linearizedHash ^ mix32(state + 0x40000000)) >>> 0;
-    let bucket = cache.get(hash);
-    if (bucket === undefined) cache.set(hash, (bucket = []));
-    for (const seen of bucket) {
-      if (seen.state === state && sameWords(seen.linearized, linearized)) return false;
-    }
-    bucket.push({ linearized: linearized.slice(), state });
-    return true;
-  };
-
-  // The search stack: each lifted call entry with the state before it.
-  const stackEntry = new Int32Array(opCount);
-  const stackState = new Int32Array(opCount);
-  let depth = 0;
-  let state = 0;
-  let okRemaining = okCount;
-  let steps = 0;
-  let bestPrefix: number[] = [];
-
-  let verdict: Verdict;
-  let entry = next[HEAD];
-  while (true) {
-    if (okRemaining === 0) {
-      verdict = 'ok';
-      break;
-    }
-    if (steps >= searchStepsMax) {
-      verdict = 'unknown';
-      break;
-    }
-    steps++;
-    // With ok operations left, the scan meets a return entry before the list ends.
-    if (entryIsCall[entry] === 1) {
-      const op = entryOp[entry];
-      const after = step(op, state);
-      if (after !== REJECTED) {
-        toggle(op);
-        if (remember(after)) {
-          stackEntry[depth] = entry;
-          stackState[depth] = state;
-          depth++;
-          state = after;
-          lift(entry);
-          if (isInfo[op] === 0) okRemaining--;
-          if (depth > bestPrefix.length) bestPrefix = Array.from(stackEntry.subarray(0, depth), (e) => entryOp[e]);
-          entry = next[HEAD];
-          continue;
-        }
-        toggle(op); // explored before from here: prune
-      }
-      entry = next[entry];
-    } else {
-      // A pending operation must have taken effect by now, and nothing tried fits: backtrack.
-      if (depth === 0) {
-        verdict = 'violation';
-        break;
-      }
-      depth--;
-      entry = stackEntry[depth];
-      state = stackState[depth];
-      const op = entryOp[entry];
-      toggle(op);
-      unlift(entry);
-      if (isInfo[op] === 0) okRemaining++;
-      entry = next[entry];
-    }
-  }
-
-  const base = { key, verdict, operationCount: opCount, searchSteps: steps };
-  if (verdict === 'ok') {
-    return { ...base, linearization: Array.from(stackEntry.subarray(0, depth), (e) => ops[entryOp[e]]) };
-  }
-  return { ...base, explanation: explain(key, verdict, ops, bestPrefix, step, values.values, steps) };
+  const compiled = compile(ops, values);
+  const outcome = searchLinearization(compiled, searchStepsMax);
+  const base = { key, verdict: outcome.verdict, operationCount: ops.length, searchSteps: outcome.searchSteps };
+  if (outcome.verdict === 'ok') return { ...base, linearization: outcome.linearization.map((i) => ops[i]) };
+  return { ...base, explanation: explain(key, outcome, ops, compiled, values.values) };
 }
 
-function sameWords(a: Uint32Array, b: Uint32Array): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+/** The sequential register model as integers: what the search's inner loop works on. */
+function compile(ops: readonly Operation[], values: ValueTable): CompiledOperations {
+  const count = ops.length;
+  const compiled = {
+    count,
+    kind: new Uint8Array(count),
+    argA: new Int32Array(count),
+    argB: new Int32Array(count),
+    isInfo: new Uint8Array(count),
+    invokePosition: new Float64Array(count),
+    returnPosition: new Float64Array(count),
+  };
+  ops.forEach((op, i) => {
+    compiled.isInfo[i] = op.outcome === 'info' ? 1 : 0;
+    compiled.invokePosition[i] = op.invokeIndex;
+    compiled.returnPosition[i] = op.returnIndex;
+    if (op.f === 'read') {
+      compiled.kind[i] = READ;
+      compiled.argA[i] = values.id(op.output ?? null);
+    } else if (op.f === 'write') {
+      compiled.kind[i] = WRITE;
+      compiled.argA[i] = values.id(op.input);
+    } else {
+      const [expected, replacement] = op.input as readonly [JsonValue, JsonValue];
+      compiled.kind[i] = CAS;
+      compiled.argA[i] = values.id(expected);
+      compiled.argB[i] = values.id(replacement);
+    }
+  });
+  return compiled;
 }
 
 function explain(
   key: RegisterKey,
-  verdict: 'violation' | 'unknown',
+  outcome: SearchOutcome,
   ops: readonly Operation[],
-  prefix: readonly number[],
-  step: (op: number, state: number) => number,
+  compiled: CompiledOperations,
   values: readonly JsonValue[],
-  steps: number,
 ): Explanation {
+  const prefix = outcome.longestPrefix;
   let state = 0;
-  for (const op of prefix) state = step(op, state);
+  for (const op of prefix) state = applyOperation(compiled, op, state);
   const placed = new Set(prefix);
-  let earliestReturnIndex = Infinity;
-  for (let i = 0; i < ops.length; i++) {
-    if (!placed.has(i) && ops[i].outcome === 'ok') earliestReturnIndex = Math.min(earliestReturnIndex, ops[i].returnIndex);
-  }
-  const unplaced: number[] = [];
-  for (let i = 0; i < ops.length; i++) {
-    if (!placed.has(i) && ops[i].invokeIndex <= earliestReturnIndex) unplaced.push(i);
-  }
+  const pendingOk = ops.map((_, i) => i).filter((i) => !placed.has(i) && ops[i].outcome === 'ok');
+  // The ok operations that could come next in real time: invoked by the earliest pending return.
+  const earliestReturnIndex = Math.min(...pendingOk.map((i) => ops[i].returnIndex));
+  const unplaced = pendingOk.filter((i) => ops[i].invokeIndex <= earliestReturnIndex);
   const valueAfterPrefix = values[state];
   const okTotal = ops.filter((op) => op.outcome === 'ok').length;
   const okPlaced = prefix.filter((i) => ops[i].outcome === 'ok').length;
-  const head = verdict === 'violation'
+  const infoPlaced = prefix.length - okPlaced;
+  const head = outcome.verdict === 'violation'
     ? `key ${JSON.stringify(key)} is not linearizable`
-    : `key ${JSON.stringify(key)}: search gave up after ${steps} steps (searchStepsMax)`;
-  const reasons = unplaced.map((i) => `${describeOperation(ops[i])}${step(i, state) === REJECTED ? ` ${rejection(ops[i], valueAfterPrefix)}` : ''}`);
-  const message = `${head}. The longest linearizable prefix found places ${prefix.length} operations (${okPlaced} of ${okTotal} ok), `
+    : `key ${JSON.stringify(key)}: linearizability unknown, the search gave up after ${outcome.searchSteps} steps (searchStepsMax)`;
+  const reasons = unplaced.map((i) => {
+    const fits = applyOperation(compiled, i, state) !== REJECTED;
+    return `${describeOperation(ops[i])}${fits ? '' : `, ${rejection(ops[i], valueAfterPrefix)}`}`;
+  });
+  const message = `${head}. The longest linearizable prefix found places ${okPlaced} of the key's ${okTotal} ok operations`
+    + `${infoPlaced > 0 ? ` (and ${infoPlaced} info operations, taken to have taken effect)` : ''}, `
     + `leaving the register at ${JSON.stringify(valueAfterPrefix)}. `
-    + (verdict === 'violation' ? 'None of the operations that could come next fits: ' : 'Operations that could come next: ')
+    + (outcome.verdict === 'violation' ? 'No ok operation that could come next fits: ' : 'The ok operations that could come next: ')
     + `${reasons.join('; ')}.`;
   return {
     longestPrefix: prefix.map((i) => ops[i]),
@@ -591,7 +452,6 @@ export function describeOperation(op: Operation): string {
 }
 
 function rejection(op: Operation, current: JsonValue): string {
-  if (op.f === 'read') return `returned ${JSON.stringify(op.output)} but the register holds ${JSON.stringify(current)}`;
-  const [expected] = op.input as readonly [JsonValue, JsonValue];
-  return `expected ${JSON.stringify(expected)} but the register holds ${JSON.stringify(current)}`;
+  if (op.f === 'read') return `but the register holds ${JSON.stringify(current)}`;
+  return `but the register holds ${JSON.stringify(current)}, not the expected ${JSON.stringify((op.input as readonly [JsonValue, JsonValue])[0])}`;
 }
