@@ -59,7 +59,7 @@ export class Authenticator {
   private async bearer(token: string): Promise<Principal> {
     const claims = await this.tokens.verify(token);
     const user = claims && this.users.userByName(claims.user);
-    if (claims === undefined || user === undefined || user.version !== claims.userVersion) {
+    if (claims === undefined || user === undefined || user.version !== claims.userVersion || user.createdAt !== claims.userCreatedAt) {
       throw new ConclaveError('AUTH_INVALID', 'The token is invalid, expired or revoked; log in again.');
     }
     return { name: user.name, roles: user.roles };

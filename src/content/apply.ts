@@ -15,7 +15,8 @@ import type {
 } from './commands.js';
 import { applyMergePatch, isPlainObject } from './mergePatch.js';
 import { etagOf, rootNodeType, type ContentNode, type JsonObject, type User } from './model.js';
-import { baseName, isSameOrDescendant, joinPath, parentPath, rootPath } from './paths.js';
+import { pathBytesMax, pathDepthMax } from './limits.js';
+import { baseName, isSameOrDescendant, joinPath, parentPath, rootPath, utf8Bytes } from './paths.js';
 import type { ContentStore } from './store.js';
 import { checkBinaryCount, checkPropertiesSize } from './validate.js';
 
@@ -213,6 +214,21 @@ function positionsWith(siblings: ContentNode[], nodeId: string, before: string |
   return ids.map((id, position) => ({ id, position }));
 }
 
+/** A move must not give any descendant a path the API would refuse: too deep or too long. */
+function checkMovedPaths(store: ContentStore, from: string, to: string): void {
+  const extent = store.subtreeExtent(from);
+  const depthOf = (path: string) => path.split('/').length - 1;
+  const depth = extent.depthMax - depthOf(from) + depthOf(to);
+  const bytes = extent.bytesMax - utf8Bytes(from) + utf8Bytes(to);
+  if (depth > pathDepthMax || bytes > pathBytesMax) {
+    throw new ConclaveError(
+      'INVALID_PATH',
+      `Moving ${from} to ${to} would make paths ${depth} levels deep and up to ${bytes} bytes long; the limits are ${pathDepthMax} levels and ${pathBytesMax} bytes.`,
+      { from, to },
+    );
+  }
+}
+
 function applyMove(store: ContentStore, command: MoveCommand): ApplyResult {
   if (command.from === rootPath || command.to === rootPath) {
     throw new ConclaveError('ROOT_IMMUTABLE', 'The root node cannot be moved, and nothing can be moved onto it.');
@@ -228,6 +244,7 @@ function applyMove(store: ContentStore, command: MoveCommand): ApplyResult {
     throw new ConclaveError('DESTINATION_EXISTS', `A node already exists at ${command.to}.`, { path: command.to });
   }
   const parent = requireParent(store, command.to);
+  checkMovedPaths(store, command.from, command.to);
   if (command.before === baseName(command.to) && parent.id === node.parentId) {
     throw new ConclaveError('INVALID_REQUEST', '"before" cannot name the node being moved.');
   }

@@ -20,6 +20,8 @@ export interface ContentStore {
   setPositions(positions: ReadonlyArray<{ id: string; position: number }>): void;
   /** Deletes the node and all its descendants; returns how many nodes were deleted. */
   deleteSubtree(node: ContentNode): number;
+  /** The deepest level (number of "/") and the longest path in UTF-8 bytes of a node and its descendants. */
+  subtreeExtent(path: string): { depthMax: number; bytesMax: number };
   /** Rewrites the path of a node and of every descendant from `from` to `to`. */
   movePaths(from: string, to: string): void;
   userByName(name: string): User | undefined;

@@ -30,7 +30,10 @@ export interface CoreOptions {
   readonly inflightAppendsMax: number;
   /** Most entries appended but not yet committed; proposals beyond are refused (back-pressure). */
   readonly uncommittedEntriesMax: number;
-  /** False for voting-only and non-eligible nodes: they never campaign. */
+  /**
+   * False for voting-only and non-eligible nodes: they never campaign — except a voting-only voter whose journal an
+   * eligible candidate lacks, which may become a caretaker master that takes no proposals (see `catchUpFor`).
+   */
   readonly canBeMaster: boolean;
   readonly random: Random;
   /** Test-only: breaks one rule on purpose, so the simulator can prove it would notice. Never set in production. */
@@ -92,6 +95,16 @@ export class CoordinationCore {
   private votesGranted = new Set<string>();
   private votesRejected = new Set<string>();
   private progress = new Map<string, Progress>();
+  /**
+   * Caretaker duty of a voter that cannot be master (voting-only): the candidates whose pre-vote it refused because
+   * their journal was behind its own. Such a node may hold entries that no eligible voter has — for instance when
+   * the master that wrote them was removed from the configuration, or stepped down and went away — and then no
+   * eligible voter can ever win its vote: the cluster could never elect a master again (found by the simulator:
+   * 3 nodes with one voting-only; seeds 273, 1047, 2101). So, like Elasticsearch's voting-only nodes, it campaigns
+   * itself, becomes a caretaker master that refuses every proposal, commits its journal with the usual noop,
+   * replicates it, and steps down as soon as one of these candidates (or every other voter) holds all of it.
+   */
+  private catchUpFor = new Set<string>();
 
   private configuration: JointConfiguration = emptyConfiguration;
   private configurationIndex = 0;
@@ -137,6 +150,7 @@ export class CoordinationCore {
 
   propose(data: unknown): ProposeOutcome {
     if (this.role !== 'master') return { ok: false, reason: 'notMaster', master: this.master };
+    if (!this.options.canBeMaster) return { ok: false, reason: 'notMaster', master: null }; // a caretaker
     if (this.lastIndex() - this.commitIndex >= this.options.uncommittedEntriesMax) {
       return { ok: false, reason: 'overloaded', master: this.master };
     }
@@ -147,6 +161,7 @@ export class CoordinationCore {
   /** Starts moving the voting configuration to `voters` (joint first, then final). One change at a time. */
   proposeConfiguration(voters: readonly string[]): ProposeOutcome {
     if (this.role !== 'master') return { ok: false, reason: 'notMaster', master: this.master };
+    if (!this.options.canBeMaster) return { ok: false, reason: 'notMaster', master: null }; // a caretaker
     if (this.configuration.next !== undefined || this.configurationIndex > this.commitIndex) {
       return { ok: false, reason: 'configurationChangeInProgress', master: this.master };
     }
@@ -315,7 +330,7 @@ export class CoordinationCore {
   }
 
   private isPromotable(): boolean {
-    return this.options.canBeMaster && this.voters().has(this.options.id);
+    return (this.options.canBeMaster || this.catchUpFor.size > 0) && this.voters().has(this.options.id);
   }
 
   // ---------------------------------------------------------------- roles
@@ -391,6 +406,12 @@ export class CoordinationCore {
   private tickFollower(): void {
     this.electionElapsedTicks++;
     if (this.electionElapsedTicks >= this.randomizedElectionTimeoutTicks) {
+      // A full timeout without a word from the master: it is no longer known. Without this, a node that never
+      // campaigns (voting-only, or not in the configuration) kept the old master forever, and since the timer
+      // restarts here, it saw that master as "live" again for an election timeout out of every cycle — refusing
+      // pre-votes and ignoring vote requests, which could stall elections indefinitely (found by the simulator:
+      // 3 nodes with one voting-only, the master removed from the configuration; seed 273).
+      this.master = null;
       this.resetElectionTimer();
       if (this.isPromotable()) this.becomePreCandidate();
     }
@@ -430,7 +451,11 @@ export class CoordinationCore {
     // Grant only if we would vote in a real election and have not heard from a live master recently: a node that
     // was cut off cannot disrupt a healthy cluster by bumping terms (Raft thesis §9.6).
     const masterIsLive = this.master !== null && this.electionElapsedTicks < this.options.electionTimeoutTicks;
-    const granted = m.term > this.term && !masterIsLive && this.isUpToDate(m.lastIndex, m.lastTerm);
+    const upToDate = this.isUpToDate(m.lastIndex, m.lastTerm);
+    const granted = m.term > this.term && !masterIsLive && upToDate;
+    if (!upToDate && m.term > this.term && !masterIsLive && !this.options.canBeMaster && this.voters().has(this.options.id)) {
+      this.catchUpFor.add(m.from);
+    }
     this.send({ type: 'preVoteResponse', to: m.from, term: granted ? m.term : this.term, granted });
   }
 
@@ -492,6 +517,8 @@ export class CoordinationCore {
     if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
     this.master = m.from;
     this.electionElapsedTicks = 0;
+    this.catchUpFor.clear(); // there is a master: it brings the candidates up to date
+
     const reject = () =>
       this.send({ type: 'appendResponse', to: m.from, term: this.term, success: false, matchIndex: 0, lastIndex: this.lastIndex() });
     if (m.prevIndex > this.lastIndex() || this.termAt(m.prevIndex) !== m.prevTerm) return reject();
@@ -527,6 +554,8 @@ export class CoordinationCore {
         p.matchIndex = m.matchIndex;
         p.nextIndex = Math.max(p.nextIndex, m.matchIndex + 1);
         this.maybeCommit();
+        // A caretaker waits for a member to catch up, which need not move the commit index.
+        if (this.role === 'master') this.maybeEndCaretaking();
       }
     } else {
       // Back up to just past what the follower has (or one before what we tried), never below what it matched.
@@ -546,6 +575,21 @@ export class CoordinationCore {
     // Followers learn the new commit index at once rather than at the next heartbeat.
     for (const id of this.progress.keys()) this.sendAppend(id, true);
     this.onCommitted();
+    if (this.role === 'master') this.maybeEndCaretaking();
+  }
+
+  /**
+   * A caretaker (a master that cannot be master, see `catchUpFor`) steps down once its whole journal is committed
+   * and a candidate it refused — or every other voter — holds all of it: that candidate's journal is now as up to
+   * date as any, so it can win the next election.
+   */
+  private maybeEndCaretaking(): void {
+    if (this.options.canBeMaster || this.commitIndex < this.lastIndex()) return;
+    const caughtUp = (id: string) => (this.progress.get(id)?.matchIndex ?? 0) >= this.lastIndex();
+    if ([...this.catchUpFor].some(caughtUp) || this.peers().every(caughtUp)) {
+      this.catchUpFor.clear();
+      this.becomeFollower(this.term, null);
+    }
   }
 
   private halfMatchIndex(): number {

@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 
 import { anonymous, can } from '../auth/authenticator.js';
@@ -27,6 +27,23 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     // We answer 503 ourselves during shutdown, in the catalogue's format.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // Errors the router raises before any route runs (a malformed percent-encoding, an over-long path segment)
+    // still answer in the catalogue's format.
+    frameworkErrors: (error, _request, rawReply) => {
+      const reply = rawReply as unknown as FastifyReply;
+      const code = (error as { code?: string }).code;
+      const refusal =
+        code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? new ConclaveError('INVALID_PATH', 'A segment of the URL path is too long.')
+          : code === 'FST_ERR_BAD_URL'
+            ? new ConclaveError('INVALID_PATH', 'The URL has a malformed percent-encoding.')
+            : new ConclaveError('INVALID_REQUEST', error.message);
+      void reply
+        .status(refusal.status)
+        .header('X-Conclave-Index', context.repository.appliedIndex)
+        .type('application/json; charset=utf-8')
+        .send(refusal.toJSON());
+    },
   });
   app.decorate('conclave', context);
   // A reference type cannot be a request decorator's default; every request starts anonymous in onRequest.

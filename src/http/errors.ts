@@ -10,7 +10,10 @@ export function toConclaveError(err: FastifyError | Error): ConclaveError {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new ConclaveError('BODY_TOO_LARGE', 'The request body exceeds http.bodyBytesMax.');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new ConclaveError('UNSUPPORTED_MEDIA_TYPE', 'Send JSON with Content-Type: application/json.');
+      return new ConclaveError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        'Send JSON with Content-Type: application/json (binary uploads: any Content-Type, such as application/octet-stream).',
+      );
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new ConclaveError('INVALID_JSON', 'The body is empty; send a JSON document.');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':

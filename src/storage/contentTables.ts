@@ -130,7 +130,9 @@ export class ContentTables implements ContentStore {
     this.setPosition = db.prepare('UPDATE nodes SET position = ? WHERE id = ?');
     this.deleteRange = db.prepare('DELETE FROM nodes WHERE path >= ? AND path < ?');
     this.deleteOne = db.prepare('DELETE FROM nodes WHERE id = ?');
-    this.moveRange = db.prepare('UPDATE nodes SET path = ? || substr(path, ?) WHERE path >= ? AND path < ?');
+    // substr and length count characters, as SQLite sees them: the prefix length must be measured there too
+    // (a JavaScript length counts UTF-16 units, which differs for characters outside the BMP).
+    this.moveRange = db.prepare('UPDATE nodes SET path = ? || substr(path, length(?) + 1) WHERE path >= ? AND path < ?');
     this.childPage = db.prepare(
       'SELECT * FROM nodes WHERE parent_id = ? AND (position > ? OR (position = ? AND id > ?)) ORDER BY position, id LIMIT ?',
     );
@@ -193,10 +195,21 @@ export class ContentTables implements ContentStore {
   movePaths(from: string, to: string): void {
     invariant(from !== rootPath, 'the root is never moved');
     const { low, high } = descendantRange(from);
-    // substr is 1-based: keep everything after the old prefix, i.e. "/rest" of each descendant.
-    this.moveRange.run(to, from.length + 1, low, high);
+    // Keep everything after the old prefix, i.e. "/rest" of each descendant.
+    this.moveRange.run(to, from, low, high);
     const moved = this.db.prepare('UPDATE nodes SET path = ? WHERE path = ?').run(to, from).changes;
     invariant(moved === 1, `move of ${from} found ${moved} nodes`);
+  }
+
+  subtreeExtent(path: string): { depthMax: number; bytesMax: number } {
+    const { low, high } = descendantRange(path);
+    const row = this.db
+      .prepare(
+        `SELECT max(length(path) - length(replace(path, '/', ''))) AS depth, max(length(CAST(path AS BLOB))) AS bytes
+         FROM nodes WHERE path = ? OR (path >= ? AND path < ?)`,
+      )
+      .get(path, low, high) as { depth: number | null; bytes: number | null };
+    return { depthMax: row.depth ?? 0, bytesMax: row.bytes ?? 0 };
   }
 
   userByName(name: string): User | undefined {

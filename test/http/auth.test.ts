@@ -87,3 +87,14 @@ test('anonymous reading when configured, never anonymous writing', async () => {
     await open.close();
   }
 });
+
+test('a token dies with its user, even if a user of the same name is created again', async () => {
+  await t.request({ method: 'PUT', url: '/api/v1/users/temp', ...json({ password: 'temp-password', roles: ['reader'] }) });
+  const login = await t.request({ method: 'POST', url: '/api/v1/auth/login', ...json({ username: 'temp', password: 'temp-password' }), auth: null });
+  const token = `Bearer ${login.json().token}`;
+  assert.equal((await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: token })).statusCode, 200);
+  assert.equal((await t.request({ method: 'DELETE', url: '/api/v1/users/temp' })).statusCode, 200);
+  assert.equal((await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: token })).statusCode, 401);
+  await t.request({ method: 'PUT', url: '/api/v1/users/temp', ...json({ password: 'temp-password', roles: ['reader'] }) });
+  assert.equal((await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: token })).statusCode, 401);
+});

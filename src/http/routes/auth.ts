@@ -15,7 +15,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
       throw new ConclaveError('INVALID_REQUEST', 'Send {"username": "...", "password": "..."}.');
     }
     const user = await authenticator.login(body['username'], body['password']);
-    const issued = await tokens.issue({ user: user.name, userVersion: user.version });
+    const issued = await tokens.issue({ user: user.name, userVersion: user.version, userCreatedAt: user.createdAt });
     return { ...issued, user: { name: user.name, roles: user.roles } };
   });
   app.get('/api/v1/auth/whoami', { config: { permission: 'read' } }, async (request) => ({

@@ -18,6 +18,11 @@ export function contentPathOf(request: WildcardRequest): string {
   return parsePath(`/${rest}`);
 }
 
+/** A content path as it must appear in a URL or a header: every segment percent-encoded, "" for the root. */
+export function encodePath(path: string): string {
+  return path === '/' ? '' : path.split('/').map(encodeURIComponent).join('/');
+}
+
 export function sendCommitted(reply: FastifyReply, committed: Committed, status = 200) {
   reply.header('X-Conclave-Index', committed.index);
   const node = committed.result.node;
@@ -99,7 +104,7 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
     const nodeType = body['type'] === undefined ? (path === '/' ? 'root' : defaultNodeType) : parseNodeType(body['type']);
     const properties = parseProperties(body['properties'] ?? {});
     const committed = await repository.put(path, nodeType, properties, parsePreconditions(request.headers), request.principal.name);
-    if (committed.result.created === true) reply.header('Location', `/api/v1/content${path === '/' ? '' : path}`);
+    if (committed.result.created === true) reply.header('Location', `/api/v1/content${encodePath(path)}`);
     return sendCommitted(reply, committed, committed.result.created === true ? 201 : 200);
   };
   app.put('/api/v1/content', write, putNode);
