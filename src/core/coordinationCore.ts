@@ -406,11 +406,11 @@ export class CoordinationCore {
   private tickFollower(): void {
     this.electionElapsedTicks++;
     if (this.electionElapsedTicks >= this.randomizedElectionTimeoutTicks) {
-      // A full timeout without a word from the master: it is no longer known. Without this, a node that never
-      // campaigns (voting-only, or not in the configuration) kept the old master forever, and since the timer
-      // restarts here, it saw that master as "live" again for an election timeout out of every cycle — refusing
-      // pre-votes and ignoring vote requests, which could stall elections indefinitely (found by the simulator:
-      // 3 nodes with one voting-only, the master removed from the configuration; seed 273).
+      // A full timeout without a word from the master: it is no longer known. Without this, a node that does not
+      // campaign (voting-only, or not in the configuration) kept the old master forever, and since the timer
+      // restarts here, it took that master for live again during the first election timeout of every cycle —
+      // refusing pre-votes and ignoring vote requests — so elections that needed its vote could stall for good
+      // (found by the simulator: seeds 687, 1191, 1792 and 3080 do not converge without this line).
       this.master = null;
       this.resetElectionTimer();
       if (this.isPromotable()) this.becomePreCandidate();
@@ -518,7 +518,6 @@ export class CoordinationCore {
     this.master = m.from;
     this.electionElapsedTicks = 0;
     this.catchUpFor.clear(); // there is a master: it brings the candidates up to date
-
     const reject = () =>
       this.send({ type: 'appendResponse', to: m.from, term: this.term, success: false, matchIndex: 0, lastIndex: this.lastIndex() });
     if (m.prevIndex > this.lastIndex() || this.termAt(m.prevIndex) !== m.prevTerm) return reject();

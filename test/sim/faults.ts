@@ -1,0 +1,202 @@
+import { bridgePartition, oneWayPartition, symmetricPartition, type Partition } from './simNetwork.js';
+import type { CrashPoint } from './simNode.js';
+import type { SimCluster } from './simCluster.js';
+import type { SimRandom } from './simRandom.js';
+
+/**
+ * The fault injector of the safety phase: at random intervals it crashes a node (between steps, or in the middle
+ * of handling a Ready) and restarts it later, pauses and resumes a node, cuts the network (symmetric, one-way,
+ * bridged, or the master alone) and heals it, raises the drop and duplicate rates for a while, and has the master
+ * change the voting configuration. `healEverything` ends it all for the liveness phase.
+ */
+export interface FaultOptions {
+  /** Time between two faults, uniform in [min, max] units. */
+  readonly intervalUnitsMin: number;
+  readonly intervalUnitsMax: number;
+  /** How long a fault lasts before it is undone (a restart, a resume, a heal), uniform in [min, max] units. */
+  readonly durationUnitsMin: number;
+  readonly durationUnitsMax: number;
+}
+
+type FaultKind = 'crash' | 'pause' | 'partition' | 'lossy' | 'reconfigure';
+
+export class FaultInjector {
+  private active = false;
+  readonly counts: Record<FaultKind, number> = { crash: 0, pause: 0, partition: 0, lossy: 0, reconfigure: 0 };
+
+  constructor(
+    private readonly cluster: SimCluster,
+    private readonly random: SimRandom,
+    private readonly options: FaultOptions,
+  ) {}
+
+  start(): void {
+    this.active = true;
+    this.scheduleNext();
+  }
+
+  stop(): void {
+    this.active = false;
+  }
+
+  /** The start of the liveness phase: no partition, base loss rates, every node restarted or resumed. */
+  healEverything(): void {
+    this.stop();
+    const { cluster } = this;
+    cluster.trace('heal everything');
+    cluster.heal();
+    cluster.network.setDropRate(0);
+    cluster.network.setDuplicateRate(0);
+    for (const node of cluster.nodes) {
+      node.disarmCrash();
+      if (node.status === 'crashed') node.restart();
+      else if (node.status === 'paused') node.resume();
+    }
+  }
+
+  private scheduleNext(): void {
+    this.cluster.scheduler.after(this.random.between(this.options.intervalUnitsMin, this.options.intervalUnitsMax), () => {
+      if (!this.active) return;
+      this.inject();
+      this.scheduleNext();
+    });
+  }
+
+  private duration(): number {
+    return this.random.between(this.options.durationUnitsMin, this.options.durationUnitsMax);
+  }
+
+  /** Undo `undo` after a while, unless the safety phase is over (healEverything did it already). */
+  private later(undo: () => void): void {
+    this.cluster.scheduler.after(this.duration(), () => {
+      if (this.active) undo();
+    });
+  }
+
+  private inject(): void {
+    const { cluster } = this;
+    const nodes = cluster.nodes;
+    const down = nodes.filter((n) => n.status !== 'running').length;
+    // Keep at most a bare majority down at once, so that the workload gets somewhere between faults.
+    const mayTakeDown = down < Math.floor(nodes.length / 2) + 1;
+    const kind = this.random.weighted<FaultKind>([
+      [mayTakeDown ? 3 : 0, 'crash'],
+      [mayTakeDown ? 2 : 0, 'pause'],
+      [3, 'partition'],
+      [1, 'lossy'],
+      [1, 'reconfigure'],
+    ]);
+    this.counts[kind]++;
+    switch (kind) {
+      case 'crash':
+        return this.crash();
+      case 'pause':
+        return this.pause();
+      case 'partition':
+        return this.partition();
+      case 'lossy':
+        return this.lossy();
+      case 'reconfigure':
+        return this.reconfigure();
+    }
+  }
+
+  private crash(): void {
+    const candidates = this.cluster.nodes.filter((n) => n.status !== 'crashed');
+    if (candidates.length === 0) return;
+    // Masters are where the interesting crashes happen: favour them.
+    const master = this.cluster.master();
+    const node = master !== null && this.random.chance(0.4) ? master : this.random.pick(candidates);
+    if (this.random.chance(0.3) && node.status === 'running') {
+      const point = this.random.pick<CrashPoint>(['afterPersist', 'afterSend', 'midApply']);
+      this.cluster.trace(`fault: ${node.id} will crash ${point}`);
+      node.armCrash(point);
+      // If no Ready comes soon, crash anyway.
+      this.cluster.scheduler.after(50, () => {
+        if (this.active && node.crashIsArmed) node.crash();
+      });
+    } else {
+      this.cluster.trace(`fault: crash ${node.id}`);
+      node.crash();
+    }
+    this.later(() => {
+      if (node.status === 'crashed') {
+        this.cluster.trace(`fault over: restart ${node.id}`);
+        node.restart();
+      }
+    });
+  }
+
+  private pause(): void {
+    const candidates = this.cluster.nodes.filter((n) => n.status === 'running');
+    if (candidates.length === 0) return;
+    const master = this.cluster.master();
+    const node = master !== null && this.random.chance(0.4) ? master : this.random.pick(candidates);
+    this.cluster.trace(`fault: pause ${node.id}`);
+    node.pause();
+    this.later(() => node.resume());
+  }
+
+  private partition(): void {
+    const ids = this.random.shuffled(this.cluster.nodes.map((n) => n.id));
+    const master = this.cluster.master();
+    const shape = this.random.weighted<'symmetric' | 'oneWay' | 'bridge' | 'isolateMaster'>([
+      [3, 'symmetric'],
+      [2, 'oneWay'],
+      [2, 'bridge'],
+      [master !== null ? 2 : 0, 'isolateMaster'],
+    ]);
+    let partition: Partition;
+    if (shape === 'isolateMaster') {
+      const others = ids.filter((id) => id !== master!.id);
+      partition = this.random.chance(0.5) ? symmetricPartition([master!.id], others) : oneWayPartition(others, [master!.id]);
+    } else if (shape === 'bridge') {
+      const [bridge, ...rest] = ids;
+      const cut = this.random.between(1, rest.length - 1);
+      partition = bridgePartition(rest.slice(0, cut), rest.slice(cut), bridge!);
+    } else {
+      const cut = this.random.between(1, ids.length - 1);
+      const sideA = ids.slice(0, cut);
+      const sideB = ids.slice(cut);
+      partition = shape === 'symmetric' ? symmetricPartition(sideA, sideB) : oneWayPartition(sideA, sideB);
+    }
+    this.cluster.partition(partition);
+    this.later(() => {
+      if (this.cluster.network.partition === partition) this.cluster.heal();
+    });
+  }
+
+  private lossy(): void {
+    const network = this.cluster.network;
+    const dropRate = this.random.pick([0.1, 0.2, 0.4, 0.7]);
+    const duplicateRate = this.random.pick([0, 0.05, 0.2]);
+    this.cluster.trace(`fault: drop rate ${dropRate}, duplicate rate ${duplicateRate}`);
+    network.setDropRate(dropRate);
+    network.setDuplicateRate(duplicateRate);
+    this.later(() => {
+      if (network.currentDropRate !== dropRate) return; // another change since
+      this.cluster.trace('fault over: base drop and duplicate rates');
+      network.setDropRate(network.baseDropRate);
+      network.setDuplicateRate(network.baseDuplicateRate);
+    });
+  }
+
+  /** The master moves the voting configuration: from the full one, drop a node; otherwise back to the full one. */
+  private reconfigure(): void {
+    const master = this.cluster.master();
+    if (master === null) return;
+    const all = this.cluster.spec.nodeIds;
+    const current = master.core!.softState().configuration.current;
+    let voters: string[];
+    if (current.size === all.length) {
+      const removed = this.random.pick(all);
+      voters = all.filter((id) => id !== removed);
+      // A configuration without an eligible node could never elect a master again.
+      if (voters.every((id) => this.cluster.spec.votingOnly.includes(id))) return;
+    } else {
+      voters = [...all];
+    }
+    const accepted = master.proposeConfiguration(voters);
+    this.cluster.trace(`fault: ${master.id} proposes voters [${voters.join(',')}]: ${accepted ? 'appended' : 'refused'}`);
+  }
+}

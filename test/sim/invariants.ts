@@ -1,0 +1,315 @@
+import type { ConfigurationPayload, Entry, Message } from '../../src/core/types.js';
+import type { SimNode } from './simNode.js';
+import type { PersistOutcome } from './simStorage.js';
+
+/**
+ * The safety checkers. They run as things happen (persist, apply, send) and after every simulator event, and
+ * throw a SimulationViolation at the first broken rule, naming the nodes, indexes and terms involved:
+ *
+ * - at most one master per term, across all time (from roles and from who sends appends in a term);
+ * - the persistence contract: a message goes out only once what it promises is durable (the sender's term, the
+ *   vote it grants or asks for, the entries it carries or acknowledges);
+ * - journal matching, on durable journals: an entry (index, term) is created once, so wherever it appears it
+ *   has the same payload and the same predecessor term — which, by induction, makes two journals that share an
+ *   (index, term) identical up to it; a full pairwise comparison also runs at the end of each phase;
+ * - a committed entry is never lost or changed: the first entry seen committed at an index is kept; every node's
+ *   durable journal holds exactly it at every index up to its commit index, no persist overwrites it, and a
+ *   node elected master in term T holds every entry known committed in a term before T (leader completeness;
+ *   a stale master may legitimately lack entries committed in later terms);
+ * - only committed entries are applied, in order, and every replica has the same state at a given applied index;
+ * - a voting-only node never accepts a client proposal (it may be master only as a caretaker);
+ * - the voting configuration in every journal is well-formed: a joint entry {current: A, next: B} follows the
+ *   final configuration A, and only the final configuration B follows it.
+ */
+export class SimulationViolation extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SimulationViolation';
+  }
+}
+
+interface EntryIdentity {
+  readonly payload: string;
+  readonly prevTerm: number;
+  readonly node: string;
+}
+
+interface CommittedEntry {
+  readonly term: number;
+  readonly payload: string;
+  /** A term at which the commit was known: at least the term of the master that committed it. */
+  readonly observedTerm: number;
+  readonly node: string;
+}
+
+/** Terms stay far below this in a run; it packs (index, term) into one number key. */
+const termsMax = 1_000_000;
+
+export class InvariantChecker {
+  private readonly masterOfTerm = new Map<number, string>();
+  private readonly identities = new Map<number, EntryIdentity>();
+  /** committed[i - 1]: the entry first seen committed at index i. */
+  private readonly committed: CommittedEntry[] = [];
+  /** stateAt[i - 1]: the state machine's contents right after applying index i. */
+  private readonly stateAt: string[] = [];
+  /** Per node: indexes up to which its journal has been checked against `committed`. */
+  private readonly verifiedCommit = new Map<string, number>();
+  /** Per node: the term in which it was last seen master (to check each election once). */
+  private readonly seenMasterIn = new Map<string, number>();
+  /** Per node: the indexes of configuration entries in its durable journal, in order. */
+  private readonly configurationIndexes = new Map<string, number[]>();
+  private readonly payloadText = new WeakMap<Entry, string>();
+  /** Elections checked, for statistics. */
+  elections = 0;
+
+  get committedCount(): number {
+    return this.committed.length;
+  }
+
+  // ---------------------------------------------------------------- hooks
+
+  onBoot(node: SimNode): void {
+    // A restarted state machine must hold what every replica held at its applied index.
+    const applied = node.storage.stateMachine.appliedIndex;
+    if (applied > 0) this.checkState(node, applied);
+  }
+
+  onProposalAccepted(node: SimNode, index: number): void {
+    // A voting-only node may be a caretaker master (to hand its journal over), never one that takes writes.
+    if (!node.config.canBeMaster) this.fail(`voting-only ${node.id} accepted a client proposal at index ${index}`);
+  }
+
+  /** A message leaving `sender` (after its Ready was persisted): what it promises must already be durable. */
+  onSend(message: Message, sender: SimNode): void {
+    const durable = sender.storage.hardState;
+    const early = (what: string) => this.fail(`${sender.id} sent ${message.type} to ${message.to} in term ${message.term} before ${what} was durable`);
+    switch (message.type) {
+      case 'appendRequest':
+        // Only a master sends appends, so the sender of an append in a term is that term's master.
+        this.recordMaster(message.term, message.from, `sent an append in term ${message.term}`);
+        if (durable.term !== message.term) early(`its term (durable: ${durable.term})`);
+        for (const entry of message.entries) {
+          if (sender.storage.entryAt(entry.index)?.term !== entry.term) early(`entry ${entry.index}`);
+        }
+        return;
+      case 'voteRequest':
+        if (durable.term !== message.term || durable.votedFor !== message.from) early('its vote for itself');
+        return;
+      case 'voteResponse':
+        if (message.granted && (durable.term !== message.term || durable.votedFor !== message.to)) early('the vote it grants');
+        return;
+      case 'appendResponse':
+        if (message.success && durable.term !== message.term) early(`its term (durable: ${durable.term})`);
+        if (message.success && sender.storage.lastIndex < message.matchIndex) early(`the entries up to ${message.matchIndex} it acknowledges`);
+        return;
+      case 'preVoteRequest':
+      case 'preVoteResponse':
+        return; // a pre-vote promises nothing
+    }
+  }
+
+  onPersist(node: SimNode, outcome: PersistOutcome): void {
+    if (outcome.firstIndex === 0) return;
+    const journal = node.storage.journal;
+    // A committed entry is never overwritten or cut off.
+    outcome.replaced.forEach((old, offset) => {
+      const index = outcome.firstIndex + offset;
+      const committed = this.committed[index - 1];
+      const now = journal[index - 1];
+      if (committed !== undefined && this.matches(old, committed) && (now === undefined || !this.matches(now, committed))) {
+        this.fail(`committed entry ${index} (term ${committed.term}) lost on ${node.id}: a persist ${now === undefined ? 'cut the journal to ' + journal.length : `replaced it with an entry of term ${now.term}`}`);
+      }
+    });
+    // Journal matching, on what is now durable.
+    for (let index = outcome.firstIndex; index <= journal.length; index++) {
+      const entry = journal[index - 1]!;
+      const prevTerm = index === 1 ? 0 : journal[index - 2]!.term;
+      if (entry.term >= termsMax) this.fail(`term ${entry.term} out of the simulator's range`);
+      const key = index * termsMax + entry.term;
+      const payload = this.payloadOf(entry);
+      const known = this.identities.get(key);
+      if (known === undefined) {
+        this.identities.set(key, { payload, prevTerm, node: node.id });
+      } else if (known.payload !== payload || known.prevTerm !== prevTerm) {
+        this.fail(
+          `journal matching broken: entry (index ${index}, term ${entry.term}) on ${node.id} is ${payload} after term ${prevTerm}, ` +
+            `but on ${known.node} it is ${known.payload} after term ${known.prevTerm}`,
+        );
+      }
+    }
+    this.checkConfigurations(node, outcome.firstIndex);
+  }
+
+  onApply(node: SimNode, entry: Entry, commitIndex: number): void {
+    if (entry.index > commitIndex) this.fail(`${node.id} applied entry ${entry.index} with its commit index at ${commitIndex}`);
+    const durable = node.storage.entryAt(entry.index);
+    if (durable === undefined || durable.term !== entry.term || this.payloadOf(durable) !== this.payloadOf(entry)) {
+      this.fail(`${node.id} applied entry ${entry.index} (term ${entry.term}) that is not in its durable journal`);
+    }
+    this.checkCommitted(node, entry.index, entry);
+    this.checkState(node, entry.index);
+  }
+
+  /** After every simulator event. */
+  afterEvent(nodes: readonly SimNode[]): void {
+    for (const node of nodes) {
+      const core = node.core;
+      if (core === null) continue;
+      const soft = core.softState();
+      if (soft.commitIndex > node.storage.lastIndex) {
+        this.fail(`${node.id} has commit index ${soft.commitIndex} beyond its durable journal (${node.storage.lastIndex})`);
+      }
+      const verified = this.verifiedCommit.get(node.id) ?? 0;
+      if (soft.commitIndex > verified) {
+        for (let index = verified + 1; index <= soft.commitIndex; index++) this.checkCommitted(node, index, node.storage.entryAt(index)!, soft.term);
+        this.verifiedCommit.set(node.id, soft.commitIndex);
+      }
+      if (soft.role === 'master') {
+        this.recordMaster(soft.term, node.id, `is master in term ${soft.term}`);
+        if (this.seenMasterIn.get(node.id) !== soft.term) {
+          this.seenMasterIn.set(node.id, soft.term);
+          this.checkMasterCompleteness(node, soft.term);
+        }
+      }
+    }
+  }
+
+  /** A full pairwise comparison of durable journals (end of each phase): shared (index, term) ⇒ same prefix. */
+  checkJournalsPairwise(nodes: readonly SimNode[]): void {
+    for (let a = 0; a < nodes.length; a++) {
+      for (let b = a + 1; b < nodes.length; b++) {
+        const ja = nodes[a]!.storage.journal;
+        const jb = nodes[b]!.storage.journal;
+        let shared = Math.min(ja.length, jb.length);
+        while (shared > 0 && ja[shared - 1]!.term !== jb[shared - 1]!.term) shared--;
+        for (let i = 0; i < shared; i++) {
+          const ea = ja[i]!;
+          const eb = jb[i]!;
+          if (ea.term !== eb.term || this.payloadOf(ea) !== this.payloadOf(eb)) {
+            this.fail(
+              `journals of ${nodes[a]!.id} and ${nodes[b]!.id} share entry (index ${shared}, term ${ja[shared - 1]!.term}) ` +
+                `but differ at index ${i + 1} (terms ${ea.term} and ${eb.term})`,
+            );
+          }
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- rules
+
+  private recordMaster(term: number, id: string, how: string): void {
+    const known = this.masterOfTerm.get(term);
+    if (known === undefined) this.masterOfTerm.set(term, id);
+    else if (known !== id) this.fail(`two masters in term ${term}: ${known} and ${id} (${id} ${how})`);
+  }
+
+  private checkCommitted(node: SimNode, index: number, entry: Entry, observedTerm?: number): void {
+    const known = this.committed[index - 1];
+    if (known === undefined) {
+      if (index !== this.committed.length + 1) this.fail(`internal: committed index ${index} seen before ${this.committed.length + 1}`);
+      this.committed.push({
+        term: entry.term,
+        payload: this.payloadOf(entry),
+        observedTerm: observedTerm ?? node.core?.softState().term ?? entry.term,
+        node: node.id,
+      });
+    } else if (!this.matches(entry, known)) {
+      this.fail(
+        `committed entry ${index} changed: ${known.node} committed term ${known.term} ${known.payload}, ` +
+          `but ${node.id} has term ${entry.term} ${this.payloadOf(entry)} there within its commit index`,
+      );
+    }
+  }
+
+  /** Leader completeness: a master of term T holds every entry known committed in a term before T. */
+  private checkMasterCompleteness(node: SimNode, term: number): void {
+    this.elections++;
+    let mustHold = 0;
+    this.committed.forEach((c, i) => {
+      if (c.observedTerm < term) mustHold = i + 1;
+    });
+    for (let index = 1; index <= mustHold; index++) {
+      const entry = node.storage.entryAt(index);
+      const committed = this.committed[index - 1]!;
+      if (entry === undefined || !this.matches(entry, committed)) {
+        this.fail(
+          `${node.id} became master in term ${term} without committed entry ${index} (term ${committed.term}, committed on ${committed.node}): ` +
+            (entry === undefined ? `its journal ends at ${node.storage.lastIndex}` : `it holds an entry of term ${entry.term} there`),
+        );
+      }
+    }
+  }
+
+  private checkState(node: SimNode, index: number): void {
+    const hash = node.storage.stateMachine.hash();
+    const known = this.stateAt[index - 1];
+    if (known === undefined) {
+      // Applied indexes are reached in order on every node, so the first node to reach index i fills slot i.
+      this.stateAt[index - 1] = hash;
+    } else if (known !== hash) {
+      this.fail(`state machines differ at applied index ${index}: ${node.id} has [${hash}], another replica had [${known}]`);
+    }
+  }
+
+  private checkConfigurations(node: SimNode, firstIndex: number): void {
+    const journal = node.storage.journal;
+    let indexes = this.configurationIndexes.get(node.id);
+    if (indexes === undefined) this.configurationIndexes.set(node.id, (indexes = []));
+    while (indexes.length > 0 && indexes[indexes.length - 1]! >= firstIndex) indexes.pop();
+    for (let index = firstIndex; index <= journal.length; index++) {
+      const payload = journal[index - 1]!.payload;
+      if (payload.kind !== 'configuration') continue;
+      const previousIndex = indexes[indexes.length - 1];
+      const previous = previousIndex === undefined ? undefined : (journal[previousIndex - 1]!.payload as ConfigurationPayload);
+      const problem = configurationStepProblem(previous, payload, index);
+      if (problem !== null) this.fail(`voting configuration in ${node.id}'s journal is malformed at ${index}: ${problem}`);
+      indexes.push(index);
+    }
+  }
+
+  private matches(entry: Entry, committed: CommittedEntry): boolean {
+    return entry.term === committed.term && this.payloadOf(entry) === committed.payload;
+  }
+
+  private payloadOf(entry: Entry): string {
+    let text = this.payloadText.get(entry);
+    if (text === undefined) {
+      text = JSON.stringify(entry.payload);
+      this.payloadText.set(entry, text);
+    }
+    return text;
+  }
+
+  private fail(message: string): never {
+    throw new SimulationViolation(message);
+  }
+}
+
+const render = (ids: readonly string[]) => `[${ids.join(',')}]`;
+const sameMembers = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((id) => b.includes(id));
+
+/** Null when `next` may follow `previous` in a journal; otherwise why not. */
+export function configurationStepProblem(previous: ConfigurationPayload | undefined, next: ConfigurationPayload, index: number): string | null {
+  if (new Set(next.current).size !== next.current.length || (next.next !== undefined && new Set(next.next).size !== next.next.length)) {
+    return 'a configuration lists a node twice';
+  }
+  if (next.current.length === 0 || (next.next !== undefined && next.next.length === 0)) return 'an empty configuration';
+  if (previous === undefined) {
+    if (next.next !== undefined) return `the first configuration is joint ${render(next.current)} → ${render(next.next)}`;
+    if (index !== 1) return `the first configuration is at index ${index}, not 1 (bootstrap)`;
+    return null;
+  }
+  if (previous.next === undefined) {
+    if (next.next === undefined) return `final ${render(next.current)} follows final ${render(previous.current)} without a joint phase`;
+    if (!sameMembers(next.current, previous.current)) {
+      return `joint ${render(next.current)} → ${render(next.next)} does not start from the configuration in force ${render(previous.current)}`;
+    }
+    return null;
+  }
+  if (next.next !== undefined) return `joint ${render(next.current)} → ${render(next.next)} follows another joint entry`;
+  if (!sameMembers(next.current, previous.next)) {
+    return `final ${render(next.current)} does not finish joint ${render(previous.current)} → ${render(previous.next)}`;
+  }
+  return null;
+}

@@ -1,0 +1,72 @@
+import type { Entry } from '../../src/core/types.js';
+
+/**
+ * The state machine the simulated nodes replicate: a key-value register map, fed by committed journal entries.
+ * Reads go through the journal too (this first version has no read index or leases), so every operation a client
+ * sees completed has a place in the journal's order: that is what makes the recorded history linearizable.
+ */
+export type KvValue = string | number | null;
+
+export type KvCommand =
+  | { readonly op: 'write'; readonly key: string; readonly value: KvValue }
+  | { readonly op: 'cas'; readonly key: string; readonly expected: KvValue; readonly value: KvValue }
+  | { readonly op: 'read'; readonly key: string };
+
+export type KvResult =
+  | { readonly op: 'write' }
+  | { readonly op: 'cas'; readonly swapped: boolean }
+  | { readonly op: 'read'; readonly value: KvValue };
+
+export class KvStateMachine {
+  private readonly values = new Map<string, KvValue>();
+  /** Persisted atomically with `values`: each application is one atomic durable step. */
+  private applied = 0;
+  private cachedHash: string | null = '';
+
+  get appliedIndex(): number {
+    return this.applied;
+  }
+
+  /** Applies the next committed entry. Configuration and noop entries change nothing but still count. */
+  apply(entry: Entry): KvResult | null {
+    if (entry.index !== this.applied + 1) {
+      throw new Error(`state machine at ${this.applied} asked to apply entry ${entry.index}`);
+    }
+    this.applied = entry.index;
+    if (entry.payload.kind !== 'command') return null;
+    const command = entry.payload.data as KvCommand;
+    const current = this.values.get(command.key) ?? null;
+    switch (command.op) {
+      case 'write':
+        this.set(command.key, command.value);
+        return { op: 'write' };
+      case 'cas':
+        if (current !== command.expected) return { op: 'cas', swapped: false };
+        this.set(command.key, command.value);
+        return { op: 'cas', swapped: true };
+      case 'read':
+        return { op: 'read', value: current };
+    }
+  }
+
+  get(key: string): KvValue {
+    return this.values.get(key) ?? null;
+  }
+
+  /** A canonical rendering of the contents (not of the applied index), to compare replicas. */
+  hash(): string {
+    if (this.cachedHash === null) {
+      this.cachedHash = [...this.values.entries()]
+        .filter(([, v]) => v !== null)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+        .join(';');
+    }
+    return this.cachedHash;
+  }
+
+  private set(key: string, value: KvValue): void {
+    this.values.set(key, value);
+    this.cachedHash = null;
+  }
+}

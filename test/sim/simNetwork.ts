@@ -1,0 +1,152 @@
+import type { Message } from '../../src/core/types.js';
+import type { SimRandom } from './simRandom.js';
+import type { SimScheduler } from './simScheduler.js';
+
+/**
+ * The simulated network between nodes: every message gets a random latency (so messages reorder), may be
+ * dropped or duplicated, and is lost when a partition blocks its link. Links are directed, so partitions can be
+ * symmetric, one-way, or non-transitive (a bridge node that both sides reach while they cannot reach each other).
+ * A partition is checked both when a message is sent and when it arrives: a message in flight when a link is
+ * cut is lost, as on a real connection that resets.
+ */
+export interface NetworkOptions {
+  /** Latency of a normal delivery, uniform in [min, max] time units. */
+  readonly latencyMin: number;
+  readonly latencyMax: number;
+  /** Probability that a message is slow (latency times `slowFactor`): this is what reorders messages a lot. */
+  readonly slowProbability: number;
+  readonly slowFactor: number;
+  readonly dropRate: number;
+  readonly duplicateRate: number;
+}
+
+export interface Partition {
+  /** For traces and failure reports, e.g. "{n1,n2} | {n3,n4,n5}". */
+  readonly description: string;
+  /** Directed links that drop everything, as "from>to". */
+  readonly blocked: ReadonlySet<string>;
+}
+
+export interface NetworkStats {
+  sent: number;
+  delivered: number;
+  dropped: number;
+  duplicated: number;
+  blocked: number;
+}
+
+export class SimNetwork {
+  private dropRate: number;
+  private duplicateRate: number;
+  private partitionInForce: Partition | null = null;
+  readonly stats: NetworkStats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0, blocked: 0 };
+
+  constructor(
+    private readonly scheduler: SimScheduler,
+    private readonly random: SimRandom,
+    private readonly options: NetworkOptions,
+    /** Hands an arrived message to its node (which may be crashed or paused: the node decides). */
+    private readonly deliver: (message: Message) => void,
+  ) {
+    this.dropRate = options.dropRate;
+    this.duplicateRate = options.duplicateRate;
+  }
+
+  send(message: Message): void {
+    this.stats.sent++;
+    if (!this.canReach(message.from, message.to)) {
+      this.stats.blocked++;
+      return;
+    }
+    if (this.random.chance(this.dropRate)) {
+      this.stats.dropped++;
+      return;
+    }
+    this.schedule(message);
+    if (this.random.chance(this.duplicateRate)) {
+      this.stats.duplicated++;
+      this.schedule(message);
+    }
+  }
+
+  canReach(from: string, to: string): boolean {
+    return this.partitionInForce === null || !this.partitionInForce.blocked.has(`${from}>${to}`);
+  }
+
+  get partition(): Partition | null {
+    return this.partitionInForce;
+  }
+
+  /** Replaces any partition in force. */
+  setPartition(partition: Partition): void {
+    this.partitionInForce = partition;
+  }
+
+  heal(): void {
+    this.partitionInForce = null;
+  }
+
+  setDropRate(rate: number): void {
+    this.dropRate = rate;
+  }
+
+  setDuplicateRate(rate: number): void {
+    this.duplicateRate = rate;
+  }
+
+  get currentDropRate(): number {
+    return this.dropRate;
+  }
+
+  get baseDropRate(): number {
+    return this.options.dropRate;
+  }
+
+  get baseDuplicateRate(): number {
+    return this.options.duplicateRate;
+  }
+
+  private schedule(message: Message): void {
+    let latency = this.random.between(this.options.latencyMin, this.options.latencyMax);
+    if (this.random.chance(this.options.slowProbability)) latency *= this.options.slowFactor;
+    this.scheduler.after(latency, () => {
+      if (!this.canReach(message.from, message.to)) {
+        this.stats.blocked++;
+        return;
+      }
+      this.stats.delivered++;
+      this.deliver(message);
+    });
+  }
+}
+
+const link = (from: string, to: string) => `${from}>${to}`;
+const describeGroup = (group: readonly string[]) => `{${[...group].sort().join(',')}}`;
+
+/** Neither side reaches the other. */
+export function symmetricPartition(sideA: readonly string[], sideB: readonly string[]): Partition {
+  const blocked = new Set<string>();
+  for (const a of sideA) {
+    for (const b of sideB) {
+      blocked.add(link(a, b));
+      blocked.add(link(b, a));
+    }
+  }
+  return { description: `${describeGroup(sideA)} | ${describeGroup(sideB)}`, blocked };
+}
+
+/** `senders` cannot reach `receivers`; the other direction still works (a half-broken link, a firewall rule). */
+export function oneWayPartition(senders: readonly string[], receivers: readonly string[]): Partition {
+  const blocked = new Set<string>();
+  for (const a of senders) for (const b of receivers) blocked.add(link(a, b));
+  return { description: `${describeGroup(senders)} -/-> ${describeGroup(receivers)}`, blocked };
+}
+
+/**
+ * Non-transitive: the two sides cannot reach each other, but `bridge` (on neither side) reaches and is reached
+ * by both. A bridge that relays nothing is exactly what breaks naive "I can reach a majority" reasoning.
+ */
+export function bridgePartition(sideA: readonly string[], sideB: readonly string[], bridge: string): Partition {
+  const { blocked } = symmetricPartition(sideA, sideB);
+  return { description: `${describeGroup(sideA)} | ${describeGroup(sideB)} bridged by ${bridge}`, blocked };
+}

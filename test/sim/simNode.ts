@@ -1,0 +1,306 @@
+import { CoordinationCore, type CoreOptions } from '../../src/core/coordinationCore.js';
+import type { Entry, Message } from '../../src/core/types.js';
+import type { KvCommand, KvResult } from './kvStateMachine.js';
+import type { SimRandom } from './simRandom.js';
+import type { SimScheduler } from './simScheduler.js';
+import { SimStorage, type PersistOutcome } from './simStorage.js';
+
+/**
+ * One simulated node: the real CoordinationCore driven by the runtime loop the Ready contract prescribes, on a
+ * SimStorage disk, with a clock of its own. After every input (a tick, a message, a proposal):
+ *
+ *   while hasReady(): r = ready(); persist r.hardState and r.entries; send r.messages;
+ *                     apply r.committed to the state machine; advance(r)
+ *
+ * The node can crash (the core and all memory are dropped; only the disk survives — optionally in the middle of
+ * handling a Ready), restart (a new core from the disk), pause (no ticks, no processing; messages and client
+ * requests queue up) and resume (the queue is processed in arrival order).
+ */
+export interface CoreTuning {
+  readonly electionTimeoutTicks: number;
+  readonly heartbeatIntervalTicks: number;
+  readonly appendEntriesMax: number;
+  readonly inflightAppendsMax: number;
+  readonly uncommittedEntriesMax: number;
+}
+
+export interface NodeConfig {
+  readonly id: string;
+  readonly canBeMaster: boolean;
+  readonly tuning: CoreTuning;
+  /** Each incarnation ticks every `tickPeriod` time units, drawn in [min, max]: clocks run at different rates. */
+  readonly tickPeriodMin: number;
+  readonly tickPeriodMax: number;
+  readonly injectedBug?: CoreOptions['injectedBug'];
+}
+
+/** What the invariant checker hears from a node, synchronously, as things happen. */
+export interface NodeObserver {
+  onBoot(node: SimNode): void;
+  onPersist(node: SimNode, outcome: PersistOutcome): void;
+  /** The core accepted a client proposal at `index`. */
+  onProposalAccepted(node: SimNode, index: number): void;
+  /** `commitIndex`: the core's commit index in the Ready that carried the entry. */
+  onApply(node: SimNode, entry: Entry, commitIndex: number): void;
+}
+
+export interface NodeEnvironment {
+  readonly scheduler: SimScheduler;
+  /** The node forks a stream per incarnation from this (tick period, the core's election timeouts). */
+  readonly random: SimRandom;
+  send(message: Message): void;
+  readonly observer: NodeObserver;
+  /** Null unless tracing: a line per notable event. */
+  readonly trace: ((line: string) => void) | null;
+}
+
+/** What a client hears back for one request. The node calls `reply` synchronously; the client adds latency. */
+export type ClientReply =
+  /** Certainly not appended: the client may retry elsewhere. `unavailable`: the node is down (connection refused). */
+  | { readonly kind: 'rejected'; readonly reason: 'notMaster' | 'overloaded' | 'configurationChangeInProgress' | 'unavailable'; readonly master: string | null }
+  | { readonly kind: 'applied'; readonly result: KvResult }
+  /** The request may or may not take effect: the node crashed, or the entry was replaced or is still pending. */
+  | { readonly kind: 'unknown'; readonly why: string };
+
+export type CrashPoint = 'afterPersist' | 'afterSend' | 'midApply';
+export type NodeStatus = 'running' | 'paused' | 'crashed';
+
+type QueuedInput =
+  | { readonly kind: 'message'; readonly message: Message }
+  | { readonly kind: 'request'; readonly command: KvCommand; readonly reply: (r: ClientReply) => void };
+
+interface PendingProposal {
+  readonly term: number;
+  readonly reply: (r: ClientReply) => void;
+}
+
+/** A paused node's receive buffer is bounded, as a socket's is: beyond it, messages are lost. */
+const queuedInputsMax = 5_000;
+/** A Ready loop that does not settle is a core bug (it would spin a real node forever). */
+const readyRoundsMax = 1_000;
+
+export class SimNode {
+  readonly storage = new SimStorage();
+  private coreInstance: CoordinationCore | null = null;
+  private currentStatus: NodeStatus = 'crashed';
+  private queued: QueuedInput[] = [];
+  private readonly pending = new Map<number, PendingProposal>();
+  private incarnation = 0;
+  private tickPeriodUnits = 0;
+  private crashArmed: CrashPoint | null = null;
+  readonly stats = { ticks: 0, messages: 0, crashes: 0, restarts: 0, pauses: 0, applied: 0 };
+
+  constructor(
+    readonly config: NodeConfig,
+    private readonly env: NodeEnvironment,
+  ) {}
+
+  get id(): string {
+    return this.config.id;
+  }
+
+  /** The core, while the process exists (running or paused); null while crashed. */
+  get core(): CoordinationCore | null {
+    return this.coreInstance;
+  }
+
+  get status(): NodeStatus {
+    return this.currentStatus;
+  }
+
+  get tickPeriod(): number {
+    return this.tickPeriodUnits;
+  }
+
+  /** First start of an empty node; `bootstrapVoters` when this node is one that bootstraps the cluster. */
+  start(bootstrapVoters: readonly string[] | null): void {
+    if (this.incarnation !== 0) throw new Error(`${this.id} started twice`);
+    this.boot();
+    if (bootstrapVoters !== null) this.coreInstance!.bootstrap(bootstrapVoters);
+    this.drain();
+  }
+
+  tick(): void {
+    if (this.currentStatus !== 'running') return;
+    this.stats.ticks++;
+    this.coreInstance!.tick();
+    this.drain();
+  }
+
+  receive(message: Message): void {
+    if (this.currentStatus === 'crashed') return;
+    if (this.currentStatus === 'paused') {
+      if (this.queued.length < queuedInputsMax) this.queued.push({ kind: 'message', message });
+      return;
+    }
+    this.stats.messages++;
+    this.coreInstance!.step(message);
+    this.drain();
+  }
+
+  /** A client's request arriving. Proposes on a master; anything else is refused at once. */
+  request(command: KvCommand, reply: (r: ClientReply) => void): void {
+    if (this.currentStatus === 'crashed') return reply({ kind: 'rejected', reason: 'unavailable', master: null });
+    if (this.currentStatus === 'paused') {
+      if (this.queued.length < queuedInputsMax) this.queued.push({ kind: 'request', command, reply });
+      else reply({ kind: 'unknown', why: 'request buffer full' });
+      return;
+    }
+    this.propose(command, reply);
+  }
+
+  /** Asks the master to change the voting configuration (the simulator's operator does this). */
+  proposeConfiguration(voters: readonly string[]): boolean {
+    if (this.currentStatus !== 'running') return false;
+    const outcome = this.coreInstance!.proposeConfiguration(voters);
+    this.drain();
+    return outcome.ok;
+  }
+
+  /** Kills the process: everything not on the disk is gone, and every client waiting on this node hears "unknown". */
+  crash(): void {
+    if (this.currentStatus === 'crashed') return;
+    this.env.trace?.(`${this.id} crashes`);
+    this.currentStatus = 'crashed';
+    this.coreInstance = null;
+    this.crashArmed = null;
+    this.stats.crashes++;
+    const queued = this.queued;
+    this.queued = [];
+    for (const input of queued) if (input.kind === 'request') input.reply({ kind: 'unknown', why: `${this.id} crashed` });
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of pending) p.reply({ kind: 'unknown', why: `${this.id} crashed` });
+  }
+
+  /** Crashes in the middle of handling the next Ready, at `point` (for a crash between steps, call crash()). */
+  armCrash(point: CrashPoint): void {
+    if (this.currentStatus !== 'crashed') this.crashArmed = point;
+  }
+
+  disarmCrash(): void {
+    this.crashArmed = null;
+  }
+
+  get crashIsArmed(): boolean {
+    return this.crashArmed !== null;
+  }
+
+  restart(): void {
+    if (this.currentStatus !== 'crashed') throw new Error(`${this.id} restarted while ${this.currentStatus}`);
+    this.stats.restarts++;
+    this.boot();
+    this.drain();
+  }
+
+  pause(): void {
+    if (this.currentStatus !== 'running') return;
+    this.env.trace?.(`${this.id} pauses`);
+    this.stats.pauses++;
+    this.currentStatus = 'paused';
+  }
+
+  resume(): void {
+    if (this.currentStatus !== 'paused') return;
+    this.env.trace?.(`${this.id} resumes with ${this.queued.length} queued inputs`);
+    this.currentStatus = 'running';
+    const queued = this.queued;
+    this.queued = [];
+    for (let i = 0; i < queued.length; i++) {
+      if (this.currentStatus !== 'running') {
+        // Crashed while working through the queue: the rest is lost with the process.
+        for (const input of queued.slice(i)) if (input.kind === 'request') input.reply({ kind: 'unknown', why: `${this.id} crashed` });
+        return;
+      }
+      const input = queued[i]!;
+      if (input.kind === 'message') {
+        this.stats.messages++;
+        this.coreInstance!.step(input.message);
+        this.drain();
+      } else {
+        this.propose(input.command, input.reply);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private boot(): void {
+    this.incarnation++;
+    const random = this.env.random.fork();
+    this.tickPeriodUnits = random.between(this.config.tickPeriodMin, this.config.tickPeriodMax);
+    const options: CoreOptions = {
+      id: this.id,
+      ...this.config.tuning,
+      canBeMaster: this.config.canBeMaster,
+      random,
+      ...(this.config.injectedBug !== undefined ? { injectedBug: this.config.injectedBug } : {}),
+    };
+    this.coreInstance = new CoordinationCore(options, this.storage.restoredState());
+    this.currentStatus = 'running';
+    this.env.trace?.(`${this.id} boots (incarnation ${this.incarnation}, tick every ${this.tickPeriodUnits}, journal ${this.storage.lastIndex}, applied ${this.storage.stateMachine.appliedIndex})`);
+    this.env.observer.onBoot(this);
+    this.scheduleTick(random.between(1, this.tickPeriodUnits));
+  }
+
+  private scheduleTick(delay: number): void {
+    const incarnation = this.incarnation;
+    this.env.scheduler.after(delay, () => {
+      if (incarnation !== this.incarnation || this.currentStatus === 'crashed') return;
+      this.tick();
+      // The tick may have crashed the node (an armed crash); then this incarnation's clock stops.
+      if (incarnation === this.incarnation && this.status !== 'crashed') this.scheduleTick(this.tickPeriodUnits);
+    });
+  }
+
+  private propose(command: KvCommand, reply: (r: ClientReply) => void): void {
+    const outcome = this.coreInstance!.propose(command);
+    if (!outcome.ok) return reply({ kind: 'rejected', reason: outcome.reason, master: outcome.master });
+    this.env.observer.onProposalAccepted(this, outcome.index);
+    const previous = this.pending.get(outcome.index);
+    if (previous !== undefined) previous.reply({ kind: 'unknown', why: `index ${outcome.index} was proposed again` });
+    this.pending.set(outcome.index, { term: outcome.term, reply });
+    this.drain();
+  }
+
+  /** The runtime loop of the Ready contract (see types.ts), with the optional crash in the middle. */
+  private drain(): void {
+    for (let rounds = 0; this.currentStatus === 'running'; rounds++) {
+      const core = this.coreInstance!;
+      if (!core.hasReady()) return;
+      if (rounds >= readyRoundsMax) throw new Error(`${this.id}: the Ready loop has not settled after ${readyRoundsMax} rounds`);
+      const ready = core.ready();
+      // 1. Durable before anything is sent: a vote or an acknowledgement must never outrun its own state.
+      const persisted = this.storage.persist(ready.hardState, ready.entries);
+      this.env.observer.onPersist(this, persisted);
+      if (this.crashArmed === 'afterPersist') return this.crashAt('after persisting, before sending');
+      // 2. Send.
+      for (const message of ready.messages) this.env.send(message);
+      if (this.crashArmed === 'afterSend') return this.crashAt('after sending, before applying');
+      // 3. Apply, each entry atomically with the applied index.
+      const applyCount = this.crashArmed === 'midApply' ? Math.floor(ready.committed.length / 2) : ready.committed.length;
+      const commitIndex = ready.committed.length > 0 ? core.softState().commitIndex : 0;
+      for (let i = 0; i < applyCount; i++) this.apply(ready.committed[i]!, commitIndex);
+      if (this.crashArmed === 'midApply' && ready.committed.length > 0) return this.crashAt(`after applying ${applyCount} of ${ready.committed.length} entries`);
+      // 4. Tell the core.
+      core.advance(ready);
+    }
+  }
+
+  private crashAt(where: string): void {
+    this.env.trace?.(`${this.id} crash armed: ${where}`);
+    this.crash();
+  }
+
+  private apply(entry: Entry, commitIndex: number): void {
+    const result = this.storage.stateMachine.apply(entry);
+    this.stats.applied++;
+    this.env.observer.onApply(this, entry, commitIndex);
+    const pending = this.pending.get(entry.index);
+    if (pending === undefined) return;
+    this.pending.delete(entry.index);
+    if (pending.term === entry.term && result !== null) pending.reply({ kind: 'applied', result });
+    // A different entry took the index: ours was truncated and can never commit. The brief says "info" for it.
+    else pending.reply({ kind: 'unknown', why: `index ${entry.index} holds an entry of term ${entry.term}, not the proposed ${pending.term}` });
+  }
+}

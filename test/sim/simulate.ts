@@ -1,0 +1,224 @@
+import type { CoreOptions } from '../../src/core/coordinationCore.js';
+import { FaultInjector, type FaultOptions } from './faults.js';
+import { SimulationViolation } from './invariants.js';
+import { checkHistory, type CheckResult } from './linearizability.js';
+import { SimCluster, type ClusterSpec } from './simCluster.js';
+import { SimRandom } from './simRandom.js';
+import { Workload, type WorkloadOptions } from './workload.js';
+
+/**
+ * One simulator run, entirely determined by its seed:
+ *
+ * 1. the seed picks a cluster (3, 5 or 7 nodes; sometimes one voting-only node; all or one bootstrapping),
+ *    core tuning, network behaviour, workload and run length;
+ * 2. safety phase: clients run operations while the fault injector crashes, pauses, partitions, loses messages
+ *    and reconfigures; the invariant checker runs after every event;
+ * 3. liveness phase: everything is healed and faults stop; within `livenessBoundUnits` (20 election timeouts at
+ *    the slowest clock) the cluster must converge (see SimCluster.convergenceProblem) and every client operation
+ *    must end;
+ * 4. the journals are compared pairwise and the clients' history is checked for linearizability.
+ *
+ * A failure names the seed and the command that replays it.
+ */
+export type InjectedBug = NonNullable<CoreOptions['injectedBug']>;
+
+export interface SimulationOptions {
+  /** Builds every core with this bug: the simulator must then report a violation (a mutation check). */
+  readonly injectedBug?: InjectedBug;
+  /** Keep a trace of events (for a replay of one seed). */
+  readonly trace?: boolean;
+}
+
+export interface SimulationResult {
+  readonly seed: number;
+  readonly ok: boolean;
+  /** What broke, when not ok. */
+  readonly failure?: string;
+  readonly phase?: 'safety' | 'liveness' | 'history';
+  /** Simulated time at the end (or at the failure). */
+  readonly time: number;
+  /** The run's parameters, in one line. */
+  readonly description: string;
+  readonly stats: SimulationStats;
+  readonly replay: string;
+  readonly traceLines?: readonly string[];
+}
+
+export interface SimulationStats {
+  events: number;
+  committed: number;
+  elections: number;
+  operations: { invoked: number; ok: number; fail: number; info: number };
+  faults: Record<string, number>;
+  messages: { sent: number; delivered: number; dropped: number; blocked: number; duplicated: number };
+  /** Time the liveness phase took to converge, in simulated units. */
+  convergenceUnits: number;
+}
+
+/** The election timeout in ticks, and the slowest clock's tick period: the liveness bound is stated in these. */
+export const electionTimeoutTicks = 10;
+export const tickPeriodMin = 9;
+export const tickPeriodMax = 11;
+/** The liveness bound: 20 election timeouts at the slowest clock. */
+export const livenessBoundUnits = 20 * electionTimeoutTicks * tickPeriodMax;
+
+export function replayCommand(seed: number, options: SimulationOptions = {}): string {
+  return `npm run sim -- --seed ${seed}${options.injectedBug !== undefined ? ` --bug ${options.injectedBug}` : ''}`;
+}
+
+interface Plan {
+  readonly spec: ClusterSpec;
+  readonly workload: WorkloadOptions;
+  readonly faults: FaultOptions;
+  readonly safetyUnits: number;
+  readonly description: string;
+}
+
+/** Everything the seed decides before the run starts. */
+function plan(random: SimRandom, options: SimulationOptions): Plan {
+  const size = random.weighted([[4, 3], [4, 5], [2, 7]] as const);
+  const nodeIds = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+  const votingOnly = random.chance(0.25) ? [random.pick(nodeIds)] : [];
+  const eligible = nodeIds.filter((id) => !votingOnly.includes(id));
+  // Bootstrapping from a single node: it must be one that can become master, or nobody ever could.
+  const bootstrappers = random.chance(0.7) ? nodeIds : [random.pick(eligible)];
+  const latencyMin = random.between(1, 3);
+  const spec: ClusterSpec = {
+    nodeIds,
+    votingOnly,
+    bootstrappers,
+    tuning: {
+      electionTimeoutTicks,
+      heartbeatIntervalTicks: random.between(2, 4),
+      appendEntriesMax: random.pick([1, 2, 4, 16, 64]),
+      inflightAppendsMax: random.pick([1, 2, 4, 8]),
+      uncommittedEntriesMax: random.pick([2, 8, 64]),
+    },
+    tickPeriodMin,
+    tickPeriodMax,
+    network: {
+      latencyMin,
+      latencyMax: latencyMin + random.between(2, 25),
+      slowProbability: random.pick([0, 0.01, 0.05]),
+      slowFactor: random.between(3, 10),
+      dropRate: random.pick([0, 0, 0.01, 0.05]),
+      duplicateRate: random.pick([0, 0.01, 0.05]),
+    },
+    ...(options.injectedBug !== undefined ? { injectedBug: options.injectedBug } : {}),
+  };
+  const workload: WorkloadOptions = {
+    clients: random.between(2, 5),
+    keys: random.between(1, 3),
+    operationTimeoutUnits: random.between(300, 800),
+    thinkUnitsMax: random.pick([10, 40, 100]),
+    latencyUnitsMax: random.between(1, 10),
+  };
+  const faults: FaultOptions = {
+    intervalUnitsMin: 30,
+    intervalUnitsMax: random.pick([150, 300, 600]),
+    durationUnitsMin: 60,
+    durationUnitsMax: random.pick([300, 800]),
+  };
+  const safetyUnits = random.between(3000, 6000);
+  const description =
+    `${size} nodes${votingOnly.length > 0 ? ` (${votingOnly[0]} voting-only)` : ''}, ` +
+    `bootstrap ${bootstrappers.length === size ? 'all' : `by ${bootstrappers[0]}`}, ` +
+    `heartbeat ${spec.tuning.heartbeatIntervalTicks} ticks, append batch ${spec.tuning.appendEntriesMax}, inflight ${spec.tuning.inflightAppendsMax}, ` +
+    `uncommitted ${spec.tuning.uncommittedEntriesMax}, latency ${latencyMin}..${spec.network.latencyMax}, ` +
+    `drop ${spec.network.dropRate}, dup ${spec.network.duplicateRate}, ${workload.clients} clients on ${workload.keys} keys, ` +
+    `safety phase ${safetyUnits} units${options.injectedBug !== undefined ? `, injected bug ${options.injectedBug}` : ''}`;
+  return { spec, workload, faults, safetyUnits, description };
+}
+
+export function runSimulation(seed: number, options: SimulationOptions = {}): SimulationResult {
+  const random = new SimRandom(seed);
+  const { spec, workload: workloadOptions, faults: faultOptions, safetyUnits, description } = plan(random, options);
+  const cluster = new SimCluster(spec, random.fork(), options.trace === true ? { trace: true } : {});
+  const workload = new Workload(cluster.scheduler, random.fork(), cluster.gateway, workloadOptions);
+  const faults = new FaultInjector(cluster, random.fork(), faultOptions);
+  const operator = random.fork();
+  let phase: 'safety' | 'liveness' | 'history' = 'safety';
+  let convergenceUnits = 0;
+
+  const finish = (failure?: string): SimulationResult => {
+    const network = cluster.network.stats;
+    return {
+      seed,
+      ok: failure === undefined,
+      ...(failure !== undefined ? { failure, phase } : {}),
+      time: cluster.now,
+      description,
+      replay: replayCommand(seed, options),
+      stats: {
+        events: cluster.scheduler.executed,
+        committed: cluster.checker.committedCount,
+        elections: cluster.checker.elections,
+        operations: { invoked: workload.stats.invoked, ok: workload.stats.ok, fail: workload.stats.fail, info: workload.stats.info },
+        faults: { ...faults.counts },
+        messages: { ...network },
+        convergenceUnits,
+      },
+      ...(cluster.traceLines !== null ? { traceLines: cluster.traceLines } : {}),
+    };
+  };
+
+  try {
+    cluster.start();
+    workload.start();
+    faults.start();
+    cluster.runUntil(safetyUnits);
+    cluster.checker.checkJournalsPairwise(cluster.nodes);
+
+    phase = 'liveness';
+    faults.healEverything();
+    workload.stopIssuing();
+    cluster.checker.afterEvent(cluster.nodes);
+    const livenessStart = cluster.now;
+    // The operator's part: once there is a master, put the full voting configuration back (faults may have
+    // removed a node); refused while another change is in flight, so it keeps asking.
+    const restoreConfiguration = () => {
+      if (cluster.now - livenessStart > livenessBoundUnits) return;
+      const master = cluster.master();
+      const configuration = master?.core!.softState().configuration;
+      if (master !== null && configuration !== undefined && (configuration.next !== undefined || configuration.current.size !== spec.nodeIds.length)) {
+        const accepted = master.proposeConfiguration(spec.nodeIds);
+        if (accepted) cluster.trace(`operator: ${master.id} proposes the full configuration`);
+      }
+      cluster.scheduler.after(operator.between(20, 60), restoreConfiguration);
+    };
+    restoreConfiguration();
+    const converged = cluster.runUntil(livenessStart + livenessBoundUnits, () => workload.outstanding === 0 && cluster.convergenceProblem() === null);
+    convergenceUnits = cluster.now - livenessStart;
+    if (!converged) {
+      const problem = cluster.convergenceProblem();
+      const pending = workload.outstanding;
+      return finish(
+        `no convergence within ${livenessBoundUnits} units (20 election timeouts) of healing: ` +
+          (problem ?? `${pending} client operations still outstanding`),
+      );
+    }
+    cluster.checker.checkJournalsPairwise(cluster.nodes);
+
+    phase = 'history';
+    const verdict: CheckResult = checkHistory(workload.history, { searchStepsMax: 2_000_000 });
+    if (!verdict.ok) {
+      return finish(`history of ${workload.history.length} events is not linearizable (${verdict.verdict}): ${verdict.failure?.explanation.message ?? ''}`);
+    }
+    return finish();
+  } catch (err) {
+    if (err instanceof SimulationViolation) return finish(`invariant violated at time ${cluster.now}: ${err.message}`);
+    const message = err instanceof Error ? err.message : String(err);
+    // The core's own invariant() checks fire too (e.g. "two masters in term"): as much a violation as ours.
+    if (message.startsWith('invariant violated')) return finish(`core ${message} (at time ${cluster.now})`);
+    return finish(`simulator error at time ${cluster.now}: ${err instanceof Error ? (err.stack ?? message) : message}`);
+  }
+}
+
+/** The report of a failed run: the seed, what broke, and the one line that replays it. */
+export function describeFailure(result: SimulationResult): string {
+  return [
+    `seed ${result.seed} FAILED in the ${result.phase} phase: ${result.failure}`,
+    `  run: ${result.description}`,
+    `  replay: ${result.replay}`,
+  ].join('\n');
+}

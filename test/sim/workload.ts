@@ -1,0 +1,198 @@
+import type { HistoryEvent, OperationName } from './linearizability.js';
+import type { KvCommand, KvValue } from './kvStateMachine.js';
+import type { ClientReply } from './simNode.js';
+import type { SimRandom } from './simRandom.js';
+import type { SimScheduler } from './simScheduler.js';
+
+/**
+ * Clients of the simulated cluster. Each client runs one operation at a time — write, compare-and-set or read
+ * of one of a few keys — and records it in the linearizability checker's history format:
+ *
+ * - the request goes to a random node; a non-master (or a crashed node) refuses, and the client retries
+ *   elsewhere (at the master the refusal names, if any) after a short back-off;
+ * - a master proposes the command; the client's answer comes when that node applies the entry;
+ * - "ok" when applied (a cas whose comparison failed is a "fail": it had no effect); "fail" when every attempt
+ *   was certainly refused and the deadline passed; "info" (unknown) when the proposing node crashed, the entry
+ *   was replaced by another, or the deadline passed while an attempt was unanswered.
+ *
+ * Clients are outside the cluster: their requests are not subject to partitions, only to latency.
+ */
+export interface WorkloadOptions {
+  readonly clients: number;
+  readonly keys: number;
+  /** Time units from invoke after which an operation is given up (info or fail). */
+  readonly operationTimeoutUnits: number;
+  /** Pause between a client's operations, uniform in [0, max]. */
+  readonly thinkUnitsMax: number;
+  /** Client-to-node latency, uniform in [1, max], each way. */
+  readonly latencyUnitsMax: number;
+}
+
+export interface ClientGateway {
+  readonly nodeIds: readonly string[];
+  request(nodeId: string, command: KvCommand, reply: (r: ClientReply) => void): void;
+}
+
+export interface WorkloadStats {
+  invoked: number;
+  ok: number;
+  fail: number;
+  info: number;
+  attempts: number;
+}
+
+interface Operation {
+  readonly id: number;
+  readonly f: OperationName;
+  readonly command: KvCommand;
+  readonly deadline: number;
+  /** Incremented per attempt; replies to an older attempt are ignored. */
+  attempt: number;
+  /** An attempt is out and unanswered: if the deadline comes now, the outcome is unknown. */
+  awaiting: boolean;
+}
+
+interface Client {
+  readonly id: number;
+  operation: Operation | null;
+  /** Where to send the next attempt (a refusal's master hint), else random. */
+  nextNode: string | null;
+  /** Values this client saw for each key: the expected values of its cas operations. */
+  readonly seen: Map<string, KvValue>;
+}
+
+export class Workload {
+  readonly history: HistoryEvent[] = [];
+  readonly stats: WorkloadStats = { invoked: 0, ok: 0, fail: 0, info: 0, attempts: 0 };
+  private readonly clients: Client[] = [];
+  private issuing = false;
+  private operationIds = 0;
+  private valueIds = 0;
+
+  constructor(
+    private readonly scheduler: SimScheduler,
+    private readonly random: SimRandom,
+    private readonly gateway: ClientGateway,
+    private readonly options: WorkloadOptions,
+  ) {
+    for (let id = 0; id < options.clients; id++) this.clients.push({ id, operation: null, nextNode: null, seen: new Map() });
+  }
+
+  start(): void {
+    this.issuing = true;
+    for (const client of this.clients) this.scheduler.after(this.random.between(0, this.options.thinkUnitsMax), () => this.next(client));
+  }
+
+  /** No new operations from now on; those under way run to their outcome. */
+  stopIssuing(): void {
+    this.issuing = false;
+  }
+
+  /** Operations invoked and not yet completed. */
+  get outstanding(): number {
+    return this.clients.filter((c) => c.operation !== null).length;
+  }
+
+  private next(client: Client): void {
+    if (!this.issuing || client.operation !== null) return;
+    const key = `k${this.random.nextInt(this.options.keys)}`;
+    const command = this.randomCommand(client, key);
+    const operation: Operation = {
+      id: ++this.operationIds,
+      f: command.op,
+      command,
+      deadline: this.scheduler.now + this.options.operationTimeoutUnits,
+      attempt: 0,
+      awaiting: false,
+    };
+    client.operation = operation;
+    this.stats.invoked++;
+    this.record(client, 'invoke', command.op, key, invokeValue(command));
+    this.scheduler.at(operation.deadline, () => this.onDeadline(client, operation));
+    this.send(client, operation);
+  }
+
+  private randomCommand(client: Client, key: string): KvCommand {
+    const kind = this.random.weighted<OperationName>([[4, 'write'], [3, 'cas'], [3, 'read']]);
+    if (kind === 'read') return { op: 'read', key };
+    // Unique values keep the checker's search small: a read says exactly which write it saw.
+    const value = ++this.valueIds;
+    if (kind === 'write') return { op: 'write', key, value };
+    const expected = this.random.chance(0.8) ? (client.seen.get(key) ?? null) : this.random.between(0, this.valueIds);
+    return { op: 'cas', key, expected, value };
+  }
+
+  private send(client: Client, operation: Operation): void {
+    const nodeId = client.nextNode ?? this.random.pick(this.gateway.nodeIds);
+    client.nextNode = null;
+    const attempt = ++operation.attempt;
+    operation.awaiting = true;
+    this.stats.attempts++;
+    this.scheduler.after(this.latency(), () => {
+      this.gateway.request(nodeId, operation.command, (reply) => {
+        this.scheduler.after(this.latency(), () => this.onReply(client, operation, attempt, reply));
+      });
+    });
+  }
+
+  private onReply(client: Client, operation: Operation, attempt: number, reply: ClientReply): void {
+    if (client.operation !== operation || attempt !== operation.attempt) return; // given up on, or superseded
+    operation.awaiting = false;
+    const { command } = operation;
+    switch (reply.kind) {
+      case 'rejected': {
+        if (this.scheduler.now >= operation.deadline) return this.complete(client, 'fail');
+        client.nextNode = reply.master !== null && reply.master !== undefined ? reply.master : null;
+        this.scheduler.after(this.random.between(1, 20), () => {
+          if (client.operation === operation) this.send(client, operation);
+        });
+        return;
+      }
+      case 'unknown':
+        return this.complete(client, 'info');
+      case 'applied': {
+        const result = reply.result;
+        if (result.op === 'read') {
+          client.seen.set(command.key, result.value);
+          return this.complete(client, 'ok', result.value);
+        }
+        if (result.op === 'cas' && !result.swapped) return this.complete(client, 'fail');
+        if (command.op !== 'read') client.seen.set(command.key, command.value);
+        return this.complete(client, 'ok');
+      }
+    }
+  }
+
+  private onDeadline(client: Client, operation: Operation): void {
+    if (client.operation !== operation) return;
+    // An unanswered attempt may still take effect; attempts that were all refused certainly did not.
+    this.complete(client, operation.awaiting ? 'info' : 'fail');
+  }
+
+  private complete(client: Client, type: 'ok' | 'fail' | 'info', readValue?: KvValue): void {
+    const operation = client.operation!;
+    client.operation = null;
+    this.stats[type]++;
+    this.record(client, type, operation.f, operation.command.key, type === 'ok' && operation.f === 'read' ? readValue : undefined);
+    this.scheduler.after(this.random.between(0, this.options.thinkUnitsMax), () => this.next(client));
+  }
+
+  private record(client: Client, type: HistoryEvent['type'], f: OperationName, key: string, value: unknown): void {
+    this.history.push({ process: client.id, type, f, key, ...(value !== undefined ? { value } : {}), time: this.scheduler.now });
+  }
+
+  private latency(): number {
+    return this.random.between(1, this.options.latencyUnitsMax);
+  }
+}
+
+function invokeValue(command: KvCommand): unknown {
+  switch (command.op) {
+    case 'read':
+      return undefined;
+    case 'write':
+      return command.value;
+    case 'cas':
+      return [command.expected, command.value];
+  }
+}
