@@ -60,6 +60,12 @@ interface Progress {
   nextIndex: number;
   /** Append messages sent since the last acknowledgement. */
   inflight: number;
+  /**
+   * Where a heartbeat resends from when appends may have been lost: just past what the follower acknowledged,
+   * or, before it has answered at all, the first entry of this master's term — not index 1, which would resend
+   * the whole journal to every follower after each election.
+   */
+  resendFromIndex: number;
   /** Heard from since the last check-quorum round. */
   recentlyActive: boolean;
 }
@@ -292,7 +298,7 @@ export class CoordinationCore {
     for (const id of this.progress.keys()) if (!peers.has(id)) this.progress.delete(id);
     for (const id of peers) {
       if (!this.progress.has(id)) {
-        this.progress.set(id, { matchIndex: 0, nextIndex: this.lastIndex(), inflight: 0, recentlyActive: true });
+        this.progress.set(id, { matchIndex: 0, nextIndex: this.lastIndex(), inflight: 0, recentlyActive: true, resendFromIndex: this.lastIndex() });
       }
     }
   }
@@ -390,7 +396,7 @@ export class CoordinationCore {
     this.electionElapsedTicks = 0;
     this.progress.clear();
     for (const id of this.peers()) {
-      this.progress.set(id, { matchIndex: 0, nextIndex: this.lastIndex() + 1, inflight: 0, recentlyActive: true });
+      this.progress.set(id, { matchIndex: 0, nextIndex: this.lastIndex() + 1, inflight: 0, recentlyActive: true, resendFromIndex: this.lastIndex() + 1 });
     }
     // Entries of earlier terms commit only once an entry of this term does (Raft §5.4.2).
     this.appendAsMaster({ kind: 'noop' });
@@ -437,8 +443,8 @@ export class CoordinationCore {
     if (this.heartbeatElapsedTicks >= this.options.heartbeatIntervalTicks) {
       this.heartbeatElapsedTicks = 0;
       for (const [id, p] of this.progress) {
-        // Retransmit from the last acknowledged entry: appends may have been dropped.
-        p.nextIndex = p.matchIndex + 1;
+        // Appends may have been dropped: resend what is not acknowledged (see resendFromIndex).
+        p.nextIndex = Math.max(p.matchIndex + 1, Math.min(p.resendFromIndex, this.lastIndex() + 1));
         p.inflight = 0;
         this.sendAppend(id, true);
       }
@@ -518,8 +524,18 @@ export class CoordinationCore {
     this.master = m.from;
     this.electionElapsedTicks = 0;
     this.catchUpFor.clear(); // there is a master: it brings the candidates up to date
+    // The hint is the highest index where our journal may still match the master's: below the rejected
+    // prevIndex, and not past our end. The master resumes just after it, so a missing or conflicting suffix is
+    // found however far the master's optimistic nextIndex had run ahead.
     const reject = () =>
-      this.send({ type: 'appendResponse', to: m.from, term: this.term, success: false, matchIndex: 0, lastIndex: this.lastIndex() });
+      this.send({
+        type: 'appendResponse',
+        to: m.from,
+        term: this.term,
+        success: false,
+        matchIndex: 0,
+        lastIndex: Math.min(this.lastIndex(), m.prevIndex - 1),
+      });
     if (m.prevIndex > this.lastIndex() || this.termAt(m.prevIndex) !== m.prevTerm) return reject();
     let firstNew = 0;
     for (; firstNew < m.entries.length; firstNew++) {
@@ -552,6 +568,7 @@ export class CoordinationCore {
       if (m.matchIndex > p.matchIndex) {
         p.matchIndex = m.matchIndex;
         p.nextIndex = Math.max(p.nextIndex, m.matchIndex + 1);
+        p.resendFromIndex = m.matchIndex + 1;
         this.maybeCommit();
         // A caretaker waits for a member to catch up, which need not move the commit index.
         if (this.role === 'master') this.maybeEndCaretaking();
@@ -559,6 +576,7 @@ export class CoordinationCore {
     } else {
       // Back up to just past what the follower has (or one before what we tried), never below what it matched.
       p.nextIndex = Math.max(p.matchIndex + 1, Math.min(p.nextIndex - 1, m.lastIndex + 1));
+      p.resendFromIndex = p.nextIndex;
       p.inflight = 0;
     }
     if (this.role === 'master') this.sendAppend(m.from, !m.success);

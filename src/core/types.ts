@@ -82,7 +82,10 @@ export interface AppendResponse extends MessageBase {
   readonly success: boolean;
   /** On success: the index up to which the follower's journal matches the master's. */
   readonly matchIndex: number;
-  /** On failure: the follower's last index, so the master can skip back in one step. */
+  /**
+   * On failure: the highest index at which the follower's journal may still match the master's (its last index,
+   * or one below the rejected prevIndex when the entry there conflicts), so the master skips back in one step.
+   */
   readonly lastIndex: number;
 }
 
