@@ -152,19 +152,9 @@ function nextOp(c: Client): Op {
   const present = [...c.world].filter(([, s]) => s !== null).map(([name]) => name);
   const r = rng();
   if (r < 0.07) {
-    const name = `t${i}-${c.seq++}`;
-    const properties = sealed({ client: i, seq: c.seq - 1, rev: 0, payload: payload(rng) });
-    c.building = name;
-    return {
-      kind: 'create',
-      describe: `create /kill/${name}`,
-      method: 'PUT',
-      path: `/api/v1/content/kill/${name}`,
-      headers: { 'if-none-match': '*' },
-      body: { properties },
-      changes: new Map([[name, { properties, version: 1, children: new Map() }]]),
-      created: { name },
-    };
+    const operation = createOperation(c, 't', true);
+    c.building = operation.created!.name;
+    return operation;
   }
   if (r < 0.1) {
     const name = pick(rng, present.filter((n) => n.startsWith('m')));
@@ -195,8 +185,13 @@ function nextOp(c: Client): Op {
       };
     }
   }
-  const name = `w${i}-${c.seq++}`;
-  const properties = sealed({ client: i, seq: c.seq - 1, rev: 0, payload: payload(rng) });
+  return createOperation(c, 'w', false);
+}
+
+/** A create-only PUT of the client's next node; subtree roots ('t') start with an empty set of children. */
+function createOperation(c: Client, prefix: 't' | 'w', withChildren: boolean): Op {
+  const name = `${prefix}${c.index}-${c.seq++}`;
+  const properties = sealed({ client: c.index, seq: c.seq - 1, rev: 0, payload: payload(c.rng) });
   return {
     kind: 'create',
     describe: `create /kill/${name}`,
@@ -204,7 +199,7 @@ function nextOp(c: Client): Op {
     path: `/api/v1/content/kill/${name}`,
     headers: { 'if-none-match': '*' },
     body: { properties },
-    changes: new Map([[name, { properties, version: 1 }]]),
+    changes: new Map([[name, withChildren ? { properties, version: 1, children: new Map() } : { properties, version: 1 }]]),
     created: { name },
   };
 }
