@@ -14,11 +14,11 @@ export const anonymous: Principal = { name: 'anonymous', roles: [] };
 
 /**
  * Resolves an Authorization header to a user. Basic credentials cost one scrypt (tens of milliseconds), so
- * verified credentials are remembered — keyed by a hash of the header, tied to the user's version so a password
- * change takes effect at once — in a bounded map that forgets its oldest entry first.
+ * verified credentials are remembered — keyed by a hash of the header, tied to the stored password hash so a
+ * password change takes effect at once — in a bounded map that forgets its oldest entry first.
  */
 export class Authenticator {
-  private readonly verified = new Map<string, { user: string; version: number }>();
+  private readonly verified = new Map<string, { user: string; passwordHash: string }>();
 
   constructor(
     private readonly users: { userByName(name: string): User | undefined },
@@ -41,7 +41,9 @@ export class Authenticator {
     const cached = this.verified.get(cacheKey);
     if (cached !== undefined) {
       const user = this.users.userByName(cached.user);
-      if (user !== undefined && user.version === cached.version) return { name: user.name, roles: user.roles };
+      // Tied to the stored hash (random salt), not the version: a user deleted and created again restarts at
+      // version 1, and the old password must not open the new account.
+      if (user !== undefined && user.passwordHash === cached.passwordHash) return { name: user.name, roles: user.roles };
       this.verified.delete(cacheKey);
     }
     const decoded = Buffer.from(value, 'base64').toString('utf8');
@@ -51,7 +53,7 @@ export class Authenticator {
     const user = await this.check(name, password);
     if (this.cacheEntriesMax > 0) {
       if (this.verified.size >= this.cacheEntriesMax) this.verified.delete(this.verified.keys().next().value!);
-      this.verified.set(cacheKey, { user: user.name, version: user.version });
+      this.verified.set(cacheKey, { user: user.name, passwordHash: user.passwordHash });
     }
     return { name: user.name, roles: user.roles };
   }

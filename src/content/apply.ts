@@ -14,7 +14,8 @@ import type {
   SetBinaryCommand,
 } from './commands.js';
 import { applyMergePatch, isPlainObject } from './mergePatch.js';
-import { etagOf, rootNodeType, type ContentNode, type JsonObject, type User } from './model.js';
+import { checkPreconditions } from './preconditions.js';
+import { rootNodeType, type ContentNode, type JsonObject, type User } from './model.js';
 import { pathBytesMax, pathDepthMax } from './limits.js';
 import { baseName, isSameOrDescendant, joinPath, parentPath, rootPath, utf8Bytes } from './paths.js';
 import type { ContentStore } from './store.js';
@@ -85,26 +86,6 @@ function applyBootstrap(store: ContentStore, command: BootstrapCommand): ApplyRe
     modifiedAt: command.time,
   });
   return { node: root };
-}
-
-function checkPreconditions(node: ContentNode | undefined, preconditions: Preconditions, path: string): void {
-  if (preconditions.ifNoneMatch === '*' && node !== undefined) {
-    throw new ConclaveError('PRECONDITION_FAILED', `If-None-Match: * failed: a node already exists at ${path}.`, {
-      path,
-      etag: etagOf(node),
-    });
-  }
-  const ifMatch = preconditions.ifMatch;
-  if (ifMatch === undefined) return;
-  if (node === undefined) {
-    throw new ConclaveError('PRECONDITION_FAILED', `If-Match failed: no node exists at ${path}.`, { path });
-  }
-  if (ifMatch !== '*' && !ifMatch.includes(etagOf(node))) {
-    throw new ConclaveError('PRECONDITION_FAILED', `If-Match failed: the node at ${path} has changed.`, {
-      path,
-      etag: etagOf(node),
-    });
-  }
 }
 
 function requireNode(store: ContentStore, path: string): ContentNode {

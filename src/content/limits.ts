@@ -8,6 +8,8 @@ export const pathDepthMax = 64;
 export const pathBytesMax = 4096;
 /** Serialized size of one node's properties. */
 export const propertiesBytesMax = 1024 * 1024;
+/** Nesting of objects and arrays in properties; deeper values are a mistake, and cost stack in every encoder. */
+export const propertiesDepthMax = 32;
 export const nodeTypeBytesMax = 128;
 export const binaryPropertiesPerNodeMax = 64;
 export const userNameBytesMax = 64;

@@ -72,9 +72,9 @@ export function isSameOrDescendant(path: string, ancestor: string): boolean {
 }
 
 /**
- * The half-open range of path strings that holds exactly the strict descendants of `path`: every descendant
- * starts with "path/", and "0" is the character after "/", so [path + "/", path + "0") is the subtree without
- * the node itself. This lets the path index answer subtree queries with one range scan.
+ * The open range of path strings that holds exactly the strict descendants of `path`: every descendant starts
+ * with "path/", and "0" is the character after "/", so (path + "/", path + "0") is the subtree without the node
+ * itself — low is excluded because for the root it is the root's own path. One range scan of the path index.
  */
 export function descendantRange(path: string): { low: string; high: string } {
   const prefix = path === rootPath ? '' : path;

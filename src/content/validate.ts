@@ -3,6 +3,7 @@ import {
   binaryPropertiesPerNodeMax,
   nodeTypeBytesMax,
   propertiesBytesMax,
+  propertiesDepthMax,
   userNameBytesMax,
 } from './limits.js';
 import { isPlainObject } from './mergePatch.js';
@@ -32,7 +33,26 @@ export function parseProperties(raw: unknown, field = 'properties'): JsonObject 
   return raw;
 }
 
+/** How deeply objects and arrays nest, counted without recursion (the value may be hostile). */
+function nestingDepth(value: unknown, limit: number): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop()!;
+    if (typeof current !== 'object' || current === null) continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > limit) return deepest;
+    for (const child of Object.values(current)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
 export function checkPropertiesSize(properties: JsonObject): void {
+  if (nestingDepth(properties, propertiesDepthMax) > propertiesDepthMax) {
+    throw new ConclaveError('INVALID_PROPERTIES', `Properties nest deeper than ${propertiesDepthMax} levels of objects and arrays.`, {
+      limit: propertiesDepthMax,
+    });
+  }
   const bytes = utf8Bytes(JSON.stringify(properties));
   if (bytes > propertiesBytesMax) {
     throw new ConclaveError(

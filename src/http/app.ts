@@ -54,7 +54,8 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
 
   app.addHook('onRequest', async (request) => {
     request.principal = anonymous;
-    if (context.closing) {
+    // Health answers during a stop too: live stays 200, ready says "shutting-down".
+    if (context.closing && !request.url.startsWith('/health/')) {
       throw new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry on another node or later.');
     }
     const permission = request.routeOptions.config.permission;

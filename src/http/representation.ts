@@ -38,13 +38,18 @@ export function parsePreconditions(headers: Record<string, string | string[] | u
   return pre;
 }
 
-export function parseTags(text: string, name: string): string[] {
+/**
+ * The entity tags of an If-Match / If-None-Match header. 'strong' comparison (writes) drops weak tags, which never
+ * match; 'weak' comparison (If-None-Match on reads, RFC 9110 §13.1.2) keeps them as their opaque tag, so a tag
+ * weakened by a proxy still revalidates.
+ */
+export function parseTags(text: string, name: string, comparison: 'strong' | 'weak' = 'strong'): string[] {
   const tags: string[] = [];
   entityTag.lastIndex = 0;
   while (entityTag.lastIndex < text.length) {
     const match = entityTag.exec(text);
     if (match === null) throw new ConclaveError('INVALID_REQUEST', `${name} must be "*" or a list of quoted entity tags.`);
-    if (match[1] === undefined) tags.push(match[2]!);
+    if (match[1] === undefined || comparison === 'weak') tags.push(match[2]!);
     if (match[3] === '') break;
   }
   if (tags.length === 0 && !/W\//.test(text)) {

@@ -124,8 +124,7 @@ async function bootstrap(repository: Repository, log: Logger, options: StartOpti
   }
   const generated = password === undefined;
   password ??= generatePassword();
-  await repository.bootstrap(await hashPassword(password));
-  log.info({ appliedIndex: repository.appliedIndex }, 'created a new repository with the user admin');
+  // Shown before the commit: a crash right after it must not leave an admin whose password nobody saw.
   if (generated) {
     const announce = options.announce ?? ((text: string) => process.stdout.write(text));
     announce(
@@ -133,4 +132,6 @@ async function bootstrap(repository: Repository, log: Logger, options: StartOpti
         '  This password is shown only now; it is stored hashed. Change it with PUT /api/v1/users/admin.\n\n',
     );
   }
+  await repository.bootstrap(await hashPassword(password));
+  log.info({ appliedIndex: repository.appliedIndex }, 'created a new repository with the user admin');
 }

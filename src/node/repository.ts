@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 
 import type { Command, Preconditions } from '../content/commands.js';
+import { checkPreconditions } from '../content/preconditions.js';
 import type { ContentNode, JsonObject, Role } from '../content/model.js';
 import { rootPath } from '../content/paths.js';
 import type { QueryCursor, QuerySpec } from '../content/query.js';
@@ -102,7 +103,9 @@ export class Repository {
     pre: Preconditions,
     user: string,
   ): Promise<Committed> {
-    this.node(path); // refuse early, before reading a large body, when the node is missing
+    // Refuse early, before reading a large body, when the node is missing or a precondition already fails;
+    // apply() checks again against the state the entry meets.
+    checkPreconditions(this.node(path), pre, path);
     const stored = await this.blobs.write(body, { bytesMax: upload.bytesMax, expectedSha256: upload.expectedSha256 });
     return this.propose({
       type: 'setBinary',

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, type ReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 
@@ -57,7 +57,7 @@ export class BlobStore {
           });
         }
         hash.update(chunk);
-        await file.write(chunk);
+        await writeFully(file, chunk);
       });
       await file.sync();
       await file.close();
@@ -70,20 +70,21 @@ export class BlobStore {
         });
       }
       const finalPath = this.pathOf(sha256);
+      const dir = join(this.root, sha256.slice(0, 2), sha256.slice(2, 4));
       const existing = await stat(finalPath).catch(() => undefined);
       if (existing !== undefined && existing.size === size) {
         await rm(tmpPath, { force: true }); // de-duplicated: the same content is already stored
       } else {
-        const dir = join(this.root, sha256.slice(0, 2), sha256.slice(2, 4));
-        const firstCreated = await mkdir(dir, { recursive: true });
+        await mkdir(dir, { recursive: true });
         await rename(tmpPath, finalPath);
-        await syncDirectory(dir);
-        // New shard directories must be durable too, or a power cut could lose the entry that names the file.
-        if (firstCreated !== undefined) {
-          await syncDirectory(join(this.root, sha256.slice(0, 2)));
-          await syncDirectory(this.root);
-        }
       }
+      // Sync the file's directory and its parents on every path, de-duplication included: the file found there
+      // may have been renamed in by a concurrent upload (or a run killed before its sync) and not be durable yet.
+      // A journal entry may name the blob only once the name itself survives a power cut.
+      await syncFile(finalPath);
+      await syncDirectory(dir);
+      await syncDirectory(join(this.root, sha256.slice(0, 2)));
+      await syncDirectory(this.root);
       return { sha256, size };
     } catch (err) {
       if (!closed) await file.close().catch(() => undefined);
@@ -144,6 +145,25 @@ function consume(source: Readable, handle: (chunk: Buffer) => Promise<void>): Pr
       if (!ended) fail(new ConclaveError('INVALID_REQUEST', 'The client aborted the upload before its end.'));
     });
   });
+}
+
+/** FileHandle.write may write less than asked (a nearly full disk); keep writing until the chunk is on file. */
+async function writeFully(file: FileHandle, chunk: Buffer): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.length) {
+    const { bytesWritten } = await file.write(chunk, offset, chunk.length - offset);
+    if (bytesWritten === 0) throw Object.assign(new Error('no progress writing a blob'), { code: 'ENOSPC' });
+    offset += bytesWritten;
+  }
+}
+
+async function syncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 async function syncDirectory(dir: string): Promise<void> {

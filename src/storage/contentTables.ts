@@ -128,11 +128,11 @@ export class ContentTables implements ContentStore {
     this.childRows = db.prepare('SELECT * FROM nodes WHERE parent_id = ? ORDER BY position, id');
     this.lastPosition = db.prepare('SELECT max(position) FROM nodes WHERE parent_id = ?').pluck();
     this.setPosition = db.prepare('UPDATE nodes SET position = ? WHERE id = ?');
-    this.deleteRange = db.prepare('DELETE FROM nodes WHERE path >= ? AND path < ?');
+    this.deleteRange = db.prepare('DELETE FROM nodes WHERE path > ? AND path < ?');
     this.deleteOne = db.prepare('DELETE FROM nodes WHERE id = ?');
     // substr and length count characters, as SQLite sees them: the prefix length must be measured there too
     // (a JavaScript length counts UTF-16 units, which differs for characters outside the BMP).
-    this.moveRange = db.prepare('UPDATE nodes SET path = ? || substr(path, length(?) + 1) WHERE path >= ? AND path < ?');
+    this.moveRange = db.prepare('UPDATE nodes SET path = ? || substr(path, length(?) + 1) WHERE path > ? AND path < ?');
     this.childPage = db.prepare(
       'SELECT * FROM nodes WHERE parent_id = ? AND (position > ? OR (position = ? AND id > ?)) ORDER BY position, id LIMIT ?',
     );
@@ -206,7 +206,7 @@ export class ContentTables implements ContentStore {
     const row = this.db
       .prepare(
         `SELECT max(length(path) - length(replace(path, '/', ''))) AS depth, max(length(CAST(path AS BLOB))) AS bytes
-         FROM nodes WHERE path = ? OR (path >= ? AND path < ?)`,
+         FROM nodes WHERE path = ? OR (path > ? AND path < ?)`,
       )
       .get(path, low, high) as { depth: number | null; bytes: number | null };
     return { depthMax: row.depth ?? 0, bytesMax: row.bytes ?? 0 };
@@ -271,7 +271,7 @@ export class ContentTables implements ContentStore {
     const params: unknown[] = [];
     if (spec.under !== undefined) {
       const { low, high } = descendantRange(spec.under);
-      where.push('path >= ? AND path < ?');
+      where.push('path > ? AND path < ?');
       params.push(low, high);
     }
     if (spec.type !== undefined) {

@@ -98,3 +98,28 @@ test('a token dies with its user, even if a user of the same name is created aga
   await t.request({ method: 'PUT', url: '/api/v1/users/temp', ...json({ password: 'temp-password', roles: ['reader'] }) });
   assert.equal((await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: token })).statusCode, 401);
 });
+
+test('a cached Basic password does not open a user created again under the same name', async () => {
+  await t.request({ method: 'PUT', url: '/api/v1/users/bob', ...json({ password: 'bob-old-password', roles: ['reader'] }) });
+  const old = basic('bob', 'bob-old-password');
+  assert.equal((await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: old })).statusCode, 200);
+  await t.request({ method: 'DELETE', url: '/api/v1/users/bob' });
+  await t.request({ method: 'PUT', url: '/api/v1/users/bob', ...json({ password: 'bob-new-password', roles: ['admin'] }) });
+  assert.equal((await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: old })).statusCode, 401);
+  assert.equal((await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: basic('bob', 'bob-new-password') })).statusCode, 200);
+});
+
+test('anonymous reading never reaches users', async () => {
+  const open = await openTestNode({ 'auth.anonymousRead': true });
+  try {
+    await open.request({ method: 'PUT', url: '/api/v1/users/anonymous', ...json({ password: 'anonymous-password', roles: ['editor'] }) });
+    const digest = open.node.repository.content.digest();
+    const takeover = await open.request({ method: 'PUT', url: '/api/v1/users/anonymous', ...json({ password: 'attacker-password' }), auth: null });
+    assert.equal(takeover.statusCode, 401);
+    assert.equal((await open.request({ method: 'GET', url: '/api/v1/users/anonymous', auth: null })).statusCode, 401);
+    assert.equal((await open.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: null })).statusCode, 401);
+    assert.equal(open.node.repository.content.digest(), digest);
+  } finally {
+    await open.close();
+  }
+});

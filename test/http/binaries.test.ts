@@ -121,3 +121,25 @@ test('a binary can be deleted; then reads say BINARY_NOT_FOUND', async () => {
   assert.equal(gone.statusCode, 404);
   assert.equal(gone.json().error.code, 'BINARY_NOT_FOUND');
 });
+
+test('served binaries cannot run as pages; If-Range and weak If-None-Match follow RFC 9110', async () => {
+  await upload('/files/a', Buffer.from('<script>alert(1)</script>'), { 'content-type': 'text/html' });
+  const page = await t.request({ method: 'GET', url: '/api/v1/binaries/files/a?property=file' });
+  assert.equal(page.headers['x-content-type-options'], 'nosniff');
+  assert.match(String(page.headers['content-security-policy']), /sandbox/);
+  assert.equal(page.headers['content-disposition'], 'attachment');
+  const etag = String(page.headers['etag']);
+  const stale = await t.request({ method: 'GET', url: '/api/v1/binaries/files/a?property=file', headers: { range: 'bytes=2-', 'if-range': '"deadbeef"' } });
+  assert.equal(stale.statusCode, 200, 'a replaced binary is sent whole');
+  const same = await t.request({ method: 'GET', url: '/api/v1/binaries/files/a?property=file', headers: { range: 'bytes=2-', 'if-range': etag } });
+  assert.equal(same.statusCode, 206);
+  const weak = await t.request({ method: 'GET', url: '/api/v1/binaries/files/a?property=file', headers: { 'if-none-match': `W/${etag}` } });
+  assert.equal(weak.statusCode, 304);
+});
+
+test('an upload whose precondition fails is refused before any byte is stored', async () => {
+  const blobsBefore = storedBlobs();
+  const refused = await upload('/files/a', Buffer.from('never stored'), { 'if-match': '"nope"' });
+  assert.equal(refused.statusCode, 412);
+  assert.deepEqual(storedBlobs(), blobsBefore);
+});

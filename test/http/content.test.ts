@@ -138,3 +138,17 @@ test('errors have stable codes and a message', async () => {
     assert.ok(r.json().error.message.length > 0);
   }
 });
+
+test('properties nested too deeply are refused with a 400, not a 500', async () => {
+  let deep: object = { leaf: 1 };
+  for (let i = 0; i < 150; i++) deep = { d: deep };
+  const r = await putNode('/deep', { properties: deep });
+  assert.equal(r.statusCode, 400);
+  assert.equal(r.json().error.code, 'INVALID_PROPERTIES');
+  assert.equal((await t.request({ method: 'GET', url: '/api/v1/content/deep' })).statusCode, 404);
+});
+
+test('a query under the root lists its descendants, not the root', async () => {
+  const r = await t.request({ method: 'GET', url: '/api/v1/query?under=/&type=root' });
+  assert.deepEqual(r.json().items, []);
+});

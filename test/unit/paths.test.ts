@@ -36,7 +36,7 @@ test('path arithmetic', () => {
 
 test('the descendant range holds exactly the strict descendants', () => {
   const { low, high } = descendantRange('/a');
-  const inRange = (p: string) => p >= low && p < high;
+  const inRange = (p: string) => p > low && p < high;
   assert.ok(inRange('/a/b'));
   assert.ok(inRange('/a/b/c'));
   assert.ok(inRange('/a/\u{10ffff}'));
@@ -45,5 +45,6 @@ test('the descendant range holds exactly the strict descendants', () => {
   assert.ok(!inRange('/a-b'));
   assert.ok(!inRange('/a.b'));
   const root = descendantRange('/');
-  assert.ok('/x' >= root.low && '/x' < root.high);
+  assert.ok('/x' > root.low && '/x' < root.high);
+  assert.ok(!('/' > root.low), 'the root is not its own descendant');
 });

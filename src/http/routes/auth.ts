@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 
+import { anonymous } from '../../auth/authenticator.js';
 import { isPlainObject } from '../../content/mergePatch.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 
@@ -18,8 +19,8 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
     const issued = await tokens.issue({ user: user.name, userVersion: user.version, userCreatedAt: user.createdAt });
     return { ...issued, user: { name: user.name, roles: user.roles } };
   });
-  app.get('/api/v1/auth/whoami', { config: { permission: 'read' } }, async (request) => ({
-    name: request.principal.name,
-    roles: request.principal.roles,
-  }));
+  app.get('/api/v1/auth/whoami', { config: { permission: 'read' } }, async (request) => {
+    if (request.principal === anonymous) throw new ConclaveError('AUTH_REQUIRED', 'Nobody is logged in.');
+    return { name: request.principal.name, roles: request.principal.roles };
+  });
 }

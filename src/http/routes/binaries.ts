@@ -106,11 +106,17 @@ export async function binaryRoutes(app: FastifyInstance): Promise<void> {
     }
     const etag = `"${binary.sha256}"`;
     reply.header('ETag', etag).header('Accept-Ranges', 'bytes').header('Content-Type', binary.contentType);
+    // Uploaded bytes are served from the API's own origin: a browser must never run them as a page with the
+    // viewer's credentials (stored cross-site scripting). No sniffing, no scripts, and active types download.
+    reply.header('X-Content-Type-Options', 'nosniff').header('Content-Security-Policy', "sandbox; default-src 'none'");
+    if (/html|xml|svg|javascript/i.test(binary.contentType)) reply.header('Content-Disposition', 'attachment');
     const ifNoneMatch = header(request.headers, 'if-none-match');
-    if (ifNoneMatch !== undefined && (ifNoneMatch.trim() === '*' || parseTags(ifNoneMatch, 'If-None-Match').includes(etag))) {
+    if (ifNoneMatch !== undefined && (ifNoneMatch.trim() === '*' || parseTags(ifNoneMatch, 'If-None-Match', 'weak').includes(etag))) {
       return reply.status(304).send();
     }
-    const range = parseRange(header(request.headers, 'range'), binary.size);
+    // If-Range (RFC 9110 §13.1.5): resume only the same bytes; a replaced binary is sent whole.
+    const ifRange = header(request.headers, 'if-range');
+    const range = ifRange === undefined || ifRange.trim() === etag ? parseRange(header(request.headers, 'range'), binary.size) : undefined;
     if (range !== undefined) {
       reply.status(206).header('Content-Range', `bytes ${range.start}-${range.end}/${binary.size}`);
     }

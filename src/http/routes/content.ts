@@ -77,7 +77,7 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
     const node = repository.node(path);
     reply.header('ETag', etagOf(node));
     const ifNoneMatch = header(request.headers, 'if-none-match');
-    if (ifNoneMatch !== undefined && (ifNoneMatch.trim() === '*' || parseTags(ifNoneMatch, 'If-None-Match').includes(etagOf(node))) && !withChildren) {
+    if (ifNoneMatch !== undefined && (ifNoneMatch.trim() === '*' || parseTags(ifNoneMatch, 'If-None-Match', 'weak').includes(etagOf(node))) && !withChildren) {
       return reply.status(304).send();
     }
     if (!withChildren) return nodeJson(node);

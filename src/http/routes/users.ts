@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 
-import { can } from '../../auth/authenticator.js';
+import { anonymous, can } from '../../auth/authenticator.js';
 import { hashPassword, passwordLengthMax, passwordLengthMin } from '../../auth/passwords.js';
 import { isPlainObject } from '../../content/mergePatch.js';
 import { parseRoles, parseUserName } from '../../content/validate.js';
@@ -8,6 +8,13 @@ import { ConclaveError } from '../../errors/catalogue.js';
 import { header } from '../representation.js';
 
 type NameRequest = FastifyRequest<{ Params: { name: string } }>;
+
+/** Anonymous reading covers content only: an anonymous caller has no user to read or change. */
+function requireUser(request: FastifyRequest): void {
+  if (request.principal === anonymous) {
+    throw new ConclaveError('AUTH_REQUIRED', 'Log in to read or change users.');
+  }
+}
 
 function publicUser(user: { name: string; roles: readonly string[]; version: number; createdAt: string; modifiedAt: string }) {
   return { name: user.name, roles: user.roles, version: user.version, createdAt: user.createdAt, modifiedAt: user.modifiedAt };
@@ -28,6 +35,7 @@ export async function userRoutes(app: FastifyInstance): Promise<void> {
   }));
 
   app.get('/api/v1/users/:name', { config: { permission: 'read' } }, async (request: NameRequest) => {
+    requireUser(request);
     const name = parseUserName(request.params.name);
     if (name !== request.principal.name && !can(request.principal, 'admin')) {
       throw new ConclaveError('FORBIDDEN', 'Only an admin may read other users.');
@@ -38,6 +46,7 @@ export async function userRoutes(app: FastifyInstance): Promise<void> {
   });
 
   app.put('/api/v1/users/:name', { config: { permission: 'read' } }, async (request: NameRequest, reply) => {
+    requireUser(request);
     const name = parseUserName(request.params.name);
     const body = request.body;
     if (!isPlainObject(body)) throw new ConclaveError('INVALID_REQUEST', 'Send {"password"?, "roles"?}.');

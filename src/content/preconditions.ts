@@ -1,0 +1,27 @@
+import { ConclaveError } from '../errors/catalogue.js';
+import type { Preconditions } from './commands.js';
+import { etagOf, type ContentNode } from './model.js';
+
+/**
+ * If-Match / If-None-Match against the node a write meets. apply() is where they decide; a caller may also check
+ * them early (before streaming a large upload) to refuse without doing the work — apply() checks again.
+ */
+export function checkPreconditions(node: ContentNode | undefined, preconditions: Preconditions, path: string): void {
+  if (preconditions.ifNoneMatch === '*' && node !== undefined) {
+    throw new ConclaveError('PRECONDITION_FAILED', `If-None-Match: * failed: a node already exists at ${path}.`, {
+      path,
+      etag: etagOf(node),
+    });
+  }
+  const ifMatch = preconditions.ifMatch;
+  if (ifMatch === undefined) return;
+  if (node === undefined) {
+    throw new ConclaveError('PRECONDITION_FAILED', `If-Match failed: no node exists at ${path}.`, { path });
+  }
+  if (ifMatch !== '*' && !ifMatch.includes(etagOf(node))) {
+    throw new ConclaveError('PRECONDITION_FAILED', `If-Match failed: the node at ${path} has changed.`, {
+      path,
+      etag: etagOf(node),
+    });
+  }
+}
