@@ -23,8 +23,10 @@ export class Authenticator {
   constructor(
     private readonly users: { userByName(name: string): User | undefined },
     private readonly tokens: TokenSigner,
-    private readonly cacheEntriesMax: number,
+    private readonly limits: { readonly cacheEntriesMax: number; readonly passwordChecksInFlightMax: number },
   ) {}
+
+  private passwordChecksInFlight = 0;
 
   async authenticate(authorization: string | undefined): Promise<Principal | undefined> {
     if (authorization === undefined || authorization === '') return undefined;
@@ -51,8 +53,8 @@ export class Authenticator {
     const name = colon < 0 ? decoded : decoded.slice(0, colon);
     const password = colon < 0 ? '' : decoded.slice(colon + 1);
     const user = await this.check(name, password);
-    if (this.cacheEntriesMax > 0) {
-      if (this.verified.size >= this.cacheEntriesMax) this.verified.delete(this.verified.keys().next().value!);
+    if (this.limits.cacheEntriesMax > 0) {
+      if (this.verified.size >= this.limits.cacheEntriesMax) this.verified.delete(this.verified.keys().next().value!);
       this.verified.set(cacheKey, { user: user.name, passwordHash: user.passwordHash });
     }
     return { name: user.name, roles: user.roles };
@@ -73,11 +75,20 @@ export class Authenticator {
   }
 
   private async check(name: string, password: string): Promise<User> {
-    const user = this.users.userByName(name);
-    // An unknown user costs the same scrypt as a known one, so timing does not tell which names exist.
-    const valid = await verifyPassword(password, user?.passwordHash ?? (await this.decoyHash()));
-    if (user === undefined || !valid) throw new ConclaveError('AUTH_INVALID', 'The user name or password is wrong.');
-    return user;
+    // scrypt runs on the libuv pool, which file I/O shares: a flood of wrong passwords must not starve it.
+    if (this.passwordChecksInFlight >= this.limits.passwordChecksInFlightMax) {
+      throw new ConclaveError('OVERLOADED', 'Too many password checks are in progress; retry shortly or use a bearer token.');
+    }
+    this.passwordChecksInFlight++;
+    try {
+      const user = this.users.userByName(name);
+      // An unknown user costs the same scrypt as a known one, so timing does not tell which names exist.
+      const valid = await verifyPassword(password, user?.passwordHash ?? (await this.decoyHash()));
+      if (user === undefined || !valid) throw new ConclaveError('AUTH_INVALID', 'The user name or password is wrong.');
+      return user;
+    } finally {
+      this.passwordChecksInFlight--;
+    }
   }
 
   private decoy: Promise<string> | undefined;

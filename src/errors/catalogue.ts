@@ -38,7 +38,7 @@ export const errorCatalogue = {
   PRECONDITION_FAILED: { status: 412, retryable: false, summary: 'If-Match or If-None-Match did not hold; nothing changed.' },
 
   // The server cannot take the request now.
-  OVERLOADED: { status: 503, retryable: true, summary: 'The write queue is full; retry after a short pause.' },
+  OVERLOADED: { status: 503, retryable: true, summary: 'The write queue is full, or too many password checks run at once; retry shortly.' },
   SHUTTING_DOWN: { status: 503, retryable: true, summary: 'The node is shutting down; retry on another node or later.' },
   DISK_FULL: { status: 507, retryable: true, summary: 'The data disk is full; nothing was stored. Free space and retry.' },
   STORAGE_ERROR: { status: 500, retryable: true, summary: 'The storage layer failed; nothing was acknowledged.' },

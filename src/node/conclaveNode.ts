@@ -54,6 +54,7 @@ export class ConclaveNode {
           batchEntriesMax: config.storage.groupCommitEntriesMax,
           batchBytesMax: config.storage.groupCommitBytesMax,
           queueEntriesMax: config.storage.writeQueueEntriesMax,
+          queueBytesMax: config.storage.writeQueueBytesMax,
         },
         log,
       );
@@ -66,7 +67,10 @@ export class ConclaveNode {
       const tokenKey = content.tokenKey();
       invariant(tokenKey !== undefined, 'a bootstrapped repository has a token key');
       const tokens = new TokenSigner(tokenKey, config.auth.tokenTtlSeconds);
-      const authenticator = new Authenticator(content, tokens, config.auth.credentialCacheEntriesMax);
+      const authenticator = new Authenticator(content, tokens, {
+        cacheEntriesMax: config.auth.credentialCacheEntriesMax,
+        passwordChecksInFlightMax: config.auth.passwordChecksInFlightMax,
+      });
       const context: HttpContext = { config, repository, authenticator, tokens, closing: false };
       const app = await buildApp(context, log);
       return new ConclaveNode(config, log, db, pipeline, repository, app, context);

@@ -14,6 +14,8 @@ export interface WritePipelineLimits {
   readonly batchBytesMax: number;
   /** Most proposals waiting for a commit; past this, writes are refused with OVERLOADED. */
   readonly queueEntriesMax: number;
+  /** Most encoded bytes waiting for a commit (one proposal is always let in, however large). */
+  readonly queueBytesMax: number;
 }
 
 export interface Committed {
@@ -42,6 +44,7 @@ const singleNodeTerm = 1;
  */
 export class WritePipeline {
   private readonly queue: Proposal[] = [];
+  private queuedBytes = 0;
   private flushScheduled = false;
   private closed = false;
   private lastIndex: number;
@@ -123,6 +126,14 @@ export class WritePipeline {
       );
     }
     const payload = encodeCommand(command);
+    if (this.queue.length > 0 && this.queuedBytes + payload.length > this.limits.queueBytesMax) {
+      return Promise.reject(
+        new ConclaveError('OVERLOADED', `The write queue holds ${this.queuedBytes} bytes; retry after a short pause.`, {
+          queueBytesMax: this.limits.queueBytesMax,
+        }),
+      );
+    }
+    this.queuedBytes += payload.length;
     return new Promise<Committed>((resolve, reject) => {
       this.queue.push({ command, payload, resolve, reject });
       this.scheduleFlush();
@@ -145,7 +156,9 @@ export class WritePipeline {
       bytes += next;
       count++;
     }
-    return this.queue.splice(0, count);
+    const batch = this.queue.splice(0, count);
+    this.queuedBytes -= bytes;
+    return batch;
   }
 
   private flush(): void {

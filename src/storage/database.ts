@@ -66,12 +66,27 @@ export function openDatabase(dataDir: string): Db {
   } catch (err) {
     throw new ConclaveError('STORAGE_ERROR', `Cannot open the database in ${dataDir}: ${(err as Error).message}`);
   }
-  db.pragma('journal_mode = WAL');
+  // One process per data directory: an exclusive lock, taken now and held until close. A second node started on
+  // the same directory by mistake stops here with a clear message instead of interleaving journal indexes.
+  db.pragma('locking_mode = EXCLUSIVE');
+  db.pragma('busy_timeout = 0');
+  try {
+    db.pragma('journal_mode = WAL');
+    db.exec('BEGIN EXCLUSIVE; COMMIT');
+  } catch (err) {
+    db.close();
+    if ((err as { code?: string }).code?.startsWith('SQLITE_BUSY')) {
+      throw new ConclaveError(
+        'STORAGE_ERROR',
+        `The data directory ${dataDir} is in use by another Conclave process; stop it or choose another --data.`,
+      );
+    }
+    throw err;
+  }
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = OFF');
   // Checkpoints run from the write path; keep the WAL from growing without bound under steady writes.
   db.pragma('wal_autocheckpoint = 4000');
-  db.pragma('busy_timeout = 5000');
   db.exec(schema);
   const format = db.prepare(`SELECT value FROM meta WHERE key = 'format_version'`).pluck().get() as number | undefined;
   if (format === undefined) {
