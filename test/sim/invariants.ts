@@ -37,8 +37,11 @@ interface EntryIdentity {
 interface CommittedEntry {
   readonly term: number;
   readonly payload: string;
-  /** A term at which the commit was known: at least the term of the master that committed it. */
-  readonly observedTerm: number;
+  /**
+   * The lowest term at which the commit was seen: at least the term of the master that committed it (followers
+   * learn of a commit in that term or later), and usually exactly it, since the master is checked after every event.
+   */
+  observedTerm: number;
   readonly node: string;
 }
 
@@ -111,12 +114,18 @@ export class InvariantChecker {
   onPersist(node: SimNode, outcome: PersistOutcome): void {
     if (outcome.firstIndex === 0) return;
     const journal = node.storage.journal;
-    // A committed entry is never overwritten or cut off.
+    // A committed entry is never overwritten or cut off by a master of its commit term or later: every such
+    // master holds it (leader completeness). A stale master of an older term may still overwrite it on a
+    // follower that has not reached the newer term — that copy was never counted towards the commit (counting
+    // needs the follower to accept an entry of the committing term, after which it refuses the older master),
+    // and the newer master repairs it. Raft allows this; the follower never applies the overwritten entry,
+    // since its own commit index is below it (the core asserts that it never truncates what it knows committed).
+    const writerTerm = node.storage.hardState.term;
     outcome.replaced.forEach((old, offset) => {
       const index = outcome.firstIndex + offset;
       const committed = this.committed[index - 1];
       const now = journal[index - 1];
-      if (committed !== undefined && this.matches(old, committed) && (now === undefined || !this.matches(now, committed))) {
+      if (committed !== undefined && writerTerm >= committed.observedTerm && this.matches(old, committed) && (now === undefined || !this.matches(now, committed))) {
         this.fail(`committed entry ${index} (term ${committed.term}) lost on ${node.id}: a persist ${now === undefined ? 'cut the journal to ' + journal.length : `replaced it with an entry of term ${now.term}`}`);
       }
     });
@@ -219,6 +228,8 @@ export class InvariantChecker {
         `committed entry ${index} changed: ${known.node} committed term ${known.term} ${known.payload}, ` +
           `but ${node.id} has term ${entry.term} ${this.payloadOf(entry)} there within its commit index`,
       );
+    } else {
+      known.observedTerm = Math.min(known.observedTerm, observedTerm ?? node.core?.softState().term ?? entry.term);
     }
   }
 
