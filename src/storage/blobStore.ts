@@ -81,10 +81,10 @@ export class BlobStore {
       // Sync the file's directory and its parents on every path, de-duplication included: the file found there
       // may have been renamed in by a concurrent upload (or a run killed before its sync) and not be durable yet.
       // A journal entry may name the blob only once the name itself survives a power cut.
-      await syncFile(finalPath);
-      await syncDirectory(dir);
-      await syncDirectory(join(this.root, sha256.slice(0, 2)));
-      await syncDirectory(this.root);
+      await syncPath(finalPath);
+      await syncPath(dir);
+      await syncPath(join(this.root, sha256.slice(0, 2)));
+      await syncPath(this.root);
       return { sha256, size };
     } catch (err) {
       if (!closed) await file.close().catch(() => undefined);
@@ -157,17 +157,9 @@ async function writeFully(file: FileHandle, chunk: Buffer): Promise<void> {
   }
 }
 
-async function syncFile(path: string): Promise<void> {
+/** fsync of a file or a directory (a directory's sync makes the names in it durable). */
+async function syncPath(path: string): Promise<void> {
   const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
   try {
     await handle.sync();
   } finally {
