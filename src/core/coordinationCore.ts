@@ -361,15 +361,7 @@ export class CoordinationCore {
 
   private becomePreCandidate(): void {
     this.role = 'preCandidate';
-    this.master = null;
-    this.votesGranted = new Set([this.options.id]);
-    this.votesRejected = new Set();
-    this.resetElectionTimer();
-    if (this.hasQuorumOf(this.votesGranted)) return this.becomeCandidate();
-    for (const id of this.voters()) {
-      if (id === this.options.id) continue;
-      this.send({ type: 'preVoteRequest', to: id, term: this.term + 1, lastIndex: this.lastIndex(), lastTerm: this.lastTerm() });
-    }
+    if (this.askVoters('preVoteRequest', this.term + 1)) this.becomeCandidate();
   }
 
   private becomeCandidate(): void {
@@ -377,15 +369,21 @@ export class CoordinationCore {
     this.term += 1;
     this.votedFor = this.options.id;
     this.hardStateDirty = true;
+    if (this.askVoters('voteRequest', this.term)) this.becomeMaster();
+  }
+
+  /** Starts a (pre-)vote round: counts our own vote, asks every other voter; true when we alone are a quorum. */
+  private askVoters(type: 'preVoteRequest' | 'voteRequest', term: number): boolean {
     this.master = null;
     this.votesGranted = new Set([this.options.id]);
     this.votesRejected = new Set();
     this.resetElectionTimer();
-    if (this.hasQuorumOf(this.votesGranted)) return this.becomeMaster();
+    if (this.hasQuorumOf(this.votesGranted)) return true;
     for (const id of this.voters()) {
       if (id === this.options.id) continue;
-      this.send({ type: 'voteRequest', to: id, term: this.term, lastIndex: this.lastIndex(), lastTerm: this.lastTerm() });
+      this.send({ type, to: id, term, lastIndex: this.lastIndex(), lastTerm: this.lastTerm() } as Outgoing);
     }
+    return false;
   }
 
   private becomeMaster(): void {

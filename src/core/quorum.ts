@@ -40,7 +40,3 @@ export function quorumMatchIndex(joint: JointConfiguration, matchIndex: (id: str
   };
   return joint.next === undefined ? of(joint.current) : Math.min(of(joint.current), of(joint.next));
 }
-
-export function sameConfiguration(a: VotingConfiguration, b: VotingConfiguration): boolean {
-  return a.size === b.size && [...a].every((id) => b.has(id));
-}

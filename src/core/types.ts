@@ -90,7 +90,6 @@ export interface AppendResponse extends MessageBase {
 }
 
 export type Message = PreVoteRequest | PreVoteResponse | VoteRequest | VoteResponse | AppendRequest | AppendResponse;
-export type MessageType = Message['type'];
 
 export type Role = 'follower' | 'preCandidate' | 'candidate' | 'master';
 

@@ -72,10 +72,6 @@ export function isConclaveError(err: unknown): err is ConclaveError {
   return err instanceof ConclaveError;
 }
 
-export function isErrorCode(err: unknown, code: ErrorCode): boolean {
-  return isConclaveError(err) && err.code === code;
-}
-
 /** A broken invariant: crash loudly rather than continue with corrupt state. */
 export function invariant(condition: unknown, message: string): asserts condition {
   if (!condition) {

@@ -103,6 +103,7 @@ export class ContentTables implements ContentStore {
   private readonly deleteRange;
   private readonly deleteOne;
   private readonly moveRange;
+  private readonly moveOne;
   private readonly childPage;
   private readonly userRow;
   private readonly userUpsert;
@@ -133,6 +134,7 @@ export class ContentTables implements ContentStore {
     // substr and length count characters, as SQLite sees them: the prefix length must be measured there too
     // (a JavaScript length counts UTF-16 units, which differs for characters outside the BMP).
     this.moveRange = db.prepare('UPDATE nodes SET path = ? || substr(path, length(?) + 1) WHERE path > ? AND path < ?');
+    this.moveOne = db.prepare('UPDATE nodes SET path = ? WHERE path = ?');
     this.childPage = db.prepare(
       'SELECT * FROM nodes WHERE parent_id = ? AND (position > ? OR (position = ? AND id > ?)) ORDER BY position, id LIMIT ?',
     );
@@ -197,7 +199,7 @@ export class ContentTables implements ContentStore {
     const { low, high } = descendantRange(from);
     // Keep everything after the old prefix, i.e. "/rest" of each descendant.
     this.moveRange.run(to, from, low, high);
-    const moved = this.db.prepare('UPDATE nodes SET path = ? WHERE path = ?').run(to, from).changes;
+    const moved = this.moveOne.run(to, from).changes;
     invariant(moved === 1, `move of ${from} found ${moved} nodes`);
   }
 
@@ -325,9 +327,5 @@ export class ContentTables implements ContentStore {
       hash.update('\n');
     }
     return hash.digest('hex');
-  }
-
-  nodeCount(): number {
-    return this.db.prepare('SELECT count(*) FROM nodes').pluck().get() as number;
   }
 }
