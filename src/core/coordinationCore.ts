@@ -13,6 +13,8 @@ import type {
   Random,
   Ready,
   Role,
+  Snapshot,
+  SnapshotRequest,
   SoftState,
   VoteRequest,
   VoteResponse,
@@ -42,7 +44,9 @@ export interface CoreOptions {
 
 export interface RestoredState {
   readonly hardState: HardState;
-  /** The whole durable journal, from index 1 (snapshots come later). */
+  /** The latest durable snapshot, if the journal was ever compacted. */
+  readonly snapshot?: Snapshot;
+  /** The durable journal after the snapshot (from index 1 when there is none). */
   readonly entries: readonly Entry[];
   /** Index of the last entry the state machine has applied (it persists this with what it applied). */
   readonly appliedIndex: number;
@@ -68,9 +72,23 @@ interface Progress {
   resendFromIndex: number;
   /** Heard from since the last check-quorum round. */
   recentlyActive: boolean;
+  /** The follower's applied index, as it last reported it. */
+  appliedIndex: number;
+  /** Master ticks since the follower last answered (0 for a follower this master has not had time to hear). */
+  silentTicks: number;
+  /** Ticks since a snapshot was sent that is not yet acknowledged; null when none is in flight. */
+  snapshotInFlightTicks: number | null;
+}
+
+/** What the master knows of one follower, for the cluster layer (liveness, in-sync set, publication). */
+export interface FollowerState {
+  readonly matchIndex: number;
+  readonly appliedIndex: number;
+  readonly silentTicks: number;
 }
 
 const emptyConfiguration: JointConfiguration = { current: new Set() };
+const noSnapshot: Snapshot = { index: 0, term: 0, configuration: { kind: 'configuration', current: [] }, data: null };
 
 function toJoint(payload: ConfigurationPayload): JointConfiguration {
   return payload.next === undefined
@@ -91,7 +109,13 @@ export class CoordinationCore {
   private votedFor: string | null;
   private commitIndex: number;
   private appliedIndex: number;
-  private readonly log: Entry[];
+  /** The journal after `snapshot.index`: entry i is at log[i - snapshot.index - 1]. */
+  private log: Entry[];
+  private snapshot: Snapshot;
+  /** A snapshot received from the master and not yet reported in a Ready. */
+  private snapshotToInstall: Snapshot | null = null;
+  /** Non-voting members the master replicates to besides the voters (the cluster layer keeps this current). */
+  private replicas: ReadonlySet<string> = new Set();
   private role: Role = 'follower';
   private master: string | null = null;
 
@@ -124,8 +148,10 @@ export class CoordinationCore {
     invariant(options.heartbeatIntervalTicks < options.electionTimeoutTicks, 'heartbeats must come faster than elections');
     this.term = restored.hardState.term;
     this.votedFor = restored.hardState.votedFor;
+    this.snapshot = restored.snapshot ?? noSnapshot;
     this.log = [...restored.entries];
-    this.log.forEach((e, i) => invariant(e.index === i + 1, `restored journal has index ${e.index} at position ${i}`));
+    this.log.forEach((e, i) => invariant(e.index === this.snapshot.index + i + 1, `restored journal has index ${e.index} at position ${i}`));
+    invariant(restored.appliedIndex >= this.snapshot.index, 'the state machine is older than the snapshot');
     this.commitIndex = Math.min(restored.hardState.commitIndex, this.lastIndex());
     this.appliedIndex = restored.appliedIndex;
     invariant(this.appliedIndex <= this.lastIndex(), 'applied past the end of the journal');
@@ -144,7 +170,7 @@ export class CoordinationCore {
    * lists (issue: discovery guarantees it).
    */
   bootstrap(voters: readonly string[]): void {
-    invariant(this.lastIndex() === 0 && this.term === 0, 'bootstrap on a node that already has a journal');
+    invariant(this.lastIndex() === 0 && this.snapshot.index === 0 && this.term === 0, 'bootstrap on a node that already has a journal');
     invariant(voters.length > 0, 'bootstrap with no voters');
     this.appendLocal([{ index: 1, term: 0, payload: { kind: 'configuration', current: [...voters].sort() } }]);
   }
@@ -154,13 +180,14 @@ export class CoordinationCore {
     else this.tickFollower();
   }
 
-  propose(data: unknown): ProposeOutcome {
+  /** Appends a command for the state machine (`command`) or a cluster-state change (`cluster`, by the cluster layer). */
+  propose(data: unknown, kind: 'command' | 'cluster' = 'command'): ProposeOutcome {
     if (this.role !== 'master') return { ok: false, reason: 'notMaster', master: this.master };
     if (!this.options.canBeMaster) return { ok: false, reason: 'notMaster', master: null }; // a caretaker
     if (this.lastIndex() - this.commitIndex >= this.options.uncommittedEntriesMax) {
       return { ok: false, reason: 'overloaded', master: this.master };
     }
-    const index = this.appendAsMaster({ kind: 'command', data });
+    const index = this.appendAsMaster(kind === 'command' ? { kind, data } : { kind, change: data });
     return { ok: true, index, term: this.term };
   }
 
@@ -190,12 +217,12 @@ export class CoordinationCore {
         // Check-quorum's other half: while we hear from a master, a disruptive candidate does not bump our term.
         return;
       } else {
-        this.becomeFollower(message.term, message.type === 'appendRequest' ? message.from : null);
+        this.becomeFollower(message.term, message.type === 'appendRequest' || message.type === 'snapshotRequest' ? message.from : null);
       }
     } else if (message.term < this.term) {
       // A stale master must learn the new term so that it steps down; everything else stale is dropped.
-      if (message.type === 'appendRequest') {
-        this.send({ type: 'appendResponse', to: message.from, term: this.term, success: false, matchIndex: 0, lastIndex: this.lastIndex() });
+      if (message.type === 'appendRequest' || message.type === 'snapshotRequest') {
+        this.sendAppendResponse(message.from, false, 0, this.lastIndex());
       } else if (message.type === 'preVoteRequest') {
         this.send({ type: 'preVoteResponse', to: message.from, term: this.term, granted: false });
       }
@@ -214,21 +241,32 @@ export class CoordinationCore {
         return this.onAppendRequest(message);
       case 'appendResponse':
         return this.onAppendResponse(message);
+      case 'snapshotRequest':
+        return this.onSnapshotRequest(message);
     }
   }
 
   // ---------------------------------------------------------------- outputs
 
   hasReady(): boolean {
-    return this.hardStateDirty || this.messages.length > 0 || this.unstableFromIndex <= this.lastIndex() || this.appliedIndex < this.commitIndex;
+    return (
+      this.snapshotToInstall !== null ||
+      this.hardStateDirty ||
+      this.messages.length > 0 ||
+      this.unstableFromIndex <= this.lastIndex() ||
+      Math.max(this.appliedIndex, this.snapshot.index) < this.commitIndex
+    );
   }
 
   ready(): Ready {
+    const offset = this.snapshot.index + 1;
     return {
+      ...(this.snapshotToInstall !== null ? { snapshot: this.snapshotToInstall } : {}),
       ...(this.hardStateDirty ? { hardState: this.hardState() } : {}),
-      entries: this.log.slice(this.unstableFromIndex - 1),
+      entries: this.log.slice(this.unstableFromIndex - offset),
       messages: [...this.messages],
-      committed: this.log.slice(this.appliedIndex, this.commitIndex),
+      // After a snapshot install the state machine starts at the snapshot, whatever it had applied before.
+      committed: this.log.slice(Math.max(this.appliedIndex, this.snapshot.index) + 1 - offset, this.commitIndex + 1 - offset),
     };
   }
 
@@ -236,8 +274,63 @@ export class CoordinationCore {
   advance(ready: Ready): void {
     this.hardStateDirty = false;
     this.messages = this.messages.slice(ready.messages.length);
-    if (ready.entries.length > 0) this.unstableFromIndex = ready.entries[ready.entries.length - 1]!.index + 1;
+    if (ready.snapshot !== undefined) {
+      if (this.snapshotToInstall === ready.snapshot) this.snapshotToInstall = null;
+      this.appliedIndex = Math.max(this.appliedIndex, ready.snapshot.index);
+    }
+    if (ready.entries.length > 0) this.unstableFromIndex = Math.max(this.unstableFromIndex, ready.entries[ready.entries.length - 1]!.index + 1);
     if (ready.committed.length > 0) this.appliedIndex = ready.committed[ready.committed.length - 1]!.index;
+  }
+
+  /**
+   * The state machine has made `data` durable as a snapshot of everything up to the applied index: the journal
+   * below it may go. The runtime drops the same entries from its storage after this returns.
+   */
+  compact(data: unknown): Snapshot {
+    const index = this.appliedIndex;
+    invariant(index > this.snapshot.index, `compaction to ${index}, at or below the snapshot at ${this.snapshot.index}`);
+    const term = this.termAt(index);
+    invariant(term !== undefined, `no term at applied index ${index}`);
+    let configuration = this.snapshot.configuration;
+    for (let i = index; i > this.snapshot.index; i--) {
+      const payload = this.entryAt(i)!.payload;
+      if (payload.kind === 'configuration') {
+        configuration = payload;
+        break;
+      }
+    }
+    this.log = this.log.slice(index - this.snapshot.index);
+    this.snapshot = { index, term, configuration, data };
+    return this.snapshot;
+  }
+
+  /** The snapshot the journal starts after (index 0 when the journal was never compacted). */
+  latestSnapshot(): Snapshot {
+    return this.snapshot;
+  }
+
+  /**
+   * Discovery found `id`, a voter of our configuration, with no journal at all (it crashed before it could
+   * bootstrap, and the others did): if we cannot be master ourselves, it may never get the first entries unless
+   * we hand them over as a caretaker (see `catchUpFor`), since it does not know it is a voter and never asks.
+   */
+  noteVoterWithoutJournal(id: string): void {
+    if (this.options.canBeMaster || this.lastIndex() === 0 || id === this.options.id) return;
+    const voters = this.voters();
+    if (!voters.has(id) || !voters.has(this.options.id)) return;
+    if (this.master !== null && this.electionElapsedTicks < this.options.electionTimeoutTicks) return;
+    this.catchUpFor.add(id);
+  }
+
+  /** Sets the non-voting members a master replicates to, besides the voters (from the applied cluster state). */
+  setReplicas(ids: Iterable<string>): void {
+    this.replicas = new Set([...ids].filter((id) => id !== this.options.id));
+    if (this.role === 'master') this.syncProgress();
+  }
+
+  /** On a master, what it knows of each follower; empty elsewhere. */
+  followerStates(): ReadonlyMap<string, FollowerState> {
+    return this.progress;
   }
 
   softState(): SoftState {
@@ -255,24 +348,25 @@ export class CoordinationCore {
     return { term: this.term, votedFor: this.votedFor, commitIndex: this.commitIndex };
   }
 
-  /** The entry at `index`, for checks and for answering clients; undefined past the end. */
+  /** The entry at `index`, for checks and for answering clients; undefined past the end or in the snapshot. */
   entryAt(index: number): Entry | undefined {
-    return this.log[index - 1];
+    return index > this.snapshot.index ? this.log[index - this.snapshot.index - 1] : undefined;
   }
 
   // ---------------------------------------------------------------- journal
 
   lastIndex(): number {
-    return this.log.length;
+    return this.snapshot.index + this.log.length;
   }
 
   private lastTerm(): number {
-    return this.log[this.log.length - 1]?.term ?? 0;
+    return this.log[this.log.length - 1]?.term ?? this.snapshot.term;
   }
 
+  /** The term of the entry at `index`; undefined past the end and below the snapshot (compacted away). */
   private termAt(index: number): number | undefined {
-    if (index === 0) return 0;
-    return this.log[index - 1]?.term;
+    if (index === this.snapshot.index) return this.snapshot.term;
+    return this.entryAt(index)?.term;
   }
 
   private isUpToDate(lastIndex: number, lastTerm: number): boolean {
@@ -298,14 +392,18 @@ export class CoordinationCore {
     for (const id of this.progress.keys()) if (!peers.has(id)) this.progress.delete(id);
     for (const id of peers) {
       if (!this.progress.has(id)) {
-        this.progress.set(id, { matchIndex: 0, nextIndex: this.lastIndex(), inflight: 0, recentlyActive: true, resendFromIndex: this.lastIndex() });
+        this.progress.set(id, this.newProgress(this.lastIndex()));
       }
     }
   }
 
+  private newProgress(nextIndex: number): Progress {
+    return { matchIndex: 0, nextIndex, inflight: 0, recentlyActive: true, resendFromIndex: nextIndex, appliedIndex: 0, silentTicks: 0, snapshotInFlightTicks: null };
+  }
+
   private truncateFrom(index: number): void {
     invariant(index > this.commitIndex, `truncating committed entry ${index} (commit index ${this.commitIndex})`);
-    this.log.length = index - 1;
+    this.log.length = index - this.snapshot.index - 1;
     this.unstableFromIndex = Math.min(this.unstableFromIndex, index);
     if (this.configurationIndex >= index) this.refreshConfiguration();
   }
@@ -317,9 +415,13 @@ export class CoordinationCore {
       const payload = this.log[i]!.payload;
       if (payload.kind === 'configuration') {
         this.configuration = toJoint(payload);
-        this.configurationIndex = i + 1;
+        this.configurationIndex = this.log[i]!.index;
         return;
       }
+    }
+    if (this.snapshot.configuration.current.length > 0) {
+      this.configuration = toJoint(this.snapshot.configuration);
+      this.configurationIndex = this.snapshot.index;
     }
   }
 
@@ -336,7 +438,24 @@ export class CoordinationCore {
   }
 
   private isPromotable(): boolean {
-    return (this.options.canBeMaster || this.catchUpFor.size > 0) && this.voters().has(this.options.id);
+    if (!this.options.canBeMaster && this.catchUpFor.size === 0) return false;
+    return this.voters().has(this.options.id) || this.isLeavingVoter();
+  }
+
+  /**
+   * True when our latest configuration entry, not yet committed, removed us, and we were a voter before it. We may
+   * hold that entry alone (the master that wrote it, crashed before committing it): the remaining voters still
+   * under the joint configuration need our vote and cannot get it — our journal is ahead of theirs — so we must
+   * campaign ourselves, commit the change as master, then step down (found by the simulator: seed 163).
+   */
+  private isLeavingVoter(): boolean {
+    if (this.configurationIndex <= this.commitIndex) return false;
+    for (let index = this.configurationIndex - 1; index > this.snapshot.index; index--) {
+      const payload = this.entryAt(index)!.payload;
+      if (payload.kind === 'configuration') return [...payload.current, ...(payload.next ?? [])].includes(this.options.id);
+    }
+    const previous = this.snapshot.configuration;
+    return [...previous.current, ...(previous.next ?? [])].includes(this.options.id);
   }
 
   // ---------------------------------------------------------------- roles
@@ -393,16 +512,14 @@ export class CoordinationCore {
     this.heartbeatElapsedTicks = 0;
     this.electionElapsedTicks = 0;
     this.progress.clear();
-    for (const id of this.peers()) {
-      this.progress.set(id, { matchIndex: 0, nextIndex: this.lastIndex() + 1, inflight: 0, recentlyActive: true, resendFromIndex: this.lastIndex() + 1 });
-    }
+    for (const id of this.peers()) this.progress.set(id, this.newProgress(this.lastIndex() + 1));
     // Entries of earlier terms commit only once an entry of this term does (Raft §5.4.2).
     this.appendAsMaster({ kind: 'noop' });
   }
 
-  /** Everyone the master replicates to: the voters. (Non-voting replicas join with the membership work.) */
+  /** Everyone the master replicates to: the voters and the non-voting replicas. */
   private peers(): string[] {
-    return [...this.voters()].filter((id) => id !== this.options.id).sort();
+    return [...new Set([...this.voters(), ...this.replicas])].filter((id) => id !== this.options.id).sort();
   }
 
   // ---------------------------------------------------------------- ticks
@@ -424,6 +541,10 @@ export class CoordinationCore {
   private tickMaster(): void {
     this.heartbeatElapsedTicks++;
     this.electionElapsedTicks++;
+    for (const p of this.progress.values()) {
+      p.silentTicks++;
+      if (p.snapshotInFlightTicks !== null) p.snapshotInFlightTicks++;
+    }
     if (this.electionElapsedTicks >= this.options.electionTimeoutTicks) {
       this.electionElapsedTicks = 0;
       // Check-quorum: a master that has not heard from a quorum within an election timeout steps down, so a
@@ -503,17 +624,64 @@ export class CoordinationCore {
   private sendAppend(to: string, always: boolean): void {
     const p = this.progress.get(to);
     if (p === undefined) return;
+    if (p.nextIndex <= this.snapshot.index) return this.sendSnapshot(to, p, always);
     const hasNew = p.nextIndex <= this.lastIndex();
     if (!always && (!hasNew || p.inflight >= this.options.inflightAppendsMax)) return;
     const prevIndex = p.nextIndex - 1;
     const prevTerm = this.termAt(prevIndex);
     invariant(prevTerm !== undefined, `no term at ${prevIndex} for ${to}`);
-    const entries = this.log.slice(prevIndex, prevIndex + this.options.appendEntriesMax);
+    const entries = this.log.slice(prevIndex - this.snapshot.index, prevIndex - this.snapshot.index + this.options.appendEntriesMax);
     this.send({ type: 'appendRequest', to, term: this.term, prevIndex, prevTerm, entries, commitIndex: this.commitIndex });
     if (entries.length > 0) {
       p.nextIndex = entries[entries.length - 1]!.index + 1;
       p.inflight++;
     }
+  }
+
+  /**
+   * The follower needs entries compacted away: send the snapshot — at most once per election timeout, since a
+   * snapshot is large; in between, an empty append at the snapshot keeps the follower's election timer quiet.
+   */
+  private sendSnapshot(to: string, p: Progress, always: boolean): void {
+    if (p.snapshotInFlightTicks !== null && p.snapshotInFlightTicks < this.options.electionTimeoutTicks) {
+      if (always) {
+        this.send({ type: 'appendRequest', to, term: this.term, prevIndex: this.snapshot.index, prevTerm: this.snapshot.term, entries: [], commitIndex: this.commitIndex });
+      }
+      return;
+    }
+    p.snapshotInFlightTicks = 0;
+    p.nextIndex = this.snapshot.index + 1;
+    p.inflight = this.options.inflightAppendsMax;
+    this.send({ type: 'snapshotRequest', to, term: this.term, snapshot: this.snapshot });
+  }
+
+  private onSnapshotRequest(m: SnapshotRequest): void {
+    invariant(this.role !== 'master', `two masters in term ${this.term}: ${this.options.id} and ${m.from}`);
+    if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
+    this.master = m.from;
+    this.electionElapsedTicks = 0;
+    this.catchUpFor.clear();
+    const snapshot = m.snapshot;
+    // What we already know committed matches the master's journal (it holds every committed entry).
+    if (snapshot.index <= this.commitIndex) return this.sendAppendResponse(m.from, true, this.commitIndex, this.lastIndex());
+    if (this.termAt(snapshot.index) === snapshot.term) {
+      // Our journal agrees with the snapshot at its end: what follows may still be good (Raft §7).
+      this.log = this.log.slice(snapshot.index - this.snapshot.index);
+    } else {
+      this.log = [];
+    }
+    this.snapshot = snapshot;
+    this.snapshotToInstall = snapshot;
+    // The runtime drops its whole journal with the install (see Ready): what we kept is written again.
+    this.unstableFromIndex = snapshot.index + 1;
+    this.commitIndex = snapshot.index;
+    this.hardStateDirty = true;
+    this.refreshConfiguration();
+    this.sendAppendResponse(m.from, true, snapshot.index, this.lastIndex());
+  }
+
+  private sendAppendResponse(to: string, success: boolean, matchIndex: number, lastIndex: number): void {
+    this.send({ type: 'appendResponse', to, term: this.term, success, matchIndex, lastIndex, appliedIndex: this.appliedIndex });
   }
 
   private onAppendRequest(m: AppendRequest): void {
@@ -525,15 +693,13 @@ export class CoordinationCore {
     // The hint is the highest index where our journal may still match the master's: below the rejected
     // prevIndex, and not past our end. The master resumes just after it, so a missing or conflicting suffix is
     // found however far the master's optimistic nextIndex had run ahead.
-    const reject = () =>
-      this.send({
-        type: 'appendResponse',
-        to: m.from,
-        term: this.term,
-        success: false,
-        matchIndex: 0,
-        lastIndex: Math.min(this.lastIndex(), m.prevIndex - 1),
-      });
+    const reject = () => this.sendAppendResponse(m.from, false, 0, Math.min(this.lastIndex(), m.prevIndex - 1));
+    // Below our snapshot everything is committed and so matches: skip to what follows it.
+    if (m.prevIndex < this.snapshot.index) {
+      const skip = this.snapshot.index - m.prevIndex;
+      if (skip > m.entries.length) return this.sendAppendResponse(m.from, true, this.commitIndex, this.lastIndex());
+      return this.onAppendRequest({ ...m, prevIndex: this.snapshot.index, prevTerm: this.snapshot.term, entries: m.entries.slice(skip) });
+    }
     if (m.prevIndex > this.lastIndex() || this.termAt(m.prevIndex) !== m.prevTerm) return reject();
     let firstNew = 0;
     for (; firstNew < m.entries.length; firstNew++) {
@@ -553,7 +719,7 @@ export class CoordinationCore {
       this.commitIndex = commit;
       this.hardStateDirty = true;
     }
-    this.send({ type: 'appendResponse', to: m.from, term: this.term, success: true, matchIndex: lastNewIndex, lastIndex: this.lastIndex() });
+    this.sendAppendResponse(m.from, true, lastNewIndex, this.lastIndex());
   }
 
   private onAppendResponse(m: AppendResponse): void {
@@ -561,6 +727,9 @@ export class CoordinationCore {
     const p = this.progress.get(m.from);
     if (p === undefined) return;
     p.recentlyActive = true;
+    p.silentTicks = 0;
+    p.appliedIndex = Math.max(p.appliedIndex, m.appliedIndex);
+    if (m.success && m.matchIndex >= this.snapshot.index) p.snapshotInFlightTicks = null;
     if (m.success) {
       p.inflight = Math.max(0, p.inflight - 1);
       if (m.matchIndex > p.matchIndex) {
@@ -577,7 +746,9 @@ export class CoordinationCore {
       p.resendFromIndex = p.nextIndex;
       p.inflight = 0;
     }
-    if (this.role === 'master') this.sendAppend(m.from, !m.success);
+    // While a snapshot is on its way, a refusal only says the follower does not have it yet: wait for it.
+    const awaitingSnapshot = p.nextIndex <= this.snapshot.index && p.snapshotInFlightTicks !== null;
+    if (this.role === 'master' && !awaitingSnapshot) this.sendAppend(m.from, !m.success);
   }
 
   private maybeCommit(): void {

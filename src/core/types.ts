@@ -18,17 +18,35 @@ export interface CommandPayload {
   readonly data: unknown;
 }
 
+/** A change of the cluster state (membership, exclusions, settings, in-sync set); see clusterState.ts. */
+export interface ClusterPayload {
+  readonly kind: 'cluster';
+  readonly change: unknown;
+}
+
 /** Appended by every new master: committing it commits everything before it (Raft §5.4.2). */
 export interface NoopPayload {
   readonly kind: 'noop';
 }
 
-export type EntryPayload = ConfigurationPayload | CommandPayload | NoopPayload;
+export type EntryPayload = ConfigurationPayload | CommandPayload | ClusterPayload | NoopPayload;
 
 export interface Entry {
   readonly index: number;
   readonly term: number;
   readonly payload: EntryPayload;
+}
+
+/**
+ * A state-machine snapshot that replaces the journal up to `index`. The core keeps the metadata; `data` is opaque
+ * to it (the runtime's handle on the snapshot: the cluster state and the content, or a reference to a file).
+ */
+export interface Snapshot {
+  readonly index: number;
+  readonly term: number;
+  /** The voting configuration in force at `index` (the latest configuration entry at or before it). */
+  readonly configuration: ConfigurationPayload;
+  readonly data: unknown;
 }
 
 /** What must survive a crash, besides the journal. */
@@ -87,23 +105,35 @@ export interface AppendResponse extends MessageBase {
    * or one below the rejected prevIndex when the entry there conflicts), so the master skips back in one step.
    */
   readonly lastIndex: number;
+  /** How far the follower's state machine has applied: the master waits on it before the next cluster-state change. */
+  readonly appliedIndex: number;
 }
 
-export type Message = PreVoteRequest | PreVoteResponse | VoteRequest | VoteResponse | AppendRequest | AppendResponse;
+/** Sent instead of entries the master has compacted away: the follower replaces its journal up to the snapshot. */
+export interface SnapshotRequest extends MessageBase {
+  readonly type: 'snapshotRequest';
+  readonly snapshot: Snapshot;
+}
+
+export type Message = PreVoteRequest | PreVoteResponse | VoteRequest | VoteResponse | AppendRequest | AppendResponse | SnapshotRequest;
 
 export type Role = 'follower' | 'preCandidate' | 'candidate' | 'master';
 
 /**
  * What the runtime must do after a step, in this order:
  *
- * 1. `hardState` (when present) and `entries` (when non-empty) are made durable: first truncate the journal from
- *    `entries[0].index` (a conflicting suffix is replaced), then append. Both must be fsynced before step 2 —
+ * 1. `snapshot` (when present) is installed: the state machine is replaced by it, its applied index becomes
+ *    `snapshot.index`, and the whole journal is dropped (entries after the snapshot that the core keeps come
+ *    again in `entries`, so the disk never has to guess which of its entries still agree). Then
+ *    `hardState` (when present) and `entries` (when non-empty) are made durable: first truncate the journal from
+ *    `entries[0].index` (a conflicting suffix is replaced), then append. All must be fsynced before step 2 —
  *    a vote or an acknowledgement sent before its state is durable can elect two masters or lose a commit.
  * 2. `messages` are sent (in any order; the network may reorder them anyway).
  * 3. `committed` entries are applied to the state machine, in index order. They are always already durable.
  * 4. `advance()` is called so the core stops reporting these.
  */
 export interface Ready {
+  readonly snapshot?: Snapshot;
   readonly hardState?: HardState;
   readonly entries: readonly Entry[];
   readonly messages: readonly Message[];

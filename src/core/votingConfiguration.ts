@@ -9,7 +9,9 @@ import { hasQuorum, type VotingConfiguration } from './quorum.js';
  *   cluster available down to two live members of the three (the seeds' maintenance example);
  * - voting exclusions are honoured (excluded nodes are removed, even below three);
  * - the current master is kept, then current members, then new nodes, in id order for determinism;
- * - a new configuration is only adopted if the live nodes hold a quorum of it; otherwise the current one stays.
+ * - a new configuration is only adopted if the live nodes hold a quorum of it, and if it holds a node that can
+ *   lead (not voting-only): otherwise the current one stays (excluding every node that could be master would
+ *   leave a cluster that can never elect one again).
  *
  * Pure: the caller passes everything it knows; the result depends only on the arguments.
  */
@@ -21,6 +23,8 @@ export interface ReconfigureInput {
   /** The current master's id. It is live by definition and stays in the configuration unless excluded. */
   readonly master: string;
   readonly current: VotingConfiguration;
+  /** Voting-only nodes: they vote but can never be master. */
+  readonly votingOnly?: ReadonlySet<string>;
 }
 
 /** n when odd, n - 1 when even: the largest odd size not above n. */
@@ -44,5 +48,6 @@ export function reconfigure(input: ReconfigureInput): VotingConfiguration {
   const notLiveInCurrent = nonExcludedCurrent.filter((id) => !liveEligible.has(id) && id !== master);
 
   const candidate = new Set([...masterFirst, ...liveNotInCurrent, ...notLiveInCurrent].slice(0, Math.max(targetSize, 0)));
-  return hasQuorum(candidate, liveEligible) ? candidate : current;
+  const canLead = [...candidate].some((id) => !(input.votingOnly?.has(id) ?? false));
+  return hasQuorum(candidate, liveEligible) && canLead ? candidate : current;
 }

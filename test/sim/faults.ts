@@ -1,3 +1,4 @@
+import type { ClusterChange } from '../../src/core/clusterState.js';
 import { bridgePartition, oneWayPartition, symmetricPartition, type Partition } from './simNetwork.js';
 import type { CrashPoint } from './simNode.js';
 import type { SimCluster } from './simCluster.js';
@@ -6,8 +7,9 @@ import type { SimRandom } from './simRandom.js';
 /**
  * The fault injector of the safety phase: at random intervals it crashes a node (between steps, or in the middle
  * of handling a Ready) and restarts it later, pauses and resumes a node, cuts the network (symmetric, one-way,
- * bridged, or the master alone) and heals it, raises the drop and duplicate rates for a while, and has the master
- * change the voting configuration. `healEverything` ends it all for the liveness phase.
+ * bridged, or the master alone) and heals it, raises the drop and duplicate rates for a while, and plays an
+ * operator who changes the cluster state (voting exclusions, settings, removals). `healEverything` ends it all
+ * for the liveness phase.
  */
 export interface FaultOptions {
   /** Time between two faults, uniform in [min, max] units. */
@@ -18,11 +20,11 @@ export interface FaultOptions {
   readonly durationUnitsMax: number;
 }
 
-type FaultKind = 'crash' | 'pause' | 'partition' | 'lossy' | 'reconfigure';
+type FaultKind = 'crash' | 'pause' | 'partition' | 'lossy' | 'operator';
 
 export class FaultInjector {
   private active = false;
-  readonly counts: Record<FaultKind, number> = { crash: 0, pause: 0, partition: 0, lossy: 0, reconfigure: 0 };
+  readonly counts: Record<FaultKind, number> = { crash: 0, pause: 0, partition: 0, lossy: 0, operator: 0 };
 
   constructor(
     private readonly cluster: SimCluster,
@@ -49,7 +51,8 @@ export class FaultInjector {
     cluster.network.setDuplicateRate(0);
     for (const node of cluster.nodes) {
       node.disarmCrash();
-      if (node.status === 'crashed') node.restart();
+      if (!node.started) cluster.startNow(node.id);
+      else if (node.status === 'crashed') node.restart();
       else if (node.status === 'paused') node.resume();
     }
   }
@@ -84,7 +87,7 @@ export class FaultInjector {
       [mayTakeDown ? 2 : 0, 'pause'],
       [3, 'partition'],
       [1, 'lossy'],
-      [1, 'reconfigure'],
+      [1, 'operator'],
     ]);
     this.counts[kind]++;
     switch (kind) {
@@ -96,8 +99,8 @@ export class FaultInjector {
         return this.partition();
       case 'lossy':
         return this.lossy();
-      case 'reconfigure':
-        return this.reconfigure();
+      case 'operator':
+        return this.operate();
     }
   }
 
@@ -181,22 +184,38 @@ export class FaultInjector {
     });
   }
 
-  /** The master moves the voting configuration: from the full one, drop a node; otherwise back to the full one. */
-  private reconfigure(): void {
+  /**
+   * An operator's cluster-state change, asked of the master: exclude a master-eligible node from voting (at most
+   * two at a time, so that a quorum of eligible nodes can remain), clear the exclusions, update a setting, or
+   * remove a member (which rejoins by itself if it is alive). The master applies the voting rules by itself.
+   */
+  private operate(): void {
     const master = this.cluster.master();
-    if (master === null) return;
-    const all = this.cluster.spec.nodeIds;
-    const current = master.core!.softState().configuration.current;
-    let voters: string[];
-    if (current.size === all.length) {
-      const removed = this.random.pick(all);
-      voters = all.filter((id) => id !== removed);
-      // A configuration without an eligible node could never elect a master again.
-      if (voters.every((id) => this.cluster.spec.votingOnly.includes(id))) return;
-    } else {
-      voters = [...all];
+    if (master === null || !master.canBeMaster) return;
+    const state = master.coordinator!.clusterState();
+    const eligible = state.nodes.filter((n) => n.roles.masterEligible).map((n) => n.id);
+    const kind = this.random.weighted<'exclude' | 'clear' | 'setting' | 'remove'>([
+      [state.votingExclusions.length < 2 && eligible.length > 0 ? 3 : 0, 'exclude'],
+      [state.votingExclusions.length > 0 ? 3 : 0, 'clear'],
+      [1, 'setting'],
+      [state.nodes.length > 1 ? 1 : 0, 'remove'],
+    ]);
+    let change: ClusterChange;
+    switch (kind) {
+      case 'exclude':
+        change = { type: 'votingExclusionsAdded', ids: [this.random.pick(eligible)] };
+        break;
+      case 'clear':
+        change = { type: 'votingExclusionsCleared' };
+        break;
+      case 'setting':
+        change = { type: 'settingsUpdated', settings: { [`s${this.random.between(1, 3)}`]: this.random.chance(0.2) ? null : this.random.between(1, 100) } };
+        break;
+      case 'remove':
+        change = { type: 'nodeLeft', id: this.random.pick(state.nodes.filter((n) => n.id !== master.id)).id };
+        break;
     }
-    const accepted = master.proposeConfiguration(voters);
-    this.cluster.trace(`fault: ${master.id} proposes voters [${voters.join(',')}]: ${accepted ? 'appended' : 'refused'}`);
+    const accepted = master.proposeClusterChange(change);
+    this.cluster.trace(`fault: operator asks ${master.id} for ${JSON.stringify(change)}: ${accepted ? 'queued' : 'refused'}`);
   }
 }

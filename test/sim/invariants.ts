@@ -1,4 +1,6 @@
-import type { ConfigurationPayload, Entry, Message } from '../../src/core/types.js';
+import type { ClusterMessage } from '../../src/core/clusterMessages.js';
+import { applyClusterEntry, emptyClusterState, type ClusterState } from '../../src/core/clusterState.js';
+import type { ConfigurationPayload, Entry, Snapshot } from '../../src/core/types.js';
 import type { SimNode } from './simNode.js';
 import type { PersistOutcome } from './simStorage.js';
 
@@ -19,7 +21,13 @@ import type { PersistOutcome } from './simStorage.js';
  * - only committed entries are applied, in order, and every replica has the same state at a given applied index;
  * - a voting-only node never accepts a client proposal (it may be master only as a caretaker);
  * - the voting configuration in every journal is well-formed: a joint entry {current: A, next: B} follows the
- *   final configuration A, and only the final configuration B follows it.
+ *   final configuration A, and only the final configuration B follows it;
+ * - every committed configuration change obeys the CrateDB rules against the cluster state it was made in: an
+ *   odd number of voters, none excluded, all master-eligible, never fewer than three once there were three,
+ *   the master that made it kept unless excluded; only master-eligible nodes ever ask for votes;
+ * - every node's cluster state is the one the committed journal gives at its version (replayed here);
+ * - snapshots hold committed state: a snapshot's term is the committed entry's, and an installed snapshot's
+ *   contents are what every replica had at its index.
  */
 export class SimulationViolation extends Error {
   constructor(message: string) {
@@ -62,8 +70,14 @@ export class InvariantChecker {
   /** Per node: the indexes of configuration entries in its durable journal, in order. */
   private readonly configurationIndexes = new Map<string, number[]>();
   private readonly payloadText = new WeakMap<Entry, string>();
+  /** The cluster state replayed from committed entries, and its rendering at every version. */
+  private replayedClusterState: ClusterState = emptyClusterState;
+  private readonly clusterStateAtVersion: string[] = [JSON.stringify(emptyClusterState)];
+  private readonly checkedClusterStates = new WeakSet<ClusterState>();
   /** Elections checked, for statistics. */
   elections = 0;
+  /** Configuration changes checked against the rules, for statistics. */
+  reconfigurations = 0;
 
   get committedCount(): number {
     return this.committed.length;
@@ -79,14 +93,23 @@ export class InvariantChecker {
 
   onProposalAccepted(node: SimNode, index: number): void {
     // A voting-only node may be a caretaker master (to hand its journal over), never one that takes writes.
-    if (!node.config.canBeMaster) this.fail(`voting-only ${node.id} accepted a client proposal at index ${index}`);
+    if (!node.canBeMaster) this.fail(`${node.id}, which cannot be master, accepted a client proposal at index ${index}`);
   }
 
   /** A message leaving `sender` (after its Ready was persisted): what it promises must already be durable. */
-  onSend(message: Message, sender: SimNode): void {
+  onSend(message: ClusterMessage, sender: SimNode): void {
+    if (message.type === 'probeRequest' || message.type === 'probeResponse' || message.type === 'joinRequest' || message.type === 'joinResponse') return;
     const durable = sender.storage.hardState;
     const early = (what: string) => this.fail(`${sender.id} sent ${message.type} to ${message.to} in term ${message.term} before ${what} was durable`);
+    if ((message.type === 'voteRequest' || message.type === 'preVoteRequest') && !sender.config.roles.masterEligible) {
+      this.fail(`${sender.id} is not master-eligible but asked for votes in term ${message.term}`);
+    }
     switch (message.type) {
+      case 'snapshotRequest':
+        this.recordMaster(message.term, message.from, `sent a snapshot in term ${message.term}`);
+        if (durable.term !== message.term) early(`its term (durable: ${durable.term})`);
+        if (sender.storage.snapshotIndex < message.snapshot.index) early(`the snapshot at ${message.snapshot.index}`);
+        return;
       case 'appendRequest':
         // Only a master sends appends, so the sender of an append in a term is that term's master.
         this.recordMaster(message.term, message.from, `sent an append in term ${message.term}`);
@@ -112,27 +135,28 @@ export class InvariantChecker {
   }
 
   onPersist(node: SimNode, outcome: PersistOutcome): void {
+    if (outcome.installed !== null) this.checkSnapshot(node, outcome.installed, true);
     if (outcome.firstIndex === 0) return;
-    const journal = node.storage.journal;
+    const storage = node.storage;
     // A committed entry is never overwritten or cut off by a master of its commit term or later: every such
     // master holds it (leader completeness). A stale master of an older term may still overwrite it on a
     // follower that has not reached the newer term — that copy was never counted towards the commit (counting
     // needs the follower to accept an entry of the committing term, after which it refuses the older master),
     // and the newer master repairs it. Raft allows this; the follower never applies the overwritten entry,
     // since its own commit index is below it (the core asserts that it never truncates what it knows committed).
-    const writerTerm = node.storage.hardState.term;
-    outcome.replaced.forEach((old, offset) => {
-      const index = outcome.firstIndex + offset;
+    const writerTerm = storage.hardState.term;
+    outcome.replaced.forEach((old) => {
+      const index = old.index;
       const committed = this.committed[index - 1];
-      const now = journal[index - 1];
+      const now = storage.entryAt(index);
       if (committed !== undefined && writerTerm >= committed.observedTerm && this.matches(old, committed) && (now === undefined || !this.matches(now, committed))) {
-        this.fail(`committed entry ${index} (term ${committed.term}) lost on ${node.id}: a persist ${now === undefined ? 'cut the journal to ' + journal.length : `replaced it with an entry of term ${now.term}`}`);
+        this.fail(`committed entry ${index} (term ${committed.term}) lost on ${node.id}: a persist ${now === undefined ? 'cut the journal to ' + storage.lastIndex : `replaced it with an entry of term ${now.term}`}`);
       }
     });
     // Journal matching, on what is now durable.
-    for (let index = outcome.firstIndex; index <= journal.length; index++) {
-      const entry = journal[index - 1]!;
-      const prevTerm = index === 1 ? 0 : journal[index - 2]!.term;
+    for (let index = outcome.firstIndex; index <= storage.lastIndex; index++) {
+      const entry = storage.entryAt(index)!;
+      const prevTerm = storage.termAt(index - 1)!;
       if (entry.term >= termsMax) this.fail(`term ${entry.term} out of the simulator's range`);
       const key = index * termsMax + entry.term;
       const payload = this.payloadOf(entry);
@@ -147,6 +171,13 @@ export class InvariantChecker {
       }
     }
     this.checkConfigurations(node, outcome.firstIndex);
+  }
+
+  /** The node snapshotted its own applied state: the snapshot must describe committed history. */
+  onCompact(node: SimNode, snapshot: Snapshot): void {
+    this.checkSnapshot(node, snapshot, false);
+    const indexes = this.configurationIndexes.get(node.id);
+    if (indexes !== undefined) this.configurationIndexes.set(node.id, indexes.filter((i) => i > snapshot.index));
   }
 
   onApply(node: SimNode, entry: Entry, commitIndex: number): void {
@@ -170,8 +201,20 @@ export class InvariantChecker {
       }
       const verified = this.verifiedCommit.get(node.id) ?? 0;
       if (soft.commitIndex > verified) {
-        for (let index = verified + 1; index <= soft.commitIndex; index++) this.checkCommitted(node, index, node.storage.entryAt(index)!, soft.term);
+        // Below its snapshot a node has no entries to show: the snapshot check covered them.
+        for (let index = Math.max(verified, node.storage.snapshotIndex) + 1; index <= soft.commitIndex; index++) {
+          this.checkCommitted(node, index, node.storage.entryAt(index)!, soft.term);
+        }
         this.verifiedCommit.set(node.id, soft.commitIndex);
+      }
+      const clusterState = node.coordinator!.clusterState();
+      if (!this.checkedClusterStates.has(clusterState)) {
+        this.checkedClusterStates.add(clusterState);
+        const expected = this.clusterStateAtVersion[clusterState.version];
+        if (expected === undefined) this.fail(`${node.id} has cluster state version ${clusterState.version}, which no committed entry produced`);
+        else if (expected !== JSON.stringify(clusterState)) {
+          this.fail(`${node.id}'s cluster state at version ${clusterState.version} differs from the committed journal's: ${JSON.stringify(clusterState)} vs ${expected}`);
+        }
       }
       if (soft.role === 'master') {
         this.recordMaster(soft.term, node.id, `is master in term ${soft.term}`);
@@ -187,17 +230,18 @@ export class InvariantChecker {
   checkJournalsPairwise(nodes: readonly SimNode[]): void {
     for (let a = 0; a < nodes.length; a++) {
       for (let b = a + 1; b < nodes.length; b++) {
-        const ja = nodes[a]!.storage.journal;
-        const jb = nodes[b]!.storage.journal;
-        let shared = Math.min(ja.length, jb.length);
-        while (shared > 0 && ja[shared - 1]!.term !== jb[shared - 1]!.term) shared--;
-        for (let i = 0; i < shared; i++) {
-          const ea = ja[i]!;
-          const eb = jb[i]!;
+        const sa = nodes[a]!.storage;
+        const sb = nodes[b]!.storage;
+        const low = Math.max(sa.snapshotIndex, sb.snapshotIndex);
+        let shared = Math.min(sa.lastIndex, sb.lastIndex);
+        while (shared > low && sa.termAt(shared) !== sb.termAt(shared)) shared--;
+        for (let i = low + 1; i <= shared; i++) {
+          const ea = sa.entryAt(i)!;
+          const eb = sb.entryAt(i)!;
           if (ea.term !== eb.term || this.payloadOf(ea) !== this.payloadOf(eb)) {
             this.fail(
-              `journals of ${nodes[a]!.id} and ${nodes[b]!.id} share entry (index ${shared}, term ${ja[shared - 1]!.term}) ` +
-                `but differ at index ${i + 1} (terms ${ea.term} and ${eb.term})`,
+              `journals of ${nodes[a]!.id} and ${nodes[b]!.id} share entry (index ${shared}, term ${sa.termAt(shared)}) ` +
+                `but differ at index ${i} (terms ${ea.term} and ${eb.term})`,
             );
           }
         }
@@ -223,6 +267,11 @@ export class InvariantChecker {
         observedTerm: observedTerm ?? node.core?.softState().term ?? entry.term,
         node: node.id,
       });
+      if (entry.payload.kind === 'configuration' || entry.payload.kind === 'cluster') {
+        if (entry.payload.kind === 'configuration' && entry.payload.next !== undefined) this.checkVotingRules(entry, entry.payload);
+        this.replayedClusterState = applyClusterEntry(this.replayedClusterState, entry);
+        this.clusterStateAtVersion[this.replayedClusterState.version] = JSON.stringify(this.replayedClusterState);
+      }
     } else if (!this.matches(entry, known)) {
       this.fail(
         `committed entry ${index} changed: ${known.node} committed term ${known.term} ${known.payload}, ` +
@@ -240,7 +289,11 @@ export class InvariantChecker {
     this.committed.forEach((c, i) => {
       if (c.observedTerm < term) mustHold = i + 1;
     });
-    for (let index = 1; index <= mustHold; index++) {
+    const snapshotIndex = node.storage.snapshotIndex;
+    if (snapshotIndex > 0 && snapshotIndex <= this.committed.length && this.committed[snapshotIndex - 1]!.term !== node.storage.termAt(snapshotIndex)) {
+      this.fail(`${node.id} became master in term ${term} on a snapshot at ${snapshotIndex} whose term is not the committed entry's`);
+    }
+    for (let index = snapshotIndex + 1; index <= mustHold; index++) {
       const entry = node.storage.entryAt(index);
       const committed = this.committed[index - 1]!;
       if (entry === undefined || !this.matches(entry, committed)) {
@@ -264,19 +317,57 @@ export class InvariantChecker {
   }
 
   private checkConfigurations(node: SimNode, firstIndex: number): void {
-    const journal = node.storage.journal;
+    const storage = node.storage;
     let indexes = this.configurationIndexes.get(node.id);
     if (indexes === undefined) this.configurationIndexes.set(node.id, (indexes = []));
     while (indexes.length > 0 && indexes[indexes.length - 1]! >= firstIndex) indexes.pop();
-    for (let index = firstIndex; index <= journal.length; index++) {
-      const payload = journal[index - 1]!.payload;
+    // An installed snapshot replaced the journal below it: its configuration stands for those entries.
+    while (indexes.length > 0 && indexes[0]! <= storage.snapshotIndex) indexes.shift();
+    for (let index = firstIndex; index <= storage.lastIndex; index++) {
+      const payload = storage.entryAt(index)!.payload;
       if (payload.kind !== 'configuration') continue;
       const previousIndex = indexes[indexes.length - 1];
-      const previous = previousIndex === undefined ? undefined : (journal[previousIndex - 1]!.payload as ConfigurationPayload);
+      const previous =
+        previousIndex !== undefined
+          ? (storage.entryAt(previousIndex)!.payload as ConfigurationPayload)
+          : storage.snapshot !== null
+            ? storage.snapshot.configuration
+            : undefined;
       const problem = configurationStepProblem(previous, payload, index);
       if (problem !== null) this.fail(`voting configuration in ${node.id}'s journal is malformed at ${index}: ${problem}`);
       indexes.push(index);
     }
+  }
+
+  /**
+   * A committed joint entry {current: A, next: B} is a change the master made by the rules: check B against the
+   * cluster state the journal had just before it (the master proposes only once its previous change is applied,
+   * so that is the state it decided on).
+   */
+  private checkVotingRules(entry: Entry, payload: ConfigurationPayload): void {
+    this.reconfigurations++;
+    const state = this.replayedClusterState;
+    const next = payload.next!;
+    const excluded = new Set(state.votingExclusions);
+    const eligibleMembers = new Set(state.nodes.filter((n) => n.roles.masterEligible).map((n) => n.id));
+    const master = this.masterOfTerm.get(entry.term);
+    const where = `configuration change at ${entry.index} (term ${entry.term}) [${payload.current.join(',')}] → [${next.join(',')}]`;
+    if (next.length % 2 === 0) this.fail(`${where}: an even number of voters`);
+    const excludedVoters = next.filter((id) => excluded.has(id));
+    if (excludedVoters.length > 0) this.fail(`${where}: keeps excluded ${excludedVoters.join(',')}`);
+    const ineligible = next.filter((id) => !eligibleMembers.has(id) && !payload.current.includes(id));
+    if (ineligible.length > 0) this.fail(`${where}: ${ineligible.join(',')} not master-eligible members`);
+    if (payload.current.filter((id) => !excluded.has(id)).length >= 3 && next.length < 3) this.fail(`${where}: shrinks below three`);
+    if (master !== undefined && !excluded.has(master) && !next.includes(master)) this.fail(`${where}: drops its master ${master}`);
+  }
+
+  /** A snapshot (taken or installed) holds the committed entry's term at its index and the state every replica had. */
+  private checkSnapshot(node: SimNode, snapshot: Snapshot, installed: boolean): void {
+    const committed = this.committed[snapshot.index - 1];
+    const how = installed ? 'installed' : 'took';
+    if (committed === undefined) this.fail(`${node.id} ${how} a snapshot at ${snapshot.index}, beyond anything known committed (${this.committed.length})`);
+    else if (committed.term !== snapshot.term) this.fail(`${node.id} ${how} a snapshot at ${snapshot.index} of term ${snapshot.term}, but the committed entry there is of term ${committed.term}`);
+    if (installed) this.checkState(node, snapshot.index);
   }
 
   private matches(entry: Entry, committed: CommittedEntry): boolean {

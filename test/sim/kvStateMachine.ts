@@ -17,6 +17,11 @@ export type KvResult =
   | { readonly op: 'cas'; readonly swapped: boolean }
   | { readonly op: 'read'; readonly value: KvValue };
 
+export interface KvSnapshot {
+  readonly applied: number;
+  readonly values: readonly (readonly [string, KvValue])[];
+}
+
 export class KvStateMachine {
   private readonly values = new Map<string, KvValue>();
   /** Persisted atomically with `values`: each application is one atomic durable step. */
@@ -33,7 +38,7 @@ export class KvStateMachine {
       throw new Error(`state machine at ${this.applied} asked to apply entry ${entry.index}`);
     }
     this.applied = entry.index;
-    if (entry.payload.kind !== 'command') return null;
+    if (entry.payload.kind !== 'command') return null; // cluster-state entries are the coordinator's
     const command = entry.payload.data as KvCommand;
     const current = this.values.get(command.key) ?? null;
     switch (command.op) {
@@ -47,6 +52,19 @@ export class KvStateMachine {
       case 'read':
         return { op: 'read', value: current };
     }
+  }
+
+  /** What a snapshot holds: a copy of the contents and the applied index they are at. */
+  exportSnapshot(): KvSnapshot {
+    return { applied: this.applied, values: [...this.values.entries()] };
+  }
+
+  /** Replaces everything with a snapshot's contents (a snapshot install; atomic like apply). */
+  restore(snapshot: KvSnapshot): void {
+    this.values.clear();
+    for (const [key, value] of snapshot.values) this.values.set(key, value);
+    this.applied = snapshot.applied;
+    this.cachedHash = null;
   }
 
   get(key: string): KvValue {

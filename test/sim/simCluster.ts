@@ -1,9 +1,12 @@
+import type { BootstrapMethod } from '../../src/core/bootstrap.js';
+import type { ClusterMessage } from '../../src/core/clusterMessages.js';
+import type { NodeRoles } from '../../src/core/clusterState.js';
 import type { CoreOptions } from '../../src/core/coordinationCore.js';
-import type { Message } from '../../src/core/types.js';
+import { reconfigure } from '../../src/core/votingConfiguration.js';
 import { InvariantChecker } from './invariants.js';
 import type { KvCommand } from './kvStateMachine.js';
 import { SimNetwork, type NetworkOptions, type Partition } from './simNetwork.js';
-import { SimNode, type ClientReply, type CoreTuning } from './simNode.js';
+import { SimNode, type ClientReply, type CoordinatorTuning, type CoreTuning } from './simNode.js';
 import type { SimRandom } from './simRandom.js';
 import { SimScheduler } from './simScheduler.js';
 import type { ClientGateway } from './workload.js';
@@ -14,13 +17,20 @@ import type { ClientGateway } from './workload.js';
  * injector and to scenario tests, the client gateway to the workload, and the convergence test of the liveness
  * phase.
  */
+export interface SimNodeSpec {
+  readonly id: string;
+  readonly roles: NodeRoles;
+  /** When the node is first started (0: with the cluster; later: it joins a running cluster). */
+  readonly startAt: number;
+}
+
 export interface ClusterSpec {
-  readonly nodeIds: readonly string[];
-  /** Nodes that may vote but never become master (voting-only). */
-  readonly votingOnly: readonly string[];
-  /** Which nodes call bootstrap(nodeIds) at start: all of them, or one. */
-  readonly bootstrappers: readonly string[];
+  readonly nodes: readonly SimNodeSpec[];
+  readonly clusterName: string;
+  readonly bootstrap: BootstrapMethod;
   readonly tuning: CoreTuning;
+  readonly coordinatorTuning: CoordinatorTuning;
+  readonly compactAfterEntries: number | null;
   readonly tickPeriodMin: number;
   readonly tickPeriodMax: number;
   readonly network: NetworkOptions;
@@ -45,6 +55,7 @@ export class SimCluster {
   ) {
     this.traceLines = options.trace === true ? [] : null;
     const trace = this.traceLines === null ? null : (line: string) => this.traceLines!.push(`${String(this.scheduler.now).padStart(6)} ${line}`);
+    const nodeIds = spec.nodes.map((n) => n.id);
     this.network = new SimNetwork(this.scheduler, random.fork(), spec.network, (message) => {
       if (trace !== null) trace(`deliver ${describeMessage(message)}`);
       this.node(message.to).receive(message);
@@ -53,19 +64,25 @@ export class SimCluster {
     const environment = {
       scheduler: this.scheduler,
       random: nodeRandom,
-      send: (message: Message) => {
+      send: (message: ClusterMessage) => {
         this.checker.onSend(message, this.node(message.from));
         this.network.send(message);
       },
       observer: this.checker,
       trace,
     };
-    this.nodes = spec.nodeIds.map((id) => {
+    this.nodes = spec.nodes.map(({ id, roles }) => {
       const node = new SimNode(
         {
           id,
-          canBeMaster: !spec.votingOnly.includes(id),
+          roles,
+          clusterName: spec.clusterName,
+          version: '1.0.0',
+          bootstrap: spec.bootstrap,
+          discoveryPeers: nodeIds,
           tuning: spec.tuning,
+          coordinatorTuning: spec.coordinatorTuning,
+          compactAfterEntries: spec.compactAfterEntries,
           tickPeriodMin: spec.tickPeriodMin,
           tickPeriodMax: spec.tickPeriodMax,
           ...(spec.injectedBug !== undefined ? { injectedBug: spec.injectedBug } : {}),
@@ -76,7 +93,7 @@ export class SimCluster {
       return node;
     });
     this.gateway = {
-      nodeIds: spec.nodeIds,
+      nodeIds,
       request: (nodeId: string, command: KvCommand, reply: (r: ClientReply) => void) => {
         trace?.(`client request at ${nodeId}: ${JSON.stringify(command)}`);
         this.node(nodeId).request(command, reply);
@@ -98,10 +115,27 @@ export class SimCluster {
     this.traceLines?.push(`${String(this.scheduler.now).padStart(6)} ${line}`);
   }
 
-  /** Starts every node at time 0; the bootstrappers bootstrap the full voter list. */
+  /** Starts the nodes of time 0 now and schedules the later ones; they discover each other and bootstrap or join. */
   start(): void {
-    for (const node of this.nodes) node.start(this.spec.bootstrappers.includes(node.id) ? this.spec.nodeIds : null);
+    for (const spec of this.spec.nodes) {
+      const node = this.node(spec.id);
+      if (spec.startAt === 0) node.start();
+      else {
+        this.scheduler.after(spec.startAt, () => {
+          if (!node.started) {
+            this.trace(`start ${node.id}`);
+            node.start();
+          }
+        });
+      }
+    }
     this.checker.afterEvent(this.nodes);
+  }
+
+  /** Starts a node that has not been started yet (the liveness phase starts the late ones that are still due). */
+  startNow(id: string): void {
+    const node = this.node(id);
+    if (!node.started) node.start();
   }
 
   /**
@@ -133,7 +167,10 @@ export class SimCluster {
       if (core !== null) {
         const s = core.softState();
         const configuration = `[${[...s.configuration.current].join(',')}]${s.configuration.next !== undefined ? `→[${[...s.configuration.next].join(',')}]` : ''}`;
-        state = `${s.role} term ${s.term} master ${s.master ?? '-'} last ${s.lastIndex} commit ${s.commitIndex} voters ${configuration}`;
+        const cluster = node.coordinator!.clusterState();
+        state =
+          `${s.role} term ${s.term} master ${s.master ?? '-'} last ${s.lastIndex} commit ${s.commitIndex} voters ${configuration} ` +
+          `members [${cluster.nodes.map((n) => n.id).join(',')}] in-sync [${cluster.inSync.join(',')}] excluded [${cluster.votingExclusions.join(',')}]`;
       }
       if (this.lastTracedState.get(node.id) !== state) {
         this.lastTracedState.set(node.id, state);
@@ -194,28 +231,43 @@ export class SimCluster {
   }
 
   /**
-   * Null when the cluster has converged: every node running, one term, exactly one master in it whom everybody
-   * follows, the full voting configuration in force, every journal equal in length and committed to its end
-   * with the master's last entry from its own term, every state machine applied to the end and identical.
-   * Otherwise the first reason it has not.
+   * Null when the cluster has converged: every node running, one term, exactly one master in it (a real one, not a
+   * voting-only caretaker) whom everybody follows; every node a member of the named cluster and in the in-sync
+   * set; the voting configuration final and exactly what the rules give for the live eligible members; every
+   * journal equal in length and committed to its end with the master's last entry from its own term; every state
+   * machine and cluster state applied to the end and identical. Otherwise the first reason it has not.
    */
   convergenceProblem(): string | null {
     const down = this.nodes.filter((n) => n.status !== 'running');
-    if (down.length > 0) return `${down.map((n) => `${n.id} ${n.status}`).join(', ')}`;
+    if (down.length > 0) return `${down.map((n) => `${n.id} ${n.started ? n.status : 'not started'}`).join(', ')}`;
     const softs = this.nodes.map((n) => ({ node: n, soft: n.core!.softState() }));
     const term = Math.max(...softs.map((s) => s.soft.term));
     const masters = softs.filter((s) => s.soft.role === 'master' && s.soft.term === term);
     if (masters.length !== 1) return `${masters.length} masters in the highest term ${term}`;
     const master = masters[0]!;
-    if (!master.node.config.canBeMaster) return `the master ${master.node.id} is a voting-only caretaker`;
+    if (!master.node.canBeMaster) return `the master ${master.node.id} is a voting-only caretaker`;
     const behind = softs.filter((s) => s.soft.term !== term || s.soft.master !== master.node.id);
     if (behind.length > 0) return `${behind.map((s) => `${s.node.id} (term ${s.soft.term}, master ${s.soft.master})`).join(', ')} not following ${master.node.id} in term ${term}`;
+    const cluster = master.node.coordinator!.clusterState();
+    if (cluster.clusterUuid === null) return 'the cluster has no UUID yet';
+    const outside = this.nodes.filter((n) => !cluster.nodes.some((m) => m.id === n.id));
+    if (outside.length > 0) return `${outside.map((n) => n.id).join(', ')} not (yet) members`;
+    const notInSync = this.nodes.filter((n) => !cluster.inSync.includes(n.id));
+    if (notInSync.length > 0) return `${notInSync.map((n) => n.id).join(', ')} not (yet) in sync`;
     const configuration = master.soft.configuration;
-    if (configuration.next !== undefined || configuration.current.size !== this.nodes.length || !this.nodes.every((n) => configuration.current.has(n.id))) {
-      return `the voting configuration is not yet the full one again`;
+    const eligible = cluster.nodes.filter((n) => n.roles.masterEligible).map((n) => n.id);
+    const wanted = reconfigure({
+      liveEligible: new Set(eligible),
+      excluded: new Set(cluster.votingExclusions),
+      master: master.node.id,
+      current: configuration.current,
+      votingOnly: new Set(cluster.nodes.filter((n) => n.roles.votingOnly).map((n) => n.id)),
+    });
+    if (configuration.next !== undefined || !sameSet(wanted, configuration.current)) {
+      return `the voting configuration is [${[...configuration.current].join(',')}]${configuration.next !== undefined ? ' (joint)' : ''}, the rules want [${[...wanted].join(',')}]`;
     }
     const lastIndex = master.soft.lastIndex;
-    if (master.node.core!.entryAt(lastIndex)?.term !== term) return `the master's last entry is not from its term ${term}`;
+    if (master.node.storage.termAt(lastIndex) !== term) return `the master's last entry is not from its term ${term}`;
     for (const { node, soft } of softs) {
       if (soft.lastIndex !== lastIndex || soft.commitIndex !== lastIndex) {
         return `${node.id} at last index ${soft.lastIndex} and commit index ${soft.commitIndex}, the master at ${lastIndex}`;
@@ -224,11 +276,28 @@ export class SimCluster {
     }
     const hashes = new Set(this.nodes.map((n) => n.storage.stateMachine.hash()));
     if (hashes.size !== 1) return `state machines differ at index ${lastIndex}`;
+    const clusterStates = new Set(this.nodes.map((n) => JSON.stringify(n.coordinator!.clusterState())));
+    if (clusterStates.size !== 1) return `cluster states differ at index ${lastIndex}`;
     return null;
   }
 }
 
-export function describeMessage(m: Message): string {
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  return a.size === b.size && [...a].every((id) => b.has(id));
+}
+
+export function describeMessage(m: ClusterMessage): string {
+  switch (m.type) {
+    case 'probeRequest':
+    case 'probeResponse':
+      return `${m.from}→${m.to} ${m.type} ${m.info.hasJournal ? `cluster ${m.info.clusterUuid ?? '?'} master ${m.info.master ?? '-'}` : `unformed [${m.info.unformedEligible.join(',')}]`}`;
+    case 'joinRequest':
+      return `${m.from}→${m.to} joinRequest`;
+    case 'joinResponse':
+      return `${m.from}→${m.to} joinResponse ${m.outcome}${m.master !== null ? ` (master ${m.master})` : ''}`;
+    default:
+      break;
+  }
   const head = `${m.from}→${m.to} ${m.type} term ${m.term}`;
   switch (m.type) {
     case 'preVoteRequest':
@@ -240,6 +309,8 @@ export function describeMessage(m: Message): string {
     case 'appendRequest':
       return `${head} prev ${m.prevIndex}/${m.prevTerm} entries ${m.entries.length === 0 ? '-' : `${m.entries[0]!.index}..${m.entries[m.entries.length - 1]!.index}`} commit ${m.commitIndex}`;
     case 'appendResponse':
-      return `${head} ${m.success ? `match ${m.matchIndex}` : `rejected, last ${m.lastIndex}`}`;
+      return `${head} ${m.success ? `match ${m.matchIndex}` : `rejected, last ${m.lastIndex}`} applied ${m.appliedIndex}`;
+    case 'snapshotRequest':
+      return `${head} snapshot ${m.snapshot.index}/${m.snapshot.term}`;
   }
 }

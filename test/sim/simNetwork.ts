@@ -1,4 +1,4 @@
-import type { Message } from '../../src/core/types.js';
+import type { ClusterMessage as Message } from '../../src/core/clusterMessages.js';
 import type { SimRandom } from './simRandom.js';
 import type { SimScheduler } from './simScheduler.js';
 

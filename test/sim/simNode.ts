@@ -1,16 +1,21 @@
-import { CoordinationCore, type CoreOptions } from '../../src/core/coordinationCore.js';
-import type { Entry, Message } from '../../src/core/types.js';
+import type { BootstrapMethod } from '../../src/core/bootstrap.js';
+import { ClusterCoordinator, type CoordinatorOptions } from '../../src/core/clusterCoordinator.js';
+import type { ClusterMessage } from '../../src/core/clusterMessages.js';
+import type { ClusterChange, NodeRoles } from '../../src/core/clusterState.js';
+import type { CoordinationCore, CoreOptions } from '../../src/core/coordinationCore.js';
+import type { Entry, Snapshot } from '../../src/core/types.js';
 import type { KvCommand, KvResult } from './kvStateMachine.js';
 import type { SimRandom } from './simRandom.js';
 import type { SimScheduler } from './simScheduler.js';
 import { SimStorage, type PersistOutcome } from './simStorage.js';
 
 /**
- * One simulated node: the real CoordinationCore driven by the runtime loop the Ready contract prescribes, on a
- * SimStorage disk, with a clock of its own. After every input (a tick, a message, a proposal):
+ * One simulated node: the real ClusterCoordinator (and the CoordinationCore inside it) driven by the runtime loop
+ * the Ready contract prescribes, on a SimStorage disk, with a clock of its own. After every input (a tick, a
+ * message, a proposal):
  *
- *   while hasReady(): r = ready(); persist r.hardState and r.entries; send r.messages;
- *                     apply r.committed to the state machine; advance(r)
+ *   while hasReady(): r = ready(); persist r.snapshot, r.hardState and r.entries; send r.messages;
+ *                     apply r.committed to the state machine; advance(r); compact when the journal is long
  *
  * The node can crash (the core and all memory are dropped; only the disk survives — optionally in the middle of
  * handling a Ready), restart (a new core from the disk), pause (no ticks, no processing; messages and client
@@ -24,10 +29,24 @@ export interface CoreTuning {
   readonly uncommittedEntriesMax: number;
 }
 
+/** The cluster layer's tuning (see CoordinatorOptions). */
+export type CoordinatorTuning = Pick<
+  CoordinatorOptions,
+  'probeIntervalTicks' | 'discoveryInfoTicksMax' | 'discoveredPeersMax' | 'joinRetryTicks' | 'nodeFailureTimeoutTicks' | 'publishTimeoutTicks' | 'pendingChangesMax'
+>;
+
 export interface NodeConfig {
   readonly id: string;
-  readonly canBeMaster: boolean;
+  readonly roles: NodeRoles;
+  readonly clusterName: string;
+  readonly version: string;
+  readonly bootstrap: BootstrapMethod;
+  /** Every node's id: the simulated seed host list. */
+  readonly discoveryPeers: readonly string[];
   readonly tuning: CoreTuning;
+  readonly coordinatorTuning: CoordinatorTuning;
+  /** Compact the journal once this many entries are applied past the last snapshot; null: never. */
+  readonly compactAfterEntries: number | null;
   /** Each incarnation ticks every `tickPeriod` time units, drawn in [min, max]: clocks run at different rates. */
   readonly tickPeriodMin: number;
   readonly tickPeriodMax: number;
@@ -38,6 +57,8 @@ export interface NodeConfig {
 export interface NodeObserver {
   onBoot(node: SimNode): void;
   onPersist(node: SimNode, outcome: PersistOutcome): void;
+  /** The node took a snapshot of its own state and compacted its journal below it. */
+  onCompact(node: SimNode, snapshot: Snapshot): void;
   /** The core accepted a client proposal at `index`. */
   onProposalAccepted(node: SimNode, index: number): void;
   /** `commitIndex`: the core's commit index in the Ready that carried the entry. */
@@ -48,7 +69,7 @@ export interface NodeEnvironment {
   readonly scheduler: SimScheduler;
   /** The node forks a stream per incarnation from this (tick period, the core's election timeouts). */
   readonly random: SimRandom;
-  send(message: Message): void;
+  send(message: ClusterMessage): void;
   readonly observer: NodeObserver;
   /** Null unless tracing: a line per notable event. */
   readonly trace: ((line: string) => void) | null;
@@ -66,7 +87,7 @@ export type CrashPoint = 'afterPersist' | 'afterSend' | 'midApply';
 export type NodeStatus = 'running' | 'paused' | 'crashed';
 
 type QueuedInput =
-  | { readonly kind: 'message'; readonly message: Message }
+  | { readonly kind: 'message'; readonly message: ClusterMessage }
   | { readonly kind: 'request'; readonly command: KvCommand; readonly reply: (r: ClientReply) => void };
 
 interface PendingProposal {
@@ -81,7 +102,7 @@ const readyRoundsMax = 1_000;
 
 export class SimNode {
   readonly storage = new SimStorage();
-  private coreInstance: CoordinationCore | null = null;
+  private coordinatorInstance: ClusterCoordinator | null = null;
   private currentStatus: NodeStatus = 'crashed';
   private queued: QueuedInput[] = [];
   private readonly pending = new Map<number, PendingProposal>();
@@ -99,9 +120,19 @@ export class SimNode {
     return this.config.id;
   }
 
-  /** The core, while the process exists (running or paused); null while crashed. */
+  /** The coordinator, while the process exists (running or paused); null while crashed. */
+  get coordinator(): ClusterCoordinator | null {
+    return this.coordinatorInstance;
+  }
+
+  /** The core inside the coordinator, while the process exists. */
   get core(): CoordinationCore | null {
-    return this.coreInstance;
+    return this.coordinatorInstance?.core ?? null;
+  }
+
+  /** Whether this node may ever take writes as master (not voting-only, master-eligible). */
+  get canBeMaster(): boolean {
+    return this.config.roles.masterEligible && !this.config.roles.votingOnly;
   }
 
   get status(): NodeStatus {
@@ -112,29 +143,32 @@ export class SimNode {
     return this.tickPeriodUnits;
   }
 
-  /** First start of an empty node; `bootstrapVoters` when this node is one that bootstraps the cluster. */
-  start(bootstrapVoters: readonly string[] | null): void {
+  /** First start of an empty node: it discovers its peers, then bootstraps or joins. */
+  start(): void {
     if (this.incarnation !== 0) throw new Error(`${this.id} started twice`);
     this.boot();
-    if (bootstrapVoters !== null) this.coreInstance!.bootstrap(bootstrapVoters);
     this.drain();
+  }
+
+  get started(): boolean {
+    return this.incarnation > 0;
   }
 
   tick(): void {
     if (this.currentStatus !== 'running') return;
     this.stats.ticks++;
-    this.coreInstance!.tick();
+    this.coordinatorInstance!.tick();
     this.drain();
   }
 
-  receive(message: Message): void {
+  receive(message: ClusterMessage): void {
     if (this.currentStatus === 'crashed') return;
     if (this.currentStatus === 'paused') {
       if (this.queued.length < queuedInputsMax) this.queued.push({ kind: 'message', message });
       return;
     }
     this.stats.messages++;
-    this.coreInstance!.step(message);
+    this.coordinatorInstance!.step(message);
     this.drain();
   }
 
@@ -149,10 +183,10 @@ export class SimNode {
     this.propose(command, reply);
   }
 
-  /** Asks the master to change the voting configuration (the simulator's operator does this). */
-  proposeConfiguration(voters: readonly string[]): boolean {
+  /** An operator's cluster-state change (exclusions, settings, removals), asked of this node. */
+  proposeClusterChange(change: ClusterChange): boolean {
     if (this.currentStatus !== 'running') return false;
-    const outcome = this.coreInstance!.proposeConfiguration(voters);
+    const outcome = this.coordinatorInstance!.proposeClusterChange(change);
     this.drain();
     return outcome.ok;
   }
@@ -162,7 +196,7 @@ export class SimNode {
     if (this.currentStatus === 'crashed') return;
     this.env.trace?.(`${this.id} crashes`);
     this.currentStatus = 'crashed';
-    this.coreInstance = null;
+    this.coordinatorInstance = null;
     this.crashArmed = null;
     this.stats.crashes++;
     const queued = this.queued;
@@ -215,7 +249,7 @@ export class SimNode {
       const input = queued[i]!;
       if (input.kind === 'message') {
         this.stats.messages++;
-        this.coreInstance!.step(input.message);
+        this.coordinatorInstance!.step(input.message);
         this.drain();
       } else {
         this.propose(input.command, input.reply);
@@ -229,16 +263,22 @@ export class SimNode {
     this.incarnation++;
     const random = this.env.random.fork();
     this.tickPeriodUnits = random.between(this.config.tickPeriodMin, this.config.tickPeriodMax);
-    const options: CoreOptions = {
-      id: this.id,
-      ...this.config.tuning,
-      canBeMaster: this.config.canBeMaster,
+    const options: CoordinatorOptions = {
+      self: { id: this.id, name: this.id, address: `${this.id}:4400`, roles: this.config.roles, version: this.config.version },
+      clusterName: this.config.clusterName,
+      bootstrap: this.config.bootstrap,
+      core: this.config.tuning,
+      ...this.config.coordinatorTuning,
       random,
       ...(this.config.injectedBug !== undefined ? { injectedBug: this.config.injectedBug } : {}),
     };
-    this.coreInstance = new CoordinationCore(options, this.storage.restoredState());
+    this.coordinatorInstance = new ClusterCoordinator(options, this.storage.restoredState());
+    this.coordinatorInstance.setDiscoveryPeers(this.config.discoveryPeers);
     this.currentStatus = 'running';
-    this.env.trace?.(`${this.id} boots (incarnation ${this.incarnation}, tick every ${this.tickPeriodUnits}, journal ${this.storage.lastIndex}, applied ${this.storage.stateMachine.appliedIndex})`);
+    this.env.trace?.(
+      `${this.id} boots (incarnation ${this.incarnation}, tick every ${this.tickPeriodUnits}, snapshot ${this.storage.snapshotIndex}, ` +
+        `journal ${this.storage.lastIndex}, applied ${this.storage.stateMachine.appliedIndex})`,
+    );
     this.env.observer.onBoot(this);
     this.scheduleTick(random.between(1, this.tickPeriodUnits));
   }
@@ -254,7 +294,7 @@ export class SimNode {
   }
 
   private propose(command: KvCommand, reply: (r: ClientReply) => void): void {
-    const outcome = this.coreInstance!.propose(command);
+    const outcome = this.coordinatorInstance!.propose(command);
     if (!outcome.ok) return reply({ kind: 'rejected', reason: outcome.reason, master: outcome.master });
     this.env.observer.onProposalAccepted(this, outcome.index);
     const previous = this.pending.get(outcome.index);
@@ -266,12 +306,14 @@ export class SimNode {
   /** The runtime loop of the Ready contract (see types.ts), with the optional crash in the middle. */
   private drain(): void {
     for (let rounds = 0; this.currentStatus === 'running'; rounds++) {
-      const core = this.coreInstance!;
-      if (!core.hasReady()) return;
+      const coordinator = this.coordinatorInstance!;
+      if (!coordinator.hasReady()) return;
       if (rounds >= readyRoundsMax) throw new Error(`${this.id}: the Ready loop has not settled after ${readyRoundsMax} rounds`);
-      const ready = core.ready();
+      const ready = coordinator.ready();
       // 1. Durable before anything is sent: a vote or an acknowledgement must never outrun its own state.
-      const persisted = this.storage.persist(ready.hardState, ready.entries);
+      if (ready.bootstrapView !== undefined) this.storage.saveBootstrapView(ready.bootstrapView);
+      const persisted = this.storage.persist(ready.snapshot, ready.hardState, ready.entries);
+      if (ready.snapshot !== undefined) this.env.trace?.(`${this.id} installs a snapshot at ${ready.snapshot.index}`);
       this.env.observer.onPersist(this, persisted);
       if (this.crashArmed === 'afterPersist') return this.crashAt('after persisting, before sending');
       // 2. Send.
@@ -279,12 +321,23 @@ export class SimNode {
       if (this.crashArmed === 'afterSend') return this.crashAt('after sending, before applying');
       // 3. Apply, each entry atomically with the applied index.
       const applyCount = this.crashArmed === 'midApply' ? Math.floor(ready.committed.length / 2) : ready.committed.length;
-      const commitIndex = ready.committed.length > 0 ? core.softState().commitIndex : 0;
+      const commitIndex = ready.committed.length > 0 ? coordinator.softState().commitIndex : 0;
       for (let i = 0; i < applyCount; i++) this.apply(ready.committed[i]!, commitIndex);
       if (this.crashArmed === 'midApply' && ready.committed.length > 0) return this.crashAt(`after applying ${applyCount} of ${ready.committed.length} entries`);
       // 4. Tell the core.
-      core.advance(ready);
+      coordinator.advance(ready);
+      this.maybeCompact(coordinator);
     }
+  }
+
+  /** Snapshots the state machine (with the cluster state) and drops the journal below it, as a real node would. */
+  private maybeCompact(coordinator: ClusterCoordinator): void {
+    const after = this.config.compactAfterEntries;
+    if (after === null || this.storage.stateMachine.appliedIndex - this.storage.snapshotIndex < after) return;
+    const snapshot = coordinator.compact(this.storage.stateMachine.exportSnapshot());
+    this.storage.saveSnapshot(snapshot);
+    this.env.observer.onCompact(this, snapshot);
+    this.env.trace?.(`${this.id} compacts its journal to ${snapshot.index}`);
   }
 
   private crashAt(where: string): void {

@@ -1,16 +1,20 @@
-import type { RestoredState } from '../../src/core/coordinationCore.js';
-import type { Entry, HardState } from '../../src/core/types.js';
-import { KvStateMachine } from './kvStateMachine.js';
+import type { CoordinatorSnapshotData } from '../../src/core/clusterCoordinator.js';
+import type { CoordinatorRestoredState } from '../../src/core/clusterCoordinator.js';
+import type { Entry, HardState, Snapshot } from '../../src/core/types.js';
+import { KvStateMachine, type KvSnapshot } from './kvStateMachine.js';
 
 /**
  * A node's disk, in memory, with crash semantics: what is here is exactly what the runtime persisted from the
- * cores' Ready records (hard state; journal, truncated from entries[0].index then appended) plus the state
- * machine, which persists its applied index atomically with its contents. A crash drops the core and everything
- * else the node had in memory; a restart rebuilds a core from `restoredState()` alone.
+ * Ready records (snapshot; hard state; journal, truncated from entries[0].index then appended) plus the state
+ * machine, which persists its applied index atomically with its contents, and the latest snapshot with the
+ * journal compacted below it. A crash drops the core and everything else the node had in memory; a restart
+ * rebuilds a coordinator from `restoredState()` alone.
  *
  * Every write is taken as fsynced when `persist` returns (the runtime sends nothing before that).
  */
 export interface PersistOutcome {
+  /** A snapshot was installed first (the journal was dropped, the state machine replaced). */
+  readonly installed: Snapshot | null;
   /** The first index written, or 0 when no entries were written. */
   readonly firstIndex: number;
   /** The durable entries that were at firstIndex and after before the write (overwritten or cut off). */
@@ -21,7 +25,10 @@ const initialHardState: HardState = { term: 0, votedFor: null, commitIndex: 0 };
 
 export class SimStorage {
   private durableHardState: HardState = initialHardState;
-  private readonly durableJournal: Entry[] = [];
+  private durableSnapshot: Snapshot | null = null;
+  private durableBootstrapView: readonly string[] = [];
+  /** The durable journal after the snapshot: index i at position i - snapshotIndex - 1. */
+  private durableJournal: Entry[] = [];
   /** Durable: each apply() is one atomic step (contents and applied index together). */
   readonly stateMachine = new KvStateMachine();
   /** How many fsyncs this disk has seen, for statistics. */
@@ -31,43 +38,88 @@ export class SimStorage {
     return this.durableHardState;
   }
 
-  /** The durable journal, index i at position i - 1. Read-only for everyone but `persist`. */
+  get snapshot(): Snapshot | null {
+    return this.durableSnapshot;
+  }
+
+  /** The journal starts after this index (0 when never compacted). */
+  get snapshotIndex(): number {
+    return this.durableSnapshot?.index ?? 0;
+  }
+
+  /** The retained journal, oldest first. Read-only for everyone but this class. */
   get journal(): readonly Entry[] {
     return this.durableJournal;
   }
 
   entryAt(index: number): Entry | undefined {
-    return this.durableJournal[index - 1];
+    return index > this.snapshotIndex ? this.durableJournal[index - this.snapshotIndex - 1] : undefined;
+  }
+
+  /** The term at `index`: from the journal, or the snapshot's at its own index; undefined when unknown. */
+  termAt(index: number): number | undefined {
+    if (index === 0) return 0;
+    if (index === this.snapshotIndex) return this.durableSnapshot!.term;
+    return this.entryAt(index)?.term;
   }
 
   get lastIndex(): number {
-    return this.durableJournal.length;
+    return this.snapshotIndex + this.durableJournal.length;
   }
 
   /** Step 1 of the Ready contract. */
-  persist(hardState: HardState | undefined, entries: readonly Entry[]): PersistOutcome {
+  persist(snapshot: Snapshot | undefined, hardState: HardState | undefined, entries: readonly Entry[]): PersistOutcome {
+    let installed: Snapshot | null = null;
+    let outcome: PersistOutcome = { installed, firstIndex: 0, replaced: [] };
+    if (snapshot !== undefined) {
+      // Installed as one atomic step: state machine, snapshot, and an empty journal. What was after the
+      // snapshot counts as replaced (by whatever `entries` writes there again).
+      const after = this.durableJournal.filter((e) => e.index > snapshot.index);
+      this.stateMachine.restore((snapshot.data as CoordinatorSnapshotData).stateMachine as KvSnapshot);
+      this.durableSnapshot = snapshot;
+      this.durableJournal = [];
+      installed = snapshot;
+      outcome = { installed, firstIndex: snapshot.index + 1, replaced: after };
+    }
     if (hardState !== undefined) this.durableHardState = hardState;
-    let outcome: PersistOutcome = { firstIndex: 0, replaced: [] };
     if (entries.length > 0) {
       const firstIndex = entries[0]!.index;
-      if (firstIndex < 1 || firstIndex > this.durableJournal.length + 1) {
-        throw new Error(`persisting entries from ${firstIndex} onto a journal ending at ${this.durableJournal.length}: a gap`);
+      if (firstIndex <= this.snapshotIndex || firstIndex > this.lastIndex + 1) {
+        throw new Error(`persisting entries from ${firstIndex} onto a journal of ${this.snapshotIndex + 1}..${this.lastIndex}: a gap or a compacted index`);
       }
       entries.forEach((e, i) => {
         if (e.index !== firstIndex + i) throw new Error(`Ready entries are not consecutive at ${e.index}`);
       });
-      const replaced = this.durableJournal.slice(firstIndex - 1);
-      this.durableJournal.length = firstIndex - 1;
+      const keep = firstIndex - this.snapshotIndex - 1;
+      const replaced = this.durableJournal.slice(keep);
+      this.durableJournal.length = keep;
       for (const e of entries) this.durableJournal.push(e);
-      outcome = { firstIndex, replaced };
+      // After an install the entries start right after the snapshot, and what the install dropped is replaced.
+      outcome = installed !== null ? { installed, firstIndex: installed.index + 1, replaced: outcome.replaced } : { installed, firstIndex, replaced };
     }
-    if (hardState !== undefined || entries.length > 0) this.syncs++;
+    if (snapshot !== undefined || hardState !== undefined || entries.length > 0) this.syncs++;
     return outcome;
   }
 
-  restoredState(): RestoredState {
+  /** Stores a snapshot the node took of its own state, and drops the journal up to it (one atomic step). */
+  saveSnapshot(snapshot: Snapshot): void {
+    if (snapshot.index > this.stateMachine.appliedIndex) throw new Error(`snapshot at ${snapshot.index} beyond the applied ${this.stateMachine.appliedIndex}`);
+    this.durableJournal = this.durableJournal.slice(snapshot.index - this.snapshotIndex);
+    this.durableSnapshot = snapshot;
+    this.syncs++;
+  }
+
+  /** The coordinator's bootstrap view (expect N), durable with the hard state. */
+  saveBootstrapView(view: readonly string[]): void {
+    this.durableBootstrapView = [...view];
+    this.syncs++;
+  }
+
+  restoredState(): CoordinatorRestoredState {
     return {
+      bootstrapView: this.durableBootstrapView,
       hardState: this.durableHardState,
+      ...(this.durableSnapshot !== null ? { snapshot: this.durableSnapshot } : {}),
       entries: [...this.durableJournal],
       appliedIndex: this.stateMachine.appliedIndex,
     };

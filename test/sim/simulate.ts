@@ -1,3 +1,4 @@
+import type { BootstrapMethod } from '../../src/core/bootstrap.js';
 import type { CoreOptions } from '../../src/core/coordinationCore.js';
 import { FaultInjector, type FaultOptions } from './faults.js';
 import { SimulationViolation } from './invariants.js';
@@ -9,10 +10,12 @@ import { Workload, type WorkloadOptions } from './workload.js';
 /**
  * One simulator run, entirely determined by its seed:
  *
- * 1. the seed picks a cluster (3, 5 or 7 nodes; sometimes one voting-only node; all or one bootstrapping),
- *    core tuning, network behaviour, workload and run length;
- * 2. safety phase: clients run operations while the fault injector crashes, pauses, partitions, loses messages
- *    and reconfigures; the invariant checker runs after every event;
+ * 1. the seed picks a cluster (3, 5 or 7 nodes; sometimes a voting-only node, a node that is not eligible, a
+ *    node that starts late and joins), how it bootstraps (initial master names or expect N), core and cluster
+ *    tuning, journal compaction, network behaviour, workload and run length;
+ * 2. safety phase: the nodes discover each other and bootstrap; clients run operations while the fault injector
+ *    crashes, pauses, partitions, loses messages and plays an operator changing the cluster state; the
+ *    invariant checker runs after every event;
  * 3. liveness phase: everything is healed and faults stop; within `livenessBoundUnits` (20 election timeouts at
  *    the slowest clock) the cluster must converge (see SimCluster.convergenceProblem) and every client operation
  *    must end;
@@ -77,16 +80,39 @@ interface Plan {
 /** Everything the seed decides before the run starts. */
 function plan(random: SimRandom, options: SimulationOptions): Plan {
   const size = random.weighted([[4, 3], [4, 5], [2, 7]] as const);
-  const nodeIds = Array.from({ length: size }, (_, i) => `n${i + 1}`);
-  const votingOnly = random.chance(0.25) ? [random.pick(nodeIds)] : [];
-  const eligible = nodeIds.filter((id) => !votingOnly.includes(id));
-  // Bootstrapping from a single node: it must be one that can become master, or nobody ever could.
-  const bootstrappers = random.chance(0.7) ? nodeIds : [random.pick(eligible)];
+  const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+  // Mixed roles: sometimes a voting-only node (votes, never master), sometimes a node that is not
+  // master-eligible at all (replicates and serves, never votes); never the first node, so one can always lead.
+  const votingOnly = random.chance(0.25) ? random.pick(ids.slice(1)) : null;
+  const dataOnly = random.chance(0.3) ? random.pick(ids.slice(1).filter((id) => id !== votingOnly)) : null;
+  // Sometimes one node starts late and joins the running cluster.
+  const safetyUnits = random.between(3000, 6000);
+  const lateId = random.chance(0.3) ? random.pick(ids.slice(1)) : null;
+  const nodes = ids.map((id) => ({
+    id,
+    roles: { masterEligible: id !== dataOnly, votingOnly: id === votingOnly },
+    startAt: id === lateId ? random.between(200, Math.floor(safetyUnits / 2)) : 0,
+  }));
+  const initialEligible = nodes.filter((n) => n.startAt === 0 && n.roles.masterEligible);
+  const allEligible = nodes.filter((n) => n.roles.masterEligible);
+  let bootstrap: BootstrapMethod;
+  // Expect N is only safe when N exceeds half of all eligible nodes (two groups of unformed nodes could each
+  // reach a smaller N): possible only when the first start has that many.
+  const expectMin = Math.floor(allEligible.length / 2) + 1;
+  if (random.chance(0.5) || initialEligible.length < expectMin) {
+    // By name: all the eligible nodes of the first start, or a subset with at least one that can lead.
+    const leaders = initialEligible.filter((n) => !n.roles.votingOnly);
+    const names = random.chance(0.5) ? initialEligible.map((n) => n.id) : [random.pick(leaders).id, ...initialEligible.filter(() => random.chance(0.5)).map((n) => n.id)];
+    bootstrap = { kind: 'initialMasterNodes', names: [...new Set(names)].sort() };
+  } else {
+    bootstrap = { kind: 'expect', count: random.between(expectMin, initialEligible.length) };
+  }
   const latencyMin = random.between(1, 3);
+  const probeIntervalTicks = random.between(2, 5);
   const spec: ClusterSpec = {
-    nodeIds,
-    votingOnly,
-    bootstrappers,
+    nodes,
+    clusterName: 'sim',
+    bootstrap,
     tuning: {
       electionTimeoutTicks,
       heartbeatIntervalTicks: random.between(2, 4),
@@ -94,6 +120,16 @@ function plan(random: SimRandom, options: SimulationOptions): Plan {
       inflightAppendsMax: random.pick([1, 2, 4, 8]),
       uncommittedEntriesMax: random.pick([2, 8, 64]),
     },
+    coordinatorTuning: {
+      probeIntervalTicks,
+      discoveryInfoTicksMax: 4 * probeIntervalTicks,
+      discoveredPeersMax: 16,
+      joinRetryTicks: random.between(3, 10),
+      nodeFailureTimeoutTicks: electionTimeoutTicks * random.between(1, 3),
+      publishTimeoutTicks: random.between(30, 100),
+      pendingChangesMax: 8,
+    },
+    compactAfterEntries: random.pick([null, null, 4, 16, 64]),
     tickPeriodMin,
     tickPeriodMax,
     network: {
@@ -119,12 +155,13 @@ function plan(random: SimRandom, options: SimulationOptions): Plan {
     durationUnitsMin: 60,
     durationUnitsMax: random.pick([300, 800]),
   };
-  const safetyUnits = random.between(3000, 6000);
   const description =
-    `${size} nodes${votingOnly.length > 0 ? ` (${votingOnly[0]} voting-only)` : ''}, ` +
-    `bootstrap ${bootstrappers.length === size ? 'all' : `by ${bootstrappers[0]}`}, ` +
+    `${size} nodes${votingOnly !== null ? ` (${votingOnly} voting-only)` : ''}${dataOnly !== null ? ` (${dataOnly} not eligible)` : ''}` +
+    `${lateId !== null ? ` (${lateId} starts at ${nodes.find((n) => n.id === lateId)!.startAt})` : ''}, ` +
+    `bootstrap ${bootstrap.kind === 'expect' ? `expect ${bootstrap.count}` : bootstrap.kind === 'initialMasterNodes' ? `by names ${bootstrap.names.join(',')}` : 'none'}, ` +
     `heartbeat ${spec.tuning.heartbeatIntervalTicks} ticks, append batch ${spec.tuning.appendEntriesMax}, inflight ${spec.tuning.inflightAppendsMax}, ` +
-    `uncommitted ${spec.tuning.uncommittedEntriesMax}, latency ${latencyMin}..${spec.network.latencyMax}, ` +
+    `uncommitted ${spec.tuning.uncommittedEntriesMax}, compact after ${spec.compactAfterEntries ?? 'never'}, ` +
+    `node failure ${spec.coordinatorTuning.nodeFailureTimeoutTicks} ticks, latency ${latencyMin}..${spec.network.latencyMax}, ` +
     `drop ${spec.network.dropRate}, dup ${spec.network.duplicateRate}, ${workload.clients} clients on ${workload.keys} keys, ` +
     `safety phase ${safetyUnits} units${options.injectedBug !== undefined ? `, injected bug ${options.injectedBug}` : ''}`;
   return { spec, workload, faults, safetyUnits, description };
@@ -174,17 +211,16 @@ export function runSimulation(seed: number, options: SimulationOptions = {}): Si
     workload.stopIssuing();
     cluster.checker.afterEvent(cluster.nodes);
     const livenessStart = cluster.now;
-    // The operator's part: once there is a master, put the full voting configuration back (faults may have
-    // removed a node); refused while another change is in flight, so it keeps asking.
+    // The operator's part: once there is a master, clear the voting exclusions (faults may have left some), so
+    // that the configuration must grow back to what the rules give for the whole cluster; it keeps asking.
     const restoreConfiguration = () => {
       if (cluster.now - livenessStart > livenessBoundUnits) return;
       const master = cluster.master();
-      const configuration = master?.core!.softState().configuration;
-      if (master !== null && configuration !== undefined && (configuration.next !== undefined || configuration.current.size !== spec.nodeIds.length)) {
-        const accepted = master.proposeConfiguration(spec.nodeIds);
-        if (accepted) cluster.trace(`operator: ${master.id} proposes the full configuration`);
+      if (master !== null && master.canBeMaster && master.coordinator!.clusterState().votingExclusions.length > 0) {
+        const accepted = master.proposeClusterChange({ type: 'votingExclusionsCleared' });
+        if (accepted) cluster.trace(`operator: ${master.id} asked to clear the voting exclusions`);
       }
-      cluster.scheduler.after(operator.between(20, 60), restoreConfiguration);
+      cluster.scheduler.after(operator.between(40, 120), restoreConfiguration);
     };
     restoreConfiguration();
     const converged = cluster.runUntil(livenessStart + livenessBoundUnits, () => workload.outstanding === 0 && cluster.convergenceProblem() === null);

@@ -91,12 +91,23 @@ test('the configuration checker accepts joint steps and rejects everything else'
 // ---------------------------------------------------------------- scenarios
 
 /** A quiet network (no loss), so that each scenario tests exactly the fault it sets up. */
-function scenarioSpec(size: number, votingOnly: readonly string[] = []): ClusterSpec {
+export function scenarioSpec(size: number, votingOnly: readonly string[] = []): ClusterSpec {
+  const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
   return {
-    nodeIds: Array.from({ length: size }, (_, i) => `n${i + 1}`),
-    votingOnly,
-    bootstrappers: Array.from({ length: size }, (_, i) => `n${i + 1}`),
+    nodes: ids.map((id) => ({ id, roles: { masterEligible: true, votingOnly: votingOnly.includes(id) }, startAt: 0 })),
+    clusterName: 'sim',
+    bootstrap: { kind: 'initialMasterNodes', names: ids },
     tuning: { electionTimeoutTicks, heartbeatIntervalTicks: 3, appendEntriesMax: 16, inflightAppendsMax: 4, uncommittedEntriesMax: 64 },
+    coordinatorTuning: {
+      probeIntervalTicks: 3,
+      discoveryInfoTicksMax: 12,
+      discoveredPeersMax: 16,
+      joinRetryTicks: 5,
+      nodeFailureTimeoutTicks: 2 * electionTimeoutTicks,
+      publishTimeoutTicks: 50,
+      pendingChangesMax: 8,
+    },
+    compactAfterEntries: null,
     tickPeriodMin: 9,
     tickPeriodMax: tickPeriodMax,
     network: { latencyMin: 1, latencyMax: 10, slowProbability: 0, slowFactor: 1, dropRate: 0, duplicateRate: 0 },

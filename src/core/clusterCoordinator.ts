@@ -1,0 +1,499 @@
+import { invariant } from '../errors/catalogue.js';
+import { bootstrapVoters, expectedVoters, type BootstrapMethod } from './bootstrap.js';
+import {
+  isCoreMessage,
+  type ClusterMessage,
+  type DiscoveryInfo,
+  type JoinOutcome,
+  type JoinRequest,
+} from './clusterMessages.js';
+import {
+  applyClusterEntry,
+  emptyClusterState,
+  isMember,
+  memberIds,
+  validateJoin,
+  type ClusterChange,
+  type ClusterState,
+  type NodeDescriptor,
+} from './clusterState.js';
+import { CoordinationCore, type CoreOptions, type ProposeOutcome, type RestoredState } from './coordinationCore.js';
+import type { Ready, Snapshot, SoftState } from './types.js';
+import { reconfigure } from './votingConfiguration.js';
+
+/**
+ * The cluster layer: the coordination core plus the cluster state it replicates, discovery, bootstrap, joins,
+ * and the master's duties. Pure like the core: ticks and messages in, a ClusterReady out.
+ *
+ * The master's duties, one cluster-state change at a time (the next starts only once the previous one is
+ * committed and applied by every reachable node, or `publishTimeoutTicks` after it was proposed):
+ * 1. name the cluster (`formed`, with a fresh UUID) — once;
+ * 2. take members that stopped answering out of the in-sync set;
+ * 3. let validated joiners in;
+ * 4. move the voting configuration to what the CrateDB rules say for the live eligible members
+ *    (`reconfigure`), through the core's joint configuration;
+ * 5. put members that caught up back into the in-sync set;
+ * 6. operators' changes (voting exclusions, settings, removals), in the order they came.
+ */
+export interface CoordinatorOptions {
+  readonly self: NodeDescriptor;
+  readonly clusterName: string;
+  readonly bootstrap: BootstrapMethod;
+  readonly core: Omit<CoreOptions, 'id' | 'canBeMaster' | 'random' | 'injectedBug'>;
+  /** Ticks between discovery probes while no master is known. */
+  readonly probeIntervalTicks: number;
+  /** A peer's probe answer older than this is forgotten (it may have restarted, or gone). */
+  readonly discoveryInfoTicksMax: number;
+  /** Most peers remembered by discovery. */
+  readonly discoveredPeersMax: number;
+  /** Ticks between join attempts of a node that is not (yet) a member. */
+  readonly joinRetryTicks: number;
+  /** A member silent this long is out of the in-sync set and, when eligible, no longer counts as live. */
+  readonly nodeFailureTimeoutTicks: number;
+  /** The master waits at most this long for every reachable node to apply a change before starting the next. */
+  readonly publishTimeoutTicks: number;
+  /** Most joins and operator changes waiting on the master. */
+  readonly pendingChangesMax: number;
+  readonly random: CoreOptions['random'];
+  readonly injectedBug?: CoreOptions['injectedBug'];
+}
+
+/** What a coordinator snapshot holds: the cluster state and the state machine's own data. */
+export interface CoordinatorSnapshotData {
+  readonly clusterState: ClusterState;
+  readonly stateMachine: unknown;
+}
+
+export interface ClusterReady extends Omit<Ready, 'messages'> {
+  readonly messages: readonly ClusterMessage[];
+  /**
+   * When present, the node's bootstrap view grew: persist it with the hard state, before any message is sent
+   * (a view reported and then forgotten in a crash could let two different first configurations be agreed).
+   */
+  readonly bootstrapView?: readonly string[];
+}
+
+/** What a coordinator restarts from: the core's durable state and its own bootstrap view. */
+export interface CoordinatorRestoredState extends RestoredState {
+  readonly bootstrapView?: readonly string[];
+}
+
+export type ChangeOutcome = { readonly ok: true } | { readonly ok: false; readonly reason: 'notMaster' | 'busy'; readonly master: string | null };
+
+interface DiscoveredPeer {
+  info: DiscoveryInfo;
+  heardAtTick: number;
+}
+
+interface Publication {
+  /** The journal index of the change. */
+  readonly index: number;
+  readonly proposedAtTick: number;
+}
+
+const uuidAlphabet = '0123456789abcdef';
+
+export class ClusterCoordinator {
+  readonly core: CoordinationCore;
+  private state: ClusterState;
+  private appliedIndex: number;
+  private ticks = 0;
+  private readonly discovered = new Map<string, DiscoveredPeer>();
+  /** Expect N: the eligible nodes without a journal this node has ever seen (itself included); only grows. */
+  private bootstrapView: string[];
+  private bootstrapViewDirty = false;
+  /** Expect N: the latest view each peer reported (any age: a node's reports only grow). */
+  private readonly viewReports = new Map<string, readonly string[]>();
+  private discoveryPeers: readonly string[] = [];
+  private lastProbeTick = -Infinity;
+  private lastJoinTick = -Infinity;
+  /** The last join answer this node had, for status (a refusal names what to fix). */
+  private lastJoinOutcomeValue: JoinOutcome | null = null;
+  private outbox: ClusterMessage[] = [];
+  private lastCoreReady: Ready | null = null;
+  /** On a master: the term it was elected in, the tick it was, and the last change it proposed. */
+  private masterTerm = -1;
+  private masterSinceTick = 0;
+  private publication: Publication | null = null;
+  private readonly pendingJoins = new Map<string, JoinRequest>();
+  private readonly pendingOperatorChanges: ClusterChange[] = [];
+
+  constructor(
+    private readonly options: CoordinatorOptions,
+    restored: CoordinatorRestoredState,
+  ) {
+    invariant(options.nodeFailureTimeoutTicks >= options.core.electionTimeoutTicks, 'a node fails no faster than an election times out');
+    this.core = new CoordinationCore(
+      {
+        ...options.core,
+        id: options.self.id,
+        canBeMaster: options.self.roles.masterEligible && !options.self.roles.votingOnly,
+        random: options.random,
+        ...(options.injectedBug !== undefined ? { injectedBug: options.injectedBug } : {}),
+      },
+      restored,
+    );
+    const snapshotData = restored.snapshot?.data as CoordinatorSnapshotData | undefined;
+    this.state = snapshotData?.clusterState ?? emptyClusterState;
+    this.appliedIndex = restored.snapshot?.index ?? 0;
+    // The cluster state is not stored apart: it is rebuilt from the snapshot and the applied journal.
+    for (let index = this.appliedIndex + 1; index <= restored.appliedIndex; index++) {
+      const entry = this.core.entryAt(index);
+      invariant(entry !== undefined, `applied entry ${index} missing from the journal`);
+      this.state = applyClusterEntry(this.state, entry);
+    }
+    this.appliedIndex = restored.appliedIndex;
+    this.core.setReplicas(memberIds(this.state));
+    const self = options.self;
+    this.bootstrapView = [...new Set([...(restored.bootstrapView ?? []), ...(self.roles.masterEligible ? [self.id] : [])])].sort();
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  /** The ids discovery should probe (from seed hosts, DNS): the runtime keeps this current. */
+  setDiscoveryPeers(ids: readonly string[]): void {
+    this.discoveryPeers = ids.filter((id) => id !== this.options.self.id);
+  }
+
+  tick(): void {
+    this.ticks++;
+    this.core.tick();
+    const soft = this.core.softState();
+    if (soft.master === null) this.discover();
+    else if (!isMember(this.state, this.options.self.id)) this.maybeJoin(soft.master);
+    if (soft.role === 'master') this.masterDuties(soft);
+  }
+
+  step(message: ClusterMessage): void {
+    invariant(message.to === this.options.self.id, `message for ${message.to} delivered to ${this.options.self.id}`);
+    if (isCoreMessage(message)) return this.core.step(message);
+    switch (message.type) {
+      case 'probeRequest':
+        this.remember(message.info);
+        this.send({ type: 'probeResponse', from: this.options.self.id, to: message.from, info: this.discoveryInfo() });
+        return this.maybeBootstrap();
+      case 'probeResponse':
+        this.remember(message.info);
+        return this.maybeBootstrap();
+      case 'joinRequest':
+        return this.onJoinRequest(message);
+      case 'joinResponse':
+        this.lastJoinOutcomeValue = message.outcome;
+        // Redirected: try the master named at once rather than at the next retry.
+        if (message.outcome === 'notMaster' && message.master !== null && message.master !== message.from) {
+          this.lastJoinTick = -Infinity;
+          this.maybeJoin(message.master);
+        }
+        return;
+    }
+  }
+
+  /** A content command (or anything for the state machine above). */
+  propose(data: unknown): ProposeOutcome {
+    return this.core.propose(data);
+  }
+
+  /** An operator's change (voting exclusions, settings, removing a node); queued on the master. */
+  proposeClusterChange(change: ClusterChange): ChangeOutcome {
+    const soft = this.core.softState();
+    if (soft.role !== 'master' || !this.isRealMaster()) return { ok: false, reason: 'notMaster', master: soft.master };
+    if (this.pendingOperatorChanges.length + this.pendingJoins.size >= this.options.pendingChangesMax) {
+      return { ok: false, reason: 'busy', master: soft.master };
+    }
+    this.pendingOperatorChanges.push(change);
+    return { ok: true };
+  }
+
+  // ---------------------------------------------------------------- outputs
+
+  hasReady(): boolean {
+    return this.outbox.length > 0 || this.bootstrapViewDirty || this.core.hasReady();
+  }
+
+  ready(): ClusterReady {
+    const core = this.core.ready();
+    this.lastCoreReady = core;
+    return {
+      ...core,
+      messages: [...core.messages, ...this.outbox],
+      ...(this.bootstrapViewDirty ? { bootstrapView: [...this.bootstrapView] } : {}),
+    };
+  }
+
+  advance(ready: ClusterReady): void {
+    const core = this.lastCoreReady;
+    invariant(core !== null, 'advance without ready');
+    this.lastCoreReady = null;
+    this.outbox = this.outbox.slice(ready.messages.length - core.messages.length);
+    if (ready.bootstrapView !== undefined && ready.bootstrapView.length === this.bootstrapView.length) this.bootstrapViewDirty = false;
+    const membersBefore = memberIds(this.state).join(',');
+    if (ready.snapshot !== undefined) {
+      this.state = (ready.snapshot.data as CoordinatorSnapshotData).clusterState;
+      this.appliedIndex = ready.snapshot.index;
+    }
+    for (const entry of ready.committed) {
+      invariant(entry.index === this.appliedIndex + 1, `cluster state at ${this.appliedIndex} asked to apply ${entry.index}`);
+      this.state = applyClusterEntry(this.state, entry);
+      this.appliedIndex = entry.index;
+    }
+    this.core.advance(core);
+    if (memberIds(this.state).join(',') !== membersBefore) this.core.setReplicas(memberIds(this.state));
+  }
+
+  /** The state machine made `stateMachine` durable as of the applied index: compact the journal below it. */
+  compact(stateMachine: unknown): Snapshot {
+    const data: CoordinatorSnapshotData = { clusterState: this.state, stateMachine };
+    return this.core.compact(data);
+  }
+
+  clusterState(): ClusterState {
+    return this.state;
+  }
+
+  softState(): SoftState {
+    return this.core.softState();
+  }
+
+  lastJoinOutcome(): JoinOutcome | null {
+    return this.lastJoinOutcomeValue;
+  }
+
+  discoveryInfo(): DiscoveryInfo {
+    const soft = this.core.softState();
+    return {
+      node: this.options.self,
+      clusterName: this.options.clusterName,
+      clusterUuid: this.state.clusterUuid,
+      hasJournal: this.hasJournal(),
+      master: soft.master,
+      term: soft.term,
+      unformedEligible: this.hasJournal() ? [] : this.bootstrapView,
+    };
+  }
+
+  // ---------------------------------------------------------------- discovery, bootstrap, joining
+
+  private hasJournal(): boolean {
+    return this.core.lastIndex() > 0;
+  }
+
+  private discover(): void {
+    if (this.ticks - this.lastProbeTick >= this.options.probeIntervalTicks) {
+      this.lastProbeTick = this.ticks;
+      const info = this.discoveryInfo();
+      for (const to of this.discoveryPeers) this.send({ type: 'probeRequest', from: this.options.self.id, to, info });
+    }
+    this.maybeBootstrap();
+    // No master heard from, but a peer follows one: join it. Even a node that believes it is a member asks — it
+    // may have been removed without hearing of it (replication to it stops with that very change); the master
+    // answers a current member with 'accepted' and changes nothing.
+    const master = this.knownMaster();
+    if (master !== null) this.maybeJoin(master);
+  }
+
+  private remember(info: DiscoveryInfo): void {
+    if (info.node.id === this.options.self.id) return;
+    // Another cluster's nodes are not ours to bootstrap or join with (the transport handshake refuses them too).
+    if (info.clusterName !== this.options.clusterName) return;
+    if (!this.discovered.has(info.node.id) && this.discovered.size >= this.options.discoveredPeersMax) {
+      // Full: forget the stalest peer rather than ignore a new one (the seed list may have moved on).
+      let stalest: string | null = null;
+      let stalestTick = Infinity;
+      for (const [id, peer] of this.discovered) {
+        if (peer.heardAtTick < stalestTick) {
+          stalest = id;
+          stalestTick = peer.heardAtTick;
+        }
+      }
+      if (stalest !== null) this.discovered.delete(stalest);
+    }
+    this.discovered.set(info.node.id, { info, heardAtTick: this.ticks });
+    if (!info.hasJournal && info.node.roles.masterEligible) this.core.noteVoterWithoutJournal(info.node.id);
+    if (!info.hasJournal && info.node.roles.masterEligible) {
+      if (!this.viewReports.has(info.node.id) && this.viewReports.size >= this.options.discoveredPeersMax) return;
+      this.viewReports.set(info.node.id, info.unformedEligible);
+      if (!this.hasJournal() && !this.bootstrapView.includes(info.node.id) && this.bootstrapView.length < this.options.discoveredPeersMax) {
+        this.bootstrapView = [...this.bootstrapView, info.node.id].sort();
+        this.bootstrapViewDirty = true;
+      }
+    }
+  }
+
+  private freshPeers(): DiscoveryInfo[] {
+    const fresh: DiscoveryInfo[] = [];
+    for (const [id, peer] of this.discovered) {
+      if (this.ticks - peer.heardAtTick > this.options.discoveryInfoTicksMax) this.discovered.delete(id);
+      else fresh.push(peer.info);
+    }
+    return fresh.sort((a, b) => (a.node.id < b.node.id ? -1 : 1));
+  }
+
+  /** The master a peer of our cluster follows, preferring the highest term; null if nobody knows one. */
+  private knownMaster(): string | null {
+    let best: DiscoveryInfo | null = null;
+    for (const info of this.freshPeers()) {
+      if (info.master === null || !info.hasJournal) continue;
+      if (this.state.clusterUuid !== null && info.clusterUuid !== null && info.clusterUuid !== this.state.clusterUuid) continue;
+      if (best === null || info.term > best.term) best = info;
+    }
+    return best?.master ?? null;
+  }
+
+  private maybeBootstrap(): void {
+    if (this.hasJournal() || this.core.softState().term !== 0) return;
+    const method = this.options.bootstrap;
+    const peers = this.freshPeers();
+    // The view must be durable before we bootstrap on it, as before we report it.
+    if (method.kind === 'expect' && this.bootstrapViewDirty) return;
+    const voters =
+      method.kind === 'expect'
+        ? expectedVoters(this.options.self, method.count, this.bootstrapView, this.viewReports, peers.some((p) => p.hasJournal))
+        : bootstrapVoters(this.options.self, method, peers);
+    if (voters === null) return;
+    this.core.bootstrap(voters);
+  }
+
+  private maybeJoin(master: string): void {
+    if (master === this.options.self.id) return;
+    if (this.ticks - this.lastJoinTick < this.options.joinRetryTicks) return;
+    this.lastJoinTick = this.ticks;
+    this.send({
+      type: 'joinRequest',
+      from: this.options.self.id,
+      to: master,
+      node: this.options.self,
+      clusterName: this.options.clusterName,
+      clusterUuid: this.state.clusterUuid,
+    });
+  }
+
+  private onJoinRequest(request: JoinRequest): void {
+    const soft = this.core.softState();
+    const answer = (outcome: JoinOutcome) =>
+      this.send({ type: 'joinResponse', from: this.options.self.id, to: request.from, outcome, master: soft.master });
+    if (soft.role !== 'master' || !this.isRealMaster()) return answer('notMaster');
+    if (this.state.clusterUuid === null) return answer('notFormed');
+    const refusal = validateJoin({ state: this.state, joiner: request.node, joinerClusterName: request.clusterName, joinerClusterUuid: request.clusterUuid });
+    if (refusal !== null) return answer(refusal);
+    const member = this.state.nodes.find((n) => n.id === request.node.id);
+    if (member !== undefined && JSON.stringify(member) === JSON.stringify(request.node)) return answer('accepted');
+    if (!this.pendingJoins.has(request.node.id) && this.pendingJoins.size + this.pendingOperatorChanges.length >= this.options.pendingChangesMax) {
+      return answer('busy');
+    }
+    this.pendingJoins.set(request.node.id, request);
+    answer('accepted');
+  }
+
+  // ---------------------------------------------------------------- the master's duties
+
+  /** A master that may take proposals: not a voting-only caretaker. */
+  private isRealMaster(): boolean {
+    return !this.options.self.roles.votingOnly && this.options.self.roles.masterEligible;
+  }
+
+  private masterDuties(soft: SoftState): void {
+    if (!this.isRealMaster()) return;
+    if (this.masterTerm !== soft.term) {
+      // Newly elected: nothing of an earlier reign carries over; the noop it appended is the first publication.
+      this.masterTerm = soft.term;
+      this.masterSinceTick = this.ticks;
+      this.publication = { index: soft.lastIndex, proposedAtTick: this.ticks };
+      this.pendingJoins.clear();
+      this.pendingOperatorChanges.length = 0;
+    }
+    if (!this.publicationDone(soft)) return;
+    this.publication = null;
+    const change = this.nextChange(soft);
+    if (change === null) return;
+    if (change === 'reconfigure') {
+      const voters = this.wantedVoters(soft);
+      const outcome = this.core.proposeConfiguration(voters);
+      if (outcome.ok) this.publication = { index: outcome.index, proposedAtTick: this.ticks };
+      return;
+    }
+    const outcome = this.core.propose(change, 'cluster');
+    if (outcome.ok) this.publication = { index: outcome.index, proposedAtTick: this.ticks };
+  }
+
+  /** The previous change is committed and applied by every reachable node (or the publish timeout passed). */
+  private publicationDone(soft: SoftState): boolean {
+    if (soft.configuration.next !== undefined) return false; // the core finishes a joint change by itself
+    const publication = this.publication;
+    if (publication === null) return true;
+    if (soft.commitIndex < publication.index || this.appliedIndex < publication.index) return false;
+    if (this.ticks - publication.proposedAtTick >= this.options.publishTimeoutTicks) return true;
+    for (const [, follower] of this.core.followerStates()) {
+      const reachable = follower.silentTicks < this.options.core.electionTimeoutTicks;
+      if (reachable && follower.appliedIndex < publication.index) return false;
+    }
+    return true;
+  }
+
+  private isLive(id: string): boolean {
+    if (id === this.options.self.id) return true;
+    const follower = this.core.followerStates().get(id);
+    return follower !== undefined && follower.silentTicks < this.options.nodeFailureTimeoutTicks;
+  }
+
+  private nextChange(soft: SoftState): ClusterChange | 'reconfigure' | null {
+    const self = this.options.self;
+    const state = this.state;
+    if (state.clusterUuid === null) {
+      return { type: 'formed', clusterName: this.options.clusterName, clusterUuid: this.newUuid(), master: self };
+    }
+    const failed = state.inSync.filter((id) => !this.isLive(id));
+    if (failed.length > 0) return { type: 'inSyncChanged', added: [], removed: failed };
+    for (const [id, request] of this.pendingJoins) {
+      this.pendingJoins.delete(id);
+      // Validated again: the state may have changed since the request came.
+      const refusal = validateJoin({ state, joiner: request.node, joinerClusterName: request.clusterName, joinerClusterUuid: request.clusterUuid });
+      const member = state.nodes.find((n) => n.id === id);
+      if (refusal === null && (member === undefined || JSON.stringify(member) !== JSON.stringify(request.node))) {
+        return { type: 'nodeJoined', node: request.node };
+      }
+    }
+    if (!isMember(state, self.id)) return { type: 'nodeJoined', node: self };
+    if (!sameMembers(this.wantedVoters(soft), [...soft.configuration.current])) return 'reconfigure';
+    const caughtUp = state.nodes
+      .map((n) => n.id)
+      .filter((id) => !state.inSync.includes(id) && this.isLive(id) && (id === self.id || (this.core.followerStates().get(id)?.matchIndex ?? 0) >= soft.commitIndex));
+    if (caughtUp.length > 0) return { type: 'inSyncChanged', added: caughtUp, removed: [] };
+    return this.pendingOperatorChanges.shift() ?? null;
+  }
+
+  /** The voting configuration the rules ask for, given who is live now. */
+  private wantedVoters(soft: SoftState): string[] {
+    const liveEligible = new Set<string>();
+    for (const node of this.state.nodes) if (node.roles.masterEligible && this.isLive(node.id)) liveEligible.add(node.id);
+    // Voters of the bootstrap that have not joined yet count as live for a grace period, so that the first
+    // master does not shrink the configuration while they are still on their way in.
+    if (this.ticks - this.masterSinceTick < this.options.nodeFailureTimeoutTicks) {
+      for (const id of soft.configuration.current) if (!isMember(this.state, id) && this.isLive(id)) liveEligible.add(id);
+    }
+    const wanted = reconfigure({
+      liveEligible,
+      excluded: new Set(this.state.votingExclusions),
+      master: this.options.self.id,
+      current: soft.configuration.current,
+      votingOnly: new Set(this.state.nodes.filter((n) => n.roles.votingOnly).map((n) => n.id)),
+    });
+    return [...wanted].sort();
+  }
+
+  private newUuid(): string {
+    let text = '';
+    for (let i = 0; i < 32; i++) {
+      text += uuidAlphabet[this.options.random.nextInt(16)];
+      if (i === 7 || i === 11 || i === 15 || i === 19) text += '-';
+    }
+    return text;
+  }
+
+  private send(message: ClusterMessage): void {
+    this.outbox.push(message);
+  }
+}
+
+function sameMembers(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((id) => b.includes(id));
+}

@@ -1,0 +1,181 @@
+import { invariant } from '../errors/catalogue.js';
+import type { ConfigurationPayload, Entry } from './types.js';
+
+/**
+ * The cluster state: what the cluster knows about itself, applied from committed journal entries and so
+ * identical on every node at a given applied index. Only the master changes it, by proposing `ClusterChange`s;
+ * its version counts the cluster-state entries (changes and voting configurations) applied so far.
+ *
+ * Values are plain, sorted and frozen-by-convention, so that two nodes' states compare equal as JSON.
+ */
+export interface NodeRoles {
+  /** May vote in elections and be counted in the voting configuration. */
+  readonly masterEligible: boolean;
+  /** Votes but is never elected master (a tie-breaker); only meaningful when masterEligible. */
+  readonly votingOnly: boolean;
+}
+
+export interface NodeDescriptor {
+  /** Unique and permanent: generated once per data directory. */
+  readonly id: string;
+  /** Human-chosen, unique in the cluster. */
+  readonly name: string;
+  /** Where peers reach it (host:port of the cluster transport). */
+  readonly address: string;
+  readonly roles: NodeRoles;
+  /** The software version, `major.minor.patch`. */
+  readonly version: string;
+}
+
+export interface ClusterState {
+  readonly version: number;
+  readonly clusterName: string | null;
+  readonly clusterUuid: string | null;
+  /** Members, by id order. */
+  readonly nodes: readonly NodeDescriptor[];
+  /** The latest committed voting configuration. */
+  readonly votingConfiguration: { readonly current: readonly string[]; readonly next?: readonly string[] };
+  /** Node ids the voting configuration must leave out (for maintenance), sorted. */
+  readonly votingExclusions: readonly string[];
+  /** Dynamic settings, by name (sorted when rendered). */
+  readonly settings: Readonly<Record<string, string | number | boolean>>;
+  /** Members that hold every committed entry the master has acknowledged to clients (see issue 5), sorted. */
+  readonly inSync: readonly string[];
+}
+
+export type ClusterChange =
+  /** The first master names the cluster: committed once in a cluster's life. */
+  | { readonly type: 'formed'; readonly clusterName: string; readonly clusterUuid: string; readonly master: NodeDescriptor }
+  /** A validated joiner becomes a member (or a member's descriptor is updated after a restart). */
+  | { readonly type: 'nodeJoined'; readonly node: NodeDescriptor }
+  /** A member leaves for good (asked to, or removed by an operator); it must join again to come back. */
+  | { readonly type: 'nodeLeft'; readonly id: string }
+  | { readonly type: 'votingExclusionsAdded'; readonly ids: readonly string[] }
+  | { readonly type: 'votingExclusionsCleared' }
+  /** Sets settings; a null value removes one. */
+  | { readonly type: 'settingsUpdated'; readonly settings: Readonly<Record<string, string | number | boolean | null>> }
+  | { readonly type: 'inSyncChanged'; readonly added: readonly string[]; readonly removed: readonly string[] };
+
+export const emptyClusterState: ClusterState = {
+  version: 0,
+  clusterName: null,
+  clusterUuid: null,
+  nodes: [],
+  votingConfiguration: { current: [] },
+  votingExclusions: [],
+  settings: {},
+  inSync: [],
+};
+
+/** Most voting exclusions at once (Elasticsearch allows 10 by default: excluding more is a mistake). */
+export const votingExclusionsMax = 10;
+
+const sorted = (ids: Iterable<string>) => [...new Set(ids)].sort();
+
+/** The cluster state after applying one committed entry; entries of other kinds leave it as it is. */
+export function applyClusterEntry(state: ClusterState, entry: Entry): ClusterState {
+  const payload = entry.payload;
+  if (payload.kind === 'configuration') return { ...state, version: state.version + 1, votingConfiguration: configurationOf(payload) };
+  if (payload.kind !== 'cluster') return state;
+  return { ...applyClusterChange(state, payload.change as ClusterChange), version: state.version + 1 };
+}
+
+function configurationOf(payload: ConfigurationPayload): ClusterState['votingConfiguration'] {
+  return payload.next === undefined ? { current: [...payload.current] } : { current: [...payload.current], next: [...payload.next] };
+}
+
+/**
+ * Deterministic and total: a change that no longer makes sense when it commits (a join of a name taken in the
+ * meantime, a leave of a node already gone) changes nothing, so every replica reaches the same state.
+ */
+export function applyClusterChange(state: ClusterState, change: ClusterChange): ClusterState {
+  switch (change.type) {
+    case 'formed':
+      if (state.clusterUuid !== null) return state;
+      return { ...state, clusterName: change.clusterName, clusterUuid: change.clusterUuid, nodes: withNode(state.nodes, change.master) };
+    case 'nodeJoined':
+      if (state.nodes.some((n) => n.name === change.node.name && n.id !== change.node.id)) return state;
+      return { ...state, nodes: withNode(state.nodes, change.node) };
+    case 'nodeLeft':
+      return { ...state, nodes: state.nodes.filter((n) => n.id !== change.id), inSync: state.inSync.filter((id) => id !== change.id) };
+    case 'votingExclusionsAdded': {
+      const exclusions = sorted([...state.votingExclusions, ...change.ids]);
+      return exclusions.length > votingExclusionsMax ? state : { ...state, votingExclusions: exclusions };
+    }
+    case 'votingExclusionsCleared':
+      return { ...state, votingExclusions: [] };
+    case 'settingsUpdated': {
+      const settings: Record<string, string | number | boolean> = { ...state.settings };
+      for (const [name, value] of Object.entries(change.settings)) {
+        if (value === null) delete settings[name];
+        else settings[name] = value;
+      }
+      return { ...state, settings };
+    }
+    case 'inSyncChanged': {
+      const members = new Set(state.nodes.map((n) => n.id));
+      const removed = new Set(change.removed);
+      return { ...state, inSync: sorted([...state.inSync.filter((id) => !removed.has(id)), ...change.added.filter((id) => members.has(id))]) };
+    }
+  }
+}
+
+function withNode(nodes: readonly NodeDescriptor[], node: NodeDescriptor): NodeDescriptor[] {
+  invariant(node.id.length > 0, 'a node descriptor without an id');
+  return [...nodes.filter((n) => n.id !== node.id), node].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+export function memberIds(state: ClusterState): string[] {
+  return state.nodes.map((n) => n.id);
+}
+
+export function isMember(state: ClusterState, id: string): boolean {
+  return state.nodes.some((n) => n.id === id);
+}
+
+/** Parses `major.minor.patch`; null when malformed. */
+export function parseVersion(version: string): readonly [number, number, number] | null {
+  const match = /^(\d{1,6})\.(\d{1,6})\.(\d{1,6})$/.exec(version);
+  return match === null ? null : [Number(match[1]), Number(match[2]), Number(match[3])];
+}
+
+function compareVersions(a: readonly [number, number, number], b: readonly [number, number, number]): number {
+  return a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
+}
+
+export type JoinRefusal = 'clusterNameMismatch' | 'clusterUuidMismatch' | 'nameInUse' | 'incompatibleVersion';
+
+export interface JoinValidationInput {
+  readonly state: ClusterState;
+  readonly joiner: NodeDescriptor;
+  readonly joinerClusterName: string;
+  /** The cluster the joiner belonged to before, if any: a node never moves between clusters. */
+  readonly joinerClusterUuid: string | null;
+}
+
+/**
+ * Whether the master may let `joiner` in. A node of another cluster (by name or UUID) is refused; so is a
+ * second node with a member's name; so is a version of another major, or one older than the oldest member
+ * (during a rolling upgrade the cluster only moves forward: an older node could not read what newer ones wrote).
+ */
+export function validateJoin(input: JoinValidationInput): JoinRefusal | null {
+  const { state, joiner } = input;
+  if (input.joinerClusterName !== state.clusterName) return 'clusterNameMismatch';
+  if (input.joinerClusterUuid !== null && input.joinerClusterUuid !== state.clusterUuid) return 'clusterUuidMismatch';
+  if (state.nodes.some((n) => n.name === joiner.name && n.id !== joiner.id)) return 'nameInUse';
+  const version = parseVersion(joiner.version);
+  if (version === null) return 'incompatibleVersion';
+  for (const member of state.nodes) {
+    if (member.id === joiner.id) continue;
+    const memberVersion = parseVersion(member.version);
+    if (memberVersion === null) continue;
+    if (memberVersion[0] !== version[0]) return 'incompatibleVersion';
+  }
+  const oldest = state.nodes
+    .filter((n) => n.id !== joiner.id)
+    .map((n) => parseVersion(n.version))
+    .filter((v): v is readonly [number, number, number] => v !== null)
+    .sort(compareVersions)[0];
+  if (oldest !== undefined && compareVersions(version, oldest) < 0) return 'incompatibleVersion';
+  return null;
+}

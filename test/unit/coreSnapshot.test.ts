@@ -1,0 +1,362 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { CoordinationCore, type CoreOptions, type RestoredState } from '../../src/core/coordinationCore.js';
+import type { Entry, HardState, Message, Random, Ready, Snapshot } from '../../src/core/types.js';
+
+// Snapshots and compaction of the coordination core, driven by a tiny deterministic in-test runtime that follows
+// the Ready contract of types.ts: install the snapshot, persist hard state and entries, send, apply, advance.
+
+const voters = ['a', 'b', 'c'];
+
+/** A seeded linear congruential generator (Numerical Recipes constants), 32-bit. */
+function lcg(seed: number): Random {
+  let state = seed >>> 0;
+  return {
+    nextInt(bound: number): number {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+      return Math.floor((state / 0x1_0000_0000) * bound);
+    },
+  };
+}
+
+const options = (id: string, seed: number): CoreOptions => ({
+  id,
+  electionTimeoutTicks: 10,
+  heartbeatIntervalTicks: 2,
+  appendEntriesMax: 4,
+  inflightAppendsMax: 2,
+  uncommittedEntriesMax: 64,
+  canBeMaster: true,
+  random: lcg(seed),
+});
+
+const fresh = (): RestoredState => ({ hardState: { term: 0, votedFor: null, commitIndex: 0 }, entries: [], appliedIndex: 0 });
+
+interface Disk {
+  hardState: HardState;
+  snapshot?: Snapshot;
+  /** The journal after the snapshot. */
+  entries: Entry[];
+}
+
+/** What a node's runtime saw in one Ready, for the checks: the snapshot installed and the indexes applied. */
+interface ReadyEvent {
+  readonly snapshotIndex?: number;
+  readonly committed: readonly number[];
+}
+
+interface SimNode {
+  readonly id: string;
+  core: CoordinationCore;
+  readonly disk: Disk;
+  /** The state machine: the data of the command entries applied, in order. */
+  applied: unknown[];
+  appliedIndex: number;
+  readonly events: ReadyEvent[];
+}
+
+class Driver {
+  readonly nodes = new Map<string, SimNode>();
+  readonly queue: Message[] = [];
+  /** Nodes that are down: not ticked, and every message to or from them is dropped. */
+  readonly down = new Set<string>();
+  /** Every message handed to a core, in order. */
+  readonly delivered: Message[] = [];
+  private seed = 0;
+
+  constructor(ids: readonly string[]) {
+    for (const id of ids) {
+      const core = new CoordinationCore(options(id, 7919 * ++this.seed), fresh());
+      core.bootstrap(ids);
+      this.nodes.set(id, { id, core, disk: { hardState: fresh().hardState, entries: [] }, applied: [], appliedIndex: 0, events: [] });
+    }
+    this.settle();
+  }
+
+  node(id: string): SimNode {
+    const n = this.nodes.get(id);
+    assert.ok(n !== undefined, `no node ${id}`);
+    return n;
+  }
+
+  /** Handles Ready records and delivers queued messages until nothing is left to do. */
+  settle(): void {
+    for (let steps = 0; ; steps++) {
+      assert.ok(steps < 100_000, 'the cluster does not settle');
+      for (const n of this.nodes.values()) {
+        if (this.down.has(n.id)) continue;
+        for (let i = 0; n.core.hasReady(); i++) {
+          assert.ok(i < 1000, `${n.id} keeps reporting Ready`);
+          this.handleReady(n);
+        }
+      }
+      const message = this.queue.shift();
+      if (message === undefined) return;
+      if (this.down.has(message.to) || this.down.has(message.from)) continue;
+      this.delivered.push(message);
+      this.node(message.to).core.step(message);
+    }
+  }
+
+  tick(times = 1): void {
+    for (let t = 0; t < times; t++) {
+      for (const n of this.nodes.values()) if (!this.down.has(n.id)) n.core.tick();
+      this.settle();
+    }
+  }
+
+  /** Ticks until `done` holds, at most `max` ticks. */
+  tickUntil(done: () => boolean, max: number, what: string): void {
+    for (let t = 0; !done(); t++) {
+      assert.ok(t < max, `${what}: not after ${max} ticks`);
+      this.tick();
+    }
+  }
+
+  private handleReady(n: SimNode): void {
+    const ready: Ready = n.core.ready();
+    const disk = n.disk;
+    // 1. Install, persist.
+    if (ready.snapshot !== undefined) {
+      assert.ok(Array.isArray(ready.snapshot.data), 'snapshot data is the command list of the state machine');
+      disk.snapshot = ready.snapshot;
+      disk.entries = [];
+      n.applied = [...(ready.snapshot.data as unknown[])];
+      n.appliedIndex = ready.snapshot.index;
+    }
+    if (ready.hardState !== undefined) disk.hardState = ready.hardState;
+    if (ready.entries.length > 0) {
+      const first = ready.entries[0]!.index;
+      disk.entries = [...disk.entries.filter((e) => e.index < first), ...ready.entries];
+    }
+    const base = disk.snapshot?.index ?? 0;
+    disk.entries.forEach((e, i) => assert.equal(e.index, base + i + 1, `${n.id}: the disk journal has a hole`));
+    // 2. Send.
+    this.queue.push(...ready.messages);
+    // 3. Apply.
+    for (const entry of ready.committed) {
+      assert.equal(entry.index, n.appliedIndex + 1, `${n.id}: applied out of order`);
+      const durable = disk.entries.find((e) => e.index === entry.index);
+      assert.ok(durable !== undefined && durable.term === entry.term, `${n.id}: committed entry ${entry.index} is not durable`);
+      if (entry.payload.kind === 'command') n.applied.push(entry.payload.data);
+      n.appliedIndex = entry.index;
+    }
+    if (ready.snapshot !== undefined || ready.committed.length > 0) {
+      n.events.push({ ...(ready.snapshot !== undefined ? { snapshotIndex: ready.snapshot.index } : {}), committed: ready.committed.map((e) => e.index) });
+    }
+    // 4. Advance.
+    n.core.advance(ready);
+  }
+
+  masters(): SimNode[] {
+    return [...this.nodes.values()].filter((n) => !this.down.has(n.id) && n.core.softState().role === 'master');
+  }
+
+  /** Ticks until one master is known to every live node, and returns it. */
+  elect(): SimNode {
+    this.tickUntil(() => {
+      const masters = this.masters();
+      if (masters.length !== 1) return false;
+      const id = masters[0]!.id;
+      return [...this.nodes.values()].every((n) => this.down.has(n.id) || (n.core.softState().master === id && n.appliedIndex === masters[0]!.appliedIndex));
+    }, 300, 'no master elected');
+    return this.masters()[0]!;
+  }
+
+  propose(master: SimNode, data: unknown): void {
+    const outcome = master.core.propose(data);
+    assert.ok(outcome.ok, `proposal refused: ${JSON.stringify(outcome)}`);
+    this.settle();
+  }
+
+  /** Compacts a node at its applied index, as its runtime would: snapshot made durable, journal trimmed. */
+  compact(n: SimNode): Snapshot {
+    const snapshot = n.core.compact([...n.applied]);
+    assert.equal(snapshot.index, n.appliedIndex);
+    n.disk.snapshot = snapshot;
+    n.disk.entries = n.disk.entries.filter((e) => e.index > snapshot.index);
+    return snapshot;
+  }
+
+  /** Restarts a node from its disk; its state machine restarts from the snapshot. */
+  restart(id: string): void {
+    const n = this.node(id);
+    const snapshot = n.disk.snapshot;
+    n.core = new CoordinationCore(options(id, 7919 * ++this.seed), {
+      hardState: n.disk.hardState,
+      ...(snapshot !== undefined ? { snapshot } : {}),
+      entries: [...n.disk.entries],
+      appliedIndex: snapshot?.index ?? 0,
+    });
+    n.applied = snapshot !== undefined ? [...(snapshot.data as unknown[])] : [];
+    n.appliedIndex = snapshot?.index ?? 0;
+  }
+}
+
+const commands = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `cmd-${from + i}`);
+
+/** A cluster of a, b and c with a master; `cutOff`: one follower is down during the 30 proposals. */
+function thirtyProposals(cutOff: boolean) {
+  const driver = new Driver(voters);
+  const master = driver.elect();
+  const followers = voters.filter((id) => id !== master.id);
+  const absent = cutOff ? driver.node(followers[0]!) : undefined;
+  if (absent !== undefined) driver.down.add(absent.id);
+  for (const data of commands(0, 30)) {
+    driver.propose(master, data);
+    driver.tick();
+  }
+  assert.equal(master.core.softState().role, 'master');
+  assert.deepEqual(master.applied, commands(0, 30));
+  assert.equal(master.appliedIndex, master.core.lastIndex());
+  return { driver, master, absent };
+}
+
+test('a master compacts at its applied index: the snapshot replaces the journal below it', () => {
+  const { driver, master } = thirtyProposals(false);
+  const lastIndex = master.core.lastIndex();
+  const term = master.core.softState().term;
+  assert.equal(master.core.latestSnapshot().index, 0, 'never compacted yet');
+  assert.ok(master.core.entryAt(1) !== undefined);
+
+  const snapshot = driver.compact(master);
+  assert.equal(snapshot.index, lastIndex);
+  assert.equal(snapshot.term, term);
+  assert.deepEqual(snapshot.configuration, { kind: 'configuration', current: voters });
+  assert.deepEqual(snapshot.data, commands(0, 30));
+  assert.deepEqual(master.core.latestSnapshot(), snapshot);
+  for (let i = 1; i <= snapshot.index; i++) assert.equal(master.core.entryAt(i), undefined, `entry ${i} is compacted away`);
+  assert.equal(master.core.lastIndex(), lastIndex, 'compaction does not move the end of the journal');
+  assert.equal(master.core.softState().lastIndex, lastIndex);
+  assert.deepEqual([...master.core.softState().configuration.current].sort(), voters);
+
+  // Replication goes on past the snapshot, to followers that never needed it.
+  for (const data of commands(30, 33)) driver.propose(master, data);
+  driver.tick(4);
+  assert.deepEqual(master.core.entryAt(lastIndex + 1)?.payload, { kind: 'command', data: 'cmd-30' });
+  for (const n of driver.nodes.values()) assert.deepEqual(n.applied, commands(0, 33), n.id);
+  assert.ok(!driver.delivered.some((m) => m.type === 'snapshotRequest'), 'no follower was behind the snapshot');
+  assert.equal(master.core.softState().role, 'master');
+});
+
+test('a follower behind the snapshot receives it, installs it, and continues after it', () => {
+  const { driver, master, absent } = thirtyProposals(true);
+  assert.ok(absent !== undefined);
+  const term = master.core.softState().term;
+  const before = absent.appliedIndex;
+  assert.deepEqual(absent.applied, []);
+  assert.ok(before < master.appliedIndex);
+  const snapshot = driver.compact(master);
+  assert.ok(snapshot.index > before, 'what the follower lacks is compacted away');
+  // Three more while it is still down: they stay in the master's journal, after the snapshot.
+  for (const data of commands(30, 33)) {
+    driver.propose(master, data);
+    driver.tick();
+  }
+
+  driver.down.delete(absent.id);
+  const deliveredBefore = driver.delivered.length;
+  const eventsBefore = absent.events.length;
+  driver.tickUntil(() => absent.appliedIndex === master.appliedIndex, 100, 'the follower does not catch up');
+  for (const data of commands(33, 36)) driver.propose(master, data);
+  driver.tick(4);
+
+  const toAbsent = driver.delivered.slice(deliveredBefore).filter((m) => m.to === absent.id);
+  const snapshotRequests = toAbsent.filter((m) => m.type === 'snapshotRequest');
+  assert.ok(snapshotRequests.length >= 1, `no snapshotRequest among ${toAbsent.map((m) => m.type).join(', ')}`);
+  assert.deepEqual(snapshotRequests[0]!.type === 'snapshotRequest' ? snapshotRequests[0]!.snapshot : undefined, snapshot);
+
+  const events = absent.events.slice(eventsBefore);
+  const installed = events.findIndex((e) => e.snapshotIndex !== undefined);
+  assert.ok(installed >= 0, 'Ready.snapshot was reported');
+  assert.equal(events[installed]!.snapshotIndex, snapshot.index);
+  assert.equal(events.filter((e) => e.snapshotIndex !== undefined).length, 1, 'installed once');
+  const appliedAfter = events.slice(installed).flatMap((e) => e.committed);
+  assert.equal(appliedAfter[0], snapshot.index + 1, 'applying resumes just after the snapshot');
+  assert.deepEqual(appliedAfter, Array.from({ length: appliedAfter.length }, (_, i) => snapshot.index + 1 + i));
+  assert.ok(events.slice(0, installed).every((e) => e.committed.length === 0), 'nothing applied from before the snapshot');
+
+  assert.deepEqual(absent.applied, commands(0, 36), 'snapshot data + the entries after it');
+  assert.deepEqual(absent.applied, master.applied);
+  assert.equal(absent.appliedIndex, master.appliedIndex);
+  assert.deepEqual(absent.core.latestSnapshot(), snapshot);
+  assert.equal(absent.core.entryAt(snapshot.index), undefined);
+  assert.deepEqual(absent.core.entryAt(snapshot.index + 1)?.payload, { kind: 'command', data: 'cmd-30' });
+  assert.deepEqual(absent.disk.snapshot, snapshot);
+  assert.equal(absent.disk.entries[0]?.index, snapshot.index + 1);
+  assert.equal(absent.disk.entries.length, master.core.lastIndex() - snapshot.index);
+  assert.equal(master.core.softState().role, 'master', 'the returning follower did not disrupt the master');
+  assert.equal(master.core.softState().term, term);
+});
+
+test('a core restored from a snapshot and the entries after it takes its configuration from the snapshot', () => {
+  const { driver, master } = thirtyProposals(false);
+  const snapshot = driver.compact(master);
+  for (const data of commands(30, 33)) driver.propose(master, data);
+  driver.tick(2);
+  const disk = master.disk;
+  assert.deepEqual(disk.snapshot, snapshot);
+  assert.deepEqual(disk.entries.map((e) => e.index), [snapshot.index + 1, snapshot.index + 2, snapshot.index + 3]);
+  assert.ok(disk.entries.every((e) => e.payload.kind !== 'configuration'), 'no configuration after the snapshot');
+
+  const restored = new CoordinationCore(options(master.id, 1), { hardState: disk.hardState, snapshot, entries: disk.entries, appliedIndex: snapshot.index });
+  const soft = restored.softState();
+  assert.equal(soft.role, 'follower');
+  assert.equal(soft.term, master.core.softState().term);
+  assert.equal(soft.lastIndex, snapshot.index + 3);
+  assert.deepEqual(soft.configuration, { current: new Set(voters) });
+  assert.deepEqual(restored.latestSnapshot(), snapshot);
+  assert.equal(restored.entryAt(snapshot.index), undefined);
+  assert.deepEqual(restored.entryAt(snapshot.index + 1), disk.entries[0]);
+  // The durable commit index is past the snapshot: what follows it is applied again, and only that.
+  assert.ok(restored.hasReady());
+  const ready = restored.ready();
+  assert.equal(ready.snapshot, undefined, 'a restored snapshot is not installed again');
+  assert.deepEqual(ready.entries, [], 'what was restored is already durable');
+  assert.deepEqual(ready.committed.map((e) => e.index), disk.entries.filter((e) => e.index <= disk.hardState.commitIndex).map((e) => e.index));
+  assert.equal(ready.committed[0]?.index, snapshot.index + 1);
+
+  // The master restarts from that disk: the cluster goes on, and the node ends with the same state machine.
+  driver.restart(master.id);
+  const next = driver.elect();
+  for (const data of commands(33, 36)) driver.propose(next, data);
+  driver.tick(4);
+  for (const n of driver.nodes.values()) assert.deepEqual(n.applied, commands(0, 36), n.id);
+});
+
+test('a restored snapshot configuration may be joint; a later configuration entry overrides it', () => {
+  const snapshot: Snapshot = { index: 10, term: 2, configuration: { kind: 'configuration', current: ['a', 'b', 'c'], next: ['a', 'b', 'd'] }, data: [] };
+  const entries: Entry[] = [{ index: 11, term: 2, payload: { kind: 'command', data: 'x' } }];
+  const hardState: HardState = { term: 2, votedFor: null, commitIndex: 11 };
+  const joint = new CoordinationCore(options('a', 3), { hardState, snapshot, entries, appliedIndex: 10 });
+  assert.deepEqual(joint.softState().configuration, { current: new Set(['a', 'b', 'c']), next: new Set(['a', 'b', 'd']) });
+  assert.equal(joint.softState().commitIndex, 11);
+
+  const final: Entry = { index: 12, term: 2, payload: { kind: 'configuration', current: ['a', 'b', 'd'] } };
+  const moved = new CoordinationCore(options('a', 3), { hardState, snapshot, entries: [...entries, final], appliedIndex: 11 });
+  assert.deepEqual(moved.softState().configuration, { current: new Set(['a', 'b', 'd']) });
+
+  assert.throws(() => new CoordinationCore(options('a', 3), { hardState, snapshot, entries, appliedIndex: 9 }), /older than the snapshot/);
+  assert.throws(() => new CoordinationCore(options('a', 3), { hardState, snapshot, entries: [{ ...entries[0]!, index: 12 }], appliedIndex: 10 }), /restored journal/);
+  assert.throws(() => new CoordinationCore(options('a', 3), { hardState, snapshot, entries, appliedIndex: 10 }).bootstrap(['a']), /already has a journal/);
+});
+
+test('compact refuses at or below the current snapshot', () => {
+  const never = new CoordinationCore(options('a', 5), fresh());
+  assert.throws(() => never.compact([]), /at or below the snapshot/, 'nothing applied yet');
+
+  const { driver, master } = thirtyProposals(false);
+  const snapshot = driver.compact(master);
+  assert.throws(() => master.core.compact(['again']), /at or below the snapshot/);
+  assert.deepEqual(master.core.latestSnapshot(), snapshot, 'a refused compaction changes nothing');
+  // Once more is applied, compaction moves on.
+  driver.propose(master, 'cmd-30');
+  const later = driver.compact(master);
+  assert.equal(later.index, snapshot.index + 1);
+  assert.deepEqual(later.data, commands(0, 31));
+  assert.deepEqual(later.configuration, snapshot.configuration, 'the configuration is carried over from the previous snapshot');
+
+  const restored = new CoordinationCore(options('z', 6), { hardState: master.disk.hardState, snapshot: later, entries: [], appliedIndex: later.index });
+  assert.throws(() => restored.compact([]), /at or below the snapshot/, 'a restored core has applied nothing past its snapshot');
+});
