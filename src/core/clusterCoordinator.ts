@@ -422,9 +422,10 @@ export class ClusterCoordinator {
     if (publication === null) return true;
     if (soft.commitIndex < publication.index || this.appliedIndex < publication.index) return false;
     if (this.ticks - publication.proposedAtTick >= this.options.publishTimeoutTicks) return true;
-    for (const [, follower] of this.core.followerStates()) {
+    // Nodes still catching up (not in sync) do not hold the cluster back: they apply the change when they get there.
+    for (const [id, follower] of this.core.followerStates()) {
       const reachable = follower.silentTicks < this.options.core.electionTimeoutTicks;
-      if (reachable && follower.appliedIndex < publication.index) return false;
+      if (reachable && this.state.inSync.includes(id) && follower.appliedIndex < publication.index) return false;
     }
     return true;
   }
@@ -463,8 +464,12 @@ export class ClusterCoordinator {
 
   /** The voting configuration the rules ask for, given who is live now. */
   private wantedVoters(soft: SoftState): string[] {
+    // A new voter must be in sync: a voter far behind would count towards quorums it cannot help make.
     const liveEligible = new Set<string>();
-    for (const node of this.state.nodes) if (node.roles.masterEligible && this.isLive(node.id)) liveEligible.add(node.id);
+    for (const node of this.state.nodes) {
+      const candidate = soft.configuration.current.has(node.id) || this.state.inSync.includes(node.id);
+      if (node.roles.masterEligible && candidate && this.isLive(node.id)) liveEligible.add(node.id);
+    }
     // Voters of the bootstrap that have not joined yet count as live for a grace period, so that the first
     // master does not shrink the configuration while they are still on their way in.
     if (this.ticks - this.masterSinceTick < this.options.nodeFailureTimeoutTicks) {

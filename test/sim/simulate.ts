@@ -16,9 +16,10 @@ import { Workload, type WorkloadOptions } from './workload.js';
  * 2. safety phase: the nodes discover each other and bootstrap; clients run operations while the fault injector
  *    crashes, pauses, partitions, loses messages and plays an operator changing the cluster state; the
  *    invariant checker runs after every event;
- * 3. liveness phase: everything is healed and faults stop; within `livenessBoundUnits` (20 election timeouts at
- *    the slowest clock) the cluster must converge (see SimCluster.convergenceProblem) and every client operation
- *    must end;
+ * 3. liveness phase: everything is healed and faults stop (and late nodes are started); within
+ *    `livenessBoundUnits` (20 election timeouts at the slowest clock) plus a catch-up allowance (4 × the maximum
+ *    latency per append window the longest journal needs) the cluster must converge (see
+ *    SimCluster.convergenceProblem) and every client operation must end;
  * 4. the journals are compared pairwise and the clients' history is checked for linearizability.
  *
  * A failure names the seed and the command that replays it.
@@ -211,10 +212,15 @@ export function runSimulation(seed: number, options: SimulationOptions = {}): Si
     workload.stopIssuing();
     cluster.checker.afterEvent(cluster.nodes);
     const livenessStart = cluster.now;
+    // Besides the 20 election timeouts, a node far behind needs time to copy the journal: one batch-window per
+    // round trip at worst, with slack for slow messages.
+    const backlog = Math.max(0, ...cluster.nodes.map((n) => n.storage.lastIndex));
+    const window = spec.tuning.appendEntriesMax * spec.tuning.inflightAppendsMax;
+    const livenessBound = livenessBoundUnits + Math.ceil(backlog / window) * 4 * spec.network.latencyMax;
     // The operator's part: once there is a master, clear the voting exclusions (faults may have left some), so
     // that the configuration must grow back to what the rules give for the whole cluster; it keeps asking.
     const restoreConfiguration = () => {
-      if (cluster.now - livenessStart > livenessBoundUnits) return;
+      if (cluster.now - livenessStart > livenessBound) return;
       const master = cluster.master();
       if (master !== null && master.canBeMaster && master.coordinator!.clusterState().votingExclusions.length > 0) {
         const accepted = master.proposeClusterChange({ type: 'votingExclusionsCleared' });
@@ -223,13 +229,13 @@ export function runSimulation(seed: number, options: SimulationOptions = {}): Si
       cluster.scheduler.after(operator.between(40, 120), restoreConfiguration);
     };
     restoreConfiguration();
-    const converged = cluster.runUntil(livenessStart + livenessBoundUnits, () => workload.outstanding === 0 && cluster.convergenceProblem() === null);
+    const converged = cluster.runUntil(livenessStart + livenessBound, () => workload.outstanding === 0 && cluster.convergenceProblem() === null);
     convergenceUnits = cluster.now - livenessStart;
     if (!converged) {
       const problem = cluster.convergenceProblem();
       const pending = workload.outstanding;
       return finish(
-        `no convergence within ${livenessBoundUnits} units (20 election timeouts) of healing: ` +
+        `no convergence within ${livenessBound} units (20 election timeouts and a catch-up allowance) of healing: ` +
           (problem ?? `${pending} client operations still outstanding`),
       );
     }
