@@ -20,8 +20,14 @@ import type { ClientGateway } from './workload.js';
 export interface SimNodeSpec {
   readonly id: string;
   readonly roles: NodeRoles;
-  /** When the node is first started (0: with the cluster; later: it joins a running cluster). */
-  readonly startAt: number;
+  /** When the node is first started (0: with the cluster; later: it joins a running cluster; null: never by itself). */
+  readonly startAt: number | null;
+  /** A node configured for another cluster (it must never join this one). */
+  readonly clusterName?: string;
+  /** How this node bootstraps, when not the cluster's way. */
+  readonly bootstrap?: BootstrapMethod;
+  /** Its software version (default 1.0.0). */
+  readonly version?: string;
 }
 
 export interface ClusterSpec {
@@ -71,14 +77,14 @@ export class SimCluster {
       observer: this.checker,
       trace,
     };
-    this.nodes = spec.nodes.map(({ id, roles }) => {
+    this.nodes = spec.nodes.map(({ id, roles, clusterName, bootstrap, version }) => {
       const node = new SimNode(
         {
           id,
           roles,
-          clusterName: spec.clusterName,
-          version: '1.0.0',
-          bootstrap: spec.bootstrap,
+          clusterName: clusterName ?? spec.clusterName,
+          version: version ?? '1.0.0',
+          bootstrap: bootstrap ?? spec.bootstrap,
           discoveryPeers: nodeIds,
           tuning: spec.tuning,
           coordinatorTuning: spec.coordinatorTuning,
@@ -120,7 +126,7 @@ export class SimCluster {
     for (const spec of this.spec.nodes) {
       const node = this.node(spec.id);
       if (spec.startAt === 0) node.start();
-      else {
+      else if (spec.startAt !== null) {
         this.scheduler.after(spec.startAt, () => {
           if (!node.started) {
             this.trace(`start ${node.id}`);

@@ -109,7 +109,7 @@ export class SimNode {
   private incarnation = 0;
   private tickPeriodUnits = 0;
   private crashArmed: CrashPoint | null = null;
-  readonly stats = { ticks: 0, messages: 0, crashes: 0, restarts: 0, pauses: 0, applied: 0 };
+  readonly stats = { ticks: 0, messages: 0, crashes: 0, restarts: 0, pauses: 0, applied: 0, snapshotsInstalled: 0 };
 
   constructor(
     readonly config: NodeConfig,
@@ -313,7 +313,10 @@ export class SimNode {
       // 1. Durable before anything is sent: a vote or an acknowledgement must never outrun its own state.
       if (ready.bootstrapView !== undefined) this.storage.saveBootstrapView(ready.bootstrapView);
       const persisted = this.storage.persist(ready.snapshot, ready.hardState, ready.entries);
-      if (ready.snapshot !== undefined) this.env.trace?.(`${this.id} installs a snapshot at ${ready.snapshot.index}`);
+      if (ready.snapshot !== undefined) {
+        this.stats.snapshotsInstalled++;
+        this.env.trace?.(`${this.id} installs a snapshot at ${ready.snapshot.index}`);
+      }
       this.env.observer.onPersist(this, persisted);
       if (this.crashArmed === 'afterPersist') return this.crashAt('after persisting, before sending');
       // 2. Send.

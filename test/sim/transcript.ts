@@ -1,0 +1,320 @@
+import type { BootstrapMethod } from '../../src/core/bootstrap.js';
+import type { ClusterChange, ClusterState } from '../../src/core/clusterState.js';
+import { SimCluster, type ClusterSpec, type SimNodeSpec } from './simCluster.js';
+import { symmetricPartition } from './simNetwork.js';
+import type { ClientReply, SimNode } from './simNode.js';
+import { SimRandom } from './simRandom.js';
+
+/**
+ * Transcript tests, in the manner of etcd-io/raft's testdata: a text file of commands, each followed by `----` and
+ * the output it must produce, blocks separated by blank lines, `#` lines as comments. `runTranscript` executes
+ * the commands against a simulated cluster (the real coordinator and core, a quiet seeded network) and returns
+ * the file as it should read; the test compares, and with CONCLAVE_REWRITE=1 writes it back.
+ *
+ * Commands:
+ *   cluster nodes=n1,n2,.. [voting-only=..] [data=..] [late=..] [stranger=..] [bootstrap=names:n1,n2|expect:3]
+ *           [versions=ID:1.2.3,..] [compact=N] [seed=S]
+ *                                    a new cluster; late and stranger nodes are not started (a stranger is
+ *                                    configured for another cluster); versions default to 1.0.0; bootstrap
+ *                                    defaults to the names of all eligible nodes started with the cluster
+ *   start ID..  | stop ID..           first start or restart; crash
+ *   partition A,B | C,D  |  heal      a symmetric partition; heal it
+ *   run units=N                       let time pass
+ *   stabilize                         run until nothing in the status changes for a while; print the status
+ *   status                            each node's role, term and voters; the master's view of the cluster state
+ *   write KEY=VALUE [via=ID]          a client write through ID (default: whoever is master); how it ended
+ *   read KEY [via=ID]                 a client read through the journal
+ *   exclude ID.. | clear-exclusions | remove ID | set NAME=VALUE
+ *                                    an operator's cluster-state change, asked of the master, until applied
+ *   joins                             each node's last join answer
+ *   snapshots                         each node's snapshot index, and how many it installed from a master
+ *   values ID                         what ID's state machine holds, and its applied index
+ */
+const quietRoundsForStable = 5;
+const stabilizeRoundsMax = 200;
+
+interface Block {
+  readonly comments: readonly string[];
+  readonly command: string;
+}
+
+export function runTranscript(text: string): string {
+  const out: string[] = [];
+  const driver = new TranscriptDriver();
+  for (const block of parse(text)) {
+    out.push(...block.comments);
+    if (block.command === '') continue;
+    out.push(block.command, '----');
+    let result: string;
+    try {
+      result = driver.execute(block.command);
+    } catch (err) {
+      result = `error: ${err instanceof Error ? err.message : String(err)}`;
+    }
+    out.push(result, '');
+  }
+  while (out.length > 0 && out[out.length - 1] === '') out.pop();
+  return out.join('\n') + '\n';
+}
+
+function parse(text: string): Block[] {
+  const blocks: Block[] = [];
+  const lines = text.split('\n');
+  let comments: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line.startsWith('#')) {
+      comments.push(line);
+      continue;
+    }
+    if (line.trim() === '') {
+      if (comments.length > 0 && comments[comments.length - 1] !== '') comments.push('');
+      continue;
+    }
+    // A command; skip its recorded output (up to the next blank line).
+    if (lines[i + 1] === '----') {
+      i += 2;
+      while (i < lines.length && lines[i]!.trim() !== '') i++;
+    }
+    blocks.push({ comments, command: line.trim() });
+    comments = [];
+  }
+  if (comments.length > 0) blocks.push({ comments: comments.filter((c, i) => c !== '' || i < comments.length - 1), command: '' });
+  return blocks;
+}
+
+class TranscriptDriver {
+  private cluster: SimCluster | null = null;
+
+  execute(command: string): string {
+    const [verb, ...rest] = command.split(/\s+/);
+    const args = new Map<string, string>();
+    const positional: string[] = [];
+    for (const word of rest) {
+      const eq = word.indexOf('=');
+      if (eq > 0 && verb !== 'write' && verb !== 'set') args.set(word.slice(0, eq), word.slice(eq + 1));
+      else positional.push(word);
+    }
+    switch (verb) {
+      case 'cluster':
+        return this.newCluster(args);
+      case 'start':
+        for (const id of positional) {
+          const node = this.c.node(id);
+          if (!node.started) this.c.startNow(id);
+          else if (node.status === 'crashed') node.restart();
+        }
+        return 'ok';
+      case 'stop':
+        for (const id of positional) this.c.crash(id);
+        return 'ok';
+      case 'partition': {
+        const [a, bar, b] = positional;
+        if (bar !== '|' || a === undefined || b === undefined) throw new Error('usage: partition A,B | C,D');
+        this.c.partition(symmetricPartition(a.split(','), b.split(',')));
+        return 'ok';
+      }
+      case 'heal':
+        this.c.heal();
+        return 'ok';
+      case 'run':
+        this.c.runFor(Number(args.get('units') ?? '100'));
+        return 'ok';
+      case 'stabilize':
+        return this.stabilize();
+      case 'status':
+        return this.status();
+      case 'write':
+        return this.write(positional[0] ?? '', positional.find((p) => p.startsWith('via='))?.slice(4) ?? null);
+      case 'read':
+        return this.read(positional[0] ?? '', args.get('via') ?? null);
+      case 'exclude':
+        return this.operate({ type: 'votingExclusionsAdded', ids: positional });
+      case 'clear-exclusions':
+        return this.operate({ type: 'votingExclusionsCleared' });
+      case 'remove':
+        return this.operate({ type: 'nodeLeft', id: positional[0] ?? '' });
+      case 'set': {
+        const [name, value] = (positional[0] ?? '').split('=');
+        return this.operate({ type: 'settingsUpdated', settings: { [name ?? '']: value === undefined || value === '' ? null : value } });
+      }
+      case 'joins':
+        return this.c.nodes.map((n) => `${n.id}: ${n.coordinator?.lastJoinOutcome() ?? (n.status === 'crashed' ? 'down' : '-')}`).join('\n');
+      case 'snapshots':
+        return this.c.nodes
+          .map((n) => {
+            const installed = n.stats.snapshotsInstalled > 0 ? ` (${n.stats.snapshotsInstalled} installed from the master)` : '';
+            return `${n.id}: ${n.storage.snapshotIndex === 0 ? '-' : `snapshot at ${n.storage.snapshotIndex}`}${installed}`;
+          })
+          .join('\n');
+      case 'values': {
+        const node = this.c.node(positional[0] ?? '');
+        return `${node.id}: applied ${node.storage.stateMachine.appliedIndex}, ${node.storage.stateMachine.hash() || 'empty'}`;
+      }
+      default:
+        throw new Error(`unknown command ${verb}`);
+    }
+  }
+
+  private get c(): SimCluster {
+    if (this.cluster === null) throw new Error('no cluster yet: start with "cluster"');
+    return this.cluster;
+  }
+
+  private newCluster(args: Map<string, string>): string {
+    const list = (key: string) => (args.get(key) ?? '').split(',').filter((id) => id !== '');
+    const ids = list('nodes');
+    const votingOnly = list('voting-only');
+    const data = list('data');
+    const late = list('late');
+    const strangers = list('stranger');
+    const bootstrapArg = args.get('bootstrap') ?? `names:${ids.filter((id) => !data.includes(id) && !late.includes(id) && !strangers.includes(id)).join(',')}`;
+    const [kind, value] = bootstrapArg.split(':');
+    const bootstrap: BootstrapMethod =
+      kind === 'expect' ? { kind: 'expect', count: Number(value) } : kind === 'names' ? { kind: 'initialMasterNodes', names: (value ?? '').split(',') } : { kind: 'none' };
+    const versions = new Map(list('versions').map((v) => v.split(':') as [string, string]));
+    const nodes: SimNodeSpec[] = ids.map((id) => ({
+      id,
+      roles: { masterEligible: !data.includes(id), votingOnly: votingOnly.includes(id) },
+      startAt: late.includes(id) || strangers.includes(id) ? null : 0,
+      ...(strangers.includes(id) ? { clusterName: 'another-cluster', bootstrap: { kind: 'none' } as const } : {}),
+      ...(versions.has(id) ? { version: versions.get(id)! } : {}),
+    }));
+    const compact = args.get('compact');
+    const spec: ClusterSpec = {
+      nodes,
+      clusterName: 'transcripts',
+      bootstrap,
+      tuning: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 3, appendEntriesMax: 16, inflightAppendsMax: 4, uncommittedEntriesMax: 64 },
+      coordinatorTuning: {
+        probeIntervalTicks: 3,
+        discoveryInfoTicksMax: 12,
+        discoveredPeersMax: 16,
+        joinRetryTicks: 5,
+        nodeFailureTimeoutTicks: 20,
+        publishTimeoutTicks: 50,
+        pendingChangesMax: 8,
+      },
+      compactAfterEntries: compact === undefined ? null : Number(compact),
+      tickPeriodMin: 9,
+      tickPeriodMax: 11,
+      network: { latencyMin: 1, latencyMax: 5, slowProbability: 0, slowFactor: 1, dropRate: 0, duplicateRate: 0 },
+    };
+    this.cluster = new SimCluster(spec, new SimRandom(Number(args.get('seed') ?? '1')));
+    this.cluster.start();
+    return 'ok';
+  }
+
+  private electionTimeoutUnits(): number {
+    return this.c.spec.tuning.electionTimeoutTicks * this.c.spec.tickPeriodMax;
+  }
+
+  private stabilize(): string {
+    let last = this.status();
+    let quiet = 0;
+    for (let round = 0; round < stabilizeRoundsMax && quiet < quietRoundsForStable; round++) {
+      this.c.runFor(this.electionTimeoutUnits());
+      const now = this.status();
+      quiet = now === last ? quiet + 1 : 0;
+      last = now;
+    }
+    return quiet >= quietRoundsForStable ? last : `${last}\n(still changing after ${stabilizeRoundsMax} election timeouts)`;
+  }
+
+  private status(): string {
+    const lines = this.c.nodes.map((n) => {
+      if (!n.started) return `${n.id}: not started`;
+      if (n.status === 'crashed') return `${n.id}: down`;
+      const soft = n.core!.softState();
+      const voters = [...soft.configuration.current].sort().join(',');
+      const joint = soft.configuration.next !== undefined ? ` → ${[...soft.configuration.next].sort().join(',')}` : '';
+      const role = soft.role === 'master' ? 'master' : soft.master !== null ? `follower of ${soft.master}` : soft.role === 'follower' ? 'no master' : soft.role;
+      return `${n.id}: ${role}, term ${soft.term}, voters ${voters === '' ? '-' : voters}${joint}`;
+    });
+    const master = this.c.master();
+    if (master === null || !master.canBeMaster) lines.push('cluster: no master');
+    else {
+      const state = master.coordinator!.clusterState();
+      const render = (ids: readonly string[]) => (ids.length === 0 ? '-' : ids.join(','));
+      const settings = Object.entries(state.settings).map(([k, v]) => `${k}=${String(v)}`);
+      lines.push(
+        `cluster: master ${master.id}, members ${render(state.nodes.map((n) => n.id))}, in-sync ${render(state.inSync)}, ` +
+          `excluded ${render(state.votingExclusions)}${settings.length > 0 ? `, settings ${settings.join(',')}` : ''}`,
+      );
+    }
+    return lines.join('\n');
+  }
+
+  /** Waits (bounded) for a master that can take writes; null if none came. */
+  private awaitMaster(): SimNode | null {
+    let master: SimNode | null = null;
+    this.c.runFor(20 * this.electionTimeoutUnits(), () => {
+      const m = this.c.master();
+      master = m !== null && m.canBeMaster ? m : null;
+      return master !== null;
+    });
+    return master;
+  }
+
+  private request(command: Parameters<SimNode['request']>[0], via: string | null): { reply: ClientReply | null; node: string } | string {
+    const node = via !== null ? this.c.node(via) : this.awaitMaster();
+    if (node === null) return `unavailable: no master within 20 election timeouts`;
+    const box: { reply: ClientReply | null } = { reply: null };
+    node.request(command, (r) => (box.reply = r));
+    this.c.runFor(20 * this.electionTimeoutUnits(), () => box.reply !== null);
+    return { reply: box.reply, node: node.id };
+  }
+
+  private write(assignment: string, via: string | null): string {
+    const [key, value] = assignment.split('=');
+    if (key === undefined || value === undefined) throw new Error('usage: write KEY=VALUE [via=ID]');
+    const outcome = this.request({ op: 'write', key, value }, via);
+    if (typeof outcome === 'string') return outcome;
+    return describeReply(outcome.reply, outcome.node, () => 'ok');
+  }
+
+  private read(key: string, via: string | null): string {
+    const outcome = this.request({ op: 'read', key }, via);
+    if (typeof outcome === 'string') return outcome;
+    return describeReply(outcome.reply, outcome.node, (r) => (r.op === 'read' ? `${key}=${String(r.value)}` : 'ok'));
+  }
+
+  private operate(change: ClusterChange): string {
+    const master = this.awaitMaster();
+    if (master === null) return 'unavailable: no master within 20 election timeouts';
+    if (!master.proposeClusterChange(change)) return `refused by ${master.id}`;
+    const applied = this.c.runFor(20 * this.electionTimeoutUnits(), () => {
+      const state = master.coordinator?.clusterState();
+      return state !== undefined && hasEffect(state, change);
+    });
+    return applied ? `applied (by ${master.id})` : `not applied within 20 election timeouts`;
+  }
+}
+
+/** Whether the cluster state shows the change (the master may have made others in between). */
+function hasEffect(state: ClusterState, change: ClusterChange): boolean {
+  switch (change.type) {
+    case 'votingExclusionsAdded':
+      return change.ids.every((id) => state.votingExclusions.includes(id));
+    case 'votingExclusionsCleared':
+      return state.votingExclusions.length === 0;
+    case 'nodeLeft':
+      return !state.nodes.some((n) => n.id === change.id);
+    case 'settingsUpdated':
+      return Object.entries(change.settings).every(([name, value]) => (value === null ? !(name in state.settings) : state.settings[name] === value));
+    default:
+      return true;
+  }
+}
+
+function describeReply(reply: ClientReply | null, node: string, ok: (result: Extract<ClientReply, { kind: 'applied' }>['result']) => string): string {
+  if (reply === null) return `no answer from ${node} within 20 election timeouts`;
+  switch (reply.kind) {
+    case 'applied':
+      return `${ok(reply.result)} (through ${node})`;
+    case 'rejected':
+      return `refused by ${node}: ${reply.reason}${reply.master !== null ? ` (master ${reply.master})` : ''}`;
+    case 'unknown':
+      return `unknown outcome: ${reply.why}`;
+  }
+}
