@@ -55,8 +55,12 @@ export interface CoordinatorOptions {
   /** Most joins and operator changes waiting on the master. */
   readonly pendingChangesMax: number;
   readonly random: CoreOptions['random'];
-  readonly injectedBug?: CoreOptions['injectedBug'];
+  /** Test-only: breaks one rule on purpose (a core rule, or one of the cluster layer). Never set in production. */
+  readonly injectedBug?: CoordinatorBug;
 }
+
+/** The rules the simulator proves it would notice broken: the core's, and the voting exclusions here. */
+export type CoordinatorBug = NonNullable<CoreOptions['injectedBug']> | 'ignoreVotingExclusions';
 
 /** What a coordinator snapshot holds: the cluster state and the state machine's own data. */
 export interface CoordinatorSnapshotData {
@@ -129,7 +133,7 @@ export class ClusterCoordinator {
         id: options.self.id,
         canBeMaster: options.self.roles.masterEligible && !options.self.roles.votingOnly,
         random: options.random,
-        ...(options.injectedBug !== undefined ? { injectedBug: options.injectedBug } : {}),
+        ...(options.injectedBug !== undefined && options.injectedBug !== 'ignoreVotingExclusions' ? { injectedBug: options.injectedBug } : {}),
       },
       restored,
     );
@@ -477,7 +481,7 @@ export class ClusterCoordinator {
     }
     const wanted = reconfigure({
       liveEligible,
-      excluded: new Set(this.state.votingExclusions),
+      excluded: new Set(this.options.injectedBug === 'ignoreVotingExclusions' ? [] : this.state.votingExclusions),
       master: this.options.self.id,
       current: soft.configuration.current,
       votingOnly: new Set(this.state.nodes.filter((n) => n.roles.votingOnly).map((n) => n.id)),

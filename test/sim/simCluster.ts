@@ -1,7 +1,7 @@
 import type { BootstrapMethod } from '../../src/core/bootstrap.js';
 import type { ClusterMessage } from '../../src/core/clusterMessages.js';
 import type { NodeRoles } from '../../src/core/clusterState.js';
-import type { CoreOptions } from '../../src/core/coordinationCore.js';
+import type { CoordinatorBug } from '../../src/core/clusterCoordinator.js';
 import { reconfigure } from '../../src/core/votingConfiguration.js';
 import { InvariantChecker } from './invariants.js';
 import type { KvCommand } from './kvStateMachine.js';
@@ -40,7 +40,7 @@ export interface ClusterSpec {
   readonly tickPeriodMin: number;
   readonly tickPeriodMax: number;
   readonly network: NetworkOptions;
-  readonly injectedBug?: CoreOptions['injectedBug'];
+  readonly injectedBug?: CoordinatorBug;
 }
 
 export class SimCluster {

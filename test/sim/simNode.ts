@@ -1,8 +1,8 @@
 import type { BootstrapMethod } from '../../src/core/bootstrap.js';
-import { ClusterCoordinator, type CoordinatorOptions } from '../../src/core/clusterCoordinator.js';
+import { ClusterCoordinator, type CoordinatorBug, type CoordinatorOptions } from '../../src/core/clusterCoordinator.js';
 import type { ClusterMessage } from '../../src/core/clusterMessages.js';
 import type { ClusterChange, NodeRoles } from '../../src/core/clusterState.js';
-import type { CoordinationCore, CoreOptions } from '../../src/core/coordinationCore.js';
+import type { CoordinationCore } from '../../src/core/coordinationCore.js';
 import type { Entry, Snapshot } from '../../src/core/types.js';
 import type { KvCommand, KvResult } from './kvStateMachine.js';
 import type { SimRandom } from './simRandom.js';
@@ -50,7 +50,7 @@ export interface NodeConfig {
   /** Each incarnation ticks every `tickPeriod` time units, drawn in [min, max]: clocks run at different rates. */
   readonly tickPeriodMin: number;
   readonly tickPeriodMax: number;
-  readonly injectedBug?: CoreOptions['injectedBug'];
+  readonly injectedBug?: CoordinatorBug;
 }
 
 /** What the invariant checker hears from a node, synchronously, as things happen. */

@@ -1,5 +1,5 @@
 import type { BootstrapMethod } from '../../src/core/bootstrap.js';
-import type { CoreOptions } from '../../src/core/coordinationCore.js';
+import type { CoordinatorBug } from '../../src/core/clusterCoordinator.js';
 import { FaultInjector, type FaultOptions } from './faults.js';
 import { SimulationViolation } from './invariants.js';
 import { checkHistory, type CheckResult } from './linearizability.js';
@@ -24,7 +24,7 @@ import { Workload, type WorkloadOptions } from './workload.js';
  *
  * A failure names the seed and the command that replays it.
  */
-export type InjectedBug = NonNullable<CoreOptions['injectedBug']>;
+export type InjectedBug = CoordinatorBug;
 
 export interface SimulationOptions {
   /** Builds every core with this bug: the simulator must then report a violation (a mutation check). */

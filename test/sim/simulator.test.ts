@@ -54,7 +54,7 @@ test('2,000 random seeds: no invariant broken, every run converges after healing
   );
 });
 
-for (const bug of ['quorumIsHalf', 'voteForStaleCandidate'] as const satisfies readonly InjectedBug[]) {
+for (const bug of ['quorumIsHalf', 'voteForStaleCandidate', 'ignoreVotingExclusions'] as const satisfies readonly InjectedBug[]) {
   test(`mutation check: a core with the injected bug ${bug} is caught within the seed budget`, async (t) => {
     const seeds = testSeeds();
     const summary = await runBatch({ seeds: { list: seeds }, workers, simulation: { injectedBug: bug }, maxFailures: 5 });
