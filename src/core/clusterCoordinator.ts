@@ -484,7 +484,8 @@ export class ClusterCoordinator {
       excluded: new Set(this.options.injectedBug === 'ignoreVotingExclusions' ? [] : this.state.votingExclusions),
       master: this.options.self.id,
       current: soft.configuration.current,
-      votingOnly: new Set(this.state.nodes.filter((n) => n.roles.votingOnly).map((n) => n.id)),
+      // Members only: a voter that is not (or no longer) a member may be voting-only for all we know.
+      canLead: new Set(this.state.nodes.filter((n) => n.roles.masterEligible && !n.roles.votingOnly).map((n) => n.id)),
     });
     return [...wanted].sort();
   }

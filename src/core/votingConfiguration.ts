@@ -23,8 +23,11 @@ export interface ReconfigureInput {
   /** The current master's id. It is live by definition and stays in the configuration unless excluded. */
   readonly master: string;
   readonly current: VotingConfiguration;
-  /** Voting-only nodes: they vote but can never be master. */
-  readonly votingOnly?: ReadonlySet<string>;
+  /**
+   * The nodes known to be able to lead (master-eligible members that are not voting-only). A configuration must
+   * hold one of them; when absent, every node counts as able to lead.
+   */
+  readonly canLead?: ReadonlySet<string>;
 }
 
 /** n when odd, n - 1 when even: the largest odd size not above n. */
@@ -48,6 +51,6 @@ export function reconfigure(input: ReconfigureInput): VotingConfiguration {
   const notLiveInCurrent = nonExcludedCurrent.filter((id) => !liveEligible.has(id) && id !== master);
 
   const candidate = new Set([...masterFirst, ...liveNotInCurrent, ...notLiveInCurrent].slice(0, Math.max(targetSize, 0)));
-  const canLead = [...candidate].some((id) => !(input.votingOnly?.has(id) ?? false));
+  const canLead = input.canLead === undefined || [...candidate].some((id) => input.canLead!.has(id));
   return hasQuorum(candidate, liveEligible) && canLead ? candidate : current;
 }

@@ -267,7 +267,7 @@ export class SimCluster {
       excluded: new Set(cluster.votingExclusions),
       master: master.node.id,
       current: configuration.current,
-      votingOnly: new Set(cluster.nodes.filter((n) => n.roles.votingOnly).map((n) => n.id)),
+      canLead: new Set(cluster.nodes.filter((n) => n.roles.masterEligible && !n.roles.votingOnly).map((n) => n.id)),
     });
     if (configuration.next !== undefined || !sameSet(wanted, configuration.current)) {
       return `the voting configuration is [${[...configuration.current].join(',')}]${configuration.next !== undefined ? ' (joint)' : ''}, the rules want [${[...wanted].join(',')}]`;

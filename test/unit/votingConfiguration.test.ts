@@ -64,3 +64,13 @@ test('new live nodes fill the places of members that are gone, the master first'
   const result = reconfigure({ liveEligible: set('1', '4', '5'), excluded: set(), master: '1', current: set('1', '2', '3') });
   assert.deepEqual(sorted(result), ['1', '4', '5']);
 });
+
+test('a configuration must keep a node that can lead: excluding every one of them keeps the current one', () => {
+  const current = set('1', '2', '3');
+  // 1 is the only node that can lead (2 and 3 are voting-only): excluding it would leave no possible master.
+  const kept = reconfigure({ liveEligible: set('1', '2', '3'), excluded: set('1'), master: '1', current, canLead: set('1') });
+  assert.deepEqual(sorted(kept), ['1', '2', '3']);
+  // With another node able to lead, the exclusion is honoured.
+  const moved = reconfigure({ liveEligible: set('1', '2', '3', '4'), excluded: set('1'), master: '1', current, canLead: set('1', '4') });
+  assert.ok(!moved.has('1') && moved.has('4'));
+});
