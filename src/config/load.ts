@@ -19,7 +19,7 @@ export interface ConfigSources {
   /** Environment variables (only CONCLAVE_* are read). */
   readonly env: Readonly<Record<string, string | undefined>>;
   /** Settings given as command-line flags, by setting key. */
-  readonly flags: Readonly<Record<string, string | number | boolean | undefined>>;
+  readonly flags: Readonly<Record<string, string | number | boolean | readonly string[] | undefined>>;
   /** The flag that set each key, so an error can name what the user typed. */
   readonly flagNames?: Readonly<Record<string, string>>;
 }
@@ -42,8 +42,9 @@ function buildSchema() {
 const schema = buildSchema();
 
 /** Reads a string from the environment or a flag as the setting's type, leaving bad text for the schema to name. */
-function fromText(spec: SettingSpec, text: string | number | boolean): unknown {
+function fromText(spec: SettingSpec, text: string | number | boolean | readonly string[]): unknown {
   if (typeof text !== 'string') return text;
+  if (spec.kind === 'list') return text.split(',').map((item) => item.trim()).filter((item) => item !== '');
   if (spec.kind === 'int') return /^-?\d+$/.test(text.trim()) ? Number(text.trim()) : text;
   if (spec.kind === 'bool') return text === 'true' ? true : text === 'false' ? false : text;
   return text;
@@ -128,6 +129,19 @@ export function loadConfig(sources: ConfigSources): Config {
   const config = result.data as unknown as Config;
   if (config.content.pageSizeDefault > config.content.pageSizeMax) {
     throw new ConfigError('Setting content.pageSizeDefault is larger than content.pageSizeMax; lower it or raise the maximum.');
+  }
+  if (config.cluster.initialMasterNodes.length > 0 && config.cluster.bootstrapExpect > 0) {
+    throw new ConfigError('Settings cluster.initialMasterNodes and cluster.bootstrapExpect are both set; bootstrap one way: keep one of them.');
+  }
+  if (config.node.votingOnly && !config.node.masterEligible) {
+    throw new ConfigError('Setting node.votingOnly needs node.masterEligible: a node that may not vote cannot be voting-only.');
+  }
+  if (config.cluster.heartbeatIntervalTicks >= config.cluster.electionTimeoutTicks) {
+    throw new ConfigError('Setting cluster.heartbeatIntervalTicks must be below cluster.electionTimeoutTicks, or followers time out between heartbeats.');
+  }
+  const tls = [config.transport.tlsCertFile, config.transport.tlsKeyFile, config.transport.tlsCaFile];
+  if (tls.some((f) => f !== '') && tls.some((f) => f === '')) {
+    throw new ConfigError('TLS between nodes needs transport.tlsCertFile, transport.tlsKeyFile and transport.tlsCaFile together; set all three or none.');
   }
   return config;
 }

@@ -7,7 +7,7 @@ import { z } from 'zod';
  */
 export interface SettingSpec {
   readonly key: string;
-  readonly kind: 'string' | 'int' | 'bool' | 'enum';
+  readonly kind: 'string' | 'int' | 'bool' | 'enum' | 'list';
   readonly schema: z.ZodType;
   readonly doc: string;
 }
@@ -20,6 +20,27 @@ const int = (min: number, max: number) => z.number().int().min(min).max(max);
 
 export const settingSpecs: readonly SettingSpec[] = [
   { key: 'node.name', kind: 'string', schema: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, "_", "." or "-", 1-64 characters').default(defaultNodeName()), doc: 'Name of this node, unique in its cluster. Default: the host name.' },
+  { key: 'node.masterEligible', kind: 'bool', schema: z.boolean().default(true), doc: 'Whether this node may vote and be elected master; false makes it a replica that serves but never votes.' },
+  { key: 'node.votingOnly', kind: 'bool', schema: z.boolean().default(false), doc: 'Vote but never become master (a tie-breaker); needs node.masterEligible.' },
+  { key: 'cluster.name', kind: 'string', schema: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, "_", "." or "-", 1-64 characters').default('conclave'), doc: 'Name of the cluster; nodes of another name are refused at the handshake.' },
+  { key: 'cluster.secret', kind: 'string', schema: z.string().refine((s) => s === '' || s.length >= 16, 'at least 16 characters').default(''), doc: 'Shared secret proving membership at the transport handshake (never sent). Empty: generated at the first start and printed once.' },
+  { key: 'cluster.seeds', kind: 'list', schema: z.array(z.string().min(1)).max(256).default([]), doc: 'Where to find the cluster: host:port, host, dns:name:port, srv:_service._tcp.name (comma-separated in the environment). None: start as a cluster of one.' },
+  { key: 'cluster.initialMasterNodes', kind: 'list', schema: z.array(z.string().min(1)).max(64).default([]), doc: 'First start only: the names of the master-eligible nodes that form the cluster. The same list on each of them.' },
+  { key: 'cluster.bootstrapExpect', kind: 'int', schema: int(0, 64).default(0), doc: 'First start only: form the cluster once this many master-eligible nodes see each other (0: off).' },
+  { key: 'cluster.noMasterBlock', kind: 'enum', schema: z.enum(['write', 'all']).default('write'), doc: 'Without a master: write refuses writes only (reads are served, marked stale); all refuses reads too.' },
+  { key: 'cluster.tickMs', kind: 'int', schema: int(5, 1000).default(50), doc: 'One coordination tick; the timeouts below count ticks.' },
+  { key: 'cluster.electionTimeoutTicks', kind: 'int', schema: int(4, 10_000).default(10), doc: 'Ticks without a master before a node campaigns (randomised up to twice as long).' },
+  { key: 'cluster.heartbeatIntervalTicks', kind: 'int', schema: int(1, 1000).default(2), doc: 'Ticks between the master\'s heartbeats; well below the election timeout.' },
+  { key: 'cluster.nodeFailureTimeoutMs', kind: 'int', schema: int(100, 600_000).default(3000), doc: 'A member silent this long leaves the in-sync set and no longer counts as live for the voting configuration.' },
+  { key: 'cluster.publishTimeoutMs', kind: 'int', schema: int(100, 600_000).default(30_000), doc: 'The master waits at most this long for in-sync nodes to apply a cluster-state change before the next.' },
+  { key: 'cluster.writeTimeoutMs', kind: 'int', schema: int(100, 600_000).default(10_000), doc: 'How long a write waits to be applied before WRITE_OUTCOME_UNKNOWN.' },
+  { key: 'transport.host', kind: 'string', schema: z.string().default(''), doc: 'Address the cluster transport listens on and announces. Empty: http.host.' },
+  { key: 'transport.port', kind: 'int', schema: int(0, 65535).default(7500), doc: 'Cluster transport port; 0 picks a free one.' },
+  { key: 'transport.tlsCertFile', kind: 'string', schema: z.string().default(''), doc: 'PEM certificate for TLS between nodes (with tlsKeyFile and tlsCaFile); empty: plain TCP.' },
+  { key: 'transport.tlsKeyFile', kind: 'string', schema: z.string().default(''), doc: 'PEM private key of tlsCertFile.' },
+  { key: 'transport.tlsCaFile', kind: 'string', schema: z.string().default(''), doc: 'PEM CA that signed every node\'s certificate; peers must present one.' },
+  { key: 'transport.sendQueueBytesMax', kind: 'int', schema: int(64 * KiB, 1 * GiB).default(64 * MiB), doc: 'Bytes queued for one peer before messages to it are dropped (the protocol resends).' },
+  { key: 'transport.frameBytesMax', kind: 'int', schema: int(64 * KiB, 1 * GiB).default(64 * MiB), doc: 'Largest message between nodes.' },
   { key: 'data.dir', kind: 'string', schema: z.string().min(1).default('./data'), doc: 'Directory for the database, journal and blobs.' },
   { key: 'http.host', kind: 'string', schema: z.string().min(1).default('127.0.0.1'), doc: 'Address the HTTP API listens on.' },
   { key: 'http.port', kind: 'int', schema: int(0, 65535).default(7400), doc: 'HTTP port; 0 picks a free one (the log says which).' },
@@ -54,7 +75,22 @@ export function envNameOf(key: string): string {
 export const envNonSettings = ['CONCLAVE_ADMIN_PASSWORD', 'CONCLAVE_CONFIG'] as const;
 
 export interface Config {
-  node: { name: string };
+  node: { name: string; masterEligible: boolean; votingOnly: boolean };
+  cluster: {
+    name: string;
+    secret: string;
+    seeds: string[];
+    initialMasterNodes: string[];
+    bootstrapExpect: number;
+    noMasterBlock: 'write' | 'all';
+    tickMs: number;
+    electionTimeoutTicks: number;
+    heartbeatIntervalTicks: number;
+    nodeFailureTimeoutMs: number;
+    publishTimeoutMs: number;
+    writeTimeoutMs: number;
+  };
+  transport: { host: string; port: number; tlsCertFile: string; tlsKeyFile: string; tlsCaFile: string; sendQueueBytesMax: number; frameBytesMax: number };
   data: { dir: string };
   http: { host: string; port: number; bodyBytesMax: number; shutdownGraceMs: number };
   auth: { anonymousRead: boolean; tokenTtlSeconds: number; credentialCacheEntriesMax: number; passwordChecksInFlightMax: number };

@@ -58,8 +58,9 @@ export function applyCommand(store: ContentStore, command: Command): ApplyResult
 }
 
 function applyBootstrap(store: ContentStore, command: BootstrapCommand): ApplyResult {
-  const existing = store.nodeByPath(rootPath);
-  invariant(existing === undefined, 'bootstrap applied twice');
+  // Two masters in a row may each propose the bootstrap (the first's entry can still commit after it lost its
+  // mastership): the second is refused, deterministically, like any other conflicting write.
+  if (store.nodeByPath(rootPath) !== undefined) throw new ConclaveError('DESTINATION_EXISTS', 'The repository already exists.', { path: rootPath });
   const root: ContentNode = {
     id: command.rootId,
     path: rootPath,

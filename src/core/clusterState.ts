@@ -22,6 +22,8 @@ export interface NodeDescriptor {
   readonly name: string;
   /** Where peers reach it (host:port of the cluster transport). */
   readonly address: string;
+  /** Where clients reach its HTTP API (host:port), for redirects and status. */
+  readonly httpAddress?: string;
   readonly roles: NodeRoles;
   /** The software version, `major.minor.patch`. */
   readonly version: string;

@@ -437,6 +437,11 @@ export class CoordinationCore {
     return hasJointQuorum(this.configuration, votes);
   }
 
+  private isSoleVoter(): boolean {
+    const voters = this.voters();
+    return voters.size === 1 && voters.has(this.options.id);
+  }
+
   private isPromotable(): boolean {
     if (!this.options.canBeMaster && this.catchUpFor.size === 0) return false;
     return this.voters().has(this.options.id) || this.isLeavingVoter();
@@ -526,6 +531,9 @@ export class CoordinationCore {
 
   private tickFollower(): void {
     this.electionElapsedTicks++;
+    // The only voter needs nobody's vote and can disrupt nobody: campaigning at once spares a one-node cluster an
+    // election timeout at every start.
+    if (this.master === null && this.role === 'follower' && this.isSoleVoter() && this.isPromotable()) return this.becomePreCandidate();
     if (this.electionElapsedTicks >= this.randomizedElectionTimeoutTicks) {
       // A full timeout without a word from the master: it is no longer known. Without this, a node that does not
       // campaign (voting-only, or not in the configuration) kept the old master forever, and since the timer

@@ -37,6 +37,13 @@ export const errorCatalogue = {
   LAST_ADMIN: { status: 409, retryable: false, summary: 'The last admin cannot be deleted or lose the admin role.' },
   PRECONDITION_FAILED: { status: 412, retryable: false, summary: 'If-Match or If-None-Match did not hold; nothing changed.' },
 
+  // The cluster cannot take the write here or now.
+  CLUSTER_NO_MASTER: { status: 503, retryable: true, summary: 'No master is elected; writes are refused until one is (reads follow cluster.noMasterBlock).' },
+  NOT_MASTER: { status: 421, retryable: true, summary: 'This node is not the master; the error names the master to send writes to.' },
+  MASTER_CHANGED: { status: 503, retryable: true, summary: 'The master changed before the write committed; it was not applied. Retry.' },
+  WRITE_OUTCOME_UNKNOWN: { status: 504, retryable: false, summary: 'The write was not applied within cluster.writeTimeoutMs; it may still be. Read before retrying.' },
+  NOT_READY: { status: 503, retryable: true, summary: 'This node has not joined its cluster or caught up yet; retry shortly or use another node.' },
+
   // The server cannot take the request now.
   OVERLOADED: { status: 503, retryable: true, summary: 'The write queue is full, or too many password checks run at once; retry shortly.' },
   SHUTTING_DOWN: { status: 503, retryable: true, summary: 'The node is shutting down; retry on another node or later.' },

@@ -1,12 +1,14 @@
 import type { Authenticator, Permission, Principal } from '../auth/authenticator.js';
 import type { TokenSigner } from '../auth/tokens.js';
 import type { Config } from '../config/settings.js';
+import type { ClusterRuntime } from '../node/clusterRuntime.js';
 import type { Repository } from '../node/repository.js';
 
 /** What every route plugin gets: decorated once on the app, read through `app.conclave`. */
 export interface HttpContext {
   readonly config: Config;
   readonly repository: Repository;
+  readonly runtime: ClusterRuntime;
   readonly authenticator: Authenticator;
   readonly tokens: TokenSigner;
   /** True once SIGTERM arrived: new requests are refused, in-flight ones finish. */

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 
@@ -6,80 +7,125 @@ import { Authenticator } from '../auth/authenticator.js';
 import { generatePassword, hashPassword, passwordLengthMin } from '../auth/passwords.js';
 import { TokenSigner } from '../auth/tokens.js';
 import type { Config } from '../config/settings.js';
+import type { BootstrapMethod } from '../core/bootstrap.js';
+import type { NodeDescriptor } from '../core/clusterState.js';
 import { ConclaveError, invariant } from '../errors/catalogue.js';
 import { buildApp } from '../http/app.js';
 import type { HttpContext } from '../http/context.js';
 import { BlobStore } from '../storage/blobStore.js';
 import { ContentTables } from '../storage/contentTables.js';
-import { openDatabase, type Db } from '../storage/database.js';
-import { Journal } from '../storage/journal.js';
+import { getMeta, openDatabase, setMeta, type Db } from '../storage/database.js';
+import { JournalStore } from '../storage/journal.js';
+import { ClusterRuntime } from './clusterRuntime.js';
 import { Repository } from './repository.js';
-import { WritePipeline } from './writePipeline.js';
+
+/** The software version nodes compare when one joins (major must match; never older than the oldest member). */
+export const softwareVersion = '0.1.0';
 
 export interface StartOptions {
   /** The first admin's password; generated and printed when absent. Ignored once the repository exists. */
   readonly adminPassword?: string;
-  /** Where a generated admin password is printed (once, at the first start). */
+  /** Where a generated admin password (and a generated cluster secret) is printed, once. */
   readonly announce?: (text: string) => void;
+  /** How long open() waits for a cluster of one to create its repository (default 30 s). */
+  readonly standaloneReadyTimeoutMs?: number;
 }
 
 /**
- * One running node: storage, the write pipeline, the HTTP API, and an orderly stop. Everything that waits lives
- * here or below; the rules live in src/content (and later src/core).
+ * One running node: storage, the cluster runtime, the HTTP API, and an orderly stop. Everything that waits lives
+ * here or below; the rules live in src/content and src/core.
  */
 export class ConclaveNode {
   private stopping: Promise<void> | undefined;
+  private repositoryBootstrap: Promise<void> | null = null;
 
   private constructor(
     readonly config: Config,
     readonly log: Logger,
     private readonly db: Db,
-    private readonly pipeline: WritePipeline,
+    readonly runtime: ClusterRuntime,
     readonly repository: Repository,
     readonly app: FastifyInstance,
     private readonly context: HttpContext,
+    private readonly options: StartOptions,
   ) {}
 
   static async open(config: Config, log: Logger, options: StartOptions = {}): Promise<ConclaveNode> {
     const db = openDatabase(config.data.dir);
+    let runtime: ClusterRuntime | null = null;
     try {
-      const journal = new Journal(db);
+      const journal = new JournalStore(db);
       const content = new ContentTables(db);
       const blobs = await BlobStore.open(join(config.data.dir, 'blobs'));
-      const pipeline = new WritePipeline(
+      const self = nodeDescriptor(db, config);
+      runtime = new ClusterRuntime(
         db,
         journal,
         content,
         {
-          batchEntriesMax: config.storage.groupCommitEntriesMax,
-          batchBytesMax: config.storage.groupCommitBytesMax,
-          queueEntriesMax: config.storage.writeQueueEntriesMax,
-          queueBytesMax: config.storage.writeQueueBytesMax,
+          self,
+          clusterName: config.cluster.name,
+          bootstrap: bootstrapMethod(config),
+          tickMs: config.cluster.tickMs,
+          electionTimeoutTicks: config.cluster.electionTimeoutTicks,
+          heartbeatIntervalTicks: config.cluster.heartbeatIntervalTicks,
+          nodeFailureTimeoutTicks: Math.max(config.cluster.electionTimeoutTicks, Math.ceil(config.cluster.nodeFailureTimeoutMs / config.cluster.tickMs)),
+          publishTimeoutTicks: Math.ceil(config.cluster.publishTimeoutMs / config.cluster.tickMs),
+          groupCommitEntriesMax: config.storage.groupCommitEntriesMax,
+          groupCommitBytesMax: config.storage.groupCommitBytesMax,
+          writeQueueEntriesMax: config.storage.writeQueueEntriesMax,
+          writeQueueBytesMax: config.storage.writeQueueBytesMax,
+          writeTimeoutMs: config.cluster.writeTimeoutMs,
         },
         log,
       );
-      pipeline.recover();
-      const repository = new Repository(pipeline, content, blobs);
-      if (!repository.isBootstrapped) await bootstrap(repository, log, options);
-      else if (options.adminPassword !== undefined) {
+      const repository = new Repository(runtime, content, blobs);
+      if (repository.isBootstrapped && options.adminPassword !== undefined) {
         log.info('the repository exists; CONCLAVE_ADMIN_PASSWORD is used only at the first start and was ignored');
       }
-      const tokenKey = content.tokenKey();
-      invariant(tokenKey !== undefined, 'a bootstrapped repository has a token key');
-      const tokens = new TokenSigner(tokenKey, config.auth.tokenTtlSeconds);
+      const tokens = new TokenSigner(() => content.tokenKey(), config.auth.tokenTtlSeconds);
       const authenticator = new Authenticator(content, tokens, {
         cacheEntriesMax: config.auth.credentialCacheEntriesMax,
         passwordChecksInFlightMax: config.auth.passwordChecksInFlightMax,
       });
-      const context: HttpContext = { config, repository, authenticator, tokens, closing: false };
+      const context: HttpContext = { config, repository, runtime, authenticator, tokens, closing: false };
       const app = await buildApp(context, log);
-      return new ConclaveNode(config, log, db, pipeline, repository, app, context);
+      const node = new ConclaveNode(config, log, db, runtime, repository, app, context, options);
+      runtime.onChange(() => node.maybeBootstrapRepository());
+      runtime.start(null);
+      // A cluster of one is ready as soon as it has elected itself (one tick) and has its repository.
+      if (config.cluster.seeds.length === 0) await node.awaitWritable(options.standaloneReadyTimeoutMs ?? 30_000);
+      return node;
     } catch (err) {
+      runtime?.close();
       db.close();
       throw err;
     }
   }
 
+  /** Resolves once the repository exists here and this node is the master (the state of a cluster of one). */
+  async awaitWritable(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.repository.isBootstrapped || this.runtime.softState().role !== 'master') {
+      if (Date.now() > deadline) throw new ConclaveError('NOT_READY', `The repository was not created within ${timeoutMs} ms; see the log for the cluster's state.`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /**
+   * The first master of a new cluster creates the repository (the root and the first admin), once: the entry is
+   * replicated like any other, so the other nodes get the same root id, token key and admin.
+   */
+  private maybeBootstrapRepository(): void {
+    if (this.repositoryBootstrap !== null || this.repository.isBootstrapped) return;
+    const soft = this.runtime.softState();
+    if (soft.role !== 'master' || this.runtime.clusterState().clusterUuid === null) return;
+    this.repositoryBootstrap = bootstrap(this.repository, this.log, this.options).catch((err: unknown) => {
+      // Another master's bootstrap won, or this one lost its mastership: whoever is master next tries again.
+      this.log.info({ err }, 'the repository bootstrap did not go through here');
+      this.repositoryBootstrap = null;
+    });
+  }
   /** Starts listening; resolves with the URL actually bound (the port may have been 0). */
   async listen(): Promise<string> {
     await this.app.listen({ host: this.config.http.host, port: this.config.http.port });
@@ -112,7 +158,7 @@ export class ConclaveNode {
     } finally {
       clearTimeout(grace);
     }
-    await this.pipeline.close();
+    this.runtime.close();
     this.db.close();
     this.log.info('stopped');
   }
@@ -138,4 +184,46 @@ async function bootstrap(repository: Repository, log: Logger, options: StartOpti
   }
   await repository.bootstrap(await hashPassword(password));
   log.info({ appliedIndex: repository.appliedIndex }, 'created a new repository with the user admin');
+}
+
+function nodeDescriptor(db: Db, config: Config): NodeDescriptor {
+  let id = getMeta<string>(db, 'node_id');
+  if (id === undefined) {
+    id = randomUUID();
+    setMeta(db, 'node_id', id);
+  }
+  const transportHost = config.transport.host === '' ? config.http.host : config.transport.host;
+  return {
+    id,
+    name: config.node.name,
+    address: `${transportHost}:${config.transport.port}`,
+    httpAddress: `${config.http.host}:${config.http.port}`,
+    roles: { masterEligible: config.node.masterEligible, votingOnly: config.node.votingOnly },
+    version: softwareVersion,
+  };
+}
+
+/** Initial master names, expect N, a cluster of one (no seeds), or join only (seeds, no bootstrap setting). */
+export function bootstrapMethod(config: Config): BootstrapMethod {
+  if (config.cluster.initialMasterNodes.length > 0) return { kind: 'initialMasterNodes', names: config.cluster.initialMasterNodes };
+  if (config.cluster.bootstrapExpect > 0) return { kind: 'expect', count: config.cluster.bootstrapExpect };
+  if (config.cluster.seeds.length === 0) {
+    if (!config.node.masterEligible || config.node.votingOnly) {
+      throw new ConclaveError('INVALID_REQUEST', 'A node with no cluster.seeds forms a cluster of one and must be able to lead: give it seeds, or make it master-eligible.');
+    }
+    return { kind: 'initialMasterNodes', names: [config.node.name] };
+  }
+  return { kind: 'none' };
+}
+
+/** Unused until the transport is wired: a cluster secret generated once and kept in the data directory. */
+export function clusterSecret(db: Db, config: Config, announce: (text: string) => void): string {
+  if (config.cluster.secret !== '') return config.cluster.secret;
+  let secret = getMeta<string>(db, 'cluster_secret');
+  if (secret === undefined) {
+    secret = randomBytes(24).toString('base64url');
+    setMeta(db, 'cluster_secret', secret);
+    announce(`\n  Generated the cluster secret (set it as CONCLAVE_CLUSTER_SECRET on nodes that join):\n\n    ${secret}\n\n`);
+  }
+  return secret;
 }

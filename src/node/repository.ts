@@ -9,7 +9,7 @@ import type { QueryCursor, QuerySpec } from '../content/query.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import type { BlobStore } from '../storage/blobStore.js';
 import type { ContentTables, Page } from '../storage/contentTables.js';
-import type { Committed, WritePipeline } from './writePipeline.js';
+import type { ClusterRuntime, Committed } from './clusterRuntime.js';
 
 /**
  * The repository as the HTTP layer sees it: reads straight from the content tables, writes as commands through
@@ -18,14 +18,14 @@ import type { Committed, WritePipeline } from './writePipeline.js';
  */
 export class Repository {
   constructor(
-    private readonly pipeline: WritePipeline,
+    private readonly runtime: ClusterRuntime,
     readonly content: ContentTables,
     readonly blobs: BlobStore,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
   get appliedIndex(): number {
-    return this.pipeline.appliedIndex;
+    return this.runtime.appliedIndex;
   }
 
   get isBootstrapped(): boolean {
@@ -37,7 +37,7 @@ export class Repository {
   }
 
   propose(command: Command): Promise<Committed> {
-    return this.pipeline.propose(command);
+    return this.runtime.propose(command);
   }
 
   /** Creates the root and the first admin, once in a repository's life. */

@@ -4,8 +4,11 @@ import { join } from 'node:path';
 
 import { ConclaveError } from '../errors/catalogue.js';
 
-/** Version of the on-disk format. A node refuses a data directory written by a newer format. */
-export const dataFormatVersion = 1;
+/**
+ * Version of the on-disk format. A node refuses a data directory written by a newer format, and by format 1 (the
+ * single-node development releases, whose journal held bare commands without a voting configuration).
+ */
+export const dataFormatVersion = 2;
 
 export type Db = Database.Database;
 
@@ -15,7 +18,8 @@ CREATE TABLE IF NOT EXISTS meta (
   value ANY
 ) STRICT;
 
--- The journal: every change, in order. checksum covers index, term and payload (see journal.ts).
+-- The journal: every change, in order, as the coordination core replicates it (payload: msgpack EntryPayload).
+-- checksum covers index, term and payload (see journal.ts). Hard state and bootstrap view live in meta.
 CREATE TABLE IF NOT EXISTS journal (
   idx      INTEGER PRIMARY KEY,
   term     INTEGER NOT NULL,
@@ -91,6 +95,13 @@ export function openDatabase(dataDir: string): Db {
   const format = db.prepare(`SELECT value FROM meta WHERE key = 'format_version'`).pluck().get() as number | undefined;
   if (format === undefined) {
     db.prepare(`INSERT INTO meta(key, value) VALUES ('format_version', ?)`).run(dataFormatVersion);
+  } else if (format < dataFormatVersion) {
+    db.close();
+    throw new ConclaveError(
+      'STORAGE_ERROR',
+      `The data directory ${dataDir} was written by data format ${format}, a development release before clustering; ` +
+        'this build cannot read it. Start with an empty data directory.',
+    );
   } else if (format > dataFormatVersion) {
     db.close();
     throw new ConclaveError(

@@ -1,26 +1,21 @@
 import { decode, encode } from '@msgpack/msgpack';
 import { crc32 } from 'node:zlib';
 
-import type { Command } from '../content/commands.js';
+import type { CoordinatorRestoredState } from '../core/clusterCoordinator.js';
+import type { Entry, EntryPayload, HardState } from '../core/types.js';
 import { invariant } from '../errors/catalogue.js';
-import type { Db } from './database.js';
-
-export interface JournalEntry {
-  readonly index: number;
-  readonly term: number;
-  readonly command: Command;
-}
+import { getMeta, setMeta, type Db } from './database.js';
 
 // Plain MessagePack maps, no extension types: entries must decode the same in every later version and on every
 // node. (@msgpack/msgpack rather than msgpackr: msgpackr's optional native addon has per-platform packages that
 // this machine's registry does not serve, which breaks `npm ci` against the lock file.)
-export function encodeCommand(command: Command): Buffer {
-  const bytes = encode(command, { ignoreUndefined: true });
+export function encodePayload(payload: EntryPayload): Buffer {
+  const bytes = encode(payload, { ignoreUndefined: true });
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-export function decodeCommand(payload: Buffer): Command {
-  return decode(payload) as Command;
+export function decodePayload(bytes: Buffer): EntryPayload {
+  return decode(bytes) as EntryPayload;
 }
 
 /** CRC-32 over index, term and payload, so a misplaced or torn entry is caught as well as a flipped bit. */
@@ -31,47 +26,72 @@ export function entryChecksum(index: number, term: number, payload: Buffer): num
   return crc32(payload, crc32(header));
 }
 
-/** The journal table. Appends run inside the caller's transaction; nothing here commits on its own. */
-export class Journal {
+/**
+ * The durable side of the coordination core: the journal table, the hard state (term, vote, commit index) and
+ * the bootstrap view, in the node's SQLite database. Writes run inside the caller's transaction — the runtime
+ * makes a Ready durable in one transaction (synchronous=FULL: fsynced at commit) before it sends anything.
+ */
+export class JournalStore {
   private readonly insert;
+  private readonly truncate;
   private readonly selectFrom;
   private readonly selectLast;
 
   constructor(private readonly db: Db) {
     this.insert = db.prepare('INSERT INTO journal(idx, term, payload, checksum) VALUES (?, ?, ?, ?)');
+    this.truncate = db.prepare('DELETE FROM journal WHERE idx >= ?');
     this.selectFrom = db.prepare('SELECT idx, term, payload, checksum FROM journal WHERE idx >= ? ORDER BY idx LIMIT ?');
-    this.selectLast = db.prepare('SELECT idx, term FROM journal ORDER BY idx DESC LIMIT 1');
+    this.selectLast = db.prepare('SELECT idx FROM journal ORDER BY idx DESC LIMIT 1');
   }
 
   lastIndex(): number {
-    const row = this.selectLast.get() as { idx: number } | undefined;
-    return row?.idx ?? 0;
+    return (this.selectLast.get() as { idx: number } | undefined)?.idx ?? 0;
   }
 
-  lastTerm(): number {
-    const row = this.selectLast.get() as { term: number } | undefined;
-    return row?.term ?? 0;
-  }
-
-  append(index: number, term: number, payload: Buffer): void {
-    this.insert.run(index, term, payload, entryChecksum(index, term, payload));
+  /** Replaces everything from `entries[0].index` on with `entries` (step 1 of the Ready contract). */
+  write(entries: readonly Entry[]): void {
+    if (entries.length === 0) return;
+    this.truncate.run(entries[0]!.index);
+    for (const entry of entries) {
+      const payload = encodePayload(entry.payload);
+      this.insert.run(entry.index, entry.term, payload, entryChecksum(entry.index, entry.term, payload));
+    }
   }
 
   /** Reads up to `countMax` entries from `fromIndex`, verifying each checksum. */
-  read(fromIndex: number, countMax: number): JournalEntry[] {
-    const rows = this.selectFrom.all(fromIndex, countMax) as Array<{
-      idx: number;
-      term: number;
-      payload: Buffer;
-      checksum: number;
-    }>;
+  read(fromIndex: number, countMax: number): Entry[] {
+    const rows = this.selectFrom.all(fromIndex, countMax) as Array<{ idx: number; term: number; payload: Buffer; checksum: number }>;
     return rows.map((row, i) => {
       invariant(row.idx === fromIndex + i, `journal gap at index ${fromIndex + i}`);
-      invariant(
-        entryChecksum(row.idx, row.term, row.payload) === row.checksum,
-        `journal entry ${row.idx} fails its checksum: the data file is corrupt`,
-      );
-      return { index: row.idx, term: row.term, command: decodeCommand(row.payload) };
+      invariant(entryChecksum(row.idx, row.term, row.payload) === row.checksum, `journal entry ${row.idx} fails its checksum: the data file is corrupt`);
+      return { index: row.idx, term: row.term, payload: decodePayload(row.payload) };
     });
+  }
+
+  saveHardState(hardState: HardState): void {
+    setMeta(this.db, 'hard_state', JSON.stringify(hardState));
+  }
+
+  saveBootstrapView(view: readonly string[]): void {
+    setMeta(this.db, 'bootstrap_view', JSON.stringify(view));
+  }
+
+  /** Everything the coordinator restarts from. The whole journal is read: compaction of real nodes comes later. */
+  restoredState(appliedIndex: number): CoordinatorRestoredState {
+    const hardStateText = getMeta<string>(this.db, 'hard_state');
+    const viewText = getMeta<string>(this.db, 'bootstrap_view');
+    const entries: Entry[] = [];
+    for (let from = 1; ; ) {
+      const chunk = this.read(from, 10_000);
+      entries.push(...chunk);
+      if (chunk.length < 10_000) break;
+      from += chunk.length;
+    }
+    return {
+      hardState: hardStateText === undefined ? { term: 0, votedFor: null, commitIndex: 0 } : (JSON.parse(hardStateText) as HardState),
+      entries,
+      appliedIndex,
+      ...(viewText !== undefined ? { bootstrapView: JSON.parse(viewText) as string[] } : {}),
+    };
   }
 }

@@ -7,7 +7,7 @@ import { parseChildName, parseNodeType, parseProperties } from '../../content/va
 import { isPlainObject } from '../../content/mergePatch.js';
 import { defaultNodeType } from '../../content/model.js';
 import { ConclaveError } from '../../errors/catalogue.js';
-import type { Committed } from '../../node/writePipeline.js';
+import type { Committed } from '../../node/clusterRuntime.js';
 import { header, isTrue, nodeJson, parsePreconditions, parseTags } from '../representation.js';
 
 type WildcardRequest = FastifyRequest<{ Params: { '*'?: string }; Querystring: Record<string, string | string[]> }>;

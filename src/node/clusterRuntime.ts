@@ -1,0 +1,368 @@
+import { randomInt } from 'node:crypto';
+import type { Logger } from 'pino';
+
+import { applyCommand, type ApplyResult } from '../content/apply.js';
+import type { Command } from '../content/commands.js';
+import type { BootstrapMethod } from '../core/bootstrap.js';
+import { ClusterCoordinator, type ClusterReady, type CoordinatorOptions } from '../core/clusterCoordinator.js';
+import type { ClusterMessage } from '../core/clusterMessages.js';
+import type { ClusterChange, ClusterState, NodeDescriptor } from '../core/clusterState.js';
+import type { Entry, SoftState } from '../core/types.js';
+import { ConclaveError, invariant, isConclaveError } from '../errors/catalogue.js';
+import type { ContentTables } from '../storage/contentTables.js';
+import { getMeta, storageError, type Db } from '../storage/database.js';
+import { encodePayload, type JournalStore } from '../storage/journal.js';
+
+/**
+ * The runtime that drives the coordination layer with real time, real storage and a real network: a timer ticks
+ * the coordinator, messages from the transport are stepped into it, and after every input the Ready contract is
+ * carried out —
+ *
+ *   one SQLite transaction (fsynced at commit): journal entries, hard state, bootstrap view, and the committed
+ *   entries applied to the content tables with the applied index; then the messages go out.
+ *
+ * Applying in the same transaction as persisting is allowed: the committed entries become durable with it, and
+ * nothing leaves the node before the commit. It also makes a one-node cluster cost one fsync per batch, as the
+ * group commit before it did: proposals arriving in one event-loop turn share a Ready.
+ */
+export interface RuntimeOptions {
+  readonly self: NodeDescriptor;
+  readonly clusterName: string;
+  readonly bootstrap: BootstrapMethod;
+  readonly tickMs: number;
+  readonly electionTimeoutTicks: number;
+  readonly heartbeatIntervalTicks: number;
+  readonly nodeFailureTimeoutTicks: number;
+  readonly publishTimeoutTicks: number;
+  /** Most writes taken into one Ready (one transaction, one fsync). */
+  readonly groupCommitEntriesMax: number;
+  /** Most encoded bytes taken into one Ready (a larger single write still goes, alone). */
+  readonly groupCommitBytesMax: number;
+  /** Most writes queued or waiting for their entry to be applied; more are refused with OVERLOADED. */
+  readonly writeQueueEntriesMax: number;
+  /** Most encoded bytes of queued writes (one is always let in, however large). */
+  readonly writeQueueBytesMax: number;
+  /** How long a proposal waits for its entry to be applied before the client hears WRITE_OUTCOME_UNKNOWN. */
+  readonly writeTimeoutMs: number;
+}
+
+/** How the runtime reaches its peers: the transport, or nothing for a node that runs alone. */
+export interface Wire {
+  send(message: ClusterMessage): boolean;
+}
+
+export interface Committed {
+  readonly index: number;
+  readonly result: ApplyResult;
+}
+
+interface QueuedProposal {
+  readonly command: Command;
+  readonly bytes: number;
+  readonly resolve: (committed: Committed) => void;
+  readonly reject: (err: Error) => void;
+}
+
+interface PendingProposal {
+  readonly term: number;
+  readonly resolve: (committed: Committed) => void;
+  readonly reject: (err: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+const cryptoRandom = { nextInt: (bound: number) => randomInt(bound) };
+
+export class ClusterRuntime {
+  private coordinatorInstance: ClusterCoordinator;
+  private readonly coordinatorOptions: CoordinatorOptions;
+  private discoveryPeers: readonly string[] = [];
+  /** Set while persisting fails (a full disk): logged once, not at every retry. */
+  private persistFailing = false;
+  private wire: Wire | null = null;
+  private ticker: NodeJS.Timeout | null = null;
+  private drainScheduled = false;
+  private closed = false;
+  private appliedIndexValue: number;
+  private readonly pending = new Map<number, PendingProposal>();
+  private readonly queue: QueuedProposal[] = [];
+  private queuedBytes = 0;
+  private readonly persistAndApply;
+  private readonly applyInSavepoint;
+  private readonly saveApplied;
+  private readonly listeners = new Set<() => void>();
+  private lastSoft: SoftState;
+
+  constructor(
+    private readonly db: Db,
+    private readonly journal: JournalStore,
+    private readonly content: ContentTables,
+    private readonly options: RuntimeOptions,
+    private readonly log: Logger,
+  ) {
+    this.appliedIndexValue = getMeta<number>(db, 'applied_index') ?? 0;
+    const coordinatorOptions: CoordinatorOptions = {
+      self: options.self,
+      clusterName: options.clusterName,
+      bootstrap: options.bootstrap,
+      core: {
+        electionTimeoutTicks: options.electionTimeoutTicks,
+        heartbeatIntervalTicks: options.heartbeatIntervalTicks,
+        appendEntriesMax: 256,
+        inflightAppendsMax: 4,
+        uncommittedEntriesMax: options.writeQueueEntriesMax,
+      },
+      probeIntervalTicks: options.heartbeatIntervalTicks * 3,
+      discoveryInfoTicksMax: options.electionTimeoutTicks * 4,
+      discoveredPeersMax: 256,
+      joinRetryTicks: options.heartbeatIntervalTicks * 5,
+      nodeFailureTimeoutTicks: options.nodeFailureTimeoutTicks,
+      publishTimeoutTicks: options.publishTimeoutTicks,
+      pendingChangesMax: 64,
+      random: cryptoRandom,
+    };
+    this.coordinatorOptions = coordinatorOptions;
+    this.coordinatorInstance = new ClusterCoordinator(coordinatorOptions, journal.restoredState(this.appliedIndexValue));
+    this.lastSoft = this.coordinator.softState();
+    this.saveApplied = db.prepare(`INSERT INTO meta(key, value) VALUES ('applied_index', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
+    this.applyInSavepoint = db.transaction((command: Command) => applyCommand(this.content, command));
+    this.persistAndApply = db.transaction((ready: ClusterReady) => {
+      invariant(ready.snapshot === undefined, 'snapshot installs are not supported by this runtime yet (no node compacts)');
+      if (ready.bootstrapView !== undefined) this.journal.saveBootstrapView(ready.bootstrapView);
+      if (ready.hardState !== undefined) this.journal.saveHardState(ready.hardState);
+      this.journal.write(ready.entries);
+      const outcomes = ready.committed.map((entry) => this.applyEntry(entry));
+      if (ready.committed.length > 0) this.saveApplied.run(ready.committed[ready.committed.length - 1]!.index);
+      return outcomes;
+    });
+  }
+
+  get coordinator(): ClusterCoordinator {
+    return this.coordinatorInstance;
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  start(wire: Wire | null): void {
+    this.wire = wire;
+    this.ticker = setInterval(() => {
+      this.coordinator.tick();
+      this.drain();
+    }, this.options.tickMs);
+    this.drain();
+  }
+
+  /** Stops ticking and refuses new proposals; pending ones hear SHUTTING_DOWN (their outcome is unknown). */
+  close(): void {
+    this.closed = true;
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker = null;
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of pending) {
+      clearTimeout(p.timer);
+      p.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; the write may or may not have been applied.'));
+    }
+    const queued = this.queue.splice(0);
+    this.queuedBytes = 0;
+    for (const q of queued) q.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; the write was not applied. Retry on another node or later.'));
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  receive(message: ClusterMessage): void {
+    if (this.closed) return;
+    this.coordinator.step(message);
+    this.scheduleDrain();
+  }
+
+  setDiscoveryPeers(ids: readonly string[]): void {
+    this.discoveryPeers = ids;
+    this.coordinator.setDiscoveryPeers(ids);
+  }
+
+  /**
+   * Proposes a content command on the master; resolves once it is committed and applied here. Writes that arrive
+   * in one event-loop turn are proposed together and share one Ready: one transaction, one fsync.
+   */
+  propose(command: Command): Promise<Committed> {
+    if (this.closed) return Promise.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry on another node or later.'));
+    const soft = this.coordinator.softState();
+    if (soft.role !== 'master') return Promise.reject(this.refusal('notMaster', soft.master));
+    const waiting = this.queue.length + this.pending.size;
+    if (waiting >= this.options.writeQueueEntriesMax) {
+      return Promise.reject(
+        new ConclaveError('OVERLOADED', `${waiting} writes are waiting to commit; retry after a short pause.`, { writeQueueEntriesMax: this.options.writeQueueEntriesMax }),
+      );
+    }
+    const bytes = encodePayload({ kind: 'command', data: command }).length;
+    if (this.queue.length > 0 && this.queuedBytes + bytes > this.options.writeQueueBytesMax) {
+      return Promise.reject(
+        new ConclaveError('OVERLOADED', `The write queue holds ${this.queuedBytes} bytes; retry after a short pause.`, { writeQueueBytesMax: this.options.writeQueueBytesMax }),
+      );
+    }
+    this.queuedBytes += bytes;
+    return new Promise<Committed>((resolve, reject) => {
+      this.queue.push({ command, bytes, resolve, reject });
+      this.scheduleDrain();
+    });
+  }
+
+  /** Hands the next group of queued writes to the coordinator, within the group-commit bounds. */
+  private proposeQueued(): void {
+    let count = 0;
+    let bytes = 0;
+    while (count < this.queue.length && count < this.options.groupCommitEntriesMax) {
+      const next = this.queue[count]!.bytes;
+      if (count > 0 && bytes + next > this.options.groupCommitBytesMax) break;
+      bytes += next;
+      count++;
+    }
+    const batch = this.queue.splice(0, count);
+    this.queuedBytes -= bytes;
+    for (const proposal of batch) {
+      const outcome = this.coordinator.propose(proposal.command);
+      if (!outcome.ok) {
+        proposal.reject(this.refusal(outcome.reason, outcome.master));
+        continue;
+      }
+      const timer = setTimeout(() => {
+        if (this.pending.get(outcome.index)?.timer !== timer) return;
+        this.pending.delete(outcome.index);
+        proposal.reject(
+          new ConclaveError('WRITE_OUTCOME_UNKNOWN', `The write was not applied within ${this.options.writeTimeoutMs} ms; it may still be. Read before retrying.`, {
+            index: outcome.index,
+          }),
+        );
+      }, this.options.writeTimeoutMs);
+      this.pending.set(outcome.index, { term: outcome.term, resolve: proposal.resolve, reject: proposal.reject, timer });
+    }
+  }
+
+  /** An operator's cluster-state change, on the master. */
+  proposeClusterChange(change: ClusterChange): void {
+    const outcome = this.coordinator.proposeClusterChange(change);
+    if (!outcome.ok) throw this.refusal(outcome.reason === 'busy' ? 'overloaded' : 'notMaster', outcome.master);
+    this.scheduleDrain();
+  }
+
+  private refusal(reason: 'notMaster' | 'overloaded' | 'configurationChangeInProgress', master: string | null): ConclaveError {
+    if (reason === 'overloaded') return new ConclaveError('OVERLOADED', 'Too many writes are waiting to commit; retry after a short pause.');
+    if (master === null || master === this.options.self.id) {
+      return new ConclaveError('CLUSTER_NO_MASTER', 'No master is elected at the moment; writes are refused until one is. Retry shortly.');
+    }
+    const descriptor = this.coordinator.clusterState().nodes.find((n) => n.id === master);
+    return new ConclaveError('NOT_MASTER', `This node is not the master; send writes to ${descriptor?.name ?? master}.`, {
+      master: descriptor?.name ?? master,
+      ...(descriptor?.httpAddress !== undefined ? { masterHttpAddress: descriptor.httpAddress } : {}),
+    });
+  }
+
+  // ---------------------------------------------------------------- outputs
+
+  get appliedIndex(): number {
+    return this.appliedIndexValue;
+  }
+
+  softState(): SoftState {
+    return this.coordinator.softState();
+  }
+
+  clusterState(): ClusterState {
+    return this.coordinator.clusterState();
+  }
+
+  /** Called after every drain in which the role, master, term or cluster state may have changed. */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private scheduleDrain(): void {
+    if (this.drainScheduled) return;
+    this.drainScheduled = true;
+    // After pending I/O callbacks: every request and message of this turn joins one Ready (group commit).
+    setImmediate(() => {
+      this.drainScheduled = false;
+      this.drain();
+    });
+  }
+
+  private drain(): void {
+    if (this.closed) return;
+    this.proposeQueued();
+    let changed = false;
+    while (this.coordinator.hasReady()) {
+      const ready = this.coordinator.ready();
+      let outcomes: Array<ApplyResult | ConclaveError>;
+      try {
+        outcomes = this.persistAndApply(ready);
+      } catch (err) {
+        this.onPersistFailed(ready, storageError(err));
+        return;
+      }
+      if (this.persistFailing) {
+        this.persistFailing = false;
+        this.log.info('the journal is writable again');
+      }
+      for (const message of ready.messages) this.wire?.send(message);
+      ready.committed.forEach((entry, i) => this.settle(entry, outcomes[i]!));
+      if (ready.committed.length > 0) {
+        this.appliedIndexValue = ready.committed[ready.committed.length - 1]!.index;
+        changed = true;
+      }
+      this.coordinator.advance(ready);
+    }
+    if (this.queue.length > 0) this.scheduleDrain();
+    const soft = this.coordinator.softState();
+    if (changed || soft.role !== this.lastSoft.role || soft.master !== this.lastSoft.master || soft.term !== this.lastSoft.term) {
+      if (soft.role !== this.lastSoft.role || soft.master !== this.lastSoft.master) {
+        this.log.info({ role: soft.role, master: soft.master, term: soft.term }, soft.role === 'master' ? 'elected master' : 'following');
+      }
+      this.lastSoft = soft;
+      for (const listener of this.listeners) listener();
+    }
+  }
+
+  /**
+   * The transaction rolled back (a full disk, most likely): nothing of this Ready is durable and nothing was sent,
+   * but the coordinator's memory is ahead of its disk. Treat it as a crash of the coordination layer alone: the
+   * writes of this Ready are refused (nothing of them is stored), and a new coordinator starts from what is on
+   * disk — writes persisted earlier keep waiting for their outcome. A cluster of one re-elects itself at the next
+   * tick and serves again as soon as space returns, without a restart.
+   */
+  private onPersistFailed(ready: ClusterReady, error: ConclaveError): void {
+    if (!this.persistFailing) this.log.error({ code: error.code, err: error }, 'cannot persist the journal; writes are refused until it can');
+    this.persistFailing = true;
+    for (const entry of ready.entries) {
+      const pending = this.pending.get(entry.index);
+      if (pending === undefined || pending.term !== entry.term) continue;
+      this.pending.delete(entry.index);
+      clearTimeout(pending.timer);
+      pending.reject(error);
+    }
+    this.coordinatorInstance = new ClusterCoordinator(this.coordinatorOptions, this.journal.restoredState(this.appliedIndexValue));
+    this.coordinatorInstance.setDiscoveryPeers(this.discoveryPeers);
+  }
+
+  private applyEntry(entry: Entry): ApplyResult | ConclaveError {
+    if (entry.payload.kind !== 'command') return {}; // cluster-state entries: the coordinator applies them
+    try {
+      return this.applyInSavepoint(entry.payload.data as Command);
+    } catch (err) {
+      if (isConclaveError(err)) return err;
+      throw err;
+    }
+  }
+
+  private settle(entry: Entry, outcome: ApplyResult | ConclaveError): void {
+    const pending = this.pending.get(entry.index);
+    if (pending === undefined) return;
+    this.pending.delete(entry.index);
+    clearTimeout(pending.timer);
+    if (pending.term !== entry.term) {
+      // Another master's entry took the index: ours was discarded and will never be applied.
+      pending.reject(new ConclaveError('MASTER_CHANGED', 'The master changed before the write committed; it was not applied. Retry.'));
+    } else if (outcome instanceof ConclaveError) pending.reject(outcome);
+    else pending.resolve({ index: entry.index, result: outcome });
+  }
+}
