@@ -8,6 +8,23 @@ import { createLogger } from '../node/logger.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
+interface StartFlags {
+  config?: string;
+  data?: string;
+  host?: string;
+  httpPort?: string;
+  name?: string;
+  transportPort?: string;
+  transportHost?: string;
+  clusterName?: string;
+  clusterSecret?: string;
+  seed?: string[];
+  initialMasterNodes?: string;
+  bootstrapExpect?: string;
+  masterEligible?: string;
+  votingOnly?: boolean;
+}
+
 const program = new Command()
   .name('conclave')
   .description('Conclave: a self-clustering content repository.')
@@ -22,12 +39,21 @@ program
   // Values are validated with every other setting in loadConfig, so a bad flag exits 2 like a bad file.
   .option('-p, --http-port <port>', 'HTTP port (default 7400; 0 picks a free port)')
   .option('-n, --name <name>', 'node name (default: the host name)')
+  .option('--transport-port <port>', 'cluster transport port (default 7500; 0 picks a free port)')
+  .option('--transport-host <address>', 'cluster transport address (default: the HTTP address)')
+  .option('--cluster-name <name>', 'cluster name (default conclave)')
+  .option('--cluster-secret <secret>', 'shared cluster secret, 16+ characters (default: generated once)')
+  .option('--seed <host:port>', 'where to find the cluster; repeat for several (none: a cluster of one)', (value: string, previous: string[] = []) => [...previous, value])
+  .option('--initial-master-nodes <names>', 'first start: the master-eligible node names that form the cluster, comma-separated')
+  .option('--bootstrap-expect <n>', 'first start: form once this many master-eligible nodes see each other')
+  .option('--master-eligible <bool>', 'whether this node may vote and become master (default true)')
+  .option('--voting-only', 'vote but never become master')
   .addHelpText(
     'after',
     '\nThe first start creates the repository and the user "admin" with the password in CONCLAVE_ADMIN_PASSWORD,\n' +
       'or a generated one that is printed once. See docs/configuration.md for every setting.',
   )
-  .action(async (options: { config?: string; data?: string; host?: string; httpPort?: string; name?: string }) => {
+  .action(async (options: StartFlags) => {
     let config;
     try {
       config = loadConfig({
@@ -38,8 +64,31 @@ program
           'http.host': options.host,
           'http.port': options.httpPort,
           'node.name': options.name,
+          'transport.port': options.transportPort,
+          'transport.host': options.transportHost,
+          'cluster.name': options.clusterName,
+          'cluster.secret': options.clusterSecret,
+          'cluster.seeds': options.seed,
+          'cluster.initialMasterNodes': options.initialMasterNodes,
+          'cluster.bootstrapExpect': options.bootstrapExpect,
+          'node.masterEligible': options.masterEligible,
+          'node.votingOnly': options.votingOnly,
         },
-        flagNames: { 'data.dir': '--data', 'http.host': '--host', 'http.port': '--http-port', 'node.name': '--name' },
+        flagNames: {
+          'data.dir': '--data',
+          'http.host': '--host',
+          'http.port': '--http-port',
+          'node.name': '--name',
+          'transport.port': '--transport-port',
+          'transport.host': '--transport-host',
+          'cluster.name': '--cluster-name',
+          'cluster.secret': '--cluster-secret',
+          'cluster.seeds': '--seed',
+          'cluster.initialMasterNodes': '--initial-master-nodes',
+          'cluster.bootstrapExpect': '--bootstrap-expect',
+          'node.masterEligible': '--master-eligible',
+          'node.votingOnly': '--voting-only',
+        },
       });
     } catch (err) {
       if (err instanceof ConfigError) {

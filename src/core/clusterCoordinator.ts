@@ -99,6 +99,8 @@ const uuidAlphabet = '0123456789abcdef';
 
 export class ClusterCoordinator {
   readonly core: CoordinationCore;
+  /** This node as it describes itself; its addresses may change (a restart elsewhere, a port picked at start). */
+  private self: NodeDescriptor;
   private state: ClusterState;
   private appliedIndex: number;
   private ticks = 0;
@@ -126,6 +128,7 @@ export class ClusterCoordinator {
     private readonly options: CoordinatorOptions,
     restored: CoordinatorRestoredState,
   ) {
+    this.self = options.self;
     invariant(options.nodeFailureTimeoutTicks >= options.core.electionTimeoutTicks, 'a node fails no faster than an election times out');
     this.core = new CoordinationCore(
       {
@@ -154,9 +157,19 @@ export class ClusterCoordinator {
 
   // ---------------------------------------------------------------- inputs
 
+  /**
+   * Changes how this node describes itself (its addresses). A member whose descriptor in the cluster state differs
+   * asks to join again, which updates it; the roles and the id never change.
+   */
+  updateSelf(descriptor: NodeDescriptor): void {
+    invariant(descriptor.id === this.self.id && JSON.stringify(descriptor.roles) === JSON.stringify(this.self.roles), 'a node changes its addresses, never its id or roles');
+    this.self = descriptor;
+    this.lastJoinTick = -Infinity;
+  }
+
   /** The ids discovery should probe (from seed hosts, DNS): the runtime keeps this current. */
   setDiscoveryPeers(ids: readonly string[]): void {
-    this.discoveryPeers = ids.filter((id) => id !== this.options.self.id);
+    this.discoveryPeers = ids.filter((id) => id !== this.self.id);
   }
 
   tick(): void {
@@ -164,17 +177,17 @@ export class ClusterCoordinator {
     this.core.tick();
     const soft = this.core.softState();
     if (soft.master === null) this.discover();
-    else if (!isMember(this.state, this.options.self.id)) this.maybeJoin(soft.master);
+    else if (!this.isCurrentMember()) this.maybeJoin(soft.master);
     if (soft.role === 'master') this.masterDuties(soft);
   }
 
   step(message: ClusterMessage): void {
-    invariant(message.to === this.options.self.id, `message for ${message.to} delivered to ${this.options.self.id}`);
+    invariant(message.to === this.self.id, `message for ${message.to} delivered to ${this.self.id}`);
     if (isCoreMessage(message)) return this.core.step(message);
     switch (message.type) {
       case 'probeRequest':
         this.remember(message.info);
-        this.send({ type: 'probeResponse', from: this.options.self.id, to: message.from, info: this.discoveryInfo() });
+        this.send({ type: 'probeResponse', from: this.self.id, to: message.from, info: this.discoveryInfo() });
         return this.maybeBootstrap();
       case 'probeResponse':
         this.remember(message.info);
@@ -265,7 +278,7 @@ export class ClusterCoordinator {
   discoveryInfo(): DiscoveryInfo {
     const soft = this.core.softState();
     return {
-      node: this.options.self,
+      node: this.self,
       clusterName: this.options.clusterName,
       clusterUuid: this.state.clusterUuid,
       hasJournal: this.hasJournal(),
@@ -277,6 +290,12 @@ export class ClusterCoordinator {
 
   // ---------------------------------------------------------------- discovery, bootstrap, joining
 
+  /** A member, and described in the cluster state as it describes itself now. */
+  private isCurrentMember(): boolean {
+    const member = this.state.nodes.find((n) => n.id === this.self.id);
+    return member !== undefined && JSON.stringify(member) === JSON.stringify(this.self);
+  }
+
   private hasJournal(): boolean {
     return this.core.lastIndex() > 0;
   }
@@ -285,7 +304,7 @@ export class ClusterCoordinator {
     if (this.ticks - this.lastProbeTick >= this.options.probeIntervalTicks) {
       this.lastProbeTick = this.ticks;
       const info = this.discoveryInfo();
-      for (const to of this.discoveryPeers) this.send({ type: 'probeRequest', from: this.options.self.id, to, info });
+      for (const to of this.discoveryPeers) this.send({ type: 'probeRequest', from: this.self.id, to, info });
     }
     this.maybeBootstrap();
     // No master heard from, but a peer follows one: join it. Even a node that believes it is a member asks — it
@@ -296,7 +315,7 @@ export class ClusterCoordinator {
   }
 
   private remember(info: DiscoveryInfo): void {
-    if (info.node.id === this.options.self.id) return;
+    if (info.node.id === this.self.id) return;
     // Another cluster's nodes are not ours to bootstrap or join with (the transport handshake refuses them too).
     if (info.clusterName !== this.options.clusterName) return;
     if (!this.discovered.has(info.node.id) && this.discovered.size >= this.options.discoveredPeersMax) {
@@ -351,21 +370,21 @@ export class ClusterCoordinator {
     if (method.kind === 'expect' && this.bootstrapViewDirty) return;
     const voters =
       method.kind === 'expect'
-        ? expectedVoters(this.options.self, method.count, this.bootstrapView, this.viewReports, peers.some((p) => p.hasJournal))
-        : bootstrapVoters(this.options.self, method, peers);
+        ? expectedVoters(this.self, method.count, this.bootstrapView, this.viewReports, peers.some((p) => p.hasJournal))
+        : bootstrapVoters(this.self, method, peers);
     if (voters === null) return;
     this.core.bootstrap(voters);
   }
 
   private maybeJoin(master: string): void {
-    if (master === this.options.self.id) return;
+    if (master === this.self.id) return;
     if (this.ticks - this.lastJoinTick < this.options.joinRetryTicks) return;
     this.lastJoinTick = this.ticks;
     this.send({
       type: 'joinRequest',
-      from: this.options.self.id,
+      from: this.self.id,
       to: master,
-      node: this.options.self,
+      node: this.self,
       clusterName: this.options.clusterName,
       clusterUuid: this.state.clusterUuid,
     });
@@ -374,7 +393,7 @@ export class ClusterCoordinator {
   private onJoinRequest(request: JoinRequest): void {
     const soft = this.core.softState();
     const answer = (outcome: JoinOutcome) =>
-      this.send({ type: 'joinResponse', from: this.options.self.id, to: request.from, outcome, master: soft.master });
+      this.send({ type: 'joinResponse', from: this.self.id, to: request.from, outcome, master: soft.master });
     if (soft.role !== 'master' || !this.isRealMaster()) return answer('notMaster');
     if (this.state.clusterUuid === null) return answer('notFormed');
     const refusal = validateJoin({ state: this.state, joiner: request.node, joinerClusterName: request.clusterName, joinerClusterUuid: request.clusterUuid });
@@ -392,7 +411,7 @@ export class ClusterCoordinator {
 
   /** A master that may take proposals: not a voting-only caretaker. */
   private isRealMaster(): boolean {
-    return !this.options.self.roles.votingOnly && this.options.self.roles.masterEligible;
+    return !this.self.roles.votingOnly && this.self.roles.masterEligible;
   }
 
   private masterDuties(soft: SoftState): void {
@@ -435,13 +454,13 @@ export class ClusterCoordinator {
   }
 
   private isLive(id: string): boolean {
-    if (id === this.options.self.id) return true;
+    if (id === this.self.id) return true;
     const follower = this.core.followerStates().get(id);
     return follower !== undefined && follower.silentTicks < this.options.nodeFailureTimeoutTicks;
   }
 
   private nextChange(soft: SoftState): ClusterChange | 'reconfigure' | null {
-    const self = this.options.self;
+    const self = this.self;
     const state = this.state;
     if (state.clusterUuid === null) {
       return { type: 'formed', clusterName: this.options.clusterName, clusterUuid: this.newUuid(), master: self };
@@ -457,7 +476,7 @@ export class ClusterCoordinator {
         return { type: 'nodeJoined', node: request.node };
       }
     }
-    if (!isMember(state, self.id)) return { type: 'nodeJoined', node: self };
+    if (!this.isCurrentMember()) return { type: 'nodeJoined', node: self };
     if (!sameMembers(this.wantedVoters(soft), [...soft.configuration.current])) return 'reconfigure';
     const caughtUp = state.nodes
       .map((n) => n.id)
@@ -482,7 +501,7 @@ export class ClusterCoordinator {
     const wanted = reconfigure({
       liveEligible,
       excluded: new Set(this.options.injectedBug === 'ignoreVotingExclusions' ? [] : this.state.votingExclusions),
-      master: this.options.self.id,
+      master: this.self.id,
       current: soft.configuration.current,
       // Members only: a voter that is not (or no longer) a member may be voting-only for all we know.
       canLead: new Set(this.state.nodes.filter((n) => n.roles.masterEligible && !n.roles.votingOnly).map((n) => n.id)),

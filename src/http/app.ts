@@ -7,6 +7,7 @@ import type { HttpContext } from './context.js';
 import { registerErrorHandling } from './errors.js';
 import { authRoutes } from './routes/auth.js';
 import { binaryRoutes } from './routes/binaries.js';
+import { clusterRoutes } from './routes/cluster.js';
 import { contentRoutes } from './routes/content.js';
 import { healthRoutes } from './routes/health.js';
 import { queryRoutes } from './routes/query.js';
@@ -60,6 +61,13 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     }
     const permission = request.routeOptions.config.permission;
     if (permission === undefined) return;
+    // Without a master, reads are served but marked stale, unless cluster.noMasterBlock says all (cluster status
+    // stays available: it is how an operator finds out why).
+    if (context.runtime.softState().master === null && !request.url.startsWith('/api/v1/cluster/')) {
+      if (context.config.cluster.noMasterBlock === 'all') {
+        throw new ConclaveError('CLUSTER_NO_MASTER', 'No master is elected; cluster.noMasterBlock is "all", so reads are refused too. Retry shortly.');
+      }
+    }
     const principal = await context.authenticator.authenticate(request.headers.authorization);
     if (principal === undefined) {
       if (permission === 'read' && context.config.auth.anonymousRead) return;
@@ -76,6 +84,8 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   // Every answer says which journal index it reflects; writes set it to their own entry's index.
   app.addHook('onSend', async (_request, reply, payload) => {
     if (!reply.hasHeader('x-conclave-index')) reply.header('X-Conclave-Index', context.repository.appliedIndex);
+    // What this node serves may be behind a master it cannot reach: say so.
+    if (context.runtime.softState().master === null) reply.header('X-Conclave-Stale', 'true');
     // While stopping, a connection must not go back to idle keep-alive after its last response: the stop would
     // wait for it until the grace period ran out.
     if (context.closing) reply.header('Connection', 'close');
@@ -88,5 +98,6 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   await app.register(contentRoutes);
   await app.register(queryRoutes);
   await app.register(binaryRoutes);
+  await app.register(clusterRoutes);
   return app;
 }

@@ -72,9 +72,17 @@ interface PendingProposal {
 
 const cryptoRandom = { nextInt: (bound: number) => randomInt(bound) };
 
+/** What to do about each refusal of a join (the handshake refuses wrong names and secrets before this). */
+const joinRemedies: Record<string, string> = {
+  clusterNameMismatch: 'it belongs to another cluster name; set the same --cluster-name on every node',
+  clusterUuidMismatch: 'this node belongs to another cluster (its data directory holds that cluster\'s UUID); use an empty --data, or run `conclave node detach-cluster` on it',
+  nameInUse: 'another member already has this node\'s name; give it a unique --name',
+  incompatibleVersion: 'its version cannot join this cluster (another major, or older than the oldest member); run the cluster\'s version',
+};
+
 export class ClusterRuntime {
   private coordinatorInstance: ClusterCoordinator;
-  private readonly coordinatorOptions: CoordinatorOptions;
+  private coordinatorOptions: CoordinatorOptions;
   private discoveryPeers: readonly string[] = [];
   /** Set while persisting fails (a full disk): logged once, not at every retry. */
   private persistFailing = false;
@@ -91,6 +99,7 @@ export class ClusterRuntime {
   private readonly saveApplied;
   private readonly listeners = new Set<() => void>();
   private lastSoft: SoftState;
+  private lastJoinOutcome: string | null = null;
 
   constructor(
     private readonly db: Db,
@@ -168,6 +177,13 @@ export class ClusterRuntime {
   }
 
   // ---------------------------------------------------------------- inputs
+
+  /** Changes this node's published addresses (the HTTP port is known only once listening). */
+  updateSelf(change: Pick<NodeDescriptor, 'httpAddress'>): void {
+    this.coordinator.updateSelf({ ...this.coordinator.discoveryInfo().node, ...change });
+    this.coordinatorOptions = { ...this.coordinatorOptions, self: { ...this.coordinatorOptions.self, ...change } };
+    this.scheduleDrain();
+  }
 
   receive(message: ClusterMessage): void {
     if (this.closed) return;
@@ -271,6 +287,12 @@ export class ClusterRuntime {
     return this.coordinator.clusterState();
   }
 
+  /** The master's last answer to this node's join request, if it was not accepted (null otherwise). */
+  joinRefusal(): string | null {
+    const outcome = this.coordinator.lastJoinOutcome();
+    return outcome !== null && joinRemedies[outcome] !== undefined ? outcome : null;
+  }
+
   /** Called after every drain in which the role, master, term or cluster state may have changed. */
   onChange(listener: () => void): () => void {
     this.listeners.add(listener);
@@ -313,6 +335,7 @@ export class ClusterRuntime {
       this.coordinator.advance(ready);
     }
     if (this.queue.length > 0) this.scheduleDrain();
+    this.reportJoinOutcome();
     const soft = this.coordinator.softState();
     if (changed || soft.role !== this.lastSoft.role || soft.master !== this.lastSoft.master || soft.term !== this.lastSoft.term) {
       if (soft.role !== this.lastSoft.role || soft.master !== this.lastSoft.master) {
@@ -321,6 +344,16 @@ export class ClusterRuntime {
       this.lastSoft = soft;
       for (const listener of this.listeners) listener();
     }
+  }
+
+  /** A refused join is the operator's to fix: say what and how, once per change of answer. */
+  private reportJoinOutcome(): void {
+    const outcome = this.coordinator.lastJoinOutcome();
+    if (outcome === this.lastJoinOutcome) return;
+    this.lastJoinOutcome = outcome;
+    const remedy = joinRemedies[outcome ?? ''];
+    if (remedy !== undefined) this.log.error({ code: `JOIN_${outcome}`, outcome }, `the master refused to let this node join: ${remedy}`);
+    else if (outcome === 'accepted') this.log.info('the master accepted this node\'s join request');
   }
 
   /**

@@ -16,6 +16,7 @@ import { BlobStore } from '../storage/blobStore.js';
 import { ContentTables } from '../storage/contentTables.js';
 import { getMeta, openDatabase, setMeta, type Db } from '../storage/database.js';
 import { JournalStore } from '../storage/journal.js';
+import { ClusterNetwork } from './clusterNetwork.js';
 import { ClusterRuntime } from './clusterRuntime.js';
 import { Repository } from './repository.js';
 
@@ -48,16 +49,28 @@ export class ConclaveNode {
     readonly app: FastifyInstance,
     private readonly context: HttpContext,
     private readonly options: StartOptions,
+    private readonly network: ClusterNetwork,
   ) {}
 
   static async open(config: Config, log: Logger, options: StartOptions = {}): Promise<ConclaveNode> {
     const db = openDatabase(config.data.dir);
     let runtime: ClusterRuntime | null = null;
+    let network: ClusterNetwork | null = null;
     try {
       const journal = new JournalStore(db);
       const content = new ContentTables(db);
       const blobs = await BlobStore.open(join(config.data.dir, 'blobs'));
-      const self = nodeDescriptor(db, config);
+      const id = nodeId(db);
+      const secret = clusterSecret(db, config, options.announce ?? ((text: string) => process.stdout.write(text)));
+      network = new ClusterNetwork(config, { id, name: config.node.name }, secret, log);
+      const transportAddress = await network.listen();
+      const self: NodeDescriptor = {
+        id,
+        name: config.node.name,
+        address: transportAddress,
+        roles: { masterEligible: config.node.masterEligible, votingOnly: config.node.votingOnly },
+        version: softwareVersion,
+      };
       runtime = new ClusterRuntime(
         db,
         journal,
@@ -90,14 +103,16 @@ export class ConclaveNode {
       });
       const context: HttpContext = { config, repository, runtime, authenticator, tokens, closing: false };
       const app = await buildApp(context, log);
-      const node = new ConclaveNode(config, log, db, runtime, repository, app, context, options);
+      const node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network);
       runtime.onChange(() => node.maybeBootstrapRepository());
-      runtime.start(null);
+      network.attach(runtime);
+      runtime.start(network);
       // A cluster of one is ready as soon as it has elected itself (one tick) and has its repository.
       if (config.cluster.seeds.length === 0) await node.awaitWritable(options.standaloneReadyTimeoutMs ?? 30_000);
       return node;
     } catch (err) {
       runtime?.close();
+      await network?.stop();
       db.close();
       throw err;
     }
@@ -133,6 +148,8 @@ export class ConclaveNode {
     invariant(address !== null && typeof address === 'object', 'the server is bound to a TCP address');
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `http://${host}:${address.port}`;
+    // Now the HTTP port is known (it may have been 0): members learn it, for redirects and status.
+    this.runtime.updateSelf({ httpAddress: `${host}:${address.port}` });
     this.log.info({ url, port: address.port, appliedIndex: this.repository.appliedIndex }, 'listening');
     return url;
   }
@@ -159,6 +176,7 @@ export class ConclaveNode {
       clearTimeout(grace);
     }
     this.runtime.close();
+    await this.network.stop();
     this.db.close();
     this.log.info('stopped');
   }
@@ -186,21 +204,14 @@ async function bootstrap(repository: Repository, log: Logger, options: StartOpti
   log.info({ appliedIndex: repository.appliedIndex }, 'created a new repository with the user admin');
 }
 
-function nodeDescriptor(db: Db, config: Config): NodeDescriptor {
+/** The node's permanent id, drawn at the first start of its data directory. */
+function nodeId(db: Db): string {
   let id = getMeta<string>(db, 'node_id');
   if (id === undefined) {
     id = randomUUID();
     setMeta(db, 'node_id', id);
   }
-  const transportHost = config.transport.host === '' ? config.http.host : config.transport.host;
-  return {
-    id,
-    name: config.node.name,
-    address: `${transportHost}:${config.transport.port}`,
-    httpAddress: `${config.http.host}:${config.http.port}`,
-    roles: { masterEligible: config.node.masterEligible, votingOnly: config.node.votingOnly },
-    version: softwareVersion,
-  };
+  return id;
 }
 
 /** Initial master names, expect N, a cluster of one (no seeds), or join only (seeds, no bootstrap setting). */
@@ -216,7 +227,7 @@ export function bootstrapMethod(config: Config): BootstrapMethod {
   return { kind: 'none' };
 }
 
-/** Unused until the transport is wired: a cluster secret generated once and kept in the data directory. */
+/** The configured cluster secret, or one generated at the first start, kept in the data directory. */
 export function clusterSecret(db: Db, config: Config, announce: (text: string) => void): string {
   if (config.cluster.secret !== '') return config.cluster.secret;
   let secret = getMeta<string>(db, 'cluster_secret');

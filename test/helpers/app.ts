@@ -22,7 +22,7 @@ export interface TestNode {
 /** A real node (real SQLite in a temp dir) driven in-process through app.inject — no socket needed. */
 export async function openTestNode(settings: Record<string, string | number | boolean> = {}, dir?: string): Promise<TestNode> {
   const tmp = dir === undefined ? tempDir() : { dir, cleanup: () => undefined };
-  const config = loadConfig({ env: {}, flags: { 'data.dir': tmp.dir, 'http.port': 0, ...settings } });
+  const config = loadConfig({ env: {}, flags: { 'data.dir': tmp.dir, 'http.port': 0, 'transport.port': 0, ...settings } });
   const node = await ConclaveNode.open(config, pino({ level: 'silent' }), { adminPassword, announce: () => undefined });
   await node.app.ready();
   return {

@@ -19,7 +19,7 @@ export interface NodeProcess {
  * "listening" log line, which carries the URL.
  */
 export async function startNodeProcess(dataDir: string, options: { env?: Record<string, string>; args?: string[] } = {}): Promise<NodeProcess> {
-  const child = spawn(process.execPath, [binPath, 'start', '--data', dataDir, '--http-port', '0', ...(options.args ?? [])], {
+  const child = spawn(process.execPath, [binPath, 'start', '--data', dataDir, '--http-port', '0', '--transport-port', '0', ...(options.args ?? [])], {
     env: {
       PATH: process.env['PATH'] ?? '',
       CONCLAVE_ADMIN_PASSWORD: 'process-test-password',

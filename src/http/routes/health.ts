@@ -1,14 +1,45 @@
 import type { FastifyInstance } from 'fastify';
 
-/** Health checks need no authentication: load balancers and orchestrators call them. */
+/**
+ * Health checks need no authentication: load balancers and orchestrators call them.
+ *
+ *   /health/live      200 while the process runs
+ *   /health/ready     200 once the node is in a cluster with a master, holds the repository and is in sync
+ *   /health/writable  200 when this node takes writes now (the master; replicas answer NOT_MASTER until writes
+ *                     are forwarded)
+ *   /health/master    200 only on the master: what a DNS or load-balancer failover checks
+ */
 export async function healthRoutes(app: FastifyInstance): Promise<void> {
   const context = app.conclave;
+  const { runtime, repository } = context;
+  const describe = () => {
+    const soft = runtime.softState();
+    const state = runtime.clusterState();
+    const self = runtime.coordinator.discoveryInfo().node.id;
+    return { soft, state, self };
+  };
   app.get('/health/live', async () => ({ status: 'live' }));
   app.get('/health/ready', async (_request, reply) => {
-    const ready = !context.closing && context.repository.isBootstrapped;
-    return reply.status(ready ? 200 : 503).send({
-      status: ready ? 'ready' : context.closing ? 'shutting-down' : 'starting',
-      appliedIndex: context.repository.appliedIndex,
+    const { soft, state, self } = describe();
+    let status = 'ready';
+    if (context.closing) status = 'shutting-down';
+    else if (state.clusterUuid === null || !state.nodes.some((n) => n.id === self)) status = 'joining';
+    else if (soft.master === null) status = 'no-master';
+    else if (!state.inSync.includes(self) || !repository.isBootstrapped) status = 'catching-up';
+    const joinRefusal = runtime.joinRefusal();
+    return reply.status(status === 'ready' ? 200 : 503).send({
+      status,
+      appliedIndex: repository.appliedIndex,
+      master: soft.master,
+      ...(status === 'joining' && joinRefusal !== null ? { joinRefusal } : {}),
     });
+  });
+  app.get('/health/writable', async (_request, reply) => {
+    const writable = !context.closing && runtime.softState().role === 'master' && repository.isBootstrapped;
+    return reply.status(writable ? 200 : 503).send({ status: writable ? 'writable' : 'not-writable' });
+  });
+  app.get('/health/master', async (_request, reply) => {
+    const master = runtime.softState().role === 'master';
+    return reply.status(master ? 200 : 503).send({ status: master ? 'master' : 'not-master' });
   });
 }

@@ -1,0 +1,70 @@
+import type { FastifyInstance } from 'fastify';
+
+import { isPlainObject } from '../../content/mergePatch.js';
+import { votingExclusionsMax, type ClusterState } from '../../core/clusterState.js';
+import { ConclaveError } from '../../errors/catalogue.js';
+import { clusterStatus } from '../../node/clusterStatus.js';
+
+/**
+ *   GET    /api/v1/cluster/status              (read)  the cluster as this node sees it (see clusterStatus.ts)
+ *   POST   /api/v1/cluster/voting-exclusions   (admin) {"nodes": [name or id, ...]}: leave them out of the vote
+ *   DELETE /api/v1/cluster/voting-exclusions   (admin) clear every exclusion
+ *
+ * Exclusions are cluster-state changes made by the master: asked of another node, they answer NOT_MASTER with
+ * the master's address. The answer comes once the change is applied here (or after cluster.writeTimeoutMs).
+ */
+export async function clusterRoutes(app: FastifyInstance): Promise<void> {
+  const { runtime, config } = app.conclave;
+  const self = () => runtime.coordinator.discoveryInfo().node;
+  const nodeFailureTicks = Math.max(config.cluster.electionTimeoutTicks, Math.ceil(config.cluster.nodeFailureTimeoutMs / config.cluster.tickMs));
+
+  app.get('/api/v1/cluster/status', { config: { permission: 'read' } }, async () => clusterStatus(runtime, { id: self().id, name: self().name }, nodeFailureTicks));
+
+  app.post('/api/v1/cluster/voting-exclusions', { config: { permission: 'admin' } }, async (request) => {
+    const body = request.body;
+    if (!isPlainObject(body) || !Array.isArray(body['nodes']) || body['nodes'].length === 0 || !body['nodes'].every((n) => typeof n === 'string')) {
+      throw new ConclaveError('INVALID_REQUEST', 'Send {"nodes": ["name or id", ...]} with at least one node.');
+    }
+    const state = runtime.clusterState();
+    const ids = (body['nodes'] as string[]).map((ref) => {
+      const node = state.nodes.find((n) => n.id === ref || n.name === ref);
+      if (node === undefined) throw new ConclaveError('INVALID_REQUEST', `No member of the cluster is called ${ref}; see GET /api/v1/cluster/status.`, { node: ref });
+      return node.id;
+    });
+    const total = new Set([...state.votingExclusions, ...ids]).size;
+    if (total > votingExclusionsMax) {
+      throw new ConclaveError('INVALID_REQUEST', `At most ${votingExclusionsMax} nodes may be excluded at once; clear the exclusions first.`, { votingExclusionsMax });
+    }
+    runtime.proposeClusterChange({ type: 'votingExclusionsAdded', ids });
+    await awaitState(runtime.clusterState.bind(runtime), (s) => ids.every((id) => s.votingExclusions.includes(id)), runtime, config.cluster.writeTimeoutMs);
+    return { votingExclusions: runtime.clusterState().votingExclusions };
+  });
+
+  app.delete('/api/v1/cluster/voting-exclusions', { config: { permission: 'admin' } }, async () => {
+    runtime.proposeClusterChange({ type: 'votingExclusionsCleared' });
+    await awaitState(runtime.clusterState.bind(runtime), (s) => s.votingExclusions.length === 0, runtime, config.cluster.writeTimeoutMs);
+    return { votingExclusions: [] };
+  });
+}
+
+/** Waits until the applied cluster state satisfies `done`, or times out with WRITE_OUTCOME_UNKNOWN. */
+function awaitState(
+  current: () => ClusterState,
+  done: (state: ClusterState) => boolean,
+  runtime: { onChange(listener: () => void): () => void },
+  timeoutMs: number,
+): Promise<void> {
+  if (done(current())) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      unsubscribe();
+      reject(new ConclaveError('WRITE_OUTCOME_UNKNOWN', `The change was not applied within ${timeoutMs} ms; it may still be. Check GET /api/v1/cluster/status.`));
+    }, timeoutMs);
+    const unsubscribe = runtime.onChange(() => {
+      if (!done(current())) return;
+      clearTimeout(timer);
+      unsubscribe();
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,151 @@
+import type { Logger } from 'pino';
+
+import type { Config } from '../config/settings.js';
+import type { ClusterMessage } from '../core/clusterMessages.js';
+import { createDnsResolver, SeedResolver } from '../discovery/resolver.js';
+import { parseSeeds, type SeedSpec } from '../discovery/seeds.js';
+import { ConclaveError } from '../errors/catalogue.js';
+import { Transport } from '../transport/transport.js';
+import type { ClusterRuntime, Wire } from './clusterRuntime.js';
+
+/** Nodes of another protocol major refuse each other at the handshake. */
+export const transportProtocolVersion = '1.0';
+
+/** How often discovery resolves the seeds again and dials what it finds (cheap: DNS and idempotent connects). */
+const discoveryRoundMs = 1000;
+/** Most addresses one discovery round dials. */
+const discoveryAddressesMax = 256;
+
+const messageTypes = new Set<string>([
+  'preVoteRequest',
+  'preVoteResponse',
+  'voteRequest',
+  'voteResponse',
+  'appendRequest',
+  'appendResponse',
+  'snapshotRequest',
+  'probeRequest',
+  'probeResponse',
+  'joinRequest',
+  'joinResponse',
+]);
+
+/**
+ * The node's place in the network: the transport (one outgoing connection per peer, full mesh), discovery rounds
+ * (seeds re-resolved every round, plus the addresses of the cluster's members), and the glue that hands messages
+ * to the runtime and the runtime's messages to the transport.
+ */
+export class ClusterNetwork implements Wire {
+  readonly transport: Transport;
+  private readonly seeds: SeedSpec[];
+  private readonly resolver: SeedResolver;
+  private runtime: ClusterRuntime | null = null;
+  private round: NodeJS.Timeout | null = null;
+  private resolving = false;
+  private stopped = false;
+
+  constructor(
+    private readonly config: Config,
+    private readonly self: { readonly id: string; readonly name: string },
+    secret: string,
+    private readonly log: Logger,
+  ) {
+    try {
+      this.seeds = parseSeeds(config.cluster.seeds, { defaultPort: 7500 });
+    } catch (err) {
+      throw new ConclaveError('INVALID_REQUEST', `cluster.seeds: ${(err as Error).message}`);
+    }
+    const tls =
+      config.transport.tlsCertFile !== ''
+        ? { tls: { certFile: config.transport.tlsCertFile, keyFile: config.transport.tlsKeyFile, caFile: config.transport.tlsCaFile } }
+        : {};
+    this.transport = new Transport({
+      host: config.transport.host === '' ? config.http.host : config.transport.host,
+      port: config.transport.port,
+      self,
+      clusterName: config.cluster.name,
+      clusterSecret: secret,
+      protocolVersion: transportProtocolVersion,
+      clusterUuid: () => this.runtime?.clusterState().clusterUuid ?? null,
+      frameBytesMax: config.transport.frameBytesMax,
+      sendQueueBytesMax: config.transport.sendQueueBytesMax,
+      logger: log,
+      ...tls,
+    });
+    this.resolver = new SeedResolver({ resolver: createDnsResolver({ timeoutMs: 2000, tries: 2 }), logger: log, addressesMax: discoveryAddressesMax });
+    this.transport.on('message', (from, message) => this.onMessage(from, message));
+    this.transport.on('peerUp', () => this.peersChanged());
+    this.transport.on('peerDown', () => this.peersChanged());
+  }
+
+  /** Binds the transport port; the address peers must use is then known. */
+  async listen(): Promise<string> {
+    await this.transport.start();
+    return this.transport.publishAddress;
+  }
+
+  /** Starts discovery and delivery for `runtime`. */
+  attach(runtime: ClusterRuntime): void {
+    this.runtime = runtime;
+    this.peersChanged();
+    void this.discoveryRound();
+    this.round = setInterval(() => void this.discoveryRound(), discoveryRoundMs);
+  }
+
+  send(message: ClusterMessage): boolean {
+    return this.transport.send(message.to, message);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.round !== null) clearInterval(this.round);
+    this.resolver.cancel();
+    await this.transport.stop();
+  }
+
+  private onMessage(from: string, message: unknown): void {
+    const runtime = this.runtime;
+    if (runtime === null) return; // not started yet: the protocol resends
+    // Connections are one-way: a peer that dialled us (we had no address for it) must be dialled back, or we
+    // could never answer it — a standalone node that others name as their seed learns of them this way.
+    if (!this.transport.connectedPeers().some((p) => p.id === from)) this.dialBack(from);
+    const m = message as Partial<ClusterMessage> | null;
+    // The handshake proved the sender knows the secret; still, a message must name its real sender and us, or a
+    // confused (or older) peer could make the core act on someone else's behalf.
+    if (m === null || typeof m !== 'object' || typeof m.type !== 'string' || !messageTypes.has(m.type) || m.from !== from || m.to !== this.self.id) {
+      this.log.warn({ from, type: m?.type }, 'dropped a malformed cluster message');
+      return;
+    }
+    runtime.receive(m as ClusterMessage);
+  }
+
+  private dialBack(id: string): void {
+    const peer = this.transport.inboundPeers().find((p) => p.id === id);
+    if (peer !== undefined && peer.address !== this.transport.publishAddress) this.transport.connect(peer.address);
+  }
+
+  private peersChanged(): void {
+    this.runtime?.setDiscoveryPeers(this.transport.connectedPeers().map((p) => p.id));
+  }
+
+  /** Dials every seed address and every member's address; forgets addresses that are neither any more. */
+  private async discoveryRound(): Promise<void> {
+    if (this.resolving || this.stopped || this.runtime === null) return;
+    this.resolving = true;
+    try {
+      const addresses = new Set(await this.resolver.resolveAll(this.seeds));
+      const self = this.transport.publishAddress;
+      for (const node of this.runtime.clusterState().nodes) addresses.add(node.address);
+      // Peers that dialled us stay wanted while they are connected (see dialBack).
+      for (const peer of this.transport.inboundPeers()) addresses.add(peer.address);
+      addresses.delete(self);
+      if (this.stopped) return;
+      for (const address of addresses) this.transport.connect(address);
+      for (const stats of this.transport.outgoingStats()) if (!addresses.has(stats.address)) this.transport.disconnect(stats.address);
+    } catch (err) {
+      this.log.warn({ err }, 'a discovery round failed');
+    } finally {
+      this.resolving = false;
+    }
+  }
+}

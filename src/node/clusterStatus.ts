@@ -1,0 +1,79 @@
+import type { ClusterRuntime } from './clusterRuntime.js';
+
+/**
+ * What GET /api/v1/cluster/status and `conclave status` show. The master knows every member's progress (from
+ * their acknowledgements); another node knows only its own and says so (`authoritative: false`).
+ */
+export interface NodeStatus {
+  readonly id: string;
+  readonly name: string;
+  readonly transportAddress: string;
+  readonly httpAddress: string | null;
+  readonly roles: readonly string[];
+  /** up: answering the master; down: silent past cluster.nodeFailureTimeoutMs; unknown: not asked on the master. */
+  readonly status: 'up' | 'down' | 'unknown';
+  readonly role: 'MASTER' | 'REPLICA';
+  readonly voter: boolean;
+  readonly inSync: boolean;
+  readonly appliedIndex: number | null;
+  /** Entries the node has not applied yet that the master has committed. */
+  readonly lag: number | null;
+}
+
+export interface ClusterStatus {
+  readonly clusterName: string | null;
+  readonly clusterUuid: string | null;
+  readonly term: number;
+  readonly version: number;
+  readonly commitIndex: number;
+  readonly master: { readonly id: string; readonly name: string } | null;
+  readonly votingConfiguration: readonly string[];
+  readonly votingExclusions: readonly string[];
+  readonly answeredBy: { readonly id: string; readonly name: string };
+  readonly authoritative: boolean;
+  readonly nodes: readonly NodeStatus[];
+}
+
+export function clusterStatus(runtime: ClusterRuntime, self: { id: string; name: string }, nodeFailureTicks: number): ClusterStatus {
+  const soft = runtime.softState();
+  const state = runtime.clusterState();
+  const isMaster = soft.role === 'master';
+  const followers = runtime.coordinator.core.followerStates();
+  const nameOf = (id: string) => state.nodes.find((n) => n.id === id)?.name ?? id;
+  const voters = new Set([...soft.configuration.current, ...(soft.configuration.next ?? [])]);
+  const nodes: NodeStatus[] = state.nodes.map((node) => {
+    const follower = followers.get(node.id);
+    const isSelf = node.id === self.id;
+    const appliedIndex = isSelf ? runtime.appliedIndex : isMaster ? (follower?.appliedIndex ?? null) : null;
+    const status: NodeStatus['status'] = isSelf ? 'up' : !isMaster ? 'unknown' : follower !== undefined && follower.silentTicks < nodeFailureTicks ? 'up' : 'down';
+    return {
+      id: node.id,
+      name: node.name,
+      transportAddress: node.address,
+      httpAddress: node.httpAddress ?? null,
+      roles: [
+        ...(node.roles.masterEligible ? ['master-eligible'] : ['replica-only']),
+        ...(node.roles.votingOnly ? ['voting-only'] : []),
+      ],
+      status,
+      role: node.id === soft.master ? 'MASTER' : 'REPLICA',
+      voter: voters.has(node.id),
+      inSync: state.inSync.includes(node.id),
+      appliedIndex,
+      lag: appliedIndex === null ? null : Math.max(0, soft.commitIndex - appliedIndex),
+    };
+  });
+  return {
+    clusterName: state.clusterName,
+    clusterUuid: state.clusterUuid,
+    term: soft.term,
+    version: state.version,
+    commitIndex: soft.commitIndex,
+    master: soft.master === null ? null : { id: soft.master, name: nameOf(soft.master) },
+    votingConfiguration: [...soft.configuration.current].map(nameOf).sort(),
+    votingExclusions: state.votingExclusions.map(nameOf),
+    answeredBy: self,
+    authoritative: isMaster,
+    nodes,
+  };
+}
