@@ -139,6 +139,9 @@ export function loadConfig(sources: ConfigSources): Config {
   if (config.cluster.heartbeatIntervalTicks >= config.cluster.electionTimeoutTicks) {
     throw new ConfigError('Setting cluster.heartbeatIntervalTicks must be below cluster.electionTimeoutTicks, or followers time out between heartbeats.');
   }
+  if (config.transport.publishHost !== '' && config.transport.port === 0) {
+    throw new ConfigError('Setting transport.publishHost needs a fixed transport.port: peers cannot reach a port picked at random.');
+  }
   const tls = [config.transport.tlsCertFile, config.transport.tlsKeyFile, config.transport.tlsCaFile];
   if (tls.some((f) => f !== '') && tls.some((f) => f === '')) {
     throw new ConfigError('TLS between nodes needs transport.tlsCertFile, transport.tlsKeyFile and transport.tlsCaFile together; set all three or none.');

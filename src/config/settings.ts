@@ -35,12 +35,13 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'cluster.publishTimeoutMs', kind: 'int', schema: int(100, 600_000).default(30_000), doc: 'The master waits at most this long for in-sync nodes to apply a cluster-state change before the next.' },
   { key: 'cluster.writeTimeoutMs', kind: 'int', schema: int(100, 600_000).default(10_000), doc: 'How long a write waits to be applied before WRITE_OUTCOME_UNKNOWN.' },
   { key: 'transport.host', kind: 'string', schema: z.string().default(''), doc: 'Address the cluster transport listens on and announces. Empty: http.host.' },
+  { key: 'transport.publishHost', kind: 'string', schema: z.string().default(''), doc: 'Host or IP other nodes and clients use to reach this node (for example a pod IP). Empty: transport.host (or http.host).' },
   { key: 'transport.port', kind: 'int', schema: int(0, 65535).default(7500), doc: 'Cluster transport port; 0 picks a free one.' },
   { key: 'transport.tlsCertFile', kind: 'string', schema: z.string().default(''), doc: 'PEM certificate for TLS between nodes (with tlsKeyFile and tlsCaFile); empty: plain TCP.' },
   { key: 'transport.tlsKeyFile', kind: 'string', schema: z.string().default(''), doc: 'PEM private key of tlsCertFile.' },
   { key: 'transport.tlsCaFile', kind: 'string', schema: z.string().default(''), doc: 'PEM CA that signed every node\'s certificate; peers must present one.' },
   { key: 'transport.sendQueueBytesMax', kind: 'int', schema: int(64 * KiB, 1 * GiB).default(64 * MiB), doc: 'Bytes queued for one peer before messages to it are dropped (the protocol resends).' },
-  { key: 'transport.frameBytesMax', kind: 'int', schema: int(64 * KiB, 1 * GiB).default(64 * MiB), doc: 'Largest message between nodes.' },
+  { key: 'transport.frameBytesMax', kind: 'int', schema: int(4 * MiB, 1 * GiB).default(64 * MiB), doc: 'Largest message between nodes; appends carry at most one entry per 2 MiB of it.' },
   { key: 'data.dir', kind: 'string', schema: z.string().min(1).default('./data'), doc: 'Directory for the database, journal and blobs.' },
   { key: 'http.host', kind: 'string', schema: z.string().min(1).default('127.0.0.1'), doc: 'Address the HTTP API listens on.' },
   { key: 'http.port', kind: 'int', schema: int(0, 65535).default(7400), doc: 'HTTP port; 0 picks a free one (the log says which).' },
@@ -90,7 +91,7 @@ export interface Config {
     publishTimeoutMs: number;
     writeTimeoutMs: number;
   };
-  transport: { host: string; port: number; tlsCertFile: string; tlsKeyFile: string; tlsCaFile: string; sendQueueBytesMax: number; frameBytesMax: number };
+  transport: { host: string; publishHost: string; port: number; tlsCertFile: string; tlsKeyFile: string; tlsCaFile: string; sendQueueBytesMax: number; frameBytesMax: number };
   data: { dir: string };
   http: { host: string; port: number; bodyBytesMax: number; shutdownGraceMs: number };
   auth: { anonymousRead: boolean; tokenTtlSeconds: number; credentialCacheEntriesMax: number; passwordChecksInFlightMax: number };

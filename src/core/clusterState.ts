@@ -48,6 +48,12 @@ export interface ClusterState {
 export type ClusterChange =
   /** The first master names the cluster: committed once in a cluster's life. */
   | { readonly type: 'formed'; readonly clusterName: string; readonly clusterUuid: string; readonly master: NodeDescriptor }
+  /**
+   * `conclave node unsafe-bootstrap`: the quorum is lost for good and an operator makes this node a cluster of one
+   * under a new UUID (so that members of the old cluster, whose journals may hold what this one lacks, are refused
+   * until detached). Written by the tool, never proposed by a master.
+   */
+  | { readonly type: 'reformed'; readonly clusterUuid: string; readonly master: string }
   /** A validated joiner becomes a member (or a member's descriptor is updated after a restart). */
   | { readonly type: 'nodeJoined'; readonly node: NodeDescriptor }
   /** A member leaves for good (asked to, or removed by an operator); it must join again to come back. */
@@ -95,6 +101,14 @@ export function applyClusterChange(state: ClusterState, change: ClusterChange): 
     case 'formed':
       if (state.clusterUuid !== null) return state;
       return { ...state, clusterName: change.clusterName, clusterUuid: change.clusterUuid, nodes: withNode(state.nodes, change.master) };
+    case 'reformed':
+      return {
+        ...state,
+        clusterUuid: change.clusterUuid,
+        nodes: state.nodes.filter((n) => n.id === change.master),
+        inSync: [change.master],
+        votingExclusions: [],
+      };
     case 'nodeJoined':
       if (state.nodes.some((n) => n.name === change.node.name && n.id !== change.node.id)) return state;
       return { ...state, nodes: withNode(state.nodes, change.node) };

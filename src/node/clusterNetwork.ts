@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/settings.js';
 import type { ClusterMessage } from '../core/clusterMessages.js';
 import { createDnsResolver, SeedResolver } from '../discovery/resolver.js';
-import { parseSeeds, type SeedSpec } from '../discovery/seeds.js';
+import { formatEndpoint, parseSeeds, type SeedSpec } from '../discovery/seeds.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import { Transport } from '../transport/transport.js';
 import type { ClusterRuntime, Wire } from './clusterRuntime.js';
@@ -59,9 +59,11 @@ export class ClusterNetwork implements Wire {
       config.transport.tlsCertFile !== ''
         ? { tls: { certFile: config.transport.tlsCertFile, keyFile: config.transport.tlsKeyFile, caFile: config.transport.tlsCaFile } }
         : {};
+    const listenHost = config.transport.host === '' ? config.http.host : config.transport.host;
     this.transport = new Transport({
-      host: config.transport.host === '' ? config.http.host : config.transport.host,
+      host: listenHost,
       port: config.transport.port,
+      ...(config.transport.publishHost !== '' ? { publishAddress: formatEndpoint(config.transport.publishHost, config.transport.port) } : {}),
       self,
       clusterName: config.cluster.name,
       clusterSecret: secret,

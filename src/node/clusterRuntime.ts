@@ -42,6 +42,8 @@ export interface RuntimeOptions {
   readonly writeQueueEntriesMax: number;
   /** Most encoded bytes of queued writes (one is always let in, however large). */
   readonly writeQueueBytesMax: number;
+  /** The transport's largest message: it bounds how many entries one append may carry. */
+  readonly frameBytesMax: number;
   /** How long a proposal waits for its entry to be applied before the client hears WRITE_OUTCOME_UNKNOWN. */
   readonly writeTimeoutMs: number;
 }
@@ -116,7 +118,9 @@ export class ClusterRuntime {
       core: {
         electionTimeoutTicks: options.electionTimeoutTicks,
         heartbeatIntervalTicks: options.heartbeatIntervalTicks,
-        appendEntriesMax: 256,
+        // An entry is at most about 1 MiB (the properties limit) plus its command: 2 MiB per entry keeps every
+        // append message within transport.frameBytesMax, which the transport would otherwise drop for good.
+        appendEntriesMax: Math.max(1, Math.min(256, Math.floor(options.frameBytesMax / (2 * 1024 * 1024)))),
         inflightAppendsMax: 4,
         uncommittedEntriesMax: options.writeQueueEntriesMax,
       },

@@ -16,6 +16,7 @@ import { BlobStore } from '../storage/blobStore.js';
 import { ContentTables } from '../storage/contentTables.js';
 import { getMeta, openDatabase, setMeta, type Db } from '../storage/database.js';
 import { JournalStore } from '../storage/journal.js';
+import { formatEndpoint } from '../discovery/seeds.js';
 import { ClusterNetwork } from './clusterNetwork.js';
 import { ClusterRuntime } from './clusterRuntime.js';
 import { Repository } from './repository.js';
@@ -89,6 +90,7 @@ export class ConclaveNode {
           writeQueueEntriesMax: config.storage.writeQueueEntriesMax,
           writeQueueBytesMax: config.storage.writeQueueBytesMax,
           writeTimeoutMs: config.cluster.writeTimeoutMs,
+          frameBytesMax: config.transport.frameBytesMax,
         },
         log,
       );
@@ -149,7 +151,8 @@ export class ConclaveNode {
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `http://${host}:${address.port}`;
     // Now the HTTP port is known (it may have been 0): members learn it, for redirects and status.
-    this.runtime.updateSelf({ httpAddress: `${host}:${address.port}` });
+    const publishHost = this.config.transport.publishHost;
+    this.runtime.updateSelf({ httpAddress: publishHost !== '' ? formatEndpoint(publishHost, address.port) : `${host}:${address.port}` });
     this.log.info({ url, port: address.port, appliedIndex: this.repository.appliedIndex }, 'listening');
     return url;
   }

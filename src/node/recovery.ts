@@ -1,0 +1,115 @@
+import { randomUUID } from 'node:crypto';
+
+import { ClusterCoordinator } from '../core/clusterCoordinator.js';
+import type { ClusterChange, ClusterState } from '../core/clusterState.js';
+import type { HardState } from '../core/types.js';
+import { ConclaveError } from '../errors/catalogue.js';
+import { getMeta, openDatabase, setMeta, type Db } from '../storage/database.js';
+import { JournalStore } from '../storage/journal.js';
+
+/**
+ * Recovery of a stopped node, for when the cluster cannot help itself (`conclave node …`). Both lose data; the
+ * CLI shows what the node holds, warns, and asks before anything is written. The database's exclusive lock
+ * guarantees the node is not running.
+ */
+export interface NodeOnDisk {
+  readonly nodeId: string;
+  readonly term: number;
+  readonly lastIndex: number;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly clusterState: ClusterState;
+}
+
+function readNode(db: Db): NodeOnDisk {
+  const nodeId = getMeta<string>(db, 'node_id');
+  if (nodeId === undefined) throw new ConclaveError('INVALID_REQUEST', 'This data directory has never started a node: there is nothing to recover.');
+  const journal = new JournalStore(db);
+  const appliedIndex = getMeta<number>(db, 'applied_index') ?? 0;
+  const restored = journal.restoredState(appliedIndex);
+  // The cluster state is rebuilt the way the node itself does at start: a coordinator restored from disk.
+  const coordinator = new ClusterCoordinator(
+    {
+      self: { id: nodeId, name: nodeId, address: '-', roles: { masterEligible: true, votingOnly: false }, version: '0.0.0' },
+      clusterName: '-',
+      bootstrap: { kind: 'none' },
+      core: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 2, appendEntriesMax: 1, inflightAppendsMax: 1, uncommittedEntriesMax: 1 },
+      probeIntervalTicks: 1,
+      discoveryInfoTicksMax: 1,
+      discoveredPeersMax: 1,
+      joinRetryTicks: 1,
+      nodeFailureTimeoutTicks: 10,
+      publishTimeoutTicks: 1,
+      pendingChangesMax: 1,
+      random: { nextInt: () => 0 },
+    },
+    restored,
+  );
+  return {
+    nodeId,
+    term: restored.hardState.term,
+    lastIndex: journal.lastIndex(),
+    commitIndex: restored.hardState.commitIndex,
+    appliedIndex,
+    clusterState: coordinator.clusterState(),
+  };
+}
+
+/** What the node holds, for the warning the CLI prints before asking. */
+export function inspectNode(dataDir: string): NodeOnDisk {
+  const db = openDatabase(dataDir);
+  try {
+    return readNode(db);
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Makes the node a cluster of one, under a new cluster UUID: its journal gets, in a new term, a voting
+ * configuration of itself alone and the `reformed` cluster-state change. It then elects itself at start and
+ * commits everything its journal holds — including entries the old cluster never committed, and lacking entries
+ * it committed without this node: that is the data loss the CLI warns about.
+ */
+export function unsafeBootstrap(dataDir: string): { readonly clusterUuid: string; readonly term: number } {
+  const db = openDatabase(dataDir);
+  try {
+    const node = readNode(db);
+    const journal = new JournalStore(db);
+    const term = node.term + 1;
+    const clusterUuid = randomUUID();
+    const change: ClusterChange = { type: 'reformed', clusterUuid, master: node.nodeId };
+    const hardState: HardState = { term, votedFor: null, commitIndex: node.commitIndex };
+    db.transaction(() => {
+      journal.write([
+        { index: node.lastIndex + 1, term, payload: { kind: 'configuration', current: [node.nodeId] } },
+        { index: node.lastIndex + 2, term, payload: { kind: 'cluster', change } },
+      ]);
+      journal.saveHardState(hardState);
+    })();
+    return { clusterUuid, term };
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Forgets the cluster: journal, hard state, bootstrap view and the content applied from that journal (content is
+ * the journal's product: kept, it would be applied twice by the next cluster's journal). The node keeps its id
+ * and its blobs (content-addressed, reused when the new cluster's entries name them) and joins like a new node.
+ */
+export function detachCluster(dataDir: string): void {
+  const db = openDatabase(dataDir);
+  try {
+    readNode(db);
+    db.transaction(() => {
+      db.prepare('DELETE FROM journal').run();
+      db.prepare('DELETE FROM nodes').run();
+      db.prepare('DELETE FROM users').run();
+      db.prepare(`DELETE FROM meta WHERE key IN ('hard_state', 'bootstrap_view', 'applied_index', 'token_key')`).run();
+      setMeta(db, 'detached_at', new Date().toISOString());
+    })();
+  } finally {
+    db.close();
+  }
+}
