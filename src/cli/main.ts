@@ -5,6 +5,9 @@ import { ConfigError, loadConfig } from '../config/load.js';
 import { isConclaveError } from '../errors/catalogue.js';
 import { ConclaveNode } from '../node/conclaveNode.js';
 import { createLogger } from '../node/logger.js';
+import { demoCommand } from './demoCommand.js';
+import { registerNodeCommands } from './nodeCommands.js';
+import { statusCommand } from './statusCommand.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -16,6 +19,7 @@ interface StartFlags {
   name?: string;
   transportPort?: string;
   transportHost?: string;
+  transportPublishHost?: string;
   clusterName?: string;
   clusterSecret?: string;
   seed?: string[];
@@ -40,7 +44,8 @@ program
   .option('-p, --http-port <port>', 'HTTP port (default 7400; 0 picks a free port)')
   .option('-n, --name <name>', 'node name (default: the host name)')
   .option('--transport-port <port>', 'cluster transport port (default 7500; 0 picks a free port)')
-  .option('--transport-host <address>', 'cluster transport address (default: the HTTP address)')
+  .option('--transport-host <address>', 'cluster transport listen address (default: the HTTP address)')
+  .option('--transport-publish-host <host>', 'the host or IP other nodes and clients use to reach this node (needed with 0.0.0.0)')
   .option('--cluster-name <name>', 'cluster name (default conclave)')
   .option('--cluster-secret <secret>', 'shared cluster secret, 16+ characters (default: generated once)')
   .option('--seed <host:port>', 'where to find the cluster; repeat for several (none: a cluster of one)', (value: string, previous: string[] = []) => [...previous, value])
@@ -66,6 +71,7 @@ program
           'node.name': options.name,
           'transport.port': options.transportPort,
           'transport.host': options.transportHost,
+          'transport.publishHost': options.transportPublishHost,
           'cluster.name': options.clusterName,
           'cluster.secret': options.clusterSecret,
           'cluster.seeds': options.seed,
@@ -81,6 +87,7 @@ program
           'node.name': '--name',
           'transport.port': '--transport-port',
           'transport.host': '--transport-host',
+          'transport.publishHost': '--transport-publish-host',
           'cluster.name': '--cluster-name',
           'cluster.secret': '--cluster-secret',
           'cluster.seeds': '--seed',
@@ -128,5 +135,9 @@ program
     process.on('SIGTERM', () => shutdown('SIGTERM'));
     process.on('SIGINT', () => shutdown('SIGINT'));
   });
+
+program.addCommand(statusCommand());
+program.addCommand(demoCommand());
+registerNodeCommands(program);
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,92 @@
+import type { Command } from 'commander';
+import { createInterface } from 'node:readline/promises';
+
+import { isConclaveError } from '../errors/catalogue.js';
+import { detachCluster, inspectNode, unsafeBootstrap, type NodeOnDisk } from '../node/recovery.js';
+
+/**
+ * `conclave node unsafe-bootstrap` and `conclave node detach-cluster`: recovery of a STOPPED node when its
+ * cluster cannot recover by itself. Each prints what the node holds, says what will be lost, and asks (or takes
+ * --yes). Exit codes: 0 done, 1 refused or failed, 2 bad usage.
+ */
+function describe(node: NodeOnDisk): string {
+  const state = node.clusterState;
+  return [
+    `  node id:               ${node.nodeId}`,
+    `  cluster:               ${state.clusterName ?? '(not formed)'} ${state.clusterUuid ?? ''}`,
+    `  term:                  ${node.term}`,
+    `  cluster-state version: ${state.version}`,
+    `  journal:               ${node.lastIndex} entries, ${node.commitIndex} known committed, ${node.appliedIndex} applied`,
+    `  voting configuration:  ${state.votingConfiguration.current.join(', ') || '-'}`,
+    `  members:               ${state.nodes.map((n) => n.name).join(', ') || '-'}`,
+  ].join('\n');
+}
+
+async function confirm(question: string, yes: boolean): Promise<boolean> {
+  if (yes) return true;
+  if (!process.stdin.isTTY) {
+    process.stderr.write('conclave: not a terminal, so nobody can confirm; pass --yes to proceed.\n');
+    return false;
+  }
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  try {
+    const answer = await rl.question(`${question} Type "yes" to proceed: `);
+    return answer.trim() === 'yes';
+  } finally {
+    rl.close();
+  }
+}
+
+function fail(err: unknown): never {
+  const code = isConclaveError(err) ? err.code : ((err as NodeJS.ErrnoException).code ?? 'FAILED');
+  process.stderr.write(`conclave: ${(err as Error).message} (${code})\n`);
+  process.exit(1);
+}
+
+export function registerNodeCommands(program: Command): void {
+  const node = program.command('node').description('Recovery of a stopped node (both commands lose data; read what they print).');
+
+  node
+    .command('unsafe-bootstrap')
+    .description('Make this stopped node a cluster of one, under a new cluster UUID, when a quorum of voters is lost for good.')
+    .requiredOption('-d, --data <dir>', 'the data directory of the stopped node')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .action(async (options: { data: string; yes?: boolean }) => {
+      try {
+        const before = inspectNode(options.data);
+        process.stdout.write(`This node holds:\n${describe(before)}\n\n`);
+        process.stdout.write(
+          'WARNING: data loss. The node will commit everything in its journal, including writes the old cluster\n' +
+            'never acknowledged, and it lacks whatever the old cluster committed without it. The other members of the\n' +
+            'old cluster will be refused (another cluster UUID) until you run `conclave node detach-cluster` on them.\n' +
+            'Prefer starting the lost nodes again if at all possible.\n\n',
+        );
+        if (!(await confirm('Bootstrap this node alone?', options.yes === true))) process.exit(1);
+        const { clusterUuid, term } = unsafeBootstrap(options.data);
+        process.stdout.write(`Done: new cluster UUID ${clusterUuid}, term ${term}. Start the node; it elects itself.\n`);
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  node
+    .command('detach-cluster')
+    .description('Make this stopped node forget its cluster (journal and content), so that it can join another.')
+    .requiredOption('-d, --data <dir>', 'the data directory of the stopped node')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .action(async (options: { data: string; yes?: boolean }) => {
+      try {
+        const before = inspectNode(options.data);
+        process.stdout.write(`This node holds:\n${describe(before)}\n\n`);
+        process.stdout.write(
+          'WARNING: data loss on this node. Its journal and its content are erased (its id, secret and blobs stay);\n' +
+            'it gets the content again from the cluster it joins next. Anything only this node held is gone.\n\n',
+        );
+        if (!(await confirm('Detach this node from its cluster?', options.yes === true))) process.exit(1);
+        detachCluster(options.data);
+        process.stdout.write('Done: the node is detached. Start it with --seed pointing at the cluster it should join.\n');
+      } catch (err) {
+        fail(err);
+      }
+    });
+}

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { runConclave } from '../helpers/cli.js';
+import { ProcessCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/tmp.js';
+
+/**
+ * Recovery when a quorum is lost for good: `conclave node unsafe-bootstrap` makes a survivor a cluster of one
+ * under a new UUID; a member of the old cluster is refused by it until `conclave node detach-cluster` makes it
+ * forget its cluster, after which it joins and gets the content again.
+ */
+test('unsafe-bootstrap a survivor of a lost quorum; detach-cluster lets an old member join it', async () => {
+  const names = ['n1', 'n2', 'n3'];
+  const cluster = await ProcessCluster.create(names, (_name, seeds) => [...seeds.flatMap((s) => ['--seed', s]), '--initial-master-nodes', names.join(',')]);
+  try {
+    await cluster.start(...names);
+    await cluster.write('/kept', { v: 1 });
+    await cluster.converged('/kept');
+    const oldUuid = (await cluster.status('n1')).clusterUuid;
+    await cluster.kill('n1', 'n2', 'n3');
+
+    // Refused without confirmation when nobody can be asked.
+    const unconfirmed = await runConclave(['node', 'unsafe-bootstrap', '--data', cluster.node('n1').dir]);
+    assert.equal(unconfirmed.code, 1);
+    assert.match(unconfirmed.stdout, /term:\s+\d+/);
+    assert.match(unconfirmed.stdout, /cluster-state version:\s+\d+/);
+    assert.match(unconfirmed.stdout, /WARNING: data loss/);
+
+    const bootstrapped = await runConclave(['node', 'unsafe-bootstrap', '--data', cluster.node('n1').dir, '--yes']);
+    assert.equal(bootstrapped.code, 0, bootstrapped.stderr);
+    // n2 and n3 are gone for good; n1 alone is the cluster now, under a new UUID, with the old content.
+    cluster.node('n1').args.splice(0, cluster.node('n1').args.length);
+    await cluster.start('n1');
+    assert.equal(await cluster.write('/after', { v: 2 }), 'n1');
+    const status = await cluster.status('n1');
+    assert.notEqual(status.clusterUuid, oldUuid);
+    assert.deepEqual(status.votingConfiguration, ['n1']);
+    assert.equal((await cluster.get('n1', '/api/v1/content/kept')).status, 200);
+
+    // An old member still carries the old UUID: refused at the handshake, with the remedy in the log.
+    const seedOfN1 = `127.0.0.1:${cluster.node('n1').transportPort}`;
+    cluster.node('n2').args.splice(0, cluster.node('n2').args.length, '--seed', seedOfN1);
+    await cluster.start('n2');
+    await waitFor('the UUID refusal', () => (cluster.output('n2').includes('CLUSTER_UUID_MISMATCH') ? true : undefined));
+    await cluster.kill('n2');
+
+    const detached = await runConclave(['node', 'detach-cluster', '--data', cluster.node('n2').dir, '--yes']);
+    assert.equal(detached.code, 0, detached.stderr);
+    await cluster.start('n2');
+    await cluster.converged('/after');
+    const members = (await cluster.status('n1')).nodes.map((n) => n.name).sort();
+    assert.deepEqual(members, ['n1', 'n2']);
+  } finally {
+    await cluster.stopAll();
+  }
+});
