@@ -1,0 +1,759 @@
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import net, { type AddressInfo, type Server, type Socket } from 'node:net';
+import tls from 'node:tls';
+
+import { Connection, type ConnectionOptions, type ConnectionStats } from './connection.js';
+import { TransportError, isTransportError, type TransportErrorCode, type TransportRefusalCode } from './errors.js';
+import { frameBodyBytesLimit } from './frames.js';
+import {
+  clientHello,
+  clientReceiveChallenge,
+  clientReceiveWelcome,
+  handshakeInvalid,
+  handshakeTimeout,
+  newNonce,
+  protocolMajor,
+  refusal,
+  refusedMessage,
+  serverReceiveHello,
+  serverReceiveProof,
+  tooManyConnections,
+  type HandshakeIdentity,
+  type HandshakeSide,
+  type HelloMessage,
+  type Refusal,
+} from './handshake.js';
+
+/**
+ * The cluster transport: a dedicated port, a full mesh of TCP (optionally TLS) connections carrying
+ * length-prefixed MessagePack frames between nodes that proved they share the cluster secret.
+ *
+ * Connections are one-way, as in CrateDB: a node sends only on the connection it dialled to a peer, and receives
+ * only on the connections peers dialled to it. So each side owns the lifecycle of what it sends — it alone decides
+ * when to reconnect — and two nodes dialling each other at once never have to agree which connection survives.
+ *
+ * Delivery is best effort: a frame is dropped when a peer's send queue is full or its connection drops. The
+ * coordination protocol above resends what matters; what it cannot survive is a transport that buffers without
+ * bound and turns one slow peer into an out-of-memory node.
+ */
+
+export interface TransportTlsOptions {
+  /** PEM certificate of this node, signed by the CA in caFile. */
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** PEM CA that signed every node's certificate; a peer must present a certificate it signed. */
+  readonly caFile: string;
+}
+
+/** The pino methods the transport uses; a pino Logger fits. */
+export interface TransportLogger {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+  debug(fields: object, message: string): void;
+}
+
+export interface TransportOptions {
+  /** Listen address. */
+  readonly host: string;
+  /** Listen port; 0 picks a free one, which start() reports. */
+  readonly port: number;
+  /** host:port peers should use to reach this node, sent in the handshake. Default: host and the bound port. */
+  readonly publishAddress?: string;
+  readonly self: { readonly id: string; readonly name: string };
+  readonly clusterName: string;
+  /** Proven with HMAC at every handshake; never written to a socket. */
+  readonly clusterSecret: string;
+  /** `major.minor`: peers of another major are refused. */
+  readonly protocolVersion: string;
+  /** Read at each handshake, because the UUID becomes known only once the cluster forms. */
+  readonly clusterUuid: () => string | null;
+  /** When set, listening and dialling both use TLS and verify the peer's certificate against caFile. */
+  readonly tls?: TransportTlsOptions;
+  /** Largest frame body accepted from a peer (and sent, further limited by the peer's own). */
+  readonly frameBytesMax?: number;
+  readonly sendQueueFramesMax?: number;
+  readonly sendQueueBytesMax?: number;
+  /** From dialling (or accepting) to the end of the handshake. */
+  readonly handshakeTimeoutMs?: number;
+  readonly reconnectDelayMinMs?: number;
+  readonly reconnectDelayMaxMs?: number;
+  /** Inbound connections held at once, handshaking ones included; more are refused with TOO_MANY_CONNECTIONS. */
+  readonly connectionsMax?: number;
+  /** TCP keep-alive's idle delay, so a dead peer's socket is found even when nothing is sent. */
+  readonly keepAliveDelayMs?: number;
+  readonly logger: TransportLogger;
+  /** Jitter for reconnection delays, in [0, 1). Injected so tests can pin it. */
+  readonly random?: () => number;
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+export const transportDefaults = {
+  frameBytesMax: 64 * MiB,
+  sendQueueFramesMax: 4096,
+  sendQueueBytesMax: 64 * MiB,
+  handshakeTimeoutMs: 5000,
+  reconnectDelayMinMs: 100,
+  reconnectDelayMaxMs: 10_000,
+  connectionsMax: 256,
+  keepAliveDelayMs: 5000,
+} as const;
+
+/** A node at the other end of a handshaken connection. `address` is the one dialled (outgoing) or announced (inbound). */
+export interface PeerInfo {
+  readonly id: string;
+  readonly name: string;
+  readonly address: string;
+}
+
+/** Listeners run inside socket callbacks and must not throw: an exception there is a bug and ends the process. */
+export interface TransportEvents {
+  /** A message from a peer, received on an inbound handshaken connection. */
+  message: [fromNodeId: string, message: unknown];
+  /** An outgoing connection finished its handshake: send(peer.id, …) works from now on. */
+  peerUp: [peer: PeerInfo];
+  /** An outgoing connection that was up is gone; the transport reconnects if the address is still wanted. */
+  peerDown: [peer: PeerInfo];
+  /** An outgoing handshake was refused (by either side); the transport keeps retrying with back-off. */
+  refused: [address: string, code: TransportRefusalCode, message: string];
+}
+
+export interface OutgoingStats extends ConnectionStats {
+  readonly address: string;
+  readonly peerId: string | null;
+  readonly phase: OutgoingPhase;
+  /** Consecutive connection attempts that did not get through, since the last successful handshake. */
+  readonly failedAttempts: number;
+}
+
+/**
+ * The only frame a server sends on an established connection: why it is about to close it, so the side that
+ * dialled can log the cause instead of a bare reset.
+ */
+export interface ClosingNotice {
+  readonly type: 'closing';
+  readonly code: TransportErrorCode;
+  readonly message: string;
+}
+
+type OutgoingPhase = 'idle' | 'awaitChallenge' | 'awaitWelcome' | 'up';
+
+interface Outgoing {
+  readonly address: string;
+  readonly host: string;
+  readonly port: number;
+  wanted: boolean;
+  phase: OutgoingPhase;
+  connection: Connection | null;
+  side: HandshakeSide | null;
+  /** Learnt from the challenge; becomes the peer once welcomed. */
+  pendingPeer: PeerInfo | null;
+  peerFrameBytesMax: number;
+  peer: PeerInfo | null;
+  failedAttempts: number;
+  retryTimer: NodeJS.Timeout | null;
+  /** This attempt's failure has been reported as a refusal; its close need not be logged again. */
+  refusalReported: boolean;
+  /** A failure to connect was logged as a warning since the last successful handshake; the rest go to debug. */
+  failureWarned: boolean;
+}
+
+interface Inbound {
+  readonly connection: Connection;
+  phase: 'awaitHello' | 'awaitProof' | 'up';
+  readonly nonce: Uint8Array;
+  side: HandshakeSide | null;
+  hello: HelloMessage | null;
+  peer: PeerInfo | null;
+}
+
+type TransportState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+interface TlsMaterial {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly ca: Buffer;
+  /** Built once: parsing the PEM files on every reconnection would be waste. */
+  readonly context: tls.SecureContext;
+}
+
+/** Full-jitter exponential back-off above a floor: in [min, min(max, min·2^attempt)]. `attempt` counts from 1. */
+export function reconnectDelayMs(attempt: number, minMs: number, maxMs: number, random: () => number): number {
+  const ceilingMs = Math.min(maxMs, minMs * 2 ** Math.min(Math.max(attempt, 1), 30));
+  return Math.round(minMs + random() * (ceilingMs - minMs));
+}
+
+/** Splits host:port or [ipv6]:port. Throws ADDRESS_INVALID. */
+export function parseAddress(address: string): { host: string; port: number } {
+  const match = /^\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})$/.exec(address) ?? /^([^:[\]\s]+):([0-9]{1,5})$/.exec(address);
+  const port = match === null ? NaN : Number(match[2]);
+  if (match === null || !(port >= 1 && port <= 65535)) {
+    throw new TransportError('ADDRESS_INVALID', `transport address ${JSON.stringify(address)} is not host:port or [ipv6]:port with a port in 1-65535`, { address });
+  }
+  return { host: match[1]!, port };
+}
+
+export function formatAddress(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export class Transport extends EventEmitter<TransportEvents> {
+  private state: TransportState = 'new';
+  private server: Server | null = null;
+  private boundPort = 0;
+  private publishAddressValue = '';
+  private tlsMaterial: TlsMaterial | null = null;
+  private readonly outgoing = new Map<string, Outgoing>();
+  /** Up outgoing connections by the node id their handshake revealed: where send() goes. */
+  private readonly outgoingById = new Map<string, Outgoing>();
+  private readonly inbound = new Set<Inbound>();
+  private readonly inboundById = new Map<string, Inbound>();
+  /** Every accepted socket, TLS handshakes in progress included, so stop() can cut them all. */
+  private readonly acceptedSockets = new Set<Socket>();
+  private readonly connectionOptions: ConnectionOptions;
+  private readonly handshakeTimeoutMs: number;
+  private readonly reconnectDelayMinMs: number;
+  private readonly reconnectDelayMaxMs: number;
+  private readonly connectionsMax: number;
+  private readonly keepAliveDelayMs: number;
+  private readonly frameBytesMax: number;
+  private readonly random: () => number;
+  private readonly log: TransportLogger;
+
+  constructor(private readonly options: TransportOptions) {
+    super();
+    this.log = options.logger;
+    this.random = options.random ?? Math.random;
+    this.frameBytesMax = positive('frameBytesMax', options.frameBytesMax ?? transportDefaults.frameBytesMax);
+    if (this.frameBytesMax > frameBodyBytesLimit) throw new TransportError('OPTIONS_INVALID', `frameBytesMax must be at most ${frameBodyBytesLimit}`);
+    this.handshakeTimeoutMs = positive('handshakeTimeoutMs', options.handshakeTimeoutMs ?? transportDefaults.handshakeTimeoutMs);
+    this.reconnectDelayMinMs = positive('reconnectDelayMinMs', options.reconnectDelayMinMs ?? transportDefaults.reconnectDelayMinMs);
+    this.reconnectDelayMaxMs = positive('reconnectDelayMaxMs', options.reconnectDelayMaxMs ?? transportDefaults.reconnectDelayMaxMs);
+    this.connectionsMax = positive('connectionsMax', options.connectionsMax ?? transportDefaults.connectionsMax);
+    this.keepAliveDelayMs = positive('keepAliveDelayMs', options.keepAliveDelayMs ?? transportDefaults.keepAliveDelayMs);
+    this.connectionOptions = {
+      frameBytesMax: this.frameBytesMax,
+      sendQueueFramesMax: positive('sendQueueFramesMax', options.sendQueueFramesMax ?? transportDefaults.sendQueueFramesMax),
+      sendQueueBytesMax: positive('sendQueueBytesMax', options.sendQueueBytesMax ?? transportDefaults.sendQueueBytesMax),
+      handshakeTimeoutMs: this.handshakeTimeoutMs,
+    };
+    if (this.reconnectDelayMinMs > this.reconnectDelayMaxMs) {
+      throw new TransportError('OPTIONS_INVALID', `reconnectDelayMinMs ${this.reconnectDelayMinMs} is above reconnectDelayMaxMs ${this.reconnectDelayMaxMs}`);
+    }
+    if (options.clusterSecret.length === 0) throw new TransportError('OPTIONS_INVALID', 'the cluster secret is empty: set cluster.secret (--cluster-secret) on every node');
+    if (protocolMajor(options.protocolVersion) === null) throw new TransportError('OPTIONS_INVALID', `protocolVersion ${JSON.stringify(options.protocolVersion)} is not major.minor`);
+    if (options.self.id.length === 0 || options.self.name.length === 0) throw new TransportError('OPTIONS_INVALID', 'self.id and self.name must not be empty');
+    if (options.clusterName.length === 0) throw new TransportError('OPTIONS_INVALID', 'clusterName must not be empty');
+    if (options.publishAddress !== undefined) parseAddress(options.publishAddress);
+  }
+
+  // ---------------------------------------------------------------------------------------------- lifecycle
+
+  /** Listens; resolves with the bound port. Throws OPTIONS_INVALID for unreadable TLS files, or the listen error. */
+  async start(): Promise<{ port: number }> {
+    if (this.state !== 'new') throw new TransportError('NOT_RUNNING', `start() may be called once; the transport is ${this.state}`);
+    this.state = 'starting';
+    try {
+      this.tlsMaterial = this.options.tls === undefined ? null : loadTls(this.options.tls);
+      const server = this.tlsMaterial === null
+        ? net.createServer((socket) => this.onAccepted(socket))
+        : tls.createServer(
+          // The client's certificate is checked in onAccepted rather than by rejectUnauthorized, which would drop
+          // the socket without a word: the client is told why, over TLS, and nothing it sends is read.
+          { cert: this.tlsMaterial.cert, key: this.tlsMaterial.key, ca: this.tlsMaterial.ca, requestCert: true, rejectUnauthorized: false },
+          (socket) => this.onAccepted(socket),
+        );
+      server.on('connection', (socket: Socket) => {
+        this.acceptedSockets.add(socket);
+        socket.on('close', () => this.acceptedSockets.delete(socket));
+      });
+      if (server instanceof tls.Server) {
+        server.on('tlsClientError', (err, socket) => {
+          // Once the peer has gone the socket no longer knows its address.
+          const remote = socket.remoteAddress === undefined ? 'a peer' : formatAddress(socket.remoteAddress, socket.remotePort ?? 0);
+          this.log.warn(
+            { code: 'TLS_HANDSHAKE_FAILED', remoteAddress: socket.remoteAddress === undefined ? null : remote, err: err.message },
+            `TLS with ${remote} failed (${err.message}): the peer may not trust this node's certificate, or may not ` +
+              'use TLS; every node needs TLS, a certificate signed by the CA in transport.tlsCaFile, and that CA file',
+          );
+        });
+      }
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.options.port, this.options.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      server.on('error', (err) => this.log.error({ err: err.message }, `transport server error: ${err.message}`));
+      this.server = server;
+      this.boundPort = (server.address() as AddressInfo).port;
+      this.publishAddressValue = this.options.publishAddress ?? formatAddress(this.options.host, this.boundPort);
+      this.state = 'running';
+      this.log.info({ port: this.boundPort, tls: this.tlsMaterial !== null, publishAddress: this.publishAddressValue }, 'transport listening');
+      return { port: this.boundPort };
+    } catch (err) {
+      this.state = 'stopped';
+      throw err;
+    }
+  }
+
+  /** Closes every connection and the listener. Nothing reconnects afterwards; peerDown fires for every up peer. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    const server = this.server;
+    this.state = 'stopping';
+    for (const out of [...this.outgoing.values()]) this.forget(out);
+    for (const inb of this.inbound) inb.connection.destroy();
+    for (const socket of this.acceptedSockets) socket.destroy();
+    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+    this.state = 'stopped';
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get publishAddress(): string {
+    return this.publishAddressValue;
+  }
+
+  // ---------------------------------------------------------------------------------------------- outgoing
+
+  /** Keeps an outgoing connection to `address` (host:port), reconnecting with back-off until disconnect(). Idempotent. */
+  connect(address: string): void {
+    this.assertRunning();
+    if (this.outgoing.has(address)) return;
+    const { host, port } = parseAddress(address);
+    const out: Outgoing = {
+      address,
+      host,
+      port,
+      wanted: true,
+      phase: 'idle',
+      connection: null,
+      side: null,
+      pendingPeer: null,
+      peerFrameBytesMax: this.frameBytesMax,
+      peer: null,
+      failedAttempts: 0,
+      retryTimer: null,
+      refusalReported: false,
+      failureWarned: false,
+    };
+    this.outgoing.set(address, out);
+    this.dial(out);
+  }
+
+  /** Stops wanting `address`: closes its connection (peerDown now, if it was up) and stops reconnecting. */
+  disconnect(address: string): void {
+    const out = this.outgoing.get(address);
+    if (out !== undefined) this.forget(out);
+  }
+
+  /**
+   * Sends one message to a node over the outgoing connection whose handshake named it. False when there is none,
+   * or its send queue is full (the message is dropped), or the message is larger than this node's or the peer's
+   * frameBytesMax (dropped and logged: it could never be delivered, and cutting the link would not help).
+   */
+  send(nodeId: string, message: unknown): boolean {
+    const out = this.outgoingById.get(nodeId);
+    if (out === undefined || out.phase !== 'up' || out.connection === null) return false;
+    try {
+      return out.connection.send(message);
+    } catch (err) {
+      if (!isTransportError(err)) throw err;
+      this.log.error(
+        { code: err.code, peerId: nodeId, address: out.address, ...err.details },
+        `message to node ${nodeId} dropped: ${err.message}` +
+          (err.code === 'FRAME_TOO_LARGE' ? ': raise transport.frameBytesMax on every node, or send smaller messages' : ''),
+      );
+      return false;
+    }
+  }
+
+  /** Peers reachable by send(): outgoing connections whose handshake finished. */
+  connectedPeers(): PeerInfo[] {
+    const peers: PeerInfo[] = [];
+    for (const out of this.outgoing.values()) if (out.phase === 'up' && out.peer !== null) peers.push(out.peer);
+    return peers;
+  }
+
+  /** Peers sending to this node: inbound connections whose handshake finished, one per node id. */
+  inboundPeers(): PeerInfo[] {
+    return [...this.inboundById.values()].flatMap((inb) => (inb.peer === null ? [] : [inb.peer]));
+  }
+
+  /** For metrics and tests: one line per wanted address. */
+  outgoingStats(): OutgoingStats[] {
+    return [...this.outgoing.values()].map((out) => ({
+      address: out.address,
+      peerId: out.peer?.id ?? null,
+      phase: out.phase,
+      failedAttempts: out.failedAttempts,
+      ...(out.connection?.stats() ?? { queuedFrames: 0, queuedBytes: 0, droppedFrames: 0 }),
+    }));
+  }
+
+  private dial(out: Outgoing): void {
+    out.retryTimer = null;
+    if (!out.wanted || this.state !== 'running') return;
+    const socket = this.tlsMaterial === null
+      ? net.connect({ host: out.host, port: out.port })
+      : tls.connect({
+        host: out.host,
+        port: out.port,
+        secureContext: this.tlsMaterial.context,
+        rejectUnauthorized: true,
+        // Peers are addressed by IP (or whatever seed hosts say), so the certificate's names cannot be checked
+        // against the address; the CA is the trust anchor: any certificate it signed is a cluster node, and the
+        // handshake's secret proof and node ids do the rest.
+        checkServerIdentity: () => undefined,
+      });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, this.keepAliveDelayMs);
+    const side: HandshakeSide = { local: this.identity(), clusterSecret: this.options.clusterSecret, nonce: newNonce() };
+    const connection: Connection = new Connection(socket, this.connectionOptions, {
+      onFrame: (value) => this.onOutgoingFrame(out, connection, value),
+      onFrameError: (err) => {
+        this.log.warn({ address: out.address, code: err.code }, `connection to ${out.address} broken: ${err.message}`);
+        connection.destroy(err);
+      },
+      onHandshakeTimeout: () => {
+        this.reportRefusal(out, handshakeTimeout(this.handshakeTimeoutMs, out.address));
+        connection.destroy();
+      },
+      onClose: (err) => this.onOutgoingClose(out, connection, err),
+    });
+    out.connection = connection;
+    out.side = side;
+    out.phase = 'awaitChallenge';
+    out.refusalReported = false;
+    connection.send(clientHello(side));
+  }
+
+  private onOutgoingFrame(out: Outgoing, connection: Connection, value: unknown): void {
+    if (out.connection !== connection) return;
+    switch (out.phase) {
+      case 'awaitChallenge': {
+        const outcome = clientReceiveChallenge(out.side!, value);
+        if (outcome.kind === 'proof') {
+          out.pendingPeer = { id: outcome.challenge.nodeId, name: outcome.challenge.nodeName, address: out.address };
+          out.peerFrameBytesMax = outcome.challenge.frameBytesMax;
+          out.phase = 'awaitWelcome';
+          connection.send(outcome.reply);
+          return;
+        }
+        this.reportRefusal(out, outcome.refusal);
+        connection.close(outcome.kind === 'refuse' ? outcome.reply : undefined);
+        return;
+      }
+      case 'awaitWelcome': {
+        const outcome = clientReceiveWelcome(value);
+        if (outcome.kind === 'welcome') {
+          const peer = out.pendingPeer!;
+          connection.established(out.peerFrameBytesMax);
+          out.phase = 'up';
+          out.peer = peer;
+          out.failedAttempts = 0;
+          out.failureWarned = false;
+          this.outgoingById.set(peer.id, out);
+          this.log.info({ address: out.address, peerId: peer.id, peerName: peer.name }, `connected to node "${peer.name}" at ${out.address}`);
+          this.emit('peerUp', peer);
+          return;
+        }
+        this.reportRefusal(out, outcome.refusal);
+        connection.close(outcome.kind === 'refuse' ? outcome.reply : undefined);
+        return;
+      }
+      case 'up': {
+        if (isClosingNotice(value)) {
+          this.log.warn(
+            { address: out.address, peerId: out.peer?.id, code: value.code },
+            `node "${out.peer?.name}" at ${out.address} closed the connection: ${value.message}`,
+          );
+          connection.close();
+          return;
+        }
+        const err = new TransportError('PROTOCOL_VIOLATION', `node at ${out.address} sent a frame on a connection it accepted; only a closing notice may flow that way`);
+        this.log.warn({ address: out.address, code: err.code }, err.message);
+        connection.destroy(err);
+        return;
+      }
+      case 'idle':
+        return;
+    }
+  }
+
+  private onOutgoingClose(out: Outgoing, connection: Connection, err: Error | null): void {
+    if (out.connection !== connection) return;
+    const wasUp = out.phase === 'up';
+    out.connection = null;
+    out.side = null;
+    out.pendingPeer = null;
+    out.phase = 'idle';
+    if (wasUp) {
+      const peer = out.peer!;
+      this.dropOutgoingPeer(out);
+      this.log.warn(
+        { address: out.address, peerId: peer.id, err: err?.message },
+        `connection to node "${peer.name}" at ${out.address} lost${err === null ? '' : `: ${err.message}`}`,
+      );
+      this.emit('peerDown', peer);
+    } else if (!out.refusalReported && out.wanted && this.state === 'running') {
+      if (err !== null && this.tlsMaterial !== null && isTlsFailure(err)) {
+        this.reportRefusal(out, refusal(
+          'TLS_HANDSHAKE_FAILED',
+          `TLS with ${out.address} failed (${err.message}): give every node a certificate and key signed by the CA in ` +
+            'transport.tlsCaFile, the same CA file, and TLS on every node or on none',
+        ));
+      } else {
+        // The first failure of a series is worth a warning; the retries that follow are expected until it is back.
+        const fields = { address: out.address, attempt: out.failedAttempts + 1, err: err?.message };
+        const message = err === null
+          ? `${out.address} closed the connection during the handshake: check that it is a Conclave transport port and that TLS is configured alike on both nodes`
+          : `cannot connect to ${out.address}: ${err.message}`;
+        if (out.failureWarned) this.log.debug(fields, message);
+        else this.log.warn(fields, message);
+        out.failureWarned = true;
+      }
+    }
+    out.failedAttempts = wasUp ? 1 : out.failedAttempts + 1;
+    if (out.wanted && this.state === 'running') {
+      const delayMs = reconnectDelayMs(out.failedAttempts, this.reconnectDelayMinMs, this.reconnectDelayMaxMs, this.random);
+      out.retryTimer = setTimeout(() => this.dial(out), delayMs);
+    }
+  }
+
+  private reportRefusal(out: Outgoing, r: Refusal): void {
+    if (out.refusalReported) return;
+    out.refusalReported = true;
+    this.log.error({ address: out.address, code: r.code }, `connection to ${out.address} refused: ${r.code}: ${r.message}`);
+    this.emit('refused', out.address, r.code, r.message);
+  }
+
+  /** No longer wanted: cut it, and say so at once rather than when the socket finally closes. */
+  private forget(out: Outgoing): void {
+    out.wanted = false;
+    if (this.outgoing.get(out.address) === out) this.outgoing.delete(out.address);
+    if (out.retryTimer !== null) clearTimeout(out.retryTimer);
+    out.retryTimer = null;
+    const connection = out.connection;
+    const peer = out.phase === 'up' ? out.peer : null;
+    out.connection = null;
+    out.phase = 'idle';
+    if (peer !== null) {
+      this.dropOutgoingPeer(out);
+      this.emit('peerDown', peer);
+    }
+    if (connection !== null) {
+      if (this.state === 'stopping') connection.destroy();
+      else connection.close();
+    }
+  }
+
+  private dropOutgoingPeer(out: Outgoing): void {
+    const peer = out.peer;
+    out.peer = null;
+    if (peer === null || this.outgoingById.get(peer.id) !== out) return;
+    this.outgoingById.delete(peer.id);
+    // Two wanted addresses may reach the same node; the other one carries on.
+    for (const other of this.outgoing.values()) {
+      if (other.phase === 'up' && other.peer?.id === peer.id) {
+        this.outgoingById.set(peer.id, other);
+        break;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------- inbound
+
+  private onAccepted(socket: Socket): void {
+    if (this.state !== 'running') {
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, this.keepAliveDelayMs);
+    const unauthorized = socket instanceof tls.TLSSocket && !socket.authorized ? String(socket.authorizationError ?? 'no certificate') : null;
+    // The handlers run only after the constructor has returned, by which time `inb` exists.
+    const connection = new Connection(socket, this.connectionOptions, {
+      onFrame: (value) => this.onInboundFrame(inb, value),
+      onFrameError: (err) => this.onInboundFrameError(inb, err),
+      onHandshakeTimeout: () => this.refuseInbound(inb, handshakeTimeout(this.handshakeTimeoutMs, connection.remoteAddress)),
+      onClose: (err) => this.onInboundClose(inb, err),
+    });
+    const inb: Inbound = { connection, phase: 'awaitHello', nonce: newNonce(), side: null, hello: null, peer: null };
+    if (unauthorized !== null) {
+      this.refuseInbound(inb, refusal(
+        'TLS_HANDSHAKE_FAILED',
+        `node "${this.options.self.name}" (${this.publishAddressValue}) refused the TLS certificate of ` +
+          `${connection.remoteAddress} (${unauthorized}): give every node a certificate signed by the CA in ` +
+          'transport.tlsCaFile',
+      ));
+      return;
+    }
+    if (this.inbound.size >= this.connectionsMax) {
+      this.refuseInbound(inb, tooManyConnections(this.identity(), this.connectionsMax));
+      return;
+    }
+    this.inbound.add(inb);
+  }
+
+  private onInboundFrame(inb: Inbound, value: unknown): void {
+    const connection = inb.connection;
+    switch (inb.phase) {
+      case 'awaitHello': {
+        // The UUID is read now, not at accept time: the cluster may have formed meanwhile.
+        const side: HandshakeSide = { local: this.identity(), clusterSecret: this.options.clusterSecret, nonce: inb.nonce };
+        const outcome = serverReceiveHello(side, value);
+        if (outcome.kind === 'refuse') {
+          this.refuseInbound(inb, outcome.refusal);
+          return;
+        }
+        inb.side = side;
+        inb.hello = outcome.hello;
+        inb.phase = 'awaitProof';
+        connection.send(outcome.reply);
+        return;
+      }
+      case 'awaitProof': {
+        const hello = inb.hello!;
+        const outcome = serverReceiveProof(inb.side!, hello, value);
+        if (outcome.kind === 'refuse') {
+          this.refuseInbound(inb, outcome.refusal);
+          return;
+        }
+        if (outcome.kind === 'refused') {
+          this.log.warn(
+            { code: outcome.refusal.code, remoteAddress: connection.remoteAddress, peerId: hello.nodeId },
+            `node "${hello.nodeName}" (${hello.address}) refused this node: ${outcome.refusal.code}: ${outcome.refusal.message}`,
+          );
+          connection.close();
+          return;
+        }
+        connection.send(outcome.reply);
+        connection.established(hello.frameBytesMax);
+        inb.phase = 'up';
+        inb.peer = { id: hello.nodeId, name: hello.nodeName, address: hello.address };
+        const previous = this.inboundById.get(hello.nodeId);
+        this.inboundById.set(hello.nodeId, inb);
+        if (previous !== undefined && previous !== inb) {
+          // The peer reconnected (its side found the old connection dead before ours did): the newest one is the
+          // one it sends on, so the old one only holds a socket.
+          this.log.info({ peerId: hello.nodeId, remoteAddress: connection.remoteAddress }, `node "${hello.nodeName}" reconnected; closing its previous inbound connection`);
+          previous.connection.close();
+        } else {
+          this.log.info({ peerId: hello.nodeId, peerName: hello.nodeName, remoteAddress: connection.remoteAddress }, `node "${hello.nodeName}" (${hello.address}) connected`);
+        }
+        return;
+      }
+      case 'up':
+        this.emit('message', inb.peer!.id, value);
+        return;
+    }
+  }
+
+  private onInboundFrameError(inb: Inbound, err: TransportError): void {
+    if (inb.phase !== 'up') {
+      this.refuseInbound(inb, handshakeInvalid(`${err.message}${strangerHint(err)}`));
+      return;
+    }
+    const peer = inb.peer!;
+    const message = err.code === 'FRAME_TOO_LARGE'
+      ? `${err.message}: set the same transport.frameBytesMax on every node`
+      : `${err.message}: the byte stream is out of step`;
+    this.log.warn({ code: err.code, peerId: peer.id, remoteAddress: inb.connection.remoteAddress, ...err.details }, `closing the connection from node "${peer.name}": ${message}`);
+    const notice: ClosingNotice = { type: 'closing', code: err.code, message };
+    inb.connection.close(notice, err);
+  }
+
+  private refuseInbound(inb: Inbound, r: Refusal): void {
+    const hello = inb.hello;
+    this.log.warn(
+      { code: r.code, remoteAddress: inb.connection.remoteAddress, ...(hello === null ? {} : { peerId: hello.nodeId, peerName: hello.nodeName }) },
+      `refused a transport connection from ${inb.connection.remoteAddress}: ${r.code}: ${r.message}`,
+    );
+    inb.connection.close(refusedMessage(r));
+  }
+
+  private onInboundClose(inb: Inbound, err: Error | null): void {
+    this.inbound.delete(inb);
+    const peer = inb.peer;
+    if (peer === null) return;
+    if (this.inboundById.get(peer.id) === inb) this.inboundById.delete(peer.id);
+    this.log.debug({ peerId: peer.id, err: err?.message }, `inbound connection from node "${peer.name}" closed`);
+  }
+
+  // ---------------------------------------------------------------------------------------------- helpers
+
+  private identity(): HandshakeIdentity {
+    return {
+      protocolVersion: this.options.protocolVersion,
+      clusterName: this.options.clusterName,
+      clusterUuid: this.options.clusterUuid(),
+      nodeId: this.options.self.id,
+      nodeName: this.options.self.name,
+      address: this.publishAddressValue,
+      frameBytesMax: this.frameBytesMax,
+    };
+  }
+
+  private assertRunning(): void {
+    if (this.state !== 'running') throw new TransportError('NOT_RUNNING', `the transport is ${this.state}: connect() needs start() first and nothing after stop()`);
+  }
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new TransportError('OPTIONS_INVALID', `${name} must be a positive integer, not ${value}`);
+  return value;
+}
+
+function loadTls(options: TransportTlsOptions): TlsMaterial {
+  const read = (what: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new TransportError('OPTIONS_INVALID', `cannot read the transport TLS ${what} ${file}: ${(err as Error).message}`, { file }, { cause: err });
+    }
+  };
+  const material = { cert: read('certificate', options.certFile), key: read('key', options.keyFile), ca: read('CA', options.caFile) };
+  try {
+    // A bad key must fail start(), not a reconnection timer later.
+    return { ...material, context: tls.createSecureContext(material) };
+  } catch (err) {
+    throw new TransportError(
+      'OPTIONS_INVALID',
+      `the transport TLS files ${options.certFile}, ${options.keyFile}, ${options.caFile} do not make a usable TLS setup: ${(err as Error).message}`,
+      {},
+      { cause: err },
+    );
+  }
+}
+
+/** A first "frame length" that is really the start of another protocol says which one, for the log. */
+function strangerHint(err: TransportError): string {
+  const frameBytes = err.details['frameBytes'];
+  if (typeof frameBytes !== 'number') return '';
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(frameBytes, 0);
+  // 0x16 0x03: a TLS handshake record.
+  if (head[0] === 0x16 && head[1] === 0x03) return '; it looks like TLS: enable TLS on this node too, or disable it on the peer';
+  if (/^(GET |POST|PUT |HEAD|DELE|OPTI|PATC)$/.test(head.toString('latin1'))) return '; it looks like HTTP: point HTTP clients at the HTTP port, not the transport port';
+  return '';
+}
+
+function isClosingNotice(value: unknown): value is ClosingNotice {
+  if (typeof value !== 'object' || value === null) return false;
+  const record = value as Record<string, unknown>;
+  return record['type'] === 'closing' && typeof record['code'] === 'string' && typeof record['message'] === 'string';
+}
+
+/** On a TLS connection, errors that mean TLS refused, not the network: certificates, alerts, a peer without TLS. */
+function isTlsFailure(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  return code === 'EPROTO' || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || /CERT|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO/.test(code);
+}
