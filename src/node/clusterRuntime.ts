@@ -86,8 +86,11 @@ export class ClusterRuntime {
   private coordinatorInstance: ClusterCoordinator;
   private coordinatorOptions: CoordinatorOptions;
   private discoveryPeers: readonly string[] = [];
-  /** Set while persisting fails (a full disk): logged once, not at every retry. */
-  private persistFailing = false;
+  /**
+   * Set while persisting fails (a full disk): the error is logged once, and writes are refused with it until a
+   * Ready persists again (the coordinator retries at every tick: a cluster of one re-elects itself).
+   */
+  private persistError: ConclaveError | null = null;
   private wire: Wire | null = null;
   private ticker: NodeJS.Timeout | null = null;
   private drainScheduled = false;
@@ -206,6 +209,7 @@ export class ClusterRuntime {
    */
   propose(command: Command): Promise<Committed> {
     if (this.closed) return Promise.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry on another node or later.'));
+    if (this.persistError !== null) return Promise.reject(this.persistError);
     const soft = this.coordinator.softState();
     if (soft.role !== 'master') return Promise.reject(this.refusal('notMaster', soft.master));
     const waiting = this.queue.length + this.pending.size;
@@ -326,8 +330,8 @@ export class ClusterRuntime {
         this.onPersistFailed(ready, storageError(err));
         return;
       }
-      if (this.persistFailing) {
-        this.persistFailing = false;
+      if (this.persistError !== null) {
+        this.persistError = null;
         this.log.info('the journal is writable again');
       }
       for (const message of ready.messages) this.wire?.send(message);
@@ -368,8 +372,8 @@ export class ClusterRuntime {
    * tick and serves again as soon as space returns, without a restart.
    */
   private onPersistFailed(ready: ClusterReady, error: ConclaveError): void {
-    if (!this.persistFailing) this.log.error({ code: error.code, err: error }, 'cannot persist the journal; writes are refused until it can');
-    this.persistFailing = true;
+    if (this.persistError === null) this.log.error({ code: error.code, err: error }, 'cannot persist the journal; writes are refused until it can');
+    this.persistError = error;
     for (const entry of ready.entries) {
       const pending = this.pending.get(entry.index);
       if (pending === undefined || pending.term !== entry.term) continue;

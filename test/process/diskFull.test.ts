@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 
 import { json, openTestNode } from '../helpers/app.js';
-import { tempDir } from '../helpers/tmp.js';
+import { tempDir, WaitAborted, waitFor } from '../helpers/tmp.js';
 
 // A real full disk: a small tmpfs this test mounts itself. Mounting needs root (CI runs as root); elsewhere the
 // test says why it cannot run.
@@ -45,8 +45,13 @@ test('a full disk refuses writes with DISK_FULL, keeps every acknowledged write,
       }
 
       rmSync(filler);
-      const after = await t.request({ method: 'PUT', url: '/api/v1/content/after', ...json({ properties: { text } }) });
-      assert.equal(after.statusCode, 201, 'writes work again once space is freed, without a restart');
+      // The node finds the disk writable again at its next coordination tick (a retry of the journal write).
+      const after = await waitFor('a write to succeed once space is freed, without a restart', async () => {
+        const r = await t.request({ method: 'PUT', url: '/api/v1/content/after', ...json({ properties: { text } }) });
+        if (r.statusCode !== 201 && r.statusCode !== 507) throw new WaitAborted(`unexpected ${r.statusCode}: ${r.body}`);
+        return r.statusCode === 201 ? r : undefined;
+      });
+      assert.equal(after.statusCode, 201);
       await t.close();
       const reopened = await openTestNode({}, dataDir);
       try {
