@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { ProcessCluster } from '../helpers/cluster.js';
+import { processAuth } from '../helpers/process.js';
 import { waitFor } from '../helpers/tmp.js';
 
 /**
@@ -21,6 +22,21 @@ test('3 nodes form by initial master nodes; writes replicate; kill -9 of the mas
     await cluster.converged('/a');
     const status = await cluster.status(first);
     assert.equal(status.authoritative, true);
+    // A binary is stored on the node that took the upload only (until replication copies blobs): a replica says
+    // so with NOT_READY instead of a broken stream.
+    const upload = await fetch(`${cluster.url(first)}/api/v1/binaries/a?property=file`, {
+      method: 'PUT',
+      headers: { authorization: processAuth, 'content-type': 'application/octet-stream' },
+      body: 'bytes of a file',
+    });
+    assert.equal(upload.status, 200, await upload.text());
+    const replicaName = names.find((n) => n !== first)!;
+    const fromReplica = await waitFor('the binary entry on a replica', async () => {
+      const res = await fetch(`${cluster.url(replicaName)}/api/v1/binaries/a?property=file`, { headers: { authorization: processAuth } });
+      return res.status === 404 ? undefined : res;
+    });
+    assert.equal(fromReplica.status, 503);
+    assert.equal(((await fromReplica.json()) as { error: { code: string } }).error.code, 'NOT_READY');
     assert.deepEqual(status.votingConfiguration, names);
     assert.deepEqual(status.nodes.map((n) => n.name).sort(), names);
     assert.ok(status.nodes.every((n) => n.status === 'up' && n.inSync), JSON.stringify(status.nodes));

@@ -120,6 +120,11 @@ export async function binaryRoutes(app: FastifyInstance): Promise<void> {
     if (range !== undefined) {
       reply.status(206).header('Content-Range', `bytes ${range.start}-${range.end}/${binary.size}`);
     }
+    // Binaries live in each node's blob store; one written through the master is not copied to the other nodes yet
+    // (the replication issue does that). Say so before the headers go out, rather than reset the stream.
+    if (binary.size > 0 && !(await repository.blobs.has(binary.sha256))) {
+      throw new ConclaveError('NOT_READY', 'This binary\'s bytes are not on this node yet; read it through the master.', { sha256: binary.sha256 });
+    }
     const length = range === undefined ? binary.size : range.end - range.start + 1;
     reply.header('Content-Length', length);
     if (request.method === 'HEAD' || length === 0) return reply.send();
