@@ -435,7 +435,9 @@ export class ClusterCoordinator {
       return;
     }
     const outcome = this.core.propose(change, 'cluster');
-    if (outcome.ok) this.publication = { index: outcome.index, proposedAtTick: this.ticks };
+    if (!outcome.ok) return;
+    this.publication = { index: outcome.index, proposedAtTick: this.ticks };
+    if (change === this.pendingOperatorChanges[0]) this.pendingOperatorChanges.shift();
   }
 
   /** The previous change is committed and applied by every reachable node (or the publish timeout passed). */
@@ -482,7 +484,8 @@ export class ClusterCoordinator {
       .map((n) => n.id)
       .filter((id) => !state.inSync.includes(id) && this.isLive(id) && (id === self.id || (this.core.followerStates().get(id)?.matchIndex ?? 0) >= soft.commitIndex));
     if (caughtUp.length > 0) return { type: 'inSyncChanged', added: caughtUp, removed: [] };
-    return this.pendingOperatorChanges.shift() ?? null;
+    // Taken off the queue only once proposed (see masterDuties): a proposal refused for back-pressure is retried.
+    return this.pendingOperatorChanges[0] ?? null;
   }
 
   /** The voting configuration the rules ask for, given who is live now. */

@@ -7,6 +7,7 @@ import { formatEndpoint, parseSeeds, type SeedSpec } from '../discovery/seeds.js
 import { ConclaveError } from '../errors/catalogue.js';
 import { Transport } from '../transport/transport.js';
 import type { ClusterRuntime, Wire } from './clusterRuntime.js';
+import { messageProblem } from './messageShape.js';
 
 /** Nodes of another protocol major refuse each other at the handshake. */
 export const transportProtocolVersion = '1.0';
@@ -15,20 +16,12 @@ export const transportProtocolVersion = '1.0';
 const discoveryRoundMs = 1000;
 /** Most addresses one discovery round dials. */
 const discoveryAddressesMax = 256;
+/**
+ * Rounds an address may be missing from discovery before its connection is dropped: one failed DNS lookup must
+ * not cut a peer off (a node still bootstrapping is reachable only through its seed address).
+ */
+const missedRoundsMax = 5;
 
-const messageTypes = new Set<string>([
-  'preVoteRequest',
-  'preVoteResponse',
-  'voteRequest',
-  'voteResponse',
-  'appendRequest',
-  'appendResponse',
-  'snapshotRequest',
-  'probeRequest',
-  'probeResponse',
-  'joinRequest',
-  'joinResponse',
-]);
 
 /**
  * The node's place in the network: the transport (one outgoing connection per peer, full mesh), discovery rounds
@@ -42,6 +35,8 @@ export class ClusterNetwork implements Wire {
   private runtime: ClusterRuntime | null = null;
   private round: NodeJS.Timeout | null = null;
   private resolving = false;
+  /** Addresses dialled that the last rounds did not find, with how many rounds in a row (bounded by the dialled set). */
+  private readonly missedRounds = new Map<string, number>();
   private stopped = false;
 
   constructor(
@@ -111,14 +106,12 @@ export class ClusterNetwork implements Wire {
     // Connections are one-way: a peer that dialled us (we had no address for it) must be dialled back, or we
     // could never answer it — a standalone node that others name as their seed learns of them this way.
     if (!this.transport.connectedPeers().some((p) => p.id === from)) this.dialBack(from);
-    const m = message as Partial<ClusterMessage> | null;
-    // The handshake proved the sender knows the secret; still, a message must name its real sender and us, or a
-    // confused (or older) peer could make the core act on someone else's behalf.
-    if (m === null || typeof m !== 'object' || typeof m.type !== 'string' || !messageTypes.has(m.type) || m.from !== from || m.to !== this.self.id) {
-      this.log.warn({ from, type: m?.type }, 'dropped a malformed cluster message');
+    const problem = messageProblem(message, from, this.self.id);
+    if (problem !== null) {
+      this.log.warn({ from, type: (message as { type?: unknown } | null)?.type, problem }, 'dropped a malformed cluster message');
       return;
     }
-    runtime.receive(m as ClusterMessage);
+    runtime.receive(message as ClusterMessage);
   }
 
   private dialBack(id: string): void {
@@ -142,8 +135,19 @@ export class ClusterNetwork implements Wire {
       for (const peer of this.transport.inboundPeers()) addresses.add(peer.address);
       addresses.delete(self);
       if (this.stopped) return;
-      for (const address of addresses) this.transport.connect(address);
-      for (const stats of this.transport.outgoingStats()) if (!addresses.has(stats.address)) this.transport.disconnect(stats.address);
+      for (const address of addresses) {
+        this.missedRounds.delete(address);
+        this.transport.connect(address);
+      }
+      for (const stats of this.transport.outgoingStats()) {
+        if (addresses.has(stats.address)) continue;
+        const missed = (this.missedRounds.get(stats.address) ?? 0) + 1;
+        if (missed < missedRoundsMax) this.missedRounds.set(stats.address, missed);
+        else {
+          this.missedRounds.delete(stats.address);
+          this.transport.disconnect(stats.address);
+        }
+      }
     } catch (err) {
       this.log.warn({ err }, 'a discovery round failed');
     } finally {

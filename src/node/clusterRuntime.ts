@@ -146,6 +146,7 @@ export class ClusterRuntime {
       if (ready.bootstrapView !== undefined) this.journal.saveBootstrapView(ready.bootstrapView);
       if (ready.hardState !== undefined) this.journal.saveHardState(ready.hardState);
       this.journal.write(ready.entries);
+      invariant(ready.committed.length === 0 || ready.committed[0]!.index === this.appliedIndexValue + 1, 'committed entries handed out twice');
       const outcomes = ready.committed.map((entry) => this.applyEntry(entry));
       if (ready.committed.length > 0) this.saveApplied.run(ready.committed[ready.committed.length - 1]!.index);
       return outcomes;
@@ -250,14 +251,20 @@ export class ClusterRuntime {
         continue;
       }
       const timer = setTimeout(() => {
-        if (this.pending.get(outcome.index)?.timer !== timer) return;
-        this.pending.delete(outcome.index);
+        if (this.pending.get(outcome.index)?.timer === timer) this.pending.delete(outcome.index);
         proposal.reject(
           new ConclaveError('WRITE_OUTCOME_UNKNOWN', `The write was not applied within ${this.options.writeTimeoutMs} ms; it may still be. Read before retrying.`, {
             index: outcome.index,
           }),
         );
       }, this.options.writeTimeoutMs);
+      // An older proposal at this index lost its entry to another master's (and a later term reused the slot):
+      // it can never be applied.
+      const replaced = this.pending.get(outcome.index);
+      if (replaced !== undefined) {
+        clearTimeout(replaced.timer);
+        replaced.reject(new ConclaveError('MASTER_CHANGED', 'The master changed before the write committed; it was not applied. Retry.'));
+      }
       this.pending.set(outcome.index, { term: outcome.term, resolve: proposal.resolve, reject: proposal.reject, timer });
     }
   }
@@ -285,6 +292,11 @@ export class ClusterRuntime {
 
   get appliedIndex(): number {
     return this.appliedIndexValue;
+  }
+
+  /** True while the journal cannot be written (a full disk): writes are refused. */
+  get persistFailing(): boolean {
+    return this.persistError !== null;
   }
 
   softState(): SoftState {
@@ -330,17 +342,19 @@ export class ClusterRuntime {
         this.onPersistFailed(ready, storageError(err));
         return;
       }
+      // Committed: memory follows the disk at once, before anything that could throw, so that nothing committed
+      // is ever handed out (and applied) twice. The Ready keeps its messages and results for what follows.
+      if (ready.committed.length > 0) {
+        this.appliedIndexValue = ready.committed[ready.committed.length - 1]!.index;
+        changed = true;
+      }
+      this.coordinator.advance(ready);
       if (this.persistError !== null) {
         this.persistError = null;
         this.log.info('the journal is writable again');
       }
       for (const message of ready.messages) this.wire?.send(message);
       ready.committed.forEach((entry, i) => this.settle(entry, outcomes[i]!));
-      if (ready.committed.length > 0) {
-        this.appliedIndexValue = ready.committed[ready.committed.length - 1]!.index;
-        changed = true;
-      }
-      this.coordinator.advance(ready);
     }
     if (this.queue.length > 0) this.scheduleDrain();
     this.reportJoinOutcome();

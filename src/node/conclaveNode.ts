@@ -57,6 +57,7 @@ export class ConclaveNode {
     const db = openDatabase(config.data.dir);
     let runtime: ClusterRuntime | null = null;
     let network: ClusterNetwork | null = null;
+    let app: FastifyInstance | null = null;
     try {
       const journal = new JournalStore(db);
       const content = new ContentTables(db);
@@ -71,6 +72,9 @@ export class ConclaveNode {
         address: transportAddress,
         roles: { masterEligible: config.node.masterEligible, votingOnly: config.node.votingOnly },
         version: softwareVersion,
+        // Known now unless the port is picked at start (then listen() tells the cluster): joining with it saves a
+        // second join just to update the address.
+        ...(config.http.port !== 0 ? { httpAddress: formatEndpoint(config.transport.publishHost !== '' ? config.transport.publishHost : config.http.host, config.http.port) } : {}),
       };
       runtime = new ClusterRuntime(
         db,
@@ -104,7 +108,7 @@ export class ConclaveNode {
         passwordChecksInFlightMax: config.auth.passwordChecksInFlightMax,
       });
       const context: HttpContext = { config, repository, runtime, authenticator, tokens, closing: false };
-      const app = await buildApp(context, log);
+      app = await buildApp(context, log);
       const node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network);
       runtime.onChange(() => node.maybeBootstrapRepository());
       network.attach(runtime);
@@ -114,7 +118,8 @@ export class ConclaveNode {
       return node;
     } catch (err) {
       runtime?.close();
-      await network?.stop();
+      await app?.close().catch(() => undefined);
+      await network?.stop().catch(() => undefined);
       db.close();
       throw err;
     }
@@ -177,10 +182,11 @@ export class ConclaveNode {
       await this.app.close();
     } finally {
       clearTimeout(grace);
+      // Whatever failed above, the rest still stops: pending writes hear SHUTTING_DOWN, the database closes.
+      this.runtime.close();
+      await this.network.stop().catch((err: unknown) => this.log.warn({ err }, 'the transport did not stop cleanly'));
+      this.db.close();
     }
-    this.runtime.close();
-    await this.network.stop();
-    this.db.close();
     this.log.info('stopped');
   }
 }

@@ -75,6 +75,13 @@ export function unsafeBootstrap(dataDir: string): { readonly clusterUuid: string
   const db = openDatabase(dataDir);
   try {
     const node = readNode(db);
+    if (node.lastIndex === 0 || node.clusterState.clusterUuid === null || node.clusterState.clusterName === null) {
+      throw new ConclaveError('INVALID_REQUEST', 'This node never belonged to a formed cluster: there is nothing to bootstrap from. Start it normally.');
+    }
+    const self = node.clusterState.nodes.find((n) => n.id === node.nodeId);
+    if (self !== undefined && (!self.roles.masterEligible || self.roles.votingOnly)) {
+      throw new ConclaveError('INVALID_REQUEST', 'This node cannot be master (it is not master-eligible, or voting-only): a cluster of it alone could never elect one. Choose a master-eligible survivor.');
+    }
     const journal = new JournalStore(db);
     const term = node.term + 1;
     const clusterUuid = randomUUID();

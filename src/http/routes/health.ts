@@ -34,12 +34,17 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
       ...(status === 'joining' && joinRefusal !== null ? { joinRefusal } : {}),
     });
   });
+  // A voting-only node can be a caretaker master that takes no writes: it is not "the master" for clients.
+  const isWritingMaster = () => {
+    const roles = runtime.coordinator.discoveryInfo().node.roles;
+    return runtime.softState().role === 'master' && roles.masterEligible && !roles.votingOnly;
+  };
   app.get('/health/writable', async (_request, reply) => {
-    const writable = !context.closing && runtime.softState().role === 'master' && repository.isBootstrapped;
+    const writable = !context.closing && isWritingMaster() && repository.isBootstrapped && !runtime.persistFailing;
     return reply.status(writable ? 200 : 503).send({ status: writable ? 'writable' : 'not-writable' });
   });
   app.get('/health/master', async (_request, reply) => {
-    const master = runtime.softState().role === 'master';
+    const master = isWritingMaster();
     return reply.status(master ? 200 : 503).send({ status: master ? 'master' : 'not-master' });
   });
 }

@@ -1,0 +1,102 @@
+import type { ClusterMessage } from '../core/clusterMessages.js';
+
+/**
+ * Checks a message from a peer before the coordinator sees it. The handshake proved the peer knows the cluster
+ * secret; this makes sure it speaks for itself and in the expected shape — a confused or older peer must not make
+ * the core act on someone else's behalf or trip an assertion. Returns why not, or null when it is well formed.
+ */
+const isCount = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isText = (v: unknown, max = 1024) => typeof v === 'string' && v.length > 0 && v.length <= max;
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Most ids one bootstrap view may carry (the coordinator bounds its own view the same way). */
+const viewIdsMax = 256;
+/** Most entries one append may carry (far above what any node sends). */
+const appendEntriesMax = 10_000;
+
+function descriptorProblem(node: unknown, from: string): string | null {
+  if (!isRecord(node)) return 'no node descriptor';
+  if (node['id'] !== from) return 'a descriptor of another node';
+  if (!isText(node['name'], 64) || !isText(node['address'], 300) || !isText(node['version'], 32)) return 'a malformed descriptor';
+  if (node['httpAddress'] !== undefined && !isText(node['httpAddress'], 300)) return 'a malformed HTTP address';
+  const roles = node['roles'];
+  if (!isRecord(roles) || typeof roles['masterEligible'] !== 'boolean' || typeof roles['votingOnly'] !== 'boolean') return 'malformed roles';
+  return null;
+}
+
+function entryProblem(entry: unknown): string | null {
+  if (!isRecord(entry) || !isCount(entry['index']) || !isCount(entry['term'])) return 'a malformed entry';
+  const payload = entry['payload'];
+  if (!isRecord(payload)) return 'an entry without a payload';
+  switch (payload['kind']) {
+    case 'noop':
+    case 'command':
+    case 'cluster':
+      return null;
+    case 'configuration': {
+      const ids = (v: unknown) => Array.isArray(v) && v.length > 0 && v.length <= viewIdsMax && v.every((id) => isText(id, 256));
+      return ids(payload['current']) && (payload['next'] === undefined || ids(payload['next'])) ? null : 'a malformed configuration';
+    }
+    default:
+      return 'an entry of an unknown kind';
+  }
+}
+
+export function messageProblem(message: unknown, from: string, self: string): string | null {
+  if (!isRecord(message)) return 'not an object';
+  if (message['from'] !== from) return 'it names another sender';
+  if (message['to'] !== self) return 'it is addressed to another node';
+  const m = message as Record<string, unknown>;
+  switch (m['type'] as ClusterMessage['type']) {
+    case 'preVoteRequest':
+    case 'voteRequest':
+      return isCount(m['term']) && isCount(m['lastIndex']) && isCount(m['lastTerm']) ? null : 'malformed numbers';
+    case 'preVoteResponse':
+    case 'voteResponse':
+      return isCount(m['term']) && typeof m['granted'] === 'boolean' ? null : 'malformed fields';
+    case 'appendRequest': {
+      if (!isCount(m['term']) || !isCount(m['prevIndex']) || !isCount(m['prevTerm']) || !isCount(m['commitIndex'])) return 'malformed numbers';
+      const entries = m['entries'];
+      if (!Array.isArray(entries) || entries.length > appendEntriesMax) return 'malformed entries';
+      const prevIndex = m['prevIndex'] as number;
+      for (let i = 0; i < entries.length; i++) {
+        const problem = entryProblem(entries[i]);
+        if (problem !== null) return problem;
+        if ((entries[i] as { index: number }).index !== prevIndex + i + 1) return 'entries out of sequence';
+      }
+      return null;
+    }
+    case 'appendResponse':
+      return isCount(m['term']) && typeof m['success'] === 'boolean' && isCount(m['matchIndex']) && isCount(m['lastIndex']) && isCount(m['appliedIndex'])
+        ? null
+        : 'malformed fields';
+    case 'snapshotRequest':
+      return 'snapshots are not exchanged between real nodes yet';
+    case 'probeRequest':
+    case 'probeResponse': {
+      const info = m['info'];
+      if (!isRecord(info)) return 'no discovery info';
+      const problem = descriptorProblem(info['node'], from);
+      if (problem !== null) return problem;
+      const view = info['unformedEligible'];
+      if (!Array.isArray(view) || view.length > viewIdsMax || !view.every((id) => isText(id, 256))) return 'a malformed bootstrap view';
+      const uuid = info['clusterUuid'];
+      const master = info['master'];
+      return isText(info['clusterName'], 64) && (uuid === null || isText(uuid, 64)) && (master === null || isText(master, 256)) && typeof info['hasJournal'] === 'boolean' && isCount(info['term'])
+        ? null
+        : 'malformed discovery info';
+    }
+    case 'joinRequest': {
+      const problem = descriptorProblem(m['node'], from);
+      if (problem !== null) return problem;
+      const uuid = m['clusterUuid'];
+      return isText(m['clusterName'], 64) && (uuid === null || isText(uuid, 64)) ? null : 'malformed cluster identity';
+    }
+    case 'joinResponse': {
+      const master = m['master'];
+      return isText(m['outcome'], 64) && (master === null || isText(master, 256)) ? null : 'malformed fields';
+    }
+    default:
+      return 'an unknown message type';
+  }
+}
