@@ -4,7 +4,7 @@ import { crc32 } from 'node:zlib';
 import type { CoordinatorRestoredState } from '../core/clusterCoordinator.js';
 import type { Entry, EntryPayload, HardState } from '../core/types.js';
 import { invariant } from '../errors/catalogue.js';
-import { getMeta, setMeta, type Db } from './database.js';
+import { getMeta, type Db } from './database.js';
 
 // Plain MessagePack maps, no extension types: entries must decode the same in every later version and on every
 // node. (@msgpack/msgpack rather than msgpackr: msgpackr's optional native addon has per-platform packages that
@@ -36,8 +36,11 @@ export class JournalStore {
   private readonly truncate;
   private readonly selectFrom;
   private readonly selectLast;
+  private readonly upsertMeta;
 
   constructor(private readonly db: Db) {
+    // Prepared once: the hard state is written with nearly every Ready.
+    this.upsertMeta = db.prepare('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
     this.insert = db.prepare('INSERT INTO journal(idx, term, payload, checksum) VALUES (?, ?, ?, ?)');
     this.truncate = db.prepare('DELETE FROM journal WHERE idx >= ?');
     this.selectFrom = db.prepare('SELECT idx, term, payload, checksum FROM journal WHERE idx >= ? ORDER BY idx LIMIT ?');
@@ -69,11 +72,11 @@ export class JournalStore {
   }
 
   saveHardState(hardState: HardState): void {
-    setMeta(this.db, 'hard_state', JSON.stringify(hardState));
+    this.upsertMeta.run('hard_state', JSON.stringify(hardState));
   }
 
   saveBootstrapView(view: readonly string[]): void {
-    setMeta(this.db, 'bootstrap_view', JSON.stringify(view));
+    this.upsertMeta.run('bootstrap_view', JSON.stringify(view));
   }
 
   /** Everything the coordinator restarts from. The whole journal is read: compaction of real nodes comes later. */
