@@ -20,7 +20,11 @@ test('3 nodes form by initial master nodes; writes replicate; kill -9 of the mas
     await cluster.start(...names);
     const first = await cluster.write('/a', { v: 1 });
     await cluster.converged('/a');
-    const status = await cluster.status(first);
+    // Members join after the bootstrap (a voter is named by id until its join is applied): wait for all three.
+    const status = await waitFor('every node to be a member, in sync', async () => {
+      const s = await cluster.status(first);
+      return s.nodes.length === 3 && s.nodes.every((n) => n.inSync) ? s : undefined;
+    });
     assert.equal(status.authoritative, true);
     // A binary is stored on the node that took the upload only (until replication copies blobs): a replica says
     // so with NOT_READY instead of a broken stream.
