@@ -1,11 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 
+import { benchEnvironment } from './environment.js';
 import { ProcessCluster, type ClusterStatusBody } from '../test/helpers/cluster.js';
 import { processAuth } from '../test/helpers/process.js';
 import { waitFor } from '../test/helpers/tmp.js';
@@ -557,13 +556,6 @@ function summaryLine(label: string, s: Summary): string {
   );
 }
 
-function gitCommit(): string | null {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || null;
-  } catch {
-    return null;
-  }
-}
 
 // ------------------------------------------------------------------------------------------------ main
 
@@ -644,11 +636,7 @@ async function main(): Promise<number> {
   const correct = safetyHeld && replicaHeld && lost === 0;
 
   const report = {
-    commit: gitCommit(),
-    node: process.version,
-    cpus: cpus().length,
-    cpuModel: cpus()[0]?.model ?? null,
-    date: new Date().toISOString(),
+    ...benchEnvironment(),
     options: { ...options, outFile: undefined },
     targets: { killMedianMs: killTargetMedianMs, stopMs: stopTargetMs },
     summary: { kill, stop },

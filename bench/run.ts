@@ -1,11 +1,11 @@
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 
+import { benchEnvironment } from './environment.js';
 import { measureFsync, measureSqliteInserts, type FsyncFloor, type SqliteFloor } from './floor.js';
 import { LatencyHistogram } from './histogram.js';
 import { startBenchNode, type BenchNode, type StopOutcome } from './nodeProcess.js';
@@ -213,13 +213,6 @@ async function createParent(origin: string): Promise<void> {
   }
 }
 
-function gitCommit(): string | null {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || null;
-  } catch {
-    return null;
-  }
-}
 
 function markdownTable(results: readonly ScenarioResult[]): string {
   const ms = (value: number) => value.toFixed(2);
@@ -312,11 +305,7 @@ async function main(): Promise<number> {
 
   const nodeOutput = node.output().trim();
   const report = {
-    commit: gitCommit(),
-    node: process.version,
-    cpus: cpus().length,
-    cpuModel: cpus()[0]?.model ?? null,
-    date: new Date().toISOString(),
+    ...benchEnvironment(),
     durationMs: options.durationMs,
     warmupMs: options.warmupMs,
     documents,

@@ -43,50 +43,60 @@ function fail(err: unknown): never {
   process.exit(1);
 }
 
+interface RecoveryCommand {
+  readonly name: string;
+  readonly description: string;
+  readonly warning: string;
+  readonly question: string;
+  /** Does the work on the stopped node's directory; returns what to print when done. */
+  readonly act: (dataDir: string) => string;
+}
+
+const recoveryCommands: readonly RecoveryCommand[] = [
+  {
+    name: 'unsafe-bootstrap',
+    description: 'Make this stopped node a cluster of one, under a new cluster UUID, when a quorum of voters is lost for good.',
+    warning:
+      'WARNING: data loss. The node will commit everything in its journal, including writes the old cluster\n' +
+      'never acknowledged, and it lacks whatever the old cluster committed without it. The other members of the\n' +
+      'old cluster will be refused (another cluster UUID) until you run `conclave node detach-cluster` on them.\n' +
+      'Prefer starting the lost nodes again if at all possible.',
+    question: 'Bootstrap this node alone?',
+    act: (dataDir) => {
+      const { clusterUuid, term } = unsafeBootstrap(dataDir);
+      return `Done: new cluster UUID ${clusterUuid}, term ${term}. Start the node; it elects itself.`;
+    },
+  },
+  {
+    name: 'detach-cluster',
+    description: 'Make this stopped node forget its cluster (journal and content), so that it can join another.',
+    warning:
+      'WARNING: data loss on this node. Its journal and its content are erased (its id, secret and blobs stay);\n' +
+      'it gets the content again from the cluster it joins next. Anything only this node held is gone.',
+    question: 'Detach this node from its cluster?',
+    act: (dataDir) => {
+      detachCluster(dataDir);
+      return 'Done: the node is detached. Start it with --seed pointing at the cluster it should join.';
+    },
+  },
+];
+
 export function registerNodeCommands(program: Command): void {
   const node = program.command('node').description('Recovery of a stopped node (both commands lose data; read what they print).');
-
-  node
-    .command('unsafe-bootstrap')
-    .description('Make this stopped node a cluster of one, under a new cluster UUID, when a quorum of voters is lost for good.')
-    .requiredOption('-d, --data <dir>', 'the data directory of the stopped node')
-    .option('-y, --yes', 'do not ask for confirmation')
-    .action(async (options: { data: string; yes?: boolean }) => {
-      try {
-        const before = inspectNode(options.data);
-        process.stdout.write(`This node holds:\n${describe(before)}\n\n`);
-        process.stdout.write(
-          'WARNING: data loss. The node will commit everything in its journal, including writes the old cluster\n' +
-            'never acknowledged, and it lacks whatever the old cluster committed without it. The other members of the\n' +
-            'old cluster will be refused (another cluster UUID) until you run `conclave node detach-cluster` on them.\n' +
-            'Prefer starting the lost nodes again if at all possible.\n\n',
-        );
-        if (!(await confirm('Bootstrap this node alone?', options.yes === true))) process.exit(1);
-        const { clusterUuid, term } = unsafeBootstrap(options.data);
-        process.stdout.write(`Done: new cluster UUID ${clusterUuid}, term ${term}. Start the node; it elects itself.\n`);
-      } catch (err) {
-        fail(err);
-      }
-    });
-
-  node
-    .command('detach-cluster')
-    .description('Make this stopped node forget its cluster (journal and content), so that it can join another.')
-    .requiredOption('-d, --data <dir>', 'the data directory of the stopped node')
-    .option('-y, --yes', 'do not ask for confirmation')
-    .action(async (options: { data: string; yes?: boolean }) => {
-      try {
-        const before = inspectNode(options.data);
-        process.stdout.write(`This node holds:\n${describe(before)}\n\n`);
-        process.stdout.write(
-          'WARNING: data loss on this node. Its journal and its content are erased (its id, secret and blobs stay);\n' +
-            'it gets the content again from the cluster it joins next. Anything only this node held is gone.\n\n',
-        );
-        if (!(await confirm('Detach this node from its cluster?', options.yes === true))) process.exit(1);
-        detachCluster(options.data);
-        process.stdout.write('Done: the node is detached. Start it with --seed pointing at the cluster it should join.\n');
-      } catch (err) {
-        fail(err);
-      }
-    });
+  for (const recovery of recoveryCommands) {
+    node
+      .command(recovery.name)
+      .description(recovery.description)
+      .requiredOption('-d, --data <dir>', 'the data directory of the stopped node')
+      .option('-y, --yes', 'do not ask for confirmation')
+      .action(async (options: { data: string; yes?: boolean }) => {
+        try {
+          process.stdout.write(`This node holds:\n${describe(inspectNode(options.data))}\n\n${recovery.warning}\n\n`);
+          if (!(await confirm(recovery.question, options.yes === true))) process.exit(1);
+          process.stdout.write(`${recovery.act(options.data)}\n`);
+        } catch (err) {
+          fail(err);
+        }
+      });
+  }
 }
