@@ -46,6 +46,8 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'http.host', kind: 'string', schema: z.string().min(1).default('127.0.0.1'), doc: 'Address the HTTP API listens on.' },
   { key: 'http.port', kind: 'int', schema: int(0, 65535).default(7400), doc: 'HTTP port; 0 picks a free one (the log says which).' },
   { key: 'http.bodyBytesMax', kind: 'int', schema: int(1 * KiB, 64 * MiB).default(2 * MiB), doc: 'Largest JSON request body.' },
+  { key: 'http.minIndexWaitMs', kind: 'int', schema: int(0, 600_000).default(10_000), doc: 'How long a request with X-Conclave-Min-Index waits for this node to apply that index before NOT_READY.' },
+  { key: 'http.minIndexWaitersMax', kind: 'int', schema: int(1, 1_000_000).default(1024), doc: 'Requests waiting for an index at once; more are refused with OVERLOADED.' },
   { key: 'http.shutdownGraceMs', kind: 'int', schema: int(0, 600_000).default(15_000), doc: 'On SIGTERM, how long in-flight requests may take to finish before connections are closed.' },
   { key: 'auth.anonymousRead', kind: 'bool', schema: z.boolean().default(false), doc: 'Let requests without credentials read content (never write).' },
   { key: 'auth.tokenTtlSeconds', kind: 'int', schema: int(60, 30 * 24 * 3600).default(3600), doc: 'Lifetime of a bearer token from POST /api/v1/auth/login.' },
@@ -93,7 +95,7 @@ export interface Config {
   };
   transport: { host: string; publishHost: string; port: number; tlsCertFile: string; tlsKeyFile: string; tlsCaFile: string; sendQueueBytesMax: number; frameBytesMax: number };
   data: { dir: string };
-  http: { host: string; port: number; bodyBytesMax: number; shutdownGraceMs: number };
+  http: { host: string; port: number; bodyBytesMax: number; minIndexWaitMs: number; minIndexWaitersMax: number; shutdownGraceMs: number };
   auth: { anonymousRead: boolean; tokenTtlSeconds: number; credentialCacheEntriesMax: number; passwordChecksInFlightMax: number };
   storage: { groupCommitEntriesMax: number; groupCommitBytesMax: number; writeQueueEntriesMax: number; writeQueueBytesMax: number };
   content: { binaryBytesMax: number; pageSizeDefault: number; pageSizeMax: number };

@@ -5,6 +5,7 @@ import { anonymous, can } from '../auth/authenticator.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import type { HttpContext } from './context.js';
 import { registerErrorHandling } from './errors.js';
+import { MinIndexGate } from './minIndex.js';
 import { authRoutes } from './routes/auth.js';
 import { binaryRoutes } from './routes/binaries.js';
 import { clusterRoutes } from './routes/cluster.js';
@@ -53,6 +54,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   // The API speaks JSON; a text body is a client mistake worth a 415, not a string to misread.
   app.removeContentTypeParser('text/plain');
 
+  const minIndexGate = new MinIndexGate(context.runtime, context.config.http.minIndexWaitMs, context.config.http.minIndexWaitersMax);
   app.addHook('onRequest', async (request) => {
     request.principal = anonymous;
     // Health answers during a stop too: live stays 200, ready says "shutting-down".
@@ -70,7 +72,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     }
     const principal = await context.authenticator.authenticate(request.headers.authorization);
     if (principal === undefined) {
-      if (permission === 'read' && context.config.auth.anonymousRead) return;
+      if (permission === 'read' && context.config.auth.anonymousRead) return minIndexGate.admit(request);
       throw new ConclaveError('AUTH_REQUIRED', 'Log in: send HTTP Basic credentials or a Bearer token from POST /api/v1/auth/login.');
     }
     request.principal = principal;
@@ -79,6 +81,8 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
         needs: permission,
       });
     }
+    // After authentication, so that a refused caller never waits; the waiters are bounded (OVERLOADED beyond).
+    await minIndexGate.admit(request);
   });
 
   // Every answer says which journal index it reflects; writes set it to their own entry's index.
