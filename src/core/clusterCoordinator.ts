@@ -167,6 +167,11 @@ export class ClusterCoordinator {
     this.lastJoinTick = -Infinity;
   }
 
+  /** This node as it describes itself now. */
+  descriptor(): NodeDescriptor {
+    return this.self;
+  }
+
   /** The ids discovery should probe (from seed hosts, DNS): the runtime keeps this current. */
   setDiscoveryPeers(ids: readonly string[]): void {
     this.discoveryPeers = ids.filter((id) => id !== this.self.id);

@@ -188,7 +188,7 @@ export class ClusterRuntime {
 
   /** Changes this node's published addresses (the HTTP port is known only once listening). */
   updateSelf(change: Pick<NodeDescriptor, 'httpAddress'>): void {
-    this.coordinator.updateSelf({ ...this.coordinator.discoveryInfo().node, ...change });
+    this.coordinator.updateSelf({ ...this.coordinator.descriptor(), ...change });
     this.coordinatorOptions = { ...this.coordinatorOptions, self: { ...this.coordinatorOptions.self, ...change } };
     this.scheduleDrain();
   }
@@ -292,6 +292,16 @@ export class ClusterRuntime {
 
   get appliedIndex(): number {
     return this.appliedIndexValue;
+  }
+
+  /** This node as it describes itself to the cluster. */
+  self(): NodeDescriptor {
+    return this.coordinator.descriptor();
+  }
+
+  /** Master ticks of silence after which a member counts as down (status) and leaves the in-sync set. */
+  get nodeFailureTimeoutTicks(): number {
+    return this.options.nodeFailureTimeoutTicks;
   }
 
   /** True while the journal cannot be written (a full disk): writes are refused. */

@@ -34,7 +34,10 @@ export interface ClusterStatus {
   readonly nodes: readonly NodeStatus[];
 }
 
-export function clusterStatus(runtime: ClusterRuntime, self: { id: string; name: string }, nodeFailureTicks: number): ClusterStatus {
+export function clusterStatus(runtime: ClusterRuntime): ClusterStatus {
+  const { id: selfId, name: selfName } = runtime.self();
+  const self = { id: selfId, name: selfName };
+  const nodeFailureTicks = runtime.nodeFailureTimeoutTicks;
   const soft = runtime.softState();
   const state = runtime.clusterState();
   const isMaster = soft.role === 'master';

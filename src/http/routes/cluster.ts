@@ -15,10 +15,8 @@ import { clusterStatus } from '../../node/clusterStatus.js';
  */
 export async function clusterRoutes(app: FastifyInstance): Promise<void> {
   const { runtime, config } = app.conclave;
-  const self = () => runtime.coordinator.discoveryInfo().node;
-  const nodeFailureTicks = Math.max(config.cluster.electionTimeoutTicks, Math.ceil(config.cluster.nodeFailureTimeoutMs / config.cluster.tickMs));
 
-  app.get('/api/v1/cluster/status', { config: { permission: 'read' } }, async () => clusterStatus(runtime, { id: self().id, name: self().name }, nodeFailureTicks));
+  app.get('/api/v1/cluster/status', { config: { permission: 'read' } }, async () => clusterStatus(runtime));
 
   app.post('/api/v1/cluster/voting-exclusions', { config: { permission: 'admin' } }, async (request) => {
     const body = request.body;

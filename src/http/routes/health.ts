@@ -15,7 +15,7 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
   const describe = () => {
     const soft = runtime.softState();
     const state = runtime.clusterState();
-    const self = runtime.coordinator.discoveryInfo().node.id;
+    const self = runtime.self().id;
     return { soft, state, self };
   };
   app.get('/health/live', async () => ({ status: 'live' }));
@@ -36,7 +36,7 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
   });
   // A voting-only node can be a caretaker master that takes no writes: it is not "the master" for clients.
   const isWritingMaster = () => {
-    const roles = runtime.coordinator.discoveryInfo().node.roles;
+    const roles = runtime.self().roles;
     return runtime.softState().role === 'master' && roles.masterEligible && !roles.votingOnly;
   };
   app.get('/health/writable', async (_request, reply) => {
