@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
+import { freePort } from '../test/helpers/ports.js';
+
 /**
- * A real `conclave start` child process for the bench. Kept apart from test/helpers so the bench does not depend
- * on test code. The node logs at "warn", so its "listening" line (info) never appears: the bench picks the port
- * itself and polls /health/ready instead.
+ * A real `conclave start` child process for the bench; it shares only the port picker with test/helpers. The node
+ * logs at "warn", so its "listening" line (info) never appears: the bench picks the port itself and polls
+ * /health/ready instead.
  */
 
 const binPath = fileURLToPath(new URL('../../bin/conclave.js', import.meta.url));
@@ -103,19 +104,6 @@ async function stopChild(child: ChildProcess, exited: Promise<number | string>):
 
 function exitOf(child: ChildProcess): Promise<number | string> {
   return new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
-}
-
-/** Asks the OS for a free loopback port by binding port 0 and releasing it. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error('could not pick a free port'))));
-    });
-  });
 }
 
 function within<T>(promise: Promise<T>, timeoutMs: number): Promise<T | undefined> {

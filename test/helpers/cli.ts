@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 
 import { binPath } from './process.js';
+export { freePort } from './ports.js';
 import { WaitAborted, waitFor } from './tmp.js';
 
 /** A `conclave` child process started with exactly the given arguments and environment (plus PATH). */
@@ -75,15 +75,3 @@ export async function killAndWait(proc: { child: ChildProcess; exited: Promise<n
   await waitFor('the child process to exit', () => (done ? true : undefined), 10_000);
 }
 
-/** A TCP port that was free a moment ago: bind port 0 on loopback, read the port, close. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address !== 'object') throw new Error('no address for the probe server');
-  return address.port;
-}

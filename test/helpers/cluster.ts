@@ -1,5 +1,4 @@
-import { createServer } from 'node:net';
-
+import { freePort } from './ports.js';
 import { processAuth, startNodeProcess, type NodeProcess } from './process.js';
 import { tempDir, waitFor } from './tmp.js';
 
@@ -8,15 +7,6 @@ import { tempDir, waitFor } from './tmp.js';
  * directory, HTTP and transport ports picked free up front (so that seeds can name them), and the same secret.
  */
 export const clusterSecret = 'process-test-cluster-secret';
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : 0;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 export interface ClusterNodeHandle {
   readonly name: string;

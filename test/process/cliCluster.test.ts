@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { Agent, request } from 'undici';
 
-import { killAndWait, runConclave, spawnConclave, type CliProcess } from '../helpers/cli.js';
+import { freePort, killAndWait, runConclave, spawnConclave, type CliProcess } from '../helpers/cli.js';
 import { ProcessCluster } from '../helpers/cluster.js';
 import { WaitAborted, waitFor } from '../helpers/tmp.js';
 
@@ -103,14 +103,6 @@ test('conclave status shows the master view of a 3-process cluster, from the mas
   assert.ok(nobody.stderr.includes(`http://127.0.0.1:${unused}`), `names the URL:\n${nobody.stderr}`);
   assert.match(nobody.stderr, /is the node running\? pass --url/);
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return typeof address === 'object' && address !== null ? address.port : 0;
-}
 
 async function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
