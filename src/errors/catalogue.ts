@@ -22,6 +22,7 @@ export const errorCatalogue = {
   AUTH_REQUIRED: { status: 401, retryable: false, summary: 'The endpoint needs credentials (HTTP Basic or a Bearer token).' },
   AUTH_INVALID: { status: 401, retryable: false, summary: 'The credentials or token are wrong, expired or revoked.' },
   FORBIDDEN: { status: 403, retryable: false, summary: 'The user lacks the role this operation needs.' },
+  INTERNAL_AUTH_FAILED: { status: 401, retryable: false, summary: 'A node-to-node request did not prove the cluster secret (or its clock is too far off).' },
 
   // Content state conflicts: the request is well formed but the repository's state refuses it.
   NODE_NOT_FOUND: { status: 404, retryable: false, summary: 'No node exists at the path or id.' },
