@@ -48,8 +48,13 @@ export interface CoordinatorOptions {
   readonly discoveredPeersMax: number;
   /** Ticks between join attempts of a node that is not (yet) a member. */
   readonly joinRetryTicks: number;
-  /** A member silent this long is out of the in-sync set and, when eligible, no longer counts as live. */
+  /** A member silent this long no longer counts as live for the voting configuration. */
   readonly nodeFailureTimeoutTicks: number;
+  /**
+   * A member silent this long is taken out of the in-sync set. Until then (and until its read lease has run out)
+   * the master acknowledges no write it has not applied: writes wait up to this long when an in-sync node dies.
+   */
+  readonly inSyncTimeoutTicks: number;
   /** The master waits at most this long for every reachable node to apply a change before starting the next. */
   readonly publishTimeoutTicks: number;
   /** Most joins and operator changes waiting on the master. */
@@ -59,8 +64,8 @@ export interface CoordinatorOptions {
   readonly injectedBug?: CoordinatorBug;
 }
 
-/** The rules the simulator proves it would notice broken: the core's, and the voting exclusions here. */
-export type CoordinatorBug = NonNullable<CoreOptions['injectedBug']> | 'ignoreVotingExclusions';
+/** The rules the simulator proves it would notice broken: the core's, the voting exclusions and the acknowledgement rule here. */
+export type CoordinatorBug = NonNullable<CoreOptions['injectedBug']> | 'ignoreVotingExclusions' | 'acknowledgeBeforeInSyncApplied';
 
 /** What a coordinator snapshot holds: the cluster state and the state machine's own data. */
 export interface CoordinatorSnapshotData {
@@ -122,6 +127,8 @@ export class ClusterCoordinator {
   private masterSinceTick = 0;
   private publication: Publication | null = null;
   private readonly pendingJoins = new Map<string, JoinRequest>();
+  /** The index at which each member last entered the in-sync set, as applied here (see updateLeaseHolders). */
+  private readonly inSyncAddedAt = new Map<string, number>();
   private readonly pendingOperatorChanges: ClusterChange[] = [];
 
   constructor(
@@ -130,13 +137,14 @@ export class ClusterCoordinator {
   ) {
     this.self = options.self;
     invariant(options.nodeFailureTimeoutTicks >= options.core.electionTimeoutTicks, 'a node fails no faster than an election times out');
+    invariant(options.inSyncTimeoutTicks >= options.core.electionTimeoutTicks, 'a node leaves the in-sync set no faster than an election times out');
     this.core = new CoordinationCore(
       {
         ...options.core,
         id: options.self.id,
         canBeMaster: options.self.roles.masterEligible && !options.self.roles.votingOnly,
         random: options.random,
-        ...(options.injectedBug !== undefined && options.injectedBug !== 'ignoreVotingExclusions' ? { injectedBug: options.injectedBug } : {}),
+        ...(options.injectedBug === 'quorumIsHalf' || options.injectedBug === 'voteForStaleCandidate' ? { injectedBug: options.injectedBug } : {}),
       },
       restored,
     );
@@ -184,11 +192,16 @@ export class ClusterCoordinator {
     if (soft.master === null) this.discover();
     else if (!this.isCurrentMember()) this.maybeJoin(soft.master);
     if (soft.role === 'master') this.masterDuties(soft);
+    this.updateLeaseHolders();
   }
 
   step(message: ClusterMessage): void {
     invariant(message.to === this.self.id, `message for ${message.to} delivered to ${this.self.id}`);
-    if (isCoreMessage(message)) return this.core.step(message);
+    if (isCoreMessage(message)) {
+      this.core.step(message);
+      if (message.type === 'appendResponse') this.updateLeaseHolders();
+      return;
+    }
     switch (message.type) {
       case 'probeRequest':
         this.remember(message.info);
@@ -213,6 +226,32 @@ export class ClusterCoordinator {
   /** A content command (or anything for the state machine above). */
   propose(data: unknown): ProposeOutcome {
     return this.core.propose(data);
+  }
+
+  /** Asks for a read index (see CoordinationCore.readIndex); the answer comes in a Ready's readStates. */
+  readIndex(id: string): void {
+    this.core.readIndex(id);
+  }
+
+  /** True while a sequential read may be served from this node's own state (see lease.ts). */
+  hasReadLease(): boolean {
+    return this.core.hasReadLease();
+  }
+
+  /**
+   * On a master: the highest applied index it may acknowledge to clients — applied here, by every in-sync member,
+   * and by every member whose read lease may still run (lease.ts, point 4). 0 elsewhere.
+   */
+  acknowledgedIndex(): number {
+    if (this.core.softState().role !== 'master' || !this.isRealMaster()) return 0;
+    let index = this.appliedIndex;
+    if (this.options.injectedBug === 'acknowledgeBeforeInSyncApplied') return index;
+    const followers = this.core.followerStates();
+    for (const id of this.state.inSync) {
+      if (id !== this.self.id) index = Math.min(index, followers.get(id)?.appliedIndex ?? 0);
+    }
+    for (const lease of this.core.leasesInForce().values()) index = Math.min(index, lease.appliedIndex);
+    return index;
   }
 
   /** An operator's change (voting exclusions, settings, removing a node); queued on the master. */
@@ -257,9 +296,12 @@ export class ClusterCoordinator {
       invariant(entry.index === this.appliedIndex + 1, `cluster state at ${this.appliedIndex} asked to apply ${entry.index}`);
       this.state = applyClusterEntry(this.state, entry);
       this.appliedIndex = entry.index;
+      const change = entry.payload.kind === 'cluster' ? (entry.payload.change as ClusterChange) : null;
+      if (change?.type === 'inSyncChanged') for (const id of change.added) this.inSyncAddedAt.set(id, entry.index);
     }
     this.core.advance(core);
     if (memberIds(this.state).join(',') !== membersBefore) this.core.setReplicas(memberIds(this.state));
+    this.updateLeaseHolders();
   }
 
   /** The state machine made `stateMachine` durable as of the applied index: compact the journal below it. */
@@ -414,6 +456,24 @@ export class ClusterCoordinator {
 
   // ---------------------------------------------------------------- the master's duties
 
+  /**
+   * Read leases go to in-sync members that have applied everything this master may have acknowledged without them:
+   * whatever earlier masters acknowledged (below the first entry of this term) and whatever was acknowledged
+   * while they were out of the in-sync set (below the entry that put them back). From then on, no write is
+   * acknowledged before they apply it.
+   */
+  private updateLeaseHolders(): void {
+    const termStart = this.core.masterTermStartIndex();
+    if (termStart === 0 || !this.isRealMaster()) return this.core.setLeaseHolders([]);
+    const followers = this.core.followerStates();
+    const holders = this.state.inSync.filter((id) => {
+      if (id === this.self.id) return false;
+      const floor = Math.max(termStart, this.inSyncAddedAt.get(id) ?? 0);
+      return (followers.get(id)?.appliedIndex ?? 0) >= floor;
+    });
+    this.core.setLeaseHolders(holders);
+  }
+
   /** A master that may take proposals: not a voting-only caretaker. */
   private isRealMaster(): boolean {
     return !this.self.roles.votingOnly && this.self.roles.masterEligible;
@@ -460,10 +520,10 @@ export class ClusterCoordinator {
     return true;
   }
 
-  private isLive(id: string): boolean {
+  private isLive(id: string, timeoutTicks = this.options.nodeFailureTimeoutTicks): boolean {
     if (id === this.self.id) return true;
     const follower = this.core.followerStates().get(id);
-    return follower !== undefined && follower.silentTicks < this.options.nodeFailureTimeoutTicks;
+    return follower !== undefined && follower.silentTicks < timeoutTicks;
   }
 
   private nextChange(soft: SoftState): ClusterChange | 'reconfigure' | null {
@@ -472,7 +532,7 @@ export class ClusterCoordinator {
     if (state.clusterUuid === null) {
       return { type: 'formed', clusterName: this.options.clusterName, clusterUuid: this.newUuid(), master: self };
     }
-    const failed = state.inSync.filter((id) => !this.isLive(id));
+    const failed = state.inSync.filter((id) => !this.isLive(id, this.options.inSyncTimeoutTicks));
     if (failed.length > 0) return { type: 'inSyncChanged', added: [], removed: failed };
     for (const [id, request] of this.pendingJoins) {
       this.pendingJoins.delete(id);

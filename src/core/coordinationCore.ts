@@ -1,4 +1,5 @@
 import { invariant } from '../errors/catalogue.js';
+import { followerLeaseTicks, masterLeaseTicks } from './lease.js';
 import { hasJointQuorum, quorumMatchIndex, type JointConfiguration } from './quorum.js';
 import type {
   AppendRequest,
@@ -11,6 +12,9 @@ import type {
   PreVoteRequest,
   PreVoteResponse,
   Random,
+  ReadIndexRequest,
+  ReadLeaseGrant,
+  ReadState,
   Ready,
   Role,
   Snapshot,
@@ -32,6 +36,10 @@ export interface CoreOptions {
   readonly inflightAppendsMax: number;
   /** Most entries appended but not yet committed; proposals beyond are refused (back-pressure). */
   readonly uncommittedEntriesMax: number;
+  /** The bound on clock rates the read leases rest on (see lease.ts): one tick lasts within ±p% of any other's. */
+  readonly clockDriftPercent: number;
+  /** Most read-index requests a master holds unconfirmed; more are answered with null at once. */
+  readonly readIndexPendingMax: number;
   /**
    * False for voting-only and non-eligible nodes: they never campaign — except a voting-only voter whose journal an
    * eligible candidate lacks, which may become a caretaker master that takes no proposals (see `catchUpFor`).
@@ -78,6 +86,26 @@ interface Progress {
   silentTicks: number;
   /** Ticks since a snapshot was sent that is not yet acknowledged; null when none is in flight. */
   snapshotInFlightTicks: number | null;
+  /** From the acknowledgement of the latest append (highest seq) the follower answered: its seq and send tick, */
+  ackSeq: number;
+  ackSentTick: number;
+  /** the master's tick when that acknowledgement arrived, and the follower's when the append had arrived there. */
+  ackTick: number;
+  ackRecvTick: number;
+  ackEpoch: number;
+}
+
+/** A follower lease the master granted: the tick its master lease ended then (see lease.ts), and what it applied. */
+interface LeaseGrantRecord {
+  until: number;
+  appliedIndex: number;
+}
+
+/** A read index being confirmed on the master: answered once a quorum acknowledged an append numbered ≥ minSeq. */
+interface PendingRead {
+  readonly id: string;
+  readonly from: string;
+  readonly minSeq: number;
 }
 
 /** What the master knows of one follower, for the cluster layer (liveness, in-sync set, publication). */
@@ -139,8 +167,37 @@ export class CoordinationCore {
   private configuration: JointConfiguration = emptyConfiguration;
   private configurationIndex = 0;
 
+  /** This node's clock: ticks since it booted (leases and stickiness are measured on it). */
+  private nowTick = 0;
+  /** Random per incarnation: lease grants echo it, so none anchored on a previous incarnation's clock is taken. */
+  private readonly clockEpoch: number;
+  /**
+   * Ticks since a master last reached us (an append or snapshot), or since boot, or since we were master: while
+   * below the election timeout we grant no vote and do not campaign. Unlike `master`, nothing but time resets it
+   * back up — the read leases depend on it (lease.ts, point 1).
+   */
+  private ticksSinceMasterContact = 0;
+  /** The term of the master the fields below are about: they restart with every term. */
+  private contactTerm = -1;
+  /** The latest append from the current master: echoed in every acknowledgement. */
+  private lastAppendSeq = 0;
+  private lastAppendSentTick = 0;
+  private lastAppendRecvTick = 0;
+  /** The match index we last acknowledged in this term: what an applied-progress report repeats. */
+  private lastAckedMatchIndex = 0;
+  /** A follower's read lease: valid while nowTick < leaseUntilTick and the term is still leaseTerm. */
+  private leaseUntilTick = 0;
+  private leaseTerm = -1;
+  /** On a master: appends numbered in this term; the members that may hold leases; the grants made. */
+  private appendSeq = 0;
+  private termStartIndex = 0;
+  private leaseHolders: ReadonlySet<string> = new Set();
+  private readonly leaseGrants = new Map<string, LeaseGrantRecord>();
+  private pendingReads: PendingRead[] = [];
+
   // What the next Ready reports.
   private messages: Message[] = [];
+  private readStates: ReadState[] = [];
   private unstableFromIndex: number;
   private hardStateDirty = false;
 
@@ -160,6 +217,7 @@ export class CoordinationCore {
     this.unstableFromIndex = this.lastIndex() + 1;
     this.refreshConfiguration();
     this.resetElectionTimer();
+    this.clockEpoch = options.random.nextInt(0x4000_0000) * 0x4000_0000 + options.random.nextInt(0x4000_0000);
   }
 
   // ---------------------------------------------------------------- inputs
@@ -176,8 +234,53 @@ export class CoordinationCore {
   }
 
   tick(): void {
+    this.nowTick++;
+    this.ticksSinceMasterContact++;
     if (this.role === 'master') this.tickMaster();
     else this.tickFollower();
+  }
+
+  /**
+   * Asks for a read index under `id`: answered in a later Ready's readStates. On the master, once a quorum has
+   * acknowledged an append sent after this call (so it was master when the call came) and an entry of its term is
+   * committed; elsewhere, by asking the master. Null when there is no master to ask, or it refused.
+   */
+  readIndex(id: string): void {
+    if (this.role === 'master' && this.options.canBeMaster) return this.registerRead(id, this.options.id);
+    if (this.role === 'follower' && this.master !== null) {
+      this.send({ type: 'readIndexRequest', to: this.master, term: this.term, id });
+      return;
+    }
+    this.readStates.push({ id, index: null });
+  }
+
+  /**
+   * True while this node may serve a sequential read from its own state (see lease.ts): a follower holding a lease
+   * of its current term, or a master holding the master lease that has applied the first entry of its term.
+   */
+  hasReadLease(): boolean {
+    if (this.role === 'follower') return this.leaseTerm === this.term && this.nowTick < this.leaseUntilTick;
+    if (this.role !== 'master' || !this.options.canBeMaster) return false;
+    return this.nowTick < this.masterLeaseEndTick() && this.termAt(this.appliedIndex) === this.term;
+  }
+
+  /** On a master: the index of the first entry of its term (the noop); every write an earlier master acknowledged is below it. */
+  masterTermStartIndex(): number {
+    return this.role === 'master' ? this.termStartIndex : 0;
+  }
+
+  /** On a master: the members that may hold read leases (in sync and caught up: the cluster layer decides). */
+  setLeaseHolders(ids: Iterable<string>): void {
+    this.leaseHolders = new Set(ids);
+  }
+
+  /**
+   * On a master: the members whose lease may still run, with the applied index they last reported. A write may be
+   * acknowledged only once each of them has applied it (lease.ts, point 4).
+   */
+  leasesInForce(): ReadonlyMap<string, { readonly appliedIndex: number }> {
+    for (const [id, grant] of this.leaseGrants) if (grant.until <= this.nowTick) this.leaseGrants.delete(id);
+    return this.leaseGrants;
   }
 
   /** Appends a command for the state machine (`command`) or a cluster-state change (`cluster`, by the cluster layer). */
@@ -208,13 +311,20 @@ export class CoordinationCore {
 
   step(message: Message): void {
     invariant(message.to === this.options.id, `message for ${message.to} delivered to ${this.options.id}`);
+    // A read index is confirmed by the quorum round itself, whatever terms the asker and the answer carry.
+    if (message.type === 'readIndexRequest') return this.onReadIndexRequest(message);
+    if (message.type === 'readIndexResponse') {
+      this.readStates.push({ id: message.id, index: message.index });
+      return;
+    }
     if (message.term > this.term) {
       if (message.type === 'preVoteRequest') {
         // A pre-vote carries the term the sender would campaign in; it changes nobody's term.
       } else if (message.type === 'preVoteResponse' && message.granted) {
         // A granted pre-vote echoes the proposed term.
-      } else if (message.type === 'voteRequest' && this.master !== null && this.electionElapsedTicks < this.options.electionTimeoutTicks) {
+      } else if (message.type === 'voteRequest' && this.ticksSinceMasterContact < this.options.electionTimeoutTicks) {
         // Check-quorum's other half: while we hear from a master, a disruptive candidate does not bump our term.
+        // The read leases rely on it too (lease.ts, point 1).
         return;
       } else {
         this.becomeFollower(message.term, message.type === 'appendRequest' || message.type === 'snapshotRequest' ? message.from : null);
@@ -253,6 +363,7 @@ export class CoordinationCore {
       this.snapshotToInstall !== null ||
       this.hardStateDirty ||
       this.messages.length > 0 ||
+      this.readStates.length > 0 ||
       this.unstableFromIndex <= this.lastIndex() ||
       Math.max(this.appliedIndex, this.snapshot.index) < this.commitIndex
     );
@@ -267,6 +378,7 @@ export class CoordinationCore {
       messages: [...this.messages],
       // After a snapshot install the state machine starts at the snapshot, whatever it had applied before.
       committed: this.log.slice(Math.max(this.appliedIndex, this.snapshot.index) + 1 - offset, this.commitIndex + 1 - offset),
+      readStates: [...this.readStates],
     };
   }
 
@@ -274,12 +386,20 @@ export class CoordinationCore {
   advance(ready: Ready): void {
     this.hardStateDirty = false;
     this.messages = this.messages.slice(ready.messages.length);
+    this.readStates = this.readStates.slice(ready.readStates.length);
     if (ready.snapshot !== undefined) {
       if (this.snapshotToInstall === ready.snapshot) this.snapshotToInstall = null;
       this.appliedIndex = Math.max(this.appliedIndex, ready.snapshot.index);
     }
     if (ready.entries.length > 0) this.unstableFromIndex = Math.max(this.unstableFromIndex, ready.entries[ready.entries.length - 1]!.index + 1);
-    if (ready.committed.length > 0) this.appliedIndex = ready.committed[ready.committed.length - 1]!.index;
+    if (ready.committed.length > 0) {
+      this.appliedIndex = ready.committed[ready.committed.length - 1]!.index;
+      // The master acknowledges writes once in-sync followers have applied them: tell it now, not at the next
+      // heartbeat (which would add up to a heartbeat interval to every write).
+      if (this.role === 'follower' && this.master !== null && this.contactTerm === this.term && this.lastAppendSeq > 0) {
+        this.sendAppendResponse(this.master, true, this.lastAckedMatchIndex, this.lastIndex());
+      }
+    }
   }
 
   /**
@@ -398,7 +518,21 @@ export class CoordinationCore {
   }
 
   private newProgress(nextIndex: number): Progress {
-    return { matchIndex: 0, nextIndex, inflight: 0, recentlyActive: true, resendFromIndex: nextIndex, appliedIndex: 0, silentTicks: 0, snapshotInFlightTicks: null };
+    return {
+      matchIndex: 0,
+      nextIndex,
+      inflight: 0,
+      recentlyActive: true,
+      resendFromIndex: nextIndex,
+      appliedIndex: 0,
+      silentTicks: 0,
+      snapshotInFlightTicks: null,
+      ackSeq: 0,
+      ackSentTick: Number.NEGATIVE_INFINITY,
+      ackTick: 0,
+      ackRecvTick: 0,
+      ackEpoch: 0,
+    };
   }
 
   private truncateFrom(index: number): void {
@@ -477,6 +611,13 @@ export class CoordinationCore {
       this.votedFor = null;
       this.hardStateDirty = true;
     }
+    if (this.role === 'master') {
+      // Stepping down: leases granted in this reign run out by themselves (lease.ts); unconfirmed reads fail.
+      for (const read of this.pendingReads) this.answerRead(read, null);
+      this.pendingReads = [];
+      this.leaseGrants.clear();
+      this.ticksSinceMasterContact = 0;
+    }
     this.role = 'follower';
     this.master = master;
     this.progress.clear();
@@ -516,10 +657,14 @@ export class CoordinationCore {
     this.master = this.options.id;
     this.heartbeatElapsedTicks = 0;
     this.electionElapsedTicks = 0;
+    this.ticksSinceMasterContact = 0;
+    this.appendSeq = 0;
+    this.leaseGrants.clear();
+    this.pendingReads = [];
     this.progress.clear();
     for (const id of this.peers()) this.progress.set(id, this.newProgress(this.lastIndex() + 1));
     // Entries of earlier terms commit only once an entry of this term does (Raft §5.4.2).
-    this.appendAsMaster({ kind: 'noop' });
+    this.termStartIndex = this.appendAsMaster({ kind: 'noop' });
   }
 
   /** Everyone the master replicates to: the voters and the non-voting replicas. */
@@ -533,8 +678,12 @@ export class CoordinationCore {
     this.electionElapsedTicks++;
     // The only voter needs nobody's vote and can disrupt nobody: campaigning at once spares a one-node cluster an
     // election timeout at every start.
-    if (this.master === null && this.role === 'follower' && this.isSoleVoter() && this.isPromotable()) return this.becomePreCandidate();
-    if (this.electionElapsedTicks >= this.randomizedElectionTimeoutTicks) {
+    // Unless other members may still hold read leases from before a restart (lease.ts, point 1).
+    const sticky = this.ticksSinceMasterContact < this.options.electionTimeoutTicks;
+    if (this.master === null && this.role === 'follower' && this.isSoleVoter() && this.isPromotable() && (!sticky || this.replicas.size === 0)) {
+      return this.becomePreCandidate();
+    }
+    if (this.electionElapsedTicks >= this.randomizedElectionTimeoutTicks && !sticky) {
       // A full timeout without a word from the master: it is no longer known. Without this, a node that does not
       // campaign (voting-only, or not in the configuration) kept the old master forever, and since the timer
       // restarts here, it took that master for live again during the first election timeout of every cycle —
@@ -549,6 +698,7 @@ export class CoordinationCore {
   private tickMaster(): void {
     this.heartbeatElapsedTicks++;
     this.electionElapsedTicks++;
+    this.ticksSinceMasterContact = 0;
     for (const p of this.progress.values()) {
       p.silentTicks++;
       if (p.snapshotInFlightTicks !== null) p.snapshotInFlightTicks++;
@@ -583,7 +733,7 @@ export class CoordinationCore {
   private onPreVoteRequest(m: PreVoteRequest): void {
     // Grant only if we would vote in a real election and have not heard from a live master recently: a node that
     // was cut off cannot disrupt a healthy cluster by bumping terms (Raft thesis §9.6).
-    const masterIsLive = this.master !== null && this.electionElapsedTicks < this.options.electionTimeoutTicks;
+    const masterIsLive = this.ticksSinceMasterContact < this.options.electionTimeoutTicks;
     const upToDate = this.isUpToDate(m.lastIndex, m.lastTerm);
     const granted = m.term > this.term && !masterIsLive && upToDate;
     if (!upToDate && m.term > this.term && !masterIsLive && !this.options.canBeMaster && this.voters().has(this.options.id)) {
@@ -639,7 +789,7 @@ export class CoordinationCore {
     const prevTerm = this.termAt(prevIndex);
     invariant(prevTerm !== undefined, `no term at ${prevIndex} for ${to}`);
     const entries = this.log.slice(prevIndex - this.snapshot.index, prevIndex - this.snapshot.index + this.options.appendEntriesMax);
-    this.send({ type: 'appendRequest', to, term: this.term, prevIndex, prevTerm, entries, commitIndex: this.commitIndex });
+    this.sendAppendRequest(to, prevIndex, prevTerm, entries);
     if (entries.length > 0) {
       p.nextIndex = entries[entries.length - 1]!.index + 1;
       p.inflight++;
@@ -652,9 +802,7 @@ export class CoordinationCore {
    */
   private sendSnapshot(to: string, p: Progress, always: boolean): void {
     if (p.snapshotInFlightTicks !== null && p.snapshotInFlightTicks < this.options.electionTimeoutTicks) {
-      if (always) {
-        this.send({ type: 'appendRequest', to, term: this.term, prevIndex: this.snapshot.index, prevTerm: this.snapshot.term, entries: [], commitIndex: this.commitIndex });
-      }
+      if (always) this.sendAppendRequest(to, this.snapshot.index, this.snapshot.term, []);
       return;
     }
     p.snapshotInFlightTicks = 0;
@@ -663,11 +811,80 @@ export class CoordinationCore {
     this.send({ type: 'snapshotRequest', to, term: this.term, snapshot: this.snapshot });
   }
 
+  private sendAppendRequest(to: string, prevIndex: number, prevTerm: number, entries: readonly Entry[]): void {
+    const lease = this.leaseGrantFor(to);
+    this.send({
+      type: 'appendRequest',
+      to,
+      term: this.term,
+      prevIndex,
+      prevTerm,
+      entries,
+      commitIndex: this.commitIndex,
+      seq: ++this.appendSeq,
+      sentTick: this.nowTick,
+      ...(lease !== undefined ? { lease } : {}),
+    });
+  }
+
+  /** The tick at which the master lease ends (lease.ts, point 2); at or below nowTick when it has run out. */
+  private masterLeaseEndTick(): number {
+    const start = quorumMatchIndex(this.configuration, (id) => (id === this.options.id ? this.nowTick : (this.progress.get(id)?.ackSentTick ?? Number.NEGATIVE_INFINITY)));
+    return start + masterLeaseTicks(this.options.electionTimeoutTicks, this.options.clockDriftPercent);
+  }
+
+  /** A lease for `to` if it may hold one and the master lease leaves room (lease.ts, point 3); recorded for acks. */
+  private leaseGrantFor(to: string): ReadLeaseGrant | undefined {
+    const p = this.progress.get(to);
+    if (!this.leaseHolders.has(to) || p === undefined || p.ackSeq === 0) return undefined;
+    const masterLeaseEnd = this.masterLeaseEndTick();
+    const ticks = followerLeaseTicks(masterLeaseEnd, p.ackTick, this.options.clockDriftPercent);
+    if (ticks <= 0) return undefined;
+    const previous = this.leaseGrants.get(to);
+    this.leaseGrants.set(to, { until: Math.max(previous?.until ?? 0, masterLeaseEnd), appliedIndex: p.appliedIndex });
+    return { epoch: p.ackEpoch, anchorTick: p.ackRecvTick, ticks };
+  }
+
+  // ---------------------------------------------------------------- read index
+
+  private onReadIndexRequest(m: ReadIndexRequest): void {
+    if (this.role === 'master' && this.options.canBeMaster) return this.registerRead(m.id, m.from);
+    this.send({ type: 'readIndexResponse', to: m.from, term: this.term, id: m.id, index: null });
+  }
+
+  private registerRead(id: string, from: string): void {
+    const read: PendingRead = { id, from, minSeq: this.appendSeq + 1 };
+    if (this.pendingReads.length >= this.options.readIndexPendingMax) return this.answerRead(read, null);
+    this.pendingReads.push(read);
+    // A round of appends numbered from minSeq: a quorum answering it proves we were still master after the call.
+    for (const peer of this.progress.keys()) this.sendAppend(peer, true);
+    this.confirmReads();
+  }
+
+  /** Answers the reads a quorum has confirmed, once an entry of this term is committed (Raft thesis §6.4). */
+  private confirmReads(): void {
+    if (this.pendingReads.length === 0 || this.termAt(this.commitIndex) !== this.term) return;
+    const confirmedSeq = quorumMatchIndex(this.configuration, (id) => (id === this.options.id ? Number.POSITIVE_INFINITY : (this.progress.get(id)?.ackSeq ?? 0)));
+    let answered = 0;
+    while (answered < this.pendingReads.length && this.pendingReads[answered]!.minSeq <= confirmedSeq) {
+      this.answerRead(this.pendingReads[answered]!, this.commitIndex);
+      answered++;
+    }
+    if (answered > 0) this.pendingReads = this.pendingReads.slice(answered);
+  }
+
+  private answerRead(read: PendingRead, index: number | null): void {
+    if (read.from === this.options.id) this.readStates.push({ id: read.id, index });
+    else this.send({ type: 'readIndexResponse', to: read.from, term: this.term, id: read.id, index });
+  }
+
   private onSnapshotRequest(m: SnapshotRequest): void {
     invariant(this.role !== 'master', `two masters in term ${this.term}: ${this.options.id} and ${m.from}`);
     if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
     this.master = m.from;
     this.electionElapsedTicks = 0;
+    this.ticksSinceMasterContact = 0;
+    this.noteContact();
     this.catchUpFor.clear();
     const snapshot = m.snapshot;
     // What we already know committed matches the master's journal (it holds every committed entry).
@@ -688,8 +905,31 @@ export class CoordinationCore {
     this.sendAppendResponse(m.from, true, snapshot.index, this.lastIndex());
   }
 
+  /** The master of this term reached us: what we know of an earlier master's appends no longer applies. */
+  private noteContact(): void {
+    if (this.contactTerm === this.term) return;
+    this.contactTerm = this.term;
+    this.lastAppendSeq = 0;
+    this.lastAppendSentTick = 0;
+    this.lastAppendRecvTick = 0;
+    this.lastAckedMatchIndex = 0;
+  }
+
   private sendAppendResponse(to: string, success: boolean, matchIndex: number, lastIndex: number): void {
-    this.send({ type: 'appendResponse', to, term: this.term, success, matchIndex, lastIndex, appliedIndex: this.appliedIndex });
+    if (success && to === this.master && this.contactTerm === this.term) this.lastAckedMatchIndex = Math.max(this.lastAckedMatchIndex, matchIndex);
+    this.send({
+      type: 'appendResponse',
+      to,
+      term: this.term,
+      success,
+      matchIndex,
+      lastIndex,
+      appliedIndex: this.appliedIndex,
+      echoSeq: this.lastAppendSeq,
+      echoSentTick: this.lastAppendSentTick,
+      recvTick: this.lastAppendRecvTick,
+      epoch: this.clockEpoch,
+    });
   }
 
   private onAppendRequest(m: AppendRequest): void {
@@ -697,7 +937,19 @@ export class CoordinationCore {
     if (this.role !== 'follower') this.becomeFollower(this.term, m.from);
     this.master = m.from;
     this.electionElapsedTicks = 0;
+    this.ticksSinceMasterContact = 0;
     this.catchUpFor.clear(); // there is a master: it brings the candidates up to date
+    this.noteContact();
+    if (m.seq > this.lastAppendSeq) {
+      this.lastAppendSeq = m.seq;
+      this.lastAppendSentTick = m.sentTick;
+      this.lastAppendRecvTick = this.nowTick;
+    }
+    if (m.lease !== undefined && m.lease.epoch === this.clockEpoch && m.lease.anchorTick <= this.nowTick) {
+      if (this.leaseTerm !== this.term) this.leaseUntilTick = 0;
+      this.leaseTerm = this.term;
+      this.leaseUntilTick = Math.max(this.leaseUntilTick, m.lease.anchorTick + m.lease.ticks);
+    }
     // The hint is the highest index where our journal may still match the master's: below the rejected
     // prevIndex, and not past our end. The master resumes just after it, so a missing or conflicting suffix is
     // found however far the master's optimistic nextIndex had run ahead.
@@ -737,9 +989,21 @@ export class CoordinationCore {
     p.recentlyActive = true;
     p.silentTicks = 0;
     p.appliedIndex = Math.max(p.appliedIndex, m.appliedIndex);
+    const grant = this.leaseGrants.get(m.from);
+    if (grant !== undefined) grant.appliedIndex = p.appliedIndex;
+    // An answer to an append not answered before: a report of applied progress repeats an echo already seen.
+    const firstAnswer = m.echoSeq > p.ackSeq;
+    if (firstAnswer) {
+      p.ackSeq = m.echoSeq;
+      p.ackSentTick = m.echoSentTick;
+      p.ackTick = this.nowTick;
+      p.ackRecvTick = m.recvTick;
+      p.ackEpoch = m.epoch;
+      this.confirmReads();
+    }
     if (m.success && m.matchIndex >= this.snapshot.index) p.snapshotInFlightTicks = null;
     if (m.success) {
-      p.inflight = Math.max(0, p.inflight - 1);
+      if (firstAnswer) p.inflight = Math.max(0, p.inflight - 1);
       if (m.matchIndex > p.matchIndex) {
         p.matchIndex = m.matchIndex;
         p.nextIndex = Math.max(p.nextIndex, m.matchIndex + 1);
@@ -768,6 +1032,7 @@ export class CoordinationCore {
     this.hardStateDirty = true;
     // Followers learn the new commit index at once rather than at the next heartbeat.
     for (const id of this.progress.keys()) this.sendAppend(id, true);
+    this.confirmReads();
     this.onCommitted();
     if (this.role === 'master') this.maybeEndCaretaking();
   }

@@ -93,6 +93,21 @@ export interface AppendRequest extends MessageBase {
   readonly prevTerm: number;
   readonly entries: readonly Entry[];
   readonly commitIndex: number;
+  /** Numbers the master's appends in its term, strictly increasing: a read index waits for acks of a later one. */
+  readonly seq: number;
+  /** The master's tick when it sent this: the start of the master lease an acknowledgement confirms. */
+  readonly sentTick: number;
+  /** A read lease for the follower, anchored at one of its own ticks (see lease.ts). */
+  readonly lease?: ReadLeaseGrant;
+}
+
+/** The follower may serve sequential reads until its own tick `anchorTick + ticks` (while its term stays the same). */
+export interface ReadLeaseGrant {
+  /** The follower's clock epoch echoed: a grant anchored on an earlier incarnation's clock is ignored. */
+  readonly epoch: number;
+  /** A tick of the follower's clock: when it received the append whose acknowledgement this grant answers. */
+  readonly anchorTick: number;
+  readonly ticks: number;
 }
 
 export interface AppendResponse extends MessageBase {
@@ -107,6 +122,26 @@ export interface AppendResponse extends MessageBase {
   readonly lastIndex: number;
   /** How far the follower's state machine has applied: the master waits on it before the next cluster-state change. */
   readonly appliedIndex: number;
+  /** The `seq` and `sentTick` of the latest append the follower received from this master (0 if none). */
+  readonly echoSeq: number;
+  readonly echoSentTick: number;
+  /** The follower's own tick when that append arrived: the anchor of the lease the master may grant back. */
+  readonly recvTick: number;
+  /** Names this incarnation of the follower's clock (ticks restart from 0 when a node restarts). */
+  readonly epoch: number;
+}
+
+/** A node asks the master to confirm, with a quorum round, an index that a linearizable read must wait for. */
+export interface ReadIndexRequest extends MessageBase {
+  readonly type: 'readIndexRequest';
+  readonly id: string;
+}
+
+/** The confirmed read index, or null when the master could not confirm one (it stepped down, or is overloaded). */
+export interface ReadIndexResponse extends MessageBase {
+  readonly type: 'readIndexResponse';
+  readonly id: string;
+  readonly index: number | null;
 }
 
 /** Sent instead of entries the master has compacted away: the follower replaces its journal up to the snapshot. */
@@ -115,7 +150,22 @@ export interface SnapshotRequest extends MessageBase {
   readonly snapshot: Snapshot;
 }
 
-export type Message = PreVoteRequest | PreVoteResponse | VoteRequest | VoteResponse | AppendRequest | AppendResponse | SnapshotRequest;
+export type Message =
+  | PreVoteRequest
+  | PreVoteResponse
+  | VoteRequest
+  | VoteResponse
+  | AppendRequest
+  | AppendResponse
+  | SnapshotRequest
+  | ReadIndexRequest
+  | ReadIndexResponse;
+
+/** The outcome of a readIndex() call: the index to wait for before reading, or null when none could be confirmed. */
+export interface ReadState {
+  readonly id: string;
+  readonly index: number | null;
+}
 
 export type Role = 'follower' | 'preCandidate' | 'candidate' | 'master';
 
@@ -130,7 +180,9 @@ export type Role = 'follower' | 'preCandidate' | 'candidate' | 'master';
  *    a vote or an acknowledgement sent before its state is durable can elect two masters or lose a commit.
  * 2. `messages` are sent (in any order; the network may reorder them anyway).
  * 3. `committed` entries are applied to the state machine, in index order. They are always already durable.
- * 4. `advance()` is called so the core stops reporting these.
+ * 4. `readStates` answer earlier readIndex() calls: a linearizable read with that id may be served once the state
+ *    machine has applied its index (null: refused, try again or elsewhere). They need nothing persisted.
+ * 5. `advance()` is called so the core stops reporting these.
  */
 export interface Ready {
   readonly snapshot?: Snapshot;
@@ -138,6 +190,7 @@ export interface Ready {
   readonly entries: readonly Entry[];
   readonly messages: readonly Message[];
   readonly committed: readonly Entry[];
+  readonly readStates: readonly ReadState[];
 }
 
 /** What a node currently believes; for status and for the simulator's checks. Never persisted. */

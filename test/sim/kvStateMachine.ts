@@ -2,15 +2,20 @@ import type { Entry } from '../../src/core/types.js';
 
 /**
  * The state machine the simulated nodes replicate: a key-value register map, fed by committed journal entries.
- * Reads go through the journal too (this first version has no read index or leases), so every operation a client
- * sees completed has a place in the journal's order: that is what makes the recorded history linearizable.
+ * Reads in `log` mode go through the journal; the other read modes read a node's state directly (see SimNode).
  */
 export type KvValue = string | number | null;
 
 export type KvCommand =
   | { readonly op: 'write'; readonly key: string; readonly value: KvValue }
   | { readonly op: 'cas'; readonly key: string; readonly expected: KvValue; readonly value: KvValue }
-  | { readonly op: 'read'; readonly key: string };
+  /**
+   * A read: `log` goes through the journal like a write; the others never touch it — `linearizable` by a read
+   * index, `sequential` under a read lease (or a read index without one), `stale` from whatever the node has.
+   */
+  | { readonly op: 'read'; readonly key: string; readonly mode: ReadMode };
+
+export type ReadMode = 'log' | 'linearizable' | 'sequential' | 'stale';
 
 export type KvResult =
   | { readonly op: 'write' }

@@ -313,10 +313,14 @@ export function describeMessage(m: ClusterMessage): string {
     case 'voteResponse':
       return `${head} ${m.granted ? 'granted' : 'refused'}`;
     case 'appendRequest':
-      return `${head} prev ${m.prevIndex}/${m.prevTerm} entries ${m.entries.length === 0 ? '-' : `${m.entries[0]!.index}..${m.entries[m.entries.length - 1]!.index}`} commit ${m.commitIndex}`;
+      return `${head} prev ${m.prevIndex}/${m.prevTerm} entries ${m.entries.length === 0 ? '-' : `${m.entries[0]!.index}..${m.entries[m.entries.length - 1]!.index}`} commit ${m.commitIndex}${m.lease !== undefined ? ' lease' : ''}`;
     case 'appendResponse':
       return `${head} ${m.success ? `match ${m.matchIndex}` : `rejected, last ${m.lastIndex}`} applied ${m.appliedIndex}`;
     case 'snapshotRequest':
       return `${head} snapshot ${m.snapshot.index}/${m.snapshot.term}`;
+    case 'readIndexRequest':
+      return `${head} read ${m.id}`;
+    case 'readIndexResponse':
+      return `${head} read ${m.id} ${m.index === null ? 'refused' : `at ${m.index}`}`;
   }
 }

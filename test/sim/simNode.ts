@@ -4,7 +4,7 @@ import type { ClusterMessage } from '../../src/core/clusterMessages.js';
 import type { ClusterChange, NodeRoles } from '../../src/core/clusterState.js';
 import type { CoordinationCore } from '../../src/core/coordinationCore.js';
 import type { Entry, Snapshot } from '../../src/core/types.js';
-import type { KvCommand, KvResult } from './kvStateMachine.js';
+import type { KvCommand, KvResult, KvValue } from './kvStateMachine.js';
 import type { SimRandom } from './simRandom.js';
 import type { SimScheduler } from './simScheduler.js';
 import { SimStorage, type PersistOutcome } from './simStorage.js';
@@ -27,12 +27,21 @@ export interface CoreTuning {
   readonly appendEntriesMax: number;
   readonly inflightAppendsMax: number;
   readonly uncommittedEntriesMax: number;
+  readonly clockDriftPercent: number;
+  readonly readIndexPendingMax: number;
 }
 
 /** The cluster layer's tuning (see CoordinatorOptions). */
 export type CoordinatorTuning = Pick<
   CoordinatorOptions,
-  'probeIntervalTicks' | 'discoveryInfoTicksMax' | 'discoveredPeersMax' | 'joinRetryTicks' | 'nodeFailureTimeoutTicks' | 'publishTimeoutTicks' | 'pendingChangesMax'
+  | 'probeIntervalTicks'
+  | 'discoveryInfoTicksMax'
+  | 'discoveredPeersMax'
+  | 'joinRetryTicks'
+  | 'nodeFailureTimeoutTicks'
+  | 'inSyncTimeoutTicks'
+  | 'publishTimeoutTicks'
+  | 'pendingChangesMax'
 >;
 
 export interface NodeConfig {
@@ -79,7 +88,8 @@ export interface NodeEnvironment {
 export type ClientReply =
   /** Certainly not appended: the client may retry elsewhere. `unavailable`: the node is down (connection refused). */
   | { readonly kind: 'rejected'; readonly reason: 'notMaster' | 'overloaded' | 'configurationChangeInProgress' | 'unavailable'; readonly master: string | null }
-  | { readonly kind: 'applied'; readonly result: KvResult }
+  /** `index`: the entry's index (a write, a log read), or the applied index a direct read was served at. */
+  | { readonly kind: 'applied'; readonly result: KvResult; readonly index: number }
   /** The request may or may not take effect: the node crashed, or the entry was replaced or is still pending. */
   | { readonly kind: 'unknown'; readonly why: string };
 
@@ -95,10 +105,31 @@ interface PendingProposal {
   readonly reply: (r: ClientReply) => void;
 }
 
+/** Applied here as master, waiting until the master may acknowledge it (ClusterCoordinator.acknowledgedIndex). */
+interface AppliedProposal {
+  readonly index: number;
+  readonly result: KvResult;
+  readonly reply: (r: ClientReply) => void;
+}
+
+/** A direct read waiting for its read index (null until confirmed) and then for the state machine to reach it. */
+interface WaitingRead {
+  readonly key: string;
+  readonly reply: (r: ClientReply) => void;
+  index: number | null;
+}
+
 /** A paused node's receive buffer is bounded, as a socket's is: beyond it, messages are lost. */
 const queuedInputsMax = 5_000;
 /** A Ready loop that does not settle is a core bug (it would spin a real node forever). */
 const readyRoundsMax = 1_000;
+/** Reads waiting for a read index whose answer was lost are dropped, oldest first, beyond this many. */
+const waitingReadsMax = 64;
+/**
+ * On resume, a paused node first catches up on the ticks it missed, as the real runtime does from its monotonic
+ * clock — at most this many: enough for every lease and timeout to run out (see lease.ts).
+ */
+const catchUpTicksMax = 100;
 
 export class SimNode {
   readonly storage = new SimStorage();
@@ -106,6 +137,10 @@ export class SimNode {
   private currentStatus: NodeStatus = 'crashed';
   private queued: QueuedInput[] = [];
   private readonly pending = new Map<number, PendingProposal>();
+  private appliedUnacknowledged: AppliedProposal[] = [];
+  private readonly waitingReads = new Map<string, WaitingRead>();
+  private readSeq = 0;
+  private missedTicks = 0;
   private incarnation = 0;
   private tickPeriodUnits = 0;
   private crashArmed: CrashPoint | null = null;
@@ -161,6 +196,11 @@ export class SimNode {
     this.drain();
   }
 
+  /** A tick of this node's clock that passed while it was paused. */
+  missTick(): void {
+    if (this.currentStatus === 'paused') this.missedTicks++;
+  }
+
   receive(message: ClusterMessage): void {
     if (this.currentStatus === 'crashed') return;
     if (this.currentStatus === 'paused') {
@@ -180,7 +220,31 @@ export class SimNode {
       else reply({ kind: 'unknown', why: 'request buffer full' });
       return;
     }
-    this.propose(command, reply);
+    this.handle(command, reply);
+  }
+
+  private handle(command: KvCommand, reply: (r: ClientReply) => void): void {
+    if (command.op !== 'read' || command.mode === 'log') return this.propose(command, reply);
+    const coordinator = this.coordinatorInstance!;
+    if (command.mode === 'stale' || (command.mode === 'sequential' && coordinator.hasReadLease())) {
+      return this.replyRead(command.key, reply);
+    }
+    // Linearizable, or sequential without a lease: confirm an index with the master first.
+    const id = `${this.incarnation}.${++this.readSeq}`;
+    if (this.waitingReads.size >= waitingReadsMax) {
+      const [oldestId, oldest] = this.waitingReads.entries().next().value as [string, WaitingRead];
+      this.waitingReads.delete(oldestId);
+      oldest.reply({ kind: 'rejected', reason: 'overloaded', master: null });
+    }
+    this.waitingReads.set(id, { key: command.key, reply, index: null });
+    coordinator.readIndex(id);
+    this.drain();
+  }
+
+  private replyRead(key: string, reply: (r: ClientReply) => void): void {
+    const stateMachine = this.storage.stateMachine;
+    const value: KvValue = stateMachine.get(key);
+    reply({ kind: 'applied', result: { op: 'read', value }, index: stateMachine.appliedIndex });
   }
 
   /** An operator's cluster-state change (exclusions, settings, removals), asked of this node. */
@@ -202,9 +266,14 @@ export class SimNode {
     const queued = this.queued;
     this.queued = [];
     for (const input of queued) if (input.kind === 'request') input.reply({ kind: 'unknown', why: `${this.id} crashed` });
-    const pending = [...this.pending.values()];
+    const pending = [...this.pending.values(), ...this.appliedUnacknowledged];
     this.pending.clear();
+    this.appliedUnacknowledged = [];
     for (const p of pending) p.reply({ kind: 'unknown', why: `${this.id} crashed` });
+    // A read changes nothing: whatever happened to it, the client may simply try again.
+    const reads = [...this.waitingReads.values()];
+    this.waitingReads.clear();
+    for (const read of reads) read.reply({ kind: 'rejected', reason: 'unavailable', master: null });
   }
 
   /** Crashes in the middle of handling the next Ready, at `point` (for a crash between steps, call crash()). */
@@ -236,8 +305,11 @@ export class SimNode {
 
   resume(): void {
     if (this.currentStatus !== 'paused') return;
-    this.env.trace?.(`${this.id} resumes with ${this.queued.length} queued inputs`);
+    this.env.trace?.(`${this.id} resumes with ${this.queued.length} queued inputs, ${this.missedTicks} ticks missed`);
     this.currentStatus = 'running';
+    const missed = Math.min(this.missedTicks, catchUpTicksMax);
+    this.missedTicks = 0;
+    for (let i = 0; i < missed && this.currentStatus === 'running'; i++) this.tick();
     const queued = this.queued;
     this.queued = [];
     for (let i = 0; i < queued.length; i++) {
@@ -252,7 +324,7 @@ export class SimNode {
         this.coordinatorInstance!.step(input.message);
         this.drain();
       } else {
-        this.propose(input.command, input.reply);
+        this.handle(input.command, input.reply);
       }
     }
   }
@@ -275,6 +347,7 @@ export class SimNode {
     this.coordinatorInstance = new ClusterCoordinator(options, this.storage.restoredState());
     this.coordinatorInstance.setDiscoveryPeers(this.config.discoveryPeers);
     this.currentStatus = 'running';
+    this.missedTicks = 0;
     this.env.trace?.(
       `${this.id} boots (incarnation ${this.incarnation}, tick every ${this.tickPeriodUnits}, snapshot ${this.storage.snapshotIndex}, ` +
         `journal ${this.storage.lastIndex}, applied ${this.storage.stateMachine.appliedIndex})`,
@@ -287,6 +360,7 @@ export class SimNode {
     const incarnation = this.incarnation;
     this.env.scheduler.after(delay, () => {
       if (incarnation !== this.incarnation || this.currentStatus === 'crashed') return;
+      this.missTick();
       this.tick();
       // The tick may have crashed the node (an armed crash); then this incarnation's clock stops.
       if (incarnation === this.incarnation && this.status !== 'crashed') this.scheduleTick(this.tickPeriodUnits);
@@ -305,6 +379,36 @@ export class SimNode {
 
   /** The runtime loop of the Ready contract (see types.ts), with the optional crash in the middle. */
   private drain(): void {
+    this.drainReady();
+    if (this.currentStatus === 'running') this.settle();
+  }
+
+  /** Acknowledges what the master may acknowledge; answers the direct reads whose index is applied. */
+  private settle(): void {
+    const coordinator = this.coordinatorInstance!;
+    if (this.appliedUnacknowledged.length > 0) {
+      if (coordinator.softState().role !== 'master') {
+        // Applied, so committed — but this node can no longer say whether it was acknowledged in time.
+        for (const p of this.appliedUnacknowledged) p.reply({ kind: 'unknown', why: `${this.id} stopped being master before acknowledging` });
+        this.appliedUnacknowledged = [];
+      } else {
+        const acknowledged = coordinator.acknowledgedIndex();
+        let count = 0;
+        while (count < this.appliedUnacknowledged.length && this.appliedUnacknowledged[count]!.index <= acknowledged) count++;
+        const done = this.appliedUnacknowledged.splice(0, count);
+        for (const p of done) p.reply({ kind: 'applied', result: p.result, index: p.index });
+      }
+    }
+    const applied = this.storage.stateMachine.appliedIndex;
+    for (const [id, read] of this.waitingReads) {
+      if (read.index !== null && read.index <= applied) {
+        this.waitingReads.delete(id);
+        this.replyRead(read.key, read.reply);
+      }
+    }
+  }
+
+  private drainReady(): void {
     for (let rounds = 0; this.currentStatus === 'running'; rounds++) {
       const coordinator = this.coordinatorInstance!;
       if (!coordinator.hasReady()) return;
@@ -327,6 +431,15 @@ export class SimNode {
       const commitIndex = ready.committed.length > 0 ? coordinator.softState().commitIndex : 0;
       for (let i = 0; i < applyCount; i++) this.apply(ready.committed[i]!, commitIndex);
       if (this.crashArmed === 'midApply' && ready.committed.length > 0) return this.crashAt(`after applying ${applyCount} of ${ready.committed.length} entries`);
+      for (const state of ready.readStates) {
+        const read = this.waitingReads.get(state.id);
+        if (read === undefined) continue;
+        if (state.index !== null) read.index = state.index;
+        else {
+          this.waitingReads.delete(state.id);
+          read.reply({ kind: 'rejected', reason: 'notMaster', master: coordinator.softState().master });
+        }
+      }
       // 4. Tell the core.
       coordinator.advance(ready);
       this.maybeCompact(coordinator);
@@ -355,7 +468,7 @@ export class SimNode {
     const pending = this.pending.get(entry.index);
     if (pending === undefined) return;
     this.pending.delete(entry.index);
-    if (pending.term === entry.term && result !== null) pending.reply({ kind: 'applied', result });
+    if (pending.term === entry.term && result !== null) this.appliedUnacknowledged.push({ index: entry.index, result, reply: pending.reply });
     // A different entry took the index: ours was truncated and can never commit. The brief says "info" for it.
     else pending.reply({ kind: 'unknown', why: `index ${entry.index} holds an entry of term ${entry.term}, not the proposed ${pending.term}` });
   }

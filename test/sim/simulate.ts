@@ -120,6 +120,9 @@ function plan(random: SimRandom, options: SimulationOptions): Plan {
       appendEntriesMax: random.pick([1, 2, 4, 16, 64]),
       inflightAppendsMax: random.pick([1, 2, 4, 8]),
       uncommittedEntriesMax: random.pick([2, 8, 64]),
+      // Tick periods within [9, 11] differ by at most 11/9 = (100 + 10) / (100 - 10): the bound the leases rest on.
+      clockDriftPercent: 10,
+      readIndexPendingMax: random.pick([1, 4, 64]),
     },
     coordinatorTuning: {
       probeIntervalTicks,
@@ -127,6 +130,7 @@ function plan(random: SimRandom, options: SimulationOptions): Plan {
       discoveredPeersMax: 16,
       joinRetryTicks: random.between(3, 10),
       nodeFailureTimeoutTicks: electionTimeoutTicks * random.between(1, 3),
+      inSyncTimeoutTicks: electionTimeoutTicks * random.between(1, 3),
       publishTimeoutTicks: random.between(30, 100),
       pendingChangesMax: 8,
     },

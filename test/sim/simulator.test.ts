@@ -54,7 +54,7 @@ test('2,000 random seeds: no invariant broken, every run converges after healing
   );
 });
 
-for (const bug of ['quorumIsHalf', 'voteForStaleCandidate', 'ignoreVotingExclusions'] as const satisfies readonly InjectedBug[]) {
+for (const bug of ['quorumIsHalf', 'voteForStaleCandidate', 'ignoreVotingExclusions', 'acknowledgeBeforeInSyncApplied'] as const satisfies readonly InjectedBug[]) {
   test(`mutation check: a core with the injected bug ${bug} is caught within the seed budget`, async (t) => {
     const seeds = testSeeds();
     const summary = await runBatch({ seeds: { list: seeds }, workers, simulation: { injectedBug: bug }, maxFailures: 5 });
@@ -97,13 +97,14 @@ export function scenarioSpec(size: number, votingOnly: readonly string[] = []): 
     nodes: ids.map((id) => ({ id, roles: { masterEligible: true, votingOnly: votingOnly.includes(id) }, startAt: 0 })),
     clusterName: 'sim',
     bootstrap: { kind: 'initialMasterNodes', names: ids },
-    tuning: { electionTimeoutTicks, heartbeatIntervalTicks: 3, appendEntriesMax: 16, inflightAppendsMax: 4, uncommittedEntriesMax: 64 },
+    tuning: { electionTimeoutTicks, heartbeatIntervalTicks: 3, appendEntriesMax: 16, inflightAppendsMax: 4, uncommittedEntriesMax: 64, clockDriftPercent: 10, readIndexPendingMax: 64 },
     coordinatorTuning: {
       probeIntervalTicks: 3,
       discoveryInfoTicksMax: 12,
       discoveredPeersMax: 16,
       joinRetryTicks: 5,
       nodeFailureTimeoutTicks: 2 * electionTimeoutTicks,
+      inSyncTimeoutTicks: 2 * electionTimeoutTicks,
       publishTimeoutTicks: 50,
       pendingChangesMax: 8,
     },

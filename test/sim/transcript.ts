@@ -185,13 +185,14 @@ class TranscriptDriver {
       nodes,
       clusterName: 'transcripts',
       bootstrap,
-      tuning: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 3, appendEntriesMax: 16, inflightAppendsMax: 4, uncommittedEntriesMax: 64 },
+      tuning: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 3, appendEntriesMax: 16, inflightAppendsMax: 4, uncommittedEntriesMax: 64, clockDriftPercent: 10, readIndexPendingMax: 64 },
       coordinatorTuning: {
         probeIntervalTicks: 3,
         discoveryInfoTicksMax: 12,
         discoveredPeersMax: 16,
         joinRetryTicks: 5,
         nodeFailureTimeoutTicks: 20,
+        inSyncTimeoutTicks: 20,
         publishTimeoutTicks: 50,
         pendingChangesMax: 8,
       },
@@ -274,7 +275,7 @@ class TranscriptDriver {
   }
 
   private read(key: string, via: string | null): string {
-    const outcome = this.request({ op: 'read', key }, via);
+    const outcome = this.request({ op: 'read', key, mode: 'log' }, via);
     if (typeof outcome === 'string') return outcome;
     return describeReply(outcome.reply, outcome.node, (r) => (r.op === 'read' ? `${key}=${String(r.value)}` : 'ok'));
   }

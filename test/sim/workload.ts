@@ -1,5 +1,6 @@
 import type { HistoryEvent, OperationName } from './linearizability.js';
-import type { KvCommand, KvValue } from './kvStateMachine.js';
+import { SimulationViolation } from './invariants.js';
+import type { KvCommand, KvValue, ReadMode } from './kvStateMachine.js';
 import type { ClientReply } from './simNode.js';
 import type { SimRandom } from './simRandom.js';
 import type { SimScheduler } from './simScheduler.js';
@@ -16,6 +17,11 @@ import type { SimScheduler } from './simScheduler.js';
  *   was replaced by another, or the deadline passed while an attempt was unanswered.
  *
  * Clients are outside the cluster: their requests are not subject to partitions, only to latency.
+ *
+ * Reads come in the four modes of KvCommand. Writes, compare-and-sets and `log` and `linearizable` reads make up
+ * the history checked for linearizability; `sequential` and `stale` reads are not linearizable by design and stay
+ * out of it. Every `sequential` and `linearizable` read is checked as it completes: it must have been served from
+ * a state at least as far as every operation acknowledged before the read began (read your writes, the CRX promise).
  */
 export interface WorkloadOptions {
   readonly clients: number;
@@ -39,6 +45,8 @@ export interface WorkloadStats {
   fail: number;
   info: number;
   attempts: number;
+  /** Reads served in each direct mode (ok outcomes). */
+  reads: Record<Exclude<ReadMode, 'log'>, number>;
 }
 
 interface Operation {
@@ -46,6 +54,7 @@ interface Operation {
   readonly f: OperationName;
   readonly command: KvCommand;
   readonly deadline: number;
+  readonly invokedAt: number;
   /** Incremented per attempt; replies to an older attempt are ignored. */
   attempt: number;
   /** An attempt is out and unanswered: if the deadline comes now, the outcome is unknown. */
@@ -63,7 +72,9 @@ interface Client {
 
 export class Workload {
   readonly history: HistoryEvent[] = [];
-  readonly stats: WorkloadStats = { invoked: 0, ok: 0, fail: 0, info: 0, attempts: 0 };
+  readonly stats: WorkloadStats = { invoked: 0, ok: 0, fail: 0, info: 0, attempts: 0, reads: { linearizable: 0, sequential: 0, stale: 0 } };
+  /** Acknowledgements in time order, each with the highest journal index acknowledged up to then. */
+  private readonly acknowledged: Array<{ readonly time: number; readonly indexMax: number }> = [];
   private readonly clients: Client[] = [];
   private issuing = false;
   private operationIds = 0;
@@ -102,19 +113,23 @@ export class Workload {
       f: command.op,
       command,
       deadline: this.scheduler.now + this.options.operationTimeoutUnits,
+      invokedAt: this.scheduler.now,
       attempt: 0,
       awaiting: false,
     };
     client.operation = operation;
     this.stats.invoked++;
-    this.record(client, 'invoke', command.op, key, invokeValue(command));
+    if (checkedForLinearizability(command)) this.record(client, 'invoke', command.op, key, invokeValue(command));
     this.scheduler.at(operation.deadline, () => this.onDeadline(client, operation));
     this.send(client, operation);
   }
 
   private randomCommand(client: Client, key: string): KvCommand {
     const kind = this.random.weighted<OperationName>([[4, 'write'], [3, 'cas'], [3, 'read']]);
-    if (kind === 'read') return { op: 'read', key };
+    if (kind === 'read') {
+      const mode = this.random.weighted<ReadMode>([[1, 'log'], [3, 'linearizable'], [3, 'sequential'], [1, 'stale']]);
+      return { op: 'read', key, mode };
+    }
     // Unique values keep the checker's search small: a read says exactly which write it saw.
     const value = ++this.valueIds;
     if (kind === 'write') return { op: 'write', key, value };
@@ -152,8 +167,11 @@ export class Workload {
         return this.complete(client, 'info');
       case 'applied': {
         const result = reply.result;
+        if (command.op === 'read' && command.mode !== 'log') this.checkReadFreshness(operation, command.mode, reply.index);
+        else this.noteAcknowledged(reply.index);
         if (result.op === 'read') {
           client.seen.set(command.key, result.value);
+          if (command.op === 'read' && command.mode !== 'log') this.stats.reads[command.mode]++;
           return this.complete(client, 'ok', result.value);
         }
         if (result.op === 'cas' && !result.swapped) return this.complete(client, 'fail');
@@ -169,11 +187,42 @@ export class Workload {
     this.complete(client, operation.awaiting ? 'info' : 'fail');
   }
 
+  /** A journal operation was acknowledged: from now on, every sequential read must reflect `index`. */
+  private noteAcknowledged(index: number): void {
+    const previous = this.acknowledged[this.acknowledged.length - 1]?.indexMax ?? 0;
+    this.acknowledged.push({ time: this.scheduler.now, indexMax: Math.max(previous, index) });
+  }
+
+  /** The highest index acknowledged strictly before `time` (0 if none). */
+  private acknowledgedBefore(time: number): number {
+    let low = 0;
+    let high = this.acknowledged.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (this.acknowledged[middle]!.time < time) low = middle + 1;
+      else high = middle;
+    }
+    return low === 0 ? 0 : this.acknowledged[low - 1]!.indexMax;
+  }
+
+  private checkReadFreshness(operation: Operation, mode: Exclude<ReadMode, 'log'>, servedAt: number): void {
+    if (mode === 'stale') return;
+    const required = this.acknowledgedBefore(operation.invokedAt);
+    if (servedAt < required) {
+      throw new SimulationViolation(
+        `a ${mode} read of ${operation.command.key} invoked at ${operation.invokedAt} was served at index ${servedAt}, ` +
+          `missing the write acknowledged at index ${required} before it began`,
+      );
+    }
+  }
+
   private complete(client: Client, type: 'ok' | 'fail' | 'info', readValue?: KvValue): void {
     const operation = client.operation!;
     client.operation = null;
     this.stats[type]++;
-    this.record(client, type, operation.f, operation.command.key, type === 'ok' && operation.f === 'read' ? readValue : undefined);
+    if (checkedForLinearizability(operation.command)) {
+      this.record(client, type, operation.f, operation.command.key, type === 'ok' && operation.f === 'read' ? readValue : undefined);
+    }
     this.scheduler.after(this.random.between(0, this.options.thinkUnitsMax), () => this.next(client));
   }
 
@@ -184,6 +233,10 @@ export class Workload {
   private latency(): number {
     return this.random.between(1, this.options.latencyUnitsMax);
   }
+}
+
+function checkedForLinearizability(command: KvCommand): boolean {
+  return command.op !== 'read' || command.mode === 'log' || command.mode === 'linearizable';
 }
 
 function invokeValue(command: KvCommand): unknown {

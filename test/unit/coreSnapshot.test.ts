@@ -27,6 +27,8 @@ const options = (id: string, seed: number): CoreOptions => ({
   appendEntriesMax: 4,
   inflightAppendsMax: 2,
   uncommittedEntriesMax: 64,
+  clockDriftPercent: 10,
+  readIndexPendingMax: 64,
   canBeMaster: true,
   random: lcg(seed),
 });
