@@ -33,7 +33,12 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'cluster.heartbeatIntervalTicks', kind: 'int', schema: int(1, 1000).default(2), doc: 'Ticks between the master\'s heartbeats; well below the election timeout.' },
   { key: 'cluster.nodeFailureTimeoutMs', kind: 'int', schema: int(100, 600_000).default(3000), doc: 'A member silent this long leaves the in-sync set and no longer counts as live for the voting configuration.' },
   { key: 'cluster.publishTimeoutMs', kind: 'int', schema: int(100, 600_000).default(30_000), doc: 'The master waits at most this long for in-sync nodes to apply a cluster-state change before the next.' },
+  { key: 'cluster.readConsistency', kind: 'enum', schema: z.enum(['sequential', 'linearizable', 'stale']).default('sequential'), doc: 'Default read mode (a request may ask for another with ?consistency= or X-Conclave-Consistency): sequential sees every acknowledged write, linearizable confirms with the master, stale is whatever this node has.' },
+  { key: 'cluster.readIndexTimeoutMs', kind: 'int', schema: int(100, 600_000).default(5000), doc: 'How long a linearizable read (or a sequential one on a node without a read lease) waits for the master to confirm before CLUSTER_NO_MASTER.' },
+  { key: 'cluster.readIndexWaitersMax', kind: 'int', schema: int(1, 1_000_000).default(4096), doc: 'Reads waiting for the master\'s confirmation at once; more are refused with OVERLOADED.' },
+  { key: 'cluster.clockDriftPercent', kind: 'int', schema: int(1, 50).default(5), doc: 'How far (in percent) the rate of any node\'s monotonic clock may differ from another\'s; read leases are shortened by it. Raise it on hosts with unreliable clocks.' },
   { key: 'cluster.writeTimeoutMs', kind: 'int', schema: int(100, 600_000).default(10_000), doc: 'How long a write waits to be applied before WRITE_OUTCOME_UNKNOWN.' },
+  { key: 'replication.inSyncTimeoutMs', kind: 'int', schema: int(100, 600_000).default(3000), doc: 'An in-sync node silent this long is taken out of the in-sync set; until then writes wait for it (their acknowledgement needs every in-sync node).' },
   { key: 'transport.host', kind: 'string', schema: z.string().default(''), doc: 'Address the cluster transport listens on and announces. Empty: http.host.' },
   { key: 'transport.publishHost', kind: 'string', schema: z.string().default(''), doc: 'Host or IP other nodes and clients use to reach this node (for example a pod IP). Empty: transport.host (or http.host).' },
   { key: 'transport.port', kind: 'int', schema: int(0, 65535).default(7500), doc: 'Cluster transport port; 0 picks a free one.' },
@@ -91,8 +96,13 @@ export interface Config {
     heartbeatIntervalTicks: number;
     nodeFailureTimeoutMs: number;
     publishTimeoutMs: number;
+    readConsistency: 'sequential' | 'linearizable' | 'stale';
+    readIndexTimeoutMs: number;
+    readIndexWaitersMax: number;
+    clockDriftPercent: number;
     writeTimeoutMs: number;
   };
+  replication: { inSyncTimeoutMs: number };
   transport: { host: string; publishHost: string; port: number; tlsCertFile: string; tlsKeyFile: string; tlsCaFile: string; sendQueueBytesMax: number; frameBytesMax: number };
   data: { dir: string };
   http: { host: string; port: number; bodyBytesMax: number; minIndexWaitMs: number; minIndexWaitersMax: number; shutdownGraceMs: number };

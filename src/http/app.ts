@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 
 import { anonymous, can } from '../auth/authenticator.js';
@@ -6,6 +6,7 @@ import { ConclaveError } from '../errors/catalogue.js';
 import type { HttpContext } from './context.js';
 import { registerErrorHandling } from './errors.js';
 import { MinIndexGate } from './minIndex.js';
+import { ReadConsistencyGate } from './readConsistency.js';
 import { authRoutes } from './routes/auth.js';
 import { binaryRoutes } from './routes/binaries.js';
 import { clusterRoutes } from './routes/cluster.js';
@@ -55,6 +56,13 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   app.removeContentTypeParser('text/plain');
 
   const minIndexGate = new MinIndexGate(context.runtime, context.config.http.minIndexWaitMs, context.config.http.minIndexWaitersMax);
+  const readGate = new ReadConsistencyGate(context.runtime, minIndexGate, context.config.cluster.readConsistency);
+  // Reads of content wait for what their consistency needs (cluster status is this node's own view: never).
+  const admit = async (request: FastifyRequest) => {
+    await minIndexGate.admit(request);
+    if ((request.method !== 'GET' && request.method !== 'HEAD') || request.url.startsWith('/api/v1/cluster/')) return;
+    await readGate.admit(readGate.modeOf(request));
+  };
   app.addHook('onRequest', async (request) => {
     request.principal = anonymous;
     // Health answers during a stop too: live stays 200, ready says "shutting-down".
@@ -72,7 +80,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     }
     const principal = await context.authenticator.authenticate(request.headers.authorization);
     if (principal === undefined) {
-      if (permission === 'read' && context.config.auth.anonymousRead) return minIndexGate.admit(request);
+      if (permission === 'read' && context.config.auth.anonymousRead) return admit(request);
       throw new ConclaveError('AUTH_REQUIRED', 'Log in: send HTTP Basic credentials or a Bearer token from POST /api/v1/auth/login.');
     }
     request.principal = principal;
@@ -82,7 +90,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
       });
     }
     // After authentication, so that a refused caller never waits; the waiters are bounded (OVERLOADED beyond).
-    await minIndexGate.admit(request);
+    await admit(request);
   });
 
   // Every answer says which journal index it reflects; writes set it to their own entry's index.

@@ -28,7 +28,11 @@ export class MinIndexGate {
     if (!/^\d{1,15}$/.test(text.trim())) {
       throw new ConclaveError('INVALID_REQUEST', 'X-Conclave-Min-Index must be a journal index: a non-negative integer (send back an X-Conclave-Index).');
     }
-    const minIndex = Number(text.trim());
+    await this.waitFor(Number(text.trim()));
+  }
+
+  /** Resolves once this node has applied `minIndex`; NOT_READY after the wait limit, OVERLOADED beyond the waiters limit. */
+  async waitFor(minIndex: number): Promise<void> {
     if (this.source.appliedIndex >= minIndex) return;
     if (this.waiters >= this.waitersMax) {
       throw new ConclaveError('OVERLOADED', `${this.waiters} requests are already waiting for an index; retry shortly.`, { minIndexWaitersMax: this.waitersMax });

@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 
 import { applyCommand, type ApplyResult } from '../content/apply.js';
@@ -33,7 +34,14 @@ export interface RuntimeOptions {
   readonly electionTimeoutTicks: number;
   readonly heartbeatIntervalTicks: number;
   readonly nodeFailureTimeoutTicks: number;
+  readonly inSyncTimeoutTicks: number;
   readonly publishTimeoutTicks: number;
+  /** The bound on clock rates between nodes that read leases rest on (src/core/lease.ts). */
+  readonly clockDriftPercent: number;
+  /** How long a read waits for the master to confirm a read index before CLUSTER_NO_MASTER. */
+  readonly readIndexTimeoutMs: number;
+  /** Most reads waiting for a read index at once; more are refused with OVERLOADED. */
+  readonly readIndexWaitersMax: number;
   /** Most writes taken into one Ready (one transaction, one fsync). */
   readonly groupCommitEntriesMax: number;
   /** Most encoded bytes taken into one Ready (a larger single write still goes, alone). */
@@ -72,6 +80,21 @@ interface PendingProposal {
   readonly timer: NodeJS.Timeout;
 }
 
+/** Applied here as master; answered once every in-sync node has applied it too (acknowledgedIndex). */
+interface AppliedProposal extends PendingProposal {
+  readonly committed: Committed;
+}
+
+/** Reads that arrived in one event-loop turn share one read index: one quorum round. */
+interface ReadIndexBatch {
+  readonly waiters: Array<{ resolve: (index: number) => void; reject: (err: Error) => void }>;
+  timer: NodeJS.Timeout | null;
+}
+
+/** After a pause (SIGSTOP, a blocked event loop) at most this many missed ticks are delivered at once: more than
+ * any lease or election timeout needs to run out, few enough not to flood peers with heartbeats. */
+const catchUpTicksMax = 1000;
+
 const cryptoRandom = { nextInt: (bound: number) => randomInt(bound) };
 
 /** What to do about each refusal of a join (the handshake refuses wrong names and secrets before this). */
@@ -97,6 +120,15 @@ export class ClusterRuntime {
   private closed = false;
   private appliedIndexValue: number;
   private readonly pending = new Map<number, PendingProposal>();
+  /** In index order (entries are applied in order). */
+  private appliedUnacknowledged: AppliedProposal[] = [];
+  private readonly readBatches = new Map<string, ReadIndexBatch>();
+  private openReadBatch: ReadIndexBatch | null = null;
+  private readIndexWaiters = 0;
+  private readBatchSeq = 0;
+  /** Ticks follow the monotonic clock (see syncClock): the start, and how many were delivered. */
+  private clockStartMs = 0;
+  private ticksDelivered = 0;
   private readonly queue: QueuedProposal[] = [];
   private queuedBytes = 0;
   private readonly persistAndApply;
@@ -126,15 +158,15 @@ export class ClusterRuntime {
         appendEntriesMax: Math.max(1, Math.min(256, Math.floor(options.frameBytesMax / (2 * 1024 * 1024)))),
         inflightAppendsMax: 4,
         uncommittedEntriesMax: options.writeQueueEntriesMax,
-        clockDriftPercent: 5,
-        readIndexPendingMax: 4096,
+        clockDriftPercent: options.clockDriftPercent,
+        readIndexPendingMax: options.readIndexWaitersMax,
       },
       probeIntervalTicks: options.heartbeatIntervalTicks * 3,
       discoveryInfoTicksMax: options.electionTimeoutTicks * 4,
       discoveredPeersMax: 256,
       joinRetryTicks: options.heartbeatIntervalTicks * 5,
       nodeFailureTimeoutTicks: options.nodeFailureTimeoutTicks,
-      inSyncTimeoutTicks: options.nodeFailureTimeoutTicks,
+      inSyncTimeoutTicks: options.inSyncTimeoutTicks,
       publishTimeoutTicks: options.publishTimeoutTicks,
       pendingChangesMax: 64,
       random: cryptoRandom,
@@ -164,11 +196,33 @@ export class ClusterRuntime {
 
   start(wire: Wire | null): void {
     this.wire = wire;
+    this.clockStartMs = performance.now();
+    this.ticksDelivered = 0;
     this.ticker = setInterval(() => {
-      this.coordinator.tick();
+      this.syncClock();
       this.drain();
     }, this.options.tickMs);
     this.drain();
+  }
+
+  /**
+   * Delivers the ticks the monotonic clock says are due. Timers fire late and not at all while the process is
+   * stopped; counting ticks by timer callbacks would make this node's clock run slow, and a slow clock stretches
+   * its read leases and shortens how long it stays loyal to a master (src/core/lease.ts assumes clock rates within
+   * clockDriftPercent of each other). So every decision that reads the clock — a message, a lease check — first
+   * catches up here.
+   */
+  private syncClock(): void {
+    if (this.ticker === null) return;
+    let due = Math.floor((performance.now() - this.clockStartMs) / this.options.tickMs) - this.ticksDelivered;
+    if (due > catchUpTicksMax) {
+      this.ticksDelivered += due - catchUpTicksMax;
+      due = catchUpTicksMax;
+    }
+    for (let i = 0; i < due; i++) {
+      this.ticksDelivered++;
+      this.coordinator.tick();
+    }
   }
 
   /** Stops ticking and refuses new proposals; pending ones hear SHUTTING_DOWN (their outcome is unknown). */
@@ -185,6 +239,11 @@ export class ClusterRuntime {
     const queued = this.queue.splice(0);
     this.queuedBytes = 0;
     for (const q of queued) q.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; the write was not applied. Retry on another node or later.'));
+    for (const p of this.appliedUnacknowledged.splice(0)) {
+      clearTimeout(p.timer);
+      p.reject(this.unconfirmed(p.committed.index, 'the node is shutting down'));
+    }
+    this.failReads(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry the read on another node.'));
   }
 
   // ---------------------------------------------------------------- inputs
@@ -198,8 +257,71 @@ export class ClusterRuntime {
 
   receive(message: ClusterMessage): void {
     if (this.closed) return;
+    this.syncClock();
     this.coordinator.step(message);
     this.scheduleDrain();
+  }
+
+  /** True while a sequential read may be served from this node's state without asking anyone (src/core/lease.ts). */
+  hasReadLease(): boolean {
+    if (this.closed) return false;
+    this.syncClock();
+    return this.coordinator.hasReadLease();
+  }
+
+  /**
+   * An index a linearizable read must wait for, confirmed by the master with a quorum round. Reads that arrive in
+   * one event-loop turn share one confirmation.
+   */
+  readIndex(): Promise<number> {
+    if (this.closed) return Promise.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry the read on another node.'));
+    if (this.readIndexWaiters >= this.options.readIndexWaitersMax) {
+      return Promise.reject(
+        new ConclaveError('OVERLOADED', `${this.readIndexWaiters} reads are waiting for the master to confirm; retry after a short pause.`, {
+          readIndexWaitersMax: this.options.readIndexWaitersMax,
+        }),
+      );
+    }
+    this.readIndexWaiters++;
+    return new Promise<number>((resolve, reject) => {
+      if (this.openReadBatch === null) {
+        const batch: ReadIndexBatch = { waiters: [], timer: null };
+        this.openReadBatch = batch;
+        setImmediate(() => this.sendReadBatch(batch));
+      }
+      this.openReadBatch.waiters.push({ resolve, reject });
+    });
+  }
+
+  private sendReadBatch(batch: ReadIndexBatch): void {
+    if (this.openReadBatch === batch) this.openReadBatch = null;
+    if (this.closed) return;
+    const id = `${this.options.self.id}.${++this.readBatchSeq}`;
+    this.readBatches.set(id, batch);
+    batch.timer = setTimeout(() => {
+      if (this.readBatches.delete(id)) {
+        this.settleReadBatch(batch, new ConclaveError('CLUSTER_NO_MASTER', `The master did not confirm the read within ${this.options.readIndexTimeoutMs} ms; retry shortly.`));
+      }
+    }, this.options.readIndexTimeoutMs);
+    this.syncClock();
+    this.coordinator.readIndex(id);
+    this.drain();
+  }
+
+  private settleReadBatch(batch: ReadIndexBatch, outcome: number | ConclaveError): void {
+    if (batch.timer !== null) clearTimeout(batch.timer);
+    this.readIndexWaiters -= batch.waiters.length;
+    for (const waiter of batch.waiters) {
+      if (typeof outcome === 'number') waiter.resolve(outcome);
+      else waiter.reject(outcome);
+    }
+  }
+
+  private failReads(error: ConclaveError): void {
+    const batches = [...this.readBatches.values(), ...(this.openReadBatch !== null ? [this.openReadBatch] : [])];
+    this.readBatches.clear();
+    this.openReadBatch = null;
+    for (const batch of batches) this.settleReadBatch(batch, error);
   }
 
   setDiscoveryPeers(ids: readonly string[]): void {
@@ -216,7 +338,7 @@ export class ClusterRuntime {
     if (this.persistError !== null) return Promise.reject(this.persistError);
     const soft = this.coordinator.softState();
     if (soft.role !== 'master') return Promise.reject(this.refusal('notMaster', soft.master));
-    const waiting = this.queue.length + this.pending.size;
+    const waiting = this.queue.length + this.pending.size + this.appliedUnacknowledged.length;
     if (waiting >= this.options.writeQueueEntriesMax) {
       return Promise.reject(
         new ConclaveError('OVERLOADED', `${waiting} writes are waiting to commit; retry after a short pause.`, { writeQueueEntriesMax: this.options.writeQueueEntriesMax }),
@@ -255,6 +377,11 @@ export class ClusterRuntime {
       }
       const timer = setTimeout(() => {
         if (this.pending.get(outcome.index)?.timer === timer) this.pending.delete(outcome.index);
+        const applied = this.appliedUnacknowledged.findIndex((p) => p.timer === timer);
+        if (applied >= 0) {
+          this.appliedUnacknowledged.splice(applied, 1);
+          return proposal.reject(this.unconfirmed(outcome.index, `not every in-sync node confirmed it within ${this.options.writeTimeoutMs} ms`));
+        }
         proposal.reject(
           new ConclaveError('WRITE_OUTCOME_UNKNOWN', `The write was not applied within ${this.options.writeTimeoutMs} ms; it may still be. Read before retrying.`, {
             index: outcome.index,
@@ -368,7 +495,9 @@ export class ClusterRuntime {
       }
       for (const message of ready.messages) this.wire?.send(message);
       ready.committed.forEach((entry, i) => this.settle(entry, outcomes[i]!));
+      for (const state of ready.readStates) this.answerRead(state.id, state.index);
     }
+    this.acknowledge();
     if (this.queue.length > 0) this.scheduleDrain();
     this.reportJoinOutcome();
     const soft = this.coordinator.softState();
@@ -426,11 +555,53 @@ export class ClusterRuntime {
     const pending = this.pending.get(entry.index);
     if (pending === undefined) return;
     this.pending.delete(entry.index);
-    clearTimeout(pending.timer);
     if (pending.term !== entry.term) {
       // Another master's entry took the index: ours was discarded and will never be applied.
+      clearTimeout(pending.timer);
       pending.reject(new ConclaveError('MASTER_CHANGED', 'The master changed before the write committed; it was not applied. Retry.'));
-    } else if (outcome instanceof ConclaveError) pending.reject(outcome);
-    else pending.resolve({ index: entry.index, result: outcome });
+    } else if (outcome instanceof ConclaveError) {
+      // Refused by apply (a precondition failed): nothing changed anywhere, nothing to wait for.
+      clearTimeout(pending.timer);
+      pending.reject(outcome);
+    } else {
+      this.appliedUnacknowledged.push({ ...pending, committed: { index: entry.index, result: outcome } });
+    }
+  }
+
+  /**
+   * Answers the writes the master may acknowledge: applied here and by every in-sync node (and every node whose
+   * read lease may still run), so that a sequential read anywhere sees them (src/core/lease.ts).
+   */
+  private acknowledge(): void {
+    if (this.appliedUnacknowledged.length === 0) return;
+    if (this.coordinator.softState().role !== 'master') {
+      for (const p of this.appliedUnacknowledged.splice(0)) {
+        clearTimeout(p.timer);
+        p.reject(this.unconfirmed(p.committed.index, 'the master changed'));
+      }
+      return;
+    }
+    const acknowledged = this.coordinator.acknowledgedIndex();
+    let count = 0;
+    while (count < this.appliedUnacknowledged.length && this.appliedUnacknowledged[count]!.committed.index <= acknowledged) count++;
+    for (const p of this.appliedUnacknowledged.splice(0, count)) {
+      clearTimeout(p.timer);
+      p.resolve(p.committed);
+    }
+  }
+
+  private unconfirmed(index: number, why: string): ConclaveError {
+    return new ConclaveError(
+      'WRITE_OUTCOME_UNKNOWN',
+      `The write is committed at index ${index} and durable, but ${why} before every in-sync node confirmed it. Read it back with X-Conclave-Min-Index: ${index} rather than retrying.`,
+      { index, committed: true },
+    );
+  }
+
+  private answerRead(id: string, index: number | null): void {
+    const batch = this.readBatches.get(id);
+    if (batch === undefined) return; // timed out meanwhile
+    this.readBatches.delete(id);
+    this.settleReadBatch(batch, index ?? this.refusal('notMaster', this.coordinator.softState().master));
   }
 }

@@ -148,7 +148,9 @@ function writeThrough(cluster: SimCluster, candidates: readonly string[], key: s
   assert.ok(cluster.runFor(livenessBoundUnits, () => (master = masterAmong(cluster, candidates)) !== null), `no master among ${candidates.join(',')}`);
   const box = request(cluster, master!.id, { op: 'write', key, value });
   assert.ok(cluster.runFor(livenessBoundUnits, () => box.reply !== null), `write ${key}=${value} through ${master!.id} never answered`);
-  assert.deepEqual(box.reply, { kind: 'applied', result: { op: 'write' } });
+  const reply = box.reply as ClientReply | null;
+  assert.equal(reply?.kind, 'applied', `write ${key}=${value} through ${master!.id}: ${JSON.stringify(reply)}`);
+  assert.deepEqual(reply.kind === 'applied' ? reply.result : null, { op: 'write' });
   return master!;
 }
 
