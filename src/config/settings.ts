@@ -33,6 +33,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'cluster.heartbeatIntervalTicks', kind: 'int', schema: int(1, 1000).default(2), doc: 'Ticks between the master\'s heartbeats; well below the election timeout.' },
   { key: 'cluster.nodeFailureTimeoutMs', kind: 'int', schema: int(100, 600_000).default(3000), doc: 'A member silent this long leaves the in-sync set and no longer counts as live for the voting configuration.' },
   { key: 'cluster.publishTimeoutMs', kind: 'int', schema: int(100, 600_000).default(30_000), doc: 'The master waits at most this long for in-sync nodes to apply a cluster-state change before the next.' },
+  { key: 'cluster.coordinatorMode', kind: 'enum', schema: z.enum(['CUD', 'ALL', 'DISABLED']).default('CUD'), doc: 'What a node that is not the master does with API requests: CUD forwards writes to the master, ALL forwards every request, DISABLED redirects writes (307).' },
   { key: 'cluster.writeTimeoutMs', kind: 'int', schema: int(100, 600_000).default(10_000), doc: 'How long a write waits to be applied before WRITE_OUTCOME_UNKNOWN.' },
   { key: 'transport.host', kind: 'string', schema: z.string().default(''), doc: 'Address the cluster transport listens on and announces. Empty: http.host.' },
   { key: 'transport.publishHost', kind: 'string', schema: z.string().default(''), doc: 'Host or IP other nodes and clients use to reach this node (for example a pod IP). Empty: transport.host (or http.host).' },
@@ -48,6 +49,11 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'http.bodyBytesMax', kind: 'int', schema: int(1 * KiB, 64 * MiB).default(2 * MiB), doc: 'Largest JSON request body.' },
   { key: 'http.minIndexWaitMs', kind: 'int', schema: int(0, 600_000).default(10_000), doc: 'How long a request with X-Conclave-Min-Index waits for this node to apply that index before NOT_READY.' },
   { key: 'http.minIndexWaitersMax', kind: 'int', schema: int(1, 1_000_000).default(1024), doc: 'Requests waiting for an index at once; more are refused with OVERLOADED.' },
+  { key: 'http.forwardConnectionsMax', kind: 'int', schema: int(1, 10_000).default(64), doc: 'Connections a node keeps open to the master for forwarded requests.' },
+  { key: 'http.forwardRequestsMax', kind: 'int', schema: int(1, 1_000_000).default(1024), doc: 'Forwarded requests in flight at once (including those waiting for a connection); more are refused with OVERLOADED.' },
+  { key: 'http.forwardConnectTimeoutMs', kind: 'int', schema: int(100, 600_000).default(3000), doc: 'How long connecting to the master may take before a forwarded request fails with MASTER_UNREACHABLE.' },
+  { key: 'http.forwardResponseMarginMs', kind: 'int', schema: int(0, 600_000).default(5000), doc: 'How much longer than cluster.writeTimeoutMs a forwarded request waits for the master\'s answer before WRITE_OUTCOME_UNKNOWN.' },
+  { key: 'http.forwardBodyIdleTimeoutMs', kind: 'int', schema: int(100, 600_000).default(30_000), doc: 'Longest pause between two chunks of the master\'s answer to a forwarded request before the answer is cut off.' },
   { key: 'http.shutdownGraceMs', kind: 'int', schema: int(0, 600_000).default(15_000), doc: 'On SIGTERM, how long in-flight requests may take to finish before connections are closed.' },
   { key: 'auth.anonymousRead', kind: 'bool', schema: z.boolean().default(false), doc: 'Let requests without credentials read content (never write).' },
   { key: 'auth.tokenTtlSeconds', kind: 'int', schema: int(60, 30 * 24 * 3600).default(3600), doc: 'Lifetime of a bearer token from POST /api/v1/auth/login.' },
@@ -86,6 +92,7 @@ export interface Config {
     initialMasterNodes: string[];
     bootstrapExpect: number;
     noMasterBlock: 'write' | 'all';
+    coordinatorMode: 'CUD' | 'ALL' | 'DISABLED';
     tickMs: number;
     electionTimeoutTicks: number;
     heartbeatIntervalTicks: number;
@@ -95,7 +102,19 @@ export interface Config {
   };
   transport: { host: string; publishHost: string; port: number; tlsCertFile: string; tlsKeyFile: string; tlsCaFile: string; sendQueueBytesMax: number; frameBytesMax: number };
   data: { dir: string };
-  http: { host: string; port: number; bodyBytesMax: number; minIndexWaitMs: number; minIndexWaitersMax: number; shutdownGraceMs: number };
+  http: {
+    host: string;
+    port: number;
+    bodyBytesMax: number;
+    minIndexWaitMs: number;
+    minIndexWaitersMax: number;
+    forwardConnectionsMax: number;
+    forwardRequestsMax: number;
+    forwardConnectTimeoutMs: number;
+    forwardResponseMarginMs: number;
+    forwardBodyIdleTimeoutMs: number;
+    shutdownGraceMs: number;
+  };
   auth: { anonymousRead: boolean; tokenTtlSeconds: number; credentialCacheEntriesMax: number; passwordChecksInFlightMax: number };
   storage: { groupCommitEntriesMax: number; groupCommitBytesMax: number; writeQueueEntriesMax: number; writeQueueBytesMax: number };
   content: { binaryBytesMax: number; pageSizeDefault: number; pageSizeMax: number };
