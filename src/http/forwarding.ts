@@ -38,6 +38,8 @@ export interface CoordinationInput {
   readonly master: 'self' | 'other' | 'none';
   /** The request asks to be answered here: X-Conclave-Direct, or it was forwarded already. */
   readonly answerHere: boolean;
+  /** This node cannot write its journal (a full disk): its own refusal of a write says so, not "no master". */
+  readonly persistFailing: boolean;
 }
 
 export function isWriteMethod(method: string): boolean {
@@ -63,7 +65,8 @@ export function coordinationOf(input: CoordinationInput): Coordination {
     return input.mode === 'ALL' && input.master === 'other' && !input.answerHere ? 'forward' : 'local';
   }
   // Refused before the body is read: a replica must not take in a 1 GB upload only to say NOT_MASTER.
-  if (input.answerHere || input.master === 'none') return 'refuse';
+  if (input.master === 'none') return input.persistFailing ? 'local' : 'refuse';
+  if (input.answerHere) return 'refuse';
   return input.mode === 'DISABLED' ? 'redirect' : 'forward';
 }
 
@@ -72,6 +75,7 @@ export interface MasterView {
   softState(): { readonly master: string | null };
   clusterState(): { readonly nodes: readonly NodeDescriptor[] };
   self(): Pick<NodeDescriptor, 'id' | 'name'>;
+  readonly persistFailing: boolean;
 }
 
 export interface ForwardingOptions {
@@ -208,6 +212,7 @@ export class RequestForwarder {
       path: request.url.split('?', 1)[0]!,
       master: master === null ? 'none' : master.id === this.view.self().id ? 'self' : 'other',
       answerHere: answersHere(request),
+      persistFailing: this.view.persistFailing,
     });
     switch (decision) {
       case 'local':

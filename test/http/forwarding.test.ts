@@ -41,6 +41,7 @@ function viewOf(master: NodeDescriptor | null): MasterView {
     softState: () => ({ master: master?.id ?? null }),
     clusterState: () => ({ nodes: master === null ? [] : [master] }),
     self: () => ({ id: 'replica-id', name: 'r1' }),
+    persistFailing: false,
   };
 }
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 
 import { coordinationOf, httpUrlOf, type Coordination, type CoordinationInput } from '../../src/http/forwarding.js';
 
-const base: CoordinationInput = { mode: 'CUD', method: 'PUT', path: '/api/v1/content/a', master: 'other', answerHere: false };
+const base: CoordinationInput = { mode: 'CUD', method: 'PUT', path: '/api/v1/content/a', master: 'other', answerHere: false, persistFailing: false };
 const decide = (change: Partial<CoordinationInput>): Coordination => coordinationOf({ ...base, ...change });
 
 test('CUD forwards writes under /api/v1 and serves reads here', () => {
@@ -56,6 +56,8 @@ test('without a master a write is refused before its body is read; a read is ser
   for (const mode of ['CUD', 'ALL', 'DISABLED'] as const) {
     assert.equal(decide({ mode, method: 'POST', master: 'none' }), 'refuse', mode);
     assert.equal(decide({ mode, method: 'GET', master: 'none' }), 'local', mode);
+    // Unless the node cannot write its journal: its own refusal names that cause (DISK_FULL).
+    assert.equal(decide({ mode, method: 'POST', master: 'none', persistFailing: true }), 'local', mode);
   }
 });
 
