@@ -37,6 +37,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'cluster.readIndexTimeoutMs', kind: 'int', schema: int(100, 600_000).default(5000), doc: 'How long a linearizable read (or a sequential one on a node without a read lease) waits for the master to confirm before CLUSTER_NO_MASTER.' },
   { key: 'cluster.readIndexWaitersMax', kind: 'int', schema: int(1, 1_000_000).default(4096), doc: 'Reads waiting for the master\'s confirmation at once; more are refused with OVERLOADED.' },
   { key: 'cluster.clockDriftPercent', kind: 'int', schema: int(1, 50).default(5), doc: 'How far (in percent) the rate of any node\'s monotonic clock may differ from another\'s; read leases are shortened by it. Raise it on hosts with unreliable clocks.' },
+  { key: 'cluster.coordinatorMode', kind: 'enum', schema: z.enum(['CUD', 'ALL', 'DISABLED']).default('CUD'), doc: 'What a node that is not the master does with API requests: CUD forwards writes to the master, ALL forwards every request, DISABLED redirects writes (307).' },
   { key: 'cluster.writeTimeoutMs', kind: 'int', schema: int(100, 600_000).default(10_000), doc: 'How long a write waits to be applied before WRITE_OUTCOME_UNKNOWN.' },
   { key: 'replication.inSyncTimeoutMs', kind: 'int', schema: int(100, 600_000).default(3000), doc: 'An in-sync node silent this long is taken out of the in-sync set; until then writes wait for it (their acknowledgement needs every in-sync node).' },
   { key: 'transport.host', kind: 'string', schema: z.string().default(''), doc: 'Address the cluster transport listens on and announces. Empty: http.host.' },
@@ -53,6 +54,11 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'http.bodyBytesMax', kind: 'int', schema: int(1 * KiB, 64 * MiB).default(2 * MiB), doc: 'Largest JSON request body.' },
   { key: 'http.minIndexWaitMs', kind: 'int', schema: int(0, 600_000).default(10_000), doc: 'How long a request with X-Conclave-Min-Index waits for this node to apply that index before NOT_READY.' },
   { key: 'http.minIndexWaitersMax', kind: 'int', schema: int(1, 1_000_000).default(1024), doc: 'Requests waiting for an index at once; more are refused with OVERLOADED.' },
+  { key: 'http.forwardConnectionsMax', kind: 'int', schema: int(1, 10_000).default(64), doc: 'Connections a node keeps open to the master for forwarded requests.' },
+  { key: 'http.forwardRequestsMax', kind: 'int', schema: int(1, 1_000_000).default(1024), doc: 'Forwarded requests in flight at once (including those waiting for a connection); more are refused with OVERLOADED.' },
+  { key: 'http.forwardConnectTimeoutMs', kind: 'int', schema: int(100, 600_000).default(3000), doc: 'How long connecting to the master may take before a forwarded request fails with MASTER_UNREACHABLE.' },
+  { key: 'http.forwardResponseMarginMs', kind: 'int', schema: int(0, 600_000).default(5000), doc: 'How much longer than cluster.writeTimeoutMs a forwarded request waits for the master\'s answer before WRITE_OUTCOME_UNKNOWN.' },
+  { key: 'http.forwardBodyIdleTimeoutMs', kind: 'int', schema: int(100, 600_000).default(30_000), doc: 'Longest pause between two chunks of the master\'s answer to a forwarded request before the answer is cut off.' },
   { key: 'http.shutdownGraceMs', kind: 'int', schema: int(0, 600_000).default(15_000), doc: 'On SIGTERM, how long in-flight requests may take to finish before connections are closed.' },
   { key: 'auth.anonymousRead', kind: 'bool', schema: z.boolean().default(false), doc: 'Let requests without credentials read content (never write).' },
   { key: 'auth.tokenTtlSeconds', kind: 'int', schema: int(60, 30 * 24 * 3600).default(3600), doc: 'Lifetime of a bearer token from POST /api/v1/auth/login.' },
@@ -91,6 +97,7 @@ export interface Config {
     initialMasterNodes: string[];
     bootstrapExpect: number;
     noMasterBlock: 'write' | 'all';
+    coordinatorMode: 'CUD' | 'ALL' | 'DISABLED';
     tickMs: number;
     electionTimeoutTicks: number;
     heartbeatIntervalTicks: number;
@@ -105,7 +112,19 @@ export interface Config {
   replication: { inSyncTimeoutMs: number };
   transport: { host: string; publishHost: string; port: number; tlsCertFile: string; tlsKeyFile: string; tlsCaFile: string; sendQueueBytesMax: number; frameBytesMax: number };
   data: { dir: string };
-  http: { host: string; port: number; bodyBytesMax: number; minIndexWaitMs: number; minIndexWaitersMax: number; shutdownGraceMs: number };
+  http: {
+    host: string;
+    port: number;
+    bodyBytesMax: number;
+    minIndexWaitMs: number;
+    minIndexWaitersMax: number;
+    forwardConnectionsMax: number;
+    forwardRequestsMax: number;
+    forwardConnectTimeoutMs: number;
+    forwardResponseMarginMs: number;
+    forwardBodyIdleTimeoutMs: number;
+    shutdownGraceMs: number;
+  };
   auth: { anonymousRead: boolean; tokenTtlSeconds: number; credentialCacheEntriesMax: number; passwordChecksInFlightMax: number };
   storage: { groupCommitEntriesMax: number; groupCommitBytesMax: number; writeQueueEntriesMax: number; writeQueueBytesMax: number };
   content: { binaryBytesMax: number; pageSizeDefault: number; pageSizeMax: number };

@@ -40,6 +40,7 @@ export const errorCatalogue = {
 
   // The cluster cannot take the write here or now.
   CLUSTER_NO_MASTER: { status: 503, retryable: true, summary: 'No master is elected; writes are refused until one is (reads follow cluster.noMasterBlock).' },
+  MASTER_UNREACHABLE: { status: 503, retryable: true, summary: 'This node could not reach the master to forward the request to it; the error names the master tried. Retry shortly.' },
   NOT_MASTER: { status: 421, retryable: true, summary: 'This node is not the master; the error names the master to send writes to.' },
   MASTER_CHANGED: { status: 503, retryable: true, summary: 'The master changed before the write committed; it was not applied. Retry.' },
   WRITE_OUTCOME_UNKNOWN: { status: 504, retryable: false, summary: 'The write was not applied within cluster.writeTimeoutMs; it may still be. Read before retrying.' },

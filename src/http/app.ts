@@ -5,6 +5,7 @@ import { anonymous, can } from '../auth/authenticator.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import type { HttpContext } from './context.js';
 import { registerErrorHandling } from './errors.js';
+import { RequestForwarder } from './forwarding.js';
 import { MinIndexGate } from './minIndex.js';
 import { ReadConsistencyGate } from './readConsistency.js';
 import { authRoutes } from './routes/auth.js';
@@ -63,12 +64,20 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     if ((request.method !== 'GET' && request.method !== 'HEAD') || request.url.startsWith('/api/v1/cluster/')) return;
     await readGate.admit(readGate.modeOf(request));
   };
-  app.addHook('onRequest', async (request) => {
+  // Shared so that a route can send a request on to the master too (a read that must see the latest state).
+  const forwarder = RequestForwarder.fromConfig(context.runtime, context.config);
+  app.decorate('forwarder', forwarder);
+  // onClose runs once the server has no requests in flight: nothing is forwarded any more.
+  app.addHook('onClose', async () => forwarder.close());
+  app.addHook('onRequest', async (request, reply) => {
     request.principal = anonymous;
     // Health answers during a stop too: live stays 200, ready says "shutting-down".
     if (context.closing && !request.url.startsWith('/health/')) {
       throw new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry on another node or later.');
     }
+    // Before authentication (the master authenticates a forwarded request) and before the body is parsed (a
+    // forwarded body streams through unread).
+    if (await forwarder.coordinate(request, reply)) return reply;
     const permission = request.routeOptions.config.permission;
     if (permission === undefined) return;
     // Without a master, reads are served but marked stale, unless cluster.noMasterBlock says all (cluster status

@@ -14,6 +14,8 @@ export interface ClusterNodeHandle {
   readonly httpPort: number;
   readonly transportPort: number;
   readonly args: string[];
+  /** Extra environment of the node's process (settings as CONCLAVE_* variables); may change between starts. */
+  env: Record<string, string>;
   process: NodeProcess | null;
 }
 
@@ -40,15 +42,22 @@ export class ProcessCluster {
   readonly nodes = new Map<string, ClusterNodeHandle>();
   private readonly tmp = tempDir('conclave-cluster-');
 
-  /** Declares nodes (not started): `args(name)` gives each node's extra flags (bootstrap, roles…). */
-  static async create(names: readonly string[], args: (name: string, seeds: string[]) => string[]): Promise<ProcessCluster> {
+  /**
+   * Declares nodes (not started): `args(name)` gives each node's extra flags (bootstrap, roles…), `env(name)` its
+   * extra environment variables.
+   */
+  static async create(
+    names: readonly string[],
+    args: (name: string, seeds: string[]) => string[],
+    env: (name: string) => Record<string, string> = () => ({}),
+  ): Promise<ProcessCluster> {
     const cluster = new ProcessCluster();
     const ports = new Map<string, { http: number; transport: number }>();
     for (const name of names) ports.set(name, { http: await freePort(), transport: await freePort() });
     const seeds = names.map((n) => `127.0.0.1:${ports.get(n)!.transport}`);
     for (const name of names) {
       const { http, transport } = ports.get(name)!;
-      cluster.nodes.set(name, { name, dir: `${cluster.tmp.dir}/${name}`, httpPort: http, transportPort: transport, args: args(name, seeds), process: null });
+      cluster.nodes.set(name, { name, dir: `${cluster.tmp.dir}/${name}`, httpPort: http, transportPort: transport, args: args(name, seeds), env: env(name), process: null });
     }
     return cluster;
   }
@@ -77,6 +86,7 @@ export class ProcessCluster {
             '--host', '127.0.0.1',
             ...node.args,
           ],
+          env: node.env,
         });
       }),
     );

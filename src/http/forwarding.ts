@@ -1,0 +1,358 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Agent, type Dispatcher } from 'undici';
+
+import type { Config } from '../config/settings.js';
+import type { NodeDescriptor } from '../core/clusterState.js';
+import { ConclaveError, invariant } from '../errors/catalogue.js';
+import { header } from './representation.js';
+
+/**
+ * The request coordinator: any node takes any request, and one that is not the master hands writes (or, in ALL
+ * mode, every API request) to the master, streaming the body through unread and the master's answer back.
+ *
+ *   CUD       writes are forwarded to the master; reads are served here
+ *   ALL       every API request is forwarded to the master
+ *   DISABLED  writes are answered 307 Temporary Redirect to the same path and query on the master
+ *
+ * `X-Conclave-Direct: true` makes a node answer a request itself. A forwarded request carries
+ * `X-Conclave-Forwarded-From: <name>`, and a node never forwards such a request again: if it is no longer the
+ * master it refuses the write (NOT_MASTER naming the master it knows, or CLUSTER_NO_MASTER) and the refusal travels
+ * back unchanged. The answer the client gets through a forward carries the same header with the forwarding node's
+ * name.
+ */
+export type CoordinatorMode = Config['cluster']['coordinatorMode'];
+
+export const forwardedFromHeader = 'x-conclave-forwarded-from';
+export const directHeader = 'x-conclave-direct';
+
+/** What a node does with one request: serve it, forward it, redirect it, or refuse it (a write it cannot take). */
+export type Coordination = 'local' | 'forward' | 'redirect' | 'refuse';
+
+export interface CoordinationInput {
+  readonly mode: CoordinatorMode;
+  readonly method: string;
+  /** The URL's path, without the query. */
+  readonly path: string;
+  /** Where the master is, as this node sees it. */
+  readonly master: 'self' | 'other' | 'none';
+  /** The request asks to be answered here: X-Conclave-Direct, or it was forwarded already. */
+  readonly answerHere: boolean;
+  /** This node cannot write its journal (a full disk): its own refusal of a write says so, not "no master". */
+  readonly persistFailing: boolean;
+}
+
+export function isWriteMethod(method: string): boolean {
+  return method === 'POST' || method === 'PUT' || method === 'PATCH' || method === 'DELETE';
+}
+
+/**
+ * Requests the coordinator may send to the master: the API under /api/v1, except cluster status (it is how an
+ * operator sees what each node thinks) and login (tokens are verified on every node with the replicated key).
+ * Health and node-to-node endpoints always answer for the node they reach.
+ */
+function coordinated(method: string, path: string): boolean {
+  if (path !== '/api/v1' && !path.startsWith('/api/v1/')) return false;
+  if ((method === 'GET' || method === 'HEAD') && path === '/api/v1/cluster/status') return false;
+  if (method === 'POST' && path === '/api/v1/auth/login') return false;
+  return true;
+}
+
+export function coordinationOf(input: CoordinationInput): Coordination {
+  if (input.master === 'self' || !coordinated(input.method, input.path)) return 'local';
+  if (!isWriteMethod(input.method)) {
+    // Without a master a read is served here, marked stale (cluster.noMasterBlock decides whether at all).
+    return input.mode === 'ALL' && input.master === 'other' && !input.answerHere ? 'forward' : 'local';
+  }
+  // Refused before the body is read: a replica must not take in a 1 GB upload only to say NOT_MASTER.
+  if (input.master === 'none') return input.persistFailing ? 'local' : 'refuse';
+  if (input.answerHere) return 'refuse';
+  return input.mode === 'DISABLED' ? 'redirect' : 'forward';
+}
+
+/** What the coordinator needs of the cluster runtime. */
+export interface MasterView {
+  softState(): { readonly master: string | null };
+  clusterState(): { readonly nodes: readonly NodeDescriptor[] };
+  self(): Pick<NodeDescriptor, 'id' | 'name'>;
+  readonly persistFailing: boolean;
+}
+
+export interface ForwardingOptions {
+  readonly mode: CoordinatorMode;
+  /** Connections kept to the master (per origin: a new master gets its own pool). */
+  readonly connectionsMax: number;
+  /** Forwarded requests in flight, waiting for a connection included; more are refused with OVERLOADED. */
+  readonly requestsMax: number;
+  readonly connectTimeoutMs: number;
+  /** From the end of the request body to the master's response headers. */
+  readonly responseTimeoutMs: number;
+  /** Longest pause between chunks of the master's response body. */
+  readonly bodyIdleTimeoutMs: number;
+}
+
+interface MasterRef {
+  readonly id: string;
+  readonly name: string;
+  readonly httpAddress: string | undefined;
+  /** Where its HTTP API is dialled, or null while it is not known (or is a wildcard address nobody can dial). */
+  readonly httpUrl: string | null;
+}
+
+/** The HTTP URL of a member, or null when its address is unknown or a wildcard with no dialable transport host. */
+export function httpUrlOf(node: Pick<NodeDescriptor, 'address' | 'httpAddress'>): string | null {
+  if (node.httpAddress === undefined) return null;
+  const wildcard = /^(0\.0\.0\.0|\[::\]):/;
+  if (!wildcard.test(node.httpAddress)) return `http://${node.httpAddress}`;
+  // Listening on every interface: the transport address names a host the other nodes already dial.
+  const port = node.httpAddress.slice(node.httpAddress.lastIndexOf(':') + 1);
+  const host = node.address.slice(0, node.address.lastIndexOf(':'));
+  return host === '' || wildcard.test(`${host}:`) ? null : `http://${host}:${port}`;
+}
+
+/**
+ * Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus those undici sets itself (host) or
+ * refuses (expect): never copied across a forward, in either direction.
+ */
+const hopByHopHeaders = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'expect',
+  'http2-settings',
+]);
+
+function endToEndHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const dropped = new Set(hopByHopHeaders);
+  // A Connection header may name further hop-by-hop headers.
+  for (const name of (header(headers, 'connection') ?? '').split(',')) dropped.add(name.trim().toLowerCase());
+  const copied: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined && !dropped.has(name)) copied[name] = value;
+  }
+  return copied;
+}
+
+/** Whether the client sends a body: a length above zero, or chunks. */
+function hasBody(headers: IncomingHttpHeaders): boolean {
+  if (headers['transfer-encoding'] !== undefined) return true;
+  const length = Number(headers['content-length'] ?? 0);
+  return Number.isFinite(length) && length > 0;
+}
+
+/** Failures in which no byte of the request can have reached the master: the connection was never made. */
+const notConnectedCodes = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EADDRNOTAVAIL',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+function errorCodeOf(err: unknown): string {
+  const e = err as { code?: unknown; cause?: { code?: unknown }; errors?: { code?: unknown }[] } | null;
+  for (const code of [e?.code, e?.cause?.code, e?.errors?.[0]?.code]) {
+    if (typeof code === 'string') return code;
+  }
+  return 'unknown error';
+}
+
+export class RequestForwarder {
+  private readonly agent: Agent;
+  private inFlight = 0;
+
+  constructor(
+    private readonly view: MasterView,
+    private readonly options: ForwardingOptions,
+  ) {
+    this.agent = new Agent({
+      connections: options.connectionsMax,
+      connect: { timeout: options.connectTimeoutMs },
+      headersTimeout: options.responseTimeoutMs,
+      bodyTimeout: options.bodyIdleTimeoutMs,
+    });
+  }
+
+  static fromConfig(view: MasterView, config: Config): RequestForwarder {
+    return new RequestForwarder(view, {
+      mode: config.cluster.coordinatorMode,
+      connectionsMax: config.http.forwardConnectionsMax,
+      requestsMax: config.http.forwardRequestsMax,
+      connectTimeoutMs: config.http.forwardConnectTimeoutMs,
+      // The master answers a write once it is applied, or after cluster.writeTimeoutMs with WRITE_OUTCOME_UNKNOWN:
+      // wait for that answer, plus a margin for the trip.
+      responseTimeoutMs: config.cluster.writeTimeoutMs + config.http.forwardResponseMarginMs,
+      bodyIdleTimeoutMs: config.http.forwardBodyIdleTimeoutMs,
+    });
+  }
+
+  /** Forwarded requests under way now (for tests and metrics). */
+  get requestsInFlight(): number {
+    return this.inFlight;
+  }
+
+  /**
+   * The coordinator's step for one request, run before authentication and body parsing. Returns true when the
+   * request was answered here (forwarded, redirected) and false when this node serves it; refusals are thrown.
+   */
+  async coordinate(request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
+    const master = this.master();
+    const decision = coordinationOf({
+      mode: this.options.mode,
+      method: request.method,
+      path: request.url.split('?', 1)[0]!,
+      master: master === null ? 'none' : master.id === this.view.self().id ? 'self' : 'other',
+      answerHere: answersHere(request),
+      persistFailing: this.view.persistFailing,
+    });
+    switch (decision) {
+      case 'local':
+        return false;
+      case 'refuse':
+        throw refusal(master);
+      case 'redirect': {
+        invariant(master !== null, 'a redirect has a master');
+        if (master.httpUrl === null) throw unknownAddress(master);
+        // 307 keeps the method and body: the client sends the same request to the master.
+        void reply.redirect(`${master.httpUrl}${request.url}`, 307);
+        return true;
+      }
+      case 'forward':
+        await this.forwardToMaster(request, reply);
+        return true;
+    }
+  }
+
+  /**
+   * Sends the request to the master as it came (path, query, headers with the client's Authorization, body
+   * streamed) and answers with the master's status, headers and body, streamed. Failures before any answer are
+   * thrown as catalogue errors: MASTER_UNREACHABLE when nothing reached the master (or for a read);
+   * WRITE_OUTCOME_UNKNOWN when a write was sent and the connection failed or the answer did not come in time.
+   *
+   * A request with a body must be forwarded before its body is parsed (from an onRequest hook). A request that
+   * was itself forwarded is never forwarded again: it is refused as this node would refuse a write.
+   */
+  async forwardToMaster(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const master = this.master();
+    if (master === null || header(request.headers, forwardedFromHeader) !== undefined) throw refusal(master);
+    if (master.httpUrl === null) throw unknownAddress(master);
+    const withBody = hasBody(request.headers);
+    invariant(!withBody || !request.raw.readableDidRead, 'a request with a body is forwarded before its body is read');
+    if (this.inFlight >= this.options.requestsMax) {
+      throw new ConclaveError('OVERLOADED', `${this.inFlight} requests are already being forwarded to the master; retry shortly.`, {
+        forwardRequestsMax: this.options.requestsMax,
+      });
+    }
+    this.inFlight++;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.inFlight--;
+    };
+    // A client that goes away stops the forward: the connection to the master is freed for others.
+    const abort = new AbortController();
+    const onClientGone = () => {
+      release();
+      if (!reply.sent) abort.abort();
+    };
+    reply.raw.once('close', onClientGone);
+
+    const self = this.view.self().name;
+    let response;
+    try {
+      response = await this.agent.request({
+        origin: master.httpUrl,
+        path: request.url,
+        method: request.method as Dispatcher.HttpMethod,
+        headers: { ...endToEndHeaders(request.headers), [forwardedFromHeader]: self },
+        body: withBody ? request.raw : null,
+        signal: abort.signal,
+      });
+    } catch (err) {
+      reply.raw.off('close', onClientGone);
+      release();
+      throw forwardFailure(err, master, request.method, this.options.responseTimeoutMs);
+    }
+    void reply.status(response.statusCode);
+    for (const [name, value] of Object.entries(endToEndHeaders(response.headers))) void reply.header(name, value);
+    void reply.header(forwardedFromHeader, self);
+    if (request.method === 'HEAD' || response.statusCode === 204 || response.statusCode === 304) {
+      await response.body.dump();
+      return reply.send();
+    }
+    return reply.send(response.body);
+  }
+
+  /** Ends the connections to the master; called once the HTTP server no longer has requests in flight. */
+  async close(): Promise<void> {
+    await this.agent.destroy();
+  }
+
+  private master(): MasterRef | null {
+    const id = this.view.softState().master;
+    if (id === null) return null;
+    const node = this.view.clusterState().nodes.find((n) => n.id === id);
+    return { id, name: node?.name ?? id, httpAddress: node?.httpAddress, httpUrl: node === undefined ? null : httpUrlOf(node) };
+  }
+}
+
+function answersHere(request: FastifyRequest): boolean {
+  return header(request.headers, directHeader)?.trim().toLowerCase() === 'true' || header(request.headers, forwardedFromHeader) !== undefined;
+}
+
+function masterDetails(master: MasterRef): Record<string, unknown> {
+  return { master: master.name, ...(master.httpAddress !== undefined ? { masterHttpAddress: master.httpAddress } : {}) };
+}
+
+/** The refusal of a write this node cannot take, in the same words as the cluster runtime's. */
+function refusal(master: MasterRef | null): ConclaveError {
+  if (master === null) {
+    return new ConclaveError('CLUSTER_NO_MASTER', 'No master is elected at the moment; writes are refused until one is. Retry shortly.');
+  }
+  return new ConclaveError('NOT_MASTER', `This node is not the master; send writes to ${master.name}.`, masterDetails(master));
+}
+
+function unknownAddress(master: MasterRef): ConclaveError {
+  return new ConclaveError(
+    'MASTER_UNREACHABLE',
+    `The master ${master.name} has not published an HTTP address this node can dial yet (set transport.publishHost when listening on 0.0.0.0); retry shortly.`,
+    masterDetails(master),
+  );
+}
+
+function forwardFailure(err: unknown, master: MasterRef, method: string, responseTimeoutMs: number): ConclaveError {
+  const code = errorCodeOf(err);
+  const where = `the master ${master.name} at ${master.httpUrl}`;
+  if (notConnectedCodes.has(code)) {
+    return new ConclaveError('MASTER_UNREACHABLE', `Could not connect to ${where} to forward the request (${code}); nothing was sent. Retry shortly.`, {
+      ...masterDetails(master),
+      cause: code,
+    });
+  }
+  const what = code === 'UND_ERR_HEADERS_TIMEOUT' ? `did not answer within ${responseTimeoutMs} ms` : `failed after the request was sent (${code})`;
+  if (!isWriteMethod(method)) {
+    return new ConclaveError('MASTER_UNREACHABLE', `The forward to ${where} ${what}. Retry shortly.`, { ...masterDetails(master), cause: code });
+  }
+  return new ConclaveError(
+    'WRITE_OUTCOME_UNKNOWN',
+    `The forward of this write to ${where} ${what}; the write may have been applied. Read before retrying.`,
+    { ...masterDetails(master), cause: code },
+  );
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The request coordinator: `app.forwarder.forwardToMaster(request, reply)` sends a request on to the master. */
+    forwarder: RequestForwarder;
+  }
+}

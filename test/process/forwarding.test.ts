@@ -1,0 +1,309 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { request } from 'undici';
+
+import { ProcessCluster } from '../helpers/cluster.js';
+import { processAuth } from '../helpers/process.js';
+import { WaitAborted, waitFor } from '../helpers/tmp.js';
+
+/**
+ * Writes from any node (the request coordinator) on one cluster of three real processes, reused by every case in
+ * order: CUD forwarding of JSON writes and of a 50 MB binary, X-Conclave-Direct, DISABLED (307) and ALL (reads
+ * forwarded) on replicas restarted in those modes, and a survivor whose master and peer are gone.
+ */
+
+const names = ['f1', 'f2', 'f3'];
+const MiB = 1024 * 1024;
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: { error?: { code: string; message: string; master?: string; masterHttpAddress?: string } } & Record<string, unknown>;
+}
+
+let cluster: ProcessCluster;
+let master: string;
+let replicas: string[];
+
+async function call(node: string, method: string, path: string, options: { body?: unknown; headers?: Record<string, string> } = {}): Promise<Answer> {
+  const res = await request(`${cluster.url(node)}${path}`, {
+    method: method as 'GET',
+    headers: {
+      authorization: processAuth,
+      ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      ...options.headers,
+    },
+    body: options.body !== undefined ? JSON.stringify(options.body) : null,
+    headersTimeout: 30_000,
+  });
+  const text = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, body: text === '' ? {} : (JSON.parse(text) as Answer['body']) };
+}
+
+/** Reads `path` on every running node once it has applied `index`. */
+async function readEverywhere(path: string, index: string): Promise<Answer[]> {
+  const answers: Answer[] = [];
+  for (const [name, node] of cluster.nodes) {
+    if (node.process === null) continue;
+    answers.push(await call(name, 'GET', `/api/v1/content${path}`, { headers: { 'x-conclave-min-index': index } }));
+  }
+  return answers;
+}
+
+/** Restarts a node (kill -9, then start) with `env` and waits until it follows the master again. */
+async function restartWith(name: string, env: Record<string, string>): Promise<void> {
+  await cluster.kill(name);
+  cluster.node(name).env = env;
+  await cluster.start(name);
+  await waitFor(`${name} to be ready again`, async () => ((await fetch(`${cluster.url(name)}/health/ready`)).status === 200 ? true : undefined), 20_000);
+}
+
+/** Peak resident memory of a process so far (Linux), in bytes. */
+function peakRssBytes(pid: number): number {
+  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  assert.ok(match !== null, 'VmHWM is in /proc/PID/status');
+  return Number(match[1]) * 1024;
+}
+
+async function sha256Of(stream: AsyncIterable<Uint8Array>): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of stream) {
+    hash.update(chunk);
+    size += chunk.length;
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+describe('request coordinator on 3 processes', () => {
+  before(async () => {
+    cluster = await ProcessCluster.create(names, (_name, seeds) => [...seeds.flatMap((s) => ['--seed', s]), '--initial-master-nodes', names.join(',')]);
+    await cluster.start(...names);
+    master = await cluster.write('/ready', { v: 0 });
+    // A replica forwards to the HTTP address the master published in the cluster state: wait for every member.
+    await waitFor('every node to be a member, in sync', async () => {
+      const s = await cluster.status(master);
+      return s.nodes.length === 3 && s.nodes.every((n) => n.inSync) ? true : undefined;
+    });
+    replicas = names.filter((n) => n !== master);
+  });
+
+  after(async () => {
+    await cluster?.stopAll();
+  });
+
+  test('CUD: JSON writes through each replica are forwarded, land, and read back on every node', async () => {
+    for (const replica of replicas) {
+      const put = await call(replica, 'PUT', `/api/v1/content/via-${replica}`, { body: { properties: { via: replica } } });
+      assert.equal(put.status, 201, JSON.stringify(put.body));
+      assert.equal(put.headers['x-conclave-forwarded-from'], replica, 'the answer says which node forwarded it');
+      const index = String(put.headers['x-conclave-index']);
+      for (const answer of await readEverywhere(`/via-${replica}`, index)) {
+        assert.equal(answer.status, 200);
+        assert.deepEqual(answer.body['properties'], { via: replica });
+        assert.equal(answer.headers['x-conclave-forwarded-from'], undefined, 'CUD serves reads locally');
+      }
+    }
+    const [r1, r2] = replicas as [string, string];
+    const patched = await call(r1, 'PATCH', `/api/v1/content/via-${r2}`, { body: { extra: true } });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    const moved = await call(r2, 'POST', '/api/v1/move', { body: { from: `/via-${r2}`, to: '/moved' } });
+    assert.equal(moved.status, 200, JSON.stringify(moved.body));
+    await call(r1, 'PUT', '/api/v1/content/moved/child', { body: { properties: {} } });
+    const deleted = await call(r1, 'DELETE', `/api/v1/content/via-${r1}`);
+    assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+    // The query string travels with the request: without ?recursive=true the master would refuse.
+    const subtree = await call(r2, 'DELETE', '/api/v1/content/moved?recursive=true');
+    assert.equal(subtree.status, 200, JSON.stringify(subtree.body));
+    assert.equal(subtree.body['deletedCount'], 2);
+    const user = await call(r2, 'PUT', '/api/v1/users/forwarded-user', { body: { password: 'a-long-password', roles: ['editor'] } });
+    assert.equal(user.status, 201, JSON.stringify(user.body));
+    const cleared = await call(r1, 'DELETE', '/api/v1/cluster/voting-exclusions');
+    assert.equal(cleared.status, 200, JSON.stringify(cleared.body));
+    assert.equal(cleared.headers['x-conclave-forwarded-from'], r1);
+
+    const index = String(user.headers['x-conclave-index']);
+    for (const [name] of cluster.nodes) {
+      const gone = await call(name, 'GET', '/api/v1/content/moved', { headers: { 'x-conclave-min-index': String(subtree.headers['x-conclave-index']) } });
+      assert.equal(gone.status, 404, `${name}: the deleted subtree is gone`);
+      const removed = await call(name, 'GET', `/api/v1/content/via-${r1}`);
+      assert.equal(removed.status, 404, `${name}: the deleted node is gone`);
+      const bob = await call(name, 'GET', '/api/v1/users/forwarded-user', { headers: { 'x-conclave-min-index': index } });
+      assert.equal(bob.status, 200);
+      assert.deepEqual(bob.body['roles'], ['editor']);
+    }
+  });
+
+  test('the master authenticates a forwarded write with the client\'s credentials; login is answered locally', async () => {
+    const replica = replicas[0]!;
+    const wrong = await call(replica, 'PUT', '/api/v1/content/intruder', {
+      body: { properties: {} },
+      headers: { authorization: `Basic ${Buffer.from('admin:wrong-password').toString('base64')}` },
+    });
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.body.error?.code, 'AUTH_INVALID');
+    assert.equal(wrong.headers['x-conclave-forwarded-from'], replica);
+
+    const login = await call(replica, 'POST', '/api/v1/auth/login', { body: { username: 'admin', password: 'process-test-password' } });
+    assert.equal(login.status, 200);
+    assert.equal(login.headers['x-conclave-forwarded-from'], undefined, 'login is never forwarded');
+    const withToken = await call(replica, 'PUT', '/api/v1/content/by-token', {
+      body: { properties: {} },
+      headers: { authorization: `Bearer ${String(login.body['token'])}` },
+    });
+    assert.equal(withToken.status, 201, JSON.stringify(withToken.body));
+  });
+
+  test('a 50 MB binary uploaded through a replica streams to the master and reads back byte-identical', async () => {
+    const replica = replicas[1]!;
+    const created = await call(replica, 'PUT', '/api/v1/content/bin', { body: { properties: {} } });
+    assert.equal(created.status, 201);
+    // Deterministic chunks, hashed once up front so that the master verifies the upload too.
+    const block = randomBytes(MiB);
+    const chunk = (i: number) => {
+      const copy = Buffer.from(block);
+      copy.writeUInt32BE(i, 0);
+      return copy;
+    };
+    const chunks = 50;
+    const expected = createHash('sha256');
+    for (let i = 0; i < chunks; i++) expected.update(chunk(i));
+    const sha256 = expected.digest('hex');
+
+    const pid = cluster.node(replica).process!.child.pid!;
+    const peakBefore = peakRssBytes(pid);
+    const upload = await request(`${cluster.url(replica)}/api/v1/binaries/bin?property=file`, {
+      method: 'PUT',
+      headers: {
+        authorization: processAuth,
+        'content-type': 'application/octet-stream',
+        'content-length': String(chunks * MiB),
+        'x-conclave-sha256': sha256,
+      },
+      body: Readable.from((function* () {
+        for (let i = 0; i < chunks; i++) yield chunk(i);
+      })()),
+      headersTimeout: 60_000,
+    });
+    const uploadText = await upload.body.text();
+    assert.equal(upload.statusCode, 200, uploadText);
+    assert.equal(upload.headers['x-conclave-forwarded-from'], replica);
+    const peakGrowth = peakRssBytes(pid) - peakBefore;
+    // Buffered, the body alone would add 50 MB; streamed, the replica holds a few chunks at a time.
+    assert.ok(peakGrowth < 25 * MiB, `the replica's peak memory grew by ${Math.round(peakGrowth / MiB)} MiB`);
+    console.log(`replica peak RSS growth during the 50 MB upload: ${(peakGrowth / MiB).toFixed(1)} MiB`);
+
+    const fromMaster = await request(`${cluster.url(master)}/api/v1/binaries/bin?property=file`, { headers: { authorization: processAuth } });
+    assert.equal(fromMaster.statusCode, 200);
+    assert.deepEqual(await sha256Of(fromMaster.body), { sha256, size: chunks * MiB });
+
+    const index = String(upload.headers['x-conclave-index']);
+    const meta = await call(replica, 'GET', '/api/v1/content/bin', { headers: { 'x-conclave-min-index': index } });
+    assert.deepEqual((meta.body['binaries'] as Record<string, unknown>)['file'], { sha256, size: chunks * MiB, contentType: 'application/octet-stream' });
+    const fromReplica = await request(`${cluster.url(replica)}/api/v1/binaries/bin?property=file`, { headers: { authorization: processAuth } });
+    if (fromReplica.statusCode === 200) {
+      assert.deepEqual(await sha256Of(fromReplica.body), { sha256, size: chunks * MiB });
+    } else {
+      // Until blob replication copies the bytes to every node, a replica says it lacks them (NOT_READY), never
+      // serves other bytes. TODO(blob replication): require 200 here.
+      assert.equal(fromReplica.statusCode, 503);
+      assert.equal(((await fromReplica.body.json()) as Answer['body']).error?.code, 'NOT_READY');
+    }
+  });
+
+  test('X-Conclave-Direct and X-Conclave-Forwarded-From make a replica answer itself: NOT_MASTER naming the master', async () => {
+    const replica = replicas[0]!;
+    const asks: Record<string, string>[] = [{ 'x-conclave-direct': 'true' }, { 'x-conclave-forwarded-from': 'some-node' }];
+    for (const headers of asks) {
+      const direct = await call(replica, 'PUT', '/api/v1/content/direct', { body: { properties: {} }, headers });
+      assert.equal(direct.status, 421, JSON.stringify(direct.body));
+      assert.equal(direct.body.error?.code, 'NOT_MASTER');
+      assert.equal(direct.body.error?.master, master);
+      assert.equal(direct.body.error?.masterHttpAddress, `127.0.0.1:${cluster.node(master).httpPort}`);
+      assert.equal(direct.headers['x-conclave-forwarded-from'], undefined);
+    }
+    assert.equal((await call(master, 'GET', '/api/v1/content/direct')).status, 404, 'nothing was written');
+    const read = await call(replica, 'GET', '/api/v1/content/ready', { headers: { 'x-conclave-direct': 'true' } });
+    assert.equal(read.status, 200);
+  });
+
+  test('DISABLED: a replica answers a write with 307 to the same path and query on the master', async () => {
+    const replica = replicas[0]!;
+    await restartWith(replica, { CONCLAVE_CLUSTER_COORDINATOR_MODE: 'DISABLED' });
+    const path = '/api/v1/binaries/ready?property=redirected';
+    const redirected = await request(`${cluster.url(replica)}${path}`, {
+      method: 'PUT',
+      headers: { authorization: processAuth, 'content-type': 'text/plain' },
+      body: 'redirected bytes',
+    });
+    await redirected.body.dump();
+    assert.equal(redirected.statusCode, 307);
+    assert.equal(redirected.headers['location'], `${cluster.url(master)}${path}`);
+    assert.equal(redirected.headers['x-conclave-forwarded-from'], undefined);
+    const before = await call(master, 'GET', '/api/v1/content/ready');
+    assert.deepEqual(before.body['binaries'], {}, 'the replica stored nothing');
+    // Following the redirect with the same request lands the write.
+    const followed = await request(String(redirected.headers['location']), {
+      method: 'PUT',
+      headers: { authorization: processAuth, 'content-type': 'text/plain' },
+      body: 'redirected bytes',
+    });
+    assert.equal(followed.statusCode, 200, await followed.body.text());
+    // Reads stay local.
+    const read = await call(replica, 'GET', '/api/v1/content/ready', { headers: { 'x-conclave-min-index': String(followed.headers['x-conclave-index']) } });
+    assert.equal(read.status, 200);
+    assert.equal(read.headers['x-conclave-forwarded-from'], undefined);
+    assert.ok('redirected' in (read.body['binaries'] as Record<string, unknown>));
+  });
+
+  test('ALL: a replica forwards reads too, but never cluster status, health or login', async () => {
+    const replica = replicas[1]!;
+    await restartWith(replica, { CONCLAVE_CLUSTER_COORDINATOR_MODE: 'ALL' });
+    const read = await call(replica, 'GET', '/api/v1/content/ready');
+    assert.equal(read.status, 200);
+    assert.equal(read.headers['x-conclave-forwarded-from'], replica);
+    const write = await call(replica, 'PUT', '/api/v1/content/through-all', { body: { properties: { mode: 'ALL' } } });
+    assert.equal(write.status, 201, JSON.stringify(write.body));
+    assert.equal(write.headers['x-conclave-forwarded-from'], replica);
+
+    const status = await call(replica, 'GET', '/api/v1/cluster/status');
+    assert.equal(status.status, 200);
+    assert.equal(status.headers['x-conclave-forwarded-from'], undefined);
+    assert.equal((status.body['nodes'] as { name: string; role: string }[]).find((n) => n.name === master)?.role, 'MASTER');
+    const health = await fetch(`${cluster.url(replica)}/health/master`);
+    assert.equal(health.status, 503, 'health answers for the node it reaches');
+    assert.equal(health.headers.get('x-conclave-forwarded-from'), null);
+    const login = await call(replica, 'POST', '/api/v1/auth/login', { body: { username: 'admin', password: 'process-test-password' } });
+    assert.equal(login.status, 200);
+    assert.equal(login.headers['x-conclave-forwarded-from'], undefined);
+    const direct = await call(replica, 'GET', '/api/v1/content/ready', { headers: { 'x-conclave-direct': 'true' } });
+    assert.equal(direct.status, 200);
+    assert.equal(direct.headers['x-conclave-forwarded-from'], undefined);
+  });
+
+  test('with two of three nodes stopped, a write to the survivor answers 503 with a clear code', async () => {
+    const survivor = replicas[1]!;
+    await cluster.kill(master, replicas[0]!);
+    const seen = new Set<string>();
+    await waitFor(
+      'the survivor to know it has no master',
+      async () => {
+        const answer = await call(survivor, 'PUT', '/api/v1/content/lost', { body: { properties: {} } });
+        const code = answer.body.error?.code ?? '';
+        seen.add(code);
+        // First the master it knew is tried (and named), then no master is known at all; nothing else is right.
+        if (answer.status === 503 && code === 'MASTER_UNREACHABLE' && answer.body.error?.master === master && answer.body.error.message.includes(`master ${master}`)) {
+          return undefined;
+        }
+        if (answer.status !== 503 || code !== 'CLUSTER_NO_MASTER') throw new WaitAborted(`unexpected answer ${answer.status}: ${JSON.stringify(answer.body)}`);
+        return true;
+      },
+      20_000,
+    );
+    // Which answers came before the last depends on timing; say what they were.
+    console.log(`survivor's answers: ${[...seen].join(', ')}`);
+  });
+});
