@@ -80,7 +80,7 @@ async function runOne(options: DigestFlags, agent: Agent): Promise<number> {
     const c = answer.counts;
     process.stdout.write(
       `Node:           ${answer.node}\nApplied index:  ${answer.appliedIndex}\nDigest:         ${answer.digest}\n` +
-        `Content:        ${c.nodes} nodes, ${c.users} users, ${c.binaryReferences} binary references (${c.blobs} blobs)\n` +
+        `Content:        ${count(c.nodes, 'node')}, ${count(c.users, 'user')}, ${count(c.binaryReferences, 'binary reference')} (${count(c.blobs, 'blob')})\n` +
         `Blobs missing:  ${answer.blobsMissing}\n`,
     );
   }
@@ -201,6 +201,10 @@ async function getJson<T>(
     throw new StatusFailure(`${base} answered HTTP ${response.status} with something other than Conclave's ${path}; is it a Conclave node?`);
   }
   return body;
+}
+
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 function isDigestAnswer(body: unknown): body is DigestAnswer {

@@ -181,6 +181,12 @@ test('the collector deletes old unreferenced blobs and keeps referenced and youn
     assert.equal(read.status, 200);
     assert.deepEqual(read.bytes, kept);
     assert.match(node.output(), /collected unreferenced blobs/);
+
+    // `conclave digest` of one node: its digest at its applied index.
+    const cli = await runConclave(['digest', '--url', node.url], { CONCLAVE_PASSWORD: 'process-test-password' });
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /^Digest:\s+[0-9a-f]{64}$/m);
+    assert.match(cli.stdout, /^Content:\s+2 nodes, 1 user, 1 binary reference \(1 blob\)$/m);
   } finally {
     node.child.kill('SIGKILL');
     await node.exited;
