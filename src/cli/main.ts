@@ -6,6 +6,7 @@ import { isConclaveError } from '../errors/catalogue.js';
 import { ConclaveNode } from '../node/conclaveNode.js';
 import { createLogger } from '../node/logger.js';
 import { demoCommand } from './demoCommand.js';
+import { digestCommand } from './digestCommand.js';
 import { registerNodeCommands } from './nodeCommands.js';
 import { statusCommand } from './statusCommand.js';
 
@@ -137,6 +138,7 @@ program
   });
 
 program.addCommand(statusCommand());
+program.addCommand(digestCommand());
 program.addCommand(demoCommand());
 registerNodeCommands(program);
 

@@ -10,7 +10,7 @@ import type { ClusterStatus, NodeStatus } from '../node/clusterStatus.js';
  */
 
 export const defaultUrl = 'http://127.0.0.1:7400';
-const requestTimeoutMs = 10_000;
+export const requestTimeoutMs = 10_000;
 
 interface StatusFlags {
   url: string;
@@ -21,7 +21,7 @@ interface StatusFlags {
 }
 
 /** A failure the user can act on: printed as "conclave: <message>", exit 1. */
-class StatusFailure extends Error {}
+export class StatusFailure extends Error {}
 
 interface Fetched {
   readonly url: string;
@@ -91,7 +91,7 @@ function note(text: string): void {
   process.stderr.write(`conclave: ${text}\n`);
 }
 
-function normaliseUrl(raw: string): string {
+export function normaliseUrl(raw: string): string {
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;
   let url: URL;
   try {
@@ -104,7 +104,7 @@ function normaliseUrl(raw: string): string {
 }
 
 /** The URL of a member's HTTP API, or null when it is not known (or is a wildcard address nobody can dial). */
-function httpUrlOf(node: NodeStatus | undefined): string | null {
+export function httpUrlOf(node: NodeStatus | undefined): string | null {
   if (node === undefined || node.httpAddress === null) return null;
   const wildcard = /^(0\.0\.0\.0|\[::\]):/;
   if (!wildcard.test(node.httpAddress)) return `http://${node.httpAddress}`;
@@ -147,7 +147,7 @@ async function fetchStatus(base: string, authorization: string | undefined, pass
   return { url: base, text, status: body };
 }
 
-function describeFetchError(base: string, err: unknown): string {
+export function describeFetchError(base: string, err: unknown): string {
   const e = err as Error & { cause?: { code?: string; message?: string } };
   if (e.name === 'TimeoutError' || e.name === 'AbortError') {
     return `${base} did not answer within ${requestTimeoutMs / 1000} s; is it the right address, and is the node overloaded?`;
@@ -159,7 +159,7 @@ function describeFetchError(base: string, err: unknown): string {
   return `cannot reach ${base} (${code ?? e.name}: ${detail}): is the node running? pass --url to name a running node.`;
 }
 
-function catalogueError(body: unknown): { code: string; message: string } | null {
+export function catalogueError(body: unknown): { code: string; message: string } | null {
   if (typeof body !== 'object' || body === null) return null;
   const error = (body as { error?: unknown }).error;
   if (typeof error !== 'object' || error === null) return null;

@@ -68,6 +68,17 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'storage.groupCommitBytesMax', kind: 'int', schema: int(64 * KiB, 1 * GiB).default(8 * MiB), doc: 'Most encoded bytes committed in one transaction.' },
   { key: 'storage.writeQueueEntriesMax', kind: 'int', schema: int(1, 1_000_000).default(10_000), doc: 'Most writes waiting for a commit; more are refused with OVERLOADED.' },
   { key: 'storage.writeQueueBytesMax', kind: 'int', schema: int(1 * MiB, 16 * GiB).default(64 * MiB), doc: 'Most encoded bytes of writes waiting for a commit; more are refused with OVERLOADED.' },
+  { key: 'storage.blobGcIntervalMs', kind: 'int', schema: int(100, 7 * 24 * 3600_000).default(3600_000), doc: 'How often unreferenced blobs are collected (mark and sweep of the blob store).' },
+  // At least 30 minutes: longer than the longest an upload can wait between its file and its applied entry
+  // (replication.blobPushTimeoutMs plus cluster.writeTimeoutMs, at most 10 minutes each), so that it is never collected.
+  { key: 'storage.blobGcGraceMs', kind: 'int', schema: int(30 * 60_000, 365 * 24 * 3600_000).default(24 * 3600_000), doc: 'An unreferenced blob is deleted only once its file is older than this (an upload not yet committed is young).' },
+  { key: 'storage.blobGcBatchMax', kind: 'int', schema: int(1, 1_000_000).default(1000), doc: 'Unreferenced blobs the collector deletes in one synchronous step (requests wait for it).' },
+  { key: 'replication.blobPushTimeoutMs', kind: 'int', schema: int(100, 600_000).default(60_000), doc: 'How long the master copies an upload to other voters before refusing the write with BLOB_NOT_REPLICATED.' },
+  { key: 'replication.blobPushesInFlightMax', kind: 'int', schema: int(1, 10_000).default(64), doc: 'Blob copies (one blob to one peer) the master runs at once; an upload needing more is refused with OVERLOADED.' },
+  { key: 'replication.blobFetchQueueMax', kind: 'int', schema: int(1, 10_000_000).default(10_000), doc: 'Missing blobs a node queues for fetching from its peers; more wait for the next scan.' },
+  { key: 'replication.blobFetchConcurrency', kind: 'int', schema: int(1, 256).default(4), doc: 'Missing blobs fetched at once.' },
+  { key: 'replication.blobReadWaitMs', kind: 'int', schema: int(0, 600_000).default(10_000), doc: 'How long a read of a binary whose blob is not here yet waits for it to be fetched before NOT_READY.' },
+  { key: 'replication.peerConnectionsMax', kind: 'int', schema: int(1, 256).default(8), doc: 'HTTP connections to one peer for node-to-node transfers (blobs, snapshots).' },
   { key: 'content.binaryBytesMax', kind: 'int', schema: int(1, Number.MAX_SAFE_INTEGER).default(1 * GiB), doc: 'Largest binary upload, in bytes.' },
   { key: 'content.pageSizeDefault', kind: 'int', schema: int(1, 10_000).default(50), doc: 'Page size of queries and child listings when none is asked for.' },
   { key: 'content.pageSizeMax', kind: 'int', schema: int(1, 10_000).default(1000), doc: 'Largest page size a client may ask for.' },
@@ -109,7 +120,6 @@ export interface Config {
     clockDriftPercent: number;
     writeTimeoutMs: number;
   };
-  replication: { inSyncTimeoutMs: number };
   transport: { host: string; publishHost: string; port: number; tlsCertFile: string; tlsKeyFile: string; tlsCaFile: string; sendQueueBytesMax: number; frameBytesMax: number };
   data: { dir: string };
   http: {
@@ -126,7 +136,24 @@ export interface Config {
     shutdownGraceMs: number;
   };
   auth: { anonymousRead: boolean; tokenTtlSeconds: number; credentialCacheEntriesMax: number; passwordChecksInFlightMax: number };
-  storage: { groupCommitEntriesMax: number; groupCommitBytesMax: number; writeQueueEntriesMax: number; writeQueueBytesMax: number };
+  storage: {
+    groupCommitEntriesMax: number;
+    groupCommitBytesMax: number;
+    writeQueueEntriesMax: number;
+    writeQueueBytesMax: number;
+    blobGcIntervalMs: number;
+    blobGcGraceMs: number;
+    blobGcBatchMax: number;
+  };
+  replication: {
+    inSyncTimeoutMs: number;
+    blobPushTimeoutMs: number;
+    blobPushesInFlightMax: number;
+    blobFetchQueueMax: number;
+    blobFetchConcurrency: number;
+    blobReadWaitMs: number;
+    peerConnectionsMax: number;
+  };
   content: { binaryBytesMax: number; pageSizeDefault: number; pageSizeMax: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'; format: 'auto' | 'json' | 'pretty' };
 }

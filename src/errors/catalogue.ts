@@ -27,6 +27,7 @@ export const errorCatalogue = {
   // Content state conflicts: the request is well formed but the repository's state refuses it.
   NODE_NOT_FOUND: { status: 404, retryable: false, summary: 'No node exists at the path or id.' },
   BINARY_NOT_FOUND: { status: 404, retryable: false, summary: 'The node has no binary property of that name.' },
+  BLOB_NOT_FOUND: { status: 404, retryable: false, summary: 'This node holds no blob of that SHA-256 (node-to-node transfer).' },
   USER_NOT_FOUND: { status: 404, retryable: false, summary: 'No user of that name exists.' },
   ROUTE_NOT_FOUND: { status: 404, retryable: false, summary: 'No endpoint exists at this method and URL.' },
   PARENT_NOT_FOUND: { status: 409, retryable: false, summary: 'The parent of the target path does not exist; create it first.' },
@@ -44,6 +45,7 @@ export const errorCatalogue = {
   NOT_MASTER: { status: 421, retryable: true, summary: 'This node is not the master; the error names the master to send writes to.' },
   MASTER_CHANGED: { status: 503, retryable: true, summary: 'The master changed before the write committed; it was not applied. Retry.' },
   WRITE_OUTCOME_UNKNOWN: { status: 504, retryable: false, summary: 'The write was not applied within cluster.writeTimeoutMs; it may still be. Read before retrying.' },
+  BLOB_NOT_REPLICATED: { status: 503, retryable: true, summary: 'An upload could not be copied to a quorum of the voting nodes in time; nothing was stored. Retry.' },
   NOT_READY: { status: 503, retryable: true, summary: 'This node has not joined its cluster or caught up yet; retry shortly or use another node.' },
 
   // The server cannot take the request now.

@@ -3,6 +3,7 @@ import type { TokenSigner } from '../auth/tokens.js';
 import type { Config } from '../config/settings.js';
 import type { ClusterRuntime } from '../node/clusterRuntime.js';
 import type { Repository } from '../node/repository.js';
+import type { BlobFetcher } from '../replication/blobFetcher.js';
 
 /** What every route plugin gets: decorated once on the app, read through `app.conclave`. */
 export interface HttpContext {
@@ -11,6 +12,10 @@ export interface HttpContext {
   readonly runtime: ClusterRuntime;
   readonly authenticator: Authenticator;
   readonly tokens: TokenSigner;
+  /** Proves this node to its peers under /internal/v1 (internalAuth.ts). */
+  readonly clusterSecret: string;
+  /** Gets blobs this node lacks from its peers (a read of a missing one waits for it). */
+  readonly blobFetcher: BlobFetcher;
   /** True once SIGTERM arrived: new requests are refused, in-flight ones finish. */
   closing: boolean;
 }

@@ -47,13 +47,13 @@ export function isWriteMethod(method: string): boolean {
 }
 
 /**
- * Requests the coordinator may send to the master: the API under /api/v1, except cluster status (it is how an
- * operator sees what each node thinks) and login (tokens are verified on every node with the replicated key).
+ * Requests the coordinator may send to the master: the API under /api/v1, except the cluster views (status and
+ * digest: they are how an operator sees what each node holds and thinks) and login (tokens are verified on every node with the replicated key).
  * Health and node-to-node endpoints always answer for the node they reach.
  */
 function coordinated(method: string, path: string): boolean {
   if (path !== '/api/v1' && !path.startsWith('/api/v1/')) return false;
-  if ((method === 'GET' || method === 'HEAD') && path === '/api/v1/cluster/status') return false;
+  if ((method === 'GET' || method === 'HEAD') && path.startsWith('/api/v1/cluster/')) return false;
   if (method === 'POST' && path === '/api/v1/auth/login') return false;
   return true;
 }

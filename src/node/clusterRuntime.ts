@@ -135,6 +135,7 @@ export class ClusterRuntime {
   private readonly applyInSavepoint;
   private readonly saveApplied;
   private readonly listeners = new Set<() => void>();
+  private readonly appliedListeners = new Set<(entries: readonly Entry[]) => void>();
   private lastSoft: SoftState;
   private lastJoinOutcome: string | null = null;
 
@@ -459,6 +460,15 @@ export class ClusterRuntime {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * Called with the committed entries of each Ready once the transaction that applied them has committed (after the
+   * writes waiting on them are settled). A listener must not throw; what it does with the entries is its own affair.
+   */
+  onApplied(listener: (entries: readonly Entry[]) => void): () => void {
+    this.appliedListeners.add(listener);
+    return () => this.appliedListeners.delete(listener);
+  }
+
   private scheduleDrain(): void {
     if (this.drainScheduled) return;
     this.drainScheduled = true;
@@ -496,6 +506,15 @@ export class ClusterRuntime {
       for (const message of ready.messages) this.wire?.send(message);
       ready.committed.forEach((entry, i) => this.settle(entry, outcomes[i]!));
       for (const state of ready.readStates) this.answerRead(state.id, state.index);
+      if (ready.committed.length > 0) {
+        for (const listener of this.appliedListeners) {
+          try {
+            listener(ready.committed);
+          } catch (err) {
+            this.log.error({ err }, 'a listener of applied entries failed');
+          }
+        }
+      }
     }
     this.acknowledge();
     if (this.queue.length > 0) this.scheduleDrain();

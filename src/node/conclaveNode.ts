@@ -17,12 +17,28 @@ import { ContentTables } from '../storage/contentTables.js';
 import { getMeta, openDatabase, setMeta, type Db } from '../storage/database.js';
 import { JournalStore } from '../storage/journal.js';
 import { formatEndpoint } from '../discovery/seeds.js';
+import { BlobClient } from '../replication/blobClient.js';
+import { BlobCollector, referencedBlobs } from '../replication/blobCollector.js';
+import { BlobFetcher } from '../replication/blobFetcher.js';
+import { BlobPusher } from '../replication/blobPusher.js';
+import { InternalHttpClient } from '../replication/internalHttp.js';
 import { ClusterNetwork } from './clusterNetwork.js';
 import { ClusterRuntime } from './clusterRuntime.js';
 import { Repository } from './repository.js';
 
 /** The software version nodes compare when one joins (major must match; never older than the oldest member). */
 export const softwareVersion = '0.1.0';
+
+/** A peer silent this long during a node-to-node transfer (waiting for headers or the next chunk) fails it. */
+const internalIdleTimeoutMs = 30_000;
+
+/** Node-to-node blob replication: the pieces a node starts and stops together. */
+interface BlobReplication {
+  readonly http: InternalHttpClient;
+  readonly pusher: BlobPusher;
+  readonly fetcher: BlobFetcher;
+  readonly collector: BlobCollector;
+}
 
 export interface StartOptions {
   /** The first admin's password; generated and printed when absent. Ignored once the repository exists. */
@@ -51,6 +67,7 @@ export class ConclaveNode {
     private readonly context: HttpContext,
     private readonly options: StartOptions,
     private readonly network: ClusterNetwork,
+    private readonly replication: BlobReplication,
   ) {}
 
   static async open(config: Config, log: Logger, options: StartOptions = {}): Promise<ConclaveNode> {
@@ -58,6 +75,7 @@ export class ConclaveNode {
     let runtime: ClusterRuntime | null = null;
     let network: ClusterNetwork | null = null;
     let app: FastifyInstance | null = null;
+    let replication: BlobReplication | null = null;
     try {
       const journal = new JournalStore(db);
       const content = new ContentTables(db);
@@ -102,7 +120,36 @@ export class ConclaveNode {
         },
         log,
       );
-      const repository = new Repository(runtime, content, blobs);
+      const http = new InternalHttpClient({
+        secret,
+        selfId: id,
+        connectionsPerPeerMax: config.replication.peerConnectionsMax,
+        idleTimeoutMs: internalIdleTimeoutMs,
+      });
+      const blobClient = new BlobClient(http, blobs);
+      const pusher = new BlobPusher(runtime, blobClient, { pushTimeoutMs: config.replication.blobPushTimeoutMs, pushesInFlightMax: config.replication.blobPushesInFlightMax }, log);
+      const fetcher = new BlobFetcher(
+        runtime,
+        {
+          has: (sha256) => blobs.has(sha256),
+          arriving: (sha256) => blobs.arriving(sha256),
+          blobReferences: () => content.blobReferences(),
+          isBlobReferenced: (sha256) => content.isBlobReferenced(sha256),
+        },
+        blobClient,
+        { queueMax: config.replication.blobFetchQueueMax, concurrency: config.replication.blobFetchConcurrency },
+        log,
+      );
+      const liveRuntime = runtime;
+      const collector = new BlobCollector(
+        blobs,
+        () => referencedBlobs(content, journal, liveRuntime.appliedIndex),
+        { intervalMs: config.storage.blobGcIntervalMs, graceMs: config.storage.blobGcGraceMs, batchMax: config.storage.blobGcBatchMax },
+        log,
+      );
+      replication = { http, pusher, fetcher, collector };
+      runtime.onApplied((entries) => fetcher.onApplied(entries));
+      const repository = new Repository(runtime, content, blobs, undefined, pusher);
       if (repository.isBootstrapped && options.adminPassword !== undefined) {
         log.info('the repository exists; CONCLAVE_ADMIN_PASSWORD is used only at the first start and was ignored');
       }
@@ -111,22 +158,39 @@ export class ConclaveNode {
         cacheEntriesMax: config.auth.credentialCacheEntriesMax,
         passwordChecksInFlightMax: config.auth.passwordChecksInFlightMax,
       });
-      const context: HttpContext = { config, repository, runtime, authenticator, tokens, closing: false };
+      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, blobFetcher: fetcher, closing: false };
       app = await buildApp(context, log);
-      const node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network);
+      const node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication);
       runtime.onChange(() => node.maybeBootstrapRepository());
       network.attach(runtime);
       runtime.start(network);
+      collector.start();
+      // Blobs a previous run never got (it stopped before fetching them, or lost them with a disk).
+      void node.queueMissingBlobs().catch((err: unknown) => log.warn({ err }, 'the scan for missing blobs failed'));
       // A cluster of one is ready as soon as it has elected itself (one tick) and has its repository.
       if (config.cluster.seeds.length === 0) await node.awaitWritable(options.standaloneReadyTimeoutMs ?? 30_000);
       return node;
     } catch (err) {
+      if (replication !== null) await stopReplication(replication);
       runtime?.close();
       await app?.close().catch(() => undefined);
       await network?.stop().catch(() => undefined);
       db.close();
       throw err;
     }
+  }
+
+  /**
+   * Queues every blob the content references that is missing here for fetching from the peers; resolves with how
+   * many were queued. Runs at start; call it again after replacing the content (a snapshot install).
+   */
+  queueMissingBlobs(): Promise<number> {
+    return this.replication.fetcher.queueMissing();
+  }
+
+  /** Runs the blob collector once now (it also runs every storage.blobGcIntervalMs). */
+  collectBlobs(): Promise<{ deleted: number; bytesFreed: number }> {
+    return this.replication.collector.collect();
   }
 
   /** Resolves once the repository exists here and this node is the master (the state of a cluster of one). */
@@ -187,12 +251,21 @@ export class ConclaveNode {
     } finally {
       clearTimeout(grace);
       // Whatever failed above, the rest still stops: pending writes hear SHUTTING_DOWN, the database closes.
+      await stopReplication(this.replication);
       this.runtime.close();
       await this.network.stop().catch((err: unknown) => this.log.warn({ err }, 'the transport did not stop cleanly'));
       this.db.close();
     }
     this.log.info('stopped');
   }
+}
+
+/** Stops copying and collecting blobs (before the database closes: both read it). */
+async function stopReplication(replication: BlobReplication): Promise<void> {
+  replication.pusher.close();
+  replication.fetcher.close();
+  await replication.collector.stop();
+  await replication.http.close().catch(() => undefined);
 }
 
 async function bootstrap(repository: Repository, log: Logger, options: StartOptions): Promise<void> {

@@ -11,6 +11,14 @@ import type { BlobStore } from '../storage/blobStore.js';
 import type { ContentTables, Page } from '../storage/contentTables.js';
 import type { ClusterRuntime, Committed } from './clusterRuntime.js';
 
+/** Copies a stored upload to other nodes before its entry is proposed (replication/blobPusher.ts). */
+export interface BlobReplicas {
+  /** Resolves once a quorum of the voting nodes holds the blob; rejects when none does in time. */
+  replicate(sha256: string, size: number): Promise<void>;
+}
+
+const noReplicas: BlobReplicas = { replicate: async () => undefined };
+
 /**
  * The repository as the HTTP layer sees it: reads straight from the content tables, writes as commands through
  * the journal. This is where the inputs a command must carry — new ids, the time, the author — are drawn, so
@@ -22,6 +30,7 @@ export class Repository {
     readonly content: ContentTables,
     readonly blobs: BlobStore,
     private readonly now: () => Date = () => new Date(),
+    private readonly blobReplicas: BlobReplicas = noReplicas,
   ) {}
 
   get appliedIndex(): number {
@@ -93,7 +102,9 @@ export class Repository {
 
   /**
    * Streams the upload into the blob store first, then journals a reference to it: the journal never carries the
-   * bytes, and the entry is only proposed once the blob is durable under its hash.
+   * bytes, and the entry is only proposed once the blob is durable under its hash here and held by a quorum of the
+   * voting nodes — the same quorum rule as the entry's, so no minority's loss can lose the bytes of a committed
+   * entry. When no quorum holds it in time the write is refused (BLOB_NOT_REPLICATED) and no entry exists.
    */
   async setBinary(
     path: string,
@@ -107,6 +118,7 @@ export class Repository {
     // apply() checks again against the state the entry meets.
     checkPreconditions(this.node(path), pre, path);
     const stored = await this.blobs.write(body, { bytesMax: upload.bytesMax, expectedSha256: upload.expectedSha256 });
+    await this.blobReplicas.replicate(stored.sha256, stored.size);
     return this.propose({
       type: 'setBinary',
       path,

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, type ReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { createReadStream, mkdirSync, renameSync, statSync, unlinkSync, utimesSync, type ReadStream } from 'node:fs';
+import { open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 
@@ -11,15 +11,28 @@ export interface StoredBlob {
   readonly size: number;
 }
 
+/** A blob file as the collector sees it: its hash and when it was last written or vouched for. */
+export interface BlobFile {
+  readonly sha256: string;
+  readonly mtimeMs: number;
+}
+
 const sha256Pattern = /^[0-9a-f]{64}$/;
 
 /**
  * Content-addressed binary storage: a blob's file name is its SHA-256, so equal content is stored once and a
  * stored file can be verified against its name. Uploads stream through a temporary file that is fsynced before it
  * is renamed into place, so a crash leaves either no blob or a complete one — never a torn file under a hash.
+ *
+ * A file's modification time is its age for the collector (blobCollector.ts): writing a blob, de-duplicating an
+ * upload against it, or a peer asking whether it is here (touch) makes it young again, so a blob that an entry is
+ * about to reference is never collected. Those steps and the collector's deletion are each one synchronous block,
+ * so they never interleave within the process.
  */
 export class BlobStore {
   private readonly tmpDir: string;
+  /** Writes in progress that vouch for their hash, by that hash (see arriving()). */
+  private readonly writing = new Map<string, Set<Promise<unknown>>>();
 
   private constructor(private readonly root: string) {
     this.tmpDir = join(root, 'tmp');
@@ -29,7 +42,7 @@ export class BlobStore {
     const store = new BlobStore(root);
     // Leftovers in tmp are uploads a crash interrupted; nothing references them.
     await rm(store.tmpDir, { recursive: true, force: true });
-    await mkdir(store.tmpDir, { recursive: true });
+    mkdirSync(store.tmpDir, { recursive: true });
     return store;
   }
 
@@ -43,6 +56,27 @@ export class BlobStore {
    * the source fails; verifies `expectedSha256` when the client sent one.
    */
   async write(source: Readable, options: { bytesMax: number; expectedSha256?: string }): Promise<StoredBlob> {
+    const expected = options.expectedSha256;
+    if (expected === undefined) return this.writeFile(source, options);
+    const promise = this.writeFile(source, options);
+    const set = this.writing.get(expected) ?? new Set();
+    set.add(promise);
+    this.writing.set(expected, set);
+    try {
+      return await promise;
+    } finally {
+      set.delete(promise);
+      if (set.size === 0) this.writing.delete(expected);
+    }
+  }
+
+  /** Settles once every write in progress that vouches for this hash has finished, stored or not. */
+  async arriving(sha256: string): Promise<void> {
+    const set = this.writing.get(sha256);
+    if (set !== undefined) await Promise.allSettled([...set]);
+  }
+
+  private async writeFile(source: Readable, options: { bytesMax: number; expectedSha256?: string }): Promise<StoredBlob> {
     const tmpPath = join(this.tmpDir, `${randomBytes(12).toString('hex')}.part`);
     const hash = createHash('sha256');
     let size = 0;
@@ -71,12 +105,13 @@ export class BlobStore {
       }
       const finalPath = this.pathOf(sha256);
       const dir = join(this.root, sha256.slice(0, 2), sha256.slice(2, 4));
-      const existing = await stat(finalPath).catch(() => undefined);
-      if (existing !== undefined && existing.size === size) {
+      // Synchronous from the check to the rename: the collector cannot delete the file between "it is here" and
+      // "it is young again", nor between the rename and the entry that will reference it (see the class comment).
+      if (keepYoung(finalPath, size)) {
         await rm(tmpPath, { force: true }); // de-duplicated: the same content is already stored
       } else {
-        await mkdir(dir, { recursive: true });
-        await rename(tmpPath, finalPath);
+        mkdirSync(dir, { recursive: true });
+        renameSync(tmpPath, finalPath);
       }
       // Sync the file's directory and its parents on every path, de-duplication included: the file found there
       // may have been renamed in by a concurrent upload (or a run killed before its sync) and not be durable yet.
@@ -98,13 +133,86 @@ export class BlobStore {
   }
 
   async has(sha256: string): Promise<boolean> {
-    return (await stat(this.pathOf(sha256)).catch(() => undefined)) !== undefined;
+    return (await this.size(sha256)) !== undefined;
+  }
+
+  /** The stored blob's size in bytes, or undefined when it is not here. */
+  async size(sha256: string): Promise<number | undefined> {
+    return (await stat(this.pathOf(sha256)).catch(() => undefined))?.size;
+  }
+
+  /**
+   * True when the blob is here, and then makes it young for the collector: a peer that asks before copying a blob
+   * (the master pushing an upload) relies on the answer until the entry that references it is applied.
+   */
+  touch(sha256: string): boolean {
+    const path = this.pathOf(sha256);
+    try {
+      const now = new Date();
+      utimesSync(path, now, now);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+  }
+
+  /** Every stored blob with its age (uploads in progress under tmp/ are not blobs yet). */
+  async *files(): AsyncGenerator<BlobFile> {
+    for (const first of await readdirOrEmpty(this.root)) {
+      if (!/^[0-9a-f]{2}$/.test(first)) continue;
+      for (const second of await readdirOrEmpty(join(this.root, first))) {
+        if (!/^[0-9a-f]{2}$/.test(second)) continue;
+        for (const name of await readdirOrEmpty(join(this.root, first, second))) {
+          if (!sha256Pattern.test(name) || !name.startsWith(first + second)) continue;
+          const info = await stat(join(this.root, first, second, name)).catch(() => undefined);
+          if (info !== undefined) yield { sha256: name, mtimeMs: info.mtimeMs };
+        }
+      }
+    }
+  }
+
+  /**
+   * Deletes the blob if its file is still older than `cutoffMs` (epoch ms), in one synchronous step (see the class
+   * comment). Returns the bytes freed, or null when the blob is gone or young again.
+   */
+  deleteIfOlderThan(sha256: string, cutoffMs: number): number | null {
+    const path = this.pathOf(sha256);
+    try {
+      const info = statSync(path);
+      if (info.mtimeMs >= cutoffMs) return null;
+      unlinkSync(path);
+      return info.size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
   }
 
   /** A stream of the blob's bytes from `start` to `end` inclusive. */
   read(sha256: string, range?: { start: number; end: number }): ReadStream {
     return createReadStream(this.pathOf(sha256), range);
   }
+}
+
+/** True when a complete file of `size` bytes is already stored at `path`; it is then made young (touched). */
+function keepYoung(path: string, size: number): boolean {
+  try {
+    if (statSync(path).size !== size) return false;
+    const now = new Date();
+    utimesSync(path, now, now);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  return readdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [];
+    throw err;
+  });
 }
 
 /**

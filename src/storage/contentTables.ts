@@ -306,6 +306,29 @@ export class ContentTables implements ContentStore {
     return this.page(rows.map(toNode), spec.limit, (n) => ({ value: values.get(n.id) ?? null, id: n.id }));
   }
 
+  /** Every node, by id: a stable order that owes nothing to when or where the rows were written. */
+  *nodesById(): Generator<ContentNode> {
+    for (const row of this.db.prepare('SELECT * FROM nodes ORDER BY id').iterate() as Iterable<NodeRow>) yield toNode(row);
+  }
+
+  /** Every blob the content references, once each, with its size. */
+  blobReferences(): Array<{ sha256: string; size: number }> {
+    return this.db
+      .prepare(
+        `SELECT json_extract(b.value, '$.sha256') AS sha256, max(json_extract(b.value, '$.size')) AS size
+         FROM nodes, json_each(nodes.binaries) AS b GROUP BY 1`,
+      )
+      .all() as Array<{ sha256: string; size: number }>;
+  }
+
+  /** Whether any node references the blob (a scan: for the rare retry, not for every request). */
+  isBlobReferenced(sha256: string): boolean {
+    return (
+      this.db.prepare(`SELECT 1 FROM nodes, json_each(nodes.binaries) AS b WHERE json_extract(b.value, '$.sha256') = ? LIMIT 1`).pluck().get(sha256) !==
+      undefined
+    );
+  }
+
   private page(nodes: ContentNode[], limit: number, cursorOf: (n: ContentNode) => QueryCursor): Page<ContentNode> {
     if (nodes.length <= limit) return { items: nodes };
     const items = nodes.slice(0, limit);

@@ -65,7 +65,7 @@ export function parseRange(text: string | undefined, size: number): { start: num
  *   DELETE /api/v1/binaries/{path}?property=NAME   (If-Match)
  */
 export async function binaryRoutes(app: FastifyInstance): Promise<void> {
-  const { repository, config } = app.conclave;
+  const { repository, config, blobFetcher } = app.conclave;
 
   // In this plugin every body is a raw stream: nothing is parsed or buffered, whatever its content type.
   app.removeAllContentTypeParsers();
@@ -120,10 +120,12 @@ export async function binaryRoutes(app: FastifyInstance): Promise<void> {
     if (range !== undefined) {
       reply.status(206).header('Content-Range', `bytes ${range.start}-${range.end}/${binary.size}`);
     }
-    // Binaries live in each node's blob store; one written through the master is not copied to the other nodes yet
-    // (the replication issue does that). Say so before the headers go out, rather than reset the stream.
-    if (binary.size > 0 && !(await repository.blobs.has(binary.sha256))) {
-      throw new ConclaveError('NOT_READY', 'This binary\'s bytes are not on this node yet; read it through the master.', { sha256: binary.sha256 });
+    // Binaries live in each node's blob store; a replica that applied the entry before the bytes arrived fetches
+    // them from a peer. Wait for that (bounded), and say so before the headers go out rather than reset the stream.
+    if (binary.size > 0 && !(await blobFetcher.awaitBlob(binary.sha256, binary.size, config.replication.blobReadWaitMs))) {
+      throw new ConclaveError('NOT_READY', 'This binary\'s bytes are not on this node yet (they are being fetched from a peer); retry shortly or read it elsewhere.', {
+        sha256: binary.sha256,
+      });
     }
     const length = range === undefined ? binary.size : range.end - range.start + 1;
     reply.header('Content-Length', length);

@@ -4,9 +4,11 @@ import { isPlainObject } from '../../content/mergePatch.js';
 import { votingExclusionsMax, type ClusterState } from '../../core/clusterState.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 import { clusterStatus } from '../../node/clusterStatus.js';
+import { contentDigest } from '../../replication/contentDigest.js';
 
 /**
  *   GET    /api/v1/cluster/status              (read)  the cluster as this node sees it (see clusterStatus.ts)
+ *   GET    /api/v1/cluster/digest              (admin) a digest of this node's content at its applied index
  *   POST   /api/v1/cluster/voting-exclusions   (admin) {"nodes": [name or id, ...]}: leave them out of the vote
  *   DELETE /api/v1/cluster/voting-exclusions   (admin) clear every exclusion
  *
@@ -14,9 +16,22 @@ import { clusterStatus } from '../../node/clusterStatus.js';
  * the master's address. The answer comes once the change is applied here (or after cluster.writeTimeoutMs).
  */
 export async function clusterRoutes(app: FastifyInstance): Promise<void> {
-  const { runtime, config } = app.conclave;
+  const { runtime, config, repository } = app.conclave;
 
   app.get('/api/v1/cluster/status', { config: { permission: 'read' } }, async () => clusterStatus(runtime));
+
+  app.get('/api/v1/cluster/digest', { config: { permission: 'admin' } }, async () => {
+    // One synchronous step (SQLite reads are synchronous; entries are applied synchronously too): no entry is
+    // applied while it runs, so the digest is exactly that of appliedIndex. A large repository holds the event
+    // loop for as long; this is an operator's check, not a hot path.
+    const appliedIndex = runtime.appliedIndex;
+    const { digest, counts } = contentDigest(repository.content.nodesById(), repository.content.users());
+    const references = repository.content.blobReferences();
+    let blobsMissing = 0;
+    for (const { sha256, size } of references) if (size > 0 && !(await repository.blobs.has(sha256))) blobsMissing++;
+    const self = runtime.self();
+    return { node: self.name, nodeId: self.id, appliedIndex, digest, counts, blobsMissing };
+  });
 
   app.post('/api/v1/cluster/voting-exclusions', { config: { permission: 'admin' } }, async (request) => {
     const body = request.body;

@@ -1,0 +1,92 @@
+import { createHash } from 'node:crypto';
+
+import type { ContentNode, JsonValue, User } from '../content/model.js';
+import { invariant } from '../errors/catalogue.js';
+
+/**
+ * A digest of the replicated content: two nodes that applied the same journal prefix produce byte-identical
+ * digests, and any difference in what they serve changes it. It is computed over a canonical encoding, so nothing
+ * local — the order rows were written in, rowids, the key order SQLite's JSON happened to keep, when an entry was
+ * applied — enters it:
+ *
+ *   "conclave-content-digest-v1\n"
+ *   one line per node, by id:   ["node", id, path, name, parentId, position, type, properties, binaries, version,
+ *                                createdAt, createdBy, modifiedAt, modifiedBy]
+ *   one line per user, by name: ["user", name, passwordHash, roles (sorted), version, createdAt, modifiedAt]
+ *
+ * ids and names in UTF-8 byte order (SQLite's), each line canonical JSON (object keys sorted by UTF-16 code units,
+ * no white space) and a newline; binaries are their references {sha256, size, contentType}, by property name.
+ * Times and authors are carried by the journal's commands, so they are the same on every node.
+ */
+export const contentDigestVersion = 'conclave-content-digest-v1';
+
+export interface ContentDigest {
+  readonly digest: string;
+  readonly counts: { readonly nodes: number; readonly users: number; readonly binaryReferences: number; readonly blobs: number };
+}
+
+/**
+ * Nodes must come by ascending id and users by ascending name, comparing UTF-8 bytes as SQLite's ORDER BY does
+ * (checked): the order is part of the encoding.
+ */
+export function contentDigest(nodes: Iterable<ContentNode>, users: Iterable<User>): ContentDigest {
+  const hash = createHash('sha256');
+  hash.update(`${contentDigestVersion}\n`);
+  let nodeCount = 0;
+  let userCount = 0;
+  let binaryReferences = 0;
+  const blobs = new Set<string>();
+  let previous: string | null = null;
+  for (const node of nodes) {
+    invariant(previous === null || utf8Before(previous, node.id), 'nodes are digested by ascending id');
+    previous = node.id;
+    const binaries: Record<string, JsonValue> = {};
+    for (const [name, ref] of Object.entries(node.binaries)) {
+      binaries[name] = { sha256: ref.sha256, size: ref.size, contentType: ref.contentType };
+      blobs.add(ref.sha256);
+      binaryReferences++;
+    }
+    const line: JsonValue = [
+      'node',
+      node.id,
+      node.path,
+      node.name,
+      node.parentId,
+      node.position,
+      node.type,
+      node.properties,
+      binaries,
+      node.version,
+      node.createdAt,
+      node.createdBy,
+      node.modifiedAt,
+      node.modifiedBy,
+    ];
+    hash.update(`${canonicalJson(line)}\n`);
+    nodeCount++;
+  }
+  previous = null;
+  for (const user of users) {
+    invariant(previous === null || utf8Before(previous, user.name), 'users are digested by ascending name');
+    previous = user.name;
+    const line: JsonValue = ['user', user.name, user.passwordHash, [...user.roles].sort(), user.version, user.createdAt, user.modifiedAt];
+    hash.update(`${canonicalJson(line)}\n`);
+    userCount++;
+  }
+  return { digest: hash.digest('hex'), counts: { nodes: nodeCount, users: userCount, binaryReferences, blobs: blobs.size } };
+}
+
+/** JSON with object keys sorted (by UTF-16 code units, as JavaScript compares strings) and no white space. */
+export function canonicalJson(value: JsonValue): string {
+  if (value === null || typeof value !== 'object') {
+    invariant(typeof value !== 'number' || Number.isFinite(value), 'JSON numbers are finite');
+    return JSON.stringify(value);
+  }
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const keys = Object.keys(value).sort();
+  return `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalJson(value[key]!)}`).join(',')}}`;
+}
+
+function utf8Before(a: string, b: string): boolean {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')) < 0;
+}
