@@ -118,6 +118,14 @@ program
       process.exit(1);
     }
     let signals = 0;
+    if (config.cluster.joinTimeoutMs > 0) {
+      node.awaitCluster(config.cluster.joinTimeoutMs).catch((err: unknown) => {
+        const code = isConclaveError(err) ? err.code : 'CLUSTER_JOIN_TIMEOUT';
+        log.fatal({ err, code }, (err as Error).message);
+        process.stderr.write(`conclave: ${(err as Error).message}\n`);
+        void node.stop().finally(() => process.exit(3));
+      });
+    }
     const shutdown = (signal: string) => {
       signals++;
       if (signals > 1) {

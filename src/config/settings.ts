@@ -33,6 +33,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'cluster.heartbeatIntervalTicks', kind: 'int', schema: int(1, 1000).default(2), doc: 'Ticks between the master\'s heartbeats; well below the election timeout.' },
   { key: 'cluster.nodeFailureTimeoutMs', kind: 'int', schema: int(100, 600_000).default(3000), doc: 'A member silent this long leaves the in-sync set and no longer counts as live for the voting configuration.' },
   { key: 'cluster.publishTimeoutMs', kind: 'int', schema: int(100, 600_000).default(30_000), doc: 'The master waits at most this long for in-sync nodes to apply a cluster-state change before the next.' },
+  { key: 'cluster.joinTimeoutMs', kind: 'int', schema: int(0, 86_400_000).default(300_000), doc: 'A node that was a member of a multi-node cluster and sees no master this long after it starts exits (code 3) with the choices it has; 0 waits forever.' },
   { key: 'cluster.readConsistency', kind: 'enum', schema: z.enum(['sequential', 'linearizable', 'stale']).default('sequential'), doc: 'Default read mode (a request may ask for another with ?consistency= or X-Conclave-Consistency): sequential sees every acknowledged write, linearizable confirms with the master, stale is whatever this node has.' },
   { key: 'cluster.readIndexTimeoutMs', kind: 'int', schema: int(100, 600_000).default(5000), doc: 'How long a linearizable read (or a sequential one on a node without a read lease) waits for the master to confirm before CLUSTER_NO_MASTER.' },
   { key: 'cluster.readIndexWaitersMax', kind: 'int', schema: int(1, 1_000_000).default(4096), doc: 'Reads waiting for the master\'s confirmation at once; more are refused with OVERLOADED.' },
@@ -114,6 +115,7 @@ export interface Config {
     heartbeatIntervalTicks: number;
     nodeFailureTimeoutMs: number;
     publishTimeoutMs: number;
+    joinTimeoutMs: number;
     readConsistency: 'sequential' | 'linearizable' | 'stale';
     readIndexTimeoutMs: number;
     readIndexWaitersMax: number;

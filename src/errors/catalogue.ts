@@ -46,6 +46,7 @@ export const errorCatalogue = {
   MASTER_CHANGED: { status: 503, retryable: true, summary: 'The master changed before the write committed; it was not applied. Retry.' },
   WRITE_OUTCOME_UNKNOWN: { status: 504, retryable: false, summary: 'The write was not applied within cluster.writeTimeoutMs; it may still be. Read before retrying.' },
   BLOB_NOT_REPLICATED: { status: 503, retryable: true, summary: 'An upload could not be copied to a quorum of the voting nodes in time; nothing was stored. Retry.' },
+  CLUSTER_JOIN_TIMEOUT: { status: 503, retryable: false, summary: 'A node that was clustered found no master within cluster.joinTimeoutMs; it stops rather than serve stale data alone.' },
   NOT_READY: { status: 503, retryable: true, summary: 'This node has not joined its cluster or caught up yet; retry shortly or use another node.' },
 
   // The server cannot take the request now.

@@ -94,6 +94,13 @@ interface ReadIndexBatch {
 /** After a pause (SIGSTOP, a blocked event loop) at most this many missed ticks are delivered at once: more than
  * any lease or election timeout needs to run out, few enough not to flood peers with heartbeats. */
 const catchUpTicksMax = 1000;
+/** Discarded entries listed one by one in the log; the count covers the rest. */
+const discardedSampleMax = 20;
+
+function describeCommand(command: Command): string {
+  const target = 'path' in command ? command.path : 'from' in command ? command.from : 'name' in command ? command.name : '';
+  return `${command.type}${target !== '' ? ` ${target}` : ''}`;
+}
 
 const cryptoRandom = { nextInt: (bound: number) => randomInt(bound) };
 
@@ -181,6 +188,7 @@ export class ClusterRuntime {
       invariant(ready.snapshot === undefined, 'snapshot installs are not supported by this runtime yet (no node compacts)');
       if (ready.bootstrapView !== undefined) this.journal.saveBootstrapView(ready.bootstrapView);
       if (ready.hardState !== undefined) this.journal.saveHardState(ready.hardState);
+      if (ready.entries.length > 0 && ready.snapshot === undefined) this.reportDiscarded(ready.entries[0]!.index);
       this.journal.write(ready.entries);
       invariant(ready.committed.length === 0 || ready.committed[0]!.index === this.appliedIndexValue + 1, 'committed entries handed out twice');
       const outcomes = ready.committed.map((entry) => this.applyEntry(entry));
@@ -527,6 +535,24 @@ export class ClusterRuntime {
       this.lastSoft = soft;
       for (const listener of this.listeners) listener();
     }
+  }
+
+  /**
+   * Entries about to be replaced were never committed (the core never truncates what it knows committed), so no
+   * client was ever told they succeeded: typically a former master's tail that only it had. Say exactly what goes.
+   */
+  private reportDiscarded(fromIndex: number): void {
+    const count = this.journal.countFrom(fromIndex);
+    if (count === 0) return;
+    const sample = this.journal.read(fromIndex, discardedSampleMax).map((entry) => {
+      const payload = entry.payload;
+      const what = payload.kind === 'command' ? describeCommand(payload.data as Command) : payload.kind;
+      return `${entry.index}/${entry.term} ${what}`;
+    });
+    this.log.warn(
+      { fromIndex, toIndex: fromIndex + count - 1, count, entries: sample },
+      `discarding ${count} journal entr${count === 1 ? 'y' : 'ies'} from index ${fromIndex} that never committed (no client was told they succeeded); the master's entries replace them`,
+    );
   }
 
   /** A refused join is the operator's to fix: say what and how, once per change of answer. */

@@ -193,6 +193,40 @@ export class ConclaveNode {
     return this.replication.collector.collect();
   }
 
+  /**
+   * For a node that was a member of a multi-node cluster: resolves once it sees a master; rejects with
+   * CLUSTER_JOIN_TIMEOUT (and a message listing the operator's choices) if none appears within `timeoutMs`. A
+   * quorum could never let it become master alone anyway; this makes the wait visible and ends it, rather than
+   * leaving a node up that silently serves stale reads forever (CRX's clustered.txt check, done by the journal).
+   */
+  async awaitCluster(timeoutMs: number): Promise<void> {
+    const self = this.runtime.self().id;
+    const others = this.runtime.clusterState().nodes.filter((n) => n.id !== self);
+    if (others.length === 0 || this.runtime.softState().master !== null) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        unsubscribe();
+        const voters = [...this.runtime.softState().configuration.current].map((id) => others.find((n) => n.id === id)?.name ?? (id === self ? this.config.node.name : id));
+        reject(
+          new ConclaveError(
+            'CLUSTER_JOIN_TIMEOUT',
+            `This node was a member of cluster "${this.config.cluster.name}" with ${others.map((n) => n.name).join(', ')}, and found no master within ${timeoutMs} ms. ` +
+              `It does not act alone on data that may be stale. Choices: start the other nodes (a majority of the voters ${voters.join(', ')} must be up); ` +
+              'check that --seed names them and that the cluster name and secret match; if they are gone for good, run `conclave node unsafe-bootstrap` ' +
+              'on the most up-to-date survivor (it loses what only the others had); or run `conclave node detach-cluster` on this node to join it to another cluster.',
+            { timeoutMs },
+          ),
+        );
+      }, timeoutMs);
+      const unsubscribe = this.runtime.onChange(() => {
+        if (this.runtime.softState().master === null) return;
+        clearTimeout(timer);
+        unsubscribe();
+        resolve();
+      });
+    });
+  }
+
   /** Resolves once the repository exists here and this node is the master (the state of a cluster of one). */
   async awaitWritable(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;

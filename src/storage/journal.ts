@@ -36,6 +36,7 @@ export class JournalStore {
   private readonly truncate;
   private readonly selectFrom;
   private readonly selectLast;
+  private readonly countFromIndex;
   private readonly upsertMeta;
 
   constructor(private readonly db: Db) {
@@ -45,6 +46,7 @@ export class JournalStore {
     this.truncate = db.prepare('DELETE FROM journal WHERE idx >= ?');
     this.selectFrom = db.prepare('SELECT idx, term, payload, checksum FROM journal WHERE idx >= ? ORDER BY idx LIMIT ?');
     this.selectLast = db.prepare('SELECT idx FROM journal ORDER BY idx DESC LIMIT 1');
+    this.countFromIndex = db.prepare('SELECT COUNT(*) AS n FROM journal WHERE idx >= ?');
   }
 
   lastIndex(): number {
@@ -59,6 +61,11 @@ export class JournalStore {
       const payload = encodePayload(entry.payload);
       this.insert.run(entry.index, entry.term, payload, entryChecksum(entry.index, entry.term, payload));
     }
+  }
+
+  /** How many entries from `fromIndex` on a write would replace (0 when it only appends). */
+  countFrom(fromIndex: number): number {
+    return (this.countFromIndex.get(fromIndex) as { n: number }).n;
   }
 
   /** Reads up to `countMax` entries from `fromIndex`, verifying each checksum. */

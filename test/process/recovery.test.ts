@@ -20,6 +20,19 @@ test('unsafe-bootstrap a survivor of a lost quorum; detach-cluster lets an old m
     const oldUuid = (await cluster.status('n1')).clusterUuid;
     await cluster.kill('n1', 'n2', 'n3');
 
+    // A former member started alone never acts on its own: it waits for a master, then exits and says why.
+    const lone = cluster.node('n2');
+    lone.env = { ...lone.env, CONCLAVE_CLUSTER_JOIN_TIMEOUT_MS: '1500' };
+    await cluster.start('n2');
+    const exitCode = await lone.process!.exited;
+    const output = cluster.output('n2');
+    lone.process = null;
+    lone.env = {};
+    assert.equal(exitCode, 3, output);
+    assert.match(output, /CLUSTER_JOIN_TIMEOUT/);
+    assert.match(output, /found no master within 1500 ms/);
+    assert.match(output, /unsafe-bootstrap/);
+
     // Refused without confirmation when nobody can be asked.
     const unconfirmed = await runConclave(['node', 'unsafe-bootstrap', '--data', cluster.node('n1').dir]);
     assert.equal(unconfirmed.code, 1);
