@@ -5,8 +5,8 @@ import type { FastifyInstance } from 'fastify';
  *
  *   /health/live      200 while the process runs
  *   /health/ready     200 once the node is in a cluster with a master, holds the repository and is in sync
- *   /health/writable  200 when this node takes writes now (the master; replicas answer NOT_MASTER until writes
- *                     are forwarded)
+ *   /health/writable  200 when this node takes writes now: the master, or a replica that knows the master and
+ *                     forwards writes to it (cluster.coordinatorMode CUD or ALL)
  *   /health/master    200 only on the master: what a DNS or load-balancer failover checks
  */
 export async function healthRoutes(app: FastifyInstance): Promise<void> {
@@ -40,8 +40,12 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
     return runtime.softState().role === 'master' && roles.masterEligible && !roles.votingOnly;
   };
   app.get('/health/writable', async (_request, reply) => {
-    const writable = !context.closing && isWritingMaster() && repository.isBootstrapped && !runtime.persistFailing;
-    return reply.status(writable ? 200 : 503).send({ status: writable ? 'writable' : 'not-writable' });
+    const master = isWritingMaster();
+    const forwards = !master && runtime.softState().master !== null && context.config.cluster.coordinatorMode !== 'DISABLED';
+    const writable = !context.closing && repository.isBootstrapped && (master ? !runtime.persistFailing : forwards);
+    return reply
+      .status(writable ? 200 : 503)
+      .send({ status: writable ? 'writable' : 'not-writable', ...(writable ? { via: master ? 'master' : 'forwarding' } : {}) });
   });
   app.get('/health/master', async (_request, reply) => {
     const master = isWritingMaster();
