@@ -203,15 +203,10 @@ describe('request coordinator on 3 processes', () => {
     const index = String(upload.headers['x-conclave-index']);
     const meta = await call(replica, 'GET', '/api/v1/content/bin', { headers: { 'x-conclave-min-index': index } });
     assert.deepEqual((meta.body['binaries'] as Record<string, unknown>)['file'], { sha256, size: chunks * MiB, contentType: 'application/octet-stream' });
+    // Acknowledged means applied by every in-sync node, and the bytes follow the entry (fetched if not pushed).
     const fromReplica = await request(`${cluster.url(replica)}/api/v1/binaries/bin?property=file`, { headers: { authorization: processAuth } });
-    if (fromReplica.statusCode === 200) {
-      assert.deepEqual(await sha256Of(fromReplica.body), { sha256, size: chunks * MiB });
-    } else {
-      // Until blob replication copies the bytes to every node, a replica says it lacks them (NOT_READY), never
-      // serves other bytes. TODO(blob replication): require 200 here.
-      assert.equal(fromReplica.statusCode, 503);
-      assert.equal(((await fromReplica.body.json()) as Answer['body']).error?.code, 'NOT_READY');
-    }
+    assert.equal(fromReplica.statusCode, 200);
+    assert.deepEqual(await sha256Of(fromReplica.body), { sha256, size: chunks * MiB });
   });
 
   test('X-Conclave-Direct and X-Conclave-Forwarded-From make a replica answer itself: NOT_MASTER naming the master', async () => {
