@@ -127,6 +127,7 @@ export class ClusterCoordinator {
   private masterSinceTick = 0;
   private publication: Publication | null = null;
   private readonly pendingJoins = new Map<string, JoinRequest>();
+  private memberCheck: { state: ClusterState | null; self: NodeDescriptor | null; current: boolean } = { state: null, self: null, current: false };
   /** The index at which each member last entered the in-sync set, as applied here (see updateLeaseHolders). */
   private readonly inSyncAddedAt = new Map<string, number>();
   private readonly pendingOperatorChanges: ClusterChange[] = [];
@@ -339,8 +340,12 @@ export class ClusterCoordinator {
 
   /** A member, and described in the cluster state as it describes itself now. */
   private isCurrentMember(): boolean {
-    const member = this.state.nodes.find((n) => n.id === this.self.id);
-    return member !== undefined && JSON.stringify(member) === JSON.stringify(this.self);
+    // Asked at every tick: remembered per (state, descriptor) pair, both immutable objects.
+    if (this.memberCheck.state !== this.state || this.memberCheck.self !== this.self) {
+      const member = this.state.nodes.find((n) => n.id === this.self.id);
+      this.memberCheck = { state: this.state, self: this.self, current: member !== undefined && JSON.stringify(member) === JSON.stringify(this.self) };
+    }
+    return this.memberCheck.current;
   }
 
   private hasJournal(): boolean {
