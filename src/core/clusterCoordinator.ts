@@ -519,7 +519,7 @@ export class ClusterCoordinator {
     if (this.ticks - publication.proposedAtTick >= this.options.publishTimeoutTicks) return true;
     // Nodes still catching up (not in sync) do not hold the cluster back: they apply the change when they get there.
     for (const [id, follower] of this.core.followerStates()) {
-      const reachable = follower.silentTicks < this.options.core.electionTimeoutTicks;
+      const reachable = follower.ackSeq > 0 && follower.silentTicks < this.options.core.electionTimeoutTicks;
       if (reachable && this.state.inSync.includes(id) && follower.appliedIndex < publication.index) return false;
     }
     return true;
@@ -537,7 +537,13 @@ export class ClusterCoordinator {
     if (state.clusterUuid === null) {
       return { type: 'formed', clusterName: this.options.clusterName, clusterUuid: this.newUuid(), master: self };
     }
-    const failed = state.inSync.filter((id) => !this.isLive(id, this.options.inSyncTimeoutTicks));
+    // A member that has not answered a new master at all within a few heartbeats is taken out at once rather than
+    // after the in-sync timeout: typically the previous master, just killed. Writes would wait for it meanwhile,
+    // and it holds no lease from this master, so no read depends on it (lease.ts). If it is merely slow, it is put
+    // back as soon as it has caught up.
+    const unanswered = (id: string) =>
+      id !== self.id && this.ticks - this.masterSinceTick > this.options.core.heartbeatIntervalTicks + 1 && (this.core.followerStates().get(id)?.ackSeq ?? 0) === 0;
+    const failed = state.inSync.filter((id) => !this.isLive(id, this.options.inSyncTimeoutTicks) || unanswered(id));
     if (failed.length > 0) return { type: 'inSyncChanged', added: [], removed: failed };
     for (const [id, request] of this.pendingJoins) {
       this.pendingJoins.delete(id);

@@ -113,6 +113,8 @@ export interface FollowerState {
   readonly matchIndex: number;
   readonly appliedIndex: number;
   readonly silentTicks: number;
+  /** Numbers the latest append the follower answered; 0 while it has not answered this master at all. */
+  readonly ackSeq: number;
 }
 
 const emptyConfiguration: JointConfiguration = { current: new Set() };
