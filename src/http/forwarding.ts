@@ -76,6 +76,8 @@ export interface MasterView {
   clusterState(): { readonly nodes: readonly NodeDescriptor[] };
   self(): Pick<NodeDescriptor, 'id' | 'name'>;
   readonly persistFailing: boolean;
+  /** Called whenever the master this node knows may have changed; returns an unsubscribe function. */
+  onChange?(listener: () => void): () => void;
 }
 
 export interface ForwardingOptions {
@@ -169,6 +171,9 @@ function errorCodeOf(err: unknown): string {
 export class RequestForwarder {
   private readonly agent: Agent;
   private inFlight = 0;
+  /** Forwards under way, by the master they went to: given up when that node stops being the master. */
+  private readonly underway = new Map<string, Set<AbortController>>();
+  private readonly unsubscribe: () => void;
 
   constructor(
     private readonly view: MasterView,
@@ -180,6 +185,19 @@ export class RequestForwarder {
       headersTimeout: options.responseTimeoutMs,
       bodyTimeout: options.bodyIdleTimeoutMs,
     });
+    // A master that was paused or cut off may never answer what it was sent: once another is known, waiting the
+    // whole response timeout for it only holds the client and a forwarding slot (found by the SIGSTOP failover
+    // bench: every slot was held by the stopped master and nothing reached the new one).
+    this.unsubscribe = view.onChange?.(() => this.abandonFormerMasters()) ?? (() => undefined);
+  }
+
+  private abandonFormerMasters(): void {
+    const current = this.view.softState().master;
+    for (const [masterId, controllers] of this.underway) {
+      if (masterId === current) continue;
+      this.underway.delete(masterId);
+      for (const controller of controllers) controller.abort(new MasterChangedWhileForwarding());
+    }
   }
 
   static fromConfig(view: MasterView, config: Config): RequestForwarder {
@@ -266,6 +284,9 @@ export class RequestForwarder {
       if (!reply.sent) abort.abort();
     };
     reply.raw.once('close', onClientGone);
+    const underway = this.underway.get(master.id) ?? new Set<AbortController>();
+    this.underway.set(master.id, underway);
+    underway.add(abort);
 
     const self = this.view.self().name;
     let response;
@@ -281,7 +302,9 @@ export class RequestForwarder {
     } catch (err) {
       reply.raw.off('close', onClientGone);
       release();
-      throw forwardFailure(err, master, request.method, this.options.responseTimeoutMs);
+      throw forwardFailure(abort.signal.reason instanceof MasterChangedWhileForwarding ? abort.signal.reason : err, master, request.method, this.options.responseTimeoutMs);
+    } finally {
+      underway.delete(abort);
     }
     void reply.status(response.statusCode);
     for (const [name, value] of Object.entries(endToEndHeaders(response.headers))) void reply.header(name, value);
@@ -295,6 +318,7 @@ export class RequestForwarder {
 
   /** Ends the connections to the master; called once the HTTP server no longer has requests in flight. */
   async close(): Promise<void> {
+    this.unsubscribe();
     await this.agent.destroy();
   }
 
@@ -330,6 +354,11 @@ function unknownAddress(master: MasterRef): ConclaveError {
   );
 }
 
+/** Why a forward was given up: the node it went to is no longer the master. */
+class MasterChangedWhileForwarding extends Error {
+  readonly code = 'MASTER_CHANGED_WHILE_FORWARDING';
+}
+
 function forwardFailure(err: unknown, master: MasterRef, method: string, responseTimeoutMs: number): ConclaveError {
   const code = errorCodeOf(err);
   const where = `the master ${master.name} at ${master.httpUrl}`;
@@ -339,7 +368,12 @@ function forwardFailure(err: unknown, master: MasterRef, method: string, respons
       cause: code,
     });
   }
-  const what = code === 'UND_ERR_HEADERS_TIMEOUT' ? `did not answer within ${responseTimeoutMs} ms` : `failed after the request was sent (${code})`;
+  const what =
+    code === 'UND_ERR_HEADERS_TIMEOUT'
+      ? `did not answer within ${responseTimeoutMs} ms`
+      : err instanceof MasterChangedWhileForwarding
+        ? 'was given up: another node became master meanwhile'
+        : `failed after the request was sent (${code})`;
   if (!isWriteMethod(method)) {
     return new ConclaveError('MASTER_UNREACHABLE', `The forward to ${where} ${what}. Retry shortly.`, { ...masterDetails(master), cause: code });
   }
