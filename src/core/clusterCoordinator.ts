@@ -200,7 +200,13 @@ export class ClusterCoordinator {
     invariant(message.to === this.self.id, `message for ${message.to} delivered to ${this.self.id}`);
     if (isCoreMessage(message)) {
       this.core.step(message);
-      if (message.type === 'appendResponse') this.updateLeaseHolders();
+      if (message.type === 'appendResponse') {
+        // The answer may complete a publication: start the next change now rather than at the next tick (after a
+        // failover, taking the old master out of the in-sync set is what lets writes be acknowledged again).
+        const soft = this.core.softState();
+        if (soft.role === 'master' && this.publication !== null && this.masterTerm === soft.term) this.masterDuties(soft);
+        this.updateLeaseHolders();
+      }
       return;
     }
     switch (message.type) {
@@ -542,7 +548,7 @@ export class ClusterCoordinator {
     // and it holds no lease from this master, so no read depends on it (lease.ts). If it is merely slow, it is put
     // back as soon as it has caught up.
     const unanswered = (id: string) =>
-      id !== self.id && this.ticks - this.masterSinceTick > this.options.core.heartbeatIntervalTicks + 1 && (this.core.followerStates().get(id)?.ackSeq ?? 0) === 0;
+      id !== self.id && this.ticks - this.masterSinceTick >= this.options.core.heartbeatIntervalTicks && (this.core.followerStates().get(id)?.ackSeq ?? 0) === 0;
     const failed = state.inSync.filter((id) => !this.isLive(id, this.options.inSyncTimeoutTicks) || unanswered(id));
     if (failed.length > 0) return { type: 'inSyncChanged', added: [], removed: failed };
     for (const [id, request] of this.pendingJoins) {
