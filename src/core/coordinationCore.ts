@@ -219,7 +219,8 @@ export class CoordinationCore {
     this.unstableFromIndex = this.lastIndex() + 1;
     this.refreshConfiguration();
     this.resetElectionTimer();
-    this.clockEpoch = options.random.nextInt(0x4000_0000) * 0x4000_0000 + options.random.nextInt(0x4000_0000);
+    // 52 random bits: a safe integer, exact through msgpack and JSON.
+    this.clockEpoch = options.random.nextInt(0x400_0000) * 0x400_0000 + options.random.nextInt(0x400_0000);
   }
 
   // ---------------------------------------------------------------- inputs

@@ -647,6 +647,11 @@ export class ClusterRuntime {
     const batch = this.readBatches.get(id);
     if (batch === undefined) return; // timed out meanwhile
     this.readBatches.delete(id);
-    this.settleReadBatch(batch, index ?? this.refusal('notMaster', this.coordinator.softState().master));
+    // Null: the node asked could not confirm (it stopped being master, or holds too many reads). A read is safe to
+    // retry anywhere, so it is a retryable refusal, not a write's NOT_MASTER redirect.
+    this.settleReadBatch(
+      batch,
+      index ?? new ConclaveError('CLUSTER_NO_MASTER', 'The master could not confirm the read (it stepped down or is overloaded); retry shortly, or read with consistency=stale.'),
+    );
   }
 }
