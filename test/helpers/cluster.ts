@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 import { freePort } from './ports.js';
 import { processAuth, startNodeProcess, type NodeProcess } from './process.js';
 import { tempDir, waitFor } from './tmp.js';
@@ -38,9 +40,28 @@ export interface ClusterStatusBody {
   authoritative: boolean;
 }
 
+/** GET /api/v1/cluster/digest (src/replication/contentDigest.ts). */
+export interface DigestAnswer {
+  node: string;
+  nodeId: string;
+  appliedIndex: number;
+  digest: string;
+  counts: { nodes: number; users: number; binaryReferences: number; blobs: number };
+  blobsMissing: number;
+}
+
+/** The scheduler state of a process (Linux /proc/PID/stat): 'T' once SIGSTOP took effect. */
+function processState(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name is in parentheses and may contain spaces: the state follows the last ')'.
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+}
+
 export class ProcessCluster {
   readonly nodes = new Map<string, ClusterNodeHandle>();
   private readonly tmp = tempDir('conclave-cluster-');
+  /** Nodes under SIGSTOP: they accept connections but never answer, so helpers that ask every node skip them. */
+  private readonly paused = new Set<string>();
 
   /**
    * Declares nodes (not started): `args(name)` gives each node's extra flags (bootstrap, roles…), `env(name)` its
@@ -100,7 +121,38 @@ export class ProcessCluster {
       node.process.child.kill('SIGKILL');
       await node.process.exited;
       node.process = null;
+      this.paused.delete(name);
     }
+  }
+
+  /**
+   * SIGSTOP: the process freezes with its sockets open (peers see silence, not a closed connection). Returns once
+   * the kernel reports it stopped. Whatever peers send it meanwhile waits in its socket buffers and is read after
+   * `resume`.
+   */
+  async pause(...names: string[]): Promise<void> {
+    for (const name of names) {
+      const child = this.running(name).child;
+      child.kill('SIGSTOP');
+      this.paused.add(name);
+      await waitFor(`${name} to be stopped`, () => (processState(child.pid!) === 'T' ? true : undefined), 5000);
+    }
+  }
+
+  /** SIGCONT of a paused node; returns once it runs again. */
+  async resume(...names: string[]): Promise<void> {
+    for (const name of names) {
+      const child = this.running(name).child;
+      child.kill('SIGCONT');
+      await waitFor(`${name} to run again`, () => (processState(child.pid!) !== 'T' ? true : undefined), 5000);
+      this.paused.delete(name);
+    }
+  }
+
+  private running(name: string): NodeProcess {
+    const proc = this.node(name).process;
+    if (proc === null) throw new Error(`${name} is not running`);
+    return proc;
   }
 
   async stopAll(): Promise<void> {
@@ -133,13 +185,64 @@ export class ProcessCluster {
     return { status: res.status, body: (await res.json()) as { error?: { code: string } } };
   }
 
+  /** A node's content digest at its applied index. */
+  async digest(name: string): Promise<DigestAnswer> {
+    const res = await this.get(name, '/api/v1/cluster/digest');
+    if (res.status !== 200) throw new Error(`digest of ${name}: ${res.status} ${JSON.stringify(res.body)}`);
+    return res.body as DigestAnswer;
+  }
+
+  /**
+   * Waits until the named nodes (default: every running one) answer their digests at one applied index with every
+   * blob present, and returns the answers (equal or not: comparing them is the caller's assertion). A digest holds
+   * a node's event loop while it hashes the whole repository, so digests are asked for only once the master's
+   * status shows the nodes at one applied index, not in a tight loop.
+   */
+  async settledDigests(names?: readonly string[], timeoutMs = 20_000): Promise<DigestAnswer[]> {
+    const which = names ?? [...this.nodes.values()].filter((n) => n.process !== null && !this.paused.has(n.name)).map((n) => n.name);
+    return waitFor(
+      `${which.join(', ')} to answer their digests at one applied index`,
+      async () => {
+        const status = await this.status(await this.master(timeoutMs));
+        const applied = which.map((name) => status.nodes.find((n) => n.name === name)?.appliedIndex ?? null);
+        if (applied.includes(null) || new Set(applied).size !== 1) return undefined;
+        const answers = await Promise.all(which.map((name) => this.digest(name)));
+        return new Set(answers.map((a) => a.appliedIndex)).size === 1 && answers.every((a) => a.blobsMissing === 0) ? answers : undefined;
+      },
+      timeoutMs,
+    );
+  }
+
+  /**
+   * Waits until the master lists every running node as a member that is up, in sync, and has applied as far as the
+   * master itself; returns the master's name and its status.
+   */
+  async caughtUp(timeoutMs = 30_000): Promise<{ master: string; status: ClusterStatusBody }> {
+    const running = [...this.nodes.values()].filter((n) => n.process !== null && !this.paused.has(n.name)).map((n) => n.name);
+    return waitFor(
+      `${running.join(', ')} to be in sync with the master and caught up`,
+      async () => {
+        const master = await this.master(timeoutMs);
+        const status = await this.status(master);
+        const own = status.nodes.find((n) => n.name === master);
+        if (own === undefined || own.appliedIndex === null) return undefined;
+        const ok = running.every((name) => {
+          const node = status.nodes.find((n) => n.name === name);
+          return node !== undefined && node.status === 'up' && node.inSync && node.appliedIndex === own.appliedIndex;
+        });
+        return ok ? { master, status } : undefined;
+      },
+      timeoutMs,
+    );
+  }
+
   /** The name of the node that is master according to a running node that answers authoritatively. */
   async master(timeoutMs = 15_000): Promise<string> {
     return waitFor(
       'a master',
       async () => {
         for (const [name, node] of this.nodes) {
-          if (node.process === null) continue;
+          if (node.process === null || this.paused.has(name)) continue;
           const health = await fetch(`${this.url(name)}/health/master`).catch(() => null);
           if (health?.status === 200) return name;
         }
