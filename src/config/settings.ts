@@ -56,7 +56,13 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'storage.groupCommitEntriesMax', kind: 'int', schema: int(1, 100_000).default(512), doc: 'Most journal entries committed in one fsynced transaction.' },
   { key: 'storage.groupCommitBytesMax', kind: 'int', schema: int(64 * KiB, 1 * GiB).default(8 * MiB), doc: 'Most encoded bytes committed in one transaction.' },
   { key: 'storage.writeQueueEntriesMax', kind: 'int', schema: int(1, 1_000_000).default(10_000), doc: 'Most writes waiting for a commit; more are refused with OVERLOADED.' },
+  { key: 'storage.compactionEntriesMin', kind: 'int', schema: int(1, 100_000_000).default(10_000), doc: 'Write a snapshot and compact the journal once this many applied entries are above the latest snapshot.' },
+  { key: 'storage.journalRetainEntries', kind: 'int', schema: int(0, 100_000_000).default(1000), doc: 'Applied entries kept in the journal after a compaction, so a follower that lags a little catches up from the journal, not by a snapshot.' },
   { key: 'storage.writeQueueBytesMax', kind: 'int', schema: int(1 * MiB, 16 * GiB).default(64 * MiB), doc: 'Most encoded bytes of writes waiting for a commit; more are refused with OVERLOADED.' },
+  { key: 'replication.snapshotTransfersMax', kind: 'int', schema: int(1, 64).default(2), doc: 'Snapshot downloads this node serves at once; more are refused with OVERLOADED (the follower retries).' },
+  { key: 'replication.snapshotChunkBytes', kind: 'int', schema: int(4 * KiB, 16 * MiB).default(1 * MiB), doc: 'Bytes read from a snapshot file at a time while serving it.' },
+  { key: 'replication.snapshotBytesPerSecondMax', kind: 'int', schema: int(0, Number.MAX_SAFE_INTEGER).default(0), doc: 'Pace of each snapshot transfer this node serves, in bytes per second (0: as fast as the network goes).' },
+  { key: 'replication.snapshotTransferTimeoutMs', kind: 'int', schema: int(1000, 3_600_000).default(30_000), doc: 'A snapshot download that receives no byte for this long is broken off and resumed.' },
   { key: 'content.binaryBytesMax', kind: 'int', schema: int(1, Number.MAX_SAFE_INTEGER).default(1 * GiB), doc: 'Largest binary upload, in bytes.' },
   { key: 'content.pageSizeDefault', kind: 'int', schema: int(1, 10_000).default(50), doc: 'Page size of queries and child listings when none is asked for.' },
   { key: 'content.pageSizeMax', kind: 'int', schema: int(1, 10_000).default(1000), doc: 'Largest page size a client may ask for.' },
@@ -97,7 +103,8 @@ export interface Config {
   data: { dir: string };
   http: { host: string; port: number; bodyBytesMax: number; minIndexWaitMs: number; minIndexWaitersMax: number; shutdownGraceMs: number };
   auth: { anonymousRead: boolean; tokenTtlSeconds: number; credentialCacheEntriesMax: number; passwordChecksInFlightMax: number };
-  storage: { groupCommitEntriesMax: number; groupCommitBytesMax: number; writeQueueEntriesMax: number; writeQueueBytesMax: number };
+  storage: { groupCommitEntriesMax: number; groupCommitBytesMax: number; writeQueueEntriesMax: number; writeQueueBytesMax: number; compactionEntriesMin: number; journalRetainEntries: number };
+  replication: { snapshotTransfersMax: number; snapshotChunkBytes: number; snapshotBytesPerSecondMax: number; snapshotTransferTimeoutMs: number };
   content: { binaryBytesMax: number; pageSizeDefault: number; pageSizeMax: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'; format: 'auto' | 'json' | 'pretty' };
 }

@@ -11,6 +11,7 @@ import { binaryRoutes } from './routes/binaries.js';
 import { clusterRoutes } from './routes/cluster.js';
 import { contentRoutes } from './routes/content.js';
 import { healthRoutes } from './routes/health.js';
+import { internalSnapshotRoutes } from './routes/internalSnapshots.js';
 import { queryRoutes } from './routes/query.js';
 import { userRoutes } from './routes/users.js';
 
@@ -103,5 +104,6 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   await app.register(queryRoutes);
   await app.register(binaryRoutes);
   await app.register(clusterRoutes);
+  await app.register(internalSnapshotRoutes);
   return app;
 }

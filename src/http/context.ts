@@ -3,6 +3,7 @@ import type { TokenSigner } from '../auth/tokens.js';
 import type { Config } from '../config/settings.js';
 import type { ClusterRuntime } from '../node/clusterRuntime.js';
 import type { Repository } from '../node/repository.js';
+import type { SnapshotStore } from '../storage/snapshotStore.js';
 
 /** What every route plugin gets: decorated once on the app, read through `app.conclave`. */
 export interface HttpContext {
@@ -11,6 +12,10 @@ export interface HttpContext {
   readonly runtime: ClusterRuntime;
   readonly authenticator: Authenticator;
   readonly tokens: TokenSigner;
+  /** The cluster secret, for node-to-node requests under /internal/v1 (see internalAuth.ts). */
+  readonly clusterSecret: string;
+  /** This node's snapshot files, served to followers (null: a node that keeps none, in tests). */
+  readonly snapshots: SnapshotStore | null;
   /** True once SIGTERM arrived: new requests are refused, in-flight ones finish. */
   closing: boolean;
 }

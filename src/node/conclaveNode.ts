@@ -16,6 +16,10 @@ import { BlobStore } from '../storage/blobStore.js';
 import { ContentTables } from '../storage/contentTables.js';
 import { getMeta, openDatabase, setMeta, type Db } from '../storage/database.js';
 import { JournalStore } from '../storage/journal.js';
+import { fileRefOf } from '../storage/snapshotFile.js';
+import { SnapshotStore } from '../storage/snapshotStore.js';
+import { SnapshotFetcher } from '../replication/snapshotFetcher.js';
+import type { CoordinatorSnapshotData } from '../core/clusterCoordinator.js';
 import { formatEndpoint } from '../discovery/seeds.js';
 import { ClusterNetwork } from './clusterNetwork.js';
 import { ClusterRuntime } from './clusterRuntime.js';
@@ -66,6 +70,26 @@ export class ConclaveNode {
       const secret = clusterSecret(db, config, options.announce ?? ((text: string) => process.stdout.write(text)));
       network = new ClusterNetwork(config, { id, name: config.node.name }, secret, log);
       const transportAddress = await network.listen();
+      const restoredSnapshot = journal.snapshot();
+      const snapshotStore = new SnapshotStore(config.data.dir, restoredSnapshot === undefined ? undefined : fileRefOf(restoredSnapshot));
+      if (restoredSnapshot !== undefined && !snapshotStore.hasFile(restoredSnapshot.index)) {
+        log.error({ index: restoredSnapshot.index, dir: snapshotStore.dir }, 'the file of the latest snapshot is missing; followers that need it wait for the next one');
+      }
+      const snapshotFetcher = new SnapshotFetcher(
+        {
+          incomingDir: snapshotStore.incomingDir,
+          selfId: id,
+          clusterSecret: secret,
+          httpAddressOf: (nodeId, snapshot) =>
+            runtime?.clusterState().nodes.find((n) => n.id === nodeId)?.httpAddress ??
+            (snapshot.data as CoordinatorSnapshotData).clusterState.nodes.find((n) => n.id === nodeId)?.httpAddress ??
+            null,
+          transferTimeoutMs: config.replication.snapshotTransferTimeoutMs,
+          onVerified: (message) => runtime?.receive(message),
+          log,
+        },
+        getMeta<number>(db, 'applied_index') ?? 0,
+      );
       const self: NodeDescriptor = {
         id,
         name: config.node.name,
@@ -97,6 +121,12 @@ export class ConclaveNode {
           frameBytesMax: config.transport.frameBytesMax,
         },
         log,
+        {
+          store: snapshotStore,
+          fetcher: snapshotFetcher,
+          compactionEntriesMin: config.storage.compactionEntriesMin,
+          journalRetainEntries: config.storage.journalRetainEntries,
+        },
       );
       const repository = new Repository(runtime, content, blobs);
       if (repository.isBootstrapped && options.adminPassword !== undefined) {
@@ -107,7 +137,7 @@ export class ConclaveNode {
         cacheEntriesMax: config.auth.credentialCacheEntriesMax,
         passwordChecksInFlightMax: config.auth.passwordChecksInFlightMax,
       });
-      const context: HttpContext = { config, repository, runtime, authenticator, tokens, closing: false };
+      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, snapshots: snapshotStore, closing: false };
       app = await buildApp(context, log);
       const node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network);
       runtime.onChange(() => node.maybeBootstrapRepository());
