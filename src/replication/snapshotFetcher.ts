@@ -1,14 +1,13 @@
-import { createWriteStream, existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { request } from 'undici';
 
 import type { Snapshot, SnapshotRequest } from '../core/types.js';
 import { internalAuthHeader, signInternalRequest } from '../http/internalAuth.js';
-import { fileRefOf, fsyncFile, hashFile, type SnapshotFileRef } from '../storage/snapshotFile.js';
+import { fileRefOf, hashFile, type SnapshotFileRef } from '../storage/snapshotFile.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
 
 /**
@@ -291,48 +290,52 @@ export class SnapshotFetcher {
     d.state = 'downloading';
     d.attemptStartBytes = offset;
     d.attemptStartMs = Date.now();
-    const response = await request(`http://${address}${path}`, {
-      method: 'GET',
-      headers,
-      headersTimeout: this.options.transferTimeoutMs,
-      bodyTimeout: this.options.transferTimeoutMs,
-      signal: d.abort.signal,
-    });
-    const status = response.statusCode;
-    if (status !== 200 && status !== 206) {
-      const body = await response.body.text().catch(() => '');
-      const code = /"code":"([A-Z_]+)"/.exec(body)?.[1] ?? String(status);
-      if (status === 404 || status === 401 || status === 403) throw new TransferRefused(`${d.latest.from} answered ${status} ${code}`);
-      throw new Error(`${d.latest.from} answered ${status} ${code}`);
-    }
-    if (response.headers['etag'] !== etag) {
-      await response.body.dump();
-      throw new TransferRefused(`${d.latest.from} holds another file for snapshot ${d.ref.index}`);
-    }
-    let append = false;
-    if (status === 206) {
-      const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(response.headers['content-range'] ?? ''));
-      if (range === null || Number(range[1]) !== offset || Number(range[3]) !== d.ref.bytes) {
-        await response.body.dump();
-        throw new Error(`${d.latest.from} answered a range other than the one asked for`);
+    // Opened before the request, so that the body is read from the moment it comes: a connection that breaks
+    // while nobody reads discards what it had buffered.
+    const file = await open(part, 'a');
+    try {
+      const response = await request(`http://${address}${path}`, {
+        method: 'GET',
+        headers,
+        headersTimeout: this.options.transferTimeoutMs,
+        bodyTimeout: this.options.transferTimeoutMs,
+        signal: d.abort.signal,
+      });
+      const status = response.statusCode;
+      if (status !== 200 && status !== 206) {
+        const body = await response.body.text().catch(() => '');
+        const code = /"code":"([A-Z_]+)"/.exec(body)?.[1] ?? String(status);
+        if (status === 404 || status === 401 || status === 403) throw new TransferRefused(`${d.latest.from} answered ${status} ${code}`);
+        throw new Error(`${d.latest.from} answered ${status} ${code}`);
       }
-      append = true;
-    } else {
-      offset = 0;
-      d.bytes = 0;
-      d.attemptStartBytes = 0;
-    }
-    const total = d.ref.bytes;
-    const counter = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
+      if (response.headers['etag'] !== etag) {
+        await response.body.dump();
+        throw new TransferRefused(`${d.latest.from} holds another file for snapshot ${d.ref.index}`);
+      }
+      if (status === 206) {
+        const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(response.headers['content-range'] ?? ''));
+        if (range === null || Number(range[1]) !== offset || Number(range[3]) !== d.ref.bytes) {
+          await response.body.dump();
+          throw new Error(`${d.latest.from} answered a range other than the one asked for`);
+        }
+      } else if (offset > 0) {
+        // The whole file came instead of the rest (the holder's file changed, or it ignores ranges): start over.
+        await file.truncate(0);
+        d.bytes = 0;
+        d.attemptStartBytes = 0;
+      }
+      // Each chunk is written before the next is read (back-pressure on the socket), so whatever arrived before a
+      // broken connection is on disk for the resumed request.
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+        if (d.bytes + chunk.length > d.ref.bytes) throw new Error('the holder sent more bytes than the snapshot has');
+        await file.write(chunk);
         d.bytes += chunk.length;
-        if (d.bytes > total) done(new Error('the holder sent more bytes than the snapshot has'));
-        else done(null, chunk);
-      },
-    });
-    await pipeline(response.body, counter, createWriteStream(part, { flags: append ? 'a' : 'w' }));
-    fsyncFile(part);
-    if (d.bytes !== total) throw new Error(`the transfer ended at byte ${d.bytes} of ${total}`);
+      }
+    } finally {
+      await file.sync().catch(() => undefined);
+      await file.close();
+    }
+    if (d.bytes !== d.ref.bytes) throw new Error(`the transfer ended at byte ${d.bytes} of ${d.ref.bytes}`);
   }
 
   private logProgress(): void {
