@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { createReadStream } from 'node:fs';
-import { Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 
 import { ConclaveError } from '../../errors/catalogue.js';
 import { internalAuthHeader, verifyInternalRequest } from '../internalAuth.js';
@@ -38,10 +38,13 @@ export async function internalSnapshotRoutes(app: FastifyInstance): Promise<void
     }
     serving++;
     let released = false;
+    let body: Readable | null = null;
+    // However the transfer ends (done, the follower gone, an error), the file and the slot are given back.
     const release = () => {
       if (released) return;
       released = true;
       serving--;
+      body?.destroy();
       file.release();
     };
     try {
@@ -55,9 +58,13 @@ export async function internalSnapshotRoutes(app: FastifyInstance): Promise<void
       // Paced transfers read small pieces, so that no piece waits long for its turn.
       const chunkBytes = snapshotBytesPerSecondMax > 0 ? Math.max(1024, Math.min(snapshotChunkBytes, Math.floor(snapshotBytesPerSecondMax / 10))) : snapshotChunkBytes;
       const source = createReadStream(file.path, { start, end, highWaterMark: chunkBytes });
-      const body = snapshotBytesPerSecondMax > 0 ? source.pipe(paced(snapshotBytesPerSecondMax)) : source;
-      source.once('error', (err) => body.destroy(err));
-      body.once('close', release);
+      const stream = snapshotBytesPerSecondMax > 0 ? source.pipe(paced(snapshotBytesPerSecondMax)) : source;
+      body = stream;
+      source.once('error', (err) => stream.destroy(err));
+      source.once('close', () => {
+        if (stream !== source && !source.readableEnded) stream.destroy();
+      });
+      stream.once('close', release);
       reply.raw.once('close', release);
       if (range !== undefined) reply.status(206).header('Content-Range', `bytes ${start}-${end}/${size}`);
       return reply
@@ -65,7 +72,7 @@ export async function internalSnapshotRoutes(app: FastifyInstance): Promise<void
         .header('Accept-Ranges', 'bytes')
         .header('Content-Type', 'application/vnd.sqlite3')
         .header('Content-Length', end - start + 1)
-        .send(body);
+        .send(stream);
     } catch (err) {
       release();
       throw err;
