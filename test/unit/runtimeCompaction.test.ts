@@ -5,9 +5,10 @@ import { pino } from 'pino';
 
 import type { Command } from '../../src/content/commands.js';
 import { ClusterRuntime, type RuntimeOptions } from '../../src/node/clusterRuntime.js';
+import { detachCluster, inspectNode, unsafeBootstrap } from '../../src/node/recovery.js';
 import { SnapshotFetcher } from '../../src/replication/snapshotFetcher.js';
 import { ContentTables } from '../../src/storage/contentTables.js';
-import { getMeta, openDatabase } from '../../src/storage/database.js';
+import { getMeta, openDatabase, setMeta } from '../../src/storage/database.js';
 import { JournalStore } from '../../src/storage/journal.js';
 import { fileRefOf, hashFile } from '../../src/storage/snapshotFile.js';
 import { SnapshotStore } from '../../src/storage/snapshotStore.js';
@@ -38,6 +39,7 @@ const options: RuntimeOptions = {
 
 function open(dir: string) {
   const db = openDatabase(dir);
+  setMeta(db, 'node_id', 'self');
   const journal = new JournalStore(db);
   const tables = new ContentTables(db);
   const restored = journal.snapshot();
@@ -111,6 +113,56 @@ test('a node compacts its journal at a snapshot file, keeps the latest entries, 
     } finally {
       second.runtime.close();
       second.db.close();
+    }
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('the recovery tools work on a compacted node: unsafe-bootstrap appends after the snapshot, detach-cluster forgets it', async () => {
+  const tmp = tempDir();
+  try {
+    const node = open(tmp.dir);
+    node.runtime.start(null);
+    await waitFor('the node to elect itself', () => (node.runtime.softState().role === 'master' ? true : undefined), 5000);
+    await node.runtime.propose({ type: 'bootstrap', rootId: 'root', time, tokenKey: 'k', adminPasswordHash: 'h' });
+    let i = 0;
+    await waitFor('a compaction', async () => {
+      if (node.runtime.snapshotStatus().index > 0) return true;
+      await node.runtime.propose(put(i++));
+      return undefined;
+    }, 10_000);
+    const snapshotIndex = node.runtime.snapshotStatus().index;
+    node.runtime.close();
+    node.db.close();
+
+    const before = inspectNode(tmp.dir);
+    assert.ok(before.lastIndex >= snapshotIndex && before.appliedIndex >= snapshotIndex);
+    assert.notEqual(before.clusterState.clusterUuid, null, 'the cluster state comes back from the snapshot and the journal');
+    const reformed = unsafeBootstrap(tmp.dir);
+    const after = open(tmp.dir);
+    try {
+      after.runtime.start(null);
+      await waitFor('the reformed node to elect itself', () => (after.runtime.softState().role === 'master' ? true : undefined), 5000);
+      await waitFor('the new UUID', () => (after.runtime.clusterState().clusterUuid === reformed.clusterUuid ? true : undefined), 5000);
+      const write = await after.runtime.propose(put(5000));
+      assert.ok(write.index > before.lastIndex + 2);
+      assert.equal(after.tables.nodeByPath('/n0')?.properties['i'], 0);
+    } finally {
+      after.runtime.close();
+      after.db.close();
+    }
+
+    detachCluster(tmp.dir);
+    const detached = open(tmp.dir);
+    try {
+      assert.equal(detached.journal.snapshot(), undefined);
+      assert.equal(detached.runtime.appliedIndex, 0);
+      assert.equal(detached.runtime.snapshotStatus().index, 0);
+      assert.equal(detached.tables.nodeByPath('/n0'), undefined);
+    } finally {
+      detached.runtime.close();
+      detached.db.close();
     }
   } finally {
     tmp.cleanup();

@@ -186,3 +186,29 @@ test('the snapshot store keeps the latest file, deletes the others once no trans
     tmp.cleanup();
   }
 });
+
+test('the journal stores a compaction and an install durably: a restart restores the snapshot and only the entries after it', () => {
+  const tmp = tempDir();
+  try {
+    const db = openDatabase(tmp.dir);
+    const journal = new JournalStore(db);
+    journal.write(Array.from({ length: 10 }, (_, i) => ({ index: i + 1, term: 1, payload: { kind: 'noop' as const } })));
+    const snapshot = { index: 6, term: 1, configuration: { kind: 'configuration' as const, current: ['a'] }, data: { clusterState: null, stateMachine: { index: 6 } } };
+    db.transaction(() => journal.compact(snapshot))();
+    assert.deepEqual(journal.snapshot(), snapshot);
+    const restored = journal.restoredState(8);
+    assert.deepEqual(restored.snapshot, snapshot);
+    assert.deepEqual(restored.entries.map((e) => e.index), [7, 8, 9, 10]);
+    assert.equal(journal.lastIndex(), 10);
+    // An install drops the whole journal: the last index is the snapshot's until entries come after it.
+    const installed = { ...snapshot, index: 20, term: 2 };
+    db.transaction(() => journal.install(installed))();
+    assert.equal(journal.lastIndex(), 20);
+    assert.deepEqual(journal.restoredState(20).entries, []);
+    journal.write([{ index: 21, term: 2, payload: { kind: 'noop' } }]);
+    assert.deepEqual(journal.restoredState(20).entries.map((e) => e.index), [21]);
+    db.close();
+  } finally {
+    tmp.cleanup();
+  }
+});
