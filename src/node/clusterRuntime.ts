@@ -152,6 +152,9 @@ export class ClusterRuntime {
   /** A snapshot file written and waiting for journalRetainEntries more applied entries to compact at it. */
   private pendingSnapshotFile: SnapshotFileInfo | null = null;
   private snapshotRetryAtMs = 0;
+  /** Whether the latest snapshot's file is missing, as checked for that snapshot's index. */
+  private snapshotFileCheckedIndex = -1;
+  private snapshotFileMissing = false;
   private readonly snapshotListeners = new Set<(snapshot: Snapshot) => void>();
 
   constructor(
@@ -589,7 +592,11 @@ export class ClusterRuntime {
     }
     if (this.snapshotWrite !== null || Date.now() < this.snapshotRetryAtMs) return;
     // A latest snapshot without its file (a data directory copied without it) cannot be served: replace it soon.
-    const due = this.appliedIndexValue - latest >= snapshots.compactionEntriesMin || (latest > 0 && this.appliedIndexValue > latest && !snapshots.store.hasFile(latest));
+    if (this.snapshotFileCheckedIndex !== latest) {
+      this.snapshotFileCheckedIndex = latest;
+      this.snapshotFileMissing = latest > 0 && !snapshots.store.hasFile(latest);
+    }
+    const due = this.appliedIndexValue - latest >= snapshots.compactionEntriesMin || (this.snapshotFileMissing && this.appliedIndexValue > latest);
     if (due) this.writeSnapshot(snapshots);
   }
 
