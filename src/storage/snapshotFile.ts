@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, createReadStream, fsyncSync, openSync, readSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
@@ -36,6 +37,8 @@ export interface SnapshotFileInfo {
 
 /** Pages copied per backup step: about 1.6 MiB at 4 KiB pages, a few milliseconds of the event loop. */
 const backupPagesPerStep = 400;
+/** The copy is flushed to disk in the background every this many pages (about 64 MiB at 4 KiB pages). */
+const backupFlushEveryPages = 16_384;
 const hashChunkBytes = 1024 * 1024;
 
 /**
@@ -48,10 +51,24 @@ export async function writeSnapshotFile(db: Db, tmpDir: string, signal?: AbortSi
   const copyPath = join(tmpDir, `${name}.copy.db`);
   const outPath = join(tmpDir, `${name}.db`);
   try {
+    // The last step commits the copy, and that commit's fsync runs on the event loop: it must find little to
+    // write. So the copy is flushed from a thread of the pool while it grows, and the last step waits (copying no
+    // page) until a flush of everything before it is done; what is left is what SQLite still caches (at most its
+    // cache size, 16 MiB in better-sqlite3's build).
+    let flushing: Promise<void> | null = null;
+    let flushedPages = 0;
     await db.backup(copyPath, {
-      progress: () => {
+      progress: ({ totalPages, remainingPages }) => {
         if (signal?.aborted === true) throw new ConclaveError('SHUTTING_DOWN', 'The snapshot was abandoned.');
-        return backupPagesPerStep;
+        const copied = totalPages - remainingPages;
+        const last = remainingPages <= backupPagesPerStep;
+        if (flushing === null && (copied - flushedPages >= backupFlushEveryPages || (last && copied > flushedPages))) {
+          flushing = datasyncFile(copyPath)
+            .then(() => void (flushedPages = copied))
+            .catch(() => void (flushedPages = copied)) // the final commit syncs anyway
+            .finally(() => void (flushing = null));
+        }
+        return last && flushing !== null ? 0 : backupPagesPerStep;
       },
     });
     signal?.throwIfAborted();
@@ -127,6 +144,15 @@ function columnList(db: Db, schema: string, table: string): string {
   const columns = db.pragma(`${schema}.table_info(${table})`) as Array<{ name: string }>;
   invariant(columns.length > 0, `no table ${schema}.${table}`);
   return columns.map((c) => `"${c.name}"`).join(', ');
+}
+
+async function datasyncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
 }
 
 export function fsyncFile(path: string): void {
