@@ -107,7 +107,9 @@ export class SnapshotFetcher {
     const d = this.current;
     if (d !== null && d.ref.index === ref.index && d.ref.sha256 === ref.sha256) {
       if (message.term >= d.latest.term) d.latest = message;
-      if (d.verifiedPath !== null) return this.options.onVerified(d.latest);
+      if (d.verifiedPath !== null && existsSync(d.verifiedPath)) return this.options.onVerified(d.latest);
+      // Not downloaded yet, given up on earlier, or its verified file has gone: (re)start from what is on disk.
+      d.verifiedPath = null;
       if (!d.running) void this.run(d);
       return;
     }
@@ -149,14 +151,15 @@ export class SnapshotFetcher {
     return existsSync(d.verifiedPath) ? d.verifiedPath : undefined;
   }
 
-  /** A snapshot at `index` is installed: downloads at or below it are over. */
+  /** A snapshot at `index` is installed: downloads at or below it are over, and their files go. */
   installed(index: number): void {
     const d = this.current;
     if (d !== null && d.ref.index <= index) {
       d.abort.abort();
       this.current = null;
-      rmSync(this.partPathOf(d.ref), { force: true });
-      if (d.verifiedPath !== null) rmSync(d.verifiedPath, { force: true });
+    }
+    for (const name of readdirSync(this.options.incomingDir)) {
+      if (Number(/^(\d+)-/.exec(name)?.[1] ?? NaN) <= index) rmSync(join(this.options.incomingDir, name), { force: true });
     }
   }
 
