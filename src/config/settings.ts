@@ -68,6 +68,8 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'storage.groupCommitEntriesMax', kind: 'int', schema: int(1, 100_000).default(512), doc: 'Most journal entries committed in one fsynced transaction.' },
   { key: 'storage.groupCommitBytesMax', kind: 'int', schema: int(64 * KiB, 1 * GiB).default(8 * MiB), doc: 'Most encoded bytes committed in one transaction.' },
   { key: 'storage.writeQueueEntriesMax', kind: 'int', schema: int(1, 1_000_000).default(10_000), doc: 'Most writes waiting for a commit; more are refused with OVERLOADED.' },
+  { key: 'storage.compactionEntriesMin', kind: 'int', schema: int(1, 100_000_000).default(10_000), doc: 'Write a snapshot and compact the journal once this many applied entries are above the latest snapshot.' },
+  { key: 'storage.journalRetainEntries', kind: 'int', schema: int(0, 100_000_000).default(1000), doc: 'Applied entries kept in the journal after a compaction, so a follower that lags a little catches up from the journal, not by a snapshot.' },
   { key: 'storage.writeQueueBytesMax', kind: 'int', schema: int(1 * MiB, 16 * GiB).default(64 * MiB), doc: 'Most encoded bytes of writes waiting for a commit; more are refused with OVERLOADED.' },
   { key: 'storage.blobGcIntervalMs', kind: 'int', schema: int(100, 7 * 24 * 3600_000).default(3600_000), doc: 'How often unreferenced blobs are collected (mark and sweep of the blob store).' },
   // At least 30 minutes: longer than the longest an upload can wait between its file and its applied entry
@@ -80,6 +82,10 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'replication.blobFetchConcurrency', kind: 'int', schema: int(1, 256).default(4), doc: 'Missing blobs fetched at once.' },
   { key: 'replication.blobReadWaitMs', kind: 'int', schema: int(0, 600_000).default(10_000), doc: 'How long a read of a binary whose blob is not here yet waits for it to be fetched before NOT_READY.' },
   { key: 'replication.peerConnectionsMax', kind: 'int', schema: int(1, 256).default(8), doc: 'HTTP connections to one peer for node-to-node transfers (blobs, snapshots).' },
+  { key: 'replication.snapshotTransfersMax', kind: 'int', schema: int(1, 64).default(2), doc: 'Snapshot downloads this node serves at once; more are refused with OVERLOADED (the follower retries).' },
+  { key: 'replication.snapshotChunkBytes', kind: 'int', schema: int(4 * KiB, 16 * MiB).default(1 * MiB), doc: 'Bytes read from a snapshot file at a time while serving it.' },
+  { key: 'replication.snapshotBytesPerSecondMax', kind: 'int', schema: int(0, Number.MAX_SAFE_INTEGER).default(0), doc: 'Pace of each snapshot transfer this node serves, in bytes per second (0: as fast as the network goes).' },
+  { key: 'replication.snapshotTransferTimeoutMs', kind: 'int', schema: int(1000, 3_600_000).default(30_000), doc: 'A snapshot download that receives no byte for this long is broken off and resumed.' },
   { key: 'content.binaryBytesMax', kind: 'int', schema: int(1, Number.MAX_SAFE_INTEGER).default(1 * GiB), doc: 'Largest binary upload, in bytes.' },
   { key: 'content.pageSizeDefault', kind: 'int', schema: int(1, 10_000).default(50), doc: 'Page size of queries and child listings when none is asked for.' },
   { key: 'content.pageSizeMax', kind: 'int', schema: int(1, 10_000).default(1000), doc: 'Largest page size a client may ask for.' },
@@ -146,6 +152,8 @@ export interface Config {
     blobGcIntervalMs: number;
     blobGcGraceMs: number;
     blobGcBatchMax: number;
+    compactionEntriesMin: number;
+    journalRetainEntries: number;
   };
   replication: {
     inSyncTimeoutMs: number;
@@ -155,6 +163,10 @@ export interface Config {
     blobFetchConcurrency: number;
     blobReadWaitMs: number;
     peerConnectionsMax: number;
+    snapshotTransfersMax: number;
+    snapshotChunkBytes: number;
+    snapshotBytesPerSecondMax: number;
+    snapshotTransferTimeoutMs: number;
   };
   content: { binaryBytesMax: number; pageSizeDefault: number; pageSizeMax: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'; format: 'auto' | 'json' | 'pretty' };

@@ -311,10 +311,28 @@ export class ClusterCoordinator {
     this.updateLeaseHolders();
   }
 
-  /** The state machine made `stateMachine` durable as of the applied index: compact the journal below it. */
-  compact(stateMachine: unknown): Snapshot {
-    const data: CoordinatorSnapshotData = { clusterState: this.state, stateMachine };
-    return this.core.compact(data);
+  /**
+   * The state machine made `stateMachine` durable as of `index` (by default the applied index): compact the journal
+   * up to it. The snapshot carries the cluster state at that index, rebuilt from the previous snapshot and the
+   * entries after it when the index is below the applied one.
+   */
+  compact(stateMachine: unknown, index = this.appliedIndex): Snapshot {
+    const data: CoordinatorSnapshotData = { clusterState: this.clusterStateAt(index), stateMachine };
+    return this.core.compact(data, index);
+  }
+
+  private clusterStateAt(index: number): ClusterState {
+    if (index === this.appliedIndex) return this.state;
+    invariant(index < this.appliedIndex, `cluster state asked at ${index}, past the applied index ${this.appliedIndex}`);
+    const snapshot = this.core.latestSnapshot();
+    invariant(index >= snapshot.index, `cluster state asked at ${index}, below the snapshot at ${snapshot.index}`);
+    let state = snapshot.index === 0 ? emptyClusterState : (snapshot.data as CoordinatorSnapshotData).clusterState;
+    for (let i = snapshot.index + 1; i <= index; i++) {
+      const entry = this.core.entryAt(i);
+      invariant(entry !== undefined, `entry ${i} missing from the journal`);
+      state = applyClusterEntry(state, entry);
+    }
+    return state;
   }
 
   clusterState(): ClusterState {

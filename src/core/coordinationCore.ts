@@ -406,11 +406,13 @@ export class CoordinationCore {
   }
 
   /**
-   * The state machine has made `data` durable as a snapshot of everything up to the applied index: the journal
-   * below it may go. The runtime drops the same entries from its storage after this returns.
+   * The state machine has made `data` durable as a snapshot of everything up to `index` (by default the applied
+   * index): the journal up to it may go. The runtime drops the same entries from its storage after this returns.
+   * An index below the applied one lets a runtime snapshot its state while it goes on applying, and keep the most
+   * recent entries for followers that lag a little (they catch up from the journal rather than by a snapshot).
    */
-  compact(data: unknown): Snapshot {
-    const index = this.appliedIndex;
+  compact(data: unknown, index = this.appliedIndex): Snapshot {
+    invariant(index <= this.appliedIndex, `compaction to ${index}, past the applied index ${this.appliedIndex}`);
     invariant(index > this.snapshot.index, `compaction to ${index}, at or below the snapshot at ${this.snapshot.index}`);
     const term = this.termAt(index);
     invariant(term !== undefined, `no term at applied index ${index}`);

@@ -30,6 +30,7 @@ export const errorCatalogue = {
   BLOB_NOT_FOUND: { status: 404, retryable: false, summary: 'This node holds no blob of that SHA-256 (node-to-node transfer).' },
   USER_NOT_FOUND: { status: 404, retryable: false, summary: 'No user of that name exists.' },
   ROUTE_NOT_FOUND: { status: 404, retryable: false, summary: 'No endpoint exists at this method and URL.' },
+  SNAPSHOT_NOT_FOUND: { status: 404, retryable: false, summary: 'This node holds no snapshot file at that index (any more); the master sends a newer one.' },
   PARENT_NOT_FOUND: { status: 409, retryable: false, summary: 'The parent of the target path does not exist; create it first.' },
   NODE_HAS_CHILDREN: { status: 409, retryable: false, summary: 'The node has children; delete with ?recursive=true.' },
   DESTINATION_EXISTS: { status: 409, retryable: false, summary: 'A node already exists at the destination path.' },

@@ -14,6 +14,7 @@ import { clusterRoutes } from './routes/cluster.js';
 import { contentRoutes } from './routes/content.js';
 import { healthRoutes } from './routes/health.js';
 import { internalBlobRoutes } from './routes/internal.js';
+import { internalSnapshotRoutes } from './routes/internalSnapshots.js';
 import { queryRoutes } from './routes/query.js';
 import { userRoutes } from './routes/users.js';
 
@@ -122,5 +123,6 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   await app.register(binaryRoutes);
   await app.register(clusterRoutes);
   await app.register(internalBlobRoutes);
+  await app.register(internalSnapshotRoutes);
   return app;
 }

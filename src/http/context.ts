@@ -4,6 +4,7 @@ import type { Config } from '../config/settings.js';
 import type { ClusterRuntime } from '../node/clusterRuntime.js';
 import type { Repository } from '../node/repository.js';
 import type { BlobFetcher } from '../replication/blobFetcher.js';
+import type { SnapshotStore } from '../storage/snapshotStore.js';
 
 /** What every route plugin gets: decorated once on the app, read through `app.conclave`. */
 export interface HttpContext {
@@ -16,6 +17,8 @@ export interface HttpContext {
   readonly clusterSecret: string;
   /** Gets blobs this node lacks from its peers (a read of a missing one waits for it). */
   readonly blobFetcher: BlobFetcher;
+  /** This node's snapshot files, served to followers (null: a node that keeps none, in tests). */
+  readonly snapshots: SnapshotStore | null;
   /** True once SIGTERM arrived: new requests are refused, in-flight ones finish. */
   closing: boolean;
 }

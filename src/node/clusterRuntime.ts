@@ -8,11 +8,22 @@ import type { BootstrapMethod } from '../core/bootstrap.js';
 import { ClusterCoordinator, type ClusterReady, type CoordinatorOptions } from '../core/clusterCoordinator.js';
 import type { ClusterMessage } from '../core/clusterMessages.js';
 import type { ClusterChange, ClusterState, NodeDescriptor } from '../core/clusterState.js';
-import type { Entry, SoftState } from '../core/types.js';
+import type { Entry, Snapshot, SnapshotRequest, SoftState } from '../core/types.js';
 import { ConclaveError, invariant, isConclaveError } from '../errors/catalogue.js';
+import type { SnapshotDownloadProgress, SnapshotFetcher } from '../replication/snapshotFetcher.js';
 import type { ContentTables } from '../storage/contentTables.js';
 import { getMeta, storageError, type Db } from '../storage/database.js';
 import { encodePayload, type JournalStore } from '../storage/journal.js';
+import {
+  attachSnapshot,
+  fileRefOf,
+  removeDatabaseFile,
+  replaceStateMachine,
+  writeSnapshotFile,
+  type SnapshotFileInfo,
+  type SnapshotFileRef,
+} from '../storage/snapshotFile.js';
+import type { SnapshotStore } from '../storage/snapshotStore.js';
 
 /**
  * The runtime that drives the coordination layer with real time, real storage and a real network: a timer ticks
@@ -55,6 +66,37 @@ export interface RuntimeOptions {
   /** How long a proposal waits for its entry to be applied before the client hears WRITE_OUTCOME_UNKNOWN. */
   readonly writeTimeoutMs: number;
 }
+
+/**
+ * Journal compaction and snapshot transfer (absent: the node never compacts, and cannot take a snapshot).
+ *
+ * Compaction: once `compactionEntriesMin` applied entries are above the latest snapshot, a snapshot file of the
+ * state machine is written (off the event loop, while the node goes on: see snapshotFile.ts); it holds some
+ * applied index F. Once `journalRetainEntries` more entries are applied past F, the coordinator compacts at F, the
+ * journal up to F is dropped and the snapshot's metadata is stored with it, in one transaction; then the previous
+ * file goes (once no transfer reads it). So the journal keeps between journalRetainEntries and about
+ * compactionEntriesMin + journalRetainEntries entries.
+ *
+ * Install: a snapshotRequest is held back until its file is downloaded and verified (the fetcher); then it is
+ * stepped, and the Ready that carries the snapshot replaces the state machine from the file in the same
+ * transaction as the rest of the Ready.
+ */
+export interface RuntimeSnapshots {
+  readonly store: SnapshotStore;
+  readonly fetcher: SnapshotFetcher;
+  readonly compactionEntriesMin: number;
+  readonly journalRetainEntries: number;
+}
+
+/** What GET /api/v1/cluster/status shows of this node's snapshots. */
+export interface SnapshotStatus {
+  /** The snapshot the journal starts after (0: never compacted). */
+  readonly index: number;
+  readonly download: SnapshotDownloadProgress | null;
+}
+
+/** A failed snapshot write is tried again after this pause (a full disk must not make the node loop on it). */
+const snapshotRetryDelayMs = 10_000;
 
 /** How the runtime reaches its peers: the transport, or nothing for a node that runs alone. */
 export interface Wire {
@@ -145,6 +187,15 @@ export class ClusterRuntime {
   private readonly appliedListeners = new Set<(entries: readonly Entry[]) => void>();
   private lastSoft: SoftState;
   private lastJoinOutcome: string | null = null;
+  // Snapshots (see RuntimeSnapshots).
+  private snapshotWrite: AbortController | null = null;
+  /** A snapshot file written and waiting for journalRetainEntries more applied entries to compact at it. */
+  private pendingSnapshotFile: SnapshotFileInfo | null = null;
+  private snapshotRetryAtMs = 0;
+  /** Whether the latest snapshot's file is missing, as checked for that snapshot's index. */
+  private snapshotFileCheckedIndex = -1;
+  private snapshotFileMissing = false;
+  private readonly snapshotListeners = new Set<(snapshot: Snapshot) => void>();
 
   constructor(
     private readonly db: Db,
@@ -152,6 +203,7 @@ export class ClusterRuntime {
     private readonly content: ContentTables,
     private readonly options: RuntimeOptions,
     private readonly log: Logger,
+    private readonly snapshots?: RuntimeSnapshots,
   ) {
     this.appliedIndexValue = getMeta<number>(db, 'applied_index') ?? 0;
     const coordinatorOptions: CoordinatorOptions = {
@@ -185,12 +237,18 @@ export class ClusterRuntime {
     this.saveApplied = db.prepare(`INSERT INTO meta(key, value) VALUES ('applied_index', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
     this.applyInSavepoint = db.transaction((command: Command) => applyCommand(this.content, command));
     this.persistAndApply = db.transaction((ready: ClusterReady) => {
-      invariant(ready.snapshot === undefined, 'snapshot installs are not supported by this runtime yet (no node compacts)');
+      let appliedIndex = this.appliedIndexValue;
+      if (ready.snapshot !== undefined) {
+        // The file is attached (prepareSnapshotInstall): the state machine becomes the snapshot's, the journal goes.
+        replaceStateMachine(this.db, ready.snapshot.index);
+        this.journal.install(ready.snapshot);
+        appliedIndex = ready.snapshot.index;
+      }
       if (ready.bootstrapView !== undefined) this.journal.saveBootstrapView(ready.bootstrapView);
       if (ready.hardState !== undefined) this.journal.saveHardState(ready.hardState);
       if (ready.entries.length > 0 && ready.snapshot === undefined) this.reportDiscarded(ready.entries[0]!.index);
       this.journal.write(ready.entries);
-      invariant(ready.committed.length === 0 || ready.committed[0]!.index === this.appliedIndexValue + 1, 'committed entries handed out twice');
+      invariant(ready.committed.length === 0 || ready.committed[0]!.index === appliedIndex + 1, 'committed entries handed out twice');
       const outcomes = ready.committed.map((entry) => this.applyEntry(entry));
       if (ready.committed.length > 0) this.saveApplied.run(ready.committed[ready.committed.length - 1]!.index);
       return outcomes;
@@ -239,6 +297,8 @@ export class ClusterRuntime {
     this.closed = true;
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
+    this.snapshotWrite?.abort();
+    this.snapshots?.fetcher.close();
     const pending = [...this.pending.values()];
     this.pending.clear();
     for (const p of pending) {
@@ -266,6 +326,7 @@ export class ClusterRuntime {
 
   receive(message: ClusterMessage): void {
     if (this.closed) return;
+    if (message.type === 'snapshotRequest' && !this.snapshotFileReady(message)) return;
     this.syncClock();
     this.coordinator.step(message);
     this.scheduleDrain();
@@ -494,14 +555,22 @@ export class ClusterRuntime {
     while (this.coordinator.hasReady()) {
       const ready = this.coordinator.ready();
       let outcomes: Array<ApplyResult | ConclaveError>;
+      let detach: (() => void) | null = null;
       try {
+        if (ready.snapshot !== undefined) detach = this.prepareSnapshotInstall(ready.snapshot);
         outcomes = this.persistAndApply(ready);
       } catch (err) {
         this.onPersistFailed(ready, storageError(err));
         return;
+      } finally {
+        this.detachSnapshot(detach);
       }
       // Committed: memory follows the disk at once, before anything that could throw, so that nothing committed
       // is ever handed out (and applied) twice. The Ready keeps its messages and results for what follows.
+      if (ready.snapshot !== undefined) {
+        this.appliedIndexValue = ready.snapshot.index;
+        changed = true;
+      }
       if (ready.committed.length > 0) {
         this.appliedIndexValue = ready.committed[ready.committed.length - 1]!.index;
         changed = true;
@@ -512,6 +581,7 @@ export class ClusterRuntime {
         this.log.info('the journal is writable again');
       }
       for (const message of ready.messages) this.wire?.send(message);
+      if (ready.snapshot !== undefined) this.afterSnapshotInstall(ready.snapshot);
       ready.committed.forEach((entry, i) => this.settle(entry, outcomes[i]!));
       for (const state of ready.readStates) this.answerRead(state.id, state.index);
       if (ready.committed.length > 0) {
@@ -525,6 +595,7 @@ export class ClusterRuntime {
       }
     }
     this.acknowledge();
+    this.maybeCompact();
     if (this.queue.length > 0) this.scheduleDrain();
     this.reportJoinOutcome();
     const soft = this.coordinator.softState();
@@ -594,6 +665,161 @@ export class ClusterRuntime {
       if (isConclaveError(err)) return err;
       throw err;
     }
+  }
+
+  // ---------------------------------------------------------------- snapshots: install
+
+  /**
+   * Called after a snapshot is installed here (the state machine was replaced by a snapshot's), once it is
+   * committed: content and users are the snapshot's, but binaries they name may be missing from this node's blob
+   * store — this is where blob replication fetches them. Returns the unsubscribe function.
+   */
+  onSnapshotInstalled(listener: (snapshot: Snapshot) => void): () => void {
+    this.snapshotListeners.add(listener);
+    return () => this.snapshotListeners.delete(listener);
+  }
+
+  /** This node's latest snapshot and the download under way, if any. */
+  snapshotStatus(): SnapshotStatus {
+    return { index: this.coordinator.core.latestSnapshot().index, download: this.snapshots?.fetcher.progress() ?? null };
+  }
+
+  /**
+   * A snapshotRequest reaches the coordinator only once the file it names is verified on disk: the core would
+   * report the install at once, and the Ready contract wants it done in that Ready. Until then the fetcher
+   * downloads it and steps the message when done. Messages the core only answers (stale, or a snapshot this node
+   * has already committed past) go through at once.
+   */
+  private snapshotFileReady(message: SnapshotRequest): boolean {
+    const soft = this.coordinator.softState();
+    if (message.term < soft.term || message.snapshot.index <= soft.commitIndex) return true;
+    if (this.snapshots === undefined) {
+      this.log.warn({ index: message.snapshot.index, from: message.from }, 'a snapshot was sent to a node that cannot take snapshots; ignored');
+      return false;
+    }
+    const ref = fileRefOf(message.snapshot);
+    if (this.holdsSnapshotFile(ref) || this.snapshots.fetcher.verifiedFile(ref) !== undefined) return true;
+    this.snapshots.fetcher.offer(message);
+    return false;
+  }
+
+  private holdsSnapshotFile(ref: SnapshotFileRef): boolean {
+    const store = this.snapshots?.store;
+    return store !== undefined && store.kept(ref.index)?.sha256 === ref.sha256 && store.hasFile(ref.index);
+  }
+
+  /** Moves the verified download into place and attaches it for persistAndApply; returns how to detach it. */
+  private prepareSnapshotInstall(snapshot: Snapshot): () => void {
+    const snapshots = this.snapshots;
+    invariant(snapshots !== undefined, 'a snapshot to install on a node that cannot take snapshots');
+    const ref = fileRefOf(snapshot);
+    const downloaded = snapshots.fetcher.verifiedFile(ref);
+    if (downloaded !== undefined) snapshots.store.adopt(downloaded, { index: ref.index, bytes: ref.bytes, sha256: ref.sha256 });
+    invariant(this.holdsSnapshotFile(ref), `no verified file for the snapshot at ${ref.index} being installed`);
+    return attachSnapshot(this.db, snapshots.store.pathOf(ref.index));
+  }
+
+  private detachSnapshot(detach: (() => void) | null): void {
+    if (detach === null) return;
+    try {
+      detach();
+    } catch (err) {
+      this.log.error({ err }, 'cannot detach the snapshot file');
+    }
+  }
+
+  private afterSnapshotInstall(snapshot: Snapshot): void {
+    const snapshots = this.snapshots!;
+    snapshots.store.keepOnly([snapshot.index]);
+    snapshots.fetcher.installed(snapshot.index);
+    if (this.pendingSnapshotFile !== null && this.pendingSnapshotFile.index <= snapshot.index) this.pendingSnapshotFile = null;
+    // Writes this node proposed as master up to the snapshot: whether they made it is not known here.
+    for (const [index, pending] of this.pending) {
+      if (index > snapshot.index) continue;
+      this.pending.delete(index);
+      clearTimeout(pending.timer);
+      pending.reject(new ConclaveError('WRITE_OUTCOME_UNKNOWN', 'This node installed a snapshot over the write; it may have been applied. Read before retrying.', { index }));
+    }
+    this.log.info({ index: snapshot.index, term: snapshot.term, bytes: fileRefOf(snapshot).bytes }, 'installed a snapshot');
+    for (const listener of this.snapshotListeners) {
+      try {
+        listener(snapshot);
+      } catch (err) {
+        this.log.error({ err }, 'a snapshot listener failed');
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- snapshots: compaction
+
+  /** See RuntimeSnapshots: writes a snapshot file when due, and compacts at it once enough is applied past it. */
+  private maybeCompact(): void {
+    const snapshots = this.snapshots;
+    if (snapshots === undefined || this.closed || this.persistError !== null) return;
+    const latest = this.coordinator.core.latestSnapshot().index;
+    const pending = this.pendingSnapshotFile;
+    if (pending !== null) {
+      if (pending.index <= latest) {
+        this.pendingSnapshotFile = null;
+        snapshots.store.keepOnly([latest]);
+      } else if (this.appliedIndexValue - pending.index >= snapshots.journalRetainEntries) {
+        this.compactAt(pending);
+      }
+      return;
+    }
+    if (this.snapshotWrite !== null || Date.now() < this.snapshotRetryAtMs) return;
+    // A latest snapshot without its file (a data directory copied without it) cannot be served: replace it soon.
+    if (this.snapshotFileCheckedIndex !== latest) {
+      this.snapshotFileCheckedIndex = latest;
+      this.snapshotFileMissing = latest > 0 && !snapshots.store.hasFile(latest);
+    }
+    const due = this.appliedIndexValue - latest >= snapshots.compactionEntriesMin || (this.snapshotFileMissing && this.appliedIndexValue > latest);
+    if (due) this.writeSnapshot(snapshots);
+  }
+
+  private writeSnapshot(snapshots: RuntimeSnapshots): void {
+    const abort = new AbortController();
+    this.snapshotWrite = abort;
+    const startedMs = Date.now();
+    writeSnapshotFile(this.db, snapshots.store.tmpDir, abort.signal)
+      .then(({ path, info }) => {
+        if (this.closed) return removeDatabaseFile(path);
+        // An install may have overtaken the copy (the copy then holds the installed state, or older).
+        if (info.index <= this.coordinator.core.latestSnapshot().index) return removeDatabaseFile(path);
+        snapshots.store.adopt(path, info);
+        this.pendingSnapshotFile = info;
+        this.log.info({ index: info.index, bytes: info.bytes, ms: Date.now() - startedMs }, 'wrote a snapshot');
+        this.scheduleDrain();
+      })
+      .catch((err: unknown) => {
+        if (this.closed) return;
+        this.snapshotRetryAtMs = Date.now() + snapshotRetryDelayMs;
+        this.log.error({ err, code: storageError(err).code }, `writing a snapshot failed; the journal is kept, and the snapshot tried again in ${snapshotRetryDelayMs / 1000} s`);
+      })
+      .finally(() => {
+        if (this.snapshotWrite === abort) this.snapshotWrite = null;
+      });
+  }
+
+  /** The file holds applied index `file.index`: the coordinator and the journal drop everything up to it. */
+  private compactAt(file: SnapshotFileInfo): void {
+    const store = this.snapshots!.store;
+    const previous = this.coordinator.core.latestSnapshot().index;
+    const term = this.coordinator.core.entryAt(file.index)?.term;
+    invariant(term !== undefined, `no term at ${file.index} to compact at`);
+    const ref: SnapshotFileRef = { ...file, term, holder: this.options.self.id };
+    const snapshot = this.coordinator.compact(ref, file.index);
+    this.pendingSnapshotFile = null;
+    try {
+      this.db.transaction(() => this.journal.compact(snapshot))();
+    } catch (err) {
+      // Memory is compacted, the disk is not: both files stay (a restart restores the older snapshot with the
+      // entries after it, which the disk still holds).
+      this.log.error({ err, code: storageError(err).code }, 'cannot store the compaction; the journal stays longer');
+      return;
+    }
+    store.keepOnly([file.index]);
+    this.log.info({ index: file.index, term, previous, appliedIndex: this.appliedIndexValue }, 'compacted the journal');
   }
 
   private settle(entry: Entry, outcome: ApplyResult | ConclaveError): void {

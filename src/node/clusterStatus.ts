@@ -1,3 +1,4 @@
+import type { SnapshotDownloadProgress } from '../replication/snapshotFetcher.js';
 import type { ClusterRuntime } from './clusterRuntime.js';
 
 /**
@@ -32,6 +33,11 @@ export interface ClusterStatus {
   readonly answeredBy: { readonly id: string; readonly name: string };
   readonly authoritative: boolean;
   readonly nodes: readonly NodeStatus[];
+  /** The answering node's own snapshots: the one its journal starts after, and a download under way. */
+  readonly snapshot: {
+    readonly index: number;
+    readonly download: (Omit<SnapshotDownloadProgress, 'from'> & { readonly from: string }) | null;
+  };
 }
 
 export function clusterStatus(runtime: ClusterRuntime): ClusterStatus {
@@ -43,6 +49,7 @@ export function clusterStatus(runtime: ClusterRuntime): ClusterStatus {
   const isMaster = soft.role === 'master';
   const followers = runtime.coordinator.core.followerStates();
   const nameOf = (id: string) => state.nodes.find((n) => n.id === id)?.name ?? id;
+  const snapshots = runtime.snapshotStatus();
   const voters = new Set([...soft.configuration.current, ...(soft.configuration.next ?? [])]);
   const nodes: NodeStatus[] = state.nodes.map((node) => {
     const follower = followers.get(node.id);
@@ -78,5 +85,6 @@ export function clusterStatus(runtime: ClusterRuntime): ClusterStatus {
     answeredBy: self,
     authoritative: isMaster,
     nodes,
+    snapshot: { index: snapshots.index, download: snapshots.download === null ? null : { ...snapshots.download, from: nameOf(snapshots.download.from) } },
   };
 }

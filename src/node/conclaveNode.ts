@@ -16,6 +16,10 @@ import { BlobStore } from '../storage/blobStore.js';
 import { ContentTables } from '../storage/contentTables.js';
 import { getMeta, openDatabase, setMeta, type Db } from '../storage/database.js';
 import { JournalStore } from '../storage/journal.js';
+import { fileRefOf } from '../storage/snapshotFile.js';
+import { SnapshotStore } from '../storage/snapshotStore.js';
+import { SnapshotFetcher } from '../replication/snapshotFetcher.js';
+import type { CoordinatorSnapshotData } from '../core/clusterCoordinator.js';
 import { formatEndpoint } from '../discovery/seeds.js';
 import { BlobClient } from '../replication/blobClient.js';
 import { BlobCollector, referencedBlobs } from '../replication/blobCollector.js';
@@ -84,6 +88,26 @@ export class ConclaveNode {
       const secret = clusterSecret(db, config, options.announce ?? ((text: string) => process.stdout.write(text)));
       network = new ClusterNetwork(config, { id, name: config.node.name }, secret, log);
       const transportAddress = await network.listen();
+      const restoredSnapshot = journal.snapshot();
+      const snapshotStore = new SnapshotStore(config.data.dir, restoredSnapshot === undefined ? undefined : fileRefOf(restoredSnapshot));
+      if (restoredSnapshot !== undefined && !snapshotStore.hasFile(restoredSnapshot.index)) {
+        log.error({ index: restoredSnapshot.index, dir: snapshotStore.dir }, 'the file of the latest snapshot is missing; followers that need it wait for the next one');
+      }
+      const snapshotFetcher = new SnapshotFetcher(
+        {
+          incomingDir: snapshotStore.incomingDir,
+          selfId: id,
+          clusterSecret: secret,
+          httpAddressOf: (nodeId, snapshot) =>
+            runtime?.clusterState().nodes.find((n) => n.id === nodeId)?.httpAddress ??
+            (snapshot.data as CoordinatorSnapshotData).clusterState.nodes.find((n) => n.id === nodeId)?.httpAddress ??
+            null,
+          transferTimeoutMs: config.replication.snapshotTransferTimeoutMs,
+          onVerified: (message) => runtime?.receive(message),
+          log,
+        },
+        getMeta<number>(db, 'applied_index') ?? 0,
+      );
       const self: NodeDescriptor = {
         id,
         name: config.node.name,
@@ -119,6 +143,12 @@ export class ConclaveNode {
           frameBytesMax: config.transport.frameBytesMax,
         },
         log,
+        {
+          store: snapshotStore,
+          fetcher: snapshotFetcher,
+          compactionEntriesMin: config.storage.compactionEntriesMin,
+          journalRetainEntries: config.storage.journalRetainEntries,
+        },
       );
       const http = new InternalHttpClient({
         secret,
@@ -149,6 +179,11 @@ export class ConclaveNode {
       );
       replication = { http, pusher, fetcher, collector };
       runtime.onApplied((entries) => fetcher.onApplied(entries));
+      // A snapshot replaces the content: the blobs it references follow from the peers (the start-up scan covers a
+      // crash between the install and the fetches).
+      runtime.onSnapshotInstalled(() => {
+        void fetcher.queueMissing().catch((err: unknown) => log.warn({ err }, 'the scan for blobs after a snapshot install failed'));
+      });
       const repository = new Repository(runtime, content, blobs, undefined, pusher);
       if (repository.isBootstrapped && options.adminPassword !== undefined) {
         log.info('the repository exists; CONCLAVE_ADMIN_PASSWORD is used only at the first start and was ignored');
@@ -158,7 +193,7 @@ export class ConclaveNode {
         cacheEntriesMax: config.auth.credentialCacheEntriesMax,
         passwordChecksInFlightMax: config.auth.passwordChecksInFlightMax,
       });
-      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, blobFetcher: fetcher, closing: false };
+      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, blobFetcher: fetcher, snapshots: snapshotStore, closing: false };
       app = await buildApp(context, log);
       const node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication);
       runtime.onChange(() => node.maybeBootstrapRepository());

@@ -69,7 +69,7 @@ const checks: { readonly [K in ClusterMessage['type']]: (m: Record<string, unkno
     isCount(m['echoSeq']) && isCount(m['echoSentTick']) && isCount(m['recvTick']) && isCount(m['epoch'])
       ? null
       : 'malformed fields',
-  snapshotRequest: () => 'snapshots are not exchanged between real nodes yet',
+  snapshotRequest: (m) => (isCount(m['term']) ? snapshotProblem(m['snapshot']) : 'malformed numbers'),
   readIndexRequest: (m) => (isCount(m['term']) && isText(m['id'], 256) ? null : 'malformed fields'),
   readIndexResponse: (m) => (isCount(m['term']) && isText(m['id'], 256) && (m['index'] === null || isCount(m['index'])) ? null : 'malformed fields'),
   probeRequest: discoveryProblem,
@@ -106,6 +106,42 @@ function discoveryProblem(m: Record<string, unknown>, from: string): string | nu
   return isText(info['clusterName'], 64) && (uuid === null || isText(uuid, 64)) && (master === null || isText(master, 256)) && typeof info['hasJournal'] === 'boolean' && isCount(info['term'])
     ? null
     : 'malformed discovery info';
+}
+
+/**
+ * A snapshot names its file (src/storage/snapshotFile.ts: SnapshotFileRef) and carries the cluster state at its
+ * index, which the coordinator adopts whole: both must have the shape a node of this version writes.
+ */
+function snapshotProblem(snapshot: unknown): string | null {
+  if (!isRecord(snapshot) || !isCount(snapshot['index']) || !isCount(snapshot['term']) || (snapshot['index'] as number) === 0) return 'a malformed snapshot';
+  const configuration = snapshot['configuration'];
+  if (!isRecord(configuration) || entryProblem({ index: 0, term: 0, payload: configuration }) !== null || configuration['kind'] !== 'configuration') {
+    return 'a snapshot with a malformed configuration';
+  }
+  const data = snapshot['data'];
+  if (!isRecord(data)) return 'a snapshot without data';
+  const file = data['stateMachine'];
+  if (
+    !isRecord(file) ||
+    file['index'] !== snapshot['index'] ||
+    file['term'] !== snapshot['term'] ||
+    !isCount(file['bytes']) ||
+    typeof file['sha256'] !== 'string' ||
+    !/^[0-9a-f]{64}$/.test(file['sha256']) ||
+    !isText(file['holder'], 256)
+  ) {
+    return 'a snapshot that names no valid file';
+  }
+  const state = data['clusterState'];
+  if (!isRecord(state) || !isCount(state['version']) || !Array.isArray(state['nodes']) || !Array.isArray(state['inSync']) || !Array.isArray(state['votingExclusions'])) {
+    return 'a snapshot with a malformed cluster state';
+  }
+  for (const node of state['nodes'] as unknown[]) {
+    if (descriptorProblem(node, isRecord(node) ? (node['id'] as string) : '') !== null) return 'a snapshot with a malformed member';
+  }
+  const voting = state['votingConfiguration'];
+  if (!isRecord(voting) || !Array.isArray(voting['current']) || !isRecord(state['settings'])) return 'a snapshot with a malformed cluster state';
+  return null;
 }
 
 export function messageProblem(message: unknown, from: string, self: string): string | null {

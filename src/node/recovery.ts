@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 
 import { ClusterCoordinator } from '../core/clusterCoordinator.js';
 import type { ClusterChange, ClusterState } from '../core/clusterState.js';
@@ -114,9 +116,11 @@ export function detachCluster(dataDir: string): void {
       db.prepare('DELETE FROM journal').run();
       db.prepare('DELETE FROM nodes').run();
       db.prepare('DELETE FROM users').run();
-      db.prepare(`DELETE FROM meta WHERE key IN ('hard_state', 'bootstrap_view', 'applied_index', 'token_key')`).run();
+      db.prepare(`DELETE FROM meta WHERE key IN ('hard_state', 'bootstrap_view', 'applied_index', 'token_key', 'snapshot')`).run();
       setMeta(db, 'detached_at', new Date().toISOString());
     })();
+    // The snapshot files are the old cluster's content too (the next start removes files no snapshot names).
+    rmSync(join(dataDir, 'snapshots'), { recursive: true, force: true });
   } finally {
     db.close();
   }

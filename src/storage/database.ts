@@ -12,7 +12,8 @@ export const dataFormatVersion = 2;
 
 export type Db = Database.Database;
 
-const schema = `
+/** The tables of a node's database; a snapshot file has the same (with an empty journal). */
+export const databaseSchema = `
 CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value ANY
@@ -91,7 +92,7 @@ export function openDatabase(dataDir: string): Db {
   db.pragma('foreign_keys = OFF');
   // Checkpoints run from the write path; keep the WAL from growing without bound under steady writes.
   db.pragma('wal_autocheckpoint = 4000');
-  db.exec(schema);
+  db.exec(databaseSchema);
   const format = db.prepare(`SELECT value FROM meta WHERE key = 'format_version'`).pluck().get() as number | undefined;
   if (format === undefined) {
     db.prepare(`INSERT INTO meta(key, value) VALUES ('format_version', ?)`).run(dataFormatVersion);

@@ -2,7 +2,7 @@ import { decode, encode } from '@msgpack/msgpack';
 import { crc32 } from 'node:zlib';
 
 import type { CoordinatorRestoredState } from '../core/clusterCoordinator.js';
-import type { Entry, EntryPayload, HardState } from '../core/types.js';
+import type { Entry, EntryPayload, HardState, Snapshot } from '../core/types.js';
 import { invariant } from '../errors/catalogue.js';
 import { getMeta, type Db } from './database.js';
 
@@ -38,6 +38,8 @@ export class JournalStore {
   private readonly selectLast;
   private readonly countFromIndex;
   private readonly upsertMeta;
+  private readonly truncateThrough;
+  private readonly truncateAll;
 
   constructor(private readonly db: Db) {
     // Prepared once: the hard state is written with nearly every Ready.
@@ -47,10 +49,13 @@ export class JournalStore {
     this.selectFrom = db.prepare('SELECT idx, term, payload, checksum FROM journal WHERE idx >= ? ORDER BY idx LIMIT ?');
     this.selectLast = db.prepare('SELECT idx FROM journal ORDER BY idx DESC LIMIT 1');
     this.countFromIndex = db.prepare('SELECT COUNT(*) AS n FROM journal WHERE idx >= ?');
+    this.truncateThrough = db.prepare('DELETE FROM journal WHERE idx <= ?');
+    this.truncateAll = db.prepare('DELETE FROM journal');
   }
 
+  /** The last index of the journal, or of the snapshot when the journal after it is empty. */
   lastIndex(): number {
-    return (this.selectLast.get() as { idx: number } | undefined)?.idx ?? 0;
+    return (this.selectLast.get() as { idx: number } | undefined)?.idx ?? this.snapshot()?.index ?? 0;
   }
 
   /** Replaces everything from `entries[0].index` on with `entries` (step 1 of the Ready contract). */
@@ -86,12 +91,34 @@ export class JournalStore {
     this.upsertMeta.run('bootstrap_view', JSON.stringify(view));
   }
 
-  /** Everything the coordinator restarts from. The whole journal is read: compaction of real nodes comes later. */
+  /**
+   * Compaction: the snapshot replaces the journal up to its index (runs inside the caller's transaction). The
+   * snapshot is stored whole — index, term, configuration and the data naming its file — so a restart restores it.
+   */
+  compact(snapshot: Snapshot): void {
+    this.truncateThrough.run(snapshot.index);
+    this.upsertMeta.run('snapshot', JSON.stringify(snapshot));
+  }
+
+  /** A snapshot install (step 1 of the Ready contract): the whole journal goes; entries kept come again. */
+  install(snapshot: Snapshot): void {
+    this.truncateAll.run();
+    this.upsertMeta.run('snapshot', JSON.stringify(snapshot));
+  }
+
+  /** The latest snapshot made durable, if the journal was ever compacted. */
+  snapshot(): Snapshot | undefined {
+    const text = getMeta<string>(this.db, 'snapshot');
+    return text === undefined ? undefined : (JSON.parse(text) as Snapshot);
+  }
+
+  /** Everything the coordinator restarts from: the snapshot, if any, and the journal after it. */
   restoredState(appliedIndex: number): CoordinatorRestoredState {
     const hardStateText = getMeta<string>(this.db, 'hard_state');
     const viewText = getMeta<string>(this.db, 'bootstrap_view');
+    const snapshot = this.snapshot();
     const entries: Entry[] = [];
-    for (let from = 1; ; ) {
+    for (let from = (snapshot?.index ?? 0) + 1; ; ) {
       const chunk = this.read(from, 10_000);
       entries.push(...chunk);
       if (chunk.length < 10_000) break;
@@ -99,6 +126,7 @@ export class JournalStore {
     }
     return {
       hardState: hardStateText === undefined ? { term: 0, votedFor: null, commitIndex: 0 } : (JSON.parse(hardStateText) as HardState),
+      ...(snapshot !== undefined ? { snapshot } : {}),
       entries,
       appliedIndex,
       ...(viewText !== undefined ? { bootstrapView: JSON.parse(viewText) as string[] } : {}),

@@ -362,3 +362,34 @@ test('compact refuses at or below the current snapshot', () => {
   const restored = new CoordinationCore(options('z', 6), { hardState: master.disk.hardState, snapshot: later, entries: [], appliedIndex: later.index });
   assert.throws(() => restored.compact([]), /at or below the snapshot/, 'a restored core has applied nothing past its snapshot');
 });
+
+test('compact at an index below the applied one keeps the entries after it; past the applied index is refused', () => {
+  const driver = new Driver(voters);
+  const master = driver.elect();
+  const follower = driver.node(voters.find((id) => id !== master.id)!);
+  for (const data of commands(0, 25)) driver.propose(master, data);
+  driver.tick(2);
+  assert.equal(follower.appliedIndex, master.appliedIndex);
+  const followerIndex = follower.appliedIndex;
+  // The follower misses the last five; the master compacts just below what it lacks.
+  driver.down.add(follower.id);
+  for (const data of commands(25, 30)) driver.propose(master, data);
+  driver.tick(2);
+  const applied = master.appliedIndex;
+  assert.throws(() => master.core.compact([], applied + 1), /past the applied index/);
+  const term = master.core.entryAt(followerIndex)!.term;
+  const snapshot = master.core.compact(commands(0, 25), followerIndex);
+  assert.equal(snapshot.index, followerIndex);
+  assert.equal(snapshot.term, term);
+  assert.deepEqual(snapshot.configuration, { kind: 'configuration', current: voters });
+  assert.equal(master.core.entryAt(followerIndex), undefined);
+  for (let i = followerIndex + 1; i <= applied; i++) assert.ok(master.core.entryAt(i) !== undefined, `entry ${i} is kept`);
+  master.disk.snapshot = snapshot;
+  master.disk.entries = master.disk.entries.filter((e) => e.index > followerIndex);
+  // The follower lags by no more than the kept entries: it catches up from the journal, not by a snapshot.
+  driver.down.delete(follower.id);
+  const deliveredBefore = driver.delivered.length;
+  driver.tickUntil(() => follower.appliedIndex === master.appliedIndex, 100, 'the follower does not catch up');
+  assert.ok(!driver.delivered.slice(deliveredBefore).some((m) => m.type === 'snapshotRequest'));
+  assert.deepEqual(follower.applied, commands(0, 30));
+});

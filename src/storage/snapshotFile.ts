@@ -1,0 +1,255 @@
+import Database from 'better-sqlite3';
+import { createHash, randomUUID } from 'node:crypto';
+import { closeSync, createReadStream, fsyncSync, openSync, readSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+
+import type { CoordinatorSnapshotData } from '../core/clusterCoordinator.js';
+import type { Snapshot } from '../core/types.js';
+import { ConclaveError, invariant } from '../errors/catalogue.js';
+import { databaseSchema, dataFormatVersion, type Db } from './database.js';
+
+/**
+ * A snapshot file: a SQLite database with the node's schema holding the state machine as of one applied index —
+ * the content tables, the users, the token key — and that index itself (meta `applied_index`), so the file says
+ * exactly which point of the journal it stands for. The journal table is empty; nothing node-specific (id,
+ * secret, hard state) is in it.
+ *
+ * Writing one never blocks the event loop for long: SQLite's online backup copies the live database in steps of
+ * a few hundred pages between which the node goes on writing (changes made through the same connection are
+ * carried into the copy, so the copy is one consistent commit point: the last step's); a worker thread then
+ * extracts the state-machine tables into the snapshot file, fsyncs it and hashes it.
+ */
+
+/** The tables apply() writes (src/content/apply.ts): a new one must be added here, or snapshots would lose it. */
+export const stateMachineTables = ['nodes', 'users'] as const;
+/** The meta keys apply() writes (besides the applied index). */
+export const stateMachineMetaKeys = ['token_key'] as const;
+
+export interface SnapshotFileInfo {
+  /** The applied index the file holds. */
+  readonly index: number;
+  readonly bytes: number;
+  /** SHA-256 of the whole file, hex. */
+  readonly sha256: string;
+}
+
+/** Pages copied per backup step: about 1.6 MiB at 4 KiB pages, a few milliseconds of the event loop. */
+const backupPagesPerStep = 400;
+/** The copy is flushed to disk in the background every this many pages (about 64 MiB at 4 KiB pages). */
+const backupFlushEveryPages = 16_384;
+const hashChunkBytes = 1024 * 1024;
+
+/**
+ * Writes a snapshot of `db`'s state machine as it is when the copy completes, into `tmpDir`. Resolves with the
+ * file's path (in tmpDir: the caller moves it into place) and what it holds. `signal` abandons the work (the
+ * worker is stopped and the partial files removed).
+ */
+export async function writeSnapshotFile(db: Db, tmpDir: string, signal?: AbortSignal): Promise<{ path: string; info: SnapshotFileInfo }> {
+  const name = randomUUID();
+  const copyPath = join(tmpDir, `${name}.copy.db`);
+  const outPath = join(tmpDir, `${name}.db`);
+  try {
+    // The last step commits the copy, and that commit's fsync runs on the event loop: it must find little to
+    // write. So the copy is flushed from a thread of the pool while it grows, and the last step waits (copying no
+    // page) until a flush of everything before it is done; what is left is what SQLite still caches (at most its
+    // cache size, 16 MiB in better-sqlite3's build).
+    let flushing: Promise<void> | null = null;
+    let flushedPages = 0;
+    await db.backup(copyPath, {
+      progress: ({ totalPages, remainingPages }) => {
+        if (signal?.aborted === true) throw new ConclaveError('SHUTTING_DOWN', 'The snapshot was abandoned.');
+        const copied = totalPages - remainingPages;
+        const last = remainingPages <= backupPagesPerStep;
+        if (flushing === null && (copied - flushedPages >= backupFlushEveryPages || (last && copied > flushedPages))) {
+          flushing = datasyncFile(copyPath)
+            .then(() => void (flushedPages = copied))
+            .catch(() => void (flushedPages = copied)) // the final commit syncs anyway
+            .finally(() => void (flushing = null));
+        }
+        return last && flushing !== null ? 0 : backupPagesPerStep;
+      },
+    });
+    signal?.throwIfAborted();
+    const info = await runExtractWorker(copyPath, outPath, signal);
+    return { path: outPath, info };
+  } catch (err) {
+    removeDatabaseFile(outPath);
+    throw err;
+  } finally {
+    removeDatabaseFile(copyPath);
+  }
+}
+
+function runExtractWorker(copyPath: string, outPath: string, signal: AbortSignal | undefined): Promise<SnapshotFileInfo> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./snapshotWorker.js', import.meta.url), { workerData: { copyPath, outPath } });
+    const onAbort = () => void worker.terminate();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let settled = false;
+    worker.once('message', (message: { info?: SnapshotFileInfo; error?: string }) => {
+      settled = true;
+      if (message.info !== undefined) resolve(message.info);
+      else reject(new ConclaveError('STORAGE_ERROR', `Writing the snapshot file failed: ${message.error ?? 'unknown error'}`));
+    });
+    worker.once('error', (err) => {
+      settled = true;
+      reject(err);
+    });
+    worker.once('exit', (code) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (!settled) reject(new ConclaveError('STORAGE_ERROR', `The snapshot worker stopped (exit code ${code}) before it finished.`));
+    });
+  });
+}
+
+/**
+ * Runs in the worker thread: creates the snapshot file from a backup copy of the node's database, fsyncs it and
+ * hashes it. Synchronous (the worker has nothing else to do); exported for tests.
+ */
+export function extractSnapshot(copyPath: string, outPath: string): SnapshotFileInfo {
+  const out = new Database(outPath);
+  let index: number;
+  try {
+    // Nothing here needs a rollback journal or a sync per statement: the file is fsynced once at the end, and a
+    // crash leaves a temporary file that the next start removes.
+    out.pragma('journal_mode = OFF');
+    out.pragma('synchronous = OFF');
+    out.exec(databaseSchema);
+    out.prepare('ATTACH DATABASE ? AS source').run(copyPath);
+    out.transaction(() => {
+      for (const table of stateMachineTables) {
+        const columns = columnList(out, 'main', table);
+        out.exec(`INSERT INTO main.${table} (${columns}) SELECT ${columns} FROM source.${table}`);
+      }
+      const keys = stateMachineMetaKeys.map((k) => `'${k}'`).join(', ');
+      out.exec(`INSERT INTO main.meta (key, value) SELECT key, value FROM source.meta WHERE key IN (${keys})`);
+      index = (out.prepare(`SELECT value FROM source.meta WHERE key = 'applied_index'`).pluck().get() as number | undefined) ?? 0;
+      const setMeta = out.prepare('INSERT INTO main.meta (key, value) VALUES (?, ?)');
+      setMeta.run('format_version', dataFormatVersion);
+      setMeta.run('applied_index', index);
+    })();
+    out.exec('DETACH DATABASE source');
+  } finally {
+    out.close();
+  }
+  fsyncFile(outPath);
+  const { bytes, sha256 } = hashFileSync(outPath);
+  return { index: index!, bytes, sha256 };
+}
+
+/** `a, b, c`: the table's columns as the node's schema has them (the same in the file and the database). */
+function columnList(db: Db, schema: string, table: string): string {
+  const columns = db.pragma(`${schema}.table_info(${table})`) as Array<{ name: string }>;
+  invariant(columns.length > 0, `no table ${schema}.${table}`);
+  return columns.map((c) => `"${c.name}"`).join(', ');
+}
+
+async function datasyncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export function fsyncFile(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function hashFileSync(path: string): { bytes: number; sha256: string } {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(hashChunkBytes);
+  const fd = openSync(path, 'r');
+  let bytes = 0;
+  try {
+    for (;;) {
+      const read = readSync(fd, buffer, 0, buffer.length, bytes);
+      if (read === 0) break;
+      hash.update(buffer.subarray(0, read));
+      bytes += read;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return { bytes, sha256: hash.digest('hex') };
+}
+
+/** SHA-256 and size of a file, streamed (the event loop stays free between chunks). */
+export async function hashFile(path: string): Promise<{ bytes: number; sha256: string }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: hashChunkBytes })) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { bytes, sha256: hash.digest('hex') };
+}
+
+/** A database file and the journals SQLite may have left beside it. */
+export function removeDatabaseFile(path: string): void {
+  for (const suffix of ['', '-journal', '-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
+}
+
+// ------------------------------------------------------------------ install
+
+const attachedName = 'snapshot_source';
+
+/**
+ * Attaches a snapshot file to the node's database for `replaceStateMachine`. SQLite refuses ATTACH inside a
+ * transaction, so this runs before the Ready's transaction; the returned function detaches it (always call it).
+ */
+export function attachSnapshot(db: Db, path: string): () => void {
+  db.prepare(`ATTACH DATABASE ? AS ${attachedName}`).run(path);
+  return () => db.exec(`DETACH DATABASE ${attachedName}`);
+}
+
+/**
+ * Replaces the state machine — content tables, users, token key, applied index — with the attached snapshot's
+ * (inside the caller's transaction). The file must hold exactly `index`: its checksum was verified against what
+ * the master announced, so anything else is a broken invariant, not an operating error.
+ */
+export function replaceStateMachine(db: Db, index: number): void {
+  const meta = (key: string) => db.prepare(`SELECT value FROM ${attachedName}.meta WHERE key = ?`).pluck().get(key) as number | undefined;
+  const format = meta('format_version');
+  if (format !== dataFormatVersion) {
+    throw new ConclaveError('STORAGE_ERROR', `The snapshot file has data format ${format ?? 'none'}; this build reads ${dataFormatVersion}. Run the same version on every node.`);
+  }
+  const held = meta('applied_index');
+  invariant(held === index, `the snapshot file holds index ${held ?? 'none'}, not ${index}`);
+  for (const table of stateMachineTables) {
+    const columns = columnList(db, 'main', table);
+    db.exec(`DELETE FROM main.${table}`);
+    db.exec(`INSERT INTO main.${table} (${columns}) SELECT ${columns} FROM ${attachedName}.${table}`);
+  }
+  const keys = stateMachineMetaKeys.map((k) => `'${k}'`).join(', ');
+  db.exec(`DELETE FROM main.meta WHERE key IN (${keys})`);
+  db.exec(`INSERT INTO main.meta (key, value) SELECT key, value FROM ${attachedName}.meta WHERE key IN (${keys})`);
+  db.prepare(`INSERT INTO main.meta (key, value) VALUES ('applied_index', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(index);
+}
+
+// ------------------------------------------------------------------ the reference a Snapshot carries
+
+/**
+ * What a coordinator snapshot carries as its state machine (`CoordinatorSnapshotData.stateMachine`): not the data
+ * — a snapshot travels in a transport message — but the name of the file holding it: the index and term it stands
+ * for, its size and SHA-256, and the node that wrote it. A follower downloads the file from the node that sent it
+ * the snapshot (every node keeps the file of its latest snapshot, written or installed) and verifies both.
+ */
+export interface SnapshotFileRef extends SnapshotFileInfo {
+  readonly term: number;
+  readonly holder: string;
+}
+
+export function fileRefOf(snapshot: Snapshot): SnapshotFileRef {
+  const ref = (snapshot.data as CoordinatorSnapshotData | null)?.stateMachine as SnapshotFileRef | undefined;
+  invariant(ref !== undefined && ref !== null && ref.index === snapshot.index, `snapshot ${snapshot.index} names no file of its own`);
+  return ref;
+}
