@@ -523,11 +523,10 @@ describe('content replication on 3 processes', () => {
       // Last, as it holds each node's event loop for a moment.
       await assertDigestsEqual([newMaster, oldMaster, ...others.filter((n) => n !== newMaster)], 'after the old master rejoined');
 
-      // TODO(lead): the runtime does not log the discard yet. Once it does, set this to true so the line is required.
-      const discardLogged = false;
-      const discardLine = cluster.output(oldMaster).split('\n').find((line) => /discard/i.test(line));
-      if (discardLogged) assert.ok(discardLine !== undefined, `${oldMaster} logs that it discarded its unacknowledged entries`);
-      else console.log(`discard log line on ${oldMaster} (not yet required): ${discardLine ?? 'none'}`);
+      // It says what it threw away: the entries past the new master's, which no client was told succeeded.
+      const discardLine = cluster.output(oldMaster).split('\n').find((line) => /discarding \d+ journal entr/.test(line));
+      assert.ok(discardLine !== undefined, `${oldMaster} logs that it discarded its unacknowledged entries`);
+      assert.match(discardLine, /put \/tail\/lost-/, `the log line names the discarded writes: ${discardLine}`);
 
       // And the journal itself no longer holds them.
       await cluster.kill(oldMaster);
