@@ -100,6 +100,15 @@ export function hasCompaction(): boolean {
 }
 
 /**
+ * Settings of the cluster the journal catch-ups run on: no compaction during the measurement (a build with it would
+ * otherwise compact after its default number of entries, and the replica would get a snapshot instead of entries).
+ */
+export function journalClusterEnv(): Record<string, string> {
+  if (!hasCompaction()) return {};
+  return { CONCLAVE_STORAGE_COMPACTION_ENTRIES_MIN: '100000000' };
+}
+
+/**
  * Settings of the cluster measureSnapshotInstall starts: every node writes a snapshot after a few hundred applied
  * entries and keeps no journal below it, so a replica that was away needs entries the master no longer has. Empty
  * on a build without compaction.

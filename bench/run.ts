@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 
 import { BenchCluster } from './benchCluster.js';
-import { measureBinaryCatchUp, measureContentCatchUp, measureSnapshotInstall, type CatchUpResult, type WithCluster } from './catchUp.js';
+import { journalClusterEnv, measureBinaryCatchUp, measureContentCatchUp, measureSnapshotInstall, type CatchUpResult, type WithCluster } from './catchUp.js';
 import { benchEnvironment } from './environment.js';
 import { measureFsync, measureSqliteInserts, type FsyncFloor, type SqliteFloor } from './floor.js';
 import { runLoad, type LoadResult, type LoadTiming } from './load.js';
@@ -317,7 +317,7 @@ async function main(): Promise<number> {
       if (options.parts.has(part)) scenarios.push(...(await withCluster(size, part, {}, (cluster) => measureCluster(cluster, size, options))));
     }
     if (options.parts.has('catch-up')) {
-      await withCluster(3, 'catch-up', {}, async (cluster) => {
+      await withCluster(3, 'catch-up', journalClusterEnv(), async (cluster) => {
         progress(`catch-up of ${options.catchUpContentMib} MiB of JSON documents`);
         catchUps.push(await measureContentCatchUp(cluster, { mib: options.catchUpContentMib, progress }));
         progress(`catch-up of ${options.catchUpBinaryMib} MiB of binaries`);
