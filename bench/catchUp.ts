@@ -51,13 +51,12 @@ export interface CatchUpResult {
   readonly appliedMs: number;
   /** HTTP answering to in sync with the master's applied index and ready (the transport starts a moment earlier). */
   readonly catchUpMs: number;
-  /** bytes / catchUpMs, in MiB/s: the whole return, reconnection included. */
-  readonly mibPerSec: number;
-  /** bytes / (appliedMs - contactMs), in MiB/s: the transfer of the entries alone. */
-  readonly transferMibPerSec: number;
-  /** Binaries only: HTTP answering to every blob file on the replica's disk. */
+  /** Binaries only: HTTP answering to every blob file on the replica's disk (blobs are fetched once their entries are applied). */
   readonly blobsPresentMs: number | null;
-  readonly blobsMibPerSec: number | null;
+  /** bytes over the whole return, reconnection included: to caught up and, for binaries, every blob on disk; MiB/s. */
+  readonly mibPerSec: number;
+  /** bytes over the transfer alone, from contact to the entries applied and, for binaries, every blob on disk; MiB/s. */
+  readonly transferMibPerSec: number;
   /** Snapshot only: the size of the snapshot file the replica installed, from its log. */
   readonly snapshotBytes: number | null;
 }
@@ -187,10 +186,9 @@ function skippedResult(name: string, skipped: string): CatchUpResult {
     contactMs: 0,
     appliedMs: 0,
     catchUpMs: 0,
+    blobsPresentMs: null,
     mibPerSec: 0,
     transferMibPerSec: 0,
-    blobsPresentMs: null,
-    blobsMibPerSec: null,
     snapshotBytes: null,
   };
 }
@@ -268,6 +266,8 @@ async function catchUp(
   const contactMs = Math.min(contactAtMs ?? appliedAtMs!, appliedAtMs!) - liveMs;
   const appliedMs = appliedAtMs! - liveMs;
   const blobsPresentMs = loaded.blobs.length === 0 ? null : Math.max(0, blobsMs! - liveMs);
+  const doneMs = Math.max(catchUpMs, blobsPresentMs ?? 0);
+  const transferredMs = Math.max(appliedMs, blobsPresentMs ?? 0) - contactMs;
   return {
     name,
     kind,
@@ -280,10 +280,10 @@ async function catchUp(
     contactMs,
     appliedMs,
     catchUpMs,
-    mibPerSec: loaded.bytes / MiB / (catchUpMs / 1000),
-    transferMibPerSec: loaded.bytes / MiB / (Math.max(appliedMs - contactMs, pollIntervalMs) / 1000),
     blobsPresentMs,
-    blobsMibPerSec: blobsPresentMs === null ? null : loaded.bytes / MiB / (Math.max(blobsPresentMs, 1) / 1000),
+    mibPerSec: loaded.bytes / MiB / (doneMs / 1000),
+    // Never below one poll: a transfer seen whole in one poll took up to that long.
+    transferMibPerSec: loaded.bytes / MiB / (Math.max(transferredMs, pollIntervalMs) / 1000),
     snapshotBytes: snapshotMode ? snapshotInstalledBytes(cluster.currentOutput(replica)) : null,
   };
 }
