@@ -5,12 +5,13 @@ import { freePort } from '../test/helpers/ports.js';
 
 /**
  * A real `conclave start` child process for the bench; it shares only the port picker with test/helpers. The node
- * logs at "warn", so its "listening" line (info) never appears: the bench picks the port itself and polls
- * /health/ready instead.
+ * logs at "warn", so its "listening" line (info) never appears: the bench picks the ports itself and polls
+ * /health/ready (or /health/live) instead.
  */
 
 const binPath = fileURLToPath(new URL('../../bin/conclave.js', import.meta.url));
-const startTimeoutMs = 20_000;
+/** Time for a node to be ready; a cluster node also waits for an election and the repository's first entry. */
+const startTimeoutMs = 30_000;
 /** Longer than a clean stop needs once the bench has closed its connections, short enough not to hang a run. */
 const termTimeoutMs = 10_000;
 const killTimeoutMs = 5_000;
@@ -31,11 +32,28 @@ export interface StopOutcome {
   readonly killed: boolean;
 }
 
-export async function startBenchNode(dataDir: string, adminPassword: string): Promise<BenchNode> {
+export interface BenchNodeOptions {
+  /** Fixed HTTP port (a cluster node's peers learn it); without one a free port is picked, retried on EADDRINUSE. */
+  readonly httpPort?: number;
+  /** Flags after `start --data DIR --host 127.0.0.1 --http-port N`. */
+  readonly args?: readonly string[];
+  /** Environment added to the minimal one (settings as CONCLAVE_* variables). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Node's own flags, before the script (for example --cpu-prof). */
+  readonly execArgv?: readonly string[];
+  /**
+   * What "started" means: 'ready' waits for /health/ready (a master, the repository, this node in sync); 'live'
+   * only for the HTTP server (a restarted replica that is still catching up).
+   */
+  readonly until?: 'ready' | 'live';
+}
+
+export async function startBenchNode(dataDir: string, adminPassword: string, options: BenchNodeOptions = {}): Promise<BenchNode> {
+  if (options.httpPort !== undefined) return startOnce(dataDir, adminPassword, options.httpPort, options);
   let lastError: Error | undefined;
   for (let attempt = 1; attempt <= startAttemptsMax; attempt++) {
     try {
-      return await startOnce(dataDir, adminPassword, await freePort());
+      return await startOnce(dataDir, adminPassword, await freePort(), options);
     } catch (err) {
       lastError = err as Error;
       if (!/EADDRINUSE/.test(lastError.message)) throw lastError;
@@ -44,14 +62,16 @@ export async function startBenchNode(dataDir: string, adminPassword: string): Pr
   throw lastError!;
 }
 
-async function startOnce(dataDir: string, adminPassword: string, port: number): Promise<BenchNode> {
-  const child = spawn(process.execPath, [binPath, 'start', '--data', dataDir, '--host', '127.0.0.1', '--http-port', String(port)], {
+async function startOnce(dataDir: string, adminPassword: string, port: number, options: BenchNodeOptions): Promise<BenchNode> {
+  const args = [...(options.execArgv ?? []), binPath, 'start', '--data', dataDir, '--host', '127.0.0.1', '--http-port', String(port), ...(options.args ?? [])];
+  const child = spawn(process.execPath, args, {
     // A minimal environment: a stray CONCLAVE_* variable from the caller's shell must not change what is measured.
     env: {
       PATH: process.env['PATH'] ?? '',
       CONCLAVE_ADMIN_PASSWORD: adminPassword,
       CONCLAVE_LOG_LEVEL: 'warn',
       CONCLAVE_LOG_FORMAT: 'json',
+      ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -69,22 +89,23 @@ async function startOnce(dataDir: string, adminPassword: string, port: number): 
     output: () => output,
     stop: onceOnly(() => stopChild(child, exited)),
   };
+  const probe = `${url}/health/${options.until ?? 'ready'}`;
   const deadline = Date.now() + startTimeoutMs;
   while (true) {
     if (exit !== undefined) throw new Error(`the node exited (${exit}) before it was ready:\n${output}`);
-    if (await isReady(url)) return node;
+    if (await answers200(probe)) return node;
     if (Date.now() > deadline) {
       await node.stop();
-      throw new Error(`the node was not ready after ${startTimeoutMs} ms:\n${output}`);
+      throw new Error(`${probe} did not answer 200 within ${startTimeoutMs} ms:\n${output}`);
     }
-    await sleep(50);
+    await sleep(20);
   }
 }
 
-async function isReady(url: string): Promise<boolean> {
+export async function answers200(url: string): Promise<boolean> {
   try {
     // A fresh connection per probe (fetch's default agent) is fine here; the measured traffic uses its own pools.
-    const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(1_000) });
+    const response = await fetch(url, { signal: AbortSignal.timeout(1_000) });
     await response.arrayBuffer();
     return response.status === 200;
   } catch {
@@ -117,6 +138,6 @@ function onceOnly<T>(action: () => Promise<T>): () => Promise<T> {
   return () => (result ??= action());
 }
 
-function sleep(ms: number): Promise<void> {
+export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,0 +1,111 @@
+import { Pool, type Dispatcher } from 'undici';
+
+import type { Operation } from './load.js';
+
+/** The requests the bench sends: 1 KB documents written at fresh paths and read back, with the admin's Basic credentials. */
+
+export const adminPassword = 'bench-admin-password';
+export const authorization = `Basic ${Buffer.from(`admin:${adminPassword}`).toString('base64')}`;
+/** Length of the string property, so a document's properties serialize to about 1 KB. */
+export const documentTextChars = 1000;
+
+export type ReadConsistency = 'stale' | 'sequential' | 'linearizable';
+
+/** Paths under one parent, numbered by one counter, so every writer of a run writes a path nobody wrote before. */
+export class DocumentPaths {
+  private next = 0;
+  /** Paths whose PUT was acknowledged (2xx): what the readers may ask for. */
+  readonly written: string[] = [];
+
+  constructor(readonly parentPath: string) {}
+
+  fresh(): { path: string; sequence: number } {
+    const sequence = this.next++;
+    return { path: `${this.parentPath}/d${String(sequence).padStart(9, '0')}`, sequence };
+  }
+}
+
+/** The JSON body of the document with this sequence number: about 1 KB of properties. */
+export function documentBody(sequence: number, text = documentText(documentTextChars)): string {
+  return JSON.stringify({ properties: { title: `Document ${sequence}`, text } });
+}
+
+/** Creates documents at fresh paths; records each path that was stored so reads can find it. */
+export function writer(paths: DocumentPaths): Operation {
+  const text = documentText(documentTextChars);
+  return async (pool) => {
+    const { path, sequence } = paths.fresh();
+    const response = await pool.request({
+      path: `/api/v1/content${path}`,
+      method: 'PUT',
+      headers: { authorization, 'content-type': 'application/json' },
+      body: documentBody(sequence, text),
+    });
+    if (!is2xx(response.statusCode)) throw await failureOf(response);
+    await response.body.dump();
+    paths.written.push(path);
+    return response.statusCode;
+  };
+}
+
+/** Reads a random document among those written, consuming the whole body as a real client would. */
+export function reader(paths: DocumentPaths, consistency?: ReadConsistency): Operation {
+  const written = paths.written;
+  if (written.length === 0) throw new Error('no document was written, so there is nothing to read');
+  const query = consistency === undefined ? '' : `?consistency=${consistency}`;
+  return async (pool) => {
+    const path = written[Math.floor(Math.random() * written.length)]!;
+    const response = await pool.request({ path: `/api/v1/content${path}${query}`, method: 'GET', headers: { authorization } });
+    if (!is2xx(response.statusCode)) throw await failureOf(response);
+    await response.body.arrayBuffer();
+    return response.statusCode;
+  };
+}
+
+const is2xx = (status: number): boolean => status >= 200 && status <= 299;
+
+/** An error naming the status and the error code of a refusal (the body is read, so the connection is reused). */
+async function failureOf(response: Dispatcher.ResponseData): Promise<Error> {
+  const text = await response.body.text().catch(() => '');
+  let code = '';
+  try {
+    code = (JSON.parse(text) as { error?: { code?: string } }).error?.code ?? '';
+  } catch {
+    // not JSON: the status says enough
+  }
+  return new Error(`HTTP ${response.statusCode}${code === '' ? '' : ` ${code}`}`);
+}
+
+/** Varied printable text, so nothing downstream gets an unrealistically uniform value. */
+export function documentText(chars: number): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ';
+  let text = '';
+  for (let i = 0; i < chars; i++) text += alphabet[(i * 7 + (i >> 3)) % alphabet.length];
+  return text;
+}
+
+/** One request outside any measurement; throws unless it answers `expected`. Returns the body's text. */
+export async function requestOnce(
+  origin: string,
+  method: 'GET' | 'PUT',
+  path: string,
+  expected: readonly number[],
+  options: { body?: string | Buffer; contentType?: string } = {},
+): Promise<string> {
+  const pool = new Pool(origin, { connections: 1 });
+  try {
+    const response = await pool.request({
+      path,
+      method,
+      headers: { authorization, ...(options.contentType !== undefined ? { 'content-type': options.contentType } : {}) },
+      body: options.body ?? null,
+      headersTimeout: 60_000,
+      bodyTimeout: 60_000,
+    });
+    const text = await response.body.text();
+    if (!expected.includes(response.statusCode)) throw new Error(`${method} ${path} on ${origin} answered ${response.statusCode}: ${text}`);
+    return text;
+  } finally {
+    await pool.close();
+  }
+}

@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { tempDir } from '../helpers/tmp.js';
+
+/**
+ * Smoke test of `npm run bench`: the quick bench with the smallest sizes runs every part (real clusters of 1, 3 and
+ * 5 processes, the catch-up, the snapshot measurement or its skip) and writes results of the expected shape. It
+ * asserts nothing about speed or the bench's error counts: those are figures for people to read.
+ */
+
+const benchPath = fileURLToPath(new URL('../../bench/run.js', import.meta.url));
+const benchTimeoutMs = 240_000;
+
+interface Scenario {
+  name: string;
+  nodes: number;
+  sentTo: string;
+  consistency: string | null;
+  clients: number;
+  opsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  errors: number;
+  warmupErrors: number;
+  ops: number;
+  opsByOrigin: number[];
+  errorsByOrigin: number[];
+  sentToNodes: string[];
+  master: string;
+}
+
+interface CatchUp {
+  name: string;
+  kind: string;
+  skipped: string | null;
+  bytes: number;
+  entries: number;
+  contactMs: number;
+  appliedMs: number;
+  catchUpMs: number;
+  mibPerSec: number;
+  blobsPresentMs: number | null;
+}
+
+function run(args: string[], signal: AbortSignal): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    // SIGTERM on abort: the bench stops its nodes and removes its directories on that signal.
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], signal, killSignal: 'SIGTERM' });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('exit', (code, sig) => resolve({ code: code ?? sig ?? -1, stdout, stderr }));
+  });
+}
+
+const isFiniteAtLeast0 = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value) && value >= 0;
+
+test('the quick bench runs every part and writes well-formed results', { timeout: benchTimeoutMs + 10_000 }, async () => {
+  const tmp = tempDir('conclave-bench-test-');
+  try {
+    const out = join(tmp.dir, 'bench.json');
+    const args = [benchPath, '--quick', '--duration-ms', '200', '--warmup-ms', '50', '--catch-up-mib', '0.1', '--catch-up-binary-mib', '1', '--out', out];
+    const { code, stdout, stderr } = await run(args, AbortSignal.timeout(benchTimeoutMs));
+    assert.equal(code, 0, stderr);
+    assert.match(stdout, /^\| scenario \| nodes \| sent to \| clients \| ops\/s \|/m);
+    assert.match(stdout, /^\| catch-up of a 3-node cluster's replica \|/m);
+
+    const report = JSON.parse(readFileSync(out, 'utf8')) as {
+      quick: boolean;
+      node: string;
+      cpus: number;
+      floor: { fsync: Record<string, number>; sqlite: Record<string, number> };
+      scenarios: Scenario[];
+      catchUp: CatchUp[];
+      clusters: Array<{ label: string; nodes: number; stops: Record<string, unknown[]> }>;
+    };
+    assert.equal(report.quick, true);
+    assert.equal(report.node, process.version);
+    assert.ok(report.cpus >= 1);
+    for (const value of [...Object.values(report.floor.fsync), ...Object.values(report.floor.sqlite)]) assert.ok(isFiniteAtLeast0(value), `floor: ${value}`);
+
+    const expected = [
+      ...[1, 3, 5].flatMap((nodes) => [1, 64].map((clients) => `durable write (PUT 1 KB)|${nodes}|master|null|${clients}`)),
+      ...[1, 64].map((clients) => `durable write (PUT 1 KB)|3|all nodes|null|${clients}`),
+      ...[1, 64].map((clients) => `read (GET 1 KB)|1|master|null|${clients}`),
+      ...['stale', 'sequential', 'linearizable'].map((mode) => `read (GET 1 KB), ${mode}|3|all nodes|${mode}|64`),
+    ].sort();
+    assert.deepEqual(report.scenarios.map((s) => `${s.name}|${s.nodes}|${s.sentTo}|${s.consistency}|${s.clients}`).sort(), expected);
+    for (const s of report.scenarios) {
+      const label = `${s.name} on ${s.nodes} to ${s.sentTo} x${s.clients}`;
+      for (const value of [s.opsPerSec, s.p50Ms, s.p99Ms, s.maxMs, s.errors, s.warmupErrors, s.ops]) assert.ok(isFiniteAtLeast0(value), `${label}: ${value}`);
+      assert.ok(s.p50Ms <= s.p99Ms && s.p99Ms <= s.maxMs, `${label}: percentiles out of order`);
+      assert.equal(s.sentToNodes.length, s.sentTo === 'master' ? 1 : s.nodes, label);
+      assert.ok(s.sentToNodes.includes(s.master), label);
+      assert.equal(s.opsByOrigin.length, s.sentToNodes.length, label);
+      assert.equal(s.errorsByOrigin.length, s.sentToNodes.length, label);
+      assert.equal(s.opsByOrigin.reduce((sum, ops) => sum + ops, 0), s.ops, label);
+      assert.equal(s.errorsByOrigin.reduce((sum, errors) => sum + errors, 0), s.errors + s.warmupErrors, label);
+    }
+
+    assert.deepEqual(report.catchUp.map((c) => c.kind), ['content', 'binaries', 'snapshot']);
+    for (const c of report.catchUp) {
+      if (c.skipped !== null) {
+        // Only the snapshot measurement may skip, and it says why.
+        assert.equal(c.kind, 'snapshot', c.skipped);
+        assert.match(c.skipped, /storage\.compactionEntriesMin|snapshot/);
+        continue;
+      }
+      assert.ok(c.bytes > 0 && c.entries > 0, c.name);
+      for (const value of [c.contactMs, c.appliedMs, c.catchUpMs, c.mibPerSec]) assert.ok(isFiniteAtLeast0(value), `${c.name}: ${value}`);
+      assert.ok(c.contactMs <= c.appliedMs && c.appliedMs <= c.catchUpMs, `${c.name}: milestones out of order`);
+      if (c.kind === 'binaries') assert.ok(isFiniteAtLeast0(c.blobsPresentMs), c.name);
+    }
+    const snapshotMeasured = report.catchUp.some((c) => c.kind === 'snapshot' && c.skipped === null);
+    assert.deepEqual(
+      report.clusters.map((c) => `${c.label}:${c.nodes}`).filter((label) => snapshotMeasured || label !== 'snapshot:3'),
+      ['cluster-of-1:1', 'cluster-of-3:3', 'cluster-of-5:5', 'catch-up:3', ...(snapshotMeasured ? ['snapshot:3'] : [])],
+    );
+  } finally {
+    tmp.cleanup();
+  }
+});
