@@ -528,6 +528,18 @@ export class Transport extends EventEmitter<TransportEvents> {
     }
   }
 
+  /**
+   * A peer we keep failing to reach just reached us: it is back, so dial it now rather than when the back-off
+   * (up to reconnectDelayMaxMs) says — a restarted replica would otherwise wait seconds for its first append.
+   */
+  private dialBackNow(address: string): void {
+    const out = this.outgoing.get(address);
+    if (out === undefined || out.retryTimer === null || !out.wanted || this.state !== 'running') return;
+    clearTimeout(out.retryTimer);
+    out.failedAttempts = 0;
+    this.dial(out);
+  }
+
   private reportRefusal(out: Outgoing, r: Refusal): void {
     if (out.refusalReported) return;
     out.refusalReported = true;
@@ -649,6 +661,7 @@ export class Transport extends EventEmitter<TransportEvents> {
         } else {
           this.log.info({ peerId: hello.nodeId, peerName: hello.nodeName, remoteAddress: connection.remoteAddress }, `node "${hello.nodeName}" (${hello.address}) connected`);
         }
+        this.dialBackNow(hello.address);
         return;
       }
       case 'up':

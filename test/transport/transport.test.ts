@@ -287,6 +287,21 @@ describe('transport', () => {
     assert.equal(a.log.lines.filter((l) => l.level === 'warn' && /cannot connect/.test(l.message)).length, 1);
   });
 
+  it('a peer that dials in while its address is backing off is dialled back at once, not when the back-off ends', async () => {
+    // A back-off of a minute: only the dial-back can bring the connection up within the test's wait.
+    const a = await startNode('a', { reconnectDelayMinMs: 60_000, reconnectDelayMaxMs: 60_000 });
+    let b = await startNode('b');
+    await connected(a, b);
+    const port = b.transport.port;
+    await b.transport.stop();
+    await waitFor('peer down', () => a.downs.length === 1);
+    b = await startNode('b', { port });
+    b.transport.connect(a.address);
+    await waitFor('a dials b back as soon as b reached it', () => isUp(a, 'id-b'), 5000);
+    assert.equal(a.transport.send('id-b', 'back'), true);
+    await waitFor('delivered', () => b.messages[0]);
+  });
+
   it('stop() closes everything and nothing reconnects afterwards', async () => {
     const a = await startNode('a');
     const b = await startNode('b');
