@@ -226,7 +226,10 @@ class WriteLoop {
       .request({
         path: `/api/v1/content${path}`,
         method: 'PUT',
-        headers: { authorization: processAuth, 'content-type': 'application/json' },
+        // Direct: only the master takes a write. Forwarded, a replica would answer with the old master's
+        // acknowledgement of a write sent before the kill, and a resumed old master would pass writes on to the new
+        // one: neither says when a new master takes writes, nor whether the old one still does.
+        headers: { authorization: processAuth, 'content-type': 'application/json', 'x-conclave-direct': 'true' },
         body: JSON.stringify({ properties: { node, seq } }),
         signal: AbortSignal.timeout(this.timeoutMs),
       })
