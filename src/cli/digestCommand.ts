@@ -1,8 +1,7 @@
 import { Command } from 'commander';
-import { Agent, fetch } from 'undici';
+import { Agent } from 'undici';
 
-import type { ClusterStatus } from '../node/clusterStatus.js';
-import { catalogueError, defaultUrl, describeFetchError, httpUrlOf, normaliseUrl, requestTimeoutMs, StatusFailure } from './statusCommand.js';
+import { defaultUrl, getNodeJson, httpUrlOf, isClusterStatus, normaliseUrl, StatusFailure } from './statusCommand.js';
 
 /**
  * `conclave digest`: GET /api/v1/cluster/digest of one node, or with --all of every member the cluster status
@@ -74,7 +73,7 @@ function authorizationOf(options: DigestFlags): { header: string | undefined; gi
 async function runOne(options: DigestFlags, agent: Agent): Promise<number> {
   const base = normaliseUrl(options.url);
   const auth = authorizationOf(options);
-  const answer = await getJson(base, '/api/v1/cluster/digest', auth, agent, {}, isDigestAnswer);
+  const answer = (await getNodeJson(base, '/api/v1/cluster/digest', auth, agent, {}, isDigestAnswer, 'a Conclave content digest')).body;
   if (options.json === true) process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
   else {
     const c = answer.counts;
@@ -90,7 +89,7 @@ async function runOne(options: DigestFlags, agent: Agent): Promise<number> {
 async function runAll(options: DigestFlags, agent: Agent): Promise<number> {
   const base = normaliseUrl(options.url);
   const auth = authorizationOf(options);
-  const status = await getJson(base, '/api/v1/cluster/status', auth, agent, {}, isClusterStatus);
+  const status = (await getNodeJson(base, '/api/v1/cluster/status', auth, agent, {}, isClusterStatus, 'a Conclave cluster status')).body;
   const members: Member[] = status.nodes.map((node) => ({ name: node.name, url: httpUrlOf(node) }));
   await askAll(members, auth, agent, {});
   const indexes = new Set(members.flatMap((m) => (m.answer === undefined ? [] : [m.answer.appliedIndex])));
@@ -117,7 +116,7 @@ async function askAll(members: Member[], auth: { header: string | undefined; giv
         return;
       }
       try {
-        member.answer = await getJson(member.url, '/api/v1/cluster/digest', auth, agent, headers, isDigestAnswer);
+        member.answer = (await getNodeJson(member.url, '/api/v1/cluster/digest', auth, agent, headers, isDigestAnswer, 'a Conclave content digest')).body;
         delete member.failure;
       } catch (err) {
         if (!(err instanceof StatusFailure)) throw err;
@@ -165,44 +164,6 @@ function formatMembers(members: readonly Member[]): string {
   return [format(columns), ...rows.map(format)].join('\n');
 }
 
-async function getJson<T>(
-  base: string,
-  path: string,
-  auth: { header: string | undefined; given: boolean },
-  agent: Agent,
-  headers: Record<string, string>,
-  check: (body: unknown) => body is T,
-): Promise<T> {
-  let response;
-  let text: string;
-  try {
-    response = await fetch(`${base}${path}`, {
-      dispatcher: agent,
-      headers: { accept: 'application/json', ...headers, ...(auth.header === undefined ? {} : { authorization: auth.header }) },
-      signal: AbortSignal.timeout(requestTimeoutMs),
-    });
-    text = await response.text();
-  } catch (err) {
-    throw new StatusFailure(describeFetchError(base, err));
-  }
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  const error = catalogueError(body);
-  if (response.status === 401) {
-    const why = auth.given ? 'wrong credentials' : 'no credentials given';
-    throw new StatusFailure(`${base} answered 401${error === null ? '' : ` ${error.code}`}: ${why}; pass --user/--password or CONCLAVE_PASSWORD.`);
-  }
-  if (error !== null) throw new StatusFailure(`${base} answered ${response.status} ${error.code}: ${error.message}`);
-  if (response.status !== 200 || !check(body)) {
-    throw new StatusFailure(`${base} answered HTTP ${response.status} with something other than Conclave's ${path}; is it a Conclave node?`);
-  }
-  return body;
-}
-
 function count(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
@@ -211,8 +172,4 @@ function isDigestAnswer(body: unknown): body is DigestAnswer {
   if (typeof body !== 'object' || body === null) return false;
   const b = body as Partial<Record<keyof DigestAnswer, unknown>>;
   return typeof b.node === 'string' && typeof b.appliedIndex === 'number' && typeof b.digest === 'string' && typeof b.counts === 'object' && typeof b.blobsMissing === 'number';
-}
-
-function isClusterStatus(body: unknown): body is ClusterStatus {
-  return typeof body === 'object' && body !== null && Array.isArray((body as { nodes?: unknown }).nodes);
 }

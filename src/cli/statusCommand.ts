@@ -115,13 +115,29 @@ export function httpUrlOf(node: NodeStatus | undefined): string | null {
 }
 
 async function fetchStatus(base: string, authorization: string | undefined, passwordGiven: boolean, agent: Agent): Promise<Fetched> {
-  const url = `${base}/api/v1/cluster/status`;
+  const { body, text } = await getNodeJson(base, '/api/v1/cluster/status', { header: authorization, given: passwordGiven }, agent, {}, isClusterStatus, 'a Conclave cluster status');
+  return { url: base, text, status: body };
+}
+
+/**
+ * GETs `path` from a node and checks the answer's shape. Every failure is a StatusFailure that says what to do:
+ * unreachable, wrong or missing credentials (401), a catalogue error, or an answer that is not `what`.
+ */
+export async function getNodeJson<T>(
+  base: string,
+  path: string,
+  auth: { header: string | undefined; given: boolean },
+  agent: Agent,
+  headers: Record<string, string>,
+  check: (body: unknown) => body is T,
+  what: string,
+): Promise<{ body: T; text: string }> {
   let response;
   let text: string;
   try {
-    response = await fetch(url, {
+    response = await fetch(`${base}${path}`, {
       dispatcher: agent,
-      headers: { accept: 'application/json', ...(authorization === undefined ? {} : { authorization }) },
+      headers: { accept: 'application/json', ...headers, ...(auth.header === undefined ? {} : { authorization: auth.header }) },
       signal: AbortSignal.timeout(requestTimeoutMs),
     });
     text = await response.text();
@@ -136,15 +152,15 @@ async function fetchStatus(base: string, authorization: string | undefined, pass
   }
   const error = catalogueError(body);
   if (response.status === 401) {
-    const why = passwordGiven ? 'wrong credentials' : 'no credentials given';
+    const why = auth.given ? 'wrong credentials' : 'no credentials given';
     throw new StatusFailure(`${base} answered 401${error === null ? '' : ` ${error.code}`}: ${why}; pass --user/--password or CONCLAVE_PASSWORD.`);
   }
   if (error !== null) throw new StatusFailure(`${base} answered ${response.status} ${error.code}: ${error.message}`);
-  if (response.status !== 200 || !isClusterStatus(body)) {
+  if (response.status !== 200 || !check(body)) {
     const excerpt = text.length > 200 ? `${text.slice(0, 200)}…` : text;
-    throw new StatusFailure(`${base} answered HTTP ${response.status} with something other than a Conclave cluster status; is --url a Conclave node?\n${excerpt}`);
+    throw new StatusFailure(`${base} answered HTTP ${response.status} with something other than ${what}; is --url a Conclave node?\n${excerpt}`);
   }
-  return { url: base, text, status: body };
+  return { body, text };
 }
 
 export function describeFetchError(base: string, err: unknown): string {
@@ -167,7 +183,7 @@ export function catalogueError(body: unknown): { code: string; message: string }
   return typeof code === 'string' ? { code, message: typeof message === 'string' ? message : '' } : null;
 }
 
-function isClusterStatus(body: unknown): body is ClusterStatus {
+export function isClusterStatus(body: unknown): body is ClusterStatus {
   if (typeof body !== 'object' || body === null) return false;
   const b = body as Partial<Record<keyof ClusterStatus, unknown>>;
   return Array.isArray(b.nodes) && typeof b.authoritative === 'boolean' && typeof b.answeredBy === 'object' && b.answeredBy !== null;

@@ -146,15 +146,7 @@ export class BlobStore {
    * (the master pushing an upload) relies on the answer until the entry that references it is applied.
    */
   touch(sha256: string): boolean {
-    const path = this.pathOf(sha256);
-    try {
-      const now = new Date();
-      utimesSync(path, now, now);
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-      throw err;
-    }
+    return keepYoung(this.pathOf(sha256));
   }
 
   /** Every stored blob with its age (uploads in progress under tmp/ are not blobs yet). */
@@ -195,10 +187,13 @@ export class BlobStore {
   }
 }
 
-/** True when a complete file of `size` bytes is already stored at `path`; it is then made young (touched). */
-function keepYoung(path: string, size: number): boolean {
+/**
+ * True when a file is stored at `path` (of `size` bytes, when given: a complete one); it is then made young
+ * (touched), so the collector leaves it alone for another grace period.
+ */
+function keepYoung(path: string, size?: number): boolean {
   try {
-    if (statSync(path).size !== size) return false;
+    if (size !== undefined && statSync(path).size !== size) return false;
     const now = new Date();
     utimesSync(path, now, now);
     return true;
