@@ -7,31 +7,13 @@ import { ClusterRuntime, type RuntimeOptions } from '../../src/node/clusterRunti
 import { ContentTables } from '../../src/storage/contentTables.js';
 import { openDatabase, type Db } from '../../src/storage/database.js';
 import { JournalStore } from '../../src/storage/journal.js';
+import { soloRuntimeOptions } from '../helpers/runtime.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
 const time = '2026-01-01T00:00:00.000Z';
 const put = (path: string, text = ''): Command => ({ type: 'put', path, newId: `id${path}`, nodeType: 'node', properties: { text }, time, user: 'u' });
 
-const baseOptions: RuntimeOptions = {
-  self: { id: 'self', name: 'solo', address: '127.0.0.1:1', roles: { masterEligible: true, votingOnly: false }, version: '1.0.0' },
-  clusterName: 'test',
-  bootstrap: { kind: 'initialMasterNodes', names: ['solo'] },
-  tickMs: 5,
-  electionTimeoutTicks: 10,
-  heartbeatIntervalTicks: 2,
-  nodeFailureTimeoutTicks: 20,
-  inSyncTimeoutTicks: 20,
-  publishTimeoutTicks: 100,
-  clockDriftPercent: 5,
-  readIndexTimeoutMs: 5000,
-  readIndexWaitersMax: 64,
-  groupCommitEntriesMax: 64,
-  groupCommitBytesMax: 1 << 20,
-  writeQueueEntriesMax: 100,
-  writeQueueBytesMax: 1 << 20,
-  frameBytesMax: 64 << 20,
-  writeTimeoutMs: 5000,
-};
+const baseOptions = soloRuntimeOptions();
 
 /** A one-node runtime on real SQLite, elected and holding the repository, with no network. */
 async function withRuntime(options: Partial<RuntimeOptions>, body: (runtime: ClusterRuntime, tables: ContentTables, db: Db, dir: string) => Promise<void>, dir?: string) {

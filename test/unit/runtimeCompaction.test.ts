@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { pino } from 'pino';
 
 import type { Command } from '../../src/content/commands.js';
-import { ClusterRuntime, type RuntimeOptions } from '../../src/node/clusterRuntime.js';
+import { ClusterRuntime } from '../../src/node/clusterRuntime.js';
 import { detachCluster, inspectNode, unsafeBootstrap } from '../../src/node/recovery.js';
 import { SnapshotFetcher } from '../../src/replication/snapshotFetcher.js';
 import { ContentTables } from '../../src/storage/contentTables.js';
@@ -12,6 +12,7 @@ import { getMeta, openDatabase, setMeta } from '../../src/storage/database.js';
 import { JournalStore } from '../../src/storage/journal.js';
 import { fileRefOf, hashFile } from '../../src/storage/snapshotFile.js';
 import { SnapshotStore } from '../../src/storage/snapshotStore.js';
+import { soloRuntimeOptions } from '../helpers/runtime.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
 // A one-node runtime on real SQLite that compacts its journal: the snapshot file, the journal after it, and a
@@ -20,26 +21,7 @@ import { tempDir, waitFor } from '../helpers/tmp.js';
 const time = '2026-01-01T00:00:00.000Z';
 const put = (i: number): Command => ({ type: 'put', path: `/n${i}`, newId: `id${i}`, nodeType: 'node', properties: { i }, time, user: 'u' });
 
-const options: RuntimeOptions = {
-  self: { id: 'self', name: 'solo', address: '127.0.0.1:1', roles: { masterEligible: true, votingOnly: false }, version: '1.0.0' },
-  clusterName: 'test',
-  bootstrap: { kind: 'initialMasterNodes', names: ['solo'] },
-  tickMs: 5,
-  electionTimeoutTicks: 10,
-  heartbeatIntervalTicks: 2,
-  nodeFailureTimeoutTicks: 20,
-  inSyncTimeoutTicks: 20,
-  publishTimeoutTicks: 100,
-  clockDriftPercent: 5,
-  readIndexTimeoutMs: 5000,
-  readIndexWaitersMax: 64,
-  groupCommitEntriesMax: 8,
-  groupCommitBytesMax: 1 << 20,
-  writeQueueEntriesMax: 100,
-  writeQueueBytesMax: 1 << 20,
-  frameBytesMax: 64 << 20,
-  writeTimeoutMs: 5000,
-};
+const options = soloRuntimeOptions({ groupCommitEntriesMax: 8 });
 
 function open(dir: string) {
   const db = openDatabase(dir);
