@@ -104,7 +104,11 @@ export function envNameOf(key: string): string {
 }
 
 /** CONCLAVE_* variables that are not settings. */
-export const envNonSettings = ['CONCLAVE_ADMIN_PASSWORD', 'CONCLAVE_CONFIG'] as const;
+/**
+ * CONCLAVE_TEST_INJECTED_BUG is test-only: it builds the node with one coordination rule broken on purpose (see
+ * CoordinatorBug), so that the chaos harness can prove it catches the breakage. Never set it anywhere else.
+ */
+export const envNonSettings = ['CONCLAVE_ADMIN_PASSWORD', 'CONCLAVE_CONFIG', 'CONCLAVE_TEST_INJECTED_BUG'] as const;
 
 export interface Config {
   node: { name: string; masterEligible: boolean; votingOnly: boolean };

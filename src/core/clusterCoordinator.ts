@@ -67,6 +67,9 @@ export interface CoordinatorOptions {
 /** The rules the simulator proves it would notice broken: the core's, the voting exclusions and the acknowledgement rule here. */
 export type CoordinatorBug = NonNullable<CoreOptions['injectedBug']> | 'ignoreVotingExclusions' | 'acknowledgeBeforeInSyncApplied';
 
+/** Every injectable bug, for the simulator's and the chaos harness's command lines. */
+export const coordinatorBugs: readonly CoordinatorBug[] = ['quorumIsHalf', 'voteForStaleCandidate', 'commitBeforeQuorum', 'ignoreVotingExclusions', 'acknowledgeBeforeInSyncApplied'];
+
 /** What a coordinator snapshot holds: the cluster state and the state machine's own data. */
 export interface CoordinatorSnapshotData {
   readonly clusterState: ClusterState;
@@ -145,7 +148,7 @@ export class ClusterCoordinator {
         id: options.self.id,
         canBeMaster: options.self.roles.masterEligible && !options.self.roles.votingOnly,
         random: options.random,
-        ...(options.injectedBug === 'quorumIsHalf' || options.injectedBug === 'voteForStaleCandidate' ? { injectedBug: options.injectedBug } : {}),
+        ...(options.injectedBug === 'quorumIsHalf' || options.injectedBug === 'voteForStaleCandidate' || options.injectedBug === 'commitBeforeQuorum' ? { injectedBug: options.injectedBug } : {}),
       },
       restored,
     );

@@ -47,7 +47,7 @@ export interface CoreOptions {
   readonly canBeMaster: boolean;
   readonly random: Random;
   /** Test-only: breaks one rule on purpose, so the simulator can prove it would notice. Never set in production. */
-  readonly injectedBug?: 'quorumIsHalf' | 'voteForStaleCandidate';
+  readonly injectedBug?: 'quorumIsHalf' | 'voteForStaleCandidate' | 'commitBeforeQuorum';
 }
 
 export interface RestoredState {
@@ -1031,7 +1031,9 @@ export class CoordinationCore {
   private maybeCommit(): void {
     const candidate = this.options.injectedBug === 'quorumIsHalf'
       ? this.halfMatchIndex()
-      : quorumMatchIndex(this.configuration, (id) => (id === this.options.id ? this.lastIndex() : (this.progress.get(id)?.matchIndex ?? 0)));
+      : this.options.injectedBug === 'commitBeforeQuorum'
+        ? this.lastIndex()
+        : quorumMatchIndex(this.configuration, (id) => (id === this.options.id ? this.lastIndex() : (this.progress.get(id)?.matchIndex ?? 0)));
     if (candidate <= this.commitIndex || this.termAt(candidate) !== this.term) return;
     this.commitIndex = candidate;
     this.hardStateDirty = true;

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { applyCommand, type ApplyResult } from '../content/apply.js';
 import type { Command } from '../content/commands.js';
 import type { BootstrapMethod } from '../core/bootstrap.js';
-import { ClusterCoordinator, type ClusterReady, type CoordinatorOptions } from '../core/clusterCoordinator.js';
+import { ClusterCoordinator, type ClusterReady, type CoordinatorBug, type CoordinatorOptions } from '../core/clusterCoordinator.js';
 import type { ClusterMessage } from '../core/clusterMessages.js';
 import type { ClusterChange, ClusterState, NodeDescriptor } from '../core/clusterState.js';
 import type { Entry, Snapshot, SnapshotRequest, SoftState } from '../core/types.js';
@@ -65,6 +65,8 @@ export interface RuntimeOptions {
   readonly frameBytesMax: number;
   /** How long a proposal waits for its entry to be applied before the client hears WRITE_OUTCOME_UNKNOWN. */
   readonly writeTimeoutMs: number;
+  /** Test-only (CONCLAVE_TEST_INJECTED_BUG): breaks one coordination rule so the chaos harness can prove it notices. */
+  readonly injectedBug?: CoordinatorBug;
 }
 
 /**
@@ -230,6 +232,7 @@ export class ClusterRuntime {
       publishTimeoutTicks: options.publishTimeoutTicks,
       pendingChangesMax: 64,
       random: cryptoRandom,
+      ...(options.injectedBug !== undefined ? { injectedBug: options.injectedBug } : {}),
     };
     this.coordinatorOptions = coordinatorOptions;
     this.coordinatorInstance = new ClusterCoordinator(coordinatorOptions, journal.restoredState(this.appliedIndexValue));

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { Authenticator } from '../auth/authenticator.js';
 import { generatePassword, hashPassword, passwordLengthMin } from '../auth/passwords.js';
 import { TokenSigner } from '../auth/tokens.js';
+import { ConfigError } from '../config/load.js';
 import type { Config } from '../config/settings.js';
 import type { BootstrapMethod } from '../core/bootstrap.js';
 import type { NodeDescriptor } from '../core/clusterState.js';
@@ -19,7 +20,7 @@ import { JournalStore } from '../storage/journal.js';
 import { fileRefOf } from '../storage/snapshotFile.js';
 import { SnapshotStore } from '../storage/snapshotStore.js';
 import { SnapshotFetcher } from '../replication/snapshotFetcher.js';
-import type { CoordinatorSnapshotData } from '../core/clusterCoordinator.js';
+import { coordinatorBugs, type CoordinatorBug, type CoordinatorSnapshotData } from '../core/clusterCoordinator.js';
 import { formatEndpoint } from '../discovery/seeds.js';
 import { BlobClient } from '../replication/blobClient.js';
 import { BlobCollector, referencedBlobs } from '../replication/blobCollector.js';
@@ -141,6 +142,7 @@ export class ConclaveNode {
           writeQueueBytesMax: config.storage.writeQueueBytesMax,
           writeTimeoutMs: config.cluster.writeTimeoutMs,
           frameBytesMax: config.transport.frameBytesMax,
+          ...testInjectedBug(log),
         },
         log,
         {
@@ -392,4 +394,18 @@ export function clusterSecret(db: Db, config: Config, announce: (text: string) =
     announce(`\n  Generated the cluster secret (set it as CONCLAVE_CLUSTER_SECRET on nodes that join):\n\n    ${secret}\n\n`);
   }
   return secret;
+}
+
+/**
+ * CONCLAVE_TEST_INJECTED_BUG (test-only): a node built with one coordination rule broken, so that the chaos harness
+ * can show it catches what the bug breaks (`npm run chaos -- --bug commitBeforeQuorum`). Logged at error level at
+ * every start, so that it can never run unnoticed.
+ */
+function testInjectedBug(log: Logger): { injectedBug?: CoordinatorBug } {
+  const name = process.env['CONCLAVE_TEST_INJECTED_BUG'];
+  if (name === undefined || name === '') return {};
+  const bug = coordinatorBugs.find((b) => b === name);
+  if (bug === undefined) throw new ConfigError(`CONCLAVE_TEST_INJECTED_BUG=${name} is not one of ${coordinatorBugs.join(', ')}.`);
+  log.error({ injectedBug: bug }, 'THIS NODE IS BROKEN ON PURPOSE (CONCLAVE_TEST_INJECTED_BUG): for the chaos harness only, never for data');
+  return { injectedBug: bug };
 }

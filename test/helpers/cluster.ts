@@ -51,7 +51,7 @@ export interface DigestAnswer {
 }
 
 /** The scheduler state of a process (Linux /proc/PID/stat): 'T' once SIGSTOP took effect. */
-function processState(pid: number): string {
+export function processState(pid: number): string {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The command name is in parentheses and may contain spaces: the state follows the last ')'.
   return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
+import { coordinatorBugs } from '../../src/core/clusterCoordinator.js';
 import type { Role } from '../../src/core/types.js';
 import { runBatch } from './batch.js';
 import { configurationStepProblem } from './invariants.js';
@@ -54,7 +55,7 @@ test('2,000 random seeds: no invariant broken, every run converges after healing
   );
 });
 
-for (const bug of ['quorumIsHalf', 'voteForStaleCandidate', 'ignoreVotingExclusions', 'acknowledgeBeforeInSyncApplied'] as const satisfies readonly InjectedBug[]) {
+for (const bug of coordinatorBugs) {
   test(`mutation check: a core with the injected bug ${bug} is caught within the seed budget`, async (t) => {
     const seeds = testSeeds();
     const summary = await runBatch({ seeds: { list: seeds }, workers, simulation: { injectedBug: bug }, maxFailures: 5 });
