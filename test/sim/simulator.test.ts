@@ -10,7 +10,7 @@ import { SimCluster, type ClusterSpec } from './simCluster.js';
 import { bridgePartition, oneWayPartition, symmetricPartition } from './simNetwork.js';
 import type { ClientReply, SimNode } from './simNode.js';
 import { SimRandom } from './simRandom.js';
-import { electionTimeoutTicks, livenessBoundUnits, runSimulation, tickPeriodMax, type InjectedBug } from './simulate.js';
+import { electionTimeoutTicks, livenessBoundUnits, runSimulation, tickPeriodMax } from './simulate.js';
 
 /**
  * The deterministic simulator against the real coordination core.
