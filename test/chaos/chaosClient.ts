@@ -111,6 +111,9 @@ export class ChaosClient {
   }
 
   private async cas(node: { name: string; url: string }, key: string): Promise<void> {
+    // Mostly read first (a recorded read of its own): a compare-and-set on a fresh version mostly succeeds, and the
+    // successes are what constrain the history.
+    if (this.options.random.chance(0.7)) await this.read(node, key, 'linearizable');
     const base = this.seen.get(key) ?? { value: null, etag: null };
     const value = this.nextValue();
     const conditions: Record<string, string> = base.etag === null ? { 'if-none-match': '*' } : { 'if-match': base.etag };
