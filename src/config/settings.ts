@@ -40,6 +40,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'cluster.clockDriftPercent', kind: 'int', schema: int(1, 50).default(5), doc: 'How far (in percent) the rate of any node\'s monotonic clock may differ from another\'s; read leases are shortened by it. Raise it on hosts with unreliable clocks.' },
   { key: 'cluster.coordinatorMode', kind: 'enum', schema: z.enum(['CUD', 'ALL', 'DISABLED']).default('CUD'), doc: 'What a node that is not the master does with API requests: CUD forwards writes to the master, ALL forwards every request, DISABLED redirects writes (307).' },
   { key: 'cluster.writeTimeoutMs', kind: 'int', schema: int(100, 600_000).default(10_000), doc: 'How long a write waits to be applied before WRITE_OUTCOME_UNKNOWN.' },
+  { key: 'replication.appendBytesMax', kind: 'int', schema: int(64 * KiB, 256 * MiB).default(1 * MiB), doc: 'Most bytes of journal entries in one append to a replica (at least one entry is always sent; at most half of transport.frameBytesMax is used). Larger batches catch up faster.' },
   { key: 'replication.inSyncTimeoutMs', kind: 'int', schema: int(100, 600_000).default(1500), doc: 'An in-sync node silent this long is taken out of the in-sync set; until then writes wait for it (their acknowledgement needs every in-sync node).' },
   { key: 'transport.host', kind: 'string', schema: z.string().default(''), doc: 'Address the cluster transport listens on and announces. Empty: http.host.' },
   { key: 'transport.publishHost', kind: 'string', schema: z.string().default(''), doc: 'Host or IP other nodes and clients use to reach this node (for example a pod IP). Empty: transport.host (or http.host).' },
@@ -160,6 +161,7 @@ export interface Config {
     journalRetainEntries: number;
   };
   replication: {
+    appendBytesMax: number;
     inSyncTimeoutMs: number;
     blobPushTimeoutMs: number;
     blobPushesInFlightMax: number;

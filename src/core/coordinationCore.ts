@@ -32,6 +32,13 @@ export interface CoreOptions {
   readonly heartbeatIntervalTicks: number;
   /** Most entries in one append message. */
   readonly appendEntriesMax: number;
+  /**
+   * Most bytes of entries (as `entryBytes` measures them) in one append message; an append always carries at least
+   * one entry, whatever its size. Absent: only appendEntriesMax bounds a batch.
+   */
+  readonly appendBytesMax?: number;
+  /** The size of an entry for appendBytesMax: the runtime's encoded size (the core never encodes). */
+  readonly entryBytes?: (entry: Entry) => number;
   /** Most append messages in flight to one follower before the master waits for acknowledgements. */
   readonly inflightAppendsMax: number;
   /** Most entries appended but not yet committed; proposals beyond are refused (back-pressure). */
@@ -793,12 +800,28 @@ export class CoordinationCore {
     const prevIndex = p.nextIndex - 1;
     const prevTerm = this.termAt(prevIndex);
     invariant(prevTerm !== undefined, `no term at ${prevIndex} for ${to}`);
-    const entries = this.log.slice(prevIndex - this.snapshot.index, prevIndex - this.snapshot.index + this.options.appendEntriesMax);
+    const entries = this.appendBatch(prevIndex - this.snapshot.index);
     this.sendAppendRequest(to, prevIndex, prevTerm, entries);
     if (entries.length > 0) {
       p.nextIndex = entries[entries.length - 1]!.index + 1;
       p.inflight++;
     }
+  }
+
+  /** The entries of one append from log position `from`: within appendEntriesMax and appendBytesMax, at least one. */
+  private appendBatch(from: number): Entry[] {
+    const end = Math.min(this.log.length, from + this.options.appendEntriesMax);
+    const { appendBytesMax, entryBytes } = this.options;
+    if (appendBytesMax === undefined || entryBytes === undefined) return this.log.slice(from, end);
+    let stop = from;
+    let bytes = 0;
+    while (stop < end) {
+      const size = entryBytes(this.log[stop]!);
+      if (stop > from && bytes + size > appendBytesMax) break;
+      bytes += size;
+      stop++;
+    }
+    return this.log.slice(from, stop);
   }
 
   /**

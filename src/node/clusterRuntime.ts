@@ -46,6 +46,8 @@ export interface RuntimeOptions {
   readonly heartbeatIntervalTicks: number;
   readonly nodeFailureTimeoutTicks: number;
   readonly inSyncTimeoutTicks: number;
+  /** Most bytes of entries in one append (replication.appendBytesMax), capped at half a transport frame. */
+  readonly appendBytesMax: number;
   readonly publishTimeoutTicks: number;
   /** The bound on clock rates between nodes that read leases rest on (src/core/lease.ts). */
   readonly clockDriftPercent: number;
@@ -215,9 +217,12 @@ export class ClusterRuntime {
       core: {
         electionTimeoutTicks: options.electionTimeoutTicks,
         heartbeatIntervalTicks: options.heartbeatIntervalTicks,
-        // An entry is at most about 1 MiB (the properties limit) plus its command: 2 MiB per entry keeps every
-        // append message within transport.frameBytesMax, which the transport would otherwise drop for good.
-        appendEntriesMax: Math.max(1, Math.min(256, Math.floor(options.frameBytesMax / (2 * 1024 * 1024)))),
+        // Appends are bounded by bytes: at most appendBytesMax (never more than half a frame) plus, when a single
+        // entry is larger, that one entry — about 1 MiB at most (the properties limit) plus its command, well
+        // within transport.frameBytesMax (4 MiB or more), which the transport would otherwise drop for good.
+        appendEntriesMax: 4096,
+        appendBytesMax: Math.min(options.appendBytesMax, Math.floor(options.frameBytesMax / 2)),
+        entryBytes,
         inflightAppendsMax: 4,
         uncommittedEntriesMax: options.writeQueueEntriesMax,
         clockDriftPercent: options.clockDriftPercent,
@@ -883,4 +888,17 @@ export class ClusterRuntime {
       index ?? new ConclaveError('CLUSTER_NO_MASTER', 'The master could not confirm the read (it stepped down or is overloaded); retry shortly, or read with consistency=stale.'),
     );
   }
+}
+
+/** Encoded sizes of entries, measured once per payload object (appends and resends ask again). */
+const entrySizes = new WeakMap<object, number>();
+
+function entryBytes(entry: Entry): number {
+  let size = entrySizes.get(entry.payload);
+  if (size === undefined) {
+    // The index, term and frame overhead of an entry on the wire, beside its payload.
+    size = encodePayload(entry.payload).length + 32;
+    entrySizes.set(entry.payload, size);
+  }
+  return size;
 }

@@ -131,6 +131,7 @@ export class ConclaveNode {
           electionTimeoutTicks: config.cluster.electionTimeoutTicks,
           heartbeatIntervalTicks: config.cluster.heartbeatIntervalTicks,
           nodeFailureTimeoutTicks: Math.max(config.cluster.electionTimeoutTicks, Math.ceil(config.cluster.nodeFailureTimeoutMs / config.cluster.tickMs)),
+          appendBytesMax: config.replication.appendBytesMax,
           inSyncTimeoutTicks: Math.max(config.cluster.electionTimeoutTicks, Math.ceil(config.replication.inSyncTimeoutMs / config.cluster.tickMs)),
           publishTimeoutTicks: Math.ceil(config.cluster.publishTimeoutMs / config.cluster.tickMs),
           clockDriftPercent: config.cluster.clockDriftPercent,

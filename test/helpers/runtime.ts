@@ -11,6 +11,7 @@ export function soloRuntimeOptions(overrides: Partial<RuntimeOptions> = {}): Run
     heartbeatIntervalTicks: 2,
     nodeFailureTimeoutTicks: 20,
     inSyncTimeoutTicks: 20,
+    appendBytesMax: 1024 * 1024,
     publishTimeoutTicks: 100,
     clockDriftPercent: 5,
     readIndexTimeoutMs: 5000,

@@ -25,6 +25,8 @@ export interface CoreTuning {
   readonly electionTimeoutTicks: number;
   readonly heartbeatIntervalTicks: number;
   readonly appendEntriesMax: number;
+  /** Bytes as `simEntryBytes` measures them (see CoreOptions.appendBytesMax); absent: count only. */
+  readonly appendBytesMax?: number;
   readonly inflightAppendsMax: number;
   readonly uncommittedEntriesMax: number;
   readonly clockDriftPercent: number;
@@ -339,7 +341,7 @@ export class SimNode {
       self: { id: this.id, name: this.id, address: `${this.id}:4400`, roles: this.config.roles, version: this.config.version },
       clusterName: this.config.clusterName,
       bootstrap: this.config.bootstrap,
-      core: this.config.tuning,
+      core: { ...this.config.tuning, entryBytes: simEntryBytes },
       ...this.config.coordinatorTuning,
       random,
       ...(this.config.injectedBug !== undefined ? { injectedBug: this.config.injectedBug } : {}),
@@ -472,4 +474,9 @@ export class SimNode {
     // A different entry took the index: ours was truncated and can never commit. The brief says "info" for it.
     else pending.reply({ kind: 'unknown', why: `index ${entry.index} holds an entry of term ${entry.term}, not the proposed ${pending.term}` });
   }
+}
+
+/** An entry's size for the byte bound on appends: its JSON, which is deterministic. */
+function simEntryBytes(entry: Entry): number {
+  return JSON.stringify(entry.payload).length + 16;
 }

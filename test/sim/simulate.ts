@@ -123,6 +123,8 @@ function plan(random: SimRandom, options: SimulationOptions): Plan {
       // Tick periods within [9, 11] differ by at most 11/9 = (100 + 10) / (100 - 10): the bound the leases rest on.
       clockDriftPercent: 10,
       readIndexPendingMax: random.pick([1, 4, 64]),
+      // Payloads are tens of bytes: 64 makes most appends carry one entry, 512 a handful, 1 MiB leaves the count.
+      appendBytesMax: random.pick([64, 512, 1024 * 1024]),
     },
     coordinatorTuning: {
       probeIntervalTicks,
@@ -164,7 +166,7 @@ function plan(random: SimRandom, options: SimulationOptions): Plan {
     `${size} nodes${votingOnly !== null ? ` (${votingOnly} voting-only)` : ''}${dataOnly !== null ? ` (${dataOnly} not eligible)` : ''}` +
     `${lateId !== null ? ` (${lateId} starts at ${nodes.find((n) => n.id === lateId)!.startAt})` : ''}, ` +
     `bootstrap ${bootstrap.kind === 'expect' ? `expect ${bootstrap.count}` : bootstrap.kind === 'initialMasterNodes' ? `by names ${bootstrap.names.join(',')}` : 'none'}, ` +
-    `heartbeat ${spec.tuning.heartbeatIntervalTicks} ticks, append batch ${spec.tuning.appendEntriesMax}, inflight ${spec.tuning.inflightAppendsMax}, ` +
+    `heartbeat ${spec.tuning.heartbeatIntervalTicks} ticks, append batch ${spec.tuning.appendEntriesMax} (${spec.tuning.appendBytesMax ?? '∞'} bytes), inflight ${spec.tuning.inflightAppendsMax}, ` +
     `uncommitted ${spec.tuning.uncommittedEntriesMax}, compact after ${spec.compactAfterEntries ?? 'never'}, ` +
     `node failure ${spec.coordinatorTuning.nodeFailureTimeoutTicks} ticks, latency ${latencyMin}..${spec.network.latencyMax}, ` +
     `drop ${spec.network.dropRate}, dup ${spec.network.duplicateRate}, ${workload.clients} clients on ${workload.keys} keys, ` +

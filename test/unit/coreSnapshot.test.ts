@@ -20,7 +20,7 @@ function lcg(seed: number): Random {
   };
 }
 
-const options = (id: string, seed: number): CoreOptions => ({
+const options = (id: string, seed: number, overrides: Partial<CoreOptions> = {}): CoreOptions => ({
   id,
   electionTimeoutTicks: 10,
   heartbeatIntervalTicks: 2,
@@ -31,6 +31,7 @@ const options = (id: string, seed: number): CoreOptions => ({
   readIndexPendingMax: 64,
   canBeMaster: true,
   random: lcg(seed),
+  ...overrides,
 });
 
 const fresh = (): RestoredState => ({ hardState: { term: 0, votedFor: null, commitIndex: 0 }, entries: [], appliedIndex: 0 });
@@ -67,9 +68,9 @@ class Driver {
   readonly delivered: Message[] = [];
   private seed = 0;
 
-  constructor(ids: readonly string[]) {
+  constructor(ids: readonly string[], overrides: Partial<CoreOptions> = {}) {
     for (const id of ids) {
-      const core = new CoordinationCore(options(id, 7919 * ++this.seed), fresh());
+      const core = new CoordinationCore(options(id, 7919 * ++this.seed, overrides), fresh());
       core.bootstrap(ids);
       this.nodes.set(id, { id, core, disk: { hardState: fresh().hardState, entries: [] }, applied: [], appliedIndex: 0, events: [] });
     }
@@ -392,4 +393,29 @@ test('compact at an index below the applied one keeps the entries after it; past
   driver.tickUntil(() => follower.appliedIndex === master.appliedIndex, 100, 'the follower does not catch up');
   assert.ok(!driver.delivered.slice(deliveredBefore).some((m) => m.type === 'snapshotRequest'));
   assert.deepEqual(follower.applied, commands(0, 30));
+});
+
+test('appends are bounded by bytes as well as by count, and always carry at least one entry', () => {
+  // Entries "small-N" measure 40 bytes, "large-N" 1,000: with a 100-byte bound an append carries two small ones
+  // or one large one (which alone exceeds the bound), never more, and every follower still gets everything.
+  const entryBytes = (entry: Entry) => (entry.payload.kind === 'command' && String(entry.payload.data).startsWith('large') ? 1000 : 40);
+  const driver = new Driver(voters, { appendEntriesMax: 16, appendBytesMax: 100, entryBytes });
+  const master = driver.elect();
+  const follower = driver.node(voters.find((id) => id !== master.id)!);
+  driver.down.add(follower.id);
+  const proposed = [...commands(0, 6).map((c) => `small-${String(c)}`), 'large-1', 'large-2', 'small-x'];
+  for (const data of proposed) driver.propose(master, data);
+  driver.tick(2);
+  driver.down.delete(follower.id);
+  driver.delivered.length = 0;
+  driver.tickUntil(() => follower.applied.length === proposed.length, 200, 'the follower to catch up');
+  assert.deepEqual(follower.applied, proposed);
+  const batches = driver.delivered.filter((m): m is Extract<Message, { type: 'appendRequest' }> => m.type === 'appendRequest' && m.to === follower.id && m.entries.length > 0);
+  assert.ok(batches.length > 0);
+  for (const m of batches) {
+    const bytes = m.entries.reduce((sum, e) => sum + entryBytes(e), 0);
+    assert.ok(m.entries.length === 1 || bytes <= 100, `an append of ${m.entries.length} entries and ${bytes} bytes exceeds the bound`);
+  }
+  assert.ok(batches.some((m) => m.entries.length === 2), 'small entries travel two at a time');
+  assert.ok(batches.some((m) => m.entries.length === 1 && entryBytes(m.entries[0]!) === 1000), 'a large entry travels alone');
 });
