@@ -1,6 +1,6 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { Agent, request } from 'undici';
 
 import { binPath, processAuth } from '../helpers/process.js';
@@ -70,6 +70,7 @@ export class ChaosCluster {
   ) {}
 
   static create(names: readonly string[], root: string, options: ChaosNodeOptions): ChaosCluster {
+    removeOrphanMounts();
     const network = NamespaceNetwork.create();
     const cluster = new ChaosCluster(network, root, options);
     try {
@@ -290,5 +291,34 @@ export class ChaosCluster {
     }
     rmSync(this.root, { recursive: true, force: true });
     this.network.destroy();
+  }
+}
+
+/**
+ * The tmpfs data directories of chaos runs whose process is gone (killed before it could clean up): their paths
+ * carry the run's pid (`conclave-chaos-<pid>-…`).
+ */
+function removeOrphanMounts(): void {
+  const pattern = /\/conclave-chaos-(\d+)-\d+\/[^/]+$/;
+  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const [, mountPoint, type] = line.split(' ');
+    if (type !== 'tmpfs' || mountPoint === undefined) continue;
+    const match = pattern.exec(mountPoint);
+    if (match === null || processAlive(Number(match[1]))) continue;
+    try {
+      execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' });
+      rmSync(dirname(mountPoint), { recursive: true, force: true });
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
