@@ -49,9 +49,13 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
   let cluster: ChaosCluster;
   const root = join(tmpdir(), `conclave-crx-${process.pid}`);
 
-  /** Runs a scenario on a healthy cluster; on failure keeps every node's log and says where. */
-  const scenario = (name: string, timeoutMs: number, body: (t: TestContext) => Promise<void>) =>
-    test(name, { timeout: timeoutMs }, async (t) => {
+  /**
+   * Runs a scenario on a healthy cluster; on failure keeps every node's log and says where. A scenario that finds a
+   * product bug not fixed yet is `todo` (the reason in its name): it runs only with CONCLAVE_CRX_RUN_TODO=1.
+   */
+  const scenario = (name: string, timeoutMs: number, body: (t: TestContext) => Promise<void>, todo?: string) => {
+    if (todo !== undefined && process.env['CONCLAVE_CRX_RUN_TODO'] !== '1') return test.todo(`${name} — ${todo}`);
+    return test(name, { timeout: timeoutMs, ...(todo !== undefined ? { todo } : {}) }, async (t) => {
       try {
         await restoreHealth(cluster);
         await body(t);
@@ -64,6 +68,7 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
         throw err;
       }
     });
+  };
 
   before(async () => {
     cluster = ChaosCluster.create(names, root, { diskMib: 64, env: {} });
@@ -148,7 +153,7 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
     await smokeTest(cluster, 's4-rejoined');
   });
 
-  scenario('5. heavy load on one node (the master, then a replica): writes and reads still succeed through every node', 90_000, async () => {
+  scenario('5. heavy load on one node (the master, then a replica): writes and reads still succeed through every node', 90_000, async (t) => {
     const { master } = await waitHealthy(cluster, 30_000);
     const replica = names.find((n) => n !== master)!;
     for (const [role, target] of [['master', master], ['replica', replica]] as const) {
@@ -161,6 +166,7 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
       } finally {
         await load.stop();
       }
+      t.diagnostic(`load on ${target} (${role}): ${[...load.outcomes].map(([outcome, n]) => `${outcome} ×${n}`).join(', ')}`);
       assert.ok(load.count('read 200') > 0, `expected the load on ${target} to be served too, saw ${JSON.stringify([...load.outcomes])}`);
     }
   });
@@ -195,11 +201,13 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
       throw new Error(`expected writes through ${others.join(' and ')} to succeed once ${elected} took over from ${master} (disk full): ${err.message}`);
     });
     // The full node restarts its coordination layer at every append it cannot store, so it keeps losing sight of the
-    // master: a write through it is forwarded (acknowledged) or refused with its own reason, DISK_FULL. A default
-    // read there must not pass off an old state as current: it has the write, refuses, or marks its answer stale.
+    // master: a write through it is forwarded (acknowledged) or refused before anything is stored — with DISK_FULL,
+    // or (in the moment after a restart of its coordination layer) CLUSTER_NO_MASTER. A default read there must not
+    // pass off an old state as current: it has the write, refuses, or marks its answer stale.
     const viaFull = await putContent(cluster, master, `${crxParent}/s6-via-full`, { viaFull: true }, { timeoutMs: 30_000 });
     t.diagnostic(`a write through ${master} (disk full, no longer master): ${describeAnswer(viaFull)}`);
-    assert.ok(isOk(viaFull) || (typeof viaFull !== 'string' && viaFull.status === 507 && viaFull.code === 'DISK_FULL'), `expected a write through ${master} (disk full) to be forwarded and acknowledged or refused with 507 DISK_FULL, saw ${describeAnswer(viaFull)}`);
+    const refusedBeforeStoring = typeof viaFull !== 'string' && ((viaFull.status === 507 && viaFull.code === 'DISK_FULL') || (viaFull.status === 503 && viaFull.code === 'CLUSTER_NO_MASTER'));
+    assert.ok(isOk(viaFull) || refusedBeforeStoring, `expected a write through ${master} (disk full) to be forwarded and acknowledged, or refused with 507 DISK_FULL or 503 CLUSTER_NO_MASTER, saw ${describeAnswer(viaFull)}`);
     const read = await getContent(cluster, master, smoke.written[0]!.path, undefined, 30_000);
     t.diagnostic(`a default read on ${master} (disk full) of a write acknowledged meanwhile: ${describeAnswer(read)}`);
     const readOk = typeof read !== 'string' && (read.stale || read.status === 503 || (read.status === 200 && (read.body as { properties?: { via?: string } }).properties?.via === smoke.written[0]!.via));
@@ -241,11 +249,12 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
     try {
       cluster.network.partition([master], [cut]);
       const cutAt = Date.now();
-      // The master keeps a quorum (itself and the other replica): it goes on taking writes, and drops the cut
-      // replica from the in-sync set rather than wait for it.
-      await waitFor(`${master} to report ${cut} out of sync`, async () => {
-        const status = await cluster.status(master);
-        return status.nodes.find((n) => n.name === cut)?.inSync === false ? true : undefined;
+      // The master keeps a quorum (itself and the other replica): it goes on taking writes, drops the cut replica
+      // from the in-sync set rather than wait for it, and after cluster.nodeFailureTimeoutMs counts it as down —
+      // the link stays cut until then, so that the replica really has to rejoin.
+      await waitFor(`${master} to report ${cut} down and out of sync`, async () => {
+        const node = (await cluster.status(master)).nodes.find((n) => n.name === cut);
+        return node?.inSync === false && node.status === 'down' ? true : undefined;
       }, 20_000);
       await waitForWritesToContinue(writer, cutAt, 10, 30_000);
       cluster.network.heal();
@@ -285,11 +294,14 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
       assert.ok(typeof read !== 'string' && read.status === 503 && read.code === 'CLUSTER_NO_MASTER', `expected the isolated ${old} to refuse a linearizable read with 503 CLUSTER_NO_MASTER, saw ${describeAnswer(read)}`);
       const orphanAnswer = await orphan;
       t.diagnostic(`the write sent to ${old} as it was cut off: ${describeAnswer(orphanAnswer)}`);
+      const logFrom = cluster.node(old).output.length;
       assert.ok(!isOk(orphanAnswer), `expected the write sent to the isolated ${old} never to be acknowledged, saw ${describeAnswer(orphanAnswer)}`);
       cluster.network.heal();
       const { master, status } = await waitHealthy(cluster, 30_000, names);
       assert.equal(master, elected, `expected ${elected} to stay master after healing, saw ${master}`);
       assert.equal(roleOf(status, old), 'REPLICA', `expected ${old} to rejoin as a REPLICA, saw ${roleOf(status, old)}`);
+      const discarded = cluster.node(old).output.slice(logFrom).split('\n').find((line) => line.includes('never committed'));
+      t.diagnostic(`${old} on healing: ${discarded ?? 'discarded nothing (the write never reached its journal)'}`);
     } finally {
       await writer.stop();
       everyAcknowledged.push(...writer.acknowledged);
@@ -305,18 +317,35 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
     await smokeTest(cluster, 's8-healed');
   });
 
-  scenario('9. slow links (256 kbit/s on the master, then on a replica): still works', 90_000, async () => {
+  scenario('9a. slow links (256 kbit/s on the master, then on a replica), small writes: still works', 60_000, async (t) => {
     const { master } = await waitHealthy(cluster, 30_000);
     const replica = names.find((n) => n !== master)!;
     for (const [role, target] of [['master', master], ['replica', replica]] as const) {
       cluster.network.slow(target, 256);
       try {
-        await smokeTest(cluster, `s9-slow-${role}`, { timeoutMs: 30_000 });
+        const startedAt = Date.now();
+        await smokeTest(cluster, `s9a-slow-${role}`, { timeoutMs: 30_000 });
+        t.diagnostic(`smoke test with ${target} (${role}) at 256 kbit/s: ${Date.now() - startedAt} ms`);
       } finally {
         cluster.network.unslow(target);
       }
     }
   });
+
+  scenario('9b. slow links (512 kbit/s on the master, then on a replica), 32 KiB writes: still works for a client that retries', 90_000, async (t) => {
+    const { master } = await waitHealthy(cluster, 30_000);
+    const replica = names.find((n) => n !== master)!;
+    for (const [role, target] of [['master', master], ['replica', replica]] as const) {
+      cluster.network.slow(target, 512);
+      try {
+        const startedAt = Date.now();
+        const { retried } = await smokeTest(cluster, `s9b-slow-${role}`, { timeoutMs: 30_000, payloadBytes: 32 * 1024, retryMs: 30_000 });
+        t.diagnostic(`smoke test with ${target} (${role}) at 512 kbit/s: ${Date.now() - startedAt} ms; answers retried: ${retried.join('; ') || 'none'}`);
+      } finally {
+        cluster.network.unslow(target);
+      }
+    }
+  }, 'product bug: at every heartbeat (100 ms) the master resends every entry a follower has not acknowledged (src/core/coordinationCore.ts, tick: nextIndex back to resendFromIndex, inflight 0), so once one append takes longer than a heartbeat on the link, resends multiply the traffic (one 32 KiB write to two followers put ~490 KB on a 512 kbit/s link, 118 packets dropped), heartbeats queue behind them, followers lose the master, the cluster fails over and the slow node keeps flapping between follower and pre-candidate; writes answer WRITE_OUTCOME_UNKNOWN or time out');
 
   test('10. the whole cluster restored from a cold copy of one node: all content there, two new nodes join and sync', { timeout: 120_000 }, async () => {
     await restoreHealth(cluster);

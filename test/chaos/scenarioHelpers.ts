@@ -135,16 +135,30 @@ export async function assertDigestsEqual(cluster: ChaosCluster, context: string,
  * The CRX smoke test: one write through every running node (each forwarded to the master where needed), then each
  * write read back at once — default (sequential) consistency, no waiting — on every node, which the product
  * promises once a write is acknowledged; then every node's digest equal. `nodes` narrows the writes, reads and
- * digests to the nodes that can be in sync (not one whose disk is full). Returns the written paths and the digest.
+ * digests to the nodes that can be in sync (not one whose disk is full); `payloadBytes` makes every write that much
+ * bigger (traffic for a slow link). Returns the written paths and the digest.
  */
-export async function smokeTest(cluster: ChaosCluster, label: string, options: { readonly timeoutMs?: number; readonly nodes?: readonly string[] } = {}): Promise<{ written: { path: string; via: string }[]; digest: DigestAnswer }> {
+export async function smokeTest(
+  cluster: ChaosCluster,
+  label: string,
+  options: { readonly timeoutMs?: number; readonly nodes?: readonly string[]; readonly payloadBytes?: number; readonly retryMs?: number } = {},
+): Promise<{ written: { path: string; via: string }[]; digest: DigestAnswer; retried: string[] }> {
   const names = options.nodes ?? runningNodes(cluster);
   const readers = names;
   const written: { path: string; via: string }[] = [];
+  const retried: string[] = [];
   for (const via of names) {
     const path = `${smokeParent}/${label}-via-${via}`;
-    const answer = await putContent(cluster, via, path, { label, via }, { timeoutMs: options.timeoutMs ?? 15_000 });
-    assert.ok(isOk(answer), `smoke ${label}: expected the write of ${path} through ${via} to be acknowledged (200/201), saw ${describeAnswer(answer)}`);
+    const payload = options.payloadBytes !== undefined ? { text: 'p'.repeat(options.payloadBytes) } : {};
+    // A PUT of the same properties is idempotent: with `retryMs`, a client that retries whatever the answer.
+    const deadline = Date.now() + (options.retryMs ?? 0);
+    let answer = await putContent(cluster, via, path, { label, via, ...payload }, { timeoutMs: options.timeoutMs ?? 15_000 });
+    while (!isOk(answer) && Date.now() < deadline) {
+      retried.push(`${path} via ${via}: ${describeAnswer(answer)}`);
+      await sleep(200);
+      answer = await putContent(cluster, via, path, { label, via, ...payload }, { timeoutMs: options.timeoutMs ?? 15_000 });
+    }
+    assert.ok(isOk(answer), `smoke ${label}: expected the write of ${path} through ${via} to be acknowledged (200/201), saw ${describeAnswer(answer)}${retried.length > 0 ? `; earlier answers: ${retried.join('; ')}` : ''}`);
     written.push({ path, via });
   }
   for (const { path, via } of written) {
@@ -154,7 +168,7 @@ export async function smokeTest(cluster: ChaosCluster, label: string, options: {
       assert.ok(isOk(answer) && seen === via, `smoke ${label}: expected ${reader} to read ${path} (written through ${via}, acknowledged) at once, saw ${describeAnswer(answer)} via=${String(seen)}`);
     }
   }
-  return { written, digest: await assertDigestsEqual(cluster, `smoke ${label}`, 30_000, readers) };
+  return { written, digest: await assertDigestsEqual(cluster, `smoke ${label}`, 30_000, readers), retried };
 }
 
 /** Creates a content node through whichever node is master, retrying through elections (bounded). */
