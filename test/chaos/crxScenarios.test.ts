@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 
 import { runConclave } from '../helpers/cli.js';
-import { tempDir, waitFor } from '../helpers/tmp.js';
+import { tempDir } from '../helpers/tmp.js';
 import { ChaosCluster } from './chaosCluster.js';
 import {
   assertDigestsEqual,
@@ -30,6 +30,7 @@ import {
   waitForMaster,
   waitForWritesToContinue,
   waitHealthy,
+  waitSeeing,
   type Acknowledged,
   type Answer,
 } from './scenarioHelpers.js';
@@ -161,7 +162,10 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
       load.start();
       try {
         // The load is real before the smoke test starts: the node has answered a good number of its requests.
-        await waitFor(`${target} to answer 200 requests of the load`, () => ([...load.outcomes.values()].reduce((a, b) => a + b, 0) >= 200 ? true : undefined), 30_000);
+        await waitSeeing(`${target} to answer 200 requests of the load`, (saw) => {
+          saw(JSON.stringify([...load.outcomes]));
+          return [...load.outcomes.values()].reduce((a, b) => a + b, 0) >= 200 ? true : undefined;
+        }, 30_000);
         await smokeTest(cluster, `s5-load-on-${role}`, { timeoutMs: 30_000 });
       } finally {
         await load.stop();
@@ -252,8 +256,9 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
       // The master keeps a quorum (itself and the other replica): it goes on taking writes, drops the cut replica
       // from the in-sync set rather than wait for it, and after cluster.nodeFailureTimeoutMs counts it as down —
       // the link stays cut until then, so that the replica really has to rejoin.
-      await waitFor(`${master} to report ${cut} down and out of sync`, async () => {
+      await waitSeeing(`${master} to report ${cut} down and out of sync`, async (saw) => {
         const node = (await cluster.status(master)).nodes.find((n) => n.name === cut);
+        saw(JSON.stringify(node));
         return node?.inSync === false && node.status === 'down' ? true : undefined;
       }, 20_000);
       await waitForWritesToContinue(writer, cutAt, 10, 30_000);
@@ -281,13 +286,18 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
     const writer = new LedgerWriter(cluster, 's8', () => majority);
     writer.start();
     try {
-      const elected = await waitFor(`one of ${majority.join(', ')} to be master`, async () => {
-        for (const n of majority) if ((await send(cluster, n, 'GET', '/health/master', { timeoutMs: 1_000 }).then(isOk))) return n;
-        return undefined;
+      const elected = await waitSeeing(`one of ${majority.join(', ')} to be master`, async (saw) => {
+        const answers = await Promise.all(majority.map((n) => send(cluster, n, 'GET', '/health/master', { timeoutMs: 1_000 })));
+        saw(answers.map((a, i) => `${majority[i]}: ${describeAnswer(a)}`).join(', '));
+        return majority.find((_, i) => isOk(answers[i]!));
       }, 20_000);
       const electedAt = Date.now();
       await waitForWritesToContinue(writer, electedAt, 10, 30_000);
-      await waitFor(`${old} (isolated) to stop calling itself master`, async () => ((await send(cluster, old, 'GET', '/health/master', { timeoutMs: 1_000 })) as { status: number }).status === 503 ? true : undefined, 20_000);
+      await waitSeeing(`${old} (isolated) to stop calling itself master (/health/master 503)`, async (saw) => {
+        const answer = await send(cluster, old, 'GET', '/health/master', { timeoutMs: 1_000 });
+        saw(describeAnswer(answer));
+        return typeof answer !== 'string' && answer.status === 503 ? true : undefined;
+      }, 20_000);
       const write = await putContent(cluster, old, `${crxParent}/s8-refused`, { refused: true }, { timeoutMs: 30_000 });
       assert.ok(typeof write !== 'string' && write.status === 503 && write.code === 'CLUSTER_NO_MASTER', `expected the isolated ${old} to refuse a write with 503 CLUSTER_NO_MASTER, saw ${describeAnswer(write)}`);
       const read = await getContent(cluster, old, crxParent, 'linearizable', 30_000);

@@ -74,6 +74,16 @@ export function getContent(cluster: ChaosCluster, node: string, path: string, co
   return send(cluster, node, 'GET', `/api/v1/content${path}`, { ...(consistency !== undefined ? { headers: { 'x-conclave-consistency': consistency } } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
 }
 
+/**
+ * waitFor, with what the check last saw in the message when it times out: `check` calls `saw(text)` as it looks.
+ */
+export async function waitSeeing<T>(what: string, check: (saw: (text: string) => void) => T | undefined | Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  let seen = 'nothing';
+  return waitFor(what, () => check((text) => (seen = text)), timeoutMs).catch((err: Error) => {
+    throw new Error(`${err.message}; last seen: ${seen}`);
+  });
+}
+
 /** The running, unpaused nodes' names. */
 export function runningNodes(cluster: ChaosCluster): string[] {
   return cluster.running().filter((n) => !n.paused).map((n) => n.name);
@@ -81,8 +91,9 @@ export function runningNodes(cluster: ChaosCluster): string[] {
 
 /** The master by its own word (/health/master), waited for (bounded); `not` excludes a node (a failover). */
 export async function waitForMaster(cluster: ChaosCluster, timeoutMs: number, not?: string): Promise<string> {
-  return waitFor(`a master${not !== undefined ? ` other than ${not}` : ''}`, async () => {
+  return waitSeeing(`a master${not !== undefined ? ` other than ${not}` : ''}`, async (saw) => {
     const master = await cluster.master();
+    saw(`master ${master ?? 'none'}`);
     return master !== undefined && master !== not ? master : undefined;
   }, timeoutMs);
 }
