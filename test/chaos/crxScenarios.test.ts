@@ -355,7 +355,7 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
         cluster.network.unslow(target);
       }
     }
-  }, 'product bug: at every heartbeat (100 ms) the master resends every entry a follower has not acknowledged (src/core/coordinationCore.ts, tick: nextIndex back to resendFromIndex, inflight 0), so once one append takes longer than a heartbeat on the link, resends multiply the traffic (one 32 KiB write to two followers put ~490 KB on a 512 kbit/s link, 118 packets dropped), heartbeats queue behind them, followers lose the master, the cluster fails over and the slow node keeps flapping between follower and pre-candidate; writes answer WRITE_OUTCOME_UNKNOWN or time out');
+  }, 'product bug: at every heartbeat (100 ms) the master resends every entry a follower has not acknowledged (src/core/coordinationCore.ts, tick: nextIndex back to resendFromIndex, inflight 0), so once one append takes longer than a heartbeat on the link, resends multiply the traffic (one 32 KiB write to two followers put ~490 KB on a 512 kbit/s link; one 0.9 MB write at 10 Mbit/s made the master send 13 MB and lose its leadership, the write refused with MASTER_CHANGED), heartbeats queue behind them, followers lose the master, the cluster fails over and the slow node keeps flapping between follower and pre-candidate; writes answer WRITE_OUTCOME_UNKNOWN or time out');
 
   test('10. the whole cluster restored from a cold copy of one node: all content there, two new nodes join and sync', { timeout: 120_000 }, async () => {
     await restoreHealth(cluster);
