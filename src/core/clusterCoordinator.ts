@@ -244,6 +244,11 @@ export class ClusterCoordinator {
   }
 
   /** True while a sequential read may be served from this node's own state (see lease.ts). */
+  /** See CoordinationCore.setStorageFailing. */
+  setStorageFailing(failing: boolean): void {
+    this.core.setStorageFailing(failing);
+  }
+
   hasReadLease(): boolean {
     return this.core.hasReadLease();
   }

@@ -79,6 +79,15 @@ interface Progress {
   nextIndex: number;
   /** Append messages sent since the last acknowledgement. */
   inflight: number;
+  /** The seqs of the appends with entries not answered yet, oldest first. */
+  entrySeqs: number[];
+  /**
+   * The master's tick when the follower last showed progress (answered an append with entries), or when the
+   * current run of unanswered appends or the latest resend began.
+   */
+  progressTick: number;
+  /** Resends since the follower last showed progress: each doubles the wait before the next (resendDelayTicks). */
+  resends: number;
   /**
    * Where a heartbeat resends from when appends may have been lost: just past what the follower acknowledged,
    * or, before it has answered at all, the first entry of this master's term — not index 1, which would resend
@@ -158,6 +167,7 @@ export class CoordinationCore {
 
   private electionElapsedTicks = 0;
   private heartbeatElapsedTicks = 0;
+  private storageFailing = false;
   private randomizedElectionTimeoutTicks = 0;
   private votesGranted = new Set<string>();
   private votesRejected = new Set<string>();
@@ -534,6 +544,9 @@ export class CoordinationCore {
       matchIndex: 0,
       nextIndex,
       inflight: 0,
+      entrySeqs: [],
+      progressTick: this.nowTick,
+      resends: 0,
       recentlyActive: true,
       resendFromIndex: nextIndex,
       appliedIndex: 0,
@@ -588,7 +601,17 @@ export class CoordinationCore {
     return voters.size === 1 && voters.has(this.options.id);
   }
 
+  /**
+   * Set while this node cannot persist its journal (a full disk): it then never campaigns — unless it is the sole
+   * voter, which has nobody else to take over — since it could not keep a master's journal (a node with a full
+   * disk that won an election stepped down at once, and cost the cluster an election).
+   */
+  setStorageFailing(failing: boolean): void {
+    this.storageFailing = failing;
+  }
+
   private isPromotable(): boolean {
+    if (this.storageFailing && !this.isSoleVoter()) return false;
     if (!this.options.canBeMaster && this.catchUpFor.size === 0) return false;
     return this.voters().has(this.options.id) || this.isLeavingVoter();
   }
@@ -731,13 +754,41 @@ export class CoordinationCore {
     }
     if (this.heartbeatElapsedTicks >= this.options.heartbeatIntervalTicks) {
       this.heartbeatElapsedTicks = 0;
-      for (const [id, p] of this.progress) {
-        // Appends may have been dropped: resend what is not acknowledged (see resendFromIndex).
-        p.nextIndex = Math.max(p.matchIndex + 1, Math.min(p.resendFromIndex, this.lastIndex() + 1));
-        p.inflight = 0;
-        this.sendAppend(id, true);
-      }
+      for (const [id, p] of this.progress) this.heartbeat(id, p);
     }
+  }
+
+  /**
+   * A heartbeat keeps the follower's election timer quiet and carries the commit index and its lease. With nothing
+   * in flight it is a plain append (new entries, if any). With appends in flight it is an empty append at what the
+   * follower acknowledged, and entries are resent only once the follower has shown no progress for
+   * resendDelayTicks: resending every unanswered append at every heartbeat multiplied the traffic on a link
+   * slower than one append per heartbeat, until heartbeats queued behind resends and the master lost its
+   * followers (found by the chaos harness's slow-link scenario: one 0.9 MB write at 10 Mbit/s made the master send
+   * 13 MB and lose its leadership).
+   */
+  private heartbeat(id: string, p: Progress): void {
+    // A snapshot on its way: an empty append at it, or the snapshot again once it has taken an election timeout.
+    if (p.snapshotInFlightTicks !== null) return this.sendSnapshot(id, p, true);
+    if (p.entrySeqs.length === 0 || p.nextIndex <= this.snapshot.index) return this.sendAppend(id, true);
+    if (this.nowTick - p.progressTick >= this.resendDelayTicks(p)) {
+      // Appends may have been dropped: resend what is not acknowledged (see resendFromIndex).
+      p.nextIndex = Math.max(p.matchIndex + 1, Math.min(p.resendFromIndex, this.lastIndex() + 1));
+      p.inflight = 0;
+      p.entrySeqs = [];
+      p.resends++;
+      this.sendAppend(id, true);
+      p.progressTick = this.nowTick;
+      return;
+    }
+    const matchTerm = this.termAt(p.matchIndex);
+    if (matchTerm === undefined) return this.sendAppend(id, true);
+    this.sendAppendRequest(id, p.matchIndex, matchTerm, []);
+  }
+
+  /** An election timeout, doubled by each resend without progress, up to 8 election timeouts. */
+  private resendDelayTicks(p: Progress): number {
+    return this.options.electionTimeoutTicks * 2 ** Math.min(p.resends, 3);
   }
 
   // ---------------------------------------------------------------- elections
@@ -805,6 +856,8 @@ export class CoordinationCore {
     if (entries.length > 0) {
       p.nextIndex = entries[entries.length - 1]!.index + 1;
       p.inflight++;
+      if (p.entrySeqs.length === 0) p.progressTick = this.nowTick;
+      p.entrySeqs.push(this.appendSeq);
     }
   }
 
@@ -836,6 +889,7 @@ export class CoordinationCore {
     p.snapshotInFlightTicks = 0;
     p.nextIndex = this.snapshot.index + 1;
     p.inflight = this.options.inflightAppendsMax;
+    p.entrySeqs = [];
     this.send({ type: 'snapshotRequest', to, term: this.term, snapshot: this.snapshot });
   }
 
@@ -1029,9 +1083,21 @@ export class CoordinationCore {
       p.ackEpoch = m.epoch;
       this.confirmReads();
     }
-    if (m.success && m.matchIndex >= this.snapshot.index) p.snapshotInFlightTicks = null;
+    if (m.success && m.matchIndex >= this.snapshot.index && p.snapshotInFlightTicks !== null) {
+      p.snapshotInFlightTicks = null;
+      p.inflight = p.entrySeqs.length;
+    }
     if (m.success) {
-      if (firstAnswer) p.inflight = Math.max(0, p.inflight - 1);
+      // The answer covers every append with entries sent before it (the transport keeps order; where it does
+      // not, a refusal later repairs the count).
+      let answered = 0;
+      while (answered < p.entrySeqs.length && p.entrySeqs[answered]! <= m.echoSeq) answered++;
+      if (answered > 0) {
+        p.entrySeqs.splice(0, answered);
+        p.inflight = Math.max(0, p.inflight - answered);
+        p.progressTick = this.nowTick;
+        p.resends = 0;
+      }
       if (m.matchIndex > p.matchIndex) {
         p.matchIndex = m.matchIndex;
         p.nextIndex = Math.max(p.nextIndex, m.matchIndex + 1);
@@ -1045,6 +1111,7 @@ export class CoordinationCore {
       p.nextIndex = Math.max(p.matchIndex + 1, Math.min(p.nextIndex - 1, m.lastIndex + 1));
       p.resendFromIndex = p.nextIndex;
       p.inflight = 0;
+      p.entrySeqs = [];
     }
     // While a snapshot is on its way, a refusal only says the follower does not have it yet: wait for it.
     const awaitingSnapshot = p.nextIndex <= this.snapshot.index && p.snapshotInFlightTicks !== null;

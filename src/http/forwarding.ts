@@ -193,6 +193,9 @@ export class RequestForwarder {
 
   private abandonFormerMasters(): void {
     const current = this.view.softState().master;
+    // Losing sight of the master is not news that it failed (an election may confirm it again): only another
+    // master says the forward will not be answered. Until then the response timeout bounds the wait.
+    if (current === null) return;
     for (const [masterId, controllers] of this.underway) {
       if (masterId === current) continue;
       this.underway.delete(masterId);

@@ -584,8 +584,11 @@ export class ClusterRuntime {
         changed = true;
       }
       this.coordinator.advance(ready);
-      if (this.persistError !== null) {
+      // Only stored entries prove the disk takes writes again: a small hard-state write can fit into a full disk
+      // (SQLite reuses free pages), and clearing on it made a full node flap between refusing and taking writes.
+      if (this.persistError !== null && (ready.entries.length > 0 || ready.snapshot !== undefined)) {
         this.persistError = null;
+        this.coordinator.setStorageFailing(false);
         this.log.info('the journal is writable again');
       }
       for (const message of ready.messages) this.wire?.send(message);
@@ -663,6 +666,7 @@ export class ClusterRuntime {
     }
     this.coordinatorInstance = new ClusterCoordinator(this.coordinatorOptions, this.journal.restoredState(this.appliedIndexValue));
     this.coordinatorInstance.setDiscoveryPeers(this.discoveryPeers);
+    this.coordinatorInstance.setStorageFailing(true);
   }
 
   private applyEntry(entry: Entry): ApplyResult | ConclaveError {

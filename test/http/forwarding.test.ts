@@ -223,6 +223,52 @@ test('a master that does not answer within the response timeout: 504 WRITE_OUTCO
   }
 });
 
+test('a forward waits while the node merely loses sight of its master, and is given up once another node is master', async () => {
+  const held: ServerResponse[] = [];
+  const master = await fakeMaster((req, res) => {
+    req.resume();
+    held.push(res);
+  });
+  const listeners: Array<() => void> = [];
+  let known: string | null = 'master-id';
+  const other: NodeDescriptor = { ...masterAt(null), id: 'other-id', name: 'm2' };
+  const view: MasterView = {
+    ...viewOf(masterAt(master.port)),
+    softState: () => ({ master: known }),
+    clusterState: () => ({ nodes: [masterAt(master.port), other] }),
+    onChange: (listener) => {
+      listeners.push(listener);
+      return () => undefined;
+    },
+  };
+  const node = await front(view);
+  try {
+    const write = send(`${node.url}/api/v1/content/a`, 'PATCH', { 'content-type': 'application/json' }, '{}');
+    await waitFor('the forward to reach the master', () => (held.length === 1 ? true : undefined));
+    // No master known for a moment (an election under way): the forward stays, and the master's answer gets through.
+    known = null;
+    for (const listener of listeners) listener();
+    known = 'master-id';
+    for (const listener of listeners) listener();
+    held[0]!.writeHead(200, { 'content-type': 'application/json' }).end('{"servedBy":"master"}');
+    const answered = await write;
+    assert.equal(answered.status, 200, answered.body);
+    assert.equal(JSON.parse(answered.body).servedBy, 'master');
+
+    // Another node became master: a forward still waiting on the old one is given up at once.
+    const second = send(`${node.url}/api/v1/content/b`, 'PATCH', { 'content-type': 'application/json' }, '{}');
+    await waitFor('the second forward to reach the master', () => (held.length === 2 ? true : undefined));
+    known = 'other-id';
+    for (const listener of listeners) listener();
+    const givenUp = await second;
+    assert.equal(givenUp.status, 504, givenUp.body);
+    assert.match(JSON.parse(givenUp.body).error.message, /another node became master meanwhile/);
+  } finally {
+    await node.app.close();
+    await closeServer(master.server);
+  }
+});
+
 test('forwards in flight are bounded: beyond http.forwardRequestsMax, OVERLOADED; a finished forward frees its place', async () => {
   const held: ServerResponse[] = [];
   const master = await fakeMaster((req, res) => {
