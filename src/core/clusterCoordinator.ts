@@ -575,7 +575,9 @@ export class ClusterCoordinator {
     // back as soon as it has caught up.
     const unanswered = (id: string) =>
       id !== self.id && this.ticks - this.masterSinceTick >= this.options.core.heartbeatIntervalTicks && (this.core.followerStates().get(id)?.ackSeq ?? 0) === 0;
-    const failed = state.inSync.filter((id) => !this.isLive(id, this.options.inSyncTimeoutTicks) || unanswered(id));
+    const failed = state.inSync.filter(
+      (id) => !this.isLive(id, this.options.inSyncTimeoutTicks) || unanswered(id) || this.core.stalledTicks(id) >= this.options.inSyncTimeoutTicks,
+    );
     if (failed.length > 0) return { type: 'inSyncChanged', added: [], removed: failed };
     for (const [id, request] of this.pendingJoins) {
       this.pendingJoins.delete(id);

@@ -82,10 +82,12 @@ interface Progress {
   /** The seqs of the appends with entries not answered yet, oldest first. */
   entrySeqs: number[];
   /**
-   * The master's tick when the follower last showed progress (answered an append with entries), or when the
-   * current run of unanswered appends or the latest resend began.
+   * The master's latest tick at which the follower showed progress: its match index advanced, or it had every
+   * entry the master had (caught up). Resends and stalledTicks count from here.
    */
   progressTick: number;
+  /** The master's tick of the latest resend (resends wait resendDelayTicks after progress or the previous one). */
+  lastResendTick: number;
   /** Resends since the follower last showed progress: each doubles the wait before the next (resendDelayTicks). */
   resends: number;
   /**
@@ -475,6 +477,16 @@ export class CoordinationCore {
     return this.progress;
   }
 
+  /**
+   * Master ticks the follower has lacked entries without its match index advancing (0 while it has them all). A
+   * follower that answers heartbeats but cannot store entries (a full disk) or never receives them (a saturated
+   * link) is live but not keeping up: the cluster layer takes it out of the in-sync set on this.
+   */
+  stalledTicks(id: string): number {
+    const p = this.progress.get(id);
+    return p === undefined || p.matchIndex >= this.lastIndex() ? 0 : this.nowTick - p.progressTick;
+  }
+
   softState(): SoftState {
     return {
       role: this.role,
@@ -546,6 +558,7 @@ export class CoordinationCore {
       inflight: 0,
       entrySeqs: [],
       progressTick: this.nowTick,
+      lastResendTick: Number.NEGATIVE_INFINITY,
       resends: 0,
       recentlyActive: true,
       resendFromIndex: nextIndex,
@@ -737,6 +750,7 @@ export class CoordinationCore {
     for (const p of this.progress.values()) {
       p.silentTicks++;
       if (p.snapshotInFlightTicks !== null) p.snapshotInFlightTicks++;
+      if (p.matchIndex >= this.lastIndex()) p.progressTick = this.nowTick;
     }
     if (this.electionElapsedTicks >= this.options.electionTimeoutTicks) {
       this.electionElapsedTicks = 0;
@@ -771,14 +785,14 @@ export class CoordinationCore {
     // A snapshot on its way: an empty append at it, or the snapshot again once it has taken an election timeout.
     if (p.snapshotInFlightTicks !== null) return this.sendSnapshot(id, p, true);
     if (p.entrySeqs.length === 0 || p.nextIndex <= this.snapshot.index) return this.sendAppend(id, true);
-    if (this.nowTick - p.progressTick >= this.resendDelayTicks(p)) {
+    if (this.nowTick - Math.max(p.progressTick, p.lastResendTick) >= this.resendDelayTicks(p)) {
       // Appends may have been dropped: resend what is not acknowledged (see resendFromIndex).
       p.nextIndex = Math.max(p.matchIndex + 1, Math.min(p.resendFromIndex, this.lastIndex() + 1));
       p.inflight = 0;
       p.entrySeqs = [];
       p.resends++;
+      p.lastResendTick = this.nowTick;
       this.sendAppend(id, true);
-      p.progressTick = this.nowTick;
       return;
     }
     const matchTerm = this.termAt(p.matchIndex);
@@ -856,7 +870,6 @@ export class CoordinationCore {
     if (entries.length > 0) {
       p.nextIndex = entries[entries.length - 1]!.index + 1;
       p.inflight++;
-      if (p.entrySeqs.length === 0) p.progressTick = this.nowTick;
       p.entrySeqs.push(this.appendSeq);
     }
   }
@@ -1095,11 +1108,11 @@ export class CoordinationCore {
       if (answered > 0) {
         p.entrySeqs.splice(0, answered);
         p.inflight = Math.max(0, p.inflight - answered);
-        p.progressTick = this.nowTick;
-        p.resends = 0;
       }
       if (m.matchIndex > p.matchIndex) {
         p.matchIndex = m.matchIndex;
+        p.progressTick = this.nowTick;
+        p.resends = 0;
         p.nextIndex = Math.max(p.nextIndex, m.matchIndex + 1);
         p.resendFromIndex = m.matchIndex + 1;
         this.maybeCommit();

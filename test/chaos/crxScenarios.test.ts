@@ -50,13 +50,9 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
   let cluster: ChaosCluster;
   const root = join(tmpdir(), `conclave-crx-${process.pid}`);
 
-  /**
-   * Runs a scenario on a healthy cluster; on failure keeps every node's log and says where. A scenario that finds a
-   * product bug not fixed yet is `todo` (the reason in its name): it runs only with CONCLAVE_CRX_RUN_TODO=1.
-   */
-  const scenario = (name: string, timeoutMs: number, body: (t: TestContext) => Promise<void>, todo?: string) => {
-    if (todo !== undefined && process.env['CONCLAVE_CRX_RUN_TODO'] !== '1') return test.todo(`${name} — ${todo}`);
-    return test(name, { timeout: timeoutMs, ...(todo !== undefined ? { todo } : {}) }, async (t) => {
+  /** Runs a scenario on a healthy cluster; on failure keeps every node's log and says where. */
+  const scenario = (name: string, timeoutMs: number, body: (t: TestContext) => Promise<void>) => {
+    return test(name, { timeout: timeoutMs }, async (t) => {
       try {
         await restoreHealth(cluster);
         await body(t);
@@ -355,7 +351,7 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
         cluster.network.unslow(target);
       }
     }
-  }, 'product bug: at every heartbeat (100 ms) the master resends every entry a follower has not acknowledged (src/core/coordinationCore.ts, tick: nextIndex back to resendFromIndex, inflight 0), so once one append takes longer than a heartbeat on the link, resends multiply the traffic (one 32 KiB write to two followers put ~490 KB on a 512 kbit/s link; one 0.9 MB write at 10 Mbit/s made the master send 13 MB and lose its leadership, the write refused with MASTER_CHANGED), heartbeats queue behind them, followers lose the master, the cluster fails over and the slow node keeps flapping between follower and pre-candidate; writes answer WRITE_OUTCOME_UNKNOWN or time out');
+  });
 
   test('10. the whole cluster restored from a cold copy of one node: all content there, two new nodes join and sync', { timeout: 120_000 }, async () => {
     await restoreHealth(cluster);
