@@ -73,6 +73,11 @@ export class ChaosCluster {
     removeOrphanMounts();
     const network = NamespaceNetwork.create();
     const cluster = new ChaosCluster(network, root, options);
+    // A harness that ends without destroy() (an uncaught error, process.exit) takes its nodes with it; one killed
+    // outright leaves them to the next run's orphan sweep (namespaceNetwork.ts).
+    process.once('exit', () => {
+      for (const node of cluster.nodes.values()) node.child?.kill('SIGKILL');
+    });
     try {
       for (const name of names) {
         const host = network.addHost(name);

@@ -203,7 +203,16 @@ function removeOrphans(): void {
   for (const line of run('ip', ['netns', 'list']).split('\n')) {
     const name = line.split(' ')[0] ?? '';
     const match = owner.exec(name);
-    if (match !== null && !alive(Number(match[1]))) runQuietly('ip', ['netns', 'del', name]);
+    if (match === null || alive(Number(match[1]))) continue;
+    // The dead run's nodes may still run in there, out of sight: stop them before the namespace goes.
+    for (const pid of run('ip', ['netns', 'pids', name]).split('\n').filter((p) => p !== '')) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    runQuietly('ip', ['netns', 'del', name]);
   }
   for (const line of run('ip', ['-o', 'link', 'show']).split('\n')) {
     const name = (line.split(': ')[1] ?? '').split('@')[0] ?? '';
