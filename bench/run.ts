@@ -1,55 +1,81 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 
 import { BenchCluster } from './benchCluster.js';
 import { journalClusterEnv, measureBinaryCatchUp, measureContentCatchUp, measureSnapshotInstall, type CatchUpResult, type WithCluster } from './catchUp.js';
+import { compare, comparisonChart, comparisonTable, type ComparedScenario, type ComparisonRow } from './comparison.js';
 import { benchEnvironment } from './environment.js';
+import { measureEtcdCatchUp, type EtcdCatchUpResult } from './etcdCatchUp.js';
+import { EtcdCluster, ensureEtcd } from './etcdCluster.js';
+import { runEtcdFailoverTrial, type EtcdTrialResult } from './etcdFailover.js';
+import { measureEtcd, type EtcdScenarioResult } from './etcdLoad.js';
+import { cleanupAll as cleanupConclaveFailover, summarize, withRetries, type Kind, type Summary, type TrialResult } from './failover.js';
 import { measureFsync, measureSqliteInserts, type FsyncFloor, type SqliteFloor } from './floor.js';
 import { runLoad, type LoadResult, type LoadTiming } from './load.js';
 import type { StopOutcome } from './nodeProcess.js';
-import { DocumentPaths, reader, requestOnce, writer, type ReadConsistency } from './operations.js';
+import { DocumentPaths, documentBody, documentText, reader, requestOnce, writer, type ReadConsistency } from './operations.js';
 
 /**
- * The bench: durable writes and reads over HTTP against clusters of 1, 3 and 5 real `conclave start` processes on
- * loopback, the catch-up of a replica that was away, and the disk's physical floor for context. It measures and
- * reports; it never asserts a speed.
+ * The bench: Conclave beside a real etcd 3.4 cluster on the same machine, in the same run, under the same client
+ * load, with ratios; and Conclave's own figures around them (clusters of 1 and 5, binaries' catch-up, snapshot
+ * install) and the disk's physical floor. It measures and reports; it never asserts a speed.
  *
- *   npm run bench -- [--quick] [--duration-ms N] [--warmup-ms N] [--catch-up-mib N] [--catch-up-binary-mib N] [--out FILE] [--cpu-prof DIR] [--only PARTS]
+ *   npm run bench -- [--quick] [--duration-ms N] [--warmup-ms N] [--catch-up-mib N] [--catch-up-binary-mib N]
+ *     [--snapshot-mib N] [--failover-trials N] [--out-dir DIR] [--cpu-prof DIR] [--only PARTS]
  */
 
-/** The parts of a run, each on its own fresh cluster; also the names of their directories. */
-const allParts = ['floor', 'cluster-of-1', 'cluster-of-3', 'cluster-of-5', 'catch-up', 'snapshot'] as const;
+/**
+ * The parts of a run, each on its own fresh cluster(s); also the names of their directories. A Conclave part and its
+ * etcd counterpart run one after the other, so a change in the machine's other load touches both alike.
+ */
+const allParts = ['floor', 'cluster-of-3', 'etcd', 'catch-up', 'etcd-catch-up', 'failover', 'etcd-failover', 'cluster-of-1', 'cluster-of-5', 'snapshot'] as const;
 type Part = (typeof allParts)[number];
+const etcdParts: ReadonlySet<Part> = new Set(['etcd', 'etcd-catch-up', 'etcd-failover']);
 
-const usage = `usage: node dist/bench/run.js [--quick] [--duration-ms N] [--warmup-ms N] [--catch-up-mib N] [--catch-up-binary-mib N] [--out FILE] [--cpu-prof DIR] [--only PARTS]
-  --quick                  fewer client levels, shorter scenarios, less catch-up data: a run of under 2 minutes
-  --duration-ms N          measured time per scenario (default 5000; 1000 with --quick)
-  --warmup-ms N            unmeasured time before each scenario (default 1000; 250 with --quick)
-  --catch-up-mib N         MiB of JSON documents written while a replica is away (default 32; 4 with --quick; may be a fraction)
-  --catch-up-binary-mib N  MiB of binaries written while a replica is away, 1 MiB each (default 128; 16 with --quick)
-  --out FILE               JSON results (default bench-results/bench.json)
-  --cpu-prof DIR           run every node with node --cpu-prof; profiles go to DIR/<part>/<node>/ (slows the nodes)
+const usage = `usage: node dist/bench/run.js [--quick] [--duration-ms N] [--warmup-ms N] [--catch-up-mib N] [--catch-up-binary-mib N] [--snapshot-mib N] [--failover-trials N] [--out-dir DIR] [--cpu-prof DIR] [--only PARTS]
+  --quick                  fewer client levels, shorter scenarios, less catch-up data, one failover trial of each kind: under 2 minutes
+  --duration-ms N          measured time per load scenario (default 5000; 1000 with --quick)
+  --warmup-ms N            unmeasured time before each load scenario (default 1000; 250 with --quick)
+  --catch-up-mib N         MiB written while a member is away, in values of about 16 KiB, for both systems (default 100; 4 with --quick; may be a fraction)
+  --catch-up-binary-mib N  MiB of binaries written while a Conclave replica is away, 1 MiB each (default 128; 16 with --quick)
+  --snapshot-mib N         MiB of 1 KB documents written before a Conclave replica installs a snapshot (default 32; 4 with --quick)
+  --failover-trials N      kill -9 trials and SIGSTOP trials, each, for each system (default 10; 1 with --quick)
+  --out-dir DIR            results.json, results.md and chart.svg go there (default bench-results)
+  --cpu-prof DIR           run every Conclave node with node --cpu-prof; profiles go to DIR/<part>/<node>/ (slows the nodes)
   --only PARTS             comma-separated parts to run (default all): ${allParts.join(', ')}`;
 
 const parentPath = '/bench';
-const clusterSizes = [1, 3, 5] as const;
 /** The cluster size whose writes are also spread over every node (forwarded), and whose reads are measured in each mode. */
 const spreadClusterSize = 3;
 const readModes: readonly ReadConsistency[] = ['stale', 'sequential', 'linearizable'];
+/**
+ * Text of each document (Conclave) and value (etcd) of the compared catch-up: about 16 KiB, so 100 MiB is some 6 400
+ * writes, a load both systems finish in well under a minute, and far below either's request limit (2 MiB, 1.5 MiB).
+ */
+const catchUpValueChars = 16 * 1024 - 64;
+function catchUpValueBytes(): number {
+  return Buffer.byteLength(documentBody(0, documentText(catchUpValueChars)));
+}
+/** Failover as bench/failover.ts measures it: a PUT (put) to every node (member) every 5 ms, each given up after 500 ms. */
+const failoverIntervalMs = 5;
+const failoverTimeoutMs = 500;
 
 interface Options extends LoadTiming {
   readonly quick: boolean;
   readonly writeClientLevels: readonly number[];
   /** Reads on a cluster of one (comparable with the earlier single-node figures). */
   readonly singleNodeReadClientLevels: readonly number[];
-  /** Reads in each consistency mode on the 3-node cluster, spread over all nodes. */
+  /** Reads in each consistency mode on the 3-node cluster (and etcd's), spread over all nodes. */
   readonly readModeClients: number;
   readonly catchUpContentMib: number;
   readonly catchUpBinaryMib: number;
-  readonly outFile: string;
+  readonly snapshotMib: number;
+  readonly failoverTrials: number;
+  readonly failoverWarmupMs: number;
+  readonly outDir: string;
   readonly cpuProfDir: string | null;
   readonly parts: ReadonlySet<Part>;
 }
@@ -90,8 +116,10 @@ function parseOptions(argv: string[]): Options {
       'warmup-ms': { type: 'string' },
       'catch-up-mib': { type: 'string' },
       'catch-up-binary-mib': { type: 'string' },
+      'snapshot-mib': { type: 'string' },
+      'failover-trials': { type: 'string' },
       quick: { type: 'boolean', default: false },
-      out: { type: 'string' },
+      'out-dir': { type: 'string' },
       'cpu-prof': { type: 'string' },
       only: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -110,9 +138,13 @@ function parseOptions(argv: string[]): Options {
     writeClientLevels: quick ? [1, 64] : [1, 16, 64, 256],
     singleNodeReadClientLevels: quick ? [1, 64] : [1, 16, 64],
     readModeClients: 64,
-    catchUpContentMib: positiveNumber(values['catch-up-mib'], '--catch-up-mib') ?? (quick ? 4 : 32),
+    catchUpContentMib: positiveNumber(values['catch-up-mib'], '--catch-up-mib') ?? (quick ? 4 : 100),
     catchUpBinaryMib: positiveNumber(values['catch-up-binary-mib'], '--catch-up-binary-mib') ?? (quick ? 16 : 128),
-    outFile: resolve(values.out ?? 'bench-results/bench.json'),
+    snapshotMib: positiveNumber(values['snapshot-mib'], '--snapshot-mib') ?? (quick ? 4 : 32),
+    failoverTrials: wholeNumber(values['failover-trials'], '--failover-trials', 1) ?? (quick ? 1 : 10),
+    // bench/failover.ts's default warm-up; shorter in a quick run, where only the machinery is checked.
+    failoverWarmupMs: quick ? 500 : 2_000,
+    outDir: resolve(values['out-dir'] ?? 'bench-results'),
     cpuProfDir: values['cpu-prof'] === undefined ? null : resolve(values['cpu-prof']),
     parts: values.only === undefined ? new Set(allParts) : new Set(values.only.split(',').map((part) => partOf(part.trim()))),
   };
@@ -197,12 +229,12 @@ async function measureCluster(cluster: BenchCluster, size: number, options: Opti
 function scenarioTable(results: readonly ScenarioResult[]): string {
   const ms = (value: number) => value.toFixed(2);
   const lines = [
-    '| scenario | nodes | sent to | clients | ops/s | p50 ms | p99 ms | max ms | errors | ops | ops by node (errors) |',
-    '|---|--:|---|--:|--:|--:|--:|--:|--:|--:|---|',
+    '| scenario | nodes | sent to | clients | ops/s | p50 ms | p99 ms | max ms | errors | ops | ops by node (errors) | client CPU (cores) |',
+    '|---|--:|---|--:|--:|--:|--:|--:|--:|--:|---|--:|',
     ...results.map(
       (r) =>
         `| ${r.name} | ${r.nodes} | ${r.sentTo} | ${r.clients} | ${Math.round(r.opsPerSec)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${ms(r.maxMs)} | ` +
-        `${r.errors + r.warmupErrors === 0 ? 0 : `${r.errors} (+${r.warmupErrors} in warm-up)`} | ${r.ops} | ${byNode(r)} |`,
+        `${r.errors + r.warmupErrors === 0 ? 0 : `${r.errors} (+${r.warmupErrors} in warm-up)`} | ${r.ops} | ${byNode(r)} | ${r.clientCpuCores.toFixed(2)} |`,
     ),
   ];
   return lines.join('\n');
@@ -260,6 +292,58 @@ function floorText(floor: Floor): string {
   ].join('\n');
 }
 
+function etcdScenarioTable(results: readonly EtcdScenarioResult[]): string {
+  const ms = (value: number) => value.toFixed(2);
+  return [
+    '| etcd scenario | members | clients | ops/s | p50 ms | p99 ms | max ms | errors | ops | ops by member (errors) | client CPU (cores) |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|',
+    ...results.map((r) => {
+      const byMember = r.opsByOrigin
+        .map((ops, i) => `${r.sentToMembers[i]}${r.sentToMembers[i] === r.leader ? '*' : ''} ${ops}${r.errorsByOrigin[i] === 0 ? '' : ` (${r.errorsByOrigin[i]})`}`)
+        .join(', ');
+      const errors = r.errors + r.warmupErrors === 0 ? 0 : `${r.errors} (+${r.warmupErrors} in warm-up)`;
+      return `| ${r.name} | ${r.members} | ${r.clients} | ${Math.round(r.opsPerSec)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${ms(r.maxMs)} | ${errors} | ${r.ops} | ${byMember} | ${r.clientCpuCores.toFixed(2)} |`;
+    }),
+  ].join('\n');
+}
+
+function etcdCatchUpTable(r: EtcdCatchUpResult): string {
+  const MiB = 1024 * 1024;
+  return [
+    'etcd: times from the stopped follower\'s spawn: its status answers (answering), its status shows the leader\'s revision and commit index as of the end of the writes (in sync).',
+    '',
+    '| catch-up of a 3-member etcd cluster\'s follower | MiB written | writes | raft entries | writes took ms | answering ms | in sync ms | MiB/s |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|',
+    `| ${r.name} | ${(r.bytes / MiB).toFixed(1)} | ${r.writes} | ${r.entries} | ${Math.round(r.writeMs)} | ${Math.round(r.answeringMs)} | ${Math.round(r.catchUpMs)} | ${r.mibPerSec.toFixed(1)} |`,
+  ].join('\n');
+}
+
+interface FailoverReport {
+  readonly kill: Summary;
+  readonly stop: Summary;
+}
+
+function failoverText(conclave: FailoverReport | null, conclaveTrials: readonly TrialResult[], etcd: FailoverReport | null, etcdTrials: readonly EtcdTrialResult[]): string {
+  const ms = (value: number | null) => (value === null ? '-' : value.toFixed(0));
+  const line = (label: string, s: Summary, times: Array<number | null>) =>
+    `- ${label}: ${s.failedOver}/${s.trials} failed over; median ${ms(s.medianMs)} ms, max ${ms(s.maxMs)} ms (trials: ${times.map(ms).join(', ')})`;
+  const lines = [
+    `Failover, a fresh 3-node cluster per trial: a write to every node every ${failoverIntervalMs} ms, each given up after ${failoverTimeoutMs} ms; time from the signal to the leader ` +
+      'until the first successful write through another node (Conclave: a direct PUT, which only a master takes; etcd: a put sent after the signal, forwarded to the leader by a follower).',
+  ];
+  for (const kind of ['kill', 'stop'] as const) {
+    const label = kind === 'kill' ? 'kill -9' : 'SIGSTOP';
+    if (conclave !== null) lines.push(line(`Conclave, ${label}`, conclave[kind], conclaveTrials.filter((t) => t.kind === kind).map((t) => t.failoverMs)));
+    if (etcd !== null) lines.push(line(`etcd, ${label}`, etcd[kind], etcdTrials.filter((t) => t.kind === kind).map((t) => t.failoverMs)));
+  }
+  if (conclaveTrials.length > 0) {
+    const lost = conclaveTrials.reduce((sum, t) => sum + t.lostAcknowledged, 0);
+    const stale = conclaveTrials.reduce((sum, t) => sum + (t.stop?.oldMasterAcksAfterNewFirst ?? 0), 0);
+    lines.push(`- Conclave checks: acknowledged writes lost ${lost}; writes a SIGSTOPped old master acknowledged after the new master's first ${stale} (both must be 0; \`npm run bench:failover\` fails on them)`);
+  }
+  return lines.join('\n');
+}
+
 async function main(): Promise<number> {
   let options: Options;
   try {
@@ -272,10 +356,13 @@ async function main(): Promise<number> {
   const loadAtStart = loadavg();
   const tempRoot = mkdtempSync(join(tmpdir(), 'conclave-bench-'));
   const live = new Set<BenchCluster>();
+  const liveEtcd = new Set<EtcdCluster>();
   const clusterRuns: ClusterRun[] = [];
   const cleanup = async () => {
     try {
       await Promise.allSettled([...live].map((cluster) => cluster.stopAll()));
+      await Promise.allSettled([...liveEtcd].map((cluster) => cluster.killAll()));
+      await cleanupConclaveFailover();
     } finally {
       rmSync(tempRoot, { recursive: true, force: true });
     }
@@ -303,33 +390,81 @@ async function main(): Promise<number> {
       rmSync(root, { recursive: true, force: true });
     }
   };
+  const withEtcd = async <T>(label: string, measure: (cluster: EtcdCluster) => Promise<T>): Promise<T> => {
+    progress(`starting ${label}: 3 etcd members`);
+    const root = join(tempRoot, label);
+    const cluster = await EtcdCluster.start(3, root);
+    liveEtcd.add(cluster);
+    try {
+      return await measure(cluster);
+    } catch (err) {
+      process.stderr.write(`--- etcd output ---\n${cluster.output()}\n`);
+      throw err;
+    } finally {
+      await cluster.stopAll();
+      liveEtcd.delete(cluster);
+      rmSync(root, { recursive: true, force: true });
+    }
+  };
+
+  const wantsEtcd = [...options.parts].some((part) => etcdParts.has(part));
+  const etcd = wantsEtcd ? ensureEtcd(progress) : { available: false as const, reason: 'no etcd part was asked for (--only)' };
+  if (wantsEtcd && !etcd.available) progress(`etcd figures will be missing: ${etcd.reason}`);
+  const runs = (part: Part) => options.parts.has(part) && (!etcdParts.has(part) || etcd.available);
 
   const scenarios: ScenarioResult[] = [];
+  const etcdScenarios: EtcdScenarioResult[] = [];
   const catchUps: CatchUpResult[] = [];
+  let etcdCatchUp: EtcdCatchUpResult | null = null;
+  const conclaveTrials: TrialResult[] = [];
+  const etcdTrials: EtcdTrialResult[] = [];
   let floor: Floor | null = null;
+  const failoverOptions = { intervalMs: failoverIntervalMs, timeoutMs: failoverTimeoutMs, warmupMs: options.failoverWarmupMs };
+  const kinds: readonly Kind[] = ['kill', 'stop'];
   try {
-    if (options.parts.has('floor')) {
+    if (runs('floor')) {
       // The floor runs first and alone, so no node competes with it for the disk.
       const floorDir = join(tempRoot, 'floor');
       progress(`measuring the disk floor in ${tempRoot}`);
       floor = { fsync: measureFsync(floorDir), sqlite: measureSqliteInserts(floorDir, options.durationMs) };
       rmSync(floorDir, { recursive: true, force: true });
     }
-    for (const size of clusterSizes) {
-      const part = `cluster-of-${size}` as const;
-      if (options.parts.has(part)) scenarios.push(...(await withCluster(size, part, {}, (cluster) => measureCluster(cluster, size, options))));
+    if (runs('cluster-of-3')) scenarios.push(...(await withCluster(3, 'cluster-of-3', {}, (cluster) => measureCluster(cluster, 3, options))));
+    if (runs('etcd')) {
+      const load = { ...options, writeClientLevels: options.writeClientLevels, readClients: options.readModeClients, progress };
+      etcdScenarios.push(...(await withEtcd('etcd', (cluster) => measureEtcd(cluster, load))));
     }
-    if (options.parts.has('catch-up')) {
+    if (runs('catch-up')) {
       await withCluster(3, 'catch-up', journalClusterEnv(), async (cluster) => {
         progress(`catch-up of ${options.catchUpContentMib} MiB of JSON documents`);
-        catchUps.push(await measureContentCatchUp(cluster, { mib: options.catchUpContentMib, progress }));
+        catchUps.push(await measureContentCatchUp(cluster, { mib: options.catchUpContentMib, valueChars: catchUpValueChars, progress }));
         progress(`catch-up of ${options.catchUpBinaryMib} MiB of binaries`);
         catchUps.push(await measureBinaryCatchUp(cluster, { mib: options.catchUpBinaryMib, progress }));
       });
     }
-    if (options.parts.has('snapshot')) {
+    if (runs('etcd-catch-up')) {
+      etcdCatchUp = await withEtcd('etcd-catch-up', (cluster) => measureEtcdCatchUp(cluster, { mib: options.catchUpContentMib, valueChars: catchUpValueChars, progress }));
+    }
+    if (runs('failover')) {
+      progress(`Conclave failover: ${options.failoverTrials} kill -9 and ${options.failoverTrials} SIGSTOP trial(s), a fresh 3-node cluster each`);
+      for (const kind of kinds) {
+        for (let i = 1; i <= options.failoverTrials; i++) conclaveTrials.push(await withRetries(kind, i, { ...failoverOptions, killTrials: 0, stopTrials: 0, outFile: '', dumpDir: null }));
+      }
+    }
+    if (runs('etcd-failover')) {
+      progress(`etcd failover: ${options.failoverTrials} kill -9 and ${options.failoverTrials} SIGSTOP trial(s), a fresh 3-member cluster each`);
+      const root = join(tempRoot, 'etcd-failover');
+      for (const kind of kinds) {
+        for (let i = 1; i <= options.failoverTrials; i++) etcdTrials.push(await runEtcdFailoverTrial(kind, i, root, failoverOptions, liveEtcd));
+      }
+    }
+    for (const size of [1, 5] as const) {
+      const part = `cluster-of-${size}` as const;
+      if (runs(part)) scenarios.push(...(await withCluster(size, part, {}, (cluster) => measureCluster(cluster, size, options))));
+    }
+    if (runs('snapshot')) {
       const snapshotCluster: WithCluster = (env, measure) => withCluster(3, 'snapshot', env, measure);
-      const snapshot = await measureSnapshotInstall(snapshotCluster, { mib: options.catchUpContentMib, progress });
+      const snapshot = await measureSnapshotInstall(snapshotCluster, { mib: options.snapshotMib, progress });
       if (snapshot.skipped !== null) progress(`${snapshot.name} skipped: ${snapshot.skipped}`);
       catchUps.push(snapshot);
     }
@@ -344,29 +479,70 @@ async function main(): Promise<number> {
   }
   await cleanup();
 
+  const conclaveFailover = conclaveTrials.length === 0 ? null : { kill: summarize(conclaveTrials.filter((t) => t.kind === 'kill')), stop: summarize(conclaveTrials.filter((t) => t.kind === 'stop')) };
+  const etcdFailover = etcdTrials.length === 0 ? null : { kill: summarize(etcdTrials.filter((t) => t.kind === 'kill')), stop: summarize(etcdTrials.filter((t) => t.kind === 'stop')) };
+  const spreadWrites = (list: readonly ComparedScenario[]) => new Map(list.map((s) => [s.clients, s]));
+  const contentCatchUp = catchUps.find((c) => c.kind === 'content') ?? null;
+  // From the spawn, as etcd's is timed: process start and reconnection count for both.
+  const conclaveCatchUpMibPerSec = contentCatchUp === null ? null : contentCatchUp.bytes / (1024 * 1024) / ((contentCatchUp.startMs + contentCatchUp.catchUpMs) / 1000);
+  const comparison: ComparisonRow[] = compare({
+    conclaveWrites: spreadWrites(scenarios.filter((s) => s.nodes === spreadClusterSize && s.sentTo === 'all nodes' && s.consistency === null)),
+    etcdWrites: spreadWrites(etcdScenarios.filter((s) => s.consistency === null)),
+    conclaveReads: {
+      sequential: scenarios.find((s) => s.nodes === spreadClusterSize && s.consistency === 'sequential'),
+      linearizable: scenarios.find((s) => s.nodes === spreadClusterSize && s.consistency === 'linearizable'),
+    },
+    etcdReads: { serializable: etcdScenarios.find((s) => s.consistency === 'serializable'), linearizable: etcdScenarios.find((s) => s.consistency === 'linearizable') },
+    conclaveFailover,
+    etcdFailover,
+    conclaveCatchUpMibPerSec,
+    etcdCatchUpMibPerSec: etcdCatchUp?.mibPerSec ?? null,
+    catchUpLabel: `${options.catchUpContentMib} MiB in values of ${catchUpValueBytes()} B`,
+  });
+  const runMs = performance.now() - runStartMs;
+  const environment = benchEnvironment();
   const report = {
-    ...benchEnvironment(),
+    ...environment,
     // Other work on the machine takes cores from the bench and its nodes: this says how much there was.
     loadAverage: { start: loadAtStart, end: loadavg() },
+    runMs,
     quick: options.quick,
     durationMs: options.durationMs,
     warmupMs: options.warmupMs,
+    etcd: etcd.available ? { available: true, version: etcd.version, path: '/usr/bin/etcd', client: 'etcd3 (npm)' } : { available: false, reason: etcd.reason },
+    catchUpValueBytes: catchUpValueBytes(),
+    comparison,
     floor,
     scenarios,
+    etcdScenarios,
     catchUp: catchUps,
+    etcdCatchUp,
+    failover: { conclave: conclaveFailover === null ? null : { ...conclaveFailover, trials: conclaveTrials }, etcd: etcdFailover === null ? null : { ...etcdFailover, trials: etcdTrials } },
     clusters: clusterRuns,
   };
-  mkdirSync(dirname(options.outFile), { recursive: true });
-  writeFileSync(options.outFile, `${JSON.stringify(report, null, 2)}\n`);
+  const title = `Conclave / etcd ${etcd.available ? etcd.version : '(missing)'}, 3 nodes on loopback, ${environment.commit ?? 'unknown commit'}, ${environment.cpus} CPU(s)`;
+  const markdown =
+    [
+      `${title}, Node ${environment.node}; ${options.durationMs} ms per load scenario after ${options.warmupMs} ms warm-up; load average ${loadAtStart[0]!.toFixed(1)} ` +
+        `at the start, ${report.loadAverage.end[0]!.toFixed(1)} at the end; the run took ${(runMs / 60_000).toFixed(1)} min${options.quick ? ' (--quick)' : ''}.` +
+        (etcd.available ? '' : `\n\n**etcd figures missing**: ${etcd.reason}`),
+      comparison.some((r) => r.conclave !== null || r.etcd !== null) ? comparisonTable(comparison) : null,
+      floor === null ? null : floorText(floor),
+      scenarios.length > 0 ? `Conclave (client CPU: the bench process, in cores)\n\n${scenarioTable(scenarios)}` : null,
+      etcdScenarios.length > 0 ? etcdScenarioTable(etcdScenarios) : null,
+      catchUps.length > 0 ? catchUpTable(catchUps) : null,
+      etcdCatchUp === null ? null : etcdCatchUpTable(etcdCatchUp),
+      conclaveFailover === null && etcdFailover === null ? null : failoverText(conclaveFailover, conclaveTrials, etcdFailover, etcdTrials),
+    ]
+      .filter((text) => text !== null)
+      .join('\n\n') + '\n';
+  mkdirSync(options.outDir, { recursive: true });
+  const files = { json: join(options.outDir, 'results.json'), markdown: join(options.outDir, 'results.md'), chart: join(options.outDir, 'chart.svg') };
+  writeFileSync(files.json, `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(files.markdown, markdown);
+  writeFileSync(files.chart, comparisonChart(comparison, title));
 
-  process.stdout.write(
-    `\nConclave on loopback, ${report.commit ?? 'unknown commit'}, Node ${report.node}, ${report.cpus} CPU(s) shared by the bench and every node ` +
-      `of a cluster, ${options.durationMs} ms per scenario after ${options.warmupMs} ms warm-up; load average ${loadAtStart[0]!.toFixed(1)} ` +
-      `at the start, ${report.loadAverage.end[0]!.toFixed(1)} at the end\n\n` +
-      [scenarios.length > 0 ? scenarioTable(scenarios) : null, catchUps.length > 0 ? catchUpTable(catchUps) : null, floor === null ? null : floorText(floor), `JSON: ${options.outFile}`]
-        .filter((text) => text !== null)
-        .join('\n\n') + '\n',
-  );
+  process.stdout.write(`\n${markdown}\nJSON: ${files.json}\nMarkdown: ${files.markdown}\nChart: ${files.chart}\n`);
   for (const run of clusterRuns) {
     const unclean = Object.entries(run.stops).flatMap(([name, stops]) => stops.filter((s) => s.exit !== 0 || s.killed).map((s) => `${name} (exit ${s.exit}, killed: ${s.killed})`));
     if (unclean.length > 0) progress(`${run.label}: did not stop cleanly on SIGTERM: ${unclean.join(', ')}`);
