@@ -8,6 +8,14 @@ import type { LoadResult } from './load.js';
 
 export interface ComparedScenario extends LoadResult {
   readonly name: string;
+  /** CPU all servers used over the scenario, in cores. */
+  readonly serverCpuCores?: number | null;
+}
+
+/** CPU all servers spent per operation, in ms (the scenario's CPU rate over its operation rate). */
+function cpuPerOpMs(s: ComparedScenario | undefined): number | null {
+  if (s === undefined || s.serverCpuCores === undefined || s.serverCpuCores === null || s.opsPerSec === 0) return null;
+  return (s.serverCpuCores * 1000) / s.opsPerSec;
 }
 
 export interface FailoverSummary {
@@ -66,6 +74,7 @@ export function compare(input: ComparisonInput): ComparisonRow[] {
     rows.push(
       row(group, 'p99', 'ms', 'lower', c?.p99Ms ?? null, e?.p99Ms ?? null, clients === 64 ? { text: '≤ etcd', met: (_c, _e, ratio) => (ratio === null ? null : ratio <= 1) } : undefined),
     );
+    if (clients === 64) rows.push(row(group, 'servers\' CPU per write', 'ms', 'lower', cpuPerOpMs(c), cpuPerOpMs(e)));
   }
   const reads: Array<[string, ComparedScenario | undefined, ComparedScenario | undefined]> = [
     ['reads of 1 KB: Conclave sequential, etcd serializable', input.conclaveReads.sequential, input.etcdReads.serializable],
@@ -77,6 +86,7 @@ export function compare(input: ComparisonInput): ComparisonRow[] {
     rows.push(row(label, 'throughput', 'ops/s', 'higher', c?.opsPerSec ?? null, e?.opsPerSec ?? null, ratioAtLeast(3)));
     rows.push(row(label, 'p50', 'ms', 'lower', c?.p50Ms ?? null, e?.p50Ms ?? null));
     rows.push(row(label, 'p99', 'ms', 'lower', c?.p99Ms ?? null, e?.p99Ms ?? null));
+    rows.push(row(label, 'servers\' CPU per read', 'ms', 'lower', cpuPerOpMs(c), cpuPerOpMs(e)));
   }
   const cf = input.conclaveFailover;
   const ef = input.etcdFailover;
@@ -105,6 +115,7 @@ function figure(value: number | null, unit: string): string {
   if (value === null) return 'missing';
   if (unit === 'ops/s') return String(Math.round(value));
   if (unit === 'MiB/s') return value.toFixed(1);
+  if (value < 1) return value.toFixed(3);
   return value >= 100 ? value.toFixed(0) : value.toFixed(2);
 }
 

@@ -99,6 +99,13 @@ export class EtcdCluster {
     return `http://127.0.0.1:${this.member(name).clientPort}`;
   }
 
+  /** The process id of a running member. */
+  pid(name: string): number {
+    const child = this.member(name).child;
+    if (child === null || child.pid === undefined) throw new Error(`${name} is not running`);
+    return child.pid;
+  }
+
   isRunning(name: string): boolean {
     return this.member(name).child !== null;
   }

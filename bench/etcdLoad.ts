@@ -1,6 +1,7 @@
 import type { Etcd3 } from 'etcd3';
 
 import { etcdClient, type EtcdCluster } from './etcdCluster.js';
+import { withServerCpu } from './processCpu.js';
 import { runLoad, type Channel, type Connect, type LoadResult, type LoadTiming, type Operation } from './load.js';
 import { DocumentPaths, documentBody, documentText, documentTextChars } from './operations.js';
 
@@ -20,6 +21,8 @@ export interface EtcdScenarioResult extends LoadResult {
   /** The members sent to, in the order of opsByOrigin, and which of them led when the scenario began. */
   readonly sentToMembers: readonly string[];
   readonly leader: string;
+  /** CPU every member used over the scenario, in cores (null: not readable here). */
+  readonly serverCpuCores: number | null;
 }
 
 export interface EtcdLoadOptions extends LoadTiming {
@@ -67,15 +70,20 @@ export async function measureEtcd(cluster: EtcdCluster, options: EtcdLoadOptions
   const labels = { members: members.length, sentToMembers: members, leader };
   const paths = new DocumentPaths('/bench');
   const results: EtcdScenarioResult[] = [];
+  const pids = cluster.names.map((n) => cluster.pid(n));
+  const load = async (label: string, clients: number, operation: Operation<Etcd3>) => {
+    const { result, serverCpuCores } = await withServerCpu(pids, () => runLoad(label, urls, clients, options, operation, etcdClients));
+    return { ...result, serverCpuCores };
+  };
   for (const clients of options.writeClientLevels) {
     const name = 'durable write (put 1 KB)';
     options.progress(`etcd, ${name}, ${clients} client(s) over all members`);
-    results.push({ name, consistency: null, ...labels, ...(await runLoad(`etcd ${name}`, urls, clients, options, etcdWriter(paths), etcdClients)) });
+    results.push({ name, consistency: null, ...labels, ...(await load(`etcd ${name}`, clients, etcdWriter(paths))) });
   }
   for (const consistency of ['serializable', 'linearizable'] as const) {
     const name = `read (get 1 KB), ${consistency}`;
     options.progress(`etcd, ${name}, ${options.readClients} clients over all members`);
-    results.push({ name, consistency, ...labels, ...(await runLoad(`etcd ${name}`, urls, options.readClients, options, etcdReader(paths, consistency), etcdClients)) });
+    results.push({ name, consistency, ...labels, ...(await load(`etcd ${name}`, options.readClients, etcdReader(paths, consistency))) });
   }
   return results;
 }

@@ -14,7 +14,8 @@ import { runEtcdFailoverTrial, type EtcdTrialResult } from './etcdFailover.js';
 import { measureEtcd, type EtcdScenarioResult } from './etcdLoad.js';
 import { cleanupAll as cleanupConclaveFailover, summarize, withRetries, type Kind, type Summary, type TrialResult } from './failover.js';
 import { measureFsync, measureSqliteInserts, type FsyncFloor, type SqliteFloor } from './floor.js';
-import { runLoad, type LoadResult, type LoadTiming } from './load.js';
+import { runLoad, type LoadResult, type LoadTiming, type Operation } from './load.js';
+import { withServerCpu } from './processCpu.js';
 import type { StopOutcome } from './nodeProcess.js';
 import { DocumentPaths, documentBody, documentText, reader, requestOnce, writer, type ReadConsistency } from './operations.js';
 
@@ -92,6 +93,8 @@ interface ScenarioResult extends LoadResult {
   /** The nodes sent to, in the order of opsByOrigin and errorsByOrigin, and which of them was the master. */
   readonly sentToNodes: readonly string[];
   readonly master: string;
+  /** CPU every node used over the scenario, in cores (null: not readable here). */
+  readonly serverCpuCores: number | null;
 }
 
 interface ClusterRun {
@@ -196,13 +199,18 @@ async function measureCluster(cluster: BenchCluster, size: number, options: Opti
 
   const paths = new DocumentPaths(parentPath);
   const write = writer(paths);
+  const pids = cluster.names.map((name) => cluster.pid(name));
+  const load = async (label: string, origins: readonly string[], clients: number, operation: Operation) => {
+    const { result, serverCpuCores } = await withServerCpu(pids, () => runLoad(label, origins, clients, options, operation));
+    return { ...result, serverCpuCores };
+  };
   const variants: Array<[SentTo, string[], typeof labels]> = [['master', [masterUrl], labels]];
   if (size === spreadClusterSize) variants.push(['all nodes', everyUrl, spread]);
   for (const [sentTo, origins, nodes] of variants) {
     for (const clients of options.writeClientLevels) {
       const name = 'durable write (PUT 1 KB)';
       progress(`${size} node(s), ${name}, ${clients} client(s) to ${sentTo}`);
-      const result = await runLoad(`${name} on ${size} node(s) to ${sentTo}`, origins, clients, options, write);
+      const result = await load(`${name} on ${size} node(s) to ${sentTo}`, origins, clients, write);
       results.push({ name, nodes: size, sentTo, consistency: null, ...nodes, ...result });
     }
   }
@@ -212,14 +220,14 @@ async function measureCluster(cluster: BenchCluster, size: number, options: Opti
     for (const clients of options.singleNodeReadClientLevels) {
       const name = 'read (GET 1 KB)';
       progress(`1 node, ${name}, ${clients} client(s)`);
-      results.push({ name, nodes: 1, sentTo: 'master', consistency: null, ...labels, ...(await runLoad(name, [masterUrl], clients, options, read)) });
+      results.push({ name, nodes: 1, sentTo: 'master', consistency: null, ...labels, ...(await load(name, [masterUrl], clients, read)) });
     }
   }
   if (size === spreadClusterSize) {
     for (const mode of readModes) {
       const name = `read (GET 1 KB), ${mode}`;
       progress(`${size} nodes, ${name}, ${options.readModeClients} clients over all nodes`);
-      const result = await runLoad(name, everyUrl, options.readModeClients, options, reader(paths, mode));
+      const result = await load(name, everyUrl, options.readModeClients, reader(paths, mode));
       results.push({ name, nodes: size, sentTo: 'all nodes', consistency: mode, ...spread, ...result });
     }
   }
@@ -229,12 +237,12 @@ async function measureCluster(cluster: BenchCluster, size: number, options: Opti
 function scenarioTable(results: readonly ScenarioResult[]): string {
   const ms = (value: number) => value.toFixed(2);
   const lines = [
-    '| scenario | nodes | sent to | clients | ops/s | p50 ms | p99 ms | max ms | errors | ops | ops by node (errors) | client CPU (cores) |',
-    '|---|--:|---|--:|--:|--:|--:|--:|--:|--:|---|--:|',
+    '| scenario | nodes | sent to | clients | ops/s | p50 ms | p99 ms | max ms | errors | ops | ops by node (errors) | client CPU (cores) | server CPU (cores) | server CPU per op (ms) |',
+    '|---|--:|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|',
     ...results.map(
       (r) =>
         `| ${r.name} | ${r.nodes} | ${r.sentTo} | ${r.clients} | ${Math.round(r.opsPerSec)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${ms(r.maxMs)} | ` +
-        `${r.errors + r.warmupErrors === 0 ? 0 : `${r.errors} (+${r.warmupErrors} in warm-up)`} | ${r.ops} | ${byNode(r)} | ${r.clientCpuCores.toFixed(2)} |`,
+        `${r.errors + r.warmupErrors === 0 ? 0 : `${r.errors} (+${r.warmupErrors} in warm-up)`} | ${r.ops} | ${byNode(r)} | ${r.clientCpuCores.toFixed(2)} | ${cpuCells(r)} |`,
     ),
   ];
   return lines.join('\n');
@@ -292,17 +300,23 @@ function floorText(floor: Floor): string {
   ].join('\n');
 }
 
+/** Servers' CPU in cores, and per operation (its rate over the scenario, warm-up included, taken as the measured one). */
+function cpuCells(r: LoadResult & { serverCpuCores: number | null }): string {
+  if (r.serverCpuCores === null) return '- | -';
+  return `${r.serverCpuCores.toFixed(2)} | ${r.opsPerSec === 0 ? '-' : ((r.serverCpuCores * 1000) / r.opsPerSec).toFixed(3)}`;
+}
+
 function etcdScenarioTable(results: readonly EtcdScenarioResult[]): string {
   const ms = (value: number) => value.toFixed(2);
   return [
-    '| etcd scenario | members | clients | ops/s | p50 ms | p99 ms | max ms | errors | ops | ops by member (errors) | client CPU (cores) |',
-    '|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|',
+    '| etcd scenario | members | clients | ops/s | p50 ms | p99 ms | max ms | errors | ops | ops by member (errors) | client CPU (cores) | server CPU (cores) | server CPU per op (ms) |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|',
     ...results.map((r) => {
       const byMember = r.opsByOrigin
         .map((ops, i) => `${r.sentToMembers[i]}${r.sentToMembers[i] === r.leader ? '*' : ''} ${ops}${r.errorsByOrigin[i] === 0 ? '' : ` (${r.errorsByOrigin[i]})`}`)
         .join(', ');
       const errors = r.errors + r.warmupErrors === 0 ? 0 : `${r.errors} (+${r.warmupErrors} in warm-up)`;
-      return `| ${r.name} | ${r.members} | ${r.clients} | ${Math.round(r.opsPerSec)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${ms(r.maxMs)} | ${errors} | ${r.ops} | ${byMember} | ${r.clientCpuCores.toFixed(2)} |`;
+      return `| ${r.name} | ${r.members} | ${r.clients} | ${Math.round(r.opsPerSec)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ${ms(r.maxMs)} | ${errors} | ${r.ops} | ${byMember} | ${r.clientCpuCores.toFixed(2)} | ${cpuCells(r)} |`;
     }),
   ].join('\n');
 }
