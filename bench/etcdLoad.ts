@@ -61,15 +61,14 @@ export function etcdReader(paths: DocumentPaths, consistency: EtcdReadConsistenc
   };
 }
 
-/** Writes at every client level, then reads in both modes, on one running etcd cluster. */
-export async function measureEtcd(cluster: EtcdCluster, options: EtcdLoadOptions): Promise<EtcdScenarioResult[]> {
+/** Writes at every client level, then reads in both modes, on one running etcd cluster; one scenario at a time. */
+export async function* etcdScenarioSteps(cluster: EtcdCluster, options: EtcdLoadOptions): AsyncGenerator<EtcdScenarioResult> {
   const leader = await cluster.leader();
   // Followers first, as for Conclave: a single client always goes through a follower (forwarded to the leader).
   const members = [...cluster.names.filter((n) => n !== leader), leader];
   const urls = members.map((n) => cluster.url(n));
   const labels = { members: members.length, sentToMembers: members, leader };
   const paths = new DocumentPaths('/bench');
-  const results: EtcdScenarioResult[] = [];
   const pids = cluster.names.map((n) => cluster.pid(n));
   const load = async (label: string, clients: number, operation: Operation<Etcd3>) => {
     const { result, serverCpuCores } = await withServerCpu(pids, () => runLoad(label, urls, clients, options, operation, etcdClients));
@@ -78,12 +77,11 @@ export async function measureEtcd(cluster: EtcdCluster, options: EtcdLoadOptions
   for (const clients of options.writeClientLevels) {
     const name = 'durable write (put 1 KB)';
     options.progress(`etcd, ${name}, ${clients} client(s) over all members`);
-    results.push({ name, consistency: null, ...labels, ...(await load(`etcd ${name}`, clients, etcdWriter(paths))) });
+    yield { name, consistency: null, ...labels, ...(await load(`etcd ${name}`, clients, etcdWriter(paths))) };
   }
   for (const consistency of ['serializable', 'linearizable'] as const) {
     const name = `read (get 1 KB), ${consistency}`;
     options.progress(`etcd, ${name}, ${options.readClients} clients over all members`);
-    results.push({ name, consistency, ...labels, ...(await load(`etcd ${name}`, options.readClients, etcdReader(paths, consistency))) });
+    yield { name, consistency, ...labels, ...(await load(`etcd ${name}`, options.readClients, etcdReader(paths, consistency))) };
   }
-  return results;
 }

@@ -11,7 +11,7 @@ import { benchEnvironment } from './environment.js';
 import { measureEtcdCatchUp, type EtcdCatchUpResult } from './etcdCatchUp.js';
 import { EtcdCluster, ensureEtcd } from './etcdCluster.js';
 import { runEtcdFailoverTrial, type EtcdTrialResult } from './etcdFailover.js';
-import { measureEtcd, type EtcdScenarioResult } from './etcdLoad.js';
+import { etcdScenarioSteps, type EtcdScenarioResult } from './etcdLoad.js';
 import { cleanupAll as cleanupConclaveFailover, summarize, withRetries, type Kind, type Summary, type TrialResult } from './failover.js';
 import { measureFsync, measureSqliteInserts, type FsyncFloor, type SqliteFloor } from './floor.js';
 import { runLoad, type LoadResult, type LoadTiming, type Operation } from './load.js';
@@ -186,6 +186,15 @@ function progress(text: string): void {
  */
 async function measureCluster(cluster: BenchCluster, size: number, options: Options): Promise<ScenarioResult[]> {
   const results: ScenarioResult[] = [];
+  for await (const result of clusterScenarios(cluster, size, options)) results.push(result);
+  return results;
+}
+
+/**
+ * The scenarios of measureCluster one at a time, so that the 3-node ones can take turns with etcd's. On 3 nodes the
+ * writes spread over all nodes (compared with etcd's) come first, then those to the master, then the reads.
+ */
+async function* clusterScenarios(cluster: BenchCluster, size: number, options: Options): AsyncGenerator<ScenarioResult> {
   const master = await cluster.master();
   const masterUrl = cluster.url(master);
   // Replicas first: client i goes to node i mod n, so a single client "over all nodes" is always forwarded.
@@ -205,13 +214,13 @@ async function measureCluster(cluster: BenchCluster, size: number, options: Opti
     return { ...result, serverCpuCores };
   };
   const variants: Array<[SentTo, string[], typeof labels]> = [['master', [masterUrl], labels]];
-  if (size === spreadClusterSize) variants.push(['all nodes', everyUrl, spread]);
+  if (size === spreadClusterSize) variants.unshift(['all nodes', everyUrl, spread]);
   for (const [sentTo, origins, nodes] of variants) {
     for (const clients of options.writeClientLevels) {
       const name = 'durable write (PUT 1 KB)';
       progress(`${size} node(s), ${name}, ${clients} client(s) to ${sentTo}`);
       const result = await load(`${name} on ${size} node(s) to ${sentTo}`, origins, clients, write);
-      results.push({ name, nodes: size, sentTo, consistency: null, ...nodes, ...result });
+      yield { name, nodes: size, sentTo, consistency: null, ...nodes, ...result };
     }
   }
 
@@ -220,7 +229,7 @@ async function measureCluster(cluster: BenchCluster, size: number, options: Opti
     for (const clients of options.singleNodeReadClientLevels) {
       const name = 'read (GET 1 KB)';
       progress(`1 node, ${name}, ${clients} client(s)`);
-      results.push({ name, nodes: 1, sentTo: 'master', consistency: null, ...labels, ...(await load(name, [masterUrl], clients, read)) });
+      yield { name, nodes: 1, sentTo: 'master', consistency: null, ...labels, ...(await load(name, [masterUrl], clients, read)) };
     }
   }
   if (size === spreadClusterSize) {
@@ -228,10 +237,25 @@ async function measureCluster(cluster: BenchCluster, size: number, options: Opti
       const name = `read (GET 1 KB), ${mode}`;
       progress(`${size} nodes, ${name}, ${options.readModeClients} clients over all nodes`);
       const result = await load(name, everyUrl, options.readModeClients, reader(paths, mode));
-      results.push({ name, nodes: size, sentTo: 'all nodes', consistency: mode, ...spread, ...result });
+      yield { name, nodes: size, sentTo: 'all nodes', consistency: mode, ...spread, ...result };
     }
   }
-  return results;
+}
+
+/**
+ * Whose scenario runs next when Conclave's 3 nodes and etcd's 3 members take turns: each compared pair back to back
+ * (writes at each level; sequential beside serializable reads, linearizable beside linearizable), so a change in
+ * the machine's other load between pairs touches both systems alike. Conclave's writes to the master and its stale
+ * reads have no counterpart.
+ */
+function turns(writeLevels: number): Array<'conclave' | 'etcd'> {
+  return [
+    ...Array.from({ length: writeLevels }, () => ['conclave', 'etcd'] as const).flat(),
+    ...Array.from({ length: writeLevels }, () => 'conclave' as const),
+    'conclave', // stale
+    'conclave', 'etcd', // sequential, serializable
+    'conclave', 'etcd', // linearizable
+  ];
 }
 
 function scenarioTable(results: readonly ScenarioResult[]): string {
@@ -368,6 +392,8 @@ async function main(): Promise<number> {
   }
 
   const loadAtStart = loadavg();
+  // The commit measured: taken now, before anyone commits during the run.
+  const environment = benchEnvironment();
   const tempRoot = mkdtempSync(join(tmpdir(), 'conclave-bench-'));
   const live = new Set<BenchCluster>();
   const liveEtcd = new Set<EtcdCluster>();
@@ -443,10 +469,28 @@ async function main(): Promise<number> {
       floor = { fsync: measureFsync(floorDir), sqlite: measureSqliteInserts(floorDir, options.durationMs) };
       rmSync(floorDir, { recursive: true, force: true });
     }
-    if (runs('cluster-of-3')) scenarios.push(...(await withCluster(3, 'cluster-of-3', {}, (cluster) => measureCluster(cluster, 3, options))));
-    if (runs('etcd')) {
-      const load = { ...options, writeClientLevels: options.writeClientLevels, readClients: options.readModeClients, progress };
-      etcdScenarios.push(...(await withEtcd('etcd', (cluster) => measureEtcd(cluster, load))));
+    if (runs('cluster-of-3') || runs('etcd')) {
+      // Both clusters run at once (the idle one only heartbeats) and take turns, scenario by scenario.
+      const etcdLoad = { ...options, readClients: options.readModeClients, progress };
+      const inTurn = async (conclaveCluster: BenchCluster | null, etcdCluster: EtcdCluster | null) => {
+        const conclave = conclaveCluster === null ? null : clusterScenarios(conclaveCluster, 3, options);
+        const etcd = etcdCluster === null ? null : etcdScenarioSteps(etcdCluster, etcdLoad);
+        for (const turn of turns(options.writeClientLevels.length)) {
+          if (turn === 'conclave' && conclave !== null) {
+            const next = await conclave.next();
+            if (next.done !== true) scenarios.push(next.value);
+          }
+          if (turn === 'etcd' && etcd !== null) {
+            const next = await etcd.next();
+            if (next.done !== true) etcdScenarios.push(next.value);
+          }
+        }
+        if (conclave !== null) for await (const result of conclave) scenarios.push(result);
+        if (etcd !== null) for await (const result of etcd) etcdScenarios.push(result);
+      };
+      const withEtcdIfRun = (conclaveCluster: BenchCluster | null) =>
+        runs('etcd') ? withEtcd('etcd', (etcdCluster) => inTurn(conclaveCluster, etcdCluster)) : inTurn(conclaveCluster, null);
+      await (runs('cluster-of-3') ? withCluster(3, 'cluster-of-3', {}, withEtcdIfRun) : withEtcdIfRun(null));
     }
     if (runs('catch-up')) {
       await withCluster(3, 'catch-up', journalClusterEnv(), async (cluster) => {
@@ -514,7 +558,6 @@ async function main(): Promise<number> {
     catchUpLabel: `${options.catchUpContentMib} MiB in values of ${catchUpValueBytes()} B`,
   });
   const runMs = performance.now() - runStartMs;
-  const environment = benchEnvironment();
   const report = {
     ...environment,
     // Other work on the machine takes cores from the bench and its nodes: this says how much there was.
