@@ -455,85 +455,100 @@ async function main(): Promise<number> {
   const scenarios: ScenarioResult[] = [];
   const etcdScenarios: EtcdScenarioResult[] = [];
   const catchUps: CatchUpResult[] = [];
-  let etcdCatchUp: EtcdCatchUpResult | null = null;
+  let etcdCatchUp = null as EtcdCatchUpResult | null;
   const conclaveTrials: TrialResult[] = [];
   const etcdTrials: EtcdTrialResult[] = [];
-  let floor: Floor | null = null;
+  let floor = null as Floor | null;
   const failoverOptions = { intervalMs: failoverIntervalMs, timeoutMs: failoverTimeoutMs, warmupMs: options.failoverWarmupMs };
   const kinds: readonly Kind[] = ['kill', 'stop'];
-  try {
-    if (runs('floor')) {
+  /**
+   * Runs one part; a part that fails (a cluster that did not form, a write refused under load) is reported and the
+   * run goes on, so the other parts' figures are still written. The run then exits 1.
+   */
+  const failedParts: Array<{ part: string; error: string }> = [];
+  const part = async (name: string, measure: () => Promise<void>) => {
+    try {
+      await measure();
+    } catch (err) {
+      progress(`${name} failed: ${(err as Error).stack ?? String(err)}`);
+      failedParts.push({ part: name, error: (err as Error).message.split('\n')[0]! });
+    }
+  };
+  if (runs('floor')) {
+    await part('floor', async () => {
       // The floor runs first and alone, so no node competes with it for the disk.
       const floorDir = join(tempRoot, 'floor');
       progress(`measuring the disk floor in ${tempRoot}`);
       floor = { fsync: measureFsync(floorDir), sqlite: measureSqliteInserts(floorDir, options.durationMs) };
       rmSync(floorDir, { recursive: true, force: true });
-    }
-    if (runs('cluster-of-3') || runs('etcd')) {
-      // Both clusters run at once (the idle one only heartbeats) and take turns, scenario by scenario.
-      const etcdLoad = { ...options, readClients: options.readModeClients, progress };
-      const inTurn = async (conclaveCluster: BenchCluster | null, etcdCluster: EtcdCluster | null) => {
-        const conclave = conclaveCluster === null ? null : clusterScenarios(conclaveCluster, 3, options);
-        const etcd = etcdCluster === null ? null : etcdScenarioSteps(etcdCluster, etcdLoad);
-        for (const turn of turns(options.writeClientLevels.length)) {
-          if (turn === 'conclave' && conclave !== null) {
-            const next = await conclave.next();
-            if (next.done !== true) scenarios.push(next.value);
-          }
-          if (turn === 'etcd' && etcd !== null) {
-            const next = await etcd.next();
-            if (next.done !== true) etcdScenarios.push(next.value);
-          }
+    });
+  }
+  if (runs('cluster-of-3') || runs('etcd')) {
+    // Both clusters run at once (the idle one only heartbeats) and take turns, scenario by scenario.
+    const etcdLoad = { ...options, readClients: options.readModeClients, progress };
+    const inTurn = async (conclaveCluster: BenchCluster | null, etcdCluster: EtcdCluster | null) => {
+      const conclave = conclaveCluster === null ? null : clusterScenarios(conclaveCluster, 3, options);
+      const etcd = etcdCluster === null ? null : etcdScenarioSteps(etcdCluster, etcdLoad);
+      for (const turn of turns(options.writeClientLevels.length)) {
+        if (turn === 'conclave' && conclave !== null) {
+          const next = await conclave.next();
+          if (next.done !== true) scenarios.push(next.value);
         }
-        if (conclave !== null) for await (const result of conclave) scenarios.push(result);
-        if (etcd !== null) for await (const result of etcd) etcdScenarios.push(result);
-      };
-      const withEtcdIfRun = (conclaveCluster: BenchCluster | null) =>
-        runs('etcd') ? withEtcd('etcd', (etcdCluster) => inTurn(conclaveCluster, etcdCluster)) : inTurn(conclaveCluster, null);
-      await (runs('cluster-of-3') ? withCluster(3, 'cluster-of-3', {}, withEtcdIfRun) : withEtcdIfRun(null));
-    }
-    if (runs('catch-up')) {
-      await withCluster(3, 'catch-up', journalClusterEnv(), async (cluster) => {
+        if (turn === 'etcd' && etcd !== null) {
+          const next = await etcd.next();
+          if (next.done !== true) etcdScenarios.push(next.value);
+        }
+      }
+      if (conclave !== null) for await (const result of conclave) scenarios.push(result);
+      if (etcd !== null) for await (const result of etcd) etcdScenarios.push(result);
+    };
+    const withEtcdIfRun = (conclaveCluster: BenchCluster | null) =>
+      runs('etcd') ? withEtcd('etcd', (etcdCluster) => inTurn(conclaveCluster, etcdCluster)) : inTurn(conclaveCluster, null);
+    await part('cluster-of-3 and etcd', () => (runs('cluster-of-3') ? withCluster(3, 'cluster-of-3', {}, withEtcdIfRun) : withEtcdIfRun(null)));
+  }
+  if (runs('catch-up')) {
+    await part('catch-up', () =>
+      withCluster(3, 'catch-up', journalClusterEnv(), async (cluster) => {
         progress(`catch-up of ${options.catchUpContentMib} MiB of JSON documents`);
         catchUps.push(await measureContentCatchUp(cluster, { mib: options.catchUpContentMib, valueChars: catchUpValueChars, progress }));
         progress(`catch-up of ${options.catchUpBinaryMib} MiB of binaries`);
         catchUps.push(await measureBinaryCatchUp(cluster, { mib: options.catchUpBinaryMib, progress }));
-      });
-    }
-    if (runs('etcd-catch-up')) {
+      }),
+    );
+  }
+  if (runs('etcd-catch-up')) {
+    await part('etcd-catch-up', async () => {
       etcdCatchUp = await withEtcd('etcd-catch-up', (cluster) => measureEtcdCatchUp(cluster, { mib: options.catchUpContentMib, valueChars: catchUpValueChars, progress }));
-    }
-    if (runs('failover')) {
-      progress(`Conclave failover: ${options.failoverTrials} kill -9 and ${options.failoverTrials} SIGSTOP trial(s), a fresh 3-node cluster each`);
+    });
+  }
+  if (runs('failover')) {
+    progress(`Conclave failover: ${options.failoverTrials} kill -9 and ${options.failoverTrials} SIGSTOP trial(s), a fresh 3-node cluster each`);
+    await part('failover', async () => {
       for (const kind of kinds) {
         for (let i = 1; i <= options.failoverTrials; i++) conclaveTrials.push(await withRetries(kind, i, { ...failoverOptions, killTrials: 0, stopTrials: 0, outFile: '', dumpDir: null }));
       }
-    }
-    if (runs('etcd-failover')) {
-      progress(`etcd failover: ${options.failoverTrials} kill -9 and ${options.failoverTrials} SIGSTOP trial(s), a fresh 3-member cluster each`);
-      const root = join(tempRoot, 'etcd-failover');
+    });
+  }
+  if (runs('etcd-failover')) {
+    progress(`etcd failover: ${options.failoverTrials} kill -9 and ${options.failoverTrials} SIGSTOP trial(s), a fresh 3-member cluster each`);
+    const root = join(tempRoot, 'etcd-failover');
+    await part('etcd-failover', async () => {
       for (const kind of kinds) {
         for (let i = 1; i <= options.failoverTrials; i++) etcdTrials.push(await runEtcdFailoverTrial(kind, i, root, failoverOptions, liveEtcd));
       }
-    }
-    for (const size of [1, 5] as const) {
-      const part = `cluster-of-${size}` as const;
-      if (runs(part)) scenarios.push(...(await withCluster(size, part, {}, (cluster) => measureCluster(cluster, size, options))));
-    }
-    if (runs('snapshot')) {
+    });
+  }
+  for (const size of [1, 5] as const) {
+    const name = `cluster-of-${size}` as const;
+    if (runs(name)) await part(name, async () => void scenarios.push(...(await withCluster(size, name, {}, (cluster) => measureCluster(cluster, size, options)))));
+  }
+  if (runs('snapshot')) {
+    await part('snapshot', async () => {
       const snapshotCluster: WithCluster = (env, measure) => withCluster(3, 'snapshot', env, measure);
       const snapshot = await measureSnapshotInstall(snapshotCluster, { mib: options.snapshotMib, progress });
       if (snapshot.skipped !== null) progress(`${snapshot.name} skipped: ${snapshot.skipped}`);
       catchUps.push(snapshot);
-    }
-  } catch (err) {
-    progress(`failed: ${(err as Error).stack ?? String(err)}`);
-    for (const cluster of live) {
-      const output = cluster.output();
-      if (output !== '') process.stderr.write(`--- node output ---\n${output}\n`);
-    }
-    await cleanup();
-    return 1;
+    });
   }
   await cleanup();
 
@@ -568,6 +583,8 @@ async function main(): Promise<number> {
     warmupMs: options.warmupMs,
     etcd: etcd.available ? { available: true, version: etcd.version, path: '/usr/bin/etcd', client: 'etcd3 (npm)' } : { available: false, reason: etcd.reason },
     catchUpValueBytes: catchUpValueBytes(),
+    // Parts that failed (their figures are missing): the run exits 1.
+    failedParts,
     comparison,
     floor,
     scenarios,
@@ -582,7 +599,8 @@ async function main(): Promise<number> {
     [
       `${title}, Node ${environment.node}; ${options.durationMs} ms per load scenario after ${options.warmupMs} ms warm-up; load average ${loadAtStart[0]!.toFixed(1)} ` +
         `at the start, ${report.loadAverage.end[0]!.toFixed(1)} at the end; the run took ${(runMs / 60_000).toFixed(1)} min${options.quick ? ' (--quick)' : ''}.` +
-        (etcd.available ? '' : `\n\n**etcd figures missing**: ${etcd.reason}`),
+        (etcd.available ? '' : `\n\n**etcd figures missing**: ${etcd.reason}`) +
+        failedParts.map((f) => `\n\n**${f.part} failed** (its figures are missing): ${f.error}`).join(''),
       comparison.some((r) => r.conclave !== null || r.etcd !== null) ? comparisonTable(comparison) : null,
       floor === null ? null : floorText(floor),
       scenarios.length > 0 ? `Conclave (client CPU: the bench process, in cores)\n\n${scenarioTable(scenarios)}` : null,
@@ -605,7 +623,7 @@ async function main(): Promise<number> {
     if (unclean.length > 0) progress(`${run.label}: did not stop cleanly on SIGTERM: ${unclean.join(', ')}`);
     if (run.output.trim() !== '') progress(`${run.label}: the nodes logged (level warn and above):\n${run.output}`);
   }
-  return 0;
+  return failedParts.length === 0 ? 0 : 1;
 }
 
 process.exitCode = await main();
