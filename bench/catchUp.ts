@@ -64,14 +64,16 @@ export interface CatchUpResult {
 export interface CatchUpOptions {
   /** What to write while the replica is away, in MiB. */
   readonly mib: number;
+  /** Length of each JSON document's text property (content catch-up only; default documentTextChars, a 1 KB document). */
+  readonly valueChars?: number;
   /** Says what the measurement is doing (the waits can be long). */
   readonly progress?: (text: string) => void;
 }
 
-/** 1 KB JSON documents (PUT of fresh paths) while the replica is away. */
+/** JSON documents (PUT of fresh paths; 1 KB unless options.valueChars says otherwise) while the replica is away. */
 export async function measureContentCatchUp(cluster: BenchCluster, options: CatchUpOptions): Promise<CatchUpResult> {
-  const { count, load } = documentLoad(cluster, options.mib, '/catchup-content');
-  return catchUp(cluster, 'content', `catch-up: ${count} JSON documents of 1 KB`, load, options.progress);
+  const { count, bodyBytes, load } = documentLoad(cluster, options.mib, '/catchup-content', options.valueChars);
+  return catchUp(cluster, 'content', `catch-up: ${count} JSON documents of ${bodyBytes} B`, load, options.progress);
 }
 
 /** Binaries of 1 MiB of random bytes (one document and one binary PUT each) while the replica is away. */
@@ -146,9 +148,10 @@ export async function measureSnapshotInstall(withCluster: WithCluster, options: 
 /** Runs `measure` on a fresh 3-node cluster whose nodes get `env`, and stops that cluster afterwards. */
 export type WithCluster = <T>(env: Record<string, string>, measure: (cluster: BenchCluster) => Promise<T>) => Promise<T>;
 
-function documentLoad(cluster: BenchCluster, mib: number, parent: string): { count: number; load: (master: string) => Promise<Loaded> } {
-  const text = documentText(documentTextChars);
-  const count = Math.max(1, Math.round((mib * MiB) / Buffer.byteLength(documentBody(0, text))));
+function documentLoad(cluster: BenchCluster, mib: number, parent: string, valueChars = documentTextChars): { count: number; bodyBytes: number; load: (master: string) => Promise<Loaded> } {
+  const text = documentText(valueChars);
+  const bodyBytes = Buffer.byteLength(documentBody(0, text));
+  const count = Math.max(1, Math.round((mib * MiB) / bodyBytes));
   const load = async (master: string): Promise<Loaded> => {
     await requestOnce(cluster.url(master), 'PUT', `/api/v1/content${parent}`, [200, 201], { body: JSON.stringify({ properties: {} }), contentType: 'application/json' });
     let bytes = 0;
@@ -159,7 +162,7 @@ function documentLoad(cluster: BenchCluster, mib: number, parent: string): { cou
     });
     return { bytes, writes: count + 1, blobs: [] };
   };
-  return { count, load };
+  return { count, bodyBytes, load };
 }
 
 /** The replica's log line when it installed a snapshot carries the file's size. */

@@ -31,10 +31,31 @@ export interface LoadResult {
   /** ops, and errors with warm-up errors, by origin (in the order given): shows a node that answers nothing or only errors. */
   readonly opsByOrigin: readonly number[];
   readonly errorsByOrigin: readonly number[];
+  /**
+   * CPU the bench process (the load generator and its client library) used over the scenario, in cores: on a
+   * machine the servers share with it, this is taken from them.
+   */
+  readonly clientCpuCores: number;
 }
 
-/** One request on the given pool: resolves with the HTTP status after the body has been read completely. */
-export type Operation = (pool: Pool) => Promise<number>;
+/**
+ * One request on the given client (an undici pool by default): resolves with a status, 2xx for success (an HTTP
+ * status, or 200 for a client that does not speak HTTP, such as etcd's gRPC), after the answer was read completely.
+ */
+export type Operation<C = Pool> = (client: C) => Promise<number>;
+
+/** The client of one origin, for `clients` closed-loop clients; closed when the scenario ends. */
+export interface Channel<C> {
+  readonly client: C;
+  close(): Promise<void>;
+}
+export type Connect<C> = (origin: string, clients: number) => Channel<C>;
+
+/** One keep-alive undici pool per origin, with a connection per client so no request waits in the client's queue. */
+export const undiciPools: Connect<Pool> = (origin, clients) => {
+  const pool = new Pool(origin, { connections: Math.max(1, clients), pipelining: 1, keepAliveTimeout: 60_000 });
+  return { client: pool, close: () => pool.close() };
+};
 
 const errorSamplesMax = 5;
 
@@ -45,11 +66,21 @@ const errorSamplesMax = 5;
  * Throughput divides the requests started in the window by the window's length: the requests still running at its
  * end are counted and those still running from the warm-up at its start are not, which balances out.
  */
-export async function runLoad(label: string, origins: readonly string[], clients: number, timing: LoadTiming, operation: Operation): Promise<LoadResult> {
+export async function runLoad(label: string, origins: readonly string[], clients: number, timing: LoadTiming, operation: Operation): Promise<LoadResult>;
+export async function runLoad<C>(label: string, origins: readonly string[], clients: number, timing: LoadTiming, operation: Operation<C>, connect: Connect<C>): Promise<LoadResult>;
+export async function runLoad<C>(
+  label: string,
+  origins: readonly string[],
+  clients: number,
+  timing: LoadTiming,
+  operation: Operation<C>,
+  connect: Connect<C> = undiciPools as unknown as Connect<C>,
+): Promise<LoadResult> {
   if (origins.length === 0) throw new Error('runLoad needs at least one origin');
-  const pools = origins.map(
-    (origin, i) => new Pool(origin, { connections: Math.max(1, Math.ceil((clients - i) / origins.length)), pipelining: 1, keepAliveTimeout: 60_000 }),
-  );
+  const channels = origins.map((origin, i) => connect(origin, Math.ceil((clients - i) / origins.length)));
+  const pools = channels.map((channel) => channel.client);
+  const cpuAtStart = process.cpuUsage();
+  const wallAtStartMs = performance.now();
   const histogram = new LatencyHistogram();
   let errors = 0;
   let warmupErrors = 0;
@@ -88,8 +119,10 @@ export async function runLoad(label: string, origins: readonly string[], clients
   try {
     await Promise.all(Array.from({ length: clients }, client));
   } finally {
-    await Promise.all(pools.map((pool) => pool.close()));
+    await Promise.all(channels.map((channel) => channel.close()));
   }
+  const cpu = process.cpuUsage(cpuAtStart);
+  const clientCpuCores = (cpu.user + cpu.system) / 1000 / (performance.now() - wallAtStartMs);
 
   if (errorSamples.length > 0) {
     process.stderr.write(`${label} x${clients}: ${errors + warmupErrors} error(s), for example: ${errorSamples.join('; ')}\n`);
@@ -106,5 +139,6 @@ export async function runLoad(label: string, origins: readonly string[], clients
     ops: summary.count,
     opsByOrigin,
     errorsByOrigin,
+    clientCpuCores,
   };
 }

@@ -9,8 +9,10 @@ import { tempDir } from '../helpers/tmp.js';
 
 /**
  * Smoke test of `npm run bench`: the quick bench with the smallest sizes runs every part (real clusters of 1, 3 and
- * 5 processes, the catch-up, the snapshot measurement or its skip) and writes results of the expected shape. It
- * asserts nothing about speed or the bench's error counts: those are figures for people to read.
+ * 5 processes, a real 3-member etcd cluster beside them, the catch-ups, one failover trial of each kind for each
+ * system, the snapshot measurement or its skip) and writes results of the expected shape: the JSON, the Markdown
+ * table and the SVG chart, with a figure from both systems in every comparison row. It asserts nothing about speed
+ * or the bench's error counts: those are figures for people to read. It needs /usr/bin/etcd (.ci/run installs it).
  */
 
 const benchPath = fileURLToPath(new URL('../../bench/run.js', import.meta.url));
@@ -61,19 +63,42 @@ function run(args: string[], signal: AbortSignal): Promise<{ code: number | stri
   });
 }
 
+const report0 = (dir: string): { comparison: unknown[] } => JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as { comparison: unknown[] };
+
 const isFiniteAtLeast0 = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value) && value >= 0;
 
 test('the quick bench runs every part and writes well-formed results', { timeout: benchTimeoutMs + 10_000 }, async () => {
   const tmp = tempDir('conclave-bench-test-');
   try {
-    const out = join(tmp.dir, 'bench.json');
-    const args = [benchPath, '--quick', '--duration-ms', '200', '--warmup-ms', '50', '--catch-up-mib', '0.1', '--catch-up-binary-mib', '1', '--out', out];
+    const outDir = join(tmp.dir, 'results');
+    const args = [
+      // A window of 1 s: in 200 ms, 64 clients on a loaded machine may complete no write started in it, and the
+      // figures per operation are then missing.
+      benchPath, '--quick', '--duration-ms', '1000', '--warmup-ms', '100', '--catch-up-mib', '0.5', '--catch-up-binary-mib', '1', '--snapshot-mib', '0.1', '--out-dir', outDir,
+    ];
     const { code, stdout, stderr } = await run(args, AbortSignal.timeout(benchTimeoutMs));
     assert.equal(code, 0, stderr);
+    assert.match(stdout, /^\| scenario \| figure \| Conclave \| etcd \| Conclave\/etcd \|/m);
     assert.match(stdout, /^\| scenario \| nodes \| sent to \| clients \| ops\/s \|/m);
+    assert.match(stdout, /^\| etcd scenario \| members \| clients \| ops\/s \|/m);
     assert.match(stdout, /^\| catch-up of a 3-node cluster's replica \|/m);
+    assert.match(stdout, /^\| catch-up of a 3-member etcd cluster's follower \|/m);
 
-    const report = JSON.parse(readFileSync(out, 'utf8')) as {
+    const markdown = readFileSync(join(outDir, 'results.md'), 'utf8');
+    assert.match(markdown, /^\| scenario \| figure \| Conclave \| etcd \| Conclave\/etcd \|/m);
+    const chart = readFileSync(join(outDir, 'chart.svg'), 'utf8');
+    assert.match(chart, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^>]*>/);
+    assert.match(chart, /<\/svg>\n$/);
+    // One pair of bars per comparison row (a row's figures are checked in the JSON below).
+    assert.equal((chart.match(/<text x="10" y="\d+" fill="#555">/g) ?? []).length, report0(outDir).comparison.length);
+
+    const report = JSON.parse(readFileSync(join(outDir, 'results.json'), 'utf8')) as {
+      etcd: { available: boolean; version?: string; reason?: string };
+      comparison: Array<{ group: string; figure: string; conclave: number | null; etcd: number | null; ratio: number | null }>;
+      etcdScenarios: Array<{ name: string; consistency: string | null; clients: number; opsPerSec: number; p50Ms: number; p99Ms: number; maxMs: number; ops: number; opsByOrigin: number[] }>;
+      etcdCatchUp: { bytes: number; writes: number; catchUpMs: number; mibPerSec: number } | null;
+      failover: Record<'conclave' | 'etcd', { kill: { trials: number }; stop: { trials: number }; trials: Array<{ kind: string; failoverMs: number | null }> } | null>;
+      catchUpValueBytes: number;
       quick: boolean;
       node: string;
       cpus: number;
@@ -83,6 +108,32 @@ test('the quick bench runs every part and writes well-formed results', { timeout
       clusters: Array<{ label: string; nodes: number; stops: Record<string, unknown[]> }>;
     };
     assert.equal(report.quick, true);
+    assert.equal(report.etcd.available, true, report.etcd.reason);
+
+    // Every comparison row has both systems' figure (a failover that did not happen in time is a figure: null).
+    assert.ok(report.comparison.length > 0);
+    for (const row of report.comparison) {
+      const label = `${row.group}: ${row.figure}`;
+      if (row.group.startsWith('failover') && (row.conclave === null || row.etcd === null)) continue;
+      assert.ok(isFiniteAtLeast0(row.conclave) && isFiniteAtLeast0(row.etcd), `${label}: ${row.conclave} / ${row.etcd}`);
+      if (row.etcd !== 0) assert.ok(isFiniteAtLeast0(row.ratio), `${label}: ratio ${row.ratio}`);
+    }
+    assert.deepEqual(
+      report.etcdScenarios.map((s) => `${s.name}|${s.consistency}|${s.clients}`),
+      [1, 64].map((clients) => `durable write (put 1 KB)|null|${clients}`).concat(['serializable', 'linearizable'].map((mode) => `read (get 1 KB), ${mode}|${mode}|64`)),
+    );
+    for (const s of report.etcdScenarios) {
+      for (const value of [s.opsPerSec, s.p50Ms, s.p99Ms, s.maxMs, s.ops]) assert.ok(isFiniteAtLeast0(value), `etcd ${s.name}: ${value}`);
+      assert.ok(s.p50Ms <= s.p99Ms && s.p99Ms <= s.maxMs, `etcd ${s.name}: percentiles out of order`);
+      assert.equal(s.opsByOrigin.reduce((sum, ops) => sum + ops, 0), s.ops);
+    }
+    assert.ok(report.etcdCatchUp !== null && report.etcdCatchUp.bytes > 0 && report.etcdCatchUp.writes > 0 && isFiniteAtLeast0(report.etcdCatchUp.mibPerSec));
+    for (const system of ['conclave', 'etcd'] as const) {
+      const failover = report.failover[system];
+      assert.ok(failover !== null, system);
+      assert.deepEqual(failover.trials.map((t) => t.kind), ['kill', 'stop'], system);
+      assert.equal(failover.kill.trials + failover.stop.trials, 2, system);
+    }
     assert.equal(report.node, process.version);
     assert.ok(report.cpus >= 1);
     for (const value of [...Object.values(report.floor.fsync), ...Object.values(report.floor.sqlite)]) assert.ok(isFiniteAtLeast0(value), `floor: ${value}`);
@@ -107,6 +158,7 @@ test('the quick bench runs every part and writes well-formed results', { timeout
     }
 
     assert.deepEqual(report.catchUp.map((c) => c.kind), ['content', 'binaries', 'snapshot']);
+    assert.ok(report.catchUpValueBytes > 16_000, 'the compared catch-up writes values of about 16 KiB');
     for (const c of report.catchUp) {
       if (c.skipped !== null) {
         // Only the snapshot measurement may skip, and it says why.
@@ -122,7 +174,7 @@ test('the quick bench runs every part and writes well-formed results', { timeout
     const snapshotMeasured = report.catchUp.some((c) => c.kind === 'snapshot' && c.skipped === null);
     assert.deepEqual(
       report.clusters.map((c) => `${c.label}:${c.nodes}`).filter((label) => snapshotMeasured || label !== 'snapshot:3'),
-      ['cluster-of-1:1', 'cluster-of-3:3', 'cluster-of-5:5', 'catch-up:3', ...(snapshotMeasured ? ['snapshot:3'] : [])],
+      ['cluster-of-3:3', 'catch-up:3', 'cluster-of-1:1', 'cluster-of-5:5', ...(snapshotMeasured ? ['snapshot:3'] : [])],
     );
   } finally {
     tmp.cleanup();
