@@ -192,8 +192,11 @@ describe('request coordinator on 3 processes', () => {
     assert.equal(upload.statusCode, 200, uploadText);
     assert.equal(upload.headers['x-conclave-forwarded-from'], replica);
     const peakGrowth = peakRssBytes(pid) - peakBefore;
-    // Buffered, the body alone would add 50 MB; streamed, the replica holds a few chunks at a time.
-    assert.ok(peakGrowth < 25 * MiB, `the replica's peak memory grew by ${Math.round(peakGrowth / MiB)} MiB`);
+    // Buffered, the body alone would add 50 MB; streamed, the replica holds a few chunks at a time. Chunks already
+    // passed on are freed only when V8 collects their wrappers, which it may put off for some 32 MB of external
+    // memory on a busy machine (seen in CI: 26 MiB, while 2–3 MiB is usual): the bound leaves room for that and
+    // still fails for a buffered body.
+    assert.ok(peakGrowth < 40 * MiB, `the replica's peak memory grew by ${Math.round(peakGrowth / MiB)} MiB`);
     console.log(`replica peak RSS growth during the 50 MB upload: ${(peakGrowth / MiB).toFixed(1)} MiB`);
 
     const fromMaster = await request(`${cluster.url(master)}/api/v1/binaries/bin?property=file`, { headers: { authorization: processAuth } });
