@@ -6,7 +6,7 @@ import { Agent, request } from 'undici';
 import { binPath, processAuth } from '../helpers/process.js';
 import { WaitAborted, waitFor } from '../helpers/tmp.js';
 import { processState, type ClusterStatusBody, type DigestAnswer } from '../helpers/cluster.js';
-import { NamespaceNetwork } from './namespaceNetwork.js';
+import { NamespaceNetwork, processAlive } from './namespaceNetwork.js';
 
 /**
  * Real `conclave start` processes for the chaos harness, each in a network namespace of its own (namespaceNetwork.ts)
@@ -316,14 +316,5 @@ function removeOrphanMounts(): void {
     } catch {
       // Gone meanwhile.
     }
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -192,18 +192,10 @@ function runQuietly(command: string, args: readonly string[]): void {
 /** Namespaces and bridges of chaos runs whose process is gone (killed before it could clean up). */
 function removeOrphans(): void {
   const owner = new RegExp(`^${prefix}(\\d+)\\d[bnvi]\\d*$`);
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
   for (const line of run('ip', ['netns', 'list']).split('\n')) {
     const name = line.split(' ')[0] ?? '';
     const match = owner.exec(name);
-    if (match === null || alive(Number(match[1]))) continue;
+    if (match === null || processAlive(Number(match[1]))) continue;
     // The dead run's nodes may still run in there, out of sight: stop them before the namespace goes.
     for (const pid of run('ip', ['netns', 'pids', name]).split('\n').filter((p) => p !== '')) {
       try {
@@ -217,6 +209,16 @@ function removeOrphans(): void {
   for (const line of run('ip', ['-o', 'link', 'show']).split('\n')) {
     const name = (line.split(': ')[1] ?? '').split('@')[0] ?? '';
     const match = owner.exec(name);
-    if (match !== null && !alive(Number(match[1]))) runQuietly('ip', ['link', 'del', name]);
+    if (match !== null && !processAlive(Number(match[1]))) runQuietly('ip', ['link', 'del', name]);
+  }
+}
+
+/** Whether a process with this pid exists (the owner of a chaos run's namespaces or mounts). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
