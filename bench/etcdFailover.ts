@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Etcd3 } from 'etcd3';
 
 import { EtcdCluster, etcdClient } from './etcdCluster.js';
+import { IntervalLoop } from './intervalLoop.js';
 import { failoverGiveUpMs, type Kind } from './failover.js';
 
 /**
@@ -46,49 +47,27 @@ interface PutRecord {
 }
 
 /** Puts to every member every intervalMs without waiting for answers, as bench/failover.ts's WriteLoop does over HTTP. */
-class PutLoop {
-  readonly records: PutRecord[] = [];
+class PutLoop extends IntervalLoop<PutRecord> {
   private readonly clients = new Map<string, Etcd3>();
-  private readonly inflight = new Map<string, number>();
-  private readonly pending = new Set<Promise<void>>();
-  private readonly watchers = new Set<{ match: (r: PutRecord) => boolean; resolve: (r: PutRecord) => void }>();
-  private timer: NodeJS.Timeout | null = null;
-  private seq = 0;
 
-  constructor(
-    urls: ReadonlyMap<string, string>,
-    private readonly intervalMs: number,
-    timeoutMs: number,
-  ) {
-    for (const [name, url] of urls) {
-      this.clients.set(name, etcdClient(url, timeoutMs));
-      this.inflight.set(name, 0);
-    }
+  constructor(urls: ReadonlyMap<string, string>, intervalMs: number, timeoutMs: number) {
+    super(urls.keys(), intervalMs, inflightPerMemberMax);
+    for (const [name, url] of urls) this.clients.set(name, etcdClient(url, timeoutMs));
   }
 
-  start(): void {
-    this.timer = setInterval(() => {
-      for (const member of this.clients.keys()) if (this.inflight.get(member)! < inflightPerMemberMax) this.send(member);
-    }, this.intervalMs);
-  }
-
-  first(match: (r: PutRecord) => boolean): Promise<PutRecord> {
-    return new Promise((resolve) => this.watchers.add({ match, resolve }));
+  /** The first round after one interval, as the loop has always done. */
+  override start(): void {
+    super.start(false);
   }
 
   async stop(): Promise<void> {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
-    await Promise.allSettled([...this.pending]);
+    await this.stopSending();
     for (const client of this.clients.values()) client.close();
   }
 
-  private send(member: string): void {
-    const seq = this.seq++;
+  protected send(member: string, seq: number): { record: PutRecord; answered: Promise<void> } {
     const record: PutRecord = { member, sentAt: now(), answeredAt: 0, ok: false };
-    this.records.push(record);
-    this.inflight.set(member, this.inflight.get(member)! + 1);
-    const request = this.clients
+    const answered = this.clients
       .get(member)!
       .put(`/failover/${member}-${String(seq).padStart(7, '0')}`)
       .value(JSON.stringify({ member, seq }))
@@ -100,15 +79,8 @@ class PutLoop {
       )
       .finally(() => {
         record.answeredAt = now();
-        this.inflight.set(member, this.inflight.get(member)! - 1);
-        this.pending.delete(request);
-        for (const watcher of this.watchers) {
-          if (!watcher.match(record)) continue;
-          this.watchers.delete(watcher);
-          watcher.resolve(record);
-        }
       });
-    this.pending.add(request);
+    return { record, answered };
   }
 }
 

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 
 import { benchEnvironment } from './environment.js';
+import { IntervalLoop } from './intervalLoop.js';
 import { ProcessCluster, type ClusterStatusBody } from '../test/helpers/cluster.js';
 import { processAuth } from '../test/helpers/process.js';
 import { waitFor } from '../test/helpers/tmp.js';
@@ -156,37 +157,21 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * node gets a request every interval too, each given up after `timeoutMs`. Records every request's node, times,
  * status and X-Conclave-Index.
  */
-class WriteLoop {
-  readonly records: WriteRecord[] = [];
+class WriteLoop extends IntervalLoop<WriteRecord> {
   private readonly pools = new Map<string, Pool>();
-  private readonly inflight = new Map<string, number>();
-  private readonly pending = new Set<Promise<void>>();
-  private readonly watchers = new Set<{ match: (r: WriteRecord) => boolean; resolve: (r: WriteRecord) => void }>();
-  private timer: NodeJS.Timeout | null = null;
-  private seq = 0;
 
   constructor(
     urls: ReadonlyMap<string, string>,
-    private readonly intervalMs: number,
+    intervalMs: number,
     private readonly timeoutMs: number,
   ) {
+    super(urls.keys(), intervalMs, inflightPerNodeMax);
     // A connection for every PUT that can be in flight: none waits in the client's queue, so a PUT's time is the
     // node's (and the network's), also when the node is slow or frozen.
     const connections = Math.min(inflightPerNodeMax, Math.ceil(timeoutMs / intervalMs) + 16);
     for (const [name, url] of urls) {
       this.pools.set(name, new Pool(url, { connections, pipelining: 1, keepAliveTimeout: 10_000, connect: { timeout: timeoutMs } }));
-      this.inflight.set(name, 0);
     }
-  }
-
-  start(): void {
-    this.round();
-    this.timer = setInterval(() => this.round(), this.intervalMs);
-  }
-
-  /** Resolves with the first record (answered from now on) that `match` accepts. */
-  first(match: (r: WriteRecord) => boolean): Promise<WriteRecord> {
-    return new Promise((resolve) => this.watchers.add({ match, resolve }));
   }
 
   /** The mean time between two PUTs to one node: the interval asked for, unless the bench's own loop was starved. */
@@ -197,32 +182,20 @@ class WriteLoop {
 
   /** Stops sending and waits for every request in flight to be answered or given up. */
   async stop(): Promise<void> {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
-    await Promise.allSettled([...this.pending]);
+    await this.stopSending();
     await this.abort();
   }
 
   /** Stops sending and drops every request in flight at once. */
   async abort(): Promise<void> {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
+    this.halt();
     await Promise.allSettled([...this.pools.values()].map((pool) => pool.destroy()));
   }
 
-  private round(): void {
-    for (const node of this.pools.keys()) {
-      if (this.inflight.get(node)! < inflightPerNodeMax) this.send(node);
-    }
-  }
-
-  private send(node: string): void {
-    const seq = this.seq++;
+  protected send(node: string, seq: number): { record: WriteRecord; answered: Promise<void> } {
     const path = `${parentPath}/${node}-${String(seq).padStart(7, '0')}`;
     const record: WriteRecord = { node, path, seq, sentAt: now(), answeredAt: 0, status: 0, index: null, error: null };
-    this.records.push(record);
-    this.inflight.set(node, this.inflight.get(node)! + 1);
-    const request = this.pools
+    const answered = this.pools
       .get(node)!
       .request({
         path: `/api/v1/content${path}`,
@@ -246,17 +219,8 @@ class WriteLoop {
           record.answeredAt = now();
           record.error = typeof err.code === 'string' ? err.code : err.name;
         },
-      )
-      .finally(() => {
-        this.inflight.set(node, this.inflight.get(node)! - 1);
-        this.pending.delete(request);
-        for (const watcher of this.watchers) {
-          if (!watcher.match(record)) continue;
-          this.watchers.delete(watcher);
-          watcher.resolve(record);
-        }
-      });
-    this.pending.add(request);
+      );
+    return { record, answered };
   }
 }
 
