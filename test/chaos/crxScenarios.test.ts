@@ -188,9 +188,12 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
     // A write whose entry the full disk could not take is refused with DISK_FULL, and the master steps down at once
     // (its coordination layer restarts from disk as a follower): writes arriving right after find no master
     // (CLUSTER_NO_MASTER) until the others elect one. A write whose entry was already in the journal (and
-    // replicated) but could not be applied here cannot be confirmed by this node: WRITE_OUTCOME_UNKNOWN.
+    // replicated) but could not be applied here cannot be confirmed by this node: WRITE_OUTCOME_UNKNOWN. Which of
+    // the two a batch meets depends on where the disk ran out: when every entry of the batch still fitted into the
+    // journal and only applying them failed, no write is refused with DISK_FULL (seen in CI) — the master still
+    // steps down, which waitForMaster below asserts.
     const diskFull = refusals.filter((a) => typeof a !== 'string' && a.status === 507 && a.code === 'DISK_FULL');
-    assert.ok(diskFull.length > 0, `expected at least one write to be refused with 507 DISK_FULL, saw ${refusals.map(describeAnswer).join('; ')}`);
+    t.diagnostic(`${diskFull.length} of ${refusals.length} refusals were 507 DISK_FULL`);
     for (const a of diskFull) assert.match(typeof a === 'string' ? '' : (a.message ?? ''), /disk is full/i, `expected the refusal to say the disk is full, saw ${describeAnswer(a)}`);
     const unexpected = refusals.filter((a) => typeof a === 'string' || !['DISK_FULL', 'CLUSTER_NO_MASTER', 'WRITE_OUTCOME_UNKNOWN'].includes(a.code ?? ''));
     assert.deepEqual(unexpected.map(describeAnswer), [], 'expected every refusal to be DISK_FULL, CLUSTER_NO_MASTER or WRITE_OUTCOME_UNKNOWN');
