@@ -8,6 +8,7 @@ import { settingSpecs } from '../src/config/settings.js';
 import type { ClusterStatus } from '../src/node/clusterStatus.js';
 import type { BenchCluster } from './benchCluster.js';
 import { sleep } from './nodeProcess.js';
+import { processCpuMs } from './processCpu.js';
 import { authorization, documentBody, documentText, documentTextChars, requestOnce } from './operations.js';
 
 /**
@@ -59,6 +60,12 @@ export interface CatchUpResult {
   readonly transferMibPerSec: number;
   /** Snapshot only: the size of the snapshot file the replica installed, from its log. */
   readonly snapshotBytes: number | null;
+  /**
+   * CPU the returning replica used from its spawn until caught up, and the master over the same time, in ms (null
+   * where /proc cannot be read): on a machine shared with other work these vary less than the times.
+   */
+  readonly replicaCpuMs: number | null;
+  readonly masterCpuMs: number | null;
 }
 
 export interface CatchUpOptions {
@@ -196,6 +203,8 @@ function skippedResult(name: string, skipped: string): CatchUpResult {
     mibPerSec: 0,
     transferMibPerSec: 0,
     snapshotBytes: null,
+    replicaCpuMs: null,
+    masterCpuMs: null,
   };
 }
 
@@ -246,6 +255,7 @@ async function catchUp(
 
   progress(`${name}: starting ${replica} again`);
   const spawnMs = performance.now();
+  const masterCpuAtSpawnMs = processCpuMs(cluster.pid(master));
   // At level info the replica logs "installed a snapshot", which is how the bench knows the install happened.
   await cluster.restart(replica, snapshotMode ? { CONCLAVE_LOG_LEVEL: 'info' } : undefined);
   const liveMs = performance.now();
@@ -254,6 +264,8 @@ async function catchUp(
   let appliedAtMs: number | null = null;
   let caughtUpMs: number | null = null;
   let blobsMs: number | null = null;
+  let replicaCpuMs: number | null = null;
+  let masterCpuMs: number | null = null;
   await waitUntil(`${replica} to catch up`, async () => {
     if (caughtUpMs === null) {
       const node = nodeOf(await cluster.status(master), replica);
@@ -261,7 +273,12 @@ async function catchUp(
       if (contactAtMs === null && node.status === 'up') contactAtMs = nowMs;
       const applied = node.appliedIndex !== null && node.appliedIndex >= target;
       if (appliedAtMs === null && applied) appliedAtMs = nowMs;
-      if (node.inSync && applied && (await isReady(cluster.url(replica)))) caughtUpMs = performance.now();
+      if (node.inSync && applied && (await isReady(cluster.url(replica)))) {
+        caughtUpMs = performance.now();
+        replicaCpuMs = processCpuMs(cluster.pid(replica));
+        const masterCpuNowMs = processCpuMs(cluster.pid(master));
+        masterCpuMs = masterCpuNowMs === null || masterCpuAtSpawnMs === null ? null : masterCpuNowMs - masterCpuAtSpawnMs;
+      }
     }
     if (blobsMs === null && blobPaths.every((path) => existsSync(path))) blobsMs = performance.now();
     return caughtUpMs !== null && blobsMs !== null ? true : undefined;
@@ -291,6 +308,8 @@ async function catchUp(
     // Never below one poll: a transfer seen whole in one poll took up to that long.
     transferMibPerSec: loaded.bytes / MiB / (Math.max(transferredMs, pollIntervalMs) / 1000),
     snapshotBytes: snapshotMode ? snapshotInstalledBytes(cluster.currentOutput(replica)) : null,
+    replicaCpuMs,
+    masterCpuMs,
   };
 }
 

@@ -293,20 +293,20 @@ function catchUpTable(results: readonly CatchUpResult[]): string {
   const lines = [
     'Times from the restarted replica\'s HTTP server answering: the master reaches it (contact), its applied index at the master\'s (applied), ' +
       'in the in-sync set and ready (caught up), every blob on its disk (binaries). MiB/s: over the whole catch-up (to caught up and every blob), ' +
-      'and over the transfer alone (contact to applied and every blob).',
+      'and over the transfer alone (contact to applied and every blob). CPU: the replica\'s from its spawn to caught up, the master\'s over the same time.',
     '',
-    '| catch-up of a 3-node cluster\'s replica | MiB written | writes | entries | writes took ms | replica start ms | contact ms | applied ms | caught up ms | every blob on disk ms | MiB/s | transfer MiB/s |',
-    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+    '| catch-up of a 3-node cluster\'s replica | MiB written | writes | entries | writes took ms | replica start ms | contact ms | applied ms | caught up ms | every blob on disk ms | MiB/s | transfer MiB/s | replica CPU ms | master CPU ms |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ];
   for (const r of results) {
     if (r.skipped !== null) {
-      lines.push(`| ${r.name} | skipped: ${r.skipped} | | | | | | | | | | |`);
+      lines.push(`| ${r.name} | skipped: ${r.skipped} | | | | | | | | | | | | |`);
       continue;
     }
     const snapshot = r.snapshotBytes === null ? '' : ` (snapshot of ${(r.snapshotBytes / MiB).toFixed(1)} MiB)`;
     lines.push(
       `| ${r.name}${snapshot} | ${(r.bytes / MiB).toFixed(1)} | ${r.writes} | ${r.entries} | ${ms(r.writeMs)} | ${ms(r.startMs)} | ${ms(r.contactMs)} | ${ms(r.appliedMs)} | ` +
-        `${ms(r.catchUpMs)} | ${ms(r.blobsPresentMs)} | ${r.mibPerSec.toFixed(1)} | ${r.transferMibPerSec.toFixed(1)} |`,
+        `${ms(r.catchUpMs)} | ${ms(r.blobsPresentMs)} | ${r.mibPerSec.toFixed(1)} | ${r.transferMibPerSec.toFixed(1)} | ${ms(r.replicaCpuMs)} | ${ms(r.masterCpuMs)} |`,
     );
   }
   return lines.join('\n');

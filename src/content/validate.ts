@@ -47,13 +47,29 @@ function nestingDepth(value: unknown, limit: number): number {
   return deepest;
 }
 
+/**
+ * The JSON text checkPropertiesSize measured, by properties object, until the content tables store it
+ * (takePropertiesJson): serialising a 16 KiB document again took as long as inserting it. Properties objects are
+ * never changed once checked (commands and nodes are immutable), so the text stays theirs.
+ */
+const checkedPropertiesJson = new WeakMap<JsonObject, string>();
+
+/** The JSON text of `properties`: the one measured when they were checked (taken: it is kept once), else serialised now. */
+export function takePropertiesJson(properties: JsonObject): string {
+  const json = checkedPropertiesJson.get(properties);
+  if (json === undefined) return JSON.stringify(properties);
+  checkedPropertiesJson.delete(properties);
+  return json;
+}
+
 export function checkPropertiesSize(properties: JsonObject): void {
   if (nestingDepth(properties, propertiesDepthMax) > propertiesDepthMax) {
     throw new ConclaveError('INVALID_PROPERTIES', `Properties nest deeper than ${propertiesDepthMax} levels of objects and arrays.`, {
       limit: propertiesDepthMax,
     });
   }
-  const bytes = utf8Bytes(JSON.stringify(properties));
+  const json = JSON.stringify(properties);
+  const bytes = utf8Bytes(json);
   if (bytes > propertiesBytesMax) {
     throw new ConclaveError(
       'INVALID_PROPERTIES',
@@ -61,6 +77,7 @@ export function checkPropertiesSize(properties: JsonObject): void {
       { bytes, limit: propertiesBytesMax },
     );
   }
+  checkedPropertiesJson.set(properties, json);
 }
 
 const binaryNamePattern = /^[A-Za-z0-9_.:-]+$/;

@@ -7,10 +7,11 @@ import { formatEndpoint, parseSeeds, type SeedSpec } from '../discovery/seeds.js
 import { ConclaveError } from '../errors/catalogue.js';
 import { Transport } from '../transport/transport.js';
 import type { ClusterRuntime, Wire } from './clusterRuntime.js';
+import { fromWire, toWire } from './appendWire.js';
 import { messageProblem } from './messageShape.js';
 
-/** Nodes of another protocol major refuse each other at the handshake. */
-export const transportProtocolVersion = '1.0';
+/** Nodes of another protocol major refuse each other at the handshake. 2.0: an append's payloads travel as `bin` (appendWire.ts). */
+export const transportProtocolVersion = '2.0';
 
 /** How often discovery resolves the seeds again and dials what it finds (cheap: DNS and idempotent connects). */
 const discoveryRoundMs = 1000;
@@ -90,7 +91,7 @@ export class ClusterNetwork implements Wire {
   }
 
   send(message: ClusterMessage): boolean {
-    return this.transport.send(message.to, message);
+    return this.transport.send(message.to, toWire(message, this.runtime?.appliedIndex ?? 0));
   }
 
   async stop(): Promise<void> {
@@ -106,12 +107,13 @@ export class ClusterNetwork implements Wire {
     // Connections are one-way: a peer that dialled us (we had no address for it) must be dialled back, or we
     // could never answer it — a standalone node that others name as their seed learns of them this way.
     if (!this.transport.connectedPeers().some((p) => p.id === from)) this.dialBack(from);
-    const problem = messageProblem(message, from, this.self.id);
+    const decoded = fromWire(message);
+    const problem = 'problem' in decoded ? decoded.problem : messageProblem(decoded.message, from, this.self.id);
     if (problem !== null) {
       this.log.warn({ from, type: (message as { type?: unknown } | null)?.type, problem }, 'dropped a malformed cluster message');
       return;
     }
-    runtime.receive(message as ClusterMessage);
+    runtime.receive((decoded as { message: unknown }).message as ClusterMessage);
   }
 
   private dialBack(id: string): void {

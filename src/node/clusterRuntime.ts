@@ -13,7 +13,7 @@ import { ConclaveError, invariant, isConclaveError } from '../errors/catalogue.j
 import type { SnapshotDownloadProgress, SnapshotFetcher } from '../replication/snapshotFetcher.js';
 import type { ContentTables } from '../storage/contentTables.js';
 import { getMeta, storageError, type Db } from '../storage/database.js';
-import { encodePayload, type JournalStore } from '../storage/journal.js';
+import { forgetPayloadBytes, payloadBytes, proposedCommandBytes, type JournalStore } from '../storage/journal.js';
 import {
   attachSnapshot,
   fileRefOf,
@@ -172,6 +172,8 @@ export class ClusterRuntime {
   private drainScheduled = false;
   private closed = false;
   private appliedIndexValue: number;
+  /** The journal's last index on disk (or its snapshot's when empty): an append after it discards nothing. */
+  private journalLastIndex: number;
   private readonly pending = new Map<number, PendingProposal>();
   /** In index order (entries are applied in order). */
   private appliedUnacknowledged: AppliedProposal[] = [];
@@ -210,6 +212,7 @@ export class ClusterRuntime {
     private readonly snapshots?: RuntimeSnapshots,
   ) {
     this.appliedIndexValue = getMeta<number>(db, 'applied_index') ?? 0;
+    this.journalLastIndex = journal.lastIndex();
     const coordinatorOptions: CoordinatorOptions = {
       self: options.self,
       clusterName: options.clusterName,
@@ -422,7 +425,7 @@ export class ClusterRuntime {
         new ConclaveError('OVERLOADED', `${waiting} writes are waiting to commit; retry after a short pause.`, { writeQueueEntriesMax: this.options.writeQueueEntriesMax }),
       );
     }
-    const bytes = encodePayload({ kind: 'command', data: command }).length;
+    const bytes = proposedCommandBytes(command);
     if (this.queue.length > 0 && this.queuedBytes + bytes > this.options.writeQueueBytesMax) {
       return Promise.reject(
         new ConclaveError('OVERLOADED', `The write queue holds ${this.queuedBytes} bytes; retry after a short pause.`, { writeQueueBytesMax: this.options.writeQueueBytesMax }),
@@ -577,8 +580,10 @@ export class ClusterRuntime {
       // is ever handed out (and applied) twice. The Ready keeps its messages and results for what follows.
       if (ready.snapshot !== undefined) {
         this.appliedIndexValue = ready.snapshot.index;
+        this.journalLastIndex = ready.snapshot.index;
         changed = true;
       }
+      if (ready.entries.length > 0) this.journalLastIndex = ready.entries[ready.entries.length - 1]!.index;
       if (ready.committed.length > 0) {
         this.appliedIndexValue = ready.committed[ready.committed.length - 1]!.index;
         changed = true;
@@ -592,6 +597,8 @@ export class ClusterRuntime {
         this.log.info('the journal is writable again');
       }
       for (const message of ready.messages) this.wire?.send(message);
+      // Sent and applied: the bytes kept for these payloads have served (journal.ts, encodedPayloads).
+      for (const entry of ready.committed) forgetPayloadBytes(entry.payload);
       if (ready.snapshot !== undefined) this.afterSnapshotInstall(ready.snapshot);
       ready.committed.forEach((entry, i) => this.settle(entry, outcomes[i]!));
       for (const state of ready.readStates) this.answerRead(state.id, state.index);
@@ -624,6 +631,8 @@ export class ClusterRuntime {
    * client was ever told they succeeded: typically a former master's tail that only it had. Say exactly what goes.
    */
   private reportDiscarded(fromIndex: number): void {
+    // Appending after the last index replaces nothing: skip the count (a scan of the journal's tail per append).
+    if (fromIndex > this.journalLastIndex) return;
     const count = this.journal.countFrom(fromIndex);
     if (count === 0) return;
     const sample = this.journal.read(fromIndex, discardedSampleMax).map((entry) => {
@@ -894,15 +903,7 @@ export class ClusterRuntime {
   }
 }
 
-/** Encoded sizes of entries, measured once per payload object (appends and resends ask again). */
-const entrySizes = new WeakMap<object, number>();
-
+/** An entry's size on the wire: its payload's bytes (encoded once, see payloadBytes) and the index, term and framing. */
 function entryBytes(entry: Entry): number {
-  let size = entrySizes.get(entry.payload);
-  if (size === undefined) {
-    // The index, term and frame overhead of an entry on the wire, beside its payload.
-    size = encodePayload(entry.payload).length + 32;
-    entrySizes.set(entry.payload, size);
-  }
-  return size;
+  return payloadBytes(entry.payload).length + 32;
 }

@@ -197,11 +197,16 @@ export class ConclaveNode {
         passwordChecksInFlightMax: config.auth.passwordChecksInFlightMax,
       });
       const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, blobFetcher: fetcher, snapshots: snapshotStore, closing: false };
-      app = await buildApp(context, log);
-      const node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication);
-      runtime.onChange(() => node.maybeBootstrapRepository());
+      // The cluster side starts before the HTTP API is built: a returning replica dials its peers and starts taking
+      // the entries it missed while Fastify registers its routes, instead of after.
+      let node: ConclaveNode | null = null;
+      runtime.onChange(() => node?.maybeBootstrapRepository());
       network.attach(runtime);
       runtime.start(network);
+      app = await buildApp(context, log);
+      node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication);
+      // A change while the API was being built found no node to act on it.
+      node.maybeBootstrapRepository();
       collector.start();
       // Blobs a previous run never got (it stopped before fetching them, or lost them with a disk).
       void node.queueMissingBlobs().catch((err: unknown) => log.warn({ err }, 'the scan for missing blobs failed'));

@@ -12,7 +12,7 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 /** Most ids one bootstrap view may carry (the coordinator bounds its own view the same way). */
 const viewIdsMax = 256;
 /** Most entries one append may carry (far above what any node sends). */
-const appendEntriesMax = 10_000;
+export const appendEntriesMax = 10_000;
 
 function descriptorProblem(node: unknown, from: string): string | null {
   if (!isRecord(node)) return 'no node descriptor';

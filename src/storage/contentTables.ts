@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 
 import type { ContentNode, JsonObject, Role, User } from '../content/model.js';
 import { descendantRange, rootPath } from '../content/paths.js';
+import { takePropertiesJson } from '../content/validate.js';
 import type { QueryCursor, QuerySpec, ScalarValue, SortKey } from '../content/query.js';
 import type { ContentStore } from '../content/store.js';
 import { invariant } from '../errors/catalogue.js';
@@ -49,7 +50,7 @@ function toParams(node: ContentNode) {
     parent_id: node.parentId,
     position: node.position,
     type: node.type,
-    properties: JSON.stringify(node.properties),
+    properties: takePropertiesJson(node.properties),
     binaries: JSON.stringify(node.binaries),
     version: node.version,
     created_at: node.createdAt,

@@ -18,6 +18,51 @@ export function decodePayload(bytes: Buffer): EntryPayload {
   return decode(bytes) as EntryPayload;
 }
 
+/**
+ * The encoding of each payload, kept beside the payload object so that it is encoded once, where it is made: a
+ * proposal is encoded once to bound the write queue, an append's payloads arrive encoded, and the journal, the byte
+ * bounds of appends and every follower's append reuse those bytes (re-encoding a 16 KiB document took a returning
+ * replica more time than storing it). Kept only until the entry is applied here (forgetPayloadBytes): the core
+ * keeps applied entries in memory for lagging followers, and holding their bytes too would double that memory (and
+ * keep every received frame alive); an applied entry sent later is encoded for that send. A payload object is never
+ * changed once made (entries are immutable), so its bytes stay its encoding.
+ */
+const encodedPayloads = new WeakMap<object, Buffer>();
+/** Bytes of proposed commands, by command: the core wraps the command in a payload object of its own. */
+const encodedCommands = new WeakMap<object, Buffer>();
+
+/** The payload's encoding: the bytes it arrived as or was first encoded to, else encoded now (and kept). */
+export function payloadBytes(payload: EntryPayload): Buffer {
+  let bytes = encodedPayloads.get(payload);
+  if (bytes === undefined) {
+    if (payload.kind === 'command' && typeof payload.data === 'object' && payload.data !== null) bytes = encodedCommands.get(payload.data);
+    bytes ??= encodePayload(payload);
+    encodedPayloads.set(payload, bytes);
+  }
+  return bytes;
+}
+
+/** Records that `payload` was decoded from `bytes` (exactly one MessagePack value): the journal stores those. */
+export function keepPayloadBytes(payload: EntryPayload, bytes: Buffer): void {
+  encodedPayloads.set(payload, bytes);
+}
+
+/** Drops the bytes kept for `payload` (see encodedPayloads). */
+export function forgetPayloadBytes(payload: EntryPayload): void {
+  encodedPayloads.delete(payload);
+  if (payload.kind === 'command' && typeof payload.data === 'object' && payload.data !== null) encodedCommands.delete(payload.data);
+}
+
+/**
+ * Encodes a command about to be proposed as the payload the core will wrap it in ({ kind: 'command', data }), and
+ * keeps the bytes for that payload: returns their length.
+ */
+export function proposedCommandBytes(command: object): number {
+  const bytes = encodePayload({ kind: 'command', data: command });
+  encodedCommands.set(command, bytes);
+  return bytes.length;
+}
+
 /** CRC-32 over index, term and payload, so a misplaced or torn entry is caught as well as a flipped bit. */
 export function entryChecksum(index: number, term: number, payload: Buffer): number {
   const header = Buffer.alloc(16);
@@ -63,7 +108,7 @@ export class JournalStore {
     if (entries.length === 0) return;
     this.truncate.run(entries[0]!.index);
     for (const entry of entries) {
-      const payload = encodePayload(entry.payload);
+      const payload = payloadBytes(entry.payload);
       this.insert.run(entry.index, entry.term, payload, entryChecksum(entry.index, entry.term, payload));
     }
   }

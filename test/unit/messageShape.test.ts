@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import type { ClusterMessage } from '../../src/core/clusterMessages.js';
+import { fromWire, toWire } from '../../src/node/appendWire.js';
 import { messageProblem } from '../../src/node/messageShape.js';
+import { encodeFrame, FrameDecoder } from '../../src/transport/frames.js';
 import type { KvCommand } from '../sim/kvStateMachine.js';
 import { SimCluster } from '../sim/simCluster.js';
 import { SimRandom } from '../sim/simRandom.js';
@@ -61,9 +63,11 @@ test('every message the real coordinators send each other passes (elections, app
   const send = cluster.network.send.bind(cluster.network);
   cluster.network.send = (message: ClusterMessage) => {
     seen.add(message.type);
-    // Through the wire format's eyes: what msgpack would carry (no undefined fields).
-    const wire = JSON.parse(JSON.stringify(message)) as unknown;
-    assert.equal(messageProblem(wire, message.from, message.to), null, JSON.stringify(message));
+    // Through the wire: encoded as the transport sends it (appends' payloads as bytes), decoded as a peer takes it.
+    const frameBytesMax = 4 * 1024 * 1024;
+    const received = fromWire(new FrameDecoder(frameBytesMax).push(encodeFrame(toWire(message, 0), frameBytesMax))[0]);
+    assert.ok('message' in received, JSON.stringify(received));
+    assert.equal(messageProblem(received.message, message.from, message.to), null, JSON.stringify(message));
     send(message);
   };
   cluster.start();
