@@ -28,6 +28,8 @@ import { BlobFetcher } from '../replication/blobFetcher.js';
 import { BlobPusher } from '../replication/blobPusher.js';
 import { InternalHttpClient } from '../replication/internalHttp.js';
 import { ClusterNetwork } from './clusterNetwork.js';
+import { CommandForwarder } from './commandForwarder.js';
+import { CommandServer } from './commandServer.js';
 import { ClusterRuntime } from './clusterRuntime.js';
 import { Repository } from './repository.js';
 
@@ -187,7 +189,27 @@ export class ConclaveNode {
       runtime.onSnapshotInstalled(() => {
         void fetcher.queueMissing().catch((err: unknown) => log.warn({ err }, 'the scan for blobs after a snapshot install failed'));
       });
-      const repository = new Repository(runtime, content, blobs, undefined, pusher);
+      // Writes a replica serves up to the proposal go to the master as commands over the transport; the master
+      // answers them with the outcome (src/node/forwardedCommands.ts).
+      const transport = network.transport;
+      const commandForwarder = new CommandForwarder(runtime, { send: (nodeId, message) => transport.send(nodeId, message) }, {
+        commandsMax: config.http.forwardCommandsMax,
+        answerTimeoutMs: config.cluster.writeTimeoutMs + config.http.forwardResponseMarginMs,
+      });
+      const commandServer = new CommandServer(
+        {
+          propose: (command) => liveRuntime.propose(command),
+          get appliedIndex() {
+            return liveRuntime.appliedIndex;
+          },
+          userByName: (name) => content.userByName(name),
+          send: (nodeId, message) => transport.send(nodeId, message),
+          now: () => new Date(),
+        },
+        log,
+      );
+      network.attachCommands(commandForwarder, commandServer);
+      const repository = new Repository(runtime, content, blobs, undefined, pusher, commandForwarder);
       if (repository.isBootstrapped && options.adminPassword !== undefined) {
         log.info('the repository exists; CONCLAVE_ADMIN_PASSWORD is used only at the first start and was ignored');
       }
