@@ -54,6 +54,8 @@ export class CommandForwarder {
   private readonly idPrefix = randomUUID();
   private nextId = 0;
   private readonly waiting = new Map<string, Waiting>();
+  /** The master the commands in flight were last checked against (abandonFormerMasters). */
+  private masterScanned: string | null = null;
 
   constructor(
     private readonly view: CommandForwarderView,
@@ -140,7 +142,9 @@ export class CommandForwarder {
    */
   private abandonFormerMasters(): void {
     const current = this.view.softState().master;
-    if (current === null) return;
+    // The runtime reports after every drain that may have changed something: scan only when the master did.
+    if (current === null || current === this.masterScanned) return;
+    this.masterScanned = current;
     for (const [id, waiting] of this.waiting) {
       if (waiting.masterId !== current) {
         this.settle(id, unknownOutcome(this.describe(waiting.masterId), 'was given up: another node became master meanwhile', 'master changed'));
