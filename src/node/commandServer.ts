@@ -31,10 +31,31 @@ export interface CommandServerDeps {
  * every proposal settles within cluster.writeTimeoutMs.
  */
 export class CommandServer {
+  private inFlight = 0;
+  private closing = false;
+  private onIdle: (() => void) | null = null;
+
   constructor(
     private readonly deps: CommandServerDeps,
     private readonly log: Logger,
   ) {}
+
+  /**
+   * A graceful stop treats forwarded commands as the HTTP server treats requests: new ones are refused with
+   * SHUTTING_DOWN (not applied: the replica's client retries), those under way are answered before the runtime
+   * closes. Resolves once none is under way, or after `waitMs` (http.shutdownGraceMs).
+   */
+  close(waitMs: number): Promise<void> {
+    this.closing = true;
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, waitMs);
+      this.onIdle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
 
   receive(from: string, message: Record<string, unknown>): void {
     const problem = requestEnvelopeProblem(message);
@@ -45,6 +66,7 @@ export class CommandServer {
     const id = message['id'] as string;
     let checked: { command: ForwardableCommand; authority: WriteAuthority };
     try {
+      if (this.closing) throw new ConclaveError('SHUTTING_DOWN', 'The master is shutting down; the write was not applied. Retry shortly.');
       checked = checkForwardedCommand(message['command'], message['authority']);
       this.checkAuthority(checked.authority);
     } catch (err) {
@@ -55,13 +77,25 @@ export class CommandServer {
     // The time comes from the master's clock, as it did when the whole request was forwarded: a replica with a
     // skewed clock must not write its skew into createdAt/modifiedAt (which then could run backwards).
     const command = { ...checked.command, time: this.deps.now().toISOString() };
-    this.deps.propose(command).then(
-      (committed) => this.answer(from, { type: 'commandOutcome', id, appliedIndex: this.deps.appliedIndex, ok: true, index: committed.index, result: committed.result }),
-      (err: unknown) => {
-        if (forwardedErrorOf(err).code === 'INTERNAL') this.log.error({ from, err }, 'a forwarded command failed');
-        this.answer(from, { type: 'commandOutcome', id, appliedIndex: this.deps.appliedIndex, ok: false, error: forwardedErrorOf(err) });
-      },
-    );
+    this.inFlight++;
+    this.deps
+      .propose(command)
+      .then(
+        (committed) => this.answer(from, { type: 'commandOutcome', id, appliedIndex: this.deps.appliedIndex, ok: true, index: committed.index, result: committed.result }),
+        (err: unknown) => {
+          if (forwardedErrorOf(err).code === 'INTERNAL') this.log.error({ from, err }, 'a forwarded command failed');
+          this.answer(from, { type: 'commandOutcome', id, appliedIndex: this.deps.appliedIndex, ok: false, error: forwardedErrorOf(err) });
+        },
+      )
+      .finally(() => {
+        this.inFlight--;
+        if (this.inFlight === 0) this.onIdle?.();
+      });
+  }
+
+  /** Forwarded commands proposed and not yet answered (for tests and metrics). */
+  get commandsInFlight(): number {
+    return this.inFlight;
   }
 
   /**

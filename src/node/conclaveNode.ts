@@ -75,6 +75,7 @@ export class ConclaveNode {
     private readonly options: StartOptions,
     private readonly network: ClusterNetwork,
     private readonly replication: BlobReplication,
+    private readonly commandServer: CommandServer,
   ) {}
 
   static async open(config: Config, log: Logger, options: StartOptions = {}): Promise<ConclaveNode> {
@@ -220,7 +221,7 @@ export class ConclaveNode {
       });
       const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, blobFetcher: fetcher, snapshots: snapshotStore, closing: false };
       app = await buildApp(context, log);
-      const node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication);
+      const node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication, commandServer);
       runtime.onChange(() => node.maybeBootstrapRepository());
       network.attach(runtime);
       runtime.start(network);
@@ -340,10 +341,13 @@ export class ConclaveNode {
       this.log.warn({ graceMs: this.config.http.shutdownGraceMs }, 'in-flight requests outlived the grace period; closing connections');
       this.app.server.closeAllConnections();
     }, this.config.http.shutdownGraceMs);
+    // Commands replicas forwarded are requests too: refused from now on, answered if under way.
+    const commandsAnswered = this.commandServer.close(this.config.http.shutdownGraceMs);
     try {
       await this.app.close();
     } finally {
       clearTimeout(grace);
+      await commandsAnswered;
       // Whatever failed above, the rest still stops: pending writes hear SHUTTING_DOWN, the database closes.
       await stopReplication(this.replication);
       this.runtime.close();

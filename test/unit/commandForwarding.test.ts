@@ -272,6 +272,37 @@ describe('the command server (master side)', () => {
     );
   });
 
+  test('a graceful stop refuses new commands (not applied) and waits for those under way to be answered', async () => {
+    const answers: CommandOutcome[] = [];
+    let commit: (committed: Committed) => void = () => undefined;
+    const proposed: Command[] = [];
+    const server = new CommandServer(
+      {
+        propose: (command) => {
+          proposed.push(command);
+          return new Promise<Committed>((resolve) => (commit = resolve));
+        },
+        appliedIndex: 3,
+        userByName: (name) => ({ name, roles: ['admin'], passwordHash: 'h', version: 1, createdAt: put.time, modifiedAt: put.time }) as User,
+        send: (_to, outcome) => answers.push(outcome) > 0,
+        now: () => new Date(),
+      },
+      silent,
+    );
+    server.receive('r', { type: 'commandRequest', id: 'x.1', command: put, authority: byAdmin });
+    assert.equal(server.commandsInFlight, 1);
+    let closed = false;
+    const closing = server.close(60_000).then(() => (closed = true));
+    server.receive('r', { type: 'commandRequest', id: 'x.2', command: put, authority: byAdmin });
+    await settled();
+    assert.equal(proposed.length, 1, 'nothing new is proposed once stopping');
+    assert.deepEqual(answers.map((a) => [a.id, a.ok ? 'ok' : a.error.code]), [['x.2', 'SHUTTING_DOWN']]);
+    assert.equal(closed, false, 'the command under way holds the stop');
+    commit({ index: 4, result: {} });
+    await closing;
+    assert.deepEqual(answers.map((a) => [a.id, a.ok ? 'ok' : a.error.code]), [['x.2', 'SHUTTING_DOWN'], ['x.1', 'ok']]);
+  });
+
   test('a refused proposal (this node is no longer the master) travels back as it is', async () => {
     const answers: CommandOutcome[] = [];
     const server = new CommandServer(
