@@ -74,8 +74,17 @@ describe('forwarded commands while the master is killed', () => {
     assert.deepEqual(unexpected, [], 'no other answer');
     for (const outcome of outcomes) {
       if (outcome.code === 'WRITE_OUTCOME_UNKNOWN') continue;
-      const read = await cluster.get(newMaster, `/api/v1/content${outcome.path}`);
-      assert.equal(read.status, outcome.status === 201 ? 200 : 404, `${outcome.path}: answered ${outcome.status} ${outcome.code ?? ''}, read ${read.status}`);
+      // A read may be refused for a moment (a master just elected confirms its reads; a cold credential cache):
+      // only its answer about the node counts.
+      const read = await waitFor(
+        `a read of ${outcome.path}`,
+        async () => {
+          const answer = await cluster.get(newMaster, `/api/v1/content${outcome.path}`);
+          return answer.status === 200 || answer.status === 404 ? answer.status : undefined;
+        },
+        15_000,
+      );
+      assert.equal(read, outcome.status === 201 ? 200 : 404, `${outcome.path}: answered ${outcome.status} ${outcome.code ?? ''}, read ${read}`);
     }
     const counts = new Map<string, number>();
     for (const o of outcomes) counts.set(o.code ?? String(o.status), (counts.get(o.code ?? String(o.status)) ?? 0) + 1);
