@@ -19,14 +19,15 @@ import { header } from './representation.js';
  *
  * A write is forwarded in one of two ways:
  *
- *   command   the JSON writes of content and users (routes marked `forwardsCommand`): this node authenticates,
+ *   command   the JSON writes of content and users (routes marked `forwardsCommand`) with a body of at most
+ *             http.forwardCommandBodyBytesMax: this node authenticates,
  *             validates and builds the command, and only the command goes to the master, over the cluster
  *             transport (src/node/commandForwarder.ts); the master checks it again, proposes it and answers with
  *             the outcome, which the route renders here exactly as the master would have. Parsing, authentication
  *             and validation are paid by the node the client chose, not all by the master (the bench measured about
  *             0.85 ms of CPU per write forwarded as a whole HTTP request).
  *   request   everything else (binary uploads, whose bytes must reach a quorum before the entry is proposed;
- *             voting exclusions; ALL mode's reads): the HTTP request is relayed as it came, body streamed unread,
+ *             larger JSON writes; voting exclusions; ALL mode's reads): the HTTP request is relayed as it came, body streamed unread,
  *             and the master's answer streamed back.
  *
  * `X-Conclave-Direct: true` makes a node answer a request itself. A forwarded request carries
@@ -111,6 +112,13 @@ export interface ForwardingOptions {
   readonly responseTimeoutMs: number;
   /** Longest pause between chunks of the master's response body. */
   readonly bodyIdleTimeoutMs: number;
+  /**
+   * Largest declared body of a write sent to the master as a command; larger or chunked ones go as HTTP requests.
+   * Commands share the transport connection with the coordination messages, one FIFO byte stream: a bulky one
+   * delays the heartbeats and acknowledgements behind it (on a 512 kbit/s link 32 KiB commands made masters step
+   * down in CRX scenario 9b), where a separate HTTP connection lets them interleave.
+   */
+  readonly commandBodyBytesMax: number;
 }
 
 interface MasterRef {
@@ -167,6 +175,13 @@ function hasBody(headers: IncomingHttpHeaders): boolean {
   if (headers['transfer-encoding'] !== undefined) return true;
   const length = Number(headers['content-length'] ?? 0);
   return Number.isFinite(length) && length > 0;
+}
+
+/** The body length a request declares: 0 without a body, Infinity when it is chunked (not known up front). */
+function declaredBodyBytes(headers: IncomingHttpHeaders): number {
+  if (headers['transfer-encoding'] !== undefined) return Infinity;
+  const length = Number(headers['content-length'] ?? 0);
+  return Number.isFinite(length) ? length : Infinity;
 }
 
 /** Failures in which no byte of the request can have reached the master: the connection was never made. */
@@ -233,6 +248,7 @@ export class RequestForwarder {
       // wait for that answer, plus a margin for the trip.
       responseTimeoutMs: config.cluster.writeTimeoutMs + config.http.forwardResponseMarginMs,
       bodyIdleTimeoutMs: config.http.forwardBodyIdleTimeoutMs,
+      commandBodyBytesMax: config.http.forwardCommandBodyBytesMax,
     });
   }
 
@@ -254,7 +270,7 @@ export class RequestForwarder {
       master: master === null ? 'none' : master.id === this.view.self().id ? 'self' : 'other',
       answerHere: answersHere(request),
       persistFailing: this.view.persistFailing,
-      sendsCommand: request.routeOptions.config.forwardsCommand === true,
+      sendsCommand: request.routeOptions.config.forwardsCommand === true && declaredBodyBytes(request.headers) <= this.options.commandBodyBytesMax,
     });
     switch (decision) {
       case 'local':
