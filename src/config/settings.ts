@@ -58,6 +58,8 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'http.minIndexWaitersMax', kind: 'int', schema: int(1, 1_000_000).default(1024), doc: 'Requests waiting for an index at once; more are refused with OVERLOADED.' },
   { key: 'http.forwardConnectionsMax', kind: 'int', schema: int(1, 10_000).default(64), doc: 'Connections a node keeps open to the master for forwarded requests.' },
   { key: 'http.forwardRequestsMax', kind: 'int', schema: int(1, 1_000_000).default(1024), doc: 'Forwarded requests in flight at once (including those waiting for a connection); more are refused with OVERLOADED.' },
+  { key: 'http.forwardCommandsMax', kind: 'int', schema: int(1, 1_000_000).default(1024), doc: 'Writes this node has forwarded to the master as commands over the cluster transport and awaits the outcome of; more are refused with OVERLOADED.' },
+  { key: 'http.forwardCommandBodyBytesMax', kind: 'int', schema: int(0, 1024 * 1024 * 1024).default(16 * 1024), doc: 'Largest body of a JSON write a node forwards to the master as a command over the cluster transport; larger (or chunked) ones are forwarded as HTTP requests, so bulk bytes never queue ahead of heartbeats on the transport connection. 0 forwards every write as an HTTP request.' },
   { key: 'http.forwardConnectTimeoutMs', kind: 'int', schema: int(100, 600_000).default(3000), doc: 'How long connecting to the master may take before a forwarded request fails with MASTER_UNREACHABLE.' },
   { key: 'http.forwardResponseMarginMs', kind: 'int', schema: int(0, 600_000).default(5000), doc: 'How much longer than cluster.writeTimeoutMs a forwarded request waits for the master\'s answer before WRITE_OUTCOME_UNKNOWN.' },
   { key: 'http.forwardBodyIdleTimeoutMs', kind: 'int', schema: int(100, 600_000).default(30_000), doc: 'Longest pause between two chunks of the master\'s answer to a forwarded request before the answer is cut off.' },
@@ -143,6 +145,8 @@ export interface Config {
     minIndexWaitersMax: number;
     forwardConnectionsMax: number;
     forwardRequestsMax: number;
+    forwardCommandsMax: number;
+    forwardCommandBodyBytesMax: number;
     forwardConnectTimeoutMs: number;
     forwardResponseMarginMs: number;
     forwardBodyIdleTimeoutMs: number;

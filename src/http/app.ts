@@ -54,6 +54,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   app.decorate('conclave', context);
   // A reference type cannot be a request decorator's default; every request starts anonymous in onRequest.
   app.decorateRequest('principal', null as unknown as typeof anonymous);
+  app.decorateRequest('forwardsCommand', false);
   registerErrorHandling(app);
   // The API speaks JSON; a text body is a client mistake worth a 415, not a string to misread.
   app.removeContentTypeParser('text/plain');
@@ -78,7 +79,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
       throw new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry on another node or later.');
     }
     // Before authentication (the master authenticates a forwarded request) and before the body is parsed (a
-    // forwarded body streams through unread).
+    // forwarded body streams through unread). A write forwarded as a command goes on to be authenticated here.
     if (await forwarder.coordinate(request, reply)) return reply;
     const permission = request.routeOptions.config.permission;
     if (permission === undefined) return;

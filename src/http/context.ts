@@ -29,9 +29,16 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     principal: Principal;
+    /** The coordinator chose to forward this write to the master as a command (src/http/forwarding.ts). */
+    forwardsCommand: boolean;
   }
   interface FastifyContextConfig {
     /** What the caller must be allowed to do; routes without it (health, login) are public. */
     permission?: Permission;
+    /**
+     * The route takes a JSON body (or none) and turns it into one content or user command: on a replica it is
+     * served here up to the proposal and the command is forwarded to the master over the cluster transport.
+     */
+    forwardsCommand?: true;
   }
 }

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 
 import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
+import { ForwardedRefusal } from '../node/commandForwarder.js';
 
 /** Turns anything thrown in a route — ours or Fastify's — into the catalogue's error body. */
 export function toConclaveError(err: FastifyError | Error): ConclaveError {
@@ -44,6 +45,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
     if (error.code === 'AUTH_REQUIRED' || error.code === 'AUTH_INVALID') {
       reply.header('WWW-Authenticate', 'Basic realm="conclave", charset="UTF-8"');
     }
+    // A refusal the master decided for a forwarded command reflects the master's state, as its own answer would.
+    if (error instanceof ForwardedRefusal) reply.header('X-Conclave-Index', error.masterAppliedIndex);
     if (error.code === 'RANGE_NOT_SATISFIABLE' && typeof error.details['size'] === 'number') {
       reply.header('Content-Range', `bytes */${error.details['size']}`);
     }

@@ -8,6 +8,9 @@ import { ConclaveError } from '../errors/catalogue.js';
 import { Transport } from '../transport/transport.js';
 import type { ClusterRuntime, Wire } from './clusterRuntime.js';
 import { fromWire, toWire } from './appendWire.js';
+import type { CommandForwarder } from './commandForwarder.js';
+import type { CommandServer } from './commandServer.js';
+import { isForwardedMessageType } from './forwardedCommands.js';
 import { messageProblem } from './messageShape.js';
 
 /** Nodes of another protocol major refuse each other at the handshake. 2.0: an append's payloads travel as `bin` (appendWire.ts). */
@@ -34,6 +37,8 @@ export class ClusterNetwork implements Wire {
   private readonly seeds: SeedSpec[];
   private readonly resolver: SeedResolver;
   private runtime: ClusterRuntime | null = null;
+  /** Forwarded commands (forwardedCommands.ts): a channel beside the coordination messages, never seen by the core. */
+  private commands: { readonly forwarder: CommandForwarder; readonly server: CommandServer } | null = null;
   private round: NodeJS.Timeout | null = null;
   private resolving = false;
   /** Addresses dialled that the last rounds did not find, with how many rounds in a row (bounded by the dialled set). */
@@ -73,7 +78,15 @@ export class ClusterNetwork implements Wire {
     this.resolver = new SeedResolver({ resolver: createDnsResolver({ timeoutMs: 2000, tries: 2 }), logger: log, addressesMax: discoveryAddressesMax });
     this.transport.on('message', (from, message) => this.onMessage(from, message));
     this.transport.on('peerUp', () => this.peersChanged());
-    this.transport.on('peerDown', () => this.peersChanged());
+    this.transport.on('peerDown', (peer) => {
+      this.commands?.forwarder.peerDown(peer.id);
+      this.peersChanged();
+    });
+  }
+
+  /** Starts delivering forwarded commands and their outcomes. */
+  attachCommands(forwarder: CommandForwarder, server: CommandServer): void {
+    this.commands = { forwarder, server };
   }
 
   /** Binds the transport port; the address peers must use is then known. */
@@ -107,6 +120,11 @@ export class ClusterNetwork implements Wire {
     // Connections are one-way: a peer that dialled us (we had no address for it) must be dialled back, or we
     // could never answer it — a standalone node that others name as their seed learns of them this way.
     if (!this.transport.connectedPeers().some((p) => p.id === from)) this.dialBack(from);
+    const type = (message as { type?: unknown } | null)?.type;
+    if (isForwardedMessageType(type)) {
+      this.onForwardedMessage(from, type, message as Record<string, unknown>);
+      return;
+    }
     const decoded = fromWire(message);
     const problem = 'problem' in decoded ? decoded.problem : messageProblem(decoded.message, from, this.self.id);
     if (problem !== null) {
@@ -114,6 +132,17 @@ export class ClusterNetwork implements Wire {
       return;
     }
     runtime.receive((decoded as { message: unknown }).message as ClusterMessage);
+  }
+
+  private onForwardedMessage(from: string, type: 'commandRequest' | 'commandOutcome', message: Record<string, unknown>): void {
+    const commands = this.commands;
+    if (commands === null) return; // not started yet: the replica's request times out as unknown
+    if (type === 'commandRequest') {
+      commands.server.receive(from, message);
+      return;
+    }
+    const problem = commands.forwarder.receive(from, message);
+    if (problem !== null) this.log.warn({ from, problem }, 'dropped a malformed outcome of a forwarded command');
   }
 
   private dialBack(id: string): void {

@@ -28,6 +28,8 @@ import { BlobFetcher } from '../replication/blobFetcher.js';
 import { BlobPusher } from '../replication/blobPusher.js';
 import { InternalHttpClient } from '../replication/internalHttp.js';
 import { ClusterNetwork } from './clusterNetwork.js';
+import { CommandForwarder } from './commandForwarder.js';
+import { CommandServer } from './commandServer.js';
 import { ClusterRuntime } from './clusterRuntime.js';
 import { Repository } from './repository.js';
 
@@ -73,6 +75,7 @@ export class ConclaveNode {
     private readonly options: StartOptions,
     private readonly network: ClusterNetwork,
     private readonly replication: BlobReplication,
+    private readonly commandServer: CommandServer,
   ) {}
 
   static async open(config: Config, log: Logger, options: StartOptions = {}): Promise<ConclaveNode> {
@@ -187,7 +190,27 @@ export class ConclaveNode {
       runtime.onSnapshotInstalled(() => {
         void fetcher.queueMissing().catch((err: unknown) => log.warn({ err }, 'the scan for blobs after a snapshot install failed'));
       });
-      const repository = new Repository(runtime, content, blobs, undefined, pusher);
+      // Writes a replica serves up to the proposal go to the master as commands over the transport; the master
+      // answers them with the outcome (src/node/forwardedCommands.ts).
+      const transport = network.transport;
+      const commandForwarder = new CommandForwarder(runtime, { send: (nodeId, message) => transport.send(nodeId, message) }, {
+        commandsMax: config.http.forwardCommandsMax,
+        answerTimeoutMs: config.cluster.writeTimeoutMs + config.http.forwardResponseMarginMs,
+      });
+      const commandServer = new CommandServer(
+        {
+          propose: (command) => liveRuntime.propose(command),
+          get appliedIndex() {
+            return liveRuntime.appliedIndex;
+          },
+          userByName: (name) => content.userByName(name),
+          send: (nodeId, message) => transport.send(nodeId, message),
+          now: () => new Date(),
+        },
+        log,
+      );
+      network.attachCommands(commandForwarder, commandServer);
+      const repository = new Repository(runtime, content, blobs, undefined, pusher, commandForwarder);
       if (repository.isBootstrapped && options.adminPassword !== undefined) {
         log.info('the repository exists; CONCLAVE_ADMIN_PASSWORD is used only at the first start and was ignored');
       }
@@ -204,7 +227,7 @@ export class ConclaveNode {
       network.attach(runtime);
       runtime.start(network);
       app = await buildApp(context, log);
-      node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication);
+      node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication, commandServer);
       // A change while the API was being built found no node to act on it.
       node.maybeBootstrapRepository();
       collector.start();
@@ -323,10 +346,13 @@ export class ConclaveNode {
       this.log.warn({ graceMs: this.config.http.shutdownGraceMs }, 'in-flight requests outlived the grace period; closing connections');
       this.app.server.closeAllConnections();
     }, this.config.http.shutdownGraceMs);
+    // Commands replicas forwarded are requests too: refused from now on, answered if under way.
+    const commandsAnswered = this.commandServer.close(this.config.http.shutdownGraceMs);
     try {
       await this.app.close();
     } finally {
       clearTimeout(grace);
+      await commandsAnswered;
       // Whatever failed above, the rest still stops: pending writes hear SHUTTING_DOWN, the database closes.
       await stopReplication(this.replication);
       this.runtime.close();

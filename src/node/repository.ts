@@ -10,6 +10,8 @@ import { ConclaveError } from '../errors/catalogue.js';
 import type { BlobStore } from '../storage/blobStore.js';
 import type { ContentTables, Page } from '../storage/contentTables.js';
 import type { ClusterRuntime, Committed } from './clusterRuntime.js';
+import type { CommandForwarder } from './commandForwarder.js';
+import { isForwardable, type WriteAuthority } from './forwardedCommands.js';
 
 /** Copies a stored upload to other nodes before its entry is proposed (replication/blobPusher.ts). */
 export interface BlobReplicas {
@@ -18,6 +20,16 @@ export interface BlobReplicas {
 }
 
 const noReplicas: BlobReplicas = { replicate: async () => undefined };
+
+/**
+ * Who asks for a write, and whether the request coordinator chose to forward it: a replica in CUD or ALL mode
+ * serves a JSON write itself up to the proposal and sends the command to the master (src/http/forwarding.ts).
+ */
+export interface WriteOrigin {
+  readonly authority: WriteAuthority;
+  /** False for a write this node must propose itself or refuse (X-Conclave-Direct, a master at admission). */
+  readonly mayForward: boolean;
+}
 
 /**
  * The repository as the HTTP layer sees it: reads straight from the content tables, writes as commands through
@@ -31,6 +43,7 @@ export class Repository {
     readonly blobs: BlobStore,
     private readonly now: () => Date = () => new Date(),
     private readonly blobReplicas: BlobReplicas = noReplicas,
+    private readonly forwarder: CommandForwarder | null = null,
   ) {}
 
   get appliedIndex(): number {
@@ -45,7 +58,16 @@ export class Repository {
     return this.now().toISOString();
   }
 
-  propose(command: Command): Promise<Committed> {
+  /**
+   * Proposes here on the master; on a replica, a write the coordinator let through goes to the master as a command
+   * over the cluster transport. Whether this node is the master is read now, not at admission: a replica that has
+   * become master meanwhile proposes itself, and one that has lost it forwards (or refuses, unless the write may be
+   * forwarded).
+   */
+  propose(command: Command, origin?: WriteOrigin): Promise<Committed> {
+    if (origin?.mayForward === true && this.forwarder !== null && isForwardable(command) && this.forwarder.masterIsElsewhere()) {
+      return this.forwarder.forward(command, origin.authority);
+    }
     return this.runtime.propose(command);
   }
 
@@ -80,24 +102,24 @@ export class Repository {
     return this.content.query(spec);
   }
 
-  put(path: string, nodeType: string, properties: JsonObject, pre: Preconditions, user: string): Promise<Committed> {
-    return this.propose({ type: 'put', path, newId: randomUUID(), nodeType, properties, ...pre, time: this.time(), user });
+  put(path: string, nodeType: string, properties: JsonObject, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
+    return this.propose({ type: 'put', path, newId: randomUUID(), nodeType, properties, ...pre, time: this.time(), user: origin.authority.user }, origin);
   }
 
-  patch(path: string, patch: JsonObject, pre: Preconditions, user: string): Promise<Committed> {
-    return this.propose({ type: 'patch', path, patch, ...pre, time: this.time(), user });
+  patch(path: string, patch: JsonObject, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
+    return this.propose({ type: 'patch', path, patch, ...pre, time: this.time(), user: origin.authority.user }, origin);
   }
 
-  delete(path: string, recursive: boolean, pre: Preconditions, user: string): Promise<Committed> {
-    return this.propose({ type: 'delete', path, recursive, ...pre, time: this.time(), user });
+  delete(path: string, recursive: boolean, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
+    return this.propose({ type: 'delete', path, recursive, ...pre, time: this.time(), user: origin.authority.user }, origin);
   }
 
-  move(from: string, to: string, before: string | null, pre: Preconditions, user: string): Promise<Committed> {
-    return this.propose({ type: 'move', from, to, before, ...pre, time: this.time(), user });
+  move(from: string, to: string, before: string | null, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
+    return this.propose({ type: 'move', from, to, before, ...pre, time: this.time(), user: origin.authority.user }, origin);
   }
 
-  reorder(path: string, order: string[], pre: Preconditions, user: string): Promise<Committed> {
-    return this.propose({ type: 'reorder', path, order, ...pre, time: this.time(), user });
+  reorder(path: string, order: string[], pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
+    return this.propose({ type: 'reorder', path, order, ...pre, time: this.time(), user: origin.authority.user }, origin);
   }
 
   /**
@@ -112,7 +134,7 @@ export class Repository {
     body: Readable,
     upload: { contentType: string; expectedSha256?: string; bytesMax: number },
     pre: Preconditions,
-    user: string,
+    origin: WriteOrigin,
   ): Promise<Committed> {
     // Refuse early, before reading a large body, when the node is missing or a precondition already fails;
     // apply() checks again against the state the entry meets.
@@ -126,19 +148,19 @@ export class Repository {
       binary: { sha256: stored.sha256, size: stored.size, contentType: upload.contentType },
       ...pre,
       time: this.time(),
-      user,
+      user: origin.authority.user,
     });
   }
 
-  deleteBinary(path: string, property: string, pre: Preconditions, user: string): Promise<Committed> {
-    return this.propose({ type: 'deleteBinary', path, property, ...pre, time: this.time(), user });
+  deleteBinary(path: string, property: string, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
+    return this.propose({ type: 'deleteBinary', path, property, ...pre, time: this.time(), user: origin.authority.user }, origin);
   }
 
-  putUser(name: string, change: { passwordHash?: string; roles?: Role[] }, createOnly: boolean): Promise<Committed> {
-    return this.propose({ type: 'putUser', name, ...change, createOnly, time: this.time() });
+  putUser(name: string, change: { passwordHash?: string; roles?: Role[] }, createOnly: boolean, origin: WriteOrigin): Promise<Committed> {
+    return this.propose({ type: 'putUser', name, ...change, createOnly, time: this.time() }, origin);
   }
 
-  deleteUser(name: string): Promise<Committed> {
-    return this.propose({ type: 'deleteUser', name, time: this.time() });
+  deleteUser(name: string, origin: WriteOrigin): Promise<Committed> {
+    return this.propose({ type: 'deleteUser', name, time: this.time() }, origin);
   }
 }

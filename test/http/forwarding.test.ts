@@ -23,6 +23,7 @@ const defaults: ForwardingOptions = {
   connectTimeoutMs: 2000,
   responseTimeoutMs: 5000,
   bodyIdleTimeoutMs: 5000,
+  commandBodyBytesMax: 16 * 1024,
 };
 
 function masterAt(port: number | null): NodeDescriptor {

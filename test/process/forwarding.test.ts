@@ -137,7 +137,7 @@ describe('request coordinator on 3 processes', () => {
     }
   });
 
-  test('the master authenticates a forwarded write with the client\'s credentials; login is answered locally', async () => {
+  test('a replica authenticates a write it forwards as a command with the client\'s credentials; login is answered locally', async () => {
     const replica = replicas[0]!;
     const wrong = await call(replica, 'PUT', '/api/v1/content/intruder', {
       body: { properties: {} },
@@ -155,6 +155,98 @@ describe('request coordinator on 3 processes', () => {
       headers: { authorization: `Bearer ${String(login.body['token'])}` },
     });
     assert.equal(withToken.status, 201, JSON.stringify(withToken.body));
+  });
+
+  test('a write forwarded as a command gets the answer the master gives: put, patch, move, reorder, delete, users, 412, 400', async () => {
+    const replica = replicas[0]!;
+    /**
+     * The same sequence of writes runs under /via-master (sent to the master) and /via-replica (sent to a replica):
+     * each pair of answers must match in status, headers and body, once what must differ is masked — the subtree's
+     * name, ids and times (the indexes differ too, but each must be present and the replica's must be readable).
+     */
+    const normalised = (answer: Answer, root: string, ids: Map<string, string>) => {
+      let text = JSON.stringify(answer.body).replaceAll(root.slice(1), '<root>');
+      for (const [id, alias] of ids) text = text.replaceAll(id, alias);
+      const body = JSON.parse(text, (key, value: unknown) => (key === 'createdAt' || key === 'modifiedAt' ? '<time>' : value)) as unknown;
+      let etag = answer.headers['etag'];
+      let location = answer.headers['location'];
+      for (const [id, alias] of ids) {
+        if (typeof etag === 'string') etag = etag.replaceAll(id, alias);
+      }
+      if (typeof location === 'string') location = location.replaceAll(root.slice(1), '<root>');
+      return {
+        status: answer.status,
+        etag,
+        location,
+        contentType: answer.headers['content-type'],
+        hasIndex: /^\d+$/.test(String(answer.headers['x-conclave-index'])),
+        body,
+      };
+    };
+    const run = async (node: string, root: string) => {
+      const ids = new Map<string, string>();
+      const remember = (answer: Answer) => {
+        if (typeof answer.body['id'] === 'string' && !ids.has(answer.body['id'])) ids.set(answer.body['id'], `<id${ids.size}>`);
+        return answer;
+      };
+      const answers: Answer[] = [];
+      const step = async (method: string, path: string, options: { body?: unknown; headers?: Record<string, string> } = {}) => {
+        const answer = remember(await call(node, method, path, options));
+        answers.push(answer);
+        return answer;
+      };
+      const created = await step('PUT', `/api/v1/content${root}`, { body: { type: 'folder', properties: { title: 'T', n: 1.5, list: [1, null, 'x'] } } });
+      await step('PUT', `/api/v1/content${root}/a`, { body: { properties: { k: 'a' } }, headers: { 'if-none-match': '*' } });
+      await step('PUT', `/api/v1/content${root}/b`, { body: { properties: { k: 'b' } } });
+      await step('PUT', `/api/v1/content${root}`, { body: { properties: { replaced: true } }, headers: { 'if-match': String(created.headers['etag']) } });
+      // Precondition failures: the tag is stale now, and the node exists.
+      await step('PATCH', `/api/v1/content${root}`, { body: { nope: 1 }, headers: { 'if-match': String(created.headers['etag']) } });
+      await step('PUT', `/api/v1/content${root}/a`, { body: { properties: {} }, headers: { 'if-none-match': '*' } });
+      await step('PATCH', `/api/v1/content${root}/a`, { body: { k: null, added: { deep: [true] } } });
+      await step('POST', '/api/v1/move', { body: { from: `${root}/a`, to: `${root}/c` } });
+      await step('POST', '/api/v1/reorder', { body: { path: root, order: ['c', 'b'] } });
+      await step('POST', '/api/v1/reorder', { body: { path: root, order: ['c'] } });
+      // Validation errors, found before any proposal; nothing is stored.
+      await step('PUT', `/api/v1/content${root}/bad`, { body: { properties: [] } });
+      await step('PUT', `/api/v1/content${root}/bad`, { body: { properties: {}, extra: 1 } });
+      await step('PUT', `/api/v1/content${root}/bad`, { body: { type: '9', properties: {} } });
+      await step('POST', '/api/v1/move', { body: { from: `${root}/c`, to: 'relative' } });
+      await step('PATCH', `/api/v1/content${root}/c`, { body: '[1]' });
+      // State errors, found when the entry is applied on the master.
+      await step('PUT', `/api/v1/content${root}/missing/child`, { body: { properties: {} } });
+      await step('DELETE', `/api/v1/content${root}`);
+      await step('POST', '/api/v1/move', { body: { from: root, to: `${root}/c/inside` } });
+      await step('DELETE', `/api/v1/binaries${root}/c?property=none`);
+      await step('DELETE', `/api/v1/content${root}/b`, { headers: { 'if-match': '"stale:1"' } });
+      await step('DELETE', `/api/v1/content${root}/b`);
+      const user = `user${root.replaceAll('/', '-')}`;
+      await step('PUT', `/api/v1/users/${user}`, { body: { password: 'a-long-password', roles: ['reader'] } });
+      await step('PUT', `/api/v1/users/${user}`, { body: { roles: ['editor'] } });
+      await step('PUT', `/api/v1/users/${user}`, { body: { roles: ['editor'] }, headers: { 'if-none-match': '*' } });
+      await step('PUT', `/api/v1/users/${user}`, { body: { roles: ['root'] } });
+      await step('DELETE', `/api/v1/users/${user}`);
+      await step('DELETE', `/api/v1/users/${user}`);
+      assert.ok(node !== master || answers.every((a) => a.headers['x-conclave-forwarded-from'] === undefined));
+      assert.ok(node === master || answers.every((a) => a.headers['x-conclave-forwarded-from'] === node), 'every answer says it was forwarded');
+      return answers.map((answer) => normalised(answer, root, ids));
+    };
+    const viaMaster = await run(master, '/via-master');
+    const viaReplica = await run(replica, '/via-replica');
+    assert.equal(viaReplica.length, viaMaster.length);
+    for (let i = 0; i < viaMaster.length; i++) assert.deepEqual(viaReplica[i], viaMaster[i], `step ${i}: ${JSON.stringify(viaReplica.map((a) => [a.status, a.body]))}`);
+    // The sequence did meet each kind of answer.
+    const statuses = new Set(viaMaster.map((a) => a.status));
+    for (const status of [200, 201, 400, 404, 409, 412]) assert.ok(statuses.has(status), `a ${status} among ${[...statuses].join(', ')}`);
+    // Nothing of the refused writes was stored, on any node; what was accepted is there.
+    const end = String(viaReplica.length > 0 ? (await call(master, 'GET', '/api/v1/content/via-replica')).headers['x-conclave-index'] : '0');
+    for (const root of ['/via-master', '/via-replica']) {
+      for (const answer of await readEverywhere(`${root}/bad`, end)) assert.equal(answer.status, 404);
+      for (const [name] of cluster.nodes) {
+        const listing = await call(name, 'GET', `/api/v1/content${root}?children=true`, { headers: { 'x-conclave-min-index': end } });
+        assert.deepEqual((listing.body['children'] as { items: { name: string }[] }).items.map((c) => c.name), ['c'], `${name}: ${root}`);
+        assert.deepEqual(listing.body['properties'], { replaced: true });
+      }
+    }
   });
 
   test('a 50 MB binary uploaded through a replica streams to the master and reads back byte-identical', async () => {

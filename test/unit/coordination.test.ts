@@ -69,3 +69,16 @@ test('httpUrlOf dials the published HTTP address, or the transport host when the
   assert.equal(httpUrlOf({ address: '[::]:7500', httpAddress: '[::]:7400' }), null);
   assert.equal(httpUrlOf({ address: '10.0.0.5:7500' }), null);
 });
+
+test('a write whose route builds one command is served here up to the proposal in CUD and ALL; the rest is unchanged', () => {
+  for (const mode of ['CUD', 'ALL'] as const) {
+    assert.equal(decide({ mode, sendsCommand: true }), 'command', mode);
+    assert.equal(decide({ mode, sendsCommand: true, method: 'DELETE' }), 'command', mode);
+    assert.equal(decide({ mode, sendsCommand: false }), 'forward', mode);
+  }
+  assert.equal(decide({ mode: 'DISABLED', sendsCommand: true }), 'redirect');
+  assert.equal(decide({ sendsCommand: true, answerHere: true }), 'refuse');
+  assert.equal(decide({ sendsCommand: true, master: 'none' }), 'refuse');
+  assert.equal(decide({ sendsCommand: true, master: 'self' }), 'local');
+  assert.equal(decide({ sendsCommand: true, method: 'GET' }), 'local');
+});

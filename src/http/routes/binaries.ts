@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parseBinaryProperty } from '../../content/validate.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 import { contentPathOf, sendCommitted } from './content.js';
+import { writeOriginOf } from '../forwarding.js';
 import { header, parsePreconditions, parseTags } from '../representation.js';
 
 type BinaryRequest = FastifyRequest<{ Params: { '*'?: string }; Querystring: Record<string, string | string[]> }>;
@@ -91,7 +92,8 @@ export async function binaryRoutes(app: FastifyInstance): Promise<void> {
         bytesMax: config.content.binaryBytesMax,
       },
       pre,
-      request.principal.name,
+      // Never forwarded as a command: the upload itself is forwarded to the master as an HTTP request.
+      writeOriginOf(request, 'write'),
     );
     return sendCommitted(reply, committed);
   });
@@ -135,10 +137,10 @@ export async function binaryRoutes(app: FastifyInstance): Promise<void> {
   app.get('/api/v1/binaries/*', { config: { permission: 'read' }, exposeHeadRoute: false }, getBinary);
   app.head('/api/v1/binaries/*', { config: { permission: 'read' } }, getBinary);
 
-  app.delete('/api/v1/binaries/*', { config: { permission: 'write' } }, async (request: BinaryRequest, reply) => {
+  app.delete('/api/v1/binaries/*', { config: { permission: 'write', forwardsCommand: true } }, async (request: BinaryRequest, reply) => {
     const path = contentPathOf(request);
     const property = propertyOf(request);
-    const committed = await repository.deleteBinary(path, property, parsePreconditions(request.headers), request.principal.name);
+    const committed = await repository.deleteBinary(path, property, parsePreconditions(request.headers), writeOriginOf(request, 'write'));
     return sendCommitted(reply, committed);
   });
 }

@@ -8,6 +8,7 @@ import { isPlainObject } from '../../content/mergePatch.js';
 import { defaultNodeType } from '../../content/model.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 import type { Committed } from '../../node/clusterRuntime.js';
+import { writeOriginOf } from '../forwarding.js';
 import { header, isTrue, nodeJson, parsePreconditions, parseTags } from '../representation.js';
 
 type WildcardRequest = FastifyRequest<{ Params: { '*'?: string }; Querystring: Record<string, string | string[]> }>;
@@ -55,7 +56,8 @@ function only(body: Record<string, unknown>, allowed: readonly string[]): void {
 export async function contentRoutes(app: FastifyInstance): Promise<void> {
   const { repository, config } = app.conclave;
   const read = { config: { permission: 'read' as const } };
-  const write = { config: { permission: 'write' as const } };
+  // Every write here is one command: a replica forwards the command, not the request (src/http/forwarding.ts).
+  const write = { config: { permission: 'write' as const, forwardsCommand: true as const } };
 
   // application/merge-patch+json is JSON too (RFC 7396).
   app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, (_request, body, done) => {
@@ -103,7 +105,7 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
     only(body, ['type', 'properties']);
     const nodeType = body['type'] === undefined ? (path === '/' ? 'root' : defaultNodeType) : parseNodeType(body['type']);
     const properties = parseProperties(body['properties'] ?? {});
-    const committed = await repository.put(path, nodeType, properties, parsePreconditions(request.headers), request.principal.name);
+    const committed = await repository.put(path, nodeType, properties, parsePreconditions(request.headers), writeOriginOf(request, 'write'));
     if (committed.result.created === true) reply.header('Location', `/api/v1/content${encodePath(path)}`);
     return sendCommitted(reply, committed, committed.result.created === true ? 201 : 200);
   };
@@ -113,7 +115,7 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
   const patchNode = async (request: WildcardRequest, reply: FastifyReply) => {
     const path = contentPathOf(request);
     const patch = parseProperties(request.body, 'body');
-    const committed = await repository.patch(path, patch, parsePreconditions(request.headers), request.principal.name);
+    const committed = await repository.patch(path, patch, parsePreconditions(request.headers), writeOriginOf(request, 'write'));
     return sendCommitted(reply, committed);
   };
   app.patch('/api/v1/content', write, patchNode);
@@ -122,7 +124,7 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
   app.delete('/api/v1/content/*', write, async (request: WildcardRequest, reply) => {
     const path = contentPathOf(request);
     const recursive = isTrue(request.query['recursive'], 'recursive');
-    const committed = await repository.delete(path, recursive, parsePreconditions(request.headers), request.principal.name);
+    const committed = await repository.delete(path, recursive, parsePreconditions(request.headers), writeOriginOf(request, 'write'));
     reply.header('X-Conclave-Index', committed.index);
     return { path, deletedCount: committed.result.deletedCount };
   });
@@ -139,7 +141,7 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
     if (to === from && before === null) {
       throw new ConclaveError('INVALID_REQUEST', 'Name a new path in "to", a sibling in "before", or both.');
     }
-    const committed = await repository.move(from, to, before, parsePreconditions(request.headers), request.principal.name);
+    const committed = await repository.move(from, to, before, parsePreconditions(request.headers), writeOriginOf(request, 'write'));
     return sendCommitted(reply, committed);
   });
 
@@ -150,7 +152,7 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
     const order = body['order'];
     if (!Array.isArray(order)) throw new ConclaveError('INVALID_REQUEST', '"order" must be an array of child names.');
     const names = order.map((name, i) => parseChildName(name, `order[${i}]`));
-    const committed = await repository.reorder(path, names, parsePreconditions(request.headers), request.principal.name);
+    const committed = await repository.reorder(path, names, parsePreconditions(request.headers), writeOriginOf(request, 'write'));
     return sendCommitted(reply, committed);
   });
 

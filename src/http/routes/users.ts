@@ -5,6 +5,7 @@ import { hashPassword, passwordLengthMax, passwordLengthMin } from '../../auth/p
 import { isPlainObject } from '../../content/mergePatch.js';
 import { parseRoles, parseUserName } from '../../content/validate.js';
 import { ConclaveError } from '../../errors/catalogue.js';
+import { writeOriginOf } from '../forwarding.js';
 import { header } from '../representation.js';
 
 type NameRequest = FastifyRequest<{ Params: { name: string } }>;
@@ -45,7 +46,7 @@ export async function userRoutes(app: FastifyInstance): Promise<void> {
     return publicUser(user);
   });
 
-  app.put('/api/v1/users/:name', { config: { permission: 'read' } }, async (request: NameRequest, reply) => {
+  app.put('/api/v1/users/:name', { config: { permission: 'read', forwardsCommand: true } }, async (request: NameRequest, reply) => {
     requireUser(request);
     const name = parseUserName(request.params.name);
     const body = request.body;
@@ -70,13 +71,13 @@ export async function userRoutes(app: FastifyInstance): Promise<void> {
       throw new ConclaveError('INVALID_REQUEST', 'Send a new "password", new "roles", or both.');
     }
     const createOnly = header(request.headers, 'if-none-match')?.trim() === '*';
-    const committed = await repository.putUser(name, change, createOnly);
+    const committed = await repository.putUser(name, change, createOnly, writeOriginOf(request, isAdmin ? 'admin' : 'ownPassword'));
     reply.header('X-Conclave-Index', committed.index);
     return reply.status(committed.result.created === true ? 201 : 200).send(committed.result.user);
   });
 
-  app.delete('/api/v1/users/:name', { config: { permission: 'admin' } }, async (request: NameRequest, reply) => {
-    const committed = await repository.deleteUser(parseUserName(request.params.name));
+  app.delete('/api/v1/users/:name', { config: { permission: 'admin', forwardsCommand: true } }, async (request: NameRequest, reply) => {
+    const committed = await repository.deleteUser(parseUserName(request.params.name), writeOriginOf(request, 'admin'));
     reply.header('X-Conclave-Index', committed.index);
     return committed.result.user;
   });

@@ -1,0 +1,170 @@
+import type { ApplyResult } from '../content/apply.js';
+import type { Command, Preconditions } from '../content/commands.js';
+import { parsePath } from '../content/paths.js';
+import { parseBinaryProperty, parseChildName, parseNodeType, parseProperties, parseRoles, parseUserName } from '../content/validate.js';
+import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
+
+/**
+ * Writes a replica forwards to the master as commands over the cluster transport ("forward the command, not the
+ * request", as an etcd follower forwards a proposal). The replica authenticates, validates and builds the command;
+ * the master checks it again, proposes it and answers with the outcome. These messages travel beside the
+ * coordination messages but never reach the pure core: src/node/clusterNetwork.ts hands them to the command
+ * forwarder (replica side) and the command server (master side).
+ *
+ *   commandRequest  replica → master: a correlation id, the command, and the authority it was accepted under
+ *   commandOutcome  master → replica: the same id, then the entry's index and ApplyResult, or a catalogue error
+ *
+ * Connections are one-way (src/transport/transport.ts): the request goes on the replica's connection to the
+ * master, the outcome on the master's connection to the replica.
+ */
+
+/** What let the replica accept the write; the master checks it against its own user table at proposal time. */
+export interface WriteAuthority {
+  /** The authenticated user. */
+  readonly user: string;
+  /** write: content commands; admin: user commands; ownPassword: a user changing only its own password. */
+  readonly needs: 'write' | 'admin' | 'ownPassword';
+}
+
+export interface CommandRequest {
+  readonly type: 'commandRequest';
+  /** Unique per sending process (a random prefix and a counter): an answer can never match a request of a restarted node. */
+  readonly id: string;
+  readonly command: ForwardableCommand;
+  readonly authority: WriteAuthority;
+}
+
+export interface ForwardedError {
+  readonly code: string;
+  readonly message: string;
+  readonly details: Record<string, unknown>;
+}
+
+export type CommandOutcome =
+  | { readonly type: 'commandOutcome'; readonly id: string; readonly appliedIndex: number; readonly ok: true; readonly index: number; readonly result: ApplyResult }
+  | { readonly type: 'commandOutcome'; readonly id: string; readonly appliedIndex: number; readonly ok: false; readonly error: ForwardedError };
+
+export type ForwardedMessage = CommandRequest | CommandOutcome;
+
+/**
+ * Commands a client may have a replica forward. Never bootstrap (once in a repository's life, by the first master
+ * itself) and never setBinary: an upload's entry may only be proposed once its blob is held by a quorum, which the
+ * node that stored the upload ensures before proposing — binary uploads keep the HTTP forward to the master.
+ */
+export type ForwardableCommand = Exclude<Command, { type: 'bootstrap' } | { type: 'setBinary' }>;
+
+const contentCommandTypes = new Set(['put', 'patch', 'delete', 'move', 'reorder', 'deleteBinary']);
+const userCommandTypes = new Set(['putUser', 'deleteUser']);
+
+export function isForwardable(command: Command): command is ForwardableCommand {
+  return contentCommandTypes.has(command.type) || userCommandTypes.has(command.type);
+}
+
+export function isForwardedMessageType(type: unknown): type is ForwardedMessage['type'] {
+  return type === 'commandRequest' || type === 'commandOutcome';
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isCount = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isText = (v: unknown, max: number) => typeof v === 'string' && v.length > 0 && v.length <= max;
+const isId = (v: unknown) => isText(v, 128);
+
+/** Why a commandOutcome is malformed, or null. A malformed one is dropped: its request then times out as unknown. */
+export function outcomeProblem(m: Record<string, unknown>): string | null {
+  if (!isId(m['id']) || !isCount(m['appliedIndex'])) return 'malformed id or index';
+  if (m['ok'] === true) return isCount(m['index']) && isRecord(m['result']) ? null : 'a malformed result';
+  if (m['ok'] !== false) return 'neither ok nor refused';
+  const error = m['error'];
+  if (!isRecord(error) || !isText(error['code'], 64) || typeof error['message'] !== 'string' || !isRecord(error['details'])) return 'a malformed error';
+  return null;
+}
+
+/** The envelope of a commandRequest: without an id there is nobody to answer, so such a message is dropped. */
+export function requestEnvelopeProblem(m: Record<string, unknown>): string | null {
+  return isId(m['id']) ? null : 'no correlation id';
+}
+
+/**
+ * Checks a forwarded command and its authority as the master would check an HTTP request, and returns the command
+ * to propose. Input errors (a path, a type, properties, a name) throw the same catalogue errors the routes throw, so
+ * a replica of another version gets the master's verdict; a command of a kind a client may not forward, or of the
+ * wrong shape, throws INTERNAL: it is a bug or a version mismatch, never the client's doing. apply() trusts what
+ * the routes validated, so nothing unchecked must reach the journal: a bad entry would fail on every node.
+ */
+export function checkForwardedCommand(raw: unknown, authority: unknown): { command: ForwardableCommand; authority: WriteAuthority } {
+  const malformed = (why: string) =>
+    new ConclaveError('INTERNAL', `The master refused a malformed forwarded command (${why}); the nodes may run incompatible versions.`);
+  if (!isRecord(authority) || !isText(authority['user'], 256) || !['write', 'admin', 'ownPassword'].includes(authority['needs'] as string)) {
+    throw malformed('authority');
+  }
+  const by = authority as unknown as WriteAuthority;
+  if (!isRecord(raw) || typeof raw['type'] !== 'string') throw malformed('no command');
+  const c = raw;
+  const type = c['type'] as string;
+  const time = c['time'];
+  if (typeof time !== 'string' || Number.isNaN(Date.parse(time))) throw malformed('time');
+  if (contentCommandTypes.has(type)) {
+    if (by.needs !== 'write' || c['user'] !== by.user) throw malformed('a content command under another authority');
+    checkPreconditionsShape(c, malformed);
+  } else if (userCommandTypes.has(type)) {
+    if (by.needs === 'write') throw malformed('a user command under write authority');
+    parseUserName(c['name']);
+    if (by.needs === 'ownPassword' && (type !== 'putUser' || c['name'] !== by.user || c['roles'] !== undefined)) throw malformed('more than an own password change');
+  } else {
+    throw malformed(`the command type ${JSON.stringify(type).slice(0, 40)} is not one a client may forward`);
+  }
+  switch (type) {
+    case 'put':
+      parsePath(c['path']);
+      if (!isText(c['newId'], 128)) throw malformed('newId');
+      parseNodeType(c['nodeType']);
+      parseProperties(c['properties']);
+      break;
+    case 'patch':
+      parsePath(c['path']);
+      parseProperties(c['patch'], 'body');
+      break;
+    case 'delete':
+      parsePath(c['path']);
+      if (typeof c['recursive'] !== 'boolean') throw malformed('recursive');
+      break;
+    case 'move':
+      parsePath(c['from'], 'from');
+      parsePath(c['to'], 'to');
+      if (c['before'] !== null) parseChildName(c['before'], 'before');
+      break;
+    case 'reorder': {
+      parsePath(c['path']);
+      const order = c['order'];
+      if (!Array.isArray(order)) throw malformed('order');
+      order.forEach((name, i) => parseChildName(name, `order[${i}]`));
+      break;
+    }
+    case 'deleteBinary':
+      parsePath(c['path']);
+      parseBinaryProperty(c['property']);
+      break;
+    case 'putUser':
+      if (c['roles'] !== undefined) parseRoles(c['roles']);
+      if (c['passwordHash'] !== undefined && !isText(c['passwordHash'], 1024)) throw malformed('passwordHash');
+      if (c['roles'] === undefined && c['passwordHash'] === undefined) throw malformed('a user change that changes nothing');
+      if (typeof c['createOnly'] !== 'boolean') throw malformed('createOnly');
+      break;
+    case 'deleteUser':
+      break;
+  }
+  return { command: c as unknown as ForwardableCommand, authority: by };
+}
+
+function checkPreconditionsShape(c: Record<string, unknown>, malformed: (why: string) => ConclaveError): void {
+  const pre = c as Preconditions & Record<string, unknown>;
+  const ifMatch = pre['ifMatch'];
+  if (ifMatch !== undefined && ifMatch !== '*' && !(Array.isArray(ifMatch) && ifMatch.every((t) => typeof t === 'string'))) throw malformed('ifMatch');
+  if (pre['ifNoneMatch'] !== undefined && pre['ifNoneMatch'] !== '*') throw malformed('ifNoneMatch');
+}
+
+/** The outcome message for an error: a catalogue error as it is; anything else as INTERNAL (the log has it). */
+export function forwardedErrorOf(err: unknown): ForwardedError {
+  if (isConclaveError(err)) return { code: err.code, message: err.message, details: { ...err.details } };
+  return { code: 'INTERNAL', message: 'An unexpected server error; the log has the details.', details: {} };
+}
