@@ -30,6 +30,11 @@ export class Authenticator {
   private readonly verified = new Map<string, { user: string; passwordHash: string }>();
   private readonly knownUsers = new Map<string, { user: User; principal: Principal }>();
   private knownUsersVersion = -1;
+  /**
+   * The last Basic credentials that opened the cache on each connection, with their cache key: held only while the
+   * connection lives (the request that carried them held them as long), and still checked against the cache.
+   */
+  private readonly lastBasicOf = new WeakMap<object, { value: string; cacheKey: string }>();
 
   constructor(
     private readonly users: UserSource,
@@ -39,12 +44,17 @@ export class Authenticator {
 
   private passwordChecksInFlight = 0;
 
-  async authenticate(authorization: string | undefined): Promise<Principal | undefined> {
+  /**
+   * The principal an Authorization header names (undefined: none given). `connection` is what the request came on
+   * (its socket): a client that sends the same Basic credentials on every request of a keep-alive connection has
+   * them hashed once per connection, not once per request.
+   */
+  async authenticate(authorization: string | undefined, connection?: object): Promise<Principal | undefined> {
     if (authorization === undefined || authorization === '') return undefined;
     const space = authorization.indexOf(' ');
     const scheme = authorization.slice(0, space).toLowerCase();
     const value = authorization.slice(space + 1).trim();
-    if (scheme === 'basic') return this.basic(value);
+    if (scheme === 'basic') return this.basic(value, connection);
     if (scheme === 'bearer') return this.bearer(value);
     throw new ConclaveError('AUTH_INVALID', 'The Authorization scheme must be Basic or Bearer.');
   }
@@ -68,14 +78,18 @@ export class Authenticator {
     return entry;
   }
 
-  private async basic(value: string): Promise<Principal> {
-    const cacheKey = hash('sha256', value, 'base64url');
+  private async basic(value: string, connection: object | undefined): Promise<Principal> {
+    const last = connection === undefined ? undefined : this.lastBasicOf.get(connection);
+    const cacheKey = last !== undefined && last.value === value ? last.cacheKey : hash('sha256', value, 'base64url');
     const cached = this.verified.get(cacheKey);
     if (cached !== undefined) {
       const known = this.known(cached.user);
       // Tied to the stored hash (random salt), not the version: a user deleted and created again restarts at
       // version 1, and the old password must not open the new account.
-      if (known !== undefined && known.user.passwordHash === cached.passwordHash) return known.principal;
+      if (known !== undefined && known.user.passwordHash === cached.passwordHash) {
+        if (connection !== undefined && last?.cacheKey !== cacheKey) this.lastBasicOf.set(connection, { value, cacheKey });
+        return known.principal;
+      }
       this.verified.delete(cacheKey);
     }
     const decoded = Buffer.from(value, 'base64').toString('utf8');

@@ -89,7 +89,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
         throw new ConclaveError('CLUSTER_NO_MASTER', 'No master is elected; cluster.noMasterBlock is "all", so reads are refused too. Retry shortly.');
       }
     }
-    const principal = await context.authenticator.authenticate(request.headers.authorization);
+    const principal = await context.authenticator.authenticate(request.headers.authorization, request.raw.socket);
     if (principal === undefined) {
       if (permission === 'read' && context.config.auth.anonymousRead) return admit(request);
       throw new ConclaveError('AUTH_REQUIRED', 'Log in: send HTTP Basic credentials or a Bearer token from POST /api/v1/auth/login.');
