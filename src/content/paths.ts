@@ -4,10 +4,25 @@ import { nameBytesMax, pathBytesMax, pathDepthMax } from './limits.js';
 
 export const rootPath = '/';
 
-const encoder = new TextEncoder();
-
+/**
+ * Bytes of the text in UTF-8, as TextEncoder writes it (a lone surrogate as the 3 bytes of U+FFFD). Counted, not
+ * encoded: every read checks its path segment by segment, and an encoding allocated each time showed in profiles.
+ */
 export function utf8Bytes(text: string): number {
-  return encoder.encode(text).length;
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) continue;
+    if (unit < 0x800) {
+      bytes += 1;
+    } else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 2; // a surrogate pair: 4 bytes for 2 units
+      i++;
+    } else {
+      bytes += 2;
+    }
+  }
+  return bytes;
 }
 
 // eslint-disable-next-line no-control-regex

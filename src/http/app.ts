@@ -8,6 +8,7 @@ import { registerErrorHandling } from './errors.js';
 import { RequestForwarder } from './forwarding.js';
 import { MinIndexGate } from './minIndex.js';
 import { ReadConsistencyGate } from './readConsistency.js';
+import { LazyRequestLogger } from './requestLogger.js';
 import { authRoutes } from './routes/auth.js';
 import { binaryRoutes } from './routes/binaries.js';
 import { clusterRoutes } from './routes/cluster.js';
@@ -27,6 +28,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     loggerInstance: log as FastifyBaseLogger,
     // Per-request log lines would cost more than a write; failures are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: (logger, bindings, options) => new LazyRequestLogger(logger, bindings, options),
     bodyLimit: context.config.http.bodyBytesMax,
     // Content paths are long; the default of 100 characters would cut them.
     routerOptions: { maxParamLength: 8192, ignoreDuplicateSlashes: false },
@@ -90,7 +92,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
         throw new ConclaveError('CLUSTER_NO_MASTER', 'No master is elected; cluster.noMasterBlock is "all", so reads are refused too. Retry shortly.');
       }
     }
-    const principal = await context.authenticator.authenticate(request.headers.authorization);
+    const principal = await context.authenticator.authenticate(request.headers.authorization, request.raw.socket);
     if (principal === undefined) {
       if (permission === 'read' && context.config.auth.anonymousRead) return admit(request);
       throw new ConclaveError('AUTH_REQUIRED', 'Log in: send HTTP Basic credentials or a Bearer token from POST /api/v1/auth/login.');

@@ -262,6 +262,8 @@ export class RequestForwarder {
    * request was answered here (forwarded, redirected) and false when this node serves it; refusals are thrown.
    */
   async coordinate(request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
+    // Outside ALL mode a read is served here whoever the master is (coordinationOf): decided without looking it up.
+    if (this.options.mode !== 'ALL' && !isWriteMethod(request.method)) return false;
     const master = this.master();
     const decision = coordinationOf({
       mode: this.options.mode,

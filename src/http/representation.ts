@@ -1,6 +1,7 @@
 import type { Preconditions } from '../content/commands.js';
 import { etagOf, type ContentNode } from '../content/model.js';
 import { ConclaveError } from '../errors/catalogue.js';
+import type { StoredNode } from '../storage/contentTables.js';
 
 /** The JSON form of a node. The position among siblings is internal; the order of a listing shows it. */
 export function nodeJson(node: ContentNode) {
@@ -19,6 +20,19 @@ export function nodeJson(node: ContentNode) {
     modifiedAt: node.modifiedAt,
     modifiedBy: node.modifiedBy,
   };
+}
+
+/**
+ * The JSON text of a stored node: the very bytes JSON.stringify(nodeJson(node)) gives for it (same fields, same
+ * order), with the stored text of the properties and binaries copied in instead of parsed and serialised again.
+ */
+export function storedNodeJson(node: StoredNode): string {
+  const text = JSON.stringify;
+  return (
+    `{"id":${text(node.id)},"path":${text(node.path)},"name":${text(node.name)},"parentId":${text(node.parentId)},"type":${text(node.type)},` +
+    `"properties":${node.propertiesJson},"binaries":${node.binariesJson},"version":${text(node.version)},"etag":${text(etagOf(node))},` +
+    `"createdAt":${text(node.createdAt)},"createdBy":${text(node.createdBy)},"modifiedAt":${text(node.modifiedAt)},"modifiedBy":${text(node.modifiedBy)}}`
+  );
 }
 
 const entityTag = /\s*(W\/)?("[^"]*")\s*(,|$)/y;

@@ -179,6 +179,9 @@ export class ClusterRuntime {
   private appliedUnacknowledged: AppliedProposal[] = [];
   private readonly readBatches = new Map<string, ReadIndexBatch>();
   private openReadBatch: ReadIndexBatch | null = null;
+  private readBatchScheduled = false;
+  /** The confirmation last asked for, while unanswered: the next batch waits for it (see readIndex). */
+  private readInFlight: { readonly batch: ReadIndexBatch; readonly master: string | null; readonly sentAtMs: number } | null = null;
   private readIndexWaiters = 0;
   private readBatchSeq = 0;
   /** Ticks follow the monotonic clock (see syncClock): the start, and how many were delivered. */
@@ -252,6 +255,7 @@ export class ClusterRuntime {
       if (ready.snapshot !== undefined) {
         // The file is attached (prepareSnapshotInstall): the state machine becomes the snapshot's, the journal goes.
         replaceStateMachine(this.db, ready.snapshot.index);
+        this.content.usersReplaced();
         this.journal.install(ready.snapshot);
         appliedIndex = ready.snapshot.index;
       }
@@ -279,6 +283,8 @@ export class ClusterRuntime {
     this.ticker = setInterval(() => {
       this.syncClock();
       this.drain();
+      // A batch held back by a confirmation that has taken a tick goes now (see readIndex).
+      this.scheduleReadBatch();
     }, this.options.tickMs);
     this.drain();
   }
@@ -351,8 +357,12 @@ export class ClusterRuntime {
   }
 
   /**
-   * An index a linearizable read must wait for, confirmed by the master with a quorum round. Reads that arrive in
-   * one event-loop turn share one confirmation.
+   * An index a linearizable read must wait for, confirmed by the master with a quorum round. Reads share
+   * confirmations: those that arrive while one is under way wait for its answer and then go together, so that under
+   * load a node asks once per round trip (each confirmation costs the master a round of messages to every member)
+   * instead of once per event-loop turn. A confirmation unanswered for a tick, or asked of a master that is no longer
+   * the master, no longer holds the next one back: a lost message costs a tick or two, not the read timeout. A read
+   * never joins a confirmation asked before it arrived.
    */
   readIndex(): Promise<number> {
     if (this.closed) return Promise.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry the read on another node.'));
@@ -365,12 +375,22 @@ export class ClusterRuntime {
     }
     this.readIndexWaiters++;
     return new Promise<number>((resolve, reject) => {
-      if (this.openReadBatch === null) {
-        const batch: ReadIndexBatch = { waiters: [], timer: null };
-        this.openReadBatch = batch;
-        setImmediate(() => this.sendReadBatch(batch));
-      }
+      this.openReadBatch ??= { waiters: [], timer: null };
       this.openReadBatch.waiters.push({ resolve, reject });
+      this.scheduleReadBatch();
+    });
+  }
+
+  /** Sends the open batch after this turn's I/O (every read of the turn joins it), unless one in flight holds it back. */
+  private scheduleReadBatch(): void {
+    if (this.openReadBatch === null || this.readBatchScheduled || this.closed) return;
+    const inFlight = this.readInFlight;
+    if (inFlight !== null && performance.now() - inFlight.sentAtMs < this.options.tickMs && inFlight.master === this.coordinator.softState().master) return;
+    this.readBatchScheduled = true;
+    setImmediate(() => {
+      this.readBatchScheduled = false;
+      const batch = this.openReadBatch;
+      if (batch !== null) this.sendReadBatch(batch);
     });
   }
 
@@ -385,12 +405,17 @@ export class ClusterRuntime {
       }
     }, this.options.readIndexTimeoutMs);
     this.syncClock();
+    this.readInFlight = { batch, master: this.coordinator.softState().master, sentAtMs: performance.now() };
     this.coordinator.readIndex(id);
     this.drain();
   }
 
   private settleReadBatch(batch: ReadIndexBatch, outcome: number | ConclaveError): void {
     if (batch.timer !== null) clearTimeout(batch.timer);
+    if (this.readInFlight?.batch === batch) {
+      this.readInFlight = null;
+      this.scheduleReadBatch();
+    }
     this.readIndexWaiters -= batch.waiters.length;
     for (const waiter of batch.waiters) {
       if (typeof outcome === 'number') waiter.resolve(outcome);
@@ -402,6 +427,7 @@ export class ClusterRuntime {
     const batches = [...this.readBatches.values(), ...(this.openReadBatch !== null ? [this.openReadBatch] : [])];
     this.readBatches.clear();
     this.openReadBatch = null;
+    this.readInFlight = null;
     for (const batch of batches) this.settleReadBatch(batch, error);
   }
 

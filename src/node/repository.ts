@@ -8,7 +8,7 @@ import { rootPath } from '../content/paths.js';
 import type { QueryCursor, QuerySpec } from '../content/query.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import type { BlobStore } from '../storage/blobStore.js';
-import type { ContentTables, Page } from '../storage/contentTables.js';
+import type { ContentTables, Page, StoredNode } from '../storage/contentTables.js';
 import type { ClusterRuntime, Committed } from './clusterRuntime.js';
 import type { CommandForwarder } from './commandForwarder.js';
 import { isForwardable, type WriteAuthority } from './forwardedCommands.js';
@@ -84,6 +84,13 @@ export class Repository {
 
   node(path: string): ContentNode {
     const node = this.content.nodeByPath(path);
+    if (node === undefined) throw new ConclaveError('NODE_NOT_FOUND', `No node exists at ${path}.`, { path });
+    return node;
+  }
+
+  /** The node at `path` with its properties as stored (JSON text): what a read sends. */
+  storedNode(path: string): StoredNode {
+    const node = this.content.storedNodeByPath(path);
     if (node === undefined) throw new ConclaveError('NODE_NOT_FOUND', `No node exists at ${path}.`, { path });
     return node;
   }

@@ -60,6 +60,38 @@ function toParams(node: ContentNode) {
   };
 }
 
+/**
+ * A node as a read sends it: the properties and binaries as the JSON text they are stored as. That text is
+ * JSON.stringify's (toParams), so it is what serialising them again would give, byte for byte: a read need not
+ * parse and serialise 1 KB of properties only to send the same bytes.
+ */
+export interface StoredNode extends Omit<ContentNode, 'properties' | 'binaries'> {
+  readonly propertiesJson: string;
+  readonly binariesJson: string;
+}
+
+/** The columns of a node, in the order storedNodeOf reads them. */
+const storedNodeColumns = 'id, path, name, parent_id, position, type, properties, binaries, version, created_at, created_by, modified_at, modified_by';
+type StoredNodeRow = [string, string, string, string | null, number, string, string, string, number, string, string, string, string];
+
+function storedNodeOf(row: StoredNodeRow): StoredNode {
+  return {
+    id: row[0],
+    path: row[1],
+    name: row[2],
+    parentId: row[3],
+    position: row[4],
+    type: row[5],
+    propertiesJson: row[6],
+    binariesJson: row[7],
+    version: row[8],
+    createdAt: row[9],
+    createdBy: row[10],
+    modifiedAt: row[11],
+    modifiedBy: row[12],
+  };
+}
+
 export interface Page<T> {
   readonly items: T[];
   /** The cursor position after the last item, or undefined on the last page. */
@@ -94,6 +126,7 @@ const opSql = { eq: 'IS', ne: 'IS NOT', gt: '>', gte: '>=', lt: '<', lte: '<=' }
  */
 export class ContentTables implements ContentStore {
   private readonly byPath;
+  private readonly storedByPath;
   private readonly byId;
   private readonly insert;
   private readonly update;
@@ -110,9 +143,12 @@ export class ContentTables implements ContentStore {
   private readonly userUpsert;
   private readonly userDelete;
   private readonly userRows;
+  private usersChanges = 0;
 
   constructor(private readonly db: Db) {
     this.byPath = db.prepare('SELECT * FROM nodes WHERE path = ?');
+    // Rows as arrays: better-sqlite3 builds an object with named columns at some cost on the read path.
+    this.storedByPath = db.prepare(`SELECT ${storedNodeColumns} FROM nodes WHERE path = ?`).raw(true);
     this.byId = db.prepare('SELECT * FROM nodes WHERE id = ?');
     this.insert = db.prepare(
       `INSERT INTO nodes (id, path, name, parent_id, position, type, properties, binaries, version,
@@ -230,7 +266,22 @@ export class ContentTables implements ContentStore {
     };
   }
 
+  /**
+   * Counts the changes to the users table seen by this object (a write, or the whole table replaced by a snapshot
+   * install: `usersReplaced`), so that a reader may keep users in memory while it stays the same. It may move
+   * without a change that lasted (a rolled-back transaction): that only costs a reader one lookup more.
+   */
+  get usersVersion(): number {
+    return this.usersChanges;
+  }
+
+  /** The users table was replaced under this object (a snapshot install). */
+  usersReplaced(): void {
+    this.usersChanges++;
+  }
+
   putUser(user: User): void {
+    this.usersChanges++;
     this.userUpsert.run({
       name: user.name,
       password_hash: user.passwordHash,
@@ -242,6 +293,7 @@ export class ContentTables implements ContentStore {
   }
 
   deleteUser(name: string): void {
+    this.usersChanges++;
     this.userDelete.run(name);
   }
 
@@ -254,6 +306,11 @@ export class ContentTables implements ContentStore {
   }
 
   // ---- Reads for the HTTP layer ----
+
+  storedNodeByPath(path: string): StoredNode | undefined {
+    const row = this.storedByPath.get(path) as StoredNodeRow | undefined;
+    return row && storedNodeOf(row);
+  }
 
   tokenKey(): string | undefined {
     return getMeta<string>(this.db, 'token_key');

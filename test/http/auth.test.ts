@@ -109,6 +109,20 @@ test('a cached Basic password does not open a user created again under the same 
   assert.equal((await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: basic('bob', 'bob-new-password') })).statusCode, 200);
 });
 
+test('a change of roles applies at once to cached credentials and tokens', async () => {
+  await t.request({ method: 'PUT', url: '/api/v1/users/carol', ...json({ password: 'carol-password', roles: ['editor'] }) });
+  const carol = basic('carol', 'carol-password');
+  assert.equal((await t.request({ method: 'PUT', url: '/api/v1/content/carol1', ...json({}), auth: carol })).statusCode, 201);
+  assert.deepEqual((await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: carol })).json(), { name: 'carol', roles: ['editor'] });
+  assert.equal((await t.request({ method: 'PUT', url: '/api/v1/users/carol', ...json({ roles: ['reader'] }) })).statusCode, 200);
+  const refused = await t.request({ method: 'PUT', url: '/api/v1/content/carol2', ...json({}), auth: carol });
+  assert.equal(refused.statusCode, 403);
+  assert.equal(refused.json().error.code, 'FORBIDDEN');
+  assert.deepEqual((await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: carol })).json(), { name: 'carol', roles: ['reader'] });
+  assert.equal((await t.request({ method: 'PUT', url: '/api/v1/users/carol', ...json({ roles: ['editor'] }) })).statusCode, 200);
+  assert.equal((await t.request({ method: 'PUT', url: '/api/v1/content/carol2', ...json({}), auth: carol })).statusCode, 201);
+});
+
 test('anonymous reading never reaches users', async () => {
   const open = await openTestNode({ 'auth.anonymousRead': true });
   try {

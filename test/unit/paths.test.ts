@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { baseName, descendantRange, isSameOrDescendant, parentPath, parsePath } from '../../src/content/paths.js';
+import { baseName, descendantRange, isSameOrDescendant, parentPath, parsePath, utf8Bytes } from '../../src/content/paths.js';
 import { ConclaveError } from '../../src/errors/catalogue.js';
 
 function refusal(raw: unknown): string {
@@ -47,4 +47,10 @@ test('the descendant range holds exactly the strict descendants', () => {
   const root = descendantRange('/');
   assert.ok('/x' > root.low && '/x' < root.high);
   assert.ok(!('/' > root.low), 'the root is not its own descendant');
+});
+
+test('UTF-8 byte counts are those of the encoding, lone surrogates included', () => {
+  const encoder = new TextEncoder();
+  const texts = ['', 'abc', 'é', '߿', 'ࠀ', '漢字', '\uffff', '😀', 'a😀b', '\ud800', '\udc00', 'a\ud800', '\ud800a', '\udc00\ud800', '😀\ud83d', 'x'.repeat(300) + '€'];
+  for (const text of texts) assert.equal(utf8Bytes(text), encoder.encode(text).length, JSON.stringify(text));
 });

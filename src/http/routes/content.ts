@@ -9,7 +9,7 @@ import { defaultNodeType } from '../../content/model.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 import type { Committed } from '../../node/clusterRuntime.js';
 import { writeOriginOf } from '../forwarding.js';
-import { header, isTrue, nodeJson, parsePreconditions, parseTags } from '../representation.js';
+import { header, isTrue, nodeJson, parsePreconditions, parseTags, storedNodeJson } from '../representation.js';
 
 type WildcardRequest = FastifyRequest<{ Params: { '*'?: string }; Querystring: Record<string, string | string[]> }>;
 
@@ -76,13 +76,20 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
       }
     }
     const withChildren = isTrue(request.query['children'], 'children');
+    const ifNoneMatch = header(request.headers, 'if-none-match');
+    if (!withChildren) {
+      const stored = repository.storedNode(path);
+      const etag = etagOf(stored);
+      reply.header('ETag', etag);
+      if (ifNoneMatch !== undefined && (ifNoneMatch.trim() === '*' || parseTags(ifNoneMatch, 'If-None-Match', 'weak').includes(etag))) {
+        return reply.status(304).send();
+      }
+      return reply.type('application/json; charset=utf-8').send(storedNodeJson(stored));
+    }
     const node = repository.node(path);
     reply.header('ETag', etagOf(node));
-    const ifNoneMatch = header(request.headers, 'if-none-match');
-    if (ifNoneMatch !== undefined && (ifNoneMatch.trim() === '*' || parseTags(ifNoneMatch, 'If-None-Match', 'weak').includes(etagOf(node))) && !withChildren) {
-      return reply.status(304).send();
-    }
-    if (!withChildren) return nodeJson(node);
+    // Validated although a listing is never answered 304.
+    if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== '*') parseTags(ifNoneMatch, 'If-None-Match', 'weak');
     const fingerprint = `children:${node.id}`;
     const limit = parseLimit(request.query['limit'], config.content.pageSizeDefault, config.content.pageSizeMax);
     const cursorText = request.query['cursor'];
