@@ -50,8 +50,6 @@ type ConnectionState = 'open' | 'closing' | 'closed';
 export class Connection {
   private state: ConnectionState = 'open';
   private readonly decoder = new FrameDecoder(handshakeFrameBytesMax);
-  /** Frames of this turn are held by socket.cork() until the next tick (see write). */
-  private corked = false;
   /** The socket said write() false: frames wait in `queue` until 'drain'. */
   private blocked = false;
   private readonly queue: Buffer[] = [];
@@ -168,22 +166,10 @@ export class Connection {
   }
 
   private write(frame: Buffer): void {
-    // Frames written in one run of the event loop go out in one writev: a master answers many forwarded commands and
-    // confirms many reads per turn, and a syscall per frame was a quarter of its time under read load.
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(this.uncork);
-    }
     // write() returning false means the socket's own buffer is past its high-water mark: the frame is taken, but
     // further frames wait in our bounded queue instead of growing Node's unbounded one.
     if (!this.socket.write(frame)) this.blocked = true;
   }
-
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
 
   private onDrain(): void {
     this.blocked = false;
