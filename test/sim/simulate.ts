@@ -219,9 +219,12 @@ export function runSimulation(seed: number, options: SimulationOptions = {}): Si
     cluster.checker.afterEvent(cluster.nodes);
     const livenessStart = cluster.now;
     // Besides the 20 election timeouts, a node far behind needs time to copy the journal: one batch-window per
-    // round trip at worst, with slack for slow messages.
+    // round trip at worst, with slack for slow messages. An append is bounded by bytes as well as by count: with
+    // a small byte bound it carries a single entry (counted as one per KiB of the bound, which no entry of the
+    // simulator's reaches).
     const backlog = Math.max(0, ...cluster.nodes.map((n) => n.storage.lastIndex));
-    const window = spec.tuning.appendEntriesMax * spec.tuning.inflightAppendsMax;
+    const entriesPerAppend = Math.min(spec.tuning.appendEntriesMax, Math.max(1, Math.floor((spec.tuning.appendBytesMax ?? Number.POSITIVE_INFINITY) / 1024)));
+    const window = entriesPerAppend * spec.tuning.inflightAppendsMax;
     const livenessBound = livenessBoundUnits + Math.ceil(backlog / window) * 4 * spec.network.latencyMax;
     // The operator's part: once there is a master, clear the voting exclusions (faults may have left some), so
     // that the configuration must grow back to what the rules give for the whole cluster; it keeps asking.
