@@ -211,16 +211,19 @@ describe('the check of a forwarded command (master side)', () => {
 });
 
 describe('the command server (master side)', () => {
-  function master(users: Record<string, User['roles']>) {
+  function master(
+    users: Record<string, User['roles']>,
+    options: { propose?: (command: Command) => Promise<Committed>; appliedIndex?: number; now?: () => Date } = {},
+  ) {
     const proposed: Command[] = [];
     const answers: { to: string; outcome: CommandOutcome }[] = [];
     const server = new CommandServer(
       {
         propose: (command) => {
           proposed.push(command);
-          return Promise.resolve<Committed>({ index: 7, result: { created: true } });
+          return options.propose?.(command) ?? Promise.resolve<Committed>({ index: 7, result: { created: true } });
         },
-        appliedIndex: 6,
+        appliedIndex: options.appliedIndex ?? 6,
         userByName: (name) =>
           users[name] === undefined ? undefined : ({ name, roles: users[name], passwordHash: 'h', version: 1, createdAt: put.time, modifiedAt: put.time } as User),
         send: (to, outcome) => {
@@ -231,7 +234,7 @@ describe('the command server (master side)', () => {
       },
       silent,
     );
-    return { server, proposed, answers };
+    return { server, proposed, answers, outcomes: () => answers.map((a) => a.outcome) };
   }
   const settled = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -273,22 +276,8 @@ describe('the command server (master side)', () => {
   });
 
   test('a graceful stop refuses new commands (not applied) and waits for those under way to be answered', async () => {
-    const answers: CommandOutcome[] = [];
     let commit: (committed: Committed) => void = () => undefined;
-    const proposed: Command[] = [];
-    const server = new CommandServer(
-      {
-        propose: (command) => {
-          proposed.push(command);
-          return new Promise<Committed>((resolve) => (commit = resolve));
-        },
-        appliedIndex: 3,
-        userByName: (name) => ({ name, roles: ['admin'], passwordHash: 'h', version: 1, createdAt: put.time, modifiedAt: put.time }) as User,
-        send: (_to, outcome) => answers.push(outcome) > 0,
-        now: () => new Date(),
-      },
-      silent,
-    );
+    const { server, proposed, outcomes } = master({ admin: ['admin'] }, { appliedIndex: 3, propose: () => new Promise<Committed>((resolve) => (commit = resolve)) });
     server.receive('r', { type: 'commandRequest', id: 'x.1', command: put, authority: byAdmin });
     assert.equal(server.commandsInFlight, 1);
     let closed = false;
@@ -296,28 +285,21 @@ describe('the command server (master side)', () => {
     server.receive('r', { type: 'commandRequest', id: 'x.2', command: put, authority: byAdmin });
     await settled();
     assert.equal(proposed.length, 1, 'nothing new is proposed once stopping');
-    assert.deepEqual(answers.map((a) => [a.id, a.ok ? 'ok' : a.error.code]), [['x.2', 'SHUTTING_DOWN']]);
+    assert.deepEqual(outcomes().map((a) => [a.id, a.ok ? 'ok' : a.error.code]), [['x.2', 'SHUTTING_DOWN']]);
     assert.equal(closed, false, 'the command under way holds the stop');
     commit({ index: 4, result: {} });
     await closing;
-    assert.deepEqual(answers.map((a) => [a.id, a.ok ? 'ok' : a.error.code]), [['x.2', 'SHUTTING_DOWN'], ['x.1', 'ok']]);
+    assert.deepEqual(outcomes().map((a) => [a.id, a.ok ? 'ok' : a.error.code]), [['x.2', 'SHUTTING_DOWN'], ['x.1', 'ok']]);
   });
 
   test('a refused proposal (this node is no longer the master) travels back as it is', async () => {
-    const answers: CommandOutcome[] = [];
-    const server = new CommandServer(
-      {
-        propose: () => Promise.reject(new ConclaveError('NOT_MASTER', 'This node is not the master; send writes to two.', { master: 'two' })),
-        appliedIndex: 3,
-        userByName: (name) => ({ name, roles: ['admin'], passwordHash: 'h', version: 1, createdAt: put.time, modifiedAt: put.time }) as User,
-        send: (_to, outcome) => answers.push(outcome) > 0,
-        now: () => new Date(),
-      },
-      silent,
+    const { server, outcomes } = master(
+      { admin: ['admin'] },
+      { appliedIndex: 3, propose: () => Promise.reject(new ConclaveError('NOT_MASTER', 'This node is not the master; send writes to two.', { master: 'two' })) },
     );
     server.receive('r', { type: 'commandRequest', id: 'x.1', command: put, authority: byAdmin });
     await settled();
-    assert.deepEqual(answers, [
+    assert.deepEqual(outcomes(), [
       { type: 'commandOutcome', id: 'x.1', appliedIndex: 3, ok: false, error: { code: 'NOT_MASTER', message: 'This node is not the master; send writes to two.', details: { master: 'two' } } },
     ]);
   });
