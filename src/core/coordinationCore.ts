@@ -96,6 +96,14 @@ interface Progress {
    * the whole journal to every follower after each election.
    */
   resendFromIndex: number;
+  /**
+   * A refusal answering an append sent before this seq is stale: since that append went out, the master has backed
+   * up or resent from what it learnt later, and acting on it again would send the same entries once more. A
+   * follower whose link held its messages (a blackholed route, a stopped process) answers a whole backlog of
+   * appends at once; acting on every refusal in it sent a full batch per refusal (216 batches of 4,096 entries in
+   * one turn held a master's event loop 1.4 s, and it lost its leadership: CRX scenario 8).
+   */
+  staleBelowSeq: number;
   /** Heard from since the last check-quorum round. */
   recentlyActive: boolean;
   /** The follower's applied index, as it last reported it. */
@@ -562,6 +570,7 @@ export class CoordinationCore {
       resends: 0,
       recentlyActive: true,
       resendFromIndex: nextIndex,
+      staleBelowSeq: 0,
       appliedIndex: 0,
       silentTicks: 0,
       snapshotInFlightTicks: null,
@@ -792,6 +801,7 @@ export class CoordinationCore {
       p.entrySeqs = [];
       p.resends++;
       p.lastResendTick = this.nowTick;
+      p.staleBelowSeq = this.appendSeq + 1;
       this.sendAppend(id, true);
       return;
     }
@@ -860,17 +870,22 @@ export class CoordinationCore {
     const p = this.progress.get(to);
     if (p === undefined) return;
     if (p.nextIndex <= this.snapshot.index) return this.sendSnapshot(to, p, always);
+    // Entries go only while the pipeline has room, even when the append must go (`always`: a commit notice, a
+    // probe after a refusal): then it goes empty. A follower that does not answer (cut off, stopped) would
+    // otherwise get one append per commit, all queued on its link and delivered at once when it returns.
+    const hasRoom = p.inflight < this.options.inflightAppendsMax;
     const hasNew = p.nextIndex <= this.lastIndex();
-    if (!always && (!hasNew || p.inflight >= this.options.inflightAppendsMax)) return;
+    if (!always && (!hasNew || !hasRoom)) return;
     const prevIndex = p.nextIndex - 1;
     const prevTerm = this.termAt(prevIndex);
     invariant(prevTerm !== undefined, `no term at ${prevIndex} for ${to}`);
-    const entries = this.appendBatch(prevIndex - this.snapshot.index);
+    const entries = hasRoom ? this.appendBatch(prevIndex - this.snapshot.index) : [];
     this.sendAppendRequest(to, prevIndex, prevTerm, entries);
     if (entries.length > 0) {
       p.nextIndex = entries[entries.length - 1]!.index + 1;
       p.inflight++;
       p.entrySeqs.push(this.appendSeq);
+      invariant(p.inflight <= this.options.inflightAppendsMax, `${p.inflight} appends with entries in flight to ${to}, more than ${this.options.inflightAppendsMax}`);
     }
   }
 
@@ -1120,7 +1135,9 @@ export class CoordinationCore {
         if (this.role === 'master') this.maybeEndCaretaking();
       }
     } else {
+      if (m.echoSeq < p.staleBelowSeq) return;
       // Back up to just past what the follower has (or one before what we tried), never below what it matched.
+      p.staleBelowSeq = this.appendSeq + 1;
       p.nextIndex = Math.max(p.matchIndex + 1, Math.min(p.nextIndex - 1, m.lastIndex + 1));
       p.resendFromIndex = p.nextIndex;
       p.inflight = 0;
@@ -1140,8 +1157,11 @@ export class CoordinationCore {
     if (candidate <= this.commitIndex || this.termAt(candidate) !== this.term) return;
     this.commitIndex = candidate;
     this.hardStateDirty = true;
-    // Followers learn the new commit index at once rather than at the next heartbeat.
-    for (const id of this.progress.keys()) this.sendAppend(id, true);
+    // Followers learn the new commit index at once rather than at the next heartbeat; one that has not answered
+    // for two heartbeats learns it from the heartbeats (a notice per commit would only queue up on its link).
+    for (const [id, p] of this.progress) {
+      if (p.silentTicks <= 2 * this.options.heartbeatIntervalTicks) this.sendAppend(id, true);
+    }
     this.confirmReads();
     this.onCommitted();
     if (this.role === 'master') this.maybeEndCaretaking();

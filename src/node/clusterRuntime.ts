@@ -140,6 +140,12 @@ interface ReadIndexBatch {
 /** After a pause (SIGSTOP, a blocked event loop) at most this many missed ticks are delivered at once: more than
  * any lease or election timeout needs to run out, few enough not to flood peers with heartbeats. */
 const catchUpTicksMax = 1000;
+/**
+ * A ticker callback this late means the event loop was held up (a long synchronous step, a stopped process, a
+ * starved machine). Said in the log because a stalled master misses heartbeats and loses its leadership, and the
+ * log is where an operator looks for why.
+ */
+const eventLoopStallWarnMs = 250;
 /** Discarded entries listed one by one in the log; the count covers the rest. */
 const discardedSampleMax = 20;
 
@@ -280,7 +286,12 @@ export class ClusterRuntime {
     this.wire = wire;
     this.clockStartMs = performance.now();
     this.ticksDelivered = 0;
+    let lastTickAtMs = this.clockStartMs;
     this.ticker = setInterval(() => {
+      const nowMs = performance.now();
+      const lateMs = nowMs - lastTickAtMs - this.options.tickMs;
+      lastTickAtMs = nowMs;
+      if (lateMs > eventLoopStallWarnMs) this.log.warn({ lateMs: Math.round(lateMs) }, `the event loop was held up for ${Math.round(lateMs)} ms; heartbeats and timers ran late`);
       this.syncClock();
       this.drain();
       // A batch held back by a confirmation that has taken a tick goes now (see readIndex).

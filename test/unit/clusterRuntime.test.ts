@@ -16,11 +16,11 @@ const put = (path: string, text = ''): Command => ({ type: 'put', path, newId: `
 const baseOptions = soloRuntimeOptions();
 
 /** A one-node runtime on real SQLite, elected and holding the repository, with no network. */
-async function withRuntime(options: Partial<RuntimeOptions>, body: (runtime: ClusterRuntime, tables: ContentTables, db: Db, dir: string) => Promise<void>, dir?: string) {
+async function withRuntime(options: Partial<RuntimeOptions>, body: (runtime: ClusterRuntime, tables: ContentTables, db: Db, dir: string) => Promise<void>, dir?: string, log = pino({ level: 'silent' })) {
   const tmp = dir === undefined ? tempDir() : { dir, cleanup: () => undefined };
   const db = openDatabase(tmp.dir);
   const tables = new ContentTables(db);
-  const runtime = new ClusterRuntime(db, new JournalStore(db), tables, { ...baseOptions, ...options }, pino({ level: 'silent' }));
+  const runtime = new ClusterRuntime(db, new JournalStore(db), tables, { ...baseOptions, ...options }, log);
   try {
     runtime.start(null);
     await waitFor('the node to elect itself', () => (runtime.softState().role === 'master' ? true : undefined), 5000);
@@ -43,6 +43,20 @@ test('concurrent writes commit together, in order; a refusal touches only its ow
     assert.equal(tables.nodeByPath('/a')!.version, 2);
     assert.equal(tables.nodeByPath('/missing/b'), undefined);
   });
+});
+
+test('a held-up event loop is said in the log, with how long', async () => {
+  const lines: Array<{ msg: string; lateMs?: number }> = [];
+  const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line) as { msg: string; lateMs?: number }) });
+  await withRuntime({ tickMs: 20 }, async () => {
+    const until = performance.now() + 600;
+    while (performance.now() < until) {
+      // A long synchronous step, as a master encoding a huge backlog was.
+    }
+    const held = await waitFor('the held-up loop to be logged', () => lines.find((l) => l.lateMs !== undefined), 5000);
+    assert.ok(held.lateMs! >= 500 && held.lateMs! <= 5000, `lateMs ${held.lateMs}`);
+    assert.match(held.msg, /event loop was held up for \d+ ms/);
+  }, undefined, log);
 });
 
 test('the write queue is bounded by entries and by bytes', async () => {
