@@ -11,6 +11,9 @@ import type { Entry, HardState, Message, Random, Ready, Snapshot } from '../../s
  * The simulator (test/sim) is where faults are random; this is for replaying one situation exactly.
  */
 
+/** The members of the clusters most tests build. */
+export const voters = ['a', 'b', 'c'];
+
 /** A seeded linear congruential generator (Numerical Recipes constants), 32-bit. */
 export function lcg(seed: number): Random {
   let state = seed >>> 0;

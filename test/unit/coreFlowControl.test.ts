@@ -2,12 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import type { Message } from '../../src/core/types.js';
-import { commands, Driver } from '../helpers/coreDriver.js';
+import { commands, Driver, voters } from '../helpers/coreDriver.js';
 
 // How much a master sends a follower that does not answer, and what it does with a backlog of answers: a link whose
 // route is blackholed (a partition, a stopped process) keeps what was sent and delivers it all when it returns.
 
-const voters = ['a', 'b', 'c'];
 type Append = Extract<Message, { type: 'appendRequest' }>;
 const isAppend = (m: Message): m is Append => m.type === 'appendRequest';
 

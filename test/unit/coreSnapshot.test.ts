@@ -3,11 +3,10 @@ import { test } from 'node:test';
 
 import { CoordinationCore } from '../../src/core/coordinationCore.js';
 import type { Entry, HardState, Message, Snapshot } from '../../src/core/types.js';
-import { commands, coreOptions as options, Driver, fresh } from '../helpers/coreDriver.js';
+import { commands, coreOptions as options, Driver, fresh, voters } from '../helpers/coreDriver.js';
 
 // Snapshots and compaction of the coordination core, driven by the in-test runtime of test/helpers/coreDriver.ts.
 
-const voters = ['a', 'b', 'c'];
 
 /** A cluster of a, b and c with a master; `cutOff`: one follower is down during the 30 proposals. */
 function thirtyProposals(cutOff: boolean) {
