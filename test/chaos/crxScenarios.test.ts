@@ -335,8 +335,11 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
       cluster.network.slow(target, 256);
       try {
         const startedAt = Date.now();
-        await smokeTest(cluster, `s9a-slow-${role}`, { timeoutMs: 30_000 });
-        t.diagnostic(`smoke test with ${target} (${role}) at 256 kbit/s: ${Date.now() - startedAt} ms`);
+        // A client that retries a refusal (bounded): CI once saw every node's event loop held up 0.5 s at once, on
+        // a machine shared with the chaos suite, and the master lost its leadership; the slow link was not the
+        // cause, and the writes went through a second later. Retried answers are printed below.
+        const { retried } = await smokeTest(cluster, `s9a-slow-${role}`, { timeoutMs: 30_000, retryMs: 10_000 });
+        t.diagnostic(`smoke test with ${target} (${role}) at 256 kbit/s: ${Date.now() - startedAt} ms; answers retried: ${retried.join('; ') || 'none'}`);
       } finally {
         cluster.network.unslow(target);
       }
