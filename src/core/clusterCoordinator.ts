@@ -68,7 +68,14 @@ export interface CoordinatorOptions {
 export type CoordinatorBug = NonNullable<CoreOptions['injectedBug']> | 'ignoreVotingExclusions' | 'acknowledgeBeforeInSyncApplied';
 
 /** Every injectable bug, for the simulator's and the chaos harness's command lines. */
-export const coordinatorBugs: readonly CoordinatorBug[] = ['quorumIsHalf', 'voteForStaleCandidate', 'commitBeforeQuorum', 'ignoreVotingExclusions', 'acknowledgeBeforeInSyncApplied'];
+export const coordinatorBugs: readonly CoordinatorBug[] = [
+  'quorumIsHalf',
+  'voteForStaleCandidate',
+  'commitBeforeQuorum',
+  'skippedTicksStopTheClock',
+  'ignoreVotingExclusions',
+  'acknowledgeBeforeInSyncApplied',
+];
 
 /** What a coordinator snapshot holds: the cluster state and the state machine's own data. */
 export interface CoordinatorSnapshotData {
@@ -148,7 +155,9 @@ export class ClusterCoordinator {
         id: options.self.id,
         canBeMaster: options.self.roles.masterEligible && !options.self.roles.votingOnly,
         random: options.random,
-        ...(options.injectedBug === 'quorumIsHalf' || options.injectedBug === 'voteForStaleCandidate' || options.injectedBug === 'commitBeforeQuorum' ? { injectedBug: options.injectedBug } : {}),
+        ...(options.injectedBug === 'quorumIsHalf' || options.injectedBug === 'voteForStaleCandidate' || options.injectedBug === 'commitBeforeQuorum' || options.injectedBug === 'skippedTicksStopTheClock'
+          ? { injectedBug: options.injectedBug }
+          : {}),
       },
       restored,
     );
@@ -196,6 +205,12 @@ export class ClusterCoordinator {
     if (soft.master === null) this.discover();
     else if (!this.isCurrentMember()) this.maybeJoin(soft.master);
     if (soft.role === 'master') this.masterDuties(soft);
+    this.updateLeaseHolders();
+  }
+
+  /** Ticks that passed while this node could not act: the clock moves on, no timeout counts them (core.skipTicks). */
+  skipTicks(ticks: number): void {
+    this.core.skipTicks(ticks);
     this.updateLeaseHolders();
   }
 

@@ -54,7 +54,7 @@ export interface CoreOptions {
   readonly canBeMaster: boolean;
   readonly random: Random;
   /** Test-only: breaks one rule on purpose, so the simulator can prove it would notice. Never set in production. */
-  readonly injectedBug?: 'quorumIsHalf' | 'voteForStaleCandidate' | 'commitBeforeQuorum';
+  readonly injectedBug?: 'quorumIsHalf' | 'voteForStaleCandidate' | 'commitBeforeQuorum' | 'skippedTicksStopTheClock';
 }
 
 export interface RestoredState {
@@ -104,6 +104,13 @@ interface Progress {
    * one turn held a master's event loop 1.4 s, and it lost its leadership: CRX scenario 8).
    */
   staleBelowSeq: number;
+  /**
+   * From a refusal (or a resend) until the follower accepts an append reaching nextIndex: where its journal matches
+   * is not known, so one append at a time. Appends pipelined past an unconfirmed point are refused, and their
+   * refusals (fresh, by staleBelowSeq) pulled nextIndex back up: a follower whose journal conflicted ten entries
+   * back never converged (simulator seed 96006769).
+   */
+  probing: boolean;
   /** Heard from since the last check-quorum round. */
   recentlyActive: boolean;
   /** The follower's applied index, as it last reported it. */
@@ -268,6 +275,26 @@ export class CoordinationCore {
     this.ticksSinceMasterContact++;
     if (this.role === 'master') this.tickMaster();
     else this.tickFollower();
+  }
+
+  /**
+   * Ticks that passed while this node could not act (its process stopped, its event loop held up): the clock moves
+   * on, so leases run out as with tick(), but no timeout counts them. The messages that arrived meanwhile are still
+   * unread; timing out before reading them made a master that was only held up step down on check-quorum, and a
+   * follower campaign against a live master. Not counting them only slows the counter lease.ts point 1 rests on (a
+   * voter stays loyal longer), which is safe. Two things do count them: a master's heartbeat timer (it heartbeats
+   * at its next tick) and the progress records, shifted so that a follower is not taken for stalled for the time
+   * this node was not looking.
+   */
+  skipTicks(ticks: number): void {
+    invariant(Number.isInteger(ticks) && ticks >= 0, `cannot skip ${ticks} ticks`);
+    if (this.options.injectedBug !== 'skippedTicksStopTheClock') this.nowTick += ticks;
+    if (this.role !== 'master') return;
+    this.heartbeatElapsedTicks += ticks;
+    for (const p of this.progress.values()) {
+      p.progressTick += ticks;
+      p.lastResendTick += ticks;
+    }
   }
 
   /**
@@ -571,6 +598,7 @@ export class CoordinationCore {
       recentlyActive: true,
       resendFromIndex: nextIndex,
       staleBelowSeq: 0,
+      probing: true,
       appliedIndex: 0,
       silentTicks: 0,
       snapshotInFlightTicks: null,
@@ -802,6 +830,7 @@ export class CoordinationCore {
       p.resends++;
       p.lastResendTick = this.nowTick;
       p.staleBelowSeq = this.appendSeq + 1;
+      p.probing = true;
       this.sendAppend(id, true);
       return;
     }
@@ -873,7 +902,7 @@ export class CoordinationCore {
     // Entries go only while the pipeline has room, even when the append must go (`always`: a commit notice, a
     // probe after a refusal): then it goes empty. A follower that does not answer (cut off, stopped) would
     // otherwise get one append per commit, all queued on its link and delivered at once when it returns.
-    const hasRoom = p.inflight < this.options.inflightAppendsMax;
+    const hasRoom = p.inflight < (p.probing ? 1 : this.options.inflightAppendsMax);
     const hasNew = p.nextIndex <= this.lastIndex();
     if (!always && (!hasNew || !hasRoom)) return;
     const prevIndex = p.nextIndex - 1;
@@ -1134,10 +1163,12 @@ export class CoordinationCore {
         // A caretaker waits for a member to catch up, which need not move the commit index.
         if (this.role === 'master') this.maybeEndCaretaking();
       }
+      if (m.matchIndex + 1 >= p.nextIndex) p.probing = false;
     } else {
       if (m.echoSeq < p.staleBelowSeq) return;
       // Back up to just past what the follower has (or one before what we tried), never below what it matched.
       p.staleBelowSeq = this.appendSeq + 1;
+      p.probing = true;
       p.nextIndex = Math.max(p.matchIndex + 1, Math.min(p.nextIndex - 1, m.lastIndex + 1));
       p.resendFromIndex = p.nextIndex;
       p.inflight = 0;

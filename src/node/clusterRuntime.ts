@@ -137,9 +137,6 @@ interface ReadIndexBatch {
   timer: NodeJS.Timeout | null;
 }
 
-/** After a pause (SIGSTOP, a blocked event loop) at most this many missed ticks are delivered at once: more than
- * any lease or election timeout needs to run out, few enough not to flood peers with heartbeats. */
-const catchUpTicksMax = 1000;
 /**
  * A ticker callback this late means the event loop was held up (a long synchronous step, a stopped process, a
  * starved machine). Said in the log because a stalled master misses heartbeats and loses its leadership, and the
@@ -303,21 +300,18 @@ export class ClusterRuntime {
   /**
    * Delivers the ticks the monotonic clock says are due. Timers fire late and not at all while the process is
    * stopped; counting ticks by timer callbacks would make this node's clock run slow, and a slow clock stretches
-   * its read leases and shortens how long it stays loyal to a master (src/core/lease.ts assumes clock rates within
-   * clockDriftPercent of each other). So every decision that reads the clock — a message, a lease check — first
-   * catches up here.
+   * its read leases (src/core/lease.ts assumes clock rates within clockDriftPercent of each other). So every
+   * decision that reads the clock — a message, a lease check — first catches up here. More than one tick due means
+   * this node was held up (stopped, or its event loop busy): all but the last pass as skipped ticks, which move the
+   * clock but no timeout, since what peers sent meanwhile is still unread (core skipTicks).
    */
   private syncClock(): void {
     if (this.ticker === null) return;
-    let due = Math.floor((performance.now() - this.clockStartMs) / this.options.tickMs) - this.ticksDelivered;
-    if (due > catchUpTicksMax) {
-      this.ticksDelivered += due - catchUpTicksMax;
-      due = catchUpTicksMax;
-    }
-    for (let i = 0; i < due; i++) {
-      this.ticksDelivered++;
-      this.coordinator.tick();
-    }
+    const due = Math.floor((performance.now() - this.clockStartMs) / this.options.tickMs) - this.ticksDelivered;
+    if (due <= 0) return;
+    if (due > 1) this.coordinator.skipTicks(due - 1);
+    this.ticksDelivered += due;
+    this.coordinator.tick();
   }
 
   /** Stops ticking and refuses new proposals; pending ones hear SHUTTING_DOWN (their outcome is unknown). */

@@ -127,11 +127,6 @@ const queuedInputsMax = 5_000;
 const readyRoundsMax = 1_000;
 /** Reads waiting for a read index whose answer was lost are dropped, oldest first, beyond this many. */
 const waitingReadsMax = 64;
-/**
- * On resume, a paused node first catches up on the ticks it missed, as the real runtime does from its monotonic
- * clock — at most this many: enough for every lease and timeout to run out (see lease.ts).
- */
-const catchUpTicksMax = 100;
 
 export class SimNode {
   readonly storage = new SimStorage();
@@ -309,9 +304,14 @@ export class SimNode {
     if (this.currentStatus !== 'paused') return;
     this.env.trace?.(`${this.id} resumes with ${this.queued.length} queued inputs, ${this.missedTicks} ticks missed`);
     this.currentStatus = 'running';
-    const missed = Math.min(this.missedTicks, catchUpTicksMax);
+    // As the real runtime does from its monotonic clock (clusterRuntime.ts, syncClock): the ticks missed pass as
+    // skipped ones but the last, and only then is the queue read.
+    const missed = this.missedTicks;
     this.missedTicks = 0;
-    for (let i = 0; i < missed && this.currentStatus === 'running'; i++) this.tick();
+    if (missed > 0) {
+      this.coordinatorInstance!.skipTicks(missed - 1);
+      this.tick();
+    }
     const queued = this.queued;
     this.queued = [];
     for (let i = 0; i < queued.length; i++) {
