@@ -607,7 +607,14 @@ export class ClusterCoordinator {
     if (!sameMembers(this.wantedVoters(soft), [...soft.configuration.current])) return 'reconfigure';
     const caughtUp = state.nodes
       .map((n) => n.id)
-      .filter((id) => !state.inSync.includes(id) && this.isLive(id) && (id === self.id || (this.core.followerStates().get(id)?.matchIndex ?? 0) >= soft.commitIndex));
+      .filter(
+        (id) =>
+          !state.inSync.includes(id) &&
+          this.isLive(id) &&
+          // Not stalled either: a member taken out because it stopped applying (a full disk) would otherwise be put
+          // back at once, its match index being current, and every write would wait for it again.
+          (id === self.id || ((this.core.followerStates().get(id)?.matchIndex ?? 0) >= soft.commitIndex && this.core.stalledTicks(id) < this.options.inSyncTimeoutTicks)),
+      );
     if (caughtUp.length > 0) return { type: 'inSyncChanged', added: caughtUp, removed: [] };
     // Taken off the queue only once proposed (see masterDuties): a proposal refused for back-pressure is retried.
     return this.pendingOperatorChanges[0] ?? null;

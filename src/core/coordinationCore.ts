@@ -115,6 +115,11 @@ interface Progress {
   recentlyActive: boolean;
   /** The follower's applied index, as it last reported it. */
   appliedIndex: number;
+  /**
+   * The master's latest tick at which the follower showed applying progress: its reported applied index advanced,
+   * or it had applied everything the master had committed. stalledTicks counts from here too.
+   */
+  appliedProgressTick: number;
   /** Master ticks since the follower last answered (0 for a follower this master has not had time to hear). */
   silentTicks: number;
   /** Ticks since a snapshot was sent that is not yet acknowledged; null when none is in flight. */
@@ -513,13 +518,19 @@ export class CoordinationCore {
   }
 
   /**
-   * Master ticks the follower has lacked entries without its match index advancing (0 while it has them all). A
-   * follower that answers heartbeats but cannot store entries (a full disk) or never receives them (a saturated
-   * link) is live but not keeping up: the cluster layer takes it out of the in-sync set on this.
+   * Master ticks the follower has lacked entries without its match index advancing, or lacked applied entries
+   * without its applied index advancing (0 while it has and has applied everything). A follower that answers
+   * heartbeats but cannot store entries (a full disk) or never receives them (a saturated link) is live but not
+   * keeping up; so is one that stores the small journal writes but cannot apply them (a disk with a few pages
+   * free): acknowledgements wait for in-sync members to apply, so the cluster layer takes it out of the in-sync
+   * set on this. A follower that applies slowly but steadily never counts as stalled.
    */
   stalledTicks(id: string): number {
     const p = this.progress.get(id);
-    return p === undefined || p.matchIndex >= this.lastIndex() ? 0 : this.nowTick - p.progressTick;
+    if (p === undefined) return 0;
+    const entries = p.matchIndex >= this.lastIndex() ? 0 : this.nowTick - p.progressTick;
+    const applying = p.appliedIndex >= this.commitIndex ? 0 : this.nowTick - p.appliedProgressTick;
+    return Math.max(entries, applying);
   }
 
   softState(): SoftState {
@@ -600,6 +611,7 @@ export class CoordinationCore {
       staleBelowSeq: 0,
       probing: true,
       appliedIndex: 0,
+      appliedProgressTick: this.nowTick,
       silentTicks: 0,
       snapshotInFlightTicks: null,
       ackSeq: 0,
@@ -788,6 +800,7 @@ export class CoordinationCore {
       p.silentTicks++;
       if (p.snapshotInFlightTicks !== null) p.snapshotInFlightTicks++;
       if (p.matchIndex >= this.lastIndex()) p.progressTick = this.nowTick;
+      if (p.appliedIndex >= this.commitIndex) p.appliedProgressTick = this.nowTick;
     }
     if (this.electionElapsedTicks >= this.options.electionTimeoutTicks) {
       this.electionElapsedTicks = 0;
@@ -1127,7 +1140,10 @@ export class CoordinationCore {
     if (p === undefined) return;
     p.recentlyActive = true;
     p.silentTicks = 0;
-    p.appliedIndex = Math.max(p.appliedIndex, m.appliedIndex);
+    if (m.appliedIndex > p.appliedIndex) {
+      p.appliedIndex = m.appliedIndex;
+      p.appliedProgressTick = this.nowTick;
+    }
     const grant = this.leaseGrants.get(m.from);
     if (grant !== undefined) grant.appliedIndex = p.appliedIndex;
     // An answer to an append not answered before: a report of applied progress repeats an echo already seen.

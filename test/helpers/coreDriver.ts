@@ -71,6 +71,11 @@ export class Driver {
   readonly down = new Set<string>();
   /** Nodes cut off but alive: ticked, every message to or from them kept back in order until release(). */
   readonly held = new Set<string>();
+  /**
+   * Nodes whose runtime stores entries and hard state but applies nothing: each Ready's committed entries are left
+   * unapplied (the core hands them out again), as a runtime whose apply fails for want of disk space.
+   */
+  readonly applyBlocked = new Set<string>();
   /** What the held nodes sent or were sent, in order. */
   readonly heldBack: Message[] = [];
   /** Every message handed to a core, in order. */
@@ -100,7 +105,7 @@ export class Driver {
         if (this.down.has(n.id)) continue;
         for (let i = 0; n.core.hasReady(); i++) {
           assert.ok(i < 1000, `${n.id} keeps reporting Ready`);
-          this.handleReady(n);
+          if (!this.handleReady(n)) break;
         }
       }
       const message = this.queue.shift();
@@ -138,7 +143,8 @@ export class Driver {
     }
   }
 
-  private handleReady(n: CoreNode): void {
+  /** Returns false when the Ready was only committed entries a node that cannot apply left alone. */
+  private handleReady(n: CoreNode): boolean {
     const ready: Ready = n.core.ready();
     const disk = n.disk;
     // 1. Install, persist.
@@ -159,6 +165,10 @@ export class Driver {
     // 2. Send.
     this.queue.push(...ready.messages);
     // 3. Apply.
+    if (this.applyBlocked.has(n.id)) {
+      n.core.advance({ ...ready, committed: [] });
+      return ready.snapshot !== undefined || ready.hardState !== undefined || ready.entries.length > 0 || ready.messages.length > 0 || ready.readStates.length > 0;
+    }
     for (const entry of ready.committed) {
       assert.equal(entry.index, n.appliedIndex + 1, `${n.id}: applied out of order`);
       const durable = disk.entries.find((e) => e.index === entry.index);
@@ -171,6 +181,7 @@ export class Driver {
     }
     // 4. Advance.
     n.core.advance(ready);
+    return true;
   }
 
   masters(): CoreNode[] {
