@@ -298,6 +298,7 @@ export class CoordinationCore {
     this.heartbeatElapsedTicks += ticks;
     for (const p of this.progress.values()) {
       p.progressTick += ticks;
+      p.appliedProgressTick += ticks;
       p.lastResendTick += ticks;
     }
   }
