@@ -5,7 +5,8 @@
  * [τmin, τmax] with τmax / τmin ≤ ρ = (100 + p) / (100 - p), p = `clockDriftPercent`. (The runtime derives ticks
  * from the monotonic clock and catches up on ticks missed during a pause, so a paused process sees its leases run
  * out the moment it resumes. Those ticks are skipped ones: they move the clock but not the counter of point 1,
- * which then reaches E later than the real time allows — the bound below still holds.) Message delays are unbounded; nothing depends on them.
+ * which then reaches E later than the real time allows — the bound below still holds.) Message delays are
+ * unbounded; nothing depends on them.
  *
  * Ticks are counted: an event "at tick k" happens in real time in [T(k), T(k+1)), T(k) the real time of tick k.
  *
