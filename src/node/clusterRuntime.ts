@@ -301,17 +301,16 @@ export class ClusterRuntime {
    * Delivers the ticks the monotonic clock says are due. Timers fire late and not at all while the process is
    * stopped; counting ticks by timer callbacks would make this node's clock run slow, and a slow clock stretches
    * its read leases (src/core/lease.ts assumes clock rates within clockDriftPercent of each other). So every
-   * decision that reads the clock — a message, a lease check — first catches up here. More than one tick due means
-   * this node was held up (stopped, or its event loop busy): all but the last pass as skipped ticks, which move the
-   * clock but no timeout, since what peers sent meanwhile is still unread (core skipTicks).
+   * decision that reads the clock — a message, a lease check — first catches up here. After a long gap (this node
+   * was held up) the ticks pass as skipped ones: they move the clock but no timeout, since what peers sent meanwhile
+   * is still unread (ClusterCoordinator.catchUp).
    */
   private syncClock(): void {
     if (this.ticker === null) return;
     const due = Math.floor((performance.now() - this.clockStartMs) / this.options.tickMs) - this.ticksDelivered;
     if (due <= 0) return;
-    if (due > 1) this.coordinator.skipTicks(due - 1);
     this.ticksDelivered += due;
-    this.coordinator.tick();
+    this.coordinator.catchUp(due);
   }
 
   /** Stops ticking and refuses new proposals; pending ones hear SHUTTING_DOWN (their outcome is unknown). */

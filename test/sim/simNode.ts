@@ -304,13 +304,14 @@ export class SimNode {
     if (this.currentStatus !== 'paused') return;
     this.env.trace?.(`${this.id} resumes with ${this.queued.length} queued inputs, ${this.missedTicks} ticks missed`);
     this.currentStatus = 'running';
-    // As the real runtime does from its monotonic clock (clusterRuntime.ts, syncClock): the ticks missed pass as
-    // skipped ones but the last, and only then is the queue read.
+    // As the real runtime does from its monotonic clock (clusterRuntime.ts, syncClock): the ticks missed are caught
+    // up (a long gap as skipped ticks), and only then is the queue read.
     const missed = this.missedTicks;
     this.missedTicks = 0;
     if (missed > 0) {
-      this.coordinatorInstance!.skipTicks(missed - 1);
-      this.tick();
+      this.stats.ticks += missed;
+      this.coordinatorInstance!.catchUp(missed);
+      this.drain();
     }
     const queued = this.queued;
     this.queued = [];
