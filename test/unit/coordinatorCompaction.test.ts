@@ -1,27 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { ClusterCoordinator, type CoordinatorOptions, type CoordinatorSnapshotData } from '../../src/core/clusterCoordinator.js';
-import { applyClusterEntry, emptyClusterState, type NodeDescriptor } from '../../src/core/clusterState.js';
+import { ClusterCoordinator, type CoordinatorSnapshotData } from '../../src/core/clusterCoordinator.js';
+import { applyClusterEntry, emptyClusterState } from '../../src/core/clusterState.js';
 import type { Entry } from '../../src/core/types.js';
+import { coordinatorOptions, descriptor } from '../helpers/coordinatorOptions.js';
 
-const descriptor = (id: string): NodeDescriptor => ({ id, name: id, address: `${id}:1`, roles: { masterEligible: true, votingOnly: false }, version: '1.0.0' });
-
-const options: CoordinatorOptions = {
-  self: descriptor('a'),
-  clusterName: 'c',
-  bootstrap: { kind: 'none' },
-  core: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 2, appendEntriesMax: 4, inflightAppendsMax: 2, uncommittedEntriesMax: 64, clockDriftPercent: 10, readIndexPendingMax: 64 },
-  probeIntervalTicks: 6,
-  discoveryInfoTicksMax: 40,
-  discoveredPeersMax: 16,
-  joinRetryTicks: 10,
-  nodeFailureTimeoutTicks: 20,
-  inSyncTimeoutTicks: 20,
-  publishTimeoutTicks: 100,
-  pendingChangesMax: 8,
-  random: { nextInt: () => 0 },
-};
+const options = coordinatorOptions;
 
 const entries: Entry[] = [
   { index: 1, term: 1, payload: { kind: 'configuration', current: ['a'] } },
