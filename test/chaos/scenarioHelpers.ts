@@ -174,7 +174,15 @@ export async function smokeTest(
   }
   for (const { path, via } of written) {
     for (const reader of readers) {
-      const answer = await getContent(cluster, reader, path, undefined, options.timeoutMs ?? 15_000);
+      // With `retryMs`, a refusal to serve (503: no master could confirm the read, as when a master on a slow link
+      // loses its leadership) is retried too; a stale answer (200 without the write) fails at once.
+      const deadline = Date.now() + (options.retryMs ?? 0);
+      let answer = await getContent(cluster, reader, path, undefined, options.timeoutMs ?? 15_000);
+      while (typeof answer !== 'string' && answer.status === 503 && Date.now() < deadline) {
+        retried.push(`read of ${path} via ${reader}: ${describeAnswer(answer)}`);
+        await sleep(200);
+        answer = await getContent(cluster, reader, path, undefined, options.timeoutMs ?? 15_000);
+      }
       const seen = typeof answer === 'string' ? undefined : (answer.body as { properties?: { via?: string } }).properties?.via;
       assert.ok(isOk(answer) && seen === via, `smoke ${label}: expected ${reader} to read ${path} (written through ${via}, acknowledged) at once, saw ${describeAnswer(answer)} via=${String(seen)}`);
     }
