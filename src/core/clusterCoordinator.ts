@@ -77,6 +77,12 @@ export const coordinatorBugs: readonly CoordinatorBug[] = [
   'acknowledgeBeforeInSyncApplied',
 ];
 
+/** The injectable bugs that live in the core (the others are the coordinator's own). */
+const coreBugs: readonly CoordinatorBug[] = ['quorumIsHalf', 'voteForStaleCandidate', 'commitBeforeQuorum', 'skippedTicksStopTheClock'];
+function isCoreBug(bug: CoordinatorBug | undefined): bug is NonNullable<CoreOptions['injectedBug']> {
+  return bug !== undefined && coreBugs.includes(bug);
+}
+
 /** What a coordinator snapshot holds: the cluster state and the state machine's own data. */
 export interface CoordinatorSnapshotData {
   readonly clusterState: ClusterState;
@@ -158,9 +164,7 @@ export class ClusterCoordinator {
         id: options.self.id,
         canBeMaster: options.self.roles.masterEligible && !options.self.roles.votingOnly,
         random: options.random,
-        ...(options.injectedBug === 'quorumIsHalf' || options.injectedBug === 'voteForStaleCandidate' || options.injectedBug === 'commitBeforeQuorum' || options.injectedBug === 'skippedTicksStopTheClock'
-          ? { injectedBug: options.injectedBug }
-          : {}),
+        ...(isCoreBug(options.injectedBug) ? { injectedBug: options.injectedBug } : {}),
       },
       restored,
     );

@@ -838,19 +838,27 @@ export class CoordinationCore {
     if (p.entrySeqs.length === 0 || p.nextIndex <= this.snapshot.index) return this.sendAppend(id, true);
     if (this.nowTick - Math.max(p.progressTick, p.lastResendTick) >= this.resendDelayTicks(p)) {
       // Appends may have been dropped: resend what is not acknowledged (see resendFromIndex).
-      p.nextIndex = Math.max(p.matchIndex + 1, Math.min(p.resendFromIndex, this.lastIndex() + 1));
-      p.inflight = 0;
-      p.entrySeqs = [];
+      this.restartFrom(p, Math.max(p.matchIndex + 1, Math.min(p.resendFromIndex, this.lastIndex() + 1)));
       p.resends++;
       p.lastResendTick = this.nowTick;
-      p.staleBelowSeq = this.appendSeq + 1;
-      p.probing = true;
       this.sendAppend(id, true);
       return;
     }
     const matchTerm = this.termAt(p.matchIndex);
     if (matchTerm === undefined) return this.sendAppend(id, true);
     this.sendAppendRequest(id, p.matchIndex, matchTerm, []);
+  }
+
+  /**
+   * Forgets the appends in flight to a follower and sends again from `nextIndex`, probing: refusals of what was sent
+   * before are stale from now on (staleBelowSeq, probing).
+   */
+  private restartFrom(p: Progress, nextIndex: number): void {
+    p.nextIndex = nextIndex;
+    p.inflight = 0;
+    p.entrySeqs = [];
+    p.staleBelowSeq = this.appendSeq + 1;
+    p.probing = true;
   }
 
   /** An election timeout, doubled by each resend without progress, up to 8 election timeouts. */
@@ -1184,12 +1192,8 @@ export class CoordinationCore {
     } else {
       if (m.echoSeq < p.staleBelowSeq) return;
       // Back up to just past what the follower has (or one before what we tried), never below what it matched.
-      p.staleBelowSeq = this.appendSeq + 1;
-      p.probing = true;
-      p.nextIndex = Math.max(p.matchIndex + 1, Math.min(p.nextIndex - 1, m.lastIndex + 1));
+      this.restartFrom(p, Math.max(p.matchIndex + 1, Math.min(p.nextIndex - 1, m.lastIndex + 1)));
       p.resendFromIndex = p.nextIndex;
-      p.inflight = 0;
-      p.entrySeqs = [];
     }
     // While a snapshot is on its way, a refusal only says the follower does not have it yet: wait for it.
     const awaitingSnapshot = p.nextIndex <= this.snapshot.index && p.snapshotInFlightTicks !== null;
