@@ -322,9 +322,11 @@ export class ClusterCoordinator {
   ready(): ClusterReady {
     const core = this.core.ready();
     this.lastCoreReady = core;
+    const httpAddress = this.self.httpAddress;
+    const messages = core.messages.map((m) => (m.type === 'snapshotRequest' && httpAddress !== undefined ? { ...m, senderHttpAddress: httpAddress } : m));
     return {
       ...core,
-      messages: [...core.messages, ...this.outbox],
+      messages: [...messages, ...this.outbox],
       ...(this.bootstrapViewDirty ? { bootstrapView: [...this.bootstrapView] } : {}),
     };
   }
@@ -612,6 +614,9 @@ export class ClusterCoordinator {
       (id) => !this.isLive(id, this.options.inSyncTimeoutTicks) || unanswered(id) || this.core.stalledTicks(id) >= this.options.inSyncTimeoutTicks,
     );
     if (failed.length > 0) return { type: 'inSyncChanged', added: [], removed: failed };
+    // The master's own addresses before anyone else's join: members forward writes and fetch blobs at the address
+    // the cluster state names, and a master restored elsewhere from a copy of its data is not there any more.
+    if (!this.isCurrentMember()) return { type: 'nodeJoined', node: self };
     for (const [id, request] of this.pendingJoins) {
       this.pendingJoins.delete(id);
       // Validated again: the state may have changed since the request came.
@@ -621,7 +626,6 @@ export class ClusterCoordinator {
         return { type: 'nodeJoined', node: request.node };
       }
     }
-    if (!this.isCurrentMember()) return { type: 'nodeJoined', node: self };
     if (!sameMembers(this.wantedVoters(soft), [...soft.configuration.current])) return 'reconfigure';
     const caughtUp = state.nodes
       .map((n) => n.id)

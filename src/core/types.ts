@@ -148,6 +148,12 @@ export interface ReadIndexResponse extends MessageBase {
 export interface SnapshotRequest extends MessageBase {
   readonly type: 'snapshotRequest';
   readonly snapshot: Snapshot;
+  /**
+   * Where the sender's HTTP API listens now, set by the cluster coordinator (the core knows no addresses). The
+   * follower downloads the file from there: the cluster state inside the snapshot names the address the sender had
+   * when the snapshot was taken, which is wrong once a node has moved (restored elsewhere from a copy of its data).
+   */
+  readonly senderHttpAddress?: string;
 }
 
 export type Message =

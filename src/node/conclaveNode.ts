@@ -102,9 +102,11 @@ export class ConclaveNode {
           incomingDir: snapshotStore.incomingDir,
           selfId: id,
           clusterSecret: secret,
-          httpAddressOf: (nodeId, snapshot) =>
-            runtime?.clusterState().nodes.find((n) => n.id === nodeId)?.httpAddress ??
-            (snapshot.data as CoordinatorSnapshotData).clusterState.nodes.find((n) => n.id === nodeId)?.httpAddress ??
+          // The sender's own word first: the cluster states below may name an address it has since left.
+          httpAddressOf: (message) =>
+            message.senderHttpAddress ??
+            runtime?.clusterState().nodes.find((n) => n.id === message.from)?.httpAddress ??
+            (message.snapshot.data as CoordinatorSnapshotData).clusterState.nodes.find((n) => n.id === message.from)?.httpAddress ??
             null,
           transferTimeoutMs: config.replication.snapshotTransferTimeoutMs,
           onVerified: (message) => runtime?.receive(message),

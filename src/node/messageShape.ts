@@ -69,7 +69,11 @@ const checks: { readonly [K in ClusterMessage['type']]: (m: Record<string, unkno
     isCount(m['echoSeq']) && isCount(m['echoSentTick']) && isCount(m['recvTick']) && isCount(m['epoch'])
       ? null
       : 'malformed fields',
-  snapshotRequest: (m) => (isCount(m['term']) ? snapshotProblem(m['snapshot']) : 'malformed numbers'),
+  snapshotRequest: (m) => {
+    if (!isCount(m['term'])) return 'malformed numbers';
+    if (m['senderHttpAddress'] !== undefined && !isText(m['senderHttpAddress'], 300)) return 'a malformed HTTP address';
+    return snapshotProblem(m['snapshot']);
+  },
   readIndexRequest: (m) => (isCount(m['term']) && isText(m['id'], 256) ? null : 'malformed fields'),
   readIndexResponse: (m) => (isCount(m['term']) && isText(m['id'], 256) && (m['index'] === null || isCount(m['index'])) ? null : 'malformed fields'),
   probeRequest: discoveryProblem,

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { request } from 'undici';
 
-import type { Snapshot, SnapshotRequest } from '../core/types.js';
+import type { SnapshotRequest } from '../core/types.js';
 import { internalAuthHeader, signInternalRequest } from '../http/internalAuth.js';
 import { fileRefOf, hashFile, type SnapshotFileRef } from '../storage/snapshotFile.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
@@ -32,7 +32,8 @@ export interface SnapshotFetcherOptions {
   readonly selfId: string;
   readonly clusterSecret: string;
   /** The HTTP address (host:port) of a node, from the cluster state or the snapshot's; null when unknown. */
-  readonly httpAddressOf: (nodeId: string, snapshot: Snapshot) => string | null;
+  /** Where to download the file that a snapshotRequest names (see SnapshotRequest.senderHttpAddress). */
+  readonly httpAddressOf: (message: SnapshotRequest) => string | null;
   /** A request without a byte for this long (headers, or between body chunks) is abandoned and retried. */
   readonly transferTimeoutMs: number;
   /** Called with the latest message for a snapshot once its file is verified on disk. */
@@ -278,7 +279,7 @@ export class SnapshotFetcher {
     }
     d.bytes = offset;
     if (offset === d.ref.bytes && offset > 0) return;
-    const address = this.options.httpAddressOf(d.latest.from, d.latest.snapshot);
+    const address = this.options.httpAddressOf(d.latest);
     if (address === null) throw new Error(`the HTTP address of ${d.latest.from} is not known yet`);
     const path = `/internal/v1/snapshots/${d.ref.index}`;
     const etag = `"${d.ref.sha256}"`;

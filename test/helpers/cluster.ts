@@ -13,7 +13,8 @@ export const clusterSecret = 'process-test-cluster-secret';
 export interface ClusterNodeHandle {
   readonly name: string;
   readonly dir: string;
-  readonly httpPort: number;
+  /** May change between starts: a node restarted elsewhere (restored from a copy of its data) listens on another port. */
+  httpPort: number;
   readonly transportPort: number;
   readonly args: string[];
   /** Extra environment of the node's process (settings as CONCLAVE_* variables); may change between starts. */

@@ -39,6 +39,7 @@ test('well-formed messages of every kind pass', () => {
     { type: 'joinRequest', from: 'a', to: 'b', node: node('a'), clusterName: 'c', clusterUuid: 'u' },
     { type: 'joinResponse', from: 'a', to: 'b', outcome: 'accepted', master: null },
     { type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: snapshot() },
+    { type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: snapshot(), senderHttpAddress: '10.0.0.7:7400' },
   ];
   for (const message of ok) assert.equal(messageProblem(message, 'a', 'b'), null, JSON.stringify(message));
 });
@@ -108,6 +109,7 @@ test('a message must speak for its sender, to us, in the expected shape', () => 
     [{ type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: snapshot({ index: 8 }) }, /no valid file/],
     [{ type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: { ...snapshot(), configuration: { kind: 'configuration', current: [] } } }, /configuration/],
     [{ type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: { ...snapshot(), data: { ...snapshot().data, clusterState: { version: 1 } } } }, /cluster state/],
+    [{ type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: snapshot(), senderHttpAddress: 7400 }, /malformed HTTP address/],
     [{ type: 'gossip', from: 'a', to: 'b' }, /unknown message type/],
   ];
   for (const [message, why] of cases) assert.match(messageProblem(message, 'a', 'b') ?? 'passed', why, JSON.stringify(message));
