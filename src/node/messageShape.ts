@@ -19,6 +19,7 @@ function descriptorProblem(node: unknown, from: string): string | null {
   if (node['id'] !== from) return 'a descriptor of another node';
   if (!isText(node['name'], 64) || !isText(node['address'], 300) || !isText(node['version'], 32)) return 'a malformed descriptor';
   if (node['httpAddress'] !== undefined && !isText(node['httpAddress'], 300)) return 'a malformed HTTP address';
+  if (node['internalHttpAddress'] !== undefined && !isText(node['internalHttpAddress'], 300)) return 'a malformed internal HTTP address';
   const roles = node['roles'];
   if (!isRecord(roles) || typeof roles['masterEligible'] !== 'boolean' || typeof roles['votingOnly'] !== 'boolean') return 'malformed roles';
   return null;
