@@ -112,3 +112,11 @@ test('a message must speak for its sender, to us, in the expected shape', () => 
   ];
   for (const [message, why] of cases) assert.match(messageProblem(message, 'a', 'b') ?? 'passed', why, JSON.stringify(message));
 });
+
+test('a descriptor may publish an internal HTTP address (TLS between nodes); a malformed one is refused', () => {
+  const join = (extra: Record<string, unknown>) => ({ type: 'joinRequest', from: 'a', to: 'b', node: { ...node('a'), httpAddress: '127.0.0.1:7400', ...extra }, clusterName: 'c', clusterUuid: 'u' });
+  assert.equal(messageProblem(join({ internalHttpAddress: '127.0.0.1:7401' }), 'a', 'b'), null);
+  for (const bad of ['', 7401, 'x'.repeat(301), null]) {
+    assert.equal(messageProblem(join({ internalHttpAddress: bad }), 'a', 'b'), 'a malformed internal HTTP address', JSON.stringify(bad));
+  }
+});
