@@ -146,5 +146,11 @@ export function loadConfig(sources: ConfigSources): Config {
   if (tls.some((f) => f !== '') && tls.some((f) => f === '')) {
     throw new ConfigError('TLS between nodes needs transport.tlsCertFile, transport.tlsKeyFile and transport.tlsCaFile together; set all three or none.');
   }
+  if ((config.http.tlsCertFile === '') !== (config.http.tlsKeyFile === '')) {
+    throw new ConfigError('TLS for the HTTP API needs http.tlsCertFile and http.tlsKeyFile together; set both or neither.');
+  }
+  if (config.http.tlsClientCaFile !== '' && config.http.tlsCertFile === '') {
+    throw new ConfigError('Setting http.tlsClientCaFile asks clients for certificates over TLS: set http.tlsCertFile and http.tlsKeyFile too.');
+  }
   return config;
 }

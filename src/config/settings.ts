@@ -63,6 +63,11 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'http.forwardConnectTimeoutMs', kind: 'int', schema: int(100, 600_000).default(3000), doc: 'How long connecting to the master may take before a forwarded request fails with MASTER_UNREACHABLE.' },
   { key: 'http.forwardResponseMarginMs', kind: 'int', schema: int(0, 600_000).default(5000), doc: 'How much longer than cluster.writeTimeoutMs a forwarded request waits for the master\'s answer before WRITE_OUTCOME_UNKNOWN.' },
   { key: 'http.forwardBodyIdleTimeoutMs', kind: 'int', schema: int(100, 600_000).default(30_000), doc: 'Longest pause between two chunks of the master\'s answer to a forwarded request before the answer is cut off.' },
+  { key: 'http.tlsCertFile', kind: 'string', schema: z.string().default(''), doc: 'PEM certificate (chain) the HTTP API shows its clients, with http.tlsKeyFile: the API then speaks HTTPS (HTTP/1.1 over TLS) only. Empty: plain HTTP.' },
+  { key: 'http.tlsKeyFile', kind: 'string', schema: z.string().default(''), doc: 'PEM private key of http.tlsCertFile (a path: key material never goes on the command line).' },
+  { key: 'http.tlsClientCaFile', kind: 'string', schema: z.string().default(''), doc: 'PEM CA whose client certificates the HTTP API requires (mutual TLS); empty: clients need no certificate. Needs http.tlsCertFile.' },
+  { key: 'http.internalPort', kind: 'int', schema: int(0, 65535).default(7600), doc: 'Port of the internal listener that takes node-to-node HTTP (forwarded requests, blobs, snapshots) when the transport or the API uses TLS: HTTPS with the transport\'s certificate and CA when the transport uses TLS. 0 picks a free one.' },
+  { key: 'http.internalNoncesMax', kind: 'int', schema: int(16, 10_000_000).default(100_000), doc: 'Node-to-node requests of the last internal-signature window (60 s) this node remembers to refuse replays; when full it refuses new ones with OVERLOADED (retryable) rather than forget early.' },
   { key: 'http.shutdownGraceMs', kind: 'int', schema: int(0, 600_000).default(15_000), doc: 'On SIGTERM, how long in-flight requests may take to finish before connections are closed.' },
   { key: 'auth.anonymousRead', kind: 'bool', schema: z.boolean().default(false), doc: 'Let requests without credentials read content (never write).' },
   { key: 'auth.tokenTtlSeconds', kind: 'int', schema: int(60, 30 * 24 * 3600).default(3600), doc: 'Lifetime of a bearer token from POST /api/v1/auth/login.' },
@@ -151,6 +156,11 @@ export interface Config {
     forwardResponseMarginMs: number;
     forwardBodyIdleTimeoutMs: number;
     shutdownGraceMs: number;
+    tlsCertFile: string;
+    tlsKeyFile: string;
+    tlsClientCaFile: string;
+    internalPort: number;
+    internalNoncesMax: number;
   };
   auth: { anonymousRead: boolean; tokenTtlSeconds: number; credentialCacheEntriesMax: number; passwordChecksInFlightMax: number };
   storage: {

@@ -322,8 +322,7 @@ export class ClusterCoordinator {
   ready(): ClusterReady {
     const core = this.core.ready();
     this.lastCoreReady = core;
-    const httpAddress = this.self.httpAddress;
-    const messages = core.messages.map((m) => (m.type === 'snapshotRequest' && httpAddress !== undefined ? { ...m, senderHttpAddress: httpAddress } : m));
+    const messages = core.messages.map((m) => (m.type === 'snapshotRequest' ? { ...m, sender: this.self } : m));
     return {
       ...core,
       messages: [...messages, ...this.outbox],

@@ -24,6 +24,11 @@ export interface NodeDescriptor {
   readonly address: string;
   /** Where clients reach its HTTP API (host:port), for redirects and status. */
   readonly httpAddress?: string;
+  /**
+   * Where other nodes send node-to-node HTTP (forwarded requests, blobs, snapshots): the internal listener, run when
+   * the transport or the API uses TLS (HTTPS with the cluster's CA when the transport does). Absent: the HTTP API.
+   */
+  readonly internalHttpAddress?: string;
   readonly roles: NodeRoles;
   /** The software version, `major.minor.patch`. */
   readonly version: string;

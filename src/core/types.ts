@@ -1,3 +1,4 @@
+import type { NodeDescriptor } from './clusterState.js';
 import type { VotingConfiguration } from './quorum.js';
 
 /**
@@ -149,11 +150,11 @@ export interface SnapshotRequest extends MessageBase {
   readonly type: 'snapshotRequest';
   readonly snapshot: Snapshot;
   /**
-   * Where the sender's HTTP API listens now, set by the cluster coordinator (the core knows no addresses). The
-   * follower downloads the file from there: the cluster state inside the snapshot names the address the sender had
-   * when the snapshot was taken, which is wrong once a node has moved (restored elsewhere from a copy of its data).
+   * The sender as it describes itself now, set by the cluster coordinator (the core knows no addresses). The
+   * follower downloads the file from the addresses it names: the cluster state inside the snapshot names those the
+   * sender had when the snapshot was taken, wrong once a node has moved (restored elsewhere from a copy of its data).
    */
-  readonly senderHttpAddress?: string;
+  readonly sender?: NodeDescriptor;
 }
 
 export type Message =

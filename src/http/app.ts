@@ -1,11 +1,17 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 
-import { anonymous, can } from '../auth/authenticator.js';
+import { anonymous, can, type Principal } from '../auth/authenticator.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import type { HttpContext } from './context.js';
 import { registerErrorHandling } from './errors.js';
-import { RequestForwarder } from './forwarding.js';
+import { decodeIdentity, principalOfIdentity } from './forwardedIdentity.js';
+import { forwardedFromHeader, RequestForwarder } from './forwarding.js';
+import { viaInternalListener } from './internalListener.js';
+import { identityHeader, internalAuthHeader } from './internalAuth.js';
+import { verifyInternalCaller } from '../replication/internalAccess.js';
+import { header } from './representation.js';
+import { httpsOptionsOf, nodeTlsOf } from './tlsFiles.js';
 import { MinIndexGate } from './minIndex.js';
 import { ReadConsistencyGate } from './readConsistency.js';
 import { LazyRequestLogger } from './requestLogger.js';
@@ -24,6 +30,9 @@ import { userRoutes } from './routes/users.js';
  * up here once; each concern is a plugin under routes/.
  */
 export async function buildApp(context: HttpContext, log: Logger): Promise<FastifyInstance> {
+  // HTTP/1.1 over TLS when http.tlsCertFile is set (read at start: a bad file fails the start, not a request).
+  const https = httpsOptionsOf(context.config);
+  const nodeTls = nodeTlsOf(context.config);
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     // Per-request log lines would cost more than a write; failures are logged by the error handler.
@@ -52,6 +61,9 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
         .type('application/json; charset=utf-8')
         .send(refusal.toJSON());
     },
+    // Typed as the plain variant: an https.Server has every method of an http.Server the node uses (address,
+    // close, closeAllConnections), and routes and hooks see the same requests and replies either way.
+    ...(https === null ? {} : ({ https } as object)),
   });
   app.decorate('conclave', context);
   // A reference type cannot be a request decorator's default; every request starts anonymous in onRequest.
@@ -70,7 +82,11 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     await readGate.admit(readGate.modeOf(request));
   };
   // Shared so that a route can send a request on to the master too (a read that must see the latest state).
-  const forwarder = RequestForwarder.fromConfig(context.runtime, context.config);
+  const forwarder = RequestForwarder.fromConfig(context.runtime, context.config, {
+    sign: (request) => context.internalAuth.sign(request),
+    tls: nodeTls,
+    publicScheme: https === null ? 'http' : 'https',
+  });
   app.decorate('forwarder', forwarder);
   // onClose runs once the server has no requests in flight: nothing is forwarded any more.
   app.addHook('onClose', async () => forwarder.close());
@@ -80,9 +96,27 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     if (context.closing && !request.url.startsWith('/health/')) {
       throw new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry on another node or later.');
     }
-    // Before authentication (the master authenticates a forwarded request) and before the body is parsed (a
-    // forwarded body streams through unread). A write forwarded as a command goes on to be authenticated here.
-    if (await forwarder.coordinate(request, reply)) return reply;
+    // Node-to-node HTTP: with TLS between nodes it is taken on the internal listener only (HTTPS, cluster CA), and
+    // that listener takes nothing else. A request a replica forwarded carries no credentials but an identity,
+    // trusted only once its signature (for this node, this request, a fresh nonce) is verified.
+    const signed = header(request.headers, internalAuthHeader) !== undefined;
+    const internal = request.url.startsWith('/internal/');
+    const viaInternal = viaInternalListener(request.raw);
+    if (nodeTls !== null && !viaInternal && (signed || internal)) {
+      throw new ConclaveError('INTERNAL_AUTH_FAILED', 'A node-to-node request was refused: with TLS between nodes they are taken on the internal listener only (http.internalPort).');
+    }
+    if (viaInternal && !signed) {
+      throw new ConclaveError('INTERNAL_AUTH_FAILED', 'A request was refused: the internal listener takes signed node-to-node requests only; clients use the HTTP API\'s port.');
+    }
+    let forwardedPrincipal: Principal | null = null;
+    if (signed && !internal) forwardedPrincipal = verifyForwarded(request);
+    else if (header(request.headers, identityHeader) !== undefined) {
+      throw new ConclaveError('INTERNAL_AUTH_FAILED', 'A request was refused: X-Conclave-Identity is accepted only on a signed request a node forwarded.');
+    }
+    // Before the body is parsed (a forwarded body streams through unread). A write forwarded as a command goes on to
+    // be authenticated here; one forwarded as a whole request is authenticated here before it goes (`identify`).
+    const identify = () => context.authenticator.authenticate(request.headers.authorization, request.raw.socket);
+    if (await forwarder.coordinate(request, reply, identify)) return reply;
     const permission = request.routeOptions.config.permission;
     if (permission === undefined) return;
     // Without a master, reads are served but marked stale, unless cluster.noMasterBlock says all (cluster status
@@ -92,7 +126,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
         throw new ConclaveError('CLUSTER_NO_MASTER', 'No master is elected; cluster.noMasterBlock is "all", so reads are refused too. Retry shortly.');
       }
     }
-    const principal = await context.authenticator.authenticate(request.headers.authorization, request.raw.socket);
+    const principal = forwardedPrincipal ?? (signed ? undefined : await identify());
     if (principal === undefined) {
       if (permission === 'read' && context.config.auth.anonymousRead) return admit(request);
       throw new ConclaveError('AUTH_REQUIRED', 'Log in: send HTTP Basic credentials or a Bearer token from POST /api/v1/auth/login.');
@@ -106,6 +140,16 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     // After authentication, so that a refused caller never waits; the waiters are bounded (OVERLOADED beyond).
     await admit(request);
   });
+
+  /** The principal of a request a replica forwarded (anonymous: it forwarded no identity); refusals thrown. */
+  function verifyForwarded(request: FastifyRequest): Principal | null {
+    if (header(request.headers, forwardedFromHeader) === undefined || request.headers.authorization !== undefined) {
+      throw new ConclaveError('INTERNAL_AUTH_FAILED', 'A node-to-node request was refused: a forwarded request names the node it came from and carries no credentials.');
+    }
+    const identity = header(request.headers, identityHeader);
+    verifyInternalCaller(context, request, identity);
+    return identity === undefined ? null : principalOfIdentity(decodeIdentity(identity), context.repository.content);
+  }
 
   // Every answer says which journal index it reflects; writes set it to their own entry's index.
   app.addHook('onSend', async (_request, reply, payload) => {

@@ -3,6 +3,7 @@ import type { TokenSigner } from '../auth/tokens.js';
 import type { Config } from '../config/settings.js';
 import type { ClusterRuntime } from '../node/clusterRuntime.js';
 import type { Repository } from '../node/repository.js';
+import type { InternalAuth } from './internalAuth.js';
 import type { BlobFetcher } from '../replication/blobFetcher.js';
 import type { SnapshotStore } from '../storage/snapshotStore.js';
 
@@ -15,6 +16,8 @@ export interface HttpContext {
   readonly tokens: TokenSigner;
   /** Proves this node to its peers under /internal/v1 (internalAuth.ts). */
   readonly clusterSecret: string;
+  /** Signs this node's node-to-node requests and verifies its peers' (internalAuth.ts). */
+  readonly internalAuth: InternalAuth;
   /** Gets blobs this node lacks from its peers (a read of a missing one waits for it). */
   readonly blobFetcher: BlobFetcher;
   /** This node's snapshot files, served to followers (null: a node that keeps none, in tests). */

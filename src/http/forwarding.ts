@@ -2,11 +2,15 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, type Dispatcher } from 'undici';
 
+import type { Principal } from '../auth/authenticator.js';
 import type { Config } from '../config/settings.js';
 import type { NodeDescriptor } from '../core/clusterState.js';
 import { ConclaveError, invariant } from '../errors/catalogue.js';
 import type { WriteAuthority } from '../node/forwardedCommands.js';
 import type { WriteOrigin } from '../node/repository.js';
+import { dialableAddress, internalHttpUrlOf, nodeTlsConnectOptions, type NodeTlsMaterial } from '../replication/internalHttp.js';
+import { encodeIdentity } from './forwardedIdentity.js';
+import { identityHeader, internalAuthHeader, requestHasBody, type SignedTarget } from './internalAuth.js';
 import { header } from './representation.js';
 
 /**
@@ -27,8 +31,11 @@ import { header } from './representation.js';
  *             and validation are paid by the node the client chose, not all by the master (the bench measured about
  *             0.85 ms of CPU per write forwarded as a whole HTTP request).
  *   request   everything else (binary uploads, whose bytes must reach a quorum before the entry is proposed;
- *             larger JSON writes; voting exclusions; ALL mode's reads): the HTTP request is relayed as it came, body streamed unread,
- *             and the master's answer streamed back.
+ *             larger JSON writes; voting exclusions; ALL mode's reads): the HTTP request is relayed, body streamed unread,
+ *             and the master's answer streamed back. The client's credentials are not: this node authenticates the
+ *             client itself and sends the identity (X-Conclave-Identity) in a request signed for the master
+ *             (src/http/internalAuth.ts), to the master's internal listener over TLS whenever the cluster uses TLS.
+ *             A captured forward is worth nothing elsewhere, and no password or token leaves the node it was given to.
  *
  * `X-Conclave-Direct: true` makes a node answer a request itself. A forwarded request carries
  * `X-Conclave-Forwarded-From: <name>`, and a node never forwards such a request again: if it is no longer the
@@ -125,19 +132,30 @@ interface MasterRef {
   readonly id: string;
   readonly name: string;
   readonly httpAddress: string | undefined;
-  /** Where its HTTP API is dialled, or null while it is not known (or is a wildcard address nobody can dial). */
+  /** Where clients reach its HTTP API, or null while it is not known (or is a wildcard address nobody can dial). */
   readonly httpUrl: string | null;
+  /** Where forwards go (its internal listener when it runs one), or null while not known. */
+  readonly forwardUrl: string | null;
 }
 
-/** The HTTP URL of a member, or null when its address is unknown or a wildcard with no dialable transport host. */
-export function httpUrlOf(node: Pick<NodeDescriptor, 'address' | 'httpAddress'>): string | null {
+/**
+ * The client-facing URL of a member (for redirects), or null when its address is unknown or a wildcard with no
+ * dialable transport host. Every node of a cluster serves its API alike, so the scheme is this node's own.
+ */
+export function httpUrlOf(node: Pick<NodeDescriptor, 'address' | 'httpAddress'>, scheme: 'http' | 'https' = 'http'): string | null {
   if (node.httpAddress === undefined) return null;
-  const wildcard = /^(0\.0\.0\.0|\[::\]):/;
-  if (!wildcard.test(node.httpAddress)) return `http://${node.httpAddress}`;
-  // Listening on every interface: the transport address names a host the other nodes already dial.
-  const port = node.httpAddress.slice(node.httpAddress.lastIndexOf(':') + 1);
-  const host = node.address.slice(0, node.address.lastIndexOf(':'));
-  return host === '' || wildcard.test(`${host}:`) ? null : `http://${host}:${port}`;
+  const address = dialableAddress(node.httpAddress, node.address);
+  return address === null ? null : `${scheme}://${address}`;
+}
+
+/** How this node proves itself to the master and protects what it forwards. */
+export interface ForwardTrust {
+  /** Signs a request for the master (InternalAuth.sign). */
+  sign(request: SignedTarget): string;
+  /** The transport's TLS material: forwards go to the master's internal listener over HTTPS. Null: no TLS between nodes. */
+  readonly tls: NodeTlsMaterial | null;
+  /** The scheme of the API's own listener (http.tlsCertFile): used in redirects to the master. */
+  readonly publicScheme: 'http' | 'https';
 }
 
 /**
@@ -170,12 +188,11 @@ function endToEndHeaders(headers: IncomingHttpHeaders): Record<string, string | 
   return copied;
 }
 
-/** Whether the client sends a body: a length above zero, or chunks. */
-function hasBody(headers: IncomingHttpHeaders): boolean {
-  if (headers['transfer-encoding'] !== undefined) return true;
-  const length = Number(headers['content-length'] ?? 0);
-  return Number.isFinite(length) && length > 0;
-}
+/**
+ * Headers of the client's request that never go on to the master: its credentials (the forward carries the
+ * identity this node authenticated instead), and node-to-node headers a client could try to smuggle through.
+ */
+const clientOnlyHeaders = new Set(['authorization', 'cookie', identityHeader, internalAuthHeader]);
 
 /** The body length a request declares: 0 without a body, Infinity when it is chunked (not known up front). */
 function declaredBodyBytes(headers: IncomingHttpHeaders): number {
@@ -213,10 +230,11 @@ export class RequestForwarder {
   constructor(
     private readonly view: MasterView,
     private readonly options: ForwardingOptions,
+    private readonly trust: ForwardTrust,
   ) {
     this.agent = new Agent({
       connections: options.connectionsMax,
-      connect: { timeout: options.connectTimeoutMs },
+      connect: { timeout: options.connectTimeoutMs, ...(trust.tls === null ? {} : nodeTlsConnectOptions(trust.tls)) },
       headersTimeout: options.responseTimeoutMs,
       bodyTimeout: options.bodyIdleTimeoutMs,
     });
@@ -238,7 +256,7 @@ export class RequestForwarder {
     }
   }
 
-  static fromConfig(view: MasterView, config: Config): RequestForwarder {
+  static fromConfig(view: MasterView, config: Config, trust: ForwardTrust): RequestForwarder {
     return new RequestForwarder(view, {
       mode: config.cluster.coordinatorMode,
       connectionsMax: config.http.forwardConnectionsMax,
@@ -249,7 +267,7 @@ export class RequestForwarder {
       responseTimeoutMs: config.cluster.writeTimeoutMs + config.http.forwardResponseMarginMs,
       bodyIdleTimeoutMs: config.http.forwardBodyIdleTimeoutMs,
       commandBodyBytesMax: config.http.forwardCommandBodyBytesMax,
-    });
+    }, trust);
   }
 
   /** Forwarded requests under way now (for tests and metrics). */
@@ -258,10 +276,11 @@ export class RequestForwarder {
   }
 
   /**
-   * The coordinator's step for one request, run before authentication and body parsing. Returns true when the
-   * request was answered here (forwarded, redirected) and false when this node serves it; refusals are thrown.
+   * The coordinator's step for one request, run before body parsing. Returns true when the request was answered
+   * here (forwarded, redirected) and false when this node serves it; refusals are thrown. `identify` authenticates
+   * the client (undefined: it sent no credentials); it is called only for a request forwarded as a whole.
    */
-  async coordinate(request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
+  async coordinate(request: FastifyRequest, reply: FastifyReply, identify: () => Promise<Principal | undefined>): Promise<boolean> {
     // Outside ALL mode a read is served here whoever the master is (coordinationOf): decided without looking it up.
     if (this.options.mode !== 'ALL' && !isWriteMethod(request.method)) return false;
     const master = this.master();
@@ -287,37 +306,40 @@ export class RequestForwarder {
         throw refusal(master);
       case 'redirect': {
         invariant(master !== null, 'a redirect has a master');
-        if (master.httpUrl === null) throw unknownAddress(master);
+        if (master.httpUrl === null) throw unknownAddress(master, false);
         // 307 keeps the method and body: the client sends the same request to the master.
         void reply.redirect(`${master.httpUrl}${request.url}`, 307);
         return true;
       }
       case 'forward':
-        await this.forwardToMaster(request, reply);
+        await this.forwardToMaster(request, reply, identify);
         return true;
     }
   }
 
   /**
-   * Sends the request to the master as it came (path, query, headers with the client's Authorization, body
-   * streamed) and answers with the master's status, headers and body, streamed. Failures before any answer are
+   * Sends the request to the master (path, query, end-to-end headers without the client's credentials, the
+   * identity `identify` authenticated, body streamed), signed for the master, and answers with the master's
+   * status, headers and body, streamed. Failures before any answer are
    * thrown as catalogue errors: MASTER_UNREACHABLE when nothing reached the master (or for a read);
    * WRITE_OUTCOME_UNKNOWN when a write was sent and the connection failed or the answer did not come in time.
    *
    * A request with a body must be forwarded before its body is parsed (from an onRequest hook). A request that
    * was itself forwarded is never forwarded again: it is refused as this node would refuse a write.
    */
-  async forwardToMaster(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  async forwardToMaster(request: FastifyRequest, reply: FastifyReply, identify: () => Promise<Principal | undefined>): Promise<FastifyReply> {
     const master = this.master();
     if (master === null || header(request.headers, forwardedFromHeader) !== undefined) throw refusal(master);
-    if (master.httpUrl === null) throw unknownAddress(master);
-    const withBody = hasBody(request.headers);
+    if (master.forwardUrl === null) throw unknownAddress(master, this.trust.tls !== null);
+    const withBody = requestHasBody(request.headers);
     invariant(!withBody || !request.raw.readableDidRead, 'a request with a body is forwarded before its body is read');
     if (this.inFlight >= this.options.requestsMax) {
       throw new ConclaveError('OVERLOADED', `${this.inFlight} requests are already being forwarded to the master; retry shortly.`, {
         forwardRequestsMax: this.options.requestsMax,
       });
     }
+    // Before a forwarding slot is taken: wrong credentials are refused here, and never reach the master.
+    const principal = await identify();
     this.inFlight++;
     let released = false;
     const release = () => {
@@ -337,13 +359,25 @@ export class RequestForwarder {
     underway.add(abort);
 
     const self = this.view.self().name;
+    const headers = endToEndHeaders(request.headers);
+    for (const name of clientOnlyHeaders) delete headers[name];
+    const identity = principal === undefined ? undefined : encodeIdentity(principal);
+    if (identity !== undefined) headers[identityHeader] = identity;
+    headers[forwardedFromHeader] = self;
+    headers[internalAuthHeader] = this.trust.sign({
+      target: master.id,
+      method: request.method,
+      path: request.url,
+      body: withBody ? 'streamed' : 'empty',
+      ...(identity !== undefined ? { identity } : {}),
+    });
     let response;
     try {
       response = await this.agent.request({
-        origin: master.httpUrl,
+        origin: master.forwardUrl,
         path: request.url,
         method: request.method as Dispatcher.HttpMethod,
-        headers: { ...endToEndHeaders(request.headers), [forwardedFromHeader]: self },
+        headers,
         body: withBody ? request.raw : null,
         signal: abort.signal,
       });
@@ -374,7 +408,13 @@ export class RequestForwarder {
     const id = this.view.softState().master;
     if (id === null) return null;
     const node = this.view.clusterState().nodes.find((n) => n.id === id);
-    return { id, name: node?.name ?? id, httpAddress: node?.httpAddress, httpUrl: node === undefined ? null : httpUrlOf(node) };
+    return {
+      id,
+      name: node?.name ?? id,
+      httpAddress: node?.httpAddress,
+      httpUrl: node === undefined ? null : httpUrlOf(node, this.trust.publicScheme),
+      forwardUrl: node === undefined ? null : internalHttpUrlOf(node, this.trust.tls !== null),
+    };
   }
 }
 
@@ -394,10 +434,11 @@ function refusal(master: MasterRef | null): ConclaveError {
   return new ConclaveError('NOT_MASTER', `This node is not the master; send writes to ${master.name}.`, masterDetails(master));
 }
 
-function unknownAddress(master: MasterRef): ConclaveError {
+function unknownAddress(master: MasterRef, internal: boolean): ConclaveError {
+  const what = internal ? 'an internal HTTPS address (TLS between nodes: http.internalPort)' : 'an HTTP address';
   return new ConclaveError(
     'MASTER_UNREACHABLE',
-    `The master ${master.name} has not published an HTTP address this node can dial yet (set transport.publishHost when listening on 0.0.0.0); retry shortly.`,
+    `The master ${master.name} has not published ${what} this node can dial yet (set transport.publishHost when listening on 0.0.0.0); retry shortly.`,
     masterDetails(master),
   );
 }
@@ -409,7 +450,7 @@ class MasterChangedWhileForwarding extends Error {
 
 function forwardFailure(err: unknown, master: MasterRef, method: string, responseTimeoutMs: number): ConclaveError {
   const code = errorCodeOf(err);
-  const where = `the master ${master.name} at ${master.httpUrl}`;
+  const where = `the master ${master.name} at ${master.forwardUrl}`;
   if (notConnectedCodes.has(code)) {
     return new ConclaveError('MASTER_UNREACHABLE', `Could not connect to ${where} to forward the request (${code}); nothing was sent. Retry shortly.`, {
       ...masterDetails(master),

@@ -339,7 +339,7 @@ export class ClusterRuntime {
   // ---------------------------------------------------------------- inputs
 
   /** Changes this node's published addresses (the HTTP port is known only once listening). */
-  updateSelf(change: Pick<NodeDescriptor, 'httpAddress'>): void {
+  updateSelf(change: Pick<NodeDescriptor, 'httpAddress' | 'internalHttpAddress'>): void {
     this.coordinator.updateSelf({ ...this.coordinator.descriptor(), ...change });
     this.coordinatorOptions = { ...this.coordinatorOptions, self: { ...this.coordinatorOptions.self, ...change } };
     this.scheduleDrain();

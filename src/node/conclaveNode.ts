@@ -13,6 +13,9 @@ import type { NodeDescriptor } from '../core/clusterState.js';
 import { ConclaveError, invariant } from '../errors/catalogue.js';
 import { buildApp } from '../http/app.js';
 import type { HttpContext } from '../http/context.js';
+import { InternalAuth } from '../http/internalAuth.js';
+import { InternalListener } from '../http/internalListener.js';
+import { nodeTlsOf } from '../http/tlsFiles.js';
 import { BlobStore } from '../storage/blobStore.js';
 import { ContentTables } from '../storage/contentTables.js';
 import { getMeta, openDatabase, setMeta, type Db } from '../storage/database.js';
@@ -63,6 +66,7 @@ export interface StartOptions {
 export class ConclaveNode {
   private stopping: Promise<void> | undefined;
   private repositoryBootstrap: Promise<void> | null = null;
+  private internalListener: InternalListener | null = null;
 
   private constructor(
     readonly config: Config,
@@ -92,6 +96,14 @@ export class ConclaveNode {
       const secret = clusterSecret(db, config, options.announce ?? ((text: string) => process.stdout.write(text)));
       network = new ClusterNetwork(config, { id, name: config.node.name }, secret, log);
       const transportAddress = await network.listen();
+      const internalAuth = new InternalAuth(secret, id, config.http.internalNoncesMax);
+      // Node-to-node HTTP has the transport's protection: TLS with the cluster's CA whenever the transport uses TLS.
+      const http = new InternalHttpClient({
+        auth: internalAuth,
+        tls: nodeTlsOf(config),
+        connectionsPerPeerMax: config.replication.peerConnectionsMax,
+        idleTimeoutMs: internalIdleTimeoutMs,
+      });
       const restoredSnapshot = journal.snapshot();
       const snapshotStore = new SnapshotStore(config.data.dir, restoredSnapshot === undefined ? undefined : fileRefOf(restoredSnapshot));
       if (restoredSnapshot !== undefined && !snapshotStore.hasFile(restoredSnapshot.index)) {
@@ -101,12 +113,12 @@ export class ConclaveNode {
         {
           incomingDir: snapshotStore.incomingDir,
           selfId: id,
-          clusterSecret: secret,
-          // The sender's own word first: the cluster states below may name an address it has since left.
-          httpAddressOf: (message) =>
-            message.senderHttpAddress ??
-            runtime?.clusterState().nodes.find((n) => n.id === message.from)?.httpAddress ??
-            (message.snapshot.data as CoordinatorSnapshotData).clusterState.nodes.find((n) => n.id === message.from)?.httpAddress ??
+          http,
+          // The sender's own word first: the cluster states below may name addresses it has since left.
+          peerOf: (message) =>
+            message.sender ??
+            runtime?.clusterState().nodes.find((n) => n.id === message.from && (n.httpAddress !== undefined || n.internalHttpAddress !== undefined)) ??
+            (message.snapshot.data as CoordinatorSnapshotData).clusterState.nodes.find((n) => n.id === message.from) ??
             null,
           transferTimeoutMs: config.replication.snapshotTransferTimeoutMs,
           onVerified: (message) => runtime?.receive(message),
@@ -123,6 +135,9 @@ export class ConclaveNode {
         // Known now unless the port is picked at start (then listen() tells the cluster): joining with it saves a
         // second join just to update the address.
         ...(config.http.port !== 0 ? { httpAddress: formatEndpoint(config.transport.publishHost !== '' ? config.transport.publishHost : config.http.host, config.http.port) } : {}),
+        ...(runsInternalListener(config) && config.http.internalPort !== 0
+          ? { internalHttpAddress: formatEndpoint(config.transport.publishHost !== '' ? config.transport.publishHost : config.http.host, config.http.internalPort) }
+          : {}),
       };
       runtime = new ClusterRuntime(
         db,
@@ -158,12 +173,6 @@ export class ConclaveNode {
           journalRetainEntries: config.storage.journalRetainEntries,
         },
       );
-      const http = new InternalHttpClient({
-        secret,
-        selfId: id,
-        connectionsPerPeerMax: config.replication.peerConnectionsMax,
-        idleTimeoutMs: internalIdleTimeoutMs,
-      });
       const blobClient = new BlobClient(http, blobs);
       const pusher = new BlobPusher(runtime, blobClient, { pushTimeoutMs: config.replication.blobPushTimeoutMs, pushesInFlightMax: config.replication.blobPushesInFlightMax }, log);
       const fetcher = new BlobFetcher(
@@ -221,7 +230,7 @@ export class ConclaveNode {
         cacheEntriesMax: config.auth.credentialCacheEntriesMax,
         passwordChecksInFlightMax: config.auth.passwordChecksInFlightMax,
       });
-      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, blobFetcher: fetcher, snapshots: snapshotStore, closing: false };
+      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, closing: false };
       // The cluster side starts before the HTTP API is built: a returning replica dials its peers and starts taking
       // the entries it missed while Fastify registers its routes, instead of after.
       let node: ConclaveNode | null = null;
@@ -324,11 +333,18 @@ export class ConclaveNode {
     const address = this.app.server.address();
     invariant(address !== null && typeof address === 'object', 'the server is bound to a TCP address');
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    const url = `http://${host}:${address.port}`;
-    // Now the HTTP port is known (it may have been 0): members learn it, for redirects and status.
+    const url = `${this.config.http.tlsCertFile !== '' ? 'https' : 'http'}://${host}:${address.port}`;
+    if (runsInternalListener(this.config)) {
+      this.internalListener = await InternalListener.start(this.app, { host: this.config.http.host, port: this.config.http.internalPort, tls: nodeTlsOf(this.config), log: this.log });
+    }
+    // Now the HTTP ports are known (they may have been 0): members learn them, for forwards, redirects and status.
     const publishHost = this.config.transport.publishHost;
-    this.runtime.updateSelf({ httpAddress: publishHost !== '' ? formatEndpoint(publishHost, address.port) : `${host}:${address.port}` });
-    this.log.info({ url, port: address.port, appliedIndex: this.repository.appliedIndex }, 'listening');
+    const published = (port: number) => (publishHost !== '' ? formatEndpoint(publishHost, port) : `${host}:${port}`);
+    this.runtime.updateSelf({
+      httpAddress: published(address.port),
+      ...(this.internalListener !== null ? { internalHttpAddress: published(this.internalListener.port) } : {}),
+    });
+    this.log.info({ url, port: address.port, internalPort: this.internalListener?.port ?? null, appliedIndex: this.repository.appliedIndex }, 'listening');
     return url;
   }
 
@@ -351,7 +367,7 @@ export class ConclaveNode {
     // Commands replicas forwarded are requests too: refused from now on, answered if under way.
     const commandsAnswered = this.commandServer.close(this.config.http.shutdownGraceMs);
     try {
-      await this.app.close();
+      await Promise.all([this.app.close(), this.internalListener?.close(this.config.http.shutdownGraceMs)]);
     } finally {
       clearTimeout(grace);
       await commandsAnswered;
@@ -363,6 +379,15 @@ export class ConclaveNode {
     }
     this.log.info('stopped');
   }
+}
+
+/**
+ * Whether this node runs the internal listener for node-to-node HTTP (src/http/internalListener.ts): when the
+ * transport uses TLS (node-to-node HTTP then uses the transport's certificates, not the API's), or when the API does
+ * (peers must not have to speak the API's TLS, whose certificate may come from a public CA).
+ */
+export function runsInternalListener(config: Config): boolean {
+  return config.transport.tlsCertFile !== '' || config.http.tlsCertFile !== '';
 }
 
 /** Stops copying and collecting blobs (before the database closes: both read it). */

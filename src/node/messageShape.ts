@@ -19,6 +19,7 @@ function descriptorProblem(node: unknown, from: string): string | null {
   if (node['id'] !== from) return 'a descriptor of another node';
   if (!isText(node['name'], 64) || !isText(node['address'], 300) || !isText(node['version'], 32)) return 'a malformed descriptor';
   if (node['httpAddress'] !== undefined && !isText(node['httpAddress'], 300)) return 'a malformed HTTP address';
+  if (node['internalHttpAddress'] !== undefined && !isText(node['internalHttpAddress'], 300)) return 'a malformed internal HTTP address';
   const roles = node['roles'];
   if (!isRecord(roles) || typeof roles['masterEligible'] !== 'boolean' || typeof roles['votingOnly'] !== 'boolean') return 'malformed roles';
   return null;
@@ -69,9 +70,12 @@ const checks: { readonly [K in ClusterMessage['type']]: (m: Record<string, unkno
     isCount(m['echoSeq']) && isCount(m['echoSentTick']) && isCount(m['recvTick']) && isCount(m['epoch'])
       ? null
       : 'malformed fields',
-  snapshotRequest: (m) => {
+  snapshotRequest: (m, from) => {
     if (!isCount(m['term'])) return 'malformed numbers';
-    if (m['senderHttpAddress'] !== undefined && !isText(m['senderHttpAddress'], 300)) return 'a malformed HTTP address';
+    if (m['sender'] !== undefined) {
+      const problem = descriptorProblem(m['sender'], from);
+      if (problem !== null) return problem;
+    }
     return snapshotProblem(m['snapshot']);
   },
   readIndexRequest: (m) => (isCount(m['term']) && isText(m['id'], 256) ? null : 'malformed fields'),

@@ -3,17 +3,18 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { request } from 'undici';
 
+import type { NodeDescriptor } from '../core/clusterState.js';
 import type { SnapshotRequest } from '../core/types.js';
-import { internalAuthHeader, signInternalRequest } from '../http/internalAuth.js';
 import { fileRefOf, hashFile, type SnapshotFileRef } from '../storage/snapshotFile.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
+import { PeerUnreachable, type InternalHttpClient } from './internalHttp.js';
 
 /**
  * Downloads the snapshot a master sends to a follower that needs compacted entries. The snapshotRequest message
  * names the file (index, term, size, SHA-256); the bytes come over HTTP from the node that sent it
- * (`GET /internal/v1/snapshots/:index`, authenticated with the cluster secret), streamed to
+ * (`GET /internal/v1/snapshots/:index` through the node-to-node client: signed, and over TLS when the cluster uses
+ * TLS), streamed to
  * `data/snapshots/incoming/<index>-<sha256>.part`:
  *
  * - resumable: after a broken connection, a timeout or a restart of this node, the download goes on from the bytes
@@ -30,10 +31,10 @@ import { fsyncDirectory } from '../storage/snapshotStore.js';
 export interface SnapshotFetcherOptions {
   readonly incomingDir: string;
   readonly selfId: string;
-  readonly clusterSecret: string;
-  /** The HTTP address (host:port) of a node, from the cluster state or the snapshot's; null when unknown. */
-  /** Where to download the file that a snapshotRequest names (see SnapshotRequest.senderHttpAddress). */
-  readonly httpAddressOf: (message: SnapshotRequest) => string | null;
+  /** The node-to-node HTTP client (src/replication/internalHttp.ts). */
+  readonly http: Pick<InternalHttpClient, 'send'>;
+  /** Where to download the file that a snapshotRequest names: its sender (see SnapshotRequest.sender); null when unknown. */
+  readonly peerOf: (message: SnapshotRequest) => NodeDescriptor | null;
   /** A request without a byte for this long (headers, or between body chunks) is abandoned and retried. */
   readonly transferTimeoutMs: number;
   /** Called with the latest message for a snapshot once its file is verified on disk. */
@@ -279,13 +280,11 @@ export class SnapshotFetcher {
     }
     d.bytes = offset;
     if (offset === d.ref.bytes && offset > 0) return;
-    const address = this.options.httpAddressOf(d.latest);
-    if (address === null) throw new Error(`the HTTP address of ${d.latest.from} is not known yet`);
+    const peer = this.options.peerOf(d.latest);
+    if (peer === null) throw new PeerUnreachable(`node ${d.latest.from} is not known yet`);
     const path = `/internal/v1/snapshots/${d.ref.index}`;
     const etag = `"${d.ref.sha256}"`;
-    const headers: Record<string, string> = {
-      [internalAuthHeader]: signInternalRequest(this.options.clusterSecret, this.options.selfId, 'GET', path, Date.now()),
-    };
+    const headers: Record<string, string> = {};
     if (offset > 0) {
       headers['range'] = `bytes=${offset}-`;
       headers['if-range'] = etag;
@@ -298,11 +297,11 @@ export class SnapshotFetcher {
     // while nobody reads discards what it had buffered.
     const file = await open(part, 'a');
     try {
-      const response = await request(`http://${address}${path}`, {
+      const response = await this.options.http.send(peer, {
         method: 'GET',
+        path,
         headers,
-        headersTimeout: this.options.transferTimeoutMs,
-        bodyTimeout: this.options.transferTimeoutMs,
+        idleTimeoutMs: this.options.transferTimeoutMs,
         signal: d.abort.signal,
       });
       const status = response.statusCode;

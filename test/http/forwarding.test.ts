@@ -4,8 +4,12 @@ import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 
+import type { Principal } from '../../src/auth/authenticator.js';
 import type { NodeDescriptor } from '../../src/core/clusterState.js';
+import { ConclaveError, isConclaveError } from '../../src/errors/catalogue.js';
 import { registerErrorHandling } from '../../src/http/errors.js';
+import { decodeIdentity } from '../../src/http/forwardedIdentity.js';
+import { identityHeader, InternalAuth, internalAuthHeader } from '../../src/http/internalAuth.js';
 import { RequestForwarder, type ForwardingOptions, type MasterView } from '../../src/http/forwarding.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/tmp.js';
@@ -52,12 +56,25 @@ interface Front {
   app: FastifyInstance;
 }
 
+const secret = 'forwarding-test-cluster-secret';
+/** The master's verifier (the stand-in masters check the signature with it when a case needs it). */
+const masterAuth = new InternalAuth(secret, 'master-id', 1000);
+
+/** The stand-in for the users table and token check: two clients the front knows, and wrong credentials. */
+async function identify(authorization: string | undefined): Promise<Principal | undefined> {
+  if (authorization === undefined) return undefined;
+  if (authorization === 'Bearer the-client-token') return { name: 'alice', roles: ['editor'] };
+  if (authorization === 'Basic x') return { name: 'bob', roles: ['editor'] };
+  throw new ConclaveError('AUTH_INVALID', 'The user name or password is wrong.');
+}
+
 async function front(view: MasterView, options: Partial<ForwardingOptions> = {}): Promise<Front> {
   const app = Fastify();
   registerErrorHandling(app);
-  const forwarder = new RequestForwarder(view, { ...defaults, ...options });
+  const replicaAuth = new InternalAuth(secret, 'replica-id', 1000);
+  const forwarder = new RequestForwarder(view, { ...defaults, ...options }, { sign: (r) => replicaAuth.sign(r), tls: null, publicScheme: 'http' });
   app.addHook('onRequest', async (request, reply) => {
-    if (await forwarder.coordinate(request, reply)) return reply;
+    if (await forwarder.coordinate(request, reply, () => identify(request.headers.authorization))) return reply;
   });
   app.addHook('onClose', async () => forwarder.close());
   app.all('/api/v1/*', async () => ({ servedBy: 'front' }));
@@ -96,7 +113,7 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return text;
 }
 
-test('a forwarded write keeps its method, path, query, body and end-to-end headers; hop-by-hop headers stay behind', async () => {
+test('a forwarded write keeps its method, path, query, body and end-to-end headers; hop-by-hop headers and the client\'s credentials stay behind', async () => {
   let seen: { method?: string; url?: string; headers: IncomingHttpHeaders; body: string } | undefined;
   const master = await fakeMaster(async (req, res) => {
     seen = { method: req.method, url: req.url, headers: req.headers, body: await readBody(req) };
@@ -108,7 +125,17 @@ test('a forwarded write keeps its method, path, query, body and end-to-end heade
     const answer = await send(
       `${node.url}/api/v1/content/a%20b?x=1&y=2`,
       'PUT',
-      { authorization: 'Bearer the-client-token', 'content-type': 'application/json', 'x-conclave-min-index': '7', connection: 'keep-alive, x-hop', 'x-hop': 'secret' },
+      {
+        authorization: 'Bearer the-client-token',
+        cookie: 'session=1',
+        // A client trying to smuggle a node-to-node identity or signature through: dropped.
+        [identityHeader]: 'eyJ1c2VyIjoiYWRtaW4iLCJyb2xlcyI6WyJhZG1pbiJdfQ',
+        [internalAuthHeader]: 'v2.forged',
+        'content-type': 'application/json',
+        'x-conclave-min-index': '7',
+        connection: 'keep-alive, x-hop',
+        'x-hop': 'secret',
+      },
       '{"properties":{"v":1}}',
     );
     assert.equal(answer.status, 201);
@@ -122,7 +149,20 @@ test('a forwarded write keeps its method, path, query, body and end-to-end heade
     assert.equal(seen.method, 'PUT');
     assert.equal(seen.url, '/api/v1/content/a%20b?x=1&y=2');
     assert.equal(seen.body, '{"properties":{"v":1}}');
-    assert.equal(seen.headers['authorization'], 'Bearer the-client-token');
+    // No credentials reach the master: the identity the front authenticated does, signed for the master.
+    assert.equal(seen.headers['authorization'], undefined);
+    assert.equal(seen.headers['cookie'], undefined);
+    const identity = seen.headers[identityHeader] as string;
+    assert.deepEqual(decodeIdentity(identity), { user: 'alice', roles: ['editor'] });
+    const signature = seen.headers[internalAuthHeader] as string;
+    const received = { method: 'PUT', path: seen.url, hasBody: true, identity };
+    assert.equal(masterAuth.verify(signature, received), 'replica-id');
+    // Captured and replayed: refused by the master, and by any other node.
+    assert.throws(() => masterAuth.verify(signature, received), (err) => isConclaveError(err) && /replay/.test(err.message));
+    assert.throws(() => new InternalAuth(secret, 'other-id', 10).verify(signature, received), (err) => isConclaveError(err) && /another node/.test(err.message));
+    // The identity cannot be swapped for another under the same signature.
+    const admin = Buffer.from(JSON.stringify({ user: 'admin', roles: ['admin'] })).toString('base64url');
+    assert.throws(() => new InternalAuth(secret, 'master-id', 10).verify(signature, { ...received, identity: admin }), (err) => isConclaveError(err) && err.code === 'INTERNAL_AUTH_FAILED');
     assert.equal(seen.headers['x-conclave-min-index'], '7');
     assert.equal(seen.headers['x-conclave-forwarded-from'], 'r1');
     assert.equal(seen.headers['host'], `127.0.0.1:${master.port}`);
@@ -133,6 +173,28 @@ test('a forwarded write keeps its method, path, query, body and end-to-end heade
     assert.equal(JSON.parse(read.body).servedBy, 'front');
     assert.equal(read.headers['x-conclave-forwarded-from'], undefined);
     await waitFor('the forward to be released', () => (node.forwarder.requestsInFlight === 0 ? true : undefined));
+  } finally {
+    await node.app.close();
+    await closeServer(master.server);
+  }
+});
+
+test('a forward with wrong credentials is refused by the node the client chose; the master sees nothing', async () => {
+  let reached = 0;
+  const master = await fakeMaster((req, res) => {
+    reached++;
+    req.resume();
+    res.writeHead(200).end('{}');
+  });
+  const node = await front(viewOf(masterAt(master.port)));
+  try {
+    const answer = await send(`${node.url}/api/v1/content/a`, 'DELETE', { authorization: 'Basic wrong' });
+    assert.equal(answer.status, 401, answer.body);
+    assert.equal(JSON.parse(answer.body).error.code, 'AUTH_INVALID');
+    // Without credentials the forward goes, with no identity: the master decides (anonymous read, or AUTH_REQUIRED).
+    await send(`${node.url}/api/v1/content/a`, 'DELETE', {});
+    assert.equal(reached, 1);
+    assert.equal(node.forwarder.requestsInFlight, 0);
   } finally {
     await node.app.close();
     await closeServer(master.server);

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:f
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 
-import { signInternalRequest } from '../../src/http/internalAuth.js';
+import { internalKeyOf, signInternalRequest } from '../../src/http/internalAuth.js';
 import { runConclave } from '../helpers/cli.js';
 import { clusterSecret, ProcessCluster } from '../helpers/cluster.js';
 import { processAuth, startNodeProcess } from '../helpers/process.js';
@@ -116,19 +116,26 @@ test('binaries reach every node; a node that was down or lost a blob fetches it;
     // with the right secret get INTERNAL_AUTH_FAILED.
     const status = await cluster.status(master);
     const memberId = status.nodes.find((n) => n.name === up)!.id;
+    const masterId = status.nodes.find((n) => n.name === master)!.id;
     const path = `/internal/v1/blobs/${sha256(first)}`;
+    const sign = (secret: string, caller: string, method: string, target: string, body: 'empty' | 'streamed' = 'empty', to = masterId) =>
+      signInternalRequest(internalKeyOf(secret), caller, { target: to, method, path: target, body }, Date.now());
     const internal = async (header: string | undefined, method = 'GET') => {
       const r = await fetch(`${cluster.url(master)}${path}`, { method, headers: header === undefined ? {} : { 'x-conclave-internal': header } });
       return { status: r.status, body: Buffer.from(await r.arrayBuffer()) };
     };
-    const good = await internal(signInternalRequest(clusterSecret, memberId, 'GET', path, Date.now()));
+    const goodHeader = sign(clusterSecret, memberId, 'GET', path);
+    const good = await internal(goodHeader);
     assert.equal(good.status, 200);
     assert.equal(sha256(good.body), sha256(first));
     for (const header of [
-      signInternalRequest('not-the-cluster-secret', memberId, 'GET', path, Date.now()),
+      sign('not-the-cluster-secret', memberId, 'GET', path),
       undefined,
-      signInternalRequest(clusterSecret, 'a-node-that-is-not-a-member', 'GET', path, Date.now()),
-      signInternalRequest(clusterSecret, memberId, 'HEAD', path, Date.now()),
+      sign(clusterSecret, 'a-node-that-is-not-a-member', 'GET', path),
+      sign(clusterSecret, memberId, 'HEAD', path),
+      // The captured header of the request above, replayed; one signed for another node.
+      goodHeader,
+      sign(clusterSecret, memberId, 'GET', path, 'empty', memberId),
     ]) {
       const refused = await internal(header);
       assert.equal(refused.status, 401);
@@ -136,7 +143,7 @@ test('binaries reach every node; a node that was down or lost a blob fetches it;
     }
     const put = await fetch(`${cluster.url(master)}${path}`, {
       method: 'PUT',
-      headers: { 'x-conclave-internal': signInternalRequest('not-the-cluster-secret', memberId, 'PUT', path, Date.now()), 'content-type': 'application/octet-stream' },
+      headers: { 'x-conclave-internal': sign('not-the-cluster-secret', memberId, 'PUT', path, 'streamed'), 'content-type': 'application/octet-stream' },
       body: 'not the bytes',
     });
     assert.equal(put.status, 401);
@@ -145,7 +152,7 @@ test('binaries reach every node; a node that was down or lost a blob fetches it;
     const wrongPath = `/internal/v1/blobs/${missing}`;
     const wrong = await fetch(`${cluster.url(master)}${wrongPath}`, {
       method: 'PUT',
-      headers: { 'x-conclave-internal': signInternalRequest(clusterSecret, memberId, 'PUT', wrongPath, Date.now()), 'content-type': 'application/octet-stream' },
+      headers: { 'x-conclave-internal': sign(clusterSecret, memberId, 'PUT', wrongPath, 'streamed'), 'content-type': 'application/octet-stream' },
       body: 'not the bytes',
     });
     assert.equal(wrong.status, 400);

@@ -52,6 +52,16 @@ async function refusalOf(promise: Promise<unknown>): Promise<ConclaveError> {
 }
 
 describe('the command forwarder (replica side)', () => {
+  test('a forwarded command carries the identity the replica authenticated, never credentials', async () => {
+    const { forwarder, sent } = replica();
+    const pending = forwarder.forward(put, byAdmin);
+    assert.deepEqual(Object.keys(sent[0]!).sort(), ['authority', 'command', 'id', 'type']);
+    assert.deepEqual(sent[0]!.authority, byAdmin);
+    assert.deepEqual(Object.keys(sent[0]!.authority).sort(), ['needs', 'user']);
+    forwarder.receive('m1', { type: 'commandOutcome', id: sent[0]!.id, appliedIndex: 1, ok: false, error: { code: 'NOT_MASTER', message: 'x', details: {} } });
+    await pending.catch(() => undefined);
+  });
+
   test('an outcome from the master resolves the command it answers, and only from the node it was sent to', async () => {
     const { forwarder, sent } = replica();
     const pending = forwarder.forward(put, byAdmin);

@@ -39,7 +39,7 @@ test('well-formed messages of every kind pass', () => {
     { type: 'joinRequest', from: 'a', to: 'b', node: node('a'), clusterName: 'c', clusterUuid: 'u' },
     { type: 'joinResponse', from: 'a', to: 'b', outcome: 'accepted', master: null },
     { type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: snapshot() },
-    { type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: snapshot(), senderHttpAddress: '10.0.0.7:7400' },
+    { type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: snapshot(), sender: { ...node('a'), httpAddress: '10.0.0.7:7400' } },
   ];
   for (const message of ok) assert.equal(messageProblem(message, 'a', 'b'), null, JSON.stringify(message));
 });
@@ -109,8 +109,17 @@ test('a message must speak for its sender, to us, in the expected shape', () => 
     [{ type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: snapshot({ index: 8 }) }, /no valid file/],
     [{ type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: { ...snapshot(), configuration: { kind: 'configuration', current: [] } } }, /configuration/],
     [{ type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: { ...snapshot(), data: { ...snapshot().data, clusterState: { version: 1 } } } }, /cluster state/],
-    [{ type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: snapshot(), senderHttpAddress: 7400 }, /malformed HTTP address/],
+    [{ type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: snapshot(), sender: { ...node('a'), httpAddress: 7400 } }, /malformed HTTP address/],
+    [{ type: 'snapshotRequest', from: 'a', to: 'b', term: 2, snapshot: snapshot(), sender: node('z') }, /another node/],
     [{ type: 'gossip', from: 'a', to: 'b' }, /unknown message type/],
   ];
   for (const [message, why] of cases) assert.match(messageProblem(message, 'a', 'b') ?? 'passed', why, JSON.stringify(message));
+});
+
+test('a descriptor may publish an internal HTTP address (TLS between nodes); a malformed one is refused', () => {
+  const join = (extra: Record<string, unknown>) => ({ type: 'joinRequest', from: 'a', to: 'b', node: { ...node('a'), httpAddress: '127.0.0.1:7400', ...extra }, clusterName: 'c', clusterUuid: 'u' });
+  assert.equal(messageProblem(join({ internalHttpAddress: '127.0.0.1:7401' }), 'a', 'b'), null);
+  for (const bad of ['', 7401, 'x'.repeat(301), null]) {
+    assert.equal(messageProblem(join({ internalHttpAddress: bad }), 'a', 'b'), 'a malformed internal HTTP address', JSON.stringify(bad));
+  }
 });

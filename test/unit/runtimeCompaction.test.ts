@@ -31,7 +31,7 @@ function open(dir: string) {
   const restored = journal.snapshot();
   const store = new SnapshotStore(dir, restored === undefined ? undefined : fileRefOf(restored));
   const fetcher = new SnapshotFetcher(
-    { incomingDir: store.incomingDir, selfId: 'self', clusterSecret: 'unused-secret-0123', httpAddressOf: () => null, transferTimeoutMs: 1000, onVerified: () => undefined, log: pino({ level: 'silent' }) },
+    { incomingDir: store.incomingDir, selfId: 'self', http: { send: () => Promise.reject(new Error('no peer in this test')) }, peerOf: () => null, transferTimeoutMs: 1000, onVerified: () => undefined, log: pino({ level: 'silent' }) },
     getMeta<number>(db, 'applied_index') ?? 0,
   );
   const runtime = new ClusterRuntime(db, journal, tables, options, pino({ level: 'silent' }), { store, fetcher, compactionEntriesMin: 20, journalRetainEntries: 5 });

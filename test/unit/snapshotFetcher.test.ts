@@ -9,7 +9,8 @@ import { pino } from 'pino';
 
 import { emptyClusterState } from '../../src/core/clusterState.js';
 import type { SnapshotRequest } from '../../src/core/types.js';
-import { internalAuthHeader, verifyInternalRequest } from '../../src/http/internalAuth.js';
+import { InternalAuth, internalAuthHeader } from '../../src/http/internalAuth.js';
+import { InternalHttpClient } from '../../src/replication/internalHttp.js';
 import { SnapshotFetcher } from '../../src/replication/snapshotFetcher.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
@@ -17,6 +18,7 @@ import { tempDir, waitFor } from '../helpers/tmp.js';
 // mid-body, corrupt bytes, a refusal, a newer snapshot arriving mid-download.
 
 const secret = 'fetcher-test-cluster-secret';
+const holderAuth = new InternalAuth(secret, 'holder', 10_000);
 
 interface Served {
   readonly method: string;
@@ -30,7 +32,7 @@ interface Served {
 async function holder(files: Map<number, Buffer>, behave: (request: Served, file: Buffer, response: ServerResponse, count: number) => boolean) {
   const served: Served[] = [];
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const caller = verifyInternalRequest(secret, req.headers[internalAuthHeader] as string | undefined, req.method!, req.url!, Date.now());
+    const caller = holderAuth.verify(req.headers[internalAuthHeader] as string | undefined, { method: req.method!, path: req.url!, hasBody: false, identity: undefined });
     const request: Served = { method: req.method!, url: req.url!, range: req.headers.range, ifRange: req.headers['if-range'] as string | undefined, caller };
     served.push(request);
     const index = Number(/\/internal\/v1\/snapshots\/(\d+)$/.exec(req.url!)?.[1]);
@@ -72,7 +74,15 @@ function fetcherFor(dir: string, address: string) {
   const incomingDir = join(dir, 'incoming');
   mkdirSync(incomingDir, { recursive: true });
   const fetcher = new SnapshotFetcher(
-    { incomingDir, selfId: 'me', clusterSecret: secret, httpAddressOf: () => address, transferTimeoutMs: 2000, onVerified: (m) => verified.push(m), log: pino({ level: 'silent' }) },
+    {
+      incomingDir,
+      selfId: 'me',
+      http: new InternalHttpClient({ auth: new InternalAuth(secret, 'me', 10_000), tls: null, connectionsPerPeerMax: 4, idleTimeoutMs: 5000 }),
+      peerOf: () => ({ id: 'holder', name: 'holder', address: '127.0.0.1:1', httpAddress: address, roles: { masterEligible: true, votingOnly: false }, version: '0.1.0' }),
+      transferTimeoutMs: 2000,
+      onVerified: (m) => verified.push(m),
+      log: pino({ level: 'silent' }),
+    },
     0,
   );
   return { fetcher, verified, incomingDir };

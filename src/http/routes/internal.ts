@@ -17,14 +17,14 @@ function notHere(sha256: string): ConclaveError {
 }
 
 /**
- * Node-to-node blob transfer, for members that prove the cluster secret (internalAccess.ts):
+ * Node-to-node blob transfer, for members that sign for this node (internalAccess.ts):
  *
  *   HEAD /internal/v1/blobs/{sha256}   200 when held here (and keeps it young for the collector), 404 otherwise
  *   GET  /internal/v1/blobs/{sha256}   the bytes, streamed
  *   PUT  /internal/v1/blobs/{sha256}   the bytes, streamed in and kept only if they hash to {sha256}
  *
- * Every answer is named by the content's hash, so a replayed request (internalAuth.ts allows one within the clock
- * skew) stores or reveals nothing it should not.
+ * Every answer is named by the content's hash; a replayed request is refused anyway (internalAuth.ts remembers
+ * nonces for their window).
  */
 export async function internalBlobRoutes(app: FastifyInstance): Promise<void> {
   const { repository } = app.conclave;

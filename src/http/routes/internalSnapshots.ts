@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { Transform, type Readable } from 'node:stream';
 
 import { ConclaveError } from '../../errors/catalogue.js';
-import { internalAuthHeader, verifyInternalRequest } from '../internalAuth.js';
+import { verifyInternalCaller } from '../../replication/internalAccess.js';
 import { header } from '../representation.js';
 import { parseRange } from './binaries.js';
 
@@ -11,21 +11,18 @@ import { parseRange } from './binaries.js';
  *   GET /internal/v1/snapshots/:index   (node-to-node) the file of a snapshot this node holds, with Range
  *
  * Asked by a follower that the master sent a snapshot to (see src/replication/snapshotFetcher.ts). The caller
- * proves the cluster secret (src/http/internalAuth.ts) and must be a member of the cluster state. The answer
+ * proves the cluster secret for this node (src/http/internalAuth.ts) and must be a member of the cluster state. The answer
  * carries the file's SHA-256 as its ETag, so a resumed download (Range with If-Range) never mixes two files. At
  * most replication.snapshotTransfersMax transfers are served at once (more: OVERLOADED); each is read in chunks of
  * replication.snapshotChunkBytes, paced to replication.snapshotBytesPerSecondMax when that is set.
  */
 export async function internalSnapshotRoutes(app: FastifyInstance): Promise<void> {
-  const { runtime, config, clusterSecret, snapshots } = app.conclave;
+  const { config, snapshots } = app.conclave;
   const { snapshotTransfersMax, snapshotChunkBytes, snapshotBytesPerSecondMax } = config.replication;
   let serving = 0;
 
   app.get('/internal/v1/snapshots/:index', async (request: FastifyRequest<{ Params: { index: string } }>, reply) => {
-    const caller = verifyInternalRequest(clusterSecret, header(request.headers, internalAuthHeader), request.method, request.url, Date.now());
-    if (!runtime.clusterState().nodes.some((n) => n.id === caller)) {
-      throw new ConclaveError('FORBIDDEN', `Node ${caller} is not a member of this cluster; only members get snapshots.`, { node: caller });
-    }
+    const caller = verifyInternalCaller(app.conclave, request);
     if (!/^\d{1,15}$/.test(request.params.index)) throw new ConclaveError('INVALID_REQUEST', 'A snapshot index is a positive integer.');
     const index = Number(request.params.index);
     if (snapshots === null) throw new ConclaveError('SNAPSHOT_NOT_FOUND', 'This node keeps no snapshots.', { index });

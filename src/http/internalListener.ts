@@ -1,0 +1,73 @@
+import type { FastifyInstance } from 'fastify';
+import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+
+import { invariant } from '../errors/catalogue.js';
+import type { NodeTlsMaterial } from '../replication/internalHttp.js';
+
+/**
+ * The internal listener: a second socket for the same Fastify app that takes node-to-node HTTP (requests a replica
+ * forwards to the master, blob copies, snapshot downloads), run whenever the transport or the API uses TLS.
+ *
+ * Why a listener of its own rather than the API's: the certificate a node shows its clients may come from a public
+ * CA, while nodes trust only the cluster's own CA (transport.tlsCaFile) and prove themselves with their transport
+ * certificates. Here the server shows the transport certificate and requires one the cluster CA signed from every
+ * client (TLS refuses anyone else before a byte of HTTP is read); the API's listener then refuses every
+ * node-to-node request, so none can travel in clear by mistake. When only the API uses TLS (no TLS between nodes),
+ * the internal listener speaks plain HTTP, like the transport.
+ */
+const cameInternally = new WeakSet<IncomingMessage>();
+
+/** Whether a request arrived on the internal listener. */
+export function viaInternalListener(raw: IncomingMessage): boolean {
+  return cameInternally.has(raw);
+}
+
+export class InternalListener {
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
+
+  /** Starts listening for `app` (which must be ready); resolves once bound. */
+  static async start(app: FastifyInstance, options: { host: string; port: number; tls: NodeTlsMaterial | null; log: Logger }): Promise<InternalListener> {
+    const handler = (req: IncomingMessage, res: Parameters<FastifyInstance['routing']>[1]) => {
+      cameInternally.add(req);
+      app.routing(req, res);
+    };
+    const server: Server =
+      options.tls === null
+        ? createHttpServer(handler)
+        : createHttpsServer({ cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca, requestCert: true, rejectUnauthorized: true }, handler);
+    if (options.tls !== null) {
+      server.on('tlsClientError', (err: Error, socket: { remoteAddress?: string }) => {
+        options.log.warn({ code: 'TLS_HANDSHAKE_FAILED', remoteAddress: socket.remoteAddress ?? null, err: err.message }, 'refused a TLS client on the internal listener: node-to-node HTTP needs a certificate signed by transport.tlsCaFile');
+      });
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: options.host, port: options.port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = server.address() as AddressInfo | null;
+    invariant(address !== null && typeof address === 'object', 'the internal listener is bound to a TCP address');
+    options.log.info({ port: address.port, tls: options.tls !== null }, 'internal listener listening');
+    return new InternalListener(server, address.port);
+  }
+
+  /** Stops taking connections; requests under way finish (cut after graceMs). */
+  async close(graceMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
+    try {
+      await closed;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
