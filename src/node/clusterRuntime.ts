@@ -455,7 +455,13 @@ export class ClusterRuntime {
         new ConclaveError('OVERLOADED', `${waiting} writes are waiting to commit; retry after a short pause.`, { writeQueueEntriesMax: this.options.writeQueueEntriesMax }),
       );
     }
-    const bytes = proposedCommandBytes(command);
+    let bytes: number;
+    try {
+      // Refuses (COMMAND_NOT_REPLICABLE) what every node could not decode and apply exactly as this one would.
+      bytes = proposedCommandBytes(command);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     if (this.queue.length > 0 && this.queuedBytes + bytes > this.options.writeQueueBytesMax) {
       return Promise.reject(
         new ConclaveError('OVERLOADED', `The write queue holds ${this.queuedBytes} bytes; retry after a short pause.`, { writeQueueBytesMax: this.options.writeQueueBytesMax }),
