@@ -37,7 +37,7 @@ export function toWire(message: ClusterMessage, appliedIndex: number): unknown {
  * (messageShape.ts), which checks the decoded message whole. A peer of this protocol always sends `bin` payloads;
  * a payload already decoded (a map) is passed on for messageProblem to judge.
  */
-export function fromWire(message: unknown): { readonly message: unknown } | { readonly problem: string } {
+export function fromWire(message: unknown): { readonly message: unknown } | { readonly problem: string; readonly index: number | null } {
   if (typeof message !== 'object' || message === null) return { message };
   const record = message as Record<string, unknown>;
   const entries = record['entries'];
@@ -54,8 +54,11 @@ export function fromWire(message: unknown): { readonly message: unknown } | { re
     try {
       value = payloadDecoder(payload.byteLength).decode(payload);
     } catch (err) {
-      const index = typeof entry === 'object' && entry !== null ? (entry as Record<string, unknown>)['index'] : undefined;
-      return { problem: `the entry at index ${String(index)} has a payload that is not one MessagePack value (${(err as Error).message})` };
+      const index = (entry as Record<string, unknown>)['index'];
+      return {
+        problem: `the entry at index ${String(index)} has a payload that is not one MessagePack value (${(err as Error).message})`,
+        index: typeof index === 'number' && Number.isSafeInteger(index) ? index : null,
+      };
     }
     // Only maps reach the journal (messageProblem refuses anything else as an entry without a payload).
     if (typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array)) {
