@@ -852,7 +852,11 @@ export class ClusterRuntime {
     const acknowledged = this.coordinator.acknowledgedIndex();
     const stalledMs = now - this.writeProgress.sinceMs;
     if (acknowledged >= this.journalLastIndex || stalledMs <= this.options.writeTimeoutMs) return null;
-    const behind = this.coordinator.clusterState().inSync.filter((id) => id !== this.options.self.id && (this.coordinator.core.followerStates().get(id)?.appliedIndex ?? 0) <= acknowledged);
+    const state = this.coordinator.clusterState();
+    const followers = this.coordinator.core.followerStates();
+    const behind = state.inSync
+      .filter((id) => id !== this.options.self.id && (followers.get(id)?.appliedIndex ?? 0) <= acknowledged)
+      .map((id) => state.nodes.find((n) => n.id === id)?.name ?? id);
     return {
       kind: 'stalled',
       index: acknowledged + 1,
