@@ -67,6 +67,8 @@ export interface RuntimeOptions {
   readonly frameBytesMax: number;
   /** How long a proposal waits for its entry to be applied before the client hears WRITE_OUTCOME_UNKNOWN. */
   readonly writeTimeoutMs: number;
+  /** How often a condition that stops progress is logged again while it lasts (default 10 s; tests shorten it). */
+  readonly progressProblemLogIntervalMs?: number;
   /** Test-only (CONCLAVE_TEST_INJECTED_BUG): breaks one coordination rule so the chaos harness can prove it notices. */
   readonly injectedBug?: CoordinatorBug;
 }
@@ -144,7 +146,7 @@ interface ReadIndexBatch {
  */
 const eventLoopStallWarnMs = 250;
 /** How often a condition that keeps the cluster from progress is logged again while it lasts (never silent, never a flood). */
-const progressProblemLogIntervalMs = 10_000;
+const progressProblemLogIntervalMsDefault = 10_000;
 
 /** A committed entry this node could not apply: the Ready rolled back, and the entry is tried again at each tick. */
 class ApplyFailure extends Error {
@@ -660,7 +662,7 @@ export class ClusterRuntime {
         this.appliedIndexValue = ready.committed[ready.committed.length - 1]!.index;
         changed = true;
         if (this.applyFailure !== null && this.appliedIndexValue >= this.applyFailure.index) {
-          this.log.info({ index: this.applyFailure.index }, `the entry at index ${this.applyFailure.index} is applied now; this node makes progress again`);
+          this.log.info({ index: this.applyFailure.index }, `this node applies entries again (through index ${this.appliedIndexValue})`);
           this.applyFailure = null;
         }
       }
@@ -779,7 +781,7 @@ export class ClusterRuntime {
     if (this.applyFailure === null || this.applyFailure.index !== failure.index) {
       this.applyFailure = { index: failure.index, sinceMs: now, detail: failure.message, loggedAtMs: -Infinity };
     }
-    if (now - this.applyFailure.loggedAtMs < progressProblemLogIntervalMs) return;
+    if (now - this.applyFailure.loggedAtMs < this.progressLogIntervalMs) return;
     this.applyFailure.loggedAtMs = now;
     this.log.error(
       { code: 'APPLY_FAILED', index: failure.index, err: failure.cause, stuckMs: Math.round(now - this.applyFailure.sinceMs) },
@@ -797,7 +799,7 @@ export class ClusterRuntime {
     const now = performance.now();
     const previous = this.appendRefusal;
     this.appendRefusal = { atMs: now, sinceMs: previous?.sinceMs ?? now, index, problem, loggedAtMs: previous?.loggedAtMs ?? -Infinity };
-    if (now - this.appendRefusal.loggedAtMs < progressProblemLogIntervalMs) return;
+    if (now - this.appendRefusal.loggedAtMs < this.progressLogIntervalMs) return;
     this.appendRefusal.loggedAtMs = now;
     this.log.error(
       { code: 'APPEND_REFUSED', from, index, problem, refusingMs: Math.round(now - this.appendRefusal.sinceMs) },
@@ -823,9 +825,13 @@ export class ClusterRuntime {
       return;
     }
     const problem = this.writeProblem();
-    if (problem?.kind !== 'stalled' || now - this.stalledLoggedAtMs < progressProblemLogIntervalMs) return;
+    if (problem?.kind !== 'stalled' || now - this.stalledLoggedAtMs < this.progressLogIntervalMs) return;
     this.stalledLoggedAtMs = now;
     this.log.error({ code: 'WRITES_STALLED', index: problem.index, stalledMs: Math.round(now - problem.sinceMs) }, problem.detail);
+  }
+
+  private get progressLogIntervalMs(): number {
+    return this.options.progressProblemLogIntervalMs ?? progressProblemLogIntervalMsDefault;
   }
 
   /** A voting-only node can be a caretaker master that takes no writes: it has none to stall. */
