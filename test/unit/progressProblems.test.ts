@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pino } from 'pino';
 
-import type { Command } from '../../src/content/commands.js';
 import { ClusterRuntime } from '../../src/node/clusterRuntime.js';
 import { ContentTables } from '../../src/storage/contentTables.js';
 import type { HardState } from '../../src/core/types.js';
