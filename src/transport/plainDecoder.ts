@@ -1,4 +1,8 @@
 import { Decoder, type DecoderOptions } from '@msgpack/msgpack';
+// The library's own UTF-8 decoding of strings it does not cache (not re-exported from its index): a key decodes to
+// exactly the string it did before this decoder — even bytes that are not valid UTF-8, which the library's
+// JavaScript decoder reads differently from TextDecoder — so an entry journaled earlier reads the same everywhere.
+import { utf8Decode } from '@msgpack/msgpack/dist.esm/utils/utf8.mjs';
 
 /**
  * MessagePack decoding in which every map key is plain data. @msgpack/msgpack refuses a map key "__proto__" (it
@@ -23,7 +27,6 @@ interface KeyDecoder {
 
 /** The library's own cache of short keys (a field of every Decoder, shared between them). */
 const sharedKeyCache = (new Decoder() as unknown as { keyDecoder: KeyDecoder | null }).keyDecoder;
-const utf8 = new TextDecoder();
 
 /** A decoder whose `decode` accepts any map key; takes the library's options (bounds) otherwise. */
 export class PlainDecoder {
@@ -38,7 +41,7 @@ export class PlainDecoder {
         const key =
           sharedKeyCache !== null && sharedKeyCache.canBeCached(byteLength)
             ? sharedKeyCache.decode(bytes, offset, byteLength)
-            : utf8.decode(bytes.subarray(offset, offset + byteLength));
+            : utf8Decode(bytes, offset, byteLength);
         if (key !== '__proto__' && !key.startsWith(marker)) return key;
         this.escaped = true;
         return marker + key;
