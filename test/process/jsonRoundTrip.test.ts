@@ -72,6 +72,7 @@ describe('every write path, on a real cluster (issue 13)', () => {
     );
     await cluster.start(...names);
     master = await cluster.write('/docs', {});
+    expected.set('/docs', '{}');
     await cluster.caughtUp(60_000);
     replica = names.find((n) => n !== master)!;
   });
@@ -115,7 +116,7 @@ describe('every write path, on a real cluster (issue 13)', () => {
           }
         }
       }),
-      propertyParameters(15),
+      { ...propertyParameters(10), includeErrorInReport: true },
     );
   });
 
