@@ -17,6 +17,9 @@ export const errorCatalogue = {
   BINARY_TOO_LARGE: { status: 413, retryable: false, summary: 'An uploaded binary exceeds content.binaryBytesMax.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false, summary: 'The request body has a content type this endpoint does not take.' },
   RANGE_NOT_SATISFIABLE: { status: 416, retryable: false, summary: 'The requested byte range lies outside the binary.' },
+  PROPERTY_NAME_REFUSED: { status: 400, retryable: false, summary: 'A JSON body holds a property named "__proto__"; the error names it and its path.' },
+  INVALID_UNICODE: { status: 400, retryable: false, summary: 'A JSON body holds a string or name that is not well-formed Unicode (a lone surrogate); the error names its path.' },
+  COMMAND_NOT_REPLICABLE: { status: 400, retryable: false, summary: 'The write holds a value that would not reach the other nodes exactly as sent; nothing was stored.' },
 
   // Authentication and authorisation.
   AUTH_REQUIRED: { status: 401, retryable: false, summary: 'The endpoint needs credentials (HTTP Basic or a Bearer token).' },

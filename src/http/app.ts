@@ -12,6 +12,7 @@ import { identityHeader, internalAuthHeader } from './internalAuth.js';
 import { verifyInternalCaller } from '../replication/internalAccess.js';
 import { header } from './representation.js';
 import { httpsOptionsOf, nodeTlsOf } from './tlsFiles.js';
+import { parseJsonBody } from './jsonBody.js';
 import { MinIndexGate } from './minIndex.js';
 import { ReadConsistencyGate } from './readConsistency.js';
 import { LazyRequestLogger } from './requestLogger.js';
@@ -72,6 +73,15 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   registerErrorHandling(app);
   // The API speaks JSON; a text body is a client mistake worth a 415, not a string to misread.
   app.removeContentTypeParser('text/plain');
+  // One JSON parser for every JSON type the API takes, with one set of rules (jsonBody.ts).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'string' }, (_request, body, done) => {
+    try {
+      done(null, parseJsonBody(body as string));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
 
   const minIndexGate = new MinIndexGate(context.runtime, context.config.http.minIndexWaitMs, context.config.http.minIndexWaitersMax);
   const readGate = new ReadConsistencyGate(context.runtime, minIndexGate, context.config.cluster.readConsistency);

@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 
 import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
 import { ForwardedRefusal } from '../node/commandForwarder.js';
+import { syntaxProblem } from './jsonBody.js';
 
 /** Turns anything thrown in a route — ours or Fastify's — into the catalogue's error body. */
 export function toConclaveError(err: FastifyError | Error): ConclaveError {
@@ -18,12 +19,12 @@ export function toConclaveError(err: FastifyError | Error): ConclaveError {
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new ConclaveError('INVALID_JSON', 'The body is empty; send a JSON document.');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return new ConclaveError('INVALID_JSON', `The body is not valid JSON: ${e.message}`);
+      return new ConclaveError('INVALID_JSON', 'The body is not valid JSON.');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new ConclaveError('INVALID_REQUEST', 'The Content-Length header does not match the body.');
   }
   if (e instanceof SyntaxError || e.name === 'SyntaxError') {
-    return new ConclaveError('INVALID_JSON', `The body is not valid JSON: ${e.message}`);
+    return new ConclaveError('INVALID_JSON', `The body is not valid JSON: ${syntaxProblem(e)}.`);
   }
   if (e.validation !== undefined) {
     return new ConclaveError('INVALID_REQUEST', e.message);

@@ -1,8 +1,7 @@
-import { Decoder } from '@msgpack/msgpack';
-
 import type { ClusterMessage } from '../core/clusterMessages.js';
 import type { EntryPayload } from '../core/types.js';
 import { forgetPayloadBytes, keepPayloadBytes, payloadBytes } from '../storage/journal.js';
+import { PlainDecoder } from '../transport/plainDecoder.js';
 import { appendEntriesMax } from './messageShape.js';
 
 /**
@@ -38,7 +37,7 @@ export function toWire(message: ClusterMessage, appliedIndex: number): unknown {
  * (messageShape.ts), which checks the decoded message whole. A peer of this protocol always sends `bin` payloads;
  * a payload already decoded (a map) is passed on for messageProblem to judge.
  */
-export function fromWire(message: unknown): { readonly message: unknown } | { readonly problem: string } {
+export function fromWire(message: unknown): { readonly message: unknown } | { readonly problem: string; readonly index: number | null } {
   if (typeof message !== 'object' || message === null) return { message };
   const record = message as Record<string, unknown>;
   const entries = record['entries'];
@@ -55,7 +54,11 @@ export function fromWire(message: unknown): { readonly message: unknown } | { re
     try {
       value = payloadDecoder(payload.byteLength).decode(payload);
     } catch (err) {
-      return { problem: `an entry whose payload is not one MessagePack value (${(err as Error).message})` };
+      const index = (entry as Record<string, unknown>)['index'];
+      return {
+        problem: `the entry at index ${String(index)} has a payload that is not one MessagePack value (${(err as Error).message})`,
+        index: typeof index === 'number' && Number.isSafeInteger(index) ? index : null,
+      };
     }
     // Only maps reach the journal (messageProblem refuses anything else as an entry without a payload).
     if (typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array)) {
@@ -72,11 +75,11 @@ export function fromWire(message: unknown): { readonly message: unknown } | { re
  * bound only grows, to the largest payload seen, so there are few).
  */
 let decoderBound = 0;
-let decoder: Decoder | null = null;
-function payloadDecoder(bytes: number): Decoder {
+let decoder: PlainDecoder | null = null;
+function payloadDecoder(bytes: number): PlainDecoder {
   if (decoder === null || bytes > decoderBound) {
     decoderBound = Math.max(bytes, 64 * 1024);
-    decoder = new Decoder({ maxArrayLength: decoderBound, maxMapLength: decoderBound, maxStrLength: decoderBound, maxBinLength: decoderBound });
+    decoder = new PlainDecoder({ maxArrayLength: decoderBound, maxMapLength: decoderBound, maxStrLength: decoderBound, maxBinLength: decoderBound });
   }
   return decoder;
 }

@@ -128,7 +128,10 @@ export class ClusterNetwork implements Wire {
     const decoded = fromWire(message);
     const problem = 'problem' in decoded ? decoded.problem : messageProblem(decoded.message, from, this.self.id);
     if (problem !== null) {
-      this.log.warn({ from, type: (message as { type?: unknown } | null)?.type, problem }, 'dropped a malformed cluster message');
+      // An append whose entries this node cannot decode stalls the whole cluster: the runtime reports it (an error
+      // at a bounded rate, and health) instead of a warning per resend.
+      if ('problem' in decoded) runtime.refusedAppend(from, decoded.index, decoded.problem);
+      else this.log.warn({ from, type: (message as { type?: unknown } | null)?.type, problem }, 'dropped a malformed cluster message');
       return;
     }
     runtime.receive((decoded as { message: unknown }).message as ClusterMessage);

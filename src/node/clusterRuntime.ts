@@ -67,6 +67,8 @@ export interface RuntimeOptions {
   readonly frameBytesMax: number;
   /** How long a proposal waits for its entry to be applied before the client hears WRITE_OUTCOME_UNKNOWN. */
   readonly writeTimeoutMs: number;
+  /** How often a condition that stops progress is logged again while it lasts (default 10 s; tests shorten it). */
+  readonly progressProblemLogIntervalMs?: number;
   /** Test-only (CONCLAVE_TEST_INJECTED_BUG): breaks one coordination rule so the chaos harness can prove it notices. */
   readonly injectedBug?: CoordinatorBug;
 }
@@ -143,6 +145,30 @@ interface ReadIndexBatch {
  * log is where an operator looks for why.
  */
 const eventLoopStallWarnMs = 250;
+/** How often a condition that keeps the cluster from progress is logged again while it lasts (never silent, never a flood). */
+const progressProblemLogIntervalMsDefault = 10_000;
+
+/** A committed entry this node could not apply: the Ready rolled back, and the entry is tried again at each tick. */
+class ApplyFailure extends Error {
+  constructor(
+    readonly index: number,
+    cause: unknown,
+  ) {
+    super(`the committed entry at index ${index} cannot be applied here: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = 'ApplyFailure';
+  }
+}
+
+/** Why this node cannot make progress (health and cluster status report it; see writeProblem). */
+export interface WriteProblem {
+  /** stalled: master whose entries wait unacknowledged past writeTimeoutMs; refusing-appends: this node drops the
+   * master's appends (it cannot decode them); apply-failed: a committed entry cannot be applied here. */
+  readonly kind: 'stalled' | 'refusing-appends' | 'apply-failed';
+  /** The first entry concerned (for refusing-appends, when the refusal named one). */
+  readonly index: number | null;
+  readonly sinceMs: number;
+  readonly detail: string;
+}
 /** Discarded entries listed one by one in the log; the count covers the rest. */
 const discardedSampleMax = 20;
 
@@ -198,6 +224,13 @@ export class ClusterRuntime {
   private readonly listeners = new Set<() => void>();
   private readonly appliedListeners = new Set<(entries: readonly Entry[]) => void>();
   private lastSoft: SoftState;
+  /** On the master: the acknowledged index last seen to move, and when (see observeWriteProgress). */
+  private writeProgress = { acknowledgedIndex: 0, sinceMs: 0 };
+  private stalledLoggedAtMs = -Infinity;
+  /** This node's latest refusal of an append from the master, while it lasts (see refusedAppend). */
+  private appendRefusal: { readonly atMs: number; readonly sinceMs: number; readonly index: number | null; readonly problem: string; loggedAtMs: number } | null = null;
+  /** A committed entry that cannot be applied here, while it cannot. */
+  private applyFailure: { readonly index: number; readonly sinceMs: number; readonly detail: string; loggedAtMs: number } | null = null;
   private lastJoinOutcome: string | null = null;
   // Snapshots (see RuntimeSnapshots).
   private snapshotWrite: AbortController | null = null;
@@ -283,6 +316,7 @@ export class ClusterRuntime {
     this.wire = wire;
     this.clockStartMs = performance.now();
     this.ticksDelivered = 0;
+    this.writeProgress = { acknowledgedIndex: 0, sinceMs: this.clockStartMs };
     let lastTickAtMs = this.clockStartMs;
     this.ticker = setInterval(() => {
       const nowMs = performance.now();
@@ -291,6 +325,7 @@ export class ClusterRuntime {
       if (lateMs > eventLoopStallWarnMs) this.log.warn({ lateMs: Math.round(lateMs) }, `the event loop was held up for ${Math.round(lateMs)} ms; heartbeats and timers ran late`);
       this.syncClock();
       this.drain();
+      this.observeWriteProgress();
       // A batch held back by a confirmation that has taken a tick goes now (see readIndex).
       this.scheduleReadBatch();
     }, this.options.tickMs);
@@ -349,6 +384,8 @@ export class ClusterRuntime {
     if (this.closed) return;
     if (message.type === 'snapshotRequest' && !this.snapshotFileReady(message)) return;
     this.syncClock();
+    // An append with entries taken again: whatever this node refused before decodes now.
+    if (this.appendRefusal !== null && message.type === 'appendRequest' && message.entries.length > 0) this.appendRefusal = null;
     this.coordinator.step(message);
     this.scheduleDrain();
   }
@@ -455,7 +492,13 @@ export class ClusterRuntime {
         new ConclaveError('OVERLOADED', `${waiting} writes are waiting to commit; retry after a short pause.`, { writeQueueEntriesMax: this.options.writeQueueEntriesMax }),
       );
     }
-    const bytes = proposedCommandBytes(command);
+    let bytes: number;
+    try {
+      // Refuses (COMMAND_NOT_REPLICABLE) what every node could not decode and apply exactly as this one would.
+      bytes = proposedCommandBytes(command);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     if (this.queue.length > 0 && this.queuedBytes + bytes > this.options.writeQueueBytesMax) {
       return Promise.reject(
         new ConclaveError('OVERLOADED', `The write queue holds ${this.queuedBytes} bytes; retry after a short pause.`, { writeQueueBytesMax: this.options.writeQueueBytesMax }),
@@ -601,6 +644,7 @@ export class ClusterRuntime {
         if (ready.snapshot !== undefined) detach = this.prepareSnapshotInstall(ready.snapshot);
         outcomes = this.persistAndApply(ready);
       } catch (err) {
+        if (err instanceof ApplyFailure) this.onApplyFailed(err);
         this.onPersistFailed(ready, storageError(err));
         return;
       } finally {
@@ -617,6 +661,10 @@ export class ClusterRuntime {
       if (ready.committed.length > 0) {
         this.appliedIndexValue = ready.committed[ready.committed.length - 1]!.index;
         changed = true;
+        if (this.applyFailure !== null && this.appliedIndexValue >= this.applyFailure.index) {
+          this.log.info({ index: this.applyFailure.index }, `this node applies entries again (through index ${this.appliedIndexValue})`);
+          this.applyFailure = null;
+        }
       }
       this.coordinator.advance(ready);
       // Only stored entries prove the disk takes writes again: a small hard-state write can fit into a full disk
@@ -713,9 +761,116 @@ export class ClusterRuntime {
     try {
       return this.applyInSavepoint(entry.payload.data as Command);
     } catch (err) {
-      if (isConclaveError(err)) return err;
-      throw err;
+      // A refusal the content model decided is the same on every node: it is the entry's outcome.
+      if (isConclaveError(err) && err.code !== 'STORAGE_ERROR' && err.code !== 'DISK_FULL') return err;
+      if (isConclaveError(err)) throw err;
+      // Anything else never becomes an outcome: skipping the entry would fork this node's state from the others'.
+      throw new ApplyFailure(entry.index, err);
     }
+  }
+
+  // ---------------------------------------------------------------- progress problems
+
+  /**
+   * A committed entry failed to apply here (not a content refusal: a bug, or an entry from a version this node does
+   * not understand). The Ready rolled back; the coordinator retries from disk at each tick and fails the same way,
+   * so the node stays stuck at that index, never past it — and says so, again and again, until someone acts.
+   */
+  private onApplyFailed(failure: ApplyFailure): void {
+    const now = performance.now();
+    if (this.applyFailure === null || this.applyFailure.index !== failure.index) {
+      this.applyFailure = { index: failure.index, sinceMs: now, detail: failure.message, loggedAtMs: -Infinity };
+    }
+    if (now - this.applyFailure.loggedAtMs < this.progressLogIntervalMs) return;
+    this.applyFailure.loggedAtMs = now;
+    this.log.error(
+      { code: 'APPLY_FAILED', index: failure.index, err: failure.cause, stuckMs: Math.round(now - this.applyFailure.sinceMs) },
+      `${failure.message}. This node will not skip it (its data would fork from the other nodes') and applies nothing after it. ` +
+        'Remedy: run the version the master runs (a newer node wrote it), or report the error with this log line; removing the node from the cluster and adding it back empty also works.',
+    );
+  }
+
+  /**
+   * The network layer dropped a message from `from` that it could not decode (an append whose payload this version
+   * cannot read). Dropping it stalls every write in the cluster; it is logged as an error at a bounded rate and
+   * reported by health until appends are taken again (a later accepted append clears it: see receive).
+   */
+  refusedAppend(from: string, index: number | null, problem: string): void {
+    const now = performance.now();
+    const previous = this.appendRefusal;
+    this.appendRefusal = { atMs: now, sinceMs: previous?.sinceMs ?? now, index, problem, loggedAtMs: previous?.loggedAtMs ?? -Infinity };
+    if (now - this.appendRefusal.loggedAtMs < this.progressLogIntervalMs) return;
+    this.appendRefusal.loggedAtMs = now;
+    this.log.error(
+      { code: 'APPEND_REFUSED', from, index, problem, refusingMs: Math.round(now - this.appendRefusal.sinceMs) },
+      `this node cannot decode the entries ${from} sends (${problem}), so writes in the whole cluster stall until it can. ` +
+        'Remedy: run the version the master runs on this node.',
+    );
+  }
+
+  /**
+   * On the master, follows the index every in-sync node has applied (what writes wait for). While it lags behind
+   * the journal and has not moved for cluster.writeTimeoutMs, writes are stalled: every write then times out as
+   * WRITE_OUTCOME_UNKNOWN, and health says so (a load balancer takes the node out; an operator sees why).
+   */
+  private observeWriteProgress(): void {
+    const now = performance.now();
+    if (!this.isWritingMaster()) {
+      this.writeProgress = { acknowledgedIndex: 0, sinceMs: now };
+      return;
+    }
+    const acknowledged = this.coordinator.acknowledgedIndex();
+    if (acknowledged >= this.journalLastIndex || acknowledged > this.writeProgress.acknowledgedIndex) {
+      this.writeProgress = { acknowledgedIndex: acknowledged, sinceMs: now };
+      return;
+    }
+    const problem = this.writeProblem();
+    if (problem?.kind !== 'stalled' || now - this.stalledLoggedAtMs < this.progressLogIntervalMs) return;
+    this.stalledLoggedAtMs = now;
+    this.log.error({ code: 'WRITES_STALLED', index: problem.index, stalledMs: Math.round(now - problem.sinceMs) }, problem.detail);
+  }
+
+  private get progressLogIntervalMs(): number {
+    return this.options.progressProblemLogIntervalMs ?? progressProblemLogIntervalMsDefault;
+  }
+
+  /** A voting-only node can be a caretaker master that takes no writes: it has none to stall. */
+  private isWritingMaster(): boolean {
+    const roles = this.options.self.roles;
+    return this.coordinator.softState().role === 'master' && roles.masterEligible && !roles.votingOnly;
+  }
+
+  /**
+   * Why this node cannot make progress now, or null: a master whose writes are stalled, a node refusing the
+   * master's appends, or a committed entry that cannot be applied here. /health/ready and the cluster status show it.
+   */
+  writeProblem(): WriteProblem | null {
+    const now = performance.now();
+    if (this.applyFailure !== null) {
+      return { kind: 'apply-failed', index: this.applyFailure.index, sinceMs: this.applyFailure.sinceMs, detail: this.applyFailure.detail };
+    }
+    // A refusal counts while the master keeps sending what this node cannot take (it resends within a write timeout).
+    const refusal = this.appendRefusal;
+    if (refusal !== null && now - refusal.atMs <= this.options.writeTimeoutMs) {
+      return { kind: 'refusing-appends', index: refusal.index, sinceMs: refusal.sinceMs, detail: `this node cannot decode the master's appends: ${refusal.problem}` };
+    }
+    if (this.ticker === null || !this.isWritingMaster()) return null;
+    const acknowledged = this.coordinator.acknowledgedIndex();
+    const stalledMs = now - this.writeProgress.sinceMs;
+    if (acknowledged >= this.journalLastIndex || stalledMs <= this.options.writeTimeoutMs) return null;
+    const state = this.coordinator.clusterState();
+    const followers = this.coordinator.core.followerStates();
+    const behind = state.inSync
+      .filter((id) => id !== this.options.self.id && (followers.get(id)?.appliedIndex ?? 0) <= acknowledged)
+      .map((id) => state.nodes.find((n) => n.id === id)?.name ?? id);
+    return {
+      kind: 'stalled',
+      index: acknowledged + 1,
+      sinceMs: this.writeProgress.sinceMs,
+      detail:
+        `writes are stalled: the entry at index ${acknowledged + 1} has waited ${Math.round(stalledMs)} ms (over cluster.writeTimeoutMs ${this.options.writeTimeoutMs}) ` +
+        `for ${behind.length > 0 ? `in-sync node(s) ${behind.join(', ')}` : 'the in-sync nodes'} to apply it; check their logs (APPEND_REFUSED, APPLY_FAILED)`,
+    };
   }
 
   // ---------------------------------------------------------------- snapshots: install

@@ -33,6 +33,11 @@ export interface ClusterStatus {
   readonly answeredBy: { readonly id: string; readonly name: string };
   readonly authoritative: boolean;
   readonly nodes: readonly NodeStatus[];
+  /**
+   * Why the answering node cannot make progress, or null (clusterRuntime.ts, writeProblem): a master whose writes
+   * are stalled, a node refusing the master's appends, a committed entry that cannot be applied there.
+   */
+  readonly writeProblem: { readonly kind: string; readonly index: number | null; readonly forMs: number; readonly detail: string } | null;
   /** The answering node's own snapshots: the one its journal starts after, and a download under way. */
   readonly snapshot: {
     readonly index: number;
@@ -50,6 +55,7 @@ export function clusterStatus(runtime: ClusterRuntime): ClusterStatus {
   const followers = runtime.coordinator.core.followerStates();
   const nameOf = (id: string) => state.nodes.find((n) => n.id === id)?.name ?? id;
   const snapshots = runtime.snapshotStatus();
+  const problem = runtime.writeProblem();
   const voters = new Set([...soft.configuration.current, ...(soft.configuration.next ?? [])]);
   const nodes: NodeStatus[] = state.nodes.map((node) => {
     const follower = followers.get(node.id);
@@ -85,6 +91,7 @@ export function clusterStatus(runtime: ClusterRuntime): ClusterStatus {
     answeredBy: self,
     authoritative: isMaster,
     nodes,
+    writeProblem: problem === null ? null : { kind: problem.kind, index: problem.index, forMs: Math.round(performance.now() - problem.sinceMs), detail: problem.detail },
     snapshot: { index: snapshots.index, download: snapshots.download === null ? null : { ...snapshots.download, from: nameOf(snapshots.download.from) } },
   };
 }

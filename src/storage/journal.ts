@@ -1,9 +1,10 @@
-import { decode, encode } from '@msgpack/msgpack';
+import { encode } from '@msgpack/msgpack';
 import { crc32 } from 'node:zlib';
 
 import type { CoordinatorRestoredState } from '../core/clusterCoordinator.js';
 import type { Entry, EntryPayload, HardState, Snapshot } from '../core/types.js';
-import { invariant } from '../errors/catalogue.js';
+import { ConclaveError, invariant } from '../errors/catalogue.js';
+import { decodePlain } from '../transport/plainDecoder.js';
 import { getMeta, type Db } from './database.js';
 
 // Plain MessagePack maps, no extension types: entries must decode the same in every later version and on every
@@ -14,8 +15,9 @@ export function encodePayload(payload: EntryPayload): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/** Every map key decodes as plain data: an entry journaled with a key "__proto__" loads (plainDecoder.ts). */
 export function decodePayload(bytes: Buffer): EntryPayload {
-  return decode(bytes) as EntryPayload;
+  return decodePlain(bytes) as EntryPayload;
 }
 
 /**
@@ -58,9 +60,69 @@ export function forgetPayloadBytes(payload: EntryPayload): void {
  * keeps the bytes for that payload: returns their length.
  */
 export function proposedCommandBytes(command: object): number {
-  const bytes = encodePayload({ kind: 'command', data: command });
+  const payload = { kind: 'command', data: command } as const;
+  let bytes: Buffer;
+  try {
+    bytes = encodePayload(payload);
+  } catch (err) {
+    throw new ConclaveError('COMMAND_NOT_REPLICABLE', `The write cannot be encoded for the journal (${(err as Error).message}); nothing was stored.`);
+  }
+  // What every other node will apply is what it decodes from these bytes, while this node applies `command` itself:
+  // if the two differ (a lone surrogate that the encoder replaces, a value that does not decode), the nodes would
+  // store different data or never apply the entry at all. Refused here, before anything is journaled.
+  const difference = roundTripDifference(payload, bytes);
+  if (difference !== null) {
+    throw new ConclaveError('COMMAND_NOT_REPLICABLE', `The write would not reach the other nodes exactly as sent (${difference}); nothing was stored.`);
+  }
   encodedCommands.set(command, bytes);
   return bytes.length;
+}
+
+/** Where decoding `bytes` does not give back `value`, or null when it does. */
+export function roundTripDifference(value: unknown, bytes: Uint8Array): string | null {
+  let decoded: unknown;
+  try {
+    decoded = decodePlain(bytes);
+  } catch (err) {
+    return `its encoding does not decode: ${(err as Error).message}`;
+  }
+  return firstDifference(value, decoded, '');
+}
+
+/**
+ * Compares as the journal's encoding sees values: a key holding undefined is absent (ignoreUndefined), -0 is 0
+ * (MessagePack has one integer zero; JSON writes both as 0), key order counts (documents are stored as written).
+ * Iterative: a value nests as deep as its bytes allow.
+ */
+function firstDifference(expected: unknown, actual: unknown, at: string): string | null {
+  const stack: Array<[unknown, unknown, string]> = [[expected, actual, at]];
+  while (stack.length > 0) {
+    const [a, b, path] = stack.pop()!;
+    const where = path === '' ? 'the command' : path;
+    if (a === b) continue;
+    if (a instanceof Uint8Array && b instanceof Uint8Array) {
+      if (Buffer.compare(a, b) !== 0) return `bytes differ at ${where}`;
+      continue;
+    }
+    if (a instanceof Date && b instanceof Date) {
+      if (a.getTime() !== b.getTime()) return `a date differs at ${where}`;
+      continue;
+    }
+    if (Array.isArray(a) && Array.isArray(b)) {
+      if (a.length !== b.length) return `an array's length differs at ${where}`;
+      for (let i = 0; i < a.length; i++) stack.push([a[i], b[i], `${path}/${i}`]);
+      continue;
+    }
+    if (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null && !Array.isArray(a) && !Array.isArray(b)) {
+      const aKeys = Object.keys(a).filter((k) => (a as Record<string, unknown>)[k] !== undefined);
+      const bKeys = Object.keys(b);
+      if (aKeys.length !== bKeys.length || aKeys.some((k, i) => k !== bKeys[i])) return `the names differ at ${where}`;
+      for (const k of aKeys) stack.push([(a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${path}/${k}`]);
+      continue;
+    }
+    return `a value differs at ${where}`;
+  }
+  return null;
 }
 
 /** CRC-32 over index, term and payload, so a misplaced or torn entry is caught as well as a flipped bit. */

@@ -1,6 +1,7 @@
-import { Decoder, encode } from '@msgpack/msgpack';
+import { encode } from '@msgpack/msgpack';
 
 import { TransportError } from './errors.js';
+import { PlainDecoder } from './plainDecoder.js';
 
 /**
  * Framing between nodes: a 4-byte big-endian body length, then a MessagePack body. Bodies are plain maps, arrays
@@ -48,7 +49,7 @@ export class FrameDecoder {
   /** The body length of the frame being assembled, once its header has been read. */
   private bodyBytes: number | null = null;
   private frameBytesMaxValue: number;
-  private decoder: Decoder;
+  private decoder: PlainDecoder;
 
   constructor(frameBytesMax: number) {
     this.frameBytesMaxValue = checkFrameBytesMax(frameBytesMax);
@@ -138,10 +139,11 @@ export class FrameDecoder {
     return out;
   }
 
-  private static decoderFor(frameBytesMax: number): Decoder {
+  private static decoderFor(frameBytesMax: number): PlainDecoder {
     // Every element takes at least one byte, so no honest frame declares more elements than it has bytes; the
-    // limits stop a tiny frame from announcing a huge container.
-    return new Decoder({ maxArrayLength: frameBytesMax, maxMapLength: frameBytesMax });
+    // limits stop a tiny frame from announcing a huge container. Keys decode as plain data: a forwarded command
+    // whose document holds a key "__proto__" must not end the connection (plainDecoder.ts).
+    return new PlainDecoder({ maxArrayLength: frameBytesMax, maxMapLength: frameBytesMax });
   }
 }
 

@@ -33,12 +33,15 @@ import { after, afterEach, before, beforeEach, describe, it, type TestContext } 
 import fc from 'fast-check';
 
 import { can, type Permission } from '../../src/auth/authenticator.js';
-import type { Role } from '../../src/content/model.js';
+import { applyMergePatch } from '../../src/content/mergePatch.js';
+import type { JsonValue, Role } from '../../src/content/model.js';
 import { errorCatalogue } from '../../src/errors/catalogue.js';
 import { errorBodyProblem, clip, indexHeaderProblem, treeProblems } from '../helpers/apiChecks.js';
 import { adminPassword, json, openTestNode, type TestNode } from '../helpers/app.js';
 import { rawRequest, type ResponseLike } from '../helpers/rawHttp.js';
+import { depthOf, jsonDocument, refusalsOf } from '../helpers/jsonDocuments.js';
 import { tempDir } from '../helpers/tmp.js';
+import { propertyParameters } from '../sim/testSeed.js';
 
 const settings = { 'http.bodyBytesMax': 4096, 'content.binaryBytesMax': 2048 };
 const readerPassword = 'reader-password';
@@ -1358,5 +1361,103 @@ describe('API defects found by the property test', () => {
       assert.equal(digest(), before);
     }
     assert.deepEqual(treeProblems(t.node), [], `the move answered ${res.statusCode}`);
+  });
+});
+
+/**
+ * Issue 13: one JSON parser for every JSON content type. Arbitrary documents (test/helpers/jsonDocuments.ts) go
+ * through every body that carries one — PUT, PATCH as application/merge-patch+json and as application/json, a
+ * user's password — and each is either stored and read back exactly, or refused with the same catalogue code
+ * whatever the content type, nothing changed. (test/process/jsonRoundTrip.test.ts takes the same documents
+ * through a cluster: forwarded, replicated, restarted.)
+ */
+describe('JSON bodies: one parser, one set of rules (issue 13)', () => {
+  let t: TestNode;
+  const digest = () => t.node.repository.content.digest();
+  before(async () => {
+    t = await openTestNode({ 'http.bodyBytesMax': 4 * 1024 * 1024 });
+    const res = await t.request({ method: 'PUT', url: '/api/v1/content/docs', ...json({ properties: {} }) });
+    assert.equal(res.statusCode, 201, res.body);
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  const read = async (path: string) => {
+    const res = await t.request({ method: 'GET', url: `/api/v1/content${path}` });
+    assert.equal(res.statusCode, 200, res.body);
+    return JSON.stringify((res.json() as { properties: unknown }).properties);
+  };
+
+  it('every document is stored and read back exactly, or refused with one code whatever its content type', async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(jsonDocument, async (doc) => {
+        run++;
+        const refusals = refusalsOf(doc);
+        const tooDeep = depthOf(doc) > 32;
+        const text = JSON.stringify(doc);
+        const bodies = [
+          { method: 'PUT' as const, url: `/api/v1/content/docs/put${run}`, type: 'application/json', payload: `{"properties":${text}}` },
+          { method: 'PATCH' as const, url: '/api/v1/content/docs', type: 'application/merge-patch+json', payload: text },
+          { method: 'PATCH' as const, url: '/api/v1/content/docs', type: 'application/json', payload: text },
+        ];
+        for (const body of bodies) {
+          const before = digest();
+          const beforeDocs = await read('/docs');
+          const res = await t.request({ method: body.method, url: body.url, payload: body.payload, headers: { 'content-type': body.type } });
+          if (refusals.length > 0) {
+            assert.equal(res.statusCode, 400, `${body.method} ${body.type}: ${res.body}`);
+            const code = (res.json() as { error: { code: string } }).error.code;
+            assert.ok((refusals as string[]).includes(code), `${body.method} ${body.type}: ${code}, expected one of ${refusals.join(', ')}`);
+            assert.equal(digest(), before);
+            continue;
+          }
+          if (tooDeep) {
+            assertRefusal(res, 400, 'INVALID_PROPERTIES', before, digest());
+            continue;
+          }
+          assert.ok(res.statusCode === 200 || res.statusCode === 201, `${body.method} ${body.type}: ${res.statusCode} ${clip(res.body)}`);
+          const expected = body.method === 'PUT' ? text : JSON.stringify(applyMergePatch(JSON.parse(beforeDocs) as JsonValue, doc as JsonValue));
+          assert.equal(await read(body.method === 'PUT' ? `/docs/put${run}` : '/docs'), expected, `${body.method} ${body.type} read back`);
+        }
+        // A user's password is a JSON string too: the same rules (the journal holds its hash, never the text).
+        const password = `password-${text}`.slice(0, 100);
+        const before = digest();
+        const res = await t.request({ method: 'PUT', url: `/api/v1/users/user${run % 3}`, payload: JSON.stringify({ password, roles: ['reader'] }), headers: { 'content-type': 'application/json' } });
+        if (refusalsOf(password).length > 0) assertRefusal(res, 400, 'INVALID_UNICODE', before, digest());
+        else assert.ok(res.statusCode === 200 || res.statusCode === 201, res.body);
+      }),
+      { ...propertyParameters(60), includeErrorInReport: true },
+    );
+  });
+
+  it('"__proto__" is refused as PROPERTY_NAME_REFUSED, naming the key and its path, for every JSON content type', async () => {
+    for (const type of ['application/json', 'application/merge-patch+json', 'application/json; charset=utf-8']) {
+      const before = digest();
+      const res = await t.request({ method: 'PATCH', url: '/api/v1/content/docs', payload: '{"a": {"__proto__": {"x": 1}}}', headers: { 'content-type': type } });
+      assertRefusal(res, 400, 'PROPERTY_NAME_REFUSED', before, digest());
+      const error = (res.json() as { error: { message: string; name: string; path: string } }).error;
+      assert.deepEqual([error.name, error.path], ['__proto__', '/a/__proto__']);
+      assert.match(error.message, /"__proto__"/);
+      assert.doesNotMatch(error.message, /not valid JSON/);
+    }
+  });
+
+  it('"constructor" and "prototype" are plain data', async () => {
+    const properties = { constructor: { prototype: { polluted: true } }, prototype: 1 };
+    const res = await t.request({ method: 'PUT', url: '/api/v1/content/docs/words', ...json({ properties }) });
+    assert.equal(res.statusCode, 201, res.body);
+    assert.equal(await read('/docs/words'), JSON.stringify(properties));
+    assert.equal(({} as { polluted?: unknown }).polluted, undefined);
+  });
+
+  it('INVALID_JSON says once that the body is not valid JSON, and where', async () => {
+    for (const payload of ['{"properties": ', 'x'.repeat(40), '{"a": 1}}']) {
+      const res = await t.request({ method: 'PUT', url: '/api/v1/content/docs/x', payload, headers: { 'content-type': 'application/json' } });
+      assert.equal(res.statusCode, 400);
+      const message = (res.json() as { error: { code: string; message: string } }).error.message;
+      assert.equal(message.match(/not valid JSON/g)?.length, 1, message);
+    }
   });
 });

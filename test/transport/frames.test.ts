@@ -47,17 +47,24 @@ describe('frames', () => {
     assert.throws(() => encodeFrame('x'.repeat(200), 100), (err: unknown) => isTransportError(err, 'FRAME_TOO_LARGE'));
   });
 
-  it('refuses empty frames, bodies that are not MessagePack, and __proto__ keys', () => {
+  it('refuses empty frames and bodies that are not MessagePack', () => {
     const empty = Buffer.alloc(4);
     assert.throws(() => new FrameDecoder(100).push(empty), (err: unknown) => isTransportError(err, 'FRAME_INVALID'));
     const bad = Buffer.from([0, 0, 0, 1, 0xc1]); // 0xc1 is never used in MessagePack
     assert.throws(() => new FrameDecoder(100).push(bad), (err: unknown) => isTransportError(err, 'FRAME_INVALID'));
     const trailing = Buffer.from([0, 0, 0, 2, 0x01, 0x02]); // two values in one frame
     assert.throws(() => new FrameDecoder(100).push(trailing), (err: unknown) => isTransportError(err, 'FRAME_INVALID'));
-    // fixmap of one: "__proto__" → 1
-    const proto = Buffer.concat([Buffer.from([0x81, 0xa9]), Buffer.from('__proto__'), Buffer.from([0x01])]);
+  });
+
+  it('decodes a "__proto__" key as an own data property, never as the prototype (issue 13)', () => {
+    // fixmap of one: "__proto__" → {"polluted": 1}; before, the decoder threw and the transport dropped the connection.
+    const proto = Buffer.concat([Buffer.from([0x81, 0xa9]), Buffer.from('__proto__'), Buffer.from([0x81, 0xa8]), Buffer.from('polluted'), Buffer.from([0x01])]);
     const frame = Buffer.concat([Buffer.from([0, 0, 0, proto.length]), proto]);
-    assert.throws(() => new FrameDecoder(100).push(frame), (err: unknown) => isTransportError(err, 'FRAME_INVALID'));
+    const [value] = new FrameDecoder(100).push(frame) as [Record<string, unknown>];
+    assert.equal(Object.getPrototypeOf(value), Object.prototype);
+    assert.deepEqual(Object.getOwnPropertyDescriptor(value, '__proto__')?.value, { polluted: 1 });
+    assert.equal((value as { polluted?: unknown }).polluted, undefined);
+    assert.deepEqual(Object.keys(value), ['__proto__']);
   });
 
   it('refuses a tiny frame that announces a huge array', () => {

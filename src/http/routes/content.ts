@@ -59,14 +59,7 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
   // Every write here is one command: a replica forwards the command, not the request (src/http/forwarding.ts).
   const write = { config: { permission: 'write' as const, forwardsCommand: true as const } };
 
-  // application/merge-patch+json is JSON too (RFC 7396).
-  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, (_request, body, done) => {
-    try {
-      done(null, JSON.parse(body as string));
-    } catch (err) {
-      done(err as Error, undefined);
-    }
-  });
+  // application/merge-patch+json (RFC 7396) is parsed by the API's one JSON parser (src/http/jsonBody.ts).
 
   const getNode = async (request: WildcardRequest, reply: FastifyReply) => {
     const path = contentPathOf(request);
