@@ -24,14 +24,9 @@ export function generateClusterSecret(): string {
 /** Bits per character of the narrowest alphabet `secret` fits. */
 function bitsPerCharacter(secret: string): number {
   if (/^[0-9a-f]+$/.test(secret) || /^[0-9A-F]+$/.test(secret)) return 4;
-  if (/^[A-Za-z0-9_-]+$/.test(secret) || /^[A-Za-z0-9+/]+={0,2}$/.test(secret)) {
-    let alphabet = 0;
-    if (/[0-9]/.test(secret)) alphabet += 10;
-    if (/[a-z]/.test(secret)) alphabet += 26;
-    if (/[A-Z]/.test(secret)) alphabet += 26;
-    if (/[^A-Za-z0-9]/.test(secret)) alphabet += 2;
-    return Math.log2(alphabet);
-  }
+  // Random base64 may well lack digits or a case in 22 characters, so its alphabet is not narrowed further (texts
+  // of one case only are refused before this).
+  if (/^[A-Za-z0-9_-]+$/.test(secret) || /^[A-Za-z0-9+/]+={0,2}$/.test(secret)) return 6;
   // Anything else: printable ASCII at best.
   let alphabet = 0;
   if (/[0-9]/.test(secret)) alphabet += 10;
@@ -59,6 +54,9 @@ export function clusterSecretWeakness(secret: string): string | null {
   if (/\s/.test(secret)) return `the cluster secret contains white space (a passphrase of words is guessable): ${fix}`;
   if (new Set(secret).size < distinctCharactersMin) return `the cluster secret has fewer than ${distinctCharactersMin} distinct characters: ${fix}`;
   if (isPeriodic(secret)) return `the cluster secret repeats a pattern: ${fix}`;
+  // Random text of this alphabet mixes cases and digits; letters of one case (and separators) are words.
+  const kinds = [/[a-z]/, /[A-Z]/, /[0-9]/].filter((kind) => kind.test(secret)).length;
+  if (kinds < 2 && !/^[0-9a-fA-F]+$/.test(secret)) return `the cluster secret is made of letters of one case only (words are guessable): ${fix}`;
   const bits = Math.floor(secret.length * bitsPerCharacter(secret));
   if (bits < clusterSecretBitsMin) {
     return (
