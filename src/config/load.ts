@@ -148,6 +148,11 @@ export function loadConfig(sources: ConfigSources): Config {
   if (tls.some((f) => f !== '') && tls.some((f) => f === '')) {
     throw new ConfigError('TLS between nodes needs transport.tlsCertFile, transport.tlsKeyFile and transport.tlsCaFile together; set all three or none.');
   }
+  if (config.auth.tokenTtlSeconds > config.auth.tokenLifetimeSecondsMax) {
+    throw new ConfigError(
+      `Setting auth.tokenTtlSeconds (${config.auth.tokenTtlSeconds}) is above auth.tokenLifetimeSecondsMax (${config.auth.tokenLifetimeSecondsMax}); lower it or raise the maximum.`,
+    );
+  }
   if (config.cluster.secretFile !== '') {
     if (config.cluster.secret !== '') {
       throw new ConfigError('Settings cluster.secret and cluster.secretFile are both set; give the secret one way: keep one of them.');

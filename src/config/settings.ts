@@ -84,6 +84,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'http.shutdownGraceMs', kind: 'int', schema: int(0, 600_000).default(15_000), doc: 'On SIGTERM, how long in-flight requests may take to finish before connections are closed.' },
   { key: 'auth.anonymousRead', kind: 'bool', schema: z.boolean().default(false), doc: 'Let requests without credentials read content (never write).' },
   { key: 'auth.tokenTtlSeconds', kind: 'int', schema: int(60, 30 * 24 * 3600).default(3600), doc: 'Lifetime of a bearer token from POST /api/v1/auth/login.' },
+  { key: 'auth.tokenLifetimeSecondsMax', kind: 'int', schema: int(60, 365 * 24 * 3600).default(24 * 3600), doc: 'No bearer token older than this is accepted, whatever its expiry says; auth.tokenTtlSeconds may not exceed it.' },
   { key: 'auth.credentialCacheEntriesMax', kind: 'int', schema: int(0, 1_000_000).default(1024), doc: 'Verified Basic credentials kept in memory, so password hashing is not paid on every request.' },
   { key: 'auth.passwordChecksInFlightMax', kind: 'int', schema: int(1, 1024).default(8), doc: 'Password hashes computed at once; more are refused with OVERLOADED, so failed logins cannot starve disk I/O.' },
   { key: 'storage.groupCommitEntriesMax', kind: 'int', schema: int(1, 100_000).default(512), doc: 'Most journal entries committed in one fsynced transaction.' },
@@ -184,7 +185,7 @@ export interface Config {
     forwardBodyIdleTimeoutMs: number;
     shutdownGraceMs: number;
   };
-  auth: { anonymousRead: boolean; tokenTtlSeconds: number; credentialCacheEntriesMax: number; passwordChecksInFlightMax: number };
+  auth: { anonymousRead: boolean; tokenTtlSeconds: number; tokenLifetimeSecondsMax: number; credentialCacheEntriesMax: number; passwordChecksInFlightMax: number };
   storage: {
     groupCommitEntriesMax: number;
     groupCommitBytesMax: number;

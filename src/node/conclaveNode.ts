@@ -87,6 +87,9 @@ export class ConclaveNode {
     try {
       const journal = new JournalStore(db);
       const content = new ContentTables(db);
+      // Releases before token key ids kept the signing key itself here; it signs nothing now and must not linger in
+      // the data directory or a copy of it (the key is derived from the cluster secret: auth/tokens.ts).
+      db.prepare(`DELETE FROM meta WHERE key = 'token_key'`).run();
       const blobs = await BlobStore.open(join(config.data.dir, 'blobs'));
       const id = nodeId(db);
       const secret = clusterSecret(db, config, options.announce ?? ((text: string) => process.stdout.write(text)));
@@ -214,7 +217,12 @@ export class ConclaveNode {
       if (repository.isBootstrapped && options.adminPassword !== undefined) {
         log.info('the repository exists; CONCLAVE_ADMIN_PASSWORD is used only at the first start and was ignored');
       }
-      const tokens = new TokenSigner(() => content.tokenKey(), config.auth.tokenTtlSeconds);
+      const tokens = new TokenSigner({
+        clusterSecret: secret,
+        keyId: () => content.tokenKeyId(),
+        ttlSeconds: config.auth.tokenTtlSeconds,
+        lifetimeSecondsMax: config.auth.tokenLifetimeSecondsMax,
+      });
       const authenticator = new Authenticator(content, tokens, {
         cacheEntriesMax: config.auth.credentialCacheEntriesMax,
         passwordChecksInFlightMax: config.auth.passwordChecksInFlightMax,
