@@ -636,7 +636,13 @@ export class Transport extends EventEmitter<TransportEvents> {
     }
     this.handshaking.set(key, source);
     this.handshakingBySource.set(source, fromSource + 1);
+    // The last word on a slow handshake: Connection's own timer (which tells the peer why) starts only once TLS is
+    // through, and a stranger may never start TLS. The grace lets that timer's refusal go out first.
+    const cutoff = setTimeout(() => {
+      if (this.handshaking.has(key)) socket.destroy();
+    }, this.handshakeTimeoutMs + handshakeCutoffGraceMs);
     socket.on('close', () => {
+      clearTimeout(cutoff);
       this.acceptedSockets.delete(socket);
       this.handshakeDone(key);
     });
@@ -796,6 +802,9 @@ export class Transport extends EventEmitter<TransportEvents> {
     if (this.state !== 'running') throw new TransportError('NOT_RUNNING', `the transport is ${this.state}: connect() needs start() first and nothing after stop()`);
   }
 }
+
+/** How long past handshakeTimeoutMs an accepted socket still in its handshake is destroyed without a word. */
+const handshakeCutoffGraceMs = 1000;
 
 /** A live TCP connection's key on this listener: its remote address and port. TLS sockets report their TCP socket's. */
 function socketKey(socket: Socket): string {
