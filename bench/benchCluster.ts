@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { generateClusterSecret } from '../src/config/clusterSecret.js';
 import type { ClusterStatus } from '../src/node/clusterStatus.js';
 import { freePort } from '../test/helpers/ports.js';
 import { answers200, sleep, startBenchNode, type BenchNode, type StopOutcome } from './nodeProcess.js';
@@ -15,7 +16,7 @@ import { adminPassword, authorization } from './operations.js';
  * (SIGTERM), so a node started with --cpu-prof writes its profile.
  */
 
-const clusterSecret = 'bench-cluster-secret-0123456789';
+const clusterSecret = generateClusterSecret();
 const masterTimeoutMs = 30_000;
 
 interface Member {
@@ -171,11 +172,11 @@ export class BenchCluster {
       args: [
         '--name', name,
         '--transport-port', String(member.transportPort),
-        '--cluster-secret', clusterSecret,
         ...this.seeds.flatMap((seed) => ['--seed', seed]),
         ...(this.seeds.length > 0 ? ['--initial-master-nodes', names.join(',')] : []),
       ],
-      env: { ...this.options.env, ...env },
+      // From the environment, as operators are told to: a command line shows in `ps`.
+      env: { CONCLAVE_CLUSTER_SECRET: clusterSecret, ...this.options.env, ...env },
       execArgv: cpuProfDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfDir],
       until,
     });

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 
 import { Command } from 'commander';
 import { Agent, fetch } from 'undici';
+
+import { clusterSecretWeakness, generateClusterSecret } from '../config/clusterSecret.js';
 
 /**
  * `conclave demo`: a throwaway cluster of N `conclave start` processes on loopback, for trying Conclave out. Each
@@ -137,7 +139,9 @@ async function runDemo(options: DemoFlags): Promise<number> {
   process.on('SIGHUP', onSignal);
 
   for (const node of nodes) {
-    mkdirSync(node.dir, { recursive: true });
+    mkdirSync(node.dir, { recursive: true, mode: 0o700 });
+    // A node refuses a data directory other users may enter; one left by an older demo is brought in line.
+    chmodSync(node.dir, 0o700);
     const fd = openSync(node.log, 'a');
     const child = spawn(
       process.execPath,
@@ -148,12 +152,12 @@ async function runDemo(options: DemoFlags): Promise<number> {
         '--host', host,
         '--http-port', String(node.httpPort),
         '--transport-port', String(node.transportPort),
-        '--cluster-secret', credentials.clusterSecret,
         '--initial-master-nodes', names.join(','),
         ...seeds.flatMap((s) => ['--seed', s]),
       ],
       {
-        env: { ...childEnv(), CONCLAVE_ADMIN_PASSWORD: credentials.password },
+        // Secrets in the environment, not argv: a command line shows in `ps` to every user of the machine.
+        env: { ...childEnv(), CONCLAVE_ADMIN_PASSWORD: credentials.password, CONCLAVE_CLUSTER_SECRET: credentials.clusterSecret },
         stdio: ['ignore', fd, fd],
         // Their own process group: Ctrl-C reaches only the demo, which then stops each node exactly once.
         detached: true,
@@ -240,9 +244,12 @@ function loadCredentials(root: string, kept: boolean): Credentials {
   const file = join(root, 'demo-credentials.json');
   if (kept && existsSync(file)) {
     const saved = JSON.parse(readFileSync(file, 'utf8')) as Partial<Credentials>;
-    if (typeof saved.password === 'string' && typeof saved.clusterSecret === 'string') return { password: saved.password, clusterSecret: saved.clusterSecret };
+    // A secret saved by an older release may be weaker than nodes now accept: such a one is replaced.
+    if (typeof saved.password === 'string' && typeof saved.clusterSecret === 'string' && clusterSecretWeakness(saved.clusterSecret) === null) {
+      return { password: saved.password, clusterSecret: saved.clusterSecret };
+    }
   }
-  const credentials = { password: randomBytes(15).toString('base64url'), clusterSecret: randomBytes(24).toString('base64url') };
+  const credentials = { password: randomBytes(15).toString('base64url'), clusterSecret: generateClusterSecret() };
   if (kept) writeFileSync(file, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
   return credentials;
 }

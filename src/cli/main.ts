@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 
 import { ConfigError, loadConfig } from '../config/load.js';
@@ -8,7 +8,12 @@ import { createLogger } from '../node/logger.js';
 import { demoCommand } from './demoCommand.js';
 import { digestCommand } from './digestCommand.js';
 import { registerNodeCommands } from './nodeCommands.js';
+import { secretCommand } from './secretCommand.js';
 import { statusCommand } from './statusCommand.js';
+
+// Everything a conclave command creates (databases, blobs, snapshots, logs, secrets) is its user's alone; the data
+// directory's own check (storage/database.ts) refuses one that others may enter.
+process.umask(0o077);
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -23,6 +28,7 @@ interface StartFlags {
   transportPublishHost?: string;
   clusterName?: string;
   clusterSecret?: string;
+  clusterSecretFile?: string;
   seed?: string[];
   initialMasterNodes?: string;
   bootstrapExpect?: string;
@@ -48,7 +54,9 @@ program
   .option('--transport-host <address>', 'cluster transport listen address (default: the HTTP address)')
   .option('--transport-publish-host <host>', 'the host or IP other nodes and clients use to reach this node (needed with 0.0.0.0)')
   .option('--cluster-name <name>', 'cluster name (default conclave)')
-  .option('--cluster-secret <secret>', 'shared cluster secret, 16+ characters (default: generated once)')
+  .option('--cluster-secret-file <file>', 'file holding the cluster secret (or CONCLAVE_CLUSTER_SECRET; default: generated once)')
+  // Removed, and kept only to say so: a secret on a command line shows in `ps` to every user of the machine.
+  .addOption(new Option('--cluster-secret <secret>').hideHelp())
   .option('--seed <host:port>', 'where to find the cluster; repeat for several (none: a cluster of one)', (value: string, previous: string[] = []) => [...previous, value])
   .option('--initial-master-nodes <names>', 'first start: the master-eligible node names that form the cluster, comma-separated')
   .option('--bootstrap-expect <n>', 'first start: form once this many master-eligible nodes see each other')
@@ -60,6 +68,15 @@ program
       'or a generated one that is printed once. See docs/configuration.md for every setting.',
   )
   .action(async (options: StartFlags) => {
+    if (options.clusterSecret !== undefined) {
+      // The value is not repeated: it is already in the shell's history, no need to put it in a log too.
+      process.stderr.write(
+        'conclave: --cluster-secret is no longer accepted: a command line shows in `ps` to every user of the machine.\n' +
+          'Set the secret in the environment (CONCLAVE_CLUSTER_SECRET) or in a file only you can read (--cluster-secret-file);\n' +
+          '`conclave secret generate` prints a new one.\n',
+      );
+      process.exit(2);
+    }
     let config;
     try {
       config = loadConfig({
@@ -74,7 +91,7 @@ program
           'transport.host': options.transportHost,
           'transport.publishHost': options.transportPublishHost,
           'cluster.name': options.clusterName,
-          'cluster.secret': options.clusterSecret,
+          'cluster.secretFile': options.clusterSecretFile,
           'cluster.seeds': options.seed,
           'cluster.initialMasterNodes': options.initialMasterNodes,
           'cluster.bootstrapExpect': options.bootstrapExpect,
@@ -90,7 +107,7 @@ program
           'transport.host': '--transport-host',
           'transport.publishHost': '--transport-publish-host',
           'cluster.name': '--cluster-name',
-          'cluster.secret': '--cluster-secret',
+          'cluster.secretFile': '--cluster-secret-file',
           'cluster.seeds': '--seed',
           'cluster.initialMasterNodes': '--initial-master-nodes',
           'cluster.bootstrapExpect': '--bootstrap-expect',
@@ -145,6 +162,7 @@ program
     process.on('SIGINT', () => shutdown('SIGINT'));
   });
 
+program.addCommand(secretCommand());
 program.addCommand(statusCommand());
 program.addCommand(digestCommand());
 program.addCommand(demoCommand());

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
+import { readClusterSecretFile } from './clusterSecret.js';
 import { envNameOf, envNonSettings, settingSpecs, type Config, type SettingSpec } from './settings.js';
 
 /** A configuration that cannot start a node. The message names the setting, where it came from, and the fix. */
@@ -121,7 +122,8 @@ export function loadConfig(sources: ConfigSources): Config {
       const from = origin.get(key) ?? 'the defaults';
       const [section, name] = key.split('.') as [string, string];
       const given = raw[section]?.[name];
-      const value = given === undefined ? '' : `, value ${JSON.stringify(given)}`;
+      // A secret's value is never repeated: error messages reach terminals and logs.
+      const value = given === undefined || spec?.secret === true ? '' : `, value ${JSON.stringify(given)}`;
       return `Setting ${key} (from ${from}${value}) is invalid: ${issue.message}.${spec ? ` ${spec.doc}` : ''}`;
     });
     throw new ConfigError(lines.join('\n'));
@@ -151,6 +153,19 @@ export function loadConfig(sources: ConfigSources): Config {
   }
   if (config.http.tlsClientCaFile !== '' && config.http.tlsCertFile === '') {
     throw new ConfigError('Setting http.tlsClientCaFile asks clients for certificates over TLS: set http.tlsCertFile and http.tlsKeyFile too.');
+  }
+  if (config.auth.tokenTtlSeconds > config.auth.tokenLifetimeSecondsMax) {
+    throw new ConfigError(
+      `Setting auth.tokenTtlSeconds (${config.auth.tokenTtlSeconds}) is above auth.tokenLifetimeSecondsMax (${config.auth.tokenLifetimeSecondsMax}); lower it or raise the maximum.`,
+    );
+  }
+  if (config.cluster.secretFile !== '') {
+    if (config.cluster.secret !== '') {
+      throw new ConfigError('Settings cluster.secret and cluster.secretFile are both set; give the secret one way: keep one of them.');
+    }
+    const read = readClusterSecretFile(config.cluster.secretFile);
+    if ('problem' in read) throw new ConfigError(`Setting cluster.secretFile (from ${origin.get('cluster.secretFile') ?? 'the defaults'}) is invalid: ${read.problem}.`);
+    config.cluster.secret = read.secret;
   }
   return config;
 }

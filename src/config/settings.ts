@@ -1,6 +1,8 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 
+import { clusterSecretWeakness } from './clusterSecret.js';
+
 /**
  * Every setting, once: its key, type, default, bounds and one line of documentation. The schema, the environment
  * variable names and docs/configuration.md all derive from (or are checked against) this table.
@@ -10,6 +12,8 @@ export interface SettingSpec {
   readonly kind: 'string' | 'int' | 'bool' | 'enum' | 'list';
   readonly schema: z.ZodType;
   readonly doc: string;
+  /** A secret: its value is never quoted in an error message. */
+  readonly secret?: boolean;
 }
 
 const KiB = 1024;
@@ -23,7 +27,17 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'node.masterEligible', kind: 'bool', schema: z.boolean().default(true), doc: 'Whether this node may vote and be elected master; false makes it a replica that serves but never votes.' },
   { key: 'node.votingOnly', kind: 'bool', schema: z.boolean().default(false), doc: 'Vote but never become master (a tie-breaker); needs node.masterEligible.' },
   { key: 'cluster.name', kind: 'string', schema: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, "_", "." or "-", 1-64 characters').default('conclave'), doc: 'Name of the cluster; nodes of another name are refused at the handshake.' },
-  { key: 'cluster.secret', kind: 'string', schema: z.string().refine((s) => s === '' || s.length >= 16, 'at least 16 characters').default(''), doc: 'Shared secret proving membership at the transport handshake (never sent). Empty: generated at the first start and printed once.' },
+  {
+    key: 'cluster.secret',
+    kind: 'string',
+    secret: true,
+    schema: z.string().superRefine((s, ctx) => {
+      const weakness = s === '' ? null : clusterSecretWeakness(s);
+      if (weakness !== null) ctx.addIssue({ code: 'custom', message: weakness });
+    }).default(''),
+    doc: 'Shared secret proving membership at the transport handshake (never sent), at least 128 bits (`conclave secret generate` prints one). Set it in the environment or a file (cluster.secretFile), never on a command line. Empty: generated at the first start and printed once.',
+  },
+  { key: 'cluster.secretFile', kind: 'string', schema: z.string().default(''), doc: 'File holding the cluster secret (instead of cluster.secret); refused when every user of the machine may read it.' },
   { key: 'cluster.seeds', kind: 'list', schema: z.array(z.string().min(1)).max(256).default([]), doc: 'Where to find the cluster: host:port, host, dns:name:port, srv:_service._tcp.name (comma-separated in the environment). None: start as a cluster of one.' },
   { key: 'cluster.initialMasterNodes', kind: 'list', schema: z.array(z.string().min(1)).max(64).default([]), doc: 'First start only: the names of the master-eligible nodes that form the cluster. The same list on each of them.' },
   { key: 'cluster.bootstrapExpect', kind: 'int', schema: int(0, 64).default(0), doc: 'First start only: form the cluster once this many master-eligible nodes see each other (0: off).' },
@@ -49,6 +63,10 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'transport.tlsKeyFile', kind: 'string', schema: z.string().default(''), doc: 'PEM private key of tlsCertFile.' },
   { key: 'transport.tlsCaFile', kind: 'string', schema: z.string().default(''), doc: 'PEM CA that signed every node\'s certificate; peers must present one.' },
   { key: 'transport.sendQueueBytesMax', kind: 'int', schema: int(64 * KiB, 1 * GiB).default(64 * MiB), doc: 'Bytes queued for one peer before messages to it are dropped (the protocol resends).' },
+  { key: 'transport.handshakeTimeoutMs', kind: 'int', schema: int(100, 600_000).default(5000), doc: 'From a connection\'s start (TLS included) to the end of its handshake; slower ones are cut.' },
+  { key: 'transport.handshakesMax', kind: 'int', schema: int(1, 100_000).default(64), doc: 'Inbound connections still in their handshake at once; more are cut at once, so strangers cannot hold every connection slot.' },
+  { key: 'transport.handshakesPerSourceMax', kind: 'int', schema: int(1, 100_000).default(8), doc: 'Inbound connections still in their handshake at once from one source address; more from it are cut at once.' },
+  { key: 'transport.refusalLogLinesPerMinuteMax', kind: 'int', schema: int(1, 100_000).default(10), doc: 'Log lines per minute for each kind of refused inbound connection; the next line says how many were left out.' },
   { key: 'transport.frameBytesMax', kind: 'int', schema: int(4 * MiB, 1 * GiB).default(64 * MiB), doc: 'Largest message between nodes; appends carry at most one entry per 2 MiB of it.' },
   { key: 'data.dir', kind: 'string', schema: z.string().min(1).default('./data'), doc: 'Directory for the database, journal and blobs.' },
   { key: 'http.host', kind: 'string', schema: z.string().min(1).default('127.0.0.1'), doc: 'Address the HTTP API listens on.' },
@@ -71,6 +89,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'http.shutdownGraceMs', kind: 'int', schema: int(0, 600_000).default(15_000), doc: 'On SIGTERM, how long in-flight requests may take to finish before connections are closed.' },
   { key: 'auth.anonymousRead', kind: 'bool', schema: z.boolean().default(false), doc: 'Let requests without credentials read content (never write).' },
   { key: 'auth.tokenTtlSeconds', kind: 'int', schema: int(60, 30 * 24 * 3600).default(3600), doc: 'Lifetime of a bearer token from POST /api/v1/auth/login.' },
+  { key: 'auth.tokenLifetimeSecondsMax', kind: 'int', schema: int(60, 365 * 24 * 3600).default(24 * 3600), doc: 'No bearer token older than this is accepted, whatever its expiry says; auth.tokenTtlSeconds may not exceed it.' },
   { key: 'auth.credentialCacheEntriesMax', kind: 'int', schema: int(0, 1_000_000).default(1024), doc: 'Verified Basic credentials kept in memory, so password hashing is not paid on every request.' },
   { key: 'auth.passwordChecksInFlightMax', kind: 'int', schema: int(1, 1024).default(8), doc: 'Password hashes computed at once; more are refused with OVERLOADED, so failed logins cannot starve disk I/O.' },
   { key: 'storage.groupCommitEntriesMax', kind: 'int', schema: int(1, 100_000).default(512), doc: 'Most journal entries committed in one fsynced transaction.' },
@@ -123,6 +142,7 @@ export interface Config {
   cluster: {
     name: string;
     secret: string;
+    secretFile: string;
     seeds: string[];
     initialMasterNodes: string[];
     bootstrapExpect: number;
@@ -140,7 +160,20 @@ export interface Config {
     clockDriftPercent: number;
     writeTimeoutMs: number;
   };
-  transport: { host: string; publishHost: string; port: number; tlsCertFile: string; tlsKeyFile: string; tlsCaFile: string; sendQueueBytesMax: number; frameBytesMax: number };
+  transport: {
+    host: string;
+    publishHost: string;
+    port: number;
+    tlsCertFile: string;
+    tlsKeyFile: string;
+    tlsCaFile: string;
+    sendQueueBytesMax: number;
+    frameBytesMax: number;
+    handshakeTimeoutMs: number;
+    handshakesMax: number;
+    handshakesPerSourceMax: number;
+    refusalLogLinesPerMinuteMax: number;
+  };
   data: { dir: string };
   http: {
     host: string;
@@ -162,7 +195,7 @@ export interface Config {
     internalPort: number;
     internalNoncesMax: number;
   };
-  auth: { anonymousRead: boolean; tokenTtlSeconds: number; credentialCacheEntriesMax: number; passwordChecksInFlightMax: number };
+  auth: { anonymousRead: boolean; tokenTtlSeconds: number; tokenLifetimeSecondsMax: number; credentialCacheEntriesMax: number; passwordChecksInFlightMax: number };
   storage: {
     groupCommitEntriesMax: number;
     groupCommitBytesMax: number;

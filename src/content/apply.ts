@@ -11,8 +11,10 @@ import type {
   PutCommand,
   PutUserCommand,
   ReorderCommand,
+  RotateTokenKeyCommand,
   SetBinaryCommand,
 } from './commands.js';
+import { legacyTokenKeyId } from './commands.js';
 import { applyMergePatch, isPlainObject } from './mergePatch.js';
 import { checkPreconditions } from './preconditions.js';
 import { rootNodeType, type ContentNode, type JsonObject, type User } from './model.js';
@@ -40,6 +42,7 @@ type Handler<K extends Command['type']> = (store: ContentStore, command: Extract
 // The compiler holds this map exhaustive: a new command type does not build until it has a handler.
 const handlers: { [K in Command['type']]: Handler<K> } = {
   bootstrap: applyBootstrap,
+  rotateTokenKey: applyRotateTokenKey,
   put: applyPut,
   patch: applyPatch,
   delete: applyDelete,
@@ -77,7 +80,7 @@ function applyBootstrap(store: ContentStore, command: BootstrapCommand): ApplyRe
     modifiedBy: 'system',
   };
   store.insertNode(root);
-  store.setTokenKey(command.tokenKey);
+  store.setTokenKeyId(command.tokenKeyId ?? legacyTokenKeyId);
   store.putUser({
     name: 'admin',
     passwordHash: command.adminPasswordHash,
@@ -87,6 +90,11 @@ function applyBootstrap(store: ContentStore, command: BootstrapCommand): ApplyRe
     modifiedAt: command.time,
   });
   return { node: root };
+}
+
+function applyRotateTokenKey(store: ContentStore, command: RotateTokenKeyCommand): ApplyResult {
+  store.setTokenKeyId(command.keyId);
+  return {};
 }
 
 function requireNode(store: ContentStore, path: string): ContentNode {

@@ -23,8 +23,13 @@ export interface BootstrapCommand {
   readonly type: 'bootstrap';
   readonly rootId: string;
   readonly time: string;
-  /** Key for signing bearer tokens, shared by every node that applies this journal. */
-  readonly tokenKey: string;
+  /**
+   * Names the bearer-token signing key, which every node derives from the cluster secret and this id (auth/tokens.ts):
+   * the journal holds no key. Absent in entries of releases that journaled the key itself.
+   */
+  readonly tokenKeyId?: string;
+  /** Journaled by older releases; ignored (a journal must not hold what forges tokens). */
+  readonly tokenKey?: string;
   /** The first admin, created in the same entry so no repository ever exists without one. */
   readonly adminPasswordHash: string;
 }
@@ -95,8 +100,22 @@ export interface DeleteUserCommand {
   readonly time: string;
 }
 
+/**
+ * The token key id of a repository bootstrapped before key ids existed. Every such repository gets this same id, but
+ * not the same key: the key is derived from the cluster secret too.
+ */
+export const legacyTokenKeyId = 'legacy';
+
+/** A new token key id: every token issued before is refused from the entry's application on. */
+export interface RotateTokenKeyCommand {
+  readonly type: 'rotateTokenKey';
+  readonly keyId: string;
+  readonly time: string;
+}
+
 export type Command =
   | BootstrapCommand
+  | RotateTokenKeyCommand
   | PutCommand
   | PatchCommand
   | DeleteCommand

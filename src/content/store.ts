@@ -29,5 +29,6 @@ export interface ContentStore {
   deleteUser(name: string): void;
   /** How many users hold the admin role; the last one may not lose it. */
   adminCount(): number;
-  setTokenKey(key: string): void;
+  /** The id the token signing key is derived from (with the cluster secret); never the key itself. */
+  setTokenKeyId(keyId: string): void;
 }

@@ -58,6 +58,7 @@ export const errorCatalogue = {
   SHUTTING_DOWN: { status: 503, retryable: true, summary: 'The node is shutting down; retry on another node or later.' },
   DISK_FULL: { status: 507, retryable: true, summary: 'The data disk is full; nothing was stored. Free space and retry.' },
   STORAGE_ERROR: { status: 500, retryable: true, summary: 'The storage layer failed; nothing was acknowledged.' },
+  DATA_DIR_UNSAFE: { status: 500, retryable: false, summary: 'Not an HTTP answer: the node refused to start on a data directory that every user of the machine may read, write or enter.' },
   INTERNAL: { status: 500, retryable: false, summary: 'An unexpected server error; the log has the details.' },
 } as const satisfies Record<string, { status: number; retryable: boolean; summary: string }>;
 

@@ -13,8 +13,11 @@ import type { CommandServer } from './commandServer.js';
 import { isForwardedMessageType } from './forwardedCommands.js';
 import { messageProblem } from './messageShape.js';
 
-/** Nodes of another protocol major refuse each other at the handshake. 2.0: an append's payloads travel as `bin` (appendWire.ts). */
-export const transportProtocolVersion = '2.0';
+/**
+ * Nodes of another protocol major refuse each other at the handshake. 2.0: an append's payloads travel as `bin`
+ * (appendWire.ts). 3.0: the handshake names nobody before the secret is proved (transport/handshake.ts).
+ */
+export const transportProtocolVersion = '3.0';
 
 /** How often discovery resolves the seeds again and dials what it finds (cheap: DNS and idempotent connects). */
 const discoveryRoundMs = 1000;
@@ -72,6 +75,10 @@ export class ClusterNetwork implements Wire {
       clusterUuid: () => this.runtime?.clusterState().clusterUuid ?? null,
       frameBytesMax: config.transport.frameBytesMax,
       sendQueueBytesMax: config.transport.sendQueueBytesMax,
+      handshakeTimeoutMs: config.transport.handshakeTimeoutMs,
+      handshakesMax: config.transport.handshakesMax,
+      handshakesPerSourceMax: config.transport.handshakesPerSourceMax,
+      refusalLogLinesPerMinuteMax: config.transport.refusalLogLinesPerMinuteMax,
       logger: log,
       ...tls,
     });

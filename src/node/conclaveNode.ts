@@ -1,11 +1,12 @@
 import type { FastifyInstance } from 'fastify';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 
 import { Authenticator } from '../auth/authenticator.js';
 import { generatePassword, hashPassword, passwordLengthMin } from '../auth/passwords.js';
 import { TokenSigner } from '../auth/tokens.js';
+import { generateClusterSecret } from '../config/clusterSecret.js';
 import { ConfigError } from '../config/load.js';
 import type { Config } from '../config/settings.js';
 import type { BootstrapMethod } from '../core/bootstrap.js';
@@ -91,6 +92,9 @@ export class ConclaveNode {
     try {
       const journal = new JournalStore(db);
       const content = new ContentTables(db);
+      // Releases before token key ids kept the signing key itself here; it signs nothing now and must not linger in
+      // the data directory or a copy of it (the key is derived from the cluster secret: auth/tokens.ts).
+      db.prepare(`DELETE FROM meta WHERE key = 'token_key'`).run();
       const blobs = await BlobStore.open(join(config.data.dir, 'blobs'));
       const id = nodeId(db);
       const secret = clusterSecret(db, config, options.announce ?? ((text: string) => process.stdout.write(text)));
@@ -225,7 +229,12 @@ export class ConclaveNode {
       if (repository.isBootstrapped && options.adminPassword !== undefined) {
         log.info('the repository exists; CONCLAVE_ADMIN_PASSWORD is used only at the first start and was ignored');
       }
-      const tokens = new TokenSigner(() => content.tokenKey(), config.auth.tokenTtlSeconds);
+      const tokens = new TokenSigner({
+        clusterSecret: secret,
+        keyId: () => content.tokenKeyId(),
+        ttlSeconds: config.auth.tokenTtlSeconds,
+        lifetimeSecondsMax: config.auth.tokenLifetimeSecondsMax,
+      });
       const authenticator = new Authenticator(content, tokens, {
         cacheEntriesMax: config.auth.credentialCacheEntriesMax,
         passwordChecksInFlightMax: config.auth.passwordChecksInFlightMax,
@@ -443,12 +452,16 @@ export function bootstrapMethod(config: Config): BootstrapMethod {
   return { kind: 'none' };
 }
 
-/** The configured cluster secret, or one generated at the first start, kept in the data directory. */
+/**
+ * The configured cluster secret, or one generated at the first start, kept in the database's meta table (a file of
+ * mode 0600 in a directory of 0700, storage/database.ts; never in a snapshot: snapshotFile.ts copies state-machine
+ * keys only).
+ */
 export function clusterSecret(db: Db, config: Config, announce: (text: string) => void): string {
   if (config.cluster.secret !== '') return config.cluster.secret;
   let secret = getMeta<string>(db, 'cluster_secret');
   if (secret === undefined) {
-    secret = randomBytes(24).toString('base64url');
+    secret = generateClusterSecret();
     setMeta(db, 'cluster_secret', secret);
     announce(`\n  Generated the cluster secret (set it as CONCLAVE_CLUSTER_SECRET on nodes that join):\n\n    ${secret}\n\n`);
   }

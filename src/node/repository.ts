@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 
 import type { Command, Preconditions } from '../content/commands.js';
@@ -77,9 +77,14 @@ export class Repository {
       type: 'bootstrap',
       rootId: randomUUID(),
       time: this.time(),
-      tokenKey: randomBytes(32).toString('base64url'),
+      tokenKeyId: randomUUID(),
       adminPasswordHash,
     });
+  }
+
+  /** Proposes a new token key id: every bearer token issued so far stops working once it applies. */
+  rotateTokenKey(): Promise<Committed> {
+    return this.propose({ type: 'rotateTokenKey', keyId: randomUUID(), time: this.time() });
   }
 
   node(path: string): ContentNode {

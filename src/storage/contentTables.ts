@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 
+import { legacyTokenKeyId } from '../content/commands.js';
 import type { ContentNode, JsonObject, Role, User } from '../content/model.js';
 import { descendantRange, rootPath } from '../content/paths.js';
 import { takePropertiesJson } from '../content/validate.js';
@@ -301,8 +302,8 @@ export class ContentTables implements ContentStore {
     return this.db.prepare(`SELECT count(*) FROM users, json_each(users.roles) WHERE json_each.value = 'admin'`).pluck().get() as number;
   }
 
-  setTokenKey(key: string): void {
-    setMeta(this.db, 'token_key', key);
+  setTokenKeyId(keyId: string): void {
+    setMeta(this.db, 'token_key_id', keyId);
   }
 
   // ---- Reads for the HTTP layer ----
@@ -312,8 +313,15 @@ export class ContentTables implements ContentStore {
     return row && storedNodeOf(row);
   }
 
-  tokenKey(): string | undefined {
-    return getMeta<string>(this.db, 'token_key');
+  /**
+   * The token key id; undefined until the repository's bootstrap entry has applied. A repository bootstrapped by an
+   * older release (which journaled a raw key, now ignored) or restored from its snapshot has none stored: it uses
+   * legacyTokenKeyId until the first rotation.
+   */
+  tokenKeyId(): string | undefined {
+    const keyId = getMeta<string>(this.db, 'token_key_id');
+    if (keyId !== undefined) return keyId;
+    return this.nodeByPath(rootPath) === undefined ? undefined : legacyTokenKeyId;
   }
 
   users(): User[] {

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { ConclaveError } from '../errors/catalogue.js';
@@ -60,14 +60,57 @@ CREATE TABLE IF NOT EXISTS users (
 `;
 
 /**
+ * Creates the data directory (mode 0700) or checks the one there: it holds password hashes, the content and the
+ * journal, so a directory every user of the machine may read, write or enter is refused. Group access is allowed:
+ * Kubernetes gives a pod its volume through a group (fsGroup).
+ */
+export function prepareDataDirectory(dataDir: string): void {
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new ConclaveError('STORAGE_ERROR', `Cannot create the data directory ${dataDir}: ${(err as Error).message}`);
+  }
+  const mode = statSync(dataDir).mode & 0o777;
+  if ((mode & 0o007) !== 0) {
+    throw new ConclaveError(
+      'DATA_DIR_UNSAFE',
+      `The data directory ${dataDir} is open to every user of this machine (mode ${mode.toString(8).padStart(3, '0')}), and it holds ` +
+        `password hashes and all the content: run \`chmod o-rwx ${dataDir}\` (or chmod 700; group access may stay) and start again.`,
+      { dataDir, mode: mode.toString(8) },
+    );
+  }
+}
+
+/**
+ * The database file is created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database file's
+ * mode. Files an older release left readable by others lose that (best effort: the directory check is the guard).
+ */
+function privateFile(file: string): void {
+  if (!existsSync(file)) {
+    closeSync(openSync(file, 'a', 0o600));
+    return;
+  }
+  for (const path of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      const mode = statSync(path).mode & 0o777;
+      if ((mode & 0o007) !== 0) chmodSync(path, mode & 0o770);
+    } catch {
+      // Absent (no -wal yet) or not ours to change: the directory's mode already keeps others out.
+    }
+  }
+}
+
+/**
  * Opens (creating if needed) the node's SQLite database in WAL mode with synchronous=FULL: a committed transaction
  * is on disk before commit returns, which is what lets the write path acknowledge after commit.
  */
 export function openDatabase(dataDir: string): Db {
-  mkdirSync(dataDir, { recursive: true });
+  prepareDataDirectory(dataDir);
+  const file = join(dataDir, 'conclave.db');
+  privateFile(file);
   let db: Db;
   try {
-    db = new Database(join(dataDir, 'conclave.db'));
+    db = new Database(file);
   } catch (err) {
     throw new ConclaveError('STORAGE_ERROR', `Cannot open the database in ${dataDir}: ${(err as Error).message}`);
   }

@@ -15,6 +15,8 @@ export type TransportRefusalCode =
   | 'HANDSHAKE_INVALID'
   // The peer already holds transport.connectionsMax inbound connections.
   | 'TOO_MANY_CONNECTIONS'
+  // The peer already has transport.handshakesMax handshakes in progress, or handshakesPerSourceMax from this address.
+  | 'TOO_MANY_HANDSHAKES'
   // TLS failed before our own handshake could start: a certificate not signed by the cluster CA, or no TLS at all.
   | 'TLS_HANDSHAKE_FAILED';
 
@@ -27,6 +29,7 @@ export const transportRefusalCodes: readonly TransportRefusalCode[] = [
   'HANDSHAKE_TIMEOUT',
   'HANDSHAKE_INVALID',
   'TOO_MANY_CONNECTIONS',
+  'TOO_MANY_HANDSHAKES',
   'TLS_HANDSHAKE_FAILED',
 ];
 

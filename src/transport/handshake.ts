@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
 import { isTransportRefusalCode, type TransportRefusalCode } from './errors.js';
 
@@ -9,19 +9,27 @@ export type { TransportRefusalCode } from './errors.js';
  * says what to answer and whether to go on. The connection code only moves frames and keeps the state.
  *
  *   client (connects)                        server (accepts)
- *   hello {identity, nonce}          ──▶     checks identity
- *                                    ◀──     challenge {identity, nonce, proof}   or refused {code, message}
- *   checks identity, verifies proof
- *   proof {proof}                    ──▶     verifies proof
- *                                    ◀──     welcome                              or refused {code, message}
+ *   hello {protocolVersion, nonce}   ──▶     checks the protocol major
+ *                                    ◀──     challenge {nonce, proof}                 or refused {code}
+ *   verifies the server's proof
+ *   proof {identity, proof}          ──▶     verifies the proof, then checks the identity
+ *                                    ◀──     welcome {identity, proof}                or refused {code, message}
+ *   verifies the proof, checks the identity
  *
- * Both proofs are HMAC-SHA256 keyed with the cluster secret over both nonces and both node ids, with a different
- * role label on each side: the secret never crosses the wire, a proof from one connection is worthless on another
- * (fresh nonces), and a server's proof cannot be reflected back as a client's. The server proves first so that a
- * client never talks to a node that lacks the secret either.
+ * Every proof is HMAC-SHA256 under a key derived from the cluster secret (HKDF), over both nonces, a role label and
+ * (for the last two) the sender's identity: the secret never crosses the wire, a proof is worthless on another
+ * connection (fresh nonces), one side's proof cannot be reflected as the other's, and an identity cannot be swapped.
+ *
+ * Nothing about this node — cluster name, UUID, node id or name, address — is sent before the peer has proved the
+ * secret, and a refusal before then carries a code and a fixed text only: an unauthenticated peer learns that this
+ * port speaks the Conclave transport, and which protocol major it does not speak.
+ *
+ * Whichever side proves first hands out a proof that an attacker could test guesses of the secret against
+ * offline. That is made useless by the secret's strength, not by the protocol: secrets must carry at least 128 bits
+ * (clusterSecret.ts refuses weaker ones), so no dictionary or brute force reaches them.
  *
  * Without TLS this authenticates the peer, not the link: an active man in the middle can relay the handshake and
- * then alter frames. Use TLS where the network between nodes is not trusted.
+ * then alter frames, and a passive one reads the identities. Use TLS where the network between nodes is not trusted.
  */
 
 export const nonceBytes = 32;
@@ -31,7 +39,7 @@ export const handshakeFrameBytesMax = 16 * 1024;
 const identityFieldCharsMax = 1024;
 const refusalMessageCharsMax = 4096;
 
-/** What a node says about itself in a handshake. */
+/** What a node says about itself in a handshake, once the peer has proved the secret. */
 export interface HandshakeIdentity {
   /** `major.minor`; nodes of different majors never talk, minors may differ during a rolling upgrade. */
   readonly protocolVersion: string;
@@ -46,24 +54,26 @@ export interface HandshakeIdentity {
   readonly frameBytesMax: number;
 }
 
-export interface HelloMessage extends HandshakeIdentity {
+export interface HelloMessage {
   readonly type: 'hello';
+  readonly protocolVersion: string;
   readonly nonce: Uint8Array;
 }
 
-export interface ChallengeMessage extends HandshakeIdentity {
+export interface ChallengeMessage {
   readonly type: 'challenge';
   readonly nonce: Uint8Array;
   readonly proof: Uint8Array;
 }
 
-export interface ProofMessage {
+export interface ProofMessage extends HandshakeIdentity {
   readonly type: 'proof';
   readonly proof: Uint8Array;
 }
 
-export interface WelcomeMessage {
+export interface WelcomeMessage extends HandshakeIdentity {
   readonly type: 'welcome';
+  readonly proof: Uint8Array;
 }
 
 export interface RefusedMessage {
@@ -76,8 +86,13 @@ export type HandshakeMessage = HelloMessage | ChallengeMessage | ProofMessage | 
 
 export interface Refusal {
   readonly code: TransportRefusalCode;
-  /** Names the cause and the fix; written for the operator reading either node's log. */
+  /** Names the cause and the fix; written for the operator reading this node's log. */
   readonly message: string;
+  /**
+   * Whether `message` may be sent to the peer. Only refusals of a peer that proved the secret are: anyone else gets
+   * the code and its fixed text (publicRefusalText), never this node's name, id, address or cluster.
+   */
+  readonly shareable?: boolean;
 }
 
 /** What one side brings to a handshake. `nonce` is fresh for every connection. */
@@ -93,18 +108,44 @@ export function newNonce(): Uint8Array {
 
 // ---------------------------------------------------------------------------------------------- refusal texts
 
-export function refusal(code: TransportRefusalCode, message: string): Refusal {
-  return { code, message };
+export function refusal(code: TransportRefusalCode, message: string, shareable = false): Refusal {
+  return { code, message, shareable };
+}
+
+/** What a peer that has not proved the secret is told: the code's remedy, the same from every node. */
+export function publicRefusalText(code: TransportRefusalCode): string {
+  switch (code) {
+    case 'PROTOCOL_MISMATCH':
+      return 'the transport protocol major versions differ: run releases with the same transport protocol major version on every node';
+    case 'CLUSTER_SECRET_MISMATCH':
+      return 'the cluster secret differs: give every node of a cluster the same secret (CONCLAVE_CLUSTER_SECRET or cluster.secretFile)';
+    case 'HANDSHAKE_TIMEOUT':
+      return 'the handshake did not finish in time: check that this is a Conclave transport port and that TLS is configured alike on both nodes';
+    case 'HANDSHAKE_INVALID':
+      return 'malformed handshake: check that this is the Conclave transport port of a node running a compatible release';
+    case 'TOO_MANY_CONNECTIONS':
+      return 'the node holds as many inbound transport connections as it accepts (transport.connectionsMax); look for a client that reconnects in a loop';
+    case 'TOO_MANY_HANDSHAKES':
+      return 'the node has as many transport handshakes in progress as it accepts (transport.handshakesMax, transport.handshakesPerSourceMax); retry later';
+    case 'TLS_HANDSHAKE_FAILED':
+      return 'the TLS certificate was refused: give every node a certificate signed by the CA in transport.tlsCaFile';
+    case 'CLUSTER_NAME_MISMATCH':
+    case 'CLUSTER_UUID_MISMATCH':
+    case 'SELF_CONNECTION':
+      // Only ever found after both proved the secret, so the detailed message is sent instead; this is a fallback.
+      return `refused: ${code}`;
+  }
 }
 
 function describe(identity: Pick<HandshakeIdentity, 'nodeName' | 'nodeId' | 'address'>): string {
   return `node "${identity.nodeName}" (id ${identity.nodeId}, ${identity.address})`;
 }
 
-export function protocolMismatch(local: HandshakeIdentity, remote: HandshakeIdentity): Refusal {
+/** Found from the hello alone, before anything is proved: the log names this node, the peer hears only the code. */
+export function protocolMismatch(local: HandshakeIdentity, remoteVersion: string): Refusal {
   return refusal(
     'PROTOCOL_MISMATCH',
-    `transport protocol differs: ${describe(remote)} speaks ${remote.protocolVersion}, ${describe(local)} speaks ` +
+    `transport protocol differs: the peer speaks ${remoteVersion.slice(0, 64)}, ${describe(local)} speaks ` +
       `${local.protocolVersion}, and different major versions cannot talk: run releases with the same transport ` +
       'protocol major version on every node (a rolling upgrade may only change the minor version)',
   );
@@ -116,14 +157,16 @@ export function clusterNameMismatch(local: HandshakeIdentity, remote: HandshakeI
     `cluster name differs: ${describe(remote)} is in cluster "${remote.clusterName}", ${describe(local)} in ` +
       `"${local.clusterName}": set the same cluster.name (--cluster-name) on every node of a cluster, and list ` +
       "only that cluster's nodes in cluster.seeds",
+    true,
   );
 }
 
-export function clusterSecretMismatch(local: HandshakeIdentity, remote: Pick<HandshakeIdentity, 'nodeName' | 'nodeId' | 'address'>): Refusal {
+/** `peer` is what this node knows of the other side without trusting it: an address. */
+export function clusterSecretMismatch(local: HandshakeIdentity, peer: string): Refusal {
   return refusal(
     'CLUSTER_SECRET_MISMATCH',
-    `cluster secret differs between ${describe(remote)} and ${describe(local)}: set the same cluster.secret ` +
-      '(--cluster-secret) on every node',
+    `cluster secret differs between the node at ${peer} and ${describe(local)} (or ${peer} is not a node of this ` +
+      'cluster): give every node the same secret (CONCLAVE_CLUSTER_SECRET or cluster.secretFile)',
   );
 }
 
@@ -134,6 +177,7 @@ export function clusterUuidMismatch(local: HandshakeIdentity, remote: HandshakeI
       `${describe(local)} to cluster ${local.clusterUuid ?? '(none)'}, although both are named ` +
       `"${local.clusterName}": a node belongs to another cluster — run \`conclave node detach-cluster\` on it if it ` +
       'should move, or fix the seed hosts if it should not be contacted',
+    true,
   );
 }
 
@@ -143,6 +187,7 @@ export function selfConnection(local: HandshakeIdentity, remote: HandshakeIdenti
     `${describe(remote)} has the same node id as ${describe(local)}: either a node's seed hosts list its own ` +
       'transport address (remove it), or a data directory was copied to another node (give that node an empty ' +
       'data directory so it gets its own id)',
+    true,
   );
 }
 
@@ -205,9 +250,14 @@ function bytes(record: Record<string, unknown>, field: string, length: number, p
   return value;
 }
 
-function identity(record: Record<string, unknown>, problems: string[]): HandshakeIdentity {
+function protocolVersionField(record: Record<string, unknown>, problems: string[]): string {
   const protocolVersion = text(record, 'protocolVersion', problems);
-  if (protocolVersion !== '' && protocolMajor(protocolVersion) === null) problems.push(`protocolVersion ${JSON.stringify(protocolVersion)} is not major.minor`);
+  if (protocolVersion !== '' && protocolMajor(protocolVersion) === null) problems.push(`protocolVersion ${JSON.stringify(protocolVersion.slice(0, 64))} is not major.minor`);
+  return protocolVersion;
+}
+
+function identity(record: Record<string, unknown>, problems: string[]): HandshakeIdentity {
+  const protocolVersion = protocolVersionField(record, problems);
   const uuid = record['clusterUuid'];
   if (!(uuid === null || (typeof uuid === 'string' && uuid.length > 0 && uuid.length <= identityFieldCharsMax))) {
     problems.push('clusterUuid must be null or a non-empty string');
@@ -248,21 +298,16 @@ export function parseHandshakeMessage(value: unknown, expected: HandshakeMessage
   if (type !== expected) return { ok: false, refusal: handshakeInvalid(`expected ${expected}, received ${type.slice(0, 64)}`) };
   switch (type) {
     case 'hello':
-      message = { type, ...identity(value, problems), nonce: bytes(value, 'nonce', nonceBytes, problems) };
+      message = { type, protocolVersion: protocolVersionField(value, problems), nonce: bytes(value, 'nonce', nonceBytes, problems) };
       break;
     case 'challenge':
-      message = {
-        type,
-        ...identity(value, problems),
-        nonce: bytes(value, 'nonce', nonceBytes, problems),
-        proof: bytes(value, 'proof', proofBytes, problems),
-      };
+      message = { type, nonce: bytes(value, 'nonce', nonceBytes, problems), proof: bytes(value, 'proof', proofBytes, problems) };
       break;
     case 'proof':
-      message = { type, proof: bytes(value, 'proof', proofBytes, problems) };
+      message = { type, ...identity(value, problems), proof: bytes(value, 'proof', proofBytes, problems) };
       break;
     case 'welcome':
-      message = { type };
+      message = { type, ...identity(value, problems), proof: bytes(value, 'proof', proofBytes, problems) };
       break;
     default:
       return { ok: false, refusal: handshakeInvalid(`unknown message type ${type.slice(0, 64)}`) };
@@ -271,22 +316,22 @@ export function parseHandshakeMessage(value: unknown, expected: HandshakeMessage
   return { ok: true, value: message };
 }
 
-// ---------------------------------------------------------------------------------------------- decisions
+// ---------------------------------------------------------------------------------------------- proofs
 
 /**
- * Whether this node may talk to `remote` at all, before any proof: the checks are the same on both sides, so a
- * mismatch is caught by whichever side sees it first. Order matters for the message: a different protocol major
- * may mean different everything else, and a node talking to itself matches in everything else.
+ * The handshake's MAC key: HKDF-SHA256 of the secret, so that the secret itself keys nothing directly and other
+ * uses of it (internal HTTP signatures, token keys) get keys of their own. Cached: one per secret in a process.
  */
-export function checkPeer(local: HandshakeIdentity, remote: HandshakeIdentity): Refusal | null {
-  if (protocolMajor(local.protocolVersion) !== protocolMajor(remote.protocolVersion)) return protocolMismatch(local, remote);
-  if (local.nodeId === remote.nodeId) return selfConnection(local, remote);
-  if (local.clusterName !== remote.clusterName) return clusterNameMismatch(local, remote);
-  // A null UUID is a node that has not joined a cluster yet: it is exactly who discovery must reach.
-  if (local.clusterUuid !== null && remote.clusterUuid !== null && local.clusterUuid !== remote.clusterUuid) {
-    return clusterUuidMismatch(local, remote);
+const handshakeKeys = new Map<string, Buffer>();
+
+export function handshakeKey(clusterSecret: string): Buffer {
+  let key = handshakeKeys.get(clusterSecret);
+  if (key === undefined) {
+    key = Buffer.from(hkdfSync('sha256', Buffer.from(clusterSecret, 'utf8'), 'conclave', 'conclave transport handshake v3', 32));
+    if (handshakeKeys.size >= 16) handshakeKeys.clear();
+    handshakeKeys.set(clusterSecret, key);
   }
-  return null;
+  return key;
 }
 
 function lengthPrefixed(hmac: ReturnType<typeof createHmac>, field: Uint8Array | string): void {
@@ -298,26 +343,35 @@ function lengthPrefixed(hmac: ReturnType<typeof createHmac>, field: Uint8Array |
   hmac.update(data);
 }
 
-interface ProofInput {
+function mac(clusterSecret: string, fields: ReadonlyArray<Uint8Array | string>): Buffer {
+  const hmac = createHmac('sha256', handshakeKey(clusterSecret));
+  for (const field of fields) lengthPrefixed(hmac, field);
+  return hmac.digest();
+}
+
+function identityFields(identity: HandshakeIdentity): string[] {
+  // A UUID is never empty, so '' stands for null without ambiguity.
+  return [identity.protocolVersion, identity.clusterName, identity.clusterUuid ?? '', identity.nodeId, identity.nodeName, identity.address, String(identity.frameBytesMax)];
+}
+
+export interface Nonces {
   readonly clientNonce: Uint8Array;
   readonly serverNonce: Uint8Array;
-  readonly clientId: string;
-  readonly serverId: string;
-  readonly clusterName: string;
 }
 
-/** HMAC(secret, 'server' ‖ clientNonce ‖ serverNonce ‖ clientId ‖ serverId ‖ clusterName). */
-export function serverProof(clusterSecret: string, input: ProofInput): Buffer {
-  const hmac = createHmac('sha256', clusterSecret);
-  for (const field of ['server', input.clientNonce, input.serverNonce, input.clientId, input.serverId, input.clusterName]) lengthPrefixed(hmac, field);
-  return hmac.digest();
+/** HMAC(K, 'challenge' ‖ clientNonce ‖ serverNonce). */
+export function challengeProof(clusterSecret: string, nonces: Nonces): Buffer {
+  return mac(clusterSecret, ['challenge', nonces.clientNonce, nonces.serverNonce]);
 }
 
-/** HMAC(secret, 'client' ‖ serverNonce ‖ clientNonce ‖ clientId ‖ serverId ‖ clusterName). */
-export function clientProof(clusterSecret: string, input: ProofInput): Buffer {
-  const hmac = createHmac('sha256', clusterSecret);
-  for (const field of ['client', input.serverNonce, input.clientNonce, input.clientId, input.serverId, input.clusterName]) lengthPrefixed(hmac, field);
-  return hmac.digest();
+/** HMAC(K, 'client' ‖ clientNonce ‖ serverNonce ‖ the client's identity). */
+export function clientProof(clusterSecret: string, nonces: Nonces, client: HandshakeIdentity): Buffer {
+  return mac(clusterSecret, ['client', nonces.clientNonce, nonces.serverNonce, ...identityFields(client)]);
+}
+
+/** HMAC(K, 'welcome' ‖ clientNonce ‖ serverNonce ‖ the server's identity). */
+export function welcomeProof(clusterSecret: string, nonces: Nonces, server: HandshakeIdentity): Buffer {
+  return mac(clusterSecret, ['welcome', nonces.clientNonce, nonces.serverNonce, ...identityFields(server)]);
 }
 
 function proofMatches(expected: Buffer, received: Uint8Array): boolean {
@@ -325,12 +379,35 @@ function proofMatches(expected: Buffer, received: Uint8Array): boolean {
   return received.byteLength === expected.byteLength && timingSafeEqual(expected, received);
 }
 
-/** The client's first message. */
-export function clientHello(side: HandshakeSide): HelloMessage {
-  return { type: 'hello', ...side.local, nonce: side.nonce };
+function identityOf(message: HandshakeIdentity): HandshakeIdentity {
+  const { protocolVersion, clusterName, clusterUuid, nodeId, nodeName, address, frameBytesMax } = message;
+  return { protocolVersion, clusterName, clusterUuid, nodeId, nodeName, address, frameBytesMax };
 }
 
-/** What the server does with a hello: challenge the client (proving itself first), or refuse it. */
+// ---------------------------------------------------------------------------------------------- decisions
+
+/**
+ * Whether this node may talk to `remote` at all, once it proved the secret: the checks are the same on both sides
+ * (symmetric), so a mismatch is caught by the server and confirmed by the client. Order matters for the message: a
+ * node talking to itself matches in everything else.
+ */
+export function checkPeer(local: HandshakeIdentity, remote: HandshakeIdentity): Refusal | null {
+  if (protocolMajor(local.protocolVersion) !== protocolMajor(remote.protocolVersion)) return protocolMismatch(local, remote.protocolVersion);
+  if (local.nodeId === remote.nodeId) return selfConnection(local, remote);
+  if (local.clusterName !== remote.clusterName) return clusterNameMismatch(local, remote);
+  // A null UUID is a node that has not joined a cluster yet: it is exactly who discovery must reach.
+  if (local.clusterUuid !== null && remote.clusterUuid !== null && local.clusterUuid !== remote.clusterUuid) {
+    return clusterUuidMismatch(local, remote);
+  }
+  return null;
+}
+
+/** The client's first message: its protocol version and a nonce, nothing that names it. */
+export function clientHello(side: HandshakeSide): HelloMessage {
+  return { type: 'hello', protocolVersion: side.local.protocolVersion, nonce: side.nonce };
+}
+
+/** What the server does with a hello: challenge the client (proving the secret first), or refuse it. */
 export type ServerHelloOutcome =
   | { readonly kind: 'challenge'; readonly reply: ChallengeMessage; readonly hello: HelloMessage }
   | { readonly kind: 'refuse'; readonly reply: RefusedMessage; readonly refusal: Refusal };
@@ -340,16 +417,9 @@ export function serverReceiveHello(side: HandshakeSide, received: unknown): Serv
   if (!parsed.ok) return refuse(parsed.refusal);
   if (parsed.value.type !== 'hello') return refuse(handshakeInvalid(`expected hello, received ${parsed.value.type}`));
   const hello = parsed.value;
-  const problem = checkPeer(side.local, hello);
-  if (problem !== null) return refuse(problem);
-  const proof = serverProof(side.clusterSecret, {
-    clientNonce: hello.nonce,
-    serverNonce: side.nonce,
-    clientId: hello.nodeId,
-    serverId: side.local.nodeId,
-    clusterName: side.local.clusterName,
-  });
-  return { kind: 'challenge', reply: { type: 'challenge', ...side.local, nonce: side.nonce, proof }, hello };
+  if (protocolMajor(hello.protocolVersion) !== protocolMajor(side.local.protocolVersion)) return refuse(protocolMismatch(side.local, hello.protocolVersion));
+  const proof = challengeProof(side.clusterSecret, { clientNonce: hello.nonce, serverNonce: side.nonce });
+  return { kind: 'challenge', reply: { type: 'challenge', nonce: side.nonce, proof }, hello };
 }
 
 /** What the client does with the server's challenge: prove itself, refuse the server, or accept being refused. */
@@ -358,65 +428,74 @@ export type ClientChallengeOutcome =
   | { readonly kind: 'refuse'; readonly reply: RefusedMessage; readonly refusal: Refusal }
   | { readonly kind: 'refused'; readonly refusal: Refusal };
 
-export function clientReceiveChallenge(side: HandshakeSide, received: unknown): ClientChallengeOutcome {
+/** `peer` is the address dialled, for the log. */
+export function clientReceiveChallenge(side: HandshakeSide, received: unknown, peer = 'the peer'): ClientChallengeOutcome {
   const parsed = parseHandshakeMessage(received, 'challenge');
   if (!parsed.ok) return refuse(parsed.refusal);
-  if (parsed.value.type === 'refused') return { kind: 'refused', refusal: { code: parsed.value.code, message: parsed.value.message } };
+  if (parsed.value.type === 'refused') {
+    // A node of protocol 2.0 or older cannot parse a hello that names nobody, and says HANDSHAKE_INVALID.
+    if (parsed.value.code !== 'HANDSHAKE_INVALID') return refused(parsed.value);
+    return refused({ ...parsed.value, message: `${parsed.value.message} (if the peer runs a release of transport protocol 2.0 or older, it cannot talk to this one: run the same release on every node)` });
+  }
   if (parsed.value.type !== 'challenge') return refuse(handshakeInvalid(`expected challenge, received ${parsed.value.type}`));
   const challenge = parsed.value;
-  const problem = checkPeer(side.local, challenge);
-  if (problem !== null) return refuse(problem);
-  const input: ProofInput = {
-    clientNonce: side.nonce,
-    serverNonce: challenge.nonce,
-    clientId: side.local.nodeId,
-    serverId: challenge.nodeId,
-    clusterName: side.local.clusterName,
-  };
-  if (!proofMatches(serverProof(side.clusterSecret, input), challenge.proof)) return refuse(clusterSecretMismatch(side.local, challenge));
-  return { kind: 'proof', reply: { type: 'proof', proof: clientProof(side.clusterSecret, input) }, challenge };
+  const nonces: Nonces = { clientNonce: side.nonce, serverNonce: challenge.nonce };
+  if (!proofMatches(challengeProof(side.clusterSecret, nonces), challenge.proof)) return refuse(clusterSecretMismatch(side.local, peer));
+  return { kind: 'proof', reply: { type: 'proof', ...side.local, proof: clientProof(side.clusterSecret, nonces, side.local) }, challenge };
 }
 
 /** What the server does with the client's proof: welcome it, refuse it, or accept being refused. */
 export type ServerProofOutcome =
-  | { readonly kind: 'welcome'; readonly reply: WelcomeMessage }
+  | { readonly kind: 'welcome'; readonly reply: WelcomeMessage; readonly peer: HandshakeIdentity }
   | { readonly kind: 'refuse'; readonly reply: RefusedMessage; readonly refusal: Refusal }
   | { readonly kind: 'refused'; readonly refusal: Refusal };
 
-export function serverReceiveProof(side: HandshakeSide, hello: HelloMessage, received: unknown): ServerProofOutcome {
+/** `peer` is the remote address of the socket, for the log. */
+export function serverReceiveProof(side: HandshakeSide, hello: HelloMessage, received: unknown, peer = 'the peer'): ServerProofOutcome {
   const parsed = parseHandshakeMessage(received, 'proof');
   if (!parsed.ok) return refuse(parsed.refusal);
-  if (parsed.value.type === 'refused') return { kind: 'refused', refusal: { code: parsed.value.code, message: parsed.value.message } };
+  if (parsed.value.type === 'refused') return refused(parsed.value);
   if (parsed.value.type !== 'proof') return refuse(handshakeInvalid(`expected proof, received ${parsed.value.type}`));
-  const expected = clientProof(side.clusterSecret, {
-    clientNonce: hello.nonce,
-    serverNonce: side.nonce,
-    clientId: hello.nodeId,
-    serverId: side.local.nodeId,
-    clusterName: side.local.clusterName,
-  });
-  if (!proofMatches(expected, parsed.value.proof)) return refuse(clusterSecretMismatch(side.local, hello));
-  return { kind: 'welcome', reply: { type: 'welcome' } };
+  const client = identityOf(parsed.value);
+  const nonces: Nonces = { clientNonce: hello.nonce, serverNonce: side.nonce };
+  if (!proofMatches(clientProof(side.clusterSecret, nonces, client), parsed.value.proof)) return refuse(clusterSecretMismatch(side.local, peer));
+  const problem = checkPeer(side.local, client);
+  if (problem !== null) return refuse(problem);
+  return { kind: 'welcome', reply: { type: 'welcome', ...side.local, proof: welcomeProof(side.clusterSecret, nonces, side.local) }, peer: client };
 }
 
-/** What the client does with the server's last word. */
+/** What the client does with the server's last word: the server's identity, a refusal of its own, or the server's. */
 export type ClientWelcomeOutcome =
-  | { readonly kind: 'welcome' }
-  | { readonly kind: 'refuse'; readonly reply: RefusedMessage; readonly refusal: Refusal }
+  | { readonly kind: 'welcome'; readonly peer: HandshakeIdentity }
+  | { readonly kind: 'refuse'; readonly refusal: Refusal }
   | { readonly kind: 'refused'; readonly refusal: Refusal };
 
-export function clientReceiveWelcome(received: unknown): ClientWelcomeOutcome {
+/**
+ * A refusal here is not sent: the server already counts the connection as up, and closing it is all the client can
+ * do. The checks are symmetric, so only a faulty server that knows the secret ever gets here.
+ */
+export function clientReceiveWelcome(side: HandshakeSide, challenge: ChallengeMessage, received: unknown, peer = 'the peer'): ClientWelcomeOutcome {
   const parsed = parseHandshakeMessage(received, 'welcome');
-  if (!parsed.ok) return refuse(parsed.refusal);
-  if (parsed.value.type === 'refused') return { kind: 'refused', refusal: { code: parsed.value.code, message: parsed.value.message } };
-  if (parsed.value.type !== 'welcome') return refuse(handshakeInvalid(`expected welcome, received ${parsed.value.type}`));
-  return { kind: 'welcome' };
+  if (!parsed.ok) return { kind: 'refuse', refusal: parsed.refusal };
+  if (parsed.value.type === 'refused') return refused(parsed.value);
+  if (parsed.value.type !== 'welcome') return { kind: 'refuse', refusal: handshakeInvalid(`expected welcome, received ${parsed.value.type}`) };
+  const server = identityOf(parsed.value);
+  const nonces: Nonces = { clientNonce: side.nonce, serverNonce: challenge.nonce };
+  if (!proofMatches(welcomeProof(side.clusterSecret, nonces, server), parsed.value.proof)) return { kind: 'refuse', refusal: clusterSecretMismatch(side.local, peer) };
+  const problem = checkPeer(side.local, server);
+  if (problem !== null) return { kind: 'refuse', refusal: problem };
+  return { kind: 'welcome', peer: server };
 }
 
+/** The frame that says no: the detailed message only to a peer that proved the secret, the code's fixed text to anyone else. */
 export function refusedMessage(r: Refusal): RefusedMessage {
-  return { type: 'refused', code: r.code, message: r.message };
+  return { type: 'refused', code: r.code, message: r.shareable === true ? r.message : publicRefusalText(r.code) };
 }
 
 function refuse(r: Refusal): { readonly kind: 'refuse'; readonly reply: RefusedMessage; readonly refusal: Refusal } {
   return { kind: 'refuse', reply: refusedMessage(r), refusal: r };
+}
+
+function refused(message: RefusedMessage): { readonly kind: 'refused'; readonly refusal: Refusal } {
+  return { kind: 'refused', refusal: { code: message.code, message: message.message } };
 }

@@ -19,11 +19,13 @@ import {
   serverReceiveHello,
   serverReceiveProof,
   tooManyConnections,
+  type ChallengeMessage,
   type HandshakeIdentity,
   type HandshakeSide,
   type HelloMessage,
   type Refusal,
 } from './handshake.js';
+import { RateLimitedLog } from './rateLimitedLog.js';
 
 /**
  * The cluster transport: a dedicated port, a full mesh of TCP (optionally TLS) connections carrying
@@ -81,6 +83,14 @@ export interface TransportOptions {
   readonly reconnectDelayMaxMs?: number;
   /** Inbound connections held at once, handshaking ones included; more are refused with TOO_MANY_CONNECTIONS. */
   readonly connectionsMax?: number;
+  /**
+   * Inbound connections accepted but not yet through the handshake (TLS included), in all and from one source
+   * address; more are cut at once (TOO_MANY_HANDSHAKES, logged), so strangers cannot hold the slots of connectionsMax.
+   */
+  readonly handshakesMax?: number;
+  readonly handshakesPerSourceMax?: number;
+  /** Refusals of inbound connections logged per minute and code; the rest are counted in the next line. */
+  readonly refusalLogLinesPerMinuteMax?: number;
   /** TCP keep-alive's idle delay, so a dead peer's socket is found even when nothing is sent. */
   readonly keepAliveDelayMs?: number;
   readonly logger: TransportLogger;
@@ -99,6 +109,9 @@ export const transportDefaults = {
   reconnectDelayMinMs: 100,
   reconnectDelayMaxMs: 10_000,
   connectionsMax: 256,
+  handshakesMax: 64,
+  handshakesPerSourceMax: 8,
+  refusalLogLinesPerMinuteMax: 10,
   keepAliveDelayMs: 5000,
 } as const;
 
@@ -149,9 +162,8 @@ interface Outgoing {
   phase: OutgoingPhase;
   connection: Connection | null;
   side: HandshakeSide | null;
-  /** Learnt from the challenge; becomes the peer once welcomed. */
-  pendingPeer: PeerInfo | null;
-  peerFrameBytesMax: number;
+  /** The server's challenge, whose nonce its welcome proof covers. */
+  challenge: ChallengeMessage | null;
   peer: PeerInfo | null;
   failedAttempts: number;
   retryTimer: NodeJS.Timeout | null;
@@ -167,6 +179,7 @@ interface Inbound {
   readonly nonce: Uint8Array;
   side: HandshakeSide | null;
   hello: HelloMessage | null;
+  /** Known once the peer has proved the secret. */
   peer: PeerInfo | null;
 }
 
@@ -213,6 +226,13 @@ export class Transport extends EventEmitter<TransportEvents> {
   private readonly inboundById = new Map<string, Inbound>();
   /** Every accepted socket, TLS handshakes in progress included, so stop() can cut them all. */
   private readonly acceptedSockets = new Set<Socket>();
+  /** Accepted sockets whose handshake has not finished, by "address:port", with their source address. */
+  private readonly handshaking = new Map<string, string>();
+  private readonly handshakingBySource = new Map<string, number>();
+  private readonly handshakesMax: number;
+  private readonly handshakesPerSourceMax: number;
+  /** Inbound refusals are provoked by whoever reaches the port: their log lines are rate-limited. */
+  private readonly refusalLog: RateLimitedLog;
   private readonly connectionOptions: ConnectionOptions;
   private readonly handshakeTimeoutMs: number;
   private readonly reconnectDelayMinMs: number;
@@ -233,6 +253,12 @@ export class Transport extends EventEmitter<TransportEvents> {
     this.reconnectDelayMinMs = positive('reconnectDelayMinMs', options.reconnectDelayMinMs ?? transportDefaults.reconnectDelayMinMs);
     this.reconnectDelayMaxMs = positive('reconnectDelayMaxMs', options.reconnectDelayMaxMs ?? transportDefaults.reconnectDelayMaxMs);
     this.connectionsMax = positive('connectionsMax', options.connectionsMax ?? transportDefaults.connectionsMax);
+    this.handshakesMax = positive('handshakesMax', options.handshakesMax ?? transportDefaults.handshakesMax);
+    this.handshakesPerSourceMax = positive('handshakesPerSourceMax', options.handshakesPerSourceMax ?? transportDefaults.handshakesPerSourceMax);
+    this.refusalLog = new RateLimitedLog(this.log, {
+      linesPerWindowMax: positive('refusalLogLinesPerMinuteMax', options.refusalLogLinesPerMinuteMax ?? transportDefaults.refusalLogLinesPerMinuteMax),
+      windowMs: 60_000,
+    });
     this.keepAliveDelayMs = positive('keepAliveDelayMs', options.keepAliveDelayMs ?? transportDefaults.keepAliveDelayMs);
     this.connectionOptions = {
       frameBytesMax: this.frameBytesMax,
@@ -258,23 +284,25 @@ export class Transport extends EventEmitter<TransportEvents> {
     this.state = 'starting';
     try {
       this.tlsMaterial = this.options.tls === undefined ? null : loadTls(this.options.tls);
+      // Plain TCP: the bounds are checked before a Connection exists. TLS: on the raw socket, before TLS starts.
       const server = this.tlsMaterial === null
-        ? net.createServer((socket) => this.onAccepted(socket))
+        ? net.createServer((socket) => {
+          if (this.onConnection(socket)) this.onAccepted(socket);
+        })
         : tls.createServer(
           // The client's certificate is checked in onAccepted rather than by rejectUnauthorized, which would drop
           // the socket without a word: the client is told why, over TLS, and nothing it sends is read.
-          { cert: this.tlsMaterial.cert, key: this.tlsMaterial.key, ca: this.tlsMaterial.ca, requestCert: true, rejectUnauthorized: false },
+          // handshakeTimeout: a stranger that opens TLS and stalls holds a handshake slot no longer than one of ours.
+          { cert: this.tlsMaterial.cert, key: this.tlsMaterial.key, ca: this.tlsMaterial.ca, requestCert: true, rejectUnauthorized: false, handshakeTimeout: this.handshakeTimeoutMs },
           (socket) => this.onAccepted(socket),
         );
-      server.on('connection', (socket: Socket) => {
-        this.acceptedSockets.add(socket);
-        socket.on('close', () => this.acceptedSockets.delete(socket));
-      });
+      if (server instanceof tls.Server) server.on('connection', (socket: Socket) => this.onConnection(socket));
       if (server instanceof tls.Server) {
         server.on('tlsClientError', (err, socket) => {
           // Once the peer has gone the socket no longer knows its address.
           const remote = socket.remoteAddress === undefined ? 'a peer' : formatAddress(socket.remoteAddress, socket.remotePort ?? 0);
-          this.log.warn(
+          this.refusalLog.warn(
+            'TLS_HANDSHAKE_FAILED',
             { code: 'TLS_HANDSHAKE_FAILED', remoteAddress: socket.remoteAddress === undefined ? null : remote, err: err.message },
             `TLS with ${remote} failed (${err.message}): the peer may not trust this node's certificate, or may not ` +
               'use TLS; every node needs TLS, a certificate signed by the CA in transport.tlsCaFile, and that CA file',
@@ -336,8 +364,7 @@ export class Transport extends EventEmitter<TransportEvents> {
       phase: 'idle',
       connection: null,
       side: null,
-      pendingPeer: null,
-      peerFrameBytesMax: this.frameBytesMax,
+      challenge: null,
       peer: null,
       failedAttempts: 0,
       retryTimer: null,
@@ -439,10 +466,9 @@ export class Transport extends EventEmitter<TransportEvents> {
     if (out.connection !== connection) return;
     switch (out.phase) {
       case 'awaitChallenge': {
-        const outcome = clientReceiveChallenge(out.side!, value);
+        const outcome = clientReceiveChallenge(out.side!, value, out.address);
         if (outcome.kind === 'proof') {
-          out.pendingPeer = { id: outcome.challenge.nodeId, name: outcome.challenge.nodeName, address: out.address };
-          out.peerFrameBytesMax = outcome.challenge.frameBytesMax;
+          out.challenge = outcome.challenge;
           out.phase = 'awaitWelcome';
           connection.send(outcome.reply);
           return;
@@ -452,10 +478,10 @@ export class Transport extends EventEmitter<TransportEvents> {
         return;
       }
       case 'awaitWelcome': {
-        const outcome = clientReceiveWelcome(value);
+        const outcome = clientReceiveWelcome(out.side!, out.challenge!, value, out.address);
         if (outcome.kind === 'welcome') {
-          const peer = out.pendingPeer!;
-          connection.established(out.peerFrameBytesMax);
+          const peer: PeerInfo = { id: outcome.peer.nodeId, name: outcome.peer.nodeName, address: out.address };
+          connection.established(outcome.peer.frameBytesMax);
           out.phase = 'up';
           out.peer = peer;
           out.failedAttempts = 0;
@@ -466,7 +492,7 @@ export class Transport extends EventEmitter<TransportEvents> {
           return;
         }
         this.reportRefusal(out, outcome.refusal);
-        connection.close(outcome.kind === 'refuse' ? outcome.reply : undefined);
+        connection.close();
         return;
       }
       case 'up': {
@@ -493,7 +519,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     const wasUp = out.phase === 'up';
     out.connection = null;
     out.side = null;
-    out.pendingPeer = null;
+    out.challenge = null;
     out.phase = 'idle';
     if (wasUp) {
       const peer = out.peer!;
@@ -583,6 +609,61 @@ export class Transport extends EventEmitter<TransportEvents> {
 
   // ---------------------------------------------------------------------------------------------- inbound
 
+  /**
+   * Every TCP connection, before TLS: counted as a handshake in progress until onInboundFrame welcomes it or it
+   * closes. Beyond the bounds it is cut at once, unread: a stranger gets nothing to wait for, and a node that is
+   * refused this way retries with its back-off.
+   */
+  private onConnection(socket: Socket): boolean {
+    this.acceptedSockets.add(socket);
+    const key = socketKey(socket);
+    const source = socket.remoteAddress ?? 'unknown';
+    const fromSource = this.handshakingBySource.get(source) ?? 0;
+    if (this.handshaking.size >= this.handshakesMax || fromSource >= this.handshakesPerSourceMax) {
+      const perSource = fromSource >= this.handshakesPerSourceMax;
+      this.refusalLog.warn(
+        'TOO_MANY_HANDSHAKES',
+        { code: 'TOO_MANY_HANDSHAKES', remoteAddress: source, handshaking: this.handshaking.size, fromSource },
+        `refused a transport connection from ${source}: TOO_MANY_HANDSHAKES: ` +
+          (perSource
+            ? `${fromSource} handshakes from that address are already in progress (transport.handshakesPerSourceMax ${this.handshakesPerSourceMax})`
+            : `${this.handshaking.size} handshakes are already in progress (transport.handshakesMax ${this.handshakesMax})`) +
+          ': look for a client that opens connections without finishing them',
+      );
+      socket.destroy();
+      this.acceptedSockets.delete(socket);
+      return false;
+    }
+    this.handshaking.set(key, source);
+    this.handshakingBySource.set(source, fromSource + 1);
+    // The last word on a slow handshake: Connection's own timer (which tells the peer why) starts only once TLS is
+    // through, and a stranger may never start TLS. The grace lets that timer's refusal go out first.
+    const cutoff = setTimeout(() => {
+      if (this.handshaking.has(key)) socket.destroy();
+    }, this.handshakeTimeoutMs + handshakeCutoffGraceMs);
+    socket.on('close', () => {
+      clearTimeout(cutoff);
+      this.acceptedSockets.delete(socket);
+      this.handshakeDone(key);
+    });
+    return true;
+  }
+
+  /** Frees the handshake slot of the connection `key`; idempotent. */
+  private handshakeDone(key: string): void {
+    const source = this.handshaking.get(key);
+    if (source === undefined) return;
+    this.handshaking.delete(key);
+    const count = (this.handshakingBySource.get(source) ?? 1) - 1;
+    if (count <= 0) this.handshakingBySource.delete(source);
+    else this.handshakingBySource.set(source, count);
+  }
+
+  /** Handshakes in progress, in all and by source address: for tests and metrics. */
+  handshakesInProgress(): { total: number; bySource: ReadonlyMap<string, number> } {
+    return { total: this.handshaking.size, bySource: new Map(this.handshakingBySource) };
+  }
+
   private onAccepted(socket: Socket): void {
     if (this.state !== 'running') {
       socket.destroy();
@@ -633,22 +714,24 @@ export class Transport extends EventEmitter<TransportEvents> {
         return;
       }
       case 'awaitProof': {
-        const hello = inb.hello!;
-        const outcome = serverReceiveProof(inb.side!, hello, value);
+        const outcome = serverReceiveProof(inb.side!, inb.hello!, value, connection.remoteAddress);
         if (outcome.kind === 'refuse') {
           this.refuseInbound(inb, outcome.refusal);
           return;
         }
         if (outcome.kind === 'refused') {
-          this.log.warn(
-            { code: outcome.refusal.code, remoteAddress: connection.remoteAddress, peerId: hello.nodeId },
-            `node "${hello.nodeName}" (${hello.address}) refused this node: ${outcome.refusal.code}: ${outcome.refusal.message}`,
+          this.refusalLog.warn(
+            outcome.refusal.code,
+            { code: outcome.refusal.code, remoteAddress: connection.remoteAddress },
+            `the peer at ${connection.remoteAddress} refused this node: ${outcome.refusal.code}: ${outcome.refusal.message}`,
           );
           connection.close();
           return;
         }
+        const hello = outcome.peer;
         connection.send(outcome.reply);
         connection.established(hello.frameBytesMax);
+        this.handshakeDone(socketKey(connection.socket));
         inb.phase = 'up';
         inb.peer = { id: hello.nodeId, name: hello.nodeName, address: hello.address };
         const previous = this.inboundById.get(hello.nodeId);
@@ -685,9 +768,9 @@ export class Transport extends EventEmitter<TransportEvents> {
   }
 
   private refuseInbound(inb: Inbound, r: Refusal): void {
-    const hello = inb.hello;
-    this.log.warn(
-      { code: r.code, remoteAddress: inb.connection.remoteAddress, ...(hello === null ? {} : { peerId: hello.nodeId, peerName: hello.nodeName }) },
+    this.refusalLog.warn(
+      r.code,
+      { code: r.code, remoteAddress: inb.connection.remoteAddress },
       `refused a transport connection from ${inb.connection.remoteAddress}: ${r.code}: ${r.message}`,
     );
     inb.connection.close(refusedMessage(r));
@@ -718,6 +801,14 @@ export class Transport extends EventEmitter<TransportEvents> {
   private assertRunning(): void {
     if (this.state !== 'running') throw new TransportError('NOT_RUNNING', `the transport is ${this.state}: connect() needs start() first and nothing after stop()`);
   }
+}
+
+/** How long past handshakeTimeoutMs an accepted socket still in its handshake is destroyed without a word. */
+const handshakeCutoffGraceMs = 1000;
+
+/** A live TCP connection's key on this listener: its remote address and port. TLS sockets report their TCP socket's. */
+function socketKey(socket: Socket): string {
+  return `${socket.remoteAddress ?? 'unknown'}|${socket.remotePort ?? 0}`;
 }
 
 function positive(name: string, value: number): number {

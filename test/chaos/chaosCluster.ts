@@ -3,6 +3,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, write
 import { dirname, join } from 'node:path';
 import { Agent, request } from 'undici';
 
+import { generateClusterSecret } from '../../src/config/clusterSecret.js';
 import { binPath, processAuth } from '../helpers/process.js';
 import { WaitAborted, waitFor } from '../helpers/tmp.js';
 import { processState, type ClusterStatusBody, type DigestAnswer } from '../helpers/cluster.js';
@@ -16,7 +17,7 @@ import { NamespaceNetwork, processAlive } from './namespaceNetwork.js';
  * tmpfs makes fsync free, so a kill -9 here proves the process-crash contract (what was acknowledged is in the
  * journal), not power-loss durability, which test/process/killDurability.test.ts covers on the real disk.
  */
-export const chaosSecret = 'chaos-harness-cluster-secret';
+export const chaosSecret = generateClusterSecret();
 export const httpPort = 8080;
 const transportPort = 9300;
 
@@ -118,12 +119,11 @@ export class ChaosCluster {
       '--host', node.ip,
       '--http-port', String(httpPort),
       '--transport-port', String(transportPort),
-      '--cluster-secret', chaosSecret,
       '--initial-master-nodes', names.join(','),
       ...seeds,
     ];
     const child = spawn(args[0]!, args.slice(1), {
-      env: { PATH: process.env['PATH'] ?? '', CONCLAVE_ADMIN_PASSWORD: 'process-test-password', CONCLAVE_LOG_FORMAT: 'json', ...this.options.env },
+      env: { PATH: process.env['PATH'] ?? '', CONCLAVE_ADMIN_PASSWORD: 'process-test-password', CONCLAVE_CLUSTER_SECRET: chaosSecret, CONCLAVE_LOG_FORMAT: 'json', ...this.options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     node.incarnations++;

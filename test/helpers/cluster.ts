@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 
+import { generateClusterSecret } from '../../src/config/clusterSecret.js';
 import { freePort } from './ports.js';
 import { processAuth, startNodeProcess, type NodeProcess } from './process.js';
 import { tempDir, waitFor } from './tmp.js';
@@ -8,7 +9,7 @@ import { tempDir, waitFor } from './tmp.js';
  * Real multi-process clusters on loopback for tests: every node a `conclave start` child process with its own data
  * directory, HTTP and transport ports picked free up front (so that seeds can name them), and the same secret.
  */
-export const clusterSecret = 'process-test-cluster-secret';
+export const clusterSecret = generateClusterSecret();
 
 export interface ClusterNodeHandle {
   readonly name: string;
@@ -104,11 +105,11 @@ export class ProcessCluster {
             '--name', name,
             '--http-port', String(node.httpPort),
             '--transport-port', String(node.transportPort),
-            '--cluster-secret', clusterSecret,
             '--host', '127.0.0.1',
             ...node.args,
           ],
-          env: node.env,
+          // From the environment, as operators are told to: a command line shows in `ps`.
+          env: { CONCLAVE_CLUSTER_SECRET: clusterSecret, ...node.env },
         });
       }),
     );

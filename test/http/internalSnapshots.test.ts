@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { request } from 'undici';
 
+import { generateClusterSecret } from '../../src/config/clusterSecret.js';
 import { internalAuthHeader, internalKeyOf, signInternalRequest } from '../../src/http/internalAuth.js';
 import { openTestNode, type TestNode } from '../helpers/app.js';
 import { waitFor } from '../helpers/tmp.js';
@@ -10,7 +11,7 @@ import { waitFor } from '../helpers/tmp.js';
 // GET /internal/v1/snapshots/:index on a real node that compacted its journal: who may fetch, what Range does,
 // and the bound on transfers served at once.
 
-const secret = 'internal-snapshot-test-secret';
+const secret = generateClusterSecret();
 
 async function compactedNode(settings: Record<string, string | number | boolean> = {}): Promise<{ t: TestNode; index: number }> {
   const t = await openTestNode({ 'cluster.secret': secret, 'storage.compactionEntriesMin': 10, 'storage.journalRetainEntries': 0, ...settings });
@@ -57,7 +58,7 @@ test('a member gets the snapshot file whole or from a byte on; strangers, wrong 
 
     const refusals: Array<[Record<string, string>, string, string]> = [
       [{}, path, 'INTERNAL_AUTH_FAILED'],
-      [signed(t, path, self, 'another-secret-of-16-chars'), path, 'INTERNAL_AUTH_FAILED'],
+      [signed(t, path, self, generateClusterSecret()), path, 'INTERNAL_AUTH_FAILED'],
       [signed(t, `/internal/v1/snapshots/${index + 1}`, self), path, 'INTERNAL_AUTH_FAILED'],
       [signed(t, path, 'a-stranger'), path, 'INTERNAL_AUTH_FAILED'],
       [signed(t, `/internal/v1/snapshots/${index + 1}`, self), `/internal/v1/snapshots/${index + 1}`, 'SNAPSHOT_NOT_FOUND'],

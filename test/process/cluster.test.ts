@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import { generateClusterSecret } from '../../src/config/clusterSecret.js';
 import { ProcessCluster } from '../helpers/cluster.js';
 import { processAuth } from '../helpers/process.js';
 import { waitFor } from '../helpers/tmp.js';
@@ -130,7 +131,8 @@ test('a standalone node that others join; every join refusal names its cause', a
     assert.deepEqual(status.nodes.map((n) => n.name).sort(), ['joiner', 'solo']);
 
     cluster.node('wrongName').args.push('--seed', soloSeed, '--cluster-name', 'elsewhere');
-    cluster.node('wrongSecret').args.push('--seed', soloSeed, '--cluster-secret', 'not-the-cluster-secret');
+    cluster.node('wrongSecret').args.push('--seed', soloSeed);
+    cluster.node('wrongSecret').env['CONCLAVE_CLUSTER_SECRET'] = generateClusterSecret();
     cluster.node('dup').args.push('--seed', soloSeed, '--name', 'joiner');
     await cluster.start('wrongName', 'wrongSecret', 'dup');
     await waitFor('CLUSTER_NAME_MISMATCH', () => (cluster.output('wrongName').includes('CLUSTER_NAME_MISMATCH') ? true : undefined));

@@ -4,6 +4,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { generateClusterSecret } from '../../src/config/clusterSecret.js';
 import { FrameDecoder, encodeFrame } from '../../src/transport/frames.js';
 import {
   clientHello,
@@ -16,7 +17,10 @@ import {
 } from '../../src/transport/handshake.js';
 import { Transport, formatAddress, type TransportLogger, type TransportOptions } from '../../src/transport/transport.js';
 
-export const secret = 'correct horse battery staple, 32+';
+/** Generated as an operator would (`conclave secret generate`): weaker ones are refused by the configuration. */
+export const secret = generateClusterSecret();
+/** Another cluster's secret. */
+export const otherSecret = generateClusterSecret();
 
 /** Polls `check` until it returns something other than undefined/false, or fails after `timeoutMs`. */
 export async function waitFor<T>(what: string, check: () => T | undefined | false, timeoutMs = 3000): Promise<T> {
@@ -138,9 +142,10 @@ export class RawPeer {
     });
   }
 
-  static async connect(address: string): Promise<RawPeer> {
+  /** `localAddress` (127.0.0.2, …) plays another source machine on loopback. */
+  static async connect(address: string, localAddress?: string): Promise<RawPeer> {
     const [host, port] = address.split(':') as [string, string];
-    const socket = net.connect({ host, port: Number(port) });
+    const socket = net.connect({ host, port: Number(port), ...(localAddress === undefined ? {} : { localAddress }) });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve());
       socket.once('error', reject);

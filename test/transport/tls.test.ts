@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 
 import { isTransportError } from '../../src/transport/errors.js';
-import { generatePki, isUp, startNode, stopAll, tempDir, waitFor, type TestPki } from './helpers.js';
+import { RawPeer, generatePki, isUp, startNode, stopAll, tempDir, waitFor, type TestPki } from './helpers.js';
 
 let pki: TestPki;
 let cleanup: () => void;
@@ -28,6 +28,20 @@ describe('TLS', () => {
     await waitFor('both delivered', () => a.messages.length === 1 && b.messages.length === 1);
     assert.deepEqual(b.messages, [{ from: 'id-a', message: { over: 'tls' } }]);
     assert.deepEqual(a.messages, [{ from: 'id-b', message: { back: 'too' } }]);
+    // A finished handshake gives its slot back, TLS or not (the slot is taken on the raw socket, freed on the TLS one).
+    assert.equal(a.transport.handshakesInProgress().total, 0);
+    assert.equal(b.transport.handshakesInProgress().total, 0);
+  });
+
+  it('a stranger that opens TCP and never starts TLS holds a handshake slot only until handshakeTimeoutMs', async () => {
+    const tls = { certFile: pki.certFile, keyFile: pki.keyFile, caFile: pki.caFile };
+    const b = await startNode('b', { tls, handshakeTimeoutMs: 200, handshakesPerSourceMax: 1 });
+    const stranger = await RawPeer.connect(b.address, '127.0.0.2');
+    await waitFor('counted', () => b.transport.handshakesInProgress().total === 1);
+    const second = await RawPeer.connect(b.address, '127.0.0.2');
+    await waitFor('a second one from the same address is cut', () => second.closed);
+    await waitFor('the first is cut at the timeout', () => stranger.closed, 2000);
+    await waitFor('its slot is free', () => b.transport.handshakesInProgress().total === 0);
   });
 
   it('a client whose certificate the cluster CA did not sign is refused', async () => {

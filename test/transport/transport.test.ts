@@ -13,6 +13,7 @@ import {
   identity,
   isUp,
   rawServer,
+  otherSecret,
   secret,
   startNode,
   stopAll,
@@ -71,7 +72,7 @@ describe('transport', () => {
 
   describe('refusals reach onRefused with their code, are logged on both sides, and are retried', () => {
     const cases: Array<{ what: string; code: string; a?: object; b?: object; remedy: RegExp }> = [
-      { what: 'a wrong secret', code: 'CLUSTER_SECRET_MISMATCH', b: { clusterSecret: 'another secret, also long' }, remedy: /--cluster-secret/ },
+      { what: 'a wrong secret', code: 'CLUSTER_SECRET_MISMATCH', b: { clusterSecret: otherSecret }, remedy: /CONCLAVE_CLUSTER_SECRET/ },
       { what: 'a wrong cluster name', code: 'CLUSTER_NAME_MISMATCH', b: { clusterName: 'elsewhere' }, remedy: /cluster\.name/ },
       { what: 'another protocol major', code: 'PROTOCOL_MISMATCH', b: { protocolVersion: '2.0' }, remedy: /same transport protocol major/ },
       { what: 'another cluster UUID', code: 'CLUSTER_UUID_MISMATCH', a: { clusterUuid: () => 'uuid-a' }, b: { clusterUuid: () => 'uuid-b' }, remedy: /conclave node detach-cluster/ },
@@ -174,10 +175,13 @@ describe('transport', () => {
       const { clientHello, newNonce } = await import('../../src/transport/handshake.js');
       forger.send(clientHello({ local: identity('x'), clusterSecret: 'irrelevant', nonce: newNonce() }));
       await forger.nextFrame('a challenge');
-      forger.send({ type: 'proof', proof: new Uint8Array(32) });
+      forger.send({ type: 'proof', ...identity('x'), proof: new Uint8Array(32) });
       const refused = await forger.nextFrame('a refusal') as { code: string; message: string };
       assert.equal(refused.code, 'CLUSTER_SECRET_MISMATCH');
-      assert.match(refused.message, /--cluster-secret/);
+      assert.match(refused.message, /CONCLAVE_CLUSTER_SECRET/);
+      // Nothing the forger received names the node, its address or its cluster.
+      const received = Buffer.concat(forger.received);
+      for (const text of ['test-cluster', 'id-b', b.address, '"b"']) assert.equal(received.indexOf(Buffer.from(text)), -1, text);
       await waitFor('closed', () => forger.closed);
     });
   });

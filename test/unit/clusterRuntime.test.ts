@@ -24,7 +24,7 @@ async function withRuntime(options: Partial<RuntimeOptions>, body: (runtime: Clu
   try {
     runtime.start(null);
     await waitFor('the node to elect itself', () => (runtime.softState().role === 'master' ? true : undefined), 5000);
-    if (tables.tokenKey() === undefined) await runtime.propose({ type: 'bootstrap', rootId: 'root', time, tokenKey: 'k', adminPasswordHash: 'h' });
+    if (tables.tokenKeyId() === undefined) await runtime.propose({ type: 'bootstrap', rootId: 'root', time, tokenKeyId: 'k', adminPasswordHash: 'h' });
     await body(runtime, tables, db, tmp.dir);
   } finally {
     runtime.close();

@@ -34,7 +34,7 @@ async function withRuntime(body: (runtime: ClusterRuntime, lines: Line[]) => Pro
     runtime.start(null);
     if (ready) {
       await waitFor('the node to elect itself', () => (runtime.softState().role === 'master' ? true : undefined), 5000);
-      if (tables.tokenKey() === undefined) await runtime.propose({ type: 'bootstrap', rootId: 'root', time, tokenKey: 'k', adminPasswordHash: 'h' });
+      if (tables.tokenKeyId() === undefined) await runtime.propose({ type: 'bootstrap', rootId: 'root', time, tokenKeyId: 'k', adminPasswordHash: 'h' });
     }
     await body(runtime, lines);
   } finally {

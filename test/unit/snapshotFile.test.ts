@@ -36,7 +36,7 @@ class Node {
     setMeta(this.db, 'node_id', `id-of-${dir}`);
     setMeta(this.db, 'cluster_secret', 'a secret that must not travel');
     new JournalStore(this.db).write([{ index: 1, term: 1, payload: { kind: 'noop' } }]);
-    this.apply({ type: 'bootstrap', rootId: 'root', time, tokenKey: 'the-token-key', adminPasswordHash: 'hash' });
+    this.apply({ type: 'bootstrap', rootId: 'root', time, tokenKeyId: 'the-token-key-id', adminPasswordHash: 'hash' });
   }
 
   put(i: number): void {
@@ -77,7 +77,8 @@ test('a snapshot file is one consistent commit point of a database written to wh
       assert.equal(node.count(file), index - 1);
       assert.ok(index > 3000 && index <= node.applied, `${index} within what was applied`);
       const keys = (file.prepare('SELECT key FROM meta ORDER BY key').pluck().all() as string[]);
-      assert.deepEqual(keys, ['applied_index', 'format_version', 'token_key'], 'nothing node-specific travels');
+      // The token key id travels; the key does not exist anywhere but in each node's memory (secret + id).
+      assert.deepEqual(keys, ['applied_index', 'format_version', 'token_key_id'], 'nothing node-specific travels');
       assert.equal(file.prepare('SELECT count(*) FROM journal').pluck().get(), 0);
     } finally {
       file.close();
@@ -101,7 +102,7 @@ test('installing a snapshot file replaces content, users and token key in the tr
 
     const target = openDatabase(join(tmp.dir, 'b'));
     const tables = new ContentTables(target);
-    applyCommand(tables, { type: 'bootstrap', rootId: 'other-root', time, tokenKey: 'other-key', adminPasswordHash: 'other' });
+    applyCommand(tables, { type: 'bootstrap', rootId: 'other-root', time, tokenKeyId: 'other-key-id', adminPasswordHash: 'other' });
     applyCommand(tables, { type: 'put', path: '/stale', newId: 'stale', nodeType: 'node', properties: {}, time, user: 'admin' });
     setMeta(target, 'node_id', 'target-id');
     setMeta(target, 'applied_index', 7);
@@ -125,7 +126,7 @@ test('installing a snapshot file replaces content, users and token key in the tr
     }
     assert.equal(tables.digest(), sourceDigest, 'the same content and users as the source');
     assert.equal(tables.nodeByPath('/stale'), undefined);
-    assert.equal(tables.tokenKey(), 'the-token-key');
+    assert.equal(tables.tokenKeyId(), 'the-token-key-id');
     assert.equal(getMeta(target, 'applied_index'), info.index);
     assert.equal(getMeta(target, 'node_id'), 'target-id', 'the node keeps its own id');
     target.close();
