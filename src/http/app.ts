@@ -61,7 +61,12 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   // The API speaks JSON; a text body is a client mistake worth a 415, not a string to misread.
   app.removeContentTypeParser('text/plain');
 
-  const minIndexGate = new MinIndexGate(context.runtime, context.config.http.minIndexWaitMs, context.config.http.minIndexWaitersMax);
+  const minIndexGate = new MinIndexGate(context.runtime, {
+    waitMs: context.config.http.minIndexWaitMs,
+    waitersMax: context.config.http.minIndexWaitersMax,
+    waitersPerUserMax: context.config.http.minIndexWaitersPerUserMax,
+    aheadEntriesMax: context.config.http.minIndexAheadEntriesMax,
+  });
   const readGate = new ReadConsistencyGate(context.runtime, minIndexGate, context.config.cluster.readConsistency);
   // Reads of content wait for what their consistency needs (cluster status is this node's own view: never).
   const admit = async (request: FastifyRequest) => {
