@@ -137,3 +137,19 @@ test('anonymous reading never reaches users', async () => {
     await open.close();
   }
 });
+
+test('anonymous reading does not show the cluster status; any logged-in user sees it', async () => {
+  const open = await openTestNode({ 'auth.anonymousRead': true });
+  try {
+    await open.request({ method: 'PUT', url: '/api/v1/users/watcher', ...json({ password: 'watcher-password', roles: ['reader'] }) });
+    const anonymousStatus = await open.request({ method: 'GET', url: '/api/v1/cluster/status', auth: null });
+    assert.equal(anonymousStatus.statusCode, 401, anonymousStatus.body);
+    assert.equal(anonymousStatus.json().error.code, 'AUTH_REQUIRED');
+    assert.ok(!anonymousStatus.body.includes(open.node.runtime.self().id), 'no node id leaks in the refusal');
+    const readerStatus = await open.request({ method: 'GET', url: '/api/v1/cluster/status', auth: basic('watcher', 'watcher-password') });
+    assert.equal(readerStatus.statusCode, 200, readerStatus.body);
+    assert.ok(readerStatus.body.includes(open.node.runtime.self().id));
+  } finally {
+    await open.close();
+  }
+});
