@@ -217,7 +217,7 @@ export class ConclaveNode {
       const tokens = new TokenSigner(() => content.tokenKey(), config.auth.tokenTtlSeconds);
       const authenticator = new Authenticator(content, tokens, {
         cacheEntriesMax: config.auth.credentialCacheEntriesMax,
-        passwordChecksInFlightMax: config.auth.passwordChecksInFlightMax,
+        ...config.auth,
       });
       const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, blobFetcher: fetcher, snapshots: snapshotStore, closing: false };
       // The cluster side starts before the HTTP API is built: a returning replica dials its peers and starts taking
