@@ -45,7 +45,8 @@ export class LoginThrottle {
       this.records.delete(key);
       return 0;
     }
-    const beyond = record.failures - this.limits.loginFailuresFree;
+    // The last free failure already makes the next attempt wait: loginFailuresFree attempts cost nothing.
+    const beyond = record.failures - this.limits.loginFailuresFree + 1;
     if (beyond <= 0) return 0;
     const delayMs = Math.min(this.limits.loginDelayMsMax, this.limits.loginDelayMsMin * 2 ** Math.min(beyond - 1, 40));
     return Math.max(0, record.lastFailureMs + delayMs - now);

@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino';
 
 import { anonymous, can } from '../auth/authenticator.js';
+import { RateLimiter } from '../auth/rateLimiter.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import type { HttpContext } from './context.js';
 import { registerErrorHandling } from './errors.js';
@@ -74,6 +75,8 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     if ((request.method !== 'GET' && request.method !== 'HEAD') || request.url.startsWith('/api/v1/cluster/')) return;
     await readGate.admit(readGate.modeOf(request));
   };
+  const { userWritesPerSecondMax } = context.config.auth;
+  const userWrites = new RateLimiter({ perInterval: userWritesPerSecondMax, intervalMs: 1000, burst: 2 * userWritesPerSecondMax, what: 'writes' });
   // Shared so that a route can send a request on to the master too (a read that must see the latest state).
   const forwarder = RequestForwarder.fromConfig(context.runtime, context.config);
   app.decorate('forwarder', forwarder);
@@ -108,6 +111,8 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
         needs: permission,
       });
     }
+    // One user's writes cannot fill the write queue for everyone (reads are bounded by their own limits).
+    if (request.method !== 'GET' && request.method !== 'HEAD') userWrites.take(principal.name);
     // After authentication, so that a refused caller never waits; the waiters are bounded (OVERLOADED beyond).
     await admit(request);
   });
