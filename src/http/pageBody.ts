@@ -30,9 +30,13 @@ export class PageBody {
     return true;
   };
 
-  /** `prefix` + the JSON array of the nodes taken + `suffix`, as a stream. */
-  stream(prefix: string, suffix: string): Readable {
+  /**
+   * `prefix` + the JSON array of the nodes taken + `suffix`: a stream of pieces, or one string when the page is
+   * smaller than a piece (most pages: no stream to set up, and the answer has a Content-Length).
+   */
+  body(prefix: string, suffix: string): Readable | string {
     const texts = this.texts;
+    if (this.bytes + prefix.length + suffix.length < chunkChars) return `${prefix}[${texts.join(',')}]${suffix}`;
     function* pieces(): Generator<string> {
       let piece = `${prefix}[`;
       for (let i = 0; i < texts.length; i++) {

@@ -40,6 +40,8 @@ async function readAll(firstUrl: string, itemsOf: (body: Record<string, unknown>
     const { items, nextCursor } = itemsOf(JSON.parse(res.body) as Record<string, unknown>);
     const itemBytes = items.reduce((sum, item) => sum + Buffer.byteLength(JSON.stringify(item)), 0);
     assert.ok(items.length === 1 || itemBytes <= pageBytesMax, `a page of ${items.length} nodes holds ${itemBytes} bytes`);
+    // Large pages are streamed in pieces, not built as one string (which would have a Content-Length).
+    if (itemBytes > 64 * 1024) assert.equal(res.headers['transfer-encoding'], 'chunked');
     pages.push(items);
     assert.ok(pages.length <= children, 'the cursor moves on');
     url = nextCursor === null ? undefined : `${firstUrl}&cursor=${encodeURIComponent(nextCursor)}`;

@@ -101,7 +101,7 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
     const nextCursor = page.next === undefined ? null : encodeCursor(page.next, fingerprint);
     // The node's own fields, then "children": the same document as {...nodeJson(node), children: {...}}.
     const prefix = `${storedNodeJson(node).slice(0, -1)},"children":{"items":`;
-    return reply.type('application/json; charset=utf-8').send(body.stream(prefix, `,"nextCursor":${JSON.stringify(nextCursor)}}}`));
+    return reply.type('application/json; charset=utf-8').send(body.body(prefix, `,"nextCursor":${JSON.stringify(nextCursor)}}}`));
   };
   app.get('/api/v1/content', read, getNode);
   app.get('/api/v1/content/*', read, getNode);

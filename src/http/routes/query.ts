@@ -15,7 +15,7 @@ export async function queryRoutes(app: FastifyInstance): Promise<void> {
       const body = new PageBody(config.content.pageBytesMax);
       const page = repository.query(spec, body.take);
       const nextCursor = page.next === undefined ? null : encodeCursor(page.next, spec.fingerprint);
-      return reply.type('application/json; charset=utf-8').send(body.stream('{"items":', `,"nextCursor":${JSON.stringify(nextCursor)}}`));
+      return reply.type('application/json; charset=utf-8').send(body.body('{"items":', `,"nextCursor":${JSON.stringify(nextCursor)}}`));
     },
   );
 }
