@@ -1,7 +1,8 @@
 import { hash } from 'node:crypto';
 
 import type { Role, User } from '../content/model.js';
-import { ConclaveError } from '../errors/catalogue.js';
+import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
+import { LoginThrottle, type LoginThrottleLimits } from './loginThrottle.js';
 import { generatePassword, hashPassword, verifyPassword } from './passwords.js';
 import type { TokenSigner } from './tokens.js';
 
@@ -18,10 +19,29 @@ export interface UserSource {
   readonly usersVersion: number;
 }
 
+export interface AuthenticatorLimits extends LoginThrottleLimits {
+  readonly cacheEntriesMax: number;
+  readonly passwordChecksInFlightMax: number;
+  readonly passwordChecksPerSourceMax: number;
+}
+
+/** A check of one (name, password), shared by every request that carries the same credentials while it runs. */
+type Check = Promise<{ ok: true; user: User } | { ok: false; error: ConclaveError }>;
+
 /**
- * Resolves an Authorization header to a user. Basic credentials cost one scrypt (tens of milliseconds), so
- * verified credentials are remembered — keyed by a hash of the header, tied to the stored password hash so a
- * password change takes effect at once — in a bounded map that forgets its oldest entry first.
+ * Resolves an Authorization header to a user. Basic credentials cost one scrypt (tens of milliseconds), so:
+ *
+ * - verified credentials are remembered — keyed by a SHA-256 of the user name and password, tied to the stored
+ *   password hash so a password change (or a user deleted and created again) takes effect at once — in a bounded
+ *   map that forgets the least recently used first. A credential served from it costs no scrypt, takes no check
+ *   slot and never waits for failed logins: known-good credentials cannot be starved by failing ones, so they need
+ *   no budget of their own. The cache holds no password, only the digest; a digest of a password is as strong as
+ *   the password against guessing, and lives only in this process's memory.
+ * - identical checks in flight are shared (keyed the same way): 64 requests with the same new credentials pay one
+ *   scrypt, not 64.
+ * - checks are bounded three ways: at most passwordChecksInFlightMax at once (scrypt runs on the libuv pool, which
+ *   file I/O shares), at most passwordChecksPerSourceMax of them for one source address (so one client cannot take
+ *   every slot), and failures per (user, source) are throttled with growing waits (loginThrottle.ts).
  *
  * The users a request names are kept in memory too (as many as credentials), while the users table stays as it
  * was: a lookup per request was a tenth of the CPU of a read.
@@ -35,19 +55,25 @@ export class Authenticator {
    * connection lives (the request that carried them held them as long), and still checked against the cache.
    */
   private readonly lastBasicOf = new WeakMap<object, { value: string; cacheKey: string }>();
+  private readonly checksInFlight = new Map<string, Check>();
+  private readonly checksOfSource = new Map<string, number>();
+  private passwordHashesInFlight = 0;
+  private readonly throttle: LoginThrottle;
 
   constructor(
     private readonly users: UserSource,
     private readonly tokens: TokenSigner,
-    private readonly limits: { readonly cacheEntriesMax: number; readonly passwordChecksInFlightMax: number },
-  ) {}
-
-  private passwordChecksInFlight = 0;
+    private readonly limits: AuthenticatorLimits,
+    nowMs?: () => number,
+  ) {
+    this.throttle = new LoginThrottle(limits, nowMs);
+  }
 
   /**
    * The principal an Authorization header names (undefined: none given). `connection` is what the request came on
    * (its socket): a client that sends the same Basic credentials on every request of a keep-alive connection has
-   * them hashed once per connection, not once per request.
+   * them hashed once per connection, not once per request; its remote address is the source failed logins count
+   * against.
    */
   async authenticate(authorization: string | undefined, connection?: object): Promise<Principal | undefined> {
     if (authorization === undefined || authorization === '') return undefined;
@@ -80,23 +106,38 @@ export class Authenticator {
 
   private async basic(value: string, connection: object | undefined): Promise<Principal> {
     const last = connection === undefined ? undefined : this.lastBasicOf.get(connection);
-    const cacheKey = last !== undefined && last.value === value ? last.cacheKey : hash('sha256', value, 'base64url');
+    let cacheKey = last !== undefined && last.value === value ? last.cacheKey : undefined;
+    let name: string | undefined;
+    let password = '';
+    if (cacheKey === undefined) {
+      const decoded = Buffer.from(value, 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      name = colon < 0 ? decoded : decoded.slice(0, colon);
+      password = colon < 0 ? '' : decoded.slice(colon + 1);
+      cacheKey = credentialKey(name, password);
+    }
     const cached = this.verified.get(cacheKey);
     if (cached !== undefined) {
       const known = this.known(cached.user);
       // Tied to the stored hash (random salt), not the version: a user deleted and created again restarts at
       // version 1, and the old password must not open the new account.
       if (known !== undefined && known.user.passwordHash === cached.passwordHash) {
+        // Least recently used goes first: a credential in use stays.
+        this.verified.delete(cacheKey);
+        this.verified.set(cacheKey, cached);
         if (connection !== undefined && last?.cacheKey !== cacheKey) this.lastBasicOf.set(connection, { value, cacheKey });
         return known.principal;
       }
       this.verified.delete(cacheKey);
     }
-    const decoded = Buffer.from(value, 'base64').toString('utf8');
-    const colon = decoded.indexOf(':');
-    const name = colon < 0 ? decoded : decoded.slice(0, colon);
-    const password = colon < 0 ? '' : decoded.slice(colon + 1);
-    const user = await this.check(name, password);
+    if (name === undefined) {
+      // The connection's last credentials no longer open the cache: decode them for a full check.
+      const decoded = Buffer.from(value, 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      name = colon < 0 ? decoded : decoded.slice(0, colon);
+      password = colon < 0 ? '' : decoded.slice(colon + 1);
+    }
+    const user = await this.checkShared(cacheKey, name, password, sourceOf(connection));
     if (this.limits.cacheEntriesMax > 0) {
       if (this.verified.size >= this.limits.cacheEntriesMax) this.verified.delete(this.verified.keys().next().value!);
       this.verified.set(cacheKey, { user: user.name, passwordHash: user.passwordHash });
@@ -113,25 +154,69 @@ export class Authenticator {
     return { name: user.name, roles: user.roles };
   }
 
-  /** Checks a password for login, without caching. */
-  login(name: string, password: string): Promise<User> {
-    return this.check(name, password);
+  /**
+   * Checks a password for login (or a user's current password before it changes it), without the cache: the same
+   * limits apply as to Basic credentials, and `source` (the client's address) is what failures count against.
+   */
+  login(name: string, password: string, source: string): Promise<User> {
+    return this.checkShared(credentialKey(name, password), name, password, source);
   }
 
-  private async check(name: string, password: string): Promise<User> {
-    // scrypt runs on the libuv pool, which file I/O shares: a flood of wrong passwords must not starve it.
-    if (this.passwordChecksInFlight >= this.limits.passwordChecksInFlightMax) {
-      throw new ConclaveError('OVERLOADED', 'Too many password checks are in progress; retry shortly or use a bearer token.');
+  /** Hashes a new password under the same bound as checks: hashing costs the same scrypt. */
+  async hashNewPassword(password: string): Promise<string> {
+    if (this.checksInFlight.size + this.passwordHashesInFlight >= this.limits.passwordChecksInFlightMax) {
+      throw new ConclaveError('OVERLOADED', 'Too many password checks are in progress; retry shortly.');
     }
-    this.passwordChecksInFlight++;
+    this.passwordHashesInFlight++;
+    try {
+      return await hashPassword(password);
+    } finally {
+      this.passwordHashesInFlight--;
+    }
+  }
+
+  /** Joins the check of these credentials in flight, or starts one within the limits. */
+  private async checkShared(key: string, name: string, password: string, source: string): Promise<User> {
+    this.throttle.admit(name, source);
+    let check = this.checksInFlight.get(key);
+    if (check === undefined) {
+      // scrypt runs on the libuv pool, which file I/O shares: a flood of wrong passwords must not starve it.
+      if (this.checksInFlight.size + this.passwordHashesInFlight >= this.limits.passwordChecksInFlightMax) {
+        throw new ConclaveError('OVERLOADED', 'Too many password checks are in progress; retry shortly or use a bearer token.');
+      }
+      const ofSource = this.checksOfSource.get(source) ?? 0;
+      if (ofSource >= this.limits.passwordChecksPerSourceMax) {
+        throw new ConclaveError('RATE_LIMITED', `${ofSource} password checks from your address are in progress; wait for them.`, { retryAfterSeconds: 1 });
+      }
+      this.checksOfSource.set(source, ofSource + 1);
+      check = this.check(name, password).finally(() => {
+        this.checksInFlight.delete(key);
+        const left = this.checksOfSource.get(source)! - 1;
+        if (left === 0) this.checksOfSource.delete(source);
+        else this.checksOfSource.set(source, left);
+      });
+      this.checksInFlight.set(key, check);
+      // Counted once per check, by the request that started it, whoever shares it.
+      void check.then((outcome) => {
+        if (outcome.ok) this.throttle.succeeded(name, source);
+        else if (outcome.error.code === 'AUTH_INVALID') this.throttle.failed(name, source);
+      });
+    }
+    const outcome = await check;
+    if (!outcome.ok) throw outcome.error;
+    return outcome.user;
+  }
+
+  /** Never rejects: a shared check's outcome is read by every request that joined it. */
+  private async check(name: string, password: string): Check {
     try {
       const user = this.users.userByName(name);
       // An unknown user costs the same scrypt as a known one, so timing does not tell which names exist.
       const valid = await verifyPassword(password, user?.passwordHash ?? (await this.decoyHash()));
-      if (user === undefined || !valid) throw new ConclaveError('AUTH_INVALID', 'The user name or password is wrong.');
-      return user;
-    } finally {
-      this.passwordChecksInFlight--;
+      if (user === undefined || !valid) return { ok: false, error: new ConclaveError('AUTH_INVALID', 'The user name or password is wrong.') };
+      return { ok: true, user };
+    } catch (err) {
+      return { ok: false, error: isConclaveError(err) ? err : new ConclaveError('INTERNAL', `The password check failed: ${(err as Error).message}`) };
     }
   }
 
@@ -140,6 +225,17 @@ export class Authenticator {
     this.decoy ??= hashPassword(generatePassword());
     return this.decoy;
   }
+}
+
+/** The key credentials are cached and shared under: a fast digest of the name and password, never the password. */
+function credentialKey(name: string, password: string): string {
+  return hash('sha256', `${name}\u0000${password}`, 'base64url');
+}
+
+/** The address a request came from (its socket's); requests without one share a single source. */
+function sourceOf(connection: object | undefined): string {
+  const address = (connection as { remoteAddress?: unknown } | undefined)?.remoteAddress;
+  return typeof address === 'string' ? address : 'unknown';
 }
 
 /** What each role may do. Roles are cumulative: an editor reads, an admin edits. */

@@ -74,6 +74,8 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'http.bodyBytesMax', kind: 'int', schema: int(1 * KiB, 64 * MiB).default(2 * MiB), doc: 'Largest JSON request body.' },
   { key: 'http.minIndexWaitMs', kind: 'int', schema: int(0, 600_000).default(10_000), doc: 'How long a request with X-Conclave-Min-Index waits for this node to apply that index before NOT_READY.' },
   { key: 'http.minIndexWaitersMax', kind: 'int', schema: int(1, 1_000_000).default(1024), doc: 'Requests waiting for an index at once; more are refused with OVERLOADED.' },
+  { key: 'http.minIndexWaitersPerUserMax', kind: 'int', schema: int(1, 1_000_000).default(64), doc: 'Requests of one user (anonymous: of one source address) waiting for an index at once; more are refused with OVERLOADED, so one client cannot take every waiting slot.' },
+  { key: 'http.minIndexAheadEntriesMax', kind: 'int', schema: int(0, Number.MAX_SAFE_INTEGER).default(1_000_000), doc: 'An X-Conclave-Min-Index more than this many entries beyond the commit index this node knows is refused at once with MIN_INDEX_AHEAD instead of waiting.' },
   { key: 'http.forwardConnectionsMax', kind: 'int', schema: int(1, 10_000).default(64), doc: 'Connections a node keeps open to the master for forwarded requests.' },
   { key: 'http.forwardRequestsMax', kind: 'int', schema: int(1, 1_000_000).default(1024), doc: 'Forwarded requests in flight at once (including those waiting for a connection); more are refused with OVERLOADED.' },
   { key: 'http.forwardCommandsMax', kind: 'int', schema: int(1, 1_000_000).default(1024), doc: 'Writes this node has forwarded to the master as commands over the cluster transport and awaits the outcome of; more are refused with OVERLOADED.' },
@@ -92,6 +94,13 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'auth.tokenLifetimeSecondsMax', kind: 'int', schema: int(60, 365 * 24 * 3600).default(24 * 3600), doc: 'No bearer token older than this is accepted, whatever its expiry says; auth.tokenTtlSeconds may not exceed it.' },
   { key: 'auth.credentialCacheEntriesMax', kind: 'int', schema: int(0, 1_000_000).default(1024), doc: 'Verified Basic credentials kept in memory, so password hashing is not paid on every request.' },
   { key: 'auth.passwordChecksInFlightMax', kind: 'int', schema: int(1, 1024).default(8), doc: 'Password hashes computed at once; more are refused with OVERLOADED, so failed logins cannot starve disk I/O.' },
+  { key: 'auth.passwordChecksPerSourceMax', kind: 'int', schema: int(1, 1024).default(2), doc: 'Password checks one source address may have in progress at once; more are refused with RATE_LIMITED, so one client cannot take every check.' },
+  { key: 'auth.loginFailuresFree', kind: 'int', schema: int(1, 1000).default(5), doc: 'Failed password checks for one user from one source address that cost nothing; after them, each further attempt from there must wait (RATE_LIMITED).' },
+  { key: 'auth.loginDelayMsMin', kind: 'int', schema: int(1, 3_600_000).default(1000), doc: 'The wait after the first failure beyond auth.loginFailuresFree; it doubles with each further failure.' },
+  { key: 'auth.loginDelayMsMax', kind: 'int', schema: int(1, 86_400_000).default(900_000), doc: 'The longest wait between attempts for one user from one source address; failures are forgotten once the last is older than this.' },
+  { key: 'auth.loginFailureRecordsMax', kind: 'int', schema: int(1, 10_000_000).default(65_536), doc: '(user, source address) pairs whose failed logins are remembered; the least recently failed is forgotten first.' },
+  { key: 'auth.userWritesPerSecondMax', kind: 'int', schema: int(1, 1_000_000).default(2000), doc: 'Writes (any request but GET and HEAD) one user may send to this node per second on average, in bursts of up to two seconds\' worth; more are refused with RATE_LIMITED.' },
+  { key: 'auth.passwordChangesPerHourMax', kind: 'int', schema: int(1, 1_000_000).default(10), doc: 'Changes of its own password one user may make per hour on this node; more are refused with RATE_LIMITED.' },
   { key: 'storage.groupCommitEntriesMax', kind: 'int', schema: int(1, 100_000).default(512), doc: 'Most journal entries committed in one fsynced transaction.' },
   { key: 'storage.groupCommitBytesMax', kind: 'int', schema: int(64 * KiB, 1 * GiB).default(8 * MiB), doc: 'Most encoded bytes committed in one transaction.' },
   { key: 'storage.writeQueueEntriesMax', kind: 'int', schema: int(1, 1_000_000).default(10_000), doc: 'Most writes waiting for a commit; more are refused with OVERLOADED.' },
@@ -116,6 +125,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'content.binaryBytesMax', kind: 'int', schema: int(1, Number.MAX_SAFE_INTEGER).default(1 * GiB), doc: 'Largest binary upload, in bytes.' },
   { key: 'content.pageSizeDefault', kind: 'int', schema: int(1, 10_000).default(50), doc: 'Page size of queries and child listings when none is asked for.' },
   { key: 'content.pageSizeMax', kind: 'int', schema: int(1, 10_000).default(1000), doc: 'Largest page size a client may ask for.' },
+  { key: 'content.pageBytesMax', kind: 'int', schema: int(64 * KiB, 256 * MiB).default(4 * MiB), doc: 'Most bytes of nodes in one page of a child listing or query: a page stops early at this size (with a cursor to continue; at least one node is always sent).' },
   { key: 'log.level', kind: 'enum', schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'), doc: 'Least severe log level written.' },
   { key: 'log.format', kind: 'enum', schema: z.enum(['auto', 'json', 'pretty']).default('auto'), doc: 'json for machines, pretty for people; auto is pretty on a terminal.' },
 ];
@@ -181,6 +191,8 @@ export interface Config {
     bodyBytesMax: number;
     minIndexWaitMs: number;
     minIndexWaitersMax: number;
+    minIndexWaitersPerUserMax: number;
+    minIndexAheadEntriesMax: number;
     forwardConnectionsMax: number;
     forwardRequestsMax: number;
     forwardCommandsMax: number;
@@ -195,7 +207,20 @@ export interface Config {
     internalPort: number;
     internalNoncesMax: number;
   };
-  auth: { anonymousRead: boolean; tokenTtlSeconds: number; tokenLifetimeSecondsMax: number; credentialCacheEntriesMax: number; passwordChecksInFlightMax: number };
+  auth: {
+    anonymousRead: boolean;
+    tokenTtlSeconds: number;
+    tokenLifetimeSecondsMax: number;
+    credentialCacheEntriesMax: number;
+    passwordChecksInFlightMax: number;
+    passwordChecksPerSourceMax: number;
+    loginFailuresFree: number;
+    loginDelayMsMin: number;
+    loginDelayMsMax: number;
+    loginFailureRecordsMax: number;
+    userWritesPerSecondMax: number;
+    passwordChangesPerHourMax: number;
+  };
   storage: {
     groupCommitEntriesMax: number;
     groupCommitBytesMax: number;
@@ -221,6 +246,6 @@ export interface Config {
     snapshotBytesPerSecondMax: number;
     snapshotTransferTimeoutMs: number;
   };
-  content: { binaryBytesMax: number; pageSizeDefault: number; pageSizeMax: number };
+  content: { binaryBytesMax: number; pageSizeDefault: number; pageSizeMax: number; pageBytesMax: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'; format: 'auto' | 'json' | 'pretty' };
 }

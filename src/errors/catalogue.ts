@@ -12,6 +12,7 @@ export const errorCatalogue = {
   INVALID_PATH: { status: 400, retryable: false, summary: 'A content path or node name is not acceptable.' },
   INVALID_PROPERTIES: { status: 400, retryable: false, summary: 'Properties must be a JSON object within the size limit.' },
   INVALID_CURSOR: { status: 400, retryable: false, summary: 'A pagination cursor is malformed or belongs to another query.' },
+  MIN_INDEX_AHEAD: { status: 400, retryable: false, summary: 'X-Conclave-Min-Index names an index far beyond the commit index this node knows: not one this cluster issued.' },
   CHECKSUM_MISMATCH: { status: 400, retryable: false, summary: 'An uploaded binary does not match the checksum the client sent.' },
   BODY_TOO_LARGE: { status: 413, retryable: false, summary: 'The request body exceeds the configured limit.' },
   BINARY_TOO_LARGE: { status: 413, retryable: false, summary: 'An uploaded binary exceeds content.binaryBytesMax.' },
@@ -26,6 +27,7 @@ export const errorCatalogue = {
   AUTH_INVALID: { status: 401, retryable: false, summary: 'The credentials or token are wrong, expired or revoked.' },
   FORBIDDEN: { status: 403, retryable: false, summary: 'The user lacks the role this operation needs.' },
   INTERNAL_AUTH_FAILED: { status: 401, retryable: false, summary: 'A node-to-node request did not prove the cluster secret (or its clock is too far off).' },
+  RATE_LIMITED: { status: 429, retryable: true, summary: 'Too many failed logins, password checks or writes from this user or source; retry after Retry-After seconds.' },
 
   // Content state conflicts: the request is well formed but the repository's state refuses it.
   NODE_NOT_FOUND: { status: 404, retryable: false, summary: 'No node exists at the path or id.' },

@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino';
 
 import { anonymous, can, type Principal } from '../auth/authenticator.js';
+import { RateLimiter } from '../auth/rateLimiter.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import type { HttpContext } from './context.js';
 import { registerErrorHandling } from './errors.js';
@@ -83,7 +84,12 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     }
   });
 
-  const minIndexGate = new MinIndexGate(context.runtime, context.config.http.minIndexWaitMs, context.config.http.minIndexWaitersMax);
+  const minIndexGate = new MinIndexGate(context.runtime, {
+    waitMs: context.config.http.minIndexWaitMs,
+    waitersMax: context.config.http.minIndexWaitersMax,
+    waitersPerUserMax: context.config.http.minIndexWaitersPerUserMax,
+    aheadEntriesMax: context.config.http.minIndexAheadEntriesMax,
+  });
   const readGate = new ReadConsistencyGate(context.runtime, minIndexGate, context.config.cluster.readConsistency);
   // Reads of content wait for what their consistency needs (cluster status is this node's own view: never).
   const admit = async (request: FastifyRequest) => {
@@ -91,6 +97,8 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     if ((request.method !== 'GET' && request.method !== 'HEAD') || request.url.startsWith('/api/v1/cluster/')) return;
     await readGate.admit(readGate.modeOf(request));
   };
+  const { userWritesPerSecondMax } = context.config.auth;
+  const userWrites = new RateLimiter({ perInterval: userWritesPerSecondMax, intervalMs: 1000, burst: 2 * userWritesPerSecondMax, what: 'writes' });
   // Shared so that a route can send a request on to the master too (a read that must see the latest state).
   const forwarder = RequestForwarder.fromConfig(context.runtime, context.config, {
     sign: (request) => context.internalAuth.sign(request),
@@ -147,6 +155,8 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
         needs: permission,
       });
     }
+    // One user's writes cannot fill the write queue for everyone (reads are bounded by their own limits).
+    if (request.method !== 'GET' && request.method !== 'HEAD') userWrites.take(principal.name);
     // After authentication, so that a refused caller never waits; the waiters are bounded (OVERLOADED beyond).
     await admit(request);
   });

@@ -48,6 +48,9 @@ export function registerErrorHandling(app: FastifyInstance): void {
     }
     // A refusal the master decided for a forwarded command reflects the master's state, as its own answer would.
     if (error instanceof ForwardedRefusal) reply.header('X-Conclave-Index', error.masterAppliedIndex);
+    if (error.code === 'RATE_LIMITED' && typeof error.details['retryAfterSeconds'] === 'number') {
+      reply.header('Retry-After', String(error.details['retryAfterSeconds']));
+    }
     if (error.code === 'RANGE_NOT_SATISFIABLE' && typeof error.details['size'] === 'number') {
       reply.header('Content-Range', `bytes */${error.details['size']}`);
     }

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 
+import { anonymous } from '../auth/authenticator.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import { header } from './representation.js';
 
@@ -7,19 +8,34 @@ import { header } from './representation.js';
  * `X-Conclave-Min-Index: N`: the request waits (bounded) until this node has applied journal index N. A client
  * that wrote through one node and reads through another sends the write's X-Conclave-Index, and so reads its own
  * write wherever it reads.
+ *
+ * An index is a promise only the cluster can keep, so the header is bounded twice: an index more than
+ * `aheadEntriesMax` beyond the commit index this node knows was never issued by this cluster (or this node is too
+ * far behind to reach it in any wait) and is refused at once, and one user (anonymous callers: one source address)
+ * holds at most `waitersPerUserMax` of the `waitersMax` waiting slots — so nobody's absurd indices can make every
+ * other client's read-your-writes request wait for a slot.
  */
 export interface AppliedIndexSource {
   readonly appliedIndex: number;
   onChange(listener: () => void): () => void;
+  /** The commit index this node knows: the master's own, or as far as a follower has heard and stored. */
+  softState(): { readonly commitIndex: number };
+}
+
+export interface MinIndexLimits {
+  readonly waitMs: number;
+  readonly waitersMax: number;
+  readonly waitersPerUserMax: number;
+  readonly aheadEntriesMax: number;
 }
 
 export class MinIndexGate {
   private waiters = 0;
+  private readonly waitersOf = new Map<string, number>();
 
   constructor(
     private readonly source: AppliedIndexSource,
-    private readonly waitMs: number,
-    private readonly waitersMax: number,
+    private readonly limits: MinIndexLimits,
   ) {}
 
   async admit(request: FastifyRequest): Promise<void> {
@@ -28,14 +44,40 @@ export class MinIndexGate {
     if (!/^\d{1,15}$/.test(text.trim())) {
       throw new ConclaveError('INVALID_REQUEST', 'X-Conclave-Min-Index must be a journal index: a non-negative integer (send back an X-Conclave-Index).');
     }
-    await this.waitFor(Number(text.trim()));
+    const minIndex = Number(text.trim());
+    if (this.source.appliedIndex >= minIndex) return;
+    const commitIndex = this.source.softState().commitIndex;
+    if (minIndex > commitIndex + this.limits.aheadEntriesMax) {
+      throw new ConclaveError(
+        'MIN_INDEX_AHEAD',
+        `X-Conclave-Min-Index ${minIndex} is more than ${this.limits.aheadEntriesMax} entries beyond the commit index this node knows (${commitIndex}): ` +
+          'send back an X-Conclave-Index this cluster gave you, or read from another node.',
+        { minIndex, commitIndex, minIndexAheadEntriesMax: this.limits.aheadEntriesMax },
+      );
+    }
+    const principal = request.principal ?? anonymous;
+    const waiter = principal === anonymous ? `anonymous@${request.ip}` : `user:${principal.name}`;
+    const mine = this.waitersOf.get(waiter) ?? 0;
+    if (mine >= this.limits.waitersPerUserMax) {
+      throw new ConclaveError('OVERLOADED', `${mine} of your requests are already waiting for an index; retry shortly.`, {
+        minIndexWaitersPerUserMax: this.limits.waitersPerUserMax,
+      });
+    }
+    this.waitersOf.set(waiter, mine + 1);
+    try {
+      await this.waitFor(minIndex);
+    } finally {
+      const left = this.waitersOf.get(waiter)! - 1;
+      if (left === 0) this.waitersOf.delete(waiter);
+      else this.waitersOf.set(waiter, left);
+    }
   }
 
   /** Resolves once this node has applied `minIndex`; NOT_READY after the wait limit, OVERLOADED beyond the waiters limit. */
   async waitFor(minIndex: number): Promise<void> {
     if (this.source.appliedIndex >= minIndex) return;
-    if (this.waiters >= this.waitersMax) {
-      throw new ConclaveError('OVERLOADED', `${this.waiters} requests are already waiting for an index; retry shortly.`, { minIndexWaitersMax: this.waitersMax });
+    if (this.waiters >= this.limits.waitersMax) {
+      throw new ConclaveError('OVERLOADED', `${this.waiters} requests are already waiting for an index; retry shortly.`, { minIndexWaitersMax: this.limits.waitersMax });
     }
     this.waiters++;
     try {
@@ -48,7 +90,7 @@ export class MinIndexGate {
               appliedIndex: this.source.appliedIndex,
             }),
           );
-        }, this.waitMs);
+        }, this.limits.waitMs);
         const unsubscribe = this.source.onChange(() => {
           if (this.source.appliedIndex < minIndex) return;
           clearTimeout(timer);

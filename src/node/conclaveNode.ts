@@ -237,7 +237,7 @@ export class ConclaveNode {
       });
       const authenticator = new Authenticator(content, tokens, {
         cacheEntriesMax: config.auth.credentialCacheEntriesMax,
-        passwordChecksInFlightMax: config.auth.passwordChecksInFlightMax,
+        ...config.auth,
       });
       const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, closing: false };
       // The cluster side starts before the HTTP API is built: a returning replica dials its peers and starts taking

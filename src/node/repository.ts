@@ -8,7 +8,7 @@ import { rootPath } from '../content/paths.js';
 import type { QueryCursor, QuerySpec } from '../content/query.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import type { BlobStore } from '../storage/blobStore.js';
-import type { ContentTables, Page, StoredNode } from '../storage/contentTables.js';
+import type { ContentTables, Page, PageTake, StoredNode } from '../storage/contentTables.js';
 import type { ClusterRuntime, Committed } from './clusterRuntime.js';
 import type { CommandForwarder } from './commandForwarder.js';
 import { isForwardable, type WriteAuthority } from './forwardedCommands.js';
@@ -106,12 +106,12 @@ export class Repository {
     return node;
   }
 
-  children(node: ContentNode, after: QueryCursor | undefined, limit: number): Page<ContentNode> {
-    return this.content.childrenPage(node.id, after, limit);
+  children(parentId: string, after: QueryCursor | undefined, limit: number, take: PageTake): Page<StoredNode> {
+    return this.content.childrenPage(parentId, after, limit, take);
   }
 
-  query(spec: QuerySpec): Page<ContentNode> {
-    return this.content.query(spec);
+  query(spec: QuerySpec, take: PageTake): Page<StoredNode> {
+    return this.content.query(spec, take);
   }
 
   put(path: string, nodeType: string, properties: JsonObject, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {

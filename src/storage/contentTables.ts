@@ -93,6 +93,13 @@ function storedNodeOf(row: StoredNodeRow): StoredNode {
   };
 }
 
+/**
+ * Decides, node by node, whether a page goes on: false ends the page before this node (the cursor continues at it).
+ * It must take the first node of every page, whatever its size, or a client could never get past it.
+ */
+export type PageTake = (node: StoredNode) => boolean;
+const takeAll: PageTake = () => true;
+
 export interface Page<T> {
   readonly items: T[];
   /** The cursor position after the last item, or undefined on the last page. */
@@ -173,9 +180,9 @@ export class ContentTables implements ContentStore {
     // (a JavaScript length counts UTF-16 units, which differs for characters outside the BMP).
     this.moveRange = db.prepare('UPDATE nodes SET path = ? || substr(path, length(?) + 1) WHERE path > ? AND path < ?');
     this.moveOne = db.prepare('UPDATE nodes SET path = ? WHERE path = ?');
-    this.childPage = db.prepare(
-      'SELECT * FROM nodes WHERE parent_id = ? AND (position > ? OR (position = ? AND id > ?)) ORDER BY position, id LIMIT ?',
-    );
+    this.childPage = db
+      .prepare(`SELECT ${storedNodeColumns} FROM nodes WHERE parent_id = ? AND (position > ? OR (position = ? AND id > ?)) ORDER BY position, id LIMIT ?`)
+      .raw(true);
     this.userRow = db.prepare('SELECT * FROM users WHERE name = ?');
     this.userUpsert = db.prepare(
       `INSERT INTO users (name, password_hash, roles, version, created_at, modified_at)
@@ -328,13 +335,18 @@ export class ContentTables implements ContentStore {
     return (this.userRows.all() as Array<{ name: string }>).map((r) => this.userByName(r.name)!);
   }
 
-  childrenPage(parentId: string, after: QueryCursor | undefined, limit: number): Page<ContentNode> {
+  /**
+   * One page of a node's children in order. `take` (see page()) may end the page before `limit`: rows are read one
+   * at a time and the rest are never read.
+   */
+  childrenPage(parentId: string, after: QueryCursor | undefined, limit: number, take: PageTake = takeAll): Page<StoredNode> {
     const position = after === undefined ? -1 : Number(after.value);
-    const rows = this.childPage.all(parentId, position, position, after?.id ?? '', limit + 1) as NodeRow[];
-    return this.page(rows.map(toNode), limit, (n) => ({ value: n.position, id: n.id }));
+    const rows = this.childPage.iterate(parentId, position, position, after?.id ?? '', limit + 1) as Iterable<StoredNodeRow>;
+    return this.page(rows, limit, take, (row) => ({ value: row[4], id: row[0] }));
   }
 
-  query(spec: QuerySpec): Page<ContentNode> {
+  /** One page of a query's results; `take` as for childrenPage. */
+  query(spec: QuerySpec, take: PageTake = takeAll): Page<StoredNode> {
     const where: string[] = [];
     const params: unknown[] = [];
     if (spec.under !== undefined) {
@@ -364,12 +376,11 @@ export class ContentTables implements ContentStore {
     }
     const direction = spec.descending ? 'DESC' : 'ASC';
     const sql =
-      `SELECT *, (${sort.sql}) AS sort_value FROM nodes` +
+      `SELECT ${storedNodeColumns}, (${sort.sql}) AS sort_value FROM nodes` +
       (where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '') +
       ` ORDER BY (sort_value IS NULL), sort_value ${direction}, id ${direction} LIMIT ?`;
-    const rows = this.db.prepare(sql).all(...sort.params, ...params, spec.limit + 1) as Array<NodeRow & { sort_value: ScalarValue }>;
-    const values = new Map(rows.map((r) => [r.id, r.sort_value]));
-    return this.page(rows.map(toNode), spec.limit, (n) => ({ value: values.get(n.id) ?? null, id: n.id }));
+    const rows = this.db.prepare(sql).raw(true).iterate(...sort.params, ...params, spec.limit + 1) as Iterable<[...StoredNodeRow, ScalarValue]>;
+    return this.page(rows, spec.limit, take, (row) => ({ value: row[13] ?? null, id: row[0] }));
   }
 
   /** Every node, by id: a stable order that owes nothing to when or where the rows were written. */
@@ -395,10 +406,29 @@ export class ContentTables implements ContentStore {
     );
   }
 
-  private page(nodes: ContentNode[], limit: number, cursorOf: (n: ContentNode) => QueryCursor): Page<ContentNode> {
-    if (nodes.length <= limit) return { items: nodes };
-    const items = nodes.slice(0, limit);
-    return { items, next: cursorOf(items[items.length - 1]!) };
+  /**
+   * Up to `limit` nodes from `rows` (which hold one more, to tell whether a next page exists), ending early where
+   * `take` refuses a node. Leaving the loop early ends the statement: the rows after are never read.
+   */
+  private page<R extends StoredNodeRow | [...StoredNodeRow, ScalarValue]>(
+    rows: Iterable<R>,
+    limit: number,
+    take: PageTake,
+    cursorOf: (row: R) => QueryCursor,
+  ): Page<StoredNode> {
+    const items: StoredNode[] = [];
+    let last: R | undefined;
+    for (const row of rows) {
+      if (items.length === limit) return { items, next: cursorOf(last!) };
+      const node = storedNodeOf(row as StoredNodeRow);
+      if (!take(node)) {
+        invariant(items.length > 0, 'a page always takes its first node');
+        return { items, next: cursorOf(last!) };
+      }
+      items.push(node);
+      last = row;
+    }
+    return { items };
   }
 
   /**

@@ -14,14 +14,14 @@ export interface ResponseLike {
  */
 export function rawRequest(
   baseUrl: string,
-  options: { method: string; path: string; headers?: Record<string, string>; payload?: string | Buffer },
+  options: { method: string; path: string; headers?: Record<string, string>; payload?: string | Buffer; localAddress?: string },
 ): Promise<ResponseLike> {
   const base = new URL(baseUrl);
   const headers: Record<string, string> = { ...(options.headers ?? {}) };
   if (options.payload !== undefined) headers['content-length'] = String(Buffer.byteLength(options.payload));
   return new Promise((resolve, reject) => {
     const request = http.request(
-      { host: base.hostname, port: base.port, method: options.method, path: options.path, headers, agent: false },
+      { host: base.hostname, port: base.port, method: options.method, path: options.path, headers, agent: false, localAddress: options.localAddress },
       (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));

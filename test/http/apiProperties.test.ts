@@ -43,7 +43,9 @@ import { depthOf, jsonDocument, refusalsOf } from '../helpers/jsonDocuments.js';
 import { tempDir } from '../helpers/tmp.js';
 import { propertyParameters } from '../sim/testSeed.js';
 
-const settings = { 'http.bodyBytesMax': 4096, 'content.binaryBytesMax': 2048 };
+// The model expects 401 for every wrong password; the throttle that refuses repeated ones with 429 has its own
+// tests (test/http/credentials.test.ts, test/unit/loginThrottle.test.ts).
+const settings = { 'http.bodyBytesMax': 4096, 'content.binaryBytesMax': 2048, 'auth.loginFailuresFree': 1000 };
 const readerPassword = 'reader-password';
 const passwords = [adminPassword, readerPassword, 'password-one', 'password-two'] as const;
 

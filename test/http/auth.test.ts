@@ -56,7 +56,7 @@ test('bearer tokens from login; a password change revokes them', async () => {
   const who = await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: token });
   assert.deepEqual(who.json(), { name: 'ed', roles: ['editor'] });
   // A user may change its own password, nothing else.
-  const own = await t.request({ method: 'PUT', url: '/api/v1/users/ed', ...json({ password: 'ed-password-2' }), auth: token });
+  const own = await t.request({ method: 'PUT', url: '/api/v1/users/ed', ...json({ password: 'ed-password-2', currentPassword: 'ed-password' }), auth: token });
   assert.equal(own.statusCode, 200, own.body);
   const revoked = await t.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: token });
   assert.equal(revoked.json().error.code, 'AUTH_INVALID');
@@ -133,6 +133,106 @@ test('anonymous reading never reaches users', async () => {
     assert.equal((await open.request({ method: 'GET', url: '/api/v1/users/anonymous', auth: null })).statusCode, 401);
     assert.equal((await open.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: null })).statusCode, 401);
     assert.equal(open.node.repository.content.digest(), digest);
+  } finally {
+    await open.close();
+  }
+});
+
+test('anonymous reading does not show the cluster status; any logged-in user sees it', async () => {
+  const open = await openTestNode({ 'auth.anonymousRead': true });
+  try {
+    await open.request({ method: 'PUT', url: '/api/v1/users/watcher', ...json({ password: 'watcher-password', roles: ['reader'] }) });
+    const anonymousStatus = await open.request({ method: 'GET', url: '/api/v1/cluster/status', auth: null });
+    assert.equal(anonymousStatus.statusCode, 401, anonymousStatus.body);
+    assert.equal(anonymousStatus.json().error.code, 'AUTH_REQUIRED');
+    assert.ok(!anonymousStatus.body.includes(open.node.runtime.self().id), 'no node id leaks in the refusal');
+    const readerStatus = await open.request({ method: 'GET', url: '/api/v1/cluster/status', auth: basic('watcher', 'watcher-password') });
+    assert.equal(readerStatus.statusCode, 200, readerStatus.body);
+    assert.ok(readerStatus.body.includes(open.node.runtime.self().id));
+  } finally {
+    await open.close();
+  }
+});
+
+test('a user changing its own password must send the current one: a token alone is not enough', async () => {
+  const open = await openTestNode({ 'auth.loginFailuresFree': 2 });
+  try {
+    await open.request({ method: 'PUT', url: '/api/v1/users/mia', ...json({ password: 'mia-password', roles: ['editor'] }) });
+    const login = await open.request({ method: 'POST', url: '/api/v1/auth/login', ...json({ username: 'mia', password: 'mia-password' }), auth: null });
+    const token = `Bearer ${login.json().token}`;
+    const digest = open.node.repository.content.digest();
+    const tokenOnly = await open.request({ method: 'PUT', url: '/api/v1/users/mia', ...json({ password: 'stolen-password' }), auth: token });
+    assert.equal(tokenOnly.statusCode, 400, tokenOnly.body);
+    assert.equal(tokenOnly.json().error.code, 'INVALID_REQUEST');
+    const wrong = await open.request({ method: 'PUT', url: '/api/v1/users/mia', ...json({ password: 'stolen-password', currentPassword: 'guess-1' }), auth: token });
+    assert.equal(wrong.statusCode, 403, wrong.body);
+    assert.equal(wrong.json().error.code, 'FORBIDDEN');
+    assert.equal(open.node.repository.content.digest(), digest, 'nothing changed');
+    // Wrong current passwords count as failed logins for (mia, this address): guessing is throttled.
+    await open.request({ method: 'PUT', url: '/api/v1/users/mia', ...json({ password: 'stolen-password', currentPassword: 'guess-2' }), auth: token });
+    const throttled = await open.request({ method: 'PUT', url: '/api/v1/users/mia', ...json({ password: 'stolen-password', currentPassword: 'guess-3' }), auth: token });
+    assert.equal(throttled.statusCode, 429, throttled.body);
+    assert.equal(throttled.json().error.code, 'RATE_LIMITED');
+    assert.equal(open.node.repository.content.digest(), digest, 'nothing changed');
+    assert.equal((await open.request({ method: 'GET', url: '/api/v1/auth/whoami', auth: basic('mia', 'mia-password'), remoteAddress: '10.0.0.2' })).statusCode, 200);
+    // An admin changes another user's password without knowing it; its own, only with the current one.
+    const reset = await open.request({ method: 'PUT', url: '/api/v1/users/mia', ...json({ password: 'mia-password-2' }) });
+    assert.equal(reset.statusCode, 200, reset.body);
+    const adminOwn = await open.request({ method: 'PUT', url: '/api/v1/users/admin', ...json({ password: 'admin-password-2' }) });
+    assert.equal(adminOwn.statusCode, 400, adminOwn.body);
+    const adminOwnRight = await open.request({ method: 'PUT', url: '/api/v1/users/admin', ...json({ password: 'admin-password-2', currentPassword: adminPassword }) });
+    assert.equal(adminOwnRight.statusCode, 200, adminOwnRight.body);
+  } finally {
+    await open.close();
+  }
+});
+
+test('own password changes are rate-limited per user', async () => {
+  const open = await openTestNode({ 'auth.passwordChangesPerHourMax': 2 });
+  try {
+    for (const name of ['mia', 'ed']) {
+      assert.equal((await open.request({ method: 'PUT', url: `/api/v1/users/${name}`, ...json({ password: `${name}-password-0`, roles: ['editor'] }) })).statusCode, 201);
+    }
+    // Two own password changes an hour, then RATE_LIMITED with Retry-After.
+    for (let i = 1; i <= 2; i++) {
+      const change = await open.request({ method: 'PUT', url: '/api/v1/users/mia', ...json({ password: `mia-password-${i}`, currentPassword: `mia-password-${i - 1}` }), auth: basic('mia', `mia-password-${i - 1}`) });
+      assert.equal(change.statusCode, 200, change.body);
+    }
+    const third = await open.request({ method: 'PUT', url: '/api/v1/users/mia', ...json({ password: 'mia-password-3', currentPassword: 'mia-password-2' }), auth: basic('mia', 'mia-password-2') });
+    assert.equal(third.statusCode, 429, third.body);
+    assert.equal(third.json().error.code, 'RATE_LIMITED');
+    assert.ok(Number(third.headers['retry-after']) > 60);
+    // Another user's own change is not held by mia's.
+    const edChange = await open.request({ method: 'PUT', url: '/api/v1/users/ed', ...json({ password: 'ed-password-1', currentPassword: 'ed-password-0' }), auth: basic('ed', 'ed-password-0') });
+    assert.equal(edChange.statusCode, 200, edChange.body);
+  } finally {
+    await open.close();
+  }
+});
+
+test('writes by one user are rate-limited; its reads and other users\' writes are not held', async () => {
+  const open = await openTestNode({ 'auth.userWritesPerSecondMax': 5 });
+  try {
+    assert.equal((await open.request({ method: 'PUT', url: '/api/v1/users/ed', ...json({ password: 'ed-password-0', roles: ['editor'] }) })).statusCode, 201);
+    // Writes: a burst of twice the rate, then refusals; the bucket refills at the rate meanwhile.
+    const ed = basic('ed', 'ed-password-0');
+    const started = performance.now();
+    let accepted = 0;
+    let refused = 0;
+    for (let i = 0; i < 30; i++) {
+      const res = await open.request({ method: 'PUT', url: `/api/v1/content/ed${i}`, ...json({}), auth: ed });
+      if (res.statusCode === 201) accepted++;
+      else {
+        assert.equal(res.json().error.code, 'RATE_LIMITED', res.body);
+        refused++;
+      }
+    }
+    const seconds = (performance.now() - started) / 1000;
+    assert.ok(refused > 0);
+    assert.ok(accepted <= 10 + Math.ceil(5 * seconds), `${accepted} writes accepted in ${seconds} s`);
+    // Reads by the same user and writes by others go on.
+    assert.equal((await open.request({ method: 'GET', url: '/api/v1/content/ed0', auth: ed })).statusCode, 200);
+    assert.equal((await open.request({ method: 'PUT', url: '/api/v1/content/other', ...json({}) })).statusCode, 201);
   } finally {
     await open.close();
   }

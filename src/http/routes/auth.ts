@@ -16,7 +16,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
     if (!isPlainObject(body) || typeof body['username'] !== 'string' || typeof body['password'] !== 'string') {
       throw new ConclaveError('INVALID_REQUEST', 'Send {"username": "...", "password": "..."}.');
     }
-    const user = await authenticator.login(body['username'], body['password']);
+    const user = await authenticator.login(body['username'], body['password'], request.ip);
     const issued = await tokens.issue({ user: user.name, userVersion: user.version, userCreatedAt: user.createdAt });
     return { ...issued, user: { name: user.name, roles: user.roles } };
   });

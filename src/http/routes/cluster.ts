@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 
+import { anonymous } from '../../auth/authenticator.js';
 import { isPlainObject } from '../../content/mergePatch.js';
 import { votingExclusionsMax, type ClusterState } from '../../core/clusterState.js';
 import { ConclaveError } from '../../errors/catalogue.js';
@@ -7,7 +8,7 @@ import { clusterStatus } from '../../node/clusterStatus.js';
 import { contentDigest } from '../../replication/contentDigest.js';
 
 /**
- *   GET    /api/v1/cluster/status              (read)  the cluster as this node sees it (see clusterStatus.ts)
+ *   GET    /api/v1/cluster/status              (read, never anonymous)  the cluster as this node sees it (clusterStatus.ts)
  *   GET    /api/v1/cluster/digest              (admin) a digest of this node's content at its applied index
  *   POST   /api/v1/cluster/voting-exclusions   (admin) {"nodes": [name or id, ...]}: leave them out of the vote
  *   DELETE /api/v1/cluster/voting-exclusions   (admin) clear every exclusion
@@ -18,7 +19,12 @@ import { contentDigest } from '../../replication/contentDigest.js';
 export async function clusterRoutes(app: FastifyInstance): Promise<void> {
   const { runtime, config, repository } = app.conclave;
 
-  app.get('/api/v1/cluster/status', { config: { permission: 'read' } }, async () => clusterStatus(runtime));
+  // Node ids and addresses are a map of the cluster for an attacker: auth.anonymousRead publishes content, never
+  // this. Any logged-in user (a monitoring account with the reader role) may read it.
+  app.get('/api/v1/cluster/status', { config: { permission: 'read' } }, async (request) => {
+    if (request.principal === anonymous) throw new ConclaveError('AUTH_REQUIRED', 'Log in to read the cluster status (any role will do; anonymous reading covers content only).');
+    return clusterStatus(runtime);
+  });
 
   app.get('/api/v1/cluster/digest', { config: { permission: 'admin' } }, async () => {
     // One synchronous step (SQLite reads are synchronous; entries are applied synchronously too): no entry is

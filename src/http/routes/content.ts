@@ -9,6 +9,7 @@ import { defaultNodeType } from '../../content/model.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 import type { Committed } from '../../node/clusterRuntime.js';
 import { writeOriginOf } from '../forwarding.js';
+import { PageBody } from '../pageBody.js';
 import { header, isTrue, nodeJson, parsePreconditions, parseTags, storedNodeJson } from '../representation.js';
 
 type WildcardRequest = FastifyRequest<{ Params: { '*'?: string }; Querystring: Record<string, string | string[]> }>;
@@ -79,7 +80,7 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
       }
       return reply.type('application/json; charset=utf-8').send(storedNodeJson(stored));
     }
-    const node = repository.node(path);
+    const node = repository.storedNode(path);
     reply.header('ETag', etagOf(node));
     // Validated although a listing is never answered 304.
     if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== '*') parseTags(ifNoneMatch, 'If-None-Match', 'weak');
@@ -87,14 +88,13 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
     const limit = parseLimit(request.query['limit'], config.content.pageSizeDefault, config.content.pageSizeMax);
     const cursorText = request.query['cursor'];
     const after = typeof cursorText === 'string' ? decodeCursor(cursorText, fingerprint) : undefined;
-    const page = repository.children(node, after, limit);
-    return {
-      ...nodeJson(node),
-      children: {
-        items: page.items.map(nodeJson),
-        nextCursor: page.next === undefined ? null : encodeCursor(page.next, fingerprint),
-      },
-    };
+    // Bounded in bytes as well as in nodes (content.pageBytesMax): a page may end early, with a cursor.
+    const body = new PageBody(config.content.pageBytesMax);
+    const page = repository.children(node.id, after, limit, body.take);
+    const nextCursor = page.next === undefined ? null : encodeCursor(page.next, fingerprint);
+    // The node's own fields, then "children": the same document as {...nodeJson(node), children: {...}}.
+    const prefix = `${storedNodeJson(node).slice(0, -1)},"children":{"items":`;
+    return reply.type('application/json; charset=utf-8').send(body.body(prefix, `,"nextCursor":${JSON.stringify(nextCursor)}}}`));
   };
   app.get('/api/v1/content', read, getNode);
   app.get('/api/v1/content/*', read, getNode);

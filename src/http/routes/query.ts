@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 import { encodeCursor, parseQuery } from '../../content/query.js';
-import { nodeJson } from '../representation.js';
+import { PageBody } from '../pageBody.js';
 
 /** GET /api/v1/query — filters, sort and keyset pagination; the parameters are documented in content/query.ts. */
 export async function queryRoutes(app: FastifyInstance): Promise<void> {
@@ -9,13 +9,13 @@ export async function queryRoutes(app: FastifyInstance): Promise<void> {
   app.get(
     '/api/v1/query',
     { config: { permission: 'read' } },
-    async (request: FastifyRequest<{ Querystring: Record<string, unknown> }>) => {
+    async (request: FastifyRequest<{ Querystring: Record<string, unknown> }>, reply) => {
       const spec = parseQuery(request.query, config.content);
-      const page = repository.query(spec);
-      return {
-        items: page.items.map(nodeJson),
-        nextCursor: page.next === undefined ? null : encodeCursor(page.next, spec.fingerprint),
-      };
+      // Bounded in bytes as well as in nodes (content.pageBytesMax): a page may end early, with a cursor.
+      const body = new PageBody(config.content.pageBytesMax);
+      const page = repository.query(spec, body.take);
+      const nextCursor = page.next === undefined ? null : encodeCursor(page.next, spec.fingerprint);
+      return reply.type('application/json; charset=utf-8').send(body.body('{"items":', `,"nextCursor":${JSON.stringify(nextCursor)}}`));
     },
   );
 }

@@ -1,10 +1,11 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 import { anonymous, can } from '../../auth/authenticator.js';
-import { hashPassword, passwordLengthMax, passwordLengthMin } from '../../auth/passwords.js';
+import { passwordLengthMax, passwordLengthMin } from '../../auth/passwords.js';
+import { RateLimiter } from '../../auth/rateLimiter.js';
 import { isPlainObject } from '../../content/mergePatch.js';
 import { parseRoles, parseUserName } from '../../content/validate.js';
-import { ConclaveError } from '../../errors/catalogue.js';
+import { ConclaveError, isConclaveError } from '../../errors/catalogue.js';
 import { writeOriginOf } from '../forwarding.js';
 import { header } from '../representation.js';
 
@@ -25,11 +26,18 @@ function publicUser(user: { name: string; roles: readonly string[]; version: num
  *   GET    /api/v1/users            (admin)
  *   GET    /api/v1/users/{name}     (admin, or the user itself)
  *   PUT    /api/v1/users/{name}     {"password"?, "roles"?}  create or change (admin); a user may change its own
- *                                   password. If-None-Match: * makes it create-only.
+ *                                   password, sending "currentPassword" too (admins as well, for their own).
+ *                                   If-None-Match: * makes it create-only.
  *   DELETE /api/v1/users/{name}     (admin)
  */
 export async function userRoutes(app: FastifyInstance): Promise<void> {
-  const { repository } = app.conclave;
+  const { repository, authenticator, config } = app.conclave;
+  const ownPasswordChanges = new RateLimiter({
+    perInterval: config.auth.passwordChangesPerHourMax,
+    intervalMs: 3_600_000,
+    burst: config.auth.passwordChangesPerHourMax,
+    what: 'password changes',
+  });
 
   app.get('/api/v1/users', { config: { permission: 'admin' } }, async () => ({
     items: repository.content.users().map(publicUser),
@@ -51,12 +59,16 @@ export async function userRoutes(app: FastifyInstance): Promise<void> {
     const name = parseUserName(request.params.name);
     const body = request.body;
     if (!isPlainObject(body)) throw new ConclaveError('INVALID_REQUEST', 'Send {"password"?, "roles"?}.');
-    const unknown = Object.keys(body).filter((k) => k !== 'password' && k !== 'roles');
+    const unknown = Object.keys(body).filter((k) => k !== 'password' && k !== 'roles' && k !== 'currentPassword');
     if (unknown.length > 0) throw new ConclaveError('INVALID_REQUEST', `Unknown field(s) ${unknown.join(', ')}.`);
     const isAdmin = can(request.principal, 'admin');
     const ownPasswordOnly = name === request.principal.name && body['roles'] === undefined;
     if (!isAdmin && !ownPasswordOnly) {
       throw new ConclaveError('FORBIDDEN', 'Only an admin may create users or change roles; users may change their own password.');
+    }
+    const ownPassword = name === request.principal.name && body['password'] !== undefined;
+    if (!ownPassword && body['currentPassword'] !== undefined) {
+      throw new ConclaveError('INVALID_REQUEST', '"currentPassword" is sent only by a user changing its own password.');
     }
     const change: { passwordHash?: string; roles?: ReturnType<typeof parseRoles> } = {};
     if (body['roles'] !== undefined) change.roles = parseRoles(body['roles']);
@@ -65,7 +77,25 @@ export async function userRoutes(app: FastifyInstance): Promise<void> {
       if (typeof password !== 'string' || password.length < passwordLengthMin || password.length > passwordLengthMax) {
         throw new ConclaveError('INVALID_REQUEST', `"password" must be a string of ${passwordLengthMin} to ${passwordLengthMax} characters.`);
       }
-      change.passwordHash = await hashPassword(password);
+      if (ownPassword) {
+        // A stolen token (or an unattended session) must not become the account for good: a user changing its own
+        // password proves it knows the current one, under the limits of a login (failures count against this
+        // user from this address). Admins changing another user's password need not know it.
+        const current = body['currentPassword'];
+        if (typeof current !== 'string') {
+          throw new ConclaveError('INVALID_REQUEST', 'To change your own password, send "currentPassword" with the new "password".');
+        }
+        ownPasswordChanges.take(name);
+        try {
+          await authenticator.login(name, current, request.ip);
+        } catch (err) {
+          if (isConclaveError(err) && err.code === 'AUTH_INVALID') {
+            throw new ConclaveError('FORBIDDEN', '"currentPassword" is not your current password; nothing changed.', { field: 'currentPassword' });
+          }
+          throw err;
+        }
+      }
+      change.passwordHash = await authenticator.hashNewPassword(password);
     }
     if (change.roles === undefined && change.passwordHash === undefined) {
       throw new ConclaveError('INVALID_REQUEST', 'Send a new "password", new "roles", or both.');

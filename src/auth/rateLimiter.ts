@@ -1,0 +1,35 @@
+import { ConclaveError } from '../errors/catalogue.js';
+
+/**
+ * Keys whose buckets are kept; the least recently used is forgotten first (and starts again full). Keys are names
+ * of authenticated users, so this is only reached by a cluster with that many active users.
+ */
+const bucketsMax = 65_536;
+
+/**
+ * A token bucket per key (a user name): `perInterval` requests per `intervalMs` on average, in bursts of up to
+ * `burst`. A request over the rate is refused with RATE_LIMITED and the seconds until a token is back, never held.
+ */
+export class RateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; atMs: number }>();
+
+  constructor(
+    private readonly rate: { readonly perInterval: number; readonly intervalMs: number; readonly burst: number; readonly what: string },
+    private readonly nowMs: () => number = () => performance.now(),
+  ) {}
+
+  /** Takes one token for `key`, or throws RATE_LIMITED. */
+  take(key: string): void {
+    const now = this.nowMs();
+    const perMs = this.rate.perInterval / this.rate.intervalMs;
+    const bucket = this.buckets.get(key);
+    const tokens = bucket === undefined ? this.rate.burst : Math.min(this.rate.burst, bucket.tokens + (now - bucket.atMs) * perMs);
+    if (tokens < 1) {
+      const retryAfterSeconds = Math.max(1, Math.ceil((1 - tokens) / perMs / 1000));
+      throw new ConclaveError('RATE_LIMITED', `Too many ${this.rate.what} by ${key}; retry in ${retryAfterSeconds} s.`, { retryAfterSeconds });
+    }
+    this.buckets.delete(key);
+    if (this.buckets.size >= bucketsMax) this.buckets.delete(this.buckets.keys().next().value!);
+    this.buckets.set(key, { tokens: tokens - 1, atMs: now });
+  }
+}

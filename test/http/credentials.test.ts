@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { adminPassword, json, openTestNode } from '../helpers/app.js';
+import { rawRequest, type ResponseLike } from '../helpers/rawHttp.js';
+
+/**
+ * Basic credentials under load and under attack, over real sockets (every request on a fresh connection, as a
+ * client without keep-alive sends them). Loopback has a whole /8, so each "source" is its own local address.
+ */
+const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+const codeOf = (res: ResponseLike) => (JSON.parse(res.body) as { error?: { code: string } }).error?.code;
+
+test('64 parallel requests with the same new credentials on fresh connections all succeed (one shared check)', async () => {
+  // The default bound of 8 checks at once: before checks were shared, 56 of the 64 got 503 OVERLOADED.
+  const t = await openTestNode();
+  try {
+    const created = await t.request({ method: 'PUT', url: '/api/v1/users/rita', ...json({ password: 'rita-password', roles: ['reader'] }) });
+    assert.equal(created.statusCode, 201, created.body);
+    const base = await t.node.listen();
+    const authorization = basic('rita', 'rita-password');
+    const answers = await Promise.all(
+      Array.from({ length: 64 }, () => rawRequest(base, { method: 'GET', path: '/api/v1/auth/whoami', headers: { authorization } })),
+    );
+    assert.deepEqual(
+      answers.map((r) => r.statusCode),
+      answers.map(() => 200),
+      answers.find((r) => r.statusCode !== 200)?.body,
+    );
+    // A wrong password shared the same way is refused to every request that carried it.
+    const wrong = basic('rita', 'not-her-password');
+    const refused = await Promise.all(
+      Array.from({ length: 2 }, () => rawRequest(base, { method: 'GET', path: '/api/v1/auth/whoami', headers: { authorization: wrong } })),
+    );
+    assert.deepEqual(refused.map(codeOf), ['AUTH_INVALID', 'AUTH_INVALID']);
+  } finally {
+    await t.close();
+  }
+});
+
+test('a flood of wrong passwords for admin from one address does not stop admin from another', async () => {
+  const t = await openTestNode();
+  try {
+    const base = await t.node.listen();
+    const attacker = '127.0.0.66';
+    const flood = (password: string) =>
+      rawRequest(base, { method: 'GET', path: '/api/v1/auth/whoami', headers: { authorization: basic('admin', password) }, localAddress: attacker });
+    // The flood starts first and keeps coming while admin logs in elsewhere, with credentials never used before.
+    const first = Array.from({ length: 64 }, (_, i) => flood(`guess-${i}`));
+    const admin = rawRequest(base, { method: 'GET', path: '/api/v1/auth/whoami', headers: { authorization: basic('admin', adminPassword) }, localAddress: '127.0.0.7' });
+    const second = Array.from({ length: 64 }, (_, i) => flood(`guess-${64 + i}`));
+    const adminAnswer = await admin;
+    assert.equal(adminAnswer.statusCode, 200, adminAnswer.body);
+    const floodAnswers = await Promise.all([...first, ...second]);
+    for (const res of floodAnswers) assert.ok(['AUTH_INVALID', 'RATE_LIMITED'].includes(codeOf(res)!), res.body);
+    // Few guesses were checked at all: the rest were refused without a password hash.
+    const checked = floodAnswers.filter((r) => codeOf(r) === 'AUTH_INVALID').length;
+    assert.ok(checked <= t.config.auth.loginFailuresFree + t.config.auth.passwordChecksPerSourceMax, `${checked} guesses were checked`);
+
+    // The attacker's address now waits, even with the right password (else the wait would be no limit on guessing)...
+    const throttled = await rawRequest(base, { method: 'POST', path: '/api/v1/auth/login', ...jsonRaw({ username: 'admin', password: adminPassword }), localAddress: attacker });
+    assert.equal(throttled.statusCode, 429, throttled.body);
+    assert.equal(codeOf(throttled), 'RATE_LIMITED');
+    assert.ok(Number(throttled.headers['retry-after']) >= 1);
+    // ...while admin logs in from anywhere else, by password as well as with cached credentials.
+    const login = await rawRequest(base, { method: 'POST', path: '/api/v1/auth/login', ...jsonRaw({ username: 'admin', password: adminPassword }), localAddress: '127.0.0.8' });
+    assert.equal(login.statusCode, 200, login.body);
+    // Another user from the attacker's address is not held by admin's failures.
+    await t.request({ method: 'PUT', url: '/api/v1/users/ed', ...json({ password: 'ed-password', roles: ['editor'] }) });
+    const ed = await rawRequest(base, { method: 'GET', path: '/api/v1/auth/whoami', headers: { authorization: basic('ed', 'ed-password') }, localAddress: attacker });
+    assert.equal(ed.statusCode, 200, ed.body);
+  } finally {
+    await t.close();
+  }
+});
+
+function jsonRaw(body: unknown): { headers: Record<string, string>; payload: string } {
+  return { headers: { 'content-type': 'application/json' }, payload: JSON.stringify(body) };
+}
