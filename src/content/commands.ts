@@ -106,5 +106,3 @@ export type Command =
   | DeleteBinaryCommand
   | PutUserCommand
   | DeleteUserCommand;
-
-export type CommandType = Command['type'];
