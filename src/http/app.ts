@@ -7,6 +7,7 @@ import type { HttpContext } from './context.js';
 import { registerErrorHandling } from './errors.js';
 import { RequestForwarder } from './forwarding.js';
 import { MinIndexGate } from './minIndex.js';
+import { registerQueryParameterCheck } from './queryParameters.js';
 import { ReadConsistencyGate } from './readConsistency.js';
 import { LazyRequestLogger } from './requestLogger.js';
 import { authRoutes } from './routes/auth.js';
@@ -58,6 +59,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   app.decorateRequest('principal', null as unknown as typeof anonymous);
   app.decorateRequest('forwardsCommand', false);
   registerErrorHandling(app);
+  registerQueryParameterCheck(app);
   // The API speaks JSON; a text body is a client mistake worth a 415, not a string to misread.
   app.removeContentTypeParser('text/plain');
 

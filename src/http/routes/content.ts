@@ -58,6 +58,8 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
   const read = { config: { permission: 'read' as const } };
   // Every write here is one command: a replica forwards the command, not the request (src/http/forwarding.ts).
   const write = { config: { permission: 'write' as const, forwardsCommand: true as const } };
+  const listing = { config: { ...read.config, query: ['children', 'limit', 'cursor'] } };
+  const recursiveWrite = { config: { ...write.config, query: ['recursive'] } };
 
   // application/merge-patch+json is JSON too (RFC 7396).
   app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, (_request, body, done) => {
@@ -70,11 +72,6 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
 
   const getNode = async (request: WildcardRequest, reply: FastifyReply) => {
     const path = contentPathOf(request);
-    for (const key of Object.keys(request.query)) {
-      if (!['children', 'limit', 'cursor'].includes(key)) {
-        throw new ConclaveError('INVALID_REQUEST', `Unknown query parameter "${key}": use children, limit or cursor.`);
-      }
-    }
     const withChildren = isTrue(request.query['children'], 'children');
     const ifNoneMatch = header(request.headers, 'if-none-match');
     if (!withChildren) {
@@ -103,8 +100,8 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
       },
     };
   };
-  app.get('/api/v1/content', read, getNode);
-  app.get('/api/v1/content/*', read, getNode);
+  app.get('/api/v1/content', listing, getNode);
+  app.get('/api/v1/content/*', listing, getNode);
 
   const putNode = async (request: WildcardRequest, reply: FastifyReply) => {
     const path = contentPathOf(request);
@@ -128,14 +125,14 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
   app.patch('/api/v1/content', write, patchNode);
   app.patch('/api/v1/content/*', write, patchNode);
 
-  app.delete('/api/v1/content/*', write, async (request: WildcardRequest, reply) => {
+  app.delete('/api/v1/content/*', recursiveWrite, async (request: WildcardRequest, reply) => {
     const path = contentPathOf(request);
     const recursive = isTrue(request.query['recursive'], 'recursive');
     const committed = await repository.delete(path, recursive, parsePreconditions(request.headers), writeOriginOf(request, 'write'));
     reply.header('X-Conclave-Index', committed.index);
     return { path, deletedCount: committed.result.deletedCount };
   });
-  app.delete('/api/v1/content', write, async () => {
+  app.delete('/api/v1/content', recursiveWrite, async () => {
     throw new ConclaveError('ROOT_IMMUTABLE', 'The root node cannot be deleted; delete its children instead.');
   });
 
