@@ -109,8 +109,12 @@ export class Repository {
     return this.content.query(spec);
   }
 
-  put(path: string, nodeType: string, properties: JsonObject, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
-    return this.propose({ type: 'put', path, newId: randomUUID(), nodeType, properties, ...pre, time: this.time(), user: origin.authority.user }, origin);
+  /** `nodeType` undefined: a replace keeps the node's type, a create gets the default (decided in apply()). */
+  put(path: string, nodeType: string | undefined, properties: JsonObject, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
+    return this.propose(
+      { type: 'put', path, newId: randomUUID(), ...(nodeType === undefined ? {} : { nodeType }), properties, ...pre, time: this.time(), user: origin.authority.user },
+      origin,
+    );
   }
 
   patch(path: string, patch: JsonObject, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {

@@ -5,7 +5,6 @@ import { parsePath } from '../../content/paths.js';
 import { decodeCursor, encodeCursor, parseLimit } from '../../content/query.js';
 import { parseChildName, parseNodeType, parseProperties } from '../../content/validate.js';
 import { isPlainObject } from '../../content/mergePatch.js';
-import { defaultNodeType } from '../../content/model.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 import type { Committed } from '../../node/clusterRuntime.js';
 import { writeOriginOf } from '../forwarding.js';
@@ -107,7 +106,8 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
     const path = contentPathOf(request);
     const body = jsonBody(request);
     only(body, ['type', 'properties']);
-    const nodeType = body['type'] === undefined ? (path === '/' ? 'root' : defaultNodeType) : parseNodeType(body['type']);
+    // Without "type", a replace keeps the node's type (apply() decides, against the node the entry meets).
+    const nodeType = body['type'] === undefined ? undefined : parseNodeType(body['type']);
     const properties = parseProperties(body['properties'] ?? {});
     const committed = await repository.put(path, nodeType, properties, parsePreconditions(request.headers), writeOriginOf(request, 'write'));
     if (committed.result.created === true) reply.header('Location', `/api/v1/content${encodePath(path)}`);
