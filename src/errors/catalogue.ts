@@ -17,6 +17,9 @@ export const errorCatalogue = {
   BINARY_TOO_LARGE: { status: 413, retryable: false, summary: 'An uploaded binary exceeds content.binaryBytesMax.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false, summary: 'The request body has a content type this endpoint does not take.' },
   RANGE_NOT_SATISFIABLE: { status: 416, retryable: false, summary: 'The requested byte range lies outside the binary.' },
+  HEADERS_TOO_LARGE: { status: 431, retryable: false, summary: 'The request line and headers exceed the HTTP server\'s limit (a very long URL counts).' },
+  EXPECTATION_FAILED: { status: 417, retryable: false, summary: 'The request\'s Expect header asks for something other than 100-continue.' },
+  REQUEST_TIMEOUT: { status: 408, retryable: true, summary: 'The request\'s headers or body did not arrive in time; the connection is closed.' },
 
   // Authentication and authorisation.
   AUTH_REQUIRED: { status: 401, retryable: false, summary: 'The endpoint needs credentials (HTTP Basic or a Bearer token).' },

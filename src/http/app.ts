@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { anonymous, can } from '../auth/authenticator.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import type { HttpContext } from './context.js';
-import { registerErrorHandling } from './errors.js';
+import { clientErrorHandler, registerErrorHandling, registerServerRefusals } from './errors.js';
 import { RequestForwarder } from './forwarding.js';
 import { MinIndexGate } from './minIndex.js';
 import { registerQueryParameterCheck } from './queryParameters.js';
@@ -36,6 +36,9 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     // We answer 503 ourselves during shutdown, in the catalogue's format.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    clientErrorHandler: clientErrorHandler(() => context.repository.appliedIndex),
+    // Refused by registerServerRefusals instead, in the catalogue's format.
+    http: { requireHostHeader: false },
     // Errors the router raises before any route runs (a malformed percent-encoding, an over-long path segment)
     // still answer in the catalogue's format.
     frameworkErrors: (error, _request, rawReply) => {
@@ -59,6 +62,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   app.decorateRequest('principal', null as unknown as typeof anonymous);
   app.decorateRequest('forwardsCommand', false);
   registerErrorHandling(app);
+  registerServerRefusals(app, () => context.repository.appliedIndex);
   registerQueryParameterCheck(app);
   // The API speaks JSON; a text body is a client mistake worth a 415, not a string to misread.
   app.removeContentTypeParser('text/plain');
