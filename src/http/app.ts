@@ -98,6 +98,8 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
         throw new ConclaveError('CLUSTER_NO_MASTER', 'No master is elected; cluster.noMasterBlock is "all", so reads are refused too. Retry shortly.');
       }
     }
+    // Until the bootstrap entry is applied here no user exists: credentials would be refused as wrong (401).
+    context.repository.requireBootstrapped();
     const principal = await context.authenticator.authenticate(request.headers.authorization, request.raw.socket);
     if (principal === undefined) {
       if (permission === 'read' && context.config.auth.anonymousRead) return admit(request);
