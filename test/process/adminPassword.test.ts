@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import { Agent, request } from 'undici';
 
 import { freePort, killAndWait, runConclave, spawnConclave, waitListening, type CliProcess } from '../helpers/cli.js';
+import { ProcessCluster } from '../helpers/cluster.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
 const jsonLogs = { CONCLAVE_LOG_FORMAT: 'json' };
@@ -108,5 +109,29 @@ test('conclave node reset-admin-password on a stopped node: proposed through the
   } finally {
     for (const proc of running) await killAndWait(proc);
     tmp.cleanup();
+  }
+});
+
+test('a reset recorded on a stopped replica reaches every node through the journal (forwarded to the master)', async () => {
+  const names = ['p1', 'p2', 'p3'];
+  const cluster = await ProcessCluster.create(names, (_name, seeds) => [...seeds.flatMap((s) => ['--seed', s]), '--initial-master-nodes', names.join(',')]);
+  try {
+    await cluster.start(...names);
+    const { master } = await cluster.caughtUp();
+    const replica = names.find((n) => n !== master)!;
+    await cluster.kill(replica);
+    const recorded = await runConclave(['node', 'reset-admin-password', '--data', cluster.node(replica).dir], { CONCLAVE_ADMIN_PASSWORD: 'through-the-journal' });
+    assert.equal(recorded.code, 0, recorded.stderr);
+    await cluster.start(replica);
+    for (const name of names) {
+      await waitFor(
+        `${name} to take the new password`,
+        async () => ((await get(`${cluster.url(name)}/api/v1/auth/whoami`, basic('admin', 'through-the-journal'))).status === 200 ? true : undefined),
+        20_000,
+      );
+      assert.equal((await get(`${cluster.url(name)}/api/v1/auth/whoami`, basic('admin', 'process-test-password'))).status, 401, `${name}: the old password is gone`);
+    }
+  } finally {
+    await cluster.stopAll();
   }
 });
