@@ -13,7 +13,9 @@ import { clusterSecretWeakness, generateClusterSecret } from '../config/clusterS
 
 /**
  * `conclave demo`: a throwaway cluster of N `conclave start` processes on loopback, for trying Conclave out. Each
- * node's output goes to DIR/node-i.log (never to the console); Ctrl-C stops them all gracefully.
+ * node's output goes to DIR/node-i.log (never to the console); Ctrl-C stops them all gracefully. A node that exits
+ * while the demo runs (killed to try a failover) leaves the others running: the demo says how to start it again,
+ * and stops only once every node is gone.
  */
 
 const binPath = fileURLToPath(new URL('../../../bin/conclave.js', import.meta.url));
@@ -105,6 +107,9 @@ async function runDemo(options: DemoFlags): Promise<number> {
   }
 
   const credentials = loadCredentials(root, kept);
+  const secretFile = join(root, 'cluster-secret');
+  writeFileSync(secretFile, `${credentials.clusterSecret}\n`, { mode: 0o600 });
+  chmodSync(secretFile, 0o600);
   const seeds = nodes.map((n) => `${host}:${n.transportPort}`);
   const agent = new Agent();
   // The first of: a signal (0), a node that exits on its own (1), or a start that fails (1). From then on the demo
@@ -138,46 +143,53 @@ async function runDemo(options: DemoFlags): Promise<number> {
   // A closed terminal too: killed by SIGHUP, the demo would leave the nodes (their own process groups) running.
   process.on('SIGHUP', onSignal);
 
+  const startArgs = (node: DemoNode) => [
+    'start',
+    '--data', node.dir,
+    '--name', node.name,
+    '--host', host,
+    '--http-port', String(node.httpPort),
+    '--transport-port', String(node.transportPort),
+    // From a private file, never argv (a command line shows in `ps` to every user of the machine): the command the
+    // demo prints to restart a killed node can name the same file.
+    '--cluster-secret-file', secretFile,
+    '--initial-master-nodes', names.join(','),
+    ...seeds.flatMap((s) => ['--seed', s]),
+  ];
+  let ready = false;
   for (const node of nodes) {
     mkdirSync(node.dir, { recursive: true, mode: 0o700 });
     // A node refuses a data directory other users may enter; one left by an older demo is brought in line.
     chmodSync(node.dir, 0o700);
     const fd = openSync(node.log, 'a');
-    const child = spawn(
-      process.execPath,
-      [
-        binPath, 'start',
-        '--data', node.dir,
-        '--name', node.name,
-        '--host', host,
-        '--http-port', String(node.httpPort),
-        '--transport-port', String(node.transportPort),
-        '--initial-master-nodes', names.join(','),
-        ...seeds.flatMap((s) => ['--seed', s]),
-      ],
-      {
-        // Secrets in the environment, not argv: a command line shows in `ps` to every user of the machine.
-        env: { ...childEnv(), CONCLAVE_ADMIN_PASSWORD: credentials.password, CONCLAVE_CLUSTER_SECRET: credentials.clusterSecret },
-        stdio: ['ignore', fd, fd],
-        // Their own process group: Ctrl-C reaches only the demo, which then stops each node exactly once.
-        detached: true,
-      },
-    );
+    const child = spawn(process.execPath, [binPath, ...startArgs(node)], {
+      env: { ...childEnv(), CONCLAVE_ADMIN_PASSWORD: credentials.password },
+      stdio: ['ignore', fd, fd],
+      // Their own process group: Ctrl-C reaches only the demo, which then stops each node exactly once.
+      detached: true,
+    });
     closeSync(fd);
     node.child = child;
     node.exited = new Promise((r) =>
       child.on('exit', (code, signal) => {
         node.exit = { code, signal };
         r();
-        if (!stopping) {
-          process.stderr.write(`\nconclave demo: ${node.name} exited unexpectedly (${signal ?? `code ${code}`}); the last lines of ${node.log}:\n${tail(node.log)}\n`);
+        if (stopping) return;
+        const how = signal ?? `code ${code}`;
+        const left = nodes.filter((n) => n.exit === null);
+        // Before the cluster was ready, an exit is a failed start; once every node is gone there is nothing to run.
+        if (!ready || left.length === 0) {
+          process.stderr.write(`\nconclave demo: ${node.name} exited unexpectedly (${how}); the last lines of ${node.log}:\n${tail(node.log)}\n`);
           finish(1);
+          return;
         }
+        process.stderr.write(restartNotice(node, how, left, startArgs(node), root, kept));
       }),
     );
   }
 
   if (await waitReady(nodes, agent)) {
+    ready = true;
     const master = await findMaster(nodes, agent);
     if (!stopping) process.stdout.write(banner(nodes, master, credentials, root, kept));
   }
@@ -225,6 +237,22 @@ async function runDemo(options: DemoFlags): Promise<number> {
     }
     return true;
   }
+}
+
+/**
+ * What the demo prints when a node exits while the others run: they go on (a failover to try), and the command
+ * that starts the node again on its own data (it rejoins and catches up). The admin password is not needed again.
+ */
+function restartNotice(node: DemoNode, how: string, left: DemoNode[], args: string[], root: string, kept: boolean): string {
+  const quote = (arg: string) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
+  return [
+    '',
+    `conclave demo: ${node.name} exited (${how}); ${left.map((n) => n.name).join(', ')} keep${left.length === 1 ? 's' : ''} running (its log: ${node.log}).`,
+    `To start ${node.name} again (it rejoins the cluster and catches up), in another terminal:`,
+    `  ${[process.execPath, binPath, ...args].map(quote).join(' ')} >> ${quote(node.log)} 2>&1`,
+    kept ? '' : `Stop it before this demo ends: the demo removes ${root} on exit.`,
+    '',
+  ].join('\n');
 }
 
 /** The environment of the nodes: ours without CONCLAVE_* settings (the demo decides them), except the log level. */

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { createInterface } from 'node:readline/promises';
 
 import { isConclaveError } from '../errors/catalogue.js';
+import { recordAdminPasswordReset } from '../node/adminPassword.js';
 import { detachCluster, inspectNode, unsafeBootstrap, type NodeOnDisk } from '../node/recovery.js';
 
 /**
@@ -82,7 +83,7 @@ const recoveryCommands: readonly RecoveryCommand[] = [
 ];
 
 export function registerNodeCommands(program: Command): void {
-  const node = program.command('node').description('Recovery of a stopped node (both commands lose data; read what they print).');
+  const node = program.command('node').description('Recovery of a stopped node (unsafe-bootstrap and detach-cluster lose data; read what they print).');
   for (const recovery of recoveryCommands) {
     node
       .command(recovery.name)
@@ -99,4 +100,26 @@ export function registerNodeCommands(program: Command): void {
         }
       });
   }
+  node
+    .command('reset-admin-password')
+    .description(
+      'Give the user admin a new password (and the admin role) from this stopped node: it is proposed through the journal, so it ' +
+        'reaches every node, when this node next starts and finds a master. The password comes from CONCLAVE_ADMIN_PASSWORD, or is generated and printed once.',
+    )
+    .requiredOption('-d, --data <dir>', 'the data directory of the stopped node')
+    .action(async (options: { data: string }) => {
+      try {
+        const given = process.env['CONCLAVE_ADMIN_PASSWORD'];
+        const { generated } = await recordAdminPasswordReset(options.data, given === '' ? undefined : given);
+        process.stdout.write(
+          (generated === undefined
+            ? 'Recorded the password from CONCLAVE_ADMIN_PASSWORD for the user admin.\n'
+            : `Recorded a new password for the user admin:\n\n    password: ${generated}\n\nIt is shown only now; it is stored hashed.\n`) +
+            'Start the node: once it has a master it proposes the change, which reaches every node through the journal\n' +
+            '(the admin\'s tokens stop working then). Until then the old password still works.\n',
+        );
+      } catch (err) {
+        fail(err);
+      }
+    });
 }

@@ -17,7 +17,7 @@ import type {
 import { legacyTokenKeyId } from './commands.js';
 import { applyMergePatch, isPlainObject } from './mergePatch.js';
 import { checkPreconditions } from './preconditions.js';
-import { rootNodeType, type ContentNode, type JsonObject, type User } from './model.js';
+import { defaultNodeType, rootNodeType, type ContentNode, type JsonObject, type User } from './model.js';
 import { pathBytesMax, pathDepthMax } from './limits.js';
 import { baseName, isSameOrDescendant, joinPath, parentPath, rootPath, utf8Bytes } from './paths.js';
 import type { ContentStore } from './store.js';
@@ -139,10 +139,11 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
   const existing = store.nodeByPath(command.path);
   checkPreconditions(existing, command, command.path);
   if (existing !== undefined) {
-    if (existing.path === rootPath && command.nodeType !== rootNodeType) {
+    const type = command.nodeType ?? existing.type;
+    if (existing.path === rootPath && type !== rootNodeType) {
       throw new ConclaveError('ROOT_IMMUTABLE', 'The root node keeps the type "root"; only its properties can change.');
     }
-    return { ...saveChange(store, existing, command, { type: command.nodeType, properties: command.properties }), created: false };
+    return { ...saveChange(store, existing, command, { type, properties: command.properties }), created: false };
   }
   const parent = requireParent(store, command.path);
   invariant(store.nodeById(command.newId) === undefined, `node id ${command.newId} reused`);
@@ -152,7 +153,7 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
     name: baseName(command.path),
     parentId: parent.id,
     position: store.lastChildPosition(parent.id) + 1,
-    type: command.nodeType,
+    type: command.nodeType ?? defaultNodeType,
     properties: command.properties,
     binaries: {},
     version: 1,

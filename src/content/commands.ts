@@ -39,7 +39,11 @@ export interface PutCommand extends Authored, Preconditions {
   readonly path: string;
   /** The id the node gets if this put creates it. */
   readonly newId: string;
-  readonly nodeType: string;
+  /**
+   * Absent: a replace keeps the node's type and a create gives the default type (a client that only sends
+   * properties must not turn a folder into a plain node). Entries journaled before this rule always carry it.
+   */
+  readonly nodeType?: string;
   readonly properties: JsonObject;
 }
 
@@ -125,5 +129,3 @@ export type Command =
   | DeleteBinaryCommand
   | PutUserCommand
   | DeleteUserCommand;
-
-export type CommandType = Command['type'];

@@ -19,7 +19,12 @@ export function checkPreconditions(node: ContentNode | undefined, preconditions:
     throw new ConclaveError('PRECONDITION_FAILED', `If-Match failed: no node exists at ${path}.`, { path });
   }
   if (ifMatch !== '*' && !ifMatch.includes(etagOf(node))) {
-    throw new ConclaveError('PRECONDITION_FAILED', `If-Match failed: the node at ${path} has changed.`, {
+    // A tag of this node at another version means it changed; any other tag never named this node at all.
+    const id = etagOf(node).slice(1, -1).split(':')[0];
+    const why = ifMatch.some((tag) => tag.startsWith(`"${id}:`))
+      ? `the node at ${path} has changed: it is ${etagOf(node)} now`
+      : `no tag given names the node now at ${path} (${etagOf(node)}); a tag names one node at one version`;
+    throw new ConclaveError('PRECONDITION_FAILED', `If-Match failed: ${why}.`, {
       path,
       etag: etagOf(node),
     });

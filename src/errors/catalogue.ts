@@ -21,6 +21,9 @@ export const errorCatalogue = {
   PROPERTY_NAME_REFUSED: { status: 400, retryable: false, summary: 'A JSON body holds a property named "__proto__"; the error names it and its path.' },
   INVALID_UNICODE: { status: 400, retryable: false, summary: 'A JSON body holds a string or name that is not well-formed Unicode (a lone surrogate); the error names its path.' },
   COMMAND_NOT_REPLICABLE: { status: 400, retryable: false, summary: 'The write holds a value that would not reach the other nodes exactly as sent; nothing was stored.' },
+  HEADERS_TOO_LARGE: { status: 431, retryable: false, summary: 'The request line and headers exceed the HTTP server\'s limit (a very long URL counts).' },
+  EXPECTATION_FAILED: { status: 417, retryable: false, summary: 'The request\'s Expect header asks for something other than 100-continue.' },
+  REQUEST_TIMEOUT: { status: 408, retryable: true, summary: 'The request\'s headers or body did not arrive in time; the connection is closed.' },
 
   // Authentication and authorisation.
   AUTH_REQUIRED: { status: 401, retryable: false, summary: 'The endpoint needs credentials (HTTP Basic or a Bearer token).' },

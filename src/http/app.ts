@@ -5,7 +5,7 @@ import { anonymous, can, type Principal } from '../auth/authenticator.js';
 import { RateLimiter } from '../auth/rateLimiter.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import type { HttpContext } from './context.js';
-import { registerErrorHandling } from './errors.js';
+import { clientErrorHandler, registerErrorHandling, registerServerRefusals } from './errors.js';
 import { decodeIdentity, principalOfIdentity } from './forwardedIdentity.js';
 import { forwardedFromHeader, RequestForwarder } from './forwarding.js';
 import { viaInternalListener } from './internalListener.js';
@@ -15,6 +15,7 @@ import { header } from './representation.js';
 import { httpsOptionsOf, nodeTlsOf } from './tlsFiles.js';
 import { parseJsonBody } from './jsonBody.js';
 import { MinIndexGate } from './minIndex.js';
+import { registerQueryParameterCheck } from './queryParameters.js';
 import { ReadConsistencyGate } from './readConsistency.js';
 import { LazyRequestLogger } from './requestLogger.js';
 import { authRoutes } from './routes/auth.js';
@@ -46,6 +47,9 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     // We answer 503 ourselves during shutdown, in the catalogue's format.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    clientErrorHandler: clientErrorHandler(() => context.repository.appliedIndex),
+    // Refused by registerServerRefusals instead, in the catalogue's format.
+    http: { requireHostHeader: false },
     // Errors the router raises before any route runs (a malformed percent-encoding, an over-long path segment)
     // still answer in the catalogue's format.
     frameworkErrors: (error, _request, rawReply) => {
@@ -65,13 +69,16 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     },
     // Typed as the plain variant: an https.Server has every method of an http.Server the node uses (address,
     // close, closeAllConnections), and routes and hooks see the same requests and replies either way.
-    ...(https === null ? {} : ({ https } as object)),
+    // The https options replace the http ones: the Host refusal stays ours there too.
+    ...(https === null ? {} : ({ https: { ...https, requireHostHeader: false } } as object)),
   });
   app.decorate('conclave', context);
   // A reference type cannot be a request decorator's default; every request starts anonymous in onRequest.
   app.decorateRequest('principal', null as unknown as typeof anonymous);
   app.decorateRequest('forwardsCommand', false);
   registerErrorHandling(app);
+  registerServerRefusals(app, () => context.repository.appliedIndex);
+  registerQueryParameterCheck(app);
   // The API speaks JSON; a text body is a client mistake worth a 415, not a string to misread.
   app.removeContentTypeParser('text/plain');
   // One JSON parser for every JSON type the API takes, with one set of rules (jsonBody.ts).
@@ -144,6 +151,8 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
         throw new ConclaveError('CLUSTER_NO_MASTER', 'No master is elected; cluster.noMasterBlock is "all", so reads are refused too. Retry shortly.');
       }
     }
+    // Until the bootstrap entry is applied here no user exists: credentials would be refused as wrong (401).
+    context.repository.requireBootstrapped();
     const principal = forwardedPrincipal ?? (signed ? undefined : await identify());
     if (principal === undefined) {
       if (permission === 'read' && context.config.auth.anonymousRead) return admit(request);

@@ -43,5 +43,7 @@ declare module 'fastify' {
      * served here up to the proposal and the command is forwarded to the master over the cluster transport.
      */
     forwardsCommand?: true;
+    /** The query parameters the route takes; any other is refused (queryParameters.ts). Absent: none. */
+    query?: readonly string[] | 'checkedByRoute';
   }
 }

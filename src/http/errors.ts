@@ -1,4 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 
 import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
 import { ForwardedRefusal } from '../node/commandForwarder.js';
@@ -59,5 +61,56 @@ export function registerErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     const error = new ConclaveError('ROUTE_NOT_FOUND', `No endpoint at ${request.method} ${request.url.split('?')[0]}.`);
     void reply.status(error.status).send(error.toJSON());
+  });
+}
+
+/** A catalogue error written by hand, where Node's HTTP server answers before Fastify is involved. */
+function writeRawError(socket: Socket, error: ConclaveError, appliedIndex: number): void {
+  const body = JSON.stringify(error.toJSON());
+  socket.write(
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nX-Conclave-Index: ${appliedIndex}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/**
+ * Errors Node's HTTP parser meets before Fastify sees a request (headers over the size limit, a malformed request
+ * line or header, a request that arrives too slowly) answered in the catalogue's format, as every other error is;
+ * Fastify's default wrote its own shape. The connection is closed afterwards: the parser cannot resume on it.
+ */
+export function clientErrorHandler(appliedIndex: () => number): (err: Error & { code?: string }, socket: Socket) => void {
+  return (err, socket) => {
+    // A reset connection has nobody to answer.
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const error =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? new ConclaveError('HEADERS_TOO_LARGE', 'The request line and headers are too large; shorten the URL or the headers.')
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new ConclaveError('REQUEST_TIMEOUT', 'The request did not arrive in time; the connection is closed.')
+          : new ConclaveError('INVALID_REQUEST', `The request is not valid HTTP/1.1 (${err.code ?? 'parse error'}); the connection is closed.`);
+    // A response already under way on this connection (a pipelined request's) cannot be followed by another.
+    const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (socket.writable && inFlight?.headersSent !== true) writeRawError(socket, error, appliedIndex());
+    socket.destroy();
+  };
+}
+
+/**
+ * The other answers Node's HTTP server would make itself, with an empty body: 417 to an `Expect` other than
+ * 100-continue (its 'checkExpectation' event), and 400 to an HTTP/1.1 request without Host (the server is built
+ * with requireHostHeader off so that this hook refuses it instead, in the catalogue's format).
+ */
+export function registerServerRefusals(app: FastifyInstance, appliedIndex: () => number): void {
+  app.server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    const error = new ConclaveError('EXPECTATION_FAILED', `Expect: ${String(request.headers.expect).slice(0, 100)} is not supported; send Expect: 100-continue or none.`);
+    response.shouldKeepAlive = false;
+    response
+      .writeHead(error.status, { 'content-type': 'application/json; charset=utf-8', 'x-conclave-index': appliedIndex(), connection: 'close' })
+      .end(JSON.stringify(error.toJSON()));
+  });
+  app.addHook('onRequest', async (request) => {
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+      throw new ConclaveError('INVALID_REQUEST', 'An HTTP/1.1 request must carry a Host header (RFC 9112 §3.2).');
+    }
   });
 }

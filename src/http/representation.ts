@@ -35,14 +35,28 @@ export function storedNodeJson(node: StoredNode): string {
   );
 }
 
-const entityTag = /\s*(W\/)?("[^"]*")\s*(,|$)/y;
+// RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE, etagc = %x21 / %x23-7E / obs-text; lists are
+// separated by commas with optional white space. Node gives header values as latin1, so obs-text is \x80-\xff.
+const entityTag = /[ \t]*(W\/)?("[\x21\x23-\x7e\x80-\xff]*")[ \t]*(,|$)/y;
 
-/** Parses If-Match / If-None-Match of a write. Weak tags never match (writes use strong comparison). */
+/**
+ * Parses If-Match / If-None-Match of a write. If-Match uses strong comparison (RFC 9110 §13.1.1): a weak tag never
+ * matches, so a list of weak tags only is refused at once with 412 saying so, before anything is proposed.
+ */
 export function parsePreconditions(headers: Record<string, string | string[] | undefined>): Preconditions {
   const ifMatch = header(headers, 'if-match');
   const ifNoneMatch = header(headers, 'if-none-match');
   const pre: { ifMatch?: string[] | '*'; ifNoneMatch?: '*' } = {};
-  if (ifMatch !== undefined) pre.ifMatch = ifMatch.trim() === '*' ? '*' : parseTags(ifMatch, 'If-Match');
+  if (ifMatch !== undefined) {
+    pre.ifMatch = ifMatch.trim() === '*' ? '*' : parseTags(ifMatch, 'If-Match');
+    if (pre.ifMatch.length === 0) {
+      throw new ConclaveError(
+        'PRECONDITION_FAILED',
+        `If-Match ${ifMatch.trim().slice(0, 200)} names only weak entity tags (W/"..."), and If-Match compares strongly: a weak tag never matches. Send the ETag exactly as a read returned it.`,
+        { weak: true },
+      );
+    }
+  }
   if (ifNoneMatch !== undefined) {
     if (ifNoneMatch.trim() !== '*') {
       throw new ConclaveError('INVALID_REQUEST', 'On writes, If-None-Match takes only "*" (create-only).');
@@ -62,13 +76,17 @@ export function parseTags(text: string, name: string, comparison: 'strong' | 'we
   entityTag.lastIndex = 0;
   while (entityTag.lastIndex < text.length) {
     const match = entityTag.exec(text);
-    if (match === null) throw new ConclaveError('INVALID_REQUEST', `${name} must be "*" or a list of quoted entity tags.`);
+    if (match === null) {
+      throw new ConclaveError(
+        'INVALID_REQUEST',
+        `${name} must be "*" or a comma-separated list of quoted entity tags such as "id:3" (printable characters, no spaces or quotes inside); it was ${text.trim().slice(0, 200)}.`,
+        { header: name },
+      );
+    }
     if (match[1] === undefined || comparison === 'weak') tags.push(match[2]!);
     if (match[3] === '') break;
   }
-  if (tags.length === 0 && !/W\//.test(text)) {
-    throw new ConclaveError('INVALID_REQUEST', `${name} must be "*" or a list of quoted entity tags.`);
-  }
+  if (text.trim() === '') throw new ConclaveError('INVALID_REQUEST', `${name} is empty; send "*" or quoted entity tags.`, { header: name });
   return tags;
 }
 

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 
 import { Authenticator } from '../auth/authenticator.js';
 import { generatePassword, hashPassword, passwordLengthMin } from '../auth/passwords.js';
+import { AdminPasswordKeeper } from './adminPassword.js';
 import { TokenSigner } from '../auth/tokens.js';
 import { generateClusterSecret } from '../config/clusterSecret.js';
 import { ConfigError } from '../config/load.js';
@@ -81,6 +82,7 @@ export class ConclaveNode {
     private readonly network: ClusterNetwork,
     private readonly replication: BlobReplication,
     private readonly commandServer: CommandServer,
+    private readonly adminPassword: AdminPasswordKeeper,
   ) {}
 
   static async open(config: Config, log: Logger, options: StartOptions = {}): Promise<ConclaveNode> {
@@ -239,15 +241,26 @@ export class ConclaveNode {
         cacheEntriesMax: config.auth.credentialCacheEntriesMax,
         ...config.auth,
       });
+      const adminPassword = new AdminPasswordKeeper({
+        db,
+        repository,
+        masterKnown: () => liveRuntime.softState().master !== null,
+        announce: options.announce ?? ((text: string) => process.stdout.write(text)),
+        log,
+        retryMs: config.cluster.writeTimeoutMs,
+      });
       const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, closing: false };
       // The cluster side starts before the HTTP API is built: a returning replica dials its peers and starts taking
       // the entries it missed while Fastify registers its routes, instead of after.
       let node: ConclaveNode | null = null;
-      runtime.onChange(() => node?.maybeBootstrapRepository());
+      runtime.onChange(() => {
+        node?.maybeBootstrapRepository();
+        adminPassword.poke();
+      });
       network.attach(runtime);
       runtime.start(network);
       app = await buildApp(context, log);
-      node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication, commandServer);
+      node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication, commandServer, adminPassword);
       // A change while the API was being built found no node to act on it.
       node.maybeBootstrapRepository();
       collector.start();
@@ -330,7 +343,7 @@ export class ConclaveNode {
     if (this.repositoryBootstrap !== null || this.repository.isBootstrapped) return;
     const soft = this.runtime.softState();
     if (soft.role !== 'master' || this.runtime.clusterState().clusterUuid === null) return;
-    this.repositoryBootstrap = bootstrap(this.repository, this.log, this.options).catch((err: unknown) => {
+    this.repositoryBootstrap = bootstrap(this.repository, this.log, this.options, this.adminPassword).catch((err: unknown) => {
       // Another master's bootstrap won, or this one lost its mastership: whoever is master next tries again.
       this.log.info({ err }, 'the repository bootstrap did not go through here');
       this.repositoryBootstrap = null;
@@ -353,6 +366,9 @@ export class ConclaveNode {
       httpAddress: published(address.port),
       ...(this.internalListener !== null ? { internalHttpAddress: published(this.internalListener.port) } : {}),
     });
+    // Only now (and before "listening" is logged): a start that failed before this point (a port in use) kept a
+    // generated admin password for the next one.
+    await this.adminPassword.onListening();
     this.log.info({ url, port: address.port, internalPort: this.internalListener?.port ?? null, appliedIndex: this.repository.appliedIndex }, 'listening');
     return url;
   }
@@ -382,6 +398,7 @@ export class ConclaveNode {
       await commandsAnswered;
       // Whatever failed above, the rest still stops: pending writes hear SHUTTING_DOWN, the database closes.
       await stopReplication(this.replication);
+      this.adminPassword.close();
       this.runtime.close();
       await this.network.stop().catch((err: unknown) => this.log.warn({ err }, 'the transport did not stop cleanly'));
       this.db.close();
@@ -407,7 +424,7 @@ async function stopReplication(replication: BlobReplication): Promise<void> {
   await replication.http.close().catch(() => undefined);
 }
 
-async function bootstrap(repository: Repository, log: Logger, options: StartOptions): Promise<void> {
+async function bootstrap(repository: Repository, log: Logger, options: StartOptions, keeper: AdminPasswordKeeper): Promise<void> {
   let password = options.adminPassword;
   if (password !== undefined && password.length < passwordLengthMin) {
     throw new ConclaveError(
@@ -417,14 +434,9 @@ async function bootstrap(repository: Repository, log: Logger, options: StartOpti
   }
   const generated = password === undefined;
   password ??= generatePassword();
-  // Shown before the commit: a crash right after it must not leave an admin whose password nobody saw.
-  if (generated) {
-    const announce = options.announce ?? ((text: string) => process.stdout.write(text));
-    announce(
-      `\n  A new repository was created. Log in as\n\n    user:     admin\n    password: ${password}\n\n` +
-        '  This password is shown only now; it is stored hashed. Change it with PUT /api/v1/users/admin.\n\n',
-    );
-  }
+  // Kept before the proposal and printed once the node listens (adminPassword.ts): neither a crash right after the
+  // commit nor a start that fails afterwards (its port in use) may leave an admin whose password nobody saw.
+  if (generated) keeper.rememberUnshown(password);
   await repository.bootstrap(await hashPassword(password));
   log.info({ appliedIndex: repository.appliedIndex }, 'created a new repository with the user admin');
 }

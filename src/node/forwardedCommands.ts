@@ -117,7 +117,7 @@ export function checkForwardedCommand(raw: unknown, authority: unknown): { comma
     case 'put':
       parsePath(c['path']);
       if (!isText(c['newId'], 128)) throw malformed('newId');
-      parseNodeType(c['nodeType']);
+      if (c['nodeType'] !== undefined) parseNodeType(c['nodeType']);
       parseProperties(c['properties']);
       break;
     case 'patch':

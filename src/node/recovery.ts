@@ -116,7 +116,7 @@ export function detachCluster(dataDir: string): void {
       db.prepare('DELETE FROM journal').run();
       db.prepare('DELETE FROM nodes').run();
       db.prepare('DELETE FROM users').run();
-      db.prepare(`DELETE FROM meta WHERE key IN ('hard_state', 'bootstrap_view', 'applied_index', 'token_key', 'token_key_id', 'snapshot')`).run();
+      db.prepare(`DELETE FROM meta WHERE key IN ('hard_state', 'bootstrap_view', 'applied_index', 'token_key', 'token_key_id', 'snapshot', 'admin_password_unshown', 'admin_password_reset')`).run();
       setMeta(db, 'detached_at', new Date().toISOString());
     })();
     // The snapshot files are the old cluster's content too (the next start removes files no snapshot names).

@@ -50,8 +50,25 @@ export class Repository {
     return this.runtime.appliedIndex;
   }
 
+  /**
+   * Whether the bootstrap entry (the root, the first admin, the token key) is applied here. Once true it stays true
+   * (the root is never deleted, and a snapshot is never installed over a later applied index), so it is read from
+   * the tables only until then: every request asks.
+   */
   get isBootstrapped(): boolean {
-    return this.content.nodeByPath(rootPath) !== undefined;
+    this.bootstrapped ||= this.content.nodeByPath(rootPath) !== undefined;
+    return this.bootstrapped;
+  }
+
+  private bootstrapped = false;
+
+  /** Refuses with NOT_READY (503, retryable) while the bootstrap entry is not applied here: no user exists yet. */
+  requireBootstrapped(): void {
+    if (this.isBootstrapped) return;
+    throw new ConclaveError(
+      'NOT_READY',
+      'This node has not applied the repository\'s first entries yet (the root and the users); retry in a moment or use another node.',
+    );
   }
 
   private time(): string {
@@ -114,8 +131,12 @@ export class Repository {
     return this.content.query(spec, take);
   }
 
-  put(path: string, nodeType: string, properties: JsonObject, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
-    return this.propose({ type: 'put', path, newId: randomUUID(), nodeType, properties, ...pre, time: this.time(), user: origin.authority.user }, origin);
+  /** `nodeType` undefined: a replace keeps the node's type, a create gets the default (decided in apply()). */
+  put(path: string, nodeType: string | undefined, properties: JsonObject, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
+    return this.propose(
+      { type: 'put', path, newId: randomUUID(), ...(nodeType === undefined ? {} : { nodeType }), properties, ...pre, time: this.time(), user: origin.authority.user },
+      origin,
+    );
   }
 
   patch(path: string, patch: JsonObject, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {

@@ -152,3 +152,21 @@ test('a query under the root lists its descendants, not the root', async () => {
   const r = await t.request({ method: 'GET', url: '/api/v1/query?under=/&type=root' });
   assert.deepEqual(r.json().items, []);
 });
+
+test('PUT without "type" keeps the type of the node it replaces; a new node gets "node"', async () => {
+  const created = await putNode('/keeps-type', { type: 'folder', properties: { a: 1 } });
+  assert.equal(created.json().type, 'folder');
+  const replaced = await putNode('/keeps-type', { properties: { b: 2 } });
+  assert.equal(replaced.statusCode, 200);
+  assert.equal(replaced.json().type, 'folder');
+  assert.deepEqual(replaced.json().properties, { b: 2 });
+  const read = await t.request({ method: 'GET', url: '/api/v1/content/keeps-type' });
+  assert.equal(read.json().type, 'folder');
+  const retyped = await putNode('/keeps-type', { type: 'page', properties: {} });
+  assert.equal(retyped.json().type, 'page');
+  const fresh = await putNode('/keeps-type-new', { properties: {} });
+  assert.equal(fresh.json().type, 'node');
+  const root = await putNode('', { properties: { title: 'Home' } });
+  assert.equal(root.statusCode, 200, root.body);
+  assert.equal(root.json().type, 'root');
+});

@@ -33,6 +33,10 @@ function refusal(command: Command): string {
 const put = (path: string, properties = {}, extra: object = {}): Command => ({
   type: 'put', path, newId: `id-${++ids}`, nodeType: 'node', properties, time, user: 'u', ...extra,
 });
+const untypedPut = (path: string, properties = {}): Command => {
+  const { nodeType: _typed, ...rest } = put(path, properties) as Extract<Command, { type: 'put' }>;
+  return rest;
+};
 const childNames = (path: string) => tables.children(tables.nodeByPath(path)!.id).map((c) => c.name);
 
 before(() => {
@@ -174,4 +178,15 @@ test('the same commands on two fresh stores give the same digest', () => {
     }
   };
   assert.equal(digestAfterReplay(), digestAfterReplay());
+});
+
+test('a put without a type keeps the type of the node it replaces, and creates with the default type', () => {
+  const folder = run(put('/typed-folder', { a: 1 }, { nodeType: 'folder' }));
+  assert.equal(folder.node!.type, 'folder');
+  const replaced = run(untypedPut('/typed-folder', { b: 2 }));
+  assert.equal(replaced.node!.type, 'folder');
+  assert.deepEqual(replaced.node!.properties, { b: 2 });
+  assert.equal(run(put('/typed-folder', {}, { nodeType: 'page' })).node!.type, 'page', 'a type given is a type set');
+  assert.equal(run(untypedPut('/untyped-new')).node!.type, 'node');
+  assert.equal(run(untypedPut('/', { title: 'root' })).node!.type, 'root', 'the root keeps its type too');
 });

@@ -188,6 +188,9 @@ describe('the check of a forwarded command (master side)', () => {
     assert.equal(check({ type: 'delete', path: '/a', recursive: true, time: put.time, user: 'admin' }), 'ok');
     assert.equal(check({ type: 'move', from: '/a', to: '/b', before: null, time: put.time, user: 'admin' }), 'ok');
     assert.equal(check({ type: 'reorder', path: '/', order: ['a', 'b'], time: put.time, user: 'admin' }), 'ok');
+    // Without a type, a replace keeps the node's type (apply() decides).
+    const { nodeType: _typed, ...untyped } = put;
+    assert.equal(check(untyped), 'ok');
     assert.equal(check({ type: 'deleteBinary', path: '/a', property: 'file', time: put.time, user: 'admin' }), 'ok');
     assert.equal(check({ type: 'putUser', name: 'bob', roles: ['editor'], createOnly: false, time: put.time }, { user: 'admin', needs: 'admin' }), 'ok');
     assert.equal(check({ type: 'deleteUser', name: 'bob', time: put.time }, { user: 'admin', needs: 'admin' }), 'ok');

@@ -12,6 +12,7 @@ import { ConclaveError } from '../../errors/catalogue.js';
 export async function authRoutes(app: FastifyInstance): Promise<void> {
   const { authenticator, tokens, repository } = app.conclave;
   app.post('/api/v1/auth/login', async (request) => {
+    repository.requireBootstrapped();
     const body = request.body;
     if (!isPlainObject(body) || typeof body['username'] !== 'string' || typeof body['password'] !== 'string') {
       throw new ConclaveError('INVALID_REQUEST', 'Send {"username": "...", "password": "..."}.');

@@ -9,9 +9,6 @@ import { header, parsePreconditions, parseTags } from '../representation.js';
 type BinaryRequest = FastifyRequest<{ Params: { '*'?: string }; Querystring: Record<string, string | string[]> }>;
 
 function propertyOf(request: BinaryRequest): string {
-  for (const key of Object.keys(request.query)) {
-    if (key !== 'property') throw new ConclaveError('INVALID_REQUEST', `Unknown query parameter "${key}": use property.`);
-  }
   return parseBinaryProperty(request.query['property']);
 }
 
@@ -72,7 +69,7 @@ export async function binaryRoutes(app: FastifyInstance): Promise<void> {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
 
-  app.put('/api/v1/binaries/*', { config: { permission: 'write' } }, async (request: BinaryRequest, reply) => {
+  app.put('/api/v1/binaries/*', { config: { permission: 'write', query: ['property'] } }, async (request: BinaryRequest, reply) => {
     const path = contentPathOf(request);
     const property = propertyOf(request);
     const pre = parsePreconditions(request.headers);
@@ -134,10 +131,10 @@ export async function binaryRoutes(app: FastifyInstance): Promise<void> {
     if (request.method === 'HEAD' || length === 0) return reply.send();
     return reply.send(repository.blobs.read(binary.sha256, range));
   };
-  app.get('/api/v1/binaries/*', { config: { permission: 'read' }, exposeHeadRoute: false }, getBinary);
-  app.head('/api/v1/binaries/*', { config: { permission: 'read' } }, getBinary);
+  app.get('/api/v1/binaries/*', { config: { permission: 'read', query: ['property'] }, exposeHeadRoute: false }, getBinary);
+  app.head('/api/v1/binaries/*', { config: { permission: 'read', query: ['property'] } }, getBinary);
 
-  app.delete('/api/v1/binaries/*', { config: { permission: 'write', forwardsCommand: true } }, async (request: BinaryRequest, reply) => {
+  app.delete('/api/v1/binaries/*', { config: { permission: 'write', forwardsCommand: true, query: ['property'] } }, async (request: BinaryRequest, reply) => {
     const path = contentPathOf(request);
     const property = propertyOf(request);
     const committed = await repository.deleteBinary(path, property, parsePreconditions(request.headers), writeOriginOf(request, 'write'));

@@ -5,7 +5,6 @@ import { parsePath } from '../../content/paths.js';
 import { decodeCursor, encodeCursor, parseLimit } from '../../content/query.js';
 import { parseChildName, parseNodeType, parseProperties } from '../../content/validate.js';
 import { isPlainObject } from '../../content/mergePatch.js';
-import { defaultNodeType } from '../../content/model.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 import type { Committed } from '../../node/clusterRuntime.js';
 import { writeOriginOf } from '../forwarding.js';
@@ -59,16 +58,13 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
   const read = { config: { permission: 'read' as const } };
   // Every write here is one command: a replica forwards the command, not the request (src/http/forwarding.ts).
   const write = { config: { permission: 'write' as const, forwardsCommand: true as const } };
+  const listing = { config: { ...read.config, query: ['children', 'limit', 'cursor'] } };
+  const recursiveWrite = { config: { ...write.config, query: ['recursive'] } };
 
   // application/merge-patch+json (RFC 7396) is parsed by the API's one JSON parser (src/http/jsonBody.ts).
 
   const getNode = async (request: WildcardRequest, reply: FastifyReply) => {
     const path = contentPathOf(request);
-    for (const key of Object.keys(request.query)) {
-      if (!['children', 'limit', 'cursor'].includes(key)) {
-        throw new ConclaveError('INVALID_REQUEST', `Unknown query parameter "${key}": use children, limit or cursor.`);
-      }
-    }
     const withChildren = isTrue(request.query['children'], 'children');
     const ifNoneMatch = header(request.headers, 'if-none-match');
     if (!withChildren) {
@@ -96,14 +92,15 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
     const prefix = `${storedNodeJson(node).slice(0, -1)},"children":{"items":`;
     return reply.type('application/json; charset=utf-8').send(body.body(prefix, `,"nextCursor":${JSON.stringify(nextCursor)}}}`));
   };
-  app.get('/api/v1/content', read, getNode);
-  app.get('/api/v1/content/*', read, getNode);
+  app.get('/api/v1/content', listing, getNode);
+  app.get('/api/v1/content/*', listing, getNode);
 
   const putNode = async (request: WildcardRequest, reply: FastifyReply) => {
     const path = contentPathOf(request);
     const body = jsonBody(request);
     only(body, ['type', 'properties']);
-    const nodeType = body['type'] === undefined ? (path === '/' ? 'root' : defaultNodeType) : parseNodeType(body['type']);
+    // Without "type", a replace keeps the node's type (apply() decides, against the node the entry meets).
+    const nodeType = body['type'] === undefined ? undefined : parseNodeType(body['type']);
     const properties = parseProperties(body['properties'] ?? {});
     const committed = await repository.put(path, nodeType, properties, parsePreconditions(request.headers), writeOriginOf(request, 'write'));
     if (committed.result.created === true) reply.header('Location', `/api/v1/content${encodePath(path)}`);
@@ -121,14 +118,14 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
   app.patch('/api/v1/content', write, patchNode);
   app.patch('/api/v1/content/*', write, patchNode);
 
-  app.delete('/api/v1/content/*', write, async (request: WildcardRequest, reply) => {
+  app.delete('/api/v1/content/*', recursiveWrite, async (request: WildcardRequest, reply) => {
     const path = contentPathOf(request);
     const recursive = isTrue(request.query['recursive'], 'recursive');
     const committed = await repository.delete(path, recursive, parsePreconditions(request.headers), writeOriginOf(request, 'write'));
     reply.header('X-Conclave-Index', committed.index);
     return { path, deletedCount: committed.result.deletedCount };
   });
-  app.delete('/api/v1/content', write, async () => {
+  app.delete('/api/v1/content', recursiveWrite, async () => {
     throw new ConclaveError('ROOT_IMMUTABLE', 'The root node cannot be deleted; delete its children instead.');
   });
 

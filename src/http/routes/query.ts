@@ -8,7 +8,7 @@ export async function queryRoutes(app: FastifyInstance): Promise<void> {
   const { repository, config } = app.conclave;
   app.get(
     '/api/v1/query',
-    { config: { permission: 'read' } },
+    { config: { permission: 'read', query: 'checkedByRoute' } },
     async (request: FastifyRequest<{ Querystring: Record<string, unknown> }>, reply) => {
       const spec = parseQuery(request.query, config.content);
       // Bounded in bytes as well as in nodes (content.pageBytesMax): a page may end early, with a cursor.
