@@ -90,7 +90,7 @@ async function runAll(options: DigestFlags, agent: Agent): Promise<number> {
   const base = normaliseUrl(options.url);
   const auth = authorizationOf(options);
   const status = (await getNodeJson(base, '/api/v1/cluster/status', auth, agent, {}, isClusterStatus, 'a Conclave cluster status')).body;
-  const members: Member[] = status.nodes.map((node) => ({ name: node.name, url: httpUrlOf(node) }));
+  const members: Member[] = status.nodes.map((node) => ({ name: node.name, url: httpUrlOf(node, base) }));
   await askAll(members, auth, agent, {});
   const indexes = new Set(members.flatMap((m) => (m.answer === undefined ? [] : [m.answer.appliedIndex])));
   if (indexes.size > 1) {

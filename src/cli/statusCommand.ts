@@ -69,7 +69,7 @@ async function runStatus(options: StatusFlags, agent: Agent): Promise<void> {
     if (master === null) {
       note(`${asked} at ${base} is not the master and no master is elected; showing ${asked}'s own view.`);
     } else {
-      const masterUrl = httpUrlOf(shown.status.nodes.find((n) => n.id === master.id));
+      const masterUrl = httpUrlOf(shown.status.nodes.find((n) => n.id === master.id), base);
       if (masterUrl === null) {
         note(`${asked} at ${base} is not the master, and the master ${master.name}'s HTTP address is not known; showing ${asked}'s own view.`);
       } else {
@@ -103,15 +103,20 @@ export function normaliseUrl(raw: string): string {
   return url.origin;
 }
 
-/** The URL of a member's HTTP API, or null when it is not known (or is a wildcard address nobody can dial). */
-export function httpUrlOf(node: NodeStatus | undefined): string | null {
+/**
+ * The URL of a member's HTTP API, or null when it is not known (or is a wildcard address nobody can dial). The
+ * scheme is the one of the URL the user gave (`base`): the cluster status names addresses, not schemes, and the
+ * members of one cluster serve their API alike (HTTPS when http.tlsCertFile is set).
+ */
+export function httpUrlOf(node: NodeStatus | undefined, base: string): string | null {
   if (node === undefined || node.httpAddress === null) return null;
+  const scheme = base.startsWith('https:') ? 'https' : 'http';
   const wildcard = /^(0\.0\.0\.0|\[::\]):/;
-  if (!wildcard.test(node.httpAddress)) return `http://${node.httpAddress}`;
+  if (!wildcard.test(node.httpAddress)) return `${scheme}://${node.httpAddress}`;
   // Listening on every interface: the transport address names a dialable host more often than not.
   const port = node.httpAddress.slice(node.httpAddress.lastIndexOf(':') + 1);
   const host = node.transportAddress.slice(0, node.transportAddress.lastIndexOf(':'));
-  return host === '' || wildcard.test(`${host}:`) ? null : `http://${host}:${port}`;
+  return host === '' || wildcard.test(`${host}:`) ? null : `${scheme}://${host}:${port}`;
 }
 
 async function fetchStatus(base: string, authorization: string | undefined, passwordGiven: boolean, agent: Agent): Promise<Fetched> {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { compare, type DigestAnswer } from '../../src/cli/digestCommand.js';
+import { httpUrlOf } from '../../src/cli/statusCommand.js';
 
 const answer = (node: string, appliedIndex: number, digest: string): { name: string; answer: DigestAnswer } => ({
   name: node,
@@ -25,4 +26,12 @@ test('conclave digest --all: agreement, disagreement at one index, and what cann
   const down = compare([answer('a', 7, 'x'), { name: 'b', failure: 'cannot connect' }]);
   assert.equal(down.code, 2);
   assert.match(down.text, /b \(cannot connect\)/);
+});
+
+test('conclave status and digest --all dial members with the scheme of the URL they were given', () => {
+  const member = { httpAddress: '10.0.0.5:7400', transportAddress: '10.0.0.5:7500' } as Parameters<typeof httpUrlOf>[0];
+  assert.equal(httpUrlOf(member, 'https://10.0.0.4:7400'), 'https://10.0.0.5:7400');
+  assert.equal(httpUrlOf(member, 'http://10.0.0.4:7400'), 'http://10.0.0.5:7400');
+  const wildcard = { httpAddress: '0.0.0.0:7400', transportAddress: '10.0.0.5:7500' } as Parameters<typeof httpUrlOf>[0];
+  assert.equal(httpUrlOf(wildcard, 'https://10.0.0.4:7400'), 'https://10.0.0.5:7400');
 });
