@@ -54,7 +54,7 @@ export interface CoreOptions {
   readonly canBeMaster: boolean;
   readonly random: Random;
   /** Test-only: breaks one rule on purpose, so the simulator can prove it would notice. Never set in production. */
-  readonly injectedBug?: 'quorumIsHalf' | 'voteForStaleCandidate' | 'commitBeforeQuorum' | 'skippedTicksStopTheClock';
+  readonly injectedBug?: 'quorumIsHalf' | 'voteForStaleCandidate' | 'commitBeforeQuorum' | 'skippedTicksStopTheClock' | 'stickyOnlyAboveOwnTerm';
 }
 
 export interface RestoredState {
@@ -889,7 +889,13 @@ export class CoordinationCore {
   }
 
   private onVoteRequest(m: VoteRequest): void {
-    const canVote = this.votedFor === null || this.votedFor === m.from;
+    // lease.ts point 1, whatever moved us into the candidate's term: a delayed refusal or answer carrying it (we
+    // may have heard from the old master a tick ago), stepping down as master, a restart with the term persisted
+    // and no vote. step() only keeps a request of a higher term from moving us there; once there, the request of
+    // that term arrives as a current one. Granting it elected a master while the old one still held its lease
+    // (issue 13, item 2).
+    const sticky = this.ticksSinceMasterContact < this.options.electionTimeoutTicks && this.options.injectedBug !== 'stickyOnlyAboveOwnTerm';
+    const canVote = !sticky && (this.votedFor === null || this.votedFor === m.from);
     const granted = canVote && this.isUpToDate(m.lastIndex, m.lastTerm);
     if (granted) {
       this.votedFor = m.from;
