@@ -1,5 +1,5 @@
 import type { ClusterChange } from '../../src/core/clusterState.js';
-import { bridgePartition, oneWayPartition, symmetricPartition, type Partition } from './simNetwork.js';
+import { bridgePartition, linksBetween, oneWayPartition, symmetricPartition, type Partition, type Straggling } from './simNetwork.js';
 import type { CrashPoint } from './simNode.js';
 import type { SimCluster } from './simCluster.js';
 import type { SimRandom } from './simRandom.js';
@@ -7,9 +7,15 @@ import type { SimRandom } from './simRandom.js';
 /**
  * The fault injector of the safety phase: at random intervals it crashes a node (between steps, or in the middle
  * of handling a Ready) and restarts it later, pauses and resumes a node, cuts the network (symmetric, one-way,
- * bridged, or the master alone) and heals it, raises the drop and duplicate rates for a while, and plays an
- * operator who changes the cluster state (voting exclusions, settings, removals). `healEverything` ends it all
- * for the liveness phase.
+ * bridged, or the master alone) and heals it, raises the drop and duplicate rates for a while, holds back messages
+ * on some links for several election timeouts (stragglers: they arrive after terms have moved on), pauses the
+ * master for about as long as its lease (so that it resumes on either side of the lease's end, its followers
+ * possibly campaigning), and plays an operator who changes the cluster state (voting exclusions, settings,
+ * removals). `healEverything` ends it all for the liveness phase.
+ *
+ * Stragglers and lease-length pauses together draw schedules like issue 13's item 2 — a delayed refusal moving a
+ * voter into a candidate's term, the candidate's delayed vote request arriving just after the voter heard from the
+ * old master — which latency alone never does; the mutation check stickyOnlyAboveOwnTerm is caught through them.
  */
 export interface FaultOptions {
   /** Time between two faults, uniform in [min, max] units. */
@@ -20,11 +26,11 @@ export interface FaultOptions {
   readonly durationUnitsMax: number;
 }
 
-type FaultKind = 'crash' | 'pause' | 'partition' | 'lossy' | 'operator';
+type FaultKind = 'crash' | 'pause' | 'leasePause' | 'partition' | 'lossy' | 'straggle' | 'operator';
 
 export class FaultInjector {
   private active = false;
-  readonly counts: Record<FaultKind, number> = { crash: 0, pause: 0, partition: 0, lossy: 0, operator: 0 };
+  readonly counts: Record<FaultKind, number> = { crash: 0, pause: 0, leasePause: 0, partition: 0, lossy: 0, straggle: 0, operator: 0 };
 
   constructor(
     private readonly cluster: SimCluster,
@@ -47,6 +53,7 @@ export class FaultInjector {
     const { cluster } = this;
     cluster.trace('heal everything');
     cluster.heal();
+    cluster.straggle(null);
     cluster.network.setDropRate(0);
     cluster.network.setDuplicateRate(0);
     for (const node of cluster.nodes) {
@@ -85,8 +92,10 @@ export class FaultInjector {
     const kind = this.random.weighted<FaultKind>([
       [mayTakeDown ? 3 : 0, 'crash'],
       [mayTakeDown ? 2 : 0, 'pause'],
+      [mayTakeDown && this.cluster.master() !== null ? 2 : 0, 'leasePause'],
       [3, 'partition'],
       [1, 'lossy'],
+      [2, 'straggle'],
       [1, 'operator'],
     ]);
     this.counts[kind]++;
@@ -95,6 +104,10 @@ export class FaultInjector {
         return this.crash();
       case 'pause':
         return this.pause();
+      case 'leasePause':
+        return this.leasePause();
+      case 'straggle':
+        return this.straggle();
       case 'partition':
         return this.partition();
       case 'lossy':
@@ -138,6 +151,67 @@ export class FaultInjector {
     this.cluster.trace(`fault: pause ${node.id}`);
     node.pause();
     this.later(() => node.resume());
+  }
+
+  /**
+   * Pauses the master for half an election timeout to three: it resumes before, around or after its lease ran out,
+   * while its followers may have campaigned meanwhile (their timeouts lie between one and two election timeouts).
+   */
+  private leasePause(): void {
+    const master = this.cluster.master();
+    if (master === null || master.status !== 'running') return;
+    const e = this.cluster.electionTimeoutUnits;
+    const duration = this.random.between(e, Math.floor(2.5 * e));
+    this.cluster.trace(`fault: pause master ${master.id} for ${duration} units`);
+    master.pause();
+    // Half the time, what the others say to each other meanwhile straggles too, and still arrives after the master
+    // resumed: vote requests and refusals of the election they hold then reach nodes that heard from it since.
+    let straggling: Straggling | null = null;
+    if (this.random.chance(0.5)) {
+      const ids = this.cluster.nodes.map((n) => n.id);
+      const probability = this.random.pick([0.3, 0.6]);
+      straggling = {
+        description: `everywhere while ${master.id} is paused, ${probability} held back 0.2-1.5 election timeouts`,
+        links: linksBetween(ids, ids),
+        probability,
+        delayUnitsMin: Math.floor(e / 5),
+        delayUnitsMax: Math.floor(1.5 * e),
+      };
+      this.cluster.straggle(straggling);
+    }
+    this.cluster.scheduler.after(duration, () => {
+      if (!this.active) return;
+      if (master.status === 'paused') {
+        this.cluster.trace(`fault over: resume ${master.id}`);
+        master.resume();
+      }
+      if (straggling !== null && this.cluster.network.straggling === straggling) this.cluster.straggle(null);
+    });
+  }
+
+  /**
+   * Stragglers (see SimNetwork): for a while, messages out of one node, into one node, between two nodes or on
+   * every link are held back, each with some probability, for one to four election timeouts.
+   */
+  private straggle(): void {
+    const ids = this.cluster.nodes.map((n) => n.id);
+    const [a, b] = this.random.shuffled(ids) as [string, string];
+    const shape = this.random.weighted<'from' | 'to' | 'pair' | 'all'>([
+      [2, 'from'],
+      [2, 'to'],
+      [3, 'pair'],
+      [1, 'all'],
+    ]);
+    const links =
+      shape === 'from' ? linksBetween([a], ids) : shape === 'to' ? linksBetween(ids, [a]) : shape === 'pair' ? linksBetween([a, b], [a, b]) : linksBetween(ids, ids);
+    const e = this.cluster.electionTimeoutUnits;
+    const probability = this.random.pick([0.2, 0.5, 0.9]);
+    const description = `${shape === 'from' ? `out of ${a}` : shape === 'to' ? `into ${a}` : shape === 'pair' ? `between ${a} and ${b}` : 'everywhere'}, ${probability} held back 1-4 election timeouts`;
+    const straggling: Straggling = { description, links, probability, delayUnitsMin: e, delayUnitsMax: 4 * e };
+    this.cluster.straggle(straggling);
+    this.later(() => {
+      if (this.cluster.network.straggling === straggling) this.cluster.straggle(null);
+    });
   }
 
   private partition(): void {
