@@ -33,7 +33,10 @@ export interface Partition {
   readonly blocked: ReadonlySet<string>;
 }
 
-/** Messages on `links` are held back with `probability`, each for a delay uniform in [min, max] units. */
+/**
+ * Messages on `links` are held back with `probability`, each for a delay uniform in [min, max] units — counted from
+ * `releaseAt` when given (a route that comes back at that time and delivers its backlog in any order).
+ */
 export interface Straggling {
   readonly description: string;
   /** Directed links, as "from>to". */
@@ -41,6 +44,7 @@ export interface Straggling {
   readonly probability: number;
   readonly delayUnitsMin: number;
   readonly delayUnitsMax: number;
+  readonly releaseAt?: number;
 }
 
 export interface NetworkStats {
@@ -58,6 +62,9 @@ export class SimNetwork {
   private duplicateRate: number;
   private partitionInForce: Partition | null = null;
   private stragglingInForce: Straggling | null = null;
+  /** Messages matching one of these are kept in `held` until release() (transcripts replay a schedule with them). */
+  private readonly holds: Array<(m: Message) => boolean> = [];
+  readonly held: Message[] = [];
   readonly stats: NetworkStats = { sent: 0, straggled: 0, delivered: 0, dropped: 0, duplicated: 0, blocked: 0 };
 
   constructor(
@@ -71,8 +78,37 @@ export class SimNetwork {
     this.duplicateRate = options.duplicateRate;
   }
 
+  /** Keeps every later message that `matches` until release(). */
+  hold(matches: (m: Message) => boolean): void {
+    this.holds.push(matches);
+  }
+
+  /** Delivers the held messages `matches` picks, oldest first (a partition still blocks them); returns them. */
+  release(matches: (m: Message) => boolean): Message[] {
+    const chosen = this.held.filter(matches);
+    for (const m of chosen) this.held.splice(this.held.indexOf(m), 1);
+    for (const m of chosen) {
+      if (!this.canReach(m.from, m.to)) {
+        this.stats.blocked++;
+        continue;
+      }
+      this.stats.delivered++;
+      this.deliver(m);
+    }
+    return chosen;
+  }
+
+  /** Ends every hold; what they kept stays held until released. */
+  endHolds(): void {
+    this.holds.length = 0;
+  }
+
   send(message: Message): void {
     this.stats.sent++;
+    if (this.holds.some((matches) => matches(message))) {
+      this.held.push(message);
+      return;
+    }
     if (!this.canReach(message.from, message.to)) {
       this.stats.blocked++;
       return;
@@ -140,7 +176,8 @@ export class SimNetwork {
     const straggling = this.stragglingInForce;
     if (straggling !== null && straggling.links.has(link(message.from, message.to)) && this.random.chance(straggling.probability)) {
       this.stats.straggled++;
-      latency += this.random.between(straggling.delayUnitsMin, straggling.delayUnitsMax);
+      const held = Math.max(0, (straggling.releaseAt ?? this.scheduler.now) - this.scheduler.now);
+      latency += held + this.random.between(straggling.delayUnitsMin, straggling.delayUnitsMax);
     }
     this.scheduler.after(latency, () => {
       if (!this.canReach(message.from, message.to)) {
