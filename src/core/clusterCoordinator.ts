@@ -73,12 +73,13 @@ export const coordinatorBugs: readonly CoordinatorBug[] = [
   'voteForStaleCandidate',
   'commitBeforeQuorum',
   'skippedTicksStopTheClock',
+  'stickyOnlyAboveOwnTerm',
   'ignoreVotingExclusions',
   'acknowledgeBeforeInSyncApplied',
 ];
 
 /** The injectable bugs that live in the core (the others are the coordinator's own). */
-const coreBugs: readonly CoordinatorBug[] = ['quorumIsHalf', 'voteForStaleCandidate', 'commitBeforeQuorum', 'skippedTicksStopTheClock'];
+const coreBugs: readonly CoordinatorBug[] = ['quorumIsHalf', 'voteForStaleCandidate', 'commitBeforeQuorum', 'skippedTicksStopTheClock', 'stickyOnlyAboveOwnTerm'];
 function isCoreBug(bug: CoordinatorBug | undefined): bug is NonNullable<CoreOptions['injectedBug']> {
   return bug !== undefined && coreBugs.includes(bug);
 }

@@ -54,7 +54,7 @@ export interface CoreOptions {
   readonly canBeMaster: boolean;
   readonly random: Random;
   /** Test-only: breaks one rule on purpose, so the simulator can prove it would notice. Never set in production. */
-  readonly injectedBug?: 'quorumIsHalf' | 'voteForStaleCandidate' | 'commitBeforeQuorum' | 'skippedTicksStopTheClock';
+  readonly injectedBug?: 'quorumIsHalf' | 'voteForStaleCandidate' | 'commitBeforeQuorum' | 'skippedTicksStopTheClock' | 'stickyOnlyAboveOwnTerm';
 }
 
 export interface RestoredState {
@@ -889,7 +889,13 @@ export class CoordinationCore {
   }
 
   private onVoteRequest(m: VoteRequest): void {
-    const canVote = this.votedFor === null || this.votedFor === m.from;
+    // lease.ts point 1, whatever moved us into the candidate's term: a delayed refusal or answer carrying it (we
+    // may have heard from the old master a tick ago), stepping down as master, a restart with the term persisted
+    // and no vote. step() only keeps a request of a higher term from moving us there; once there, the request of
+    // that term arrives as a current one. Granting it elected a master while the old one still held its lease
+    // (issue 13, item 2).
+    const sticky = this.ticksSinceMasterContact < this.options.electionTimeoutTicks && this.options.injectedBug !== 'stickyOnlyAboveOwnTerm';
+    const canVote = !sticky && (this.votedFor === null || this.votedFor === m.from);
     const granted = canVote && this.isUpToDate(m.lastIndex, m.lastTerm);
     if (granted) {
       this.votedFor = m.from;
@@ -1078,6 +1084,13 @@ export class CoordinationCore {
 
   private sendAppendResponse(to: string, success: boolean, matchIndex: number, lastIndex: number): void {
     if (success && to === this.master && this.contactTerm === this.term) this.lastAckedMatchIndex = Math.max(this.lastAckedMatchIndex, matchIndex);
+    // The echo speaks of the master of contactTerm, and the answer carries our current term: once the term has moved
+    // on, echoing it would hand the master of the current term another master's numbering. A refusal of a delayed
+    // append from an earlier term did exactly that (simulator seed 418 with the stragglers of issue 13): the master
+    // of term 5, restarted since it was master of term 3, took the echoed send tick 251 of its earlier incarnation
+    // for one of its own (its clock at 47) and held a lease long after a new master was elected; a read index could
+    // be confirmed by such an echo too.
+    const echo = this.contactTerm === this.term;
     this.send({
       type: 'appendResponse',
       to,
@@ -1086,9 +1099,9 @@ export class CoordinationCore {
       matchIndex,
       lastIndex,
       appliedIndex: this.appliedIndex,
-      echoSeq: this.lastAppendSeq,
-      echoSentTick: this.lastAppendSentTick,
-      recvTick: this.lastAppendRecvTick,
+      echoSeq: echo ? this.lastAppendSeq : 0,
+      echoSentTick: echo ? this.lastAppendSentTick : 0,
+      recvTick: echo ? this.lastAppendRecvTick : 0,
       epoch: this.clockEpoch,
     });
   }

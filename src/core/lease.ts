@@ -13,9 +13,16 @@
  * 1. Voters are sticky. A node that receives an append from a master at real time r (ticksSinceMasterContact is
  *    reset to 0) neither grants a vote or pre-vote nor campaigns until that counter reaches E
  *    (electionTimeoutTicks), which is no sooner than r + (E - 1)·τmin. A node counts as just contacted when it
- *    boots, so a crash cannot shorten this.
+ *    boots, so a crash cannot shorten this, and so does a master when it steps down. The rule holds in every term:
+ *    a vote request of a term above ours is ignored while sticky, and one of our current term is refused — the node
+ *    may have been moved into the candidate's term by something else since it last heard from the master (a
+ *    delayed refusal or answer carrying that term, stepping down, a restart with the term persisted and no vote).
+ *    Checking only the first case let a new master be elected while the old one held its lease (issue 13).
  *
- * 2. The master lease. Every append carries the master's tick `sentTick`; acknowledgements echo it. Let s be the
+ * 2. The master lease. Every append carries the master's tick `sentTick`; acknowledgements echo it — only those
+ *    answered in the term of the append they echo: an answer sent in a later term (refusing a delayed append of an
+ *    earlier one) echoes nothing, since the master of that later term would take another master's ticks, or its own
+ *    from before a restart, for its own. Let s be the
  *    largest tick such that a quorum of voters (of each configuration in force) acknowledged an append sent at or
  *    after s (the master counts itself at its current tick). Each of those voters received it at real time ≥ T(s),
  *    so by (1) none of them votes before T(s) + (E - 1)·τmin, and any new master's quorum shares a voter with this
@@ -28,7 +35,7 @@
  *    of the grant. The follower holds the lease while its tick is below recvTick + d: in real time that ends by
  *    (receipt of the append) + d·τmax ≤ (master's receipt of the ack) + d·τmax < T(a + 1) + (M - a - 1)·τmin ≤
  *    T(M). So a follower lease never outlives the master lease it derives from, and by (2) it has ended before any
- *    other master exists. The master remembers M per grant (`leaseGrantedUntil`).
+ *    other master exists. The master remembers M per grant (the `until` of its LeaseGrantRecord).
  *
  * 4. Acknowledgement. The master acknowledges a write only once it is applied by every in-sync member AND by every
  *    member whose lease may still run (its tick below the recorded M). It grants leases only to in-sync members
@@ -40,11 +47,6 @@
  * Nodes that are removed from the in-sync set stop getting grants; their last one runs out by its recorded M, and
  * the master waits for that before it acknowledges anything they have not applied.
  */
-
-/** The longest real span of `ticks` on one clock, counted in ticks of the slowest clock: ceil(ticks·ρ). */
-export function stretchTicks(ticks: number, clockDriftPercent: number): number {
-  return Math.ceil((ticks * (100 + clockDriftPercent)) / (100 - clockDriftPercent));
-}
 
 /** The most ticks of the fastest clock that surely fit in `ticks` of the slowest one: floor(ticks / ρ). */
 export function shrinkTicks(ticks: number, clockDriftPercent: number): number {

@@ -78,9 +78,24 @@ export class Driver {
   readonly applyBlocked = new Set<string>();
   /** What the held nodes sent or were sent, in order. */
   readonly heldBack: Message[] = [];
+  /**
+   * Nodes that are paused (a stopped process): not ticked, and what they are sent waits in heldBack until resume();
+   * they send nothing meanwhile.
+   */
+  readonly paused = new Set<string>();
+  /**
+   * Messages this picks are kept back one by one in `stashed` (a slow or blackholed route for just those), until
+   * deliverStashed() hands them over, in whatever order the test chooses: how a schedule of delayed messages is
+   * replayed exactly.
+   */
+  stashIf: ((m: Message) => boolean) | null = null;
+  readonly stashed: Message[] = [];
   /** Every message handed to a core, in order. */
   readonly delivered: Message[] = [];
   private seed = 0;
+  /** Driver ticks so far, and the tick each paused node stopped at. */
+  private ticks = 0;
+  private readonly pausedAt = new Map<string, number>();
 
   constructor(ids: readonly string[], private readonly overrides: Partial<CoreOptions> = {}) {
     for (const id of ids) {
@@ -111,7 +126,11 @@ export class Driver {
       const message = this.queue.shift();
       if (message === undefined) return;
       if (this.down.has(message.to) || this.down.has(message.from)) continue;
-      if (this.held.has(message.to) || this.held.has(message.from)) {
+      if (this.stashIf !== null && this.stashIf(message)) {
+        this.stashed.push(message);
+        continue;
+      }
+      if (this.held.has(message.to) || this.held.has(message.from) || this.paused.has(message.to)) {
         this.heldBack.push(message);
         continue;
       }
@@ -128,9 +147,44 @@ export class Driver {
     this.settle();
   }
 
+  /** Delivers the stashed messages `pick` selects (oldest first), past stashIf, then settles. */
+  deliverStashed(pick: (m: Message) => boolean): Message[] {
+    const chosen = this.stashed.filter(pick);
+    assert.ok(chosen.length > 0, 'no stashed message matches');
+    for (const m of chosen) this.stashed.splice(this.stashed.indexOf(m), 1);
+    for (const m of chosen) {
+      if (this.down.has(m.to)) continue;
+      this.delivered.push(m);
+      this.node(m.to).core.step(m);
+      this.settle();
+    }
+    return chosen;
+  }
+
+  /** Pauses a node (see `paused`); its clock is counted from here for resume(). */
+  pause(id: string): void {
+    this.paused.add(id);
+    this.pausedAt.set(id, this.ticks);
+  }
+
+  /**
+   * Resumes a paused node as the runtime would (ClusterCoordinator.catchUp): the ticks it missed are skipped (its
+   * clock moves on, no timeout counts them), then what it was sent meanwhile is delivered, in order.
+   */
+  resume(id: string): void {
+    this.paused.delete(id);
+    const missed = this.ticks - (this.pausedAt.get(id) ?? this.ticks);
+    this.node(id).core.skipTicks(missed);
+    const kept = this.heldBack.filter((m) => m.to === id);
+    for (const m of kept) this.heldBack.splice(this.heldBack.indexOf(m), 1);
+    this.queue.unshift(...kept);
+    this.settle();
+  }
+
   tick(times = 1): void {
     for (let t = 0; t < times; t++) {
-      for (const n of this.nodes.values()) if (!this.down.has(n.id)) n.core.tick();
+      this.ticks++;
+      for (const n of this.nodes.values()) if (!this.down.has(n.id) && !this.paused.has(n.id)) n.core.tick();
       this.settle();
     }
   }

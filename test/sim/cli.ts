@@ -4,7 +4,7 @@
  *   --seed S         run one seed and print its parameters, statistics and (with --trace, or on failure) its trace
  *   --seeds N        run N seeds: --from F, F+1, … (default F: derived from the wall clock, and printed)
  *   --from F         the first seed of --seeds
- *   --bug NAME       build every node with an injected bug (quorumIsHalf, voteForStaleCandidate, commitBeforeQuorum, skippedTicksStopTheClock, ignoreVotingExclusions,
+ *   --bug NAME       build every node with an injected bug (quorumIsHalf, voteForStaleCandidate, commitBeforeQuorum, skippedTicksStopTheClock, stickyOnlyAboveOwnTerm, ignoreVotingExclusions,
  *                  acknowledgeBeforeInSyncApplied)
  *   --workers K      worker threads for --seeds (default: the machine's available parallelism)
  *   --max-failures M stop after M failing seeds (default 10)

@@ -1,5 +1,5 @@
 import type { ClusterChange } from '../../src/core/clusterState.js';
-import { bridgePartition, oneWayPartition, symmetricPartition, type Partition } from './simNetwork.js';
+import { bridgePartition, linksBetween, oneWayPartition, symmetricPartition, type Partition, type Straggling } from './simNetwork.js';
 import type { CrashPoint } from './simNode.js';
 import type { SimCluster } from './simCluster.js';
 import type { SimRandom } from './simRandom.js';
@@ -7,9 +7,15 @@ import type { SimRandom } from './simRandom.js';
 /**
  * The fault injector of the safety phase: at random intervals it crashes a node (between steps, or in the middle
  * of handling a Ready) and restarts it later, pauses and resumes a node, cuts the network (symmetric, one-way,
- * bridged, or the master alone) and heals it, raises the drop and duplicate rates for a while, and plays an
- * operator who changes the cluster state (voting exclusions, settings, removals). `healEverything` ends it all
- * for the liveness phase.
+ * bridged, or the master alone) and heals it, raises the drop and duplicate rates for a while, holds back messages
+ * on some links for several election timeouts (stragglers: they arrive after terms have moved on), pauses the
+ * master for about as long as its lease (so that it resumes on either side of the lease's end, its followers
+ * possibly campaigning), and plays an operator who changes the cluster state (voting exclusions, settings,
+ * removals). `healEverything` ends it all for the liveness phase.
+ *
+ * Stragglers and lease-length pauses together draw schedules like issue 13's item 2 — a delayed refusal moving a
+ * voter into a candidate's term, the candidate's delayed vote request arriving just after the voter heard from the
+ * old master — which latency alone never does; the mutation check stickyOnlyAboveOwnTerm is caught through them.
  */
 export interface FaultOptions {
   /** Time between two faults, uniform in [min, max] units. */
@@ -20,11 +26,13 @@ export interface FaultOptions {
   readonly durationUnitsMax: number;
 }
 
-type FaultKind = 'crash' | 'pause' | 'partition' | 'lossy' | 'operator';
+type FaultKind = 'crash' | 'pause' | 'leasePause' | 'partition' | 'lossy' | 'straggle' | 'operator';
 
 export class FaultInjector {
   private active = false;
-  readonly counts: Record<FaultKind, number> = { crash: 0, pause: 0, partition: 0, lossy: 0, operator: 0 };
+  /** No new fault before this time (see leasePause). */
+  private quietUntil = 0;
+  readonly counts: Record<FaultKind, number> = { crash: 0, pause: 0, leasePause: 0, partition: 0, lossy: 0, straggle: 0, operator: 0 };
 
   constructor(
     private readonly cluster: SimCluster,
@@ -47,6 +55,7 @@ export class FaultInjector {
     const { cluster } = this;
     cluster.trace('heal everything');
     cluster.heal();
+    cluster.straggle(null);
     cluster.network.setDropRate(0);
     cluster.network.setDuplicateRate(0);
     for (const node of cluster.nodes) {
@@ -77,6 +86,8 @@ export class FaultInjector {
   }
 
   private inject(): void {
+    // A lease-length pause plays out on its own: a crash or a partition meanwhile would spoil the schedule it draws.
+    if (this.cluster.now < this.quietUntil) return;
     const { cluster } = this;
     const nodes = cluster.nodes;
     const down = nodes.filter((n) => n.status !== 'running').length;
@@ -85,8 +96,10 @@ export class FaultInjector {
     const kind = this.random.weighted<FaultKind>([
       [mayTakeDown ? 3 : 0, 'crash'],
       [mayTakeDown ? 2 : 0, 'pause'],
+      [mayTakeDown && this.cluster.master() !== null ? 4 : 0, 'leasePause'],
       [3, 'partition'],
       [1, 'lossy'],
+      [2, 'straggle'],
       [1, 'operator'],
     ]);
     this.counts[kind]++;
@@ -95,6 +108,10 @@ export class FaultInjector {
         return this.crash();
       case 'pause':
         return this.pause();
+      case 'leasePause':
+        return this.leasePause();
+      case 'straggle':
+        return this.straggle();
       case 'partition':
         return this.partition();
       case 'lossy':
@@ -138,6 +155,72 @@ export class FaultInjector {
     this.cluster.trace(`fault: pause ${node.id}`);
     node.pause();
     this.later(() => node.resume());
+  }
+
+  /**
+   * Pauses the master for half an election timeout to three: it resumes before, around or after its lease ran out,
+   * while its followers may have campaigned meanwhile (their timeouts lie between one and two election timeouts).
+   */
+  private leasePause(): void {
+    const master = this.cluster.master();
+    if (master === null || master.status !== 'running') return;
+    // Others must be able to elect a master without it: three voters or more, all running.
+    const voters = master.core!.softState().configuration.current;
+    if (voters.size < 3 || this.cluster.nodes.some((n) => n.status !== 'running')) return;
+    const e = this.cluster.electionTimeoutUnits;
+    const duration = this.random.between(e, Math.floor(2.5 * e));
+    this.quietUntil = this.cluster.now + duration + 2 * e;
+    this.cluster.trace(`fault: pause master ${master.id} for ${duration} units`);
+    master.pause();
+    // Meanwhile, what the others say to each other straggles: each message, with even odds, is held back between a
+    // fifth of an election timeout and one and a half. The election they hold (pre-votes, vote requests, the
+    // refusals carrying the new term) then reaches some nodes after they heard from the resumed master, in any
+    // order: the schedule of issue 13, item 2.
+    const ids = this.cluster.nodes.map((n) => n.id);
+    const straggling: Straggling = {
+      description: `everywhere while ${master.id} is paused, 0.5 held back 0.2-1.5 election timeouts`,
+      links: linksBetween(ids, ids),
+      probability: 0.5,
+      delayUnitsMin: Math.floor(e / 5),
+      delayUnitsMax: Math.floor(1.5 * e),
+    };
+    this.cluster.straggle(straggling);
+    this.cluster.scheduler.after(duration, () => {
+      if (!this.active) return;
+      if (master.status === 'paused') {
+        this.cluster.trace(`fault over: resume ${master.id}`);
+        master.resume();
+      }
+    });
+    // It goes on for an election timeout after the resume, so that the master too may hear of the new term late.
+    this.cluster.scheduler.after(duration + e, () => {
+      if (this.active && this.cluster.network.straggling === straggling) this.cluster.straggle(null);
+    });
+  }
+
+  /**
+   * Stragglers (see SimNetwork): for a while, messages out of one node, into one node, between two nodes or on
+   * every link are held back, each with some probability, for one to four election timeouts.
+   */
+  private straggle(): void {
+    const ids = this.cluster.nodes.map((n) => n.id);
+    const [a, b] = this.random.shuffled(ids) as [string, string];
+    const shape = this.random.weighted<'from' | 'to' | 'pair' | 'all'>([
+      [2, 'from'],
+      [2, 'to'],
+      [3, 'pair'],
+      [1, 'all'],
+    ]);
+    const links =
+      shape === 'from' ? linksBetween([a], ids) : shape === 'to' ? linksBetween(ids, [a]) : shape === 'pair' ? linksBetween([a, b], [a, b]) : linksBetween(ids, ids);
+    const e = this.cluster.electionTimeoutUnits;
+    const probability = this.random.pick([0.2, 0.5, 0.9]);
+    const description = `${shape === 'from' ? `out of ${a}` : shape === 'to' ? `into ${a}` : shape === 'pair' ? `between ${a} and ${b}` : 'everywhere'}, ${probability} held back 1-4 election timeouts`;
+    const straggling: Straggling = { description, links, probability, delayUnitsMin: e, delayUnitsMax: 4 * e };
+    this.cluster.straggle(straggling);
+    this.later(() => {
+      if (this.cluster.network.straggling === straggling) this.cluster.straggle(null);
+    });
   }
 
   private partition(): void {

@@ -27,7 +27,10 @@ import type { PersistOutcome } from './simStorage.js';
  *   the master that made it kept unless excluded; only master-eligible nodes ever ask for votes;
  * - every node's cluster state is the one the committed journal gives at its version (replayed here);
  * - snapshots hold committed state: a snapshot's term is the committed entry's, and an installed snapshot's
- *   contents are what every replica had at its index.
+ *   contents are what every replica had at its index;
+ * - read leases (lease.ts): a running node that holds one has applied every write any master acknowledged so far —
+ *   checked after every event, so a stale lease is caught whether or not a client's sequential read happens to
+ *   reach that node in the window (the workload checks the reads themselves too).
  */
 export class SimulationViolation extends Error {
   constructor(message: string) {
@@ -74,6 +77,11 @@ export class InvariantChecker {
   private replayedClusterState: ClusterState = emptyClusterState;
   private readonly clusterStateAtVersion: string[] = [JSON.stringify(emptyClusterState)];
   private readonly checkedClusterStates = new WeakSet<ClusterState>();
+  /** The highest index acknowledged to a client so far, by which node and when (for the lease check). */
+  private acknowledgedMax = 0;
+  private acknowledgedBy = '';
+  /** The highest term in which a master was seen (elected, or sending appends). */
+  private masterTermMax = 0;
   /** Elections checked, for statistics. */
   elections = 0;
   /** Configuration changes checked against the rules, for statistics. */
@@ -191,10 +199,49 @@ export class InvariantChecker {
   }
 
   /** After every simulator event. */
+  onAcknowledged(node: SimNode, index: number): void {
+    if (index <= this.acknowledgedMax) return;
+    this.acknowledgedMax = index;
+    this.acknowledgedBy = node.id;
+  }
+
   afterEvent(nodes: readonly SimNode[]): void {
+    this.checkNodes(nodes);
+    this.checkLeases(nodes);
+  }
+
+  /**
+   * lease.ts, in two checks on every running node that holds a read lease (a paused node's clock has not caught up
+   * yet, and it serves nothing before it has: SimNode.resume): no master of a later term has been elected (points 2
+   * and 3: a lease ends before another master exists), and it has applied every acknowledged write (point 4).
+   */
+  private checkLeases(nodes: readonly SimNode[]): void {
+    for (const node of nodes) {
+      if (node.status !== 'running') continue;
+      const soft = node.core!.softState();
+      const applied = node.storage.stateMachine.appliedIndex;
+      if (soft.term >= this.masterTermMax && applied >= this.acknowledgedMax) continue;
+      if (!node.coordinator!.hasReadLease()) continue;
+      if (soft.term < this.masterTermMax) {
+        this.fail(
+          `${node.id} (${soft.role} in term ${soft.term}) holds a read lease, but ${this.masterOfTerm.get(this.masterTermMax)} was elected master in term ${this.masterTermMax}: ` +
+            `a lease must end before another master exists (lease.ts)`,
+        );
+      }
+      if (applied < this.acknowledgedMax) {
+        this.fail(
+          `${node.id} (${soft.role} in term ${soft.term}) holds a read lease at applied index ${applied}, but ${this.acknowledgedBy} acknowledged ` +
+            `the write at index ${this.acknowledgedMax}: a sequential read there would miss it (lease.ts)`,
+        );
+      }
+    }
+  }
+
+  private checkNodes(nodes: readonly SimNode[]): void {
     for (const node of nodes) {
       const core = node.core;
       if (core === null) continue;
+
       const soft = core.softState();
       if (soft.commitIndex > node.storage.lastIndex) {
         this.fail(`${node.id} has commit index ${soft.commitIndex} beyond its durable journal (${node.storage.lastIndex})`);
@@ -255,6 +302,7 @@ export class InvariantChecker {
     const known = this.masterOfTerm.get(term);
     if (known === undefined) this.masterOfTerm.set(term, id);
     else if (known !== id) this.fail(`two masters in term ${term}: ${known} and ${id} (${id} ${how})`);
+    this.masterTermMax = Math.max(this.masterTermMax, term);
   }
 
   private checkCommitted(node: SimNode, index: number, entry: Entry, observedTerm?: number): void {

@@ -5,7 +5,7 @@ import type { CoordinatorBug } from '../../src/core/clusterCoordinator.js';
 import { reconfigure } from '../../src/core/votingConfiguration.js';
 import { InvariantChecker } from './invariants.js';
 import type { KvCommand } from './kvStateMachine.js';
-import { SimNetwork, type NetworkOptions, type Partition } from './simNetwork.js';
+import { SimNetwork, type NetworkOptions, type Partition, type Straggling } from './simNetwork.js';
 import { SimNode, type ClientReply, type CoordinatorTuning, type CoreTuning } from './simNode.js';
 import type { SimRandom } from './simRandom.js';
 import { SimScheduler } from './simScheduler.js';
@@ -212,6 +212,17 @@ export class SimCluster {
   heal(): void {
     if (this.network.partition !== null) this.trace('heal the network');
     this.network.heal();
+  }
+
+  /** Holds back messages on some links for a while (see SimNetwork); null ends it. */
+  straggle(straggling: Straggling | null): void {
+    this.trace(straggling === null ? 'stragglers over' : `stragglers ${straggling.description}`);
+    this.network.setStraggling(straggling);
+  }
+
+  /** Time units of an election timeout at the slowest clock: how the faults measure what lasts "several timeouts". */
+  get electionTimeoutUnits(): number {
+    return this.spec.tuning.electionTimeoutTicks * this.spec.tickPeriodMax;
   }
 
   // ---------------------------------------------------------------- queries

@@ -74,6 +74,8 @@ export interface NodeObserver {
   onProposalAccepted(node: SimNode, index: number): void;
   /** `commitIndex`: the core's commit index in the Ready that carried the entry. */
   onApply(node: SimNode, entry: Entry, commitIndex: number): void;
+  /** The node, as master, acknowledged to a client the write it applied at `index`. */
+  onAcknowledged(node: SimNode, index: number): void;
 }
 
 export interface NodeEnvironment {
@@ -399,7 +401,10 @@ export class SimNode {
         let count = 0;
         while (count < this.appliedUnacknowledged.length && this.appliedUnacknowledged[count]!.index <= acknowledged) count++;
         const done = this.appliedUnacknowledged.splice(0, count);
-        for (const p of done) p.reply({ kind: 'applied', result: p.result, index: p.index });
+        for (const p of done) {
+          this.env.observer.onAcknowledged(this, p.index);
+          p.reply({ kind: 'applied', result: p.result, index: p.index });
+        }
       }
     }
     const applied = this.storage.stateMachine.appliedIndex;

@@ -54,7 +54,7 @@ export interface SimulationStats {
   elections: number;
   operations: { invoked: number; ok: number; fail: number; info: number };
   faults: Record<string, number>;
-  messages: { sent: number; delivered: number; dropped: number; blocked: number; duplicated: number };
+  messages: { sent: number; straggled: number; delivered: number; dropped: number; blocked: number; duplicated: number };
   /** Time the liveness phase took to converge, in simulated units. */
   convergenceUnits: number;
 }

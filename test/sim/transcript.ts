@@ -1,6 +1,7 @@
 import type { BootstrapMethod } from '../../src/core/bootstrap.js';
 import type { ClusterChange, ClusterState } from '../../src/core/clusterState.js';
-import { SimCluster, type ClusterSpec, type SimNodeSpec } from './simCluster.js';
+import type { ClusterMessage } from '../../src/core/clusterMessages.js';
+import { describeMessage, SimCluster, type ClusterSpec, type SimNodeSpec } from './simCluster.js';
 import { symmetricPartition } from './simNetwork.js';
 import type { ClientReply, SimNode } from './simNode.js';
 import { SimRandom } from './simRandom.js';
@@ -29,6 +30,16 @@ import { SimRandom } from './simRandom.js';
  *   joins                             each node's last join answer
  *   snapshots                         each node's snapshot index, and how many it installed from a master
  *   values ID                         what ID's state machine holds, and its applied index
+ *   pause ID.. | resume ID..          a stopped process (no ticks; what it is sent waits); resumed as the runtime
+ *                                    does (missed ticks skipped, then the waiting input read)
+ *   hold [from=ID] [to=ID] [type=T] [granted=false]
+ *                                    keep every later message that matches until `deliver` (T: a message type)
+ *   deliver [from=ID] [to=ID] [type=T] [granted=false]
+ *                                    hand over the held messages that match, oldest first, and list them
+ *   deliver-all                       end every hold and hand over everything held
+ *   run-until ID=ROLE [units=N]      let time pass until ID has ROLE (master, candidate, ...), at most N units
+ *   leases                            which nodes may serve sequential reads from their own state
+ *   seqread KEY via=ID                a sequential read at ID: from its lease, or through the master's read index
  */
 const quietRoundsForStable = 5;
 const stabilizeRoundsMax = 200;
@@ -92,7 +103,7 @@ class TranscriptDriver {
     const positional: string[] = [];
     for (const word of rest) {
       const eq = word.indexOf('=');
-      if (eq > 0 && verb !== 'write' && verb !== 'set') args.set(word.slice(0, eq), word.slice(eq + 1));
+      if (eq > 0 && verb !== 'write' && verb !== 'set' && !(verb === 'run-until' && positional.length === 0)) args.set(word.slice(0, eq), word.slice(eq + 1));
       else positional.push(word);
     }
     switch (verb) {
@@ -147,6 +158,36 @@ class TranscriptDriver {
             return `${n.id}: ${n.storage.snapshotIndex === 0 ? '-' : `snapshot at ${n.storage.snapshotIndex}`}${installed}`;
           })
           .join('\n');
+      case 'pause':
+        for (const id of positional) this.c.pause(id);
+        return 'ok';
+      case 'resume':
+        for (const id of positional) this.c.resume(id);
+        return 'ok';
+      case 'hold':
+        this.c.network.hold(messageFilter(args));
+        return 'ok';
+      case 'deliver': {
+        const delivered = this.c.network.release(messageFilter(args));
+        this.c.checker.afterEvent(this.c.nodes);
+        return delivered.length === 0 ? 'nothing held matches' : delivered.map((m) => describeMessage(m)).join('\n');
+      }
+      case 'deliver-all': {
+        this.c.network.endHolds();
+        return `${this.c.network.release(() => true).length} delivered`;
+      }
+      case 'run-until': {
+        const [id, role] = (positional[0] ?? '').split('=');
+        const node = this.c.node(id ?? '');
+        const reached = this.c.runFor(Number(args.get('units') ?? String(20 * this.electionTimeoutUnits())), () => node.core?.softState().role === role);
+        return reached ? `${node.id} is ${role}, term ${node.core!.softState().term}` : `${node.id} is not ${role}`;
+      }
+      case 'leases': {
+        const holders = this.c.nodes.filter((n) => n.status === 'running' && n.coordinator!.hasReadLease()).map((n) => `${n.id} (term ${n.core!.softState().term})`);
+        return holders.length === 0 ? 'none' : holders.join(', ');
+      }
+      case 'seqread':
+        return this.read(positional[0] ?? '', args.get('via') ?? null, 'sequential');
       case 'values': {
         const node = this.c.node(positional[0] ?? '');
         return `${node.id}: applied ${node.storage.stateMachine.appliedIndex}, ${node.storage.stateMachine.hash() || 'empty'}`;
@@ -274,10 +315,12 @@ class TranscriptDriver {
     return describeReply(outcome.reply, outcome.node, () => 'ok');
   }
 
-  private read(key: string, via: string | null): string {
-    const outcome = this.request({ op: 'read', key, mode: 'log' }, via);
+  private read(key: string, via: string | null, mode: 'log' | 'sequential' = 'log'): string {
+    const lease = mode === 'sequential' && via !== null && this.c.node(via).coordinator?.hasReadLease() === true;
+    const outcome = this.request({ op: 'read', key, mode }, via);
     if (typeof outcome === 'string') return outcome;
-    return describeReply(outcome.reply, outcome.node, (r) => (r.op === 'read' ? `${key}=${String(r.value)}` : 'ok'));
+    const how = mode === 'sequential' ? (lease ? ', from its lease' : ', through the read index') : '';
+    return describeReply(outcome.reply, outcome.node, (r) => (r.op === 'read' ? `${key}=${String(r.value)}` : 'ok')) + how;
   }
 
   private operate(change: ClusterChange): string {
@@ -290,6 +333,19 @@ class TranscriptDriver {
     });
     return applied ? `applied (by ${master.id})` : `not applied within 20 election timeouts`;
   }
+}
+
+/** The messages a hold or deliver command names: every field given must match. */
+function messageFilter(args: ReadonlyMap<string, string>): (m: ClusterMessage) => boolean {
+  const from = args.get('from');
+  const to = args.get('to');
+  const type = args.get('type');
+  const granted = args.get('granted');
+  return (m) =>
+    (from === undefined || m.from === from) &&
+    (to === undefined || m.to === to) &&
+    (type === undefined || m.type === type) &&
+    (granted === undefined || ('granted' in m && String(m.granted) === granted));
 }
 
 /** Whether the cluster state shows the change (the master may have made others in between). */

@@ -20,8 +20,9 @@ import type { SimScheduler } from './simScheduler.js';
  *
  * Reads come in the four modes of KvCommand. Writes, compare-and-sets and `log` and `linearizable` reads make up
  * the history checked for linearizability; `sequential` and `stale` reads are not linearizable by design and stay
- * out of it. Every `sequential` and `linearizable` read is checked as it completes: it must have been served from
- * a state at least as far as every operation acknowledged before the read began (read your writes, the CRX promise).
+ * out of it. Every `sequential` and `linearizable` read is checked as it is served: it must have been served from
+ * a state at least as far as every operation acknowledged before the read began (read your writes, the CRX promise)
+ * — every one, by any client, acknowledged by any node before the read reached its node (see onAnswered).
  */
 export interface WorkloadOptions {
   readonly clients: number;
@@ -144,7 +145,9 @@ export class Workload {
     operation.awaiting = true;
     this.stats.attempts++;
     this.scheduler.after(this.latency(), () => {
+      const arrivedAt = this.scheduler.now;
       this.gateway.request(nodeId, operation.command, (reply) => {
+        this.onAnswered(operation, arrivedAt, reply);
         this.scheduler.after(this.latency(), () => this.onReply(client, operation, attempt, reply));
       });
     });
@@ -167,8 +170,6 @@ export class Workload {
         return this.complete(client, 'info');
       case 'applied': {
         const result = reply.result;
-        if (command.op === 'read' && command.mode !== 'log') this.checkReadFreshness(operation, command.mode, reply.index);
-        else this.noteAcknowledged(reply.index);
         if (result.op === 'read') {
           client.seen.set(command.key, result.value);
           if (command.op === 'read' && command.mode !== 'log') this.stats.reads[command.mode]++;
@@ -185,6 +186,19 @@ export class Workload {
     if (client.operation !== operation) return;
     // An unanswered attempt may still take effect; attempts that were all refused certainly did not.
     this.complete(client, operation.awaiting ? 'info' : 'fail');
+  }
+
+  /**
+   * A node answered an attempt, at the time it answered (whether or not the client still waits for it). Reads are
+   * checked against what the cluster acknowledged before the request reached the node, and acknowledgements count
+   * from when the node gave them: the tightest times a client could tell apart, so a stale read is caught even when
+   * the acknowledgement and the read were a few units apart.
+   */
+  private onAnswered(operation: Operation, arrivedAt: number, reply: ClientReply): void {
+    if (reply.kind !== 'applied') return;
+    const { command } = operation;
+    if (command.op === 'read' && command.mode !== 'log') this.checkReadFreshness(operation, command.mode, reply.index, arrivedAt);
+    else this.noteAcknowledged(reply.index);
   }
 
   /** A journal operation was acknowledged: from now on, every sequential read must reflect `index`. */
@@ -205,12 +219,12 @@ export class Workload {
     return low === 0 ? 0 : this.acknowledged[low - 1]!.indexMax;
   }
 
-  private checkReadFreshness(operation: Operation, mode: Exclude<ReadMode, 'log'>, servedAt: number): void {
+  private checkReadFreshness(operation: Operation, mode: Exclude<ReadMode, 'log'>, servedAt: number, arrivedAt: number): void {
     if (mode === 'stale') return;
-    const required = this.acknowledgedBefore(operation.invokedAt);
+    const required = this.acknowledgedBefore(arrivedAt);
     if (servedAt < required) {
       throw new SimulationViolation(
-        `a ${mode} read of ${operation.command.key} invoked at ${operation.invokedAt} was served at index ${servedAt}, ` +
+        `a ${mode} read of ${operation.command.key} that reached its node at ${arrivedAt} was served at index ${servedAt} (at ${this.scheduler.now}), ` +
           `missing the write acknowledged at index ${required} before it began`,
       );
     }
