@@ -80,7 +80,7 @@ function parseValue(raw: string, field: string): ScalarValue {
   });
 }
 
-function single(value: unknown, field: string): string {
+export function single(value: unknown, field: string): string {
   if (Array.isArray(value)) {
     throw new ConclaveError('INVALID_REQUEST', `"${field}" is given more than once.`, { field });
   }

@@ -151,6 +151,7 @@ export class ContentTables implements ContentStore {
   private readonly userUpsert;
   private readonly userDelete;
   private readonly userRows;
+  private readonly userPageRows;
   private usersChanges = 0;
 
   constructor(private readonly db: Db) {
@@ -192,6 +193,7 @@ export class ContentTables implements ContentStore {
     );
     this.userDelete = db.prepare('DELETE FROM users WHERE name = ?');
     this.userRows = db.prepare('SELECT * FROM users ORDER BY name');
+    this.userPageRows = db.prepare('SELECT name FROM users WHERE name > ? OR ? ORDER BY name LIMIT ?');
   }
 
   // ---- ContentStore: used by apply() ----
@@ -333,6 +335,12 @@ export class ContentTables implements ContentStore {
 
   users(): User[] {
     return (this.userRows.all() as Array<{ name: string }>).map((r) => this.userByName(r.name)!);
+  }
+
+  /** Users by name after `after` (exclusive), at most `limit`, and whether more follow. */
+  usersPage(after: string | undefined, limit: number): { readonly items: User[]; readonly more: boolean } {
+    const rows = this.userPageRows.all(after ?? '', after === undefined ? 1 : 0, limit + 1) as Array<{ name: string }>;
+    return { items: rows.slice(0, limit).map((r) => this.userByName(r.name)!), more: rows.length > limit };
   }
 
   /**

@@ -47,6 +47,28 @@ test('roles: reader reads, editor writes, admin manages users', async () => {
   assert.ok(!list.body.includes('scrypt'), 'password hashes never leave the server');
 });
 
+test('the users listing comes in pages: limit and cursor, like content listings; a foreign or broken cursor is refused', async () => {
+  const names: string[] = [];
+  let url = '/api/v1/users?limit=2';
+  for (let pages = 0; pages < 10; pages++) {
+    const page = await t.request({ method: 'GET', url });
+    assert.equal(page.statusCode, 200, page.body);
+    const body = page.json() as { items: Array<{ name: string }>; nextCursor: string | null };
+    assert.ok(body.items.length <= 2);
+    names.push(...body.items.map((u) => u.name));
+    if (body.nextCursor === null) break;
+    url = `/api/v1/users?limit=2&cursor=${body.nextCursor}`;
+  }
+  assert.deepEqual(names, ['admin', 'ed', 'rita']);
+  for (const bad of ['/api/v1/users?cursor=%%%', '/api/v1/users?limit=0', '/api/v1/users?limit=100000']) {
+    const res = await t.request({ method: 'GET', url: bad });
+    assert.equal(res.statusCode, 400, `${bad}: ${res.body}`);
+  }
+  const query = await t.request({ method: 'GET', url: '/api/v1/query?under=/&limit=1' });
+  const foreign = (query.json() as { nextCursor: string | null }).nextCursor;
+  if (foreign !== null) assert.equal((await t.request({ method: 'GET', url: `/api/v1/users?cursor=${foreign}` })).json().error.code, 'INVALID_CURSOR');
+});
+
 test('bearer tokens from login; a password change revokes them', async () => {
   const bad = await t.request({ method: 'POST', url: '/api/v1/auth/login', ...json({ username: 'ed', password: 'wrong' }), auth: null });
   assert.equal(bad.statusCode, 401);

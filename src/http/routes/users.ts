@@ -4,10 +4,14 @@ import { anonymous, can } from '../../auth/authenticator.js';
 import { passwordLengthMax, passwordLengthMin } from '../../auth/passwords.js';
 import { RateLimiter } from '../../auth/rateLimiter.js';
 import { isPlainObject } from '../../content/mergePatch.js';
+import { decodeCursor, encodeCursor, parseLimit, single } from '../../content/query.js';
 import { parseRoles, parseUserName } from '../../content/validate.js';
 import { ConclaveError, isConclaveError } from '../../errors/catalogue.js';
 import { writeOriginOf } from '../forwarding.js';
 import { header } from '../representation.js';
+
+/** Marks a cursor as one of the users listing: a content query's cursor is refused here, and the other way round. */
+const usersCursorFingerprint = 'users';
 
 type NameRequest = FastifyRequest<{ Params: { name: string } }>;
 
@@ -39,9 +43,18 @@ export async function userRoutes(app: FastifyInstance): Promise<void> {
     what: 'password changes',
   });
 
-  app.get('/api/v1/users', { config: { permission: 'admin' } }, async () => ({
-    items: repository.content.users().map(publicUser),
-  }));
+  // Paged like content listings: an answer that grew with the number of users would have no bound.
+  app.get('/api/v1/users', { config: { permission: 'admin', query: ['limit', 'cursor'] } }, async (request: FastifyRequest<{ Querystring: Record<string, unknown> }>) => {
+    const limit = parseLimit(request.query['limit'], config.content.pageSizeDefault, config.content.pageSizeMax);
+    const cursor = request.query['cursor'];
+    const after = cursor === undefined ? undefined : decodeCursor(single(cursor, 'cursor'), usersCursorFingerprint).id;
+    const page = repository.content.usersPage(after, limit);
+    const last = page.items.at(-1);
+    return {
+      items: page.items.map(publicUser),
+      nextCursor: page.more && last !== undefined ? encodeCursor({ value: null, id: last.name }, usersCursorFingerprint) : null,
+    };
+  });
 
   app.get('/api/v1/users/:name', { config: { permission: 'read' } }, async (request: NameRequest) => {
     requireUser(request);
