@@ -84,7 +84,7 @@ export class ChaosCluster {
         const host = network.addHost(name);
         const dataDir = join(root, name);
         mkdirSync(dataDir, { recursive: true });
-        execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${options.diskMib}m`, 'tmpfs', dataDir]);
+        execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${options.diskMib}m,mode=0700`, 'tmpfs', dataDir]);
         cluster.mounts.push(dataDir);
         cluster.nodes.set(name, { name, ip: host.ip, url: `http://${host.ip}:${httpPort}`, dataDir, child: null, exited: null, output: '', incarnations: 0, paused: false, stopping: false });
       }

@@ -16,7 +16,7 @@ test('a full disk refuses writes with DISK_FULL, keeps every acknowledged write,
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', mountPoint.dir]);
   try {
     const dataDir = join(mountPoint.dir, 'data');
-    mkdirSync(dataDir);
+    mkdirSync(dataDir, { mode: 0o700 }); // a node refuses a data directory other users may enter
     // Leave a little room: the repository itself needs a few hundred KB.
     const filler = join(mountPoint.dir, 'filler');
     writeFileSync(filler, Buffer.alloc(4 * 1024 * 1024));
