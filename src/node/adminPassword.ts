@@ -113,7 +113,7 @@ export class AdminPasswordKeeper {
     if (passwordHash === undefined) return;
     this.resetting = true;
     // The admin role too: a reset is how an operator gets back in, whatever became of the user meanwhile.
-    repository.putUser('admin', { passwordHash, roles: ['admin'] }, false, { authority: { user: 'admin', needs: 'admin' }, mayForward: true }).then(
+    repository.putUser('admin', { passwordHash, roles: ['admin'] }, false, { authority: { user: 'admin', needs: 'adminReset' }, mayForward: true }).then(
       (committed) => {
         this.resetting = false;
         if (this.closed) return;

@@ -107,6 +107,8 @@ export class CommandServer {
    * verified the request only on arrival).
    */
   private checkAuthority(authority: WriteAuthority): void {
+    // Vouched for by the node that forwarded it (see WriteAuthority), not by a user: admin may be gone.
+    if (authority.needs === 'adminReset') return;
     const user = this.deps.userByName(authority.user);
     if (user === undefined) {
       throw new ConclaveError('AUTH_INVALID', `The user ${authority.user} no longer exists; log in again.`);

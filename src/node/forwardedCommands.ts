@@ -22,8 +22,13 @@ import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
 export interface WriteAuthority {
   /** The authenticated user. */
   readonly user: string;
-  /** write: content commands; admin: user commands; ownPassword: a user changing only its own password. */
-  readonly needs: 'write' | 'admin' | 'ownPassword';
+  /**
+   * write: content commands; admin: user commands; ownPassword: a user changing only its own password; adminReset:
+   * the reset an operator recorded on a stopped node (`conclave node reset-admin-password`), proposed by that node
+   * itself when it starts — no user vouches for it (admin may have been deleted or demoted: that is why one resets),
+   * the node does, having proved the cluster secret, and it may only make `admin` an admin with a new password.
+   */
+  readonly needs: 'write' | 'admin' | 'ownPassword' | 'adminReset';
 }
 
 export interface CommandRequest {
@@ -94,7 +99,7 @@ export function requestEnvelopeProblem(m: Record<string, unknown>): string | nul
 export function checkForwardedCommand(raw: unknown, authority: unknown): { command: ForwardableCommand; authority: WriteAuthority } {
   const malformed = (why: string) =>
     new ConclaveError('INTERNAL', `The master refused a malformed forwarded command (${why}); the nodes may run incompatible versions.`);
-  if (!isRecord(authority) || !isText(authority['user'], 256) || !['write', 'admin', 'ownPassword'].includes(authority['needs'] as string)) {
+  if (!isRecord(authority) || !isText(authority['user'], 256) || !['write', 'admin', 'ownPassword', 'adminReset'].includes(authority['needs'] as string)) {
     throw malformed('authority');
   }
   const by = authority as unknown as WriteAuthority;
@@ -110,6 +115,11 @@ export function checkForwardedCommand(raw: unknown, authority: unknown): { comma
     if (by.needs === 'write') throw malformed('a user command under write authority');
     parseUserName(c['name']);
     if (by.needs === 'ownPassword' && (type !== 'putUser' || c['name'] !== by.user || c['roles'] !== undefined)) throw malformed('more than an own password change');
+    if (by.needs === 'adminReset') {
+      const roles = c['roles'];
+      const adminOnly = Array.isArray(roles) && roles.length === 1 && roles[0] === 'admin';
+      if (type !== 'putUser' || c['name'] !== 'admin' || by.user !== 'admin' || !adminOnly || typeof c['passwordHash'] !== 'string') throw malformed('more than an admin reset');
+    }
   } else {
     throw malformed(`the command type ${JSON.stringify(type).slice(0, 40)} is not one a client may forward`);
   }

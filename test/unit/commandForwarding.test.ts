@@ -220,6 +220,16 @@ describe('the check of a forwarded command (master side)', () => {
     assert.equal(check(own, { user: 'bob', needs: 'ownPassword' }), 'ok');
     assert.equal(check(own, { user: 'eve', needs: 'ownPassword' }), 'INTERNAL');
     assert.equal(check({ ...own, roles: ['admin'] }, { user: 'bob', needs: 'ownPassword' }), 'INTERNAL');
+    // A node's recorded admin reset makes admin an admin with a new password, and nothing else.
+    const reset = { type: 'putUser', name: 'admin', passwordHash: 'h', roles: ['admin'], createOnly: false, time: put.time };
+    const byNode = { user: 'admin', needs: 'adminReset' };
+    assert.equal(check(reset, byNode), 'ok');
+    assert.equal(check({ ...reset, name: 'bob' }, { user: 'bob', needs: 'adminReset' }), 'INTERNAL');
+    assert.equal(check({ ...reset, roles: ['admin', 'editor'] }, byNode), 'INTERNAL');
+    const { passwordHash: _hash, ...rolesOnly } = reset;
+    assert.equal(check(rolesOnly, byNode), 'INTERNAL');
+    assert.equal(check({ type: 'deleteUser', name: 'admin', time: put.time }, byNode), 'INTERNAL');
+    assert.equal(check(put, byNode), 'INTERNAL');
   });
 });
 
