@@ -70,7 +70,17 @@ export function prepareDataDirectory(dataDir: string): void {
   } catch (err) {
     throw new ConclaveError('STORAGE_ERROR', `Cannot create the data directory ${dataDir}: ${(err as Error).message}`);
   }
-  const mode = statSync(dataDir).mode & 0o777;
+  const stat = statSync(dataDir);
+  const owner = foreignOwner(stat.uid, process.getuid?.());
+  if (owner !== null) {
+    throw new ConclaveError(
+      'DATA_DIR_UNSAFE',
+      `The data directory ${dataDir} belongs to another user (uid ${owner}), who can read and change everything in it: ` +
+        `use a directory of this user's own, or \`chown\` it to this user, and start again.`,
+      { dataDir, ownerUid: owner },
+    );
+  }
+  const mode = stat.mode & 0o777;
   if ((mode & 0o007) !== 0) {
     throw new ConclaveError(
       'DATA_DIR_UNSAFE',
@@ -79,6 +89,17 @@ export function prepareDataDirectory(dataDir: string): void {
       { dataDir, mode: mode.toString(8) },
     );
   }
+}
+
+/**
+ * The owner's uid when it is neither this process's user nor root, else null. A directory someone else made in a
+ * shared place (/tmp) with a group this user belongs to passes the mode check, yet its owner reads it all. Root may
+ * own it: a Kubernetes volume's root is root's, shared with the pod through its group (fsGroup). A node running as
+ * root (uid 0, or no uids on this platform) has nobody to fear.
+ */
+export function foreignOwner(ownerUid: number, selfUid: number | undefined): number | null {
+  if (selfUid === undefined || selfUid === 0) return null;
+  return ownerUid === selfUid || ownerUid === 0 ? null : ownerUid;
 }
 
 /**

@@ -4,13 +4,21 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import { isConclaveError } from '../../src/errors/catalogue.js';
-import { openDatabase } from '../../src/storage/database.js';
+import { foreignOwner, openDatabase } from '../../src/storage/database.js';
 import { runConclave } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const modeOf = (path: string): number => statSync(path).mode & 0o777;
 
 describe('the data directory is private', () => {
+  it('belongs to this user or root: another user\'s directory is refused whatever its mode', () => {
+    assert.equal(foreignOwner(1000, 1000), null);
+    assert.equal(foreignOwner(0, 1000), null, 'root may own it (a Kubernetes volume shared through fsGroup)');
+    assert.equal(foreignOwner(1001, 1000), 1001);
+    assert.equal(foreignOwner(1001, 0), null, 'a node running as root fears nobody');
+    assert.equal(foreignOwner(1001, undefined), null);
+  });
+
   it('a new one is created 0700, its database files 0600 (the -wal file too)', () => {
     const tmp = tempDir();
     try {
