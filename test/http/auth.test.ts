@@ -215,6 +215,11 @@ test('own password changes are rate-limited per user', async () => {
     for (const name of ['mia', 'ed']) {
       assert.equal((await open.request({ method: 'PUT', url: `/api/v1/users/${name}`, ...json({ password: `${name}-password-0`, roles: ['editor'] }) })).statusCode, 201);
     }
+    // Attempts with a wrong current password (a stolen token's) do not use up the budget: they are failed logins.
+    for (let i = 0; i < 3; i++) {
+      const guess = await open.request({ method: 'PUT', url: '/api/v1/users/mia', ...json({ password: 'mia-password-x', currentPassword: `guess-${i}` }), auth: basic('mia', 'mia-password-0') });
+      assert.equal(guess.statusCode, 403, guess.body);
+    }
     // Two own password changes an hour, then RATE_LIMITED with Retry-After.
     for (let i = 1; i <= 2; i++) {
       const change = await open.request({ method: 'PUT', url: '/api/v1/users/mia', ...json({ password: `mia-password-${i}`, currentPassword: `mia-password-${i - 1}` }), auth: basic('mia', `mia-password-${i - 1}`) });

@@ -98,7 +98,6 @@ export async function userRoutes(app: FastifyInstance): Promise<void> {
         if (typeof current !== 'string') {
           throw new ConclaveError('INVALID_REQUEST', 'To change your own password, send "currentPassword" with the new "password".');
         }
-        ownPasswordChanges.take(name);
         try {
           await authenticator.login(name, current, request.ip);
         } catch (err) {
@@ -107,6 +106,9 @@ export async function userRoutes(app: FastifyInstance): Promise<void> {
           }
           throw err;
         }
+        // Charged only once the current password is proven (wrong guesses count as failed logins instead): a stolen
+        // token alone must not use up the budget and leave the real user unable to change a leaked password.
+        ownPasswordChanges.take(name);
       }
       change.passwordHash = await authenticator.hashNewPassword(password);
     }
