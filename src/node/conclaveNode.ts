@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
+import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 
@@ -7,7 +8,7 @@ import { Authenticator } from '../auth/authenticator.js';
 import { generatePassword, hashPassword, passwordLengthMin } from '../auth/passwords.js';
 import { AdminPasswordKeeper } from './adminPassword.js';
 import { TokenSigner } from '../auth/tokens.js';
-import { generateClusterSecret } from '../config/clusterSecret.js';
+import { generateClusterSecret, readClusterSecretFile } from '../config/clusterSecret.js';
 import { ConfigError } from '../config/load.js';
 import type { Config } from '../config/settings.js';
 import type { BootstrapMethod } from '../core/bootstrap.js';
@@ -469,13 +470,28 @@ export function bootstrapMethod(config: Config): BootstrapMethod {
  * mode 0600 in a directory of 0700, storage/database.ts; never in a snapshot: snapshotFile.ts copies state-machine
  * keys only).
  */
+/**
+ * The cluster secret: configured, or — for a node started without one — generated once and kept in DATA/cluster-secret
+ * (0600). Never printed: a secret on standard output ends up in journald or `kubectl logs`; the announcement names the
+ * file, from which a joining node can take it (`--cluster-secret-file`). A file of its own rather than a row of the
+ * database, so that a copy or backup of the database carries nothing that can sign a token. Releases before kept it
+ * in the meta table: moved to the file at the next start.
+ */
 export function clusterSecret(db: Db, config: Config, announce: (text: string) => void): string {
   if (config.cluster.secret !== '') return config.cluster.secret;
-  let secret = getMeta<string>(db, 'cluster_secret');
-  if (secret === undefined) {
-    secret = generateClusterSecret();
-    setMeta(db, 'cluster_secret', secret);
-    announce(`\n  Generated the cluster secret (set it as CONCLAVE_CLUSTER_SECRET on nodes that join):\n\n    ${secret}\n\n`);
+  const file = join(config.data.dir, 'cluster-secret');
+  if (existsSync(file)) {
+    const read = readClusterSecretFile(file);
+    if ('problem' in read) throw new ConfigError(`The generated cluster secret of this node is unusable: ${read.problem}.`);
+    return read.secret;
+  }
+  const kept = getMeta<string>(db, 'cluster_secret');
+  const secret = kept ?? generateClusterSecret();
+  writeFileSync(`${file}.tmp`, `${secret}\n`, { mode: 0o600 });
+  renameSync(`${file}.tmp`, file);
+  db.prepare(`DELETE FROM meta WHERE key = 'cluster_secret'`).run();
+  if (kept === undefined) {
+    announce(`\n  Generated a cluster secret in ${file} (mode 0600). Nodes that join this one need the same secret:\n  give them that file (--cluster-secret-file) or its content as CONCLAVE_CLUSTER_SECRET.\n\n`);
   }
   return secret;
 }
