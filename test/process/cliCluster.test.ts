@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Agent, request } from 'undici';
 
 import { freePort, killAndWait, runConclave, spawnConclave, type CliProcess } from '../helpers/cli.js';
 import { ProcessCluster } from '../helpers/cluster.js';
+import { alive, freeBasePort } from '../helpers/demo.js';
 import { WaitAborted, waitFor } from '../helpers/tmp.js';
 
 /**
@@ -104,25 +105,7 @@ test('conclave status shows the master view of a 3-process cluster, from the mas
   assert.match(nobody.stderr, /is the node running\? pass --url/);
 });
 
-async function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
 
-/** A base port P with P+1..P+3 and P+101..P+103 free, below the usual ephemeral range. */
-async function freeBasePort(): Promise<number> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const base = 10_000 + Math.floor(Math.random() * 20_000);
-    const ports = [1, 2, 3, 101, 102, 103].map((d) => base + d);
-    let free = true;
-    for (const port of ports) free = free && (await portFree(port));
-    if (free) return base;
-  }
-  throw new Error('no free base port found');
-}
 
 /** Whether something accepts TCP connections on the port. */
 function answers(port: number): Promise<boolean> {
@@ -136,14 +119,6 @@ function answers(port: number): Promise<boolean> {
   });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('conclave demo --nodes 3 starts a cluster that takes writes with the printed credentials; SIGINT stops every node and exits 0', async () => {
   const base = await freeBasePort();

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { test } from 'node:test';
 import { Agent, request } from 'undici';
 
 import { killAndWait, spawnConclave, type CliProcess } from '../helpers/cli.js';
+import { alive, freeBasePort } from '../helpers/demo.js';
 import { WaitAborted, waitFor } from '../helpers/tmp.js';
 
 async function http(url: string, options: { method?: 'GET' | 'PUT'; authorization?: string; body?: unknown } = {}): Promise<{ status: number }> {
@@ -26,32 +26,8 @@ async function http(url: string, options: { method?: 'GET' | 'PUT'; authorizatio
   }
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
 
-async function freeBasePort(): Promise<number> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const base = 10_000 + Math.floor(Math.random() * 20_000);
-    let free = true;
-    for (const port of [1, 2, 3, 101, 102, 103].map((d) => base + d)) free = free && (await portFree(port));
-    if (free) return base;
-  }
-  throw new Error('no free base port found');
-}
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * The README invites killing the master of `conclave demo` to see a failover; the demo then tore everything down
