@@ -66,6 +66,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'transport.handshakeTimeoutMs', kind: 'int', schema: int(100, 600_000).default(5000), doc: 'From a connection\'s start (TLS included) to the end of its handshake; slower ones are cut.' },
   { key: 'transport.handshakesMax', kind: 'int', schema: int(1, 100_000).default(64), doc: 'Inbound connections still in their handshake at once; more are cut at once, so strangers cannot hold every connection slot.' },
   { key: 'transport.handshakesPerSourceMax', kind: 'int', schema: int(1, 100_000).default(8), doc: 'Inbound connections still in their handshake at once from one source address; more from it are cut at once.' },
+  { key: 'transport.helloTimeoutMs', kind: 'int', schema: int(100, 600_000).default(1000), doc: 'From accepting an inbound transport connection to its first byte; a connection silent that long is cut. Handshakes from members\' and seeds\' addresses do not count against transport.handshakesMax.' },
   { key: 'transport.refusalLogLinesPerMinuteMax', kind: 'int', schema: int(1, 100_000).default(10), doc: 'Log lines per minute for each kind of refused inbound connection; the next line says how many were left out.' },
   { key: 'transport.frameBytesMax', kind: 'int', schema: int(4 * MiB, 1 * GiB).default(64 * MiB), doc: 'Largest message between nodes; appends carry at most one entry per 2 MiB of it.' },
   { key: 'data.dir', kind: 'string', schema: z.string().min(1).default('./data'), doc: 'Directory for the database, journal and blobs.' },
@@ -182,6 +183,7 @@ export interface Config {
     handshakeTimeoutMs: number;
     handshakesMax: number;
     handshakesPerSourceMax: number;
+    helloTimeoutMs: number;
     refusalLogLinesPerMinuteMax: number;
   };
   data: { dir: string };
