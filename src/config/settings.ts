@@ -66,6 +66,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'transport.handshakeTimeoutMs', kind: 'int', schema: int(100, 600_000).default(5000), doc: 'From a connection\'s start (TLS included) to the end of its handshake; slower ones are cut.' },
   { key: 'transport.handshakesMax', kind: 'int', schema: int(1, 100_000).default(64), doc: 'Inbound connections still in their handshake at once; more are cut at once, so strangers cannot hold every connection slot.' },
   { key: 'transport.handshakesPerSourceMax', kind: 'int', schema: int(1, 100_000).default(8), doc: 'Inbound connections still in their handshake at once from one source address; more from it are cut at once.' },
+  { key: 'transport.helloTimeoutMs', kind: 'int', schema: int(100, 600_000).default(1000), doc: 'From accepting an inbound transport connection to its first byte; a connection silent that long is cut. Handshakes from members\' and seeds\' addresses do not count against transport.handshakesMax.' },
   { key: 'transport.refusalLogLinesPerMinuteMax', kind: 'int', schema: int(1, 100_000).default(10), doc: 'Log lines per minute for each kind of refused inbound connection; the next line says how many were left out.' },
   { key: 'transport.frameBytesMax', kind: 'int', schema: int(4 * MiB, 1 * GiB).default(64 * MiB), doc: 'Largest message between nodes; appends carry at most one entry per 2 MiB of it.' },
   { key: 'data.dir', kind: 'string', schema: z.string().min(1).default('./data'), doc: 'Directory for the database, journal and blobs.' },
@@ -87,6 +88,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'http.tlsKeyFile', kind: 'string', schema: z.string().default(''), doc: 'PEM private key of http.tlsCertFile (a path: key material never goes on the command line).' },
   { key: 'http.tlsClientCaFile', kind: 'string', schema: z.string().default(''), doc: 'PEM CA whose client certificates the HTTP API requires (mutual TLS); empty: clients need no certificate. Needs http.tlsCertFile.' },
   { key: 'http.internalPort', kind: 'int', schema: int(0, 65535).default(7600), doc: 'Port of the internal listener that takes node-to-node HTTP (forwarded requests, blobs, snapshots) when the transport or the API uses TLS: HTTPS with the transport\'s certificate and CA when the transport uses TLS. 0 picks a free one.' },
+  { key: 'http.internalConnectionsMax', kind: 'int', schema: int(1, 100_000).default(256), doc: 'Connections the internal listener holds at once (TLS handshakes included); more are refused. Its TLS handshakes are cut after transport.handshakeTimeoutMs.' },
   { key: 'http.internalNoncesMax', kind: 'int', schema: int(16, 10_000_000).default(100_000), doc: 'Node-to-node requests of the last internal-signature window (60 s) this node remembers to refuse replays; when full it refuses new ones with OVERLOADED (retryable) rather than forget early.' },
   { key: 'http.shutdownGraceMs', kind: 'int', schema: int(0, 600_000).default(15_000), doc: 'On SIGTERM, how long in-flight requests may take to finish before connections are closed.' },
   { key: 'auth.anonymousRead', kind: 'bool', schema: z.boolean().default(false), doc: 'Let requests without credentials read content (never write).' },
@@ -182,6 +184,7 @@ export interface Config {
     handshakeTimeoutMs: number;
     handshakesMax: number;
     handshakesPerSourceMax: number;
+    helloTimeoutMs: number;
     refusalLogLinesPerMinuteMax: number;
   };
   data: { dir: string };
@@ -205,6 +208,7 @@ export interface Config {
     tlsKeyFile: string;
     tlsClientCaFile: string;
     internalPort: number;
+    internalConnectionsMax: number;
     internalNoncesMax: number;
   };
   auth: {

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 
 import { invariant } from '../errors/catalogue.js';
+import { RateLimitedLog } from '../transport/rateLimitedLog.js';
 import type { NodeTlsMaterial } from '../replication/internalHttp.js';
 
 /**
@@ -32,7 +33,21 @@ export class InternalListener {
   ) {}
 
   /** Starts listening for `app` (which must be ready); resolves once bound. */
-  static async start(app: FastifyInstance, options: { host: string; port: number; tls: NodeTlsMaterial | null; log: Logger }): Promise<InternalListener> {
+  static async start(
+    app: FastifyInstance,
+    options: {
+      host: string;
+      port: number;
+      tls: NodeTlsMaterial | null;
+      log: Logger;
+      /** transport.handshakeTimeoutMs: Node's default (120 s) lets any TCP client hold a descriptor that long. */
+      handshakeTimeoutMs: number;
+      /** http.internalConnectionsMax: only nodes call here, so a few per peer is plenty. */
+      connectionsMax: number;
+      /** transport.refusalLogLinesPerMinuteMax: whoever reaches the port provokes these lines. */
+      refusalLogLinesPerMinuteMax: number;
+    },
+  ): Promise<InternalListener> {
     const handler = (req: IncomingMessage, res: Parameters<FastifyInstance['routing']>[1]) => {
       cameInternally.add(req);
       app.routing(req, res);
@@ -40,10 +55,15 @@ export class InternalListener {
     const server: Server =
       options.tls === null
         ? createHttpServer(handler)
-        : createHttpsServer({ cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca, requestCert: true, rejectUnauthorized: true }, handler);
+        : createHttpsServer(
+            { cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca, requestCert: true, rejectUnauthorized: true, handshakeTimeout: options.handshakeTimeoutMs },
+            handler,
+          );
+    server.maxConnections = options.connectionsMax;
     if (options.tls !== null) {
+      const refusalLog = new RateLimitedLog(options.log, { linesPerWindowMax: options.refusalLogLinesPerMinuteMax, windowMs: 60_000 });
       server.on('tlsClientError', (err: Error, socket: { remoteAddress?: string }) => {
-        options.log.warn({ code: 'TLS_HANDSHAKE_FAILED', remoteAddress: socket.remoteAddress ?? null, err: err.message }, 'refused a TLS client on the internal listener: node-to-node HTTP needs a certificate signed by transport.tlsCaFile');
+        refusalLog.warn('TLS_HANDSHAKE_FAILED', { code: 'TLS_HANDSHAKE_FAILED', remoteAddress: socket.remoteAddress ?? null, err: err.message }, 'refused a TLS client on the internal listener: node-to-node HTTP needs a certificate signed by transport.tlsCaFile');
       });
     }
     await new Promise<void>((resolve, reject) => {

@@ -5,7 +5,7 @@ import type { ClusterMessage } from '../core/clusterMessages.js';
 import { createDnsResolver, SeedResolver } from '../discovery/resolver.js';
 import { formatEndpoint, parseSeeds, type SeedSpec } from '../discovery/seeds.js';
 import { ConclaveError } from '../errors/catalogue.js';
-import { Transport } from '../transport/transport.js';
+import { Transport, unmapIpv4 } from '../transport/transport.js';
 import type { ClusterRuntime, Wire } from './clusterRuntime.js';
 import { fromWire, toWire } from './appendWire.js';
 import type { CommandForwarder } from './commandForwarder.js';
@@ -38,6 +38,8 @@ const missedRoundsMax = 5;
 export class ClusterNetwork implements Wire {
   readonly transport: Transport;
   private readonly seeds: SeedSpec[];
+  /** IPs of members and resolved seeds, from the last discovery round: their handshakes skip the strangers' bound. */
+  private knownSources = new Set<string>();
   private readonly resolver: SeedResolver;
   private runtime: ClusterRuntime | null = null;
   /** Forwarded commands (forwardedCommands.ts): a channel beside the coordination messages, never seen by the core. */
@@ -78,6 +80,8 @@ export class ClusterNetwork implements Wire {
       handshakeTimeoutMs: config.transport.handshakeTimeoutMs,
       handshakesMax: config.transport.handshakesMax,
       handshakesPerSourceMax: config.transport.handshakesPerSourceMax,
+      helloTimeoutMs: config.transport.helloTimeoutMs,
+      isKnownSource: (ip) => this.knownSources.has(ip),
       refusalLogLinesPerMinuteMax: config.transport.refusalLogLinesPerMinuteMax,
       logger: log,
       ...tls,
@@ -176,6 +180,8 @@ export class ClusterNetwork implements Wire {
       for (const peer of this.transport.inboundPeers()) addresses.add(peer.address);
       addresses.delete(self);
       if (this.stopped) return;
+      // Names that are not IPs (a member published by host name) are covered once a seed resolves to them.
+      this.knownSources = new Set([...addresses].map((a) => unmapIpv4(hostOf(a))));
       for (const address of addresses) {
         this.missedRounds.delete(address);
         this.transport.connect(address);
@@ -195,4 +201,12 @@ export class ClusterNetwork implements Wire {
       this.resolving = false;
     }
   }
+}
+
+/** "10.0.0.1:7500" or "[fd00::1]:7500" to its host. */
+function hostOf(address: string): string {
+  const bracketed = /^\[([^\]]+)\]:\d+$/.exec(address);
+  if (bracketed !== null) return bracketed[1]!;
+  const colon = address.lastIndexOf(':');
+  return colon < 0 ? address : address.slice(0, colon);
 }

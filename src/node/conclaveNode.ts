@@ -358,7 +358,7 @@ export class ConclaveNode {
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `${this.config.http.tlsCertFile !== '' ? 'https' : 'http'}://${host}:${address.port}`;
     if (runsInternalListener(this.config)) {
-      this.internalListener = await InternalListener.start(this.app, { host: this.config.http.host, port: this.config.http.internalPort, tls: nodeTlsOf(this.config), log: this.log });
+      this.internalListener = await InternalListener.start(this.app, { host: this.config.http.host, port: this.config.http.internalPort, tls: nodeTlsOf(this.config), log: this.log, handshakeTimeoutMs: this.config.transport.handshakeTimeoutMs, connectionsMax: this.config.http.internalConnectionsMax, refusalLogLinesPerMinuteMax: this.config.transport.refusalLogLinesPerMinuteMax });
     }
     // Now the HTTP ports are known (they may have been 0): members learn them, for forwards, redirects and status.
     const publishHost = this.config.transport.publishHost;

@@ -89,6 +89,15 @@ export interface TransportOptions {
    */
   readonly handshakesMax?: number;
   readonly handshakesPerSourceMax?: number;
+  /**
+   * Whether an inbound connection's source IP (IPv4-mapped addresses already unwrapped) belongs to a cluster member
+   * or a seed. Such connections do not count against handshakesMax, only against handshakesPerSourceMax: inbound
+   * connections are the only way this node hears its peers, so strangers filling the shared bound must not keep a
+   * real peer out. A stranger gains nothing by claiming a known address: it still has to pass the handshake.
+   */
+  readonly isKnownSource?: (ip: string) => boolean;
+  /** From accept to the first byte received; a connection that says nothing by then is cut (squatters hold slots). */
+  readonly helloTimeoutMs?: number;
   /** Refusals of inbound connections logged per minute and code; the rest are counted in the next line. */
   readonly refusalLogLinesPerMinuteMax?: number;
   /** TCP keep-alive's idle delay, so a dead peer's socket is found even when nothing is sent. */
@@ -111,6 +120,7 @@ export const transportDefaults = {
   connectionsMax: 256,
   handshakesMax: 64,
   handshakesPerSourceMax: 8,
+  helloTimeoutMs: 1000,
   refusalLogLinesPerMinuteMax: 10,
   keepAliveDelayMs: 5000,
 } as const;
@@ -227,7 +237,10 @@ export class Transport extends EventEmitter<TransportEvents> {
   /** Every accepted socket, TLS handshakes in progress included, so stop() can cut them all. */
   private readonly acceptedSockets = new Set<Socket>();
   /** Accepted sockets whose handshake has not finished, by "address:port", with their source address. */
-  private readonly handshaking = new Map<string, string>();
+  private readonly handshaking = new Map<string, { source: string; stranger: boolean }>();
+  /** Handshakes in `handshaking` from sources not known as members or seeds: these share handshakesMax. */
+  private strangerHandshakes = 0;
+  private readonly helloTimeoutMs: number;
   private readonly handshakingBySource = new Map<string, number>();
   private readonly handshakesMax: number;
   private readonly handshakesPerSourceMax: number;
@@ -255,6 +268,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     this.connectionsMax = positive('connectionsMax', options.connectionsMax ?? transportDefaults.connectionsMax);
     this.handshakesMax = positive('handshakesMax', options.handshakesMax ?? transportDefaults.handshakesMax);
     this.handshakesPerSourceMax = positive('handshakesPerSourceMax', options.handshakesPerSourceMax ?? transportDefaults.handshakesPerSourceMax);
+    this.helloTimeoutMs = positive('helloTimeoutMs', options.helloTimeoutMs ?? transportDefaults.helloTimeoutMs);
     this.refusalLog = new RateLimitedLog(this.log, {
       linesPerWindowMax: positive('refusalLogLinesPerMinuteMax', options.refusalLogLinesPerMinuteMax ?? transportDefaults.refusalLogLinesPerMinuteMax),
       windowMs: 60_000,
@@ -617,25 +631,34 @@ export class Transport extends EventEmitter<TransportEvents> {
   private onConnection(socket: Socket): boolean {
     this.acceptedSockets.add(socket);
     const key = socketKey(socket);
-    const source = socket.remoteAddress ?? 'unknown';
+    const ip = unmapIpv4(socket.remoteAddress ?? 'unknown');
+    // One machine commonly holds a whole IPv6 /64: counting per address would give it 2^64 sources.
+    const source = sourceGroup(ip);
+    const stranger = !(this.options.isKnownSource?.(ip) ?? false);
     const fromSource = this.handshakingBySource.get(source) ?? 0;
-    if (this.handshaking.size >= this.handshakesMax || fromSource >= this.handshakesPerSourceMax) {
+    if ((stranger && this.strangerHandshakes >= this.handshakesMax) || fromSource >= this.handshakesPerSourceMax) {
       const perSource = fromSource >= this.handshakesPerSourceMax;
       this.refusalLog.warn(
         'TOO_MANY_HANDSHAKES',
-        { code: 'TOO_MANY_HANDSHAKES', remoteAddress: source, handshaking: this.handshaking.size, fromSource },
-        `refused a transport connection from ${source}: TOO_MANY_HANDSHAKES: ` +
+        { code: 'TOO_MANY_HANDSHAKES', remoteAddress: ip, handshaking: this.handshaking.size, fromSource },
+        `refused a transport connection from ${ip}: TOO_MANY_HANDSHAKES: ` +
           (perSource
             ? `${fromSource} handshakes from that address are already in progress (transport.handshakesPerSourceMax ${this.handshakesPerSourceMax})`
-            : `${this.handshaking.size} handshakes are already in progress (transport.handshakesMax ${this.handshakesMax})`) +
+            : `${this.strangerHandshakes} handshakes from addresses that are not members or seeds are already in progress (transport.handshakesMax ${this.handshakesMax})`) +
           ': look for a client that opens connections without finishing them',
       );
       socket.destroy();
       this.acceptedSockets.delete(socket);
       return false;
     }
-    this.handshaking.set(key, source);
+    this.handshaking.set(key, { source, stranger });
+    if (stranger) this.strangerHandshakes++;
     this.handshakingBySource.set(source, fromSource + 1);
+    // A squatter never sends a byte; a real peer sends its TLS ClientHello or hello at once. Cutting the silent
+    // ones early keeps a slot's price at one reconnect per helloTimeoutMs instead of per handshakeTimeoutMs.
+    const silence = setTimeout(() => {
+      if (this.handshaking.has(key) && socket.bytesRead === 0) socket.destroy();
+    }, this.helloTimeoutMs);
     // The last word on a slow handshake: Connection's own timer (which tells the peer why) starts only once TLS is
     // through, and a stranger may never start TLS. The grace lets that timer's refusal go out first.
     const cutoff = setTimeout(() => {
@@ -643,6 +666,7 @@ export class Transport extends EventEmitter<TransportEvents> {
     }, this.handshakeTimeoutMs + handshakeCutoffGraceMs);
     socket.on('close', () => {
       clearTimeout(cutoff);
+      clearTimeout(silence);
       this.acceptedSockets.delete(socket);
       this.handshakeDone(key);
     });
@@ -651,9 +675,11 @@ export class Transport extends EventEmitter<TransportEvents> {
 
   /** Frees the handshake slot of the connection `key`; idempotent. */
   private handshakeDone(key: string): void {
-    const source = this.handshaking.get(key);
-    if (source === undefined) return;
+    const entry = this.handshaking.get(key);
+    if (entry === undefined) return;
+    const source = entry.source;
     this.handshaking.delete(key);
+    if (entry.stranger) this.strangerHandshakes--;
     const count = (this.handshakingBySource.get(source) ?? 1) - 1;
     if (count <= 0) this.handshakingBySource.delete(source);
     else this.handshakingBySource.set(source, count);
@@ -809,6 +835,26 @@ const handshakeCutoffGraceMs = 1000;
 /** A live TCP connection's key on this listener: its remote address and port. TLS sockets report their TCP socket's. */
 function socketKey(socket: Socket): string {
   return `${socket.remoteAddress ?? 'unknown'}|${socket.remotePort ?? 0}`;
+}
+
+/** "::ffff:10.0.0.1" is the IPv4 peer 10.0.0.1 seen by a dual-stack listener. */
+export function unmapIpv4(ip: string): string {
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  return m === null ? ip : m[1]!;
+}
+
+/** The per-source bound's key: an IPv4 address, or the /64 an IPv6 address lies in. */
+export function sourceGroup(ip: string): string {
+  if (!ip.includes(':')) return ip;
+  const bare = ip.split('%')[0]!.toLowerCase();
+  const [head = '', tail] = bare.split('::', 2) as [string, string | undefined];
+  const headParts = head === '' ? [] : head.split(':');
+  let parts = headParts;
+  if (tail !== undefined) {
+    const tailParts = tail === '' ? [] : tail.split(':');
+    parts = [...headParts, ...Array<string>(Math.max(0, 8 - headParts.length - tailParts.length)).fill('0'), ...tailParts];
+  }
+  return `${parts.slice(0, 4).map((h) => (parseInt(h, 16) || 0).toString(16)).join(':')}::/64`;
 }
 
 function positive(name: string, value: number): number {
