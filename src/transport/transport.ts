@@ -656,8 +656,12 @@ export class Transport extends EventEmitter<TransportEvents> {
     this.handshakingBySource.set(source, fromSource + 1);
     // A squatter never sends a byte; a real peer sends its TLS ClientHello or hello at once. Cutting the silent
     // ones early keeps a slot's price at one reconnect per helloTimeoutMs instead of per handshakeTimeoutMs.
+    // Judged after the event loop's next poll (setImmediate), not in the timer phase: a node whose loop was held up
+    // runs its due timers before it reads its sockets, and would cut a real peer whose hello is already waiting.
     const silence = setTimeout(() => {
-      if (this.handshaking.has(key) && socket.bytesRead === 0) socket.destroy();
+      setImmediate(() => {
+        if (this.handshaking.has(key) && socket.bytesRead === 0) socket.destroy();
+      });
     }, this.helloTimeoutMs);
     // The last word on a slow handshake: Connection's own timer (which tells the peer why) starts only once TLS is
     // through, and a stranger may never start TLS. The grace lets that timer's refusal go out first.
