@@ -79,6 +79,7 @@ test('a flood of wrong passwords for admin from one address does not stop admin 
 test('a flood of wrong passwords with random user names from several addresses does not stop admin logging in from a clean one', async () => {
   const t = await openTestNode();
   let flooding = true;
+  let loops: Promise<void>[] = [];
   try {
     const base = await t.node.listen();
     // More admins, so that each Basic attempt below comes with credentials this node has never verified.
@@ -88,7 +89,7 @@ test('a flood of wrong passwords with random user names from several addresses d
     const refusedFrom = new Set<string>();
     let n = 0;
     // Each attacker keeps as many requests going as it may (passwordChecksPerSourceMax), a new name every time.
-    const loops = attackers.flatMap((attacker) =>
+    loops = attackers.flatMap((attacker) =>
       [0, 1].map(async () => {
         while (flooding) {
           const res = await rawRequest(base, { method: 'POST', path: '/api/v1/auth/login', ...jsonRaw({ username: `nobody-${n++}`, password: 'wrong' }), localAddress: attacker });
@@ -123,6 +124,7 @@ test('a flood of wrong passwords with random user names from several addresses d
     await Promise.all(loops);
   } finally {
     flooding = false;
+    await Promise.allSettled(loops);
     await t.close();
   }
 });
