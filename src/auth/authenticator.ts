@@ -3,6 +3,8 @@ import { hash } from 'node:crypto';
 import type { Role, User } from '../content/model.js';
 import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
 import { LoginThrottle, type LoginThrottleLimits } from './loginThrottle.js';
+import { RateLimiter } from './rateLimiter.js';
+import { sourceKey } from './sourceAddress.js';
 import { generatePassword, hashPassword, verifyPassword } from './passwords.js';
 import type { TokenSigner } from './tokens.js';
 
@@ -23,6 +25,7 @@ export interface AuthenticatorLimits extends LoginThrottleLimits {
   readonly cacheEntriesMax: number;
   readonly passwordChecksInFlightMax: number;
   readonly passwordChecksPerSourceMax: number;
+  readonly loginFailuresPerSourcePerMinuteMax: number;
 }
 
 /** A check of one (name, password), shared by every request that carries the same credentials while it runs. */
@@ -59,6 +62,8 @@ export class Authenticator {
   private readonly checksOfSource = new Map<string, number>();
   private passwordHashesInFlight = 0;
   private readonly throttle: LoginThrottle;
+  /** Failed checks per source across all user names: a new name each time must not buy a new budget. */
+  private readonly failuresOfSource: RateLimiter;
 
   constructor(
     private readonly users: UserSource,
@@ -67,6 +72,8 @@ export class Authenticator {
     nowMs?: () => number,
   ) {
     this.throttle = new LoginThrottle(limits, nowMs);
+    const perMinute = limits.loginFailuresPerSourcePerMinuteMax;
+    this.failuresOfSource = new RateLimiter({ perInterval: perMinute, intervalMs: 60_000, burst: perMinute, what: 'failed password checks' }, nowMs);
   }
 
   /**
@@ -116,19 +123,10 @@ export class Authenticator {
       password = colon < 0 ? '' : decoded.slice(colon + 1);
       cacheKey = credentialKey(name, password);
     }
-    const cached = this.verified.get(cacheKey);
-    if (cached !== undefined) {
-      const known = this.known(cached.user);
-      // Tied to the stored hash (random salt), not the version: a user deleted and created again restarts at
-      // version 1, and the old password must not open the new account.
-      if (known !== undefined && known.user.passwordHash === cached.passwordHash) {
-        // Least recently used goes first: a credential in use stays.
-        this.verified.delete(cacheKey);
-        this.verified.set(cacheKey, cached);
-        if (connection !== undefined && last?.cacheKey !== cacheKey) this.lastBasicOf.set(connection, { value, cacheKey });
-        return known.principal;
-      }
-      this.verified.delete(cacheKey);
+    const known = this.fromCache(cacheKey);
+    if (known !== undefined) {
+      if (connection !== undefined && last?.cacheKey !== cacheKey) this.lastBasicOf.set(connection, { value, cacheKey });
+      return known.principal;
     }
     if (name === undefined) {
       // The connection's last credentials no longer open the cache: decode them for a full check.
@@ -138,11 +136,32 @@ export class Authenticator {
       password = colon < 0 ? '' : decoded.slice(colon + 1);
     }
     const user = await this.checkShared(cacheKey, name, password, sourceOf(connection));
+    this.remember(cacheKey, user);
+    return { name: user.name, roles: user.roles };
+  }
+
+  /** The user verified credentials with this key open, if they still do. */
+  private fromCache(cacheKey: string): { user: User; principal: Principal } | undefined {
+    const cached = this.verified.get(cacheKey);
+    if (cached === undefined) return undefined;
+    const known = this.known(cached.user);
+    // Tied to the stored hash (random salt), not the version: a user deleted and created again restarts at
+    // version 1, and the old password must not open the new account.
+    if (known !== undefined && known.user.passwordHash === cached.passwordHash) {
+      // Least recently used goes first: a credential in use stays.
+      this.verified.delete(cacheKey);
+      this.verified.set(cacheKey, cached);
+      return known;
+    }
+    this.verified.delete(cacheKey);
+    return undefined;
+  }
+
+  private remember(cacheKey: string, user: User): void {
     if (this.limits.cacheEntriesMax > 0) {
       if (this.verified.size >= this.limits.cacheEntriesMax) this.verified.delete(this.verified.keys().next().value!);
       this.verified.set(cacheKey, { user: user.name, passwordHash: user.passwordHash });
     }
-    return { name: user.name, roles: user.roles };
   }
 
   private async bearer(token: string): Promise<Principal> {
@@ -155,11 +174,20 @@ export class Authenticator {
   }
 
   /**
-   * Checks a password for login (or a user's current password before it changes it), without the cache: the same
-   * limits apply as to Basic credentials, and `source` (the client's address) is what failures count against.
+   * Checks a password for login (or a user's current password before it changes it) through the same cache and
+   * limits as Basic credentials: a known-good password never waits for a check slot, so a flood of failing ones
+   * cannot lock its user out. `source` (the client's address) is what failures count against.
    */
-  login(name: string, password: string, source: string): Promise<User> {
-    return this.checkShared(credentialKey(name, password), name, password, source);
+  async login(name: string, password: string, source: string): Promise<User> {
+    const cacheKey = credentialKey(name, password);
+    // The waits come first even for a cached password: else a throttled address could keep guessing, every wrong
+    // guess refused and the right one let through by the cache.
+    this.admit(name, sourceKey(source));
+    const known = this.fromCache(cacheKey);
+    if (known !== undefined) return known.user;
+    const user = await this.checkShared(cacheKey, name, password, source);
+    this.remember(cacheKey, user);
+    return user;
   }
 
   /** Hashes a new password under the same bound as checks: hashing costs the same scrypt. */
@@ -175,14 +203,29 @@ export class Authenticator {
     }
   }
 
-  /** Joins the check of these credentials in flight, or starts one within the limits. */
-  private async checkShared(key: string, name: string, password: string, source: string): Promise<User> {
+  /** Throws RATE_LIMITED while this (user, source) must wait, or this source has used its failure budget. */
+  private admit(name: string, source: string): void {
     this.throttle.admit(name, source);
+    // Before any hashing: an address that fails over and over, a new user name each time, is refused here.
+    this.failuresOfSource.admit(source);
+  }
+
+  /** Joins the check of these credentials in flight, or starts one within the limits. */
+  private async checkShared(key: string, name: string, password: string, address: string): Promise<User> {
+    const source = sourceKey(address);
+    this.admit(name, source);
     let check = this.checksInFlight.get(key);
     if (check === undefined) {
       // scrypt runs on the libuv pool, which file I/O shares: a flood of wrong passwords must not starve it.
-      if (this.checksInFlight.size + this.passwordHashesInFlight >= this.limits.passwordChecksInFlightMax) {
+      const inFlight = this.checksInFlight.size + this.passwordHashesInFlight;
+      if (inFlight >= this.limits.passwordChecksInFlightMax) {
         throw new ConclaveError('OVERLOADED', 'Too many password checks are in progress; retry shortly or use a bearer token.');
+      }
+      // Half the slots are kept for sources with no recent failure: however many addresses a flood of wrong
+      // passwords comes from, it can hold at most half, and a client with a good password (which has not failed
+      // lately) still finds a slot. Half, not a fixed count, so the reserve scales with the setting.
+      if (this.failuresOfSource.used(source) && inFlight >= Math.floor(this.limits.passwordChecksInFlightMax / 2)) {
+        throw new ConclaveError('OVERLOADED', 'Too many password checks are in progress for addresses with recent failures; retry shortly.');
       }
       const ofSource = this.checksOfSource.get(source) ?? 0;
       if (ofSource >= this.limits.passwordChecksPerSourceMax) {
@@ -199,7 +242,10 @@ export class Authenticator {
       // Counted once per check, by the request that started it, whoever shares it.
       void check.then((outcome) => {
         if (outcome.ok) this.throttle.succeeded(name, source);
-        else if (outcome.error.code === 'AUTH_INVALID') this.throttle.failed(name, source);
+        else if (outcome.error.code === 'AUTH_INVALID') {
+          this.throttle.failed(name, source);
+          this.failuresOfSource.charge(source);
+        }
       });
     }
     const outcome = await check;

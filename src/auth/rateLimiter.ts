@@ -18,18 +18,46 @@ export class RateLimiter {
     private readonly nowMs: () => number = () => performance.now(),
   ) {}
 
+  private tokensOf(key: string, now: number): number {
+    const bucket = this.buckets.get(key);
+    return bucket === undefined ? this.rate.burst : Math.min(this.rate.burst, bucket.tokens + (now - bucket.atMs) * (this.rate.perInterval / this.rate.intervalMs));
+  }
+
+  /** Throws RATE_LIMITED when `key` has no token left, without taking one (for budgets charged only on failure). */
+  admit(key: string): void {
+    this.refuseBelowOne(key, this.tokensOf(key, this.nowMs()));
+  }
+
+  /** Whether `key` has used any of its budget that has not come back yet. */
+  used(key: string): boolean {
+    return this.tokensOf(key, this.nowMs()) < this.rate.burst;
+  }
+
+  /** Takes one token for `key`, even the last; never throws (the charge for something already done). */
+  charge(key: string): void {
+    const now = this.nowMs();
+    this.put(key, Math.max(0, this.tokensOf(key, now) - 1), now);
+  }
+
   /** Takes one token for `key`, or throws RATE_LIMITED. */
   take(key: string): void {
     const now = this.nowMs();
-    const perMs = this.rate.perInterval / this.rate.intervalMs;
-    const bucket = this.buckets.get(key);
-    const tokens = bucket === undefined ? this.rate.burst : Math.min(this.rate.burst, bucket.tokens + (now - bucket.atMs) * perMs);
+    const tokens = this.tokensOf(key, now);
+    this.refuseBelowOne(key, tokens);
+    this.put(key, tokens - 1, now);
+  }
+
+  private refuseBelowOne(key: string, tokens: number): void {
     if (tokens < 1) {
+      const perMs = this.rate.perInterval / this.rate.intervalMs;
       const retryAfterSeconds = Math.max(1, Math.ceil((1 - tokens) / perMs / 1000));
       throw new ConclaveError('RATE_LIMITED', `Too many ${this.rate.what} by ${key}; retry in ${retryAfterSeconds} s.`, { retryAfterSeconds });
     }
+  }
+
+  private put(key: string, tokens: number, now: number): void {
     this.buckets.delete(key);
     if (this.buckets.size >= bucketsMax) this.buckets.delete(this.buckets.keys().next().value!);
-    this.buckets.set(key, { tokens: tokens - 1, atMs: now });
+    this.buckets.set(key, { tokens, atMs: now });
   }
 }

@@ -101,6 +101,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'auth.loginDelayMsMin', kind: 'int', schema: int(1, 3_600_000).default(1000), doc: 'The wait after the first failure beyond auth.loginFailuresFree; it doubles with each further failure.' },
   { key: 'auth.loginDelayMsMax', kind: 'int', schema: int(1, 86_400_000).default(900_000), doc: 'The longest wait between attempts for one user from one source address; failures are forgotten once the last is older than this.' },
   { key: 'auth.loginFailureRecordsMax', kind: 'int', schema: int(1, 10_000_000).default(65_536), doc: '(user, source address) pairs whose failed logins are remembered; the least recently failed is forgotten first.' },
+  { key: 'auth.loginFailuresPerSourcePerMinuteMax', kind: 'int', schema: int(1, 1_000_000).default(30), doc: 'Failed password checks one source address (an IPv6 /64) may make per minute across all user names; beyond it every check from there is refused with RATE_LIMITED before any hashing.' },
   { key: 'auth.userWritesPerSecondMax', kind: 'int', schema: int(1, 1_000_000).default(2000), doc: 'Writes (any request but GET and HEAD) one user may send to this node per second on average, in bursts of up to two seconds\' worth; more are refused with RATE_LIMITED.' },
   { key: 'auth.passwordChangesPerHourMax', kind: 'int', schema: int(1, 1_000_000).default(10), doc: 'Changes of its own password one user may make per hour on this node; more are refused with RATE_LIMITED.' },
   { key: 'storage.groupCommitEntriesMax', kind: 'int', schema: int(1, 100_000).default(512), doc: 'Most journal entries committed in one fsynced transaction.' },
@@ -222,6 +223,7 @@ export interface Config {
     loginDelayMsMin: number;
     loginDelayMsMax: number;
     loginFailureRecordsMax: number;
+    loginFailuresPerSourcePerMinuteMax: number;
     userWritesPerSecondMax: number;
     passwordChangesPerHourMax: number;
   };

@@ -76,6 +76,59 @@ test('a flood of wrong passwords for admin from one address does not stop admin 
   }
 });
 
+test('a flood of wrong passwords with random user names from several addresses does not stop admin logging in from a clean one', async () => {
+  const t = await openTestNode();
+  let flooding = true;
+  let loops: Promise<void>[] = [];
+  try {
+    const base = await t.node.listen();
+    // More admins, so that each Basic attempt below comes with credentials this node has never verified.
+    for (let i = 0; i < 5; i++) await t.request({ method: 'PUT', url: `/api/v1/users/ops${i}`, ...json({ password: `ops-password-${i}`, roles: ['admin'] }) });
+    const attackers = ['127.0.0.81', '127.0.0.82', '127.0.0.83', '127.0.0.84', '127.0.0.85', '127.0.0.86'];
+    const failedFrom = new Set<string>();
+    const refusedFrom = new Set<string>();
+    let n = 0;
+    // Each attacker keeps as many requests going as it may (passwordChecksPerSourceMax), a new name every time.
+    loops = attackers.flatMap((attacker) =>
+      [0, 1].map(async () => {
+        while (flooding) {
+          const res = await rawRequest(base, { method: 'POST', path: '/api/v1/auth/login', ...jsonRaw({ username: `nobody-${n++}`, password: 'wrong' }), localAddress: attacker });
+          const code = codeOf(res);
+          assert.ok(['AUTH_INVALID', 'RATE_LIMITED', 'OVERLOADED'].includes(code!), res.body);
+          if (code === 'AUTH_INVALID') failedFrom.add(attacker);
+          if (code === 'RATE_LIMITED') {
+            refusedFrom.add(attacker);
+            assert.ok(Number(res.headers['retry-after']) >= 1);
+          }
+        }
+      }),
+    );
+    const deadline = Date.now() + 30_000;
+    while (failedFrom.size < attackers.length) {
+      assert.ok(Date.now() < deadline, `only ${failedFrom.size} attackers were checked`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    // Every attacker has failed and keeps going: admin, from a clean address, still logs in both ways, every time.
+    for (let i = 0; i < 5; i++) {
+      const login = await rawRequest(base, { method: 'POST', path: '/api/v1/auth/login', ...jsonRaw({ username: 'admin', password: adminPassword }), localAddress: '127.0.0.9' });
+      assert.equal(login.statusCode, 200, login.body);
+      const ops = await rawRequest(base, { method: 'GET', path: '/api/v1/auth/whoami', headers: { authorization: basic(`ops${i}`, `ops-password-${i}`) }, localAddress: `127.0.0.${10 + i}` });
+      assert.equal(ops.statusCode, 200, ops.body);
+    }
+    // Each attacker runs into its failure budget (never into a per-user wait: every name is new), refused unhashed.
+    while (refusedFrom.size < attackers.length) {
+      assert.ok(Date.now() < deadline, `only ${refusedFrom.size} attackers were refused`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    flooding = false;
+    await Promise.all(loops);
+  } finally {
+    flooding = false;
+    await Promise.allSettled(loops);
+    await t.close();
+  }
+});
+
 function jsonRaw(body: unknown): { headers: Record<string, string>; payload: string } {
   return { headers: { 'content-type': 'application/json' }, payload: JSON.stringify(body) };
 }
