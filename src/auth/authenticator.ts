@@ -57,7 +57,7 @@ export class Authenticator {
    * The last Basic credentials that opened the cache on each connection, with their cache key: held only while the
    * connection lives (the request that carried them held them as long), and still checked against the cache.
    */
-  private readonly lastBasicOf = new WeakMap<object, { value: string; cacheKey: string }>();
+  private readonly lastBasicOf = new WeakMap<object, { value: string; cacheKey: string; name: string }>();
   private readonly checksInFlight = new Map<string, Check>();
   private readonly checksOfSource = new Map<string, number>();
   private passwordHashesInFlight = 0;
@@ -113,29 +113,34 @@ export class Authenticator {
 
   private async basic(value: string, connection: object | undefined): Promise<Principal> {
     const last = connection === undefined ? undefined : this.lastBasicOf.get(connection);
-    let cacheKey = last !== undefined && last.value === value ? last.cacheKey : undefined;
-    let name: string | undefined;
-    let password = '';
-    if (cacheKey === undefined) {
+    let cacheKey: string;
+    let name: string;
+    let password: string | undefined;
+    if (last !== undefined && last.value === value) {
+      ({ cacheKey, name } = last);
+    } else {
       const decoded = Buffer.from(value, 'base64').toString('utf8');
       const colon = decoded.indexOf(':');
       name = colon < 0 ? decoded : decoded.slice(0, colon);
       password = colon < 0 ? '' : decoded.slice(colon + 1);
       cacheKey = credentialKey(name, password);
     }
+    const source = sourceOf(connection);
+    // The waits come first even for cached credentials, as in login(): else an address made to wait could keep
+    // guessing, every wrong guess refused unchecked and the right one let through by the cache.
+    this.admit(name, sourceKey(source));
     const known = this.fromCache(cacheKey);
     if (known !== undefined) {
-      if (connection !== undefined && last?.cacheKey !== cacheKey) this.lastBasicOf.set(connection, { value, cacheKey });
+      if (connection !== undefined && last?.cacheKey !== cacheKey) this.lastBasicOf.set(connection, { value, cacheKey, name });
       return known.principal;
     }
-    if (name === undefined) {
+    if (password === undefined) {
       // The connection's last credentials no longer open the cache: decode them for a full check.
       const decoded = Buffer.from(value, 'base64').toString('utf8');
       const colon = decoded.indexOf(':');
-      name = colon < 0 ? decoded : decoded.slice(0, colon);
       password = colon < 0 ? '' : decoded.slice(colon + 1);
     }
-    const user = await this.checkShared(cacheKey, name, password, sourceOf(connection));
+    const user = await this.checkShared(cacheKey, name, password, source);
     this.remember(cacheKey, user);
     return { name: user.name, roles: user.roles };
   }

@@ -64,6 +64,10 @@ test('a flood of wrong passwords for admin from one address does not stop admin 
     assert.equal(throttled.statusCode, 429, throttled.body);
     assert.equal(codeOf(throttled), 'RATE_LIMITED');
     assert.ok(Number(throttled.headers['retry-after']) >= 1);
+    // ...and with Basic credentials the node has already verified (admin's, above): the cache must not answer for a
+    // waiting address, or it would tell a guesser which of its refused guesses was right.
+    const cachedFromAttacker = await rawRequest(base, { method: 'GET', path: '/api/v1/auth/whoami', headers: { authorization: basic('admin', adminPassword) }, localAddress: attacker });
+    assert.equal(cachedFromAttacker.statusCode, 429, cachedFromAttacker.body);
     // ...while admin logs in from anywhere else, by password as well as with cached credentials.
     const login = await rawRequest(base, { method: 'POST', path: '/api/v1/auth/login', ...jsonRaw({ username: 'admin', password: adminPassword }), localAddress: '127.0.0.8' });
     assert.equal(login.statusCode, 200, login.body);
