@@ -119,10 +119,7 @@ export class Authenticator {
     if (last !== undefined && last.value === value) {
       ({ cacheKey, name } = last);
     } else {
-      const decoded = Buffer.from(value, 'base64').toString('utf8');
-      const colon = decoded.indexOf(':');
-      name = colon < 0 ? decoded : decoded.slice(0, colon);
-      password = colon < 0 ? '' : decoded.slice(colon + 1);
+      ({ name, password } = decodeBasic(value));
       cacheKey = credentialKey(name, password);
     }
     const source = sourceOf(connection);
@@ -134,12 +131,8 @@ export class Authenticator {
       if (connection !== undefined && last?.cacheKey !== cacheKey) this.lastBasicOf.set(connection, { value, cacheKey, name });
       return known.principal;
     }
-    if (password === undefined) {
-      // The connection's last credentials no longer open the cache: decode them for a full check.
-      const decoded = Buffer.from(value, 'base64').toString('utf8');
-      const colon = decoded.indexOf(':');
-      password = colon < 0 ? '' : decoded.slice(colon + 1);
-    }
+    // The connection's last credentials no longer open the cache: decode them for a full check.
+    if (password === undefined) password = decodeBasic(value).password;
     const user = await this.checkShared(cacheKey, name, password, source);
     this.remember(cacheKey, user);
     return { name: user.name, roles: user.roles };
@@ -284,6 +277,13 @@ function credentialKey(name: string, password: string): string {
 }
 
 /** The address a request came from (its socket's); requests without one share a single source. */
+/** The name and password of a Basic credential (`name:password` in base64; no colon: a name, empty password). */
+function decodeBasic(value: string): { name: string; password: string } {
+  const decoded = Buffer.from(value, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon < 0 ? { name: decoded, password: '' } : { name: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
 function sourceOf(connection: object | undefined): string {
   const address = (connection as { remoteAddress?: unknown } | undefined)?.remoteAddress;
   return typeof address === 'string' ? address : 'unknown';
