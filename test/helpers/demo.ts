@@ -1,5 +1,8 @@
 import { createServer } from 'node:net';
 
+import type { CliProcess } from './cli.js';
+import { WaitAborted, waitFor } from './tmp.js';
+
 /**
  * What the tests of `conclave demo` share: a base port whose ports the demo will take are free, and whether a
  * process still runs.
@@ -31,4 +34,18 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Waits until `conclave demo` says its cluster is ready (or fails at once if it exited); returns what it printed. */
+export async function demoReady(demo: CliProcess): Promise<string> {
+  await waitFor(
+    'the demo to be ready',
+    () => {
+      if (demo.stdout().includes('Press Ctrl-C')) return true;
+      if (demo.exitCode() !== undefined) throw new WaitAborted(`the demo exited (${demo.exitCode()}):\n${demo.stdout()}\n${demo.stderr()}`);
+      return undefined;
+    },
+    40_000,
+  );
+  return demo.stdout();
 }

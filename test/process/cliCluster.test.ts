@@ -7,8 +7,8 @@ import { Agent, request } from 'undici';
 
 import { freePort, killAndWait, runConclave, spawnConclave, type CliProcess } from '../helpers/cli.js';
 import { ProcessCluster } from '../helpers/cluster.js';
-import { alive, freeBasePort } from '../helpers/demo.js';
-import { WaitAborted, waitFor } from '../helpers/tmp.js';
+import { alive, demoReady, freeBasePort } from '../helpers/demo.js';
+import { waitFor } from '../helpers/tmp.js';
 
 /**
  * `conclave status` against a real 3-process cluster (asked of the master and of a replica, which it follows to
@@ -125,16 +125,7 @@ test('conclave demo --nodes 3 starts a cluster that takes writes with the printe
   const demo: CliProcess = spawnConclave(['demo', '--nodes', '3', '--base-port', String(base)]);
   let pids: number[] = [];
   try {
-    await waitFor(
-      'the demo to be ready',
-      () => {
-        if (demo.stdout().includes('Press Ctrl-C')) return true;
-        if (demo.exitCode() !== undefined) throw new WaitAborted(`the demo exited (${demo.exitCode()}):\n${demo.stdout()}\n${demo.stderr()}`);
-        return undefined;
-      },
-      40_000,
-    );
-    const out = demo.stdout();
+    const out = await demoReady(demo);
     const rows = [...out.matchAll(/^\s+(node-\d)\s+(http:\/\/127\.0\.0\.1:(\d+))\s+(master|replica)\s.*\(pid (\d+)\)$/gm)];
     assert.deepEqual(rows.map((r) => r[1]), ['node-1', 'node-2', 'node-3'], out);
     assert.deepEqual(rows.map((r) => Number(r[3])), [base + 1, base + 2, base + 3]);

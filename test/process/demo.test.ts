@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { Agent, request } from 'undici';
 
 import { killAndWait, spawnConclave, type CliProcess } from '../helpers/cli.js';
-import { alive, freeBasePort } from '../helpers/demo.js';
+import { alive, demoReady, freeBasePort } from '../helpers/demo.js';
 import { WaitAborted, waitFor } from '../helpers/tmp.js';
 
 async function http(url: string, options: { method?: 'GET' | 'PUT'; authorization?: string; body?: unknown } = {}): Promise<{ status: number }> {
@@ -40,16 +40,7 @@ test('conclave demo: a killed node leaves the others running, and the printed co
   let pids: number[] = [];
   let restarted: ReturnType<typeof spawn> | null = null;
   try {
-    await waitFor(
-      'the demo to be ready',
-      () => {
-        if (demo.stdout().includes('Press Ctrl-C')) return true;
-        if (demo.exitCode() !== undefined) throw new WaitAborted(`the demo exited (${demo.exitCode()}):\n${demo.stdout()}\n${demo.stderr()}`);
-        return undefined;
-      },
-      40_000,
-    );
-    const out = demo.stdout();
+    const out = await demoReady(demo);
     const rows = [...out.matchAll(/^\s+(node-\d)\s+(http:\/\/127\.0\.0\.1:\d+)\s+(master|replica)\s.*\(pid (\d+)\)$/gm)];
     pids = rows.map((r) => Number(r[4]));
     const password = /password:\s+(\S+)/.exec(out)![1]!;
