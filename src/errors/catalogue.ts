@@ -58,6 +58,16 @@ export const errorCatalogue = {
   CLUSTER_JOIN_TIMEOUT: { status: 503, retryable: false, summary: 'A node that was clustered found no master within cluster.joinTimeoutMs; it stops rather than serve stale data alone.' },
   NOT_READY: { status: 503, retryable: true, summary: 'This node has not joined its cluster or caught up yet; retry shortly or use another node.' },
 
+  // Backups and restores (mostly the CLI's answers: the status matters only for GET /api/v1/admin/backup).
+  BACKUP_CORRUPT: { status: 422, retryable: false, summary: 'A backup file is damaged or not a backup: a checksum, the archive, the manifest or the content digest does not hold; the message says which part.' },
+  BACKUP_TRUNCATED: { status: 422, retryable: false, summary: 'A backup file ends before every part its manifest lists: the transfer or the copy was cut short. Take or copy it again.' },
+  BACKUP_FORMAT_NEWER: { status: 422, retryable: false, summary: 'The backup was written by a newer Conclave (backup or data format); restore it with that version or newer.' },
+  BACKUP_FOREIGN: { status: 422, retryable: false, summary: 'The backup belongs to another cluster than the one it is to join (--as clone), or names a base of another cluster.' },
+  BACKUP_CHAIN_INCOMPLETE: { status: 422, retryable: false, summary: 'An incremental backup\'s base (or one of its bases) is missing; the message names the file needed.' },
+  BACKUP_BLOB_MISSING: { status: 503, retryable: true, summary: 'A blob the content references could not be found on this node or fetched from another in time; no backup was written. Retry, or take it from another node.' },
+  BACKUPS_BUSY: { status: 503, retryable: true, summary: 'This node is already writing backup.concurrentMax backups; retry when one ends.' },
+  RESTORE_TARGET_NOT_EMPTY: { status: 409, retryable: false, summary: 'The directory to restore into is not empty; choose an empty one, or pass --force to replace what it holds.' },
+
   // The server cannot take the request now.
   OVERLOADED: { status: 503, retryable: true, summary: 'The write queue is full, or too many password checks run at once; retry shortly.' },
   SHUTTING_DOWN: { status: 503, retryable: true, summary: 'The node is shutting down; retry on another node or later.' },
