@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 
 import { ConclaveError } from '../errors/catalogue.js';
 import { manifestEntryName, type BackupManifest } from './manifest.js';
-import { encodeTarHeader, tarEnd, tarPadding } from './tarFormat.js';
+import { encodeTarHeader, tarBlockBytes, tarEnd, tarPadding } from './tarFormat.js';
 
 /** One part to write: its bytes come from `open()`, read only when the archive reaches it. */
 export interface ArchivePartSource {
@@ -25,7 +25,7 @@ export function archiveStream(manifest: BackupManifest, parts: readonly ArchiveP
 
 async function* archiveChunks(manifest: BackupManifest, parts: readonly ArchivePartSource[], signal?: AbortSignal): AsyncGenerator<Buffer> {
   const mtimeSeconds = Math.floor(Date.parse(manifest.createdAt) / 1000);
-  const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`, 'utf8');
+  const manifestBytes = encodeManifest(manifest);
   yield encodeTarHeader({ name: manifestEntryName, size: manifestBytes.length, mtimeSeconds });
   yield manifestBytes;
   yield tarPadding(manifestBytes.length);
@@ -56,4 +56,16 @@ async function* archiveChunks(manifest: BackupManifest, parts: readonly ArchiveP
   }
   if (parts.length !== manifest.parts.length) throw new ConclaveError('INTERNAL', 'the backup has fewer parts than its manifest lists');
   yield tarEnd();
+}
+
+function encodeManifest(manifest: BackupManifest): Buffer {
+  return Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`, 'utf8');
+}
+
+/** The size in bytes of the archive archiveStream writes for this manifest (for Content-Length and progress). */
+export function archiveBytes(manifest: BackupManifest): number {
+  const entry = (size: number) => tarBlockBytes + Math.ceil(size / tarBlockBytes) * tarBlockBytes;
+  let total = entry(encodeManifest(manifest).length) + tarEnd().length;
+  for (const part of manifest.parts) total += entry(part.bytes);
+  return total;
 }

@@ -19,6 +19,7 @@ import { registerQueryParameterCheck } from './queryParameters.js';
 import { ReadConsistencyGate } from './readConsistency.js';
 import { LazyRequestLogger } from './requestLogger.js';
 import { authRoutes } from './routes/auth.js';
+import { backupPath, backupRoutes } from './routes/backup.js';
 import { binaryRoutes } from './routes/binaries.js';
 import { clusterRoutes } from './routes/cluster.js';
 import { contentRoutes } from './routes/content.js';
@@ -101,7 +102,9 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   // Reads of content wait for what their consistency needs (cluster status is this node's own view: never).
   const admit = async (request: FastifyRequest) => {
     await minIndexGate.admit(request);
-    if ((request.method !== 'GET' && request.method !== 'HEAD') || request.url.startsWith('/api/v1/cluster/')) return;
+    // A backup is a read whatever its method (POST names the base of an incremental one).
+    const read = request.method === 'GET' || request.method === 'HEAD' || request.url.split('?', 1)[0] === backupPath;
+    if (!read || request.url.startsWith('/api/v1/cluster/')) return;
     await readGate.admit(readGate.modeOf(request));
   };
   const { userWritesPerSecondMax } = context.config.auth;
@@ -198,6 +201,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   await app.register(queryRoutes);
   await app.register(binaryRoutes);
   await app.register(clusterRoutes);
+  await app.register(backupRoutes);
   await app.register(internalBlobRoutes);
   await app.register(internalSnapshotRoutes);
   return app;

@@ -6,6 +6,7 @@ import type { Repository } from '../node/repository.js';
 import type { InternalAuth } from './internalAuth.js';
 import type { BlobFetcher } from '../replication/blobFetcher.js';
 import type { SnapshotStore } from '../storage/snapshotStore.js';
+import type { BackupService } from '../backup/backupService.js';
 
 /** What every route plugin gets: decorated once on the app, read through `app.conclave`. */
 export interface HttpContext {
@@ -22,6 +23,8 @@ export interface HttpContext {
   readonly blobFetcher: BlobFetcher;
   /** This node's snapshot files, served to followers (null: a node that keeps none, in tests). */
   readonly snapshots: SnapshotStore | null;
+  /** Takes backups of this node (null: a node without one, in tests). */
+  readonly backups: BackupService | null;
   /** True once SIGTERM arrived: new requests are refused, in-flight ones finish. */
   closing: boolean;
 }

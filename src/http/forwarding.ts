@@ -82,6 +82,8 @@ function coordinated(method: string, path: string): boolean {
   if (path !== '/api/v1' && !path.startsWith('/api/v1/')) return false;
   if ((method === 'GET' || method === 'HEAD') && path.startsWith('/api/v1/cluster/')) return false;
   if (method === 'POST' && path === '/api/v1/auth/login') return false;
+  // A backup comes from the node asked (the operator picks a replica to spare the master), never the master's.
+  if (path === '/api/v1/admin/backup') return false;
   return true;
 }
 

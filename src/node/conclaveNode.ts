@@ -31,7 +31,9 @@ import { formatEndpoint } from '../discovery/seeds.js';
 import { BlobClient } from '../replication/blobClient.js';
 import { BlobCollector, referencedBlobs } from '../replication/blobCollector.js';
 import { BlobFetcher } from '../replication/blobFetcher.js';
+import { BlobPins } from '../replication/blobPins.js';
 import { BlobPusher } from '../replication/blobPusher.js';
+import { BackupService } from '../backup/backupService.js';
 import { InternalHttpClient } from '../replication/internalHttp.js';
 import { ClusterNetwork } from './clusterNetwork.js';
 import { CommandForwarder } from './commandForwarder.js';
@@ -195,9 +197,10 @@ export class ConclaveNode {
         log,
       );
       const liveRuntime = runtime;
+      const pins = new BlobPins();
       const collector = new BlobCollector(
         blobs,
-        () => referencedBlobs(content, journal, liveRuntime.appliedIndex),
+        () => pins.addTo(referencedBlobs(content, journal, liveRuntime.appliedIndex)),
         { intervalMs: config.storage.blobGcIntervalMs, graceMs: config.storage.blobGcGraceMs, batchMax: config.storage.blobGcBatchMax },
         log,
       );
@@ -250,7 +253,21 @@ export class ConclaveNode {
         log,
         retryMs: config.cluster.writeTimeoutMs,
       });
-      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, closing: false };
+      const backups = new BackupService({
+        db,
+        blobs,
+        pins,
+        referencedNow: () => referencedBlobs(content, journal, liveRuntime.appliedIndex),
+        awaitBlob: (sha256, size, timeoutMs) => fetcher.awaitBlob(sha256, size, timeoutMs),
+        self: () => liveRuntime.self(),
+        conclaveVersion: softwareVersion,
+        tmpDir: join(config.data.dir, 'backups-tmp'),
+        concurrentMax: config.backup.concurrentMax,
+        blobFetchTimeoutMs: config.backup.blobFetchTimeoutMs,
+        verifyFile: async () => undefined,
+        log,
+      });
+      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, backups, closing: false };
       // The cluster side starts before the HTTP API is built: a returning replica dials its peers and starts taking
       // the entries it missed while Fastify registers its routes, instead of after.
       let node: ConclaveNode | null = null;

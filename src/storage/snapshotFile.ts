@@ -51,28 +51,9 @@ export async function writeSnapshotFile(db: Db, tmpDir: string, signal?: AbortSi
   const copyPath = join(tmpDir, `${name}.copy.db`);
   const outPath = join(tmpDir, `${name}.db`);
   try {
-    // The last step commits the copy, and that commit's fsync runs on the event loop: it must find little to
-    // write. So the copy is flushed from a thread of the pool while it grows, and the last step waits (copying no
-    // page) until a flush of everything before it is done; what is left is what SQLite still caches (at most its
-    // cache size, 16 MiB in better-sqlite3's build).
-    let flushing: Promise<void> | null = null;
-    let flushedPages = 0;
-    await db.backup(copyPath, {
-      progress: ({ totalPages, remainingPages }) => {
-        if (signal?.aborted === true) throw new ConclaveError('SHUTTING_DOWN', 'The snapshot was abandoned.');
-        const copied = totalPages - remainingPages;
-        const last = remainingPages <= backupPagesPerStep;
-        if (flushing === null && (copied - flushedPages >= backupFlushEveryPages || (last && copied > flushedPages))) {
-          flushing = datasyncFile(copyPath)
-            .then(() => void (flushedPages = copied))
-            .catch(() => void (flushedPages = copied)) // the final commit syncs anyway
-            .finally(() => void (flushing = null));
-        }
-        return last && flushing !== null ? 0 : backupPagesPerStep;
-      },
-    });
+    await copyDatabase(db, copyPath, signal);
     signal?.throwIfAborted();
-    const info = await runExtractWorker(copyPath, outPath, signal);
+    const info = await runFileWorker<SnapshotFileInfo>(new URL('./snapshotWorker.js', import.meta.url), { copyPath, outPath }, 'Writing the snapshot file', signal);
     return { path: outPath, info };
   } catch (err) {
     removeDatabaseFile(outPath);
@@ -82,16 +63,48 @@ export async function writeSnapshotFile(db: Db, tmpDir: string, signal?: AbortSi
   }
 }
 
-function runExtractWorker(copyPath: string, outPath: string, signal: AbortSignal | undefined): Promise<SnapshotFileInfo> {
+/**
+ * Copies the live database to `copyPath` with SQLite's online backup, a few hundred pages per step, so the event
+ * loop is held a few milliseconds at a time and the node goes on writing between steps (changes made through the
+ * same connection are carried into the copy: it is one consistent commit point, the last step's).
+ */
+export async function copyDatabase(db: Db, copyPath: string, signal?: AbortSignal): Promise<void> {
+  // The last step commits the copy, and that commit's fsync runs on the event loop: it must find little to
+  // write. So the copy is flushed from a thread of the pool while it grows, and the last step waits (copying no
+  // page) until a flush of everything before it is done; what is left is what SQLite still caches (at most its
+  // cache size, 16 MiB in better-sqlite3's build).
+  let flushing: Promise<void> | null = null;
+  let flushedPages = 0;
+  await db.backup(copyPath, {
+    progress: ({ totalPages, remainingPages }) => {
+      if (signal?.aborted === true) throw new ConclaveError('SHUTTING_DOWN', 'The snapshot was abandoned.');
+      const copied = totalPages - remainingPages;
+      const last = remainingPages <= backupPagesPerStep;
+      if (flushing === null && (copied - flushedPages >= backupFlushEveryPages || (last && copied > flushedPages))) {
+        flushing = datasyncFile(copyPath)
+          .then(() => void (flushedPages = copied))
+          .catch(() => void (flushedPages = copied)) // the final commit syncs anyway
+          .finally(() => void (flushing = null));
+      }
+      return last && flushing !== null ? 0 : backupPagesPerStep;
+    },
+  });
+}
+
+/**
+ * Runs `script` in a worker thread (work on files that must stay off the event loop) and resolves with what it
+ * posts as `{ result }`; `{ error }` rejects with STORAGE_ERROR prefixed by `what`. `signal` stops the worker.
+ */
+export function runFileWorker<T>(script: URL, workerData: unknown, what: string, signal: AbortSignal | undefined): Promise<T> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('./snapshotWorker.js', import.meta.url), { workerData: { copyPath, outPath } });
+    const worker = new Worker(script, { workerData });
     const onAbort = () => void worker.terminate();
     signal?.addEventListener('abort', onAbort, { once: true });
     let settled = false;
-    worker.once('message', (message: { info?: SnapshotFileInfo; error?: string }) => {
+    worker.once('message', (message: { result?: T; error?: string }) => {
       settled = true;
-      if (message.info !== undefined) resolve(message.info);
-      else reject(new ConclaveError('STORAGE_ERROR', `Writing the snapshot file failed: ${message.error ?? 'unknown error'}`));
+      if (message.result !== undefined) resolve(message.result);
+      else reject(new ConclaveError('STORAGE_ERROR', `${what} failed: ${message.error ?? 'unknown error'}`));
     });
     worker.once('error', (err) => {
       settled = true;
@@ -99,7 +112,7 @@ function runExtractWorker(copyPath: string, outPath: string, signal: AbortSignal
     });
     worker.once('exit', (code) => {
       signal?.removeEventListener('abort', onAbort);
-      if (!settled) reject(new ConclaveError('STORAGE_ERROR', `The snapshot worker stopped (exit code ${code}) before it finished.`));
+      if (!settled) reject(new ConclaveError('STORAGE_ERROR', `${what}: the worker stopped (exit code ${code}) before it finished.`));
     });
   });
 }

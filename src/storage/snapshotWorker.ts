@@ -6,7 +6,7 @@ import { extractSnapshot } from './snapshotFile.js';
 // run here, off the event loop of the node.
 const { copyPath, outPath } = workerData as { copyPath: string; outPath: string };
 try {
-  parentPort?.postMessage({ info: extractSnapshot(copyPath, outPath) });
+  parentPort?.postMessage({ result: extractSnapshot(copyPath, outPath) });
 } catch (err) {
   parentPort?.postMessage({ error: err instanceof Error ? err.message : String(err) });
 }

@@ -1,0 +1,197 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from 'pino';
+
+import type { NodeDescriptor } from '../core/clusterState.js';
+import { ConclaveError, invariant } from '../errors/catalogue.js';
+import type { BlobPins } from '../replication/blobPins.js';
+import type { BlobStore } from '../storage/blobStore.js';
+import { dataFormatVersion, type Db } from '../storage/database.js';
+import { fsyncFile, removeDatabaseFile } from '../storage/snapshotFile.js';
+import { fsyncDirectory } from '../storage/snapshotStore.js';
+import { archiveBytes, archiveStream, type ArchivePartSource } from './archiveWriter.js';
+import { captureBackupState } from './backupState.js';
+import type { BackupTaker, BackupWritten } from './backupTaker.js';
+import { backupFileName, backupFormatName, backupFormatVersion, blobEntryPrefix, stateEntryName, type BackupBase, type BackupManifest } from './manifest.js';
+
+/** The backup an incremental one is taken against, as the client describes it (from that backup's manifest). */
+export interface SinceBackup extends BackupBase {
+  readonly blobsReferenced: readonly string[];
+}
+
+export interface BackupServiceOptions {
+  readonly db: Db;
+  readonly blobs: BlobStore;
+  readonly pins: BlobPins;
+  /** Every blob referenced now, for the pin that covers the time until the backup's own set is known. */
+  readonly referencedNow: () => Iterable<string>;
+  /** Resolves true once the blob is here (fetched from a peer if needed), false after `timeoutMs`. */
+  readonly awaitBlob: (sha256: string, size: number, timeoutMs: number) => Promise<boolean>;
+  readonly self: () => NodeDescriptor;
+  readonly conclaveVersion: string;
+  /** Where state files are written while a backup runs (emptied at start). */
+  readonly tmpDir: string;
+  readonly concurrentMax: number;
+  readonly blobFetchTimeoutMs: number;
+  /** Reads back and checks a written backup file (verify.ts); throws a ConclaveError when it does not hold. */
+  readonly verifyFile: (path: string) => Promise<void>;
+  readonly log: Logger;
+}
+
+/** A backup ready to stream: its manifest, and its archive once (then close it, however the transfer ended). */
+export interface OpenBackup {
+  readonly manifest: BackupManifest;
+  readonly fileName: string;
+  /** The bytes of the whole archive. */
+  readonly bytes: number;
+  stream(signal?: AbortSignal): Readable;
+  close(): void;
+}
+
+/** Missing blobs named in an error, at most. */
+const missingNamedMax = 10;
+
+/**
+ * Takes backups of this node while it serves (see manifest.ts for what one holds and docs/operations.md for the
+ * user's view): the state at one applied index (backupState.ts), then every blob it references — fetched from a
+ * peer first when this node lacks one (a replica still catching up), or the backup fails with BACKUP_BLOB_MISSING
+ * before a byte is sent — pinned against the collector until the archive is written.
+ */
+export class BackupService implements BackupTaker {
+  private running = 0;
+
+  constructor(private readonly options: BackupServiceOptions) {
+    rmSync(options.tmpDir, { recursive: true, force: true });
+    mkdirSync(options.tmpDir, { recursive: true, mode: 0o700 });
+  }
+
+  get inProgress(): number {
+    return this.running;
+  }
+
+  async open(since: SinceBackup | null, signal?: AbortSignal): Promise<OpenBackup> {
+    const o = this.options;
+    if (this.running >= o.concurrentMax) {
+      throw new ConclaveError('BACKUPS_BUSY', `This node is already writing ${this.running} backup(s) (backup.concurrentMax); retry when one ends.`, { concurrentMax: o.concurrentMax });
+    }
+    this.running++;
+    // Until the backup's own blobs are known, every blob referenced now is kept: one the content drops between now
+    // and the copy's commit point is in the backup, and an old unreferenced file may be collected at any moment.
+    const releaseWide = o.pins.pin(o.referencedNow());
+    let releaseExact: (() => void) | null = null;
+    let statePath: string | null = null;
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      releaseWide();
+      releaseExact?.();
+      if (statePath !== null) removeDatabaseFile(statePath);
+      this.running--;
+    };
+    try {
+      const { path, captured } = await captureBackupState(o.db, o.tmpDir, signal);
+      statePath = path;
+      releaseExact = o.pins.pin(captured.blobs.map((b) => b.sha256));
+      releaseWide();
+      const inBase = new Set(since?.blobsReferenced ?? []);
+      const parts: ArchivePartSource[] = [
+        { name: stateEntryName, bytes: captured.state.bytes, sha256: captured.state.sha256, open: () => createReadStream(path, { highWaterMark: 1024 * 1024 }) },
+      ];
+      const missing: string[] = [];
+      for (const blob of captured.blobs) {
+        if (inBase.has(blob.sha256)) continue;
+        signal?.throwIfAborted();
+        let size = await o.blobs.size(blob.sha256);
+        if (size === undefined && blob.size > 0 && (await o.awaitBlob(blob.sha256, blob.size, o.blobFetchTimeoutMs))) size = await o.blobs.size(blob.sha256);
+        if (size === undefined && blob.size > 0) {
+          missing.push(blob.sha256);
+          continue;
+        }
+        const held = size !== undefined;
+        parts.push({
+          name: `${blobEntryPrefix}${blob.sha256}`,
+          bytes: size ?? 0,
+          sha256: blob.sha256,
+          // An empty binary needs no file: its content is known.
+          open: () => (held ? o.blobs.read(blob.sha256) : emptyChunks()),
+        });
+      }
+      if (missing.length > 0) {
+        throw new ConclaveError(
+          'BACKUP_BLOB_MISSING',
+          `${missing.length} blob(s) the content references are not on this node and could not be fetched from another within ${o.blobFetchTimeoutMs} ms; no backup was written. Retry, or take the backup from another node.`,
+          { missing: missing.length, blobs: missing.slice(0, missingNamedMax) },
+        );
+      }
+      const self = o.self();
+      const cluster = captured.clusterState;
+      invariant(cluster.clusterName !== null && cluster.clusterUuid !== null, 'a backup of a node whose cluster is not formed');
+      const manifest: BackupManifest = {
+        format: backupFormatName,
+        formatVersion: backupFormatVersion,
+        id: randomUUID(),
+        createdAt: new Date().toISOString(),
+        conclaveVersion: o.conclaveVersion,
+        dataFormatVersion,
+        cluster: { name: cluster.clusterName, uuid: cluster.clusterUuid },
+        source: { nodeId: self.id, nodeName: self.name },
+        index: captured.state.index,
+        term: captured.term,
+        configuration: captured.configuration,
+        clusterState: cluster,
+        contentDigest: captured.contentDigest,
+        base: since === null ? null : { id: since.id, index: since.index, createdAt: since.createdAt, file: since.file },
+        blobsReferenced: captured.blobs.map((b) => b.sha256),
+        parts: parts.map(({ name, bytes, sha256 }) => ({ name, bytes, sha256 })),
+      };
+      const bytes = archiveBytes(manifest);
+      let streamed = false;
+      return {
+        manifest,
+        fileName: backupFileName(manifest),
+        bytes,
+        stream: (streamSignal) => {
+          invariant(!streamed, 'a backup is streamed once');
+          streamed = true;
+          const stream = archiveStream(manifest, parts, streamSignal);
+          stream.once('close', close);
+          return stream;
+        },
+        close,
+      };
+    } catch (err) {
+      close();
+      if (err instanceof ConclaveError) throw err;
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
+        throw new ConclaveError('DISK_FULL', 'The data disk is full: the copy of the database a backup starts from does not fit. Free space and retry.');
+      }
+      throw err;
+    }
+  }
+
+  async writeToDirectory(directory: string, fileName: string, signal?: AbortSignal): Promise<BackupWritten> {
+    mkdirSync(directory, { recursive: true, mode: 0o700 });
+    const backup = await this.open(null, signal);
+    const partial = join(directory, `.${fileName}.${randomBytes(6).toString('hex')}.partial`);
+    const path = join(directory, fileName);
+    try {
+      // 0600: a backup holds every password hash and all the content.
+      await pipeline(backup.stream(signal), createWriteStream(partial, { flags: 'wx', mode: 0o600 }), { signal });
+      fsyncFile(partial);
+      renameSync(partial, path);
+      fsyncDirectory(directory);
+    } catch (err) {
+      backup.close();
+      rmSync(partial, { force: true });
+      throw err;
+    }
+    await this.options.verifyFile(path);
+    return { manifest: backup.manifest, path, bytes: backup.bytes };
+  }
+}
+
+async function* emptyChunks(): AsyncGenerator<Buffer> {}

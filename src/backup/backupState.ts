@@ -1,0 +1,34 @@
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+
+import { copyDatabase, removeDatabaseFile, runFileWorker } from '../storage/snapshotFile.js';
+import type { Db } from '../storage/database.js';
+import type { CapturedState } from './backupStateWorker.js';
+
+/**
+ * The state part of a backup, taken while the node serves: SQLite's online backup copies the live database a few
+ * milliseconds of the event loop at a time (copyDatabase), and a worker thread extracts the state machine at the
+ * copy's applied index and computes what the manifest says of it (backupStateWorker.ts). Resolves with the path of
+ * the state file (in tmpDir: the caller removes it when done) and what it holds.
+ */
+export async function captureBackupState(db: Db, tmpDir: string, signal?: AbortSignal): Promise<{ path: string; captured: CapturedState }> {
+  const name = randomUUID();
+  const copyPath = join(tmpDir, `${name}.copy.db`);
+  const outPath = join(tmpDir, `${name}.state.db`);
+  try {
+    await copyDatabase(db, copyPath, signal);
+    signal?.throwIfAborted();
+    const captured = await runFileWorker<CapturedState>(
+      new URL('./backupStateWorker.js', import.meta.url),
+      { copyPath, outPath, captureBackupState: true },
+      'Capturing the state for a backup',
+      signal,
+    );
+    return { path: outPath, captured };
+  } catch (err) {
+    removeDatabaseFile(outPath);
+    throw err;
+  } finally {
+    removeDatabaseFile(copyPath);
+  }
+}
