@@ -34,6 +34,7 @@ import { BlobFetcher } from '../replication/blobFetcher.js';
 import { BlobPins } from '../replication/blobPins.js';
 import { BlobPusher } from '../replication/blobPusher.js';
 import { BackupService } from '../backup/backupService.js';
+import { RestoredOrigin } from '../backup/restoredOrigin.js';
 import { InternalHttpClient } from '../replication/internalHttp.js';
 import { ClusterNetwork } from './clusterNetwork.js';
 import { CommandForwarder } from './commandForwarder.js';
@@ -267,7 +268,7 @@ export class ConclaveNode {
         verifyFile: async () => undefined,
         log,
       });
-      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, backups, closing: false };
+      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, backups, restoredOrigin: new RestoredOrigin(db, runtime), closing: false };
       // The cluster side starts before the HTTP API is built: a returning replica dials its peers and starts taking
       // the entries it missed while Fastify registers its routes, instead of after.
       let node: ConclaveNode | null = null;

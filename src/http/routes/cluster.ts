@@ -17,13 +17,13 @@ import { contentDigest } from '../../replication/contentDigest.js';
  * the master's address. The answer comes once the change is applied here (or after cluster.writeTimeoutMs).
  */
 export async function clusterRoutes(app: FastifyInstance): Promise<void> {
-  const { runtime, config, repository } = app.conclave;
+  const { runtime, config, repository, restoredOrigin } = app.conclave;
 
   // Node ids and addresses are a map of the cluster for an attacker: auth.anonymousRead publishes content, never
   // this. Any logged-in user (a monitoring account with the reader role) may read it.
   app.get('/api/v1/cluster/status', { config: { permission: 'read' } }, async (request) => {
     if (request.principal === anonymous) throw new ConclaveError('AUTH_REQUIRED', 'Log in to read the cluster status (any role will do; anonymous reading covers content only).');
-    return clusterStatus(runtime);
+    return clusterStatus(runtime, restoredOrigin?.get() ?? null);
   });
 
   app.get('/api/v1/cluster/digest', { config: { permission: 'admin' } }, async () => {
