@@ -306,6 +306,11 @@ export class ConclaveNode {
     return this.replication.fetcher.queueMissing();
   }
 
+  /** Takes this node's backups (the HTTP API's and the scheduled ones). */
+  get backups(): BackupService {
+    return this.context.backups!;
+  }
+
   /** Runs the blob collector once now (it also runs every storage.blobGcIntervalMs). */
   collectBlobs(): Promise<{ deleted: number; bytesFreed: number }> {
     return this.replication.collector.collect();
