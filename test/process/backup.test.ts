@@ -76,6 +76,10 @@ test('a backup from a replica under writes restores as a new cluster; a clone jo
     const replica = names.find((n) => n !== master)!;
     const blob = await putBinary(cluster.url(master), '/with-binary', Buffer.alloc(200_000, 7));
     await cluster.put(master, '/with-binary', { kept: true });
+    // The replica loses the blob's file (a disk replaced, a copy without it): the backup must fetch it, not skip it.
+    await cluster.converged('/with-binary');
+    await cluster.settledDigests();
+    rmSync(join(cluster.node(replica).dir, 'blobs', blob.slice(0, 2), blob.slice(2, 4), blob));
 
     // Continuous writes through the master; each acknowledgement's time is noted.
     let stop = false;
