@@ -172,6 +172,26 @@ test('restore --as new-cluster: the node elects itself, serves the same digest u
     const who = await fetch(`${node.url}/api/v1/auth/whoami`, { headers: { authorization: oldToken } });
     assert.equal(who.status, 401);
     await put(node.url, '/after-restore', { ok: true });
+    // An empty node joins the restored one: the journal before the backup's index is nowhere, so it installs the
+    // snapshot file restore placed (served by the restored node as its own), then the entries after it.
+    const transport = await waitFor('the transport address', async () => {
+      const s = (await (await api(node.url, '/api/v1/cluster/status')).json()) as { nodes: Array<{ id: string; transportAddress?: string }> };
+      return s.nodes.find((n) => n.id === result.nodeId)?.transportAddress;
+    });
+    const joiner = await startNodeProcess(join(tmp.dir, 'joiner'), { args: ['--name', 'joiner', '--seed', transport, '--cluster-name', result.clusterName], env: { CONCLAVE_CLUSTER_SECRET: secret } });
+    try {
+      await waitFor(
+        'the joiner to reach the restored digest',
+        async () => {
+          const [a, b] = await Promise.all([digestOf(node.url), digestOf(joiner.url)]);
+          return a.appliedIndex === b.appliedIndex && a.digest === b.digest && b.blobsMissing === 0 ? true : undefined;
+        },
+        30_000,
+      );
+      assert.match(joiner.output(), /installed a snapshot/);
+    } finally {
+      await stop(joiner);
+    }
   } finally {
     await stop(node);
   }
@@ -271,6 +291,8 @@ test('restore --as clone: the node joins the running source with the same UUID a
         30_000,
       );
       assert.equal((await api(clone.url, '/api/v1/content/while-cloning')).status, 200);
+      // From the journal: the source still holds every entry after the backup's index.
+      assert.doesNotMatch(clone.output(), /installed a snapshot|snapshot download/);
     } finally {
       await stop(clone);
     }
