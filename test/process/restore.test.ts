@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
+import type { BackupManifest } from '../../src/backup/manifest.js';
 import { restoreBackup } from '../../src/backup/restore.js';
 import { verifyBackup } from '../../src/backup/verify.js';
 import { generateClusterSecret } from '../../src/config/clusterSecret.js';
@@ -301,3 +302,26 @@ test('restore --as clone: the node joins the running source with the same UUID a
   }
 });
 
+
+test('verify refuses a manifest that does not match its state, and a chain that is not one', async () => {
+  const dir = join(tmp.dir, 'lies');
+  mkdirSync(dir);
+  const lies: Array<[string, (m: BackupManifest) => BackupManifest, string]> = [
+    ['digest', (m) => ({ ...m, contentDigest: { ...m.contentDigest, digest: '0'.repeat(64) } }), 'BACKUP_CORRUPT'],
+    ['index', (m) => ({ ...m, index: m.index + 1 }), 'BACKUP_CORRUPT'],
+    ['base file', (m) => ({ ...m, base: { id: randomUUID(), index: 1, createdAt: m.createdAt, file: '../../etc/passwd' } }), 'BACKUP_CORRUPT'],
+  ];
+  for (const [what, lie, code] of lies) {
+    const built = await backupFromDataDir(sourceDir, dir, { mutateManifest: lie });
+    await assert.rejects(verifyBackup(built.path), (err: unknown) => isConclaveError(err) && err.code === code, what);
+  }
+  // A base of another cluster.
+  const foreignBase = await backupFromDataDir(sourceDir, dir, { mutateManifest: (m) => ({ ...m, cluster: { ...m.cluster, uuid: randomUUID() } }) });
+  const onForeign = await backupFromDataDir(sourceDir, dir, { base: { manifest: foreignBase.manifest, file: foreignBase.path } });
+  await assert.rejects(verifyBackup(onForeign.path), (err: unknown) => isConclaveError(err) && err.code === 'BACKUP_FOREIGN');
+  // A file under the base's name that is another backup.
+  const realBase = await backupFromDataDir(sourceDir, dir);
+  const onBase = await backupFromDataDir(sourceDir, dir, { base: { manifest: realBase.manifest, file: realBase.path } });
+  copyFileSync(full.path, realBase.path);
+  await assert.rejects(verifyBackup(onBase.path), (err: unknown) => isConclaveError(err) && err.code === 'BACKUP_CHAIN_INCOMPLETE' && /not that one/.test(err.message));
+});
