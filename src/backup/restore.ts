@@ -6,9 +6,9 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { clusterSecretWeakness, generateClusterSecret } from '../config/clusterSecret.js';
 import type { RotateTokenKeyCommand } from '../content/commands.js';
 import type { Snapshot } from '../core/types.js';
-import { ConclaveError } from '../errors/catalogue.js';
+import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
 import { unsafeBootstrap } from '../node/recovery.js';
-import { openDatabase, setMeta } from '../storage/database.js';
+import { openDatabase, setMeta, storageError } from '../storage/database.js';
 import { JournalStore } from '../storage/journal.js';
 import { attachSnapshot, fsyncFile, replaceStateMachine, type SnapshotFileRef } from '../storage/snapshotFile.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
@@ -68,6 +68,15 @@ export interface RestoreResult {
 }
 
 export async function restoreBackup(options: RestoreOptions): Promise<RestoreResult> {
+  try {
+    return await restore(options);
+  } catch (err) {
+    if (isConclaveError(err)) throw err;
+    throw storageError(err);
+  }
+}
+
+async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const target = resolve(options.dataDir);
   const targetNonEmpty = checkTarget(target, options.force === true);
   if (options.clusterSecret !== undefined) {

@@ -315,19 +315,32 @@ export function fileSink(path: string, onFinished?: () => Promise<void>): PartSi
   let handle: FileHandle | null = null;
   const opened = async () => (handle ??= await open(path, 'wx', 0o600));
   return {
-    write: async (chunk) => writeFully(await opened(), chunk),
+    write: async (chunk) => writeFully(await opened(), chunk).catch(storageFailure(path)),
     finish: async () => {
-      const h = await opened();
-      await h.sync();
-      await h.close();
-      handle = null;
-      await onFinished?.();
+      try {
+        const h = await opened();
+        await h.sync();
+        await h.close();
+        handle = null;
+        await onFinished?.();
+      } catch (err) {
+        storageFailure(path)(err);
+      }
     },
     abort: async () => {
       await handle?.close().catch(() => undefined);
       handle = null;
       await rm(path, { force: true });
     },
+  };
+}
+
+/** A failure to write where the backup is unpacked is this machine's (a full disk), not the backup's. */
+function storageFailure(path: string): (err: unknown) => never {
+  return (err) => {
+    if (isConclaveError(err)) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw new ConclaveError('DISK_FULL', `The disk holding ${dirname(path)} is full; nothing was restored. Free space (or choose another directory) and retry.`);
+    throw new ConclaveError('STORAGE_ERROR', `Cannot write ${path}: ${(err as Error).message}`);
   };
 }
 

@@ -111,7 +111,7 @@ async function exitWith(run: () => Promise<void>): Promise<void> {
   } catch (err) {
     if (isConclaveError(err)) process.stderr.write(`conclave: ${err.message} (${err.code})\n`);
     else if (err instanceof StatusFailure) process.stderr.write(`conclave: ${err.message}\n`);
-    else throw err;
+    else process.stderr.write(`conclave: ${(err as Error).message} (${(err as NodeJS.ErrnoException).code ?? 'INTERNAL'})\n`);
     process.exitCode = 1;
   }
 }
@@ -201,7 +201,8 @@ async function takeBackup(options: BackupFlags & { out: string }): Promise<void>
     await rm(partial, { force: true });
     throw err;
   } finally {
-    await agent.close();
+    // destroy, not close: a stream abandoned on a refusal would keep close() waiting for its end.
+    await agent.destroy();
   }
 }
 

@@ -101,6 +101,7 @@ test('conclave backup --url writes a verified file, or nothing when the stream i
   let sinceBody: unknown = null;
   let cut = false;
   let refuse = false;
+  let flip = false;
   const { url, server } = await backupServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
@@ -112,6 +113,12 @@ test('conclave backup --url writes a verified file, or nothing when the stream i
         return void res.end(JSON.stringify({ error: { code: 'BACKUPS_BUSY', message: 'This node is already writing 1 backups; retry when one ends.' } }));
       }
       res.writeHead(200, { 'content-type': 'application/x-tar' });
+      if (flip) {
+        const damaged = Buffer.from(archive.bytes);
+        const at = damaged.indexOf(Buffer.alloc(64, 5)) + 10;
+        damaged[at] = damaged[at]! ^ 1;
+        return void res.end(damaged);
+      }
       if (!cut) return void res.end(archive.bytes);
       res.write(archive.bytes.subarray(0, Math.floor(archive.bytes.length / 2)), () => res.destroy());
     });
@@ -138,6 +145,14 @@ test('conclave backup --url writes a verified file, or nothing when the stream i
     assert.match(cutRun.stderr, /\(BACKUP_TRUNCATED\)\n$/);
     assert.equal(existsSync(cutOut), false);
     assert.equal(existsSync(`${cutOut}.partial`), false);
+
+    cut = false;
+    flip = true;
+    const flippedOut = join(tmp.dir, 'flipped-stream.backup.tar');
+    const flipped = await runConclave(['backup', '--url', url, '--out', flippedOut]);
+    assert.equal(flipped.code, 1);
+    assert.match(flipped.stderr, /\(BACKUP_CORRUPT\)\n$/);
+    assert.equal(existsSync(flippedOut) || existsSync(`${flippedOut}.partial`), false);
 
     refuse = true;
     const refused = await runConclave(['backup', '--url', url, '--out', join(tmp.dir, 'refused.backup.tar')]);
