@@ -111,7 +111,7 @@ export async function verifyBackup(file: string, options: VerifyOptions = {}): P
       );
     }
   }
-  await blobs?.syncDirectories();
+  blobs?.syncDirectories();
   const bytesTotal = verified.reduce((sum, v) => sum + v.bytes, 0);
   return {
     file: chain[0]!.file,
@@ -368,10 +368,9 @@ class BlobWriter {
     });
   }
 
-  async syncDirectories(): Promise<void> {
+  syncDirectories(): void {
     rmSync(this.tmpDir, { recursive: true, force: true });
     // Deepest first: a directory's entry is made durable after what it holds.
     for (const dir of [...this.dirs].sort((a, b) => b.length - a.length)) fsyncDirectory(dir);
-    await Promise.resolve();
   }
 }
