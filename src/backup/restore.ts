@@ -95,7 +95,10 @@ async function restore(options: RestoreOptions): Promise<RestoreResult> {
   }
   const parent = dirname(target);
   mkdirSync(parent, { recursive: true });
-  const staging = mkdtempSync(join(parent, `.${basename(target)}.restoring-`));
+  // An empty target that exists may be a mount point (a volume mounted for the node): nothing can be renamed onto
+  // it, so the directory is built inside it and its entries moved up at the end (same file system either way).
+  const inside = existsSync(target) && !targetNonEmpty;
+  const staging = mkdtempSync(inside ? join(target, '.restoring-') : join(parent, `.${basename(target)}.restoring-`));
   try {
     chmodSync(staging, 0o700);
     const snapshotsDir = join(staging, 'snapshots');
@@ -113,7 +116,8 @@ async function restore(options: RestoreOptions): Promise<RestoreResult> {
     const built = buildDataDirectory(staging, keptState, report, options);
     fsyncDirectory(snapshotsDir);
     fsyncDirectory(staging);
-    moveIntoPlace(staging, target, targetNonEmpty);
+    if (inside) moveEntriesUp(staging, target);
+    else moveIntoPlace(staging, target, targetNonEmpty);
     return { ...built, dataDir: target, report, secret: built.secret === null ? null : { ...built.secret, file: join(target, 'cluster-secret') } };
   } finally {
     rmSync(staging, { recursive: true, force: true });
@@ -232,6 +236,16 @@ function moveIntoPlace(staging: string, target: string, targetNonEmpty: boolean)
     rmSync(aside, { recursive: true, force: true });
   }
   fsyncDirectory(dirname(target));
+}
+
+/**
+ * The staging directory's entries become the (empty) target's, the database last: a crash in between leaves a
+ * target without conclave.db that a node would not start from as this restore (restore again with --force).
+ */
+function moveEntriesUp(staging: string, target: string): void {
+  const names = readdirSync(staging).sort((a, b) => Number(a.startsWith('conclave.db')) - Number(b.startsWith('conclave.db')));
+  for (const name of names) renameSync(join(staging, name), join(target, name));
+  fsyncDirectory(target);
 }
 
 /** A node running on the directory holds its database's exclusive lock: replacing it under the node is refused. */

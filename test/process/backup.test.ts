@@ -55,6 +55,12 @@ async function getJson(url: string, auth = processAuth): Promise<{ status: numbe
 }
 
 async function putBinary(baseUrl: string, path: string, bytes: Buffer): Promise<string> {
+  const created = await fetch(`${baseUrl}/api/v1/content${path}`, {
+    method: 'PUT',
+    headers: { authorization: processAuth, 'content-type': 'application/json' },
+    body: '{"properties":{}}',
+  });
+  assert.ok(created.status === 200 || created.status === 201, `node ${path}: ${created.status}`);
   const res = await fetch(`${baseUrl}/api/v1/binaries${path}?property=file`, {
     method: 'PUT',
     headers: { authorization: processAuth, 'content-type': 'application/octet-stream' },
