@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,7 +11,7 @@ import { ConclaveError, invariant } from '../errors/catalogue.js';
 import type { BlobPins } from '../replication/blobPins.js';
 import type { BlobStore } from '../storage/blobStore.js';
 import { dataFormatVersion, type Db } from '../storage/database.js';
-import { fsyncFile, removeDatabaseFile } from '../storage/snapshotFile.js';
+import { removeDatabaseFile, runFileWorker } from '../storage/snapshotFile.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
 import { archiveBytes, archiveStream, type ArchivePartSource } from './archiveWriter.js';
 import { captureBackupState } from './backupState.js';
@@ -36,8 +37,6 @@ export interface BackupServiceOptions {
   readonly tmpDir: string;
   readonly concurrentMax: number;
   readonly blobFetchTimeoutMs: number;
-  /** Reads back and checks a written backup file (verify.ts); throws a ConclaveError when it does not hold. */
-  readonly verifyFile: (path: string) => Promise<void>;
   readonly log: Logger;
 }
 
@@ -181,7 +180,13 @@ export class BackupService implements BackupTaker {
     try {
       // 0600: a backup holds every password hash and all the content.
       await pipeline(backup.stream(signal), createWriteStream(partial, { flags: 'wx', mode: 0o600 }), { signal });
-      fsyncFile(partial);
+      // In the thread pool: gigabytes may still be in the page cache, and this node serves meanwhile.
+      const handle = await open(partial, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
       renameSync(partial, path);
       fsyncDirectory(directory);
     } catch (err) {
@@ -189,7 +194,13 @@ export class BackupService implements BackupTaker {
       rmSync(partial, { force: true });
       throw err;
     }
-    await this.options.verifyFile(path);
+    // Read back and checked as `conclave backup verify` does, in a worker: a file that does not verify is removed.
+    try {
+      await runFileWorker(new URL('./verifyWorker.js', import.meta.url), { file: path, scratchDir: this.options.tmpDir }, `Verifying the backup ${path}`, signal);
+    } catch (err) {
+      rmSync(path, { force: true });
+      throw err;
+    }
     return { manifest: backup.manifest, path, bytes: backup.bytes };
   }
 }

@@ -265,7 +265,6 @@ export class ConclaveNode {
         tmpDir: join(config.data.dir, 'backups-tmp'),
         concurrentMax: config.backup.concurrentMax,
         blobFetchTimeoutMs: config.backup.blobFetchTimeoutMs,
-        verifyFile: async () => undefined,
         log,
       });
       const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, backups, restoredOrigin: new RestoredOrigin(db, runtime), closing: false };
