@@ -20,9 +20,12 @@ export interface DynamicSettingSpec {
   readonly check: (value: unknown) => { readonly value: DynamicValue } | { readonly problem: string };
 }
 
-/** Most records of scheduled backups kept: each takes about 500 characters of the job's bounded progress. */
-export const backupKeepMax = 100;
-const directoryCharsMax = 4096;
+/**
+ * Most records of scheduled backups kept, and the longest directory: a record takes about 450 characters plus its
+ * path in the job's progress, which the cluster state bounds (jobProgressCharsMax).
+ */
+export const backupKeepMax = 50;
+const directoryCharsMax = 512;
 
 export const dynamicSettingSpecs: readonly DynamicSettingSpec[] = [
   {
