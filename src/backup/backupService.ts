@@ -194,14 +194,22 @@ export class BackupService implements BackupTaker {
       rmSync(partial, { force: true });
       throw err;
     }
-    // Read back and checked as `conclave backup verify` does, in a worker: a file that does not verify is removed.
+    // Read back and checked as `conclave backup verify` does: a file that does not verify is removed.
     try {
-      await runFileWorker(new URL('./verifyWorker.js', import.meta.url), { file: path, scratchDir: this.options.tmpDir }, `Verifying the backup ${path}`, signal);
+      await this.verifyFile(path, signal);
     } catch (err) {
       rmSync(path, { force: true });
       throw err;
     }
     return { manifest: backup.manifest, path, bytes: backup.bytes };
+  }
+
+  /**
+   * Checks a backup file as `conclave backup verify` does, in a worker thread (hashing gigabytes and recomputing the
+   * content digest would hold the event loop of a node that serves). Rejects with the code of what does not hold.
+   */
+  verifyFile(path: string, signal?: AbortSignal): Promise<BackupWritten> {
+    return runFileWorker<BackupWritten>(new URL('./verifyWorker.js', import.meta.url), { file: path, scratchDir: this.options.tmpDir }, `Verifying the backup ${path}`, signal);
   }
 }
 

@@ -7,6 +7,6 @@ import { verifyBackup } from './verify.js';
 // the file and recomputing the content digest never hold the event loop of a node that serves.
 const { file, scratchDir } = workerData as { file: string; scratchDir: string };
 verifyBackup(file, { scratchDir }).then(
-  (report) => parentPort?.postMessage({ result: { index: report.index, bytes: report.bytes } }),
+  (report) => parentPort?.postMessage({ result: { manifest: report.manifest, path: report.file, bytes: report.bytes } }),
   (err: unknown) => parentPort?.postMessage({ error: err instanceof Error ? err.message : String(err), ...(isConclaveError(err) ? { code: err.code } : {}) }),
 );
