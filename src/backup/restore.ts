@@ -7,7 +7,7 @@ import { clusterSecretWeakness, generateClusterSecret } from '../config/clusterS
 import type { RotateTokenKeyCommand } from '../content/commands.js';
 import type { Snapshot } from '../core/types.js';
 import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
-import { unsafeBootstrap } from '../node/recovery.js';
+import { applyClusterChange, type ClusterState } from '../core/clusterState.js';
 import { openDatabase, setMeta, storageError } from '../storage/database.js';
 import { JournalStore } from '../storage/journal.js';
 import { attachSnapshot, fsyncFile, replaceStateMachine, type SnapshotFileRef } from '../storage/snapshotFile.js';
@@ -27,8 +27,9 @@ import { readManifestOfFile, verifyBackup, type VerifyReport } from './verify.js
  * (held by the new node), a hard state at the backup's term with everything up to the index committed, an empty
  * journal after it, and the referenced blobs. Then:
  *
- * - `new-cluster`: `unsafeBootstrap` (recovery.ts) makes it a cluster of one under a new UUID, and a rotateTokenKey
- *   entry follows (see rotateTokenKey below);
+ * - `new-cluster`: the snapshot's cluster state is a cluster of one under a new UUID from the start (see
+ *   buildDataDirectory for why not unsafe-bootstrap's way), the hard state a term later, and a rotateTokenKey entry
+ *   is the new cluster's first (see rotateTokenKey below);
  * - `clone`: nothing more. The node keeps the cluster's UUID and, started with --seed, joins it like a new member:
  *   the master sends the entries after the backup's index from its journal, or a snapshot when it no longer has
  *   them. A backup of another cluster is refused at the join by the cluster UUID (CLUSTER_UUID_MISMATCH), or here
@@ -152,11 +153,27 @@ function buildDataDirectory(
   fsyncFile(statePath);
   const nodeId = randomUUID();
   const ref: SnapshotFileRef = { index, bytes: manifest.parts[0]!.bytes, sha256: manifest.parts[0]!.sha256, term: manifest.term, holder: nodeId };
+  // A new cluster is one from its first tick: its snapshot already names the new UUID, no member but this node (which
+  // adds itself when elected) and a voting configuration of it alone. Were it to start with the backup's cluster
+  // state and re-form later (as unsafe-bootstrap's journal entries do), it would for a moment be a master of the OLD
+  // cluster's UUID with the old members as its replicas, in a term above theirs — and a source cluster still running
+  // would take its appends and truncate its journal to match.
+  const newCluster = options.as === 'new-cluster';
+  const clusterUuid = newCluster ? randomUUID() : manifest.cluster.uuid;
+  const term = newCluster ? manifest.term + 1 : manifest.term;
+  const configuration = newCluster ? { current: [nodeId] } : manifest.configuration;
+  const clusterState: ClusterState = newCluster
+    ? {
+        ...applyClusterChange(manifest.clusterState, { type: 'reformed', clusterUuid, master: nodeId }),
+        version: manifest.clusterState.version + 1,
+        votingConfiguration: { current: [nodeId] },
+      }
+    : manifest.clusterState;
   const snapshot: Snapshot = {
     index,
     term: manifest.term,
-    configuration: { kind: 'configuration', ...manifest.configuration },
-    data: { clusterState: manifest.clusterState, stateMachine: ref },
+    configuration: { kind: 'configuration', ...configuration },
+    data: { clusterState, stateMachine: ref },
   };
   const at = (options.now?.() ?? new Date()).toISOString();
   const db = openDatabase(dir);
@@ -168,7 +185,7 @@ function buildDataDirectory(
         setMeta(db, 'node_id', nodeId);
         replaceStateMachine(db, index);
         journal.install(snapshot);
-        journal.saveHardState({ term: manifest.term, votedFor: null, commitIndex: index });
+        journal.saveHardState({ term, votedFor: null, commitIndex: index });
         setMeta(db, 'restored_from', JSON.stringify({ backupId: manifest.id, index, as: options.as, at }));
       })();
     } finally {
@@ -177,12 +194,7 @@ function buildDataDirectory(
   } finally {
     db.close();
   }
-  let clusterUuid = manifest.cluster.uuid;
-  let term = manifest.term;
-  if (options.as === 'new-cluster') {
-    ({ clusterUuid, term } = unsafeBootstrap(dir));
-    rotateTokenKey(dir, term, at);
-  }
+  if (newCluster) rotateTokenKey(dir, term, at);
   let secret: RestoreResult['secret'] = null;
   if (options.clusterSecret !== undefined || options.as === 'new-cluster') {
     const file = join(dir, 'cluster-secret');
@@ -198,7 +210,7 @@ function buildDataDirectory(
 /**
  * Bearer tokens issued before the backup must not open the recovered cluster. A token is signed with a key derived
  * from the cluster secret and the state's token key id (auth/tokens.ts); the secret may well be the old one, so the
- * key id changes: a rotateTokenKey entry, journaled right after unsafeBootstrap's `reformed` in the same new term.
+ * key id changes: a rotateTokenKey entry, the first of the new cluster's journal, in its first term.
  * An entry rather than an edit of the restored state: the state stays byte-for-byte the backup's (its file is the
  * snapshot that nodes joining later download, checked by SHA-256), and every node — this one at its first start,
  * the others when they replicate — applies the same rotation at the same index through the ordinary journal.

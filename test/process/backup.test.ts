@@ -172,7 +172,7 @@ test('a backup from a replica under writes restores as a new cluster; a clone jo
   }
 });
 
-test('an incremental backup holds only the new blobs; the chain restores; the whole cluster rebuilt from it', { timeout: 240_000 }, async () => {
+test('an incremental backup holds only the new blobs and its chain restores; the whole cluster is rebuilt from the last scheduled backup', { timeout: 240_000 }, async () => {
   const cluster = await ProcessCluster.create(names, (_name, seeds) => [...seeds.flatMap((s) => ['--seed', s]), '--initial-master-nodes', names.join(',')]);
   const scratch = tempDir('conclave-backup-test-');
   try {
@@ -195,10 +195,58 @@ test('an incremental backup holds only the new blobs; the chain restores; the wh
     assert.deepEqual(new Set(manifest.parts.slice(1).map((p) => p.sha256)), newBlobs, 'the increment holds exactly the 50 new blobs');
     assert.equal(manifest.blobsReferenced.length, 55);
 
-    // Disaster: every data directory is lost. The cluster is rebuilt from the chain plus empty nodes.
+    // The chain restores: the increment and its base, found beside it.
+    const chainDir = join(scratch.dir, 'chain');
+    const chain = await runConclave(['restore', incrementFile, '--data', chainDir, '--as', 'new-cluster'], { CONCLAVE_CLUSTER_SECRET: generateClusterSecret() }, 60_000);
+    assert.equal(chain.code, 0, chain.stdout + chain.stderr);
+    // Started with the source cluster's own secret while that cluster runs (a recovery drill next to production): the
+    // new cluster must never present the old UUID, else the old members would follow it as their master.
+    const chained = await startRestored(chainDir, clusterSecret, names.flatMap((n) => ['--seed', `127.0.0.1:${cluster.node(n).transportPort}`]));
+    try {
+      const digest = await waitFor('the chain-restored node to answer its digest', async () => {
+        const res = await getJson(`${chained.baseUrl}/api/v1/cluster/digest`);
+        return res.status === 200 ? res.body : undefined;
+      });
+      assert.equal(digest['digest'], manifest.contentDigest.digest);
+      assert.equal(digest['blobsMissing'], 0);
+      assert.equal((digest['counts'] as { blobs: number }).blobs, 55);
+    } catch (err) {
+      chained.child.kill('SIGKILL');
+      throw err;
+    }
+
+    // Scheduled backups to a directory, every second, three kept; the last one after a final write is the one to use.
+    const scheduled = join(scratch.dir, 'scheduled');
+    const settings = await fetch(`${url}/api/v1/cluster/settings`, {
+      method: 'PUT',
+      headers: { authorization: processAuth, 'content-type': 'application/json' },
+      body: JSON.stringify({ settings: { 'backup.schedule.directory': scheduled, 'backup.schedule.interval': '1s', 'backup.schedule.keep': 3 } }),
+    });
+    assert.equal(settings.status, 200, await settings.text());
+    const marker = await cluster.put(master, '/before-disaster', { last: true });
+    assert.equal(marker.status, 201);
+    const markerIndex = (await cluster.status(master)).nodes.find((n) => n.name === master)!.appliedIndex!;
+    const latest = await waitFor(
+      'a scheduled backup holding the last write',
+      async () => {
+        const res = await cluster.get(master, '/api/v1/admin/backups');
+        const backups = (res.body as { backups: Array<{ index: number; path: string }> }).backups;
+        return backups.find((b) => b.index >= markerIndex);
+      },
+      30_000,
+    );
+
+    // The drill's cluster and the source stayed apart: the source's master is its own, its UUID unchanged.
+    const sourceStatus = await cluster.status(master);
+    assert.ok(names.includes(sourceStatus.master!.name), `the source's master is ${sourceStatus.master?.name}`);
+    assert.equal(sourceStatus.clusterUuid, manifest.cluster.uuid);
+    assert.match(chained.output(), /CLUSTER_UUID_MISMATCH|cluster UUID/i);
+    chained.child.kill('SIGKILL');
+
+    // Disaster: every data directory is lost. The cluster is rebuilt from the last scheduled backup plus empty nodes.
     await cluster.kill(...names);
     for (const name of names) rmSync(cluster.node(name).dir, { recursive: true, force: true });
-    const restore = await runConclave(['restore', incrementFile, '--data', cluster.node('n1').dir, '--as', 'new-cluster'], { CONCLAVE_CLUSTER_SECRET: clusterSecret }, 60_000);
+    const restore = await runConclave(['restore', latest.path, '--data', cluster.node('n1').dir, '--as', 'new-cluster'], { CONCLAVE_CLUSTER_SECRET: clusterSecret }, 60_000);
     assert.equal(restore.code, 0, restore.stdout + restore.stderr);
     await cluster.start('n1');
     await cluster.start('n2', 'n3');
@@ -209,6 +257,7 @@ test('an incremental backup holds only the new blobs; the chain restores; the wh
     assert.equal(digests[0]!.counts.blobs, 55);
     const doc = await cluster.get('n3', '/api/v1/content/doc99');
     assert.equal((doc.body as { properties: { i: number } }).properties.i, 999);
+    assert.equal((await cluster.get('n2', '/api/v1/content/before-disaster')).status, 200);
   } finally {
     await cluster.stopAll();
     scratch.cleanup();

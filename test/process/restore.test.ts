@@ -145,15 +145,20 @@ test('restore --as new-cluster: the node elects itself, serves the same digest u
     assert.equal(getMeta<number>(db, 'applied_index'), full.index);
     assert.equal(JSON.parse(getMeta<string>(db, 'restored_from')!).as, 'new-cluster');
     const journal = new JournalStore(db);
-    assert.equal(journal.snapshot()?.index, full.index);
-    // unsafeBootstrap's configuration and `reformed`, then the token key rotation, all in one new term.
+    // A cluster of one under the new UUID from the snapshot on: it never presents the old UUID, nor knows the old members.
+    const snapshot = journal.snapshot()!;
+    assert.equal(snapshot.index, full.index);
+    const state = (snapshot.data as { clusterState: { clusterUuid: string; nodes: unknown[]; votingConfiguration: { current: string[] } } }).clusterState;
+    assert.equal(state.clusterUuid, result.clusterUuid);
+    assert.deepEqual(state.nodes, []);
+    assert.deepEqual(state.votingConfiguration.current, [result.nodeId]);
+    assert.deepEqual([...snapshot.configuration.current], [result.nodeId]);
+    // The token key rotation is the new cluster's first entry, in its first term.
     const entries = journal.read(full.index + 1, 10);
-    assert.deepEqual(
-      entries.map((e) => e.payload.kind),
-      ['configuration', 'cluster', 'command'],
-    );
-    assert.equal((entries[2]!.payload as { data: { type: string } }).data.type, 'rotateTokenKey');
-    assert.equal(new Set(entries.map((e) => e.term)).size, 1);
+    assert.deepEqual(entries.map((e) => e.payload.kind), ['command']);
+    assert.equal((entries[0]!.payload as { data: { type: string } }).data.type, 'rotateTokenKey');
+    assert.equal(entries[0]!.term, result.term);
+    assert.ok(result.term > snapshot.term);
   } finally {
     db.close();
   }
