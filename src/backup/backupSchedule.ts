@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { dynamicSetting } from '../config/dynamicSettings.js';
 import type { JsonValue } from '../core/clusterJobs.js';
 import type { ClusterState } from '../core/clusterState.js';
-import { ConclaveError } from '../errors/catalogue.js';
+import { ConclaveError, invariant } from '../errors/catalogue.js';
 import type { JobKind, JobRun } from '../jobs/clusterJobs.js';
 import type { BackupTaker, BackupWritten } from './backupTaker.js';
 import { dueSlot, parseScheduleInterval, scheduledBackupFileName, type ScheduleInterval } from './scheduleSlots.js';
@@ -155,7 +155,8 @@ export class BackupSchedule implements JobKind {
     const due = slotToRun(settings, progress, run.now());
     if (due === null) return;
     const slot = iso(due.slot);
-    const file = scheduledBackupFileName(this.options.clusterName, due.slot);
+    invariant(state.clusterUuid !== null, 'a scheduled backup before the cluster is formed');
+    const file = scheduledBackupFileName(this.options.clusterName, state.clusterUuid, due.slot);
     const log = this.options.log.child({ job: backupJobName, slot, file });
     if (due.skipped > 0) log.warn({ skipped: due.skipped, lastSlot: progress.lastSlot }, 'scheduled backup slots were missed (the cluster was down or backups failed); only the latest runs');
     let written: BackupWritten;

@@ -84,7 +84,11 @@ export function slotStamp(slot: number): string {
   return new Date(slot).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
-/** The one file name of a slot's backup: a slot is never written under two names. */
-export function scheduledBackupFileName(clusterName: string, slot: number): string {
-  return `conclave-${clusterName}-${slotStamp(slot)}.backup.tar`;
+/**
+ * The one file name of a slot's backup: a slot is never written under two names. The cluster UUID's first eight
+ * digits keep two clusters of one name apart in one directory (a cluster restored from a backup for a drill, beside
+ * its source): neither overwrites nor prunes the other's files.
+ */
+export function scheduledBackupFileName(clusterName: string, clusterUuid: string, slot: number): string {
+  return `conclave-${clusterName}-${clusterUuid.slice(0, 8)}-${slotStamp(slot)}.backup.tar`;
 }

@@ -131,7 +131,8 @@ test('scheduled backups on one node: one per slot, the keep newest recorded and 
     assert.equal(statSync(b.path).size, b.bytes);
     assert.match(b.contentDigest, /^[0-9a-f]{64}$/);
     assert.ok(b.index > 0);
-    assert.equal(b.file, `conclave-conclave-${b.slot.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}.backup.tar`);
+    const uuid = node.node.runtime.clusterState().clusterUuid!;
+    assert.equal(b.file, `conclave-conclave-${uuid.slice(0, 8)}-${b.slot.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}.backup.tar`);
   }
   const slots = answer.backups.map((b) => Date.parse(b.slot));
   assert.ok(slots[0]! > slots[1]!, 'newest first');

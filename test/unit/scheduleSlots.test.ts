@@ -129,5 +129,5 @@ test('skipped slots are counted: a fixed interval by arithmetic, a cron expressi
   const weekdays = interval('0 9 * * 1-5');
   // Friday 3 May 09:00 to Wednesday 8 May 10:00: Monday and Tuesday were skipped, Wednesday is due.
   assert.deepEqual(dueSlot(weekdays, at('2024-05-03T09:00:00Z'), at('2024-05-08T10:00:00Z')), { slot: at('2024-05-08T09:00:00Z'), skipped: 2 });
-  assert.equal(scheduledBackupFileName('prod', at('2024-05-08T09:00:00Z')), 'conclave-prod-20240508T090000Z.backup.tar');
+  assert.equal(scheduledBackupFileName('prod', '6f163547-8764-8851-e2ea-2870ccbd11ae', at('2024-05-08T09:00:00Z')), 'conclave-prod-6f163547-20240508T090000Z.backup.tar');
 });
