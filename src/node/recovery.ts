@@ -89,7 +89,11 @@ export function unsafeBootstrap(dataDir: string): { readonly clusterUuid: string
     const term = node.term + 1;
     const clusterUuid = randomUUID();
     const change: ClusterChange = { type: 'reformed', clusterUuid, master: node.nodeId };
-    const hardState: HardState = { term, votedFor: null, commitIndex: node.commitIndex };
+    // Everything in the journal is declared committed — that is what this command does — so the node applies the
+    // `reformed` entry at its first Ready, before it can be elected: were it elected first, it would for a moment be
+    // a master of the OLD cluster UUID, in a term above the old members', with them as its replicas, and any of them
+    // still running would follow it and truncate their journals to its own.
+    const hardState: HardState = { term, votedFor: null, commitIndex: node.lastIndex + 2 };
     db.transaction(() => {
       journal.write([
         { index: node.lastIndex + 1, term, payload: { kind: 'configuration', current: [node.nodeId] } },

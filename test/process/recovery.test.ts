@@ -68,3 +68,38 @@ test('unsafe-bootstrap a survivor of a lost quorum; detach-cluster lets an old m
     await cluster.stopAll();
   }
 });
+
+/**
+ * unsafe-bootstrap on a node whose old cluster in fact still runs (an operator who misjudged a partition): the new
+ * cluster of one must never, even for its first moments, present the old cluster UUID — it would be a master in a
+ * term above the old members', with them as its replicas, and they would follow it.
+ */
+test('a node bootstrapped alone never leads the members of its old cluster that still run', async () => {
+  const names = ['n1', 'n2', 'n3'];
+  const cluster = await ProcessCluster.create(names, (_name, seeds) => [...seeds.flatMap((s) => ['--seed', s]), '--initial-master-nodes', names.join(',')]);
+  try {
+    await cluster.start(...names);
+    const { master } = await cluster.caughtUp();
+    const lone = names.find((n) => n !== master)!;
+    const others = names.filter((n) => n !== lone);
+    await cluster.write('/kept', { v: 1 });
+    await cluster.converged('/kept');
+    const old = await cluster.status(master);
+    await cluster.kill(lone);
+    const bootstrapped = await runConclave(['node', 'unsafe-bootstrap', '--data', cluster.node(lone).dir, '--yes']);
+    assert.equal(bootstrapped.code, 0, bootstrapped.stderr);
+    // Started with its old seeds: it reaches the old members at once.
+    await cluster.start(lone);
+    await waitFor(`${lone} to be master of its own cluster`, async () => ((await fetch(`${cluster.url(lone)}/health/master`)).status === 200 ? true : undefined), 20_000);
+    await waitFor('the old members to refuse it by its cluster UUID', () => (/CLUSTER_UUID_MISMATCH/.test(cluster.output(lone) + others.map((n) => cluster.output(n)).join('')) ? true : undefined), 20_000);
+    for (const name of others) {
+      const status = await cluster.status(name);
+      assert.equal(status.clusterUuid, old.clusterUuid, `${name} kept its cluster`);
+      assert.ok(status.master !== null && others.includes(status.master.name), `${name} follows ${status.master?.name}`);
+    }
+    assert.notEqual((await cluster.status(lone)).clusterUuid, old.clusterUuid);
+    assert.equal((await cluster.put(master, '/still', { ok: true })).status, 201);
+  } finally {
+    await cluster.stopAll();
+  }
+});
