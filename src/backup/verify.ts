@@ -9,7 +9,7 @@ import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
 import { contentDigest } from '../replication/contentDigest.js';
 import { ContentTables } from '../storage/contentTables.js';
 import { dataFormatVersion } from '../storage/database.js';
-import { removeDatabaseFile } from '../storage/snapshotFile.js';
+import { removeDatabaseFile, stateSchemaProblem } from '../storage/snapshotFile.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
 import { discardSink, readArchive, readManifest, type PartSink } from './archiveReader.js';
 import { blobEntryPrefix, stateEntryName, type BackupManifest } from './manifest.js';
@@ -249,13 +249,18 @@ async function verifyOne(
 
 /** The state.db of a backup against its manifest (see the file comment). Read-only: the file's bytes stay as hashed. */
 function checkState(path: string, manifest: BackupManifest, file: string): void {
+  if (manifest.dataFormatVersion > dataFormatVersion) throw formatNewer(file, manifest.dataFormatVersion);
   let db: Database.Database;
   try {
     db = new Database(path, { readonly: true, fileMustExist: true });
+    // Nothing of the file's own runs: its schema is checked before any query reads a table (stateSchemaProblem).
+    db.pragma('trusted_schema = OFF');
   } catch (err) {
     throw stateCorrupt(file, `its state.db cannot be opened (${(err as Error).message})`);
   }
   try {
+    const problem = stateSchemaProblem(db, 'main');
+    if (problem !== null) throw stateCorrupt(file, `its state.db is not a Conclave state: ${problem}`);
     const meta = (key: string) => db.prepare('SELECT value FROM meta WHERE key = ?').pluck().get(key);
     const format = meta('format_version');
     if (typeof format === 'number' && format > dataFormatVersion) throw formatNewer(file, format);

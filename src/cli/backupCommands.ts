@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { link, open, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { Agent, request } from 'undici';
 
@@ -31,19 +32,22 @@ interface BackupFlags {
   since?: string;
   consistency?: string;
   user?: string;
-  password?: string;
 }
 
 export function backupCommands(program: Command): void {
   const backup = new Command('backup')
     .description('Take a backup of a running node into a file (GET /api/v1/admin/backup); `backup verify FILE` checks one.')
     .option('--url <url>', 'HTTP address of the node to back up', defaultUrl)
-    .option('--out <file>', 'the backup file to write (written as FILE.partial, then renamed once verified)')
+    .option('--out <file>', 'the backup file to write (written under a temporary name beside it, then linked to FILE once complete; never overwrites)')
     .option('--since <previous>', 'an earlier backup: write an incremental one holding only the blobs that one (and its chain) lacks')
     .addOption(new Option('--consistency <level>', 'linearizable: the node first confirms it holds everything acknowledged').choices(['linearizable']))
     .option('--user <name>', 'an admin user (default: CONCLAVE_USER, else admin)')
-    .option('--password <password>', 'password (default: CONCLAVE_PASSWORD; prefer the variable, flags show in ps)')
-    .addHelpText('after', '\nEvery part is checked against the manifest while it arrives; the file appears under its name only when complete.')
+    .addHelpText(
+      'after',
+      '\nThe password comes from CONCLAVE_PASSWORD (never a flag: a command line shows in ps, and a backup holds every\n' +
+        'password hash). Every part is checked against the manifest while it arrives; the file appears under its name\n' +
+        'only when complete, and an existing file is never overwritten.',
+    )
     .action(async (options: BackupFlags) => {
       if (options.out === undefined) usage('conclave backup needs --out FILE (or: conclave backup verify FILE).');
       await exitWith(() => takeBackup(options as BackupFlags & { out: string }));
@@ -130,13 +134,14 @@ async function takeBackup(options: BackupFlags & { out: string }): Promise<void>
     });
   }
   const user = options.user ?? process.env['CONCLAVE_USER'] ?? 'admin';
-  const password = options.password ?? process.env['CONCLAVE_PASSWORD'];
+  const password = process.env['CONCLAVE_PASSWORD'];
   const headers: Record<string, string> = { accept: 'application/x-tar, application/json' };
   if (password !== undefined) headers['authorization'] = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
   const path = `/api/v1/admin/backup${options.consistency === 'linearizable' ? '?consistency=linearizable' : ''}`;
   const agent = new Agent({ headersTimeout: headersTimeoutMs, bodyTimeout: bodyIdleTimeoutMs });
-  const partial = `${out}.partial`;
+  // A name nobody could have prepared (a symlink, a file readable by others in a shared directory), created here.
+  const partial = `${out}.${randomBytes(6).toString('hex')}.partial`;
   let handle: FileHandle | null = null;
   try {
     let response: Awaited<ReturnType<typeof request>>;
@@ -155,12 +160,12 @@ async function takeBackup(options: BackupFlags & { out: string }): Promise<void>
       }
       const error = catalogueError(parsed);
       if (response.statusCode === 401) {
-        throw new StatusFailure(`${base} answered 401${error === null ? '' : ` ${error.code}`}: ${password === undefined ? 'no credentials given' : 'wrong credentials'}; pass --user/--password or CONCLAVE_PASSWORD.`);
+        throw new StatusFailure(`${base} answered 401${error === null ? '' : ` ${error.code}`}: ${password === undefined ? 'no credentials given' : 'wrong credentials'}; pass --user and CONCLAVE_PASSWORD.`);
       }
       if (error !== null) throw new StatusFailure(`${base} refused the backup: ${error.message} (${error.code})`);
       throw new StatusFailure(`${base} answered HTTP ${response.statusCode} to ${path}; is --url a Conclave node of this version?`);
     }
-    handle = await open(partial, 'w', 0o600);
+    handle = await open(partial, 'wx', 0o600);
     const file = handle;
     const progress = new Progress(process.stderr, 'received');
     let total = 0;
@@ -188,7 +193,14 @@ async function takeBackup(options: BackupFlags & { out: string }): Promise<void>
     await handle.sync();
     await handle.close();
     handle = null;
-    await rename(partial, out);
+    // link fails when `out` appeared meanwhile: a backup never replaces a file, whoever made it.
+    try {
+      await link(partial, out);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new ConclaveError('INVALID_REQUEST', `${out} appeared while the backup was written; it was left alone, and the backup not kept.`);
+      throw err;
+    }
+    await unlink(partial);
     fsyncDirectory(dirname(out));
     const m = manifest ?? read.manifest;
     process.stdout.write(

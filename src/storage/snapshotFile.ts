@@ -213,6 +213,61 @@ export function removeDatabaseFile(path: string): void {
   for (const suffix of ['', '-journal', '-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
 }
 
+// ------------------------------------------------------------------ the schema of a state file from elsewhere
+
+interface SchemaObject {
+  readonly type: string;
+  readonly name: string;
+  readonly tbl_name: string;
+  readonly sql: string | null;
+}
+
+let expectedSchema: { objects: ReadonlyMap<string, SchemaObject>; columns: ReadonlyMap<string, string> } | null = null;
+
+/** The objects (and each table's columns) a database made from databaseSchema holds: what a state file may hold. */
+function schemaOfThisBuild(): NonNullable<typeof expectedSchema> {
+  if (expectedSchema !== null) return expectedSchema;
+  const db = new Database(':memory:');
+  try {
+    db.exec(databaseSchema);
+    const objects = new Map((db.prepare('SELECT type, name, tbl_name, sql FROM sqlite_master').all() as SchemaObject[]).map((o) => [o.name, o]));
+    const columns = new Map([...objects.values()].filter((o) => o.type === 'table').map((o) => [o.name, columnsOf(db, 'main', o.name)]));
+    expectedSchema = { objects, columns };
+    return expectedSchema;
+  } finally {
+    db.close();
+  }
+}
+
+function columnsOf(db: Db, schema: string, table: string): string {
+  const rows = db.pragma(`"${schema}".table_xinfo("${table.replace(/"/g, '""')}")`) as Array<{ name: string; type: string; notnull: number; pk: number; hidden: number }>;
+  return JSON.stringify(rows.map((c) => [c.name, c.type, c.notnull, c.pk, c.hidden]));
+}
+
+/**
+ * Why the schema of a state file that came from elsewhere (a backup, a peer's snapshot) is not this build's, or null.
+ * Checked before any query touches it: a view or a trigger runs SQL of the file's author when the file is read or
+ * copied — one that answers differently when attached than when opened alone passes a digest check and restores other
+ * content; a recursive one never ends — and a generated column computes what is read. Only the tables and indexes
+ * databaseSchema makes, with the same columns, are accepted (an index's SQL exactly; a table by its columns, so that
+ * the text of a CREATE TABLE may differ between releases of one data format).
+ */
+export function stateSchemaProblem(db: Db, schema: string): string | null {
+  const expected = schemaOfThisBuild();
+  const objects = db.prepare(`SELECT type, name, tbl_name, sql FROM "${schema}".sqlite_master`).all() as SchemaObject[];
+  const seen = new Set<string>();
+  for (const object of objects) {
+    const wanted = expected.objects.get(object.name);
+    if (object.type !== 'table' && object.type !== 'index') return `it holds a ${object.type} (${object.name}), which no state file has`;
+    if (wanted === undefined || wanted.type !== object.type || wanted.tbl_name !== object.tbl_name) return `it holds a ${object.type} ${object.name} that no state file has`;
+    if (object.type === 'index' && object.sql !== wanted.sql) return `its index ${object.name} is not this build's`;
+    if (object.type === 'table' && columnsOf(db, schema, object.name) !== expected.columns.get(object.name)) return `its table ${object.name} has other columns than this build's`;
+    seen.add(object.name);
+  }
+  for (const name of expected.objects.keys()) if (!seen.has(name)) return `it lacks ${expected.objects.get(name)!.type} ${name}`;
+  return null;
+}
+
 // ------------------------------------------------------------------ install
 
 const attachedName = 'snapshot_source';
@@ -232,11 +287,18 @@ export function attachSnapshot(db: Db, path: string): () => void {
  * the master announced, so anything else is a broken invariant, not an operating error.
  */
 export function replaceStateMachine(db: Db, index: number): void {
+  // The file's SHA-256 matched what its sender announced (or a restore verified it): a foreign schema here means a
+  // sender that is not this build's, or not honest. Its data format is read first (from a table, never a view), so
+  // that a node of another release says so rather than that the schema differs.
+  const metaType = db.prepare(`SELECT type FROM ${attachedName}.sqlite_master WHERE name = 'meta'`).pluck().get();
+  invariant(metaType === 'table', 'the state file being installed has no meta table');
   const meta = (key: string) => db.prepare(`SELECT value FROM ${attachedName}.meta WHERE key = ?`).pluck().get(key) as number | undefined;
   const format = meta('format_version');
   if (format !== dataFormatVersion) {
     throw new ConclaveError('STORAGE_ERROR', `The snapshot file has data format ${format ?? 'none'}; this build reads ${dataFormatVersion}. Run the same version on every node.`);
   }
+  const problem = stateSchemaProblem(db, attachedName);
+  invariant(problem === null, `the state file being installed is not a state file of this build: ${problem}`);
   const held = meta('applied_index');
   invariant(held === index, `the snapshot file holds index ${held ?? 'none'}, not ${index}`);
   for (const table of stateMachineTables) {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import type { BackupManifest } from '../../src/backup/manifest.js';
@@ -128,7 +128,7 @@ test('conclave backup --url writes a verified file, or nothing when the stream i
     const taken = await runConclave(['backup', '--url', url, '--out', out], { CONCLAVE_PASSWORD: 'x' });
     assert.equal(taken.code, 0, taken.stderr);
     assert.ok(readFileSync(out).equals(archive.bytes));
-    assert.equal(existsSync(`${out}.partial`), false);
+    assert.deepEqual(readdirSync(dirname(out)).filter((f) => f.endsWith('.partial')), []);
     assert.match(taken.stdout, new RegExp(`backup ${archive.manifest.id}`));
 
     const incremental = join(tmp.dir, 'incremental.backup.tar');
@@ -144,7 +144,7 @@ test('conclave backup --url writes a verified file, or nothing when the stream i
     assert.equal(cutRun.code, 1);
     assert.match(cutRun.stderr, /\(BACKUP_TRUNCATED\)\n$/);
     assert.equal(existsSync(cutOut), false);
-    assert.equal(existsSync(`${cutOut}.partial`), false);
+    assert.deepEqual(readdirSync(dirname(cutOut)).filter((f) => f.endsWith('.partial')), []);
 
     cut = false;
     flip = true;
@@ -152,7 +152,8 @@ test('conclave backup --url writes a verified file, or nothing when the stream i
     const flipped = await runConclave(['backup', '--url', url, '--out', flippedOut]);
     assert.equal(flipped.code, 1);
     assert.match(flipped.stderr, /\(BACKUP_CORRUPT\)\n$/);
-    assert.equal(existsSync(flippedOut) || existsSync(`${flippedOut}.partial`), false);
+    assert.equal(existsSync(flippedOut), false);
+    assert.deepEqual(readdirSync(dirname(flippedOut)).filter((f) => f.endsWith('.partial')), []);
 
     refuse = true;
     const refused = await runConclave(['backup', '--url', url, '--out', join(tmp.dir, 'refused.backup.tar')]);
