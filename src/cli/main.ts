@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from '../config/load.js';
 import { isConclaveError } from '../errors/catalogue.js';
 import { ConclaveNode } from '../node/conclaveNode.js';
 import { createLogger } from '../node/logger.js';
+import { backupCommands } from './backupCommands.js';
 import { demoCommand } from './demoCommand.js';
 import { digestCommand } from './digestCommand.js';
 import { registerNodeCommands } from './nodeCommands.js';
@@ -167,5 +168,6 @@ program.addCommand(statusCommand());
 program.addCommand(digestCommand());
 program.addCommand(demoCommand());
 registerNodeCommands(program);
+backupCommands(program);
 
 await program.parseAsync(process.argv);

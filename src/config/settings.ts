@@ -134,6 +134,8 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'backup.requestBytesMax', kind: 'int', schema: int(64 * KiB, 1 * GiB).default(64 * MiB), doc: 'Largest body of POST /api/v1/admin/backup (an incremental backup names every blob of its base: 67 bytes each).' },
   { key: 'log.level', kind: 'enum', schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'), doc: 'Least severe log level written.' },
   { key: 'log.format', kind: 'enum', schema: z.enum(['auto', 'json', 'pretty']).default('auto'), doc: 'json for machines, pretty for people; auto is pretty on a terminal.' },
+  { key: 'jobs.checkIntervalMs', kind: 'int', schema: int(100, 600_000).default(1000), doc: 'How often the master asks each cluster-exclusive job (scheduled backups) whether it has work; a job starts at most this late.' },
+  { key: 'jobs.retryDelayMsMax', kind: 'int', schema: int(1000, 86_400_000).default(300_000), doc: 'After a failed run of a cluster-exclusive job (a claim or commit that did not go through), the master waits jobs.checkIntervalMs doubled per failure in a row, up to this, before the next.' },
 ];
 
 function defaultNodeName(): string {
@@ -258,4 +260,5 @@ export interface Config {
   content: { binaryBytesMax: number; pageSizeDefault: number; pageSizeMax: number; pageBytesMax: number };
   backup: { concurrentMax: number; blobFetchTimeoutMs: number; requestBytesMax: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'; format: 'auto' | 'json' | 'pretty' };
+  jobs: { checkIntervalMs: number; retryDelayMsMax: number };
 }

@@ -12,11 +12,13 @@ import {
   emptyClusterState,
   isMember,
   memberIds,
+  restoredClusterState,
   validateJoin,
   type ClusterChange,
   type ClusterState,
   type NodeDescriptor,
 } from './clusterState.js';
+import { isJobChange, jobChangeProblem } from './clusterJobs.js';
 import { CoordinationCore, type CoreOptions, type ProposeOutcome, type RestoredState } from './coordinationCore.js';
 import type { Ready, Snapshot, SoftState } from './types.js';
 import { reconfigure } from './votingConfiguration.js';
@@ -104,7 +106,11 @@ export interface CoordinatorRestoredState extends RestoredState {
   readonly bootstrapView?: readonly string[];
 }
 
-export type ChangeOutcome = { readonly ok: true } | { readonly ok: false; readonly reason: 'notMaster' | 'busy'; readonly master: string | null };
+export type ChangeOutcome =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: 'notMaster' | 'busy'; readonly master: string | null }
+  /** A change the cluster state's bounds would leave without effect (too many jobs, too large a progress). */
+  | { readonly ok: false; readonly reason: 'refused'; readonly problem: string };
 
 interface DiscoveredPeer {
   info: DiscoveryInfo;
@@ -170,7 +176,7 @@ export class ClusterCoordinator {
       restored,
     );
     const snapshotData = restored.snapshot?.data as CoordinatorSnapshotData | undefined;
-    this.state = snapshotData?.clusterState ?? emptyClusterState;
+    this.state = snapshotData === undefined ? emptyClusterState : restoredClusterState(snapshotData.clusterState);
     this.appliedIndex = restored.snapshot?.index ?? 0;
     // The cluster state is not stored apart: it is rebuilt from the snapshot and the applied journal.
     for (let index = this.appliedIndex + 1; index <= restored.appliedIndex; index++) {
@@ -303,12 +309,16 @@ export class ClusterCoordinator {
     return index;
   }
 
-  /** An operator's change (voting exclusions, settings, removing a node); queued on the master. */
+  /** An operator's change (voting exclusions, settings, removing a node) or a job's; queued on the master. */
   proposeClusterChange(change: ClusterChange): ChangeOutcome {
     const soft = this.core.softState();
     if (soft.role !== 'master' || !this.isRealMaster()) return { ok: false, reason: 'notMaster', master: soft.master };
     if (this.pendingOperatorChanges.length + this.pendingJoins.size >= this.options.pendingChangesMax) {
       return { ok: false, reason: 'busy', master: soft.master };
+    }
+    if (isJobChange(change)) {
+      const problem = jobChangeProblem(this.state.jobs, change);
+      if (problem !== null) return { ok: false, reason: 'refused', problem };
     }
     this.pendingOperatorChanges.push(change);
     return { ok: true };
@@ -339,7 +349,7 @@ export class ClusterCoordinator {
     if (ready.bootstrapView !== undefined && ready.bootstrapView.length === this.bootstrapView.length) this.bootstrapViewDirty = false;
     const membersBefore = memberIds(this.state).join(',');
     if (ready.snapshot !== undefined) {
-      this.state = (ready.snapshot.data as CoordinatorSnapshotData).clusterState;
+      this.state = restoredClusterState((ready.snapshot.data as CoordinatorSnapshotData).clusterState);
       this.appliedIndex = ready.snapshot.index;
     }
     for (const entry of ready.committed) {
@@ -369,7 +379,7 @@ export class ClusterCoordinator {
     invariant(index < this.appliedIndex, `cluster state asked at ${index}, past the applied index ${this.appliedIndex}`);
     const snapshot = this.core.latestSnapshot();
     invariant(index >= snapshot.index, `cluster state asked at ${index}, below the snapshot at ${snapshot.index}`);
-    let state = snapshot.index === 0 ? emptyClusterState : (snapshot.data as CoordinatorSnapshotData).clusterState;
+    let state = snapshot.index === 0 ? emptyClusterState : restoredClusterState((snapshot.data as CoordinatorSnapshotData).clusterState);
     for (let i = snapshot.index + 1; i <= index; i++) {
       const entry = this.core.entryAt(i);
       invariant(entry !== undefined, `entry ${i} missing from the journal`);

@@ -1,4 +1,5 @@
 import { invariant } from '../errors/catalogue.js';
+import { applyJobChange, type JobChange, type Jobs } from './clusterJobs.js';
 import type { ConfigurationPayload, Entry } from './types.js';
 
 /**
@@ -48,6 +49,11 @@ export interface ClusterState {
   readonly settings: Readonly<Record<string, string | number | boolean>>;
   /** Members that hold every committed entry the master has acknowledged to clients (see issue 5), sorted. */
   readonly inSync: readonly string[];
+  /**
+   * Cluster-exclusive jobs by name (clusterJobs.ts): claim, committed progress, version. Snapshots and journals of
+   * releases before jobs existed have none (restoredClusterState fills it in).
+   */
+  readonly jobs: Jobs;
 }
 
 export type ClusterChange =
@@ -67,7 +73,9 @@ export type ClusterChange =
   | { readonly type: 'votingExclusionsCleared' }
   /** Sets settings; a null value removes one. */
   | { readonly type: 'settingsUpdated'; readonly settings: Readonly<Record<string, string | number | boolean | null>> }
-  | { readonly type: 'inSyncChanged'; readonly added: readonly string[]; readonly removed: readonly string[] };
+  | { readonly type: 'inSyncChanged'; readonly added: readonly string[]; readonly removed: readonly string[] }
+  /** Claims, progress, releases and removals of cluster-exclusive jobs (clusterJobs.ts). */
+  | JobChange;
 
 export const emptyClusterState: ClusterState = {
   version: 0,
@@ -78,7 +86,17 @@ export const emptyClusterState: ClusterState = {
   votingExclusions: [],
   settings: {},
   inSync: [],
+  jobs: {},
 };
+
+/**
+ * A cluster state read back from JSON (a snapshot, a backup's manifest), made whole: states written before a field
+ * existed lack it, and its absence means the field's empty value.
+ */
+export function restoredClusterState(state: ClusterState): ClusterState {
+  const partial = state as Partial<ClusterState> & Omit<ClusterState, 'jobs'>;
+  return partial.jobs === undefined ? { ...partial, jobs: {} } : state;
+}
 
 /** Most voting exclusions at once (Elasticsearch allows 10 by default: excluding more is a mistake). */
 export const votingExclusionsMax = 10;
@@ -137,6 +155,13 @@ export function applyClusterChange(state: ClusterState, change: ClusterChange): 
       const members = new Set(state.nodes.map((n) => n.id));
       const removed = new Set(change.removed);
       return { ...state, inSync: sorted([...state.inSync.filter((id) => !removed.has(id)), ...change.added.filter((id) => members.has(id))]) };
+    }
+    case 'jobClaimed':
+    case 'jobProgress':
+    case 'jobReleased':
+    case 'jobRemoved': {
+      const jobs = applyJobChange(state.jobs, change);
+      return jobs === state.jobs ? state : { ...state, jobs };
     }
   }
 }

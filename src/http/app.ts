@@ -20,6 +20,7 @@ import { ReadConsistencyGate } from './readConsistency.js';
 import { LazyRequestLogger } from './requestLogger.js';
 import { authRoutes } from './routes/auth.js';
 import { backupPath, backupRoutes } from './routes/backup.js';
+import { scheduledBackupRoutes } from './routes/scheduledBackups.js';
 import { binaryRoutes } from './routes/binaries.js';
 import { clusterRoutes } from './routes/cluster.js';
 import { contentRoutes } from './routes/content.js';
@@ -202,6 +203,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   await app.register(binaryRoutes);
   await app.register(clusterRoutes);
   await app.register(backupRoutes);
+  await app.register(scheduledBackupRoutes);
   await app.register(internalBlobRoutes);
   await app.register(internalSnapshotRoutes);
   return app;

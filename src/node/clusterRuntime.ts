@@ -553,9 +553,10 @@ export class ClusterRuntime {
     }
   }
 
-  /** An operator's cluster-state change, on the master. */
+  /** An operator's (or a job's) cluster-state change, on the master. */
   proposeClusterChange(change: ClusterChange): void {
     const outcome = this.coordinator.proposeClusterChange(change);
+    if (!outcome.ok && outcome.reason === 'refused') throw new ConclaveError('INVALID_REQUEST', `The cluster state refuses the change: ${outcome.problem}.`);
     if (!outcome.ok) throw this.refusal(outcome.reason === 'busy' ? 'overloaded' : 'notMaster', outcome.master);
     this.scheduleDrain();
   }

@@ -1,4 +1,5 @@
 import type { SnapshotDownloadProgress } from '../replication/snapshotFetcher.js';
+import type { RestoredFrom } from '../backup/restoredOrigin.js';
 import type { ClusterRuntime } from './clusterRuntime.js';
 
 /**
@@ -43,9 +44,11 @@ export interface ClusterStatus {
     readonly index: number;
     readonly download: (Omit<SnapshotDownloadProgress, 'from'> & { readonly from: string }) | null;
   };
+  /** The answering node's data came from a backup (`conclave restore`): which, as what, and how a clone caught up. */
+  readonly restoredFrom: RestoredFrom | null;
 }
 
-export function clusterStatus(runtime: ClusterRuntime): ClusterStatus {
+export function clusterStatus(runtime: ClusterRuntime, restoredFrom: RestoredFrom | null = null): ClusterStatus {
   const { id: selfId, name: selfName } = runtime.self();
   const self = { id: selfId, name: selfName };
   const nodeFailureTicks = runtime.nodeFailureTimeoutTicks;
@@ -93,5 +96,6 @@ export function clusterStatus(runtime: ClusterRuntime): ClusterStatus {
     nodes,
     writeProblem: problem === null ? null : { kind: problem.kind, index: problem.index, forMs: Math.round(performance.now() - problem.sinceMs), detail: problem.detail },
     snapshot: { index: snapshots.index, download: snapshots.download === null ? null : { ...snapshots.download, from: nameOf(snapshots.download.from) } },
+    restoredFrom,
   };
 }

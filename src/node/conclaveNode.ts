@@ -33,7 +33,11 @@ import { BlobCollector, referencedBlobs } from '../replication/blobCollector.js'
 import { BlobFetcher } from '../replication/blobFetcher.js';
 import { BlobPins } from '../replication/blobPins.js';
 import { BlobPusher } from '../replication/blobPusher.js';
+import { BackupPruner } from '../backup/backupPruner.js';
+import { BackupSchedule } from '../backup/backupSchedule.js';
 import { BackupService } from '../backup/backupService.js';
+import { RestoredOrigin } from '../backup/restoredOrigin.js';
+import { ClusterJobs } from '../jobs/clusterJobs.js';
 import { InternalHttpClient } from '../replication/internalHttp.js';
 import { ClusterNetwork } from './clusterNetwork.js';
 import { CommandForwarder } from './commandForwarder.js';
@@ -86,6 +90,7 @@ export class ConclaveNode {
     private readonly replication: BlobReplication,
     private readonly commandServer: CommandServer,
     private readonly adminPassword: AdminPasswordKeeper,
+    private readonly jobs: NodeJobs,
   ) {}
 
   static async open(config: Config, log: Logger, options: StartOptions = {}): Promise<ConclaveNode> {
@@ -264,10 +269,9 @@ export class ConclaveNode {
         tmpDir: join(config.data.dir, 'backups-tmp'),
         concurrentMax: config.backup.concurrentMax,
         blobFetchTimeoutMs: config.backup.blobFetchTimeoutMs,
-        verifyFile: async () => undefined,
         log,
       });
-      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, backups, closing: false };
+      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, backups, restoredOrigin: new RestoredOrigin(db, runtime), closing: false };
       // The cluster side starts before the HTTP API is built: a returning replica dials its peers and starts taking
       // the entries it missed while Fastify registers its routes, instead of after.
       let node: ConclaveNode | null = null;
@@ -278,10 +282,13 @@ export class ConclaveNode {
       network.attach(runtime);
       runtime.start(network);
       app = await buildApp(context, log);
-      node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication, commandServer, adminPassword);
+      const jobs = nodeJobs(config, liveRuntime, backups, log);
+      node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication, commandServer, adminPassword, jobs);
       // A change while the API was being built found no node to act on it.
       node.maybeBootstrapRepository();
       collector.start();
+      jobs.clusterJobs.start();
+      jobs.pruner.start();
       // Blobs a previous run never got (it stopped before fetching them, or lost them with a disk).
       void node.queueMissingBlobs().catch((err: unknown) => log.warn({ err }, 'the scan for missing blobs failed'));
       // A cluster of one is ready as soon as it has elected itself (one tick) and has its repository.
@@ -303,6 +310,16 @@ export class ConclaveNode {
    */
   queueMissingBlobs(): Promise<number> {
     return this.replication.fetcher.queueMissing();
+  }
+
+  /** Takes this node's backups (the HTTP API's and the scheduled ones). */
+  get backups(): BackupService {
+    return this.context.backups!;
+  }
+
+  /** The cluster-exclusive jobs this node runs while master: later issues register their job kinds here. */
+  get clusterJobs(): ClusterJobs {
+    return this.jobs.clusterJobs;
   }
 
   /** Runs the blob collector once now (it also runs every storage.blobGcIntervalMs). */
@@ -417,6 +434,8 @@ export class ConclaveNode {
       // Whatever failed above, the rest still stops: pending writes hear SHUTTING_DOWN, the database closes.
       await stopReplication(this.replication);
       this.adminPassword.close();
+      this.jobs.clusterJobs.stop();
+      this.jobs.pruner.stop();
       this.runtime.close();
       await this.network.stop().catch((err: unknown) => this.log.warn({ err }, 'the transport did not stop cleanly'));
       this.db.close();
@@ -432,6 +451,30 @@ export class ConclaveNode {
  */
 export function runsInternalListener(config: Config): boolean {
   return config.transport.tlsCertFile !== '' || config.http.tlsCertFile !== '';
+}
+
+/** The cluster-exclusive jobs this node runs when master (src/jobs/clusterJobs.ts), and the pruning of backups it holds. */
+interface NodeJobs {
+  readonly clusterJobs: ClusterJobs;
+  readonly pruner: BackupPruner;
+}
+
+function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupService, log: Logger): NodeJobs {
+  const clusterJobs = new ClusterJobs(
+    runtime,
+    { checkIntervalMs: config.jobs.checkIntervalMs, commitTimeoutMs: config.cluster.writeTimeoutMs, retryDelayMsMax: config.jobs.retryDelayMsMax, now: () => Date.now() },
+    log,
+  );
+  const verifyExisting = async (path: string, signal: AbortSignal) => {
+    if (!existsSync(path)) return null;
+    return backups.verifyFile(path, signal).catch((err: unknown) => {
+      if (signal.aborted) throw err;
+      log.warn({ err, path }, 'a file of this backup slot is there but does not verify; it is written again');
+      return null;
+    });
+  };
+  clusterJobs.register(new BackupSchedule({ taker: backups, clusterName: config.cluster.name, verifyExisting, log }));
+  return { clusterJobs, pruner: new BackupPruner(runtime, log) };
 }
 
 /** Stops copying and collecting blobs (before the database closes: both read it). */

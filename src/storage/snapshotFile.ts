@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 
 import type { CoordinatorSnapshotData } from '../core/clusterCoordinator.js';
 import type { Snapshot } from '../core/types.js';
-import { ConclaveError, invariant } from '../errors/catalogue.js';
+import { ConclaveError, errorCatalogue, invariant, type ErrorCode } from '../errors/catalogue.js';
 import { databaseSchema, dataFormatVersion, type Db } from './database.js';
 
 /**
@@ -93,7 +93,7 @@ export async function copyDatabase(db: Db, copyPath: string, signal?: AbortSigna
 
 /**
  * Runs `script` in a worker thread (work on files that must stay off the event loop) and resolves with what it
- * posts as `{ result }`; `{ error }` rejects with STORAGE_ERROR prefixed by `what`. `signal` stops the worker.
+ * posts as `{ result }`; `{ error, code? }` rejects with that catalogue code (else STORAGE_ERROR), prefixed by `what`. `signal` stops the worker.
  */
 export function runFileWorker<T>(script: URL, workerData: unknown, what: string, signal: AbortSignal | undefined): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -101,10 +101,12 @@ export function runFileWorker<T>(script: URL, workerData: unknown, what: string,
     const onAbort = () => void worker.terminate();
     signal?.addEventListener('abort', onAbort, { once: true });
     let settled = false;
-    worker.once('message', (message: { result?: T; error?: string }) => {
+    worker.once('message', (message: { result?: T; error?: string; code?: string }) => {
       settled = true;
-      if (message.result !== undefined) resolve(message.result);
-      else reject(new ConclaveError('STORAGE_ERROR', `${what} failed: ${message.error ?? 'unknown error'}`));
+      if (message.result !== undefined) return resolve(message.result);
+      // A worker that failed with an operating error keeps its code (a backup that does not verify stays BACKUP_CORRUPT).
+      const code = message.code !== undefined && message.code in errorCatalogue ? (message.code as ErrorCode) : 'STORAGE_ERROR';
+      reject(new ConclaveError(code, `${what} failed: ${message.error ?? 'unknown error'}`));
     });
     worker.once('error', (err) => {
       settled = true;

@@ -1,3 +1,4 @@
+import type { JobState } from '../../src/core/clusterJobs.js';
 import type { ClusterChange } from '../../src/core/clusterState.js';
 import { bridgePartition, linksBetween, oneWayPartition, symmetricPartition, type Partition, type Straggling } from './simNetwork.js';
 import type { CrashPoint } from './simNode.js';
@@ -268,6 +269,25 @@ export class FaultInjector {
   }
 
   /**
+   * A cluster-exclusive job's step, as the job runner takes it on the master (src/jobs/clusterJobs.ts): claim the job
+   * in this term, or commit the next step (its number in the progress) based on the version seen. Sometimes the step
+   * is proposed as a deposed master would — under an earlier term, or based on an earlier version — which the apply
+   * rules must leave without effect (the invariants check every committed step is the next one, once).
+   */
+  private jobSteps(master: string, term: number, job: JobState | undefined): ClusterChange[] {
+    // Claimed and steps at once: they commit in this order, so the steps find the claim applied (or all fail together).
+    const steps: ClusterChange[] = job?.claim?.owner === master && job.claim.term === term ? [] : [{ type: 'jobClaimed', job: 'sim.job', owner: master, term }];
+    const count = this.random.between(1, 4);
+    for (let i = 0, version = job?.version ?? 0; i < count; i++, version++) {
+      const stale = this.random.chance(0.2);
+      const basedOn = stale && version > 0 && this.random.chance(0.5) ? version - 1 : version;
+      const proposedIn = stale && basedOn === version ? term - 1 : term;
+      steps.push({ type: 'jobProgress', job: 'sim.job', owner: master, term: proposedIn, version: basedOn, progress: { step: basedOn + 1 } });
+    }
+    return steps;
+  }
+
+  /**
    * An operator's cluster-state change, asked of the master: exclude a master-eligible node from voting (at most
    * two at a time, so that a quorum of eligible nodes can remain), clear the exclusions, update a setting, or
    * remove a member (which rejoins by itself if it is alive). The master applies the voting rules by itself.
@@ -277,11 +297,12 @@ export class FaultInjector {
     if (master === null || !master.canBeMaster) return;
     const state = master.coordinator!.clusterState();
     const eligible = state.nodes.filter((n) => n.roles.masterEligible).map((n) => n.id);
-    const kind = this.random.weighted<'exclude' | 'clear' | 'setting' | 'remove'>([
+    const kind = this.random.weighted<'exclude' | 'clear' | 'setting' | 'remove' | 'job'>([
       [state.votingExclusions.length < 2 && eligible.length > 0 ? 3 : 0, 'exclude'],
       [state.votingExclusions.length > 0 ? 3 : 0, 'clear'],
       [1, 'setting'],
       [state.nodes.length > 1 ? 1 : 0, 'remove'],
+      [2, 'job'],
     ]);
     let change: ClusterChange;
     switch (kind) {
@@ -297,6 +318,13 @@ export class FaultInjector {
       case 'remove':
         change = { type: 'nodeLeft', id: this.random.pick(state.nodes.filter((n) => n.id !== master.id)).id };
         break;
+      case 'job': {
+        // Several steps at once, as a runner that pipelines its commits: each based on the one before it.
+        const steps = this.jobSteps(master.id, master.coordinator!.softState().term, state.jobs['sim.job']);
+        const queued = steps.filter((step) => master.proposeClusterChange(step)).length;
+        this.cluster.trace(`fault: job runner on ${master.id} proposes ${JSON.stringify(steps)}: ${queued} queued`);
+        return;
+      }
     }
     const accepted = master.proposeClusterChange(change);
     this.cluster.trace(`fault: operator asks ${master.id} for ${JSON.stringify(change)}: ${accepted ? 'queued' : 'refused'}`);

@@ -305,6 +305,26 @@ export class InvariantChecker {
     this.masterTermMax = Math.max(this.masterTermMax, term);
   }
 
+  /**
+   * Cluster-exclusive jobs: a job's committed steps go 1, 2, 3… — never one twice, never one skipped, never out of
+   * order — and each is the claim holder's of the time (the progress a job commits names its step: faults.ts jobStep).
+   */
+  private checkJobs(before: ClusterState['jobs'], after: ClusterState['jobs'], index: number): void {
+    for (const [name, job] of Object.entries(after)) {
+      const previous = before[name];
+      if (previous === job) continue;
+      if (job.version < (previous?.version ?? 0)) this.fail(`job ${name} went back from version ${previous?.version} to ${job.version} at index ${index}`);
+      if (job.version === (previous?.version ?? 0)) continue;
+      const step = (job.progress as { step?: number } | null)?.step;
+      if (job.version !== (previous?.version ?? 0) + 1 || step !== job.version) {
+        this.fail(`job ${name} committed step ${String(step)} as version ${job.version} after version ${previous?.version ?? 0} at index ${index}`);
+      }
+      if (previous?.claim == null || previous.claim.owner !== job.claim?.owner || previous.claim.term !== job.claim.term) {
+        this.fail(`job ${name} committed progress at index ${index} without the claim of its proposer`);
+      }
+    }
+  }
+
   private checkCommitted(node: SimNode, index: number, entry: Entry, observedTerm?: number): void {
     const known = this.committed[index - 1];
     if (known === undefined) {
@@ -317,7 +337,9 @@ export class InvariantChecker {
       });
       if (entry.payload.kind === 'configuration' || entry.payload.kind === 'cluster') {
         if (entry.payload.kind === 'configuration' && entry.payload.next !== undefined) this.checkVotingRules(entry, entry.payload);
+        const jobsBefore = this.replayedClusterState.jobs;
         this.replayedClusterState = applyClusterEntry(this.replayedClusterState, entry);
+        this.checkJobs(jobsBefore, this.replayedClusterState.jobs, index);
         this.clusterStateAtVersion[this.replayedClusterState.version] = JSON.stringify(this.replayedClusterState);
       }
     } else if (!this.matches(entry, known)) {

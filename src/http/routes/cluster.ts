@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { anonymous } from '../../auth/authenticator.js';
 import { isPlainObject } from '../../content/mergePatch.js';
 import { votingExclusionsMax, type ClusterState } from '../../core/clusterState.js';
+import { checkSettingsUpdate, effectiveSettings } from '../../config/dynamicSettings.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 import { clusterStatus } from '../../node/clusterStatus.js';
 import { contentDigest } from '../../replication/contentDigest.js';
@@ -12,18 +13,21 @@ import { contentDigest } from '../../replication/contentDigest.js';
  *   GET    /api/v1/cluster/digest              (admin) a digest of this node's content at its applied index
  *   POST   /api/v1/cluster/voting-exclusions   (admin) {"nodes": [name or id, ...]}: leave them out of the vote
  *   DELETE /api/v1/cluster/voting-exclusions   (admin) clear every exclusion
+ *   GET    /api/v1/cluster/settings            (admin) the dynamic cluster settings: those set, and every one in force
+ *   PUT    /api/v1/cluster/settings            (admin) {"settings": {"name": value or null, ...}}
  *
- * Exclusions are cluster-state changes made by the master: asked of another node, they answer NOT_MASTER with
- * the master's address. The answer comes once the change is applied here (or after cluster.writeTimeoutMs).
+ * Exclusions and settings are cluster-state changes made by the master: asked of another node, they are forwarded
+ * to it (or answer NOT_MASTER with its address). The answer comes once the change is applied here (or after
+ * cluster.writeTimeoutMs).
  */
 export async function clusterRoutes(app: FastifyInstance): Promise<void> {
-  const { runtime, config, repository } = app.conclave;
+  const { runtime, config, repository, restoredOrigin } = app.conclave;
 
   // Node ids and addresses are a map of the cluster for an attacker: auth.anonymousRead publishes content, never
   // this. Any logged-in user (a monitoring account with the reader role) may read it.
   app.get('/api/v1/cluster/status', { config: { permission: 'read' } }, async (request) => {
     if (request.principal === anonymous) throw new ConclaveError('AUTH_REQUIRED', 'Log in to read the cluster status (any role will do; anonymous reading covers content only).');
-    return clusterStatus(runtime);
+    return clusterStatus(runtime, restoredOrigin?.get() ?? null);
   });
 
   app.get('/api/v1/cluster/digest', { config: { permission: 'admin' } }, async () => {
@@ -64,6 +68,26 @@ export async function clusterRoutes(app: FastifyInstance): Promise<void> {
     await awaitState(runtime.clusterState.bind(runtime), (s) => s.votingExclusions.length === 0, runtime, config.cluster.writeTimeoutMs);
     return { votingExclusions: [] };
   });
+
+  const settingsView = (state: ClusterState) => ({ settings: sortedByKey(state.settings), effective: effectiveSettings(state.settings) });
+
+  app.get('/api/v1/cluster/settings', { config: { permission: 'admin' } }, async () => settingsView(runtime.clusterState()));
+
+  app.put('/api/v1/cluster/settings', { config: { permission: 'admin' } }, async (request) => {
+    const body = request.body;
+    if (!isPlainObject(body) || Object.keys(body).some((key) => key !== 'settings')) {
+      throw new ConclaveError('INVALID_REQUEST', 'Send {"settings": {"name": value, ...}} (null removes a setting).');
+    }
+    const update = checkSettingsUpdate(body['settings']);
+    runtime.proposeClusterChange({ type: 'settingsUpdated', settings: update });
+    const applied = (s: ClusterState) => Object.entries(update).every(([key, value]) => (value === null ? !(key in s.settings) : s.settings[key] === value));
+    await awaitState(runtime.clusterState.bind(runtime), applied, runtime, config.cluster.writeTimeoutMs);
+    return settingsView(runtime.clusterState());
+  });
+}
+
+function sortedByKey<T>(record: Readonly<Record<string, T>>): Record<string, T> {
+  return Object.fromEntries(Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 /** Waits until the applied cluster state satisfies `done`, or times out with WRITE_OUTCOME_UNKNOWN. */
