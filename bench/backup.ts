@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { request } from 'undici';
+import { request, type Pool } from 'undici';
 
 import { parseManifest, type BackupManifest } from '../src/backup/manifest.js';
 import { decodeTarHeader, tarBlockBytes } from '../src/backup/tarFormat.js';
@@ -17,6 +17,7 @@ import { appliedOf, nodeOf, put, waitUntil, writeConcurrently, type WithCluster 
 import { runLoad, type LoadResult, type LoadTiming } from './load.js';
 import { processCpuMs } from './processCpu.js';
 import { sampleRss, type RssSample } from './processMemory.js';
+import { sleep } from './nodeProcess.js';
 import { runTimed } from './timedCommand.js';
 import { authorization, DocumentPaths, requestOnce, writer } from './operations.js';
 
@@ -39,6 +40,8 @@ const MB = 1_000_000;
 /** Writers of the stored mix; binaries are fewer at a time, each up to 8 MiB in memory. */
 const fillConcurrency = 16;
 const binaryFillConcurrency = 4;
+const fillAttemptsMax = 10;
+const fillRetryDelayMs = 250;
 /** The closed-loop load beside a backup: 16 clients over every node, the middle of the bench's client levels. */
 export const besideClients = 16;
 const transferTimeoutMs = 3_600_000;
@@ -109,12 +112,14 @@ export async function measureConclaveBackup(withCluster: WithCluster, options: B
   mkdirSync(options.root, { recursive: true });
   try {
     const measured = await withCluster({}, async (cluster) => {
+      const filledThrough = await cluster.master();
+      progress(`backup: storing ${mix.documents} JSON documents of ${mix.documentBytes} B and ${mix.binarySizes.length} binaries of 1-8 MiB (mix ${mix.name}) through ${filledThrough}`);
+      const fillStartMs = performance.now();
+      const blobs = await fill(cluster, filledThrough, mix);
+      const fillMs = performance.now() - fillStartMs;
+      // The master may have changed during the fill (a loaded machine); the backup comes from a replica of now.
       const master = await cluster.master();
       const replica = cluster.names.find((n) => n !== master)!;
-      progress(`backup: storing ${mix.documents} JSON documents of ${mix.documentBytes} B and ${mix.binarySizes.length} binaries of 1-8 MiB (mix ${mix.name}) through ${master}`);
-      const fillStartMs = performance.now();
-      const blobs = await fill(cluster, master, mix);
-      const fillMs = performance.now() - fillStartMs;
       progress(`backup: stored ${(mix.bytes / MB).toFixed(0)} MB in ${(fillMs / 1000).toFixed(1)} s; waiting for ${replica} to hold all of it`);
       const blobPaths = blobs.map((sha256) => join(cluster.dataDir(replica), 'blobs', sha256.slice(0, 2), sha256.slice(2, 4), sha256));
       await waitUntil(`${replica} to apply every write and hold every blob`, async () => {
@@ -231,21 +236,37 @@ async function fill(cluster: BenchCluster, master: string, mix: BackupMix): Prom
   for (const path of ['/backup', '/backup/docs', '/backup/bins']) {
     await requestOnce(url, 'PUT', `/api/v1/content${path}`, [201], { body: JSON.stringify({ properties: {} }), contentType: 'application/json' });
   }
-  await writeConcurrently(url, mix.documents, (pool, i) => put(pool, `/api/v1/content/backup/docs/d${String(i).padStart(9, '0')}`, backupDocumentBody(i), 'application/json'), fillConcurrency);
+  await writeConcurrently(url, mix.documents, (pool, i) => putSettled(pool, `/api/v1/content/backup/docs/d${String(i).padStart(9, '0')}`, backupDocumentBody(i), 'application/json'), fillConcurrency);
   const blobs: string[] = [];
   await writeConcurrently(
     url,
     mix.binarySizes.length,
     async (pool, i) => {
       const path = `backup/bins/b${String(i).padStart(6, '0')}`;
-      await put(pool, `/api/v1/content/${path}`, JSON.stringify({ properties: {} }), 'application/json');
+      await putSettled(pool, `/api/v1/content/${path}`, JSON.stringify({ properties: {} }), 'application/json');
       const bytes = randomBytes(mix.binarySizes[i]!);
       blobs.push(createHash('sha256').update(bytes).digest('hex'));
-      await put(pool, `/api/v1/binaries/${path}?property=file`, bytes, 'application/octet-stream');
+      await putSettled(pool, `/api/v1/binaries/${path}?property=file`, bytes, 'application/octet-stream');
     },
     binaryFillConcurrency,
   );
   return blobs;
+}
+
+/**
+ * A PUT of the fill, which is not what is measured: on a loaded machine the master may change while a gigabyte is
+ * written, so a write whose outcome is unknown (committed or not) is sent again — a PUT of the same path and body
+ * stores the same thing — a few times before the fill gives up.
+ */
+async function putSettled(pool: Pool, path: string, body: string | Buffer, contentType: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await put(pool, path, body, contentType);
+    } catch (err) {
+      if (attempt >= fillAttemptsMax || !/ answered 5\d\d:/.test((err as Error).message)) throw err;
+      await sleep(fillRetryDelayMs);
+    }
+  }
 }
 
 /** GET /api/v1/admin/backup into `file`, fsynced; the whole archive, or an error. */
