@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Etcd3 } from 'etcd3';
 
-import { besideClients, directoryBytes, writesBeside, type ArchiveWritten, type BackupMeasureOptions, type BackupPartResult, type RestoreRun } from './backup.js';
+import { besideClients, besideTiming, directoryBytes, writesBeside, type ArchiveWritten, type BackupMeasureOptions, type BackupPartResult, type RestoreRun } from './backup.js';
 import { backupDocumentBody, type BackupMix } from './backupMix.js';
 import { etcdClient, etcdctlPath, type EtcdCluster } from './etcdCluster.js';
 import { etcdClients, etcdWriter } from './etcdLoad.js';
@@ -76,7 +76,7 @@ export async function measureEtcdBackup(withEtcd: WithEtcd, options: BackupMeasu
       const writes = await writesBeside(
         async () => {
           const paths = new DocumentPaths('/backup-load');
-          return (label: string) => runLoad(`etcd ${label}`, urls, besideClients, options, etcdWriter(paths), etcdClients);
+          return (label: string) => runLoad(`etcd ${label}`, urls, besideClients, besideTiming(options, written), etcdWriter(paths), etcdClients);
         },
         () => snapshotSave(cluster.url(follower), besideSnapshot),
         (text) => progress(`etcd ${text}`),
