@@ -313,33 +313,33 @@ async function catchUp(
   };
 }
 
-/** Runs `count` writes, `loadConcurrency` at a time, on one keep-alive pool; any failure ends the measurement. */
-async function writeConcurrently(origin: string, count: number, write: (pool: Pool, i: number) => Promise<void>): Promise<void> {
-  const pool = new Pool(origin, { connections: loadConcurrency, pipelining: 1, keepAliveTimeout: 60_000 });
+/** Runs `count` writes, `concurrency` at a time (loadConcurrency by default), on one keep-alive pool; any failure ends the measurement. */
+export async function writeConcurrently(origin: string, count: number, write: (pool: Pool, i: number) => Promise<void>, concurrency = loadConcurrency): Promise<void> {
+  const pool = new Pool(origin, { connections: concurrency, pipelining: 1, keepAliveTimeout: 60_000 });
   let next = 0;
   const worker = async () => {
     while (next < count) await write(pool, next++);
   };
   try {
-    await Promise.all(Array.from({ length: loadConcurrency }, worker));
+    await Promise.all(Array.from({ length: concurrency }, worker));
   } finally {
     await pool.close();
   }
 }
 
-async function put(pool: Pool, path: string, body: string | Buffer, contentType: string): Promise<void> {
+export async function put(pool: Pool, path: string, body: string | Buffer, contentType: string): Promise<void> {
   const response = await pool.request({ path, method: 'PUT', headers: { authorization, 'content-type': contentType }, body, headersTimeout: 120_000, bodyTimeout: 120_000 });
   const text = await response.body.text();
   if (response.statusCode < 200 || response.statusCode > 299) throw new Error(`PUT ${path} answered ${response.statusCode}: ${text}`);
 }
 
-function nodeOf(status: ClusterStatus, name: string): ClusterStatus['nodes'][number] {
+export function nodeOf(status: ClusterStatus, name: string): ClusterStatus['nodes'][number] {
   const node = status.nodes.find((n) => n.name === name);
   if (node === undefined) throw new Error(`${status.answeredBy.name}'s cluster status does not list ${name}`);
   return node;
 }
 
-function appliedOf(status: ClusterStatus, name: string): number {
+export function appliedOf(status: ClusterStatus, name: string): number {
   const applied = nodeOf(status, name).appliedIndex;
   if (applied === null) throw new Error(`${status.answeredBy.name}'s cluster status gives no applied index for ${name}`);
   return applied;
@@ -353,7 +353,7 @@ async function isReady(url: string): Promise<boolean> {
 }
 
 /** Polls `check` every pollIntervalMs until it returns a value; a thrown error counts as "not yet" until the deadline. */
-async function waitUntil<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+export async function waitUntil<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
   const deadline = performance.now() + timeoutMs;
   let lastError: unknown;
   while (performance.now() < deadline) {

@@ -3,7 +3,7 @@ import type { LoadResult } from './load.js';
 /**
  * Conclave beside etcd, figure by figure, from one bench run: each row a figure both systems produced under the same
  * load on the same machine, with the ratio Conclave/etcd (for a time, lower is better; for a rate, higher). Targets
- * of issue 7 are shown against the figures, never enforced. Written as a Markdown table and an SVG chart.
+ * of issues 7 and 14 are shown against the figures, never enforced. Written as a Markdown table and an SVG chart.
  */
 
 export interface ComparedScenario extends LoadResult {
@@ -37,6 +37,25 @@ export interface ComparisonInput {
   readonly etcdCatchUpMibPerSec: number | null;
   /** Says what the catch-up wrote (both systems wrote the same). */
   readonly catchUpLabel: string;
+  /** The backup part's figures (bench/backup.ts, bench/etcdBackup.ts); absent when neither system ran it. */
+  readonly backup?: {
+    /** What both systems stored. */
+    readonly label: string;
+    readonly conclave: BackupFigures | null;
+    readonly etcd: BackupFigures | null;
+  };
+}
+
+/** One system's backup figures: Conclave's GET /api/v1/admin/backup and restore, etcd's etcdctl snapshot save and restore. */
+export interface BackupFigures {
+  readonly backupMbPerSec: number;
+  readonly extraRssMb: number | null;
+  /** Write throughput beside a backup over that without one, in percent. */
+  readonly writesKeptPercent: number;
+  readonly writeClients: number;
+  /** null: restore not measured (the row says so). */
+  readonly restoreMbPerSec: number | null;
+  readonly restoreSeconds: number | null;
 }
 
 export interface ComparisonRow {
@@ -48,7 +67,7 @@ export interface ComparisonRow {
   readonly etcd: number | null;
   /** conclave / etcd; null when either is missing (or etcd's is 0). */
   readonly ratio: number | null;
-  /** Issue 7's target for this figure, in words, and whether this run met it (null: no target, or a figure missing). */
+  /** The issue's target for this figure, in words, and whether this run met it (null: no target, or a figure missing). */
   readonly target: string | null;
   readonly met: boolean | null;
 }
@@ -108,13 +127,29 @@ export function compare(input: ComparisonInput): ComparisonRow[] {
       met: (c) => c >= 50,
     }),
   );
+  if (input.backup !== undefined) {
+    const { label, conclave: c, etcd: e } = input.backup;
+    const group = `backup from a replica (follower) to a file, fsynced: ${label}`;
+    rows.push(row(group, 'archive bytes / time (etcd: snapshot save)', 'MB/s', 'higher', c?.backupMbPerSec ?? null, e?.backupMbPerSec ?? null, { text: '≥ 100 MB/s', met: (v) => v >= 100 }));
+    rows.push(row(group, 'extra RSS of the node it came from', 'MB', 'lower', c?.extraRssMb ?? null, e?.extraRssMb ?? null, { text: '< 100 MB', met: (v) => v < 100 }));
+    const clients = c?.writeClients ?? e?.writeClients ?? '?';
+    rows.push(
+      row(`durable writes of 1 KB, ${clients} clients over every node, beside backups taken back to back`, 'throughput kept (beside / without)', '%', 'higher', c?.writesKeptPercent ?? null, e?.writesKeptPercent ?? null, {
+        text: '≥ 80 %',
+        met: (v) => v >= 80,
+      }),
+    );
+    const restoreGroup = 'restore of that backup into a new cluster of one (conclave restore --as new-cluster; etcdctl snapshot restore)';
+    rows.push(row(restoreGroup, 'archive bytes / wall time', 'MB/s', 'higher', c?.restoreMbPerSec ?? null, e?.restoreMbPerSec ?? null, { text: '≥ 100 MB/s', met: (v) => v >= 100 }));
+    rows.push(row(restoreGroup, 'wall time', 's', 'lower', c?.restoreSeconds ?? null, e?.restoreSeconds ?? null));
+  }
   return rows;
 }
 
 function figure(value: number | null, unit: string): string {
   if (value === null) return 'missing';
   if (unit === 'ops/s') return String(Math.round(value));
-  if (unit === 'MiB/s') return value.toFixed(1);
+  if (unit === 'MiB/s' || unit === 'MB/s' || unit === '%' || unit === 'MB' || unit === 's') return value.toFixed(1);
   if (value < 1) return value.toFixed(3);
   return value >= 100 ? value.toFixed(0) : value.toFixed(2);
 }

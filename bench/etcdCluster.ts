@@ -15,6 +15,7 @@ import { sleep } from './nodeProcess.js';
  */
 
 export const etcdPath = '/usr/bin/etcd';
+export const etcdctlPath = '/usr/bin/etcdctl';
 const startTimeoutMs = 30_000;
 const termTimeoutMs = 10_000;
 /** etcd logs at info (elections, snapshots); keep the end of it for a failure message. */
@@ -45,6 +46,31 @@ export function ensureEtcd(progress: (text: string) => void): { available: true;
   }
 }
 
+/**
+ * Whether etcdctl (Debian's etcd-client, for `snapshot save` and `snapshot restore`) can run here; when it is
+ * missing, tries Debian's package (as root only), and otherwise says why the figures that need it will be missing.
+ */
+export function ensureEtcdctl(progress: (text: string) => void): { available: true; version: string } | { available: false; reason: string } {
+  if (!existsSync(etcdctlPath)) {
+    if (process.getuid?.() !== 0) {
+      return { available: false, reason: `${etcdctlPath} is missing and the bench is not root, so it cannot install it: run \`sudo apt-get install -y etcd-client\`` };
+    }
+    progress(`${etcdctlPath} is missing: apt-get install -y etcd-client`);
+    try {
+      execFileSync('apt-get', ['install', '-y', '-q', 'etcd-client'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeout: 300_000 });
+    } catch (err) {
+      return { available: false, reason: `${etcdctlPath} is missing and \`apt-get install -y etcd-client\` failed: ${(err as Error).message.split('\n')[0]}` };
+    }
+    if (!existsSync(etcdctlPath)) return { available: false, reason: `\`apt-get install -y etcd-client\` did not install ${etcdctlPath}` };
+  }
+  try {
+    const version = /etcdctl version: (\S+)/.exec(execFileSync(etcdctlPath, ['version'], { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '', ETCDCTL_API: '3' } }))?.[1] ?? 'unknown';
+    return { available: true, version };
+  } catch (err) {
+    return { available: false, reason: `${etcdctlPath} version failed: ${(err as Error).message.split('\n')[0]}` };
+  }
+}
+
 /** A client of one member only, with a deadline on every unary call and no retries. */
 export function etcdClient(url: string, callTimeoutMs = 60_000): Etcd3 {
   return new Etcd3({
@@ -69,18 +95,24 @@ export class EtcdCluster {
   private readonly members = new Map<string, Member>();
   private readonly initialCluster: string;
 
-  private constructor(members: Member[]) {
+  private constructor(
+    members: Member[],
+    private readonly extraArgs: readonly string[],
+  ) {
     for (const member of members) this.members.set(member.name, member);
     this.initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
   }
 
-  /** Starts every member and resolves once each answers its status with a leader. */
-  static async start(size: number, root: string): Promise<EtcdCluster> {
+  /**
+   * Starts every member and resolves once each answers its status with a leader. `extraArgs` go to every member
+   * after the bench's own (a part that needs a limit raised says which and why).
+   */
+  static async start(size: number, root: string, extraArgs: readonly string[] = []): Promise<EtcdCluster> {
     const members: Member[] = [];
     for (let i = 1; i <= size; i++) {
       members.push({ name: `e${i}`, dataDir: join(root, `e${i}`), clientPort: await freePort(), peerPort: await freePort(), child: null, exited: null, output: '' });
     }
-    const cluster = new EtcdCluster(members);
+    const cluster = new EtcdCluster(members, extraArgs);
     try {
       for (const member of members) cluster.spawnMember(member);
       await Promise.all(members.map((m) => cluster.waitForLeader(m.name)));
@@ -201,7 +233,7 @@ export class EtcdCluster {
     mkdirSync(member.dataDir, { recursive: true });
     const peerUrl = `http://127.0.0.1:${member.peerPort}`;
     const clientUrl = `http://127.0.0.1:${member.clientPort}`;
-    // Names, URLs and the data directory only: every other setting is etcd's default (heartbeat 100 ms, election
+    // Names, URLs, the data directory and a part's extraArgs only: every other setting is etcd's default (heartbeat 100 ms, election
     // timeout 1000 ms, snapshot every 100 000 entries, fsync on every commit).
     const child = spawn(
       etcdPath,
@@ -215,6 +247,7 @@ export class EtcdCluster {
         '--initial-cluster', this.initialCluster,
         '--initial-cluster-token', 'conclave-bench',
         '--initial-cluster-state', 'new',
+        ...this.extraArgs,
       ],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '' } },
     );

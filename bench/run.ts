@@ -4,12 +4,15 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 
+import { backupTable, measureConclaveBackup, type BackupPartResult } from './backup.js';
+import { defaultBackupMix, parseBackupMix, quickBackupMix, type BackupMix } from './backupMix.js';
 import { BenchCluster } from './benchCluster.js';
 import { journalClusterEnv, measureBinaryCatchUp, measureContentCatchUp, measureSnapshotInstall, type CatchUpResult, type WithCluster } from './catchUp.js';
-import { compare, comparisonChart, comparisonTable, type ComparedScenario, type ComparisonRow } from './comparison.js';
+import { compare, comparisonChart, comparisonTable, type BackupFigures, type ComparedScenario, type ComparisonRow } from './comparison.js';
 import { benchEnvironment } from './environment.js';
 import { measureEtcdCatchUp, type EtcdCatchUpResult } from './etcdCatchUp.js';
-import { EtcdCluster, ensureEtcd } from './etcdCluster.js';
+import { etcdBackupArgs, measureEtcdBackup } from './etcdBackup.js';
+import { EtcdCluster, ensureEtcd, ensureEtcdctl } from './etcdCluster.js';
 import { runEtcdFailoverTrial, type EtcdTrialResult } from './etcdFailover.js';
 import { etcdScenarioSteps, type EtcdScenarioResult } from './etcdLoad.js';
 import { cleanupAll as cleanupConclaveFailover, summarize, withRetries, type Kind, type Summary, type TrialResult } from './failover.js';
@@ -25,18 +28,18 @@ import { DocumentPaths, documentBody, documentText, reader, requestOnce, writer,
  * install) and the disk's physical floor. It measures and reports; it never asserts a speed.
  *
  *   npm run bench -- [--quick] [--duration-ms N] [--warmup-ms N] [--catch-up-mib N] [--catch-up-binary-mib N]
- *     [--snapshot-mib N] [--failover-trials N] [--out-dir DIR] [--cpu-prof DIR] [--only PARTS]
+ *     [--snapshot-mib N] [--failover-trials N] [--backup-mix C+B] [--out-dir DIR] [--cpu-prof DIR] [--only PARTS]
  */
 
 /**
  * The parts of a run, each on its own fresh cluster(s); also the names of their directories. A Conclave part and its
  * etcd counterpart run one after the other, so a change in the machine's other load touches both alike.
  */
-const allParts = ['floor', 'cluster-of-3', 'etcd', 'catch-up', 'etcd-catch-up', 'failover', 'etcd-failover', 'cluster-of-1', 'cluster-of-5', 'snapshot'] as const;
+const allParts = ['floor', 'cluster-of-3', 'etcd', 'catch-up', 'etcd-catch-up', 'failover', 'etcd-failover', 'cluster-of-1', 'cluster-of-5', 'snapshot', 'backup', 'etcd-backup'] as const;
 type Part = (typeof allParts)[number];
-const etcdParts: ReadonlySet<Part> = new Set(['etcd', 'etcd-catch-up', 'etcd-failover']);
+const etcdParts: ReadonlySet<Part> = new Set(['etcd', 'etcd-catch-up', 'etcd-failover', 'etcd-backup']);
 
-const usage = `usage: node dist/bench/run.js [--quick] [--duration-ms N] [--warmup-ms N] [--catch-up-mib N] [--catch-up-binary-mib N] [--snapshot-mib N] [--failover-trials N] [--out-dir DIR] [--cpu-prof DIR] [--only PARTS]
+const usage = `usage: node dist/bench/run.js [--quick] [--duration-ms N] [--warmup-ms N] [--catch-up-mib N] [--catch-up-binary-mib N] [--snapshot-mib N] [--failover-trials N] [--backup-mix C+B] [--out-dir DIR] [--cpu-prof DIR] [--only PARTS]
   --quick                  fewer client levels, shorter scenarios, less catch-up data, one failover trial of each kind: under 2 minutes
   --duration-ms N          measured time per load scenario (default 5000; 1000 with --quick)
   --warmup-ms N            unmeasured time before each load scenario (default 1000; 250 with --quick)
@@ -44,6 +47,8 @@ const usage = `usage: node dist/bench/run.js [--quick] [--duration-ms N] [--warm
   --catch-up-binary-mib N  MiB of binaries written while a Conclave replica is away, 1 MiB each (default 128; 16 with --quick)
   --snapshot-mib N         MiB of 1 KB documents written before a Conclave replica installs a snapshot (default 32; 4 with --quick)
   --failover-trials N      kill -9 trials and SIGSTOP trials, each, for each system (default 10; 1 with --quick)
+  --backup-mix C+B         what the backup part stores before it backs up and restores, for both systems: C MiB of JSON
+                           documents of about 4 KB and B MiB of binaries of 1-8 MiB (default ${defaultBackupMix}; ${quickBackupMix} with --quick)
   --out-dir DIR            results.json, results.md and chart.svg go there (default bench-results)
   --cpu-prof DIR           run every Conclave node with node --cpu-prof; profiles go to DIR/<part>/<node>/ (slows the nodes)
   --only PARTS             comma-separated parts to run (default all): ${allParts.join(', ')}`;
@@ -76,6 +81,7 @@ interface Options extends LoadTiming {
   readonly snapshotMib: number;
   readonly failoverTrials: number;
   readonly failoverWarmupMs: number;
+  readonly backupMix: BackupMix;
   readonly outDir: string;
   readonly cpuProfDir: string | null;
   readonly parts: ReadonlySet<Part>;
@@ -121,6 +127,7 @@ function parseOptions(argv: string[]): Options {
       'catch-up-binary-mib': { type: 'string' },
       'snapshot-mib': { type: 'string' },
       'failover-trials': { type: 'string' },
+      'backup-mix': { type: 'string' },
       quick: { type: 'boolean', default: false },
       'out-dir': { type: 'string' },
       'cpu-prof': { type: 'string' },
@@ -147,6 +154,7 @@ function parseOptions(argv: string[]): Options {
     failoverTrials: wholeNumber(values['failover-trials'], '--failover-trials', 1) ?? (quick ? 1 : 10),
     // bench/failover.ts's default warm-up; shorter in a quick run, where only the machinery is checked.
     failoverWarmupMs: quick ? 500 : 2_000,
+    backupMix: backupMixOf(values['backup-mix'] ?? (quick ? quickBackupMix : defaultBackupMix)),
     outDir: resolve(values['out-dir'] ?? 'bench-results'),
     cpuProfDir: values['cpu-prof'] === undefined ? null : resolve(values['cpu-prof']),
     parts: values.only === undefined ? new Set(allParts) : new Set(values.only.split(',').map((part) => partOf(part.trim()))),
@@ -157,6 +165,14 @@ function wholeNumber(text: string | undefined, flag: string, min: number): numbe
   if (text === undefined) return undefined;
   if (!/^\d+$/.test(text) || Number(text) < min) throw new UsageError(`${flag} takes a whole number of at least ${min}, not "${text}"`);
   return Number(text);
+}
+
+function backupMixOf(text: string): BackupMix {
+  try {
+    return parseBackupMix(text);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 function partOf(text: string): Part {
@@ -382,6 +398,23 @@ function failoverText(conclave: FailoverReport | null, conclaveTrials: readonly 
   return lines.join('\n');
 }
 
+function backupLabel(mix: BackupMix): string {
+  return `${(mix.bytes / 1_000_000).toFixed(0)} MB (mix ${mix.name}: ${mix.documents} JSON documents of ${mix.documentBytes} B, ${mix.binarySizes.length} binaries of 1-8 MiB)`;
+}
+
+function backupFigures(results: readonly BackupPartResult[], system: BackupPartResult['system']): BackupFigures | null {
+  const r = results.find((x) => x.system === system);
+  if (r === undefined) return null;
+  return {
+    backupMbPerSec: r.backup.mbPerSec,
+    extraRssMb: r.backup.memory.extraBytes === null ? null : r.backup.memory.extraBytes / 1_000_000,
+    writesKeptPercent: r.writes.keptPercent,
+    writeClients: r.writes.clients,
+    restoreMbPerSec: r.restore?.mbPerSec ?? null,
+    restoreSeconds: r.restore === null ? null : r.restore.wallMs / 1000,
+  };
+}
+
 async function main(): Promise<number> {
   let options: Options;
   try {
@@ -430,10 +463,10 @@ async function main(): Promise<number> {
       rmSync(root, { recursive: true, force: true });
     }
   };
-  const withEtcd = async <T>(label: string, measure: (cluster: EtcdCluster) => Promise<T>): Promise<T> => {
+  const withEtcd = async <T>(label: string, measure: (cluster: EtcdCluster) => Promise<T>, extraArgs: readonly string[] = []): Promise<T> => {
     progress(`starting ${label}: 3 etcd members`);
     const root = join(tempRoot, label);
-    const cluster = await EtcdCluster.start(3, root);
+    const cluster = await EtcdCluster.start(3, root, extraArgs);
     liveEtcd.add(cluster);
     try {
       return await measure(cluster);
@@ -447,14 +480,18 @@ async function main(): Promise<number> {
     }
   };
 
+  const runs0 = (part: Part) => options.parts.has(part);
   const wantsEtcd = [...options.parts].some((part) => etcdParts.has(part));
   const etcd = wantsEtcd ? ensureEtcd(progress) : { available: false as const, reason: 'no etcd part was asked for (--only)' };
   if (wantsEtcd && !etcd.available) progress(`etcd figures will be missing: ${etcd.reason}`);
-  const runs = (part: Part) => options.parts.has(part) && (!etcdParts.has(part) || etcd.available);
+  const etcdctl = runs0('etcd-backup') && etcd.available ? ensureEtcdctl(progress) : null;
+  if (etcdctl !== null && !etcdctl.available) progress(`etcd backup figures will be missing: ${etcdctl.reason}`);
+  const runs = (part: Part) => options.parts.has(part) && (!etcdParts.has(part) || etcd.available) && (part !== 'etcd-backup' || etcdctl?.available === true);
 
   const scenarios: ScenarioResult[] = [];
   const etcdScenarios: EtcdScenarioResult[] = [];
   const catchUps: CatchUpResult[] = [];
+  const backups: BackupPartResult[] = [];
   let etcdCatchUp = null as EtcdCatchUpResult | null;
   const conclaveTrials: TrialResult[] = [];
   const etcdTrials: EtcdTrialResult[] = [];
@@ -550,6 +587,19 @@ async function main(): Promise<number> {
       catchUps.push(snapshot);
     });
   }
+  // Conclave's backup and etcd's back to back, each on the same mix.
+  const backupOptions = { ...options, mix: options.backupMix, progress };
+  if (runs('backup')) {
+    await part('backup', async () => {
+      const withBackupCluster: WithCluster = (env, measure) => withCluster(3, 'backup', env, measure);
+      backups.push(await measureConclaveBackup(withBackupCluster, { ...backupOptions, root: join(tempRoot, 'backup-files') }));
+    });
+  }
+  if (runs('etcd-backup')) {
+    await part('etcd-backup', async () => {
+      backups.push(await measureEtcdBackup((measure) => withEtcd('etcd-backup', measure, etcdBackupArgs), { ...backupOptions, root: join(tempRoot, 'etcd-backup-files') }));
+    });
+  }
   await cleanup();
 
   const conclaveFailover = conclaveTrials.length === 0 ? null : { kill: summarize(conclaveTrials.filter((t) => t.kind === 'kill')), stop: summarize(conclaveTrials.filter((t) => t.kind === 'stop')) };
@@ -571,6 +621,7 @@ async function main(): Promise<number> {
     conclaveCatchUpMibPerSec,
     etcdCatchUpMibPerSec: etcdCatchUp?.mibPerSec ?? null,
     catchUpLabel: `${options.catchUpContentMib} MiB in values of ${catchUpValueBytes()} B`,
+    ...(backups.length === 0 ? {} : { backup: { label: backupLabel(options.backupMix), conclave: backupFigures(backups, 'conclave'), etcd: backupFigures(backups, 'etcd') } }),
   });
   const runMs = performance.now() - runStartMs;
   const report = {
@@ -591,6 +642,7 @@ async function main(): Promise<number> {
     etcdScenarios,
     catchUp: catchUps,
     etcdCatchUp,
+    backup: { mix: options.backupMix.name, storedBytes: options.backupMix.bytes, etcdctl: etcdctl?.available === true ? { version: etcdctl.version, path: '/usr/bin/etcdctl' } : null, results: backups },
     failover: { conclave: conclaveFailover === null ? null : { ...conclaveFailover, trials: conclaveTrials }, etcd: etcdFailover === null ? null : { ...etcdFailover, trials: etcdTrials } },
     clusters: clusterRuns,
   };
@@ -607,6 +659,7 @@ async function main(): Promise<number> {
       etcdScenarios.length > 0 ? etcdScenarioTable(etcdScenarios) : null,
       catchUps.length > 0 ? catchUpTable(catchUps) : null,
       etcdCatchUp === null ? null : etcdCatchUpTable(etcdCatchUp),
+      backups.length > 0 ? backupTable(backups) : null,
       conclaveFailover === null && etcdFailover === null ? null : failoverText(conclaveFailover, conclaveTrials, etcdFailover, etcdTrials),
     ]
       .filter((text) => text !== null)

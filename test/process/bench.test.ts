@@ -10,13 +10,15 @@ import { tempDir } from '../helpers/tmp.js';
 /**
  * Smoke test of `npm run bench`: the quick bench with the smallest sizes runs every part (real clusters of 1, 3 and
  * 5 processes, a real 3-member etcd cluster beside them, the catch-ups, one failover trial of each kind for each
- * system, the snapshot measurement or its skip) and writes results of the expected shape: the JSON, the Markdown
+ * system, the snapshot measurement or its skip, the backup and restore of a tiny repository on both systems) and
+ * writes results of the expected shape: the JSON, the Markdown
  * table and the SVG chart, with a figure from both systems in every comparison row. It asserts nothing about speed
- * or the bench's error counts: those are figures for people to read. It needs /usr/bin/etcd (.ci/run installs it).
+ * or the bench's error counts: those are figures for people to read. It needs /usr/bin/etcd and /usr/bin/etcdctl
+ * (.ci/run installs them).
  */
 
 const benchPath = fileURLToPath(new URL('../../bench/run.js', import.meta.url));
-const benchTimeoutMs = 240_000;
+const benchTimeoutMs = 300_000;
 
 interface Scenario {
   name: string;
@@ -50,6 +52,15 @@ interface CatchUp {
   blobsPresentMs: number | null;
 }
 
+interface BackupResult {
+  system: string;
+  storedBytes: number;
+  backup: { bytes: number; totalMs: number; mbPerSec: number };
+  writes: { keptPercent: number; without: Array<{ opsPerSec: number }>; beside: { opsPerSec: number }; backups: unknown[] };
+  restore: { mbPerSec: number; dataDirBytes: number } | null;
+  restoreSkipped: string | null;
+}
+
 function run(args: string[], signal: AbortSignal): Promise<{ code: number | string; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     // SIGTERM on abort: the bench stops its nodes and removes its directories on that signal.
@@ -74,7 +85,7 @@ test('the quick bench runs every part and writes well-formed results', { timeout
     const args = [
       // A window of 1 s: in 200 ms, 64 clients on a loaded machine may complete no write started in it, and the
       // figures per operation are then missing.
-      benchPath, '--quick', '--duration-ms', '1000', '--warmup-ms', '100', '--catch-up-mib', '0.5', '--catch-up-binary-mib', '1', '--snapshot-mib', '0.1', '--out-dir', outDir,
+      benchPath, '--quick', '--duration-ms', '1000', '--warmup-ms', '100', '--catch-up-mib', '0.5', '--catch-up-binary-mib', '1', '--snapshot-mib', '0.1', '--backup-mix', '0.5+1.5', '--out-dir', outDir,
     ];
     const { code, stdout, stderr } = await run(args, AbortSignal.timeout(benchTimeoutMs));
     assert.equal(code, 0, stderr);
@@ -83,6 +94,7 @@ test('the quick bench runs every part and writes well-formed results', { timeout
     assert.match(stdout, /^\| etcd scenario \| members \| clients \| ops\/s \|/m);
     assert.match(stdout, /^\| catch-up of a 3-node cluster's replica \|/m);
     assert.match(stdout, /^\| catch-up of a 3-member etcd cluster's follower \|/m);
+    assert.match(stdout, /^\| system \| backup \| archive MB \|/m);
 
     const markdown = readFileSync(join(outDir, 'results.md'), 'utf8');
     assert.match(markdown, /^\| scenario \| figure \| Conclave \| etcd \| Conclave\/etcd \|/m);
@@ -105,16 +117,20 @@ test('the quick bench runs every part and writes well-formed results', { timeout
       floor: { fsync: Record<string, number>; sqlite: Record<string, number> };
       scenarios: Scenario[];
       catchUp: CatchUp[];
+      backup: { mix: string; storedBytes: number; results: BackupResult[] };
       clusters: Array<{ label: string; nodes: number; stops: Record<string, unknown[]> }>;
     };
     assert.equal(report.quick, true);
     assert.equal(report.etcd.available, true, report.etcd.reason);
 
-    // Every comparison row has both systems' figure (a failover that did not happen in time is a figure: null).
+    // Every comparison row has both systems' figure (a failover that did not happen in time is a figure: null; a
+    // restore on a build without `conclave restore` is skipped, and says so).
     assert.ok(report.comparison.length > 0);
+    const restoreSkipped = report.backup.results.find((r) => r.system === 'conclave')?.restoreSkipped ?? null;
     for (const row of report.comparison) {
       const label = `${row.group}: ${row.figure}`;
       if (row.group.startsWith('failover') && (row.conclave === null || row.etcd === null)) continue;
+      if (row.group.startsWith('restore') && restoreSkipped !== null && row.conclave === null) continue;
       assert.ok(isFiniteAtLeast0(row.conclave) && isFiniteAtLeast0(row.etcd), `${label}: ${row.conclave} / ${row.etcd}`);
       if (row.etcd !== 0) assert.ok(isFiniteAtLeast0(row.ratio), `${label}: ratio ${row.ratio}`);
     }
@@ -171,10 +187,23 @@ test('the quick bench runs every part and writes well-formed results', { timeout
       assert.ok(c.contactMs <= c.appliedMs && c.appliedMs <= c.catchUpMs, `${c.name}: milestones out of order`);
       if (c.kind === 'binaries') assert.ok(isFiniteAtLeast0(c.blobsPresentMs), c.name);
     }
+    assert.equal(report.backup.mix, '0.5+1.5');
+    assert.deepEqual(report.backup.results.map((r) => r.system), ['conclave', 'etcd']);
+    for (const r of report.backup.results) {
+      assert.ok(r.storedBytes > 2 * 1024 * 1024 && r.backup.bytes > 0, r.system);
+      for (const value of [r.backup.totalMs, r.backup.mbPerSec, r.writes.keptPercent, ...r.writes.without.map((w) => w.opsPerSec), r.writes.beside.opsPerSec]) assert.ok(isFiniteAtLeast0(value), `${r.system}: ${value}`);
+      assert.ok(r.writes.backups.length >= 1, `${r.system}: no backup ran beside the writes`);
+      if (r.restore === null) {
+        assert.equal(r.system, 'conclave');
+        assert.match(r.restoreSkipped ?? '', /conclave restore/);
+      } else {
+        assert.ok(isFiniteAtLeast0(r.restore.mbPerSec) && r.restore.dataDirBytes > 0, `${r.system}: restore`);
+      }
+    }
     const snapshotMeasured = report.catchUp.some((c) => c.kind === 'snapshot' && c.skipped === null);
     assert.deepEqual(
       report.clusters.map((c) => `${c.label}:${c.nodes}`).filter((label) => snapshotMeasured || label !== 'snapshot:3'),
-      ['cluster-of-3:3', 'catch-up:3', 'cluster-of-1:1', 'cluster-of-5:5', ...(snapshotMeasured ? ['snapshot:3'] : [])],
+      ['cluster-of-3:3', 'catch-up:3', 'cluster-of-1:1', 'cluster-of-5:5', ...(snapshotMeasured ? ['snapshot:3'] : []), 'backup:3'],
     );
   } finally {
     tmp.cleanup();
