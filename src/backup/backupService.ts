@@ -12,7 +12,7 @@ import { ConclaveError, invariant } from '../errors/catalogue.js';
 import type { BlobPins } from '../replication/blobPins.js';
 import type { BlobStore } from '../storage/blobStore.js';
 import { dataFormatVersion, type Db } from '../storage/database.js';
-import { removeDatabaseFile, runFileWorker } from '../storage/snapshotFile.js';
+import { removeDatabaseFileInBackground, runFileWorker } from '../storage/snapshotFile.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
 import { archiveBytes, archiveStream, type ArchivePartSource } from './archiveWriter.js';
 import { captureBackupState } from './backupState.js';
@@ -28,8 +28,6 @@ export interface BackupServiceOptions {
   readonly db: Db;
   readonly blobs: BlobStore;
   readonly pins: BlobPins;
-  /** Every blob referenced now, for the pin that covers the time until the backup's own set is known. */
-  readonly referencedNow: () => Iterable<string>;
   /** Resolves true once the blob is here (fetched from a peer if needed), false after `timeoutMs`. */
   readonly awaitBlob: (sha256: string, size: number, timeoutMs: number) => Promise<boolean>;
   readonly self: () => NodeDescriptor;
@@ -78,9 +76,9 @@ export class BackupService implements BackupTaker {
       throw new ConclaveError('BACKUPS_BUSY', `This node is already writing ${this.running} backup(s) (backup.concurrentMax); retry when one ends.`, { concurrentMax: o.concurrentMax });
     }
     this.running++;
-    // Until the backup's own blobs are known, every blob referenced now is kept: one the content drops between now
-    // and the copy's commit point is in the backup, and an old unreferenced file may be collected at any moment.
-    const releaseWide = o.pins.pin(o.referencedNow());
+    // Until the backup's own blobs are known, no blob is collected: one the content drops between now and the copy's
+    // commit point is in the backup, and an old unreferenced file may be collected at any moment.
+    const releaseWide = o.pins.holdAll();
     let releaseExact: (() => void) | null = null;
     let statePath: string | null = null;
     let closed = false;
@@ -96,7 +94,7 @@ export class BackupService implements BackupTaker {
       loopDelay.disable();
       releaseWide();
       releaseExact?.();
-      if (statePath !== null) removeDatabaseFile(statePath);
+      if (statePath !== null) removeDatabaseFileInBackground(statePath, o.tmpDir);
       this.running--;
       o.log.info(
         { ...summary, ms: Math.round(performance.now() - startedMs), eventLoopDelayMaxMs: Math.round(loopDelay.max / 1e6), eventLoopDelayP99Ms: Math.round(loopDelay.percentile(99) / 1e6) },

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 
-import { copyDatabase, removeDatabaseFile, runFileWorker } from '../storage/snapshotFile.js';
+import { copyDatabase, removeDatabaseFileInBackground, runFileWorker } from '../storage/snapshotFile.js';
 import type { Db } from '../storage/database.js';
 import type { CapturedState } from './backupStateWorker.js';
 
@@ -26,9 +26,9 @@ export async function captureBackupState(db: Db, tmpDir: string, signal?: AbortS
     );
     return { path: outPath, captured };
   } catch (err) {
-    removeDatabaseFile(outPath);
+    removeDatabaseFileInBackground(outPath, tmpDir);
     throw err;
   } finally {
-    removeDatabaseFile(copyPath);
+    removeDatabaseFileInBackground(copyPath, tmpDir);
   }
 }

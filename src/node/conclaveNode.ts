@@ -206,7 +206,7 @@ export class ConclaveNode {
       const collector = new BlobCollector(
         blobs,
         () => pins.addTo(referencedBlobs(content, journal, liveRuntime.appliedIndex)),
-        { intervalMs: config.storage.blobGcIntervalMs, graceMs: config.storage.blobGcGraceMs, batchMax: config.storage.blobGcBatchMax },
+        { intervalMs: config.storage.blobGcIntervalMs, graceMs: config.storage.blobGcGraceMs, batchMax: config.storage.blobGcBatchMax, deferred: () => pins.holdingAll },
         log,
       );
       replication = { http, pusher, fetcher, collector };
@@ -262,7 +262,6 @@ export class ConclaveNode {
         db,
         blobs,
         pins,
-        referencedNow: () => referencedBlobs(content, journal, liveRuntime.appliedIndex),
         awaitBlob: (sha256, size, timeoutMs) => fetcher.awaitBlob(sha256, size, timeoutMs),
         self: () => liveRuntime.self(),
         conclaveVersion: softwareVersion,

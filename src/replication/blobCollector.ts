@@ -16,6 +16,8 @@ export interface BlobCollectorOptions {
   readonly graceMs: number;
   /** Deletions in one synchronous step. */
   readonly batchMax: number;
+  /** True while nothing may be deleted (a backup copying its state: BlobPins.holdAll); the run deletes nothing then. */
+  readonly deferred?: () => boolean;
 }
 
 export interface CollectionOutcome {
@@ -78,7 +80,13 @@ export class BlobCollector {
     let deleted = 0;
     let bytesFreed = 0;
     let batch: string[] = [];
+    let deferred = false;
     const sweep = () => {
+      if (this.options.deferred?.() === true) {
+        deferred = true;
+        batch = [];
+        return;
+      }
       // One synchronous step: mark again, then check each file's age as it is unlinked.
       const referenced = this.referenced();
       const cutoffMs = this.now() - this.options.graceMs;
@@ -99,6 +107,7 @@ export class BlobCollector {
     }
     if (!this.stopped) sweep();
     if (deleted > 0) this.log.info({ deleted, bytesFreed }, 'collected unreferenced blobs');
+    if (deferred) this.log.info('blob collection deferred in part: a backup was copying its state; the next run collects the rest');
     return { deleted, bytesFreed };
   }
 }

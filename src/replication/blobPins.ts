@@ -5,6 +5,26 @@
  */
 export class BlobPins {
   private readonly counts = new Map<string, number>();
+  private holds = 0;
+
+  /**
+   * Keeps every blob until released: for the moments before a backup knows its own blobs (its state is being copied),
+   * when computing "every blob referenced now" would hold the event loop for a scan of the whole content.
+   */
+  holdAll(): () => void {
+    this.holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.holds--;
+    };
+  }
+
+  /** Whether a holdAll is in force: the collector deletes nothing meanwhile. */
+  get holdingAll(): boolean {
+    return this.holds > 0;
+  }
 
   /** Pins the blobs; the returned function releases exactly these pins (calling it twice does nothing). */
   pin(hashes: Iterable<string>): () => void {

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, createReadStream, fsyncSync, openSync, readSync, rmSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { closeSync, createReadStream, fsyncSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
@@ -56,10 +56,10 @@ export async function writeSnapshotFile(db: Db, tmpDir: string, signal?: AbortSi
     const info = await runFileWorker<SnapshotFileInfo>(new URL('./snapshotWorker.js', import.meta.url), { copyPath, outPath }, 'Writing the snapshot file', signal);
     return { path: outPath, info };
   } catch (err) {
-    removeDatabaseFile(outPath);
+    removeDatabaseFileInBackground(outPath, tmpDir);
     throw err;
   } finally {
-    removeDatabaseFile(copyPath);
+    removeDatabaseFileInBackground(copyPath, tmpDir);
   }
 }
 
@@ -206,6 +206,24 @@ export async function hashFile(path: string): Promise<{ bytes: number; sha256: s
     bytes += (chunk as Buffer).length;
   }
   return { bytes, sha256: hash.digest('hex') };
+}
+
+/**
+ * Removes a database file (and its journals) without holding the event loop: unlinking a file of hundreds of MB takes
+ * the file system 100 ms and more. Each file is renamed into `trashDir` first (a metadata step, so nothing can take
+ * its name meanwhile; a crash leaves it where the next start empties) and unlinked from the thread pool.
+ */
+export function removeDatabaseFileInBackground(path: string, trashDir: string): void {
+  for (const suffix of ['', '-journal', '-wal', '-shm']) {
+    const trashed = join(trashDir, `${randomUUID()}.deleting`);
+    try {
+      renameSync(`${path}${suffix}`, trashed);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
+    void rm(trashed, { force: true }).catch(() => undefined);
+  }
 }
 
 /** A database file and the journals SQLite may have left beside it. */

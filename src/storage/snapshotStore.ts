@@ -2,7 +2,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmS
 import { join } from 'node:path';
 
 import { invariant } from '../errors/catalogue.js';
-import { removeDatabaseFile, type SnapshotFileInfo } from './snapshotFile.js';
+import { removeDatabaseFileInBackground, type SnapshotFileInfo } from './snapshotFile.js';
 
 /**
  * The snapshot files of a node, under `data/snapshots`:
@@ -81,7 +81,7 @@ export class SnapshotStore {
       if (indexes.includes(index)) continue;
       this.keptFiles.delete(index);
       if ((this.readers.get(index) ?? 0) > 0) this.retired.add(index);
-      else removeDatabaseFile(this.pathOf(index));
+      else removeDatabaseFileInBackground(this.pathOf(index), this.tmpDir);
     }
   }
 
@@ -100,7 +100,7 @@ export class SnapshotStore {
         const left = (this.readers.get(index) ?? 1) - 1;
         if (left > 0) return void this.readers.set(index, left);
         this.readers.delete(index);
-        if (this.retired.delete(index)) removeDatabaseFile(this.pathOf(index));
+        if (this.retired.delete(index)) removeDatabaseFileInBackground(this.pathOf(index), this.tmpDir);
       },
     };
   }

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 
 import type { Entry } from '../../src/core/types.js';
 import { BlobCollector, referencedBlobs } from '../../src/replication/blobCollector.js';
+import { BlobPins } from '../../src/replication/blobPins.js';
 import { BlobStore } from '../../src/storage/blobStore.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -102,6 +103,25 @@ test('de-duplicating an upload against an old file makes it young again', async 
     assert.equal(store.deleteIfOlderThan(hashes[0]!, Date.now() - hour), null, 'and keeps it young');
     assert.equal(existsSync(store.pathOf(hashes[0]!)), true);
     assert.equal(store.touch('0'.repeat(64)), false);
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('while a backup holds every blob (its state being copied), a run deletes nothing; released, the next run collects', async () => {
+  const tmp = tempDir();
+  try {
+    const { store, hashes } = await storeWith(tmp.dir, ['dropped-during-capture']);
+    const [dropped] = hashes as [string];
+    age(store, dropped, 2 * hour);
+    const pins = new BlobPins();
+    const collector = new BlobCollector(store, () => pins.addTo(new Set()), { ...options, deferred: () => pins.holdingAll }, log);
+    const release = pins.holdAll();
+    assert.equal((await collector.collect()).deleted, 0);
+    assert.equal(await store.has(dropped), true);
+    release();
+    assert.equal((await collector.collect()).deleted, 1);
+    assert.equal(await store.has(dropped), false);
   } finally {
     tmp.cleanup();
   }
