@@ -38,7 +38,7 @@ export const dynamicSettingSpecs: readonly DynamicSettingSpec[] = [
       if (typeof value !== 'string') return { problem: 'must be a string: an absolute path, or "" for off' };
       if (value !== '' && !isAbsolute(value)) return { problem: `must be an absolute path (or "" for off), not ${JSON.stringify(value)}` };
       // Control characters would count six times over in the progress as JSON (\u0000), and belong in no path.
-      if (value.length > backupDirectoryCharsMax || /[\u0000-\u001f\u007f]/.test(value)) return { problem: `must be a path of at most ${backupDirectoryCharsMax} characters, none of them a control character` };
+      if (value.length > backupDirectoryCharsMax || [...value].some((c) => c < ' ' || c === '\u007f')) return { problem: `must be a path of at most ${backupDirectoryCharsMax} characters, none of them a control character` };
       return { value };
     },
   },
