@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { JobState } from '../core/clusterJobs.js';
 import type { ClusterState } from '../core/clusterState.js';
 import { backupJobName, scheduleProgressOf } from './backupSchedule.js';
+import { prunableBy, type ScheduleDirectoryPolicy } from './scheduleDirectory.js';
 
 /**
  * Deletes the scheduled backups this node holds once retention dropped them: on every node, whenever the backup
@@ -22,11 +23,13 @@ export class BackupPruner {
   constructor(
     private readonly runtime: { clusterState(): ClusterState; self(): { id: string }; onChange(listener: () => void): () => void },
     private readonly log: Logger,
+    /** Only files in directories this node allows are deleted, whatever the progress names. */
+    private readonly directories: ScheduleDirectoryPolicy,
   ) {}
 
   start(): void {
-    this.unsubscribe = this.runtime.onChange(() => void this.prune());
-    void this.prune();
+    this.unsubscribe = this.runtime.onChange(() => void this.prune().catch((err: unknown) => this.failed(err)));
+    void this.prune().catch((err: unknown) => this.failed(err));
   }
 
   stop(): void {
@@ -34,8 +37,24 @@ export class BackupPruner {
     this.unsubscribe = null;
   }
 
-  /** Deletes what the committed progress says this node should; resolves with the paths deleted. */
+  /**
+   * Deletes what the committed progress says this node should; resolves with the paths deleted. Never rejects: it
+   * runs on every change of the cluster state, and a progress it cannot read must not stop the node.
+   */
   async prune(): Promise<string[]> {
+    try {
+      return await this.pruneNow();
+    } catch (err) {
+      this.failed(err);
+      return [];
+    }
+  }
+
+  private failed(err: unknown): void {
+    this.log.error({ err }, 'deleting the scheduled backups retention dropped failed; tried again at the next change of the backup job');
+  }
+
+  private async pruneNow(): Promise<string[]> {
     const job = this.runtime.clusterState().jobs[backupJobName];
     if (job === undefined || job === this.lastJob) return [];
     this.lastJob = job;
@@ -47,6 +66,11 @@ export class BackupPruner {
       // Only files the schedule itself names: a path is never taken from the state blindly.
       if (entry.holder !== self || recorded.has(entry.path) || this.done.has(entry.path)) continue;
       if (!isAbsolute(entry.path) || !/^conclave-.+\.backup\.tar$/.test(basename(entry.path))) continue;
+      if (!prunableBy(this.directories, entry.path)) {
+        this.log.warn({ path: entry.path }, 'a scheduled backup retention dropped is in a directory backup.directoriesAllowed does not allow; not deleted');
+        this.done.add(entry.path);
+        continue;
+      }
       try {
         await unlink(entry.path);
         deleted.push(entry.path);

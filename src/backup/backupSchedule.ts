@@ -1,12 +1,13 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 
-import { dynamicSetting } from '../config/dynamicSettings.js';
+import { backupKeepMax, dynamicSetting } from '../config/dynamicSettings.js';
 import type { JsonValue } from '../core/clusterJobs.js';
 import type { ClusterState } from '../core/clusterState.js';
 import { ConclaveError, invariant } from '../errors/catalogue.js';
 import type { JobKind, JobRun } from '../jobs/clusterJobs.js';
 import type { BackupTaker, BackupWritten } from './backupTaker.js';
+import { checkScheduleDirectory, type ScheduleDirectoryPolicy } from './scheduleDirectory.js';
 import { dueSlot, parseScheduleInterval, scheduledBackupFileName, type ScheduleInterval } from './scheduleSlots.js';
 
 /**
@@ -73,7 +74,7 @@ export const emptyScheduleProgress: ScheduleProgress = {
 
 /** Pruned files remembered for holders that were away when their file was dropped. */
 export const prunedMax = 16;
-const errorMessageCharsMax = 500;
+export const errorMessageCharsMax = 500;
 /** Back-off of a failed slot: 30 s, doubled per failure in a row, at most 15 min (the next slot comes first if sooner). */
 const retryDelayMsMin = 30_000;
 const retryDelayMsMax = 15 * 60_000;
@@ -97,19 +98,78 @@ export function scheduleSettings(state: ClusterState): ScheduleSettings | null {
   return { directory, interval, keep: dynamicSetting(state.settings, 'backup.schedule.keep') as number };
 }
 
-/** The job's progress as committed, read leniently: anything unreadable counts as no progress yet. */
+/**
+ * Bounds of what a record read back from the progress may hold: more than a record this code writes ever does (see
+ * progressCharsWorstCase), less than would let a progress from elsewhere (a backup's manifest edited by hand, a
+ * release with other rules) make a reader build paths, log lines or answers of any size.
+ */
+export const recordTextCharsMax = 128;
+export const recordPathCharsMax = 1024;
+
+const boundedText = (value: unknown, max: number): value is string => typeof value === 'string' && value.length > 0 && value.length <= max;
+/** A time as this code writes it (toISOString): what readers parse and do arithmetic with. */
+const time = (value: unknown): value is string => boundedText(value, recordTextCharsMax) && Number.isFinite(Date.parse(value));
+const count = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+
+function recordOf(raw: unknown): BackupRecord | null {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return null;
+  const r = raw as Record<string, unknown>;
+  if (!boundedText(r['id'], recordTextCharsMax) || !time(r['slot']) || !boundedText(r['file'], recordPathCharsMax) || !boundedText(r['path'], recordPathCharsMax)) return null;
+  if (!boundedText(r['holder'], recordTextCharsMax) || !boundedText(r['holderName'], recordTextCharsMax) || !boundedText(r['createdAt'], recordTextCharsMax) || !boundedText(r['contentDigest'], recordTextCharsMax)) return null;
+  if (!count(r['index']) || !count(r['term']) || !count(r['bytes'])) return null;
+  return {
+    id: r['id'],
+    slot: r['slot'],
+    file: r['file'],
+    path: r['path'],
+    holder: r['holder'],
+    holderName: r['holderName'],
+    index: r['index'],
+    term: r['term'],
+    createdAt: r['createdAt'],
+    bytes: r['bytes'],
+    contentDigest: r['contentDigest'],
+  };
+}
+
+function prunedOf(raw: unknown): ScheduleProgress['pruned'][number] | null {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return null;
+  const p = raw as Record<string, unknown>;
+  return boundedText(p['holder'], recordTextCharsMax) && boundedText(p['path'], recordPathCharsMax) ? { holder: p['holder'], path: p['path'] } : null;
+}
+
+function outcomeOf(raw: unknown): BackupOutcome | null {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return null;
+  const o = raw as Record<string, unknown>;
+  if (!time(o['slot']) || !time(o['at'])) return null;
+  if (o['ok'] === true) return boundedText(o['file'], recordPathCharsMax) ? { slot: o['slot'], ok: true, at: o['at'], file: o['file'] } : null;
+  if (o['ok'] !== false || typeof o['error'] !== 'object' || o['error'] === null) return null;
+  const error = o['error'] as Record<string, unknown>;
+  if (!boundedText(error['code'], recordTextCharsMax) || typeof error['message'] !== 'string' || error['message'].length > errorMessageCharsMax) return null;
+  return { slot: o['slot'], ok: false, at: o['at'], error: { code: error['code'], message: error['message'] } };
+}
+
+const listOf = <T>(raw: unknown, max: number, of: (item: unknown) => T | null): T[] =>
+  Array.isArray(raw) ? raw.slice(-max).map(of).filter((item): item is T => item !== null) : [];
+
+/**
+ * The job's progress as committed, read leniently: anything unreadable counts as no progress yet, and each record,
+ * pruned entry or outcome that is not of the shape this code writes is left out — the progress may come from a
+ * backup's manifest (which its content digest does not cover), and the pruner, the job and the API read it.
+ */
 export function scheduleProgressOf(progress: JsonValue): ScheduleProgress {
   if (typeof progress !== 'object' || progress === null || Array.isArray(progress)) return emptyScheduleProgress;
-  const p = progress as unknown as Partial<ScheduleProgress>;
+  const p = progress as Record<string, unknown>;
+  const lastFailure = outcomeOf(p['lastFailure']);
   return {
-    lastSlot: typeof p.lastSlot === 'string' ? p.lastSlot : null,
-    records: Array.isArray(p.records) ? p.records : [],
-    lastOutcome: p.lastOutcome ?? null,
-    lastFailure: p.lastFailure ?? null,
-    failuresInARow: typeof p.failuresInARow === 'number' ? p.failuresInARow : 0,
-    skippedTotal: typeof p.skippedTotal === 'number' ? p.skippedTotal : 0,
-    lastSkipped: typeof p.lastSkipped === 'number' ? p.lastSkipped : 0,
-    pruned: Array.isArray(p.pruned) ? p.pruned : [],
+    lastSlot: time(p['lastSlot']) ? p['lastSlot'] : null,
+    records: listOf(p['records'], backupKeepMax, recordOf),
+    lastOutcome: outcomeOf(p['lastOutcome']),
+    lastFailure: lastFailure !== null && !lastFailure.ok ? lastFailure : null,
+    failuresInARow: count(p['failuresInARow']) ? p['failuresInARow'] : 0,
+    skippedTotal: count(p['skippedTotal']) ? p['skippedTotal'] : 0,
+    lastSkipped: count(p['lastSkipped']) ? p['lastSkipped'] : 0,
+    pruned: listOf(p['pruned'], prunedMax, prunedOf),
   };
 }
 
@@ -134,6 +194,8 @@ export interface BackupScheduleOptions {
    * such file or it does not verify (it is then written again: the rename replaces it whole).
    */
   readonly verifyExisting?: (path: string, signal: AbortSignal) => Promise<BackupWritten | null>;
+  /** Where this node may write scheduled backups (scheduleDirectory.ts): any other directory is a recorded failure. */
+  readonly directories: ScheduleDirectoryPolicy;
   readonly log: Logger;
 }
 
@@ -161,6 +223,7 @@ export class BackupSchedule implements JobKind {
     if (due.skipped > 0) log.warn({ skipped: due.skipped, lastSlot: progress.lastSlot }, 'scheduled backup slots were missed (the cluster was down or backups failed); only the latest runs');
     let written: BackupWritten;
     try {
+      checkScheduleDirectory(settings.directory, this.options.directories);
       const existing = await this.options.verifyExisting?.(join(settings.directory, file), run.signal);
       written = existing ?? (await this.options.taker.writeToDirectory(settings.directory, file, run.signal));
       if (existing !== null && existing !== undefined) log.info('the backup of this slot was already written and verifies: recorded, not written again');

@@ -7,11 +7,15 @@ import { clusterSecretWeakness, generateClusterSecret } from '../config/clusterS
 import type { RotateTokenKeyCommand } from '../content/commands.js';
 import type { Snapshot } from '../core/types.js';
 import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
-import { applyClusterChange, type ClusterState } from '../core/clusterState.js';
+import { restoredClusterState, type ClusterState } from '../core/clusterState.js';
+import { contentDigest } from '../replication/contentDigest.js';
+import { ContentTables } from '../storage/contentTables.js';
 import { openDatabase, setMeta, storageError } from '../storage/database.js';
 import { JournalStore } from '../storage/journal.js';
 import { attachSnapshot, fsyncFile, replaceStateMachine, type SnapshotFileRef } from '../storage/snapshotFile.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
+import type { BackupManifest } from './manifest.js';
+import { checkedCloneClusterState, newClusterState } from './restoredClusterState.js';
 import { readManifestOfFile, verifyBackup, type VerifyReport } from './verify.js';
 
 /**
@@ -66,6 +70,11 @@ export interface RestoreResult {
   readonly report: VerifyReport;
   /** DATA/cluster-secret when one was written; `generated` when restore drew it. */
   readonly secret: { readonly file: string; readonly generated: boolean } | null;
+  /**
+   * new-cluster: the dynamic settings of the backup not carried over, sorted — every `backup.schedule.*` (the
+   * source's paths and schedule: scheduled backups are off until set again) and any value today's rules refuse.
+   */
+  readonly droppedSettings: readonly string[];
 }
 
 export async function restoreBackup(options: RestoreOptions): Promise<RestoreResult> {
@@ -162,13 +171,9 @@ function buildDataDirectory(
   const clusterUuid = newCluster ? randomUUID() : manifest.cluster.uuid;
   const term = newCluster ? manifest.term + 1 : manifest.term;
   const configuration = newCluster ? { current: [nodeId] } : manifest.configuration;
-  const clusterState: ClusterState = newCluster
-    ? {
-        ...applyClusterChange(manifest.clusterState, { type: 'reformed', clusterUuid, master: nodeId }),
-        version: manifest.clusterState.version + 1,
-        votingConfiguration: { current: [nodeId] },
-      }
-    : manifest.clusterState;
+  // The manifest's cluster state is not covered by any digest: never installed as it stands (restoredClusterState.ts).
+  const restored = newCluster ? newClusterState(manifest.clusterState, { clusterUuid, nodeId }) : null;
+  const clusterState: ClusterState = restored?.state ?? checkedCloneClusterState(restoredClusterState(manifest.clusterState));
   const snapshot: Snapshot = {
     index,
     term: manifest.term,
@@ -191,6 +196,7 @@ function buildDataDirectory(
     } finally {
       detach();
     }
+    checkCopiedDigest(db, manifest);
   } finally {
     db.close();
   }
@@ -204,7 +210,23 @@ function buildDataDirectory(
     fsyncFile(file);
     secret = { file, generated: options.clusterSecret === undefined };
   }
-  return { as: options.as, nodeId, index, term, clusterName: manifest.cluster.name, clusterUuid, secret };
+  return { as: options.as, nodeId, index, term, clusterName: manifest.cluster.name, clusterUuid, secret, droppedSettings: restored?.droppedSettings ?? [] };
+}
+
+/**
+ * The content as the new database holds it, digested again and compared with the manifest's: verification read the
+ * backup's state.db, and this is what the node will serve — nothing is moved into place unless they agree.
+ */
+function checkCopiedDigest(db: Database.Database, manifest: BackupManifest): void {
+  const content = new ContentTables(db);
+  const { digest, counts } = contentDigest(content.nodesById(), content.users());
+  if (digest !== manifest.contentDigest.digest || JSON.stringify(counts) !== JSON.stringify(manifest.contentDigest.counts)) {
+    throw new ConclaveError(
+      'BACKUP_CORRUPT',
+      `The content restored has the digest ${digest}, not the ${manifest.contentDigest.digest} the backup's manifest says; nothing was restored.`,
+      { digest, expected: manifest.contentDigest.digest },
+    );
+  }
 }
 
 /**

@@ -21,11 +21,13 @@ export interface DynamicSettingSpec {
 }
 
 /**
- * Most records of scheduled backups kept, and the longest directory: a record takes about 450 characters plus its
- * path in the job's progress, which the cluster state bounds (jobProgressCharsMax).
+ * Most records of scheduled backups kept, and the longest directory: the job's progress holds `keep` records (each
+ * about 600 characters plus its path) and the pruned list, and the cluster state refuses a progress over
+ * jobProgressCharsMax — every commit, retention included, would then fail. test/unit/dynamicSettings.test.ts
+ * computes the worst case of these bounds against that limit.
  */
-export const backupKeepMax = 50;
-const directoryCharsMax = 512;
+export const backupKeepMax = 40;
+export const backupDirectoryCharsMax = 200;
 
 export const dynamicSettingSpecs: readonly DynamicSettingSpec[] = [
   {
@@ -35,7 +37,8 @@ export const dynamicSettingSpecs: readonly DynamicSettingSpec[] = [
     check: (value) => {
       if (typeof value !== 'string') return { problem: 'must be a string: an absolute path, or "" for off' };
       if (value !== '' && !isAbsolute(value)) return { problem: `must be an absolute path (or "" for off), not ${JSON.stringify(value)}` };
-      if (value.length > directoryCharsMax || value.includes('\0')) return { problem: `must be a path of at most ${directoryCharsMax} characters` };
+      // Control characters would count six times over in the progress as JSON (\u0000), and belong in no path.
+      if (value.length > backupDirectoryCharsMax || [...value].some((c) => c < ' ' || c === '\u007f')) return { problem: `must be a path of at most ${backupDirectoryCharsMax} characters, none of them a control character` };
       return { value };
     },
   },

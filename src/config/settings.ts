@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 
 import { clusterSecretWeakness } from './clusterSecret.js';
@@ -132,6 +133,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'backup.concurrentMax', kind: 'int', schema: int(1, 64).default(2), doc: 'Backups this node writes at once (each copies the database first); more are refused with BACKUPS_BUSY.' },
   { key: 'backup.blobFetchTimeoutMs', kind: 'int', schema: int(0, 3_600_000).default(60_000), doc: 'How long a backup waits for a blob this node lacks to be fetched from a peer before it fails with BACKUP_BLOB_MISSING.' },
   { key: 'backup.requestBytesMax', kind: 'int', schema: int(64 * KiB, 1 * GiB).default(64 * MiB), doc: 'Largest body of POST /api/v1/admin/backup (an incremental backup names every blob of its base: 67 bytes each).' },
+  { key: 'backup.directoriesAllowed', kind: 'list', schema: z.array(z.string().min(1).max(4096).refine((p) => isAbsolute(p), 'an absolute path')).max(64).default([]), doc: 'Directories (absolute paths) under which scheduled backups may be written and pruned (comma-separated in the environment). The backup.schedule.directory of the cluster must be one of them or under one, and not inside data.dir; none: scheduled backups are refused on this node.' },
   { key: 'log.level', kind: 'enum', schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'), doc: 'Least severe log level written.' },
   { key: 'log.format', kind: 'enum', schema: z.enum(['auto', 'json', 'pretty']).default('auto'), doc: 'json for machines, pretty for people; auto is pretty on a terminal.' },
   { key: 'jobs.checkIntervalMs', kind: 'int', schema: int(100, 600_000).default(1000), doc: 'How often the master asks each cluster-exclusive job (scheduled backups) whether it has work; a job starts at most this late.' },
@@ -258,7 +260,7 @@ export interface Config {
     snapshotTransferTimeoutMs: number;
   };
   content: { binaryBytesMax: number; pageSizeDefault: number; pageSizeMax: number; pageBytesMax: number };
-  backup: { concurrentMax: number; blobFetchTimeoutMs: number; requestBytesMax: number };
+  backup: { concurrentMax: number; blobFetchTimeoutMs: number; requestBytesMax: number; directoriesAllowed: string[] };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'; format: 'auto' | 'json' | 'pretty' };
   jobs: { checkIntervalMs: number; retryDelayMsMax: number };
 }

@@ -66,6 +66,7 @@ export const errorCatalogue = {
   BACKUP_CHAIN_INCOMPLETE: { status: 422, retryable: false, summary: 'An incremental backup\'s base (or one of its bases) is missing; the message names the file needed.' },
   BACKUP_BLOB_MISSING: { status: 503, retryable: true, summary: 'A blob the content references could not be found on this node or fetched from another in time; no backup was written. Retry, or take it from another node.' },
   BACKUPS_BUSY: { status: 503, retryable: true, summary: 'This node is already writing backup.concurrentMax backups; retry when one ends.' },
+  BACKUP_DIRECTORY_REFUSED: { status: 422, retryable: false, summary: 'The scheduled backup directory is not one this node allows (backup.directoriesAllowed), is inside its data directory, or is not a real directory owned by the node\'s user.' },
   RESTORE_TARGET_NOT_EMPTY: { status: 409, retryable: false, summary: 'The directory to restore into is not empty; choose an empty one, or pass --force to replace what it holds.' },
 
   // The server cannot take the request now.

@@ -36,6 +36,7 @@ import { BlobPusher } from '../replication/blobPusher.js';
 import { BackupPruner } from '../backup/backupPruner.js';
 import { BackupSchedule } from '../backup/backupSchedule.js';
 import { BackupService } from '../backup/backupService.js';
+import { existingScheduledBackup } from '../backup/existingBackup.js';
 import { RestoredOrigin } from '../backup/restoredOrigin.js';
 import { ClusterJobs } from '../jobs/clusterJobs.js';
 import { InternalHttpClient } from '../replication/internalHttp.js';
@@ -464,16 +465,10 @@ function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupServic
     { checkIntervalMs: config.jobs.checkIntervalMs, commitTimeoutMs: config.cluster.writeTimeoutMs, retryDelayMsMax: config.jobs.retryDelayMsMax, now: () => Date.now() },
     log,
   );
-  const verifyExisting = async (path: string, signal: AbortSignal) => {
-    if (!existsSync(path)) return null;
-    return backups.verifyFile(path, signal).catch((err: unknown) => {
-      if (signal.aborted) throw err;
-      log.warn({ err, path }, 'a file of this backup slot is there but does not verify; it is written again');
-      return null;
-    });
-  };
-  clusterJobs.register(new BackupSchedule({ taker: backups, clusterName: config.cluster.name, verifyExisting, log }));
-  return { clusterJobs, pruner: new BackupPruner(runtime, log) };
+  const verifyExisting = (path: string, signal: AbortSignal) => existingScheduledBackup(path, { state: () => runtime.clusterState(), verify: (p, s) => backups.verifyFile(p, s), log }, signal);
+  const directories = { allowed: config.backup.directoriesAllowed, dataDir: config.data.dir };
+  clusterJobs.register(new BackupSchedule({ taker: backups, clusterName: config.cluster.name, verifyExisting, directories, log }));
+  return { clusterJobs, pruner: new BackupPruner(runtime, log, directories) };
 }
 
 /** Stops copying and collecting blobs (before the database closes: both read it). */

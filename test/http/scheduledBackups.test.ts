@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { test } from 'node:test';
 
+import { scheduledBackupFileName } from '../../src/backup/scheduleSlots.js';
 import type { JsonValue } from '../../src/core/clusterJobs.js';
 import type { JobRun } from '../../src/jobs/clusterJobs.js';
 import { json, openTestNode, type TestNode } from '../helpers/app.js';
@@ -20,7 +21,7 @@ interface BackupsAnswer {
   lastSlot: string | null;
   lastOutcome: { slot: string; ok: boolean; error?: { code: string; message: string } } | null;
   lastFailure: { slot: string; ok: false; error: { code: string; message: string } } | null;
-  backups: { slot: string; file: string; path: string; holder: string; holderName: string; index: number; bytes: number; contentDigest: string }[];
+  backups: { id: string; slot: string; file: string; path: string; holder: string; holderName: string; index: number; bytes: number; contentDigest: string }[];
 }
 const backups = async (node: TestNode) => (await node.request({ method: 'GET', url: '/api/v1/admin/backups' })).json() as BackupsAnswer;
 const scheduledFiles = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => /^conclave-.+\.backup\.tar$/.test(f)).sort() : []);
@@ -99,13 +100,14 @@ test('the job mechanism: a job kind claims, runs and commits step by step; a ste
 });
 
 test('scheduled backups on one node: one per slot, the keep newest recorded and on disk, failures recorded with their cause', async (t) => {
-  const node = await openTestNode(fast);
   const tmp = tempDir('conclave-scheduled-');
+  const node = await openTestNode({ ...fast, 'backup.directoriesAllowed': tmp.dir });
   t.after(async () => {
     await node.close();
     tmp.cleanup();
   });
   const directory = join(tmp.dir, 'backups');
+  mkdirSync(directory, { mode: 0o700 });
   await node.request({ method: 'PUT', url: '/api/v1/content/a', ...json({ type: 'page', properties: { title: 'A' } }) });
   assert.equal((await putSettings(node, { 'backup.schedule.directory': directory, 'backup.schedule.interval': '1s', 'backup.schedule.keep': 2 })).statusCode, 200);
   const self = node.node.runtime.self();
@@ -157,5 +159,78 @@ test('scheduled backups on one node: one per slot, the keep newest recorded and 
     return a.lastOutcome?.ok === true && a.lastFailure !== null ? a : undefined;
   });
   assert.equal(recovered.backups.length, 2);
+
+  // Directories this node does not allow: refused, recorded with the code, nothing written there.
+  const outside = tempDir('conclave-not-allowed-');
+  t.after(() => outside.cleanup());
+  const link = join(tmp.dir, 'link');
+  symlinkSync(directory, link);
+  for (const [refused, why] of [
+    [outside.dir, 'not allowed'],
+    [join(tmp.dir, '..', basename(outside.dir)), 'not allowed once normalised'],
+    [link, 'a symlink'],
+    [join(tmp.dir, 'missing'), 'missing'],
+  ] as const) {
+    await putSettings(node, { 'backup.schedule.directory': refused });
+    const answer = await waitFor(`a refusal of ${why}`, async () => {
+      const a = await backups(node);
+      return a.lastOutcome?.ok === false && a.lastOutcome.error?.message.includes(refused) === true ? a : undefined;
+    });
+    assert.equal(answer.lastOutcome?.error?.code, 'BACKUP_DIRECTORY_REFUSED', why);
+    assert.equal(answer.backups.length, 2, why);
+  }
+  assert.deepEqual(readdirSync(outside.dir), []);
+  assert.equal(existsSync(join(tmp.dir, 'missing')), false, 'a refused directory is not created');
   await putSettings(node, { 'backup.schedule.directory': '' });
+});
+
+test('a node allows no backup directory by default, nor one inside its data directory', async (t) => {
+  const node = await openTestNode(fast);
+  const inside = await openTestNode({ ...fast, 'backup.directoriesAllowed': '/' });
+  t.after(async () => {
+    await node.close();
+    await inside.close();
+  });
+  for (const [n, directory] of [
+    [node, join(node.dir, 'backups')],
+    [inside, join(inside.dir, 'backups')],
+  ] as const) {
+    mkdirSync(directory, { mode: 0o700 });
+    await putSettings(n, { 'backup.schedule.directory': directory, 'backup.schedule.interval': '1s' });
+    const answer = await waitFor('a refusal', async () => {
+      const a = await backups(n);
+      return a.lastOutcome?.ok === false ? a : undefined;
+    });
+    assert.equal(answer.lastOutcome?.error?.code, 'BACKUP_DIRECTORY_REFUSED', answer.lastOutcome?.error?.message);
+    assert.deepEqual(scheduledFiles(directory), []);
+  }
+});
+
+test('a verifying backup of another cluster planted under the next slot\'s name is not recorded as this cluster\'s', async (t) => {
+  const tmp = tempDir('conclave-planted-');
+  const other = await openTestNode({ ...fast, 'backup.directoriesAllowed': tmp.dir });
+  const node = await openTestNode({ ...fast, 'backup.directoriesAllowed': tmp.dir });
+  t.after(async () => {
+    await other.close();
+    await node.close();
+    tmp.cleanup();
+  });
+  // 366d: the slot due now stays the same for the whole test.
+  const interval = '366d';
+  const otherDir = join(tmp.dir, 'other');
+  mkdirSync(otherDir, { mode: 0o700 });
+  await putSettings(other, { 'backup.schedule.directory': otherDir, 'backup.schedule.interval': interval });
+  const planted = (await waitFor('the other cluster\'s backup', async () => (await backups(other)).backups[0]))!;
+
+  const directory = join(tmp.dir, 'shared');
+  mkdirSync(directory, { mode: 0o700 });
+  const slotMs = 366 * 86_400_000;
+  const name = scheduledBackupFileName('conclave', node.node.runtime.clusterState().clusterUuid!, Math.floor(Date.now() / slotMs) * slotMs);
+  copyFileSync(planted.path, join(directory, name));
+  chmodSync(join(directory, name), 0o600);
+  await putSettings(node, { 'backup.schedule.directory': directory, 'backup.schedule.interval': interval });
+  const own = (await waitFor('this cluster\'s backup', async () => (await backups(node)).backups[0]))!;
+  assert.equal(own.file, name);
+  assert.notEqual(own.id, planted.id, 'the planted file was written over, not recorded');
+  assert.equal(own.holder, node.node.runtime.self().id);
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { createWriteStream, readFileSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -173,8 +173,14 @@ test('a backup from a replica under writes restores as a new cluster; a clone jo
 });
 
 test('an incremental backup holds only the new blobs and its chain restores; the whole cluster is rebuilt from the last scheduled backup', { timeout: 240_000 }, async () => {
-  const cluster = await ProcessCluster.create(names, (_name, seeds) => [...seeds.flatMap((s) => ['--seed', s]), '--initial-master-nodes', names.join(',')]);
   const scratch = tempDir('conclave-backup-test-');
+  const scheduled = join(scratch.dir, 'scheduled');
+  mkdirSync(scheduled, { mode: 0o700 });
+  const cluster = await ProcessCluster.create(
+    names,
+    (_name, seeds) => [...seeds.flatMap((s) => ['--seed', s]), '--initial-master-nodes', names.join(',')],
+    () => ({ CONCLAVE_BACKUP_DIRECTORIES_ALLOWED: scheduled }),
+  );
   try {
     await cluster.start(...names);
     const { master } = await cluster.caughtUp();
@@ -216,7 +222,6 @@ test('an incremental backup holds only the new blobs and its chain restores; the
     }
 
     // Scheduled backups to a directory, every second, three kept; the last one after a final write is the one to use.
-    const scheduled = join(scratch.dir, 'scheduled');
     const settings = await fetch(`${url}/api/v1/cluster/settings`, {
       method: 'PUT',
       headers: { authorization: processAuth, 'content-type': 'application/json' },

@@ -330,3 +330,56 @@ test('verify refuses a manifest that does not match its state, and a chain that 
   copyFileSync(full.path, realBase.path);
   await assert.rejects(verifyBackup(onBase.path), (err: unknown) => isConclaveError(err) && err.code === 'BACKUP_CHAIN_INCOMPLETE' && /not that one/.test(err.message));
 });
+
+test('the manifest\'s cluster state is never installed as it stands: a new cluster drops its jobs and backup.schedule settings and starts; a clone refuses one the core would not take', async () => {
+  const dir = join(tmp.dir, 'edited');
+  mkdirSync(dir);
+  // An edited manifest (nothing digests it): a malformed record and pruned entry that made the pruner throw at every
+  // start, and a schedule writing to a place of the editor's choosing every second.
+  const jobs = { 'backup.schedule': { claim: null, claimTerm: 1, version: 3, progress: { records: [null], pruned: [{ holder: 'x', path: 5 }, null] } } };
+  const settings = { 'backup.schedule.directory': join(tmp.dir, 'attacker'), 'backup.schedule.interval': '1s', 'backup.schedule.keep': 1, 'not.a.setting': 5 };
+  const edited = (clusterState: Partial<BackupManifest['clusterState']>) => (m: BackupManifest) => ({ ...m, clusterState: { ...m.clusterState, ...clusterState } }) as BackupManifest;
+  const built = await backupFromDataDir(sourceDir, dir, { mutateManifest: edited({ settings, jobs }) });
+
+  const dataDir = join(tmp.dir, 'restored-edited');
+  const result = await restoreBackup({ file: built.path, dataDir, as: 'new-cluster', clusterSecret: secret });
+  assert.deepEqual(result.droppedSettings, ['backup.schedule.directory', 'backup.schedule.interval', 'backup.schedule.keep', 'not.a.setting']);
+  const db = openDatabase(dataDir);
+  try {
+    const state = (new JournalStore(db).snapshot()!.data as { clusterState: { settings: unknown; jobs: unknown } }).clusterState;
+    assert.deepEqual(state.settings, {});
+    assert.deepEqual(state.jobs, {});
+  } finally {
+    db.close();
+  }
+  const node = await startNodeProcess(dataDir, { args: ['--cluster-name', result.clusterName] });
+  try {
+    const answer = await api(node.url, '/api/v1/admin/backups');
+    assert.equal(answer.status, 200);
+    const body = (await answer.json()) as { schedule: { enabled: boolean }; backups: unknown[] };
+    assert.equal(body.schedule.enabled, false);
+    assert.deepEqual(body.backups, []);
+    assert.equal(node.child.exitCode, null, 'the restored node runs');
+  } finally {
+    await stop(node);
+  }
+  assert.equal(existsSync(join(tmp.dir, 'attacker')), false);
+
+  const overLimit = { 'backup.schedule': { ...jobs['backup.schedule'], progress: 'x'.repeat(70_000) } };
+  const tooMany = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`job${i}`, { claim: null, claimTerm: 1, version: 0, progress: null }]));
+  for (const [what, state] of [
+    ['settings', { settings }],
+    ['a progress over the limit', { jobs: overLimit }],
+    ['more jobs than the limit', { jobs: tooMany }],
+    ['a malformed claim', { jobs: { 'backup.schedule': { ...jobs['backup.schedule'], claim: { owner: 5, term: 1 } } } }],
+  ] as const) {
+    const bad = await backupFromDataDir(sourceDir, dir, { mutateManifest: edited(state as Partial<BackupManifest['clusterState']>) });
+    const target = join(tmp.dir, `clone-edited-${randomUUID()}`);
+    await assert.rejects(restoreBackup({ file: bad.path, dataDir: target, as: 'clone', clusterSecret: secret }), (err: unknown) => {
+      assert.ok(isConclaveError(err), String(err));
+      assert.equal(err.code, 'BACKUP_CORRUPT', `${what}: ${err.message}`);
+      return true;
+    });
+    assert.equal(existsSync(target), false, what);
+  }
+});

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -83,10 +83,11 @@ async function observe(): Promise<void> {
 
 describe('scheduled backups across a master failover', () => {
   before(async () => {
+    mkdirSync(directory, { mode: 0o700 });
     cluster = await ProcessCluster.create(
       names,
       (_name, seeds) => [...seeds.flatMap((s) => ['--seed', s]), '--initial-master-nodes', names.join(',')],
-      () => ({ CONCLAVE_JOBS_CHECK_INTERVAL_MS: '200' }),
+      () => ({ CONCLAVE_JOBS_CHECK_INTERVAL_MS: '200', CONCLAVE_BACKUP_DIRECTORIES_ALLOWED: directory }),
     );
     await cluster.start(...names);
     await cluster.write('/ready', { ok: true });
