@@ -350,6 +350,12 @@ function formatRestored(result: RestoreResult, options: RestoreFlags, secretFrom
     lines.push(
       `  as a new cluster of one: cluster UUID ${result.clusterUuid} (was ${r.cluster.uuid}), term ${result.term}.`,
       '  Bearer tokens issued before are no longer valid (the token key was rotated); users log in again.',
+      ...(result.droppedSettings.length > 0
+        ? [
+            `  Settings not carried over: ${result.droppedSettings.join(', ')}. Scheduled backups are off in the new cluster: set`,
+            '  backup.schedule.* again (PUT /api/v1/cluster/settings), to a directory its nodes allow (backup.directoriesAllowed).',
+          ]
+        : []),
       result.secret?.generated === true
         ? `  A cluster secret was generated in ${result.secret.file} (mode 0600): nodes that join need it (--cluster-secret-file).`
         : `  The cluster secret (from ${secretFrom}) is kept in ${result.secret?.file ?? 'the data directory'} (mode 0600).`,

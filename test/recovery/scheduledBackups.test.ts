@@ -41,8 +41,9 @@ const directory = join(tmp.dir, 'shared-backups');
 /** Every scheduled backup file in the directory with its identity (inode, mtime) when first seen. */
 const files = new Map<string, { ino: number; mtimeMs: number }>();
 const rewritten: string[] = [];
-/** Every slot ever recorded, with its record. */
+/** Every slot ever recorded, with its record, and when the observer first saw it (every 150 ms). */
 const recorded = new Map<string, Record_>();
+const seenAt = new Map<string, number>();
 let last: BackupsAnswer | null = null;
 let observing = true;
 
@@ -74,7 +75,11 @@ async function observe(): Promise<void> {
       const res = await cluster.get(name, '/api/v1/admin/backups').catch(() => null);
       if (res?.status !== 200) continue;
       last = res.body as BackupsAnswer;
-      for (const r of last.backups) if (!recorded.has(r.slot)) recorded.set(r.slot, r);
+      for (const r of last.backups) {
+        if (recorded.has(r.slot)) continue;
+        recorded.set(r.slot, r);
+        seenAt.set(r.slot, Date.now());
+      }
       break;
     }
     await new Promise((resolve) => setTimeout(resolve, 150));
@@ -150,22 +155,22 @@ describe('scheduled backups across a master failover', () => {
     const slots = [...recorded.keys()].sort();
     assert.equal(new Set([...recorded.values()].map((r) => r.file)).size, slots.length, 'one file per slot');
 
-    // No slot missed for longer than one interval, but for the failover: consecutive recorded slots are one interval
-    // apart, except the pair around the kill, whose gap is at most the failover's length plus one interval (and the
-    // slots in between are counted as skipped).
+    // No slot missed for longer than one interval: the slot run after each backup is the one that had come when that
+    // backup was recorded (a slot that came while a backup was still being written is skipped, not queued: on a slow
+    // machine a backup can outlast the 2 s interval); across the kill, the one that had come when the new master was
+    // elected. Slack: the observer polls every 150 ms and the job checks every 200 ms.
     const times = slots.map((s) => Date.parse(s));
-    const failoverMs = electedBy - killedAt;
+    const slackMs = 1500;
     let gapsAcrossKill = 0;
     let skippedSeen = 0;
     for (let i = 1; i < times.length; i++) {
       const gap = times[i]! - times[i - 1]!;
+      assert.ok(gap >= intervalMs && gap % intervalMs === 0, `slots ${slots[i - 1]} and ${slots[i]} are whole intervals apart`);
       skippedSeen += gap / intervalMs - 1;
-      if (times[i - 1]! <= killedAt && times[i]! > killedAt && gap > intervalMs) {
-        gapsAcrossKill++;
-        assert.ok(gap <= failoverMs + 2 * intervalMs + 1000, `the gap across the failover (${gap} ms) is at most the failover (${failoverMs} ms) plus one interval and a slot`);
-      } else {
-        assert.equal(gap, intervalMs, `slots ${slots[i - 1]} and ${slots[i]} are one interval apart`);
-      }
+      const acrossKill = times[i - 1]! <= killedAt && times[i]! > killedAt;
+      if (acrossKill) gapsAcrossKill++;
+      const from = acrossKill ? electedBy : seenAt.get(slots[i - 1]!)!;
+      assert.ok(times[i]! >= from - intervalMs - slackMs, `slot ${slots[i]} is the one that had come by ${new Date(from).toISOString()} (${acrossKill ? 'the new master elected' : `${slots[i - 1]} recorded`})`);
     }
     assert.ok(gapsAcrossKill <= 1);
     assert.equal(last!.skipped.total, skippedSeen, 'the skipped slots are the ones missed');
