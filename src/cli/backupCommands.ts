@@ -6,6 +6,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { Agent, request } from 'undici';
 
 import { discardSink, readArchive } from '../backup/archiveReader.js';
+import { archiveBytes } from '../backup/archiveWriter.js';
 import type { BackupManifest } from '../backup/manifest.js';
 import { restoreBackup, type RestoreMode, type RestoreResult } from '../backup/restore.js';
 import { readManifestOfFile, verifyBackup, type VerifyReport } from '../backup/verify.js';
@@ -184,7 +185,7 @@ async function takeBackup(options: BackupFlags & { out: string }): Promise<void>
     const read = await readArchive(written(), {
       onManifest: (m) => {
         manifest = m;
-        total = archiveBytesOf(m);
+        total = archiveBytes(m);
       },
       sinkFor: () => discardSink,
       onProgress: (bytes) => progress.update(bytes, total),
@@ -220,13 +221,6 @@ async function takeBackup(options: BackupFlags & { out: string }): Promise<void>
 
 async function writeFully(handle: FileHandle, chunk: Buffer): Promise<void> {
   for (let offset = 0; offset < chunk.length; ) offset += (await handle.write(chunk, offset, chunk.length - offset)).bytesWritten;
-}
-
-/** The size of the whole archive, from its manifest: for the estimate. */
-function archiveBytesOf(manifest: BackupManifest): number {
-  const padded = (n: number) => Math.ceil(n / 512) * 512;
-  const manifestBytes = Buffer.byteLength(`${JSON.stringify(manifest, null, 1)}\n`);
-  return 512 + padded(manifestBytes) + manifest.parts.reduce((sum, p) => sum + 512 + padded(p.bytes), 0) + 1024;
 }
 
 /**
