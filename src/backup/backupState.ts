@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 
-import { copyDatabase, removeDatabaseFileInBackground, runFileWorker } from '../storage/snapshotFile.js';
+import { copyDatabase, removeDatabaseFileInBackground, runFileWorker, type SnapshotFileInfo } from '../storage/snapshotFile.js';
 import type { Db } from '../storage/database.js';
-import type { CapturedState } from './backupStateWorker.js';
+import type { CapturedState, StateDescription } from './backupStateWorker.js';
 
 /**
  * The state part of a backup, taken while the node serves: SQLite's online backup copies the live database a few
@@ -18,13 +18,13 @@ export async function captureBackupState(db: Db, tmpDir: string, signal?: AbortS
   try {
     await copyDatabase(db, copyPath, signal);
     signal?.throwIfAborted();
-    const captured = await runFileWorker<CapturedState>(
-      new URL('./backupStateWorker.js', import.meta.url),
-      { copyPath, outPath, captureBackupState: true },
-      'Capturing the state for a backup',
-      signal,
-    );
-    return { path: outPath, captured };
+    // Two threads read the copy at once: one extracts the state file (and hashes it), the other digests the content
+    // and works out the cluster's view at that index — on two cores, the backup's first byte comes that much sooner.
+    const [state, description] = await Promise.all([
+      runFileWorker<SnapshotFileInfo>(new URL('../storage/snapshotWorker.js', import.meta.url), { copyPath, outPath }, 'Extracting the state for a backup', signal),
+      runFileWorker<StateDescription>(new URL('./backupStateWorker.js', import.meta.url), { copyPath, describeBackupState: true }, 'Describing the state for a backup', signal),
+    ]);
+    return { path: outPath, captured: { state, ...description } };
   } catch (err) {
     removeDatabaseFileInBackground(outPath, tmpDir);
     throw err;

@@ -8,7 +8,7 @@ import { invariant } from '../errors/catalogue.js';
 import { contentDigest, contentDigestVersion } from '../replication/contentDigest.js';
 import { ContentTables } from '../storage/contentTables.js';
 import { JournalStore } from '../storage/journal.js';
-import { extractSnapshot, type SnapshotFileInfo } from '../storage/snapshotFile.js';
+import type { SnapshotFileInfo } from '../storage/snapshotFile.js';
 
 /** What a backup's manifest says of its state, computed from the copy of the node's database. */
 export interface CapturedState {
@@ -21,28 +21,28 @@ export interface CapturedState {
   readonly blobs: ReadonlyArray<{ readonly sha256: string; readonly size: number }>;
 }
 
+/** What describeState works out; the state file's own size and hash come from extractSnapshot. */
+export type StateDescription = Omit<CapturedState, 'state'>;
+
 /**
- * Runs in a worker thread (backupState.ts): extracts the state machine from a copy of the node's database into
- * `outPath` (a snapshot file: extractSnapshot), then works out from the copy's journal what the coordinator knew
- * at that applied index — the entry's term, the voting configuration, the cluster state — and from the extracted
- * file the content digest and the blobs it references. Exported for tests.
+ * Runs in a worker thread (backupState.ts), beside another that extracts the state file from the same copy
+ * (extractSnapshot): works out from the copy of the node's database what the coordinator knew at its applied index —
+ * the entry's term, the voting configuration, the cluster state — and the content digest and the blobs referenced
+ * there. The copy's content tables are the state file's, row for row. Exported for tests.
  */
-export function captureState(copyPath: string, outPath: string): CapturedState {
-  const state = extractSnapshot(copyPath, outPath);
+export function describeState(copyPath: string): StateDescription {
   const copy = new Database(copyPath, { readonly: true });
-  let term: number;
-  let configuration: ConfigurationPayload;
-  let clusterState: ClusterState;
   try {
+    const applied = (copy.prepare(`SELECT value FROM meta WHERE key = 'applied_index'`).pluck().get() as number | undefined) ?? 0;
     const journal = new JournalStore(copy);
     const snapshot = journal.snapshot();
-    invariant(snapshot === undefined || snapshot.index <= state.index, `the copy's snapshot ${snapshot?.index} is past its applied index ${state.index}`);
-    clusterState = (snapshot?.data as CoordinatorSnapshotData | undefined)?.clusterState ?? emptyClusterState;
-    term = snapshot?.term ?? 0;
-    configuration = snapshot?.configuration ?? { kind: 'configuration', current: [] };
+    invariant(snapshot === undefined || snapshot.index <= applied, `the copy's snapshot ${snapshot?.index} is past its applied index ${applied}`);
+    let clusterState: ClusterState = (snapshot?.data as CoordinatorSnapshotData | undefined)?.clusterState ?? emptyClusterState;
+    let term = snapshot?.term ?? 0;
+    let configuration: ConfigurationPayload = snapshot?.configuration ?? { kind: 'configuration', current: [] };
     // The applied entries after the snapshot are all in the journal (compaction never passes the applied index).
-    for (let from = (snapshot?.index ?? 0) + 1; from <= state.index; ) {
-      const entries = journal.read(from, Math.min(1000, state.index - from + 1));
+    for (let from = (snapshot?.index ?? 0) + 1; from <= applied; ) {
+      const entries = journal.read(from, Math.min(1000, applied - from + 1));
       invariant(entries.length > 0, `applied entry ${from} is missing from the journal copy`);
       for (const entry of entries) {
         clusterState = applyClusterEntry(clusterState, entry);
@@ -51,19 +51,13 @@ export function captureState(copyPath: string, outPath: string): CapturedState {
       }
       from += entries.length;
     }
-  } finally {
-    copy.close();
-  }
-  const out = new Database(outPath, { readonly: true });
-  try {
-    const content = new ContentTables(out);
+    const content = new ContentTables(copy);
     const { digest, counts } = contentDigest(content.nodesById(), content.users());
     const sizes = new Map<string, number>();
     for (const { sha256, size } of content.blobReferences()) sizes.set(sha256, size);
     const blobs = [...sizes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([sha256, size]) => ({ sha256, size }));
     const { current, next } = configuration;
     return {
-      state,
       term,
       configuration: next === undefined ? { current: [...current] } : { current: [...current], next: [...next] },
       clusterState,
@@ -71,14 +65,14 @@ export function captureState(copyPath: string, outPath: string): CapturedState {
       blobs,
     };
   } finally {
-    out.close();
+    copy.close();
   }
 }
 
-if (parentPort !== null && (workerData as { captureBackupState?: boolean } | null)?.captureBackupState === true) {
-  const { copyPath, outPath } = workerData as { copyPath: string; outPath: string };
+if (parentPort !== null && (workerData as { describeBackupState?: boolean } | null)?.describeBackupState === true) {
+  const { copyPath } = workerData as { copyPath: string };
   try {
-    parentPort.postMessage({ result: captureState(copyPath, outPath) });
+    parentPort.postMessage({ result: describeState(copyPath) });
   } catch (err) {
     parentPort.postMessage({ error: err instanceof Error ? err.message : String(err) });
   }
