@@ -1,6 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, renameSync, rmSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
@@ -12,7 +11,7 @@ import { ConclaveError, invariant } from '../errors/catalogue.js';
 import type { BlobPins } from '../replication/blobPins.js';
 import type { BlobStore } from '../storage/blobStore.js';
 import { dataFormatVersion, type Db } from '../storage/database.js';
-import { removeDatabaseFileInBackground, runFileWorker } from '../storage/snapshotFile.js';
+import { datasyncFile, removeDatabaseFileInBackground, runFileWorker } from '../storage/snapshotFile.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
 import { archiveBytes, archiveStream, type ArchivePartSource } from './archiveWriter.js';
 import { captureBackupState } from './backupState.js';
@@ -195,12 +194,7 @@ export class BackupService implements BackupTaker {
       // 0600: a backup holds every password hash and all the content.
       await pipeline(backup.stream(signal), createWriteStream(partial, { flags: 'wx', mode: 0o600 }), { signal });
       // In the thread pool: gigabytes may still be in the page cache, and this node serves meanwhile.
-      const handle = await open(partial, 'r');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await datasyncFile(partial);
       renameSync(partial, path);
       fsyncDirectory(directory);
     } catch (err) {

@@ -5,7 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 
 import { clusterSecretWeakness, generateClusterSecret } from '../config/clusterSecret.js';
 import type { RotateTokenKeyCommand } from '../content/commands.js';
-import type { Snapshot } from '../core/types.js';
+import type { Entry, Snapshot } from '../core/types.js';
 import { ConclaveError, invariant, isConclaveError } from '../errors/catalogue.js';
 import { restoredClusterState, type ClusterState } from '../core/clusterState.js';
 import { getMeta, openDatabase, setMeta, storageError } from '../storage/database.js';
@@ -13,6 +13,7 @@ import { JournalStore } from '../storage/journal.js';
 import { fsyncFile, stateSchemaProblem, type SnapshotFileRef } from '../storage/snapshotFile.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
 import { checkedCloneClusterState, newClusterState } from './restoredClusterState.js';
+import { restoredFromMetaKey } from './restoredOrigin.js';
 import { readManifestOfFile, verifyBackup, type VerifyReport } from './verify.js';
 
 /**
@@ -30,7 +31,7 @@ import { readManifestOfFile, verifyBackup, type VerifyReport } from './verify.js
  *
  * - `new-cluster`: the snapshot's cluster state is a cluster of one under a new UUID from the start (see
  *   buildDataDirectory for why not unsafe-bootstrap's way), the hard state a term later, and a rotateTokenKey entry
- *   is the new cluster's first (see rotateTokenKey below);
+ *   is the new cluster's first (see tokenKeyRotation below);
  * - `clone`: nothing more. The node keeps the cluster's UUID and, started with --seed, joins it like a new member:
  *   the master sends the entries after the backup's index from its journal, or a snapshot when it no longer has
  *   them. A backup of another cluster is refused at the join by the cluster UUID (CLUSTER_UUID_MISMATCH), or here
@@ -195,12 +196,12 @@ function buildDataDirectory(
       setMeta(db, 'node_id', nodeId);
       journal.install(snapshot);
       journal.saveHardState({ term, votedFor: null, commitIndex: index });
-      setMeta(db, 'restored_from', JSON.stringify({ backupId: manifest.id, index, as: options.as, at }));
+      setMeta(db, restoredFromMetaKey, JSON.stringify({ backupId: manifest.id, index, as: options.as, at }));
+      if (newCluster) journal.write([tokenKeyRotation(index + 1, term, at)]);
     })();
   } finally {
     db.close();
   }
-  if (newCluster) rotateTokenKey(dir, term, at);
   let secret: RestoreResult['secret'] = null;
   if (options.clusterSecret !== undefined || options.as === 'new-cluster') {
     const file = join(dir, 'cluster-secret');
@@ -221,26 +222,18 @@ function buildDataDirectory(
  * snapshot that nodes joining later download, checked by SHA-256), and every node — this one at its first start,
  * the others when they replicate — applies the same rotation at the same index through the ordinary journal.
  */
-function rotateTokenKey(dir: string, term: number, at: string): void {
-  const db = openDatabase(dir);
-  try {
-    const journal = new JournalStore(db);
-    const command: RotateTokenKeyCommand = { type: 'rotateTokenKey', keyId: randomUUID(), time: at };
-    db.transaction(() => journal.write([{ index: journal.lastIndex() + 1, term, payload: { kind: 'command', data: command } }]))();
-  } finally {
-    db.close();
-  }
+function tokenKeyRotation(index: number, term: number, at: string): Entry {
+  const command: RotateTokenKeyCommand = { type: 'rotateTokenKey', keyId: randomUUID(), time: at };
+  return { index, term, payload: { kind: 'command', data: command } };
 }
 
 /**
- * The staging directory becomes the target: by one rename when the target is absent or empty; when it holds
+ * The staging directory becomes the target: by one rename when the target is absent; when it holds
  * something (force), the old directory is renamed aside first and removed once the new one is in place.
  */
 function moveIntoPlace(staging: string, target: string, targetNonEmpty: boolean): void {
-  if (!existsSync(target)) {
+  if (!targetNonEmpty) {
     renameSync(staging, target);
-  } else if (!targetNonEmpty) {
-    renameSync(staging, target); // POSIX rename replaces an empty directory
   } else {
     refuseInUse(target);
     const aside = `${target}.replaced-${randomBytes(4).toString('hex')}`;

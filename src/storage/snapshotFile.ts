@@ -161,7 +161,8 @@ function columnList(db: Db, schema: string, table: string): string {
   return columns.map((c) => `"${c.name}"`).join(', ');
 }
 
-async function datasyncFile(path: string): Promise<void> {
+/** fdatasync of a file, from the thread pool (the event loop serves meanwhile). */
+export async function datasyncFile(path: string): Promise<void> {
   const handle = await open(path, 'r');
   try {
     await handle.datasync();
