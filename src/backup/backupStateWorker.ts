@@ -8,7 +8,7 @@ import { invariant } from '../errors/catalogue.js';
 import { contentDigest, contentDigestVersion } from '../replication/contentDigest.js';
 import { ContentTables } from '../storage/contentTables.js';
 import { JournalStore } from '../storage/journal.js';
-import type { SnapshotFileInfo } from '../storage/snapshotFile.js';
+import { diskFull, type SnapshotFileInfo } from '../storage/snapshotFile.js';
 
 /** What a backup's manifest says of its state, computed from the copy of the node's database. */
 export interface CapturedState {
@@ -74,6 +74,6 @@ if (parentPort !== null && (workerData as { describeBackupState?: boolean } | nu
   try {
     parentPort.postMessage({ result: describeState(copyPath) });
   } catch (err) {
-    parentPort.postMessage({ error: err instanceof Error ? err.message : String(err) });
+    parentPort.postMessage({ error: err instanceof Error ? err.message : String(err), ...(diskFull(err) ? { code: 'DISK_FULL' } : {}) });
   }
 }

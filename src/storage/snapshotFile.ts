@@ -154,6 +154,12 @@ export function extractSnapshot(copyPath: string, outPath: string): SnapshotFile
   return { index: index!, bytes, sha256 };
 }
 
+/** A worker's failure for want of disk (SQLite's SQLITE_FULL, or ENOSPC): reported as DISK_FULL, not STORAGE_ERROR. */
+export function diskFull(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_FULL' || code === 'ENOSPC';
+}
+
 /** `a, b, c`: the table's columns as the node's schema has them (the same in the file and the database). */
 function columnList(db: Db, schema: string, table: string): string {
   const columns = db.pragma(`${schema}.table_info(${table})`) as Array<{ name: string }>;

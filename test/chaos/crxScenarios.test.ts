@@ -68,7 +68,8 @@ describe('CRX cluster QA scenarios', { skip: isRoot ? false : 'the chaos harness
   };
 
   before(async () => {
-    cluster = ChaosCluster.create(names, root, { diskMib: 64, env: {} });
+    // 128 MiB: scenario 10's online backup needs room for a copy of the database and the state extracted from it.
+    cluster = ChaosCluster.create(names, root, { diskMib: 128, env: {} });
     await Promise.all(names.map((n) => cluster.start(n)));
     await waitHealthy(cluster, 60_000, names);
     for (const path of [crxParent, smokeParent, ledgerParent]) await ensureNode(cluster, path);
