@@ -34,6 +34,8 @@ export interface BackupServiceOptions {
   /** Where state files are written while a backup runs (emptied at start). */
   readonly tmpDir: string;
   readonly concurrentMax: number;
+  /** Nice value of the threads that read the state (see captureBackupState). */
+  readonly workerNice: number;
   readonly blobFetchTimeoutMs: number;
   readonly log: Logger;
 }
@@ -103,7 +105,7 @@ export class BackupService implements BackupTaker {
       );
     };
     try {
-      const { path, captured } = await captureBackupState(o.db, o.tmpDir, signal);
+      const { path, captured } = await captureBackupState(o.db, o.tmpDir, o.workerNice, signal);
       statePath = path;
       releaseExact = o.pins.pin(captured.blobs.map((b) => b.sha256));
       releaseWide();
@@ -179,7 +181,7 @@ export class BackupService implements BackupTaker {
       close();
       if (err instanceof ConclaveError) throw err;
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
-        throw new ConclaveError('DISK_FULL', 'The data disk is full: the copy of the database a backup starts from does not fit. Free space and retry.');
+        throw new ConclaveError('DISK_FULL', 'The data disk is full: the state file a backup starts from does not fit. Free space and retry.');
       }
       throw err;
     }

@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { chmodSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -8,7 +7,7 @@ import type { RotateTokenKeyCommand } from '../content/commands.js';
 import type { Entry, Snapshot } from '../core/types.js';
 import { ConclaveError, invariant, isConclaveError } from '../errors/catalogue.js';
 import { restoredClusterState, type ClusterState } from '../core/clusterState.js';
-import { getMeta, openDatabase, setMeta, storageError } from '../storage/database.js';
+import { dataDirectoryInUse, getMeta, openDatabase, setMeta, storageError } from '../storage/database.js';
 import { JournalStore } from '../storage/journal.js';
 import { fsyncFile, stateSchemaProblem, type SnapshotFileRef } from '../storage/snapshotFile.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
@@ -259,20 +258,9 @@ function moveEntriesUp(staging: string, target: string): void {
   fsyncDirectory(target);
 }
 
-/** A node running on the directory holds its database's exclusive lock: replacing it under the node is refused. */
+/** A node running on the directory holds its lock (database.ts): replacing its files under it is refused. */
 function refuseInUse(target: string): void {
-  const file = join(target, 'conclave.db');
-  if (!existsSync(file)) return;
-  let db: Database.Database | null = null;
-  try {
-    db = new Database(file, { readonly: true, fileMustExist: true });
-    db.pragma('busy_timeout = 0');
-    db.prepare('SELECT count(*) FROM sqlite_master').get();
-  } catch (err) {
-    if ((err as { code?: string }).code?.startsWith('SQLITE_BUSY') === true) {
-      throw new ConclaveError('STORAGE_ERROR', `The data directory ${target} is in use by a running Conclave node; stop it before restoring over it.`, { dataDir: target });
-    }
-  } finally {
-    db?.close();
+  if (dataDirectoryInUse(target)) {
+    throw new ConclaveError('STORAGE_ERROR', `The data directory ${target} is in use by a running Conclave node; stop it before restoring over it.`, { dataDir: target });
   }
 }

@@ -130,7 +130,8 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'content.pageSizeDefault', kind: 'int', schema: int(1, 10_000).default(50), doc: 'Page size of queries and child listings when none is asked for.' },
   { key: 'content.pageSizeMax', kind: 'int', schema: int(1, 10_000).default(1000), doc: 'Largest page size a client may ask for.' },
   { key: 'content.pageBytesMax', kind: 'int', schema: int(64 * KiB, 256 * MiB).default(4 * MiB), doc: 'Most bytes of nodes in one page of a child listing or query: a page stops early at this size (with a cursor to continue; at least one node is always sent).' },
-  { key: 'backup.concurrentMax', kind: 'int', schema: int(1, 64).default(2), doc: 'Backups this node writes at once (each copies the database first); more are refused with BACKUPS_BUSY.' },
+  { key: 'backup.concurrentMax', kind: 'int', schema: int(1, 64).default(2), doc: 'Backups this node writes at once (each first writes a state file as large as the content); more are refused with BACKUPS_BUSY.' },
+  { key: 'backup.workerNice', kind: 'int', schema: int(0, 19).default(10), doc: 'Nice value (Linux, per thread) of the worker threads that read the state for a backup: above 0, a backup takes the CPU that serving leaves, and slows down under load instead of slowing the writes.' },
   { key: 'backup.blobFetchTimeoutMs', kind: 'int', schema: int(0, 3_600_000).default(60_000), doc: 'How long a backup waits for a blob this node lacks to be fetched from a peer before it fails with BACKUP_BLOB_MISSING.' },
   { key: 'backup.requestBytesMax', kind: 'int', schema: int(64 * KiB, 1 * GiB).default(64 * MiB), doc: 'Largest body of POST /api/v1/admin/backup (an incremental backup names every blob of its base: 67 bytes each).' },
   { key: 'backup.directoriesAllowed', kind: 'list', schema: z.array(z.string().min(1).max(4096).refine((p) => isAbsolute(p), 'an absolute path')).max(64).default([]), doc: 'Directories (absolute paths) under which scheduled backups may be written and pruned (comma-separated in the environment). The backup.schedule.directory of the cluster must be one of them or under one, and not inside data.dir; none: scheduled backups are refused on this node.' },
@@ -260,7 +261,7 @@ export interface Config {
     snapshotTransferTimeoutMs: number;
   };
   content: { binaryBytesMax: number; pageSizeDefault: number; pageSizeMax: number; pageBytesMax: number };
-  backup: { concurrentMax: number; blobFetchTimeoutMs: number; requestBytesMax: number; directoriesAllowed: string[] };
+  backup: { concurrentMax: number; workerNice: number; blobFetchTimeoutMs: number; requestBytesMax: number; directoriesAllowed: string[] };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'; format: 'auto' | 'json' | 'pretty' };
   jobs: { checkIntervalMs: number; retryDelayMsMax: number };
 }

@@ -268,6 +268,7 @@ export class ConclaveNode {
         conclaveVersion: softwareVersion,
         tmpDir: join(config.data.dir, 'backups-tmp'),
         concurrentMax: config.backup.concurrentMax,
+        workerNice: config.backup.workerNice,
         blobFetchTimeoutMs: config.backup.blobFetchTimeoutMs,
         log,
       });

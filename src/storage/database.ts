@@ -121,6 +121,55 @@ function privateFile(file: string): void {
   }
 }
 
+/** The write-ahead log's size kept on disk after it starts over (it grows past this only while a worker reads). */
+const walBytesKeptMax = 64 * 1024 * 1024;
+
+/** The file whose lock says a process has the data directory open. */
+export const lockFileName = 'conclave.lock';
+
+/**
+ * One process per data directory: an exclusive SQLite lock on conclave.lock, taken now and held until the returned
+ * connection closes. A second node started on the same directory by mistake stops here with a clear message instead
+ * of interleaving journal indexes. The lock is not on conclave.db itself so that worker threads of this process can
+ * read the database in transactions of their own (snapshots and backups read it without a copy).
+ */
+function lockDataDirectory(dataDir: string): Database.Database {
+  const file = join(dataDir, lockFileName);
+  privateFile(file);
+  const lock = new Database(file);
+  try {
+    lock.pragma('locking_mode = EXCLUSIVE');
+    lock.pragma('busy_timeout = 0');
+    // In exclusive locking mode the first write transaction's lock is kept until the connection closes.
+    lock.exec('BEGIN EXCLUSIVE; COMMIT');
+  } catch (err) {
+    lock.close();
+    if ((err as { code?: string }).code?.startsWith('SQLITE_BUSY') === true) {
+      throw new ConclaveError('STORAGE_ERROR', `The data directory ${dataDir} is in use by another Conclave process; stop it or choose another --data.`);
+    }
+    throw err;
+  }
+  return lock;
+}
+
+/** Whether a running process holds the data directory's lock (lockDataDirectory), without taking it. */
+export function dataDirectoryInUse(dataDir: string): boolean {
+  const file = join(dataDir, lockFileName);
+  if (!existsSync(file)) return false;
+  let lock: Database.Database | null = null;
+  try {
+    lock = new Database(file, { readonly: true, fileMustExist: true });
+    lock.pragma('busy_timeout = 0');
+    lock.prepare('SELECT count(*) FROM sqlite_master').get();
+    return false;
+  } catch (err) {
+    if ((err as { code?: string }).code?.startsWith('SQLITE_BUSY') === true) return true;
+    throw err;
+  } finally {
+    lock?.close();
+  }
+}
+
 /**
  * Opens (creating if needed) the node's SQLite database in WAL mode with synchronous=FULL: a committed transaction
  * is on disk before commit returns, which is what lets the write path acknowledge after commit.
@@ -129,33 +178,32 @@ export function openDatabase(dataDir: string): Db {
   prepareDataDirectory(dataDir);
   const file = join(dataDir, 'conclave.db');
   privateFile(file);
+  const lock = lockDataDirectory(dataDir);
   let db: Db;
   try {
     db = new Database(file);
+    db.pragma('busy_timeout = 0');
+    db.pragma('journal_mode = WAL');
   } catch (err) {
+    lock.close();
     throw new ConclaveError('STORAGE_ERROR', `Cannot open the database in ${dataDir}: ${(err as Error).message}`);
   }
-  // One process per data directory: an exclusive lock, taken now and held until close. A second node started on
-  // the same directory by mistake stops here with a clear message instead of interleaving journal indexes.
-  db.pragma('locking_mode = EXCLUSIVE');
-  db.pragma('busy_timeout = 0');
-  try {
-    db.pragma('journal_mode = WAL');
-    db.exec('BEGIN EXCLUSIVE; COMMIT');
-  } catch (err) {
-    db.close();
-    if ((err as { code?: string }).code?.startsWith('SQLITE_BUSY')) {
-      throw new ConclaveError(
-        'STORAGE_ERROR',
-        `The data directory ${dataDir} is in use by another Conclave process; stop it or choose another --data.`,
-      );
+  // The lock is the database connection's: released when the node closes it, not before.
+  const closeDatabase = db.close.bind(db);
+  db.close = () => {
+    try {
+      return closeDatabase();
+    } finally {
+      if (lock.open) lock.close();
     }
-    throw err;
-  }
+  };
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = OFF');
   // Checkpoints run from the write path; keep the WAL from growing without bound under steady writes.
   db.pragma('wal_autocheckpoint = 4000');
+  // A worker's long read (a snapshot or a backup of a large database) keeps the WAL from starting over, so it grows
+  // by what is written meanwhile; once it starts over it is cut back to this instead of staying that size on disk.
+  db.pragma(`journal_size_limit = ${walBytesKeptMax}`);
   db.exec(databaseSchema);
   const format = db.prepare(`SELECT value FROM meta WHERE key = 'format_version'`).pluck().get() as number | undefined;
   if (format === undefined) {

@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { CoordinatorSnapshotData } from '../core/clusterCoordinator.js';
 import type { Snapshot } from '../core/types.js';
 import { ConclaveError, errorCatalogue, invariant, type ErrorCode } from '../errors/catalogue.js';
+import { joinCommitPoint, type CommitPointCells } from './commitPoint.js';
 import { databaseSchema, dataFormatVersion, type Db } from './database.js';
 
 /**
@@ -16,10 +17,9 @@ import { databaseSchema, dataFormatVersion, type Db } from './database.js';
  * exactly which point of the journal it stands for. The journal table is empty; nothing node-specific (id,
  * secret, hard state) is in it.
  *
- * Writing one never blocks the event loop for long: SQLite's online backup copies the live database in steps of
- * a few hundred pages between which the node goes on writing (changes made through the same connection are
- * carried into the copy, so the copy is one consistent commit point: the last step's); a worker thread then
- * extracts the state-machine tables into the snapshot file, fsyncs it and hashes it.
+ * Writing one leaves the event loop alone: a worker thread opens the live database itself and reads it in one
+ * read transaction (WAL: it sees one commit point, whatever the node commits meanwhile), extracts the
+ * state-machine tables into the snapshot file, fsyncs it and hashes it. No copy of the whole database is made.
  */
 
 /** The tables apply() writes (src/content/apply.ts): a new one must be added here, or snapshots would lose it. */
@@ -35,60 +35,35 @@ export interface SnapshotFileInfo {
   readonly sha256: string;
 }
 
-/** Pages copied per backup step: about 1.6 MiB at 4 KiB pages, a few milliseconds of the event loop. */
-const backupPagesPerStep = 400;
-/** The copy is flushed to disk in the background every this many pages (about 64 MiB at 4 KiB pages). */
-const backupFlushEveryPages = 16_384;
 const hashChunkBytes = 1024 * 1024;
 
 /**
- * Writes a snapshot of `db`'s state machine as it is when the copy completes, into `tmpDir`. Resolves with the
- * file's path (in tmpDir: the caller moves it into place) and what it holds. `signal` abandons the work (the
- * worker is stopped and the partial files removed).
+ * Writes a snapshot of `db`'s state machine into `tmpDir`, from a worker thread that reads the live database in one
+ * read transaction (WAL: it sees one commit however long it reads, while the node goes on writing; the event loop is
+ * not involved at all). Resolves with the file's path (in tmpDir: the caller moves it into place) and what it holds.
+ * `signal` abandons the work (the worker is stopped and the partial file removed).
  */
 export async function writeSnapshotFile(db: Db, tmpDir: string, signal?: AbortSignal): Promise<{ path: string; info: SnapshotFileInfo }> {
-  const name = randomUUID();
-  const copyPath = join(tmpDir, `${name}.copy.db`);
-  const outPath = join(tmpDir, `${name}.db`);
+  const outPath = join(tmpDir, `${randomUUID()}.db`);
   try {
-    await copyDatabase(db, copyPath, signal);
-    signal?.throwIfAborted();
-    const info = await runFileWorker<SnapshotFileInfo>(new URL('./snapshotWorker.js', import.meta.url), { copyPath, outPath }, 'Writing the snapshot file', signal);
+    const work: SnapshotWorkerData = { sourcePath: db.name, outPath };
+    const info = await runFileWorker<SnapshotFileInfo>(new URL('./snapshotWorker.js', import.meta.url), work, 'Writing the snapshot file', signal);
     return { path: outPath, info };
   } catch (err) {
     removeDatabaseFileInBackground(outPath, tmpDir);
     throw err;
-  } finally {
-    removeDatabaseFileInBackground(copyPath, tmpDir);
   }
 }
 
-/**
- * Copies the live database to `copyPath` with SQLite's online backup, a few hundred pages per step, so the event
- * loop is held a few milliseconds at a time and the node goes on writing between steps (changes made through the
- * same connection are carried into the copy: it is one consistent commit point, the last step's).
- */
-export async function copyDatabase(db: Db, copyPath: string, signal?: AbortSignal): Promise<void> {
-  // The last step commits the copy, and that commit's fsync runs on the event loop: it must find little to
-  // write. So the copy is flushed from a thread of the pool while it grows, and the last step waits (copying no
-  // page) until a flush of everything before it is done; what is left is what SQLite still caches (at most its
-  // cache size, 16 MiB in better-sqlite3's build).
-  let flushing: Promise<void> | null = null;
-  let flushedPages = 0;
-  await db.backup(copyPath, {
-    progress: ({ totalPages, remainingPages }) => {
-      if (signal?.aborted === true) throw new ConclaveError('SHUTTING_DOWN', 'The snapshot was abandoned.');
-      const copied = totalPages - remainingPages;
-      const last = remainingPages <= backupPagesPerStep;
-      if (flushing === null && (copied - flushedPages >= backupFlushEveryPages || (last && copied > flushedPages))) {
-        flushing = datasyncFile(copyPath)
-          .then(() => void (flushedPages = copied))
-          .catch(() => void (flushedPages = copied)) // the final commit syncs anyway
-          .finally(() => void (flushing = null));
-      }
-      return last && flushing !== null ? 0 : backupPagesPerStep;
-    },
-  });
+/** What the snapshot worker is given. */
+export interface SnapshotWorkerData {
+  /** The node's live database (read in one transaction) or a copy of it. */
+  readonly sourcePath: string;
+  readonly outPath: string;
+  /** Shared with other workers that must read the same commit (see commitPoint.ts). */
+  readonly commitPoint?: CommitPointCells;
+  /** The worker thread's nice value (Linux: per thread), so the work yields the CPU to the node's serving. */
+  readonly nice?: number;
 }
 
 /**
@@ -120,38 +95,50 @@ export function runFileWorker<T>(script: URL, workerData: unknown, what: string,
 }
 
 /**
- * Runs in the worker thread: creates the snapshot file from a backup copy of the node's database, fsyncs it and
- * hashes it. Synchronous (the worker has nothing else to do); exported for tests.
+ * Runs in the worker thread: creates the snapshot file from the node's database (or a copy of it), fsyncs it and
+ * hashes it. The source is read in one transaction, so the file is exactly the state at one applied index however
+ * much the node commits meanwhile; with `commitPoint`, the same one other workers read. Synchronous (the worker has
+ * nothing else to do); exported for tests.
  */
-export function extractSnapshot(copyPath: string, outPath: string): SnapshotFileInfo {
+export function extractSnapshot(sourcePath: string, outPath: string, commitPoint?: CommitPointCells): SnapshotFileInfo {
   const out = new Database(outPath);
-  let index: number;
+  let index = 0;
   try {
     // Nothing here needs a rollback journal or a sync per statement: the file is fsynced once at the end, and a
     // crash leaves a temporary file that the next start removes.
-    out.pragma('journal_mode = OFF');
-    out.pragma('synchronous = OFF');
+    out.pragma('main.journal_mode = OFF');
+    out.pragma('main.synchronous = OFF');
     out.exec(databaseSchema);
-    out.prepare('ATTACH DATABASE ? AS source').run(copyPath);
-    out.transaction(() => {
+    // Attached read-write only because this build of SQLite takes no URI file names (`?mode=ro`): nothing here
+    // writes to it (every write names `main`), and a connection that is not the last one open never checkpoints it.
+    out.prepare('ATTACH DATABASE ? AS source').run(sourcePath);
+    out.exec('BEGIN');
+    try {
+      const begin = () => {
+        index = (out.prepare(`SELECT value FROM source.meta WHERE key = 'applied_index'`).pluck().get() as number | undefined) ?? 0;
+      };
+      if (commitPoint === undefined) begin();
+      else joinCommitPoint(commitPoint, begin);
       for (const table of stateMachineTables) {
         const columns = columnList(out, 'main', table);
         out.exec(`INSERT INTO main.${table} (${columns}) SELECT ${columns} FROM source.${table}`);
       }
       const keys = stateMachineMetaKeys.map((k) => `'${k}'`).join(', ');
       out.exec(`INSERT INTO main.meta (key, value) SELECT key, value FROM source.meta WHERE key IN (${keys})`);
-      index = (out.prepare(`SELECT value FROM source.meta WHERE key = 'applied_index'`).pluck().get() as number | undefined) ?? 0;
       const setMeta = out.prepare('INSERT INTO main.meta (key, value) VALUES (?, ?)');
       setMeta.run('format_version', dataFormatVersion);
       setMeta.run('applied_index', index);
-    })();
+      out.exec('COMMIT');
+    } finally {
+      if (out.inTransaction) out.exec('ROLLBACK');
+    }
     out.exec('DETACH DATABASE source');
   } finally {
     out.close();
   }
   fsyncFile(outPath);
   const { bytes, sha256 } = hashFileSync(outPath);
-  return { index: index!, bytes, sha256 };
+  return { index, bytes, sha256 };
 }
 
 /** A worker's failure for want of disk (SQLite's SQLITE_FULL, or ENOSPC): reported as DISK_FULL, not STORAGE_ERROR. */

@@ -19,15 +19,14 @@ describe('the data directory is private', () => {
     assert.equal(foreignOwner(1001, undefined), null);
   });
 
-  it('a new one is created 0700, its database files 0600 (the -wal file too)', () => {
+  it('a new one is created 0700, its database files 0600 (the -wal and -shm files and the lock too)', () => {
     const tmp = tempDir();
     try {
       const dir = join(tmp.dir, 'new', 'data');
       const db = openDatabase(dir);
       db.exec("INSERT INTO meta (key, value) VALUES ('probe', 1)");
       assert.equal(modeOf(dir), 0o700);
-      // No -shm file: with locking_mode EXCLUSIVE, SQLite keeps the WAL index in memory.
-      for (const file of ['conclave.db', 'conclave.db-wal']) assert.equal(modeOf(join(dir, file)), 0o600, file);
+      for (const file of ['conclave.db', 'conclave.db-wal', 'conclave.db-shm', 'conclave.lock']) assert.equal(modeOf(join(dir, file)), 0o600, file);
       db.close();
     } finally {
       tmp.cleanup();

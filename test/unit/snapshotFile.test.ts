@@ -4,8 +4,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
 
+import { captureBackupState } from '../../src/backup/backupState.js';
 import { applyCommand } from '../../src/content/apply.js';
 import type { Command } from '../../src/content/commands.js';
+import { contentDigest } from '../../src/replication/contentDigest.js';
 import { ContentTables } from '../../src/storage/contentTables.js';
 import { getMeta, openDatabase, setMeta, type Db } from '../../src/storage/database.js';
 import { JournalStore } from '../../src/storage/journal.js';
@@ -28,14 +30,16 @@ class Node {
   constructor(readonly dir: string) {
     this.db = openDatabase(dir);
     this.tables = new ContentTables(this.db);
+    const journal = new JournalStore(this.db);
+    // Each applied "entry" is in the journal too, as on a node (a backup's state is described from it).
     this.apply = this.db.transaction((command: Command) => {
       applyCommand(this.tables, command);
       this.applied++;
+      journal.write([{ index: this.applied, term: 1, payload: { kind: 'noop' } }]);
       setMeta(this.db, 'applied_index', this.applied);
     });
     setMeta(this.db, 'node_id', `id-of-${dir}`);
     setMeta(this.db, 'cluster_secret', 'a secret that must not travel');
-    new JournalStore(this.db).write([{ index: 1, term: 1, payload: { kind: 'noop' } }]);
     this.apply({ type: 'bootstrap', rootId: 'root', time, tokenKeyId: 'the-token-key-id', adminPasswordHash: 'hash' });
   }
 
@@ -83,7 +87,47 @@ test('a snapshot file is one consistent commit point of a database written to wh
     } finally {
       file.close();
     }
-    assert.deepEqual(readdirSync(store.tmpDir), [`${path.split('/').pop()}`], 'the backup copy is gone');
+    assert.deepEqual(readdirSync(store.tmpDir), [`${path.split('/').pop()}`], 'nothing but the snapshot file was written');
+    node.db.close();
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test("a backup's two workers read the live database at one commit point while the node writes to it", async () => {
+  const tmp = tempDir();
+  try {
+    const node = new Node(join(tmp.dir, 'a'));
+    for (let i = 0; i < 3000; i++) node.put(i);
+    const store = new SnapshotStore(node.dir, undefined);
+    let next = 3000;
+    // The event loop commits between the workers' steps, as a live node does; each worker begins its read on its
+    // own, so without the commit point they would read different indexes (and captureBackupState asserts they do not).
+    const writer = setInterval(() => {
+      for (let k = 0; k < 20; k++) node.put(next++);
+    }, 1);
+    const indexes: number[] = [];
+    try {
+      for (let round = 0; round < 4; round++) {
+        const { path, captured } = await captureBackupState(node.db, store.tmpDir, 0);
+        indexes.push(captured.state.index);
+        const file = new Database(path, { readonly: true });
+        try {
+          const index = file.prepare(`SELECT value FROM meta WHERE key = 'applied_index'`).pluck().get() as number;
+          assert.equal(index, captured.state.index);
+          assert.equal(node.count(file), index - 1, 'the file holds exactly the state at its index');
+          const content = new ContentTables(file);
+          assert.equal(contentDigest(content.nodesById(), content.users()).digest, captured.contentDigest.digest, 'the digest is of the same commit as the file');
+          assert.equal(captured.term, 1);
+        } finally {
+          file.close();
+        }
+        assert.deepEqual(await hashFile(path), { bytes: captured.state.bytes, sha256: captured.state.sha256 });
+      }
+    } finally {
+      clearInterval(writer);
+    }
+    assert.ok(indexes.every((index, i) => i === 0 || index > indexes[i - 1]!), `writes went on between the backups: ${indexes.join(', ')}`);
     node.db.close();
   } finally {
     tmp.cleanup();
