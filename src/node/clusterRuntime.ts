@@ -647,6 +647,8 @@ export class ClusterRuntime {
       } catch (err) {
         if (err instanceof ApplyFailure) this.onApplyFailed(err);
         this.onPersistFailed(ready, storageError(err));
+        // An earlier Ready of this drain may have applied entries: whoever waits on an index must still hear of it.
+        this.reportChange(changed);
         return;
       } finally {
         this.detachSnapshot(detach);
@@ -695,8 +697,13 @@ export class ClusterRuntime {
     this.maybeCompact();
     if (this.queue.length > 0) this.scheduleDrain();
     this.reportJoinOutcome();
+    this.reportChange(changed);
+  }
+
+  /** Tells the change listeners when entries were applied or the role, master or term moved. */
+  private reportChange(applied: boolean): void {
     const soft = this.coordinator.softState();
-    if (changed || soft.role !== this.lastSoft.role || soft.master !== this.lastSoft.master || soft.term !== this.lastSoft.term) {
+    if (applied || soft.role !== this.lastSoft.role || soft.master !== this.lastSoft.master || soft.term !== this.lastSoft.term) {
       if (soft.role !== this.lastSoft.role || soft.master !== this.lastSoft.master) {
         this.log.info({ role: soft.role, master: soft.master, term: soft.term }, soft.role === 'master' ? 'elected master' : 'following');
       }

@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/settings.js';
 import { ConclaveNode } from '../../src/node/conclaveNode.js';
-import { tempDir } from './tmp.js';
+import { tempDir, waitFor } from './tmp.js';
 
 export const adminPassword = 'test-admin-password';
 export const adminAuth = `Basic ${Buffer.from(`admin:${adminPassword}`).toString('base64')}`;
@@ -25,6 +25,15 @@ export async function openTestNode(settings: Record<string, string | number | bo
   const config = loadConfig({ env: {}, flags: { 'data.dir': tmp.dir, 'http.port': 0, 'transport.port': 0, ...settings } });
   const node = await ConclaveNode.open(config, pino({ level: 'silent' }), { adminPassword, announce: () => undefined });
   await node.app.ready();
+  // A node of one adds itself to its in-sync set on a tick after it forms the cluster, and under load that entry
+  // can commit after the repository's bootstrap (when open() returns): a test that reads an index and counts on
+  // the next entry being its own would race it.
+  if (config.cluster.seeds.length === 0) {
+    await waitFor('the node in its own in-sync set', () => (node.runtime.clusterState().inSync.includes(node.runtime.self().id) ? true : undefined)).catch(async (err: unknown) => {
+      await node.stop();
+      throw err;
+    });
+  }
   return {
     node,
     app: node.app,
