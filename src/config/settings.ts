@@ -130,6 +130,18 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'content.pageSizeDefault', kind: 'int', schema: int(1, 10_000).default(50), doc: 'Page size of queries and child listings when none is asked for.' },
   { key: 'content.pageSizeMax', kind: 'int', schema: int(1, 10_000).default(1000), doc: 'Largest page size a client may ask for.' },
   { key: 'content.pageBytesMax', kind: 'int', schema: int(64 * KiB, 256 * MiB).default(4 * MiB), doc: 'Most bytes of nodes in one page of a child listing or query: a page stops early at this size (with a cursor to continue; at least one node is always sent).' },
+  { key: 'changes.retainEvents', kind: 'int', schema: int(0, 1_000_000_000).default(100_000), doc: 'The change feed keeps at most this many of its newest events (about 200 bytes each, on every node); the master prunes older ones through the journal, so every node keeps the same history.' },
+  { key: 'changes.retainSeconds', kind: 'int', schema: int(0, 10 * 365 * 86_400).default(7 * 86_400), doc: 'The change feed drops events older than this (by the time of the write that made them).' },
+  { key: 'changes.pruneIntervalMs', kind: 'int', schema: int(100, 86_400_000).default(10_000), doc: 'How often the master checks whether the change feed holds more than its retention, and proposes pruning.' },
+  { key: 'changes.pruneBatchEventsMax', kind: 'int', schema: int(1, 10_000_000).default(10_000), doc: 'Most events one pruning entry drops (whole entries: a little more when an entry made many); more go in the next round.' },
+  { key: 'changes.pageSizeDefault', kind: 'int', schema: int(1, 100_000).default(100), doc: 'Events in one page of GET /api/v1/changes when no limit is asked for.' },
+  { key: 'changes.pageSizeMax', kind: 'int', schema: int(1, 100_000).default(1000), doc: 'Most events a client may ask for in one page of GET /api/v1/changes.' },
+  { key: 'changes.scanEventsMax', kind: 'int', schema: int(1, 10_000_000).default(10_000), doc: 'Most events one page (or one step of a stream) reads, matching its filter or not: a narrow filter answers a short page with `next`, never a long scan.' },
+  { key: 'changes.waitSecondsMax', kind: 'int', schema: int(0, 3600).default(60), doc: 'Longest long-poll a client may ask for (wait=SECONDS).' },
+  { key: 'changes.subscribersMax', kind: 'int', schema: int(0, 100_000).default(1000), doc: 'Event streams and long-polls this node serves at once; more are refused with OVERLOADED.' },
+  { key: 'changes.subscriberBufferBytesMax', kind: 'int', schema: int(4 * KiB, 256 * MiB).default(1 * MiB), doc: 'Bytes an event stream may have waiting in its socket before the node stops reading events for it (it resumes when the client reads).' },
+  { key: 'changes.subscriberStallMsMax', kind: 'int', schema: int(100, 3_600_000).default(30_000), doc: 'A stream whose client reads nothing for this long while its buffer is full is cut, with a final event naming the position to resume from.' },
+  { key: 'changes.heartbeatMs', kind: 'int', schema: int(100, 600_000).default(5000), doc: 'An event stream sends a comment line this often when no event goes out, so proxies and clients see it alive.' },
   { key: 'backup.concurrentMax', kind: 'int', schema: int(1, 64).default(2), doc: 'Backups this node writes at once (each first writes a state file as large as the content); more are refused with BACKUPS_BUSY.' },
   { key: 'backup.workerNice', kind: 'int', schema: int(0, 19).default(10), doc: 'Nice value (Linux, per thread) of the worker threads that read the state for a backup: above 0, a backup takes the CPU that serving leaves, and slows down under load instead of slowing the writes.' },
   { key: 'backup.blobFetchTimeoutMs', kind: 'int', schema: int(0, 3_600_000).default(60_000), doc: 'How long a backup waits for a blob this node lacks to be fetched from a peer before it fails with BACKUP_BLOB_MISSING.' },
@@ -261,6 +273,20 @@ export interface Config {
     snapshotTransferTimeoutMs: number;
   };
   content: { binaryBytesMax: number; pageSizeDefault: number; pageSizeMax: number; pageBytesMax: number };
+  changes: {
+    retainEvents: number;
+    retainSeconds: number;
+    pruneIntervalMs: number;
+    pruneBatchEventsMax: number;
+    pageSizeDefault: number;
+    pageSizeMax: number;
+    scanEventsMax: number;
+    waitSecondsMax: number;
+    subscribersMax: number;
+    subscriberBufferBytesMax: number;
+    subscriberStallMsMax: number;
+    heartbeatMs: number;
+  };
   backup: { concurrentMax: number; workerNice: number; blobFetchTimeoutMs: number; requestBytesMax: number; directoriesAllowed: string[] };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'; format: 'auto' | 'json' | 'pretty' };
   jobs: { checkIntervalMs: number; retryDelayMsMax: number };

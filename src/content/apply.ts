@@ -8,12 +8,14 @@ import type {
   MoveCommand,
   PatchCommand,
   Preconditions,
+  PruneChangesCommand,
   PutCommand,
   PutUserCommand,
   ReorderCommand,
   RotateTokenKeyCommand,
   SetBinaryCommand,
 } from './commands.js';
+import type { ChangeOp, ContentChange } from './changes.js';
 import { legacyTokenKeyId } from './commands.js';
 import { applyMergePatch, isPlainObject } from './mergePatch.js';
 import { checkPreconditions } from './preconditions.js';
@@ -43,6 +45,7 @@ type Handler<K extends Command['type']> = (store: ContentStore, command: Extract
 const handlers: { [K in Command['type']]: Handler<K> } = {
   bootstrap: applyBootstrap,
   rotateTokenKey: applyRotateTokenKey,
+  pruneChanges: applyPruneChanges,
   put: applyPut,
   patch: applyPatch,
   delete: applyDelete,
@@ -80,6 +83,7 @@ function applyBootstrap(store: ContentStore, command: BootstrapCommand): ApplyRe
     modifiedBy: 'system',
   };
   store.insertNode(root);
+  store.recordChange(changeOf('created', root, { user: 'system', time: command.time }));
   store.setTokenKeyId(command.tokenKeyId ?? legacyTokenKeyId);
   store.putUser({
     name: 'admin',
@@ -95,6 +99,17 @@ function applyBootstrap(store: ContentStore, command: BootstrapCommand): ApplyRe
 function applyRotateTokenKey(store: ContentStore, command: RotateTokenKeyCommand): ApplyResult {
   store.setTokenKeyId(command.keyId);
   return {};
+}
+
+function applyPruneChanges(store: ContentStore, command: PruneChangesCommand): ApplyResult {
+  invariant(Number.isSafeInteger(command.through) && command.through >= 0, `pruneChanges through ${String(command.through)}`);
+  store.pruneChanges(command.through);
+  return {};
+}
+
+/** The feed's event for a change to `node` (its state after the change; for a delete, its last). */
+function changeOf(op: ChangeOp, node: ContentNode, command: { readonly time: string; readonly user: string }, extra: Partial<ContentChange> = {}): ContentChange {
+  return { op, path: node.path, id: node.id, type: node.type, version: node.version, by: command.user, at: command.time, ...extra };
 }
 
 function requireNode(store: ContentStore, path: string): ContentNode {
@@ -123,15 +138,18 @@ function targetOf(store: ContentStore, path: string, preconditions: Precondition
   return existing ?? requireNode(store, path);
 }
 
-/** Stores a change to one node as a new version of it. */
+/** Stores a change to one node as a new version of it, and records it for the feed as `op`. */
 function saveChange(
   store: ContentStore,
   node: ContentNode,
   command: { readonly time: string; readonly user: string },
   changes: Partial<ContentNode>,
+  op: ChangeOp,
+  extra: Partial<ContentChange> = {},
 ): ApplyResult {
   const updated = { ...node, ...changes, version: node.version + 1, modifiedAt: command.time, modifiedBy: command.user };
   store.updateNode(updated);
+  store.recordChange(changeOf(op, updated, command, extra));
   return { node: updated };
 }
 
@@ -143,7 +161,7 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
     if (existing.path === rootPath && type !== rootNodeType) {
       throw new ConclaveError('ROOT_IMMUTABLE', 'The root node keeps the type "root"; only its properties can change.');
     }
-    return { ...saveChange(store, existing, command, { type, properties: command.properties }), created: false };
+    return { ...saveChange(store, existing, command, { type, properties: command.properties }, 'updated'), created: false };
   }
   const parent = requireParent(store, command.path);
   invariant(store.nodeById(command.newId) === undefined, `node id ${command.newId} reused`);
@@ -163,6 +181,7 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
     modifiedBy: command.user,
   };
   store.insertNode(node);
+  store.recordChange(changeOf('created', node, command));
   return { node, created: true };
 }
 
@@ -171,7 +190,7 @@ function applyPatch(store: ContentStore, command: PatchCommand): ApplyResult {
   const patched = applyMergePatch(node.properties, command.patch);
   invariant(isPlainObject(patched), 'a merge patch of an object with an object is an object');
   checkPropertiesSize(patched);
-  return saveChange(store, node, command, { properties: patched as JsonObject });
+  return saveChange(store, node, command, { properties: patched as JsonObject }, 'updated');
 }
 
 function applyDelete(store: ContentStore, command: DeleteCommand): ApplyResult {
@@ -184,6 +203,9 @@ function applyDelete(store: ContentStore, command: DeleteCommand): ApplyResult {
       path: command.path,
     });
   }
+  // The node first, then its descendants: every path that stops serving content is named.
+  store.recordChange(changeOf('deleted', node, command));
+  store.recordDescendantChanges(node.path, 'deleted', { by: command.user, at: command.time });
   const deletedCount = store.deleteSubtree(node);
   invariant(deletedCount >= 1, 'a delete removes at least the node itself');
   return { node, deletedCount };
@@ -241,14 +263,22 @@ function applyMove(store: ContentStore, command: MoveCommand): ApplyResult {
   }
   const siblings = store.children(parent.id).filter((s) => s.id !== node.id);
   const positions = positionsWith(siblings, node.id, command.before, parent.path);
-  if (command.to !== command.from) store.movePaths(command.from, command.to);
+  // The moved node's event comes first and its descendants' after, under their new paths, as for a delete. A move
+  // in place (a new position among the same siblings) is a `moved` event whose `from` is its own path.
+  const moving = command.to !== command.from;
+  const stamp = { by: command.user, at: command.time };
+  if (moving) store.movePaths(command.from, command.to);
   store.setPositions(positions.filter((p) => p.id !== node.id));
-  return saveChange(store, node, command, {
-    path: command.to,
-    name: baseName(command.to),
-    parentId: parent.id,
-    position: positions.find((p) => p.id === node.id)?.position ?? 0,
-  });
+  const result = saveChange(
+    store,
+    node,
+    command,
+    { path: command.to, name: baseName(command.to), parentId: parent.id, position: positions.find((p) => p.id === node.id)?.position ?? 0 },
+    'moved',
+    { from: command.from },
+  );
+  if (moving) store.recordDescendantChanges(command.to, 'moved', stamp, command.from);
+  return result;
 }
 
 function applyReorder(store: ContentStore, command: ReorderCommand): ApplyResult {
@@ -264,14 +294,14 @@ function applyReorder(store: ContentStore, command: ReorderCommand): ApplyResult
     );
   }
   store.setPositions(command.order.map((name, position) => ({ id: byName.get(name)!.id, position })));
-  return saveChange(store, node, command, {});
+  return saveChange(store, node, command, {}, 'updated');
 }
 
 function applySetBinary(store: ContentStore, command: SetBinaryCommand): ApplyResult {
   const node = targetOf(store, command.path, command);
   const binaries = { ...node.binaries, [command.property]: command.binary };
   checkBinaryCount(Object.keys(binaries).length);
-  return saveChange(store, node, command, { binaries });
+  return saveChange(store, node, command, { binaries }, 'binary-set', { property: command.property });
 }
 
 function applyDeleteBinary(store: ContentStore, command: DeleteBinaryCommand): ApplyResult {
@@ -283,7 +313,7 @@ function applyDeleteBinary(store: ContentStore, command: DeleteBinaryCommand): A
     });
   }
   const binaries = Object.fromEntries(Object.entries(node.binaries).filter(([name]) => name !== command.property));
-  return saveChange(store, node, command, { binaries });
+  return saveChange(store, node, command, { binaries }, 'binary-removed', { property: command.property });
 }
 
 function publicUser(user: User): Omit<User, 'passwordHash'> {

@@ -117,8 +117,20 @@ export interface RotateTokenKeyCommand {
   readonly time: string;
 }
 
+/**
+ * Drops the change feed's events of entries up to `through` (src/changes/changePruner.ts proposes it on the master):
+ * pruning through the journal keeps every node's feed the same, so a client that moves between nodes gets the same
+ * answer, CHANGES_COMPACTED included.
+ */
+export interface PruneChangesCommand {
+  readonly type: 'pruneChanges';
+  readonly through: number;
+  readonly time: string;
+}
+
 export type Command =
   | BootstrapCommand
+  | PruneChangesCommand
   | RotateTokenKeyCommand
   | PutCommand
   | PatchCommand

@@ -1,3 +1,4 @@
+import type { ChangeStamp, ContentChange } from './changes.js';
 import type { ContentNode, User } from './model.js';
 
 /**
@@ -31,4 +32,13 @@ export interface ContentStore {
   adminCount(): number;
   /** The id the token signing key is derived from (with the cluster secret); never the key itself. */
   setTokenKeyId(keyId: string): void;
+  /** Records an event of the change feed (src/content/changes.ts) for the entry being applied. */
+  recordChange(change: ContentChange): void;
+  /**
+   * Records `op` for every descendant of `path`, in path order: before deleting them, or after moving them from
+   * `from` to `path` (each event names its new path and the old one).
+   */
+  recordDescendantChanges(path: string, op: 'deleted' | 'moved', stamp: ChangeStamp, from?: string): void;
+  /** Drops the change feed's events of entries up to `through`. */
+  pruneChanges(through: number): void;
 }

@@ -12,7 +12,7 @@ export const errorCatalogue = {
   INVALID_PATH: { status: 400, retryable: false, summary: 'A content path or node name is not acceptable.' },
   INVALID_PROPERTIES: { status: 400, retryable: false, summary: 'Properties must be a JSON object within the size limit.' },
   INVALID_CURSOR: { status: 400, retryable: false, summary: 'A pagination cursor is malformed or belongs to another query.' },
-  MIN_INDEX_AHEAD: { status: 400, retryable: false, summary: 'X-Conclave-Min-Index names an index far beyond the commit index this node knows: not one this cluster issued.' },
+  MIN_INDEX_AHEAD: { status: 400, retryable: false, summary: 'X-Conclave-Min-Index, or a change feed position, names an index far beyond the commit index this node knows: not one this cluster issued.' },
   CHECKSUM_MISMATCH: { status: 400, retryable: false, summary: 'An uploaded binary does not match the checksum the client sent.' },
   BODY_TOO_LARGE: { status: 413, retryable: false, summary: 'The request body exceeds the configured limit.' },
   BINARY_TOO_LARGE: { status: 413, retryable: false, summary: 'An uploaded binary exceeds content.binaryBytesMax.' },
@@ -46,6 +46,7 @@ export const errorCatalogue = {
   ROOT_IMMUTABLE: { status: 409, retryable: false, summary: 'The root node cannot be deleted, moved or renamed.' },
   INVALID_ORDER: { status: 409, retryable: false, summary: 'A reorder must name each existing child exactly once.' },
   LAST_ADMIN: { status: 409, retryable: false, summary: 'The last admin cannot be deleted or lose the admin role.' },
+  CHANGES_COMPACTED: { status: 410, retryable: false, summary: 'The change feed no longer holds events after the position asked for (retention pruned them); the error names the oldest position still answered. Resynchronise, then follow from there.' },
   PRECONDITION_FAILED: { status: 412, retryable: false, summary: 'If-Match or If-None-Match did not hold; nothing changed.' },
 
   // The cluster cannot take the write here or now.
@@ -70,6 +71,7 @@ export const errorCatalogue = {
   RESTORE_TARGET_NOT_EMPTY: { status: 409, retryable: false, summary: 'The directory to restore into is not empty; choose an empty one, or pass --force to replace what it holds.' },
 
   // The server cannot take the request now.
+  SUBSCRIBER_TOO_SLOW: { status: 503, retryable: true, summary: 'An event stream was cut: its client read nothing for changes.subscriberStallMsMax while its buffer was full. Reconnect with the position named (Last-Event-ID does it).' },
   OVERLOADED: { status: 503, retryable: true, summary: 'The write queue is full, or too many password checks run at once; retry shortly.' },
   SHUTTING_DOWN: { status: 503, retryable: true, summary: 'The node is shutting down; retry on another node or later.' },
   DISK_FULL: { status: 507, retryable: true, summary: 'The data disk is full; nothing was stored. Free space and retry.' },

@@ -15,6 +15,7 @@ import { header } from './representation.js';
 import { httpsOptionsOf, nodeTlsOf } from './tlsFiles.js';
 import { parseJsonBody } from './jsonBody.js';
 import { MinIndexGate } from './minIndex.js';
+import { changesRoutes } from './routes/changes.js';
 import { registerQueryParameterCheck } from './queryParameters.js';
 import { ReadConsistencyGate } from './readConsistency.js';
 import { LazyRequestLogger } from './requestLogger.js';
@@ -99,6 +100,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     waitersPerUserMax: context.config.http.minIndexWaitersPerUserMax,
     aheadEntriesMax: context.config.http.minIndexAheadEntriesMax,
   });
+  app.decorate('minIndexGate', minIndexGate);
   const readGate = new ReadConsistencyGate(context.runtime, minIndexGate, context.config.cluster.readConsistency);
   // Reads of content wait for what their consistency needs (cluster status is this node's own view: never).
   const admit = async (request: FastifyRequest) => {
@@ -197,6 +199,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
 
   await app.register(healthRoutes);
   await app.register(authRoutes);
+  await app.register(changesRoutes);
   await app.register(userRoutes);
   await app.register(contentRoutes);
   await app.register(queryRoutes);

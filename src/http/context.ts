@@ -7,6 +7,7 @@ import type { InternalAuth } from './internalAuth.js';
 import type { BlobFetcher } from '../replication/blobFetcher.js';
 import type { SnapshotStore } from '../storage/snapshotStore.js';
 import type { BackupService } from '../backup/backupService.js';
+import type { ChangeFeed } from '../changes/changeFeed.js';
 import type { RestoredOrigin } from '../backup/restoredOrigin.js';
 
 /** What every route plugin gets: decorated once on the app, read through `app.conclave`. */
@@ -28,6 +29,8 @@ export interface HttpContext {
   readonly backups: BackupService | null;
   /** Where this node's data came from when it was restored from a backup (null: a node without that record, in tests). */
   readonly restoredOrigin: RestoredOrigin | null;
+  /** The change feed this node serves (GET /api/v1/changes). */
+  readonly changes: ChangeFeed;
   /** True once SIGTERM arrived: new requests are refused, in-flight ones finish. */
   closing: boolean;
 }

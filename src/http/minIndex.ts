@@ -46,15 +46,7 @@ export class MinIndexGate {
     }
     const minIndex = Number(text.trim());
     if (this.source.appliedIndex >= minIndex) return;
-    const commitIndex = this.source.softState().commitIndex;
-    if (minIndex > commitIndex + this.limits.aheadEntriesMax) {
-      throw new ConclaveError(
-        'MIN_INDEX_AHEAD',
-        `X-Conclave-Min-Index ${minIndex} is more than ${this.limits.aheadEntriesMax} entries beyond the commit index this node knows (${commitIndex}): ` +
-          'send back an X-Conclave-Index this cluster gave you, or read from another node.',
-        { minIndex, commitIndex, minIndexAheadEntriesMax: this.limits.aheadEntriesMax },
-      );
-    }
+    this.checkAhead(minIndex, 'X-Conclave-Min-Index');
     const principal = request.principal ?? anonymous;
     const waiter = principal === anonymous ? `anonymous@${request.ip}` : `user:${principal.name}`;
     const mine = this.waitersOf.get(waiter) ?? 0;
@@ -71,6 +63,29 @@ export class MinIndexGate {
       if (left === 0) this.waitersOf.delete(waiter);
       else this.waitersOf.set(waiter, left);
     }
+  }
+
+  /**
+   * An index far beyond the commit index this node knows was never issued by this cluster (or this node is too far
+   * behind to reach it in any wait): refused at once. `what` names where the client sent it.
+   */
+  private checkAhead(minIndex: number, what: string): void {
+    const commitIndex = this.source.softState().commitIndex;
+    if (minIndex > commitIndex + this.limits.aheadEntriesMax) {
+      throw new ConclaveError(
+        'MIN_INDEX_AHEAD',
+        `${what} ${minIndex} is more than ${this.limits.aheadEntriesMax} entries beyond the commit index this node knows (${commitIndex}): ` +
+          'send back an index this cluster gave you, or read from another node.',
+        { minIndex, commitIndex, minIndexAheadEntriesMax: this.limits.aheadEntriesMax },
+      );
+    }
+  }
+
+  /** As X-Conclave-Min-Index does for a request: waits (bounded) until `minIndex` is applied, refusing one far ahead. */
+  async reach(minIndex: number, what: string): Promise<void> {
+    if (this.source.appliedIndex >= minIndex) return;
+    this.checkAhead(minIndex, what);
+    await this.waitFor(minIndex);
   }
 
   /** Resolves once this node has applied `minIndex`; NOT_READY after the wait limit, OVERLOADED beyond the waiters limit. */
@@ -101,5 +116,12 @@ export class MinIndexGate {
     } finally {
       this.waiters--;
     }
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Waits for journal indexes a request names (X-Conclave-Min-Index, a feed position). */
+    minIndexGate: MinIndexGate;
   }
 }

@@ -766,6 +766,8 @@ export class ClusterRuntime {
 
   private applyEntry(entry: Entry): ApplyResult | ConclaveError {
     if (entry.payload.kind !== 'command') return {}; // cluster-state entries: the coordinator applies them
+    // The change feed's events of this entry carry its index (and count from 0 again if a Ready is retried).
+    this.content.beginEntry(entry.index);
     try {
       return this.applyInSavepoint(entry.payload.data as Command);
     } catch (err) {

@@ -38,6 +38,8 @@ import { BackupSchedule } from '../backup/backupSchedule.js';
 import { BackupService } from '../backup/backupService.js';
 import { existingScheduledBackup } from '../backup/existingBackup.js';
 import { RestoredOrigin } from '../backup/restoredOrigin.js';
+import { ChangeFeed } from '../changes/changeFeed.js';
+import { ChangePruner } from '../changes/changePruner.js';
 import { ClusterJobs } from '../jobs/clusterJobs.js';
 import { InternalHttpClient } from '../replication/internalHttp.js';
 import { ClusterNetwork } from './clusterNetwork.js';
@@ -272,7 +274,8 @@ export class ConclaveNode {
         blobFetchTimeoutMs: config.backup.blobFetchTimeoutMs,
         log,
       });
-      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, backups, restoredOrigin: new RestoredOrigin(db, runtime), closing: false };
+      const changes = new ChangeFeed(content.changes, runtime, { scanEventsMax: config.changes.scanEventsMax });
+      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, backups, restoredOrigin: new RestoredOrigin(db, runtime), changes, closing: false };
       // The cluster side starts before the HTTP API is built: a returning replica dials its peers and starts taking
       // the entries it missed while Fastify registers its routes, instead of after.
       let node: ConclaveNode | null = null;
@@ -283,13 +286,14 @@ export class ConclaveNode {
       network.attach(runtime);
       runtime.start(network);
       app = await buildApp(context, log);
-      const jobs = nodeJobs(config, liveRuntime, backups, log);
+      const jobs = nodeJobs(config, liveRuntime, backups, content, log);
       node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication, commandServer, adminPassword, jobs);
       // A change while the API was being built found no node to act on it.
       node.maybeBootstrapRepository();
       collector.start();
       jobs.clusterJobs.start();
       jobs.pruner.start();
+      jobs.changePruner.start();
       // Blobs a previous run never got (it stopped before fetching them, or lost them with a disk).
       void node.queueMissingBlobs().catch((err: unknown) => log.warn({ err }, 'the scan for missing blobs failed'));
       // A cluster of one is ready as soon as it has elected itself (one tick) and has its repository.
@@ -437,6 +441,7 @@ export class ConclaveNode {
       this.adminPassword.close();
       this.jobs.clusterJobs.stop();
       this.jobs.pruner.stop();
+      this.jobs.changePruner.stop();
       this.runtime.close();
       await this.network.stop().catch((err: unknown) => this.log.warn({ err }, 'the transport did not stop cleanly'));
       this.db.close();
@@ -458,9 +463,11 @@ export function runsInternalListener(config: Config): boolean {
 interface NodeJobs {
   readonly clusterJobs: ClusterJobs;
   readonly pruner: BackupPruner;
+  /** Keeps the change feed within its retention (proposes on the master only). */
+  readonly changePruner: ChangePruner;
 }
 
-function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupService, log: Logger): NodeJobs {
+function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupService, content: ContentTables, log: Logger): NodeJobs {
   const clusterJobs = new ClusterJobs(
     runtime,
     { checkIntervalMs: config.jobs.checkIntervalMs, commitTimeoutMs: config.cluster.writeTimeoutMs, retryDelayMsMax: config.jobs.retryDelayMsMax, now: () => Date.now() },
@@ -469,7 +476,7 @@ function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupServic
   const verifyExisting = (path: string, signal: AbortSignal) => existingScheduledBackup(path, { state: () => runtime.clusterState(), verify: (p, s) => backups.verifyFile(p, s), log }, signal);
   const directories = { allowed: config.backup.directoriesAllowed, dataDir: config.data.dir };
   clusterJobs.register(new BackupSchedule({ taker: backups, clusterName: config.cluster.name, verifyExisting, directories, log }));
-  return { clusterJobs, pruner: new BackupPruner(runtime, log, directories) };
+  return { clusterJobs, pruner: new BackupPruner(runtime, log, directories), changePruner: new ChangePruner(content.changes, runtime, config.changes, log) };
 }
 
 /** Stops copying and collecting blobs (before the database closes: both read it). */

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 
+import type { ChangeStamp, ContentChange } from '../content/changes.js';
 import { legacyTokenKeyId } from '../content/commands.js';
 import type { ContentNode, JsonObject, Role, User } from '../content/model.js';
 import { descendantRange, rootPath } from '../content/paths.js';
@@ -7,6 +8,7 @@ import { takePropertiesJson } from '../content/validate.js';
 import type { QueryCursor, QuerySpec, ScalarValue, SortKey } from '../content/query.js';
 import type { ContentStore } from '../content/store.js';
 import { invariant } from '../errors/catalogue.js';
+import { ChangeLog } from './changeLog.js';
 import { getMeta, setMeta, type Db } from './database.js';
 
 interface NodeRow {
@@ -153,8 +155,11 @@ export class ContentTables implements ContentStore {
   private readonly userRows;
   private readonly userPageRows;
   private usersChanges = 0;
+  /** The change feed's events, recorded by apply() through this store. */
+  readonly changes: ChangeLog;
 
   constructor(private readonly db: Db) {
+    this.changes = new ChangeLog(db);
     this.byPath = db.prepare('SELECT * FROM nodes WHERE path = ?');
     // Rows as arrays: better-sqlite3 builds an object with named columns at some cost on the read path.
     this.storedByPath = db.prepare(`SELECT ${storedNodeColumns} FROM nodes WHERE path = ?`).raw(true);
@@ -313,6 +318,23 @@ export class ContentTables implements ContentStore {
 
   setTokenKeyId(keyId: string): void {
     setMeta(this.db, 'token_key_id', keyId);
+  }
+
+  /** The entry whose changes are recorded next (the runtime calls this before applying each entry). */
+  beginEntry(index: number): void {
+    this.changes.beginEntry(index);
+  }
+
+  recordChange(change: ContentChange): void {
+    this.changes.record(change);
+  }
+
+  recordDescendantChanges(path: string, op: 'deleted' | 'moved', stamp: ChangeStamp, from?: string): void {
+    this.changes.recordDescendants(path, op, stamp, from);
+  }
+
+  pruneChanges(through: number): void {
+    this.changes.pruneThrough(through);
   }
 
   // ---- Reads for the HTTP layer ----

@@ -6,9 +6,10 @@ import { ConclaveError } from '../errors/catalogue.js';
 
 /**
  * Version of the on-disk format. A node refuses a data directory written by a newer format, and by format 1 (the
- * single-node development releases, whose journal held bare commands without a voting configuration).
+ * single-node development releases, whose journal held bare commands without a voting configuration). Format 3
+ * added the change feed's table: a format-2 directory is upgraded in place at open (below).
  */
-export const dataFormatVersion = 2;
+export const dataFormatVersion = 3;
 
 export type Db = Database.Database;
 
@@ -57,6 +58,24 @@ CREATE TABLE IF NOT EXISTS users (
   created_at    TEXT NOT NULL,
   modified_at   TEXT NOT NULL
 ) STRICT;
+
+-- The change feed (src/content/changes.ts): one row per content event, written by apply() in the transaction that
+-- applies its entry (idx), in the order it made them (ordinal); pruned by pruneChanges entries, so every node keeps
+-- the same history. changes_pruned_through in meta: the feed answers positions from there on.
+CREATE TABLE IF NOT EXISTS changes (
+  idx        INTEGER NOT NULL,
+  ordinal    INTEGER NOT NULL,
+  op         TEXT    NOT NULL,
+  path       TEXT    NOT NULL,
+  from_path  TEXT,
+  node_id    TEXT    NOT NULL,
+  type       TEXT    NOT NULL,
+  version    INTEGER NOT NULL,
+  changed_by TEXT    NOT NULL,
+  changed_at TEXT    NOT NULL,
+  property   TEXT,
+  PRIMARY KEY (idx, ordinal)
+) STRICT, WITHOUT ROWID;
 `;
 
 /**
@@ -208,6 +227,14 @@ export function openDatabase(dataDir: string): Db {
   const format = db.prepare(`SELECT value FROM meta WHERE key = 'format_version'`).pluck().get() as number | undefined;
   if (format === undefined) {
     db.prepare(`INSERT INTO meta(key, value) VALUES ('format_version', ?)`).run(dataFormatVersion);
+  } else if (format === 2) {
+    // The schema above just created the empty changes table. Nothing of the history before now exists: the feed
+    // answers from the applied index on, and says CHANGES_COMPACTED for anything earlier.
+    db.transaction(() => {
+      const applied = (db.prepare(`SELECT value FROM meta WHERE key = 'applied_index'`).pluck().get() as number | undefined) ?? 0;
+      db.prepare(`INSERT INTO meta(key, value) VALUES ('changes_pruned_through', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(applied);
+      db.prepare(`UPDATE meta SET value = ? WHERE key = 'format_version'`).run(dataFormatVersion);
+    })();
   } else if (format < dataFormatVersion) {
     db.close();
     throw new ConclaveError(

@@ -23,9 +23,9 @@ import { databaseSchema, dataFormatVersion, type Db } from './database.js';
  */
 
 /** The tables apply() writes (src/content/apply.ts): a new one must be added here, or snapshots would lose it. */
-export const stateMachineTables = ['nodes', 'users'] as const;
+export const stateMachineTables = ['nodes', 'users', 'changes'] as const;
 /** The meta keys apply() writes (besides the applied index). */
-export const stateMachineMetaKeys = ['token_key_id'] as const;
+export const stateMachineMetaKeys = ['token_key_id', 'changes_pruned_through'] as const;
 
 export interface SnapshotFileInfo {
   /** The applied index the file holds. */

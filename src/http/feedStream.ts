@@ -1,0 +1,127 @@
+import type { FastifyBaseLogger, FastifyReply } from 'fastify';
+import type { ServerResponse } from 'node:http';
+
+import { eventJson, type ChangeFeed, type FeedFilter } from '../changes/changeFeed.js';
+import { formatFeedPosition, positionOf, type FeedPosition } from '../content/changes.js';
+import { isConclaveError, type ErrorCode } from '../errors/catalogue.js';
+
+export interface FeedStreamLimits {
+  /** Events read per step (the stream goes on at once while there are more). */
+  readonly pageSizeMax: number;
+  readonly subscriberBufferBytesMax: number;
+  readonly subscriberStallMsMax: number;
+  readonly heartbeatMs: number;
+}
+
+/**
+ * One Server-Sent Events stream of the change feed. It reads the feed's table, never a buffer of its own: a client
+ * that reads slowly only makes it read later (the socket holds at most subscriberBufferBytesMax before it waits), and
+ * one that reads nothing for subscriberStallMsMax is cut. Every event's `id` is its feed position, so EventSource
+ * resumes with Last-Event-ID exactly after the last event it got; when a filter skips events, an id-only line moves
+ * that resume point on without dispatching anything. The stream ends with a final `cut` event naming the code and
+ * the position to resume from (node stopping, retention overtaking the reader, a stalled client).
+ */
+export class FeedStream {
+  private readonly gone = new AbortController();
+  private readonly res: ServerResponse;
+  private position: FeedPosition;
+  private lastIdSent: string;
+  private lastWriteMs = Date.now();
+
+  constructor(
+    private readonly feed: ChangeFeed,
+    reply: FastifyReply,
+    since: FeedPosition,
+    private readonly filter: FeedFilter,
+    private readonly limits: FeedStreamLimits,
+    private readonly log: FastifyBaseLogger,
+    appliedIndex: number,
+  ) {
+    this.position = since;
+    this.lastIdSent = formatFeedPosition(since);
+    this.res = reply.raw;
+    // From here on the response is this object's: Fastify's serialisation and onSend hooks do not run.
+    reply.hijack();
+    this.res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      // Proxies such as nginx otherwise buffer the stream and deliver events late, in bursts.
+      'x-accel-buffering': 'no',
+      'x-conclave-index': String(appliedIndex),
+    });
+    this.res.on('close', () => this.gone.abort());
+    // `retry`: EventSource reconnects after 1 s (its default is browser-dependent).
+    this.write(`retry: 1000\n: conclave change feed after ${this.lastIdSent}\n\n`);
+  }
+
+  /** Streams until the client goes or end() is called; never rejects. */
+  async run(): Promise<void> {
+    try {
+      while (!this.gone.signal.aborted) {
+        let page;
+        try {
+          page = this.feed.page(this.position, this.filter, this.limits.pageSizeMax);
+        } catch (err) {
+          if (isConclaveError(err) && err.code === 'CHANGES_COMPACTED') return this.end('CHANGES_COMPACTED', err.message);
+          throw err;
+        }
+        for (const event of page.events) {
+          const id = formatFeedPosition(positionOf(event));
+          this.write(`id: ${id}\ndata: ${JSON.stringify(eventJson(event))}\n\n`);
+          this.lastIdSent = id;
+        }
+        this.position = page.next;
+        const at = formatFeedPosition(this.position);
+        if (at !== this.lastIdSent) {
+          this.write(`id: ${at}\n\n`);
+          this.lastIdSent = at;
+        }
+        if (this.res.writableLength > this.limits.subscriberBufferBytesMax && !(await this.drained())) {
+          if (this.gone.signal.aborted) return;
+          return this.end('SUBSCRIBER_TOO_SLOW', `The client read nothing for ${this.limits.subscriberStallMsMax} ms with its buffer full (changes.subscriberStallMsMax).`);
+        }
+        if (page.more) continue;
+        const quietMs = Date.now() - this.lastWriteMs;
+        const arrived = await this.feed.waitForEntryAfter(this.position.index, Math.max(1, this.limits.heartbeatMs - quietMs), this.gone.signal);
+        if (!arrived && Date.now() - this.lastWriteMs >= this.limits.heartbeatMs) this.write(': heartbeat\n\n');
+      }
+    } catch (err) {
+      this.log.error({ err }, 'a change feed stream failed');
+      this.end('INTERNAL', 'The stream failed on the server; resume from the position named.');
+    } finally {
+      if (!this.res.writableEnded) this.res.end();
+    }
+  }
+
+  /** Ends the stream with a final `cut` event saying why and where to resume. */
+  end(code: ErrorCode, message: string): void {
+    if (this.gone.signal.aborted && this.res.writableEnded) return;
+    const resume = formatFeedPosition(this.position);
+    this.write(`event: cut\ndata: ${JSON.stringify({ code, message, resume })}\n\n`);
+    this.res.end();
+    this.gone.abort();
+  }
+
+  private write(text: string): void {
+    if (this.res.writableEnded || this.res.destroyed) return;
+    this.res.write(text);
+    this.lastWriteMs = Date.now();
+  }
+
+  /** Whether the socket drained within subscriberStallMsMax (false too when the client went meanwhile). */
+  private drained(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const finish = (outcome: boolean) => {
+        clearTimeout(timer);
+        this.res.off('drain', onDrain);
+        this.gone.signal.removeEventListener('abort', onGone);
+        resolve(outcome);
+      };
+      const onDrain = () => finish(true);
+      const onGone = () => finish(false);
+      const timer = setTimeout(() => finish(false), this.limits.subscriberStallMsMax);
+      this.res.on('drain', onDrain);
+      this.gone.signal.addEventListener('abort', onGone, { once: true });
+    });
+  }
+}

@@ -1,0 +1,168 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
+import { eventJson, type FeedFilter } from '../../changes/changeFeed.js';
+import { changeOps, parseFeedPosition, formatFeedPosition, type ChangeOp, type FeedPosition } from '../../content/changes.js';
+import { parsePath } from '../../content/paths.js';
+import { parseLimit } from '../../content/query.js';
+import { parseNodeType } from '../../content/validate.js';
+import { ConclaveError } from '../../errors/catalogue.js';
+import { FeedStream } from '../feedStream.js';
+import { header } from '../representation.js';
+
+type ChangesRequest = FastifyRequest<{ Querystring: Record<string, string | string[]> }>;
+
+/** Filters take a comma-separated list, or the parameter repeated; at most this many values each. */
+const filterValuesMax = 64;
+
+function single(raw: string | string[] | undefined, name: string): string | undefined {
+  if (raw === undefined) return undefined;
+  if (Array.isArray(raw)) throw new ConclaveError('INVALID_REQUEST', `"${name}" may be given once.`, { parameter: name });
+  return raw;
+}
+
+function listOf(raw: string | string[] | undefined, name: string): string[] | undefined {
+  if (raw === undefined) return undefined;
+  const values = (Array.isArray(raw) ? raw : [raw]).flatMap((v) => v.split(',')).map((v) => v.trim());
+  if (values.length > filterValuesMax || values.some((v) => v === '')) {
+    throw new ConclaveError('INVALID_REQUEST', `"${name}" takes 1 to ${filterValuesMax} comma-separated values, none empty.`, { parameter: name });
+  }
+  return values;
+}
+
+export function parseFeedFilter(query: Record<string, string | string[]>): FeedFilter {
+  const under = single(query['under'], 'under');
+  const types = listOf(query['type'], 'type');
+  const ops = listOf(query['op'], 'op');
+  for (const op of ops ?? []) {
+    if (!(changeOps as readonly string[]).includes(op)) {
+      throw new ConclaveError('INVALID_REQUEST', `"op" takes ${changeOps.join(', ')}; not ${JSON.stringify(op.slice(0, 40))}.`, { parameter: 'op' });
+    }
+  }
+  return {
+    ...(under !== undefined ? { under: parsePath(under, 'under') } : {}),
+    ...(types !== undefined ? { types: new Set(types.map((t) => parseNodeType(t))) } : {}),
+    ...(ops !== undefined ? { ops: new Set(ops as ChangeOp[]) } : {}),
+  };
+}
+
+function parseWaitSeconds(raw: string | string[] | undefined, max: number): number {
+  const text = single(raw, 'wait');
+  if (text === undefined) return 0;
+  const seconds = Number(text);
+  if (!/^\d{1,6}$/.test(text) || seconds > max) {
+    throw new ConclaveError('INVALID_REQUEST', `"wait" must be a whole number of seconds from 0 to ${max} (changes.waitSecondsMax).`, { parameter: 'wait', waitSecondsMax: max });
+  }
+  return seconds;
+}
+
+/**
+ * The change feed:
+ *   GET /api/v1/changes?since=&limit=&wait=&under=&type=&op=          a page of events as JSON, with `next`
+ *   GET /api/v1/changes?since=&under=&type=&op=  (Accept: text/event-stream)   Server-Sent Events, live
+ *
+ * A read like any other: the consistency gate has admitted it (src/http/app.ts), so it reflects every write
+ * acknowledged before it began. Positions and events: src/content/changes.ts.
+ */
+export async function changesRoutes(app: FastifyInstance): Promise<void> {
+  const { config, changes, runtime } = app.conclave;
+  const limits = config.changes;
+  const streams = new Set<FeedStream>();
+  let slotsTaken = 0;
+
+  /** One of changes.subscribersMax slots, for a stream's life or a long-poll's wait; refused at once beyond. */
+  const takeSlot = (): (() => void) => {
+    if (slotsTaken >= limits.subscribersMax) {
+      throw new ConclaveError('OVERLOADED', `This node already serves ${limits.subscribersMax} change streams and long-polls (changes.subscribersMax); retry shortly or on another node.`, {
+        subscribersMax: limits.subscribersMax,
+      });
+    }
+    slotsTaken++;
+    let released = false;
+    return () => {
+      if (!released) slotsTaken--;
+      released = true;
+    };
+  };
+
+  /**
+   * A position this node has not applied yet (a client that read further on another node) is waited for as
+   * X-Conclave-Min-Index is; one beyond anything the cluster wrote is refused.
+   */
+  const reach = async (since: FeedPosition) => {
+    if (since.index <= runtime.appliedIndex) return;
+    await app.minIndexGate.reach(since.index, 'since');
+  };
+
+  // A node stopping ends its streams with a final event (the client resumes elsewhere); Fastify's close waits for them.
+  app.addHook('preClose', async () => {
+    for (const stream of streams) stream.end('SHUTTING_DOWN', 'The node is shutting down; resume on another node from the position named.');
+  });
+
+  app.get(
+    '/api/v1/changes',
+    { config: { permission: 'read', query: ['since', 'limit', 'wait', 'under', 'type', 'op'] } },
+    async (request: ChangesRequest, reply: FastifyReply) => {
+      const filter = parseFeedFilter(request.query);
+      const sinceText = single(request.query['since'], 'since');
+      const wantsStream = (header(request.headers, 'accept') ?? '').includes('text/event-stream');
+      if (wantsStream) {
+        if (request.query['limit'] !== undefined || request.query['wait'] !== undefined) {
+          throw new ConclaveError('INVALID_REQUEST', '"limit" and "wait" are for pages; an event stream (Accept: text/event-stream) sends every event as it comes.');
+        }
+        // EventSource sends Last-Event-ID when it reconnects: it wins over the since of the URL it reconnects to.
+        const lastEventId = header(request.headers, 'last-event-id');
+        const since = lastEventId !== undefined && lastEventId !== '' ? parseFeedPosition(lastEventId, 'Last-Event-ID') : sinceOrNow(sinceText, runtime.appliedIndex);
+        const release = takeSlot();
+        try {
+          await reach(since);
+          changes.checkAvailable(since);
+        } catch (err) {
+          release();
+          throw err;
+        }
+        const stream = new FeedStream(changes, reply, since, filter, limits, request.log, runtime.appliedIndex);
+        streams.add(stream);
+        void stream.run().finally(() => {
+          streams.delete(stream);
+          release();
+        });
+        return reply;
+      }
+      const since = sinceText === undefined ? { index: changes.oldestPosition, ordinal: null } : sinceOrNow(sinceText, runtime.appliedIndex);
+      const limit = parseLimit(single(request.query['limit'], 'limit'), limits.pageSizeDefault, limits.pageSizeMax);
+      const waitSeconds = parseWaitSeconds(request.query['wait'], limits.waitSecondsMax);
+      let page;
+      if (waitSeconds === 0) {
+        await reach(since);
+        page = changes.page(since, filter, limit);
+      } else {
+        const release = takeSlot();
+        const gone = new AbortController();
+        const onClose = () => gone.abort();
+        reply.raw.once('close', onClose);
+        try {
+          await reach(since);
+          const deadline = Date.now() + waitSeconds * 1000;
+          page = changes.page(since, filter, limit);
+          // Nothing yet: wait for the next applied entry and read again (a filter may skip what it brings).
+          while (page.events.length === 0 && !gone.signal.aborted) {
+            const left = deadline - Date.now();
+            if (left <= 0 || !(await changes.waitForEntryAfter(page.next.index, left, gone.signal))) break;
+            page = changes.page(page.next, filter, limit);
+          }
+        } finally {
+          reply.raw.off('close', onClose);
+          release();
+        }
+      }
+      const body = { events: page.events.map(eventJson), next: formatFeedPosition(page.next), oldest: changes.oldestPosition };
+      return reply.type('application/json; charset=utf-8').send(body);
+    },
+  );
+}
+
+/** `since=now`: from the applied index at this moment (what the gate admitted: every acknowledged write is in it). */
+function sinceOrNow(text: string | undefined, appliedIndex: number): FeedPosition {
+  if (text === undefined || text === 'now') return { index: appliedIndex, ordinal: null };
+  return parseFeedPosition(text, 'since');
+}

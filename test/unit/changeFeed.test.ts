@@ -1,0 +1,262 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+
+import { ChangeFeed, type FeedFilter } from '../../src/changes/changeFeed.js';
+import { applyCommand } from '../../src/content/apply.js';
+import { formatFeedPosition, parseFeedPosition, positionOf, type ChangeEvent, type FeedPosition } from '../../src/content/changes.js';
+import type { Command } from '../../src/content/commands.js';
+import { ConclaveError } from '../../src/errors/catalogue.js';
+import { ContentTables } from '../../src/storage/contentTables.js';
+import { openDatabase, setMeta, type Db } from '../../src/storage/database.js';
+import { tempDir } from '../helpers/tmp.js';
+
+/** apply() against real SQLite tables, one entry per transaction with its index, as the runtime does it. */
+class Repo {
+  readonly db: Db;
+  readonly tables: ContentTables;
+  readonly feed: ChangeFeed;
+  index = 0;
+  private readonly cleanup: () => void;
+  private ids = 0;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(scanEventsMax = 10_000) {
+    const tmp = tempDir();
+    this.cleanup = tmp.cleanup;
+    this.db = openDatabase(tmp.dir);
+    this.tables = new ContentTables(this.db);
+    const source = {
+      appliedIndex: 0,
+      onApplied: (listener: () => void) => {
+        this.listeners.add(listener);
+        return () => this.listeners.delete(listener);
+      },
+    };
+    Object.defineProperty(source, 'appliedIndex', { get: () => this.index });
+    this.feed = new ChangeFeed(this.tables.changes, source, { scanEventsMax });
+    this.apply({ type: 'bootstrap', rootId: 'root', time: this.time(), tokenKeyId: 'k', adminPasswordHash: 'h' });
+  }
+
+  time(): string {
+    return new Date(Date.UTC(2026, 0, 1) + this.index * 1000).toISOString();
+  }
+
+  /** Applies one entry at the next index; a refusal is its outcome (nothing stored), as on every node. */
+  apply(command: Command): unknown {
+    const index = ++this.index;
+    try {
+      return this.db.transaction(() => {
+        this.tables.beginEntry(index);
+        const result = this.db.transaction(() => applyCommand(this.tables, command))();
+        setMeta(this.db, 'applied_index', index);
+        return result;
+      })();
+    } catch (err) {
+      if (!(err instanceof ConclaveError)) throw err;
+      this.db.transaction(() => setMeta(this.db, 'applied_index', index))();
+      return err;
+    } finally {
+      for (const listener of this.listeners) listener();
+    }
+  }
+
+  put(path: string, properties = {}, nodeType = 'node'): unknown {
+    return this.apply({ type: 'put', path, newId: `id-${++this.ids}`, nodeType, properties, time: this.time(), user: 'ed' });
+  }
+
+  /** Every event after `since`, read page by page `limit` at a time. */
+  all(since: FeedPosition = { index: 0, ordinal: null }, filter: FeedFilter = {}, limit = 1000): ChangeEvent[] {
+    const events: ChangeEvent[] = [];
+    let position = since;
+    for (;;) {
+      const page = this.feed.page(position, filter, limit);
+      events.push(...page.events);
+      position = page.next;
+      if (!page.more) return events;
+    }
+  }
+
+  close(): void {
+    this.db.close();
+    this.cleanup();
+  }
+}
+
+const brief = (e: ChangeEvent) => `${formatFeedPosition(positionOf(e))} ${e.op} ${e.path}${e.from !== undefined ? ` from ${e.from}` : ''}`;
+
+test('feed positions: N and N:k round-trip, and anything else is INVALID_REQUEST', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 10 ** 15 - 1 }), fc.option(fc.integer({ min: 0, max: 10 ** 15 - 1 })), (index, ordinal) => {
+      const position = { index, ordinal: ordinal ?? null };
+      assert.deepEqual(parseFeedPosition(formatFeedPosition(position), 'since'), position);
+    }),
+  );
+  fc.assert(
+    fc.property(fc.string({ maxLength: 40 }), (text) => {
+      try {
+        const parsed = parseFeedPosition(text, 'since');
+        // Accepted only in the documented form.
+        assert.match(text.trim(), /^\d{1,15}(:\d{1,15})?$/);
+        assert.equal(formatFeedPosition(parsed), text.trim().replace(/^0+(?=\d)/, '').replace(/:0+(?=\d)/, ':'));
+      } catch (err) {
+        assert.ok(err instanceof ConclaveError && err.code === 'INVALID_REQUEST', String(err));
+      }
+    }),
+  );
+  for (const bad of ['', '-1', '1:', ':1', '1:2:3', '1.5', 'x', '9'.repeat(16)]) {
+    assert.throws(() => parseFeedPosition(bad, 'since'), (err: ConclaveError) => err.code === 'INVALID_REQUEST', bad);
+  }
+});
+
+test('every content change records one event per node touched, in journal order; users and refusals record none', () => {
+  const repo = new Repo();
+  try {
+    repo.put('/a', { v: 1 });
+    repo.put('/a/b');
+    repo.put('/a/b/c');
+    repo.put('/a/d');
+    repo.put('/a', { v: 2 });
+    repo.apply({ type: 'patch', path: '/a', patch: { w: 1 }, time: repo.time(), user: 'ed' });
+    repo.apply({ type: 'putUser', name: 'rita', passwordHash: 'h', roles: ['reader'], createOnly: true, time: repo.time() });
+    assert.ok(repo.put('/missing/x') instanceof ConclaveError, 'refused: no parent');
+    repo.apply({ type: 'setBinary', path: '/a/d', property: 'file', binary: { sha256: 'a'.repeat(64), size: 1, contentType: 'text/plain' }, time: repo.time(), user: 'ed' });
+    repo.apply({ type: 'deleteBinary', path: '/a/d', property: 'file', time: repo.time(), user: 'ed' });
+    repo.apply({ type: 'reorder', path: '/a', order: ['d', 'b'], time: repo.time(), user: 'ed' });
+    repo.apply({ type: 'move', from: '/a', to: '/z', before: null, time: repo.time(), user: 'mo' });
+    repo.apply({ type: 'delete', path: '/z', recursive: true, time: repo.time(), user: 'del' });
+    assert.deepEqual(repo.all().map(brief), [
+      '1 created /',
+      '2 created /a',
+      '3 created /a/b',
+      '4 created /a/b/c',
+      '5 created /a/d',
+      '6 updated /a',
+      '7 updated /a',
+      '10 binary-set /a/d',
+      '11 binary-removed /a/d',
+      '12 updated /a',
+      '13:0 moved /z from /a',
+      '13:1 moved /z/b from /a/b',
+      '13:2 moved /z/b/c from /a/b/c',
+      '13 moved /z/d from /a/d',
+      '14:0 deleted /z',
+      '14:1 deleted /z/b',
+      '14:2 deleted /z/b/c',
+      '14 deleted /z/d',
+    ]);
+    const events = repo.all();
+    const moved = events.find((e) => e.index === 13 && e.ordinal === 0)!;
+    assert.equal(moved.version, 5, 'the moved node has a new version');
+    assert.equal(moved.by, 'mo');
+    const movedChild = events.find((e) => e.path === '/z/b/c' && e.op === 'moved')!;
+    assert.equal(movedChild.version, 1, 'a descendant keeps its version');
+    assert.equal(events.find((e) => e.op === 'binary-set')!.property, 'file');
+    const deletedChild = events.find((e) => e.path === '/z/b/c' && e.op === 'deleted')!;
+    assert.deepEqual({ by: deletedChild.by, at: deletedChild.at, type: deletedChild.type }, { by: 'del', at: events.at(-1)!.at, type: 'node' });
+    // A move in place: the node's own path is its from.
+    repo.put('/p');
+    repo.put('/q');
+    repo.apply({ type: 'move', from: '/q', to: '/q', before: 'p', time: repo.time(), user: 'ed' });
+    assert.equal(brief(repo.all({ index: 16, ordinal: null })[0]!), '17 moved /q from /q');
+  } finally {
+    repo.close();
+  }
+});
+
+test('a page ends anywhere, even inside one entry\'s events, and the next page resumes exactly after it', () => {
+  const repo = new Repo();
+  try {
+    repo.put('/t');
+    for (let i = 0; i < 5; i++) repo.put(`/t/n${i}`);
+    repo.apply({ type: 'delete', path: '/t', recursive: true, time: repo.time(), user: 'ed' });
+    repo.put('/after');
+    const whole = repo.all().map(brief);
+    for (const limit of [1, 2, 3, 7]) assert.deepEqual(repo.all(undefined, {}, limit).map(brief), whole, `pages of ${limit}`);
+    // Resuming from any event's own position gives exactly the events after it.
+    const events = repo.all();
+    events.forEach((event, i) => {
+      assert.deepEqual(repo.all(positionOf(event)).map(brief), whole.slice(i + 1), `after ${brief(event)}`);
+    });
+    // since=N skips entry N whole; at the end, next is the applied index.
+    const page = repo.feed.page({ index: 8, ordinal: null }, {}, 100);
+    assert.deepEqual(page.events.map(brief), ['9 created /after']);
+    assert.deepEqual(page.next, { index: 9, ordinal: null });
+    repo.apply({ type: 'putUser', name: 'u', passwordHash: 'h', roles: ['reader'], createOnly: true, time: repo.time() });
+    assert.deepEqual(repo.feed.page(page.next, {}, 100), { events: [], next: { index: 10, ordinal: null }, more: false }, 'entries without events are passed over');
+  } finally {
+    repo.close();
+  }
+});
+
+test('filters: under (path or old path), type and op; a narrow filter scans at most scanEventsMax per page', () => {
+  const repo = new Repo(3);
+  try {
+    repo.put('/site');
+    repo.put('/site/a', {}, 'article');
+    repo.put('/other');
+    repo.put('/other/x', {}, 'article');
+    repo.put('/site/a', { v: 2 }, 'article');
+    repo.apply({ type: 'move', from: '/site/a', to: '/other/a', before: null, time: repo.time(), user: 'ed' });
+    repo.apply({ type: 'move', from: '/other/x', to: '/site/x', before: null, time: repo.time(), user: 'ed' });
+    assert.deepEqual(repo.all(undefined, { under: '/site' }).map(brief), ['2 created /site', '3 created /site/a', '6 updated /site/a', '7 moved /other/a from /site/a', '8 moved /site/x from /other/x']);
+    assert.deepEqual(repo.all(undefined, { types: new Set(['article']), ops: new Set(['created']) }).map(brief), ['3 created /site/a', '5 created /other/x']);
+    // Three events read per page at most: a page may come back empty with `next` moved on.
+    const first = repo.feed.page({ index: 0, ordinal: null }, { ops: new Set(['moved']) }, 10);
+    assert.deepEqual(first.events, []);
+    assert.equal(first.more, true);
+    assert.deepEqual(first.next, { index: 3, ordinal: null });
+  } finally {
+    repo.close();
+  }
+});
+
+test('pruning drops whole entries through an index on every node alike; a position before it answers CHANGES_COMPACTED naming the oldest', () => {
+  const repo = new Repo();
+  try {
+    for (let i = 0; i < 10; i++) repo.put(`/n${i}`);
+    repo.put('/t');
+    repo.put('/t/c');
+    repo.apply({ type: 'delete', path: '/t', recursive: true, time: repo.time(), user: 'ed' }); // index 14: two events
+    const changes = repo.tables.changes;
+    // Keep 3 events: 14 holds two, so the cut falls after 12, keeping 13:…14 — whole entries only.
+    assert.equal(changes.pruneCandidate(3, '2000-01-01T00:00:00.000Z', 1000), 12);
+    // By age: everything older than entry 5's time goes, whatever the count allows.
+    assert.equal(changes.pruneCandidate(1000, repo.feed && new Date(Date.UTC(2026, 0, 1) + 5 * 1000).toISOString(), 1000), 5);
+    // At most a batch at a time.
+    assert.equal(changes.pruneCandidate(0, '2000-01-01T00:00:00.000Z', 4), 4);
+    repo.apply({ type: 'pruneChanges', through: 12, time: repo.time() });
+    assert.equal(repo.feed.oldestPosition, 12);
+    assert.deepEqual(repo.all({ index: 12, ordinal: null }).map(brief), ['13 created /t/c', '14:0 deleted /t', '14 deleted /t/c']);
+    for (const since of [{ index: 0, ordinal: null }, { index: 11, ordinal: 0 }]) {
+      assert.throws(
+        () => repo.feed.page(since, {}, 10),
+        (err: ConclaveError) => err.code === 'CHANGES_COMPACTED' && err.status === 410 && (err.details as { oldest: number }).oldest === 12,
+      );
+    }
+    // Pruning through an index already pruned changes nothing.
+    repo.apply({ type: 'pruneChanges', through: 3, time: repo.time() });
+    assert.equal(repo.feed.oldestPosition, 12);
+    assert.equal(changes.pruneCandidate(3, '2000-01-01T00:00:00.000Z', 1000), 0, 'within retention: nothing to prune');
+  } finally {
+    repo.close();
+  }
+});
+
+test('a long-poll wait ends with the next applied entry, at its timeout, or when abandoned', async () => {
+  const repo = new Repo();
+  try {
+    const applied = repo.index;
+    assert.equal(await repo.feed.waitForEntryAfter(applied - 1, 10), true, 'an entry after is there already');
+    const waiting = repo.feed.waitForEntryAfter(applied, 60_000);
+    repo.put('/x');
+    assert.equal(await waiting, true);
+    assert.equal(await repo.feed.waitForEntryAfter(repo.index, 20), false, 'timed out');
+    const abandon = new AbortController();
+    const abandoned = repo.feed.waitForEntryAfter(repo.index, 60_000, abandon.signal);
+    abandon.abort();
+    assert.equal(await abandoned, false);
+  } finally {
+    repo.close();
+  }
+});
