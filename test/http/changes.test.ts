@@ -1,0 +1,187 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { adminAuth, json, openTestNode, type TestNode } from '../helpers/app.js';
+import { SseClient } from '../helpers/sse.js';
+import { waitFor } from '../helpers/tmp.js';
+
+interface Event {
+  position: string;
+  index: number;
+  ordinal: number;
+  op: string;
+  path: string;
+  from?: string;
+  type: string;
+  by: string;
+  version: number;
+}
+interface Page {
+  events: Event[];
+  next: string;
+  oldest: number;
+}
+
+const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
+async function page(t: TestNode, query: string, auth?: string | null): Promise<Page> {
+  const res = await t.request({ method: 'GET', url: `/api/v1/changes${query}`, ...(auth !== undefined ? { auth } : {}) });
+  assert.equal(res.statusCode, 200, res.body);
+  return JSON.parse(res.body) as Page;
+}
+
+async function put(t: TestNode, path: string, properties: object = {}, type?: string): Promise<number> {
+  const res = await t.request({ method: 'PUT', url: `/api/v1/content${path}`, ...json({ properties, ...(type !== undefined ? { type } : {}) }) });
+  assert.ok(res.statusCode === 201 || res.statusCode === 200, res.body);
+  return Number(res.headers['x-conclave-index']);
+}
+
+const brief = (e: Event) => `${e.position} ${e.op} ${e.path}${e.from !== undefined ? ` from ${e.from}` : ''}`;
+
+test('GET /api/v1/changes: pages with next, filters, the users\' changes left out, readers only, bad parameters refused', async () => {
+  const t = await openTestNode();
+  try {
+    const start = t.node.repository.appliedIndex;
+    await put(t, '/site');
+    await put(t, '/site/a', { v: 1 }, 'article');
+    assert.equal((await t.request({ method: 'PUT', url: '/api/v1/users/rita', ...json({ password: 'rita-password', roles: ['reader'] }) })).statusCode, 201);
+    await put(t, '/other');
+    assert.equal((await t.request({ method: 'DELETE', url: '/api/v1/content/site?recursive=true' })).statusCode, 200);
+    const all = await page(t, `?since=${start}`);
+    assert.deepEqual(all.events.map(brief), [
+      `${start + 1} created /site`,
+      `${start + 2} created /site/a`,
+      `${start + 4} created /other`,
+      `${start + 5}:0 deleted /site`,
+      `${start + 5} deleted /site/a`,
+    ]);
+    assert.equal(all.next, String(t.node.repository.appliedIndex));
+    assert.equal(all.events[1]!.by, 'admin');
+    assert.equal(all.events[1]!.type, 'article');
+    // Page by page, one event at a time, through the middle of the delete.
+    const seen: string[] = [];
+    let since = String(start);
+    for (let i = 0; i < 10; i++) {
+      const p = await page(t, `?since=${since}&limit=1`);
+      seen.push(...p.events.map(brief));
+      if (p.next === since) break;
+      since = p.next;
+    }
+    assert.deepEqual(seen, all.events.map(brief));
+    // Filters, and a reader may follow; anonymous may not.
+    const rita = basic('rita', 'rita-password');
+    assert.deepEqual((await page(t, `?since=${start}&under=/site&op=deleted`, rita)).events.map(brief), [`${start + 5}:0 deleted /site`, `${start + 5} deleted /site/a`]);
+    assert.deepEqual((await page(t, `?since=${start}&type=article,folder`)).events.map(brief), [`${start + 2} created /site/a`, `${start + 5} deleted /site/a`]);
+    assert.equal((await t.request({ method: 'GET', url: '/api/v1/changes', auth: null })).statusCode, 401);
+    // The default start is the oldest kept: everything since the bootstrap.
+    assert.equal((await page(t, '')).events[0]!.path, '/');
+    for (const bad of ['since=abc', 'since=1:2:3', 'since=-1', 'op=renamed', 'limit=0', 'limit=100000', 'wait=61', 'wait=1.5', 'under=relative', 'type=', 'since=1&since=2', 'bogus=1']) {
+      const res = await t.request({ method: 'GET', url: `/api/v1/changes?${bad}` });
+      assert.equal(res.statusCode, 400, `${bad}: ${res.body}`);
+      assert.match((JSON.parse(res.body) as { error: { code: string } }).error.code, /^INVALID_(REQUEST|PATH)$/, bad);
+    }
+    const ahead = await t.request({ method: 'GET', url: `/api/v1/changes?since=${10 ** 12}` });
+    assert.equal(ahead.statusCode, 400);
+    assert.equal((JSON.parse(ahead.body) as { error: { code: string } }).error.code, 'MIN_INDEX_AHEAD');
+  } finally {
+    await t.close();
+  }
+});
+
+test('a long-poll answers with the first matching event after its position, or empty at its wait', async () => {
+  const t = await openTestNode();
+  try {
+    const now = t.node.repository.appliedIndex;
+    const empty = await page(t, `?since=${now}&wait=1`);
+    assert.deepEqual(empty.events, []);
+    assert.equal(empty.next, String(now));
+    // A filter passes over what does not match and goes on waiting.
+    const polling = page(t, `?since=now&wait=30&under=/wanted`);
+    await put(t, '/unwanted');
+    await put(t, '/wanted');
+    const got = await polling;
+    assert.deepEqual(got.events.map((e) => e.path), ['/wanted']);
+  } finally {
+    await t.close();
+  }
+});
+
+test('history past retention answers 410 CHANGES_COMPACTED naming the oldest position, the same through every node\'s journal', async () => {
+  const t = await openTestNode({ 'changes.retainEvents': 3, 'changes.pruneIntervalMs': 100 });
+  try {
+    for (let i = 0; i < 8; i++) await put(t, `/n${i}`);
+    const oldest = await waitFor('the master to prune the feed to its retention', async () => {
+      const p = await page(t, '');
+      return p.events.length <= 3 && p.oldest > 0 ? p.oldest : undefined;
+    });
+    const res = await t.request({ method: 'GET', url: '/api/v1/changes?since=1' });
+    assert.equal(res.statusCode, 410, res.body);
+    const error = (JSON.parse(res.body) as { error: { code: string; oldest: number } }).error;
+    assert.equal(error.code, 'CHANGES_COMPACTED');
+    assert.equal(error.oldest, oldest);
+    assert.deepEqual((await page(t, `?since=${oldest}`)).events.map((e) => e.path), ['/n5', '/n6', '/n7']);
+  } finally {
+    await t.close();
+  }
+});
+
+test('an event stream: live events with their positions as ids, heartbeats, Last-Event-ID resuming inside an entry, a slot limit, a final event at shutdown', async () => {
+  const t = await openTestNode({ 'changes.heartbeatMs': 200, 'changes.subscribersMax': 2 });
+  let closed = false;
+  try {
+    const base = await t.node.listen();
+    const url = `${base}/api/v1/changes`;
+    const stream = new SseClient(`${url}?since=now`, { authorization: adminAuth });
+    await stream.opened();
+    assert.equal(stream.status, 200);
+    assert.match(String(stream.headers['content-type']), /^text\/event-stream/);
+    await put(t, '/t');
+    for (let i = 0; i < 3; i++) await put(t, `/t/c${i}`);
+    assert.equal((await t.request({ method: 'DELETE', url: '/api/v1/content/t?recursive=true' })).statusCode, 200);
+    await waitFor('the delete\'s four events on the stream', () => (stream.changes().length === 8 ? true : undefined));
+    const events = stream.changes<Event>();
+    assert.deepEqual(
+      stream.events.filter((e) => e.data !== undefined && e.event === undefined).map((e) => e.id),
+      events.map((e) => e.position),
+      'each event\'s id is its position',
+    );
+    assert.deepEqual(events.slice(4).map((e) => e.position.split(':')[1]), ['0', '1', '2', undefined]);
+    await waitFor('a heartbeat comment', () => (stream.comments.includes('heartbeat') ? true : undefined));
+
+    // Resuming with the id of the delete's second event gives exactly the two after it.
+    const resumed = new SseClient(url, { authorization: adminAuth, 'last-event-id': events[5]!.position });
+    await waitFor('the rest of the delete', () => (resumed.changes().length === 2 ? true : undefined));
+    assert.deepEqual(resumed.changes<Event>().map(brief), events.slice(6).map(brief));
+
+    // Two streams are the limit here.
+    const third = new SseClient(`${url}?since=now`, { authorization: adminAuth });
+    await waitFor('the third stream refused', () => (third.ended ? true : undefined));
+    assert.equal(third.status, 503);
+    assert.equal((JSON.parse(third.body) as { error: { code: string } }).error.code, 'OVERLOADED');
+    resumed.close();
+    await waitFor('a slot freed by the closed stream', async () => {
+      const fourth = new SseClient(`${url}?since=now`, { authorization: adminAuth });
+      await fourth.opened();
+      fourth.close();
+      return fourth.status === 200 ? true : undefined;
+    });
+
+    // Refusals come as JSON before any stream starts.
+    const anonymous = new SseClient(url, {});
+    await waitFor('anonymous refused', () => (anonymous.ended ? true : undefined));
+    assert.equal(anonymous.status, 401);
+    const bad = new SseClient(`${url}?limit=5`, { authorization: adminAuth });
+    await waitFor('limit refused on a stream', () => (bad.ended ? true : undefined));
+    assert.equal(bad.status, 400);
+
+    // A stopping node ends its streams with a final event naming where to resume.
+    const last = events.at(-1)!.position;
+    closed = true;
+    await t.close();
+    await waitFor('the stream to end', () => (stream.ended ? true : undefined));
+    assert.equal(stream.cut()?.code, 'SHUTTING_DOWN');
+    assert.equal(stream.cut()?.resume, last);
+  } finally {
+    if (!closed) await t.close();
+  }
+});
