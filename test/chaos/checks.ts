@@ -158,3 +158,71 @@ export function checkOneMasterPerTerm(sightings: readonly MasterSighting[]): Che
     .map(([term, masters]) => `term ${term} had masters ${[...masters].join(', ')}`);
   return { ok: problems.length === 0, checked: sightings.length, problems: problems.slice(0, problemsMax), terms: byTerm.size };
 }
+
+/** An event of the change feed as the chaos run reads it back. */
+export interface FeedEvent {
+  readonly position: string;
+  readonly index: number;
+  readonly op: string;
+  readonly path: string;
+}
+
+/**
+ * The change feed after healing: every node's feed, read from the oldest position it keeps, is one sequence, in
+ * index order; it holds an event for every acknowledged write at the write's own index (where that is still kept);
+ * and no key has more change events than writes that were not refused (acknowledged, or of unknown outcome): a
+ * refused write never shows up in the feed. `contentPathOf` maps a history key to its content path.
+ */
+export function checkFeed(
+  events: readonly ChaosEvent[],
+  feedByNode: ReadonlyMap<string, { readonly oldest: number; readonly events: readonly FeedEvent[] }>,
+  contentPathOf: (key: string) => string,
+): CheckVerdict {
+  const problems: string[] = [];
+  const feeds = [...feedByNode];
+  if (feeds.length === 0) return { ok: false, checked: 0, problems: ['no feed was read'] };
+  const [firstNode, first] = feeds[0]!;
+  for (const [node, feed] of feeds.slice(1)) {
+    // Nodes may keep different depths only if pruning reached one and not yet another; compare what both keep.
+    const from = Math.max(first.oldest, feed.oldest);
+    const a = first.events.filter((e) => e.index > from);
+    const b = feed.events.filter((e) => e.index > from);
+    const at = a.findIndex((e, i) => JSON.stringify(e) !== JSON.stringify(b[i]));
+    if (at >= 0 || a.length !== b.length) {
+      const i = at >= 0 ? at : Math.min(a.length, b.length);
+      problems.push(`the feeds of ${firstNode} and ${node} differ at event ${i} after ${from}: ${JSON.stringify(a[i] ?? null)} against ${JSON.stringify(b[i] ?? null)}`);
+    }
+  }
+  const feed = first.events;
+  for (let i = 1; i < feed.length; i++) {
+    if (feed[i]!.index < feed[i - 1]!.index) problems.push(`${firstNode}'s feed goes back from index ${feed[i - 1]!.index} to ${feed[i]!.index}`);
+  }
+  if (new Set(feed.map((e) => e.position)).size !== feed.length) problems.push(`${firstNode}'s feed repeats a position`);
+  const byIndexPath = new Set(feed.map((e) => `${e.index} ${e.path}`));
+  const eventsPerPath = new Map<string, number>();
+  for (const e of feed) if (e.op === 'created' || e.op === 'updated') eventsPerPath.set(e.path, (eventsPerPath.get(e.path) ?? 0) + 1);
+  const notRefused = new Map<string, number>();
+  let checked = 0;
+  for (const e of events) {
+    if (e.f === 'read' || e.process === 'final' || typeof e.key !== 'string') continue;
+    const path = contentPathOf(e.key);
+    if (e.type === 'ok' || e.type === 'info') notRefused.set(path, (notRefused.get(path) ?? 0) + 1);
+    else if (e.type === 'invoke') notRefused.set(path, notRefused.get(path) ?? 0);
+    if (e.type !== 'ok' || e.index === undefined || e.index <= first.oldest) continue;
+    checked++;
+    if (!byIndexPath.has(`${e.index} ${path}`) && problems.length < problemsMax) {
+      problems.push(`acknowledged ${e.f} of ${path} at index ${e.index} (t=${e.time}) has no event in the feed`);
+    }
+  }
+  // Only what the run wrote after the oldest kept position counts: earlier events of a path may have been pruned.
+  if (first.oldest === 0) {
+    for (const [path, count] of eventsPerPath) {
+      // Paths no client wrote (the parents the run created first) are not the clients' to account for.
+      const allowed = notRefused.get(path);
+      if (allowed !== undefined && count > allowed && problems.length < problemsMax) {
+        problems.push(`${path} has ${count} change events but only ${allowed} writes that were not refused`);
+      }
+    }
+  }
+  return { ok: problems.length === 0, checked, problems: problems.slice(0, problemsMax) };
+}

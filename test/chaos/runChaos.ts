@@ -9,7 +9,7 @@ import { waitFor } from '../helpers/tmp.js';
 import { SimRandom } from '../sim/simRandom.js';
 import { ChaosClient, chaosParent, keyName, ledgerParent } from './chaosClient.js';
 import { ChaosCluster, type MasterSighting } from './chaosCluster.js';
-import { checkLinearizable, checkNothingLost, checkOneMasterPerTerm, checkSequential, checkStale, type CheckVerdict } from './checks.js';
+import { checkFeed, checkLinearizable, checkNothingLost, checkOneMasterPerTerm, checkSequential, checkStale, type CheckVerdict, type FeedEvent } from './checks.js';
 import { HistoryRecorder, JsonLinesFile } from './history.js';
 import { Nemesis, type FaultKind } from './nemesis.js';
 
@@ -102,6 +102,7 @@ export async function runChaos(options: ChaosOptions, say: (line: string) => voi
 
     const finalVersions = convergence.ok ? await finalReads(cluster, history, options.keys) : new Map<string, number>();
     const ledgers = convergence.ok ? await ledgerByNode(cluster) : new Map<string, Set<string>>();
+    const feeds = convergence.ok ? await feedByNode(cluster) : new Map<string, { oldest: number; events: FeedEvent[] }>();
     history.close();
     faultLog.close();
 
@@ -111,6 +112,7 @@ export async function runChaos(options: ChaosOptions, say: (line: string) => voi
       stale: checkStale(history.events),
       nothingLost: convergence.ok ? checkNothingLost(history.events, ledgers, finalVersions) : { ok: false, checked: 0, problems: ['not checked: the cluster did not converge'] },
       oneMasterPerTerm: checkOneMasterPerTerm([...sightings, ...cluster.mastersFromLogs()]),
+      feed: convergence.ok ? checkFeed(history.events, feeds, (key) => `${chaosParent}/${key}`) : { ok: false, checked: 0, problems: ['not checked: the cluster did not converge'] },
     };
     const operations: Record<string, Record<string, number>> = {};
     for (const e of history.events) {
@@ -257,6 +259,27 @@ async function ledgerByNode(cluster: ChaosCluster): Promise<Map<string, Set<stri
       cursor = res.body.children.nextCursor;
     } while (cursor !== null);
     result.set(name, names);
+  }
+  return result;
+}
+
+/** Each node's change feed from the oldest position it keeps (its own state: the cluster has converged). */
+async function feedByNode(cluster: ChaosCluster): Promise<Map<string, { oldest: number; events: FeedEvent[] }>> {
+  const result = new Map<string, { oldest: number; events: FeedEvent[] }>();
+  for (const name of cluster.nodes.keys()) {
+    const events: FeedEvent[] = [];
+    let since: string | null = null;
+    let oldest = 0;
+    for (;;) {
+      const query: string = `limit=1000&consistency=stale${since !== null ? `&since=${since}` : ''}`;
+      const res: { status: number; body: { events: FeedEvent[]; next: string; oldest: number } } = await cluster.getJson(name, `/api/v1/changes?${query}`, 30_000);
+      if (res.status !== 200) throw new Error(`the change feed of ${name}: ${res.status}`);
+      oldest = res.body.oldest;
+      events.push(...res.body.events.map((e) => ({ position: e.position, index: e.index, op: e.op, path: e.path })));
+      if (res.body.next === since) break;
+      since = res.body.next;
+    }
+    result.set(name, { oldest, events });
   }
   return result;
 }
