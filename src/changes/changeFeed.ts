@@ -70,18 +70,27 @@ export class ChangeFeed {
 
   /**
    * Up to `limit` matching events after `since` (whose index this node has applied), reading at most
-   * scanEventsMax events. Throws CHANGES_COMPACTED if retention dropped events after `since`.
+   * scanEventsMax events and, with `bytesMax`, stopping before the events' JSON would pass it (the first is always
+   * taken). Throws CHANGES_COMPACTED if retention dropped events after `since`.
    */
-  page(since: FeedPosition, filter: FeedFilter, limit: number): FeedPage {
+  page(since: FeedPosition, filter: FeedFilter, limit: number, bytesMax = Infinity): FeedPage {
     this.checkAvailable(since);
     const events: ChangeEvent[] = [];
     let scanned = 0;
+    let bytes = 0;
     let next = since;
     for (const event of this.log.eventsAfter(since)) {
       if (events.length === limit || scanned === this.limits.scanEventsMax) return { events, next, more: true };
+      if (matches(event, filter)) {
+        if (bytesMax !== Infinity) {
+          // Paths are bounded (content/limits.ts), so an event is a few KiB at most: measured as it is sent.
+          bytes += JSON.stringify(eventJson(event)).length + 1;
+          if (bytes > bytesMax && events.length > 0) return { events, next, more: true };
+        }
+        events.push(event);
+      }
       scanned++;
       next = positionOf(event);
-      if (matches(event, filter)) events.push(event);
     }
     // Read to the end: every entry up to the applied index has recorded its events, so the next page starts
     // after it (entries without events — users, cluster state — need no reading again).

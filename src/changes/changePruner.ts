@@ -39,17 +39,25 @@ export class ChangePruner {
     this.timer = null;
   }
 
-  /** Proposes one round of pruning if this node is master and the feed exceeds its retention; resolves with the index pruned through, or 0. */
+  /**
+   * Proposes pruning if this node is master and the feed exceeds its retention, a batch after another while the
+   * batch bound cuts them short (so pruning keeps up with any write rate); resolves with the index pruned through,
+   * or 0.
+   */
   async pruneOnce(): Promise<number> {
     if (this.running || this.runtime.softState().role !== 'master') return 0;
     this.running = true;
     try {
-      const cutoffAt = new Date(this.now() - this.retention.retainSeconds * 1000).toISOString();
-      const through = this.changes.pruneCandidate(this.retention.retainEvents, cutoffAt, this.retention.pruneBatchEventsMax);
-      if (through === 0) return 0;
-      await this.runtime.propose({ type: 'pruneChanges', through, time: new Date(this.now()).toISOString() });
-      this.log.debug({ through }, 'pruned the change feed');
-      return through;
+      let pruned = 0;
+      for (;;) {
+        const cutoffAt = new Date(this.now() - this.retention.retainSeconds * 1000).toISOString();
+        const { through, more } = this.changes.pruneCandidate(this.retention.retainEvents, cutoffAt, this.retention.pruneBatchEventsMax);
+        if (through === 0) return pruned;
+        await this.runtime.propose({ type: 'pruneChanges', through, time: new Date(this.now()).toISOString() });
+        this.log.debug({ through }, 'pruned the change feed');
+        pruned = through;
+        if (!more || this.timer === null) return pruned;
+      }
     } catch (err) {
       // Not master any more, a full write queue, a full disk: the next round (here or on the next master) tries again.
       this.log.info({ err }, 'pruning the change feed did not go through; tried again at the next round');

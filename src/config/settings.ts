@@ -139,6 +139,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'changes.scanEventsMax', kind: 'int', schema: int(1, 10_000_000).default(10_000), doc: 'Most events one page (or one step of a stream) reads, matching its filter or not: a narrow filter answers a short page with `next`, never a long scan.' },
   { key: 'changes.waitSecondsMax', kind: 'int', schema: int(0, 3600).default(60), doc: 'Longest long-poll a client may ask for (wait=SECONDS).' },
   { key: 'changes.subscribersMax', kind: 'int', schema: int(0, 100_000).default(1000), doc: 'Event streams and long-polls this node serves at once; more are refused with OVERLOADED.' },
+  { key: 'changes.subscribersPerUserMax', kind: 'int', schema: int(1, 100_000).default(16), doc: 'Event streams and long-polls one user (anonymous callers: one source address) holds at once on this node, so that nobody takes every slot.' },
   { key: 'changes.subscriberBufferBytesMax', kind: 'int', schema: int(4 * KiB, 256 * MiB).default(1 * MiB), doc: 'Bytes an event stream may have waiting in its socket before the node stops reading events for it (it resumes when the client reads).' },
   { key: 'changes.subscriberStallMsMax', kind: 'int', schema: int(100, 3_600_000).default(30_000), doc: 'A stream whose client reads nothing for this long while its buffer is full is cut, with a final event naming the position to resume from.' },
   { key: 'changes.heartbeatMs', kind: 'int', schema: int(100, 600_000).default(5000), doc: 'An event stream sends a comment line this often when no event goes out, so proxies and clients see it alive.' },
@@ -283,6 +284,7 @@ export interface Config {
     scanEventsMax: number;
     waitSecondsMax: number;
     subscribersMax: number;
+    subscribersPerUserMax: number;
     subscriberBufferBytesMax: number;
     subscriberStallMsMax: number;
     heartbeatMs: number;

@@ -50,6 +50,8 @@ export class FeedStream {
       'x-conclave-index': String(appliedIndex),
     });
     this.res.on('close', () => this.gone.abort());
+    // A client that went before this point fired no 'close' to hear: it must not keep a slot.
+    if (this.res.destroyed || this.res.socket === null || this.res.socket.destroyed) this.gone.abort();
     // `retry`: EventSource reconnects after 1 s (its default is browser-dependent).
     this.write(`retry: 1000\n: conclave change feed after ${this.lastIdSent}\n\n`);
   }
@@ -57,7 +59,7 @@ export class FeedStream {
   /** Streams until the client goes or end() is called; never rejects. */
   async run(): Promise<void> {
     try {
-      while (!this.gone.signal.aborted) {
+      while (!this.gone.signal.aborted && !this.res.destroyed) {
         let page;
         try {
           page = this.feed.page(this.position, this.filter, this.limits.pageSizeMax);
@@ -65,22 +67,35 @@ export class FeedStream {
           if (isConclaveError(err) && err.code === 'CHANGES_COMPACTED') return this.end('CHANGES_COMPACTED', err.message);
           throw err;
         }
+        let full = false;
         for (const event of page.events) {
           const id = formatFeedPosition(positionOf(event));
           this.write(`id: ${id}\ndata: ${JSON.stringify(eventJson(event))}\n\n`);
           this.lastIdSent = id;
+          // The socket holds at most about subscriberBufferBytesMax: the rest of the page is read again later.
+          if (this.res.writableLength > this.limits.subscriberBufferBytesMax) {
+            full = true;
+            this.position = positionOf(event);
+            break;
+          }
         }
-        this.position = page.next;
-        const at = formatFeedPosition(this.position);
-        if (at !== this.lastIdSent) {
-          this.write(`id: ${at}\n\n`);
-          this.lastIdSent = at;
+        if (!full) {
+          this.position = page.next;
+          const at = formatFeedPosition(this.position);
+          if (at !== this.lastIdSent) {
+            this.write(`id: ${at}\n\n`);
+            this.lastIdSent = at;
+          }
         }
         if (this.res.writableLength > this.limits.subscriberBufferBytesMax && !(await this.drained())) {
           if (this.gone.signal.aborted) return;
           return this.end('SUBSCRIBER_TOO_SLOW', `The client read nothing for ${this.limits.subscriberStallMsMax} ms with its buffer full (changes.subscriberStallMsMax).`);
         }
-        if (page.more) continue;
+        if (full || page.more) {
+          // More to read at once: let the event loop serve others between steps (a narrow filter over a long table).
+          await new Promise((resolve) => setImmediate(resolve));
+          continue;
+        }
         const quietMs = Date.now() - this.lastWriteMs;
         const arrived = await this.feed.waitForEntryAfter(this.position.index, Math.max(1, this.limits.heartbeatMs - quietMs), this.gone.signal);
         if (!arrived && Date.now() - this.lastWriteMs >= this.limits.heartbeatMs) this.write(': heartbeat\n\n');

@@ -29,6 +29,12 @@ export interface MinIndexLimits {
   readonly aheadEntriesMax: number;
 }
 
+/** Who holds a waiting slot: a user, or for anonymous callers one source address. */
+export function waiterOf(request: FastifyRequest): string {
+  const principal = request.principal ?? anonymous;
+  return principal === anonymous ? `anonymous@${request.ip}` : `user:${principal.name}`;
+}
+
 export class MinIndexGate {
   private waiters = 0;
   private readonly waitersOf = new Map<string, number>();
@@ -44,11 +50,17 @@ export class MinIndexGate {
     if (!/^\d{1,15}$/.test(text.trim())) {
       throw new ConclaveError('INVALID_REQUEST', 'X-Conclave-Min-Index must be a journal index: a non-negative integer (send back an X-Conclave-Index).');
     }
-    const minIndex = Number(text.trim());
+    await this.reach(request, Number(text.trim()), 'X-Conclave-Min-Index');
+  }
+
+  /**
+   * Waits (bounded) until `minIndex` is applied, as X-Conclave-Min-Index does for `request`'s caller (`what` names
+   * where the client sent the index), within that caller's share of the waiting slots; one far ahead is refused.
+   */
+  async reach(request: FastifyRequest, minIndex: number, what: string): Promise<void> {
     if (this.source.appliedIndex >= minIndex) return;
-    this.checkAhead(minIndex, 'X-Conclave-Min-Index');
-    const principal = request.principal ?? anonymous;
-    const waiter = principal === anonymous ? `anonymous@${request.ip}` : `user:${principal.name}`;
+    this.checkAhead(minIndex, what);
+    const waiter = waiterOf(request);
     const mine = this.waitersOf.get(waiter) ?? 0;
     if (mine >= this.limits.waitersPerUserMax) {
       throw new ConclaveError('OVERLOADED', `${mine} of your requests are already waiting for an index; retry shortly.`, {
@@ -79,13 +91,6 @@ export class MinIndexGate {
         { minIndex, commitIndex, minIndexAheadEntriesMax: this.limits.aheadEntriesMax },
       );
     }
-  }
-
-  /** As X-Conclave-Min-Index does for a request: waits (bounded) until `minIndex` is applied, refusing one far ahead. */
-  async reach(minIndex: number, what: string): Promise<void> {
-    if (this.source.appliedIndex >= minIndex) return;
-    this.checkAhead(minIndex, what);
-    await this.waitFor(minIndex);
   }
 
   /** Resolves once this node has applied `minIndex`; NOT_READY after the wait limit, OVERLOADED beyond the waiters limit. */

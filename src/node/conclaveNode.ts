@@ -274,7 +274,17 @@ export class ConclaveNode {
         blobFetchTimeoutMs: config.backup.blobFetchTimeoutMs,
         log,
       });
-      const changes = new ChangeFeed(content.changes, runtime, { scanEventsMax: config.changes.scanEventsMax });
+      // onChange, not onApplied: a snapshot install moves the applied index too, and a waiting reader must hear of it.
+      const changes = new ChangeFeed(
+        content.changes,
+        {
+          get appliedIndex() {
+            return liveRuntime.appliedIndex;
+          },
+          onApplied: (listener) => liveRuntime.onChange(listener),
+        },
+        { scanEventsMax: config.changes.scanEventsMax },
+      );
       const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, backups, restoredOrigin: new RestoredOrigin(db, runtime), changes, closing: false };
       // The cluster side starts before the HTTP API is built: a returning replica dials its peers and starts taking
       // the entries it missed while Fastify registers its routes, instead of after.

@@ -56,7 +56,7 @@ export type ForwardedMessage = CommandRequest | CommandOutcome;
  * itself) and never setBinary: an upload's entry may only be proposed once its blob is held by a quorum, which the
  * node that stored the upload ensures before proposing — binary uploads keep the HTTP forward to the master.
  */
-export type ForwardableCommand = Exclude<Command, { type: 'bootstrap' } | { type: 'setBinary' } | { type: 'rotateTokenKey' }>;
+export type ForwardableCommand = Exclude<Command, { type: 'bootstrap' } | { type: 'setBinary' } | { type: 'rotateTokenKey' } | { type: 'pruneChanges' }>;
 
 const contentCommandTypes = new Set(['put', 'patch', 'delete', 'move', 'reorder', 'deleteBinary']);
 const userCommandTypes = new Set(['putUser', 'deleteUser']);

@@ -8,6 +8,7 @@ import type { HardState } from '../core/types.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import { getMeta, openDatabase, setMeta, type Db } from '../storage/database.js';
 import { JournalStore } from '../storage/journal.js';
+import { stateMachineMetaKeys, stateMachineTables } from '../storage/snapshotFile.js';
 
 /**
  * Recovery of a stopped node, for when the cluster cannot help itself (`conclave node …`). Both lose data; the
@@ -118,9 +119,11 @@ export function detachCluster(dataDir: string): void {
     readNode(db);
     db.transaction(() => {
       db.prepare('DELETE FROM journal').run();
-      db.prepare('DELETE FROM nodes').run();
-      db.prepare('DELETE FROM users').run();
-      db.prepare(`DELETE FROM meta WHERE key IN ('hard_state', 'bootstrap_view', 'applied_index', 'token_key', 'token_key_id', 'snapshot', 'admin_password_unshown', 'admin_password_reset')`).run();
+      // Every state-machine table and key (the list snapshots use): one forgotten here would meet the next
+      // cluster's entries at the same indexes (the change feed's rows collide by index and stop the node).
+      for (const table of stateMachineTables) db.prepare(`DELETE FROM ${table}`).run();
+      const keys = ['hard_state', 'bootstrap_view', 'applied_index', 'token_key', 'snapshot', 'admin_password_unshown', 'admin_password_reset', ...stateMachineMetaKeys];
+      db.prepare(`DELETE FROM meta WHERE key IN (${keys.map(() => '?').join(', ')})`).run(...keys);
       setMeta(db, 'detached_at', new Date().toISOString());
     })();
     // The snapshot files are the old cluster's content too (the next start removes files no snapshot names).

@@ -120,23 +120,33 @@ export class ChangeLog {
   }
 
   /**
-   * Where retention would prune through now: the largest entry index such that dropping every event up to it keeps
-   * at least `retainEvents` events, or drops only events older than `cutoffAt` — whichever drops more — but never
-   * more than about `batchMax` events in one go (whole entries: an entry's events go together). 0: nothing to prune.
+   * Where retention would prune through now: the largest entry index such that dropping every event up to it leaves
+   * at most `retainEvents` events, or drops only events older than `cutoffAt` — whichever drops more — but never
+   * more than about `batchMax` events in one go (whole entries: an entry's events go together); `more` says the batch
+   * bound cut it short. 0: nothing to prune. Every lookup walks the primary key a bounded distance: at most
+   * retainEvents or batchMax rows, and a binary search for the age (entry times rise with the index, give or take
+   * the clocks of successive masters, which moves the cut by as much).
    */
-  pruneCandidate(retainEvents: number, cutoffAt: string, batchMax: number): number {
+  pruneCandidate(retainEvents: number, cutoffAt: string, batchMax: number): { through: number; more: boolean } {
     const prunedThrough = this.prunedThrough();
-    const total = this.db.prepare('SELECT count(*) FROM changes').pluck().get() as number;
-    let through = 0;
-    if (total > retainEvents) {
-      const excess = total - retainEvents;
-      through = this.db.prepare('SELECT idx FROM changes ORDER BY idx, ordinal LIMIT 1 OFFSET ?').pluck().get(excess - 1) as number;
+    const newest = this.db.prepare('SELECT idx FROM changes ORDER BY idx DESC, ordinal DESC LIMIT 1 OFFSET ?').pluck();
+    let through = (newest.get(retainEvents) as number | undefined) ?? 0;
+    const firstFrom = this.db.prepare('SELECT idx, changed_at FROM changes WHERE idx >= ? ORDER BY idx, ordinal LIMIT 1');
+    const first = firstFrom.get(0) as { idx: number; changed_at: string } | undefined;
+    if (first !== undefined && first.changed_at < cutoffAt) {
+      let low = first.idx;
+      let high = this.lastIndex();
+      while (low < high) {
+        const mid = low + Math.ceil((high - low) / 2);
+        const row = firstFrom.get(mid) as { idx: number; changed_at: string };
+        if (row.changed_at < cutoffAt) low = row.idx;
+        else high = mid - 1;
+      }
+      if (low > through) through = low;
     }
-    const old = this.db.prepare('SELECT max(idx) FROM changes WHERE changed_at < ?').pluck().get(cutoffAt) as number | null;
-    if (old !== null && old > through) through = old;
-    if (through === 0) return 0;
+    if (through <= prunedThrough) return { through: 0, more: false };
     const batchEnd = this.db.prepare('SELECT idx FROM changes ORDER BY idx, ordinal LIMIT 1 OFFSET ?').pluck().get(batchMax - 1) as number | undefined;
-    if (batchEnd !== undefined && batchEnd < through) through = batchEnd;
-    return through > prunedThrough ? through : 0;
+    if (batchEnd !== undefined && batchEnd < through) return { through: batchEnd, more: true };
+    return { through, more: false };
   }
 }

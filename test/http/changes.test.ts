@@ -185,3 +185,37 @@ test('an event stream: live events with their positions as ids, heartbeats, Last
     if (!closed) await t.close();
   }
 });
+
+test('stream slots: a user holds changes.subscribersPerUserMax of them, and a client gone before its stream began holds none', async () => {
+  const t = await openTestNode({ 'changes.subscribersMax': 2, 'changes.subscribersPerUserMax': 1 });
+  try {
+    assert.equal((await t.request({ method: 'PUT', url: '/api/v1/users/rita', ...json({ password: 'rita-password', roles: ['reader'] }) })).statusCode, 201);
+    const base = await t.node.listen();
+    const url = `${base}/api/v1/changes?since=now`;
+    const first = new SseClient(url, { authorization: adminAuth });
+    await first.opened();
+    assert.equal(first.status, 200);
+    const second = new SseClient(url, { authorization: adminAuth });
+    await waitFor('the admin\'s second stream refused', () => (second.ended ? true : undefined));
+    assert.equal(second.status, 503);
+    assert.match(second.body, /subscribersPerUserMax/);
+    // Clients that go while their credentials are checked (a password check takes a while) leave no slot behind.
+    for (let i = 0; i < 5; i++) {
+      const gone = new SseClient(url, { authorization: basic('rita', 'rita-password') });
+      gone.close();
+    }
+    const rita = await waitFor('rita\'s stream served', async () => {
+      const stream = new SseClient(url, { authorization: basic('rita', 'rita-password') });
+      await waitFor('an answer', () => (stream.status !== 0 || stream.ended ? true : undefined));
+      if (stream.status === 200) return stream;
+      stream.close();
+      return undefined;
+    });
+    await put(t, '/seen');
+    await waitFor('the event on both streams', () => (first.changes().length === 1 && rita.changes().length === 1 ? true : undefined));
+    first.close();
+    rita.close();
+  } finally {
+    await t.close();
+  }
+});

@@ -64,6 +64,11 @@ test('unsafe-bootstrap a survivor of a lost quorum; detach-cluster lets an old m
     await cluster.converged('/after');
     const members = (await cluster.status('n1')).nodes.map((n) => n.name).sort();
     assert.deepEqual(members, ['n1', 'n2']);
+    // The detached node forgot the old cluster's change feed with its content: it serves the new cluster's, as n1 does.
+    const feedOf = async (name: string) => (await cluster.get(name, '/api/v1/changes?limit=1000&consistency=stale')).body as { events: unknown[]; oldest: number };
+    const n1Feed = await feedOf('n1');
+    assert.ok(n1Feed.events.length > 0);
+    assert.deepEqual(await feedOf('n2'), n1Feed);
   } finally {
     await cluster.stopAll();
   }

@@ -220,11 +220,14 @@ test('pruning drops whole entries through an index on every node alike; a positi
     repo.apply({ type: 'delete', path: '/t', recursive: true, time: repo.time(), user: 'ed' }); // index 14: two events
     const changes = repo.tables.changes;
     // Keep 3 events: 14 holds two, so the cut falls after 12, keeping 13:…14 — whole entries only.
-    assert.equal(changes.pruneCandidate(3, '2000-01-01T00:00:00.000Z', 1000), 12);
-    // By age: everything older than entry 5's time goes, whatever the count allows.
-    assert.equal(changes.pruneCandidate(1000, repo.feed && new Date(Date.UTC(2026, 0, 1) + 5 * 1000).toISOString(), 1000), 5);
+    assert.deepEqual(changes.pruneCandidate(3, '2000-01-01T00:00:00.000Z', 1000), { through: 12, more: false });
+    // By age: everything older than entry 6's time goes (entry N was written at N-1 seconds), whatever the count allows.
+    for (let n = 2; n <= 14; n++) {
+      const cutoff = new Date(Date.UTC(2026, 0, 1) + (n - 1) * 1000).toISOString();
+      assert.deepEqual(changes.pruneCandidate(1000, cutoff, 1000), { through: n - 1, more: false }, `older than entry ${n}`);
+    }
     // At most a batch at a time.
-    assert.equal(changes.pruneCandidate(0, '2000-01-01T00:00:00.000Z', 4), 4);
+    assert.deepEqual(changes.pruneCandidate(0, '2000-01-01T00:00:00.000Z', 4), { through: 4, more: true });
     repo.apply({ type: 'pruneChanges', through: 12, time: repo.time() });
     assert.equal(repo.feed.oldestPosition, 12);
     assert.deepEqual(repo.all({ index: 12, ordinal: null }).map(brief), ['13 created /t/c', '14:0 deleted /t', '14 deleted /t/c']);
@@ -237,7 +240,7 @@ test('pruning drops whole entries through an index on every node alike; a positi
     // Pruning through an index already pruned changes nothing.
     repo.apply({ type: 'pruneChanges', through: 3, time: repo.time() });
     assert.equal(repo.feed.oldestPosition, 12);
-    assert.equal(changes.pruneCandidate(3, '2000-01-01T00:00:00.000Z', 1000), 0, 'within retention: nothing to prune');
+    assert.deepEqual(changes.pruneCandidate(3, '2000-01-01T00:00:00.000Z', 1000), { through: 0, more: false }, 'within retention: nothing to prune');
   } finally {
     repo.close();
   }

@@ -7,6 +7,7 @@ import { parseLimit } from '../../content/query.js';
 import { parseNodeType } from '../../content/validate.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 import { FeedStream } from '../feedStream.js';
+import { waiterOf } from '../minIndex.js';
 import { header } from '../representation.js';
 
 type ChangesRequest = FastifyRequest<{ Querystring: Record<string, string | string[]> }>;
@@ -64,38 +65,63 @@ function parseWaitSeconds(raw: string | string[] | undefined, max: number): numb
  * acknowledged before it began. Positions and events: src/content/changes.ts.
  */
 export async function changesRoutes(app: FastifyInstance): Promise<void> {
-  const { config, changes, runtime } = app.conclave;
+  const context = app.conclave;
+  const { config, changes, runtime } = context;
   const limits = config.changes;
   const streams = new Set<FeedStream>();
+  const longPolls = new Set<AbortController>();
+  const slotsOf = new Map<string, number>();
   let slotsTaken = 0;
 
-  /** One of changes.subscribersMax slots, for a stream's life or a long-poll's wait; refused at once beyond. */
-  const takeSlot = (): (() => void) => {
-    if (slotsTaken >= limits.subscribersMax) {
-      throw new ConclaveError('OVERLOADED', `This node already serves ${limits.subscribersMax} change streams and long-polls (changes.subscribersMax); retry shortly or on another node.`, {
-        subscribersMax: limits.subscribersMax,
-      });
+  /**
+   * One of changes.subscribersMax slots (changes.subscribersPerUserMax per user, or per source address for anonymous
+   * callers), for a stream's life or a long-poll's wait; refused at once beyond.
+   */
+  const takeSlot = (request: FastifyRequest): (() => void) => {
+    const who = waiterOf(request);
+    const mine = slotsOf.get(who) ?? 0;
+    if (slotsTaken >= limits.subscribersMax || mine >= limits.subscribersPerUserMax) {
+      const perUser = mine >= limits.subscribersPerUserMax;
+      throw new ConclaveError(
+        'OVERLOADED',
+        perUser
+          ? `You already hold ${mine} change streams and long-polls on this node (changes.subscribersPerUserMax); close one first.`
+          : `This node already serves ${limits.subscribersMax} change streams and long-polls (changes.subscribersMax); retry shortly or on another node.`,
+        perUser ? { subscribersPerUserMax: limits.subscribersPerUserMax } : { subscribersMax: limits.subscribersMax },
+      );
     }
     slotsTaken++;
+    slotsOf.set(who, mine + 1);
     let released = false;
     return () => {
-      if (!released) slotsTaken--;
+      if (released) return;
       released = true;
+      slotsTaken--;
+      const left = slotsOf.get(who)! - 1;
+      if (left === 0) slotsOf.delete(who);
+      else slotsOf.set(who, left);
     };
+  };
+
+  /** A client that went while the request waited (credentials, consistency, a position ahead) is not served. */
+  const stillThere = (request: FastifyRequest, reply: FastifyReply) => {
+    if (request.raw.destroyed || reply.raw.destroyed || request.raw.socket.destroyed) {
+      throw new ConclaveError('INVALID_REQUEST', 'The client closed the connection before the feed answered.');
+    }
+    if (context.closing) throw new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry on another node or later.');
   };
 
   /**
    * A position this node has not applied yet (a client that read further on another node) is waited for as
-   * X-Conclave-Min-Index is; one beyond anything the cluster wrote is refused.
+   * X-Conclave-Min-Index is, in the caller's share of those waits; one beyond anything the cluster wrote is refused.
    */
-  const reach = async (since: FeedPosition) => {
-    if (since.index <= runtime.appliedIndex) return;
-    await app.minIndexGate.reach(since.index, 'since');
-  };
+  const reach = (request: FastifyRequest, since: FeedPosition) => app.minIndexGate.reach(request, since.index, 'since');
 
-  // A node stopping ends its streams with a final event (the client resumes elsewhere); Fastify's close waits for them.
+  // A node stopping ends its streams with a final event (the client resumes elsewhere) and answers its long-polls
+  // with what they have: nothing holds the stop up.
   app.addHook('preClose', async () => {
     for (const stream of streams) stream.end('SHUTTING_DOWN', 'The node is shutting down; resume on another node from the position named.');
+    for (const poll of longPolls) poll.abort();
   });
 
   app.get(
@@ -112,9 +138,10 @@ export async function changesRoutes(app: FastifyInstance): Promise<void> {
         // EventSource sends Last-Event-ID when it reconnects: it wins over the since of the URL it reconnects to.
         const lastEventId = header(request.headers, 'last-event-id');
         const since = lastEventId !== undefined && lastEventId !== '' ? parseFeedPosition(lastEventId, 'Last-Event-ID') : sinceOrNow(sinceText, runtime.appliedIndex);
-        const release = takeSlot();
+        const release = takeSlot(request);
         try {
-          await reach(since);
+          await reach(request, since);
+          stillThere(request, reply);
           changes.checkAvailable(since);
         } catch (err) {
           release();
@@ -131,27 +158,33 @@ export async function changesRoutes(app: FastifyInstance): Promise<void> {
       const since = sinceText === undefined ? { index: changes.oldestPosition, ordinal: null } : sinceOrNow(sinceText, runtime.appliedIndex);
       const limit = parseLimit(single(request.query['limit'], 'limit'), limits.pageSizeDefault, limits.pageSizeMax);
       const waitSeconds = parseWaitSeconds(request.query['wait'], limits.waitSecondsMax);
+      const bytesMax = config.content.pageBytesMax;
       let page;
       if (waitSeconds === 0) {
-        await reach(since);
-        page = changes.page(since, filter, limit);
+        await reach(request, since);
+        page = changes.page(since, filter, limit, bytesMax);
       } else {
-        const release = takeSlot();
+        const release = takeSlot(request);
         const gone = new AbortController();
         const onClose = () => gone.abort();
         reply.raw.once('close', onClose);
+        longPolls.add(gone);
         try {
-          await reach(since);
+          await reach(request, since);
+          stillThere(request, reply);
           const deadline = Date.now() + waitSeconds * 1000;
-          page = changes.page(since, filter, limit);
-          // Nothing yet: wait for the next applied entry and read again (a filter may skip what it brings).
-          while (page.events.length === 0 && !gone.signal.aborted) {
+          page = changes.page(since, filter, limit, bytesMax);
+          // Nothing yet and nothing left to read: wait for the next applied entry and read again (a filter may skip
+          // what it brings). A page cut short by the scan bound answers at once, empty, with `next`: waiting here
+          // would read the rest of the table in one go.
+          while (page.events.length === 0 && !page.more && !gone.signal.aborted) {
             const left = deadline - Date.now();
             if (left <= 0 || !(await changes.waitForEntryAfter(page.next.index, left, gone.signal))) break;
-            page = changes.page(page.next, filter, limit);
+            page = changes.page(page.next, filter, limit, bytesMax);
           }
         } finally {
           reply.raw.off('close', onClose);
+          longPolls.delete(gone);
           release();
         }
       }
