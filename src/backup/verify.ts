@@ -9,7 +9,7 @@ import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
 import { contentDigest } from '../replication/contentDigest.js';
 import { ContentTables } from '../storage/contentTables.js';
 import { dataFormatVersion } from '../storage/database.js';
-import { removeDatabaseFile, stateSchemaProblem } from '../storage/snapshotFile.js';
+import { removeDatabaseFile, stateFormatOf } from '../storage/snapshotFile.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
 import { discardSink, readArchive, readManifest, type PartSink } from './archiveReader.js';
 import { blobEntryPrefix, stateEntryName, type BackupManifest } from './manifest.js';
@@ -259,12 +259,13 @@ function checkState(path: string, manifest: BackupManifest, file: string): void 
     throw stateCorrupt(file, `its state.db cannot be opened (${(err as Error).message})`);
   }
   try {
-    const problem = stateSchemaProblem(db, 'main');
-    if (problem !== null) throw stateCorrupt(file, `its state.db is not a Conclave state: ${problem}`);
+    // This build's schema, or format 2's (a backup taken before the change feed: restored, its feed starts at its index).
+    const schema = stateFormatOf(db, 'main');
+    if (schema.problem !== null) throw stateCorrupt(file, `its state.db is not a Conclave state: ${schema.problem}`);
     const meta = (key: string) => db.prepare('SELECT value FROM meta WHERE key = ?').pluck().get(key);
     const format = meta('format_version');
     if (typeof format === 'number' && format > dataFormatVersion) throw formatNewer(file, format);
-    if (format !== dataFormatVersion) throw stateCorrupt(file, `its state.db has data format ${String(format)}, not ${dataFormatVersion}`);
+    if (format !== schema.format) throw stateCorrupt(file, `its state.db has data format ${String(format)}, but the schema of format ${schema.format}`);
     const applied = meta('applied_index');
     if (applied !== manifest.index) throw stateCorrupt(file, `its state.db is at applied index ${String(applied)}, not the ${manifest.index} its manifest says`);
     const content = new ContentTables(db);

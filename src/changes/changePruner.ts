@@ -1,7 +1,11 @@
 import type { Logger } from 'pino';
 
 import type { Command } from '../content/commands.js';
+import { everyMemberAtLeast, type ClusterState } from '../core/clusterState.js';
 import type { ChangeLog } from '../storage/changeLog.js';
+
+/** The first release that applies pruneChanges entries: none is proposed while an older member could meet one. */
+export const pruneChangesSinceVersion = '0.2.0';
 
 export interface ChangeRetention {
   readonly retainEvents: number;
@@ -23,7 +27,7 @@ export class ChangePruner {
 
   constructor(
     private readonly changes: ChangeLog,
-    private readonly runtime: { propose(command: Command): Promise<unknown>; softState(): { readonly role: string } },
+    private readonly runtime: { propose(command: Command): Promise<unknown>; softState(): { readonly role: string }; clusterState(): ClusterState },
     private readonly retention: ChangeRetention,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
@@ -46,6 +50,8 @@ export class ChangePruner {
    */
   async pruneOnce(): Promise<number> {
     if (this.running || this.runtime.softState().role !== 'master') return 0;
+    // During a rolling upgrade from a release without the feed, the feed grows until every member can prune it.
+    if (!everyMemberAtLeast(this.runtime.clusterState(), pruneChangesSinceVersion)) return 0;
     this.running = true;
     try {
       let pruned = 0;

@@ -189,6 +189,20 @@ function compareVersions(a: readonly [number, number, number], b: readonly [numb
   return a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
 }
 
+/**
+ * Whether every member runs `version` or newer: a master proposes an entry that an older release cannot apply
+ * (a new command type) only then, or that member would stop at it. A member whose version does not parse counts
+ * as older.
+ */
+export function everyMemberAtLeast(state: ClusterState, version: string): boolean {
+  const wanted = parseVersion(version);
+  if (wanted === null) return false;
+  return state.nodes.every((n) => {
+    const v = parseVersion(n.version);
+    return v !== null && compareVersions(v, wanted) >= 0;
+  });
+}
+
 export type JoinRefusal = 'clusterNameMismatch' | 'clusterUuidMismatch' | 'nameInUse' | 'incompatibleVersion';
 
 export interface JoinValidationInput {

@@ -49,7 +49,7 @@ import { ClusterRuntime } from './clusterRuntime.js';
 import { Repository } from './repository.js';
 
 /** The software version nodes compare when one joins (major must match; never older than the oldest member). */
-export const softwareVersion = '0.1.0';
+export const softwareVersion = '0.2.0';
 
 /** A peer silent this long during a node-to-node transfer (waiting for headers or the next chunk) fails it. */
 const internalIdleTimeoutMs = 30_000;

@@ -33,33 +33,40 @@ function eventOf(row: ChangeRow): ChangeEvent {
 export class ChangeLog {
   private entryIndex = 0;
   private nextOrdinal = 0;
-  private readonly insert;
-  private readonly insertDescendants;
-  private readonly after;
-  private readonly prune;
-  private readonly lastIndexQuery;
+  private statements: ReturnType<ChangeLog['prepare']> | null = null;
 
-  constructor(private readonly db: Db) {
-    this.insert = db.prepare(`INSERT INTO changes (${eventColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-    // Descendants in path order, after the events already recorded for this entry; for a move, the old path is the
-    // new one with the old prefix (substr/length count characters as SQLite sees them, as moveRange does in
-    // contentTables.ts).
-    this.insertDescendants = db.prepare(
-      `INSERT INTO changes (${eventColumns})
-       SELECT ?, ? + row_number() OVER (ORDER BY path) - 1, ?, path,
-              CASE WHEN ? IS NULL THEN NULL ELSE ? || substr(path, length(?) + 1) END,
-              id, type, version, ?, ?, NULL
-       FROM nodes WHERE path > ? AND path < ? ORDER BY path`,
-    );
-    // Whether an event is its entry's last: one primary-key probe per row read.
-    this.after = db
-      .prepare(
-        `SELECT ${eventColumns}, NOT EXISTS (SELECT 1 FROM changes n WHERE n.idx = c.idx AND n.ordinal = c.ordinal + 1) AS last
-         FROM changes c WHERE (idx, ordinal) > (?, ?) ORDER BY idx, ordinal`,
-      )
-      .raw(true);
-    this.prune = db.prepare('DELETE FROM changes WHERE idx <= ?');
-    this.lastIndexQuery = db.prepare('SELECT max(idx) FROM changes').pluck();
+  /** Statements are prepared at first use: a format-2 state file (no changes table) is read through ContentTables too. */
+  constructor(private readonly db: Db) {}
+
+  private get sql(): ReturnType<ChangeLog['prepare']> {
+    this.statements ??= this.prepare();
+    return this.statements;
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      insert: db.prepare(`INSERT INTO changes (${eventColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      // Descendants in path order, after the events already recorded for this entry; for a move, the old path is
+      // the new one with the old prefix (substr/length count characters as SQLite sees them, as moveRange does in
+      // contentTables.ts).
+      insertDescendants: db.prepare(
+        `INSERT INTO changes (${eventColumns})
+         SELECT ?, ? + row_number() OVER (ORDER BY path) - 1, ?, path,
+                CASE WHEN ? IS NULL THEN NULL ELSE ? || substr(path, length(?) + 1) END,
+                id, type, version, ?, ?, NULL
+         FROM nodes WHERE path > ? AND path < ? ORDER BY path`,
+      ),
+      // Whether an event is its entry's last: one primary-key probe per row read.
+      after: db
+        .prepare(
+          `SELECT ${eventColumns}, NOT EXISTS (SELECT 1 FROM changes n WHERE n.idx = c.idx AND n.ordinal = c.ordinal + 1) AS last
+           FROM changes c WHERE (idx, ordinal) > (?, ?) ORDER BY idx, ordinal`,
+        )
+        .raw(true),
+      prune: db.prepare('DELETE FROM changes WHERE idx <= ?'),
+      lastIndex: db.prepare('SELECT max(idx) FROM changes').pluck(),
+    };
   }
 
   /** The events recorded from now on belong to entry `index` (called before each entry is applied). */
@@ -69,7 +76,7 @@ export class ChangeLog {
   }
 
   record(change: ContentChange): void {
-    this.insert.run(
+    this.sql.insert.run(
       this.entryIndex,
       this.nextOrdinal++,
       change.op,
@@ -92,14 +99,14 @@ export class ChangeLog {
     invariant((op === 'moved') === (from !== undefined), 'a move names where it came from, a delete nothing');
     const { low, high } = descendantRange(path);
     const old = from ?? null;
-    const count = this.insertDescendants.run(this.entryIndex, this.nextOrdinal, op, old, old, path, stamp.by, stamp.at, low, high).changes;
+    const count = this.sql.insertDescendants.run(this.entryIndex, this.nextOrdinal, op, old, old, path, stamp.by, stamp.at, low, high).changes;
     this.nextOrdinal += count;
   }
 
   /** Drops the events of entries up to `through` (a pruneChanges entry: every node drops the same). */
   pruneThrough(through: number): void {
     if (through <= this.prunedThrough()) return;
-    this.prune.run(through);
+    this.sql.prune.run(through);
     setMeta(this.db, 'changes_pruned_through', through);
   }
 
@@ -111,12 +118,12 @@ export class ChangeLog {
   /** The events after `position`, in feed order; the caller stops reading when its page is full. */
   *eventsAfter(position: FeedPosition): Generator<ChangeEvent> {
     const bound = boundAfter(position);
-    for (const row of this.after.iterate(bound.index, bound.ordinal) as Iterable<ChangeRow>) yield eventOf(row);
+    for (const row of this.sql.after.iterate(bound.index, bound.ordinal) as Iterable<ChangeRow>) yield eventOf(row);
   }
 
   /** The index of the newest entry that recorded an event, or 0. */
   lastIndex(): number {
-    return (this.lastIndexQuery.get() as number | null) ?? 0;
+    return (this.sql.lastIndex.get() as number | null) ?? 0;
   }
 
   /**

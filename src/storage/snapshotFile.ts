@@ -251,6 +251,27 @@ function schemaOfThisBuild(): NonNullable<typeof expectedSchema> {
   }
 }
 
+/** Format 2 is format 3 without the change feed's table: a state file of format 2 reads as one whose feed starts at its index. */
+function schemaOfFormat2(): NonNullable<typeof expectedSchema> {
+  const current = schemaOfThisBuild();
+  const changesOnly = (name: string) => name === 'changes' || current.objects.get(name)?.tbl_name === 'changes';
+  return {
+    objects: new Map([...current.objects].filter(([name]) => !changesOnly(name))),
+    columns: new Map([...current.columns].filter(([name]) => !changesOnly(name))),
+  };
+}
+
+/**
+ * The data format of a state file from elsewhere, told by its schema alone (nothing of the file is read before its
+ * schema is known to be ours): this build's, or 2 (no change feed), or null with this build's objection.
+ */
+export function stateFormatOf(db: Db, schema: string): { format: number; problem: null } | { format: null; problem: string } {
+  const problem = stateSchemaProblem(db, schema);
+  if (problem === null) return { format: dataFormatVersion, problem: null };
+  if (stateSchemaProblem(db, schema, 2) === null) return { format: 2, problem: null };
+  return { format: null, problem };
+}
+
 function columnsOf(db: Db, schema: string, table: string): string {
   const rows = db.pragma(`"${schema}".table_xinfo("${table.replace(/"/g, '""')}")`) as Array<{ name: string; type: string; notnull: number; pk: number; hidden: number }>;
   return JSON.stringify(rows.map((c) => [c.name, c.type, c.notnull, c.pk, c.hidden]));
@@ -264,8 +285,9 @@ function columnsOf(db: Db, schema: string, table: string): string {
  * databaseSchema makes, with the same columns, are accepted (an index's SQL exactly; a table by its columns, so that
  * the text of a CREATE TABLE may differ between releases of one data format).
  */
-export function stateSchemaProblem(db: Db, schema: string): string | null {
-  const expected = schemaOfThisBuild();
+export function stateSchemaProblem(db: Db, schema: string, format: number = dataFormatVersion): string | null {
+  invariant(format === dataFormatVersion || format === 2, `no schema of data format ${format} is known`);
+  const expected = format === dataFormatVersion ? schemaOfThisBuild() : schemaOfFormat2();
   const objects = db.prepare(`SELECT type, name, tbl_name, sql FROM "${schema}".sqlite_master`).all() as SchemaObject[];
   const seen = new Set<string>();
   for (const object of objects) {
@@ -306,21 +328,25 @@ export function replaceStateMachine(db: Db, index: number): void {
   invariant(metaType === 'table', 'the state file being installed has no meta table');
   const meta = (key: string) => db.prepare(`SELECT value FROM ${attachedName}.meta WHERE key = ?`).pluck().get(key) as number | undefined;
   const format = meta('format_version');
-  if (format !== dataFormatVersion) {
-    throw new ConclaveError('STORAGE_ERROR', `The snapshot file has data format ${format ?? 'none'}; this build reads ${dataFormatVersion}. Run the same version on every node.`);
+  // Format 2 (before the change feed) is read too: a node of the previous release may still send its snapshot.
+  if (format !== dataFormatVersion && format !== 2) {
+    throw new ConclaveError('STORAGE_ERROR', `The snapshot file has data format ${format ?? 'none'}; this build reads 2 to ${dataFormatVersion}. Run the same version on every node.`);
   }
-  const problem = stateSchemaProblem(db, attachedName);
+  const problem = stateSchemaProblem(db, attachedName, format);
   invariant(problem === null, `the state file being installed is not a state file of this build: ${problem}`);
   const held = meta('applied_index');
   invariant(held === index, `the snapshot file holds index ${held ?? 'none'}, not ${index}`);
   for (const table of stateMachineTables) {
     const columns = columnList(db, 'main', table);
     db.exec(`DELETE FROM main.${table}`);
+    if (format === 2 && table === 'changes') continue;
     db.exec(`INSERT INTO main.${table} (${columns}) SELECT ${columns} FROM ${attachedName}.${table}`);
   }
   const keys = stateMachineMetaKeys.map((k) => `'${k}'`).join(', ');
   db.exec(`DELETE FROM main.meta WHERE key IN (${keys})`);
   db.exec(`INSERT INTO main.meta (key, value) SELECT key, value FROM ${attachedName}.meta WHERE key IN (${keys})`);
+  // A format-2 state has no feed: this node's starts at the snapshot's index, as an upgraded data directory's does.
+  if (format === 2) db.prepare(`INSERT INTO main.meta (key, value) VALUES ('changes_pruned_through', ?)`).run(index);
   db.prepare(`INSERT INTO main.meta (key, value) VALUES ('applied_index', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(index);
 }
 

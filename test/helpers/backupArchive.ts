@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { contentDigest, contentDigestVersion } from '../../src/replication/conte
 import { ContentTables } from '../../src/storage/contentTables.js';
 import { dataFormatVersion, getMeta, openDatabase } from '../../src/storage/database.js';
 import { JournalStore } from '../../src/storage/journal.js';
-import { writeSnapshotFile } from '../../src/storage/snapshotFile.js';
+import { hashFile, writeSnapshotFile } from '../../src/storage/snapshotFile.js';
 
 /**
  * Test-only: a backup archive built from a stopped node's data directory, with the same layout the node's backup
@@ -22,13 +23,26 @@ import { writeSnapshotFile } from '../../src/storage/snapshotFile.js';
 export async function backupFromDataDir(
   dataDir: string,
   outDir: string,
-  options: { base?: { manifest: BackupManifest; file: string }; mutateManifest?: (m: BackupManifest) => BackupManifest } = {},
+  options: {
+    base?: { manifest: BackupManifest; file: string };
+    mutateManifest?: (m: BackupManifest) => BackupManifest;
+    /** Writes the state as data format 2 did (before the change feed): the table and its meta key left out. */
+    stateFormat2?: boolean;
+  } = {},
 ): Promise<{ path: string; manifest: BackupManifest }> {
   const node = inspectNode(dataDir);
   const db = openDatabase(dataDir);
   const tmp = mkdtempSync(join(outDir, '.state-'));
   try {
-    const { path: statePath, info } = await writeSnapshotFile(db, tmp);
+    const written = await writeSnapshotFile(db, tmp);
+    const statePath = written.path;
+    let info = written.info;
+    if (options.stateFormat2 === true) {
+      const state = new Database(statePath);
+      state.exec(`DROP TABLE changes; DELETE FROM meta WHERE key = 'changes_pruned_through'; UPDATE meta SET value = 2 WHERE key = 'format_version'`);
+      state.close();
+      info = { ...info, ...(await hashFile(statePath)) };
+    }
     const journal = new JournalStore(db);
     const snapshot = journal.snapshot();
     // The term of the applied entry and the configuration in force there.
@@ -63,7 +77,7 @@ export async function backupFromDataDir(
       id: randomUUID(),
       createdAt,
       conclaveVersion: '0.1.0',
-      dataFormatVersion,
+      dataFormatVersion: options.stateFormat2 === true ? 2 : dataFormatVersion,
       cluster: { name: node.clusterState.clusterName!, uuid: node.clusterState.clusterUuid! },
       source: { nodeId: getMeta<string>(db, 'node_id')!, nodeName: node.clusterState.nodes.find((n) => n.id === node.nodeId)?.name ?? 'n1' },
       index: info.index,

@@ -115,6 +115,34 @@ before(async () => {
 
 after(() => tmp.cleanup());
 
+test('a backup taken before the change feed (data format 2) verifies and restores; the feed starts at its index', async () => {
+  const built = await backupFromDataDir(sourceDir, backups, { stateFormat2: true });
+  assert.equal(built.manifest.dataFormatVersion, 2);
+  const report = await verifyBackup(built.path);
+  assert.equal(report.index, built.manifest.index);
+  const dataDir = join(tmp.dir, 'restored-format2');
+  await restoreBackup({ file: built.path, dataDir, as: 'new-cluster', clusterSecret: secret });
+  const db = openDatabase(dataDir);
+  try {
+    assert.equal(getMeta<number>(db, 'format_version'), 3, 'upgraded in place');
+    assert.equal(getMeta<number>(db, 'changes_pruned_through'), built.manifest.index);
+  } finally {
+    db.close();
+  }
+  const node = await startNodeProcess(dataDir, { env: { CONCLAVE_CLUSTER_SECRET: secret } });
+  try {
+    assert.equal((await digestOf(node.url)).digest, incremental.digest);
+    await put(node.url, '/after-restore', {});
+    const feed = (await (await api(node.url, '/api/v1/changes')).json()) as { events: Array<{ path: string }>; oldest: number };
+    assert.equal(feed.oldest, built.manifest.index);
+    assert.deepEqual(feed.events.map((e) => e.path), ['/after-restore']);
+    const before = await api(node.url, '/api/v1/changes?since=1');
+    assert.equal(before.status, 410);
+  } finally {
+    await stop(node);
+  }
+});
+
 test('verifyBackup reports what the manifest holds, and checks the chain', async () => {
   const report = await verifyBackup(full.path);
   assert.equal(report.index, full.index);

@@ -3,6 +3,8 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 
 import { ChangeFeed, type FeedFilter } from '../../src/changes/changeFeed.js';
+import { pruneChangesSinceVersion } from '../../src/changes/changePruner.js';
+import { emptyClusterState, everyMemberAtLeast } from '../../src/core/clusterState.js';
 import { applyCommand } from '../../src/content/apply.js';
 import { formatFeedPosition, parseFeedPosition, positionOf, type ChangeEvent, type FeedPosition } from '../../src/content/changes.js';
 import type { Command } from '../../src/content/commands.js';
@@ -262,4 +264,12 @@ test('a long-poll wait ends with the next applied entry, at its timeout, or when
   } finally {
     repo.close();
   }
+});
+
+test('pruning entries wait for every member to run a release that applies them', () => {
+  const member = (id: string, version: string) => ({ id, name: id, address: `${id}:1`, roles: { masterEligible: true, votingOnly: false }, version });
+  const state = (...versions: string[]) => ({ ...emptyClusterState, nodes: versions.map((v, i) => member(`n${i}`, v)) });
+  assert.equal(everyMemberAtLeast(state('0.2.0', '0.2.1', '1.0.0'), pruneChangesSinceVersion), true);
+  assert.equal(everyMemberAtLeast(state('0.2.0', '0.1.9'), pruneChangesSinceVersion), false, 'an older member in a rolling upgrade');
+  assert.equal(everyMemberAtLeast(state('0.2.0', 'garbage'), pruneChangesSinceVersion), false);
 });

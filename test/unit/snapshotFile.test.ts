@@ -142,6 +142,8 @@ test('installing a snapshot file replaces content, users and token key in the tr
     const store = new SnapshotStore(source.dir, undefined);
     const { path, info } = await writeSnapshotFile(source.db, store.tmpDir);
     const sourceDigest = source.tables.digest();
+    const sourceFeed = source.db.prepare('SELECT * FROM changes ORDER BY idx, ordinal').all();
+    assert.ok(sourceFeed.length >= 200);
     source.db.close();
 
     const target = openDatabase(join(tmp.dir, 'b'));
@@ -173,6 +175,38 @@ test('installing a snapshot file replaces content, users and token key in the tr
     assert.equal(tables.tokenKeyId(), 'the-token-key-id');
     assert.equal(getMeta(target, 'applied_index'), info.index);
     assert.equal(getMeta(target, 'node_id'), 'target-id', 'the node keeps its own id');
+    assert.deepEqual(target.prepare('SELECT * FROM changes ORDER BY idx, ordinal').all(), sourceFeed, 'the change feed travels with the state');
+    target.close();
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('a snapshot file of data format 2 (before the change feed) installs: the content, and a feed that starts at its index', async () => {
+  const tmp = tempDir();
+  try {
+    const source = new Node(join(tmp.dir, 'a'));
+    for (let i = 0; i < 20; i++) source.put(i);
+    const store = new SnapshotStore(source.dir, undefined);
+    const { path, info } = await writeSnapshotFile(source.db, store.tmpDir);
+    const sourceDigest = source.tables.digest();
+    source.db.close();
+    const old = new Database(path);
+    old.exec(`DROP TABLE changes; UPDATE meta SET value = 2 WHERE key = 'format_version'`);
+    old.close();
+
+    const target = openDatabase(join(tmp.dir, 'b'));
+    const tables = new ContentTables(target);
+    applyCommand(tables, { type: 'bootstrap', rootId: 'other-root', time, tokenKeyId: 'other-key-id', adminPasswordHash: 'other' });
+    const detach = attachSnapshot(target, path);
+    try {
+      target.transaction(() => replaceStateMachine(target, info.index))();
+    } finally {
+      detach();
+    }
+    assert.equal(tables.digest(), sourceDigest);
+    assert.equal(target.prepare('SELECT count(*) FROM changes').pluck().get(), 0, 'nothing of the target\'s own feed is left');
+    assert.equal(getMeta(target, 'changes_pruned_through'), info.index);
     target.close();
   } finally {
     tmp.cleanup();
