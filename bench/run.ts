@@ -9,6 +9,7 @@ import { defaultBackupMix, parseBackupMix, quickBackupMix, type BackupMix } from
 import { BenchCluster } from './benchCluster.js';
 import { journalClusterEnv, measureBinaryCatchUp, measureContentCatchUp, measureSnapshotInstall, type CatchUpResult, type WithCluster } from './catchUp.js';
 import { compare, comparisonChart, comparisonTable, type BackupFigures, type ComparedScenario, type ComparisonRow } from './comparison.js';
+import { feedTable, measureFeed, type FeedBenchResult } from './feed.js';
 import { benchEnvironment } from './environment.js';
 import { measureEtcdCatchUp, type EtcdCatchUpResult } from './etcdCatchUp.js';
 import { etcdBackupArgs, measureEtcdBackup } from './etcdBackup.js';
@@ -35,7 +36,7 @@ import { DocumentPaths, documentBody, documentText, reader, requestOnce, writer,
  * The parts of a run, each on its own fresh cluster(s); also the names of their directories. A Conclave part and its
  * etcd counterpart run one after the other, so a change in the machine's other load touches both alike.
  */
-const allParts = ['floor', 'cluster-of-3', 'etcd', 'catch-up', 'etcd-catch-up', 'failover', 'etcd-failover', 'cluster-of-1', 'cluster-of-5', 'snapshot', 'backup', 'etcd-backup'] as const;
+const allParts = ['floor', 'cluster-of-3', 'etcd', 'catch-up', 'etcd-catch-up', 'failover', 'etcd-failover', 'cluster-of-1', 'cluster-of-5', 'snapshot', 'backup', 'etcd-backup', 'feed'] as const;
 type Part = (typeof allParts)[number];
 const etcdParts: ReadonlySet<Part> = new Set(['etcd', 'etcd-catch-up', 'etcd-failover', 'etcd-backup']);
 
@@ -56,6 +57,10 @@ const usage = `usage: node dist/bench/run.js [--quick] [--duration-ms N] [--warm
 const parentPath = '/bench';
 /** The cluster size whose writes are also spread over every node (forwarded), and whose reads are measured in each mode. */
 const spreadClusterSize = 3;
+/** The change feed part (issue 15): writers as the write comparison's largest level, and 100 subscribers. */
+const feedWriteClients = 64;
+const feedSubscribers = 100;
+const feedMeasuringSubscribersPerNode = 2;
 const readModes: readonly ReadConsistency[] = ['stale', 'sequential', 'linearizable'];
 /**
  * Text of each document (Conclave) and value (etcd) of the compared catch-up: about 16 KiB, so 100 MiB is some 6 400
@@ -600,6 +605,14 @@ async function main(): Promise<number> {
       backups.push(await measureEtcdBackup((measure) => withEtcd('etcd-backup', measure, etcdBackupArgs), { ...backupOptions, root: join(tempRoot, 'etcd-backup-files') }));
     });
   }
+  let feed = null as FeedBenchResult | null;
+  if (runs('feed')) {
+    await part('feed', async () => {
+      feed = await withCluster(3, 'feed', {}, (cluster) =>
+        measureFeed(cluster, { ...options, clients: feedWriteClients, subscribers: feedSubscribers, measuringPerNode: feedMeasuringSubscribersPerNode, progress }),
+      );
+    });
+  }
   await cleanup();
 
   const conclaveFailover = conclaveTrials.length === 0 ? null : { kill: summarize(conclaveTrials.filter((t) => t.kind === 'kill')), stop: summarize(conclaveTrials.filter((t) => t.kind === 'stop')) };
@@ -643,6 +656,7 @@ async function main(): Promise<number> {
     catchUp: catchUps,
     etcdCatchUp,
     backup: { mix: options.backupMix.name, storedBytes: options.backupMix.bytes, etcdctl: etcdctl?.available === true ? { version: etcdctl.version, path: '/usr/bin/etcdctl' } : null, results: backups },
+    feed,
     failover: { conclave: conclaveFailover === null ? null : { ...conclaveFailover, trials: conclaveTrials }, etcd: etcdFailover === null ? null : { ...etcdFailover, trials: etcdTrials } },
     clusters: clusterRuns,
   };
@@ -660,6 +674,7 @@ async function main(): Promise<number> {
       catchUps.length > 0 ? catchUpTable(catchUps) : null,
       etcdCatchUp === null ? null : etcdCatchUpTable(etcdCatchUp),
       backups.length > 0 ? backupTable(backups) : null,
+      feed === null ? null : feedTable(feed),
       conclaveFailover === null && etcdFailover === null ? null : failoverText(conclaveFailover, conclaveTrials, etcdFailover, etcdTrials),
     ]
       .filter((text) => text !== null)

@@ -1,0 +1,199 @@
+import { request as httpRequest, type ClientRequest } from 'node:http';
+import { performance } from 'node:perf_hooks';
+
+import type { BenchCluster } from './benchCluster.js';
+import { LatencyHistogram } from './histogram.js';
+import { runLoad, type LoadResult, type LoadTiming, type Operation } from './load.js';
+import { authorization, documentBody, documentText, documentTextChars, DocumentPaths } from './operations.js';
+import { withServerCpu } from './processCpu.js';
+
+/**
+ * The change feed's cost and delay (issue 15): the same closed-loop write load over all three nodes, first with no
+ * subscriber, then with `subscribers` Server-Sent Events streams spread over the nodes. Cost: how much write
+ * throughput the streams take. Delay: from the moment a writer has its acknowledgement to the moment a subscriber
+ * on each node has the event, for every acknowledged write. Some subscribers (`measuringPerNode` on each node)
+ * parse every event to time it; the others only count events, so that the bench process, which shares the cores
+ * with the nodes, spends little on them.
+ */
+
+export interface FeedBenchOptions extends LoadTiming {
+  readonly clients: number;
+  readonly subscribers: number;
+  readonly measuringPerNode: number;
+  readonly progress: (text: string) => void;
+}
+
+export interface FeedNodeDelay {
+  readonly node: string;
+  readonly master: boolean;
+  readonly subscribers: number;
+  /** Acknowledged writes a measuring subscriber of this node never got (should be 0). */
+  readonly missing: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+}
+
+export interface FeedBenchResult {
+  readonly clients: number;
+  readonly subscribers: number;
+  readonly alone: LoadResult & { serverCpuCores: number | null };
+  readonly withSubscribers: LoadResult & { serverCpuCores: number | null };
+  /** How much lower the write throughput was with the subscribers, in percent of it without them. */
+  readonly throughputCostPercent: number;
+  /** Events every counting subscriber got, at least and at most (each should have one per write). */
+  readonly eventsPerCountingSubscriber: { readonly min: number; readonly max: number };
+  readonly delays: readonly FeedNodeDelay[];
+}
+
+const parentPath = '/feed-bench';
+
+/** A write load that notes when each write's acknowledgement arrived. */
+function timedWriter(paths: DocumentPaths, acknowledgedAt: Map<string, number>): Operation {
+  const text = documentText(documentTextChars);
+  return async (pool) => {
+    const { path, sequence } = paths.fresh();
+    const response = await pool.request({
+      path: `/api/v1/content${path}`,
+      method: 'PUT',
+      headers: { authorization, 'content-type': 'application/json' },
+      body: documentBody(sequence, text),
+    });
+    await response.body.dump();
+    if (response.statusCode >= 200 && response.statusCode < 300) acknowledgedAt.set(path, performance.now());
+    return response.statusCode;
+  };
+}
+
+/** One Server-Sent Events stream; a measuring one notes when each path's event arrived, a counting one counts events. */
+class Subscriber {
+  readonly arrivedAt = new Map<string, number>();
+  events = 0;
+  private readonly req: ClientRequest;
+  private tail = '';
+
+  constructor(
+    readonly node: string,
+    url: string,
+    readonly measuring: boolean,
+  ) {
+    this.req = httpRequest(`${url}/api/v1/changes?since=now&under=${parentPath}`, { headers: { authorization, accept: 'text/event-stream' } }, (res) => {
+      if (res.statusCode !== 200) throw new Error(`a feed subscriber on ${node} got ${res.statusCode}`);
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => this.take(chunk));
+    });
+    this.req.on('error', () => undefined);
+    this.req.end();
+  }
+
+  private take(chunk: string): void {
+    const now = performance.now();
+    const text = this.tail + chunk;
+    let start = 0;
+    for (let at = text.indexOf('\ndata: ', start); at >= 0; at = text.indexOf('\ndata: ', start)) {
+      const end = text.indexOf('\n', at + 7);
+      if (end < 0) break;
+      this.events++;
+      if (this.measuring) this.arrivedAt.set((JSON.parse(text.slice(at + 7, end)) as { path: string }).path, now);
+      start = end;
+    }
+    this.tail = text.slice(start);
+  }
+
+  close(): void {
+    this.req.destroy();
+  }
+}
+
+export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptions): Promise<FeedBenchResult> {
+  const master = await cluster.master();
+  const nodes = [...cluster.names.filter((n) => n !== master), master];
+  const urls = nodes.map((n) => cluster.url(n));
+  const pids = cluster.names.map((n) => cluster.pid(n));
+  const put = await fetch(`${cluster.url(master)}/api/v1/content${parentPath}`, {
+    method: 'PUT',
+    headers: { authorization, 'content-type': 'application/json' },
+    body: JSON.stringify({ properties: {} }),
+  });
+  if (put.status !== 201) throw new Error(`creating ${parentPath} answered ${put.status}`);
+  // Each node checks the Basic credentials once (scrypt) and caches them: paid before any measurement.
+  for (const url of urls) await (await fetch(`${url}/api/v1/changes?limit=1`, { headers: { authorization } })).text();
+
+  const load = async (label: string, acknowledgedAt: Map<string, number>) => {
+    const paths = new DocumentPaths(`${parentPath}/${label}`);
+    await fetch(`${cluster.url(master)}/api/v1/content${paths.parentPath}`, { method: 'PUT', headers: { authorization, 'content-type': 'application/json' }, body: '{"properties":{}}' });
+    const { result, serverCpuCores } = await withServerCpu(pids, () => runLoad(`writes ${label}`, urls, options.clients, options, timedWriter(paths, acknowledgedAt)));
+    return { ...result, serverCpuCores };
+  };
+
+  options.progress(`feed: ${options.clients} writers over all nodes, no subscriber`);
+  const alone = await load('alone', new Map());
+
+  options.progress(`feed: ${options.subscribers} SSE subscribers over ${nodes.length} nodes, the same writes`);
+  const subscribers = Array.from({ length: options.subscribers }, (_, i) => {
+    const node = nodes[i % nodes.length]!;
+    return new Subscriber(node, cluster.url(node), Math.floor(i / nodes.length) < options.measuringPerNode);
+  });
+  const acknowledgedAt = new Map<string, number>();
+  let withSubscribers;
+  try {
+    // Streams answer their headers at once; give them a moment to be open before the load starts.
+    const deadline = performance.now() + 10_000;
+    while (subscribers.some((s) => s.events === 0) && performance.now() < deadline) {
+      await fetch(`${cluster.url(master)}/api/v1/content${parentPath}/probe`, { method: 'PUT', headers: { authorization, 'content-type': 'application/json' }, body: '{"properties":{}}' });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    withSubscribers = await load('with-subscribers', acknowledgedAt);
+    // The last events are on their way: wait until every measuring subscriber has every acknowledged write, or 10 s.
+    const settle = performance.now() + 10_000;
+    const complete = () => subscribers.filter((s) => s.measuring).every((s) => [...acknowledgedAt.keys()].every((p) => s.arrivedAt.has(p)));
+    while (!complete() && performance.now() < settle) await new Promise((resolve) => setTimeout(resolve, 100));
+  } finally {
+    for (const s of subscribers) s.close();
+  }
+
+  const delays = nodes.map((node) => {
+    const histogram = new LatencyHistogram();
+    let missing = 0;
+    const measuring = subscribers.filter((s) => s.node === node && s.measuring);
+    for (const s of measuring) {
+      for (const [path, ackMs] of acknowledgedAt) {
+        const arrived = s.arrivedAt.get(path);
+        if (arrived === undefined) missing++;
+        // An event may come before the writer has read its own answer: that is no delay.
+        else histogram.record(Math.max(0, arrived - ackMs));
+      }
+    }
+    const summary = histogram.summary();
+    return { node, master: node === master, subscribers: subscribers.filter((s) => s.node === node).length, missing, p50Ms: summary.p50Ms, p99Ms: summary.p99Ms, maxMs: summary.maxMs };
+  });
+  const counting = subscribers.filter((s) => !s.measuring).map((s) => s.events);
+  return {
+    clients: options.clients,
+    subscribers: options.subscribers,
+    alone,
+    withSubscribers,
+    throughputCostPercent: (1 - withSubscribers.opsPerSec / alone.opsPerSec) * 100,
+    eventsPerCountingSubscriber: { min: Math.min(...counting), max: Math.max(...counting) },
+    delays,
+  };
+}
+
+export function feedTable(r: FeedBenchResult): string {
+  const ms = (v: number) => v.toFixed(1);
+  return [
+    `Change feed: ${r.clients} writers (PUT 1 KB) over all 3 nodes, without and with ${r.subscribers} SSE subscribers spread over the nodes. ` +
+      `Delay: from a writer's acknowledgement to the event at a subscriber, for every acknowledged write.`,
+    '',
+    '| writes | ops/s | p50 ms | p99 ms | errors | server CPU (cores) |',
+    '|---|--:|--:|--:|--:|--:|',
+    `| no subscriber | ${Math.round(r.alone.opsPerSec)} | ${ms(r.alone.p50Ms)} | ${ms(r.alone.p99Ms)} | ${r.alone.errors} | ${r.alone.serverCpuCores?.toFixed(2) ?? '-'} |`,
+    `| ${r.subscribers} subscribers | ${Math.round(r.withSubscribers.opsPerSec)} | ${ms(r.withSubscribers.p50Ms)} | ${ms(r.withSubscribers.p99Ms)} | ${r.withSubscribers.errors} | ${r.withSubscribers.serverCpuCores?.toFixed(2) ?? '-'} |`,
+    '',
+    `Throughput cost of the subscribers: ${r.throughputCostPercent.toFixed(1)}%. Events per counting subscriber: ${r.eventsPerCountingSubscriber.min} to ${r.eventsPerCountingSubscriber.max}.`,
+    '',
+    '| node | subscribers | delay p50 ms | delay p99 ms | max ms | missing |',
+    '|---|--:|--:|--:|--:|--:|',
+    ...r.delays.map((d) => `| ${d.node}${d.master ? '*' : ''} | ${d.subscribers} | ${ms(d.p50Ms)} | ${ms(d.p99Ms)} | ${ms(d.maxMs)} | ${d.missing} |`),
+  ].join('\n');
+}
