@@ -8,6 +8,7 @@ import type { BlobFetcher } from '../replication/blobFetcher.js';
 import type { SnapshotStore } from '../storage/snapshotStore.js';
 import type { BackupService } from '../backup/backupService.js';
 import type { RestoredOrigin } from '../backup/restoredOrigin.js';
+import type { NodeMetrics } from '../metrics/nodeMetrics.js';
 
 /** What every route plugin gets: decorated once on the app, read through `app.conclave`. */
 export interface HttpContext {
@@ -28,6 +29,8 @@ export interface HttpContext {
   readonly backups: BackupService | null;
   /** Where this node's data came from when it was restored from a backup (null: a node without that record, in tests). */
   readonly restoredOrigin: RestoredOrigin | null;
+  /** This node's metrics, served at GET /metrics (null: a node without them, in tests). */
+  readonly metrics: NodeMetrics | null;
   /** True once SIGTERM arrived: new requests are refused, in-flight ones finish. */
   closing: boolean;
 }
