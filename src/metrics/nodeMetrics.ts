@@ -5,6 +5,7 @@ import type { ClusterRuntime } from '../node/clusterRuntime.js';
 import { BackupMetrics } from './backupMetrics.js';
 import { BlobMetrics, type BlobSources } from './blobMetrics.js';
 import { ClusterMetrics } from './clusterMetrics.js';
+import { EventLoopMetrics } from './eventLoopMetrics.js';
 import { FeedMetrics } from './feedMetrics.js';
 import { ForwardMetrics } from './forwardMetrics.js';
 import { HttpMetrics } from './httpMetrics.js';
@@ -40,10 +41,12 @@ export class NodeMetrics {
   readonly feed: FeedMetrics;
   private readonly cluster: ClusterMetrics;
   private readonly blobs: BlobMetrics;
+  private readonly eventLoop: EventLoopMetrics;
 
   constructor(sources: NodeMetricsSources) {
     const registry = this.registry;
     registerProcessMetrics(registry);
+    this.eventLoop = new EventLoopMetrics(registry);
     this.cluster = new ClusterMetrics(registry, sources.runtime, sources.softwareVersion);
     this.http = new HttpMetrics(registry);
     this.ready = new ReadyMetrics(registry);
@@ -55,8 +58,9 @@ export class NodeMetrics {
     this.feed = new FeedMetrics(registry);
   }
 
-  /** Starts what runs in the background (the walk of the blob store). */
+  /** Starts what runs in the background (the walk of the blob store, the event-loop sampling). */
   start(): void {
+    this.eventLoop.start();
     this.blobs.start();
   }
 
@@ -67,6 +71,7 @@ export class NodeMetrics {
 
   /** Stops listening to the runtime and the walk of the blob store (before the store and database close). */
   async close(): Promise<void> {
+    this.eventLoop.close();
     this.cluster.close();
     this.snapshots.close();
     await this.blobs.close();
