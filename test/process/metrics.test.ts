@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { ProcessCluster } from '../helpers/cluster.js';
+import { processAuth } from '../helpers/process.js';
+import { PrometheusServer, type VectorSample } from '../helpers/prometheus.js';
+
+/**
+ * A real Prometheus (Debian's package) scrapes a real 3-node cluster every second, as a user with the reader role;
+ * the test asks Prometheus's own HTTP API, never the nodes, what it found: one master across the cluster, applied
+ * indexes equal on the three after the writes stop, requests counted by route pattern, histograms, forwards,
+ * replication lag on the master. Every condition is waited for with a bound.
+ */
+
+const names = ['m1', 'm2', 'm3'];
+const writesPerNode = 8;
+
+test('Prometheus scrapes a 3-node cluster and finds one master, equal applied indexes, requests by route, histograms and forwards', async () => {
+  const cluster = await ProcessCluster.create(names, (_name, seeds) => [...seeds.flatMap((s) => ['--seed', s]), '--initial-master-nodes', names.join(',')]);
+  let prometheus: PrometheusServer | null = null;
+  try {
+    await cluster.start(...names);
+    const { master } = await cluster.caughtUp();
+    const scraper = await fetch(`${cluster.url(master)}/api/v1/users/prometheus`, {
+      method: 'PUT',
+      headers: { authorization: processAuth, 'content-type': 'application/json' },
+      body: JSON.stringify({ password: 'scrape-password-of-the-test', roles: ['reader'] }),
+    });
+    assert.equal(scraper.status, 201, await scraper.text());
+    prometheus = await PrometheusServer.start({
+      targets: names.map((n) => `127.0.0.1:${cluster.node(n).httpPort}`),
+      username: 'prometheus',
+      password: 'scrape-password-of-the-test',
+      scrapeIntervalSeconds: 1,
+    });
+
+    // Writes through every node: the two replicas forward theirs to the master as commands.
+    for (let i = 0; i < writesPerNode; i++) {
+      for (const name of names) {
+        const res = await cluster.put(name, `/metrics-test-${name}-${i}`, { i });
+        assert.equal(res.status, 201, JSON.stringify(res.body));
+        assert.equal((await cluster.get(name, `/api/v1/content/metrics-test-${name}-${i}`)).status, 200);
+      }
+    }
+    const { status } = await cluster.caughtUp();
+    const appliedIndex = status.nodes.find((n) => n.name === master)!.appliedIndex!;
+
+    const p = prometheus;
+    await p.until('up{job="conclave"}', (s) => s.length === 3 && s.every((x) => x.value === 1));
+    const byNode = await p.until('conclave_node_info', (s) => s.length === 3);
+    const nodeOf = new Map(byNode.map((s) => [s.metric['instance']!, s.metric['node']!]));
+    assert.deepEqual([...nodeOf.values()].sort(), names);
+
+    // Exactly one master across the cluster, and it is the one the nodes name.
+    await p.until('sum(conclave_role{role="master"})', (s) => s.length === 1 && s[0]!.value === 1);
+    const masters = await p.query('conclave_role{role="master"} == 1');
+    assert.deepEqual(masters.map((s) => nodeOf.get(s.metric['instance']!)), [master]);
+    await p.until('count(conclave_role{role="follower"} == 1)', (s) => s.length === 1 && s[0]!.value === 2);
+
+    // After the writes stop, every node's applied index is the same, at least the index the master had applied.
+    const applied = await p.until('conclave_journal_applied_index', (s) => s.length === 3 && new Set(s.map((x) => x.value)).size === 1 && s[0]!.value >= appliedIndex);
+    const commits = await p.until('conclave_journal_commit_index', (s) => s.length === 3 && s.every((x) => x.value === applied[0]!.value));
+    assert.equal(commits.length, 3);
+    await p.until('conclave_cluster_voters', (s) => s.length === 3 && s.every((x) => x.value === 3));
+    await p.until('conclave_cluster_in_sync_members', (s) => s.length === 3 && s.every((x) => x.value === 3));
+    // Lag per member exists on the master only, one series per member, and is 0 once they caught up.
+    const lag = await p.until('conclave_replication_lag_entries', (s) => s.length === 3 && s.every((x) => x.value === 0));
+    assert.deepEqual(new Set(lag.map((s) => nodeOf.get(s.metric['instance']!))), new Set([master]));
+    assert.deepEqual(lag.map((s) => s.metric['member']).sort(), names);
+
+    // Requests by route pattern: every PUT counted once, where it arrived.
+    await p.until('sum(conclave_http_requests_total{route="/api/v1/content/*",method="PUT",status="201"})', (s) => s[0]?.value === writesPerNode * names.length);
+    const routes = await p.query('count by (route) (conclave_http_requests_total)');
+    for (const s of routes) assert.ok(s.metric['route'] === 'unmatched' || s.metric['route']!.startsWith('/'), JSON.stringify(s.metric));
+    assert.ok(!routes.some((s) => s.metric['route']!.includes('metrics-test')), 'no path in a route label');
+    assert.ok(routes.some((s) => s.metric['route'] === '/metrics'), 'the scrapes themselves are counted');
+    // The replicas forwarded their writes to the master as commands, and each one went through.
+    await p.until('sum(conclave_forwarded_requests_total{via="command",outcome="ok"})', (s) => s[0]?.value === writesPerNode * (names.length - 1));
+    await p.until('sum(conclave_forwarded_requests_total{outcome!="ok"})', (s) => s[0]?.value === 0);
+
+    // Histograms: buckets, counts and sums are there, and a quantile can be computed from them.
+    const hasCount = (s: VectorSample[]) => s.length === 3 && s.every((x) => x.value > 0);
+    await p.until('conclave_ready_persist_duration_seconds_count', hasCount);
+    await p.until('sum by (instance) (conclave_http_request_duration_seconds_count)', hasCount);
+    await p.until('conclave_event_loop_delay_seconds_count', hasCount);
+    await p.until('sum by (instance) (conclave_ready_entries_count{kind="applied"})', hasCount);
+    const p99 = await p.until(
+      'histogram_quantile(0.99, sum by (le) (conclave_http_request_duration_seconds_bucket{route="/api/v1/content/*",method="PUT"}))',
+      (s) => s.length === 1 && Number.isFinite(s[0]!.value) && s[0]!.value > 0,
+    );
+    assert.ok(p99[0]!.value < 30, `a PUT's p99 within the histogram's range: ${p99[0]!.value}`);
+    // Every node saw a master come, and reads were served under leases or read indexes.
+    await p.until('conclave_master_changes_total', (s) => s.length === 3 && s.every((x) => x.value >= 1));
+    await p.until('sum(conclave_reads_total{via=~"lease|read_index"})', (s) => s[0] !== undefined && s[0].value >= writesPerNode * names.length);
+    await p.until('conclave_term', (s) => s.length === 3 && new Set(s.map((x) => x.value)).size === 1);
+  } finally {
+    await prometheus?.stop();
+    await cluster.stopAll();
+  }
+});
