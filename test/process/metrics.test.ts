@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
 import { ProcessCluster } from '../helpers/cluster.js';
@@ -105,6 +106,19 @@ test('Prometheus scrapes a 3-node cluster and finds one master, equal applied in
     await p.until('conclave_master_changes_total', (s) => s.length === 3 && s.every((x) => x.value >= 1));
     await p.until('sum(conclave_reads_total{via=~"lease|read_index"})', (s) => s[0] !== undefined && s[0].value >= writesPerNode * names.length);
     await p.until('conclave_term', (s) => s.length === 3 && new Set(s.map((x) => x.value)).size === 1);
+
+    // Every query of the Grafana dashboard is valid PromQL that this Prometheus answers, with data where the
+    // cluster has some (no backup was taken: that panel alone may be empty).
+    const dashboard = JSON.parse(readFileSync(new URL('../../../deploy/grafana/conclave-dashboard.json', import.meta.url), 'utf8')) as {
+      panels: Array<{ title: string; targets?: Array<{ expr: string }> }>;
+    };
+    for (const panel of dashboard.panels) {
+      for (const { expr } of panel.targets ?? []) {
+        const promql = expr.replaceAll('$job', '.*').replaceAll('$__rate_interval', '1m');
+        const answer = await p.query(promql);
+        if (panel.title !== 'Since the last backup') assert.ok(answer.length > 0, `${panel.title}: ${promql} answers data`);
+      }
+    }
   } finally {
     await prometheus?.stop();
     await cluster.stopAll();
