@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 import { Counter, Registry } from 'prom-client';
+import { Agent, request } from 'undici';
 
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import { unmatchedRoute } from '../../src/metrics/httpMetrics.js';
 import { adminAuth, json, openTestNode, type TestNode } from '../helpers/app.js';
 import { freePort } from '../helpers/ports.js';
-import { waitFor } from '../helpers/tmp.js';
+import { tempDir, waitFor } from '../helpers/tmp.js';
+import { generatePki } from '../transport/helpers.js';
 import { parseExposition, sampleValue, type Family } from '../helpers/promText.js';
 
 /**
@@ -168,6 +171,25 @@ test('metrics.port: a listener of its own serves /metrics only; "open" drops cre
     assert.equal((await fetch(`http://127.0.0.1:${closedPort}/metrics`, { headers: { authorization: adminAuth } })).status, 200);
   } finally {
     await closed.close();
+  }
+});
+
+test('where the API speaks HTTPS, so does the listener of metrics.port: credentials never cross it in clear', async () => {
+  const tmp = tempDir('conclave-metrics-tls-');
+  const pki = generatePki(tmp.dir);
+  const port = await freePort();
+  const t2 = await openTestNode({ 'http.tlsCertFile': pki.certFile, 'http.tlsKeyFile': pki.keyFile, 'http.internalPort': 0, 'metrics.port': port });
+  const agent = new Agent({ connect: { ca: readFileSync(pki.caFile) } });
+  try {
+    await t2.node.listen();
+    const res = await request(`https://127.0.0.1:${port}/metrics`, { dispatcher: agent, headers: { authorization: adminAuth } });
+    assert.equal(res.statusCode, 200);
+    parseExposition(await res.body.text());
+    await assert.rejects(request(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: adminAuth } }).then((r) => r.body.text()));
+  } finally {
+    await agent.close();
+    await t2.close();
+    tmp.cleanup();
   }
 });
 
