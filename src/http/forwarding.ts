@@ -228,8 +228,11 @@ export class RequestForwarder {
   /** Forwards under way, by the master they went to: given up when that node stops being the master. */
   private readonly underway = new Map<string, Set<AbortController>>();
   private readonly unsubscribe: () => void;
-  /** Given the promise of every forward, settled once the master's answer is relayed (src/metrics/forwardMetrics.ts). */
-  observe: ((forward: Promise<FastifyReply>) => void) | null = null;
+  /**
+   * Given the promise of every forward, settled once the master's answer is relayed, and the reply that carries it
+   * (src/metrics/forwardMetrics.ts).
+   */
+  observe: ((forward: Promise<unknown>, reply: FastifyReply) => void) | null = null;
 
   constructor(
     private readonly view: MasterView,
@@ -333,7 +336,7 @@ export class RequestForwarder {
    */
   forwardToMaster(request: FastifyRequest, reply: FastifyReply, identify: () => Promise<Principal | undefined>): Promise<FastifyReply> {
     const forward = this.forward(request, reply, identify);
-    this.observe?.(forward);
+    this.observe?.(forward, reply);
     return forward;
   }
 

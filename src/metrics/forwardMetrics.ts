@@ -37,10 +37,10 @@ export class ForwardMetrics {
     );
   };
 
-  /** For RequestForwarder.observe: the promise of one forwarded request, resolved once the master's answer is relayed. */
-  readonly observeRequest = (forward: Promise<{ readonly statusCode: number }>): void => {
+  /** For RequestForwarder.observe: one forwarded request, settled once the master's answer is relayed on `reply`. */
+  readonly observeRequest = (forward: Promise<unknown>, reply: { readonly statusCode: number }): void => {
     forward.then(
-      (reply) => this.forwarded.inc({ via: 'http', outcome: reply.statusCode < 400 ? 'ok' : 'refused' }),
+      () => this.forwarded.inc({ via: 'http', outcome: reply.statusCode < 400 ? 'ok' : 'refused' }),
       (err: unknown) => this.forwarded.inc({ via: 'http', outcome: failedOutcome(err) }),
     );
   };

@@ -17,7 +17,12 @@ const names = ['m1', 'm2', 'm3'];
 const writesPerNode = 8;
 
 test('Prometheus scrapes a 3-node cluster and finds one master, equal applied indexes, requests by route, histograms and forwards', async () => {
-  const cluster = await ProcessCluster.create(names, (_name, seeds) => [...seeds.flatMap((s) => ['--seed', s]), '--initial-master-nodes', names.join(',')]);
+  const cluster = await ProcessCluster.create(
+    names,
+    (_name, seeds) => [...seeds.flatMap((s) => ['--seed', s]), '--initial-master-nodes', names.join(',')],
+    // The blob store is walked every second here (5 minutes by default), so that the blob bytes show at once.
+    () => ({ CONCLAVE_METRICS_BLOB_SCAN_INTERVAL_MS: '1000' }),
+  );
   let prometheus: PrometheusServer | null = null;
   try {
     await cluster.start(...names);
@@ -54,6 +59,14 @@ test('Prometheus scrapes a 3-node cluster and finds one master, equal applied in
     await write(0, writesPerNode / 2);
     await p.until(puts, (s) => s[0]?.value === (writesPerNode / 2) * names.length);
     await write(writesPerNode / 2, writesPerNode);
+    // A binary uploaded through a replica is forwarded as the whole HTTP request (its bytes must reach the master).
+    const replica = names.find((n) => n !== master)!;
+    const upload = await fetch(`${cluster.url(replica)}/api/v1/binaries/metrics-test-${replica}-0?property=file`, {
+      method: 'PUT',
+      headers: { authorization: processAuth, 'content-type': 'application/octet-stream' },
+      body: 'x'.repeat(10_000),
+    });
+    assert.equal(upload.status, 200, await upload.text());
     const { status } = await cluster.caughtUp();
     const appliedIndex = status.nodes.find((n) => n.name === master)!.appliedIndex!;
 
@@ -89,7 +102,11 @@ test('Prometheus scrapes a 3-node cluster and finds one master, equal applied in
     await p.until('sum(rate(conclave_http_requests_total{method="PUT",route="/api/v1/content/*"}[1m]))', (s) => s.length === 1 && s[0]!.value > 0);
     // The replicas forwarded their writes to the master as commands, and each one went through.
     await p.until('sum(conclave_forwarded_requests_total{via="command",outcome="ok"})', (s) => s[0]?.value === writesPerNode * (names.length - 1));
+    await p.until('sum(conclave_forwarded_requests_total{via="http",outcome="ok"})', (s) => s[0]?.value === 1);
     await p.until('sum(conclave_forwarded_requests_total{outcome!="ok"})', (s) => s[0]?.value === 0);
+    // The blob is on every node (the master pushed it, the others fetched or received it), and none is missing.
+    await p.until('conclave_blob_store_bytes', (s) => s.length === 3 && s.every((x) => x.value === 10_000));
+    await p.until('conclave_blobs_missing', (s) => s.length === 3 && s.every((x) => x.value === 0));
 
     // Histograms: buckets, counts and sums are there, and a quantile can be computed from them.
     const hasCount = (s: VectorSample[]) => s.length === 3 && s.every((x) => x.value > 0);
