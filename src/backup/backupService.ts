@@ -23,6 +23,12 @@ export interface SinceBackup extends BackupBase {
   readonly blobsReferenced: readonly string[];
 }
 
+/** Told how each backup this node wrote ended (src/metrics/backupMetrics.ts). */
+export interface BackupObserver {
+  completed(bytes: number): void;
+  failed(): void;
+}
+
 export interface BackupServiceOptions {
   readonly db: Db;
   readonly blobs: BlobStore;
@@ -38,6 +44,7 @@ export interface BackupServiceOptions {
   readonly workerNice: number;
   readonly blobFetchTimeoutMs: number;
   readonly log: Logger;
+  readonly observer?: BackupObserver;
 }
 
 /** A backup ready to stream: its manifest, and its archive once (then close it, however the transfer ended). */
@@ -73,7 +80,13 @@ export class BackupService implements BackupTaker {
     return this.running;
   }
 
-  async open(since: SinceBackup | null, signal?: AbortSignal): Promise<OpenBackup> {
+  /** A backup to stream: completed once its stream has been read to the end. */
+  open(since: SinceBackup | null, signal?: AbortSignal): Promise<OpenBackup> {
+    return this.openBackup(since, signal, this.options.observer);
+  }
+
+  /** `observer` is told how the backup ended: here when it is streamed, by writeToDirectory when it writes it. */
+  private async openBackup(since: SinceBackup | null, signal: AbortSignal | undefined, observer: BackupObserver | undefined): Promise<OpenBackup> {
     const o = this.options;
     if (this.running >= o.concurrentMax) {
       throw new ConclaveError('BACKUPS_BUSY', `This node is already writing ${this.running} backup(s) (backup.concurrentMax); retry when one ends.`, { concurrentMax: o.concurrentMax });
@@ -172,13 +185,18 @@ export class BackupService implements BackupTaker {
           invariant(!streamed, 'a backup is streamed once');
           streamed = true;
           const stream = archiveStream(manifest, parts, streamSignal);
-          stream.once('close', close);
+          stream.once('close', () => {
+            if (stream.readableEnded) observer?.completed(bytes);
+            else observer?.failed();
+            close();
+          });
           return stream;
         },
         close,
       };
     } catch (err) {
       close();
+      observer?.failed();
       if (err instanceof ConclaveError) throw err;
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
         throw new ConclaveError('DISK_FULL', 'The data disk is full: the state file a backup starts from does not fit. Free space and retry.');
@@ -188,8 +206,15 @@ export class BackupService implements BackupTaker {
   }
 
   async writeToDirectory(directory: string, fileName: string, signal?: AbortSignal): Promise<BackupWritten> {
-    mkdirSync(directory, { recursive: true, mode: 0o700 });
-    const backup = await this.open(null, signal);
+    const observer = this.options.observer;
+    let backup: OpenBackup;
+    try {
+      mkdirSync(directory, { recursive: true, mode: 0o700 });
+      backup = await this.openBackup(null, signal, undefined);
+    } catch (err) {
+      observer?.failed();
+      throw err;
+    }
     const partial = join(directory, `.${fileName}.${randomBytes(6).toString('hex')}.partial`);
     const path = join(directory, fileName);
     try {
@@ -202,6 +227,7 @@ export class BackupService implements BackupTaker {
     } catch (err) {
       backup.close();
       rmSync(partial, { force: true });
+      observer?.failed();
       throw err;
     }
     // Read back and checked as `conclave backup verify` does: a file that does not verify is removed.
@@ -209,8 +235,10 @@ export class BackupService implements BackupTaker {
       await this.verifyFile(path, signal);
     } catch (err) {
       rmSync(path, { force: true });
+      observer?.failed();
       throw err;
     }
+    observer?.completed(backup.bytes);
     return { manifest: backup.manifest, path, bytes: backup.bytes };
   }
 

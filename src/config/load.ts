@@ -154,6 +154,9 @@ export function loadConfig(sources: ConfigSources): Config {
   if (config.http.tlsClientCaFile !== '' && config.http.tlsCertFile === '') {
     throw new ConfigError('Setting http.tlsClientCaFile asks clients for certificates over TLS: set http.tlsCertFile and http.tlsKeyFile too.');
   }
+  if (config.metrics.access === 'open' && config.metrics.port === 0) {
+    throw new ConfigError('Setting metrics.access "open" serves /metrics without credentials on a listener of its own only: set metrics.port too (the API\'s port always asks for credentials).');
+  }
   if (config.auth.tokenTtlSeconds > config.auth.tokenLifetimeSecondsMax) {
     throw new ConfigError(
       `Setting auth.tokenTtlSeconds (${config.auth.tokenTtlSeconds}) is above auth.tokenLifetimeSecondsMax (${config.auth.tokenLifetimeSecondsMax}); lower it or raise the maximum.`,

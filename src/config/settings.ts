@@ -148,6 +148,11 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'backup.blobFetchTimeoutMs', kind: 'int', schema: int(0, 3_600_000).default(60_000), doc: 'How long a backup waits for a blob this node lacks to be fetched from a peer before it fails with BACKUP_BLOB_MISSING.' },
   { key: 'backup.requestBytesMax', kind: 'int', schema: int(64 * KiB, 1 * GiB).default(64 * MiB), doc: 'Largest body of POST /api/v1/admin/backup (an incremental backup names every blob of its base: 67 bytes each).' },
   { key: 'backup.directoriesAllowed', kind: 'list', schema: z.array(z.string().min(1).max(4096).refine((p) => isAbsolute(p), 'an absolute path')).max(64).default([]), doc: 'Directories (absolute paths) under which scheduled backups may be written and pruned (comma-separated in the environment). The backup.schedule.directory of the cluster must be one of them or under one, and not inside data.dir; none: scheduled backups are refused on this node.' },
+  { key: 'metrics.access', kind: 'enum', schema: z.enum(['role', 'open']).default('role'), doc: 'Who may read GET /metrics: role needs credentials of a user with any role (never anonymous, whatever auth.anonymousRead says); open serves it without credentials, on the listener of metrics.port only (the API\'s port always asks for credentials).' },
+  { key: 'metrics.port', kind: 'int', schema: int(0, 65535).default(0), doc: 'Port of a listener of its own that serves GET /metrics and nothing else (HTTPS when the API uses TLS); 0: none, /metrics is served on the API\'s port only.' },
+  { key: 'metrics.host', kind: 'string', schema: z.string().default(''), doc: 'Address the listener of metrics.port listens on. Empty: http.host.' },
+  { key: 'metrics.connectionsMax', kind: 'int', schema: int(1, 10_000).default(16), doc: 'Connections the listener of metrics.port holds at once; more are refused (scrapers need one or two each).' },
+  { key: 'metrics.blobScanIntervalMs', kind: 'int', schema: int(1000, 86_400_000).default(300_000), doc: 'How often the blob store is walked to measure its files and bytes for conclave_blob_store_bytes (the walk stats every file, so not at every scrape).' },
   { key: 'log.level', kind: 'enum', schema: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'), doc: 'Least severe log level written.' },
   { key: 'log.format', kind: 'enum', schema: z.enum(['auto', 'json', 'pretty']).default('auto'), doc: 'json for machines, pretty for people; auto is pretty on a terminal.' },
   { key: 'jobs.checkIntervalMs', kind: 'int', schema: int(100, 600_000).default(1000), doc: 'How often the master asks each cluster-exclusive job (scheduled backups) whether it has work; a job starts at most this late.' },
@@ -290,6 +295,7 @@ export interface Config {
     heartbeatMs: number;
   };
   backup: { concurrentMax: number; workerNice: number; blobFetchTimeoutMs: number; requestBytesMax: number; directoriesAllowed: string[] };
+  metrics: { access: 'role' | 'open'; port: number; host: string; connectionsMax: number; blobScanIntervalMs: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'; format: 'auto' | 'json' | 'pretty' };
   jobs: { checkIntervalMs: number; retryDelayMsMax: number };
 }

@@ -26,6 +26,7 @@ import { binaryRoutes } from './routes/binaries.js';
 import { clusterRoutes } from './routes/cluster.js';
 import { contentRoutes } from './routes/content.js';
 import { healthRoutes } from './routes/health.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { internalBlobRoutes } from './routes/internal.js';
 import { internalSnapshotRoutes } from './routes/internalSnapshots.js';
 import { queryRoutes } from './routes/query.js';
@@ -101,7 +102,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     aheadEntriesMax: context.config.http.minIndexAheadEntriesMax,
   });
   app.decorate('minIndexGate', minIndexGate);
-  const readGate = new ReadConsistencyGate(context.runtime, minIndexGate, context.config.cluster.readConsistency);
+  const readGate = new ReadConsistencyGate(context.runtime, minIndexGate, context.config.cluster.readConsistency, context.metrics?.reads.observe);
   // Reads of content wait for what their consistency needs (cluster status is this node's own view: never).
   const admit = async (request: FastifyRequest) => {
     await minIndexGate.admit(request);
@@ -119,6 +120,10 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
     publicScheme: https === null ? 'http' : 'https',
   });
   app.decorate('forwarder', forwarder);
+  if (context.metrics !== null) {
+    forwarder.observe = context.metrics.forwards.observeRequest;
+    context.metrics.http.register(app);
+  }
   // onClose runs once the server has no requests in flight: nothing is forwarded any more.
   app.addHook('onClose', async () => forwarder.close());
   app.addHook('onRequest', async (request, reply) => {
@@ -209,5 +214,6 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   await app.register(scheduledBackupRoutes);
   await app.register(internalBlobRoutes);
   await app.register(internalSnapshotRoutes);
+  await app.register(metricsRoutes);
   return app;
 }

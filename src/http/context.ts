@@ -9,6 +9,7 @@ import type { SnapshotStore } from '../storage/snapshotStore.js';
 import type { BackupService } from '../backup/backupService.js';
 import type { ChangeFeed } from '../changes/changeFeed.js';
 import type { RestoredOrigin } from '../backup/restoredOrigin.js';
+import type { NodeMetrics } from '../metrics/nodeMetrics.js';
 
 /** What every route plugin gets: decorated once on the app, read through `app.conclave`. */
 export interface HttpContext {
@@ -31,6 +32,8 @@ export interface HttpContext {
   readonly restoredOrigin: RestoredOrigin | null;
   /** The change feed this node serves (GET /api/v1/changes). */
   readonly changes: ChangeFeed;
+  /** This node's metrics, served at GET /metrics (null: a node without them, in tests). */
+  readonly metrics: NodeMetrics | null;
   /** True once SIGTERM arrived: new requests are refused, in-flight ones finish. */
   closing: boolean;
 }

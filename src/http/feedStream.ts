@@ -4,6 +4,7 @@ import type { ServerResponse } from 'node:http';
 import { eventJson, type ChangeFeed, type FeedFilter } from '../changes/changeFeed.js';
 import { formatFeedPosition, positionOf, type FeedPosition } from '../content/changes.js';
 import { isConclaveError, type ErrorCode } from '../errors/catalogue.js';
+import type { FeedMetrics } from '../metrics/feedMetrics.js';
 
 export interface FeedStreamLimits {
   /** Events read per step (the stream goes on at once while there are more). */
@@ -36,6 +37,7 @@ export class FeedStream {
     private readonly limits: FeedStreamLimits,
     private readonly log: FastifyBaseLogger,
     appliedIndex: number,
+    private readonly metrics: FeedMetrics | null,
   ) {
     this.position = since;
     this.lastIdSent = formatFeedPosition(since);
@@ -71,6 +73,7 @@ export class FeedStream {
         for (const event of page.events) {
           const id = formatFeedPosition(positionOf(event));
           this.write(`id: ${id}\ndata: ${JSON.stringify(eventJson(event))}\n\n`);
+          this.metrics?.eventsSent.inc();
           this.lastIdSent = id;
           // The socket holds at most about subscriberBufferBytesMax: the rest of the page is read again later.
           if (this.res.writableLength > this.limits.subscriberBufferBytesMax) {
@@ -89,6 +92,7 @@ export class FeedStream {
         }
         if (this.res.writableLength > this.limits.subscriberBufferBytesMax && !(await this.drained())) {
           if (this.gone.signal.aborted) return;
+          this.metrics?.subscribersCut.inc();
           return this.end('SUBSCRIBER_TOO_SLOW', `The client read nothing for ${this.limits.subscriberStallMsMax} ms with its buffer full (changes.subscriberStallMsMax).`);
         }
         if (full || page.more) {

@@ -228,6 +228,11 @@ export class RequestForwarder {
   /** Forwards under way, by the master they went to: given up when that node stops being the master. */
   private readonly underway = new Map<string, Set<AbortController>>();
   private readonly unsubscribe: () => void;
+  /**
+   * Given the promise of every forward, settled once the master's answer is relayed, and the reply that carries it
+   * (src/metrics/forwardMetrics.ts).
+   */
+  observe: ((forward: Promise<unknown>, reply: FastifyReply) => void) | null = null;
 
   constructor(
     private readonly view: MasterView,
@@ -329,7 +334,13 @@ export class RequestForwarder {
    * A request with a body must be forwarded before its body is parsed (from an onRequest hook). A request that
    * was itself forwarded is never forwarded again: it is refused as this node would refuse a write.
    */
-  async forwardToMaster(request: FastifyRequest, reply: FastifyReply, identify: () => Promise<Principal | undefined>): Promise<FastifyReply> {
+  forwardToMaster(request: FastifyRequest, reply: FastifyReply, identify: () => Promise<Principal | undefined>): Promise<FastifyReply> {
+    const forward = this.forward(request, reply, identify);
+    this.observe?.(forward, reply);
+    return forward;
+  }
+
+  private async forward(request: FastifyRequest, reply: FastifyReply, identify: () => Promise<Principal | undefined>): Promise<FastifyReply> {
     const master = this.master();
     if (master === null || header(request.headers, forwardedFromHeader) !== undefined) throw refusal(master);
     if (master.forwardUrl === null) throw unknownAddress(master, this.trust.tls !== null);

@@ -21,11 +21,19 @@ export type ReadConsistency = 'sequential' | 'linearizable' | 'stale';
 
 const modes: readonly ReadConsistency[] = ['sequential', 'linearizable', 'stale'];
 
+/**
+ * How a read was admitted (counted by src/metrics/readMetrics.ts): `lease` served at once under this node's read
+ * lease, `read_index` after the master confirmed a read index (a quorum round), `stale` as asked, `no_master` served
+ * marked stale because no master is known.
+ */
+export type ReadAdmission = 'lease' | 'read_index' | 'stale' | 'no_master';
+
 export class ReadConsistencyGate {
   constructor(
     private readonly runtime: ClusterRuntime,
     private readonly applied: MinIndexGate,
     private readonly defaultMode: ReadConsistency,
+    private readonly observe: (via: ReadAdmission) => void = () => undefined,
   ) {}
 
   /** Which mode a request asks for; the query parameter is taken off so routes with strict parameters never see it. */
@@ -43,13 +51,14 @@ export class ReadConsistencyGate {
 
   /** Waits until this node may serve a read in `mode`. */
   async admit(mode: ReadConsistency): Promise<void> {
-    if (mode === 'stale') return;
+    if (mode === 'stale') return this.observe('stale');
     if (this.runtime.softState().master === null) {
-      if (mode === 'sequential') return; // served, marked stale (cluster.noMasterBlock decides whether at all)
+      if (mode === 'sequential') return this.observe('no_master'); // served, marked stale (cluster.noMasterBlock decides whether at all)
       throw new ConclaveError('CLUSTER_NO_MASTER', 'No master is elected, so a linearizable read cannot be confirmed. Retry shortly, or read with consistency=stale.');
     }
-    if (mode === 'sequential' && this.runtime.hasReadLease()) return;
+    if (mode === 'sequential' && this.runtime.hasReadLease()) return this.observe('lease');
     const index = await this.runtime.readIndex();
     await this.applied.waitFor(index);
+    this.observe('read_index');
   }
 }

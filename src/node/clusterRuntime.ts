@@ -94,6 +94,11 @@ export interface RuntimeSnapshots {
   readonly journalRetainEntries: number;
 }
 
+/** Told of every Ready the runtime persisted, with how long its transaction took (src/metrics/readyMetrics.ts). */
+export interface ReadyObserver {
+  persisted(ready: ClusterReady, durationMs: number): void;
+}
+
 /** What GET /api/v1/cluster/status shows of this node's snapshots. */
 export interface SnapshotStatus {
   /** The snapshot the journal starts after (0: never compacted). */
@@ -241,6 +246,8 @@ export class ClusterRuntime {
   private snapshotFileCheckedIndex = -1;
   private snapshotFileMissing = false;
   private readonly snapshotListeners = new Set<(snapshot: Snapshot) => void>();
+  /** Metrics of each persisted Ready; null: none taken. */
+  readyObserver: ReadyObserver | null = null;
 
   constructor(
     private readonly db: Db,
@@ -641,9 +648,12 @@ export class ClusterRuntime {
       const ready = this.coordinator.ready();
       let outcomes: Array<ApplyResult | ConclaveError>;
       let detach: (() => void) | null = null;
+      let persistMs = 0;
       try {
         if (ready.snapshot !== undefined) detach = this.prepareSnapshotInstall(ready.snapshot);
+        const persistStartedMs = performance.now();
         outcomes = this.persistAndApply(ready);
+        persistMs = performance.now() - persistStartedMs;
       } catch (err) {
         if (err instanceof ApplyFailure) this.onApplyFailed(err);
         this.onPersistFailed(ready, storageError(err));
@@ -670,6 +680,7 @@ export class ClusterRuntime {
         }
       }
       this.coordinator.advance(ready);
+      this.readyObserver?.persisted(ready, persistMs);
       // Only stored entries prove the disk takes writes again: a small hard-state write can fit into a full disk
       // (SQLite reuses free pages), and clearing on it made a full node flap between refusing and taking writes.
       if (this.persistError !== null && (ready.entries.length > 0 || ready.snapshot !== undefined)) {

@@ -56,6 +56,8 @@ export class CommandForwarder {
   private readonly waiting = new Map<string, Waiting>();
   /** The master the commands in flight were last checked against (abandonFormerMasters). */
   private masterScanned: string | null = null;
+  /** Given the promise of every forward (src/metrics/forwardMetrics.ts); null: none. */
+  observe: ((forward: Promise<Committed>) => void) | null = null;
 
   constructor(
     private readonly view: CommandForwarderView,
@@ -78,6 +80,12 @@ export class CommandForwarder {
   }
 
   forward(command: ForwardableCommand, authority: WriteAuthority): Promise<Committed> {
+    const forward = this.send(command, authority);
+    this.observe?.(forward);
+    return forward;
+  }
+
+  private send(command: ForwardableCommand, authority: WriteAuthority): Promise<Committed> {
     const masterId = this.view.softState().master;
     if (masterId === null || masterId === this.view.self().id) {
       // The caller proposes here when this node is the master; reaching this means it just stopped being one.

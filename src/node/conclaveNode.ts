@@ -18,7 +18,9 @@ import { buildApp } from '../http/app.js';
 import type { HttpContext } from '../http/context.js';
 import { InternalAuth } from '../http/internalAuth.js';
 import { InternalListener } from '../http/internalListener.js';
-import { nodeTlsOf } from '../http/tlsFiles.js';
+import { MetricsListener } from '../http/metricsListener.js';
+import { NodeMetrics } from '../metrics/nodeMetrics.js';
+import { httpsOptionsOf, nodeTlsOf } from '../http/tlsFiles.js';
 import { BlobStore } from '../storage/blobStore.js';
 import { ContentTables } from '../storage/contentTables.js';
 import { getMeta, openDatabase, setMeta, type Db } from '../storage/database.js';
@@ -79,6 +81,7 @@ export class ConclaveNode {
   private stopping: Promise<void> | undefined;
   private repositoryBootstrap: Promise<void> | null = null;
   private internalListener: InternalListener | null = null;
+  private metricsListener: MetricsListener | null = null;
 
   private constructor(
     readonly config: Config,
@@ -94,6 +97,7 @@ export class ConclaveNode {
     private readonly commandServer: CommandServer,
     private readonly adminPassword: AdminPasswordKeeper,
     private readonly jobs: NodeJobs,
+    readonly metrics: NodeMetrics,
   ) {}
 
   static async open(config: Config, log: Logger, options: StartOptions = {}): Promise<ConclaveNode> {
@@ -102,6 +106,7 @@ export class ConclaveNode {
     let network: ClusterNetwork | null = null;
     let app: FastifyInstance | null = null;
     let replication: BlobReplication | null = null;
+    let metrics: NodeMetrics | null = null;
     try {
       const journal = new JournalStore(db);
       const content = new ContentTables(db);
@@ -213,6 +218,16 @@ export class ConclaveNode {
         log,
       );
       replication = { http, pusher, fetcher, collector };
+      let backups: BackupService | null = null;
+      metrics = new NodeMetrics({
+        runtime,
+        blobs: { files: () => blobs.files(), missing: () => fetcher.queued },
+        backupsInProgress: () => backups?.inProgress ?? 0,
+        softwareVersion,
+        blobScanIntervalMs: config.metrics.blobScanIntervalMs,
+        log,
+      });
+      runtime.readyObserver = metrics.ready;
       runtime.onApplied((entries) => fetcher.onApplied(entries));
       // A snapshot replaces the content: the blobs it references follow from the peers (the start-up scan covers a
       // crash between the install and the fetches).
@@ -238,6 +253,7 @@ export class ConclaveNode {
         },
         log,
       );
+      commandForwarder.observe = metrics.forwards.observeCommand;
       network.attachCommands(commandForwarder, commandServer);
       const repository = new Repository(runtime, content, blobs, undefined, pusher, commandForwarder);
       if (repository.isBootstrapped && options.adminPassword !== undefined) {
@@ -261,7 +277,7 @@ export class ConclaveNode {
         log,
         retryMs: config.cluster.writeTimeoutMs,
       });
-      const backups = new BackupService({
+      backups = new BackupService({
         db,
         blobs,
         pins,
@@ -273,6 +289,7 @@ export class ConclaveNode {
         workerNice: config.backup.workerNice,
         blobFetchTimeoutMs: config.backup.blobFetchTimeoutMs,
         log,
+        observer: metrics.backups,
       });
       // onChange, not onApplied: a snapshot install moves the applied index too, and a waiting reader must hear of it.
       const changes = new ChangeFeed(
@@ -285,7 +302,7 @@ export class ConclaveNode {
         },
         { scanEventsMax: config.changes.scanEventsMax },
       );
-      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, backups, restoredOrigin: new RestoredOrigin(db, runtime), changes, closing: false };
+      const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, backups, restoredOrigin: new RestoredOrigin(db, runtime), changes, metrics, closing: false };
       // The cluster side starts before the HTTP API is built: a returning replica dials its peers and starts taking
       // the entries it missed while Fastify registers its routes, instead of after.
       let node: ConclaveNode | null = null;
@@ -297,7 +314,8 @@ export class ConclaveNode {
       runtime.start(network);
       app = await buildApp(context, log);
       const jobs = nodeJobs(config, liveRuntime, backups, content, log);
-      node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication, commandServer, adminPassword, jobs);
+      node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication, commandServer, adminPassword, jobs, metrics);
+      metrics.start();
       // A change while the API was being built found no node to act on it.
       node.maybeBootstrapRepository();
       collector.start();
@@ -310,6 +328,7 @@ export class ConclaveNode {
       if (config.cluster.seeds.length === 0) await node.awaitWritable(options.standaloneReadyTimeoutMs ?? 30_000);
       return node;
     } catch (err) {
+      await metrics?.close();
       if (replication !== null) await stopReplication(replication);
       runtime?.close();
       await app?.close().catch(() => undefined);
@@ -409,6 +428,15 @@ export class ConclaveNode {
     if (runsInternalListener(this.config)) {
       this.internalListener = await InternalListener.start(this.app, { host: this.config.http.host, port: this.config.http.internalPort, tls: nodeTlsOf(this.config), log: this.log, handshakeTimeoutMs: this.config.transport.handshakeTimeoutMs, connectionsMax: this.config.http.internalConnectionsMax, refusalLogLinesPerMinuteMax: this.config.transport.refusalLogLinesPerMinuteMax });
     }
+    if (this.config.metrics.port !== 0) {
+      this.metricsListener = await MetricsListener.start(this.app, {
+        host: this.config.metrics.host !== '' ? this.config.metrics.host : this.config.http.host,
+        port: this.config.metrics.port,
+        https: httpsOptionsOf(this.config),
+        connectionsMax: this.config.metrics.connectionsMax,
+        log: this.log,
+      });
+    }
     // Now the HTTP ports are known (they may have been 0): members learn them, for forwards, redirects and status.
     const publishHost = this.config.transport.publishHost;
     const published = (port: number) => (publishHost !== '' ? formatEndpoint(publishHost, port) : `${host}:${port}`);
@@ -442,11 +470,12 @@ export class ConclaveNode {
     // Commands replicas forwarded are requests too: refused from now on, answered if under way.
     const commandsAnswered = this.commandServer.close(this.config.http.shutdownGraceMs);
     try {
-      await Promise.all([this.app.close(), this.internalListener?.close(this.config.http.shutdownGraceMs)]);
+      await Promise.all([this.app.close(), this.internalListener?.close(this.config.http.shutdownGraceMs), this.metricsListener?.close(this.config.http.shutdownGraceMs)]);
     } finally {
       clearTimeout(grace);
       await commandsAnswered;
       // Whatever failed above, the rest still stops: pending writes hear SHUTTING_DOWN, the database closes.
+      await this.metrics.close();
       await stopReplication(this.replication);
       this.adminPassword.close();
       this.jobs.clusterJobs.stop();

@@ -11,10 +11,11 @@ export interface StoredBlob {
   readonly size: number;
 }
 
-/** A blob file as the collector sees it: its hash and when it was last written or vouched for. */
+/** A blob file as the collector sees it: its hash and when it was last written or vouched for (and its size). */
 export interface BlobFile {
   readonly sha256: string;
   readonly mtimeMs: number;
+  readonly bytes: number;
 }
 
 const sha256Pattern = /^[0-9a-f]{64}$/;
@@ -158,7 +159,7 @@ export class BlobStore {
         for (const name of await readdirOrEmpty(join(this.root, first, second))) {
           if (!sha256Pattern.test(name) || !name.startsWith(first + second)) continue;
           const info = await stat(join(this.root, first, second, name)).catch(() => undefined);
-          if (info !== undefined) yield { sha256: name, mtimeMs: info.mtimeMs };
+          if (info !== undefined) yield { sha256: name, mtimeMs: info.mtimeMs, bytes: info.size };
         }
       }
     }

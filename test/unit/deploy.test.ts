@@ -86,3 +86,43 @@ test('the README states the Node.js version and the build tools', () => {
   assert.ok(readme.includes(`Node.js >= ${version}`), `README names Node.js >= ${version}`);
   for (const tool of ['python3', 'make', 'g++']) assert.ok(readme.includes(tool), `README names ${tool}`);
 });
+
+test('the pods carry Prometheus scrape annotations naming the HTTP port and /metrics', () => {
+  const set = parseAllDocuments(read('deploy/kubernetes/statefulset.yaml')).map((d) => d.toJS() as Record<string, any>).find((d) => d['kind'] === 'StatefulSet')!; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const template = set['spec']['template'];
+  const annotations = template['metadata']['annotations'] as Record<string, string>;
+  const httpPort = (template['spec']['containers'][0]['ports'] as Array<{ name: string; containerPort: number }>).find((p) => p.name === 'http')!.containerPort;
+  assert.equal(annotations['prometheus.io/scrape'], 'true');
+  assert.equal(annotations['prometheus.io/port'], String(httpPort));
+  assert.equal(annotations['prometheus.io/path'], '/metrics');
+  assert.match(read('deploy/kubernetes/README.md'), /basic_auth:[\s\S]*password_file/, 'the README shows a scrape job with credentials');
+});
+
+test('the Grafana dashboard reads only series docs/operations.md documents, through the data source variable', () => {
+  const dashboard = JSON.parse(read('deploy/grafana/conclave-dashboard.json')) as {
+    uid: string;
+    templating: { list: Array<{ name: string; type: string }> };
+    panels: Array<{ type: string; title: string; datasource?: { uid: string }; targets?: Array<{ expr: string; datasource: { uid: string } }> }>;
+  };
+  assert.equal(dashboard.uid, 'conclave');
+  assert.ok(dashboard.templating.list.some((v) => v.name === 'datasource' && v.type === 'datasource'));
+  const operations = read('docs/operations.md');
+  const documented = new Set([...operations.matchAll(/`((?:conclave|process)_[a-z_]+)/g)].map((m) => m[1]!));
+  const graphs = dashboard.panels.filter((p) => p.type !== 'row');
+  assert.ok(graphs.length >= 10);
+  for (const panel of graphs) {
+    assert.equal(panel.datasource?.uid, '${datasource}', `${panel.title} uses the data source variable`);
+    assert.ok((panel.targets ?? []).length > 0, `${panel.title} has queries`);
+    for (const target of panel.targets!) {
+      assert.equal(target.datasource.uid, '${datasource}');
+      for (const [name] of target.expr.matchAll(/\b(?:conclave|process)_[a-z_]+/g)) {
+        const series = name.replace(/_(bucket|sum|count)$/, '');
+        assert.ok(documented.has(series) || documented.has(name) || name.startsWith('process_'), `${panel.title}: ${name} is documented in docs/operations.md`);
+      }
+    }
+  }
+  const titles = graphs.map((p) => p.title);
+  for (const needed of ['Writes/s', 'Write latency', 'Applied index lag', 'Master', 'Elections and master changes', 'Blob store', 'Event-loop delay']) {
+    assert.ok(titles.includes(needed), `a panel "${needed}"`);
+  }
+});

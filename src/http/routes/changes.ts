@@ -92,11 +92,13 @@ export async function changesRoutes(app: FastifyInstance): Promise<void> {
     }
     slotsTaken++;
     slotsOf.set(who, mine + 1);
+    context.metrics?.feed.subscribers.inc();
     let released = false;
     return () => {
       if (released) return;
       released = true;
       slotsTaken--;
+      context.metrics?.feed.subscribers.dec();
       const left = slotsOf.get(who)! - 1;
       if (left === 0) slotsOf.delete(who);
       else slotsOf.set(who, left);
@@ -147,7 +149,7 @@ export async function changesRoutes(app: FastifyInstance): Promise<void> {
           release();
           throw err;
         }
-        const stream = new FeedStream(changes, reply, since, filter, limits, request.log, runtime.appliedIndex);
+        const stream = new FeedStream(changes, reply, since, filter, limits, request.log, runtime.appliedIndex, context.metrics?.feed ?? null);
         streams.add(stream);
         void stream.run().finally(() => {
           streams.delete(stream);
@@ -188,6 +190,7 @@ export async function changesRoutes(app: FastifyInstance): Promise<void> {
           release();
         }
       }
+      context.metrics?.feed.eventsSent.inc(page.events.length);
       const body = { events: page.events.map(eventJson), next: formatFeedPosition(page.next), oldest: changes.oldestPosition };
       return reply.type('application/json; charset=utf-8').send(body);
     },

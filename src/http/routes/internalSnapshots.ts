@@ -17,7 +17,7 @@ import { parseRange } from './binaries.js';
  * replication.snapshotChunkBytes, paced to replication.snapshotBytesPerSecondMax when that is set.
  */
 export async function internalSnapshotRoutes(app: FastifyInstance): Promise<void> {
-  const { config, snapshots } = app.conclave;
+  const { config, snapshots, metrics } = app.conclave;
   const { snapshotTransfersMax, snapshotChunkBytes, snapshotBytesPerSecondMax } = config.replication;
   let serving = 0;
 
@@ -55,6 +55,11 @@ export async function internalSnapshotRoutes(app: FastifyInstance): Promise<void
       // Paced transfers read small pieces, so that no piece waits long for its turn.
       const chunkBytes = snapshotBytesPerSecondMax > 0 ? Math.max(1024, Math.min(snapshotChunkBytes, Math.floor(snapshotBytesPerSecondMax / 10))) : snapshotChunkBytes;
       const source = createReadStream(file.path, { start, end, highWaterMark: chunkBytes });
+      if (metrics !== null) {
+        metrics.snapshots.serving();
+        // Read from the file, however the transfer ended (a 'data' listener would start the stream before it is sent).
+        source.once('close', () => metrics.snapshots.sent(source.bytesRead));
+      }
       const stream = snapshotBytesPerSecondMax > 0 ? source.pipe(paced(snapshotBytesPerSecondMax)) : source;
       body = stream;
       source.once('error', (err) => stream.destroy(err));

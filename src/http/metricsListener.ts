@@ -1,0 +1,75 @@
+import type { FastifyInstance } from 'fastify';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+
+import { ConclaveError, invariant } from '../errors/catalogue.js';
+
+/**
+ * The listener of metrics.port: a socket of its own for GET /metrics and nothing else, so an operator can open the
+ * metrics to the scraper's network (metrics.access "open", or a firewall rule for that port alone) without opening
+ * the API. Every other request is answered 404 here, before the API's app sees it. It speaks HTTPS with the API's
+ * certificate when the API does.
+ */
+const cameForMetrics = new WeakSet<IncomingMessage>();
+
+/** Whether a request arrived on the metrics listener. */
+export function viaMetricsListener(raw: IncomingMessage): boolean {
+  return cameForMetrics.has(raw);
+}
+
+/** How long a scraper's connection may stay idle, or a request take, before it is closed. */
+const idleTimeoutMs = 30_000;
+
+export class MetricsListener {
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
+
+  /** Starts listening for `app` (which must be ready); resolves once bound. */
+  static async start(
+    app: FastifyInstance,
+    options: { host: string; port: number; https: ServerOptions | null; connectionsMax: number; log: Logger },
+  ): Promise<MetricsListener> {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
+      const path = (req.url ?? '').split('?', 1)[0];
+      if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+        const error = new ConclaveError('ROUTE_NOT_FOUND', 'This port serves GET /metrics only.');
+        res.writeHead(error.status, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(error.toJSON()));
+        return;
+      }
+      cameForMetrics.add(req);
+      app.routing(req, res);
+    };
+    const server: Server = options.https === null ? createHttpServer(handler) : createHttpsServer(options.https, handler);
+    server.maxConnections = options.connectionsMax;
+    server.keepAliveTimeout = idleTimeoutMs;
+    server.headersTimeout = idleTimeoutMs;
+    server.requestTimeout = idleTimeoutMs;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: options.host, port: options.port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = server.address() as AddressInfo | null;
+    invariant(address !== null && typeof address === 'object', 'the metrics listener is bound to a TCP address');
+    options.log.info({ port: address.port, tls: options.https !== null }, 'metrics listener listening');
+    return new MetricsListener(server, address.port);
+  }
+
+  /** Stops taking connections; a scrape under way finishes (cut after graceMs). */
+  async close(graceMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
+    try {
+      await closed;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
