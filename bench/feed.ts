@@ -69,6 +69,7 @@ function timedWriter(paths: DocumentPaths, acknowledgedAt: Map<string, number>):
 class Subscriber {
   readonly arrivedAt = new Map<string, number>();
   events = 0;
+  failure: string | null = null;
   private readonly req: ClientRequest;
   private tail = '';
 
@@ -78,11 +79,15 @@ class Subscriber {
     readonly measuring: boolean,
   ) {
     this.req = httpRequest(`${url}/api/v1/changes?since=now&under=${parentPath}`, { headers: { authorization, accept: 'text/event-stream' } }, (res) => {
-      if (res.statusCode !== 200) throw new Error(`a feed subscriber on ${node} got ${res.statusCode}`);
+      if (res.statusCode !== 200) {
+        this.failure = `a feed subscriber on ${node} got ${res.statusCode}`;
+        res.resume();
+        return;
+      }
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => this.take(chunk));
     });
-    this.req.on('error', () => undefined);
+    this.req.on('error', (err) => (this.failure ??= `a feed subscriber on ${node}: ${err.message}`));
     this.req.end();
   }
 
@@ -139,10 +144,12 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
   try {
     // Streams answer their headers at once; give them a moment to be open before the load starts.
     const deadline = performance.now() + 10_000;
-    while (subscribers.some((s) => s.events === 0) && performance.now() < deadline) {
+    while (subscribers.some((s) => s.events === 0 && s.failure === null) && performance.now() < deadline) {
       await fetch(`${cluster.url(master)}/api/v1/content${parentPath}/probe`, { method: 'PUT', headers: { authorization, 'content-type': 'application/json' }, body: '{"properties":{}}' });
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
+    const failed = subscribers.find((s) => s.failure !== null || s.events === 0);
+    if (failed !== undefined) throw new Error(failed.failure ?? `a feed subscriber on ${failed.node} got no event in 10 s`);
     withSubscribers = await load('with-subscribers', acknowledgedAt);
     // The last events are on their way: wait until every measuring subscriber has every acknowledged write, or 10 s.
     const settle = performance.now() + 10_000;

@@ -608,7 +608,8 @@ async function main(): Promise<number> {
   let feed = null as FeedBenchResult | null;
   if (runs('feed')) {
     await part('feed', async () => {
-      feed = await withCluster(3, 'feed', {}, (cluster) =>
+      // Every subscriber of the bench is the admin: one user's share of the slots must hold them all.
+      feed = await withCluster(3, 'feed', { CONCLAVE_CHANGES_SUBSCRIBERS_PER_USER_MAX: String(feedSubscribers) }, (cluster) =>
         measureFeed(cluster, { ...options, clients: feedWriteClients, subscribers: feedSubscribers, measuringPerNode: feedMeasuringSubscribersPerNode, progress }),
       );
     });

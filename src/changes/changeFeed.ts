@@ -12,15 +12,21 @@ export interface FeedFilter {
   readonly ops?: ReadonlySet<ChangeOp>;
 }
 
+/** An event with its JSON as the API sends it, made once however many readers send it. */
+export interface FeedItem {
+  readonly event: ChangeEvent;
+  readonly json: string;
+}
+
 export interface FeedPage {
-  readonly events: ChangeEvent[];
+  readonly items: FeedItem[];
   /** Where the next page starts: after the last event read (matching or not), or the applied index at the end. */
   readonly next: FeedPosition;
   /** Whether the page stopped at its limit (or the scan's) before the end of the feed: more may be read at once. */
   readonly more: boolean;
 }
 
-/** What the feed needs of the node: its applied index and word of each applied Ready. */
+/** What the feed needs of the node: its applied index and word of each change of it (snapshot installs too). */
 export interface AppliedSource {
   readonly appliedIndex: number;
   onApplied(listener: () => void): () => void;
@@ -29,6 +35,10 @@ export interface AppliedSource {
 export interface FeedLimits {
   /** Events read (matching the filter or not) per page at most: a narrow filter cannot make one page scan the table. */
   readonly scanEventsMax: number;
+  /** The newest events kept in memory, with their JSON, for the readers that follow the feed closely. */
+  readonly recentEventsMax: number;
+  /** Word of new events goes to waiting readers at most this often: one wake-up per reader for many Readys. */
+  readonly fanOutIntervalMs: number;
 }
 
 export function matches(event: ChangeEvent, filter: FeedFilter): boolean {
@@ -38,12 +48,37 @@ export function matches(event: ChangeEvent, filter: FeedFilter): boolean {
   return isSameOrDescendant(event.path, filter.under) || (event.from !== undefined && isSameOrDescendant(event.from, filter.under));
 }
 
+/** Orders positions; "after all of entry N" (ordinal null) comes after every event of N. */
+function compare(a: FeedPosition, b: FeedPosition): number {
+  if (a.index !== b.index) return a.index - b.index;
+  if (a.ordinal === b.ordinal) return 0;
+  if (a.ordinal === null) return 1;
+  if (b.ordinal === null) return -1;
+  return a.ordinal - b.ordinal;
+}
+
+/** The position of an event itself (index and ordinal, whether or not it is its entry's last). */
+const exactly = (event: ChangeEvent): FeedPosition => ({ index: event.index, ordinal: event.ordinal });
+
 /**
  * Reads the change feed (the events apply() recorded, src/storage/changeLog.ts) for the HTTP API: pages from a
- * position, and a wait for the next applied entry. Everything here runs on the event loop between Readys, so a
- * page and the applied index it reports always agree: every entry up to it has recorded its events.
+ * position, and a wait for new events. Everything here runs on the event loop between Readys, so a page and the
+ * applied index it reports always agree: every entry up to it has recorded its events.
+ *
+ * Readers that follow the feed closely (every stream, most long-polls) read the newest events over and over: they
+ * are kept in memory, each with its JSON made once, and read from the table once per applied batch however many
+ * readers there are. Older positions are read from the table.
  */
 export class ChangeFeed {
+  /** The newest events, complete after `recentAfter` and through `recentThrough` (an applied index). */
+  private recent: FeedItem[] = [];
+  private recentAfter: FeedPosition | null = null;
+  private recentThrough = 0;
+  private recentGeneration = -1;
+  private readonly waiting = new Set<() => void>();
+  private fanOut: NodeJS.Timeout | null = null;
+  private unsubscribe: (() => void) | null = null;
+
   constructor(
     private readonly log: ChangeLog,
     private readonly source: AppliedSource,
@@ -75,50 +110,126 @@ export class ChangeFeed {
    */
   page(since: FeedPosition, filter: FeedFilter, limit: number, bytesMax = Infinity): FeedPage {
     this.checkAvailable(since);
-    const events: ChangeEvent[] = [];
+    this.refreshRecent();
+    const items: FeedItem[] = [];
     let scanned = 0;
     let bytes = 0;
     let next = since;
-    for (const event of this.log.eventsAfter(since)) {
-      if (events.length === limit || scanned === this.limits.scanEventsMax) return { events, next, more: true };
-      if (matches(event, filter)) {
-        if (bytesMax !== Infinity) {
-          // Paths are bounded (content/limits.ts), so an event is a few KiB at most: measured as it is sent.
-          bytes += JSON.stringify(eventJson(event)).length + 1;
-          if (bytes > bytesMax && events.length > 0) return { events, next, more: true };
-        }
-        events.push(event);
+    for (const item of this.itemsAfter(since)) {
+      if (items.length === limit || scanned === this.limits.scanEventsMax) return { items, next, more: true };
+      if (matches(item.event, filter)) {
+        bytes += item.json.length + 1;
+        if (bytes > bytesMax && items.length > 0) return { items, next, more: true };
+        items.push(item);
       }
       scanned++;
-      next = positionOf(event);
+      next = positionOf(item.event);
     }
     // Read to the end: every entry up to the applied index has recorded its events, so the next page starts
     // after it (entries without events — users, cluster state — need no reading again).
     const applied = this.source.appliedIndex;
-    return { events, next: applied > next.index ? { index: applied, ordinal: null } : next, more: false };
+    return { items, next: applied > next.index ? { index: applied, ordinal: null } : next, more: false };
   }
 
   /**
    * Resolves once an entry after `index` is applied (at once if one is), or when `timeoutMs` passes or `signal`
-   * aborts; false in those two cases.
+   * aborts; false in those two cases. Word of new entries comes at most every fanOutIntervalMs.
    */
   waitForEntryAfter(index: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     if (this.source.appliedIndex > index) return Promise.resolve(true);
     if (signal?.aborted === true) return Promise.resolve(false);
+    this.listen();
     return new Promise<boolean>((resolve) => {
       const finish = (outcome: boolean) => {
         clearTimeout(timer);
-        unsubscribe();
+        this.waiting.delete(onNews);
         signal?.removeEventListener('abort', onAbort);
         resolve(outcome);
       };
       const onAbort = () => finish(false);
-      const timer = setTimeout(() => finish(false), timeoutMs);
-      const unsubscribe = this.source.onApplied(() => {
+      const onNews = () => {
         if (this.source.appliedIndex > index) finish(true);
-      });
+      };
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      this.waiting.add(onNews);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /** Stops listening to the node (at its stop; waiters left resolve at their timeouts). */
+  close(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    if (this.fanOut !== null) clearTimeout(this.fanOut);
+    this.fanOut = null;
+  }
+
+  private listen(): void {
+    if (this.unsubscribe !== null) return;
+    this.unsubscribe = this.source.onApplied(() => {
+      if (this.fanOut !== null || this.waiting.size === 0) return;
+      this.fanOut = setTimeout(() => {
+        this.fanOut = null;
+        for (const wake of [...this.waiting]) wake();
+      }, this.limits.fanOutIntervalMs);
+    });
+  }
+
+  /** The events after `since`: from memory when it holds all of them, else from the table. */
+  private *itemsAfter(since: FeedPosition): Generator<FeedItem> {
+    if (this.recentAfter !== null && compare(since, this.recentAfter) >= 0) {
+      // The first event after `since`: a binary search over positions that only grow.
+      let low = 0;
+      let high = this.recent.length;
+      while (low < high) {
+        const mid = (low + high) >>> 1;
+        if (compare(exactly(this.recent[mid]!.event), since) > 0) high = mid;
+        else low = mid + 1;
+      }
+      for (let i = low; i < this.recent.length; i++) yield this.recent[i]!;
+      return;
+    }
+    for (const event of this.log.eventsAfter(since)) yield { event, json: JSON.stringify(eventJson(event)) };
+  }
+
+  /**
+   * Brings the recent events up to the applied index: one read of the table for what was applied since, shared by
+   * every reader. Starts empty at the applied index the first time, and again after a snapshot install replaced
+   * the table or a batch larger than the memory's bound; drops what retention pruned and what passes its bound.
+   */
+  private refreshRecent(): void {
+    const applied = this.source.appliedIndex;
+    if (this.recentGeneration !== this.log.generation || this.recentAfter === null || applied < this.recentThrough) {
+      this.resetRecent(applied);
+      return;
+    }
+    if (applied === this.recentThrough) return;
+    const from = this.recent.length > 0 ? positionOf(this.recent[this.recent.length - 1]!.event) : this.recentAfter;
+    const added: FeedItem[] = [];
+    for (const event of this.log.eventsAfter(from)) {
+      if (added.length === this.limits.recentEventsMax) {
+        this.resetRecent(applied);
+        return;
+      }
+      added.push({ event, json: JSON.stringify(eventJson(event)) });
+    }
+    this.recent.push(...added);
+    this.recentThrough = applied;
+    const pruned = this.log.prunedThrough();
+    let drop = 0;
+    while (drop < this.recent.length && (this.recent.length - drop > this.limits.recentEventsMax || this.recent[drop]!.event.index <= pruned)) drop++;
+    if (drop > 0) {
+      this.recentAfter = positionOf(this.recent[drop - 1]!.event);
+      this.recent = this.recent.slice(drop);
+    }
+    if (this.recentAfter.index < pruned) this.recentAfter = { index: pruned, ordinal: null };
+  }
+
+  private resetRecent(applied: number): void {
+    this.recent = [];
+    this.recentAfter = { index: applied, ordinal: null };
+    this.recentThrough = applied;
+    this.recentGeneration = this.log.generation;
   }
 }
 

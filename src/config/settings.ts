@@ -137,6 +137,8 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'changes.pageSizeDefault', kind: 'int', schema: int(1, 100_000).default(100), doc: 'Events in one page of GET /api/v1/changes when no limit is asked for.' },
   { key: 'changes.pageSizeMax', kind: 'int', schema: int(1, 100_000).default(1000), doc: 'Most events a client may ask for in one page of GET /api/v1/changes.' },
   { key: 'changes.scanEventsMax', kind: 'int', schema: int(1, 10_000_000).default(10_000), doc: 'Most events one page (or one step of a stream) reads, matching its filter or not: a narrow filter answers a short page with `next`, never a long scan.' },
+  { key: 'changes.recentEventsMax', kind: 'int', schema: int(0, 10_000_000).default(10_000), doc: 'The newest change-feed events each node keeps in memory with their JSON, so that the readers following the feed closely cost one read of the table per applied batch, not one each.' },
+  { key: 'changes.fanOutIntervalMs', kind: 'int', schema: int(0, 1000).default(5), doc: 'Waiting change-feed readers (streams, long-polls) hear of new events at most this often: one wake-up each for many applied batches. The delay it adds to an event is at most this.' },
   { key: 'changes.waitSecondsMax', kind: 'int', schema: int(0, 3600).default(60), doc: 'Longest long-poll a client may ask for (wait=SECONDS).' },
   { key: 'changes.subscribersMax', kind: 'int', schema: int(0, 100_000).default(1000), doc: 'Event streams and long-polls this node serves at once; more are refused with OVERLOADED.' },
   { key: 'changes.subscribersPerUserMax', kind: 'int', schema: int(1, 100_000).default(16), doc: 'Event streams and long-polls one user (anonymous callers: one source address) holds at once on this node, so that nobody takes every slot.' },
@@ -287,6 +289,8 @@ export interface Config {
     pageSizeDefault: number;
     pageSizeMax: number;
     scanEventsMax: number;
+    recentEventsMax: number;
+    fanOutIntervalMs: number;
     waitSecondsMax: number;
     subscribersMax: number;
     subscribersPerUserMax: number;

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger, FastifyReply } from 'fastify';
 import type { ServerResponse } from 'node:http';
 
-import { eventJson, type ChangeFeed, type FeedFilter } from '../changes/changeFeed.js';
+import type { ChangeFeed, FeedFilter } from '../changes/changeFeed.js';
 import { formatFeedPosition, positionOf, type FeedPosition } from '../content/changes.js';
 import { isConclaveError, type ErrorCode } from '../errors/catalogue.js';
 import type { FeedMetrics } from '../metrics/feedMetrics.js';
@@ -70,9 +70,9 @@ export class FeedStream {
           throw err;
         }
         let full = false;
-        for (const event of page.events) {
+        for (const { event, json } of page.items) {
           const id = formatFeedPosition(positionOf(event));
-          this.write(`id: ${id}\ndata: ${JSON.stringify(eventJson(event))}\n\n`);
+          this.write(`id: ${id}\ndata: ${json}\n\n`);
           this.metrics?.eventsSent.inc();
           this.lastIdSent = id;
           // The socket holds at most about subscriberBufferBytesMax: the rest of the page is read again later.

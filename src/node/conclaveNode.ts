@@ -300,7 +300,7 @@ export class ConclaveNode {
           },
           onApplied: (listener) => liveRuntime.onChange(listener),
         },
-        { scanEventsMax: config.changes.scanEventsMax },
+        { scanEventsMax: config.changes.scanEventsMax, recentEventsMax: config.changes.recentEventsMax, fanOutIntervalMs: config.changes.fanOutIntervalMs },
       );
       const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, backups, restoredOrigin: new RestoredOrigin(db, runtime), changes, metrics, closing: false };
       // The cluster side starts before the HTTP API is built: a returning replica dials its peers and starts taking
@@ -481,6 +481,7 @@ export class ConclaveNode {
       this.jobs.clusterJobs.stop();
       this.jobs.pruner.stop();
       this.jobs.changePruner.stop();
+      this.context.changes.close();
       this.runtime.close();
       await this.network.stop().catch((err: unknown) => this.log.warn({ err }, 'the transport did not stop cleanly'));
       this.db.close();

@@ -34,6 +34,9 @@ export class ChangeLog {
   private entryIndex = 0;
   private nextOrdinal = 0;
   private statements: ReturnType<ChangeLog['prepare']> | null = null;
+  private prunedThroughKnown: number | null = null;
+  /** Counts replacements of the whole table (snapshot installs). */
+  generation = 0;
 
   /** Statements are prepared at first use: a format-2 state file (no changes table) is read through ContentTables too. */
   constructor(private readonly db: Db) {}
@@ -108,11 +111,27 @@ export class ChangeLog {
     if (through <= this.prunedThrough()) return;
     this.sql.prune.run(through);
     setMeta(this.db, 'changes_pruned_through', through);
+    this.prunedThroughKnown = null;
   }
 
-  /** Positions from here on are answered; anything before was pruned (or predates the feed on this node). */
+  /**
+   * Positions from here on are answered; anything before was pruned (or predates the feed on this node). Remembered
+   * between reads, but never from inside a transaction (it may still roll back).
+   */
   prunedThrough(): number {
-    return getMeta<number>(this.db, 'changes_pruned_through') ?? 0;
+    if (this.prunedThroughKnown !== null && !this.db.inTransaction) return this.prunedThroughKnown;
+    const value = getMeta<number>(this.db, 'changes_pruned_through') ?? 0;
+    this.prunedThroughKnown = this.db.inTransaction ? null : value;
+    return value;
+  }
+
+  /**
+   * The whole table was replaced under this object (a snapshot install): what it remembers goes, and readers that
+   * keep events in memory (the feed's recent events) see `generation` move and read again.
+   */
+  replaced(): void {
+    this.prunedThroughKnown = null;
+    this.generation++;
   }
 
   /** The events after `position`, in feed order; the caller stops reading when its page is full. */

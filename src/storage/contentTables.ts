@@ -290,9 +290,10 @@ export class ContentTables implements ContentStore {
     return this.usersChanges;
   }
 
-  /** The users table was replaced under this object (a snapshot install). */
+  /** The state machine was replaced under this object (a snapshot install): the users and the change feed. */
   usersReplaced(): void {
     this.usersChanges++;
+    this.changes.replaced();
   }
 
   putUser(user: User): void {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 
-import { ChangeFeed, type FeedFilter } from '../../src/changes/changeFeed.js';
+import { ChangeFeed, eventJson, type FeedFilter } from '../../src/changes/changeFeed.js';
 import { pruneChangesSinceVersion } from '../../src/changes/changePruner.js';
 import { emptyClusterState, everyMemberAtLeast } from '../../src/core/clusterState.js';
 import { applyCommand } from '../../src/content/apply.js';
@@ -23,7 +23,7 @@ class Repo {
   private ids = 0;
   private readonly listeners = new Set<() => void>();
 
-  constructor(scanEventsMax = 10_000) {
+  constructor(scanEventsMax = 10_000, recentEventsMax = 10_000) {
     const tmp = tempDir();
     this.cleanup = tmp.cleanup;
     this.db = openDatabase(tmp.dir);
@@ -36,8 +36,11 @@ class Repo {
       },
     };
     Object.defineProperty(source, 'appliedIndex', { get: () => this.index });
-    this.feed = new ChangeFeed(this.tables.changes, source, { scanEventsMax });
+    this.feed = new ChangeFeed(this.tables.changes, source, { scanEventsMax, recentEventsMax, fanOutIntervalMs: 0 });
     this.apply({ type: 'bootstrap', rootId: 'root', time: this.time(), tokenKeyId: 'k', adminPasswordHash: 'h' });
+    // The feed keeps the newest events in memory from its first read on: read now, so what follows is read from
+    // memory (positions from here on) as well as from the table (before).
+    this.feed.page({ index: 0, ordinal: null }, {}, 1);
   }
 
   time(): string {
@@ -73,7 +76,7 @@ class Repo {
     let position = since;
     for (;;) {
       const page = this.feed.page(position, filter, limit);
-      events.push(...page.events);
+      events.push(...page.items.map((item) => item.event));
       position = page.next;
       if (!page.more) return events;
     }
@@ -166,8 +169,8 @@ test('every content change records one event per node touched, in journal order;
   }
 });
 
-test('a page ends anywhere, even inside one entry\'s events, and the next page resumes exactly after it', () => {
-  const repo = new Repo();
+for (const [recentEventsMax, where] of [[10_000, 'memory'], [0, 'the table']] as const) test(`a page ends anywhere, even inside one entry's events, and the next page resumes exactly after it (from ${where})`, () => {
+  const repo = new Repo(10_000, recentEventsMax);
   try {
     repo.put('/t');
     for (let i = 0; i < 5; i++) repo.put(`/t/n${i}`);
@@ -182,10 +185,11 @@ test('a page ends anywhere, even inside one entry\'s events, and the next page r
     });
     // since=N skips entry N whole; at the end, next is the applied index.
     const page = repo.feed.page({ index: 8, ordinal: null }, {}, 100);
-    assert.deepEqual(page.events.map(brief), ['9 created /after']);
+    assert.deepEqual(page.items.map((item) => brief(item.event)), ['9 created /after']);
+    assert.deepEqual(JSON.parse(page.items[0]!.json), { ...eventJson(page.items[0]!.event) });
     assert.deepEqual(page.next, { index: 9, ordinal: null });
     repo.apply({ type: 'putUser', name: 'u', passwordHash: 'h', roles: ['reader'], createOnly: true, time: repo.time() });
-    assert.deepEqual(repo.feed.page(page.next, {}, 100), { events: [], next: { index: 10, ordinal: null }, more: false }, 'entries without events are passed over');
+    assert.deepEqual(repo.feed.page(page.next, {}, 100), { items: [], next: { index: 10, ordinal: null }, more: false }, 'entries without events are passed over');
   } finally {
     repo.close();
   }
@@ -205,7 +209,7 @@ test('filters: under (path or old path), type and op; a narrow filter scans at m
     assert.deepEqual(repo.all(undefined, { types: new Set(['article']), ops: new Set(['created']) }).map(brief), ['3 created /site/a', '5 created /other/x']);
     // Three events read per page at most: a page may come back empty with `next` moved on.
     const first = repo.feed.page({ index: 0, ordinal: null }, { ops: new Set(['moved']) }, 10);
-    assert.deepEqual(first.events, []);
+    assert.deepEqual(first.items, []);
     assert.equal(first.more, true);
     assert.deepEqual(first.next, { index: 3, ordinal: null });
   } finally {
