@@ -27,6 +27,8 @@ export class ChangePruner {
     private readonly retention: ChangeRetention,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    /** Webhooks that still need events (src/webhooks/webhookRetention.ts): pruning stops short of them. */
+    private readonly holds?: { limit(through: number): number },
   ) {}
 
   start(): void {
@@ -45,8 +47,9 @@ export class ChangePruner {
     this.running = true;
     try {
       const cutoffAt = new Date(this.now() - this.retention.retainSeconds * 1000).toISOString();
-      const through = this.changes.pruneCandidate(this.retention.retainEvents, cutoffAt, this.retention.pruneBatchEventsMax);
-      if (through === 0) return 0;
+      const candidate = this.changes.pruneCandidate(this.retention.retainEvents, cutoffAt, this.retention.pruneBatchEventsMax);
+      const through = candidate === 0 || this.holds === undefined ? candidate : this.holds.limit(candidate);
+      if (through <= this.changes.prunedThrough()) return 0;
       await this.runtime.propose({ type: 'pruneChanges', through, time: new Date(this.now()).toISOString() });
       this.log.debug({ through }, 'pruned the change feed');
       return through;

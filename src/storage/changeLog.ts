@@ -38,6 +38,7 @@ export class ChangeLog {
   private readonly after;
   private readonly prune;
   private readonly lastIndexQuery;
+  private readonly countAfterQuery;
 
   constructor(private readonly db: Db) {
     this.insert = db.prepare(`INSERT INTO changes (${eventColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
@@ -60,6 +61,7 @@ export class ChangeLog {
       .raw(true);
     this.prune = db.prepare('DELETE FROM changes WHERE idx <= ?');
     this.lastIndexQuery = db.prepare('SELECT max(idx) FROM changes').pluck();
+    this.countAfterQuery = db.prepare('SELECT count(*) FROM changes WHERE (idx, ordinal) > (?, ?)').pluck();
   }
 
   /** The events recorded from now on belong to entry `index` (called before each entry is applied). */
@@ -112,6 +114,12 @@ export class ChangeLog {
   *eventsAfter(position: FeedPosition): Generator<ChangeEvent> {
     const bound = boundAfter(position);
     for (const row of this.after.iterate(bound.index, bound.ordinal) as Iterable<ChangeRow>) yield eventOf(row);
+  }
+
+  /** How many events follow `position` (what a webhook at that mark still has to go through). */
+  countAfter(position: FeedPosition): number {
+    const bound = boundAfter(position);
+    return this.countAfterQuery.get(bound.index, bound.ordinal) as number;
   }
 
   /** The index of the newest entry that recorded an event, or 0. */
