@@ -102,7 +102,9 @@ export const emptyClusterState: ClusterState = {
 export function restoredClusterState(state: ClusterState): ClusterState {
   const partial = state as Partial<ClusterState> & Omit<ClusterState, 'jobs' | 'webhooks'>;
   if (partial.jobs !== undefined && partial.webhooks !== undefined) return state;
-  return { ...partial, jobs: partial.jobs ?? {}, webhooks: partial.webhooks ?? {} };
+  // In the fields' order, whichever were missing: states compare equal as JSON.
+  const { jobs, webhooks, ...rest } = partial;
+  return { ...rest, jobs: jobs ?? {}, webhooks: webhooks ?? {} };
 }
 
 /** Most voting exclusions at once (Elasticsearch allows 10 by default: excluding more is a mistake). */

@@ -478,7 +478,7 @@ function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupServic
   const verifyExisting = (path: string, signal: AbortSignal) => existingScheduledBackup(path, { state: () => runtime.clusterState(), verify: (p, s) => backups.verifyFile(p, s), log }, signal);
   const directories = { allowed: config.backup.directoriesAllowed, dataDir: config.data.dir };
   clusterJobs.register(new BackupSchedule({ taker: backups, clusterName: config.cluster.name, verifyExisting, directories, log }));
-  clusterJobs.register(new WebhookDelivery({ feed, runtime, clusterSecret, settings: config.webhooks, log }));
+  clusterJobs.register(new WebhookDelivery({ feed, lastEventIndex: () => content.changes.lastIndex(), runtime, clusterSecret, settings: config.webhooks, log }));
   const webhookHolds = new WebhookRetention(content.changes, runtime, config.webhooks.backlogEventsMax, log);
   return { clusterJobs, pruner: new BackupPruner(runtime, log, directories), changePruner: new ChangePruner(content.changes, runtime, config.changes, log, Date.now, webhookHolds) };
 }

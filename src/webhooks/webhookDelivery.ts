@@ -38,6 +38,8 @@ export interface WebhookDeliverySettings {
 
 export interface WebhookDeliveryOptions {
   readonly feed: ChangeFeed;
+  /** The index of the newest entry that recorded an event (ChangeLog.lastIndex). */
+  readonly lastEventIndex: () => number;
   readonly runtime: { proposeClusterChange(change: ClusterChange): void };
   readonly clusterSecret: string;
   readonly settings: WebhookDeliverySettings;
@@ -164,14 +166,15 @@ class HookWorker {
         throw err;
       }
       if (page.events.length === 0) {
-        if (markAfter(page.next, this.mark)) this.mark = page.next;
-        if (!page.more) await feed.waitForEntryAfter(this.mark.index, idleWaitMs, signal);
+        this.advance(page.next);
+        // Past page.next, not the mark: the mark stops at the last event, the applied index goes on.
+        if (!page.more) await feed.waitForEntryAfter(page.next.index, idleWaitMs, signal);
         continue;
       }
       const failure = await this.post(secret, page.events.map(eventJson), formatFeedPosition(page.next), signal);
       if (signal.aborted) return;
       if (failure === null) {
-        this.mark = page.next;
+        this.advance(page.next);
         this.failuresInARow = 0;
         continue;
       }
@@ -181,6 +184,17 @@ class HookWorker {
       this.log.warn({ failuresInARow: this.failuresInARow, retryInMs: delay, error: failure.message, status: failure.status }, 'a webhook delivery failed; the same events are sent again after the back-off');
       await sleep(delay, signal);
     }
+  }
+
+  /**
+   * Moves the mark to `next`, but no further than the feed's last event: a page read to the end names the applied
+   * index, which every entry moves (this job's own mark commits too); a mark following it would be committed again
+   * at every round, for nothing.
+   */
+  private advance(next: FeedPosition): void {
+    const lastEvent = this.options.lastEventIndex();
+    const target = next.ordinal === null && next.index > lastEvent ? { index: Math.max(lastEvent, this.mark.index), ordinal: null } : next;
+    if (markAfter(target, this.mark)) this.mark = target;
   }
 
   /** Null when delivered, or what went wrong. */
