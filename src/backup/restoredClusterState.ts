@@ -1,6 +1,7 @@
 import { checkSettingsUpdate, type DynamicValue } from '../config/dynamicSettings.js';
 import { jobChangeProblem, jobsMax, type JobState } from '../core/clusterJobs.js';
 import type { ClusterState } from '../core/clusterState.js';
+import { webhookProblem, webhooksLimit } from '../core/clusterWebhooks.js';
 import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
 
 /**
@@ -44,6 +45,9 @@ export function newClusterState(from: ClusterState, to: { readonly clusterUuid: 
       settings,
       inSync: [to.nodeId],
       jobs: {},
+      // Webhooks carry secrets sealed with the source's cluster secret and marks of the source's feed: a new cluster
+      // registers its own.
+      webhooks: {},
     },
     droppedSettings: dropped.sort(),
   };
@@ -61,6 +65,14 @@ export function checkedCloneClusterState(state: ClusterState): ClusterState {
   for (const [name, job] of entries) {
     const problem = jobProblem(name, job);
     if (problem !== null) throw corrupt(`its cluster state's job ${JSON.stringify(name.slice(0, 100))} ${problem}`);
+  }
+  const webhooks = (state.webhooks as unknown) ?? {};
+  if (typeof webhooks !== 'object' || webhooks === null || Array.isArray(webhooks)) throw corrupt('its cluster state holds webhooks that are not a map of webhooks');
+  const hooks = Object.entries(webhooks as Record<string, unknown>);
+  if (hooks.length > webhooksLimit) throw corrupt(`its cluster state holds ${hooks.length} webhooks, more than the ${webhooksLimit} a cluster may`);
+  for (const [id, hook] of hooks) {
+    const problem = webhookProblem(hook) ?? ((hook as { id?: unknown }).id === id ? null : 'is filed under another id');
+    if (problem !== null) throw corrupt(`its cluster state's webhook ${JSON.stringify(id.slice(0, 100))}: ${problem}`);
   }
   return state;
 }

@@ -93,7 +93,8 @@ export class ChangeFeed {
   /** Refuses a position the feed no longer answers (retention pruned what follows it), naming the oldest it does. */
   checkAvailable(since: FeedPosition): void {
     const oldest = this.log.prunedThrough();
-    if (since.index < oldest) {
+    // N:k is before the rest of entry N, which pruning through N dropped with the entry.
+    if (since.index < oldest || (since.index === oldest && since.ordinal !== null && oldest > 0)) {
       throw new ConclaveError(
         'CHANGES_COMPACTED',
         `The change feed no longer holds the events after ${formatFeedPosition(since)}: retention dropped everything through index ${oldest}. ` +

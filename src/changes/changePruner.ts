@@ -31,6 +31,8 @@ export class ChangePruner {
     private readonly retention: ChangeRetention,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    /** Webhooks that still need events (src/webhooks/webhookRetention.ts): pruning stops short of them. */
+    private readonly holds?: { limit(through: number): number },
   ) {}
 
   start(): void {
@@ -57,12 +59,14 @@ export class ChangePruner {
       let pruned = 0;
       for (;;) {
         const cutoffAt = new Date(this.now() - this.retention.retainSeconds * 1000).toISOString();
-        const { through, more } = this.changes.pruneCandidate(this.retention.retainEvents, cutoffAt, this.retention.pruneBatchEventsMax);
-        if (through === 0) return pruned;
+        const candidate = this.changes.pruneCandidate(this.retention.retainEvents, cutoffAt, this.retention.pruneBatchEventsMax);
+        // Webhooks hold pruning back at what they have not delivered (within their backlog bound).
+        const through = candidate.through === 0 || this.holds === undefined ? candidate.through : this.holds.limit(candidate.through);
+        if (through <= this.changes.prunedThrough()) return pruned;
         await this.runtime.propose({ type: 'pruneChanges', through, time: new Date(this.now()).toISOString() });
         this.log.debug({ through }, 'pruned the change feed');
         pruned = through;
-        if (!more || this.timer === null) return pruned;
+        if (!candidate.more || through < candidate.through || this.timer === null) return pruned;
       }
     } catch (err) {
       // Not master any more, a full write queue, a full disk: the next round (here or on the next master) tries again.

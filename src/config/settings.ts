@@ -159,6 +159,15 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'log.format', kind: 'enum', schema: z.enum(['auto', 'json', 'pretty']).default('auto'), doc: 'json for machines, pretty for people; auto is pretty on a terminal.' },
   { key: 'jobs.checkIntervalMs', kind: 'int', schema: int(100, 600_000).default(1000), doc: 'How often the master asks each cluster-exclusive job (scheduled backups) whether it has work; a job starts at most this late.' },
   { key: 'jobs.retryDelayMsMax', kind: 'int', schema: int(1000, 86_400_000).default(300_000), doc: 'After a failed run of a cluster-exclusive job (a claim or commit that did not go through), the master waits jobs.checkIntervalMs doubled per failure in a row, up to this, before the next.' },
+  { key: 'webhooks.max', kind: 'int', schema: int(0, 256).default(32), doc: 'Most webhooks the cluster holds (checked by the master at registration; 256 at most); 0 refuses every registration.' },
+  { key: 'webhooks.hostsAllowed', kind: 'list', schema: z.array(z.string().min(1).max(253)).max(256).default([]), doc: 'Hosts (names or IP literals, case-insensitive, exact) webhooks may target (comma-separated in the environment); empty: any host. Set it: whether hooks may reach private networks and this cluster\'s own hosts is the operator\'s call.' },
+  { key: 'webhooks.deliveryTimeoutMs', kind: 'int', schema: int(100, 600_000).default(10_000), doc: 'How long one delivery (connect, send, the receiver\'s answer) may take before it counts as failed and is retried.' },
+  { key: 'webhooks.batchEventsMax', kind: 'int', schema: int(1, 1000).default(100), doc: 'Most events in one delivery (a POST of {"events": [...]}, in feed order).' },
+  { key: 'webhooks.responseBytesMax', kind: 'int', schema: int(0, 64 * KiB).default(4 * KiB), doc: 'Bytes of a receiver\'s answer read (for the error shown); past it the connection is cut.' },
+  { key: 'webhooks.retryDelayMsMin', kind: 'int', schema: int(10, 3_600_000).default(1000), doc: 'After a failed delivery the webhook waits this long, doubled per failure in a row up to webhooks.retryDelayMsMax, before sending the same events again.' },
+  { key: 'webhooks.retryDelayMsMax', kind: 'int', schema: int(10, 86_400_000).default(300_000), doc: 'Longest wait between two attempts of a failing webhook.' },
+  { key: 'webhooks.markCommitIntervalMs', kind: 'int', schema: int(10, 600_000).default(1000), doc: 'How often the master commits the delivered marks (and failures) of its webhooks through the journal: after a failover, a receiver may see again what was delivered within this long.' },
+  { key: 'webhooks.backlogEventsMax', kind: 'int', schema: int(0, 1_000_000_000).default(1_000_000), doc: 'Feed events an active webhook may hold back from retention (events after its mark); past it, when retention would drop them, the webhook is marked broken (CHANGES_COMPACTED) and the feed is pruned.' },
 ];
 
 function defaultNodeName(): string {
@@ -302,4 +311,15 @@ export interface Config {
   metrics: { access: 'role' | 'open'; port: number; host: string; connectionsMax: number; blobScanIntervalMs: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'; format: 'auto' | 'json' | 'pretty' };
   jobs: { checkIntervalMs: number; retryDelayMsMax: number };
+  webhooks: {
+    max: number;
+    hostsAllowed: string[];
+    deliveryTimeoutMs: number;
+    batchEventsMax: number;
+    responseBytesMax: number;
+    retryDelayMsMin: number;
+    retryDelayMsMax: number;
+    markCommitIntervalMs: number;
+    backlogEventsMax: number;
+  };
 }

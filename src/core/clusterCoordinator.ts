@@ -19,6 +19,7 @@ import {
   type NodeDescriptor,
 } from './clusterState.js';
 import { isJobChange, jobChangeProblem } from './clusterJobs.js';
+import { isWebhookChange, webhookChangeProblem } from './clusterWebhooks.js';
 import { CoordinationCore, type CoreOptions, type ProposeOutcome, type RestoredState } from './coordinationCore.js';
 import type { Ready, Snapshot, SoftState } from './types.js';
 import { reconfigure } from './votingConfiguration.js';
@@ -318,6 +319,10 @@ export class ClusterCoordinator {
     }
     if (isJobChange(change)) {
       const problem = jobChangeProblem(this.state.jobs, change);
+      if (problem !== null) return { ok: false, reason: 'refused', problem };
+    }
+    if (isWebhookChange(change)) {
+      const problem = webhookChangeProblem(this.state.webhooks, change);
       if (problem !== null) return { ok: false, reason: 'refused', problem };
     }
     this.pendingOperatorChanges.push(change);

@@ -1,5 +1,6 @@
 import { invariant } from '../errors/catalogue.js';
 import { applyJobChange, type JobChange, type Jobs } from './clusterJobs.js';
+import { applyWebhookChange, type WebhookChange, type Webhooks } from './clusterWebhooks.js';
 import type { ConfigurationPayload, Entry } from './types.js';
 
 /**
@@ -54,6 +55,8 @@ export interface ClusterState {
    * releases before jobs existed have none (restoredClusterState fills it in).
    */
   readonly jobs: Jobs;
+  /** Registered webhooks by id (clusterWebhooks.ts); states of releases before webhooks have none. */
+  readonly webhooks: Webhooks;
 }
 
 export type ClusterChange =
@@ -75,7 +78,9 @@ export type ClusterChange =
   | { readonly type: 'settingsUpdated'; readonly settings: Readonly<Record<string, string | number | boolean | null>> }
   | { readonly type: 'inSyncChanged'; readonly added: readonly string[]; readonly removed: readonly string[] }
   /** Claims, progress, releases and removals of cluster-exclusive jobs (clusterJobs.ts). */
-  | JobChange;
+  | JobChange
+  /** Registrations, delivered marks, breakage and removals of webhooks (clusterWebhooks.ts). */
+  | WebhookChange;
 
 export const emptyClusterState: ClusterState = {
   version: 0,
@@ -87,6 +92,7 @@ export const emptyClusterState: ClusterState = {
   settings: {},
   inSync: [],
   jobs: {},
+  webhooks: {},
 };
 
 /**
@@ -94,8 +100,11 @@ export const emptyClusterState: ClusterState = {
  * existed lack it, and its absence means the field's empty value.
  */
 export function restoredClusterState(state: ClusterState): ClusterState {
-  const partial = state as Partial<ClusterState> & Omit<ClusterState, 'jobs'>;
-  return partial.jobs === undefined ? { ...partial, jobs: {} } : state;
+  const partial = state as Partial<ClusterState> & Omit<ClusterState, 'jobs' | 'webhooks'>;
+  if (partial.jobs !== undefined && partial.webhooks !== undefined) return state;
+  // In the fields' order, whichever were missing: states compare equal as JSON.
+  const { jobs, webhooks, ...rest } = partial;
+  return { ...rest, jobs: jobs ?? {}, webhooks: webhooks ?? {} };
 }
 
 /** Most voting exclusions at once (Elasticsearch allows 10 by default: excluding more is a mistake). */
@@ -162,6 +171,13 @@ export function applyClusterChange(state: ClusterState, change: ClusterChange): 
     case 'jobRemoved': {
       const jobs = applyJobChange(state.jobs, change);
       return jobs === state.jobs ? state : { ...state, jobs };
+    }
+    case 'webhookRegistered':
+    case 'webhookRemoved':
+    case 'webhookMarks':
+    case 'webhookBroken': {
+      const webhooks = applyWebhookChange(state.webhooks, change);
+      return webhooks === state.webhooks ? state : { ...state, webhooks };
     }
   }
 }

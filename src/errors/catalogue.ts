@@ -38,6 +38,7 @@ export const errorCatalogue = {
   BLOB_NOT_FOUND: { status: 404, retryable: false, summary: 'This node holds no blob of that SHA-256 (node-to-node transfer).' },
   USER_NOT_FOUND: { status: 404, retryable: false, summary: 'No user of that name exists.' },
   ROUTE_NOT_FOUND: { status: 404, retryable: false, summary: 'No endpoint exists at this method and URL.' },
+  WEBHOOK_NOT_FOUND: { status: 404, retryable: false, summary: 'No webhook of that id is registered.' },
   SNAPSHOT_NOT_FOUND: { status: 404, retryable: false, summary: 'This node holds no snapshot file at that index (any more); the master sends a newer one.' },
   PARENT_NOT_FOUND: { status: 409, retryable: false, summary: 'The parent of the target path does not exist; create it first.' },
   NODE_HAS_CHILDREN: { status: 409, retryable: false, summary: 'The node has children; delete with ?recursive=true.' },
@@ -46,6 +47,9 @@ export const errorCatalogue = {
   ROOT_IMMUTABLE: { status: 409, retryable: false, summary: 'The root node cannot be deleted, moved or renamed.' },
   INVALID_ORDER: { status: 409, retryable: false, summary: 'A reorder must name each existing child exactly once.' },
   LAST_ADMIN: { status: 409, retryable: false, summary: 'The last admin cannot be deleted or lose the admin role.' },
+  WEBHOOK_URL_REFUSED: { status: 400, retryable: false, summary: 'A webhook URL is not http or https, holds credentials, is too long, or names a host outside webhooks.hostsAllowed.' },
+  WEBHOOKS_FULL: { status: 409, retryable: false, summary: 'The cluster already holds webhooks.max webhooks; delete one first.' },
+  WEBHOOK_SECRET_UNREADABLE: { status: 500, retryable: false, summary: 'Not an HTTP answer: a webhook is broken because its sealed secret does not open with this cluster secret (the secret was changed); delete and register it again.' },
   CHANGES_COMPACTED: { status: 410, retryable: false, summary: 'The change feed no longer holds events after the position asked for (retention pruned them); the error names the oldest position still answered. Resynchronise, then follow from there.' },
   PRECONDITION_FAILED: { status: 412, retryable: false, summary: 'If-Match or If-None-Match did not hold; nothing changed.' },
 

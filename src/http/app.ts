@@ -31,6 +31,7 @@ import { internalBlobRoutes } from './routes/internal.js';
 import { internalSnapshotRoutes } from './routes/internalSnapshots.js';
 import { queryRoutes } from './routes/query.js';
 import { userRoutes } from './routes/users.js';
+import { webhookRoutes } from './routes/webhooks.js';
 
 /**
  * Builds the HTTP API. Infrastructure — the context, error handling, authentication and the index header — is set
@@ -205,6 +206,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   await app.register(healthRoutes);
   await app.register(authRoutes);
   await app.register(changesRoutes);
+  await app.register(webhookRoutes);
   await app.register(userRoutes);
   await app.register(contentRoutes);
   await app.register(queryRoutes);

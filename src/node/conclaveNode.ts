@@ -41,6 +41,8 @@ import { BackupService } from '../backup/backupService.js';
 import { existingScheduledBackup } from '../backup/existingBackup.js';
 import { RestoredOrigin } from '../backup/restoredOrigin.js';
 import { ChangeFeed } from '../changes/changeFeed.js';
+import { WebhookDelivery } from '../webhooks/webhookDelivery.js';
+import { WebhookRetention } from '../webhooks/webhookRetention.js';
 import { ChangePruner } from '../changes/changePruner.js';
 import { ClusterJobs } from '../jobs/clusterJobs.js';
 import { InternalHttpClient } from '../replication/internalHttp.js';
@@ -313,7 +315,7 @@ export class ConclaveNode {
       network.attach(runtime);
       runtime.start(network);
       app = await buildApp(context, log);
-      const jobs = nodeJobs(config, liveRuntime, backups, content, log);
+      const jobs = nodeJobs(config, liveRuntime, backups, content, changes, secret, log);
       node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication, commandServer, adminPassword, jobs, metrics);
       metrics.start();
       // A change while the API was being built found no node to act on it.
@@ -507,7 +509,7 @@ interface NodeJobs {
   readonly changePruner: ChangePruner;
 }
 
-function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupService, content: ContentTables, log: Logger): NodeJobs {
+function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupService, content: ContentTables, feed: ChangeFeed, clusterSecret: string, log: Logger): NodeJobs {
   const clusterJobs = new ClusterJobs(
     runtime,
     { checkIntervalMs: config.jobs.checkIntervalMs, commitTimeoutMs: config.cluster.writeTimeoutMs, retryDelayMsMax: config.jobs.retryDelayMsMax, now: () => Date.now() },
@@ -516,7 +518,9 @@ function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupServic
   const verifyExisting = (path: string, signal: AbortSignal) => existingScheduledBackup(path, { state: () => runtime.clusterState(), verify: (p, s) => backups.verifyFile(p, s), log }, signal);
   const directories = { allowed: config.backup.directoriesAllowed, dataDir: config.data.dir };
   clusterJobs.register(new BackupSchedule({ taker: backups, clusterName: config.cluster.name, verifyExisting, directories, log }));
-  return { clusterJobs, pruner: new BackupPruner(runtime, log, directories), changePruner: new ChangePruner(content.changes, runtime, config.changes, log) };
+  clusterJobs.register(new WebhookDelivery({ feed, lastEventIndex: () => content.changes.lastIndex(), runtime, clusterSecret, settings: config.webhooks, log }));
+  const webhookHolds = new WebhookRetention(content.changes, runtime, config.webhooks.backlogEventsMax, log);
+  return { clusterJobs, pruner: new BackupPruner(runtime, log, directories), changePruner: new ChangePruner(content.changes, runtime, config.changes, log, Date.now, webhookHolds) };
 }
 
 /** Stops copying and collecting blobs (before the database closes: both read it). */

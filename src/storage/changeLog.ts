@@ -69,6 +69,7 @@ export class ChangeLog {
         .raw(true),
       prune: db.prepare('DELETE FROM changes WHERE idx <= ?'),
       lastIndex: db.prepare('SELECT max(idx) FROM changes').pluck(),
+      countAfter: db.prepare('SELECT count(*) FROM changes WHERE (idx, ordinal) > (?, ?)').pluck(),
     };
   }
 
@@ -138,6 +139,12 @@ export class ChangeLog {
   *eventsAfter(position: FeedPosition): Generator<ChangeEvent> {
     const bound = boundAfter(position);
     for (const row of this.sql.after.iterate(bound.index, bound.ordinal) as Iterable<ChangeRow>) yield eventOf(row);
+  }
+
+  /** How many events follow `position` (what a webhook at that mark still has to go through). */
+  countAfter(position: FeedPosition): number {
+    const bound = boundAfter(position);
+    return this.sql.countAfter.get(bound.index, bound.ordinal) as number;
   }
 
   /** The index of the newest entry that recorded an event, or 0. */
