@@ -315,7 +315,7 @@ export class ConclaveNode {
       network.attach(runtime);
       runtime.start(network);
       app = await buildApp(context, log);
-      const jobs = nodeJobs(config, liveRuntime, backups, content, changes, secret, log);
+      const jobs = nodeJobs(config, liveRuntime, backups, content, changes, secret, metrics, log);
       node = new ConclaveNode(config, log, db, runtime, repository, app, context, options, network, replication, commandServer, adminPassword, jobs, metrics);
       metrics.start();
       // A change while the API was being built found no node to act on it.
@@ -509,7 +509,7 @@ interface NodeJobs {
   readonly changePruner: ChangePruner;
 }
 
-function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupService, content: ContentTables, feed: ChangeFeed, clusterSecret: string, log: Logger): NodeJobs {
+function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupService, content: ContentTables, feed: ChangeFeed, clusterSecret: string, metrics: NodeMetrics, log: Logger): NodeJobs {
   const clusterJobs = new ClusterJobs(
     runtime,
     { checkIntervalMs: config.jobs.checkIntervalMs, commitTimeoutMs: config.cluster.writeTimeoutMs, retryDelayMsMax: config.jobs.retryDelayMsMax, now: () => Date.now() },
@@ -518,7 +518,15 @@ function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupServic
   const verifyExisting = (path: string, signal: AbortSignal) => existingScheduledBackup(path, { state: () => runtime.clusterState(), verify: (p, s) => backups.verifyFile(p, s), log }, signal);
   const directories = { allowed: config.backup.directoriesAllowed, dataDir: config.data.dir };
   clusterJobs.register(new BackupSchedule({ taker: backups, clusterName: config.cluster.name, verifyExisting, directories, log }));
-  clusterJobs.register(new WebhookDelivery({ feed, lastEventIndex: () => content.changes.lastIndex(), runtime, clusterSecret, settings: config.webhooks, log }));
+  clusterJobs.register(new WebhookDelivery({ feed, lastEventIndex: () => content.changes.lastIndex(), runtime, clusterSecret, settings: config.webhooks, metrics: metrics.feed, log }));
+  // The backlog where delivery runs (the master): the events after each active webhook's committed mark.
+  metrics.feed.setWebhookBacklog(() =>
+    runtime.softState().role !== 'master'
+      ? 0
+      : Object.values(runtime.clusterState().webhooks)
+          .filter((hook) => hook.state === 'active')
+          .reduce((sum, hook) => sum + content.changes.countAfter(hook.mark), 0),
+  );
   const webhookHolds = new WebhookRetention(content.changes, runtime, config.webhooks.backlogEventsMax, log);
   return { clusterJobs, pruner: new BackupPruner(runtime, log, directories), changePruner: new ChangePruner(content.changes, runtime, config.changes, log, Date.now, webhookHolds) };
 }

@@ -6,6 +6,7 @@ import type { JsonValue } from '../core/clusterJobs.js';
 import type { ClusterChange, ClusterState } from '../core/clusterState.js';
 import { markAfter, webhookTextCharsMax, type Webhook, type WebhookFailure } from '../core/clusterWebhooks.js';
 import { isConclaveError } from '../errors/catalogue.js';
+import type { FeedMetrics } from '../metrics/feedMetrics.js';
 import type { JobKind, JobRun } from '../jobs/clusterJobs.js';
 import { postWebhook } from './webhookPoster.js';
 import { feedFilterOf } from './webhookRegistration.js';
@@ -43,6 +44,8 @@ export interface WebhookDeliveryOptions {
   readonly runtime: { proposeClusterChange(change: ClusterChange): void };
   readonly clusterSecret: string;
   readonly settings: WebhookDeliverySettings;
+  /** Counts deliveries and failed attempts (null: a node without metrics, in tests). */
+  readonly metrics?: FeedMetrics | null;
   readonly log: Logger;
 }
 
@@ -175,10 +178,12 @@ class HookWorker {
       const failure = await this.post(secret, page.items.map((item) => eventJson(item.event)), formatFeedPosition(positionOf(page.items.at(-1)!.event)), signal);
       if (signal.aborted) return;
       if (failure === null) {
+        this.options.metrics?.webhookDeliveries.inc();
         this.advance(page.next);
         this.failuresInARow = 0;
         continue;
       }
+      this.options.metrics?.webhookFailures.inc();
       this.failuresInARow++;
       this.lastError = failure;
       const delay = retryDelayMs(this.failuresInARow, settings);
