@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 
@@ -12,7 +14,8 @@ import { waitFor } from '../helpers/tmp.js';
  * writes spread over all nodes and the master is killed (kill -9) and restarted twice. Each subscriber reconnects
  * to its own node with Last-Event-ID, as EventSource does, waiting while that node is down. Every subscriber ends
  * with exactly the feed every node serves at the end — no gap, no repeat, no reordering — and that feed holds every
- * acknowledged write.
+ * acknowledged write. A webhook receiver gets every event in order too, repeats allowed only where a new master
+ * resent from the last committed mark.
  */
 
 const names = ['f1', 'f2', 'f3'];
@@ -87,6 +90,25 @@ describe('the change feed across failovers', () => {
     const { master: firstMaster, status } = await cluster.caughtUp();
     const start = String(status.nodes.find((n) => n.name === firstMaster)!.appliedIndex);
     const followers = names.map((name) => new Follower(() => cluster.url(name), start));
+    // A webhook receiver on loopback: every delivery's events, in the order they came.
+    const received: string[] = [];
+    const receiver = createServer((req, res) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (chunk: string) => (body += chunk));
+      req.on('end', () => {
+        received.push(...(JSON.parse(body) as { events: Event[] }).events.map((e) => e.position));
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    const registered = await request(`${cluster.url(firstMaster)}/api/v1/webhooks`, {
+      method: 'POST',
+      headers: { authorization: processAuth, 'content-type': 'application/json' },
+      body: JSON.stringify({ url: hookUrl, under: '/feed', since: start }),
+    });
+    assert.equal(registered.statusCode, 201, await registered.body.text());
     const acknowledged: string[] = [];
     let next = 0;
     let stopping = false;
@@ -159,6 +181,30 @@ describe('the change feed across failovers', () => {
       assert.deepEqual(follower.events.map(brief), feed.map(brief), `the follower of ${names[i]} saw exactly the feed`);
     }
     assert.ok(followers.some((f) => f.reconnects > 0), 'a follower lost its node and resumed');
+
+    // The webhook: every event of the feed in order; an event may come again only as part of a run resent from an
+    // earlier mark (a new master resumes from the last committed one), never out of order, never missing.
+    await waitFor('the webhook receiver at the end of the feed', () => (received.includes(last) ? true : undefined), 60_000);
+    receiver.close();
+    const positions = feed.map((e) => e.position);
+    const order = new Map(positions.map((p, i) => [p, i]));
+    let reached = 0;
+    let repeats = 0;
+    let previous = -1;
+    for (const position of received) {
+      const at = order.get(position);
+      assert.ok(at !== undefined, `the webhook got ${position}, which is not in the feed`);
+      if (at === reached) reached++;
+      else {
+        assert.ok(at < reached, `the webhook got ${position} before ${positions[reached]}: a gap`);
+        repeats++;
+      }
+      // Within a delivery run positions only go up; going back starts a resent run from a committed mark.
+      if (at <= previous) assert.ok(at < reached, 'a repeat only resends what was delivered');
+      previous = at;
+    }
+    assert.equal(reached, positions.length, 'the webhook got every event');
+    process.stdout.write(`webhook: ${received.length} events received, ${repeats} of them again after a failover\n`);
     assert.equal(acknowledged.length, writesTotal, 'every write was acknowledged in the end');
   });
 });
