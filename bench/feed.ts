@@ -1,4 +1,5 @@
-import { request as httpRequest, type ClientRequest } from 'node:http';
+import { createServer, request as httpRequest, type ClientRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 
 import type { BenchCluster } from './benchCluster.js';
@@ -13,7 +14,7 @@ import { withServerCpu } from './processCpu.js';
  * throughput the streams take. Delay: from the moment a writer has its acknowledgement to the moment a subscriber
  * on each node has the event, for every acknowledged write. Some subscribers (`measuringPerNode` on each node)
  * parse every event to time it; the others only count events, so that the bench process, which shares the cores
- * with the nodes, spends little on them.
+ * with the nodes, spends little on them. A webhook to a receiver in this process is timed the same way.
  */
 
 export interface FeedBenchOptions extends LoadTiming {
@@ -34,6 +35,16 @@ export interface FeedNodeDelay {
   readonly maxMs: number;
 }
 
+/** What a webhook receiver on loopback saw of the same writes (delivered by the master). */
+export interface WebhookDelay {
+  readonly received: number;
+  /** Acknowledged writes the receiver never got (should be 0). */
+  readonly missing: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+}
+
 export interface FeedBenchResult {
   readonly clients: number;
   readonly subscribers: number;
@@ -44,6 +55,7 @@ export interface FeedBenchResult {
   /** Events every counting subscriber got, at least and at most (each should have one per write). */
   readonly eventsPerCountingSubscriber: { readonly min: number; readonly max: number };
   readonly delays: readonly FeedNodeDelay[];
+  readonly webhook: WebhookDelay;
 }
 
 const parentPath = '/feed-bench';
@@ -140,6 +152,24 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
     return new Subscriber(node, cluster.url(node), Math.floor(i / nodes.length) < options.measuringPerNode);
   });
   const acknowledgedAt = new Map<string, number>();
+  // A webhook receiver in this process: when each path's event arrived.
+  const hookArrivedAt = new Map<string, number>();
+  const receiver = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const now = performance.now();
+      for (const e of (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { events: Array<{ path: string }> }).events) if (!hookArrivedAt.has(e.path)) hookArrivedAt.set(e.path, now);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  const hook = await fetch(`${cluster.url(master)}/api/v1/webhooks`, {
+    method: 'POST',
+    headers: { authorization, 'content-type': 'application/json' },
+    body: JSON.stringify({ url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`, under: parentPath }),
+  });
+  if (hook.status !== 201) throw new Error(`registering the webhook answered ${hook.status}: ${await hook.text()}`);
   let withSubscribers;
   try {
     // Streams answer their headers at once; give them a moment to be open before the load starts.
@@ -153,11 +183,22 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
     withSubscribers = await load('with-subscribers', acknowledgedAt);
     // The last events are on their way: wait until every measuring subscriber has every acknowledged write, or 10 s.
     const settle = performance.now() + 10_000;
-    const complete = () => subscribers.filter((s) => s.measuring).every((s) => [...acknowledgedAt.keys()].every((p) => s.arrivedAt.has(p)));
+    const complete = () =>
+      [...acknowledgedAt.keys()].every((p) => hookArrivedAt.has(p)) && subscribers.filter((s) => s.measuring).every((s) => [...acknowledgedAt.keys()].every((p) => s.arrivedAt.has(p)));
     while (!complete() && performance.now() < settle) await new Promise((resolve) => setTimeout(resolve, 100));
   } finally {
     for (const s of subscribers) s.close();
+    receiver.closeAllConnections();
+    receiver.close();
   }
+  const hookHistogram = new LatencyHistogram();
+  let hookMissing = 0;
+  for (const [path, ackMs] of acknowledgedAt) {
+    const arrived = hookArrivedAt.get(path);
+    if (arrived === undefined) hookMissing++;
+    else hookHistogram.record(Math.max(0, arrived - ackMs));
+  }
+  const hookSummary = hookHistogram.summary();
 
   const delays = nodes.map((node) => {
     const histogram = new LatencyHistogram();
@@ -183,6 +224,7 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
     throughputCostPercent: (1 - withSubscribers.opsPerSec / alone.opsPerSec) * 100,
     eventsPerCountingSubscriber: { min: Math.min(...counting), max: Math.max(...counting) },
     delays,
+    webhook: { received: hookArrivedAt.size, missing: hookMissing, p50Ms: hookSummary.p50Ms, p99Ms: hookSummary.p99Ms, maxMs: hookSummary.maxMs },
   };
 }
 
@@ -202,5 +244,6 @@ export function feedTable(r: FeedBenchResult): string {
     '| node | subscribers | delay p50 ms | delay p99 ms | max ms | missing |',
     '|---|--:|--:|--:|--:|--:|',
     ...r.delays.map((d) => `| ${d.node}${d.master ? '*' : ''} | ${d.subscribers} | ${ms(d.p50Ms)} | ${ms(d.p99Ms)} | ${ms(d.maxMs)} | ${d.missing} |`),
+    `| webhook receiver | - | ${ms(r.webhook.p50Ms)} | ${ms(r.webhook.p99Ms)} | ${ms(r.webhook.maxMs)} | ${r.webhook.missing} |`,
   ].join('\n');
 }

@@ -609,7 +609,9 @@ async function main(): Promise<number> {
   if (runs('feed')) {
     await part('feed', async () => {
       // Every subscriber of the bench is the admin: one user's share of the slots must hold them all.
-      feed = await withCluster(3, 'feed', { CONCLAVE_CHANGES_SUBSCRIBERS_PER_USER_MAX: String(feedSubscribers) }, (cluster) =>
+      // The webhook receiver is in this process, on loopback: an address webhooks reach only when allowed.
+      const env = { CONCLAVE_CHANGES_SUBSCRIBERS_PER_USER_MAX: String(feedSubscribers), CONCLAVE_WEBHOOKS_PRIVATE_ADDRESSES_ALLOWED: 'true' };
+      feed = await withCluster(3, 'feed', env, (cluster) =>
         measureFeed(cluster, { ...options, clients: feedWriteClients, subscribers: feedSubscribers, measuringPerNode: feedMeasuringSubscribersPerNode, progress }),
       );
     });

@@ -37,6 +37,8 @@ export interface FeedLimits {
   readonly scanEventsMax: number;
   /** The newest events kept in memory, with their JSON, for the readers that follow the feed closely. */
   readonly recentEventsMax: number;
+  /** And at most this many bytes of their JSON. */
+  readonly recentBytesMax: number;
   /** Word of new events goes to waiting readers at most this often: one wake-up per reader for many Readys. */
   readonly fanOutIntervalMs: number;
 }
@@ -72,6 +74,7 @@ const exactly = (event: ChangeEvent): FeedPosition => ({ index: event.index, ord
 export class ChangeFeed {
   /** The newest events, complete after `recentAfter` and through `recentThrough` (an applied index). */
   private recent: FeedItem[] = [];
+  private recentBytes = 0;
   private recentAfter: FeedPosition | null = null;
   private recentThrough = 0;
   private recentGeneration = -1;
@@ -207,27 +210,42 @@ export class ChangeFeed {
     if (applied === this.recentThrough) return;
     const from = this.recent.length > 0 ? positionOf(this.recent[this.recent.length - 1]!.event) : this.recentAfter;
     const added: FeedItem[] = [];
+    let addedBytes = 0;
     for (const event of this.log.eventsAfter(from)) {
-      if (added.length === this.limits.recentEventsMax) {
+      const item = { event, json: JSON.stringify(eventJson(event)) };
+      addedBytes += item.json.length;
+      // More than the memory holds in one go (a recursive delete of a large subtree): readers go to the table.
+      if (added.length === this.limits.recentEventsMax || addedBytes > this.limits.recentBytesMax) {
         this.resetRecent(applied);
         return;
       }
-      added.push({ event, json: JSON.stringify(eventJson(event)) });
+      added.push(item);
     }
-    this.recent.push(...added);
+    // One at a time: a spread of a long array overflows the call stack.
+    for (const item of added) this.recent.push(item);
+    this.recentBytes += addedBytes;
     this.recentThrough = applied;
     const pruned = this.log.prunedThrough();
     let drop = 0;
-    while (drop < this.recent.length && (this.recent.length - drop > this.limits.recentEventsMax || this.recent[drop]!.event.index <= pruned)) drop++;
+    let dropBytes = 0;
+    while (
+      drop < this.recent.length &&
+      (this.recent.length - drop > this.limits.recentEventsMax || this.recentBytes - dropBytes > this.limits.recentBytesMax || this.recent[drop]!.event.index <= pruned)
+    ) {
+      dropBytes += this.recent[drop]!.json.length;
+      drop++;
+    }
     if (drop > 0) {
       this.recentAfter = positionOf(this.recent[drop - 1]!.event);
       this.recent = this.recent.slice(drop);
+      this.recentBytes -= dropBytes;
     }
     if (this.recentAfter.index < pruned) this.recentAfter = { index: pruned, ordinal: null };
   }
 
   private resetRecent(applied: number): void {
     this.recent = [];
+    this.recentBytes = 0;
     this.recentAfter = { index: applied, ordinal: null };
     this.recentThrough = applied;
     this.recentGeneration = this.log.generation;

@@ -138,6 +138,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'changes.pageSizeMax', kind: 'int', schema: int(1, 100_000).default(1000), doc: 'Most events a client may ask for in one page of GET /api/v1/changes.' },
   { key: 'changes.scanEventsMax', kind: 'int', schema: int(1, 10_000_000).default(10_000), doc: 'Most events one page (or one step of a stream) reads, matching its filter or not: a narrow filter answers a short page with `next`, never a long scan.' },
   { key: 'changes.recentEventsMax', kind: 'int', schema: int(0, 10_000_000).default(10_000), doc: 'The newest change-feed events each node keeps in memory with their JSON, so that the readers following the feed closely cost one read of the table per applied batch, not one each.' },
+  { key: 'changes.recentBytesMax', kind: 'int', schema: int(0, 1 * GiB).default(16 * MiB), doc: 'Most bytes of JSON of the change-feed events kept in memory (changes.recentEventsMax): events with long paths take fewer of them.' },
   { key: 'changes.fanOutIntervalMs', kind: 'int', schema: int(0, 1000).default(5), doc: 'Waiting change-feed readers (streams, long-polls) hear of new events at most this often: one wake-up each for many applied batches. The delay it adds to an event is at most this.' },
   { key: 'changes.waitSecondsMax', kind: 'int', schema: int(0, 3600).default(60), doc: 'Longest long-poll a client may ask for (wait=SECONDS).' },
   { key: 'changes.subscribersMax', kind: 'int', schema: int(0, 100_000).default(1000), doc: 'Event streams and long-polls this node serves at once; more are refused with OVERLOADED.' },
@@ -161,6 +162,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'jobs.retryDelayMsMax', kind: 'int', schema: int(1000, 86_400_000).default(300_000), doc: 'After a failed run of a cluster-exclusive job (a claim or commit that did not go through), the master waits jobs.checkIntervalMs doubled per failure in a row, up to this, before the next.' },
   { key: 'webhooks.max', kind: 'int', schema: int(0, 256).default(32), doc: 'Most webhooks the cluster holds (checked by the master at registration; 256 at most); 0 refuses every registration.' },
   { key: 'webhooks.hostsAllowed', kind: 'list', schema: z.array(z.string().min(1).max(253)).max(256).default([]), doc: 'Hosts (names or IP literals, case-insensitive, exact) webhooks may target (comma-separated in the environment); empty: any host. Set it: whether hooks may reach private networks and this cluster\'s own hosts is the operator\'s call.' },
+  { key: 'webhooks.privateAddressesAllowed', kind: 'bool', schema: z.boolean().default(false), doc: 'Whether webhooks may deliver to loopback, private, shared, link-local (cloud metadata), multicast or reserved addresses, checked on the address connected to after DNS. Off: a hook can reach only public addresses; turn it on for receivers inside your own network.' },
   { key: 'webhooks.deliveryTimeoutMs', kind: 'int', schema: int(100, 600_000).default(10_000), doc: 'How long one delivery (connect, send, the receiver\'s answer) may take before it counts as failed and is retried.' },
   { key: 'webhooks.batchEventsMax', kind: 'int', schema: int(1, 1000).default(100), doc: 'Most events in one delivery (a POST of {"events": [...]}, in feed order).' },
   { key: 'webhooks.responseBytesMax', kind: 'int', schema: int(0, 64 * KiB).default(4 * KiB), doc: 'Bytes of a receiver\'s answer read (for the error shown); past it the connection is cut.' },
@@ -299,6 +301,7 @@ export interface Config {
     pageSizeMax: number;
     scanEventsMax: number;
     recentEventsMax: number;
+    recentBytesMax: number;
     fanOutIntervalMs: number;
     waitSecondsMax: number;
     subscribersMax: number;
@@ -314,6 +317,7 @@ export interface Config {
   webhooks: {
     max: number;
     hostsAllowed: string[];
+    privateAddressesAllowed: boolean;
     deliveryTimeoutMs: number;
     batchEventsMax: number;
     responseBytesMax: number;

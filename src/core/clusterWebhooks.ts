@@ -107,6 +107,8 @@ function filterProblem(filter: unknown): string | null {
   return null;
 }
 
+const isId = (value: unknown): value is string => typeof value === 'string' && idPattern.test(value);
+
 /** What is wrong with a webhook as the state would hold it, or null. */
 export function webhookProblem(webhook: unknown): string | null {
   if (typeof webhook !== 'object' || webhook === null) return 'the webhook is not an object';
@@ -131,15 +133,19 @@ export function webhookChangeProblem(webhooks: Webhooks, change: WebhookChange):
       return null;
     }
     case 'webhookRemoved':
-      return null;
+      return isId(change.id) ? null : 'the webhook id is not a UUID';
     case 'webhookMarks':
       if (!Array.isArray(change.marks) || change.marks.length > webhooksLimit) return 'the marks are not a list of at most one per webhook';
-      for (const m of change.marks) {
-        const problem = markProblem(m.mark) ?? failureProblem(m.lastError) ?? (count(m.failuresInARow) ? null : 'failuresInARow is not a count');
+      for (const m of change.marks as unknown[]) {
+        if (typeof m !== 'object' || m === null || Array.isArray(m)) return 'a mark is not an object';
+        const entry = m as Partial<Extract<WebhookChange, { type: 'webhookMarks' }>['marks'][number]>;
+        if (!isId(entry.id)) return 'a mark\'s webhook id is not a UUID';
+        const problem = markProblem(entry.mark) ?? failureProblem(entry.lastError) ?? (count(entry.failuresInARow) ? null : 'failuresInARow is not a count');
         if (problem !== null) return problem;
       }
       return null;
     case 'webhookBroken':
+      if (!isId(change.id)) return 'the webhook id is not a UUID';
       return text(change.code, 64) && text(change.message, webhookTextCharsMax) && text(change.at, 64) ? null : 'the broken code, message or time is malformed';
   }
 }

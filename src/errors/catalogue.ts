@@ -51,6 +51,7 @@ export const errorCatalogue = {
   WEBHOOKS_FULL: { status: 409, retryable: false, summary: 'The cluster already holds webhooks.max webhooks; delete one first.' },
   WEBHOOK_SECRET_UNREADABLE: { status: 500, retryable: false, summary: 'Not an HTTP answer: a webhook is broken because its sealed secret does not open with this cluster secret (the secret was changed); delete and register it again.' },
   CHANGES_COMPACTED: { status: 410, retryable: false, summary: 'The change feed no longer holds events after the position asked for (retention pruned them); the error names the oldest position still answered. Resynchronise, then follow from there.' },
+  UPGRADE_IN_PROGRESS: { status: 409, retryable: false, summary: 'The request needs every member of the cluster to run a newer release than some do; finish the rolling upgrade first (the error names the versions).' },
   PRECONDITION_FAILED: { status: 412, retryable: false, summary: 'If-Match or If-None-Match did not hold; nothing changed.' },
 
   // The cluster cannot take the write here or now.

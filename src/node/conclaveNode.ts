@@ -302,7 +302,7 @@ export class ConclaveNode {
           },
           onApplied: (listener) => liveRuntime.onChange(listener),
         },
-        { scanEventsMax: config.changes.scanEventsMax, recentEventsMax: config.changes.recentEventsMax, fanOutIntervalMs: config.changes.fanOutIntervalMs },
+        { scanEventsMax: config.changes.scanEventsMax, recentEventsMax: config.changes.recentEventsMax, recentBytesMax: config.changes.recentBytesMax, fanOutIntervalMs: config.changes.fanOutIntervalMs },
       );
       const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, backups, restoredOrigin: new RestoredOrigin(db, runtime), changes, metrics, closing: false };
       // The cluster side starts before the HTTP API is built: a returning replica dials its peers and starts taking

@@ -49,15 +49,17 @@ export class ChangeLog {
   private prepare() {
     const db = this.db;
     return {
-      insert: db.prepare(`INSERT INTO changes (${eventColumns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      insert: db.prepare(`INSERT INTO changes (${eventColumns}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      lastSeq: db.prepare('SELECT seq FROM changes ORDER BY idx DESC, ordinal DESC LIMIT 1').pluck(),
+      firstSeqAfter: db.prepare('SELECT seq FROM changes WHERE (idx, ordinal) > (?, ?) ORDER BY idx, ordinal LIMIT 1').pluck(),
       // Descendants in path order, after the events already recorded for this entry; for a move, the old path is
       // the new one with the old prefix (substr/length count characters as SQLite sees them, as moveRange does in
       // contentTables.ts).
       insertDescendants: db.prepare(
-        `INSERT INTO changes (${eventColumns})
+        `INSERT INTO changes (${eventColumns}, seq)
          SELECT ?, ? + row_number() OVER (ORDER BY path) - 1, ?, path,
                 CASE WHEN ? IS NULL THEN NULL ELSE ? || substr(path, length(?) + 1) END,
-                id, type, version, ?, ?, NULL
+                id, type, version, ?, ?, NULL, ? + row_number() OVER (ORDER BY path)
          FROM nodes WHERE path > ? AND path < ? ORDER BY path`,
       ),
       // Whether an event is its entry's last: one primary-key probe per row read.
@@ -69,7 +71,6 @@ export class ChangeLog {
         .raw(true),
       prune: db.prepare('DELETE FROM changes WHERE idx <= ?'),
       lastIndex: db.prepare('SELECT max(idx) FROM changes').pluck(),
-      countAfter: db.prepare('SELECT count(*) FROM changes WHERE (idx, ordinal) > (?, ?)').pluck(),
     };
   }
 
@@ -92,6 +93,7 @@ export class ChangeLog {
       change.by,
       change.at,
       change.property ?? null,
+      this.lastSeq() + 1,
     );
   }
 
@@ -103,7 +105,7 @@ export class ChangeLog {
     invariant((op === 'moved') === (from !== undefined), 'a move names where it came from, a delete nothing');
     const { low, high } = descendantRange(path);
     const old = from ?? null;
-    const count = this.sql.insertDescendants.run(this.entryIndex, this.nextOrdinal, op, old, old, path, stamp.by, stamp.at, low, high).changes;
+    const count = this.sql.insertDescendants.run(this.entryIndex, this.nextOrdinal, op, old, old, path, stamp.by, stamp.at, this.lastSeq(), low, high).changes;
     this.nextOrdinal += count;
   }
 
@@ -141,10 +143,18 @@ export class ChangeLog {
     for (const row of this.sql.after.iterate(bound.index, bound.ordinal) as Iterable<ChangeRow>) yield eventOf(row);
   }
 
-  /** How many events follow `position` (what a webhook at that mark still has to go through). */
+  /**
+   * How many events follow `position` (what a webhook at that mark still has to go through): two lookups, whatever
+   * the number (events are numbered without gaps from the oldest kept to the newest, see `seq` in database.ts).
+   */
   countAfter(position: FeedPosition): number {
     const bound = boundAfter(position);
-    return this.sql.countAfter.get(bound.index, bound.ordinal) as number;
+    const first = this.sql.firstSeqAfter.get(bound.index, bound.ordinal) as number | undefined;
+    return first === undefined ? 0 : this.lastSeq() - first + 1;
+  }
+
+  private lastSeq(): number {
+    return (this.sql.lastSeq.get() as number | undefined) ?? 0;
   }
 
   /** The index of the newest entry that recorded an event, or 0. */

@@ -74,6 +74,9 @@ CREATE TABLE IF NOT EXISTS changes (
   changed_by TEXT    NOT NULL,
   changed_at TEXT    NOT NULL,
   property   TEXT,
+  -- This node's count of events recorded, 1 more for each (the newest's + 1): how many events lie between two
+  -- positions is a difference of two lookups, not a count (a webhook's backlog). Not part of the feed.
+  seq        INTEGER NOT NULL,
   PRIMARY KEY (idx, ordinal)
 ) STRICT, WITHOUT ROWID;
 `;

@@ -29,6 +29,7 @@ export const webhookJobName = 'webhooks.delivery';
 
 export interface WebhookDeliverySettings {
   readonly hostsAllowed: readonly string[];
+  readonly privateAddressesAllowed: boolean;
   readonly deliveryTimeoutMs: number;
   readonly batchEventsMax: number;
   readonly responseBytesMax: number;
@@ -172,6 +173,9 @@ class HookWorker {
         this.advance(page.next);
         // Past page.next, not the mark: the mark stops at the last event, the applied index goes on.
         if (!page.more) await feed.waitForEntryAfter(page.next.index, idleWaitMs, signal);
+        // A filter that skips a long backlog reads it a page (changes.scanEventsMax) at a time, letting the event
+        // loop serve between pages: read in one go, it held the master's loop past its election timeout.
+        else await new Promise((resolve) => setImmediate(resolve));
         continue;
       }
       // The header names the last event sent, as documented (page.next may lie past it, beyond events the filter skipped).
@@ -224,7 +228,7 @@ class HookWorker {
       'x-conclave-timestamp': String(timestamp),
       'x-conclave-signature': signatureHeader(secret, timestamp, body),
     };
-    const outcome = await postWebhook(url, headers, body, { timeoutMs: settings.deliveryTimeoutMs, responseBytesMax: settings.responseBytesMax, signal });
+    const outcome = await postWebhook(url, headers, body, { timeoutMs: settings.deliveryTimeoutMs, responseBytesMax: settings.responseBytesMax, signal, privateAddressesAllowed: settings.privateAddressesAllowed });
     if (outcome.ok) return null;
     return { message: clip(outcome.message), at, ...(outcome.status !== undefined ? { status: outcome.status } : {}) };
   }

@@ -1,11 +1,16 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
+
+import { isPrivateAddress, publicOnlyLookup } from './webhookAddress.js';
 
 export interface PostOptions {
   readonly timeoutMs: number;
   /** Bytes of the answer read at most; past it the socket is destroyed. */
   readonly responseBytesMax: number;
   readonly signal: AbortSignal;
+  /** Whether loopback, private and link-local addresses may be reached (webhooks.privateAddressesAllowed). */
+  readonly privateAddressesAllowed: boolean;
 }
 
 export type PostOutcome =
@@ -19,6 +24,10 @@ export type PostOutcome =
  */
 export function postWebhook(url: URL, headers: Record<string, string>, body: string, options: PostOptions): Promise<PostOutcome> {
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  const literal = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (!options.privateAddressesAllowed && isIP(literal) !== 0 && isPrivateAddress(literal)) {
+    return Promise.resolve({ ok: false, message: `${literal} is a private, loopback or link-local address; webhooks.privateAddressesAllowed must be true to deliver there` });
+  }
   return new Promise<PostOutcome>((resolve) => {
     let settled = false;
     const finish = (outcome: PostOutcome) => {
@@ -32,6 +41,7 @@ export function postWebhook(url: URL, headers: Record<string, string>, body: str
     const payload = Buffer.from(body, 'utf8');
     const req = send(url, {
       method: 'POST',
+      ...(options.privateAddressesAllowed ? {} : { lookup: publicOnlyLookup }),
       headers: { ...headers, 'content-type': 'application/json', 'content-length': String(payload.length), 'user-agent': 'Conclave-Webhook/1' },
     });
     const timer = setTimeout(() => finish({ ok: false, message: `no answer within ${options.timeoutMs} ms (webhooks.deliveryTimeoutMs)` }), options.timeoutMs);

@@ -119,6 +119,12 @@ test('the quick bench runs every part and writes well-formed results', { timeout
       catchUp: CatchUp[];
       backup: { mix: string; storedBytes: number; results: BackupResult[] };
       clusters: Array<{ label: string; nodes: number; stops: Record<string, unknown[]> }>;
+      feed: {
+        alone: { opsPerSec: number };
+        withSubscribers: { opsPerSec: number };
+        delays: Array<{ node: string; missing: number; p99Ms: number }>;
+        webhook: { missing: number; p99Ms: number };
+      };
     };
     assert.equal(report.quick, true);
     assert.equal(report.etcd.available, true, report.etcd.reason);
@@ -203,8 +209,20 @@ test('the quick bench runs every part and writes well-formed results', { timeout
     const snapshotMeasured = report.catchUp.some((c) => c.kind === 'snapshot' && c.skipped === null);
     assert.deepEqual(
       report.clusters.map((c) => `${c.label}:${c.nodes}`).filter((label) => snapshotMeasured || label !== 'snapshot:3'),
-      ['cluster-of-3:3', 'catch-up:3', 'cluster-of-1:1', 'cluster-of-5:5', ...(snapshotMeasured ? ['snapshot:3'] : []), 'backup:3'],
+      ['cluster-of-3:3', 'catch-up:3', 'cluster-of-1:1', 'cluster-of-5:5', ...(snapshotMeasured ? ['snapshot:3'] : []), 'backup:3', 'feed:3'],
     );
+    // The change feed part: writes with and without subscribers, and every acknowledged write reached every
+    // measuring subscriber and the webhook receiver.
+    assert.match(stdout, /^\| node \| subscribers \| delay p50 ms \| delay p99 ms \|/m);
+    const feed = report.feed;
+    assert.ok(feed.alone.opsPerSec > 0 && feed.withSubscribers.opsPerSec > 0, JSON.stringify(feed));
+    assert.equal(feed.delays.length, 3);
+    for (const delay of feed.delays) {
+      assert.equal(delay.missing, 0, `${delay.node} missed events`);
+      assert.ok(isFiniteAtLeast0(delay.p99Ms), `${delay.node}: p99 ${delay.p99Ms}`);
+    }
+    assert.equal(feed.webhook.missing, 0, 'the webhook receiver missed events');
+    assert.ok(isFiniteAtLeast0(feed.webhook.p99Ms));
   } finally {
     tmp.cleanup();
   }

@@ -76,7 +76,10 @@ let cluster: ProcessCluster;
 
 describe('the change feed across failovers', () => {
   before(async () => {
-    cluster = await ProcessCluster.create(names, (_name, seeds) => [...seeds.flatMap((s) => ['--seed', s]), '--initial-master-nodes', names.join(',')]);
+    // The webhook receiver is on loopback, an address webhooks may not reach by default.
+    cluster = await ProcessCluster.create(names, (_name, seeds) => [...seeds.flatMap((s) => ['--seed', s]), '--initial-master-nodes', names.join(',')], () => ({
+      CONCLAVE_WEBHOOKS_PRIVATE_ADDRESSES_ALLOWED: 'true',
+    }));
     await cluster.start(...names);
     await cluster.write('/feed', {});
     await cluster.caughtUp();

@@ -87,6 +87,8 @@ describe('webhooks on a cluster of processes', () => {
       names,
       (_name, seeds) => [...seeds.flatMap((s) => ['--seed', s]), '--initial-master-nodes', names.join(',')],
       () => ({
+        // The receiver is on loopback, an address webhooks may not reach by default.
+        CONCLAVE_WEBHOOKS_PRIVATE_ADDRESSES_ALLOWED: 'true',
         CONCLAVE_JOBS_CHECK_INTERVAL_MS: '100',
         CONCLAVE_WEBHOOKS_MARK_COMMIT_INTERVAL_MS: '100',
         CONCLAVE_WEBHOOKS_RETRY_DELAY_MS_MIN: '50',

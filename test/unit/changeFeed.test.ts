@@ -36,7 +36,7 @@ class Repo {
       },
     };
     Object.defineProperty(source, 'appliedIndex', { get: () => this.index });
-    this.feed = new ChangeFeed(this.tables.changes, source, { scanEventsMax, recentEventsMax, fanOutIntervalMs: 0 });
+    this.feed = new ChangeFeed(this.tables.changes, source, { scanEventsMax, recentEventsMax, recentBytesMax: 1 << 30, fanOutIntervalMs: 0 });
     this.apply({ type: 'bootstrap', rootId: 'root', time: this.time(), tokenKeyId: 'k', adminPasswordHash: 'h' });
     // The feed keeps the newest events in memory from its first read on: read now, so what follows is read from
     // memory (positions from here on) as well as from the table (before).

@@ -11,7 +11,9 @@ import { applyWebhookChange, webhookChangeProblem, webhooksLimit, type Webhook }
 import { errorCatalogue, isConclaveError } from '../../src/errors/catalogue.js';
 import { ContentTables } from '../../src/storage/contentTables.js';
 import { openDatabase, setMeta } from '../../src/storage/database.js';
+import { isPrivateAddress } from '../../src/webhooks/webhookAddress.js';
 import { retryDelayMs } from '../../src/webhooks/webhookDelivery.js';
+import { postWebhook } from '../../src/webhooks/webhookPoster.js';
 import { feedFilterOf, parseWebhookRequest, storedFilter } from '../../src/webhooks/webhookRegistration.js';
 import { WebhookRetention } from '../../src/webhooks/webhookRetention.js';
 import { generateWebhookSecret, sealWebhookSecret, signatureHeader, unsealWebhookSecret, verifySignature } from '../../src/webhooks/webhookSecret.js';
@@ -154,7 +156,7 @@ test('cluster state: register, marks only forward, broken stops them, remove; ba
   assert.deepEqual(Object.keys(state.webhooks), [a.id, b.id].sort());
   assert.equal(apply(state, { type: 'webhookRegistered', webhook: { ...a, url: 'https://other/' } }), state, 'an id registered twice keeps the first');
   const failure = { message: 'the receiver answered 500', at: '2026-01-01T00:00:01.000Z', status: 500 };
-  state = apply(state, { type: 'webhookMarks', marks: [{ id: a.id, mark: { index: 20, ordinal: 2 }, failuresInARow: 1, lastError: failure }, { id: 'gone', mark: { index: 1, ordinal: null }, failuresInARow: 0 }] });
+  state = apply(state, { type: 'webhookMarks', marks: [{ id: a.id, mark: { index: 20, ordinal: 2 }, failuresInARow: 1, lastError: failure }, { id: randomUUID(), mark: { index: 1, ordinal: null }, failuresInARow: 0 }] });
   assert.deepEqual(state.webhooks[a.id]!.mark, { index: 20, ordinal: 2 });
   assert.deepEqual(state.webhooks[a.id]!.lastError, failure);
   // A deposed master's late mark, behind: the mark stays; the failures are the latest word.
@@ -236,6 +238,66 @@ test('retention stops at an active webhook\'s mark within webhooks.backlogEvents
     state = apply(state, proposed[0]!);
     assert.equal(new WebhookRetention(tables.changes, runtime, 0, log).limit(18), 18, 'a broken webhook holds nothing');
     assert.equal(proposed.length, 1);
+  } finally {
+    db.close();
+    tmp.cleanup();
+  }
+});
+
+test('deliveries reach only public addresses unless webhooks.privateAddressesAllowed: literals, names and mapped forms', async () => {
+  for (const address of ['127.0.0.1', '10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '224.0.0.1', '::1', '::', 'fe80::1', 'fd00::1', '::ffff:127.0.0.1', '::ffff:169.254.169.254']) {
+    assert.equal(isPrivateAddress(address), true, address);
+  }
+  for (const address of ['8.8.8.8', '1.1.1.1', '172.32.0.1', '2606:4700::1111', '::ffff:8.8.8.8']) assert.equal(isPrivateAddress(address), false, address);
+  const options = { timeoutMs: 2000, responseBytesMax: 1024, signal: new AbortController().signal, privateAddressesAllowed: false };
+  // Refused before any connection: a literal, a bracketed IPv6 literal, and a name that resolves to loopback.
+  for (const url of ['http://127.0.0.1:9/hook', 'http://[::1]:9/hook', 'http://localhost:9/hook']) {
+    const outcome = await postWebhook(new URL(url), {}, '{}', options);
+    assert.equal(outcome.ok, false, url);
+    assert.match((outcome as { message: string }).message, /privateAddressesAllowed/, url);
+  }
+});
+
+test('a webhook change with a malformed mark or id is refused as a problem, never thrown while applying', () => {
+  const state = emptyClusterState.webhooks;
+  const bad: unknown[] = [
+    { type: 'webhookMarks', marks: [null] },
+    { type: 'webhookMarks', marks: [{ id: 7, mark: { index: 1, ordinal: null }, failuresInARow: 0 }] },
+    { type: 'webhookRemoved', id: undefined },
+    { type: 'webhookBroken', id: '__proto__', code: 'X', message: 'm', at: 't' },
+  ];
+  for (const change of bad) {
+    assert.notEqual(webhookChangeProblem(state, change as never), null, JSON.stringify(change));
+    assert.equal(applyWebhookChange(state, change as never), state);
+  }
+});
+
+test('a backlog is counted in two lookups however long, and stays exact across pruning and rolled-back entries', () => {
+  const tmp = tempDir();
+  const db = openDatabase(tmp.dir);
+  try {
+    const tables = new ContentTables(db);
+    let index = 0;
+    const apply = (command: Command) => {
+      const at = ++index;
+      try {
+        db.transaction(() => {
+          tables.beginEntry(at);
+          applyCommand(tables, command);
+        })();
+      } catch {
+        // A refusal: nothing of it stays, its sequence numbers included.
+      }
+    };
+    const time = '2026-01-01T00:00:00.000Z';
+    apply({ type: 'bootstrap', rootId: 'root', time, tokenKeyId: 'k', adminPasswordHash: 'h' });
+    for (let i = 0; i < 50; i++) apply({ type: 'put', path: `/n${i}`, newId: `n${i}`, nodeType: 'node', properties: {}, time, user: 'u' });
+    apply({ type: 'put', path: '/missing/child', newId: 'x', nodeType: 'node', properties: {}, time, user: 'u' });
+    const counted = (index: number) => db.prepare('SELECT count(*) FROM changes WHERE idx > ?').pluck().get(index) as number;
+    for (const at of [0, 1, 10, 49, 51, 60]) assert.equal(tables.changes.countAfter({ index: at, ordinal: null }), counted(at), `after ${at}`);
+    apply({ type: 'pruneChanges', through: 20, time });
+    for (let i = 0; i < 5; i++) apply({ type: 'put', path: `/m${i}`, newId: `m${i}`, nodeType: 'node', properties: {}, time, user: 'u' });
+    for (const at of [20, 30, 55, 100]) assert.equal(tables.changes.countAfter({ index: at, ordinal: null }), counted(at), `after pruning, after ${at}`);
   } finally {
     db.close();
     tmp.cleanup();

@@ -4,8 +4,8 @@ import type { FastifyInstance } from 'fastify';
 import { feedFilterOf, parseWebhookRequest } from '../../webhooks/webhookRegistration.js';
 import { generateWebhookSecret, sealWebhookSecret } from '../../webhooks/webhookSecret.js';
 import { formatFeedPosition, type FeedPosition } from '../../content/changes.js';
-import type { ClusterState } from '../../core/clusterState.js';
 import type { Webhook } from '../../core/clusterWebhooks.js';
+import { everyMemberAtLeast, type ClusterState } from '../../core/clusterState.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 
 /**
@@ -18,18 +18,30 @@ import { ConclaveError } from '../../errors/catalogue.js';
  * from this node's cluster state: the committed mark, which the master's delivery may have passed by up to
  * webhooks.markCommitIntervalMs.
  */
+/** The first release that applies webhook changes to the cluster state. */
+export const webhooksSinceVersion = '0.2.0';
+
 export async function webhookRoutes(app: FastifyInstance): Promise<void> {
   const { runtime, config, changes, clusterSecret, repository } = app.conclave;
   const settings = config.webhooks;
 
   const find = (id: string): Webhook => {
-    const hook = runtime.clusterState().webhooks[id];
+    // Own keys only: an id such as "constructor" or "__proto__" names no webhook.
+    const webhooks = runtime.clusterState().webhooks;
+    const hook = Object.hasOwn(webhooks, id) ? webhooks[id] : undefined;
     if (hook === undefined) throw new ConclaveError('WEBHOOK_NOT_FOUND', `No webhook ${id.slice(0, 64)} is registered; GET /api/v1/webhooks lists them.`, { id: id.slice(0, 64) });
     return hook;
   };
 
   app.post('/api/v1/webhooks', { config: { permission: 'admin' } }, async (request, reply) => {
     const state = runtime.clusterState();
+    // A member of an older release could not apply a webhook's cluster-state changes: none before all run this one.
+    if (!everyMemberAtLeast(state, webhooksSinceVersion)) {
+      throw new ConclaveError('UPGRADE_IN_PROGRESS', `Webhooks need every member to run ${webhooksSinceVersion} or newer; finish the rolling upgrade first.`, {
+        needs: webhooksSinceVersion,
+        members: state.nodes.map((n) => ({ name: n.name, version: n.version })),
+      });
+    }
     if (Object.keys(state.webhooks).length >= settings.max) {
       throw new ConclaveError('WEBHOOKS_FULL', `The cluster holds ${settings.max} webhooks already (webhooks.max); delete one first.`, { max: settings.max });
     }
@@ -56,7 +68,8 @@ export async function webhookRoutes(app: FastifyInstance): Promise<void> {
     };
     runtime.proposeClusterChange({ type: 'webhookRegistered', webhook });
     await awaitState(runtime, (s) => s.webhooks[id] !== undefined, config.cluster.writeTimeoutMs);
-    request.log.info({ webhook: id, url: webhook.url }, 'webhook registered');
+    // The origin only: a URL's path or query often carries the receiver's own token.
+    request.log.info({ webhook: id, origin: new URL(webhook.url).origin }, 'webhook registered');
     return reply.code(201).send({ ...view(runtime.clusterState().webhooks[id]!), secret });
   });
 
