@@ -20,7 +20,7 @@ export function viaMetricsListener(raw: IncomingMessage): boolean {
 }
 
 /** How long a scraper's connection may stay idle, or a request take, before it is closed. */
-const idleTimeoutMs = 30_000;
+const idleTimeoutMs = 10_000;
 
 export class MetricsListener {
   private constructor(
@@ -31,7 +31,7 @@ export class MetricsListener {
   /** Starts listening for `app` (which must be ready); resolves once bound. */
   static async start(
     app: FastifyInstance,
-    options: { host: string; port: number; https: ServerOptions | null; connectionsMax: number; log: Logger },
+    options: { host: string; port: number; https: ServerOptions | null; handshakeTimeoutMs: number; connectionsMax: number; log: Logger },
   ): Promise<MetricsListener> {
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       const path = (req.url ?? '').split('?', 1)[0];
@@ -43,7 +43,8 @@ export class MetricsListener {
       cameForMetrics.add(req);
       app.routing(req, res);
     };
-    const server: Server = options.https === null ? createHttpServer(handler) : createHttpsServer(options.https, handler);
+    // transport.handshakeTimeoutMs: Node's default (120 s) lets any TCP client hold one of the few slots that long.
+    const server: Server = options.https === null ? createHttpServer(handler) : createHttpsServer({ ...options.https, handshakeTimeout: options.handshakeTimeoutMs }, handler);
     server.maxConnections = options.connectionsMax;
     server.keepAliveTimeout = idleTimeoutMs;
     server.headersTimeout = idleTimeoutMs;

@@ -435,6 +435,7 @@ export class ConclaveNode {
         host: this.config.metrics.host !== '' ? this.config.metrics.host : this.config.http.host,
         port: this.config.metrics.port,
         https: httpsOptionsOf(this.config),
+        handshakeTimeoutMs: this.config.transport.handshakeTimeoutMs,
         connectionsMax: this.config.metrics.connectionsMax,
         log: this.log,
       });
