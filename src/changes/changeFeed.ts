@@ -12,10 +12,16 @@ export interface FeedFilter {
   readonly ops?: ReadonlySet<ChangeOp>;
 }
 
-/** An event with its JSON as the API sends it, made once however many readers send it. */
+/** An event with its JSON and its Server-Sent Events frame as the API sends them, made once however many readers send them. */
 export interface FeedItem {
   readonly event: ChangeEvent;
   readonly json: string;
+  readonly frame: string;
+}
+
+function itemOf(event: ChangeEvent): FeedItem {
+  const json = JSON.stringify(eventJson(event));
+  return { event, json, frame: `id: ${formatFeedPosition(positionOf(event))}\ndata: ${json}\n\n` };
 }
 
 export interface FeedPage {
@@ -193,7 +199,7 @@ export class ChangeFeed {
       for (let i = low; i < this.recent.length; i++) yield this.recent[i]!;
       return;
     }
-    for (const event of this.log.eventsAfter(since)) yield { event, json: JSON.stringify(eventJson(event)) };
+    for (const event of this.log.eventsAfter(since)) yield itemOf(event);
   }
 
   /**
@@ -212,8 +218,8 @@ export class ChangeFeed {
     const added: FeedItem[] = [];
     let addedBytes = 0;
     for (const event of this.log.eventsAfter(from)) {
-      const item = { event, json: JSON.stringify(eventJson(event)) };
-      addedBytes += item.json.length;
+      const item = itemOf(event);
+      addedBytes += item.json.length + item.frame.length;
       // More than the memory holds in one go (a recursive delete of a large subtree): readers go to the table.
       if (added.length === this.limits.recentEventsMax || addedBytes > this.limits.recentBytesMax) {
         this.resetRecent(applied);
@@ -232,7 +238,7 @@ export class ChangeFeed {
       drop < this.recent.length &&
       (this.recent.length - drop > this.limits.recentEventsMax || this.recentBytes - dropBytes > this.limits.recentBytesMax || this.recent[drop]!.event.index <= pruned)
     ) {
-      dropBytes += this.recent[drop]!.json.length;
+      dropBytes += this.recent[drop]!.json.length + this.recent[drop]!.frame.length;
       drop++;
     }
     if (drop > 0) {

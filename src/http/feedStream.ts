@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger, FastifyReply } from 'fastify';
 import type { ServerResponse } from 'node:http';
 
-import type { ChangeFeed, FeedFilter } from '../changes/changeFeed.js';
+import type { ChangeFeed, FeedFilter, FeedItem } from '../changes/changeFeed.js';
 import { formatFeedPosition, positionOf, type FeedPosition } from '../content/changes.js';
 import { isConclaveError, type ErrorCode } from '../errors/catalogue.js';
 import type { FeedMetrics } from '../metrics/feedMetrics.js';
@@ -69,18 +69,26 @@ export class FeedStream {
           if (isConclaveError(err) && err.code === 'CHANGES_COMPACTED') return this.end('CHANGES_COMPACTED', err.message);
           throw err;
         }
+        // One write per step, not per event: a wake-up of many streams for a few events costs a write each.
         let full = false;
-        for (const { event, json } of page.items) {
-          const id = formatFeedPosition(positionOf(event));
-          this.write(`id: ${id}\ndata: ${json}\n\n`);
-          this.metrics?.eventsSent.inc();
-          this.lastIdSent = id;
+        let chunk = '';
+        let sent = 0;
+        let last: FeedItem['event'] | null = null;
+        for (const { event, frame } of page.items) {
+          chunk += frame;
+          sent++;
+          last = event;
           // The socket holds at most about subscriberBufferBytesMax: the rest of the page is read again later.
-          if (this.res.writableLength > this.limits.subscriberBufferBytesMax) {
+          if (this.res.writableLength + chunk.length > this.limits.subscriberBufferBytesMax) {
             full = true;
             this.position = positionOf(event);
             break;
           }
+        }
+        if (last !== null) {
+          this.write(chunk);
+          this.lastIdSent = formatFeedPosition(positionOf(last));
+          this.metrics?.eventsSent.inc(sent);
         }
         if (!full) {
           this.position = page.next;
