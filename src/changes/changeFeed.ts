@@ -145,8 +145,10 @@ export class ChangeFeed {
    * Resolves once an entry after `index` is applied (at once if one is), or when `timeoutMs` passes or `signal`
    * aborts; false in those two cases. Word of new entries comes at most every fanOutIntervalMs.
    */
-  waitForEntryAfter(index: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    if (this.source.appliedIndex > index) return Promise.resolve(true);
+  waitForEntryAfter(index: number, timeoutMs: number, signal?: AbortSignal, options: { coalesce?: boolean } = {}): Promise<boolean> {
+    // A reader that just sent what it had (a stream) waits for the next round of word even when more is applied
+    // already: under a steady write load it then takes a round's events in one step, not one Ready's at a time.
+    if (this.source.appliedIndex > index && options.coalesce !== true) return Promise.resolve(true);
     if (signal?.aborted === true) return Promise.resolve(false);
     this.listen();
     return new Promise<boolean>((resolve) => {
@@ -163,6 +165,8 @@ export class ChangeFeed {
       const timer = setTimeout(() => finish(false), timeoutMs);
       this.waiting.add(onNews);
       signal?.addEventListener('abort', onAbort, { once: true });
+      // News already there (a coalescing reader): the next round brings it.
+      if (this.source.appliedIndex > index) this.armFanOut();
     });
   }
 
@@ -176,13 +180,16 @@ export class ChangeFeed {
 
   private listen(): void {
     if (this.unsubscribe !== null) return;
-    this.unsubscribe = this.source.onApplied(() => {
-      if (this.fanOut !== null || this.waiting.size === 0) return;
-      this.fanOut = setTimeout(() => {
-        this.fanOut = null;
-        for (const wake of [...this.waiting]) wake();
-      }, this.limits.fanOutIntervalMs);
-    });
+    this.unsubscribe = this.source.onApplied(() => this.armFanOut());
+  }
+
+  /** The next round of word to waiting readers, fanOutIntervalMs from the first news after the last round. */
+  private armFanOut(): void {
+    if (this.fanOut !== null || this.waiting.size === 0) return;
+    this.fanOut = setTimeout(() => {
+      this.fanOut = null;
+      for (const wake of [...this.waiting]) wake();
+    }, this.limits.fanOutIntervalMs);
   }
 
   /** The events after `since`: from memory when it holds all of them, else from the table. */

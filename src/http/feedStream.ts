@@ -109,7 +109,7 @@ export class FeedStream {
           continue;
         }
         const quietMs = Date.now() - this.lastWriteMs;
-        const arrived = await this.feed.waitForEntryAfter(this.position.index, Math.max(1, this.limits.heartbeatMs - quietMs), this.gone.signal);
+        const arrived = await this.feed.waitForEntryAfter(this.position.index, Math.max(1, this.limits.heartbeatMs - quietMs), this.gone.signal, { coalesce: true });
         if (!arrived && Date.now() - this.lastWriteMs >= this.limits.heartbeatMs) this.write(': heartbeat\n\n');
       }
     } catch (err) {
