@@ -170,6 +170,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'webhooks.retryDelayMsMax', kind: 'int', schema: int(10, 86_400_000).default(300_000), doc: 'Longest wait between two attempts of a failing webhook.' },
   { key: 'webhooks.markCommitIntervalMs', kind: 'int', schema: int(10, 600_000).default(1000), doc: 'How often the master commits the delivered marks (and failures) of its webhooks through the journal: after a failover, a receiver may see again what was delivered within this long.' },
   { key: 'webhooks.backlogEventsMax', kind: 'int', schema: int(0, 1_000_000_000).default(1_000_000), doc: 'Feed events an active webhook may hold back from retention (events after its mark); past it, when retention would drop them, the webhook is marked broken (CHANGES_COMPACTED) and the feed is pruned.' },
+  { key: 'webhooks.backlogSecondsMax', kind: 'int', schema: int(0, 10 * 365 * 86_400).default(30 * 86_400), doc: 'How old the oldest event an active webhook holds back from retention may be; past it, when retention would drop it, the webhook is marked broken with CHANGES_COMPACTED, as past webhooks.backlogEventsMax.' },
 ];
 
 function defaultNodeName(): string {
@@ -325,5 +326,6 @@ export interface Config {
     retryDelayMsMax: number;
     markCommitIntervalMs: number;
     backlogEventsMax: number;
+    backlogSecondsMax: number;
   };
 }

@@ -528,7 +528,7 @@ function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupServic
           .filter((hook) => hook.state === 'active')
           .reduce((sum, hook) => sum + content.changes.countAfter(hook.mark), 0),
   );
-  const webhookHolds = new WebhookRetention(content.changes, runtime, config.webhooks.backlogEventsMax, log);
+  const webhookHolds = new WebhookRetention(content.changes, runtime, { eventsMax: config.webhooks.backlogEventsMax, secondsMax: config.webhooks.backlogSecondsMax }, log);
   return { clusterJobs, pruner: new BackupPruner(runtime, log, directories), changePruner: new ChangePruner(content.changes, runtime, config.changes, log, Date.now, webhookHolds) };
 }
 

@@ -52,6 +52,7 @@ export class ChangeLog {
       insert: db.prepare(`INSERT INTO changes (${eventColumns}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       lastSeq: db.prepare('SELECT seq FROM changes ORDER BY idx DESC, ordinal DESC LIMIT 1').pluck(),
       firstSeqAfter: db.prepare('SELECT seq FROM changes WHERE (idx, ordinal) > (?, ?) ORDER BY idx, ordinal LIMIT 1').pluck(),
+      firstAtAfter: db.prepare('SELECT changed_at FROM changes WHERE (idx, ordinal) > (?, ?) ORDER BY idx, ordinal LIMIT 1').pluck(),
       // Descendants in path order, after the events already recorded for this entry; for a move, the old path is
       // the new one with the old prefix (substr/length count characters as SQLite sees them, as moveRange does in
       // contentTables.ts).
@@ -151,6 +152,12 @@ export class ChangeLog {
     const bound = boundAfter(position);
     const first = this.sql.firstSeqAfter.get(bound.index, bound.ordinal) as number | undefined;
     return first === undefined ? 0 : this.lastSeq() - first + 1;
+  }
+
+  /** When the first event after `position` was made (undefined: none follows). */
+  firstAtAfter(position: FeedPosition): string | undefined {
+    const bound = boundAfter(position);
+    return this.sql.firstAtAfter.get(bound.index, bound.ordinal) as string | undefined;
   }
 
   private lastSeq(): number {

@@ -223,21 +223,29 @@ test('retention stops at an active webhook\'s mark within webhooks.backlogEvents
     const proposed: ClusterChange[] = [];
     const runtime = { clusterState: () => state, proposeClusterChange: (change: ClusterChange) => void proposed.push(change) };
     const log = pino({ level: 'silent' });
-    assert.equal(new WebhookRetention(tables.changes, runtime, 15, log).limit(18), 6, 'held at the mark: 15 events after it');
-    assert.equal(new WebhookRetention(tables.changes, runtime, 15, log).limit(4), 4, 'before the mark: no hold');
+    const yearsS = 10 * 365 * 86_400;
+    assert.equal(new WebhookRetention(tables.changes, runtime, { eventsMax: 15, secondsMax: yearsS }, log).limit(18), 6, 'held at the mark: 15 events after it');
+    assert.equal(new WebhookRetention(tables.changes, runtime, { eventsMax: 15, secondsMax: yearsS }, log).limit(4), 4, 'before the mark: no hold');
     const id = Object.keys(state.webhooks)[0]!;
     state = apply(state, { type: 'webhookMarks', marks: [{ id, mark: { index: 6, ordinal: 0 }, failuresInARow: 0 }] });
     // An event's own id N:k would be "after event k of N": the rest of N must stay, so pruning stops before N.
     state = { ...state, webhooks: { [id]: { ...state.webhooks[id]!, mark: { index: 6, ordinal: 0 } } } };
-    assert.equal(new WebhookRetention(tables.changes, runtime, 15, log).limit(18), 5);
+    assert.equal(new WebhookRetention(tables.changes, runtime, { eventsMax: 15, secondsMax: yearsS }, log).limit(18), 5);
     assert.equal(proposed.length, 0);
-    assert.equal(new WebhookRetention(tables.changes, runtime, 14, log).limit(18), 18, 'past the bound: pruning goes on');
+    assert.equal(new WebhookRetention(tables.changes, runtime, { eventsMax: 14, secondsMax: yearsS }, log).limit(18), 18, 'past the bound: pruning goes on');
     assert.equal(proposed.length, 1);
     assert.equal(proposed[0]!.type, 'webhookBroken');
     assert.equal((proposed[0] as { code: string }).code, 'CHANGES_COMPACTED');
     state = apply(state, proposed[0]!);
-    assert.equal(new WebhookRetention(tables.changes, runtime, 0, log).limit(18), 18, 'a broken webhook holds nothing');
+    assert.equal(new WebhookRetention(tables.changes, runtime, { eventsMax: 0, secondsMax: yearsS }, log).limit(18), 18, 'a broken webhook holds nothing');
     assert.equal(proposed.length, 1);
+    // Held too long, however few: a webhook whose oldest pending event is older than webhooks.backlogSecondsMax.
+    state = apply(state, { type: 'webhookRegistered', webhook: hook({ mark: { index: 6, ordinal: null } }) });
+    const twoHoursLater = () => Date.parse(time) + 2 * 3600_000;
+    assert.equal(new WebhookRetention(tables.changes, runtime, { eventsMax: 15, secondsMax: 3 * 3600 }, log, twoHoursLater).limit(18), 6, 'within the age bound: held');
+    assert.equal(new WebhookRetention(tables.changes, runtime, { eventsMax: 15, secondsMax: 3600 }, log, twoHoursLater).limit(18), 18, 'past it: pruning goes on');
+    assert.equal(proposed.length, 2);
+    assert.match((proposed[1] as { message: string }).message, /backlogSecondsMax/);
   } finally {
     db.close();
     tmp.cleanup();
