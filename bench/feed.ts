@@ -4,8 +4,8 @@ import { performance } from 'node:perf_hooks';
 
 import type { BenchCluster } from './benchCluster.js';
 import { LatencyHistogram } from './histogram.js';
-import { runLoad, type LoadResult, type LoadTiming, type Operation } from './load.js';
-import { authorization, documentBody, documentText, documentTextChars, DocumentPaths } from './operations.js';
+import { runLoad, type LoadResult, type LoadTiming } from './load.js';
+import { authorization, DocumentPaths, writer } from './operations.js';
 import { withServerCpu } from './processCpu.js';
 
 /**
@@ -59,23 +59,6 @@ export interface FeedBenchResult {
 }
 
 const parentPath = '/feed-bench';
-
-/** A write load that notes when each write's acknowledgement arrived. */
-function timedWriter(paths: DocumentPaths, acknowledgedAt: Map<string, number>): Operation {
-  const text = documentText(documentTextChars);
-  return async (pool) => {
-    const { path, sequence } = paths.fresh();
-    const response = await pool.request({
-      path: `/api/v1/content${path}`,
-      method: 'PUT',
-      headers: { authorization, 'content-type': 'application/json' },
-      body: documentBody(sequence, text),
-    });
-    await response.body.dump();
-    if (response.statusCode >= 200 && response.statusCode < 300) acknowledgedAt.set(path, performance.now());
-    return response.statusCode;
-  };
-}
 
 /** One Server-Sent Events stream; a measuring one notes when each path's event arrived, a counting one counts events. */
 class Subscriber {
@@ -139,7 +122,7 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
   const load = async (label: string, acknowledgedAt: Map<string, number>) => {
     const paths = new DocumentPaths(`${parentPath}/${label}`);
     await fetch(`${cluster.url(master)}/api/v1/content${paths.parentPath}`, { method: 'PUT', headers: { authorization, 'content-type': 'application/json' }, body: '{"properties":{}}' });
-    const { result, serverCpuCores } = await withServerCpu(pids, () => runLoad(`writes ${label}`, urls, options.clients, options, timedWriter(paths, acknowledgedAt)));
+    const { result, serverCpuCores } = await withServerCpu(pids, () => runLoad(`writes ${label}`, urls, options.clients, options, writer(paths, (path) => acknowledgedAt.set(path, performance.now()))));
     return { ...result, serverCpuCores };
   };
 

@@ -30,8 +30,11 @@ export function documentBody(sequence: number, text = documentText(documentTextC
   return JSON.stringify({ properties: { title: `Document ${sequence}`, text } });
 }
 
-/** Creates documents at fresh paths; records each path that was stored so reads can find it. */
-export function writer(paths: DocumentPaths): Operation {
+/**
+ * Creates documents at fresh paths; records each path that was stored so reads can find it, and tells
+ * `acknowledged` of each as its answer is read (the feed part times events from there).
+ */
+export function writer(paths: DocumentPaths, acknowledged?: (path: string) => void): Operation {
   const text = documentText(documentTextChars);
   return async (pool) => {
     const { path, sequence } = paths.fresh();
@@ -44,6 +47,7 @@ export function writer(paths: DocumentPaths): Operation {
     if (!is2xx(response.statusCode)) throw await failureOf(response);
     await response.body.dump();
     paths.written.push(path);
+    acknowledged?.(path);
     return response.statusCode;
   };
 }

@@ -32,10 +32,13 @@ export interface FeedPage {
   readonly more: boolean;
 }
 
-/** What the feed needs of the node: its applied index and word of each change of it (snapshot installs too). */
+/**
+ * What the feed needs of the node (the runtime): its applied index, and word after each drain that applied entries
+ * or installed a snapshot — onChange, not onApplied, which a snapshot install does not call.
+ */
 export interface AppliedSource {
   readonly appliedIndex: number;
-  onApplied(listener: () => void): () => void;
+  onChange(listener: () => void): () => void;
 }
 
 export interface FeedLimits {
@@ -125,15 +128,18 @@ export class ChangeFeed {
     let scanned = 0;
     let bytes = 0;
     let next = since;
-    for (const item of this.itemsAfter(since)) {
+    for (const found of this.itemsAfter(since)) {
       if (items.length === limit || scanned === this.limits.scanEventsMax) return { items, next, more: true };
-      if (matches(item.event, filter)) {
+      const event = 'frame' in found ? found.event : found;
+      if (matches(event, filter)) {
+        // From the table, an event's JSON is made only once it is known to be sent.
+        const item = 'frame' in found ? found : itemOf(found);
         bytes += item.json.length + 1;
         if (bytes > bytesMax && items.length > 0) return { items, next, more: true };
         items.push(item);
       }
       scanned++;
-      next = positionOf(item.event);
+      next = positionOf(event);
     }
     // Read to the end: every entry up to the applied index has recorded its events, so the next page starts
     // after it (entries without events — users, cluster state — need no reading again).
@@ -180,7 +186,7 @@ export class ChangeFeed {
 
   private listen(): void {
     if (this.unsubscribe !== null) return;
-    this.unsubscribe = this.source.onApplied(() => this.armFanOut());
+    this.unsubscribe = this.source.onChange(() => this.armFanOut());
   }
 
   /** The next round of word to waiting readers, fanOutIntervalMs from the first news after the last round. */
@@ -192,8 +198,8 @@ export class ChangeFeed {
     }, this.limits.fanOutIntervalMs);
   }
 
-  /** The events after `since`: from memory when it holds all of them, else from the table. */
-  private *itemsAfter(since: FeedPosition): Generator<FeedItem> {
+  /** The events after `since`: from memory (with their JSON) when it holds all of them, else from the table. */
+  private *itemsAfter(since: FeedPosition): Generator<FeedItem | ChangeEvent> {
     if (this.recentAfter !== null && compare(since, this.recentAfter) >= 0) {
       // The first event after `since`: a binary search over positions that only grow.
       let low = 0;
@@ -206,7 +212,7 @@ export class ChangeFeed {
       for (let i = low; i < this.recent.length; i++) yield this.recent[i]!;
       return;
     }
-    for (const event of this.log.eventsAfter(since)) yield itemOf(event);
+    yield* this.log.eventsAfter(since);
   }
 
   /**

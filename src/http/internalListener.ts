@@ -1,12 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 
-import { invariant } from '../errors/catalogue.js';
 import { RateLimitedLog } from '../transport/rateLimitedLog.js';
 import type { NodeTlsMaterial } from '../replication/internalHttp.js';
+import { closeServer, listenOn } from './extraListener.js';
 
 /**
  * The internal listener: a second socket for the same Fastify app that takes node-to-node HTTP (requests a replica
@@ -66,28 +65,12 @@ export class InternalListener {
         refusalLog.warn('TLS_HANDSHAKE_FAILED', { code: 'TLS_HANDSHAKE_FAILED', remoteAddress: socket.remoteAddress ?? null, err: err.message }, 'refused a TLS client on the internal listener: node-to-node HTTP needs a certificate signed by transport.tlsCaFile');
       });
     }
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: options.host, port: options.port }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const address = server.address() as AddressInfo | null;
-    invariant(address !== null && typeof address === 'object', 'the internal listener is bound to a TCP address');
-    options.log.info({ port: address.port, tls: options.tls !== null }, 'internal listener listening');
-    return new InternalListener(server, address.port);
+    const port = await listenOn(server, { host: options.host, port: options.port, tls: options.tls !== null, log: options.log }, 'internal listener');
+    return new InternalListener(server, port);
   }
 
   /** Stops taking connections; requests under way finish (cut after graceMs). */
-  async close(graceMs: number): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
-    const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
-    try {
-      await closed;
-    } finally {
-      clearTimeout(timer);
-    }
+  close(graceMs: number): Promise<void> {
+    return closeServer(this.server, graceMs);
   }
 }

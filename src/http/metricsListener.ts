@@ -1,10 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 
-import { ConclaveError, invariant } from '../errors/catalogue.js';
+import { ConclaveError } from '../errors/catalogue.js';
+import { closeServer, listenOn } from './extraListener.js';
 
 /**
  * The listener of metrics.port: a socket of its own for GET /metrics and nothing else, so an operator can open the
@@ -49,28 +49,12 @@ export class MetricsListener {
     server.keepAliveTimeout = idleTimeoutMs;
     server.headersTimeout = idleTimeoutMs;
     server.requestTimeout = idleTimeoutMs;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: options.host, port: options.port }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const address = server.address() as AddressInfo | null;
-    invariant(address !== null && typeof address === 'object', 'the metrics listener is bound to a TCP address');
-    options.log.info({ port: address.port, tls: options.https !== null }, 'metrics listener listening');
-    return new MetricsListener(server, address.port);
+    const port = await listenOn(server, { host: options.host, port: options.port, tls: options.https !== null, log: options.log }, 'metrics listener');
+    return new MetricsListener(server, port);
   }
 
   /** Stops taking connections; a scrape under way finishes (cut after graceMs). */
-  async close(graceMs: number): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
-    const timer = setTimeout(() => this.server.closeAllConnections(), graceMs);
-    try {
-      await closed;
-    } finally {
-      clearTimeout(timer);
-    }
+  close(graceMs: number): Promise<void> {
+    return closeServer(this.server, graceMs);
   }
 }

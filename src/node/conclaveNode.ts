@@ -293,15 +293,9 @@ export class ConclaveNode {
         log,
         observer: metrics.backups,
       });
-      // onChange, not onApplied: a snapshot install moves the applied index too, and a waiting reader must hear of it.
       const changes = new ChangeFeed(
         content.changes,
-        {
-          get appliedIndex() {
-            return liveRuntime.appliedIndex;
-          },
-          onApplied: (listener) => liveRuntime.onChange(listener),
-        },
+        liveRuntime,
         { scanEventsMax: config.changes.scanEventsMax, recentEventsMax: config.changes.recentEventsMax, recentBytesMax: config.changes.recentBytesMax, fanOutIntervalMs: config.changes.fanOutIntervalMs },
       );
       const context: HttpContext = { config, repository, runtime, authenticator, tokens, clusterSecret: secret, internalAuth, blobFetcher: fetcher, snapshots: snapshotStore, backups, restoredOrigin: new RestoredOrigin(db, runtime), changes, metrics, closing: false };

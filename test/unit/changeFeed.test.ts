@@ -30,7 +30,7 @@ class Repo {
     this.tables = new ContentTables(this.db);
     const source = {
       appliedIndex: 0,
-      onApplied: (listener: () => void) => {
+      onChange: (listener: () => void) => {
         this.listeners.add(listener);
         return () => this.listeners.delete(listener);
       },

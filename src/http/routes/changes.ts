@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FeedFilter } from '../../changes/changeFeed.js';
 import { changeOps, parseFeedPosition, formatFeedPosition, type ChangeOp, type FeedPosition } from '../../content/changes.js';
 import { parsePath } from '../../content/paths.js';
-import { parseLimit } from '../../content/query.js';
+import { parseLimit, single } from '../../content/query.js';
 import { parseNodeType } from '../../content/validate.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 import { FeedStream } from '../feedStream.js';
@@ -15,10 +15,9 @@ type ChangesRequest = FastifyRequest<{ Querystring: Record<string, string | stri
 /** Filters take a comma-separated list, or the parameter repeated; at most this many values each. */
 const filterValuesMax = 64;
 
-function single(raw: string | string[] | undefined, name: string): string | undefined {
-  if (raw === undefined) return undefined;
-  if (Array.isArray(raw)) throw new ConclaveError('INVALID_REQUEST', `"${name}" may be given once.`, { parameter: name });
-  return raw;
+/** A parameter that may be absent but not repeated. */
+function optional(raw: string | string[] | undefined, name: string): string | undefined {
+  return raw === undefined ? undefined : single(raw, name);
 }
 
 function listOf(raw: string | string[] | undefined, name: string): string[] | undefined {
@@ -31,7 +30,7 @@ function listOf(raw: string | string[] | undefined, name: string): string[] | un
 }
 
 export function parseFeedFilter(query: Record<string, string | string[]>): FeedFilter {
-  const under = single(query['under'], 'under');
+  const under = optional(query['under'], 'under');
   const types = listOf(query['type'], 'type');
   const ops = listOf(query['op'], 'op');
   for (const op of ops ?? []) {
@@ -47,7 +46,7 @@ export function parseFeedFilter(query: Record<string, string | string[]>): FeedF
 }
 
 function parseWaitSeconds(raw: string | string[] | undefined, max: number): number {
-  const text = single(raw, 'wait');
+  const text = optional(raw, 'wait');
   if (text === undefined) return 0;
   const seconds = Number(text);
   if (!/^\d{1,6}$/.test(text) || seconds > max) {
@@ -131,7 +130,7 @@ export async function changesRoutes(app: FastifyInstance): Promise<void> {
     { config: { permission: 'read', query: ['since', 'limit', 'wait', 'under', 'type', 'op'] } },
     async (request: ChangesRequest, reply: FastifyReply) => {
       const filter = parseFeedFilter(request.query);
-      const sinceText = single(request.query['since'], 'since');
+      const sinceText = optional(request.query['since'], 'since');
       const wantsStream = (header(request.headers, 'accept') ?? '').includes('text/event-stream');
       if (wantsStream) {
         if (request.query['limit'] !== undefined || request.query['wait'] !== undefined) {
@@ -158,7 +157,7 @@ export async function changesRoutes(app: FastifyInstance): Promise<void> {
         return reply;
       }
       const since = sinceText === undefined ? { index: changes.oldestPosition, ordinal: null } : sinceOrNow(sinceText, runtime.appliedIndex);
-      const limit = parseLimit(single(request.query['limit'], 'limit'), limits.pageSizeDefault, limits.pageSizeMax);
+      const limit = parseLimit(request.query['limit'], limits.pageSizeDefault, limits.pageSizeMax);
       const waitSeconds = parseWaitSeconds(request.query['wait'], limits.waitSecondsMax);
       const bytesMax = config.content.pageBytesMax;
       let page;

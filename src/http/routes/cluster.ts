@@ -5,6 +5,7 @@ import { isPlainObject } from '../../content/mergePatch.js';
 import { votingExclusionsMax, type ClusterState } from '../../core/clusterState.js';
 import { checkSettingsUpdate, effectiveSettings } from '../../config/dynamicSettings.js';
 import { ConclaveError } from '../../errors/catalogue.js';
+import { awaitClusterState } from '../clusterStateWait.js';
 import { clusterStatus } from '../../node/clusterStatus.js';
 import { contentDigest } from '../../replication/contentDigest.js';
 
@@ -59,13 +60,13 @@ export async function clusterRoutes(app: FastifyInstance): Promise<void> {
       throw new ConclaveError('INVALID_REQUEST', `At most ${votingExclusionsMax} nodes may be excluded at once; clear the exclusions first.`, { votingExclusionsMax });
     }
     runtime.proposeClusterChange({ type: 'votingExclusionsAdded', ids });
-    await awaitState(runtime.clusterState.bind(runtime), (s) => ids.every((id) => s.votingExclusions.includes(id)), runtime, config.cluster.writeTimeoutMs);
+    await awaitClusterState(runtime, (s) => ids.every((id) => s.votingExclusions.includes(id)), config.cluster.writeTimeoutMs, 'GET /api/v1/cluster/status');
     return { votingExclusions: runtime.clusterState().votingExclusions };
   });
 
   app.delete('/api/v1/cluster/voting-exclusions', { config: { permission: 'admin' } }, async () => {
     runtime.proposeClusterChange({ type: 'votingExclusionsCleared' });
-    await awaitState(runtime.clusterState.bind(runtime), (s) => s.votingExclusions.length === 0, runtime, config.cluster.writeTimeoutMs);
+    await awaitClusterState(runtime, (s) => s.votingExclusions.length === 0, config.cluster.writeTimeoutMs, 'GET /api/v1/cluster/status');
     return { votingExclusions: [] };
   });
 
@@ -81,33 +82,11 @@ export async function clusterRoutes(app: FastifyInstance): Promise<void> {
     const update = checkSettingsUpdate(body['settings']);
     runtime.proposeClusterChange({ type: 'settingsUpdated', settings: update });
     const applied = (s: ClusterState) => Object.entries(update).every(([key, value]) => (value === null ? !(key in s.settings) : s.settings[key] === value));
-    await awaitState(runtime.clusterState.bind(runtime), applied, runtime, config.cluster.writeTimeoutMs);
+    await awaitClusterState(runtime, applied, config.cluster.writeTimeoutMs, 'GET /api/v1/cluster/status');
     return settingsView(runtime.clusterState());
   });
 }
 
 function sortedByKey<T>(record: Readonly<Record<string, T>>): Record<string, T> {
   return Object.fromEntries(Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
-
-/** Waits until the applied cluster state satisfies `done`, or times out with WRITE_OUTCOME_UNKNOWN. */
-function awaitState(
-  current: () => ClusterState,
-  done: (state: ClusterState) => boolean,
-  runtime: { onChange(listener: () => void): () => void },
-  timeoutMs: number,
-): Promise<void> {
-  if (done(current())) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      unsubscribe();
-      reject(new ConclaveError('WRITE_OUTCOME_UNKNOWN', `The change was not applied within ${timeoutMs} ms; it may still be. Check GET /api/v1/cluster/status.`));
-    }, timeoutMs);
-    const unsubscribe = runtime.onChange(() => {
-      if (!done(current())) return;
-      clearTimeout(timer);
-      unsubscribe();
-      resolve();
-    });
-  });
 }

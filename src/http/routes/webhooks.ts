@@ -5,8 +5,9 @@ import { feedFilterOf, parseWebhookRequest } from '../../webhooks/webhookRegistr
 import { generateWebhookSecret, sealWebhookSecret } from '../../webhooks/webhookSecret.js';
 import { formatFeedPosition, type FeedPosition } from '../../content/changes.js';
 import type { Webhook } from '../../core/clusterWebhooks.js';
-import { everyMemberAtLeast, type ClusterState } from '../../core/clusterState.js';
+import { everyMemberAtLeast } from '../../core/clusterState.js';
 import { ConclaveError } from '../../errors/catalogue.js';
+import { awaitClusterState } from '../clusterStateWait.js';
 
 /**
  *   POST   /api/v1/webhooks        (admin) {url, secret?, under?, type?, op?, since?} → 201, the secret shown once
@@ -67,7 +68,7 @@ export async function webhookRoutes(app: FastifyInstance): Promise<void> {
       failuresInARow: 0,
     };
     runtime.proposeClusterChange({ type: 'webhookRegistered', webhook });
-    await awaitState(runtime, (s) => s.webhooks[id] !== undefined, config.cluster.writeTimeoutMs);
+    await awaitClusterState(runtime, (s) => s.webhooks[id] !== undefined, config.cluster.writeTimeoutMs, 'GET /api/v1/webhooks');
     // The origin only: a URL's path or query often carries the receiver's own token.
     request.log.info({ webhook: id, origin: new URL(webhook.url).origin }, 'webhook registered');
     return reply.code(201).send({ ...view(runtime.clusterState().webhooks[id]!), secret });
@@ -98,7 +99,7 @@ export async function webhookRoutes(app: FastifyInstance): Promise<void> {
   app.delete<{ Params: { id: string } }>('/api/v1/webhooks/:id', { config: { permission: 'admin' } }, async (request, reply) => {
     const id = find(request.params.id).id;
     runtime.proposeClusterChange({ type: 'webhookRemoved', id });
-    await awaitState(runtime, (s) => s.webhooks[id] === undefined, config.cluster.writeTimeoutMs);
+    await awaitClusterState(runtime, (s) => s.webhooks[id] === undefined, config.cluster.writeTimeoutMs, 'GET /api/v1/webhooks');
     request.log.info({ webhook: id }, 'webhook removed');
     return reply.code(204).send();
   });
@@ -120,24 +121,4 @@ function view(hook: Webhook): Record<string, unknown> {
     failuresInARow: hook.failuresInARow,
     lastError: hook.lastError ?? null,
   };
-}
-
-function awaitState(
-  runtime: { clusterState(): ClusterState; onChange(listener: () => void): () => void },
-  done: (state: ClusterState) => boolean,
-  timeoutMs: number,
-): Promise<void> {
-  if (done(runtime.clusterState())) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      unsubscribe();
-      reject(new ConclaveError('WRITE_OUTCOME_UNKNOWN', `The change was not applied within ${timeoutMs} ms; it may still be. Check GET /api/v1/webhooks.`));
-    }, timeoutMs);
-    const unsubscribe = runtime.onChange(() => {
-      if (!done(runtime.clusterState())) return;
-      clearTimeout(timer);
-      unsubscribe();
-      resolve();
-    });
-  });
 }
