@@ -1,15 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, createWriteStream, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, rmSync, statSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { request, type Pool } from 'undici';
 
 import { parseManifest, type BackupManifest } from '../src/backup/manifest.js';
 import { decodeTarHeader, tarBlockBytes } from '../src/backup/tarFormat.js';
 import { generateClusterSecret } from '../src/config/clusterSecret.js';
+import { SyncedFileWriter } from '../src/storage/fileWriter.js';
 import type { BenchCluster } from './benchCluster.js';
 import type { BackupMix } from './backupMix.js';
 import { backupDocumentBody } from './backupMix.js';
@@ -19,7 +18,7 @@ import { processCpuMs } from './processCpu.js';
 import { sampleRss, type RssSample } from './processMemory.js';
 import { sleep } from './nodeProcess.js';
 import { runTimed } from './timedCommand.js';
-import { authorization, DocumentPaths, requestOnce, writer } from './operations.js';
+import { adminPassword, authorization, DocumentPaths, requestOnce, writer } from './operations.js';
 
 /**
  * Backup and restore of a repository of a given mix (backupMix.ts) on a 3-node cluster, as an operator runs them:
@@ -150,7 +149,8 @@ export async function measureConclaveBackup(withCluster: WithCluster, options: B
           const paths = new DocumentPaths('/backup-load');
           return (label: string) => runLoad(label, everyNode.map((n) => cluster.url(n)), besideClients, besideTiming(options, written), writer(paths));
         },
-        () => downloadBackup(cluster.url(replica), besideArchive),
+        // In a process of its own, as etcd's are taken with etcdctl: the bench's own event loop runs the writers.
+        () => backupWithCli(cluster.url(replica), besideArchive),
         progress,
       );
       return {
@@ -284,18 +284,28 @@ async function downloadBackup(url: string, file: string): Promise<ArchiveWritten
   if (response.statusCode !== 200) throw new Error(`GET /api/v1/admin/backup on ${url} answered ${response.statusCode}: ${await response.body.text()}`);
   const headersMs = performance.now() - startMs;
   const expected = Number(response.headers['content-length']);
-  await pipeline(response.body, createWriteStream(file, { mode: 0o600 }));
-  // fsync flushes the file's pages whichever descriptor asks.
-  const handle = await open(file, 'r');
+  // Written as `conclave backup --out` writes it: flushed as it grows, fsynced at the end.
+  rmSync(file, { force: true });
+  const out = await SyncedFileWriter.create(file, 0o600);
   try {
-    await handle.sync();
+    for await (const chunk of response.body) await out.write(chunk as Buffer);
+    await out.finish();
   } finally {
-    await handle.close();
+    await out.close();
   }
   const totalMs = performance.now() - startMs;
   const bytes = statSync(file).size;
   if (bytes !== expected) throw new Error(`the backup from ${url} has ${bytes} bytes; its Content-Length said ${expected}`);
   return { bytes, headersMs, totalMs, mbPerSec: bytes / MB / (totalMs / 1000) };
+}
+
+/** `conclave backup --url URL --out FILE`, the command an operator runs (it checks every part as it receives it). */
+async function backupWithCli(url: string, file: string): Promise<ArchiveWritten> {
+  rmSync(file, { force: true });
+  const run = await runTimed(process.execPath, [binPath, 'backup', '--url', url, '--out', file], { CONCLAVE_PASSWORD: adminPassword }, transferTimeoutMs);
+  if (run.exit !== 0) throw new Error(`conclave backup --url ${url} exited with ${run.exit}: ${run.output}`);
+  const bytes = statSync(file).size;
+  return { bytes, headersMs: null, totalMs: run.wallMs, mbPerSec: bytes / MB / (run.wallMs / 1000) };
 }
 
 /** The manifest, the archive's first entry. */

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 
 import { ConclaveError } from '../errors/catalogue.js';
+import type { BackupPacer } from './backupPacer.js';
 import { manifestEntryName, type BackupManifest } from './manifest.js';
 import { encodeTarHeader, tarBlockBytes, tarEnd, tarPadding } from './tarFormat.js';
 
@@ -17,13 +18,14 @@ export interface ArchivePartSource {
  * The archive of a backup as a stream: the manifest, then each part in the manifest's order (see manifest.ts).
  * Each part's bytes are counted and hashed as they pass; a part that is not exactly what the manifest says (a blob
  * file damaged on this node's disk, a file that changed) fails the stream, so the reader sees an archive cut short
- * (BACKUP_TRUNCATED) — never a complete-looking archive with a wrong part. Memory: one chunk at a time.
+ * (BACKUP_TRUNCATED) — never a complete-looking archive with a wrong part. Memory: one chunk at a time. With a
+ * pacer, the parts' bytes go out no faster than it allows (backupPacer.ts).
  */
-export function archiveStream(manifest: BackupManifest, parts: readonly ArchivePartSource[], signal?: AbortSignal): Readable {
-  return Readable.from(archiveChunks(manifest, parts, signal), { objectMode: false, highWaterMark: 1024 * 1024 });
+export function archiveStream(manifest: BackupManifest, parts: readonly ArchivePartSource[], signal?: AbortSignal, pacer?: BackupPacer): Readable {
+  return Readable.from(archiveChunks(manifest, parts, signal, pacer), { objectMode: false, highWaterMark: 1024 * 1024 });
 }
 
-async function* archiveChunks(manifest: BackupManifest, parts: readonly ArchivePartSource[], signal?: AbortSignal): AsyncGenerator<Buffer> {
+async function* archiveChunks(manifest: BackupManifest, parts: readonly ArchivePartSource[], signal?: AbortSignal, pacer?: BackupPacer): AsyncGenerator<Buffer> {
   const mtimeSeconds = Math.floor(Date.parse(manifest.createdAt) / 1000);
   const manifestBytes = encodeManifest(manifest);
   yield encodeTarHeader({ name: manifestEntryName, size: manifestBytes.length, mtimeSeconds });
@@ -43,6 +45,7 @@ async function* archiveChunks(manifest: BackupManifest, parts: readonly ArchiveP
       if (bytes > part.bytes) break;
       hash.update(chunk);
       yield chunk;
+      await pacer?.took(chunk.length, signal);
     }
     const sha256 = hash.digest('hex');
     if (bytes !== part.bytes || sha256 !== part.sha256) {

@@ -1,9 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { createReadStream, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 
 import type { NodeDescriptor } from '../core/clusterState.js';
@@ -11,9 +10,11 @@ import { ConclaveError, invariant } from '../errors/catalogue.js';
 import type { BlobPins } from '../replication/blobPins.js';
 import type { BlobStore } from '../storage/blobStore.js';
 import { dataFormatVersion, type Db } from '../storage/database.js';
-import { datasyncFile, removeDatabaseFileInBackground, runFileWorker } from '../storage/snapshotFile.js';
+import { SyncedFileWriter } from '../storage/fileWriter.js';
+import { removeDatabaseFileInBackground, runFileWorker } from '../storage/snapshotFile.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
 import { archiveBytes, archiveStream, type ArchivePartSource } from './archiveWriter.js';
+import { BackupPacer, type BackupPacing } from './backupPacer.js';
 import { captureBackupState } from './backupState.js';
 import type { BackupTaker, BackupWritten } from './backupTaker.js';
 import { backupFileName, backupFormatName, backupFormatVersion, blobEntryPrefix, stateEntryName, type BackupBase, type BackupManifest } from './manifest.js';
@@ -42,6 +43,9 @@ export interface BackupServiceOptions {
   readonly concurrentMax: number;
   /** Nice value of the threads that read the state (see captureBackupState). */
   readonly workerNice: number;
+  /** How a backup's stream yields to the writes the cluster commits (backupPacer.ts), and the index it watches. */
+  readonly pacing: BackupPacing;
+  readonly appliedIndex: () => number;
   readonly blobFetchTimeoutMs: number;
   readonly log: Logger;
   readonly observer?: BackupObserver;
@@ -184,7 +188,8 @@ export class BackupService implements BackupTaker {
         stream: (streamSignal) => {
           invariant(!streamed, 'a backup is streamed once');
           streamed = true;
-          const stream = archiveStream(manifest, parts, streamSignal);
+          const pacer = new BackupPacer(o.pacing, o.appliedIndex);
+          const stream = archiveStream(manifest, parts, streamSignal, pacer);
           stream.once('close', () => {
             if (stream.readableEnded) observer?.completed(bytes);
             else observer?.failed();
@@ -218,10 +223,15 @@ export class BackupService implements BackupTaker {
     const partial = join(directory, `.${fileName}.${randomBytes(6).toString('hex')}.partial`);
     const path = join(directory, fileName);
     try {
-      // 0600: a backup holds every password hash and all the content.
-      await pipeline(backup.stream(signal), createWriteStream(partial, { flags: 'wx', mode: 0o600 }), { signal });
-      // In the thread pool: gigabytes may still be in the page cache, and this node serves meanwhile.
-      await datasyncFile(partial);
+      // 0600: a backup holds every password hash and all the content. Flushed as it grows (fileWriter.ts), from the
+      // thread pool: this node serves meanwhile.
+      const file = await SyncedFileWriter.create(partial, 0o600);
+      try {
+        for await (const chunk of backup.stream(signal)) await file.write(chunk as Buffer);
+        await file.finish();
+      } finally {
+        await file.close();
+      }
       renameSync(partial, path);
       fsyncDirectory(directory);
     } catch (err) {

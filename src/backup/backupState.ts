@@ -28,7 +28,8 @@ export async function captureBackupState(db: Db, tmpDir: string, nice: number, s
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const commitPoint = newCommitPoint(2, commitPointWaitMs);
-    const extract: SnapshotWorkerData = { sourcePath: db.name, outPath, commitPoint, nice };
+    // Not durable: the state file is streamed once and removed; a crash loses the backup in progress whatever is synced.
+    const extract: SnapshotWorkerData = { sourcePath: db.name, outPath, commitPoint, nice, durable: false };
     const describe: DescribeWorkerData = { describeBackupState: true, sourcePath: db.name, commitPoint, nice };
     const workers = Promise.all([
       runFileWorker<SnapshotFileInfo>(new URL('../storage/snapshotWorker.js', import.meta.url), extract, 'Extracting the state for a backup', stop.signal),

@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { link, open, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { link, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { Agent, request } from 'undici';
 
@@ -12,6 +12,7 @@ import { restoreBackup, type RestoreMode, type RestoreResult } from '../backup/r
 import { readManifestOfFile, verifyBackup, type VerifyReport } from '../backup/verify.js';
 import { readClusterSecretFile } from '../config/clusterSecret.js';
 import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
+import { SyncedFileWriter } from '../storage/fileWriter.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
 import { catalogueError, defaultUrl, describeFetchError, normaliseUrl, StatusFailure } from './statusCommand.js';
 
@@ -143,7 +144,7 @@ async function takeBackup(options: BackupFlags & { out: string }): Promise<void>
   const agent = new Agent({ headersTimeout: headersTimeoutMs, bodyTimeout: bodyIdleTimeoutMs });
   // A name nobody could have prepared (a symlink, a file readable by others in a shared directory), created here.
   const partial = `${out}.${randomBytes(6).toString('hex')}.partial`;
-  let handle: FileHandle | null = null;
+  let handle: SyncedFileWriter | null = null;
   try {
     let response: Awaited<ReturnType<typeof request>>;
     try {
@@ -166,14 +167,14 @@ async function takeBackup(options: BackupFlags & { out: string }): Promise<void>
       if (error !== null) throw new StatusFailure(`${base} refused the backup: ${error.message} (${error.code})`);
       throw new StatusFailure(`${base} answered HTTP ${response.statusCode} to ${path}; is --url a Conclave node of this version?`);
     }
-    handle = await open(partial, 'wx', 0o600);
+    handle = await SyncedFileWriter.create(partial, 0o600);
     const file = handle;
     const progress = new Progress(process.stderr, 'received');
     let total = 0;
     async function* written(): AsyncGenerator<Buffer> {
       try {
         for await (const chunk of response.body) {
-          await writeFully(file, chunk as Buffer);
+          await file.write(chunk as Buffer);
           yield chunk as Buffer;
         }
       } catch (err) {
@@ -191,8 +192,7 @@ async function takeBackup(options: BackupFlags & { out: string }): Promise<void>
       onProgress: (bytes) => progress.update(bytes, total),
     });
     progress.done();
-    await handle.sync();
-    await handle.close();
+    await handle.finish();
     handle = null;
     // link fails when `out` appeared meanwhile: a backup never replaces a file, whoever made it.
     try {
@@ -217,10 +217,6 @@ async function takeBackup(options: BackupFlags & { out: string }): Promise<void>
     // destroy, not close: a stream abandoned on a refusal would keep close() waiting for its end.
     await agent.destroy();
   }
-}
-
-async function writeFully(handle: FileHandle, chunk: Buffer): Promise<void> {
-  for (let offset = 0; offset < chunk.length; ) offset += (await handle.write(chunk, offset, chunk.length - offset)).bytesWritten;
 }
 
 /**

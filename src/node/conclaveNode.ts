@@ -289,6 +289,8 @@ export class ConclaveNode {
         tmpDir: join(config.data.dir, 'backups-tmp'),
         concurrentMax: config.backup.concurrentMax,
         workerNice: config.backup.workerNice,
+        pacing: { busyBytesPerSecondMax: config.backup.busyBytesPerSecondMax, busyEntriesPerSecondMin: config.backup.busyEntriesPerSecondMin },
+        appliedIndex: () => liveRuntime.appliedIndex,
         blobFetchTimeoutMs: config.backup.blobFetchTimeoutMs,
         log,
         observer: metrics.backups,

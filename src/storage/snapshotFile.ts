@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, createReadStream, fsyncSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
@@ -64,7 +64,19 @@ export interface SnapshotWorkerData {
   readonly commitPoint?: CommitPointCells;
   /** The worker thread's nice value (Linux: per thread), so the work yields the CPU to the node's serving. */
   readonly nice?: number;
+  /**
+   * False for a file read back once and removed (a backup's state part): no fsync, so its bytes may never reach the
+   * disk at all, and the writes the node serves meanwhile do not queue their fsyncs behind hundreds of megabytes.
+   */
+  readonly durable?: boolean;
 }
+
+/**
+ * The young generation of a file worker's heap, in MiB (V8's default is 16 or more): these workers stream rows and
+ * keep almost nothing, so a small one costs no time, and a backup's two workers together take some 30 MB less of the
+ * node's memory (measured on 255 MB: 144 MB extra RSS with the default, 108 with this).
+ */
+const fileWorkerYoungGenerationMb = 2;
 
 /**
  * Runs `script` in a worker thread (work on files that must stay off the event loop) and resolves with what it
@@ -72,7 +84,7 @@ export interface SnapshotWorkerData {
  */
 export function runFileWorker<T>(script: URL, workerData: unknown, what: string, signal: AbortSignal | undefined): Promise<T> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(script, { workerData });
+    const worker = new Worker(script, { workerData, resourceLimits: { maxYoungGenerationSizeMb: fileWorkerYoungGenerationMb } });
     const onAbort = () => void worker.terminate();
     signal?.addEventListener('abort', onAbort, { once: true });
     let settled = false;
@@ -95,12 +107,12 @@ export function runFileWorker<T>(script: URL, workerData: unknown, what: string,
 }
 
 /**
- * Runs in the worker thread: creates the snapshot file from the node's database (or a copy of it), fsyncs it and
+ * Runs in the worker thread: creates the snapshot file from the node's database (or a copy of it), fsyncs it (unless not `durable`) and
  * hashes it. The source is read in one transaction, so the file is exactly the state at one applied index however
  * much the node commits meanwhile; with `commitPoint`, the same one other workers read. Synchronous (the worker has
  * nothing else to do); exported for tests.
  */
-export function extractSnapshot(sourcePath: string, outPath: string, commitPoint?: CommitPointCells): SnapshotFileInfo {
+export function extractSnapshot(sourcePath: string, outPath: string, commitPoint?: CommitPointCells, durable = true): SnapshotFileInfo {
   const out = new Database(outPath);
   let index = 0;
   try {
@@ -136,7 +148,7 @@ export function extractSnapshot(sourcePath: string, outPath: string, commitPoint
   } finally {
     out.close();
   }
-  fsyncFile(outPath);
+  if (durable) fsyncFile(outPath);
   const { bytes, sha256 } = hashFileSync(outPath);
   return { index, bytes, sha256 };
 }
@@ -152,16 +164,6 @@ function columnList(db: Db, schema: string, table: string): string {
   const columns = db.pragma(`${schema}.table_info(${table})`) as Array<{ name: string }>;
   invariant(columns.length > 0, `no table ${schema}.${table}`);
   return columns.map((c) => `"${c.name}"`).join(', ');
-}
-
-/** fdatasync of a file, from the thread pool (the event loop serves meanwhile). */
-export async function datasyncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.datasync();
-  } finally {
-    await handle.close();
-  }
 }
 
 export function fsyncFile(path: string): void {

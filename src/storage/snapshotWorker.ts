@@ -5,11 +5,11 @@ import { diskFull, extractSnapshot, type SnapshotWorkerData } from './snapshotFi
 
 // The worker thread of writeSnapshotFile (snapshotFile.ts) and of a backup's state: the extraction, fsync and
 // hashing of a snapshot file run here, off the event loop of the node.
-const { sourcePath, outPath, commitPoint, nice } = workerData as SnapshotWorkerData;
+const { sourcePath, outPath, commitPoint, nice, durable } = workerData as SnapshotWorkerData;
 try {
   // Without a pid, the calling thread's (Linux keeps a nice value per thread): only this worker yields.
   if (nice !== undefined) setPriority(nice);
-  parentPort?.postMessage({ result: extractSnapshot(sourcePath, outPath, commitPoint) });
+  parentPort?.postMessage({ result: extractSnapshot(sourcePath, outPath, commitPoint, durable) });
 } catch (err) {
   parentPort?.postMessage({ error: err instanceof Error ? err.message : String(err), ...(diskFull(err) ? { code: 'DISK_FULL' } : {}) });
 }
