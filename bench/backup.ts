@@ -8,6 +8,7 @@ import { request, type Pool } from 'undici';
 import { parseManifest, type BackupManifest } from '../src/backup/manifest.js';
 import { decodeTarHeader, tarBlockBytes } from '../src/backup/tarFormat.js';
 import { generateClusterSecret } from '../src/config/clusterSecret.js';
+import { settingSpecs } from '../src/config/settings.js';
 import { SyncedFileWriter } from '../src/storage/fileWriter.js';
 import type { BenchCluster } from './benchCluster.js';
 import type { BackupMix } from './backupMix.js';
@@ -147,7 +148,7 @@ export async function measureConclaveBackup(withCluster: WithCluster, options: B
         async () => {
           await requestOnce(cluster.url(master), 'PUT', '/api/v1/content/backup-load', [201], { body: JSON.stringify({ properties: {} }), contentType: 'application/json' });
           const paths = new DocumentPaths('/backup-load');
-          return (label: string) => runLoad(label, everyNode.map((n) => cluster.url(n)), besideClients, besideTiming(options, written), writer(paths));
+          return (label: string) => runLoad(label, everyNode.map((n) => cluster.url(n)), besideClients, besideTiming(options, written, defaultBackupPaceBytesPerSecond()), writer(paths));
         },
         // In a process of its own, as etcd's are taken with etcdctl: the bench's own event loop runs the writers.
         () => backupWithCli(cluster.url(replica), besideArchive),
@@ -200,9 +201,20 @@ export async function measureConclaveBackup(withCluster: WithCluster, options: B
 /**
  * The windows of the writes with and without a backup: at least one whole backup long, so the one beside covers
  * both of a backup's phases (Conclave: the copy of the state, then the stream of the blobs), not only the first.
+ * A backup that a node paces while the cluster writes (`pacedBytesPerSecond`: Conclave's
+ * backup.busyBytesPerSecondMax) lasts longer beside the writes than alone: the window is then as long as its stream
+ * at that rate after its first byte, or the window would hold mostly its first phase.
  */
-export function besideTiming(timing: LoadTiming, alone: ArchiveWritten): LoadTiming {
-  return { warmupMs: timing.warmupMs, durationMs: Math.max(timing.durationMs, Math.ceil(alone.totalMs)) };
+export function besideTiming(timing: LoadTiming, alone: ArchiveWritten, pacedBytesPerSecond?: number): LoadTiming {
+  const pacedMs = pacedBytesPerSecond === undefined ? 0 : (alone.headersMs ?? 0) + (alone.bytes / pacedBytesPerSecond) * 1000;
+  return { warmupMs: timing.warmupMs, durationMs: Math.ceil(Math.max(timing.durationMs, alone.totalMs, pacedMs)) };
+}
+
+/** The pace of a backup beside writes on a node of default settings (backup.busyBytesPerSecondMax). */
+function defaultBackupPaceBytesPerSecond(): number | undefined {
+  const spec = settingSpecs.find((s) => s.key === 'backup.busyBytesPerSecondMax');
+  const value = spec?.schema.parse(undefined) as number | undefined;
+  return value === undefined || value === 0 ? undefined : value;
 }
 
 /**
