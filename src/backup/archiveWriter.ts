@@ -41,6 +41,8 @@ async function* archiveChunks(manifest: BackupManifest, parts: readonly ArchiveP
     const hash = createHash('sha256');
     let bytes = 0;
     for await (const chunk of await part.open()) {
+      // A part may be gigabytes (the state of a large repository): a stop must not wait for its end.
+      signal?.throwIfAborted();
       bytes += chunk.length;
       if (bytes > part.bytes) break;
       hash.update(chunk);

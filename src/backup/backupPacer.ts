@@ -33,11 +33,6 @@ export class BackupPacer {
     this.dueAtMs = this.sampleAtMs;
   }
 
-  /** Whether the last sample saw the cluster writing (for the log line at the end of a backup). */
-  get paced(): boolean {
-    return this.busy;
-  }
-
   /** Called after each chunk of `bytes` is handed on: waits as long as the paced rate needs. */
   async took(bytes: number, signal?: AbortSignal): Promise<void> {
     if (this.pacing.busyBytesPerSecondMax === 0) return;

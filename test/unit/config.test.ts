@@ -56,6 +56,9 @@ test('invalid and unknown settings name the setting, the source and the fix', ()
   assert.match(configError(() => loadConfig({ env: { CONCLAVE_HTTP_PROT: '1' }, flags: {} })), /Unknown environment variable CONCLAVE_HTTP_PROT/);
   assert.match(configError(() => loadConfig({ env: { CONCLAVE_AUTH_ANONYMOUS_READ: 'yes' }, flags: {} })), /auth\.anonymousRead/);
   assert.match(configError(() => loadConfig({ env: {}, flags: { 'http.port': '-1' } })), /http\.port.*the command line, value -1\)/);
+  // A pace of a few bytes a second would hold a backup's every 1 MiB chunk for days: 0 (off) or at least 1 MiB.
+  assert.match(configError(() => loadConfig({ env: { CONCLAVE_BACKUP_BUSY_BYTES_PER_SECOND_MAX: '1000' }, flags: {} })), /backup\.busyBytesPerSecondMax/);
+  assert.equal(loadConfig({ env: { CONCLAVE_BACKUP_BUSY_BYTES_PER_SECOND_MAX: '0' }, flags: {} }).backup.busyBytesPerSecondMax, 0);
   const tmp = tempDir();
   try {
     const file = join(tmp.dir, 'bad.yaml');
