@@ -48,6 +48,7 @@ async function* archiveChunks(manifest: BackupManifest, parts: readonly ArchiveP
       hash.update(chunk);
       yield chunk;
       await pacer?.took(chunk.length, signal);
+      signal?.throwIfAborted();
     }
     const sha256 = hash.digest('hex');
     if (bytes !== part.bytes || sha256 !== part.sha256) {
@@ -60,6 +61,7 @@ async function* archiveChunks(manifest: BackupManifest, parts: readonly ArchiveP
     yield tarPadding(part.bytes);
   }
   if (parts.length !== manifest.parts.length) throw new ConclaveError('INTERNAL', 'the backup has fewer parts than its manifest lists');
+  signal?.throwIfAborted();
   yield tarEnd();
 }
 

@@ -61,6 +61,7 @@ export class BackupPacer {
 }
 
 function sleepMs(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted === true) return Promise.resolve();
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
     function done() {

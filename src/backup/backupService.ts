@@ -230,8 +230,10 @@ export class BackupService implements BackupTaker {
         for await (const chunk of backup.stream(signal)) await file.write(chunk as Buffer);
         await file.finish();
       } finally {
-        await file.close();
+        // Its own failure must not hide the one that brought us here.
+        await file.close().catch(() => undefined);
       }
+      signal?.throwIfAborted();
       renameSync(partial, path);
       fsyncDirectory(directory);
     } catch (err) {

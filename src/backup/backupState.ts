@@ -32,8 +32,8 @@ export async function captureBackupState(db: Db, tmpDir: string, nice: number, s
     const extract: SnapshotWorkerData = { sourcePath: db.name, outPath, commitPoint, nice, durable: false };
     const describe: DescribeWorkerData = { describeBackupState: true, sourcePath: db.name, commitPoint, nice };
     const workers = Promise.all([
-      runFileWorker<SnapshotFileInfo>(new URL('../storage/snapshotWorker.js', import.meta.url), extract, 'Extracting the state for a backup', stop.signal),
-      runFileWorker<StateDescription>(new URL('./backupStateWorker.js', import.meta.url), describe, 'Describing the state for a backup', stop.signal),
+      runFileWorker<SnapshotFileInfo>(new URL('../storage/snapshotWorker.js', import.meta.url), extract, 'Extracting the state for a backup', stop.signal, { smallHeap: true }),
+      runFileWorker<StateDescription>(new URL('./backupStateWorker.js', import.meta.url), describe, 'Describing the state for a backup', stop.signal, { smallHeap: true }),
     ]);
     workers.catch(() => stop.abort());
     await Promise.race([openCommitPoint(commitPoint, stop.signal), workers]);

@@ -171,14 +171,19 @@ async function takeBackup(options: BackupFlags & { out: string }): Promise<void>
     const file = handle;
     const progress = new Progress(process.stderr, 'received');
     let total = 0;
+    let writeFailure: unknown = null;
     async function* written(): AsyncGenerator<Buffer> {
       try {
         for await (const chunk of response.body) {
-          await file.write(chunk as Buffer);
+          await file.write(chunk as Buffer).catch((err: unknown) => {
+            writeFailure = err;
+            throw err;
+          });
           yield chunk as Buffer;
         }
       } catch (err) {
-        if (isConclaveError(err)) throw err;
+        // This machine's disk failing (full, an I/O error) is not a stream cut by the server.
+        if (isConclaveError(err) || err === writeFailure) throw err;
         throw new ConclaveError('BACKUP_TRUNCATED', `The backup stream from ${base} was cut (${(err as Error).message}); nothing was kept. Take the backup again.`);
       }
     }

@@ -72,19 +72,20 @@ export interface SnapshotWorkerData {
 }
 
 /**
- * The young generation of a file worker's heap, in MiB (V8's default is 16 or more): these workers stream rows and
- * keep almost nothing, so a small one costs no time, and a backup's two workers together take some 30 MB less of the
- * node's memory (measured on 255 MB: 144 MB extra RSS with the default, 108 with this).
+ * The young generation, in MiB, of a worker run with `smallHeap` (V8's default is 16 or more): a backup's two state
+ * workers stream rows and keep almost nothing, so a small one cost them no time, and together they take some 30 MB
+ * less of the node's memory (measured on 255 MB: 144 MB extra RSS with the default, 108 with this).
  */
-const fileWorkerYoungGenerationMb = 2;
+const smallHeapYoungGenerationMb = 2;
 
 /**
  * Runs `script` in a worker thread (work on files that must stay off the event loop) and resolves with what it
  * posts as `{ result }`; `{ error, code? }` rejects with that catalogue code (else STORAGE_ERROR), prefixed by `what`. `signal` stops the worker.
  */
-export function runFileWorker<T>(script: URL, workerData: unknown, what: string, signal: AbortSignal | undefined): Promise<T> {
+export function runFileWorker<T>(script: URL, workerData: unknown, what: string, signal: AbortSignal | undefined, options: { smallHeap?: boolean } = {}): Promise<T> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(script, { workerData, resourceLimits: { maxYoungGenerationSizeMb: fileWorkerYoungGenerationMb } });
+    if (signal?.aborted === true) return reject(signal.reason instanceof Error ? signal.reason : new ConclaveError('STORAGE_ERROR', `${what}: stopped before it began.`));
+    const worker = new Worker(script, { workerData, ...(options.smallHeap === true ? { resourceLimits: { maxYoungGenerationSizeMb: smallHeapYoungGenerationMb } } : {}) });
     const onAbort = () => void worker.terminate();
     signal?.addEventListener('abort', onAbort, { once: true });
     let settled = false;
