@@ -48,7 +48,6 @@ async function* archiveChunks(manifest: BackupManifest, parts: readonly ArchiveP
       hash.update(chunk);
       yield chunk;
       await pacer?.took(chunk.length, signal);
-      signal?.throwIfAborted();
     }
     const sha256 = hash.digest('hex');
     if (bytes !== part.bytes || sha256 !== part.sha256) {

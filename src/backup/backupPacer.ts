@@ -1,3 +1,5 @@
+import { setTimeout as delay } from 'node:timers/promises';
+
 /**
  * Paces a backup's stream while the cluster commits writes, so that a backup taken in the middle of the day costs
  * the writes little: on a node that applies at least `busyEntriesPerSecondMin` entries a second, the archive goes
@@ -60,15 +62,10 @@ export class BackupPacer {
   }
 }
 
+/** Resolves after `ms`, or at once when `signal` aborts (or has). */
 function sleepMs(ms: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted === true) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
+  return delay(ms, undefined, { signal }).then(
+    () => undefined,
+    () => undefined,
+  );
 }

@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, mkdirSync, renameSync, statSync, unlinkSync, utimesSync, type ReadStream } from 'node:fs';
-import { open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 
 import { ConclaveError } from '../errors/catalogue.js';
+import { writeFully } from './fileWriter.js';
 
 export interface StoredBlob {
   readonly sha256: string;
@@ -249,16 +250,6 @@ function consume(source: Readable, handle: (chunk: Buffer) => Promise<void>): Pr
       if (!ended) fail(new ConclaveError('INVALID_REQUEST', 'The client aborted the upload before its end.'));
     });
   });
-}
-
-/** FileHandle.write may write less than asked (a nearly full disk); keep writing until the chunk is on file. */
-async function writeFully(file: FileHandle, chunk: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.length) {
-    const { bytesWritten } = await file.write(chunk, offset, chunk.length - offset);
-    if (bytesWritten === 0) throw Object.assign(new Error('no progress writing a blob'), { code: 'ENOSPC' });
-    offset += bytesWritten;
-  }
 }
 
 /** fsync of a file or a directory (a directory's sync makes the names in it durable). */

@@ -7,6 +7,8 @@ import { getMeta, setMeta, type Db } from './database.js';
 type ChangeRow = [number, number, string, string, string | null, string, string, number, string, string, string | null, number];
 
 const eventColumns = 'idx, ordinal, op, path, from_path, node_id, type, version, changed_by, changed_at, property';
+/** The newest event's sequence number (see `seq` in database.ts). */
+const lastSeqSql = 'SELECT seq FROM changes ORDER BY idx DESC, ordinal DESC LIMIT 1';
 
 function eventOf(row: ChangeRow): ChangeEvent {
   return {
@@ -52,9 +54,9 @@ export class ChangeLog {
       // The sequence number in the same statement: one step into SQLite per event on the write path, not two.
       insert: db.prepare(
         `INSERT INTO changes (${eventColumns}, seq)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, coalesce((SELECT seq FROM changes ORDER BY idx DESC, ordinal DESC LIMIT 1), 0) + 1)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, coalesce((${lastSeqSql}), 0) + 1)`,
       ),
-      lastSeq: db.prepare('SELECT seq FROM changes ORDER BY idx DESC, ordinal DESC LIMIT 1').pluck(),
+      lastSeq: db.prepare(lastSeqSql).pluck(),
       firstSeqAfter: db.prepare('SELECT seq FROM changes WHERE (idx, ordinal) > (?, ?) ORDER BY idx, ordinal LIMIT 1').pluck(),
       firstAtAfter: db.prepare('SELECT changed_at FROM changes WHERE (idx, ordinal) > (?, ?) ORDER BY idx, ordinal LIMIT 1').pluck(),
       // Descendants in path order, after the events already recorded for this entry; for a move, the old path is

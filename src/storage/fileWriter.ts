@@ -10,8 +10,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 export const fileSyncEveryBytes = 16 * 1024 * 1024;
 
 /**
- * A new file written sequentially and made durable: every chunk written whole (FileHandle.write may write less than
- * asked), a datasync started every `syncEveryBytes`, and an fsync at the end.
+ * A new file written sequentially and made durable: every chunk written whole (writeFully), a datasync started every
+ * `syncEveryBytes`, and an fsync at the end.
  */
 export class SyncedFileWriter {
   private unsynced = 0;
@@ -29,11 +29,7 @@ export class SyncedFileWriter {
   }
 
   async write(chunk: Uint8Array): Promise<void> {
-    for (let offset = 0; offset < chunk.length; ) {
-      const { bytesWritten } = await this.handle.write(chunk, offset, chunk.length - offset);
-      if (bytesWritten === 0) throw Object.assign(new Error('no progress writing a file'), { code: 'ENOSPC' });
-      offset += bytesWritten;
-    }
+    await writeFully(this.handle, chunk);
     this.unsynced += chunk.length;
     if (this.unsynced < this.syncEveryBytes) return;
     // At most one flush in flight: waiting for the previous one is what paces a stream faster than the disk.
@@ -56,5 +52,14 @@ export class SyncedFileWriter {
     if (this.closed) return;
     this.closed = true;
     await this.handle.close();
+  }
+}
+
+/** FileHandle.write may write less than asked (a nearly full disk); keep writing until the chunk is on file. */
+export async function writeFully(file: FileHandle, chunk: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < chunk.length; ) {
+    const { bytesWritten } = await file.write(chunk, offset, chunk.length - offset);
+    if (bytesWritten === 0) throw Object.assign(new Error('no progress writing a file'), { code: 'ENOSPC' });
+    offset += bytesWritten;
   }
 }

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 
 import { eventJson, type ChangeFeed } from '../changes/changeFeed.js';
@@ -250,15 +251,10 @@ function clip(text: string): string {
   return text.slice(0, webhookTextCharsMax);
 }
 
+/** Resolves after `ms`, or at once when `signal` aborts (or has). */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
+  return delay(ms, undefined, { signal }).then(
+    () => undefined,
+    () => undefined,
+  );
 }
