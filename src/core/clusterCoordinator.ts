@@ -600,11 +600,30 @@ export class ClusterCoordinator {
     if (soft.commitIndex < publication.index || this.appliedIndex < publication.index) return false;
     if (this.ticks - publication.proposedAtTick >= this.options.publishTimeoutTicks) return true;
     // Nodes still catching up (not in sync) do not hold the cluster back: they apply the change when they get there.
+    // Nor do in-sync nodes that failed (stalled: a full disk; silent), which the next change takes out of the set:
+    // a full node still answers heartbeats, and waiting the publish timeout for it held back its removal while
+    // every write waited for it (a new master's first publication is its noop; CRX scenario 6a).
+    const failed = this.failedInSync();
     for (const [id, follower] of this.core.followerStates()) {
       const reachable = follower.ackSeq > 0 && follower.silentTicks < this.options.core.electionTimeoutTicks;
-      if (reachable && this.state.inSync.includes(id) && follower.appliedIndex < publication.index) return false;
+      if (reachable && this.state.inSync.includes(id) && !failed.includes(id) && follower.appliedIndex < publication.index) return false;
     }
     return true;
+  }
+
+  /**
+   * In-sync members to take out: silent for the in-sync timeout, stalled as long (entries unanswered or unapplied:
+   * a full disk, a saturated link), or — a few heartbeats into this master's reign — not answering it at all:
+   * typically the previous master, just killed. Writes wait for every in-sync member, and it holds no lease from
+   * this master, so no read depends on it (lease.ts). If it is merely slow, it is put back once it caught up.
+   */
+  private failedInSync(): string[] {
+    const self = this.self;
+    const unanswered = (id: string) =>
+      this.ticks - this.masterSinceTick >= this.options.core.heartbeatIntervalTicks && (this.core.followerStates().get(id)?.ackSeq ?? 0) === 0;
+    return this.state.inSync.filter(
+      (id) => id !== self.id && (!this.isLive(id, this.options.inSyncTimeoutTicks) || unanswered(id) || this.core.stalledTicks(id) >= this.options.inSyncTimeoutTicks),
+    );
   }
 
   private isLive(id: string, timeoutTicks = this.options.nodeFailureTimeoutTicks): boolean {
@@ -619,15 +638,7 @@ export class ClusterCoordinator {
     if (state.clusterUuid === null) {
       return { type: 'formed', clusterName: this.options.clusterName, clusterUuid: this.newUuid(), master: self };
     }
-    // A member that has not answered a new master at all within a few heartbeats is taken out at once rather than
-    // after the in-sync timeout: typically the previous master, just killed. Writes would wait for it meanwhile,
-    // and it holds no lease from this master, so no read depends on it (lease.ts). If it is merely slow, it is put
-    // back as soon as it has caught up.
-    const unanswered = (id: string) =>
-      id !== self.id && this.ticks - this.masterSinceTick >= this.options.core.heartbeatIntervalTicks && (this.core.followerStates().get(id)?.ackSeq ?? 0) === 0;
-    const failed = state.inSync.filter(
-      (id) => !this.isLive(id, this.options.inSyncTimeoutTicks) || unanswered(id) || this.core.stalledTicks(id) >= this.options.inSyncTimeoutTicks,
-    );
+    const failed = this.failedInSync();
     if (failed.length > 0) return { type: 'inSyncChanged', added: [], removed: failed };
     // The master's own addresses before anyone else's join: members forward writes and fetch blobs at the address
     // the cluster state names, and a master restored elsewhere from a copy of its data is not there any more.

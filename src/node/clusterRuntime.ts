@@ -201,6 +201,8 @@ export class ClusterRuntime {
    * Ready persists again (the coordinator retries at every tick: a cluster of one re-elects itself).
    */
   private persistError: ConclaveError | null = null;
+  /** When probeStorage last tried the disk (performance.now()). */
+  private storageProbedAtMs = Number.NEGATIVE_INFINITY;
   private wire: Wire | null = null;
   private ticker: NodeJS.Timeout | null = null;
   private drainScheduled = false;
@@ -331,6 +333,7 @@ export class ClusterRuntime {
       lastTickAtMs = nowMs;
       if (lateMs > eventLoopStallWarnMs) this.log.warn({ lateMs: Math.round(lateMs) }, `the event loop was held up for ${Math.round(lateMs)} ms; heartbeats and timers ran late`);
       this.syncClock();
+      this.probeStorage(nowMs);
       this.drain();
       this.observeWriteProgress();
       // A batch held back by a confirmation that has taken a tick goes now (see readIndex).
@@ -775,6 +778,22 @@ export class ClusterRuntime {
     this.coordinatorInstance.setStorageFailing(true);
   }
 
+  /**
+   * While the journal cannot be written, a probe write once per election timeout. Stored entries clear the failure
+   * too (drain), but only a master sends entries: a full node does not campaign (CoordinationCore.setStorageFailing),
+   * so where it is the only node that can lead, nobody would ever tell it that space returned and the cluster
+   * would stay without a master (found by the simulator's full-disk fault). The probe is large enough
+   * (storageProbeBytes) that a few pages SQLite reuses do not pass for free space.
+   */
+  private probeStorage(nowMs: number): void {
+    if (this.persistError === null || nowMs - this.storageProbedAtMs < this.options.tickMs * this.coordinatorOptions.core.electionTimeoutTicks) return;
+    this.storageProbedAtMs = nowMs;
+    if (!this.journal.probeWritable(storageProbeBytes)) return;
+    this.persistError = null;
+    this.coordinator.setStorageFailing(false);
+    this.log.info('the journal is writable again (a probe write succeeded)');
+  }
+
   private applyEntry(entry: Entry): ApplyResult | ConclaveError {
     if (entry.payload.kind !== 'command') return {}; // cluster-state entries: the coordinator applies them
     // The change feed's events of this entry carry its index (and count from 0 again if a Ready is retried).
@@ -1108,6 +1127,9 @@ export class ClusterRuntime {
     );
   }
 }
+
+/** What probeStorage writes to see whether the disk has room again: more than a few reused pages, little I/O. */
+const storageProbeBytes = 1024 * 1024;
 
 /** An entry's size on the wire: its payload's bytes (encoded once, see payloadBytes) and the index, term and framing. */
 function entryBytes(entry: Entry): number {

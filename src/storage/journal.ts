@@ -138,6 +138,9 @@ export function entryChecksum(index: number, term: number, payload: Buffer): num
  * the bootstrap view, in the node's SQLite database. Writes run inside the caller's transaction — the runtime
  * makes a Ready durable in one transaction (synchronous=FULL: fsynced at commit) before it sends anything.
  */
+/** The meta key of probeWritable's scratch row. */
+const storageProbeKey = 'storage_probe';
+
 export class JournalStore {
   private readonly insert;
   private readonly truncate;
@@ -147,6 +150,7 @@ export class JournalStore {
   private readonly upsertMeta;
   private readonly truncateThrough;
   private readonly truncateAll;
+  private readonly deleteMeta;
 
   constructor(private readonly db: Db) {
     // Prepared once: the hard state is written with nearly every Ready.
@@ -158,6 +162,7 @@ export class JournalStore {
     this.countFromIndex = db.prepare('SELECT COUNT(*) AS n FROM journal WHERE idx >= ?');
     this.truncateThrough = db.prepare('DELETE FROM journal WHERE idx <= ?');
     this.truncateAll = db.prepare('DELETE FROM journal');
+    this.deleteMeta = db.prepare('DELETE FROM meta WHERE key = ?');
   }
 
   /** The last index of the journal, or of the snapshot when the journal after it is empty. */
@@ -192,6 +197,25 @@ export class JournalStore {
 
   saveHardState(hardState: HardState): void {
     this.upsertMeta.run('hard_state', JSON.stringify(hardState));
+  }
+
+  /**
+   * Whether the disk takes writes again, after a Ready failed to persist: stores `bytes` under a scratch key (a
+   * transaction of its own, committed, so SQLite must find room for it) and removes it. False on any failure.
+   */
+  probeWritable(bytes: number): boolean {
+    try {
+      this.upsertMeta.run(storageProbeKey, Buffer.alloc(bytes));
+      return true;
+    } catch {
+      return false;
+    } finally {
+      try {
+        this.deleteMeta.run(storageProbeKey);
+      } catch {
+        // Nothing to remove (the insert failed), or the disk is failing again: the next probe removes it.
+      }
+    }
   }
 
   saveBootstrapView(view: readonly string[]): void {

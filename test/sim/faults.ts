@@ -8,11 +8,12 @@ import type { SimRandom } from './simRandom.js';
 /**
  * The fault injector of the safety phase: at random intervals it crashes a node (between steps, or in the middle
  * of handling a Ready) and restarts it later, pauses and resumes a node, cuts the network (symmetric, one-way,
- * bridged, or the master alone) and heals it, raises the drop and duplicate rates for a while, holds back messages
- * on some links for several election timeouts (stragglers: they arrive after terms have moved on), pauses the
- * master for about as long as its lease (so that it resumes on either side of the lease's end, its followers
- * possibly campaigning), and plays an operator who changes the cluster state (voting exclusions, settings,
- * removals). `healEverything` ends it all for the liveness phase.
+ * bridged, or the master alone) and heals it, fills a node's disk for a while (it stores no entries meanwhile),
+ * raises the drop and duplicate rates for a while, holds back messages on some links for several election timeouts
+ * (stragglers: they arrive after terms have moved on), pauses the master for about as long as its lease (so that
+ * it resumes on either side of the lease's end, its followers possibly campaigning), and plays an operator who
+ * changes the cluster state (voting exclusions, settings, removals). `healEverything` ends it all for the liveness
+ * phase.
  *
  * Stragglers and lease-length pauses together draw schedules like issue 13's item 2 — a delayed refusal moving a
  * voter into a candidate's term, the candidate's delayed vote request arriving just after the voter heard from the
@@ -27,13 +28,13 @@ export interface FaultOptions {
   readonly durationUnitsMax: number;
 }
 
-type FaultKind = 'crash' | 'pause' | 'leasePause' | 'partition' | 'lossy' | 'straggle' | 'operator';
+type FaultKind = 'crash' | 'pause' | 'leasePause' | 'partition' | 'lossy' | 'straggle' | 'operator' | 'diskFull';
 
 export class FaultInjector {
   private active = false;
   /** No new fault before this time (see leasePause). */
   private quietUntil = 0;
-  readonly counts: Record<FaultKind, number> = { crash: 0, pause: 0, leasePause: 0, partition: 0, lossy: 0, straggle: 0, operator: 0 };
+  readonly counts: Record<FaultKind, number> = { crash: 0, pause: 0, leasePause: 0, partition: 0, lossy: 0, straggle: 0, operator: 0, diskFull: 0 };
 
   constructor(
     private readonly cluster: SimCluster,
@@ -61,6 +62,7 @@ export class FaultInjector {
     cluster.network.setDuplicateRate(0);
     for (const node of cluster.nodes) {
       node.disarmCrash();
+      node.storage.full = false;
       if (!node.started) cluster.startNow(node.id);
       else if (node.status === 'crashed') node.restart();
       else if (node.status === 'paused') node.resume();
@@ -102,6 +104,7 @@ export class FaultInjector {
       [1, 'lossy'],
       [2, 'straggle'],
       [1, 'operator'],
+      [2, 'diskFull'],
     ]);
     this.counts[kind]++;
     switch (kind) {
@@ -119,7 +122,23 @@ export class FaultInjector {
         return this.lossy();
       case 'operator':
         return this.operate();
+      case 'diskFull':
+        return this.fillDisk();
     }
+  }
+
+  /** A node's disk fills up (the master's, often) for a while: see SimStorage.refuses and SimNode.onPersistFailed. */
+  private fillDisk(): void {
+    const candidates = this.cluster.nodes.filter((n) => !n.storage.full);
+    if (candidates.length === 0) return;
+    const master = this.cluster.master();
+    const node = master !== null && !master.storage.full && this.random.chance(0.5) ? master : this.random.pick(candidates);
+    this.cluster.trace(`fault: the disk of ${node.id} is full`);
+    node.storage.full = true;
+    this.later(() => {
+      this.cluster.trace(`fault over: the disk of ${node.id} has space again`);
+      node.storage.full = false;
+    });
   }
 
   private crash(): void {

@@ -1,5 +1,5 @@
 import type { BootstrapMethod } from '../../src/core/bootstrap.js';
-import { ClusterCoordinator, type CoordinatorBug, type CoordinatorOptions } from '../../src/core/clusterCoordinator.js';
+import { ClusterCoordinator, type ClusterReady, type CoordinatorBug, type CoordinatorOptions } from '../../src/core/clusterCoordinator.js';
 import type { ClusterMessage } from '../../src/core/clusterMessages.js';
 import type { ClusterChange, NodeRoles } from '../../src/core/clusterState.js';
 import type { CoordinationCore } from '../../src/core/coordinationCore.js';
@@ -19,7 +19,8 @@ import { SimStorage, type PersistOutcome } from './simStorage.js';
  *
  * The node can crash (the core and all memory are dropped; only the disk survives — optionally in the middle of
  * handling a Ready), restart (a new core from the disk), pause (no ticks, no processing; messages and client
- * requests queue up) and resume (the queue is processed in arrival order).
+ * requests queue up) and resume (the queue is processed in arrival order). Its disk can fill up: a Ready the disk
+ * refuses is handled as the runtime does (clusterRuntime.ts, onPersistFailed), by a new coordinator from the disk.
  */
 export interface CoreTuning {
   readonly electionTimeoutTicks: number;
@@ -91,7 +92,11 @@ export interface NodeEnvironment {
 /** What a client hears back for one request. The node calls `reply` synchronously; the client adds latency. */
 export type ClientReply =
   /** Certainly not appended: the client may retry elsewhere. `unavailable`: the node is down (connection refused). */
-  | { readonly kind: 'rejected'; readonly reason: 'notMaster' | 'overloaded' | 'configurationChangeInProgress' | 'unavailable'; readonly master: string | null }
+  | {
+      readonly kind: 'rejected';
+      readonly reason: 'notMaster' | 'overloaded' | 'configurationChangeInProgress' | 'unavailable' | 'diskFull';
+      readonly master: string | null;
+    }
   /** `index`: the entry's index (a write, a log read), or the applied index a direct read was served at. */
   | { readonly kind: 'applied'; readonly result: KvResult; readonly index: number }
   /** The request may or may not take effect: the node crashed, or the entry was replaced or is still pending. */
@@ -143,6 +148,12 @@ export class SimNode {
   private incarnation = 0;
   private tickPeriodUnits = 0;
   private crashArmed: CrashPoint | null = null;
+  /** The options of this incarnation's coordinators: a Ready the disk refused starts a new one with the same. */
+  private options: CoordinatorOptions | null = null;
+  /** Set when the disk refused a Ready; cleared when entries or a snapshot are stored again (as the runtime does). */
+  private storageFailing = false;
+  /** Ticks since the last probe of a failing disk (the runtime's probeStorage, once per election timeout). */
+  private ticksSinceStorageProbe = 0;
   readonly stats = { ticks: 0, messages: 0, crashes: 0, restarts: 0, pauses: 0, applied: 0, snapshotsInstalled: 0 };
 
   constructor(
@@ -191,8 +202,19 @@ export class SimNode {
   tick(): void {
     if (this.currentStatus !== 'running') return;
     this.stats.ticks++;
+    this.probeStorage();
     this.coordinatorInstance!.tick();
     this.drain();
+  }
+
+  /** As the runtime's probeStorage: a probe write succeeds once the disk has space, and ends the failure. */
+  private probeStorage(): void {
+    if (!this.storageFailing || ++this.ticksSinceStorageProbe < this.config.tuning.electionTimeoutTicks) return;
+    this.ticksSinceStorageProbe = 0;
+    if (this.storage.full) return;
+    this.env.trace?.(`${this.id}: a probe write succeeds, the disk has space again`);
+    this.storageFailing = false;
+    this.coordinatorInstance!.setStorageFailing(false);
   }
 
   /** A tick of this node's clock that passed while it was paused. */
@@ -349,6 +371,8 @@ export class SimNode {
       random,
       ...(this.config.injectedBug !== undefined ? { injectedBug: this.config.injectedBug } : {}),
     };
+    this.options = options;
+    this.storageFailing = false;
     this.coordinatorInstance = new ClusterCoordinator(options, this.storage.restoredState());
     this.coordinatorInstance.setDiscoveryPeers(this.config.discoveryPeers);
     this.currentStatus = 'running';
@@ -422,9 +446,15 @@ export class SimNode {
       if (!coordinator.hasReady()) return;
       if (rounds >= readyRoundsMax) throw new Error(`${this.id}: the Ready loop has not settled after ${readyRoundsMax} rounds`);
       const ready = coordinator.ready();
+      if (this.storage.refuses(ready)) return this.onPersistFailed(ready);
       // 1. Durable before anything is sent: a vote or an acknowledgement must never outrun its own state.
       if (ready.bootstrapView !== undefined) this.storage.saveBootstrapView(ready.bootstrapView);
       const persisted = this.storage.persist(ready.snapshot, ready.hardState, ready.entries);
+      if (this.storageFailing && (ready.snapshot !== undefined || ready.entries.length > 0)) {
+        this.env.trace?.(`${this.id} stores entries again`);
+        this.storageFailing = false;
+        coordinator.setStorageFailing(false);
+      }
       if (ready.snapshot !== undefined) {
         this.stats.snapshotsInstalled++;
         this.env.trace?.(`${this.id} installs a snapshot at ${ready.snapshot.index}`);
@@ -454,9 +484,42 @@ export class SimNode {
     }
   }
 
+  /**
+   * The disk refused a Ready: nothing of it is stored, applied or sent, but the coordinator's memory is ahead of
+   * the disk. As the runtime does, the writes of this Ready are refused (nothing of them is stored anywhere: their
+   * appends were in this Ready's messages), and a new coordinator starts from the disk. Proposals stored earlier
+   * may or may not commit: the runtime lets them wait for their outcome until a timeout, the simulator says
+   * "unknown" at once, which a client must handle either way. Reads waiting for a read index the old coordinator
+   * was confirming never hear of it again (the runtime's time out): refused, so that the client retries.
+   */
+  private onPersistFailed(ready: ClusterReady): void {
+    this.env.trace?.(`${this.id} cannot store a Ready (disk full): its coordination layer restarts from the disk`);
+    for (const entry of ready.entries) {
+      const pending = this.pending.get(entry.index);
+      if (pending === undefined || pending.term !== entry.term) continue;
+      this.pending.delete(entry.index);
+      pending.reply({ kind: 'rejected', reason: 'diskFull', master: null });
+    }
+    const stored = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of stored) p.reply({ kind: 'unknown', why: `${this.id} restarted its coordination layer (disk full)` });
+    for (const [id, read] of this.waitingReads) {
+      if (read.index !== null) continue;
+      this.waitingReads.delete(id);
+      read.reply({ kind: 'rejected', reason: 'notMaster', master: null });
+    }
+    this.storageFailing = true;
+    this.ticksSinceStorageProbe = 0;
+    this.coordinatorInstance = new ClusterCoordinator(this.options!, this.storage.restoredState());
+    this.coordinatorInstance.setDiscoveryPeers(this.config.discoveryPeers);
+    this.coordinatorInstance.setStorageFailing(true);
+  }
+
   /** Snapshots the state machine (with the cluster state) and drops the journal below it, as a real node would. */
   private maybeCompact(coordinator: ClusterCoordinator): void {
     const after = this.config.compactAfterEntries;
+    // A full disk takes no snapshot file (the runtime's compaction fails and is tried again later).
+    if (this.storage.full) return;
     if (after === null || this.storage.stateMachine.appliedIndex - this.storage.snapshotIndex < after) return;
     const snapshot = coordinator.compact(this.storage.stateMachine.exportSnapshot());
     this.storage.saveSnapshot(snapshot);

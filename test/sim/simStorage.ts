@@ -33,6 +33,8 @@ export class SimStorage {
   readonly stateMachine = new KvStateMachine();
   /** How many fsyncs this disk has seen, for statistics. */
   syncs = 0;
+  /** Out of space (a fault): see `refuses`. */
+  full = false;
 
   get hardState(): HardState {
     return this.durableHardState;
@@ -65,6 +67,16 @@ export class SimStorage {
 
   get lastIndex(): number {
     return this.snapshotIndex + this.durableJournal.length;
+  }
+
+  /**
+   * Whether a full disk refuses a Ready. The runtime stores a Ready's journal entries and applies its committed
+   * entries in one SQLite transaction, which a full disk rolls back whole; a Ready that writes only the hard state
+   * gets through (SQLite reuses free pages: a full node still votes, follows a new term and answers heartbeats,
+   * which is the case where a master waiting for it is easy to get wrong).
+   */
+  refuses(ready: { readonly snapshot?: Snapshot; readonly entries: readonly Entry[]; readonly committed: readonly Entry[] }): boolean {
+    return this.full && (ready.snapshot !== undefined || ready.entries.length > 0 || ready.committed.length > 0);
   }
 
   /** Step 1 of the Ready contract. */

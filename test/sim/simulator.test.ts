@@ -262,3 +262,37 @@ test('3 nodes with a voting-only tie-breaker: when the master crashes, the other
   const refused = request(cluster, 'n3', { op: 'write', key: 'k', value: 2 });
   assert.deepEqual(refused.reply, { kind: 'rejected', reason: 'notMaster', master: next.id });
 });
+
+test("the master's disk fills: its write is refused, the others elect a master that does not wait for the full node", () => {
+  // A publish timeout far beyond the bound below: a new master whose first publication waited for the full node
+  // (reachable: it still answers heartbeats, storing only its hard state) held its in-sync removal back that long,
+  // and every write waited for the full node meanwhile (CRX scenario 6a, CI: WRITE_OUTCOME_UNKNOWN after 10 s).
+  const spec = scenarioSpec(3);
+  const { inSyncTimeoutTicks } = spec.coordinatorTuning;
+  const cluster = new SimCluster({ ...spec, coordinatorTuning: { ...spec.coordinatorTuning, publishTimeoutTicks: 200 * electionTimeoutTicks } }, new SimRandom(707));
+  cluster.start();
+  assert.ok(cluster.runFor(livenessBoundUnits, () => cluster.convergenceProblem() === null), `the cluster did not form: ${cluster.convergenceProblem()}`);
+  const full = cluster.master()!;
+  writeThrough(cluster, [full.id], 'k', 1);
+  full.storage.full = true;
+  const refused = request(cluster, full.id, { op: 'write', key: 'k', value: 2 });
+  assert.deepEqual(refused.reply, { kind: 'rejected', reason: 'diskFull', master: null }, 'nothing of the write was stored');
+  assert.notEqual(role(full), 'master', 'the full master steps down at once');
+
+  const rest = others(cluster, full.id);
+  let next: SimNode | null = null;
+  assert.ok(cluster.runFor(livenessBoundUnits, () => (next = masterAmong(cluster, rest)) !== null), 'the others elect a master');
+  const box = request(cluster, next!.id, { op: 'write', key: 'k', value: 3 });
+  // Taken out of the in-sync set within its timeout (and a few election timeouts for the changes before it).
+  const boundUnits = (inSyncTimeoutTicks + 4 * electionTimeoutTicks) * tickPeriodMax;
+  assert.ok(cluster.runFor(boundUnits, () => box.reply !== null), `the write through the new master ${next!.id} was not answered within ${boundUnits} units`);
+  assert.deepEqual(box.reply, { kind: 'applied', result: { op: 'write' }, index: (box.reply as ClientReply | null)?.kind === 'applied' ? (box.reply as { index: number }).index : -1 });
+  assert.ok((next!.core!.followerStates().get(full.id)?.ackSeq ?? 0) > 0, 'the full node kept answering the new master (the case this covers)');
+  assert.equal(full.storage.stateMachine.get('k'), 1, 'the full node applied nothing meanwhile');
+  assert.ok(!next!.coordinator!.clusterState().inSync.includes(full.id), 'the full node is out of the in-sync set');
+
+  full.storage.full = false;
+  assert.ok(cluster.runFor(livenessBoundUnits, () => cluster.convergenceProblem() === null), `no convergence once space returned: ${cluster.convergenceProblem()}`);
+  for (const node of cluster.nodes) assert.equal(node.storage.stateMachine.get('k'), 3, `${node.id} holds the write`);
+  assert.ok(cluster.master()!.coordinator!.clusterState().inSync.includes(full.id), 'back in sync once it caught up');
+});
