@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import fc from 'fast-check';
+
 import { applyCommand } from '../../src/content/apply.js';
 import type { Command } from '../../src/content/commands.js';
 import type { ContentNode, User } from '../../src/content/model.js';
-import { canonicalJson, contentDigest } from '../../src/replication/contentDigest.js';
+import { canonicalJson, contentDigest, utf8Before } from '../../src/replication/contentDigest.js';
 import { ContentTables } from '../../src/storage/contentTables.js';
 import { openDatabase } from '../../src/storage/database.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -35,6 +37,19 @@ const admin: User = { name: 'admin', passwordHash: 'h', roles: ['admin'], versio
 test('canonical JSON sorts keys at every depth and keeps array order', () => {
   assert.equal(canonicalJson({ b: 1, a: { d: [3, { z: null, y: 'x' }], c: true } }), '{"a":{"c":true,"d":[3,{"y":"x","z":null}]},"b":1}');
   assert.equal(canonicalJson(['é', '\n', 1.5, -0]), '["é","\\n",1.5,0]');
+});
+
+test('ids and names are ordered by their UTF-8 bytes, as SQLite orders them, whatever their characters', () => {
+  // The characters where UTF-16 and UTF-8 orders part: the last below the surrogates, the private use area above
+  // them, the end of the BMP, and a character outside it (a surrogate pair in UTF-16).
+  const edgy = fc.string({ unit: fc.constantFrom('a', 'z', 'é', '\uD7FF', '\uE000', '\uFFFF', '😀', '𝄞'), maxLength: 6 });
+  const anyUnits = fc.string({ unit: 'binary', maxLength: 8 });
+  for (const text of [edgy, anyUnits]) {
+    fc.assert(
+      fc.property(text, text, (a, b) => utf8Before(a, b) === Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')) < 0),
+      { numRuns: 5000 },
+    );
+  }
 });
 
 test('the digest ignores the key order of properties, and changes with any content', () => {
