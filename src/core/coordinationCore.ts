@@ -1,5 +1,6 @@
 import { invariant } from '../errors/catalogue.js';
 import { followerLeaseTicks, masterLeaseTicks } from './lease.js';
+import { MemoryJournal } from './memoryJournal.js';
 import { hasJointQuorum, quorumMatchIndex, type JointConfiguration } from './quorum.js';
 import type {
   AppendRequest,
@@ -156,7 +157,6 @@ export interface FollowerState {
 }
 
 const emptyConfiguration: JointConfiguration = { current: new Set() };
-const noSnapshot: Snapshot = { index: 0, term: 0, configuration: { kind: 'configuration', current: [] }, data: null };
 
 function toJoint(payload: ConfigurationPayload): JointConfiguration {
   return payload.next === undefined
@@ -177,9 +177,8 @@ export class CoordinationCore {
   private votedFor: string | null;
   private commitIndex: number;
   private appliedIndex: number;
-  /** The journal after `snapshot.index`: entry i is at log[i - snapshot.index - 1]. */
-  private log: Entry[];
-  private snapshot: Snapshot;
+  /** The journal in memory: the snapshot it starts after, the entries, and what the runtime has yet to persist. */
+  private readonly journal: MemoryJournal;
   /** A snapshot received from the master and not yet reported in a Ready. */
   private snapshotToInstall: Snapshot | null = null;
   /** Non-voting members the master replicates to besides the voters (the cluster layer keeps this current). */
@@ -239,23 +238,19 @@ export class CoordinationCore {
   // What the next Ready reports.
   private messages: Message[] = [];
   private readStates: ReadState[] = [];
-  private unstableFromIndex: number;
   private hardStateDirty = false;
 
   constructor(private readonly options: CoreOptions, restored: RestoredState) {
     invariant(options.heartbeatIntervalTicks < options.electionTimeoutTicks, 'heartbeats must come faster than elections');
     this.term = restored.hardState.term;
     this.votedFor = restored.hardState.votedFor;
-    this.snapshot = restored.snapshot ?? noSnapshot;
-    this.log = [...restored.entries];
-    this.log.forEach((e, i) => invariant(e.index === this.snapshot.index + i + 1, `restored journal has index ${e.index} at position ${i}`));
+    this.journal = new MemoryJournal(restored.snapshot, restored.entries);
     invariant(restored.appliedIndex >= this.snapshot.index, 'the state machine is older than the snapshot');
     this.commitIndex = Math.min(restored.hardState.commitIndex, this.lastIndex());
     this.appliedIndex = restored.appliedIndex;
     invariant(this.appliedIndex <= this.lastIndex(), 'applied past the end of the journal');
     // Whatever was applied was committed.
     this.commitIndex = Math.max(this.commitIndex, this.appliedIndex);
-    this.unstableFromIndex = this.lastIndex() + 1;
     this.refreshConfiguration();
     this.resetElectionTimer();
     // 52 random bits: a safe integer, exact through msgpack and JSON.
@@ -427,20 +422,19 @@ export class CoordinationCore {
       this.hardStateDirty ||
       this.messages.length > 0 ||
       this.readStates.length > 0 ||
-      this.unstableFromIndex <= this.lastIndex() ||
+      this.journal.hasUnstable() ||
       Math.max(this.appliedIndex, this.snapshot.index) < this.commitIndex
     );
   }
 
   ready(): Ready {
-    const offset = this.snapshot.index + 1;
     return {
       ...(this.snapshotToInstall !== null ? { snapshot: this.snapshotToInstall } : {}),
       ...(this.hardStateDirty ? { hardState: this.hardState() } : {}),
-      entries: this.log.slice(this.unstableFromIndex - offset),
+      entries: this.journal.unstable(),
       messages: [...this.messages],
       // After a snapshot install the state machine starts at the snapshot, whatever it had applied before.
-      committed: this.log.slice(Math.max(this.appliedIndex, this.snapshot.index) + 1 - offset, this.commitIndex + 1 - offset),
+      committed: this.journal.range(Math.max(this.appliedIndex, this.snapshot.index) + 1, this.commitIndex),
       readStates: [...this.readStates],
     };
   }
@@ -454,7 +448,7 @@ export class CoordinationCore {
       if (this.snapshotToInstall === ready.snapshot) this.snapshotToInstall = null;
       this.appliedIndex = Math.max(this.appliedIndex, ready.snapshot.index);
     }
-    if (ready.entries.length > 0) this.unstableFromIndex = Math.max(this.unstableFromIndex, ready.entries[ready.entries.length - 1]!.index + 1);
+    if (ready.entries.length > 0) this.journal.stableThrough(ready.entries[ready.entries.length - 1]!.index);
     if (ready.committed.length > 0) {
       this.appliedIndex = ready.committed[ready.committed.length - 1]!.index;
       // The master acknowledges writes once in-sync followers have applied them: tell it now, not at the next
@@ -473,20 +467,7 @@ export class CoordinationCore {
    */
   compact(data: unknown, index = this.appliedIndex): Snapshot {
     invariant(index <= this.appliedIndex, `compaction to ${index}, past the applied index ${this.appliedIndex}`);
-    invariant(index > this.snapshot.index, `compaction to ${index}, at or below the snapshot at ${this.snapshot.index}`);
-    const term = this.termAt(index);
-    invariant(term !== undefined, `no term at applied index ${index}`);
-    let configuration = this.snapshot.configuration;
-    for (let i = index; i > this.snapshot.index; i--) {
-      const payload = this.entryAt(i)!.payload;
-      if (payload.kind === 'configuration') {
-        configuration = payload;
-        break;
-      }
-    }
-    this.log = this.log.slice(index - this.snapshot.index);
-    this.snapshot = { index, term, configuration, data };
-    return this.snapshot;
+    return this.journal.compact(index, data);
   }
 
   /** The snapshot the journal starts after (index 0 when the journal was never compacted). */
@@ -551,23 +532,27 @@ export class CoordinationCore {
 
   /** The entry at `index`, for checks and for answering clients; undefined past the end or in the snapshot. */
   entryAt(index: number): Entry | undefined {
-    return index > this.snapshot.index ? this.log[index - this.snapshot.index - 1] : undefined;
+    return this.journal.entryAt(index);
   }
 
   // ---------------------------------------------------------------- journal
 
   lastIndex(): number {
-    return this.snapshot.index + this.log.length;
+    return this.journal.lastIndex();
+  }
+
+  /** The snapshot the journal starts after (index 0 when never compacted). */
+  private get snapshot(): Snapshot {
+    return this.journal.snapshot;
   }
 
   private lastTerm(): number {
-    return this.log[this.log.length - 1]?.term ?? this.snapshot.term;
+    return this.journal.lastTerm();
   }
 
   /** The term of the entry at `index`; undefined past the end and below the snapshot (compacted away). */
   private termAt(index: number): number | undefined {
-    if (index === this.snapshot.index) return this.snapshot.term;
-    return this.entryAt(index)?.term;
+    return this.journal.termAt(index);
   }
 
   private isUpToDate(lastIndex: number, lastTerm: number): boolean {
@@ -577,8 +562,7 @@ export class CoordinationCore {
 
   private appendLocal(entries: readonly Entry[]): void {
     for (const entry of entries) {
-      invariant(entry.index === this.lastIndex() + 1, `append of ${entry.index} after ${this.lastIndex()}`);
-      this.log.push(entry);
+      this.journal.append(entry);
       if (entry.payload.kind === 'configuration') {
         this.configuration = toJoint(entry.payload);
         this.configurationIndex = entry.index;
@@ -625,26 +609,14 @@ export class CoordinationCore {
 
   private truncateFrom(index: number): void {
     invariant(index > this.commitIndex, `truncating committed entry ${index} (commit index ${this.commitIndex})`);
-    this.log.length = index - this.snapshot.index - 1;
-    this.unstableFromIndex = Math.min(this.unstableFromIndex, index);
+    this.journal.truncateFrom(index);
     if (this.configurationIndex >= index) this.refreshConfiguration();
   }
 
   private refreshConfiguration(): void {
-    this.configuration = emptyConfiguration;
-    this.configurationIndex = 0;
-    for (let i = this.log.length - 1; i >= 0; i--) {
-      const payload = this.log[i]!.payload;
-      if (payload.kind === 'configuration') {
-        this.configuration = toJoint(payload);
-        this.configurationIndex = this.log[i]!.index;
-        return;
-      }
-    }
-    if (this.snapshot.configuration.current.length > 0) {
-      this.configuration = toJoint(this.snapshot.configuration);
-      this.configurationIndex = this.snapshot.index;
-    }
+    const latest = this.journal.latestConfiguration();
+    this.configuration = latest !== null ? toJoint(latest.payload) : emptyConfiguration;
+    this.configurationIndex = latest?.index ?? 0;
   }
 
   private voters(): Set<string> {
@@ -936,7 +908,7 @@ export class CoordinationCore {
     const prevIndex = p.nextIndex - 1;
     const prevTerm = this.termAt(prevIndex);
     invariant(prevTerm !== undefined, `no term at ${prevIndex} for ${to}`);
-    const entries = hasRoom ? this.appendBatch(prevIndex - this.snapshot.index) : [];
+    const entries = hasRoom ? this.journal.batchFrom(prevIndex + 1, this.options.appendEntriesMax, this.options.appendBytesMax, this.options.entryBytes) : [];
     this.sendAppendRequest(to, prevIndex, prevTerm, entries);
     if (entries.length > 0) {
       p.nextIndex = entries[entries.length - 1]!.index + 1;
@@ -944,22 +916,6 @@ export class CoordinationCore {
       p.entrySeqs.push(this.appendSeq);
       invariant(p.inflight <= this.options.inflightAppendsMax, `${p.inflight} appends with entries in flight to ${to}, more than ${this.options.inflightAppendsMax}`);
     }
-  }
-
-  /** The entries of one append from log position `from`: within appendEntriesMax and appendBytesMax, at least one. */
-  private appendBatch(from: number): Entry[] {
-    const end = Math.min(this.log.length, from + this.options.appendEntriesMax);
-    const { appendBytesMax, entryBytes } = this.options;
-    if (appendBytesMax === undefined || entryBytes === undefined) return this.log.slice(from, end);
-    let stop = from;
-    let bytes = 0;
-    while (stop < end) {
-      const size = entryBytes(this.log[stop]!);
-      if (stop > from && bytes + size > appendBytesMax) break;
-      bytes += size;
-      stop++;
-    }
-    return this.log.slice(from, stop);
   }
 
   /**
@@ -1056,16 +1012,8 @@ export class CoordinationCore {
     const snapshot = m.snapshot;
     // What we already know committed matches the master's journal (it holds every committed entry).
     if (snapshot.index <= this.commitIndex) return this.sendAppendResponse(m.from, true, this.commitIndex, this.lastIndex());
-    if (this.termAt(snapshot.index) === snapshot.term) {
-      // Our journal agrees with the snapshot at its end: what follows may still be good (Raft §7).
-      this.log = this.log.slice(snapshot.index - this.snapshot.index);
-    } else {
-      this.log = [];
-    }
-    this.snapshot = snapshot;
+    this.journal.install(snapshot);
     this.snapshotToInstall = snapshot;
-    // The runtime drops its whole journal with the install (see Ready): what we kept is written again.
-    this.unstableFromIndex = snapshot.index + 1;
     this.commitIndex = snapshot.index;
     this.hardStateDirty = true;
     this.refreshConfiguration();
