@@ -40,11 +40,13 @@ export class FaultInjector {
     private readonly cluster: SimCluster,
     private readonly random: SimRandom,
     private readonly options: FaultOptions,
+    private readonly diskRandom: SimRandom,
   ) {}
 
   start(): void {
     this.active = true;
     this.scheduleNext();
+    this.scheduleDiskFaults();
   }
 
   stop(): void {
@@ -104,7 +106,6 @@ export class FaultInjector {
       [1, 'lossy'],
       [2, 'straggle'],
       [1, 'operator'],
-      [2, 'diskFull'],
     ]);
     this.counts[kind]++;
     switch (kind) {
@@ -122,20 +123,39 @@ export class FaultInjector {
         return this.lossy();
       case 'operator':
         return this.operate();
-      case 'diskFull':
-        return this.fillDisk();
     }
   }
 
+  /**
+   * Full disks come on a schedule of their own, drawn from a stream of their own, in a third of the runs: the other
+   * faults' schedule stays what it was before full disks existed, so that the seeds that catch the older mutation
+   * checks still draw the schedules they caught them with.
+   */
+  private scheduleDiskFaults(): void {
+    const random = this.diskRandom;
+    if (!random.chance(1 / 3)) return;
+    const next = () =>
+      this.cluster.scheduler.after(random.between(3 * this.options.intervalUnitsMin, 3 * this.options.intervalUnitsMax), () => {
+        if (!this.active) return;
+        if (this.cluster.now >= this.quietUntil) {
+          this.counts.diskFull++;
+          this.fillDisk(random);
+        }
+        next();
+      });
+    next();
+  }
+
   /** A node's disk fills up (the master's, often) for a while: see SimStorage.refuses and SimNode.onPersistFailed. */
-  private fillDisk(): void {
+  private fillDisk(random: SimRandom): void {
     const candidates = this.cluster.nodes.filter((n) => !n.storage.full);
     if (candidates.length === 0) return;
     const master = this.cluster.master();
-    const node = master !== null && !master.storage.full && this.random.chance(0.5) ? master : this.random.pick(candidates);
+    const node = master !== null && !master.storage.full && random.chance(0.5) ? master : random.pick(candidates);
     this.cluster.trace(`fault: the disk of ${node.id} is full`);
     node.storage.full = true;
-    this.later(() => {
+    this.cluster.scheduler.after(random.between(this.options.durationUnitsMin, this.options.durationUnitsMax), () => {
+      if (!this.active) return;
       this.cluster.trace(`fault over: the disk of ${node.id} has space again`);
       node.storage.full = false;
     });

@@ -179,8 +179,10 @@ export function runSimulation(seed: number, options: SimulationOptions = {}): Si
   const { spec, workload: workloadOptions, faults: faultOptions, safetyUnits, description } = plan(random, options);
   const cluster = new SimCluster(spec, random.fork(), options.trace === true ? { trace: true } : {});
   const workload = new Workload(cluster.scheduler, random.fork(), cluster.gateway, workloadOptions);
-  const faults = new FaultInjector(cluster, random.fork(), faultOptions);
+  const faultRandom = random.fork();
   const operator = random.fork();
+  // Forked last, so that adding full disks left every other stream of a seed as it was.
+  const faults = new FaultInjector(cluster, faultRandom, faultOptions, random.fork());
   let phase: 'safety' | 'liveness' | 'history' = 'safety';
   let convergenceUnits = 0;
 
