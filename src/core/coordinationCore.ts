@@ -1,7 +1,9 @@
 import { invariant } from '../errors/catalogue.js';
 import { followerLeaseTicks, masterLeaseTicks } from './lease.js';
+import { LeaseGrants } from './leaseGrants.js';
 import { MemoryJournal } from './memoryJournal.js';
 import { hasJointQuorum, quorumMatchIndex, type JointConfiguration } from './quorum.js';
+import { ReadIndexQueue, type PendingRead } from './readIndexQueue.js';
 import type {
   AppendRequest,
   AppendResponse,
@@ -134,19 +136,6 @@ interface Progress {
   ackEpoch: number;
 }
 
-/** A follower lease the master granted: the tick its master lease ended then (see lease.ts), and what it applied. */
-interface LeaseGrantRecord {
-  until: number;
-  appliedIndex: number;
-}
-
-/** A read index being confirmed on the master: answered once a quorum acknowledged an append numbered ≥ minSeq. */
-interface PendingRead {
-  readonly id: string;
-  readonly from: string;
-  readonly minSeq: number;
-}
-
 /** What the master knows of one follower, for the cluster layer (liveness, in-sync set, publication). */
 export interface FollowerState {
   readonly matchIndex: number;
@@ -232,8 +221,8 @@ export class CoordinationCore {
   private appendSeq = 0;
   private termStartIndex = 0;
   private leaseHolders: ReadonlySet<string> = new Set();
-  private readonly leaseGrants = new Map<string, LeaseGrantRecord>();
-  private pendingReads: PendingRead[] = [];
+  private readonly leaseGrants = new LeaseGrants();
+  private readonly pendingReads: ReadIndexQueue;
 
   // What the next Ready reports.
   private messages: Message[] = [];
@@ -245,6 +234,7 @@ export class CoordinationCore {
     this.term = restored.hardState.term;
     this.votedFor = restored.hardState.votedFor;
     this.journal = new MemoryJournal(restored.snapshot, restored.entries);
+    this.pendingReads = new ReadIndexQueue(options.readIndexPendingMax);
     invariant(restored.appliedIndex >= this.snapshot.index, 'the state machine is older than the snapshot');
     this.commitIndex = Math.min(restored.hardState.commitIndex, this.lastIndex());
     this.appliedIndex = restored.appliedIndex;
@@ -337,8 +327,7 @@ export class CoordinationCore {
    * acknowledged only once each of them has applied it (lease.ts, point 4).
    */
   leasesInForce(): ReadonlyMap<string, { readonly appliedIndex: number }> {
-    for (const [id, grant] of this.leaseGrants) if (grant.until <= this.nowTick) this.leaseGrants.delete(id);
-    return this.leaseGrants;
+    return this.leaseGrants.inForce(this.nowTick);
   }
 
   /** Appends a command for the state machine (`command`) or a cluster-state change (`cluster`, by the cluster layer). */
@@ -683,8 +672,7 @@ export class CoordinationCore {
     }
     if (this.role === 'master') {
       // Stepping down: leases granted in this reign run out by themselves (lease.ts); unconfirmed reads fail.
-      for (const read of this.pendingReads) this.answerRead(read, null);
-      this.pendingReads = [];
+      for (const read of this.pendingReads.takeAll()) this.answerRead(read, null);
       this.leaseGrants.clear();
       this.ticksSinceMasterContact = 0;
     }
@@ -730,7 +718,7 @@ export class CoordinationCore {
     this.ticksSinceMasterContact = 0;
     this.appendSeq = 0;
     this.leaseGrants.clear();
-    this.pendingReads = [];
+    this.pendingReads.takeAll();
     this.progress.clear();
     for (const id of this.peers()) this.progress.set(id, this.newProgress(this.lastIndex() + 1));
     // Entries of earlier terms commit only once an entry of this term does (Raft §5.4.2).
@@ -963,8 +951,7 @@ export class CoordinationCore {
     const masterLeaseEnd = this.masterLeaseEndTick();
     const ticks = followerLeaseTicks(masterLeaseEnd, p.ackTick, this.options.clockDriftPercent);
     if (ticks <= 0) return undefined;
-    const previous = this.leaseGrants.get(to);
-    this.leaseGrants.set(to, { until: Math.max(previous?.until ?? 0, masterLeaseEnd), appliedIndex: p.appliedIndex });
+    this.leaseGrants.record(to, masterLeaseEnd, p.appliedIndex);
     return { epoch: p.ackEpoch, anchorTick: p.ackRecvTick, ticks };
   }
 
@@ -977,8 +964,7 @@ export class CoordinationCore {
 
   private registerRead(id: string, from: string): void {
     const read: PendingRead = { id, from, minSeq: this.appendSeq + 1 };
-    if (this.pendingReads.length >= this.options.readIndexPendingMax) return this.answerRead(read, null);
-    this.pendingReads.push(read);
+    if (!this.pendingReads.add(read)) return this.answerRead(read, null);
     // A round of appends numbered from minSeq: a quorum answering it proves we were still master after the call.
     for (const peer of this.progress.keys()) this.sendAppend(peer, true);
     this.confirmReads();
@@ -986,14 +972,9 @@ export class CoordinationCore {
 
   /** Answers the reads a quorum has confirmed, once an entry of this term is committed (Raft thesis §6.4). */
   private confirmReads(): void {
-    if (this.pendingReads.length === 0 || this.termAt(this.commitIndex) !== this.term) return;
+    if (this.pendingReads.size === 0 || this.termAt(this.commitIndex) !== this.term) return;
     const confirmedSeq = quorumMatchIndex(this.configuration, (id) => (id === this.options.id ? Number.POSITIVE_INFINITY : (this.progress.get(id)?.ackSeq ?? 0)));
-    let answered = 0;
-    while (answered < this.pendingReads.length && this.pendingReads[answered]!.minSeq <= confirmedSeq) {
-      this.answerRead(this.pendingReads[answered]!, this.commitIndex);
-      answered++;
-    }
-    if (answered > 0) this.pendingReads = this.pendingReads.slice(answered);
+    for (const read of this.pendingReads.takeConfirmed(confirmedSeq)) this.answerRead(read, this.commitIndex);
   }
 
   private answerRead(read: PendingRead, index: number | null): void {
@@ -1114,8 +1095,7 @@ export class CoordinationCore {
       p.appliedIndex = m.appliedIndex;
       p.appliedProgressTick = this.nowTick;
     }
-    const grant = this.leaseGrants.get(m.from);
-    if (grant !== undefined) grant.appliedIndex = p.appliedIndex;
+    this.leaseGrants.noteApplied(m.from, p.appliedIndex);
     // An answer to an append not answered before: a report of applied progress repeats an echo already seen.
     const firstAnswer = m.echoSeq > p.ackSeq;
     if (firstAnswer) {
