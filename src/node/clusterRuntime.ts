@@ -24,6 +24,7 @@ import {
   type SnapshotFileRef,
 } from '../storage/snapshotFile.js';
 import type { SnapshotStore } from '../storage/snapshotStore.js';
+import { WriteTracker, type WriteOutcome, type WriteTimers } from './writeTracker.js';
 
 /**
  * The runtime that drives the coordination layer with real time, real storage and a real network: a timer ticks
@@ -126,18 +127,6 @@ interface QueuedProposal {
   readonly reject: (err: Error) => void;
 }
 
-interface PendingProposal {
-  readonly term: number;
-  readonly resolve: (committed: Committed) => void;
-  readonly reject: (err: Error) => void;
-  readonly timer: NodeJS.Timeout;
-}
-
-/** Applied here as master; answered once every in-sync node has applied it too (acknowledgedIndex). */
-interface AppliedProposal extends PendingProposal {
-  readonly committed: Committed;
-}
-
 /** Reads that arrived in one event-loop turn share one read index: one quorum round. */
 interface ReadIndexBatch {
   readonly waiters: Array<{ resolve: (index: number) => void; reject: (err: Error) => void }>;
@@ -184,6 +173,12 @@ function describeCommand(command: Command): string {
 
 const cryptoRandom = { nextInt: (bound: number) => randomInt(bound) };
 
+/** The write path's timers on the event loop. */
+const eventLoopTimers: WriteTimers = {
+  set: (callback, delayMs) => setTimeout(callback, delayMs),
+  clear: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
 /** What to do about each refusal of a join (the handshake refuses wrong names and secrets before this). */
 const joinRemedies: Record<string, string> = {
   clusterNameMismatch: 'it belongs to another cluster name; set the same --cluster-name on every node',
@@ -210,9 +205,8 @@ export class ClusterRuntime {
   private appliedIndexValue: number;
   /** The journal's last index on disk (or its snapshot's when empty): an append after it discards nothing. */
   private journalLastIndex: number;
-  private readonly pending = new Map<number, PendingProposal>();
-  /** In index order (entries are applied in order). */
-  private appliedUnacknowledged: AppliedProposal[] = [];
+  /** The writes proposed here, until their answer (see WriteTracker). */
+  private readonly writes: WriteTracker<ApplyResult, ConclaveError>;
   private readonly readBatches = new Map<string, ReadIndexBatch>();
   private openReadBatch: ReadIndexBatch | null = null;
   private readBatchScheduled = false;
@@ -261,6 +255,7 @@ export class ClusterRuntime {
   ) {
     this.appliedIndexValue = getMeta<number>(db, 'applied_index') ?? 0;
     this.journalLastIndex = journal.lastIndex();
+    this.writes = new WriteTracker(eventLoopTimers, options.writeTimeoutMs);
     const coordinatorOptions: CoordinatorOptions = {
       self: options.self,
       clusterName: options.clusterName,
@@ -365,19 +360,10 @@ export class ClusterRuntime {
     this.ticker = null;
     this.snapshotWrite?.abort();
     this.snapshots?.fetcher.close();
-    const pending = [...this.pending.values()];
-    this.pending.clear();
-    for (const p of pending) {
-      clearTimeout(p.timer);
-      p.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; the write may or may not have been applied.'));
-    }
+    this.writes.close();
     const queued = this.queue.splice(0);
     this.queuedBytes = 0;
     for (const q of queued) q.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; the write was not applied. Retry on another node or later.'));
-    for (const p of this.appliedUnacknowledged.splice(0)) {
-      clearTimeout(p.timer);
-      p.reject(this.unconfirmed(p.committed.index, 'the node is shutting down'));
-    }
     this.failReads(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry the read on another node.'));
   }
 
@@ -496,7 +482,7 @@ export class ClusterRuntime {
     if (this.persistError !== null) return Promise.reject(this.persistError);
     const soft = this.coordinator.softState();
     if (soft.role !== 'master') return Promise.reject(this.refusal('notMaster', soft.master));
-    const waiting = this.queue.length + this.pending.size + this.appliedUnacknowledged.length;
+    const waiting = this.queue.length + this.writes.waiting;
     if (waiting >= this.options.writeQueueEntriesMax) {
       return Promise.reject(
         new ConclaveError('OVERLOADED', `${waiting} writes are waiting to commit; retry after a short pause.`, { writeQueueEntriesMax: this.options.writeQueueEntriesMax }),
@@ -539,27 +525,43 @@ export class ClusterRuntime {
         proposal.reject(this.refusal(outcome.reason, outcome.master));
         continue;
       }
-      const timer = setTimeout(() => {
-        if (this.pending.get(outcome.index)?.timer === timer) this.pending.delete(outcome.index);
-        const applied = this.appliedUnacknowledged.findIndex((p) => p.timer === timer);
-        if (applied >= 0) {
-          this.appliedUnacknowledged.splice(applied, 1);
-          return proposal.reject(this.unconfirmed(outcome.index, `not every in-sync node confirmed it within ${this.options.writeTimeoutMs} ms`));
+      this.writes.proposed(outcome.index, outcome.term, (answer) => this.answerWrite(proposal, answer));
+    }
+  }
+
+  /** Says how a write ended to the client that proposed it (see WriteOutcome). */
+  private answerWrite(proposal: QueuedProposal, outcome: WriteOutcome<ApplyResult, ConclaveError>): void {
+    switch (outcome.kind) {
+      case 'acknowledged':
+        return proposal.resolve({ index: outcome.index, result: outcome.result });
+      case 'refusedByApply':
+      case 'notStored':
+        return proposal.reject(outcome.error);
+      case 'replaced':
+        return proposal.reject(new ConclaveError('MASTER_CHANGED', 'The master changed before the write committed; it was not applied. Retry.'));
+      case 'unconfirmed':
+        return proposal.reject(
+          this.unconfirmed(
+            outcome.index,
+            outcome.why === 'masterChanged'
+              ? 'the master changed'
+              : outcome.why === 'shutdown'
+                ? 'the node is shutting down'
+                : `not every in-sync node confirmed it within ${this.options.writeTimeoutMs} ms`,
+          ),
+        );
+      case 'unknown':
+        if (outcome.why === 'shutdown') return proposal.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; the write may or may not have been applied.'));
+        if (outcome.why === 'snapshotInstalled') {
+          return proposal.reject(
+            new ConclaveError('WRITE_OUTCOME_UNKNOWN', 'This node installed a snapshot over the write; it may have been applied. Read before retrying.', { index: outcome.index }),
+          );
         }
-        proposal.reject(
+        return proposal.reject(
           new ConclaveError('WRITE_OUTCOME_UNKNOWN', `The write was not applied within ${this.options.writeTimeoutMs} ms; it may still be. Read before retrying.`, {
             index: outcome.index,
           }),
         );
-      }, this.options.writeTimeoutMs);
-      // An older proposal at this index lost its entry to another master's (and a later term reused the slot):
-      // it can never be applied.
-      const replaced = this.pending.get(outcome.index);
-      if (replaced !== undefined) {
-        clearTimeout(replaced.timer);
-        replaced.reject(new ConclaveError('MASTER_CHANGED', 'The master changed before the write committed; it was not applied. Retry.'));
-      }
-      this.pending.set(outcome.index, { term: outcome.term, resolve: proposal.resolve, reject: proposal.reject, timer });
     }
   }
 
@@ -766,13 +768,7 @@ export class ClusterRuntime {
   private onPersistFailed(ready: ClusterReady, error: ConclaveError): void {
     if (this.persistError === null) this.log.error({ code: error.code, err: error }, 'cannot persist the journal; writes are refused until it can');
     this.persistError = error;
-    for (const entry of ready.entries) {
-      const pending = this.pending.get(entry.index);
-      if (pending === undefined || pending.term !== entry.term) continue;
-      this.pending.delete(entry.index);
-      clearTimeout(pending.timer);
-      pending.reject(error);
-    }
+    this.writes.notStored(ready.entries, error);
     this.coordinatorInstance = new ClusterCoordinator(this.coordinatorOptions, this.journal.restoredState(this.appliedIndexValue));
     this.coordinatorInstance.setDiscoveryPeers(this.discoveryPeers);
     this.coordinatorInstance.setStorageFailing(true);
@@ -980,12 +976,7 @@ export class ClusterRuntime {
     snapshots.fetcher.installed(snapshot.index);
     if (this.pendingSnapshotFile !== null && this.pendingSnapshotFile.index <= snapshot.index) this.pendingSnapshotFile = null;
     // Writes this node proposed as master up to the snapshot: whether they made it is not known here.
-    for (const [index, pending] of this.pending) {
-      if (index > snapshot.index) continue;
-      this.pending.delete(index);
-      clearTimeout(pending.timer);
-      pending.reject(new ConclaveError('WRITE_OUTCOME_UNKNOWN', 'This node installed a snapshot over the write; it may have been applied. Read before retrying.', { index }));
-    }
+    this.writes.snapshotInstalled(snapshot.index);
     this.log.info({ index: snapshot.index, term: snapshot.term, bytes: fileRefOf(snapshot).bytes }, 'installed a snapshot');
     for (const listener of this.snapshotListeners) {
       try {
@@ -1069,20 +1060,7 @@ export class ClusterRuntime {
   }
 
   private settle(entry: Entry, outcome: ApplyResult | ConclaveError): void {
-    const pending = this.pending.get(entry.index);
-    if (pending === undefined) return;
-    this.pending.delete(entry.index);
-    if (pending.term !== entry.term) {
-      // Another master's entry took the index: ours was discarded and will never be applied.
-      clearTimeout(pending.timer);
-      pending.reject(new ConclaveError('MASTER_CHANGED', 'The master changed before the write committed; it was not applied. Retry.'));
-    } else if (outcome instanceof ConclaveError) {
-      // Refused by apply (a precondition failed): nothing changed anywhere, nothing to wait for.
-      clearTimeout(pending.timer);
-      pending.reject(outcome);
-    } else {
-      this.appliedUnacknowledged.push({ ...pending, committed: { index: entry.index, result: outcome } });
-    }
+    this.writes.applied(entry, outcome instanceof ConclaveError ? { ok: false, error: outcome } : { ok: true, result: outcome });
   }
 
   /**
@@ -1090,21 +1068,9 @@ export class ClusterRuntime {
    * read lease may still run), so that a sequential read anywhere sees them (src/core/lease.ts).
    */
   private acknowledge(): void {
-    if (this.appliedUnacknowledged.length === 0) return;
-    if (this.coordinator.softState().role !== 'master') {
-      for (const p of this.appliedUnacknowledged.splice(0)) {
-        clearTimeout(p.timer);
-        p.reject(this.unconfirmed(p.committed.index, 'the master changed'));
-      }
-      return;
-    }
-    const acknowledged = this.coordinator.acknowledgedIndex();
-    let count = 0;
-    while (count < this.appliedUnacknowledged.length && this.appliedUnacknowledged[count]!.committed.index <= acknowledged) count++;
-    for (const p of this.appliedUnacknowledged.splice(0, count)) {
-      clearTimeout(p.timer);
-      p.resolve(p.committed);
-    }
+    if (this.writes.unacknowledged === 0) return;
+    const isMaster = this.coordinator.softState().role === 'master';
+    this.writes.acknowledge(isMaster, isMaster ? this.coordinator.acknowledgedIndex() : 0);
   }
 
   private unconfirmed(index: number, why: string): ConclaveError {

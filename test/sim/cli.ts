@@ -4,8 +4,9 @@
  *   --seed S         run one seed and print its parameters, statistics and (with --trace, or on failure) its trace
  *   --seeds N        run N seeds: --from F, F+1, … (default F: derived from the wall clock, and printed)
  *   --from F         the first seed of --seeds
- *   --bug NAME       build every node with an injected bug (quorumIsHalf, voteForStaleCandidate, commitBeforeQuorum, skippedTicksStopTheClock, stickyOnlyAboveOwnTerm, ignoreVotingExclusions,
- *                  acknowledgeBeforeInSyncApplied)
+ *   --bug NAME       build every node with an injected bug: in the coordinator (quorumIsHalf, voteForStaleCandidate,
+ *                  commitBeforeQuorum, skippedTicksStopTheClock, stickyOnlyAboveOwnTerm, ignoreVotingExclusions,
+ *                  acknowledgeBeforeInSyncApplied) or in the runtime's write path (acknowledgeOnApply)
  *   --workers K      worker threads for --seeds (default: the machine's available parallelism)
  *   --max-failures M stop after M failing seeds (default 10)
  *   --trace          print the whole event trace of --seed
@@ -16,10 +17,11 @@
 import { availableParallelism } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { coordinatorBugs } from '../../src/core/clusterCoordinator.js';
+import { writePathBugs } from '../../src/node/writeTracker.js';
 import { runBatch } from './batch.js';
 import { describeFailure, runSimulation, type InjectedBug, type SimulationOptions, type SimulationResult } from './simulate.js';
 
-const bugs: readonly InjectedBug[] = coordinatorBugs;
+const bugs: readonly InjectedBug[] = [...coordinatorBugs, ...writePathBugs];
 
 function printOne(result: SimulationResult, fullTrace: boolean): void {
   console.log(`seed ${result.seed}: ${result.description}`);

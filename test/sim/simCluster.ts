@@ -1,7 +1,7 @@
 import type { BootstrapMethod } from '../../src/core/bootstrap.js';
 import type { ClusterMessage } from '../../src/core/clusterMessages.js';
 import type { NodeRoles } from '../../src/core/clusterState.js';
-import type { CoordinatorBug } from '../../src/core/clusterCoordinator.js';
+import type { InjectedBug } from './simulate.js';
 import { reconfigure } from '../../src/core/votingConfiguration.js';
 import { InvariantChecker } from './invariants.js';
 import type { KvCommand } from './kvStateMachine.js';
@@ -40,7 +40,7 @@ export interface ClusterSpec {
   readonly tickPeriodMin: number;
   readonly tickPeriodMax: number;
   readonly network: NetworkOptions;
-  readonly injectedBug?: CoordinatorBug;
+  readonly injectedBug?: InjectedBug;
 }
 
 export class SimCluster {
@@ -91,6 +91,8 @@ export class SimCluster {
           compactAfterEntries: spec.compactAfterEntries,
           tickPeriodMin: spec.tickPeriodMin,
           tickPeriodMax: spec.tickPeriodMax,
+          // As in production, where replication.writeTimeoutMs (10 s) is 20 election timeouts (500 ms).
+          writeTimeoutUnits: 20 * spec.tuning.electionTimeoutTicks * spec.tickPeriodMax,
           ...(spec.injectedBug !== undefined ? { injectedBug: spec.injectedBug } : {}),
         },
         environment,

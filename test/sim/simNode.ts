@@ -1,5 +1,5 @@
 import type { BootstrapMethod } from '../../src/core/bootstrap.js';
-import { ClusterCoordinator, type ClusterReady, type CoordinatorBug, type CoordinatorOptions } from '../../src/core/clusterCoordinator.js';
+import { ClusterCoordinator, coordinatorBugs, type ClusterReady, type CoordinatorBug, type CoordinatorOptions } from '../../src/core/clusterCoordinator.js';
 import type { ClusterMessage } from '../../src/core/clusterMessages.js';
 import type { ClusterChange, NodeRoles } from '../../src/core/clusterState.js';
 import type { CoordinationCore } from '../../src/core/coordinationCore.js';
@@ -7,6 +7,7 @@ import type { Entry, Snapshot } from '../../src/core/types.js';
 import type { KvCommand, KvResult, KvValue } from './kvStateMachine.js';
 import type { SimRandom } from './simRandom.js';
 import type { SimScheduler } from './simScheduler.js';
+import { WriteTracker, type WriteOutcome, type WritePathBug, type WriteTimers } from '../../src/node/writeTracker.js';
 import { SimStorage, type PersistOutcome } from './simStorage.js';
 
 /**
@@ -62,7 +63,9 @@ export interface NodeConfig {
   /** Each incarnation ticks every `tickPeriod` time units, drawn in [min, max]: clocks run at different rates. */
   readonly tickPeriodMin: number;
   readonly tickPeriodMax: number;
-  readonly injectedBug?: CoordinatorBug;
+  /** How long a write waits for its answer before "unknown" (the runtime's replication.writeTimeoutMs). */
+  readonly writeTimeoutUnits: number;
+  readonly injectedBug?: CoordinatorBug | WritePathBug;
 }
 
 /** What the invariant checker hears from a node, synchronously, as things happen. */
@@ -109,18 +112,6 @@ type QueuedInput =
   | { readonly kind: 'message'; readonly message: ClusterMessage }
   | { readonly kind: 'request'; readonly command: KvCommand; readonly reply: (r: ClientReply) => void };
 
-interface PendingProposal {
-  readonly term: number;
-  readonly reply: (r: ClientReply) => void;
-}
-
-/** Applied here as master, waiting until the master may acknowledge it (ClusterCoordinator.acknowledgedIndex). */
-interface AppliedProposal {
-  readonly index: number;
-  readonly result: KvResult;
-  readonly reply: (r: ClientReply) => void;
-}
-
 /** A direct read waiting for its read index (null until confirmed) and then for the state machine to reach it. */
 interface WaitingRead {
   readonly key: string;
@@ -140,8 +131,8 @@ export class SimNode {
   private coordinatorInstance: ClusterCoordinator | null = null;
   private currentStatus: NodeStatus = 'crashed';
   private queued: QueuedInput[] = [];
-  private readonly pending = new Map<number, PendingProposal>();
-  private appliedUnacknowledged: AppliedProposal[] = [];
+  /** The runtime's write path (src/node/writeTracker.ts), on this incarnation's simulated timers. */
+  private writes: WriteTracker<KvResult | null, string> | null = null;
   private readonly waitingReads = new Map<string, WaitingRead>();
   private readSeq = 0;
   private missedTicks = 0;
@@ -287,10 +278,10 @@ export class SimNode {
     const queued = this.queued;
     this.queued = [];
     for (const input of queued) if (input.kind === 'request') input.reply({ kind: 'unknown', why: `${this.id} crashed` });
-    const pending = [...this.pending.values(), ...this.appliedUnacknowledged];
-    this.pending.clear();
-    this.appliedUnacknowledged = [];
-    for (const p of pending) p.reply({ kind: 'unknown', why: `${this.id} crashed` });
+    // Everything waiting hears "unknown" (the process is gone; its timers with it).
+    const writes = this.writes;
+    this.writes = null;
+    writes?.close();
     // A read changes nothing: whatever happened to it, the client may simply try again.
     const reads = [...this.waitingReads.values()];
     this.waitingReads.clear();
@@ -369,10 +360,12 @@ export class SimNode {
       core: { ...this.config.tuning, entryBytes: simEntryBytes },
       ...this.config.coordinatorTuning,
       random,
-      ...(this.config.injectedBug !== undefined ? { injectedBug: this.config.injectedBug } : {}),
+      ...(isCoordinatorBug(this.config.injectedBug) ? { injectedBug: this.config.injectedBug } : {}),
     };
     this.options = options;
     this.storageFailing = false;
+    const writePathBug = this.config.injectedBug !== undefined && !isCoordinatorBug(this.config.injectedBug) ? this.config.injectedBug : undefined;
+    this.writes = new WriteTracker(this.incarnationTimers(), this.config.writeTimeoutUnits, writePathBug);
     this.coordinatorInstance = new ClusterCoordinator(options, this.storage.restoredState());
     this.coordinatorInstance.setDiscoveryPeers(this.config.discoveryPeers);
     this.currentStatus = 'running';
@@ -400,9 +393,7 @@ export class SimNode {
     const outcome = this.coordinatorInstance!.propose(command);
     if (!outcome.ok) return reply({ kind: 'rejected', reason: outcome.reason, master: outcome.master });
     this.env.observer.onProposalAccepted(this, outcome.index);
-    const previous = this.pending.get(outcome.index);
-    if (previous !== undefined) previous.reply({ kind: 'unknown', why: `index ${outcome.index} was proposed again` });
-    this.pending.set(outcome.index, { term: outcome.term, reply });
+    this.writes!.proposed(outcome.index, outcome.term, (answer) => this.answerWrite(answer, reply));
     this.drain();
   }
 
@@ -415,21 +406,10 @@ export class SimNode {
   /** Acknowledges what the master may acknowledge; answers the direct reads whose index is applied. */
   private settle(): void {
     const coordinator = this.coordinatorInstance!;
-    if (this.appliedUnacknowledged.length > 0) {
-      if (coordinator.softState().role !== 'master') {
-        // Applied, so committed — but this node can no longer say whether it was acknowledged in time.
-        for (const p of this.appliedUnacknowledged) p.reply({ kind: 'unknown', why: `${this.id} stopped being master before acknowledging` });
-        this.appliedUnacknowledged = [];
-      } else {
-        const acknowledged = coordinator.acknowledgedIndex();
-        let count = 0;
-        while (count < this.appliedUnacknowledged.length && this.appliedUnacknowledged[count]!.index <= acknowledged) count++;
-        const done = this.appliedUnacknowledged.splice(0, count);
-        for (const p of done) {
-          this.env.observer.onAcknowledged(this, p.index);
-          p.reply({ kind: 'applied', result: p.result, index: p.index });
-        }
-      }
+    const writes = this.writes!;
+    if (writes.unacknowledged > 0) {
+      const isMaster = coordinator.softState().role === 'master';
+      writes.acknowledge(isMaster, isMaster ? coordinator.acknowledgedIndex() : 0);
     }
     const applied = this.storage.stateMachine.appliedIndex;
     for (const [id, read] of this.waitingReads) {
@@ -488,21 +468,12 @@ export class SimNode {
    * The disk refused a Ready: nothing of it is stored, applied or sent, but the coordinator's memory is ahead of
    * the disk. As the runtime does, the writes of this Ready are refused (nothing of them is stored anywhere: their
    * appends were in this Ready's messages), and a new coordinator starts from the disk. Proposals stored earlier
-   * may or may not commit: the runtime lets them wait for their outcome until a timeout, the simulator says
-   * "unknown" at once, which a client must handle either way. Reads waiting for a read index the old coordinator
+   * wait for their outcome, as in the runtime (the same WriteTracker). Reads waiting for a read index the old coordinator
    * was confirming never hear of it again (the runtime's time out): refused, so that the client retries.
    */
   private onPersistFailed(ready: ClusterReady): void {
     this.env.trace?.(`${this.id} cannot store a Ready (disk full): its coordination layer restarts from the disk`);
-    for (const entry of ready.entries) {
-      const pending = this.pending.get(entry.index);
-      if (pending === undefined || pending.term !== entry.term) continue;
-      this.pending.delete(entry.index);
-      pending.reply({ kind: 'rejected', reason: 'diskFull', master: null });
-    }
-    const stored = [...this.pending.values()];
-    this.pending.clear();
-    for (const p of stored) p.reply({ kind: 'unknown', why: `${this.id} restarted its coordination layer (disk full)` });
+    this.writes!.notStored(ready.entries, 'disk full');
     for (const [id, read] of this.waitingReads) {
       if (read.index !== null) continue;
       this.waitingReads.delete(id);
@@ -536,13 +507,54 @@ export class SimNode {
     const result = this.storage.stateMachine.apply(entry);
     this.stats.applied++;
     this.env.observer.onApply(this, entry, commitIndex);
-    const pending = this.pending.get(entry.index);
-    if (pending === undefined) return;
-    this.pending.delete(entry.index);
-    if (pending.term === entry.term && result !== null) this.appliedUnacknowledged.push({ index: entry.index, result, reply: pending.reply });
-    // A different entry took the index: ours was truncated and can never commit. The brief says "info" for it.
-    else pending.reply({ kind: 'unknown', why: `index ${entry.index} holds an entry of term ${entry.term}, not the proposed ${pending.term}` });
+    this.writes!.applied(entry, { ok: true, result });
   }
+
+  /**
+   * What the client hears of a write, from the runtime's own answer: a refusal where the runtime says nothing was
+   * or ever will be applied (so the linearizability checker holds it to that), "unknown" where it says it may be.
+   */
+  private answerWrite(outcome: WriteOutcome<KvResult | null, string>, reply: (r: ClientReply) => void): void {
+    switch (outcome.kind) {
+      case 'acknowledged':
+        if (outcome.result === null) throw new Error(`${this.id}: a client write acknowledged at ${outcome.index}, which is not a command`);
+        this.env.observer.onAcknowledged(this, outcome.index);
+        return reply({ kind: 'applied', result: outcome.result, index: outcome.index });
+      case 'notStored':
+        return reply({ kind: 'rejected', reason: 'diskFull', master: null });
+      case 'replaced':
+        return reply({ kind: 'rejected', reason: 'notMaster', master: null });
+      case 'refusedByApply':
+        throw new Error(`${this.id}: the register state machine refused entry ${outcome.index}: ${outcome.error}`);
+      case 'unconfirmed':
+      case 'unknown':
+        return reply({ kind: 'unknown', why: `${this.id}: ${outcome.kind} at ${outcome.index} (${outcome.why})` });
+    }
+  }
+
+  /** Timers that die with this incarnation (a crash takes the process's timers with it). */
+  private incarnationTimers(): WriteTimers {
+    const incarnation = this.incarnation;
+    return {
+      set: (callback, delay) => {
+        const handle = { cancelled: false };
+        this.env.scheduler.after(delay, () => {
+          if (!handle.cancelled && incarnation === this.incarnation && this.currentStatus !== 'crashed') {
+            callback();
+            if (this.currentStatus === 'running') this.drain();
+          }
+        });
+        return handle;
+      },
+      clear: (handle) => {
+        (handle as { cancelled: boolean }).cancelled = true;
+      },
+    };
+  }
+}
+
+function isCoordinatorBug(bug: CoordinatorBug | WritePathBug | undefined): bug is CoordinatorBug {
+  return bug !== undefined && (coordinatorBugs as readonly string[]).includes(bug);
 }
 
 /** An entry's size for the byte bound on appends: its JSON, which is deterministic. */
