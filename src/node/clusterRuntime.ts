@@ -552,6 +552,11 @@ export class ClusterRuntime {
         );
       case 'unknown':
         if (outcome.why === 'shutdown') return proposal.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; the write may or may not have been applied.'));
+        if (outcome.why === 'indexReused') {
+          return proposal.reject(
+            new ConclaveError('WRITE_OUTCOME_UNKNOWN', 'The master changed before the write committed; it may still be applied. Read before retrying.', { index: outcome.index }),
+          );
+        }
         if (outcome.why === 'snapshotInstalled') {
           return proposal.reject(
             new ConclaveError('WRITE_OUTCOME_UNKNOWN', 'This node installed a snapshot over the write; it may have been applied. Read before retrying.', { index: outcome.index }),

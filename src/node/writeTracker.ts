@@ -23,7 +23,7 @@ export type WriteOutcome<R, E> =
   /** Applied here (so committed and durable), but not known to be applied by every in-sync member. */
   | { readonly kind: 'unconfirmed'; readonly index: number; readonly why: 'masterChanged' | 'timeout' | 'shutdown' }
   /** Proposed and not applied here yet: it may or may not take effect. */
-  | { readonly kind: 'unknown'; readonly index: number; readonly why: 'timeout' | 'shutdown' | 'snapshotInstalled' };
+  | { readonly kind: 'unknown'; readonly index: number; readonly why: 'timeout' | 'shutdown' | 'snapshotInstalled' | 'indexReused' };
 
 /**
  * Test-only: breaks the acknowledgement rule, so that the simulator proves it notices a runtime that answers a write
@@ -76,9 +76,12 @@ export class WriteTracker<R, E> {
   proposed(index: number, term: number, answer: (outcome: WriteOutcome<R, E>) => void): void {
     const tracked: Tracked<R, E> = { index, term, answer, timer: null };
     tracked.timer = this.timers.set(() => this.timedOut(tracked), this.writeTimeoutMs);
-    // An older proposal at this index lost its entry to another master's, and a later term reused the slot.
-    const replaced = this.pending.get(index);
-    if (replaced !== undefined) this.finish(replaced, { kind: 'replaced', index });
+    // An older proposal at this index: its entry left this node's journal (another master's replaced it, then went
+    // too), and this node, master again, reuses the slot. That proves nothing about the old entry: another node may
+    // still hold it and, elected later, commit it. Only an entry of another term applied at the index proves it
+    // never will be (see applied).
+    const previous = this.pending.get(index);
+    if (previous !== undefined) this.finish(previous, { kind: 'unknown', index, why: 'indexReused' });
     this.pending.set(index, tracked);
   }
 
