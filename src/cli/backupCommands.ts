@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { link, rm, unlink } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { Agent, request } from 'undici';
 
@@ -11,7 +12,7 @@ import type { BackupManifest } from '../backup/manifest.js';
 import { restoreBackup, type RestoreMode, type RestoreResult } from '../backup/restore.js';
 import { readManifestOfFile, verifyBackup, type VerifyReport } from '../backup/verify.js';
 import { readClusterSecretFile } from '../config/clusterSecret.js';
-import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
+import { ConclaveError, errorCatalogue, isConclaveError, type ErrorCode } from '../errors/catalogue.js';
 import { SyncedFileWriter } from '../storage/fileWriter.js';
 import { fsyncDirectory } from '../storage/snapshotStore.js';
 import { catalogueError, defaultUrl, describeFetchError, normaliseUrl, StatusFailure } from './statusCommand.js';
@@ -34,7 +35,14 @@ interface BackupFlags {
   since?: string;
   consistency?: string;
   user?: string;
+  retryMs?: string;
 }
+
+/** The default of --retry-ms: a failover, or another backup ending, takes well under this. */
+const retryMsDefault = 60_000;
+/** The first pause between two attempts, doubled after each, up to retryPauseMsMax. */
+const retryPauseMsMin = 250;
+const retryPauseMsMax = 4_000;
 
 export function backupCommands(program: Command): void {
   const backup = new Command('backup')
@@ -44,6 +52,7 @@ export function backupCommands(program: Command): void {
     .option('--since <previous>', 'an earlier backup: write an incremental one holding only the blobs that one (and its chain) lacks')
     .addOption(new Option('--consistency <level>', 'linearizable: the node first confirms it holds everything acknowledged').choices(['linearizable']))
     .option('--user <name>', 'an admin user (default: CONCLAVE_USER, else admin)')
+    .option('--retry-ms <ms>', `how long to ask again while the node refuses for a moment (no master, its backups busy) before anything is sent; 0: never (default ${retryMsDefault})`)
     .addHelpText(
       'after',
       '\nThe password comes from CONCLAVE_PASSWORD (never a flag: a command line shows in ps, and a backup holds every\n' +
@@ -101,6 +110,15 @@ export function backupCommands(program: Command): void {
     });
 }
 
+/** The JSON of an error body, or undefined when it is not JSON. */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
@@ -145,22 +163,29 @@ async function takeBackup(options: BackupFlags & { out: string }): Promise<void>
   // A name nobody could have prepared (a symlink, a file readable by others in a shared directory), created here.
   const partial = `${out}.${randomBytes(6).toString('hex')}.partial`;
   let handle: SyncedFileWriter | null = null;
+  const retryMs = options.retryMs === undefined ? retryMsDefault : Number(options.retryMs);
+  if (!Number.isSafeInteger(retryMs) || retryMs < 0) usage(`--retry-ms must be a whole number of milliseconds, got ${JSON.stringify(options.retryMs)}`);
+  const retryUntil = Date.now() + retryMs;
   try {
     let response: Awaited<ReturnType<typeof request>>;
-    try {
-      response = await request(`${base}${path}`, { dispatcher: agent, method: body === undefined ? 'GET' : 'POST', headers, ...(body !== undefined ? { body } : {}) });
-    } catch (err) {
-      throw new StatusFailure(describeFetchError(base, err));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        response = await request(`${base}${path}`, { dispatcher: agent, method: body === undefined ? 'GET' : 'POST', headers, ...(body !== undefined ? { body } : {}) });
+      } catch (err) {
+        throw new StatusFailure(describeFetchError(base, err));
+      }
+      // A refusal for the moment, before anything was sent: a failover under way, the node's backups busy.
+      if (response.statusCode !== 503) break;
+      const error = catalogueError(parseJson(await response.body.text().catch(() => '')));
+      const pauseMs = Math.min(retryPauseMsMax, retryPauseMsMin * 2 ** attempt);
+      if (error === null || errorCatalogue[error.code as ErrorCode]?.retryable !== true || Date.now() + pauseMs > retryUntil) {
+        throw new StatusFailure(`${base} refused the backup: ${error?.message ?? `HTTP ${response.statusCode}`} (${error?.code ?? 'HTTP'})`);
+      }
+      process.stderr.write(`conclave: ${base} refused the backup for now (${error.code}); asking again in ${pauseMs} ms\n`);
+      await sleep(pauseMs);
     }
     if (response.statusCode !== 200) {
-      const text = await response.body.text().catch(() => '');
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = undefined;
-      }
-      const error = catalogueError(parsed);
+      const error = catalogueError(parseJson(await response.body.text().catch(() => '')));
       if (response.statusCode === 401) {
         throw new StatusFailure(`${base} answered 401${error === null ? '' : ` ${error.code}`}: ${password === undefined ? 'no credentials given' : 'wrong credentials'}; pass --user and CONCLAVE_PASSWORD.`);
       }

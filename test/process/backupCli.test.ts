@@ -100,7 +100,8 @@ async function backupServer(respond: Parameters<typeof createServer>[1]): Promis
 test('conclave backup --url writes a verified file, or nothing when the stream is cut or refused', async () => {
   let sinceBody: unknown = null;
   let cut = false;
-  let refuse = false;
+  /** How many requests to refuse with BACKUPS_BUSY before serving again. */
+  let refusals = 0;
   let flip = false;
   const { url, server } = await backupServer((req, res) => {
     let body = '';
@@ -108,7 +109,8 @@ test('conclave backup --url writes a verified file, or nothing when the stream i
     req.on('end', () => {
       if (req.url?.startsWith('/api/v1/admin/backup') !== true) return void res.writeHead(404).end();
       if (req.method === 'POST') sinceBody = JSON.parse(body);
-      if (refuse) {
+      if (refusals > 0) {
+        refusals--;
         res.writeHead(503, { 'content-type': 'application/json' });
         return void res.end(JSON.stringify({ error: { code: 'BACKUPS_BUSY', message: 'This node is already writing 1 backups; retry when one ends.' } }));
       }
@@ -155,11 +157,26 @@ test('conclave backup --url writes a verified file, or nothing when the stream i
     assert.equal(existsSync(flippedOut), false);
     assert.deepEqual(readdirSync(dirname(flippedOut)).filter((f) => f.endsWith('.partial')), []);
 
-    refuse = true;
-    const refused = await runConclave(['backup', '--url', url, '--out', join(tmp.dir, 'refused.backup.tar')]);
-    assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /already writing 1 backups.*\(BACKUPS_BUSY\)/);
-    assert.equal(existsSync(join(tmp.dir, 'refused.backup.tar')), false);
+    flip = false;
+    // A refusal for the moment is asked again (a failover, another backup ending), with growing pauses.
+    refusals = 2;
+    const waitedOut = join(tmp.dir, 'waited.backup.tar');
+    const waited = await runConclave(['backup', '--url', url, '--out', waitedOut]);
+    assert.equal(waited.code, 0, waited.stderr);
+    assert.equal(refusals, 0);
+    assert.deepEqual(waited.stderr.match(/refused the backup for now \(BACKUPS_BUSY\); asking again in \d+ ms/g)?.length, 2, waited.stderr);
+    assert.ok(readFileSync(waitedOut).equals(archive.bytes));
+
+    // Until --retry-ms is spent, or not at all with 0.
+    refusals = Number.MAX_SAFE_INTEGER;
+    for (const retryMs of ['0', '600']) {
+      const refusedOut = join(tmp.dir, `refused-${retryMs}.backup.tar`);
+      const refused = await runConclave(['backup', '--url', url, '--out', refusedOut, '--retry-ms', retryMs]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /already writing 1 backups.*\(BACKUPS_BUSY\)\n$/);
+      assert.equal(existsSync(refusedOut), false);
+      assert.deepEqual(readdirSync(tmp.dir).filter((f) => f.endsWith('.partial')), []);
+    }
   } finally {
     server.close();
   }
