@@ -102,8 +102,9 @@ async function failureOf(response: Dispatcher.ResponseData): Promise<Error> {
 /** " CODE" for a body in the catalogue's format, "" otherwise (the status says enough). */
 function errorCodeOf(text: string): string {
   try {
-    const code = (JSON.parse(text) as { error?: { code?: string } }).error?.code ?? '';
-    return code === '' ? '' : ` ${code}`;
+    const { code = '', message = '' } = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error ?? {};
+    // The message too, cut short: which of a code's causes it was is what a failed run needs to say.
+    return code === '' ? '' : ` ${code}${message === '' ? '' : ` (${message.length > 160 ? `${message.slice(0, 160)}…` : message})`}`;
   } catch {
     return '';
   }

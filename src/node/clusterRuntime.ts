@@ -24,6 +24,7 @@ import {
   type SnapshotFileRef,
 } from '../storage/snapshotFile.js';
 import type { SnapshotStore } from '../storage/snapshotStore.js';
+import { ReadyLoop, type ReadyStorage } from './readyLoop.js';
 import { WriteTracker, type WriteOutcome, type WriteTimers } from './writeTracker.js';
 
 /**
@@ -188,14 +189,10 @@ const joinRemedies: Record<string, string> = {
 };
 
 export class ClusterRuntime {
-  private coordinatorInstance: ClusterCoordinator;
+  /** The Ready loop, which owns the coordinator (a failed commit starts a new one from the disk). */
+  private readonly loop: ReadyLoop<ApplyResult, ConclaveError>;
   private coordinatorOptions: CoordinatorOptions;
   private discoveryPeers: readonly string[] = [];
-  /**
-   * Set while persisting fails (a full disk): the error is logged once, and writes are refused with it until a
-   * Ready persists again (the coordinator retries at every tick: a cluster of one re-elects itself).
-   */
-  private persistError: ConclaveError | null = null;
   /** When probeStorage last tried the disk (performance.now()). */
   private storageProbedAtMs = Number.NEGATIVE_INFINITY;
   private wire: Wire | null = null;
@@ -207,6 +204,10 @@ export class ClusterRuntime {
   private journalLastIndex: number;
   /** The writes proposed here, until their answer (see WriteTracker). */
   private readonly writes: WriteTracker<ApplyResult, ConclaveError>;
+  /** Whether the drain under way applied entries or installed a snapshot (the change listeners hear of it). */
+  private appliedInDrain = false;
+  /** When the Ready being committed started its transaction (performance.now()). */
+  private commitStartedMs = 0;
   private readonly readBatches = new Map<string, ReadIndexBatch>();
   private openReadBatch: ReadIndexBatch | null = null;
   private readBatchScheduled = false;
@@ -286,8 +287,6 @@ export class ClusterRuntime {
       ...(options.injectedBug !== undefined ? { injectedBug: options.injectedBug } : {}),
     };
     this.coordinatorOptions = coordinatorOptions;
-    this.coordinatorInstance = new ClusterCoordinator(coordinatorOptions, journal.restoredState(this.appliedIndexValue));
-    this.lastSoft = this.coordinator.softState();
     this.saveApplied = db.prepare(`INSERT INTO meta(key, value) VALUES ('applied_index', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
     this.applyInSavepoint = db.transaction((command: Command) => applyCommand(this.content, command));
     this.persistAndApply = db.transaction((ready: ClusterReady) => {
@@ -308,10 +307,32 @@ export class ClusterRuntime {
       if (ready.committed.length > 0) this.saveApplied.run(ready.committed[ready.committed.length - 1]!.index);
       return outcomes;
     });
+    const storage: ReadyStorage<ApplyResult, ConclaveError> = {
+      commit: (ready) => this.persistAndApply(ready).map((outcome) => (outcome instanceof ConclaveError ? { ok: false, error: outcome } : { ok: true, result: outcome })),
+      restoredState: () => this.journal.restoredState(this.appliedIndexValue),
+    };
+    this.loop = new ReadyLoop(coordinatorOptions, journal.restoredState(this.appliedIndexValue), () => this.discoveryPeers, storage, this.writes, {
+      beforeCommit: (ready) => {
+        this.commitStartedMs = performance.now();
+        return ready.snapshot !== undefined ? this.prepareSnapshotInstall(ready.snapshot) : null;
+      },
+      committed: (ready) => {
+        this.afterCommit(ready, performance.now() - this.commitStartedMs);
+        return true;
+      },
+      send: (message) => this.wire?.send(message),
+      done: (ready) => {
+        this.afterReady(ready);
+        return true;
+      },
+      commitFailed: (_ready, err) => this.onCommitFailed(err),
+      storageWritable: () => this.log.info('the journal is writable again'),
+    });
+    this.lastSoft = this.coordinator.softState();
   }
 
   get coordinator(): ClusterCoordinator {
-    return this.coordinatorInstance;
+    return this.loop.coordinator;
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -373,6 +394,7 @@ export class ClusterRuntime {
   updateSelf(change: Pick<NodeDescriptor, 'httpAddress' | 'internalHttpAddress'>): void {
     this.coordinator.updateSelf({ ...this.coordinator.descriptor(), ...change });
     this.coordinatorOptions = { ...this.coordinatorOptions, self: { ...this.coordinatorOptions.self, ...change } };
+    this.loop.updateOptions(this.coordinatorOptions);
     this.scheduleDrain();
   }
 
@@ -479,7 +501,8 @@ export class ClusterRuntime {
    */
   propose(command: Command): Promise<Committed> {
     if (this.closed) return Promise.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry on another node or later.'));
-    if (this.persistError !== null) return Promise.reject(this.persistError);
+    const storageFailure = this.loop.storageFailure;
+    if (storageFailure !== null) return Promise.reject(storageFailure);
     const soft = this.coordinator.softState();
     if (soft.role !== 'master') return Promise.reject(this.refusal('notMaster', soft.master));
     const waiting = this.queue.length + this.writes.waiting;
@@ -608,7 +631,7 @@ export class ClusterRuntime {
 
   /** True while the journal cannot be written (a full disk): writes are refused. */
   get persistFailing(): boolean {
-    return this.persistError !== null;
+    return this.loop.storageFailure !== null;
   }
 
   softState(): SoftState {
@@ -653,72 +676,56 @@ export class ClusterRuntime {
   private drain(): void {
     if (this.closed) return;
     this.proposeQueued();
-    let changed = false;
-    while (this.coordinator.hasReady()) {
-      const ready = this.coordinator.ready();
-      let outcomes: Array<ApplyResult | ConclaveError>;
-      let detach: (() => void) | null = null;
-      let persistMs = 0;
-      try {
-        if (ready.snapshot !== undefined) detach = this.prepareSnapshotInstall(ready.snapshot);
-        const persistStartedMs = performance.now();
-        outcomes = this.persistAndApply(ready);
-        persistMs = performance.now() - persistStartedMs;
-      } catch (err) {
-        if (err instanceof ApplyFailure) this.onApplyFailed(err);
-        this.onPersistFailed(ready, storageError(err));
-        // An earlier Ready of this drain may have applied entries: whoever waits on an index must still hear of it.
-        this.reportChange(changed);
-        return;
-      } finally {
-        this.detachSnapshot(detach);
-      }
-      // Committed: memory follows the disk at once, before anything that could throw, so that nothing committed
-      // is ever handed out (and applied) twice. The Ready keeps its messages and results for what follows.
-      if (ready.snapshot !== undefined) {
-        this.appliedIndexValue = ready.snapshot.index;
-        this.journalLastIndex = ready.snapshot.index;
-        changed = true;
-      }
-      if (ready.entries.length > 0) this.journalLastIndex = ready.entries[ready.entries.length - 1]!.index;
-      if (ready.committed.length > 0) {
-        this.appliedIndexValue = ready.committed[ready.committed.length - 1]!.index;
-        changed = true;
-        if (this.applyFailure !== null && this.appliedIndexValue >= this.applyFailure.index) {
-          this.log.info({ index: this.applyFailure.index }, `this node applies entries again (through index ${this.appliedIndexValue})`);
-          this.applyFailure = null;
-        }
-      }
-      this.coordinator.advance(ready);
-      this.readyObserver?.persisted(ready, persistMs);
-      // Only stored entries prove the disk takes writes again: a small hard-state write can fit into a full disk
-      // (SQLite reuses free pages), and clearing on it made a full node flap between refusing and taking writes.
-      if (this.persistError !== null && (ready.entries.length > 0 || ready.snapshot !== undefined)) {
-        this.persistError = null;
-        this.coordinator.setStorageFailing(false);
-        this.log.info('the journal is writable again');
-      }
-      for (const message of ready.messages) this.wire?.send(message);
-      // Sent and applied: the bytes kept for these payloads have served (journal.ts, encodedPayloads).
-      for (const entry of ready.committed) forgetPayloadBytes(entry.payload);
-      if (ready.snapshot !== undefined) this.afterSnapshotInstall(ready.snapshot);
-      ready.committed.forEach((entry, i) => this.settle(entry, outcomes[i]!));
-      for (const state of ready.readStates) this.answerRead(state.id, state.index);
-      if (ready.committed.length > 0) {
-        for (const listener of this.appliedListeners) {
-          try {
-            listener(ready.committed);
-          } catch (err) {
-            this.log.error({ err }, 'a listener of applied entries failed');
-          }
-        }
-      }
+    this.appliedInDrain = false;
+    if (!this.loop.drain()) {
+      // An earlier Ready of this drain may have applied entries: whoever waits on an index must still hear of it.
+      this.reportChange(this.appliedInDrain);
+      return;
     }
-    this.acknowledge();
+    this.loop.acknowledge();
     this.maybeCompact();
     if (this.queue.length > 0) this.scheduleDrain();
     this.reportJoinOutcome();
-    this.reportChange(changed);
+    this.reportChange(this.appliedInDrain);
+  }
+
+  /**
+   * A Ready is committed: memory follows the disk at once, before anything that could throw, so that nothing
+   * committed is ever handed out (and applied) twice.
+   */
+  private afterCommit(ready: ClusterReady, persistMs: number): void {
+    if (ready.snapshot !== undefined) {
+      this.appliedIndexValue = ready.snapshot.index;
+      this.journalLastIndex = ready.snapshot.index;
+      this.appliedInDrain = true;
+    }
+    if (ready.entries.length > 0) this.journalLastIndex = ready.entries[ready.entries.length - 1]!.index;
+    if (ready.committed.length > 0) {
+      this.appliedIndexValue = ready.committed[ready.committed.length - 1]!.index;
+      this.appliedInDrain = true;
+      if (this.applyFailure !== null && this.appliedIndexValue >= this.applyFailure.index) {
+        this.log.info({ index: this.applyFailure.index }, `this node applies entries again (through index ${this.appliedIndexValue})`);
+        this.applyFailure = null;
+      }
+    }
+    this.readyObserver?.persisted(ready, persistMs);
+  }
+
+  /** A Ready is sent and its writes settled: the payload bytes kept for it, snapshot bookkeeping, reads, listeners. */
+  private afterReady(ready: ClusterReady): void {
+    // Sent and applied: the bytes kept for these payloads have served (journal.ts, encodedPayloads).
+    for (const entry of ready.committed) forgetPayloadBytes(entry.payload);
+    if (ready.snapshot !== undefined) this.afterSnapshotInstall(ready.snapshot);
+    for (const state of ready.readStates) this.answerRead(state.id, state.index);
+    if (ready.committed.length > 0) {
+      for (const listener of this.appliedListeners) {
+        try {
+          listener(ready.committed);
+        } catch (err) {
+          this.log.error({ err }, 'a listener of applied entries failed');
+        }
+      }
+    }
   }
 
   /** Tells the change listeners when entries were applied or the role, master or term moved. */
@@ -764,19 +771,16 @@ export class ClusterRuntime {
   }
 
   /**
-   * The transaction rolled back (a full disk, most likely): nothing of this Ready is durable and nothing was sent,
-   * but the coordinator's memory is ahead of its disk. Treat it as a crash of the coordination layer alone: the
-   * writes of this Ready are refused (nothing of them is stored), and a new coordinator starts from what is on
-   * disk — writes persisted earlier keep waiting for their outcome. A cluster of one re-elects itself at the next
-   * tick and serves again as soon as space returns, without a restart.
+   * The transaction rolled back (a full disk, most likely): nothing of the Ready is durable and nothing was sent.
+   * The Ready loop refuses its writes with the error said here and restarts the coordinator from the disk; writes
+   * persisted earlier keep waiting for their outcome. A cluster of one re-elects itself at the next tick and serves
+   * again as soon as space returns, without a restart.
    */
-  private onPersistFailed(ready: ClusterReady, error: ConclaveError): void {
-    if (this.persistError === null) this.log.error({ code: error.code, err: error }, 'cannot persist the journal; writes are refused until it can');
-    this.persistError = error;
-    this.writes.notStored(ready.entries, error);
-    this.coordinatorInstance = new ClusterCoordinator(this.coordinatorOptions, this.journal.restoredState(this.appliedIndexValue));
-    this.coordinatorInstance.setDiscoveryPeers(this.discoveryPeers);
-    this.coordinatorInstance.setStorageFailing(true);
+  private onCommitFailed(err: unknown): ConclaveError {
+    if (err instanceof ApplyFailure) this.onApplyFailed(err);
+    const error = storageError(err);
+    if (this.loop.storageFailure === null) this.log.error({ code: error.code, err: error }, 'cannot persist the journal; writes are refused until it can');
+    return error;
   }
 
   /**
@@ -787,12 +791,9 @@ export class ClusterRuntime {
    * (storageProbeBytes) that a few pages SQLite reuses do not pass for free space.
    */
   private probeStorage(nowMs: number): void {
-    if (this.persistError === null || nowMs - this.storageProbedAtMs < this.options.tickMs * this.coordinatorOptions.core.electionTimeoutTicks) return;
+    if (this.loop.storageFailure === null || nowMs - this.storageProbedAtMs < this.options.tickMs * this.coordinatorOptions.core.electionTimeoutTicks) return;
     this.storageProbedAtMs = nowMs;
-    if (!this.journal.probeWritable(storageProbeBytes)) return;
-    this.persistError = null;
-    this.coordinator.setStorageFailing(false);
-    this.log.info('the journal is writable again (a probe write succeeded)');
+    if (this.journal.probeWritable(storageProbeBytes)) this.loop.storageWritable();
   }
 
   private applyEntry(entry: Entry): ApplyResult | ConclaveError {
@@ -997,7 +998,7 @@ export class ClusterRuntime {
   /** See RuntimeSnapshots: writes a snapshot file when due, and compacts at it once enough is applied past it. */
   private maybeCompact(): void {
     const snapshots = this.snapshots;
-    if (snapshots === undefined || this.closed || this.persistError !== null) return;
+    if (snapshots === undefined || this.closed || this.loop.storageFailure !== null) return;
     const latest = this.coordinator.core.latestSnapshot().index;
     const pending = this.pendingSnapshotFile;
     if (pending !== null) {
@@ -1062,20 +1063,6 @@ export class ClusterRuntime {
     }
     store.keepOnly([file.index]);
     this.log.info({ index: file.index, term, previous, appliedIndex: this.appliedIndexValue }, 'compacted the journal');
-  }
-
-  private settle(entry: Entry, outcome: ApplyResult | ConclaveError): void {
-    this.writes.applied(entry, outcome instanceof ConclaveError ? { ok: false, error: outcome } : { ok: true, result: outcome });
-  }
-
-  /**
-   * Answers the writes the master may acknowledge: applied here and by every in-sync node (and every node whose
-   * read lease may still run), so that a sequential read anywhere sees them (src/core/lease.ts).
-   */
-  private acknowledge(): void {
-    if (this.writes.unacknowledged === 0) return;
-    const isMaster = this.coordinator.softState().role === 'master';
-    this.writes.acknowledge(isMaster, isMaster ? this.coordinator.acknowledgedIndex() : 0);
   }
 
   private unconfirmed(index: number, why: string): ConclaveError {

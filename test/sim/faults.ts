@@ -146,7 +146,7 @@ export class FaultInjector {
     next();
   }
 
-  /** A node's disk fills up (the master's, often) for a while: see SimStorage.refuses and SimNode.onPersistFailed. */
+  /** A node's disk fills up (the master's, often) for a while: see SimStorage.refuses and src/node/readyLoop.ts. */
   private fillDisk(random: SimRandom): void {
     const candidates = this.cluster.nodes.filter((n) => !n.storage.full);
     if (candidates.length === 0) return;
@@ -168,7 +168,8 @@ export class FaultInjector {
     const master = this.cluster.master();
     const node = master !== null && this.random.chance(0.4) ? master : this.random.pick(candidates);
     if (this.random.chance(0.3) && node.status === 'running') {
-      const point = this.random.pick<CrashPoint>(['afterPersist', 'afterSend', 'midApply']);
+      // Three choices drawn, as before the Ready loop was the runtime's, so that a seed's other faults stay put.
+      const point = this.random.pick<CrashPoint>(['afterCommit', 'afterReady', 'afterCommit']);
       this.cluster.trace(`fault: ${node.id} will crash ${point}`);
       node.armCrash(point);
       // If no Ready comes soon, crash anyway.

@@ -1,5 +1,5 @@
 import type { BootstrapMethod } from '../../src/core/bootstrap.js';
-import { ClusterCoordinator, coordinatorBugs, type ClusterReady, type CoordinatorBug, type CoordinatorOptions } from '../../src/core/clusterCoordinator.js';
+import { coordinatorBugs, type ClusterCoordinator, type CoordinatorBug, type CoordinatorOptions } from '../../src/core/clusterCoordinator.js';
 import type { ClusterMessage } from '../../src/core/clusterMessages.js';
 import type { ClusterChange, NodeRoles } from '../../src/core/clusterState.js';
 import type { CoordinationCore } from '../../src/core/coordinationCore.js';
@@ -7,21 +7,22 @@ import type { Entry, Snapshot } from '../../src/core/types.js';
 import type { KvCommand, KvResult, KvValue } from './kvStateMachine.js';
 import type { SimRandom } from './simRandom.js';
 import type { SimScheduler } from './simScheduler.js';
+import { ReadyLoop, type ReadyLoopHooks, type ReadyStorage } from '../../src/node/readyLoop.js';
 import { WriteTracker, type WriteOutcome, type WritePathBug, type WriteTimers } from '../../src/node/writeTracker.js';
 import { SimStorage, type PersistOutcome } from './simStorage.js';
 
 /**
- * One simulated node: the real ClusterCoordinator (and the CoordinationCore inside it) driven by the runtime loop
- * the Ready contract prescribes, on a SimStorage disk, with a clock of its own. After every input (a tick, a
- * message, a proposal):
+ * One simulated node: the real ClusterCoordinator (and the CoordinationCore inside it) driven by the runtime's own
+ * Ready loop and write path (src/node/readyLoop.ts, src/node/writeTracker.ts), on a SimStorage disk, with a clock
+ * of its own. After every input (a tick, a message, a proposal) the loop carries out each Ready:
  *
- *   while hasReady(): r = ready(); persist r.snapshot, r.hardState and r.entries; send r.messages;
- *                     apply r.committed to the state machine; advance(r); compact when the journal is long
+ *   commit (persist r.snapshot, r.hardState, r.entries and apply r.committed, atomically) → advance → send
+ *   r.messages → settle the writes → answer the reads; compact when the journal is long
  *
- * The node can crash (the core and all memory are dropped; only the disk survives — optionally in the middle of
- * handling a Ready), restart (a new core from the disk), pause (no ticks, no processing; messages and client
- * requests queue up) and resume (the queue is processed in arrival order). Its disk can fill up: a Ready the disk
- * refuses is handled as the runtime does (clusterRuntime.ts, onPersistFailed), by a new coordinator from the disk.
+ * The node can crash (the core and all memory are dropped; only the disk survives — optionally between a Ready's
+ * commit and its messages, or right after a Ready), restart (a new core from the disk), pause (no ticks, no
+ * processing; messages and client requests queue up) and resume (the queue is processed in arrival order). Its
+ * disk can fill up: the loop handles a Ready the disk refuses as in production, with a new coordinator from the disk.
  */
 export interface CoreTuning {
   readonly electionTimeoutTicks: number;
@@ -105,7 +106,8 @@ export type ClientReply =
   /** The request may or may not take effect: the node crashed, or the entry was replaced or is still pending. */
   | { readonly kind: 'unknown'; readonly why: string };
 
-export type CrashPoint = 'afterPersist' | 'afterSend' | 'midApply';
+/** Between a Ready's commit and the sending of its messages; or once the Ready is done (sent, writes settled). */
+export type CrashPoint = 'afterCommit' | 'afterReady';
 export type NodeStatus = 'running' | 'paused' | 'crashed';
 
 type QueuedInput =
@@ -121,14 +123,13 @@ interface WaitingRead {
 
 /** A paused node's receive buffer is bounded, as a socket's is: beyond it, messages are lost. */
 const queuedInputsMax = 5_000;
-/** A Ready loop that does not settle is a core bug (it would spin a real node forever). */
-const readyRoundsMax = 1_000;
 /** Reads waiting for a read index whose answer was lost are dropped, oldest first, beyond this many. */
 const waitingReadsMax = 64;
 
 export class SimNode {
   readonly storage = new SimStorage();
-  private coordinatorInstance: ClusterCoordinator | null = null;
+  /** The runtime's Ready loop, which owns the coordinator, while the process exists. */
+  private loop: ReadyLoop<KvResult | null, string> | null = null;
   private currentStatus: NodeStatus = 'crashed';
   private queued: QueuedInput[] = [];
   /** The runtime's write path (src/node/writeTracker.ts), on this incarnation's simulated timers. */
@@ -139,10 +140,6 @@ export class SimNode {
   private incarnation = 0;
   private tickPeriodUnits = 0;
   private crashArmed: CrashPoint | null = null;
-  /** The options of this incarnation's coordinators: a Ready the disk refused starts a new one with the same. */
-  private options: CoordinatorOptions | null = null;
-  /** Set when the disk refused a Ready; cleared when entries or a snapshot are stored again (as the runtime does). */
-  private storageFailing = false;
   /** Ticks since the last probe of a failing disk (the runtime's probeStorage, once per election timeout). */
   private ticksSinceStorageProbe = 0;
   readonly stats = { ticks: 0, messages: 0, crashes: 0, restarts: 0, pauses: 0, applied: 0, snapshotsInstalled: 0 };
@@ -158,12 +155,12 @@ export class SimNode {
 
   /** The coordinator, while the process exists (running or paused); null while crashed. */
   get coordinator(): ClusterCoordinator | null {
-    return this.coordinatorInstance;
+    return this.loop?.coordinator ?? null;
   }
 
   /** The core inside the coordinator, while the process exists. */
   get core(): CoordinationCore | null {
-    return this.coordinatorInstance?.core ?? null;
+    return this.loop?.coordinator.core ?? null;
   }
 
   /** Whether this node may ever take writes as master (not voting-only, master-eligible). */
@@ -194,18 +191,18 @@ export class SimNode {
     if (this.currentStatus !== 'running') return;
     this.stats.ticks++;
     this.probeStorage();
-    this.coordinatorInstance!.tick();
+    this.loop!.coordinator.tick();
     this.drain();
   }
 
   /** As the runtime's probeStorage: a probe write succeeds once the disk has space, and ends the failure. */
   private probeStorage(): void {
-    if (!this.storageFailing || ++this.ticksSinceStorageProbe < this.config.tuning.electionTimeoutTicks) return;
+    const loop = this.loop!;
+    if (loop.storageFailure === null || ++this.ticksSinceStorageProbe < this.config.tuning.electionTimeoutTicks) return;
     this.ticksSinceStorageProbe = 0;
     if (this.storage.full) return;
     this.env.trace?.(`${this.id}: a probe write succeeds, the disk has space again`);
-    this.storageFailing = false;
-    this.coordinatorInstance!.setStorageFailing(false);
+    loop.storageWritable();
   }
 
   /** A tick of this node's clock that passed while it was paused. */
@@ -220,7 +217,7 @@ export class SimNode {
       return;
     }
     this.stats.messages++;
-    this.coordinatorInstance!.step(message);
+    this.loop!.coordinator.step(message);
     this.drain();
   }
 
@@ -237,7 +234,7 @@ export class SimNode {
 
   private handle(command: KvCommand, reply: (r: ClientReply) => void): void {
     if (command.op !== 'read' || command.mode === 'log') return this.propose(command, reply);
-    const coordinator = this.coordinatorInstance!;
+    const coordinator = this.loop!.coordinator;
     if (command.mode === 'stale' || (command.mode === 'sequential' && coordinator.hasReadLease())) {
       return this.replyRead(command.key, reply);
     }
@@ -262,7 +259,7 @@ export class SimNode {
   /** An operator's cluster-state change (exclusions, settings, removals), asked of this node. */
   proposeClusterChange(change: ClusterChange): boolean {
     if (this.currentStatus !== 'running') return false;
-    const outcome = this.coordinatorInstance!.proposeClusterChange(change);
+    const outcome = this.loop!.coordinator.proposeClusterChange(change);
     this.drain();
     return outcome.ok;
   }
@@ -272,7 +269,7 @@ export class SimNode {
     if (this.currentStatus === 'crashed') return;
     this.env.trace?.(`${this.id} crashes`);
     this.currentStatus = 'crashed';
-    this.coordinatorInstance = null;
+    this.loop = null;
     this.crashArmed = null;
     this.stats.crashes++;
     const queued = this.queued;
@@ -288,7 +285,7 @@ export class SimNode {
     for (const read of reads) read.reply({ kind: 'rejected', reason: 'unavailable', master: null });
   }
 
-  /** Crashes in the middle of handling the next Ready, at `point` (for a crash between steps, call crash()). */
+  /** Crashes while handling the next Ready, at `point` (for a crash between steps, call crash()). */
   armCrash(point: CrashPoint): void {
     if (this.currentStatus !== 'crashed') this.crashArmed = point;
   }
@@ -325,7 +322,7 @@ export class SimNode {
     this.missedTicks = 0;
     if (missed > 0) {
       this.stats.ticks += missed;
-      this.coordinatorInstance!.catchUp(missed);
+      this.loop!.coordinator.catchUp(missed);
       this.drain();
     }
     const queued = this.queued;
@@ -339,7 +336,7 @@ export class SimNode {
       const input = queued[i]!;
       if (input.kind === 'message') {
         this.stats.messages++;
-        this.coordinatorInstance!.step(input.message);
+        this.loop!.coordinator.step(input.message);
         this.drain();
       } else {
         this.handle(input.command, input.reply);
@@ -362,12 +359,11 @@ export class SimNode {
       random,
       ...(isCoordinatorBug(this.config.injectedBug) ? { injectedBug: this.config.injectedBug } : {}),
     };
-    this.options = options;
-    this.storageFailing = false;
     const writePathBug = this.config.injectedBug !== undefined && !isCoordinatorBug(this.config.injectedBug) ? this.config.injectedBug : undefined;
-    this.writes = new WriteTracker(this.incarnationTimers(), this.config.writeTimeoutUnits, writePathBug);
-    this.coordinatorInstance = new ClusterCoordinator(options, this.storage.restoredState());
-    this.coordinatorInstance.setDiscoveryPeers(this.config.discoveryPeers);
+    const writes = new WriteTracker<KvResult | null, string>(this.incarnationTimers(), this.config.writeTimeoutUnits, writePathBug);
+    this.writes = writes;
+    this.loop = new ReadyLoop(options, this.storage.restoredState(), () => this.config.discoveryPeers, this.readyStorage(), writes, this.readyHooks());
+    this.loop.coordinator.setDiscoveryPeers(this.config.discoveryPeers);
     this.currentStatus = 'running';
     this.missedTicks = 0;
     this.env.trace?.(
@@ -390,27 +386,23 @@ export class SimNode {
   }
 
   private propose(command: KvCommand, reply: (r: ClientReply) => void): void {
-    const outcome = this.coordinatorInstance!.propose(command);
+    const outcome = this.loop!.coordinator.propose(command);
     if (!outcome.ok) return reply({ kind: 'rejected', reason: outcome.reason, master: outcome.master });
     this.env.observer.onProposalAccepted(this, outcome.index);
     this.writes!.proposed(outcome.index, outcome.term, (answer) => this.answerWrite(answer, reply));
     this.drain();
   }
 
-  /** The runtime loop of the Ready contract (see types.ts), with the optional crash in the middle. */
+  /** The runtime's Ready loop (see ReadyLoop), then the acknowledgements and the reads it made possible. */
   private drain(): void {
-    this.drainReady();
+    if (this.currentStatus !== 'running') return;
+    this.loop!.drain();
     if (this.currentStatus === 'running') this.settle();
   }
 
   /** Acknowledges what the master may acknowledge; answers the direct reads whose index is applied. */
   private settle(): void {
-    const coordinator = this.coordinatorInstance!;
-    const writes = this.writes!;
-    if (writes.unacknowledged > 0) {
-      const isMaster = coordinator.softState().role === 'master';
-      writes.acknowledge(isMaster, isMaster ? coordinator.acknowledgedIndex() : 0);
-    }
+    this.loop!.acknowledge();
     const applied = this.storage.stateMachine.appliedIndex;
     for (const [id, read] of this.waitingReads) {
       if (read.index !== null && read.index <= applied) {
@@ -420,70 +412,64 @@ export class SimNode {
     }
   }
 
-  private drainReady(): void {
-    for (let rounds = 0; this.currentStatus === 'running'; rounds++) {
-      const coordinator = this.coordinatorInstance!;
-      if (!coordinator.hasReady()) return;
-      if (rounds >= readyRoundsMax) throw new Error(`${this.id}: the Ready loop has not settled after ${readyRoundsMax} rounds`);
-      const ready = coordinator.ready();
-      if (this.storage.refuses(ready)) return this.onPersistFailed(ready);
-      // 1. Durable before anything is sent: a vote or an acknowledgement must never outrun its own state.
-      if (ready.bootstrapView !== undefined) this.storage.saveBootstrapView(ready.bootstrapView);
-      const persisted = this.storage.persist(ready.snapshot, ready.hardState, ready.entries);
-      if (this.storageFailing && (ready.snapshot !== undefined || ready.entries.length > 0)) {
-        this.env.trace?.(`${this.id} stores entries again`);
-        this.storageFailing = false;
-        coordinator.setStorageFailing(false);
-      }
-      if (ready.snapshot !== undefined) {
-        this.stats.snapshotsInstalled++;
-        this.env.trace?.(`${this.id} installs a snapshot at ${ready.snapshot.index}`);
-      }
-      this.env.observer.onPersist(this, persisted);
-      if (this.crashArmed === 'afterPersist') return this.crashAt('after persisting, before sending');
-      // 2. Send.
-      for (const message of ready.messages) this.env.send(message);
-      if (this.crashArmed === 'afterSend') return this.crashAt('after sending, before applying');
-      // 3. Apply, each entry atomically with the applied index.
-      const applyCount = this.crashArmed === 'midApply' ? Math.floor(ready.committed.length / 2) : ready.committed.length;
-      const commitIndex = ready.committed.length > 0 ? coordinator.softState().commitIndex : 0;
-      for (let i = 0; i < applyCount; i++) this.apply(ready.committed[i]!, commitIndex);
-      if (this.crashArmed === 'midApply' && ready.committed.length > 0) return this.crashAt(`after applying ${applyCount} of ${ready.committed.length} entries`);
-      for (const state of ready.readStates) {
-        const read = this.waitingReads.get(state.id);
-        if (read === undefined) continue;
-        if (state.index !== null) read.index = state.index;
-        else {
-          this.waitingReads.delete(state.id);
-          read.reply({ kind: 'rejected', reason: 'notMaster', master: coordinator.softState().master });
+  /** The disk, as the Ready loop sees it: one atomic step per Ready (SimStorage's crash semantics). */
+  private readyStorage(): ReadyStorage<KvResult | null, string> {
+    return {
+      commit: (ready) => {
+        if (this.storage.refuses(ready)) throw new Error('disk full');
+        if (ready.bootstrapView !== undefined) this.storage.saveBootstrapView(ready.bootstrapView);
+        const persisted = this.storage.persist(ready.snapshot, ready.hardState, ready.entries);
+        if (ready.snapshot !== undefined) {
+          this.stats.snapshotsInstalled++;
+          this.env.trace?.(`${this.id} installs a snapshot at ${ready.snapshot.index}`);
         }
-      }
-      // 4. Tell the core.
-      coordinator.advance(ready);
-      this.maybeCompact(coordinator);
-    }
+        this.env.observer.onPersist(this, persisted);
+        const commitIndex = ready.committed.length > 0 ? this.loop!.coordinator.softState().commitIndex : 0;
+        return ready.committed.map((entry) => ({ ok: true, result: this.apply(entry, commitIndex) }));
+      },
+      restoredState: () => this.storage.restoredState(),
+    };
   }
 
-  /**
-   * The disk refused a Ready: nothing of it is stored, applied or sent, but the coordinator's memory is ahead of
-   * the disk. As the runtime does, the writes of this Ready are refused (nothing of them is stored anywhere: their
-   * appends were in this Ready's messages), and a new coordinator starts from the disk. Proposals stored earlier
-   * wait for their outcome, as in the runtime (the same WriteTracker). Reads waiting for a read index the old coordinator
-   * was confirming never hear of it again (the runtime's time out): refused, so that the client retries.
-   */
-  private onPersistFailed(ready: ClusterReady): void {
-    this.env.trace?.(`${this.id} cannot store a Ready (disk full): its coordination layer restarts from the disk`);
-    this.writes!.notStored(ready.entries, 'disk full');
-    for (const [id, read] of this.waitingReads) {
-      if (read.index !== null) continue;
-      this.waitingReads.delete(id);
-      read.reply({ kind: 'rejected', reason: 'notMaster', master: null });
-    }
-    this.storageFailing = true;
-    this.ticksSinceStorageProbe = 0;
-    this.coordinatorInstance = new ClusterCoordinator(this.options!, this.storage.restoredState());
-    this.coordinatorInstance.setDiscoveryPeers(this.config.discoveryPeers);
-    this.coordinatorInstance.setStorageFailing(true);
+  /** What the node does around each Ready: the armed crash, the reads it confirmed, compaction, disk failures. */
+  private readyHooks(): ReadyLoopHooks<string> {
+    return {
+      committed: () => {
+        if (this.crashArmed !== 'afterCommit') return true;
+        this.crashAt('after a commit, before its messages');
+        return false;
+      },
+      send: (message) => this.env.send(message),
+      done: (ready) => {
+        const coordinator = this.loop!.coordinator;
+        for (const state of ready.readStates) {
+          const read = this.waitingReads.get(state.id);
+          if (read === undefined) continue;
+          if (state.index !== null) read.index = state.index;
+          else {
+            this.waitingReads.delete(state.id);
+            read.reply({ kind: 'rejected', reason: 'notMaster', master: coordinator.softState().master });
+          }
+        }
+        this.maybeCompact(coordinator);
+        if (this.crashArmed !== 'afterReady') return true;
+        this.crashAt('after a Ready');
+        return false;
+      },
+      commitFailed: () => {
+        // Reads waiting for a read index the old coordinator was confirming never hear of it again (the runtime's
+        // time out): refused, so that the client retries.
+        this.env.trace?.(`${this.id} cannot store a Ready (disk full): its coordination layer restarts from the disk`);
+        for (const [id, read] of this.waitingReads) {
+          if (read.index !== null) continue;
+          this.waitingReads.delete(id);
+          read.reply({ kind: 'rejected', reason: 'notMaster', master: null });
+        }
+        this.ticksSinceStorageProbe = 0;
+        return 'disk full';
+      },
+      storageWritable: () => this.env.trace?.(`${this.id} stores entries again`),
+    };
   }
 
   /** Snapshots the state machine (with the cluster state) and drops the journal below it, as a real node would. */
@@ -503,11 +489,11 @@ export class SimNode {
     this.crash();
   }
 
-  private apply(entry: Entry, commitIndex: number): void {
+  private apply(entry: Entry, commitIndex: number): KvResult | null {
     const result = this.storage.stateMachine.apply(entry);
     this.stats.applied++;
     this.env.observer.onApply(this, entry, commitIndex);
-    this.writes!.applied(entry, { ok: true, result });
+    return result;
   }
 
   /**

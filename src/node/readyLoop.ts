@@ -1,0 +1,132 @@
+import { ClusterCoordinator, type ClusterReady, type CoordinatorOptions, type CoordinatorRestoredState } from '../core/clusterCoordinator.js';
+import type { ClusterMessage } from '../core/clusterMessages.js';
+import { invariant } from '../errors/catalogue.js';
+import type { ApplyOutcome, WriteTracker } from './writeTracker.js';
+
+/** A Ready loop that does not settle is a coordinator bug: it would spin the node forever. */
+const readyRoundsMax = 10_000;
+
+/** Where a Ready becomes durable: the node's SQLite database in production, SimStorage under simulation. */
+export interface ReadyStorage<R, E> {
+  /**
+   * Makes everything of `ready` durable in one atomic step — a snapshot install, the bootstrap view, the hard state,
+   * the journal entries — and applies its committed entries in the same step, returning each one's outcome. Throws
+   * when the step failed: then nothing of it was stored or applied.
+   */
+  commit(ready: ClusterReady): Array<ApplyOutcome<R, E>>;
+  /** What a coordinator starts from after a failed commit: the disk's state. */
+  restoredState(): CoordinatorRestoredState;
+}
+
+/** What the loop's owner does around each Ready (the runtime: files, metrics, logs, listeners; the simulator: checks). */
+export interface ReadyLoopHooks<E> {
+  /** Before the commit (the runtime attaches a snapshot's file); returns what to undo after it, whatever happened. */
+  beforeCommit?(ready: ClusterReady): (() => void) | null;
+  /**
+   * Right after the commit, before anything else: memory follows the disk. False stops the loop there (the
+   * simulator's crash between the commit and the sending of the Ready's messages).
+   */
+  committed(ready: ClusterReady): boolean;
+  send(message: ClusterMessage): void;
+  /** Sent and settled: the reads it confirmed, the listeners, snapshot bookkeeping. False stops the loop there. */
+  done(ready: ClusterReady): boolean;
+  /** The commit failed with `error` (thrown by the storage): the error the Ready's writes are refused with. */
+  commitFailed(ready: ClusterReady, error: unknown): E;
+  /** Entries were stored again after failures (or a probe found the disk writable). */
+  storageWritable(): void;
+}
+
+/**
+ * The Ready loop: the one place where the coordinator's Ready records are carried out, in production
+ * (ClusterRuntime) and under simulation (test/sim/simNode.ts) alike —
+ *
+ *   commit (durable, applied) → advance → send the messages → settle the writes → the owner's bookkeeping
+ *
+ * Nothing leaves the node before its Ready is durable: a vote or an acknowledgement never outruns the state it
+ * vouches for. A commit that fails (a full disk) stored nothing, but the coordinator's memory is ahead of the disk:
+ * it is treated as a crash of the coordination layer alone — the writes of that Ready are refused (nothing of them
+ * exists anywhere: their appends were in that Ready's messages), and a new coordinator starts from the disk, marked
+ * as failing storage so that it does not campaign (CoordinationCore.setStorageFailing) until entries are stored
+ * again or the owner's probe finds the disk writable.
+ */
+export class ReadyLoop<R, E> {
+  private coordinatorInstance: ClusterCoordinator;
+  private failure: E | null = null;
+
+  constructor(
+    private coordinatorOptions: CoordinatorOptions,
+    restored: CoordinatorRestoredState,
+    private readonly discoveryPeers: () => readonly string[],
+    private readonly storage: ReadyStorage<R, E>,
+    private readonly writes: WriteTracker<R, E>,
+    private readonly hooks: ReadyLoopHooks<E>,
+  ) {
+    this.coordinatorInstance = new ClusterCoordinator(coordinatorOptions, restored);
+  }
+
+  get coordinator(): ClusterCoordinator {
+    return this.coordinatorInstance;
+  }
+
+  /** The error of the latest failed commit, while the disk has not taken entries since; null otherwise. */
+  get storageFailure(): E | null {
+    return this.failure;
+  }
+
+  /** Options for coordinators started after a failed commit (the node's published addresses may change). */
+  updateOptions(options: CoordinatorOptions): void {
+    this.coordinatorOptions = options;
+  }
+
+  /** Carries out every Ready there is. False when a commit failed (the coordinator restarted from the disk) or a hook stopped it. */
+  drain(): boolean {
+    for (let rounds = 0; this.coordinatorInstance.hasReady(); rounds++) {
+      invariant(rounds < readyRoundsMax, `the Ready loop has not settled after ${readyRoundsMax} rounds`);
+      const coordinator = this.coordinatorInstance;
+      const ready = coordinator.ready();
+      let outcomes: Array<ApplyOutcome<R, E>>;
+      const undo = this.hooks.beforeCommit?.(ready) ?? null;
+      try {
+        outcomes = this.storage.commit(ready);
+      } catch (err) {
+        this.commitFailed(ready, err);
+        return false;
+      } finally {
+        undo?.();
+      }
+      if (!this.hooks.committed(ready)) return false;
+      coordinator.advance(ready);
+      // Only stored entries prove the disk takes writes again: a small hard-state write can fit into a full disk
+      // (SQLite reuses free pages), and clearing on it made a full node flap between refusing and taking writes.
+      if (this.failure !== null && (ready.entries.length > 0 || ready.snapshot !== undefined)) this.storageWritable();
+      for (const message of ready.messages) this.hooks.send(message);
+      ready.committed.forEach((entry, i) => this.writes.applied(entry, outcomes[i]!));
+      if (!this.hooks.done(ready)) return false;
+    }
+    return true;
+  }
+
+  /** Answers the writes the master may acknowledge (WriteTracker.acknowledge). */
+  acknowledge(): void {
+    if (this.writes.unacknowledged === 0) return;
+    const isMaster = this.coordinatorInstance.softState().role === 'master';
+    this.writes.acknowledge(isMaster, isMaster ? this.coordinatorInstance.acknowledgedIndex() : 0);
+  }
+
+  /** The disk takes writes again (entries were stored, or the owner's probe succeeded). */
+  storageWritable(): void {
+    if (this.failure === null) return;
+    this.failure = null;
+    this.coordinatorInstance.setStorageFailing(false);
+    this.hooks.storageWritable();
+  }
+
+  private commitFailed(ready: ClusterReady, err: unknown): void {
+    const error = this.hooks.commitFailed(ready, err);
+    this.failure = error;
+    this.writes.notStored(ready.entries, error);
+    this.coordinatorInstance = new ClusterCoordinator(this.coordinatorOptions, this.storage.restoredState());
+    this.coordinatorInstance.setDiscoveryPeers(this.discoveryPeers());
+    this.coordinatorInstance.setStorageFailing(true);
+  }
+}
