@@ -141,6 +141,19 @@ export function loadConfig(sources: ConfigSources): Config {
   if (config.cluster.heartbeatIntervalTicks >= config.cluster.electionTimeoutTicks) {
     throw new ConfigError('Setting cluster.heartbeatIntervalTicks must be below cluster.electionTimeoutTicks, or followers time out between heartbeats.');
   }
+  // A member is taken for down, or out of the in-sync set, no sooner than an election times out: sooner, a master
+  // would drop members for silences its own followers tolerate (the runtime used to raise such values silently).
+  const electionTimeoutMs = config.cluster.electionTimeoutTicks * config.cluster.tickMs;
+  for (const [key, value] of [
+    ['cluster.nodeFailureTimeoutMs', config.cluster.nodeFailureTimeoutMs],
+    ['replication.inSyncTimeoutMs', config.replication.inSyncTimeoutMs],
+  ] as const) {
+    if (value < electionTimeoutMs) {
+      throw new ConfigError(
+        `Setting ${key} (${value} ms) is below the election timeout (cluster.electionTimeoutTicks × cluster.tickMs = ${electionTimeoutMs} ms); raise it to at least that.`,
+      );
+    }
+  }
   if (config.transport.publishHost !== '' && config.transport.port === 0) {
     throw new ConfigError('Setting transport.publishHost needs a fixed transport.port: peers cannot reach a port picked at random.');
   }

@@ -147,6 +147,23 @@ export interface FollowerState {
 
 const emptyConfiguration: JointConfiguration = { current: new Set() };
 
+/** The options' ranges and relations, checked once when a core is built: a bad one is a bug of whoever built it. */
+function checkCoreOptions(options: CoreOptions): void {
+  const positive = (name: string, value: number) => invariant(Number.isSafeInteger(value) && value >= 1, `CoreOptions.${name} must be a positive integer, got ${value}`);
+  positive('electionTimeoutTicks', options.electionTimeoutTicks);
+  positive('heartbeatIntervalTicks', options.heartbeatIntervalTicks);
+  positive('appendEntriesMax', options.appendEntriesMax);
+  positive('inflightAppendsMax', options.inflightAppendsMax);
+  positive('uncommittedEntriesMax', options.uncommittedEntriesMax);
+  positive('readIndexPendingMax', options.readIndexPendingMax);
+  if (options.appendBytesMax !== undefined) positive('appendBytesMax', options.appendBytesMax);
+  invariant(options.heartbeatIntervalTicks < options.electionTimeoutTicks, 'heartbeats must come faster than elections');
+  invariant(
+    Number.isFinite(options.clockDriftPercent) && options.clockDriftPercent >= 0 && options.clockDriftPercent < 100,
+    `CoreOptions.clockDriftPercent must be in [0, 100), got ${options.clockDriftPercent}`,
+  );
+}
+
 function toJoint(payload: ConfigurationPayload): JointConfiguration {
   return payload.next === undefined
     ? { current: new Set(payload.current) }
@@ -230,13 +247,19 @@ export class CoordinationCore {
   private hardStateDirty = false;
 
   constructor(private readonly options: CoreOptions, restored: RestoredState) {
-    invariant(options.heartbeatIntervalTicks < options.electionTimeoutTicks, 'heartbeats must come faster than elections');
+    checkCoreOptions(options);
     this.term = restored.hardState.term;
     this.votedFor = restored.hardState.votedFor;
     this.journal = new MemoryJournal(restored.snapshot, restored.entries);
     this.pendingReads = new ReadIndexQueue(options.readIndexPendingMax);
     invariant(restored.appliedIndex >= this.snapshot.index, 'the state machine is older than the snapshot');
-    this.commitIndex = Math.min(restored.hardState.commitIndex, this.lastIndex());
+    // What was committed was durable with the journal that holds it (one transaction): a commit index past the
+    // journal's end is a damaged or hand-edited data directory, never something to clamp away.
+    invariant(
+      restored.hardState.commitIndex <= this.lastIndex(),
+      `the restored commit index ${restored.hardState.commitIndex} is past the journal's end ${this.lastIndex()}: the data directory is damaged`,
+    );
+    this.commitIndex = restored.hardState.commitIndex;
     this.appliedIndex = restored.appliedIndex;
     invariant(this.appliedIndex <= this.lastIndex(), 'applied past the end of the journal');
     // Whatever was applied was committed.
@@ -1117,7 +1140,8 @@ export class CoordinationCore {
       while (answered < p.entrySeqs.length && p.entrySeqs[answered]! <= m.echoSeq) answered++;
       if (answered > 0) {
         p.entrySeqs.splice(0, answered);
-        p.inflight = Math.max(0, p.inflight - answered);
+        invariant(p.inflight >= answered, `${answered} appends answered with ${p.inflight} in flight to ${m.from}`);
+        p.inflight -= answered;
       }
       if (m.matchIndex > p.matchIndex) {
         p.matchIndex = m.matchIndex;

@@ -267,22 +267,22 @@ export class ClusterRuntime {
         // Appends are bounded by bytes: at most appendBytesMax (never more than half a frame) plus, when a single
         // entry is larger, that one entry — about 1 MiB at most (the properties limit) plus its command, well
         // within transport.frameBytesMax (4 MiB or more), which the transport would otherwise drop for good.
-        appendEntriesMax: 4096,
+        appendEntriesMax,
         appendBytesMax: Math.min(options.appendBytesMax, Math.floor(options.frameBytesMax / 2)),
         entryBytes,
-        inflightAppendsMax: 4,
+        inflightAppendsMax,
         uncommittedEntriesMax: options.writeQueueEntriesMax,
         clockDriftPercent: options.clockDriftPercent,
         readIndexPendingMax: options.readIndexWaitersMax,
       },
-      probeIntervalTicks: options.heartbeatIntervalTicks * 3,
-      discoveryInfoTicksMax: options.electionTimeoutTicks * 4,
-      discoveredPeersMax: 256,
-      joinRetryTicks: options.heartbeatIntervalTicks * 5,
+      probeIntervalTicks: options.heartbeatIntervalTicks * probeIntervalHeartbeats,
+      discoveryInfoTicksMax: options.electionTimeoutTicks * discoveryInfoElectionTimeouts,
+      discoveredPeersMax,
+      joinRetryTicks: options.heartbeatIntervalTicks * joinRetryHeartbeats,
       nodeFailureTimeoutTicks: options.nodeFailureTimeoutTicks,
       inSyncTimeoutTicks: options.inSyncTimeoutTicks,
       publishTimeoutTicks: options.publishTimeoutTicks,
-      pendingChangesMax: 64,
+      pendingChangesMax: pendingClusterChangesMax,
       random: cryptoRandom,
       ...(options.injectedBug !== undefined ? { injectedBug: options.injectedBug } : {}),
     };
@@ -1085,6 +1085,21 @@ export class ClusterRuntime {
     );
   }
 }
+
+// The coordination layer's fixed limits (CoreOptions, CoordinatorOptions), named here rather than as literals.
+/** Most entries in one append; appendBytesMax bounds it first in practice. */
+const appendEntriesMax = 4096;
+/** Appends with entries in flight to one follower before the master waits for an answer. */
+const inflightAppendsMax = 4;
+/** Discovery probes every few heartbeats, forgets a peer's information after a few election timeouts. */
+const probeIntervalHeartbeats = 3;
+const discoveryInfoElectionTimeouts = 4;
+/** Peers discovery keeps track of at most (seeds, members, and whoever dialled in). */
+const discoveredPeersMax = 256;
+/** A node that asked to join asks again after this many heartbeats without an answer. */
+const joinRetryHeartbeats = 5;
+/** Operators' and jobs' cluster-state changes queued on the master at most; more are refused (OVERLOADED). */
+const pendingClusterChangesMax = 64;
 
 /** What probeStorage writes to see whether the disk has room again: more than a few reused pages, little I/O. */
 const storageProbeBytes = 1024 * 1024;

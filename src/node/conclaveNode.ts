@@ -174,9 +174,10 @@ export class ConclaveNode {
           tickMs: config.cluster.tickMs,
           electionTimeoutTicks: config.cluster.electionTimeoutTicks,
           heartbeatIntervalTicks: config.cluster.heartbeatIntervalTicks,
-          nodeFailureTimeoutTicks: Math.max(config.cluster.electionTimeoutTicks, Math.ceil(config.cluster.nodeFailureTimeoutMs / config.cluster.tickMs)),
+          // At least an election timeout each (config/load.ts refuses less).
+          nodeFailureTimeoutTicks: Math.ceil(config.cluster.nodeFailureTimeoutMs / config.cluster.tickMs),
           appendBytesMax: config.replication.appendBytesMax,
-          inSyncTimeoutTicks: Math.max(config.cluster.electionTimeoutTicks, Math.ceil(config.replication.inSyncTimeoutMs / config.cluster.tickMs)),
+          inSyncTimeoutTicks: Math.ceil(config.replication.inSyncTimeoutMs / config.cluster.tickMs),
           publishTimeoutTicks: Math.ceil(config.cluster.publishTimeoutMs / config.cluster.tickMs),
           clockDriftPercent: config.cluster.clockDriftPercent,
           readIndexTimeoutMs: config.cluster.readIndexTimeoutMs,

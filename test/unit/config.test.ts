@@ -81,3 +81,17 @@ test('invalid and unknown settings name the setting, the source and the fix', ()
 test('non-setting CONCLAVE_ variables are allowed', () => {
   assert.doesNotThrow(() => loadConfig({ env: { CONCLAVE_ADMIN_PASSWORD: 'x', CONCLAVE_CONFIG: 'y' }, flags: {} }));
 });
+
+test('timeouts shorter than an election are refused at start, not raised in silence', () => {
+  // 10 ticks of 50 ms: an election times out after 500 ms.
+  for (const [name, key] of [
+    ['CONCLAVE_REPLICATION_IN_SYNC_TIMEOUT_MS', 'replication.inSyncTimeoutMs'],
+    ['CONCLAVE_CLUSTER_NODE_FAILURE_TIMEOUT_MS', 'cluster.nodeFailureTimeoutMs'],
+  ]) {
+    const message = configError(() => loadConfig({ env: { [name]: '400' }, flags: {} }));
+    assert.match(message, new RegExp(`${key.replace('.', '\\.')} \\(400 ms\\) is below the election timeout .*= 500 ms`));
+    assert.doesNotThrow(() => loadConfig({ env: { [name]: '500' }, flags: {} }));
+  }
+  // Longer ticks lengthen the election timeout with them.
+  assert.match(configError(() => loadConfig({ env: { CONCLAVE_CLUSTER_TICK_MS: '200' }, flags: {} })), /replication\.inSyncTimeoutMs \(1500 ms\) is below the election timeout .*= 2000 ms/);
+});
