@@ -178,9 +178,10 @@ async function takeBackup(options: BackupFlags & { out: string }): Promise<void>
       if (response.statusCode !== 503) break;
       const error = catalogueError(parseJson(await response.body.text().catch(() => '')));
       const pauseMs = Math.min(retryPauseMsMax, retryPauseMsMin * 2 ** attempt);
-      if (error === null || errorCatalogue[error.code as ErrorCode]?.retryable !== true || Date.now() + pauseMs > retryUntil) {
-        throw new StatusFailure(`${base} refused the backup: ${error?.message ?? `HTTP ${response.statusCode}`} (${error?.code ?? 'HTTP'})`);
-      }
+      if (error === null) throw new StatusFailure(`${base} answered HTTP ${response.statusCode} to ${path}; is --url a Conclave node of this version?`);
+      // A node shutting down will not serve the backup, however long one waits: ask another.
+      const retryable = errorCatalogue[error.code as ErrorCode]?.retryable === true && error.code !== 'SHUTTING_DOWN';
+      if (!retryable || Date.now() + pauseMs > retryUntil) throw new StatusFailure(`${base} refused the backup: ${error.message} (${error.code})`);
       process.stderr.write(`conclave: ${base} refused the backup for now (${error.code}); asking again in ${pauseMs} ms\n`);
       await sleep(pauseMs);
     }

@@ -313,8 +313,9 @@ export class ClusterRuntime {
     };
     this.loop = new ReadyLoop(coordinatorOptions, journal.restoredState(this.appliedIndexValue), () => this.discoveryPeers, storage, this.writes, {
       beforeCommit: (ready) => {
+        const detach = ready.snapshot !== undefined ? this.prepareSnapshotInstall(ready.snapshot) : null;
         this.commitStartedMs = performance.now();
-        return ready.snapshot !== undefined ? this.prepareSnapshotInstall(ready.snapshot) : null;
+        return detach === null ? null : () => this.detachSnapshot(detach);
       },
       committed: (ready) => {
         this.afterCommit(ready, performance.now() - this.commitStartedMs);
@@ -779,6 +780,8 @@ export class ClusterRuntime {
   private onCommitFailed(err: unknown): ConclaveError {
     if (err instanceof ApplyFailure) this.onApplyFailed(err);
     const error = storageError(err);
+    // The first probe of the disk comes an election timeout from now, not at the next tick.
+    this.storageProbedAtMs = performance.now();
     if (this.loop.storageFailure === null) this.log.error({ code: error.code, err: error }, 'cannot persist the journal; writes are refused until it can');
     return error;
   }
@@ -791,7 +794,8 @@ export class ClusterRuntime {
    * (storageProbeBytes) that a few pages SQLite reuses do not pass for free space.
    */
   private probeStorage(nowMs: number): void {
-    if (this.loop.storageFailure === null || nowMs - this.storageProbedAtMs < this.options.tickMs * this.coordinatorOptions.core.electionTimeoutTicks) return;
+    // Only a full disk: a probe proves nothing about an entry that cannot be applied, or another storage error.
+    if (this.loop.storageFailure?.code !== 'DISK_FULL' || nowMs - this.storageProbedAtMs < this.options.tickMs * this.coordinatorOptions.core.electionTimeoutTicks) return;
     this.storageProbedAtMs = nowMs;
     if (this.journal.probeWritable(storageProbeBytes)) this.loop.storageWritable();
   }
@@ -982,7 +986,6 @@ export class ClusterRuntime {
     snapshots.fetcher.installed(snapshot.index);
     if (this.pendingSnapshotFile !== null && this.pendingSnapshotFile.index <= snapshot.index) this.pendingSnapshotFile = null;
     // Writes this node proposed as master up to the snapshot: whether they made it is not known here.
-    this.writes.snapshotInstalled(snapshot.index);
     this.log.info({ index: snapshot.index, term: snapshot.term, bytes: fileRefOf(snapshot).bytes }, 'installed a snapshot');
     for (const listener of this.snapshotListeners) {
       try {

@@ -20,7 +20,10 @@ export interface ReadyStorage<R, E> {
 
 /** What the loop's owner does around each Ready (the runtime: files, metrics, logs, listeners; the simulator: checks). */
 export interface ReadyLoopHooks<E> {
-  /** Before the commit (the runtime attaches a snapshot's file); returns what to undo after it, whatever happened. */
+  /**
+   * Before the commit (the runtime attaches a snapshot's file); returns what to undo after it, whatever happened
+   * (the undo must not throw). A throw here counts as a failed commit.
+   */
   beforeCommit?(ready: ClusterReady): (() => void) | null;
   /**
    * Right after the commit, before anything else: memory follows the disk. False stops the loop there (the
@@ -30,7 +33,10 @@ export interface ReadyLoopHooks<E> {
   send(message: ClusterMessage): void;
   /** Sent and settled: the reads it confirmed, the listeners, snapshot bookkeeping. False stops the loop there. */
   done(ready: ClusterReady): boolean;
-  /** The commit failed with `error` (thrown by the storage): the error the Ready's writes are refused with. */
+  /**
+   * The commit failed with `error` (thrown by the storage): the error the Ready's writes are refused with. An error
+   * that is not a storage failure (a broken invariant) is rethrown here: it must not pass for a full disk.
+   */
   commitFailed(ready: ClusterReady, error: unknown): E;
   /** Entries were stored again after failures (or a probe found the disk writable). */
   storageWritable(): void;
@@ -85,15 +91,17 @@ export class ReadyLoop<R, E> {
       const coordinator = this.coordinatorInstance;
       const ready = coordinator.ready();
       let outcomes: Array<ApplyOutcome<R, E>>;
-      const undo = this.hooks.beforeCommit?.(ready) ?? null;
+      let undo: (() => void) | null = null;
       try {
+        // Inside: a snapshot's file that cannot be attached is a failed commit too (nothing was stored).
+        undo = this.hooks.beforeCommit?.(ready) ?? null;
         outcomes = this.storage.commit(ready);
       } catch (err) {
+        undo?.();
         this.commitFailed(ready, err);
         return false;
-      } finally {
-        undo?.();
       }
+      undo?.();
       if (!this.hooks.committed(ready)) return false;
       coordinator.advance(ready);
       // Only stored entries prove the disk takes writes again: a small hard-state write can fit into a full disk
@@ -101,6 +109,8 @@ export class ReadyLoop<R, E> {
       if (this.failure !== null && (ready.entries.length > 0 || ready.snapshot !== undefined)) this.storageWritable();
       for (const message of ready.messages) this.hooks.send(message);
       ready.committed.forEach((entry, i) => this.writes.applied(entry, outcomes[i]!));
+      // Writes proposed up to an installed snapshot: whether they made it is not known here.
+      if (ready.snapshot !== undefined) this.writes.snapshotInstalled(ready.snapshot.index);
       if (!this.hooks.done(ready)) return false;
     }
     return true;

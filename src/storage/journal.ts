@@ -133,14 +133,14 @@ export function entryChecksum(index: number, term: number, payload: Buffer): num
   return crc32(payload, crc32(header));
 }
 
+/** The meta key of probeWritable's scratch row. */
+const storageProbeKey = 'storage_probe';
+
 /**
  * The durable side of the coordination core: the journal table, the hard state (term, vote, commit index) and
  * the bootstrap view, in the node's SQLite database. Writes run inside the caller's transaction — the runtime
  * makes a Ready durable in one transaction (synchronous=FULL: fsynced at commit) before it sends anything.
  */
-/** The meta key of probeWritable's scratch row. */
-const storageProbeKey = 'storage_probe';
-
 export class JournalStore {
   private readonly insert;
   private readonly truncate;
@@ -206,15 +206,15 @@ export class JournalStore {
   probeWritable(bytes: number): boolean {
     try {
       this.upsertMeta.run(storageProbeKey, Buffer.alloc(bytes));
-      return true;
     } catch {
       return false;
-    } finally {
-      try {
-        this.deleteMeta.run(storageProbeKey);
-      } catch {
-        // Nothing to remove (the insert failed), or the disk is failing again: the next probe removes it.
-      }
+    }
+    try {
+      this.deleteMeta.run(storageProbeKey);
+      return true;
+    } catch {
+      // The disk failed again at once: not writable yet (the next probe overwrites the row and removes it).
+      return false;
     }
   }
 

@@ -416,7 +416,7 @@ export class SimNode {
   private readyStorage(): ReadyStorage<KvResult | null, string> {
     return {
       commit: (ready) => {
-        if (this.storage.refuses(ready)) throw new Error('disk full');
+        if (this.storage.refuses(ready)) throw new SimDiskFull();
         if (ready.bootstrapView !== undefined) this.storage.saveBootstrapView(ready.bootstrapView);
         const persisted = this.storage.persist(ready.snapshot, ready.hardState, ready.entries);
         if (ready.snapshot !== undefined) {
@@ -456,7 +456,9 @@ export class SimNode {
         this.crashAt('after a Ready');
         return false;
       },
-      commitFailed: () => {
+      commitFailed: (_ready, err) => {
+        // A broken invariant (the checker's, or the disk model's) is the seed's failure, never a full disk.
+        if (!(err instanceof SimDiskFull)) throw err;
         // Reads waiting for a read index the old coordinator was confirming never hear of it again (the runtime's
         // time out): refused, so that the client retries.
         this.env.trace?.(`${this.id} cannot store a Ready (disk full): its coordination layer restarts from the disk`);
@@ -536,6 +538,14 @@ export class SimNode {
         (handle as { cancelled: boolean }).cancelled = true;
       },
     };
+  }
+}
+
+/** The simulated disk refused a Ready (nothing of it was stored): the only error a commit may fail with. */
+class SimDiskFull extends Error {
+  constructor() {
+    super('disk full');
+    this.name = 'SimDiskFull';
   }
 }
 
