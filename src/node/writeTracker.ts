@@ -149,17 +149,18 @@ export class WriteTracker<R, E> {
   private timedOut(tracked: Tracked<R, E>): void {
     if (this.pending.get(tracked.index) === tracked) {
       this.pending.delete(tracked.index);
-      return this.finish(tracked, { kind: 'unknown', index: tracked.index, why: 'timeout' }, false);
+      return this.finish(tracked, { kind: 'unknown', index: tracked.index, why: 'timeout' });
     }
     const at = this.appliedUnacknowledged.indexOf(tracked);
     if (at >= 0) {
       this.appliedUnacknowledged.splice(at, 1);
-      this.finish(tracked, { kind: 'unconfirmed', index: tracked.index, why: 'timeout' }, false);
+      this.finish(tracked, { kind: 'unconfirmed', index: tracked.index, why: 'timeout' });
     }
   }
 
-  private finish(tracked: Tracked<R, E>, outcome: WriteOutcome<R, E>, clearTimer = true): void {
-    if (clearTimer) this.timers.clear(tracked.timer);
+  /** Answers once; clearing a timer that already fired (a timeout) is harmless. */
+  private finish(tracked: Tracked<R, E>, outcome: WriteOutcome<R, E>): void {
+    this.timers.clear(tracked.timer);
     tracked.answer(outcome);
   }
 }

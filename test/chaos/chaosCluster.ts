@@ -1,9 +1,10 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Agent, request } from 'undici';
 
 import { generateClusterSecret } from '../../src/config/clusterSecret.js';
+import { fillFileSystem } from '../helpers/fillDisk.js';
 import { binPath, processAuth } from '../helpers/process.js';
 import { WaitAborted, waitFor } from '../helpers/tmp.js';
 import { processState, type ClusterStatusBody, type DigestAnswer } from '../helpers/cluster.js';
@@ -198,20 +199,7 @@ export class ChaosCluster {
 
   /** Fills the node's tmpfs to the last byte with a filler file; `freeDisk` removes it. */
   fillDisk(name: string): void {
-    const file = join(this.node(name).dataDir, 'chaos-filler');
-    const chunk = Buffer.alloc(1024 * 1024);
-    const fd = openSync(file, 'a');
-    try {
-      for (;;) {
-        const free = statfsSync(this.node(name).dataDir).bavail * statfsSync(this.node(name).dataDir).bsize;
-        if (free === 0) break;
-        writeSync(fd, chunk, 0, Math.min(chunk.length, free));
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-    } finally {
-      closeSync(fd);
-    }
+    fillFileSystem(join(this.node(name).dataDir, 'chaos-filler'));
   }
 
   freeDisk(name: string): void {
