@@ -9,9 +9,11 @@ import { authorization, DocumentPaths, writer } from './operations.js';
 import { withServerCpu } from './processCpu.js';
 
 /**
- * The change feed's cost and delay (issue 15): the same closed-loop write load over all three nodes, first with no
- * subscriber, then with `subscribers` Server-Sent Events streams spread over the nodes. Cost: how much write
- * throughput the streams take. Delay: from the moment a writer has its acknowledgement to the moment a subscriber
+ * The change feed's cost and delay (issue 15): the same closed-loop write load over all three nodes, with no
+ * subscriber and with `subscribers` Server-Sent Events streams spread over the nodes, in four phases of half the
+ * duration each: alone, with, with, alone. The order cancels the drift of a run (a growing database, the machine's
+ * other work), which otherwise lands on the second of two phases as cost. Cost: how much write throughput the
+ * streams take. Delay: from the moment a writer has its acknowledgement to the moment a subscriber
  * on each node has the event, for every acknowledged write. Some subscribers (`measuringPerNode` on each node)
  * parse every event to time it; the others only count events, so that the bench process, which shares the cores
  * with the nodes, spends little on them. A webhook to a receiver in this process is timed the same way.
@@ -45,11 +47,18 @@ export interface WebhookDelay {
   readonly maxMs: number;
 }
 
+type PhaseResult = LoadResult & { serverCpuCores: number | null };
+
 export interface FeedBenchResult {
   readonly clients: number;
   readonly subscribers: number;
-  readonly alone: LoadResult & { serverCpuCores: number | null };
-  readonly withSubscribers: LoadResult & { serverCpuCores: number | null };
+  /** The four phases in the order run: alone, with, with, alone. */
+  readonly phases: readonly (PhaseResult & { subscribed: boolean })[];
+  /** The two phases of each kind together: throughput and CPU averaged, p50 averaged, p99 and max the worse. */
+  readonly alone: PhaseResult;
+  readonly withSubscribers: PhaseResult;
+  /** Socket reads per subscriber per second while subscribed (how many events each write to a stream carried: events/s over this). */
+  readonly chunksPerSubscriberPerSec: number;
   /** How much lower the write throughput was with the subscribers, in percent of it without them. */
   readonly throughputCostPercent: number;
   /** Events every counting subscriber got, at least and at most (each should have one per write). */
@@ -65,6 +74,7 @@ const dataLine = Buffer.from('\ndata: ');
 class Subscriber {
   readonly arrivedAt = new Map<string, number>();
   events = 0;
+  chunks = 0;
   failure: string | null = null;
   private readonly req: ClientRequest;
   private tail = '';
@@ -93,6 +103,7 @@ class Subscriber {
   }
 
   private take(chunk: string): void {
+    this.chunks++;
     const now = performance.now();
     const text = this.tail + chunk;
     let start = 0;
@@ -111,6 +122,7 @@ class Subscriber {
    * another machine, and the bench shares the servers' two cores.
    */
   private count(chunk: Buffer): void {
+    this.chunks++;
     // A `data: ` line cut between two chunks: the previous chunk's last bytes and this one's first hold it whole.
     if (this.tailBytes.length > 0 && Buffer.concat([this.tailBytes, chunk.subarray(0, dataLine.length - 1)]).includes(dataLine)) this.events++;
     let start = 0;
@@ -140,17 +152,20 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
   // Each node checks the Basic credentials once (scrypt) and caches them: paid before any measurement.
   for (const url of urls) await (await fetch(`${url}/api/v1/changes?limit=1`, { headers: { authorization } })).text();
 
-  const load = async (label: string, acknowledgedAt: Map<string, number>) => {
+  const load = async (label: string, acknowledgedAt: Map<string, number>, timing: LoadTiming): Promise<PhaseResult> => {
     const paths = new DocumentPaths(`${parentPath}/${label}`);
     await fetch(`${cluster.url(master)}/api/v1/content${paths.parentPath}`, { method: 'PUT', headers: { authorization, 'content-type': 'application/json' }, body: '{"properties":{}}' });
-    const { result, serverCpuCores } = await withServerCpu(pids, () => runLoad(`writes ${label}`, urls, options.clients, options, writer(paths, (path) => acknowledgedAt.set(path, performance.now()))));
+    const { result, serverCpuCores } = await withServerCpu(pids, () => runLoad(`writes ${label}`, urls, options.clients, timing, writer(paths, (path) => acknowledgedAt.set(path, performance.now()))));
     return { ...result, serverCpuCores };
   };
 
-  options.progress(`feed: ${options.clients} writers over all nodes, no subscriber`);
-  const alone = await load('alone', new Map());
+  const phaseOptions = { ...options, durationMs: Math.max(1, Math.round(options.durationMs / 2)) };
+  const phase = async (label: string, acknowledgedAt: Map<string, number>) => {
+    options.progress(`feed: ${options.clients} writers over all nodes, ${label}`);
+    return load(label, acknowledgedAt, phaseOptions);
+  };
+  const alone1 = await phase('alone-1', new Map());
 
-  options.progress(`feed: ${options.subscribers} SSE subscribers over ${nodes.length} nodes, the same writes`);
   const subscribers = Array.from({ length: options.subscribers }, (_, i) => {
     const node = nodes[i % nodes.length]!;
     return new Subscriber(node, cluster.url(node), Math.floor(i / nodes.length) < options.measuringPerNode);
@@ -174,7 +189,11 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
     body: JSON.stringify({ url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`, under: parentPath }),
   });
   if (hook.status !== 201) throw new Error(`registering the webhook answered ${hook.status}: ${await hook.text()}`);
-  let withSubscribers;
+  const hookId = ((await hook.json()) as { id: string }).id;
+  let with1;
+  let with2;
+  let chunksAtStart = 0;
+  let chunksAtEnd = 0;
   try {
     // Streams answer their headers at once; give them a moment to be open before the load starts.
     const deadline = performance.now() + 10_000;
@@ -184,7 +203,11 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
     }
     const failed = subscribers.find((s) => s.failure !== null || s.events === 0);
     if (failed !== undefined) throw new Error(failed.failure ?? `a feed subscriber on ${failed.node} got no event in 10 s`);
-    withSubscribers = await load('with-subscribers', acknowledgedAt);
+    const chunks = () => subscribers.reduce((sum, s) => sum + s.chunks, 0);
+    chunksAtStart = chunks();
+    with1 = await phase('with-subscribers-1', acknowledgedAt);
+    with2 = await phase('with-subscribers-2', acknowledgedAt);
+    chunksAtEnd = chunks();
     // The last events are on their way: wait until every measuring subscriber has every acknowledged write, or 10 s.
     const settle = performance.now() + 10_000;
     const complete = () =>
@@ -195,6 +218,10 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
     receiver.closeAllConnections();
     receiver.close();
   }
+  const removed = await fetch(`${cluster.url(master)}/api/v1/webhooks/${hookId}`, { method: 'DELETE', headers: { authorization } });
+  if (removed.status !== 204) throw new Error(`removing the webhook answered ${removed.status}`);
+  const alone2 = await phase('alone-2', new Map());
+
   const hookHistogram = new LatencyHistogram();
   let hookMissing = 0;
   for (const [path, ackMs] of acknowledgedAt) {
@@ -220,11 +247,20 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
     return { node, master: node === master, subscribers: subscribers.filter((s) => s.node === node).length, missing, p50Ms: summary.p50Ms, p99Ms: summary.p99Ms, maxMs: summary.maxMs };
   });
   const counting = subscribers.filter((s) => !s.measuring).map((s) => s.events);
+  const alone = combined(alone1, alone2);
+  const withSubscribers = combined(with1!, with2!);
   return {
     clients: options.clients,
     subscribers: options.subscribers,
+    phases: [
+      { ...alone1, subscribed: false },
+      { ...with1!, subscribed: true },
+      { ...with2!, subscribed: true },
+      { ...alone2, subscribed: false },
+    ],
     alone,
     withSubscribers,
+    chunksPerSubscriberPerSec: (chunksAtEnd - chunksAtStart) / subscribers.length / ((2 * phaseOptions.durationMs + 2 * phaseOptions.warmupMs) / 1000),
     throughputCostPercent: (1 - withSubscribers.opsPerSec / alone.opsPerSec) * 100,
     eventsPerCountingSubscriber: { min: Math.min(...counting), max: Math.max(...counting) },
     delays,
@@ -232,18 +268,43 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
   };
 }
 
+/** Two phases of the same kind and length as one: rates and CPU averaged, p50 averaged, p99 and max the worse. */
+function combined(a: PhaseResult, b: PhaseResult): PhaseResult {
+  const mean = (x: number, y: number) => (x + y) / 2;
+  return {
+    ...a,
+    opsPerSec: mean(a.opsPerSec, b.opsPerSec),
+    p50Ms: mean(a.p50Ms, b.p50Ms),
+    p99Ms: Math.max(a.p99Ms, b.p99Ms),
+    maxMs: Math.max(a.maxMs, b.maxMs),
+    errors: a.errors + b.errors,
+    warmupErrors: a.warmupErrors + b.warmupErrors,
+    ops: a.ops + b.ops,
+    opsByOrigin: a.opsByOrigin.map((n, i) => n + (b.opsByOrigin[i] ?? 0)),
+    errorsByOrigin: a.errorsByOrigin.map((n, i) => n + (b.errorsByOrigin[i] ?? 0)),
+    clientCpuCores: mean(a.clientCpuCores, b.clientCpuCores),
+    serverCpuCores: a.serverCpuCores === null || b.serverCpuCores === null ? null : mean(a.serverCpuCores, b.serverCpuCores),
+  };
+}
+
 export function feedTable(r: FeedBenchResult): string {
   const ms = (v: number) => v.toFixed(1);
   return [
-    `Change feed: ${r.clients} writers (PUT 1 KB) over all 3 nodes, without and with ${r.subscribers} SSE subscribers spread over the nodes. ` +
+    `Change feed: ${r.clients} writers (PUT 1 KB) over all 3 nodes, without and with ${r.subscribers} SSE subscribers spread over the nodes, ` +
+      `in four phases (alone, with, with, alone) so that a run's drift cancels. ` +
       `Delay: from a writer's acknowledgement to the event at a subscriber, for every acknowledged write.`,
     '',
-    '| writes | ops/s | p50 ms | p99 ms | errors | server CPU (cores) |',
-    '|---|--:|--:|--:|--:|--:|',
-    `| no subscriber | ${Math.round(r.alone.opsPerSec)} | ${ms(r.alone.p50Ms)} | ${ms(r.alone.p99Ms)} | ${r.alone.errors} | ${r.alone.serverCpuCores?.toFixed(2) ?? '-'} |`,
-    `| ${r.subscribers} subscribers | ${Math.round(r.withSubscribers.opsPerSec)} | ${ms(r.withSubscribers.p50Ms)} | ${ms(r.withSubscribers.p99Ms)} | ${r.withSubscribers.errors} | ${r.withSubscribers.serverCpuCores?.toFixed(2) ?? '-'} |`,
+    '| phase | ops/s | p50 ms | p99 ms | errors | server CPU (cores) | server CPU per write (ms) | bench CPU (cores) |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|',
+    ...r.phases.map(
+      (p, i) =>
+        `| ${i + 1}. ${p.subscribed ? `${r.subscribers} subscribers` : 'no subscriber'} | ${Math.round(p.opsPerSec)} | ${ms(p.p50Ms)} | ${ms(p.p99Ms)} | ${p.errors} | ` +
+        `${p.serverCpuCores?.toFixed(2) ?? '-'} | ${p.serverCpuCores === null ? '-' : ((p.serverCpuCores / p.opsPerSec) * 1000).toFixed(2)} | ${p.clientCpuCores.toFixed(2)} |`,
+    ),
     '',
-    `Throughput cost of the subscribers: ${r.throughputCostPercent.toFixed(1)}%. Events per counting subscriber: ${r.eventsPerCountingSubscriber.min} to ${r.eventsPerCountingSubscriber.max}.`,
+    `Throughput cost of the subscribers: ${r.throughputCostPercent.toFixed(1)}% (${Math.round(r.alone.opsPerSec)} writes/s alone, ${Math.round(r.withSubscribers.opsPerSec)} with). ` +
+      `Events per counting subscriber: ${r.eventsPerCountingSubscriber.min} to ${r.eventsPerCountingSubscriber.max}; ` +
+      `socket reads per subscriber: ${r.chunksPerSubscriberPerSec.toFixed(0)} per second.`,
     '',
     '| node | subscribers | delay p50 ms | delay p99 ms | max ms | missing |',
     '|---|--:|--:|--:|--:|--:|',
