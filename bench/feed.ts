@@ -1,4 +1,4 @@
-import { createServer, request as httpRequest, type ClientRequest } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 
@@ -6,6 +6,7 @@ import type { BenchCluster } from './benchCluster.js';
 import { LatencyHistogram } from './histogram.js';
 import { runLoad, type LoadResult, type LoadTiming } from './load.js';
 import { authorization, DocumentPaths, writer } from './operations.js';
+import { SubscriberProcess, type SubscribersStatus } from './feedSubscribers.js';
 import { withServerCpu } from './processCpu.js';
 
 /**
@@ -59,6 +60,8 @@ export interface FeedBenchResult {
   readonly withSubscribers: PhaseResult;
   /** Socket reads per subscriber per second while subscribed (how many events each write to a stream carried: events/s over this). */
   readonly chunksPerSubscriberPerSec: number;
+  /** CPU of the subscribers' process while subscribed, in cores (taken from the servers on this machine). */
+  readonly subscriberCpuCores: number;
   /** How much lower the write throughput was with the subscribers, in percent of it without them. */
   readonly throughputCostPercent: number;
   /** Events every counting subscriber got, at least and at most (each should have one per write). */
@@ -68,75 +71,6 @@ export interface FeedBenchResult {
 }
 
 const parentPath = '/feed-bench';
-const dataLine = Buffer.from('\ndata: ');
-
-/** One Server-Sent Events stream; a measuring one notes when each path's event arrived, a counting one counts events. */
-class Subscriber {
-  readonly arrivedAt = new Map<string, number>();
-  events = 0;
-  chunks = 0;
-  failure: string | null = null;
-  private readonly req: ClientRequest;
-  private tail = '';
-  private tailBytes: Buffer = Buffer.alloc(0);
-
-  constructor(
-    readonly node: string,
-    url: string,
-    readonly measuring: boolean,
-  ) {
-    this.req = httpRequest(`${url}/api/v1/changes?since=now&under=${parentPath}`, { headers: { authorization, accept: 'text/event-stream' } }, (res) => {
-      if (res.statusCode !== 200) {
-        this.failure = `a feed subscriber on ${node} got ${res.statusCode}`;
-        res.resume();
-        return;
-      }
-      if (measuring) {
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => this.take(chunk));
-      } else {
-        res.on('data', (chunk: Buffer) => this.count(chunk));
-      }
-    });
-    this.req.on('error', (err) => (this.failure ??= `a feed subscriber on ${node}: ${err.message}`));
-    this.req.end();
-  }
-
-  private take(chunk: string): void {
-    this.chunks++;
-    const now = performance.now();
-    const text = this.tail + chunk;
-    let start = 0;
-    for (let at = text.indexOf('\ndata: ', start); at >= 0; at = text.indexOf('\ndata: ', start)) {
-      const end = text.indexOf('\n', at + 7);
-      if (end < 0) break;
-      this.events++;
-      if (this.measuring) this.arrivedAt.set((JSON.parse(text.slice(at + 7, end)) as { path: string }).path, now);
-      start = end;
-    }
-    this.tail = text.slice(start);
-  }
-
-  /**
-   * Counts events in the bytes as they come, without decoding them: a counting subscriber stands for a client on
-   * another machine, and the bench shares the servers' two cores.
-   */
-  private count(chunk: Buffer): void {
-    this.chunks++;
-    // A `data: ` line cut between two chunks: the previous chunk's last bytes and this one's first hold it whole.
-    if (this.tailBytes.length > 0 && Buffer.concat([this.tailBytes, chunk.subarray(0, dataLine.length - 1)]).includes(dataLine)) this.events++;
-    let start = 0;
-    for (let at = chunk.indexOf(dataLine, start); at >= 0; at = chunk.indexOf(dataLine, start)) {
-      this.events++;
-      start = at + dataLine.length;
-    }
-    this.tailBytes = Buffer.from(chunk.subarray(Math.max(start, chunk.length - (dataLine.length - 1))));
-  }
-
-  close(): void {
-    this.req.destroy();
-  }
-}
 
 export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptions): Promise<FeedBenchResult> {
   const master = await cluster.master();
@@ -166,10 +100,11 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
   };
   const alone1 = await phase('alone-1', new Map());
 
-  const subscribers = Array.from({ length: options.subscribers }, (_, i) => {
+  const specs = Array.from({ length: options.subscribers }, (_, i) => {
     const node = nodes[i % nodes.length]!;
-    return new Subscriber(node, cluster.url(node), Math.floor(i / nodes.length) < options.measuringPerNode);
+    return { node, url: cluster.url(node), measuring: Math.floor(i / nodes.length) < options.measuringPerNode };
   });
+  const subscribers = new SubscriberProcess();
   const acknowledgedAt = new Map<string, number>();
   // A webhook receiver in this process: when each path's event arrived.
   const hookArrivedAt = new Map<string, number>();
@@ -194,27 +129,43 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
   let with2;
   let chunksAtStart = 0;
   let chunksAtEnd = 0;
+  let subscriberCpuCores = 0;
+  let arrivals: { node: string; at: (number | null)[] }[] = [];
+  let final: SubscribersStatus;
+  const ackPaths = () => [...acknowledgedAt.keys()];
   try {
+    await subscribers.start(parentPath, specs);
     // Streams answer their headers at once; give them a moment to be open before the load starts.
     const deadline = performance.now() + 10_000;
-    while (subscribers.some((s) => s.events === 0 && s.failure === null) && performance.now() < deadline) {
+    let status = await subscribers.status();
+    while (status.failures.length === 0 && status.events.some((n) => n === 0) && performance.now() < deadline) {
       await fetch(`${cluster.url(master)}/api/v1/content${parentPath}/probe`, { method: 'PUT', headers: { authorization, 'content-type': 'application/json' }, body: '{"properties":{}}' });
       await new Promise((resolve) => setTimeout(resolve, 50));
+      status = await subscribers.status();
     }
-    const failed = subscribers.find((s) => s.failure !== null || s.events === 0);
-    if (failed !== undefined) throw new Error(failed.failure ?? `a feed subscriber on ${failed.node} got no event in 10 s`);
-    const chunks = () => subscribers.reduce((sum, s) => sum + s.chunks, 0);
-    chunksAtStart = chunks();
+    if (status.failures.length > 0) throw new Error(status.failures[0]);
+    const silent = status.events.findIndex((n) => n === 0);
+    if (silent >= 0) throw new Error(`a feed subscriber on ${specs[silent]!.node} got no event in 10 s`);
+    chunksAtStart = status.chunks;
+    const cpuAtStart = status.cpuMs;
+    const startedMs = performance.now();
     with1 = await phase('with-subscribers-1', acknowledgedAt);
     with2 = await phase('with-subscribers-2', acknowledgedAt);
-    chunksAtEnd = chunks();
+    const atEnd = await subscribers.status();
+    chunksAtEnd = atEnd.chunks;
+    subscriberCpuCores = (atEnd.cpuMs - cpuAtStart) / (performance.now() - startedMs);
     // The last events are on their way: wait until every measuring subscriber has every acknowledged write, or 10 s.
     const settle = performance.now() + 10_000;
-    const complete = () =>
-      [...acknowledgedAt.keys()].every((p) => hookArrivedAt.has(p)) && subscribers.filter((s) => s.measuring).every((s) => [...acknowledgedAt.keys()].every((p) => s.arrivedAt.has(p)));
-    while (!complete() && performance.now() < settle) await new Promise((resolve) => setTimeout(resolve, 100));
+    for (;;) {
+      const paths = ackPaths();
+      arrivals = await subscribers.arrivals(paths);
+      const complete = paths.every((p) => hookArrivedAt.has(p)) && arrivals.every((a) => a.at.every((t) => t !== null));
+      if (complete || performance.now() >= settle) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    final = await subscribers.status();
   } finally {
-    for (const s of subscribers) s.close();
+    await subscribers.close().catch(() => undefined);
     receiver.closeAllConnections();
     receiver.close();
   }
@@ -234,19 +185,21 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
   const delays = nodes.map((node) => {
     const histogram = new LatencyHistogram();
     let missing = 0;
-    const measuring = subscribers.filter((s) => s.node === node && s.measuring);
-    for (const s of measuring) {
-      for (const [path, ackMs] of acknowledgedAt) {
-        const arrived = s.arrivedAt.get(path);
-        if (arrived === undefined) missing++;
+    const paths = ackPaths();
+    for (const s of arrivals.filter((a) => a.node === node)) {
+      for (const [i, path] of paths.entries()) {
+        const arrived = s.at[i] ?? null;
+        // Acknowledgements were noted on this process's clock, arrivals as absolute times.
+        const ackMs = performance.timeOrigin + acknowledgedAt.get(path)!;
+        if (arrived === null) missing++;
         // An event may come before the writer has read its own answer: that is no delay.
         else histogram.record(Math.max(0, arrived - ackMs));
       }
     }
     const summary = histogram.summary();
-    return { node, master: node === master, subscribers: subscribers.filter((s) => s.node === node).length, missing, p50Ms: summary.p50Ms, p99Ms: summary.p99Ms, maxMs: summary.maxMs };
+    return { node, master: node === master, subscribers: specs.filter((s) => s.node === node).length, missing, p50Ms: summary.p50Ms, p99Ms: summary.p99Ms, maxMs: summary.maxMs };
   });
-  const counting = subscribers.filter((s) => !s.measuring).map((s) => s.events);
+  const counting = final!.events.filter((_, i) => !specs[i]!.measuring);
   const alone = combined(alone1, alone2);
   const withSubscribers = combined(with1!, with2!);
   return {
@@ -260,7 +213,8 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
     ],
     alone,
     withSubscribers,
-    chunksPerSubscriberPerSec: (chunksAtEnd - chunksAtStart) / subscribers.length / ((2 * phaseOptions.durationMs + 2 * phaseOptions.warmupMs) / 1000),
+    chunksPerSubscriberPerSec: (chunksAtEnd - chunksAtStart) / specs.length / ((2 * phaseOptions.durationMs + 2 * phaseOptions.warmupMs) / 1000),
+    subscriberCpuCores,
     throughputCostPercent: (1 - withSubscribers.opsPerSec / alone.opsPerSec) * 100,
     eventsPerCountingSubscriber: { min: Math.min(...counting), max: Math.max(...counting) },
     delays,
@@ -304,7 +258,7 @@ export function feedTable(r: FeedBenchResult): string {
     '',
     `Throughput cost of the subscribers: ${r.throughputCostPercent.toFixed(1)}% (${Math.round(r.alone.opsPerSec)} writes/s alone, ${Math.round(r.withSubscribers.opsPerSec)} with). ` +
       `Events per counting subscriber: ${r.eventsPerCountingSubscriber.min} to ${r.eventsPerCountingSubscriber.max}; ` +
-      `socket reads per subscriber: ${r.chunksPerSubscriberPerSec.toFixed(0)} per second.`,
+      `socket reads per subscriber: ${r.chunksPerSubscriberPerSec.toFixed(0)} per second; the subscribers' process used ${r.subscriberCpuCores.toFixed(2)} cores.`,
     '',
     '| node | subscribers | delay p50 ms | delay p99 ms | max ms | missing |',
     '|---|--:|--:|--:|--:|--:|',

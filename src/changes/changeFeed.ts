@@ -12,16 +12,40 @@ export interface FeedFilter {
   readonly ops?: ReadonlySet<ChangeOp>;
 }
 
-/** An event with its JSON and its Server-Sent Events frame as the API sends them, made once however many readers send them. */
+/**
+ * An event with its JSON and its Server-Sent Events frame as the API sends them, made once however many readers
+ * send them; the frame already in UTF-8, so that a stream copies bytes instead of encoding the same text again.
+ */
 export interface FeedItem {
   readonly event: ChangeEvent;
   readonly json: string;
-  readonly frame: string;
+  readonly frame: Buffer;
 }
 
 function itemOf(event: ChangeEvent): FeedItem {
   const json = JSON.stringify(eventJson(event));
-  return { event, json, frame: `id: ${formatFeedPosition(positionOf(event))}\ndata: ${json}\n\n` };
+  return { event, json, frame: Buffer.from(`id: ${formatFeedPosition(positionOf(event))}\ndata: ${json}\n\n`, 'utf8') };
+}
+
+/**
+ * A reader that follows the feed for as long as it lives (an event stream): woken once per round of news instead of
+ * waiting on a promise, a timer and an abort listener of its own each time — with many streams, those were a good
+ * part of what each event cost the node.
+ */
+export interface FeedFollower {
+  /** Entries may have been applied since the last round: read on, unless busy (the next step reads them anyway). */
+  wake(): void;
+}
+
+/** A page, and the frames of its items one after the other (empty for an empty page). */
+export interface FeedChunk {
+  readonly page: FeedPage;
+  readonly frames: Buffer;
+}
+
+/** Names a filter: equal filters, equal keys. */
+export function filterKey(filter: FeedFilter): string {
+  return JSON.stringify([filter.under ?? null, filter.types === undefined ? null : [...filter.types].sort(), filter.ops === undefined ? null : [...filter.ops].sort()]);
 }
 
 export interface FeedPage {
@@ -88,6 +112,10 @@ export class ChangeFeed {
   private recentThrough = 0;
   private recentGeneration = -1;
   private readonly waiting = new Set<() => void>();
+  private readonly followers = new Set<FeedFollower>();
+  /** Pages with their frames in one buffer, by filter, position and limit, for the applied index and generation they were read at. */
+  private readonly chunks = new Map<string, FeedChunk>();
+  private chunksAt = { applied: -1, generation: -1 };
   private fanOut: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
 
@@ -148,6 +176,34 @@ export class ChangeFeed {
   }
 
   /**
+   * page(), with every item's frame in one buffer: what a stream writes. Streams that follow the feed closely with
+   * the same filter ask for the same page at every round, so it is made once per round and the same bytes go to each
+   * of them — per stream, a round costs one socket write, not a pass over the events. `filterKey` names the filter
+   * (equal keys, equal filters); `bytesMax` as for page(). Remembered until the applied index or the table moves, for at most one chunk per
+   * distinct filter and position asked for since (bounded by the streams).
+   */
+  chunk(since: FeedPosition, filter: FeedFilter, filterKey: string, limit: number, bytesMax: number): FeedChunk {
+    const applied = this.source.appliedIndex;
+    if (this.chunksAt.applied !== applied || this.chunksAt.generation !== this.log.generation) {
+      this.chunks.clear();
+      this.chunksAt = { applied, generation: this.log.generation };
+    }
+    const key = `${limit} ${bytesMax} ${formatFeedPosition(since)} ${filterKey}`;
+    const known = this.chunks.get(key);
+    // Retention may have pruned since the chunk was made: a reader from before it is refused as page() would.
+    if (known !== undefined) {
+      this.checkAvailable(since);
+      return known;
+    }
+    const page = this.page(since, filter, limit, bytesMax);
+    let bytes = 0;
+    for (const item of page.items) bytes += item.frame.length;
+    const made: FeedChunk = { page, frames: page.items.length === 1 ? page.items[0]!.frame : Buffer.concat(page.items.map((item) => item.frame), bytes) };
+    this.chunks.set(key, made);
+    return made;
+  }
+
+  /**
    * Resolves once an entry after `index` is applied (at once if one is), or when `timeoutMs` passes or `signal`
    * aborts; false in those two cases. Word of new entries comes at most every fanOutIntervalMs.
    */
@@ -176,6 +232,13 @@ export class ChangeFeed {
     });
   }
 
+  /** Wakes `follower` at every round of news from now on, until the returned function is called. */
+  follow(follower: FeedFollower): () => void {
+    this.listen();
+    this.followers.add(follower);
+    return () => this.followers.delete(follower);
+  }
+
   /** Stops listening to the node (at its stop; waiters left resolve at their timeouts). */
   close(): void {
     this.unsubscribe?.();
@@ -191,10 +254,11 @@ export class ChangeFeed {
 
   /** The next round of word to waiting readers, fanOutIntervalMs from the first news after the last round. */
   private armFanOut(): void {
-    if (this.fanOut !== null || this.waiting.size === 0) return;
+    if (this.fanOut !== null || (this.waiting.size === 0 && this.followers.size === 0)) return;
     this.fanOut = setTimeout(() => {
       this.fanOut = null;
       for (const wake of [...this.waiting]) wake();
+      for (const follower of [...this.followers]) follower.wake();
     }, this.limits.fanOutIntervalMs);
   }
 
@@ -230,7 +294,8 @@ export class ChangeFeed {
     const from = this.recent.length > 0 ? positionOf(this.recent[this.recent.length - 1]!.event) : this.recentAfter;
     const added: FeedItem[] = [];
     let addedBytes = 0;
-    for (const event of this.log.eventsAfter(from)) {
+    // One bounded read into an array: stepping a statement row by row costs a crossing into SQLite per row.
+    for (const event of this.log.eventsAfterList(from, this.limits.recentEventsMax + 1)) {
       const item = itemOf(event);
       addedBytes += item.json.length + item.frame.length;
       // More than the memory holds in one go (a recursive delete of a large subtree): readers go to the table.

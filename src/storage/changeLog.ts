@@ -76,6 +76,12 @@ export class ChangeLog {
            FROM changes c WHERE (idx, ordinal) > (?, ?) ORDER BY idx, ordinal`,
         )
         .raw(true),
+      afterLimited: db
+        .prepare(
+          `SELECT ${eventColumns}, NOT EXISTS (SELECT 1 FROM changes n WHERE n.idx = c.idx AND n.ordinal = c.ordinal + 1) AS last
+           FROM changes c WHERE (idx, ordinal) > (?, ?) ORDER BY idx, ordinal LIMIT ?`,
+        )
+        .raw(true),
       prune: db.prepare('DELETE FROM changes WHERE idx <= ?'),
       lastIndex: db.prepare('SELECT max(idx) FROM changes').pluck(),
     };
@@ -147,6 +153,12 @@ export class ChangeLog {
   *eventsAfter(position: FeedPosition): Generator<ChangeEvent> {
     const bound = boundAfter(position);
     for (const row of this.sql.after.iterate(bound.index, bound.ordinal) as Iterable<ChangeRow>) yield eventOf(row);
+  }
+
+  /** At most `limit` events after `position`, in feed order, read in one go (the feed's recent events). */
+  eventsAfterList(position: FeedPosition, limit: number): ChangeEvent[] {
+    const bound = boundAfter(position);
+    return (this.sql.afterLimited.all(bound.index, bound.ordinal, limit) as ChangeRow[]).map(eventOf);
   }
 
   /**

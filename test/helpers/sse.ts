@@ -24,9 +24,11 @@ export class SseClient {
   private buffer = '';
   private pending: { id?: string; event?: string; data?: string[] } = {};
   private readonly req;
+  private res: IncomingMessage | null = null;
 
   constructor(url: string, headers: Record<string, string>) {
     this.req = request(url, { headers: { accept: 'text/event-stream', ...headers } }, (res) => {
+      this.res = res;
       this.status = res.statusCode ?? 0;
       this.headers = res.headers;
       res.setEncoding('utf8');
@@ -58,6 +60,15 @@ export class SseClient {
 
   close(): void {
     this.req.destroy();
+  }
+
+  /** Stops reading the socket (what arrives stays in the kernel's buffers, and then in the server's): a stalled client. */
+  pause(): void {
+    this.res?.pause();
+  }
+
+  resume(): void {
+    this.res?.resume();
   }
 
   private feed(chunk: string): void {

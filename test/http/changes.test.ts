@@ -186,6 +186,96 @@ test('an event stream: live events with their positions as ids, heartbeats, Last
   }
 });
 
+/**
+ * Many bytes of events in few entries: a subtree of `children` nodes with long names, moved back and forth `moves`
+ * times (each move is one event per node touched, naming both paths). Answers the last position written.
+ */
+async function manyEventBytes(t: TestNode, children: number, moves: number): Promise<void> {
+  await put(t, '/big');
+  const longName = (i: number) => `${String(i).padStart(4, '0')}-${'n'.repeat(200)}`;
+  for (let i = 0; i < children; i++) await put(t, `/big/${longName(i)}`);
+  for (let i = 0; i < moves; i++) {
+    const [from, to] = i % 2 === 0 ? ['/big', '/moved'] : ['/moved', '/big'];
+    const res = await t.request({ method: 'POST', url: '/api/v1/move', ...json({ from, to }) });
+    assert.equal(res.statusCode, 200, res.body);
+  }
+}
+
+/** Every event after `since` through the node's own pages (the reference a stream must match exactly). */
+async function everyEventAfter(t: TestNode, since: string): Promise<string[]> {
+  const all: string[] = [];
+  let next = since;
+  for (;;) {
+    const p = await page(t, `?since=${next}&limit=1000`);
+    all.push(...p.events.map((e) => e.position));
+    if (p.events.length === 0) return all;
+    next = p.next;
+  }
+}
+
+test('a stream whose client stops reading waits at changes.subscriberBufferBytesMax and goes on exactly where it stopped once the client reads', async () => {
+  const t = await openTestNode({ 'changes.subscriberBufferBytesMax': 4096, 'changes.subscriberStallMsMax': 120_000 });
+  try {
+    const base = await t.node.listen();
+    const since = String(t.node.runtime.appliedIndex);
+    const slow = new SseClient(`${base}/api/v1/changes?since=${since}`, { authorization: adminAuth });
+    // A second stream with the same filter and position shares the same bytes while it can: it must not be held up.
+    const fast = new SseClient(`${base}/api/v1/changes?since=${since}`, { authorization: adminAuth });
+    await slow.opened();
+    await fast.opened();
+    slow.pause();
+    // Some 12 MB of events: far more than the kernel's socket buffers hold, so the node's side fills and waits.
+    await manyEventBytes(t, 300, 40);
+    const expected = await everyEventAfter(t, since);
+    assert.ok(expected.length > 12_000, `${expected.length} events`);
+    await waitFor('every event at the stream that kept reading', () => (fast.changes().length === expected.length ? true : undefined), 60_000);
+    const got = slow.changes().length;
+    assert.ok(got < expected.length, `the stalled client had ${got} of ${expected.length} events before it read again`);
+    slow.resume();
+    await waitFor('every event at the stream that stalled', () => (slow.changes().length >= expected.length ? true : undefined), 60_000);
+    for (const stream of [fast, slow]) {
+      assert.deepEqual(stream.changes<Event>().map((e) => e.position), expected, 'each event once, in order');
+      assert.equal(stream.cut(), undefined);
+    }
+    slow.close();
+    fast.close();
+  } finally {
+    await t.close();
+  }
+});
+
+test('a stream whose client reads nothing for changes.subscriberStallMsMax with its buffer full is cut with SUBSCRIBER_TOO_SLOW, naming the position that resumes it exactly', async () => {
+  const t = await openTestNode({ 'changes.subscriberBufferBytesMax': 4096, 'changes.subscriberStallMsMax': 200 });
+  try {
+    const base = await t.node.listen();
+    const since = String(t.node.runtime.appliedIndex);
+    const stalled = new SseClient(`${base}/api/v1/changes?since=${since}`, { authorization: adminAuth });
+    await stalled.opened();
+    stalled.pause();
+    await manyEventBytes(t, 300, 40);
+    const expected = await everyEventAfter(t, since);
+    // The cut is written after what the socket held: the client sees it once it reads again.
+    await waitFor('the node to cut the stream', async () => {
+      const metrics = await t.request({ method: 'GET', url: '/metrics' });
+      return /^conclave_change_feed_subscribers_cut_total 1$/m.test(metrics.body) ? true : undefined;
+    });
+    stalled.resume();
+    await waitFor('the cut', () => (stalled.ended ? true : undefined), 30_000);
+    const cut = stalled.cut();
+    assert.equal(cut?.code, 'SUBSCRIBER_TOO_SLOW');
+    const before = stalled.changes<Event>().map((e) => e.position);
+    assert.ok(before.length < expected.length, `cut after ${before.length} of ${expected.length} events`);
+    assert.deepEqual(before, expected.slice(0, before.length), 'what came before the cut is the feed from the start');
+    assert.equal(cut?.resume, before.at(-1) ?? since, 'the cut names the last event sent');
+    const resumed = new SseClient(`${base}/api/v1/changes`, { authorization: adminAuth, 'last-event-id': cut!.resume });
+    await waitFor('the rest after resuming', () => (resumed.changes().length >= expected.length - before.length ? true : undefined), 60_000);
+    assert.deepEqual(resumed.changes<Event>().map((e) => e.position), expected.slice(before.length));
+    resumed.close();
+  } finally {
+    await t.close();
+  }
+});
+
 test('stream slots: a user holds changes.subscribersPerUserMax of them, and a client gone before its stream began holds none', async () => {
   const t = await openTestNode({ 'changes.subscribersMax': 2, 'changes.subscribersPerUserMax': 1 });
   try {

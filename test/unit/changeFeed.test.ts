@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 
-import { ChangeFeed, eventJson, type FeedFilter } from '../../src/changes/changeFeed.js';
+import { ChangeFeed, eventJson, filterKey, type FeedFilter } from '../../src/changes/changeFeed.js';
 import { pruneChangesSinceVersion } from '../../src/changes/changePruner.js';
 import { emptyClusterState, everyMemberAtLeast } from '../../src/core/clusterState.js';
 import { applyCommand } from '../../src/content/apply.js';
@@ -247,6 +247,39 @@ test('pruning drops whole entries through an index on every node alike; a positi
     repo.apply({ type: 'pruneChanges', through: 3, time: repo.time() });
     assert.equal(repo.feed.oldestPosition, 12);
     assert.deepEqual(changes.pruneCandidate(3, '2000-01-01T00:00:00.000Z', 1000), { through: 0, more: false }, 'within retention: nothing to prune');
+  } finally {
+    repo.close();
+  }
+});
+
+test('chunk(): the frames of a page in one buffer, the same one for every reader at the same position with the same filter until an entry applies; retention still refuses', () => {
+  const repo = new Repo();
+  try {
+    repo.put('/a');
+    repo.put('/a/b');
+    repo.put('/c');
+    const since = { index: repo.index - 2, ordinal: null };
+    const key = filterKey({});
+    const first = repo.feed.chunk(since, {}, key, 1000, 1 << 20);
+    assert.deepEqual(first.page.items.map((i) => brief(i.event)), repo.all(since).map(brief));
+    assert.equal(first.frames.toString('utf8'), first.page.items.map((i) => i.frame.toString('utf8')).join(''));
+    assert.match(first.frames.toString('utf8'), /^id: \d+\ndata: \{"position":/);
+    assert.equal(repo.feed.chunk(since, {}, key, 1000, 1 << 20), first, 'the same bytes for the next reader');
+    // Equal filters, equal keys, whatever the order they were given in; other filters and bounds are chunks of their own.
+    assert.equal(filterKey({ types: new Set(['x', 'y']), under: '/a' }), filterKey({ under: '/a', types: new Set(['y', 'x']) }));
+    const under = { under: '/a' };
+    assert.deepEqual(repo.feed.chunk(since, under, filterKey(under), 1000, 1 << 20).page.items.map((i) => i.event.path), ['/a/b']);
+    assert.equal(repo.feed.chunk(since, {}, key, 1000, 1).page.items.length, 1, 'a byte bound takes the first event only');
+    repo.put('/d');
+    const after = repo.feed.chunk(since, {}, key, 1000, 1 << 20);
+    assert.notEqual(after, first, 'an applied entry makes a new chunk');
+    assert.deepEqual(after.page.items.map((i) => i.event.path), ['/a/b', '/c', '/d']);
+    assert.deepEqual(after.page.next, { index: repo.index, ordinal: null });
+    // A position pruned since its chunk was made is refused, not answered from the chunk.
+    const old = { index: 1, ordinal: null };
+    repo.feed.chunk(old, {}, key, 1000, 1 << 20);
+    repo.apply({ type: 'pruneChanges', through: 3, time: repo.time() });
+    assert.throws(() => repo.feed.chunk(old, {}, key, 1000, 1 << 20), (err: ConclaveError) => err.code === 'CHANGES_COMPACTED');
   } finally {
     repo.close();
   }
