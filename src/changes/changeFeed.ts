@@ -92,6 +92,9 @@ function compare(a: FeedPosition, b: FeedPosition): number {
   return a.ordinal - b.ordinal;
 }
 
+/** Events read from the table per statement when the memory catches up with applied entries. */
+const refreshBatchEvents = 256;
+
 /** The position of an event itself (index and ordinal, whether or not it is its entry's last). */
 const exactly = (event: ChangeEvent): FeedPosition => ({ index: event.index, ordinal: event.ordinal });
 
@@ -115,6 +118,7 @@ export class ChangeFeed {
   private readonly followers = new Set<FeedFollower>();
   /** Pages with their frames in one buffer, by filter, position and limit, for the applied index and generation they were read at. */
   private readonly chunks = new Map<string, FeedChunk>();
+  private chunksBytes = 0;
   private chunksAt = { applied: -1, generation: -1 };
   private fanOut: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
@@ -179,13 +183,16 @@ export class ChangeFeed {
    * page(), with every item's frame in one buffer: what a stream writes. Streams that follow the feed closely with
    * the same filter ask for the same page at every round, so it is made once per round and the same bytes go to each
    * of them — per stream, a round costs one socket write, not a pass over the events. `filterKey` names the filter
-   * (equal keys, equal filters); `bytesMax` as for page(). Remembered until the applied index or the table moves, for at most one chunk per
-   * distinct filter and position asked for since (bounded by the streams).
+   * (equal keys, equal filters); `bytesMax` as for page(). Only pages read from memory are remembered (the readers
+   * that follow closely are the ones that share), until the applied index or the table moves, and within the
+   * memory's own bounds: at most recentEventsMax chunks holding at most recentBytesMax between them. A reader far
+   * behind gets a chunk of its own that nothing keeps.
    */
   chunk(since: FeedPosition, filter: FeedFilter, filterKey: string, limit: number, bytesMax: number): FeedChunk {
     const applied = this.source.appliedIndex;
     if (this.chunksAt.applied !== applied || this.chunksAt.generation !== this.log.generation) {
       this.chunks.clear();
+      this.chunksBytes = 0;
       this.chunksAt = { applied, generation: this.log.generation };
     }
     const key = `${limit} ${bytesMax} ${formatFeedPosition(since)} ${filterKey}`;
@@ -199,7 +206,11 @@ export class ChangeFeed {
     let bytes = 0;
     for (const item of page.items) bytes += item.frame.length;
     const made: FeedChunk = { page, frames: page.items.length === 1 ? page.items[0]!.frame : Buffer.concat(page.items.map((item) => item.frame), bytes) };
-    this.chunks.set(key, made);
+    const fromMemory = this.recentAfter !== null && compare(since, this.recentAfter) >= 0;
+    if (fromMemory && this.chunks.size < this.limits.recentEventsMax && this.chunksBytes + bytes <= this.limits.recentBytesMax) {
+      this.chunks.set(key, made);
+      this.chunksBytes += bytes;
+    }
     return made;
   }
 
@@ -294,16 +305,22 @@ export class ChangeFeed {
     const from = this.recent.length > 0 ? positionOf(this.recent[this.recent.length - 1]!.event) : this.recentAfter;
     const added: FeedItem[] = [];
     let addedBytes = 0;
-    // One bounded read into an array: stepping a statement row by row costs a crossing into SQLite per row.
-    for (const event of this.log.eventsAfterList(from, this.limits.recentEventsMax + 1)) {
-      const item = itemOf(event);
-      addedBytes += item.json.length + item.frame.length;
-      // More than the memory holds in one go (a recursive delete of a large subtree): readers go to the table.
-      if (added.length === this.limits.recentEventsMax || addedBytes > this.limits.recentBytesMax) {
-        this.resetRecent(applied);
-        return;
+    // Read in batches into arrays (stepping a statement row by row costs a crossing into SQLite per row), and no
+    // further than the memory's bounds.
+    for (let cursor = from; ; ) {
+      const batch = this.log.eventsAfterList(cursor, refreshBatchEvents);
+      for (const event of batch) {
+        const item = itemOf(event);
+        addedBytes += item.json.length + item.frame.length;
+        // More than the memory holds in one go (a recursive delete of a large subtree): readers go to the table.
+        if (added.length === this.limits.recentEventsMax || addedBytes > this.limits.recentBytesMax) {
+          this.resetRecent(applied);
+          return;
+        }
+        added.push(item);
       }
-      added.push(item);
+      if (batch.length < refreshBatchEvents) break;
+      cursor = positionOf(batch[batch.length - 1]!);
     }
     // One at a time: a spread of a long array overflows the call stack.
     for (const item of added) this.recent.push(item);

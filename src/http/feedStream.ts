@@ -199,6 +199,14 @@ export class FeedStream implements FeedFollower {
     if (this.stallTimer !== null) clearTimeout(this.stallTimer);
     this.stallTimer = null;
     if (!this.res.writableEnded) this.res.end();
+    // A client that does not take the rest (a stalled one, cut) must not keep its socket and what waits in it: the
+    // connection goes once it had another subscriberStallMsMax to read.
+    if (!this.res.writableFinished && !this.res.destroyed) {
+      const timer = setTimeout(() => this.res.destroy(), this.limits.subscriberStallMsMax).unref();
+      const clear = () => clearTimeout(timer);
+      this.res.once('finish', clear);
+      this.res.once('close', clear);
+    }
     this.resolveDone();
   }
 

@@ -244,21 +244,24 @@ test('a stream whose client stops reading waits at changes.subscriberBufferBytes
   }
 });
 
-test('a stream whose client reads nothing for changes.subscriberStallMsMax with its buffer full is cut with SUBSCRIBER_TOO_SLOW, naming the position that resumes it exactly', async () => {
-  const t = await openTestNode({ 'changes.subscriberBufferBytesMax': 4096, 'changes.subscriberStallMsMax': 200 });
+test('a stream whose client reads nothing for changes.subscriberStallMsMax with its buffer full is cut with SUBSCRIBER_TOO_SLOW, naming the position that resumes it exactly; one that still reads nothing loses its connection', async () => {
+  // The stall bound is also the time a cut client has to read the rest before its connection goes: long enough for
+  // this test to resume one after seeing the cut.
+  const t = await openTestNode({ 'changes.subscriberBufferBytesMax': 4096, 'changes.subscriberStallMsMax': 3000 });
   try {
     const base = await t.node.listen();
     const since = String(t.node.runtime.appliedIndex);
     const stalled = new SseClient(`${base}/api/v1/changes?since=${since}`, { authorization: adminAuth });
+    const gone = new SseClient(`${base}/api/v1/changes?since=${since}`, { authorization: adminAuth });
     await stalled.opened();
+    await gone.opened();
     stalled.pause();
+    gone.pause();
     await manyEventBytes(t, 300, 40);
     const expected = await everyEventAfter(t, since);
     // The cut is written after what the socket held: the client sees it once it reads again.
-    await waitFor('the node to cut the stream', async () => {
-      const metrics = await t.request({ method: 'GET', url: '/metrics' });
-      return /^conclave_change_feed_subscribers_cut_total 1$/m.test(metrics.body) ? true : undefined;
-    });
+    const metric = async (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec((await t.request({ method: 'GET', url: '/metrics' })).body)?.[1]);
+    await waitFor('the node to cut both streams', async () => ((await metric('conclave_change_feed_subscribers_cut_total')) === 2 ? true : undefined), 30_000);
     stalled.resume();
     await waitFor('the cut', () => (stalled.ended ? true : undefined), 30_000);
     const cut = stalled.cut();
@@ -271,6 +274,14 @@ test('a stream whose client reads nothing for changes.subscriberStallMsMax with 
     await waitFor('the rest after resuming', () => (resumed.changes().length >= expected.length - before.length ? true : undefined), 60_000);
     assert.deepEqual(resumed.changes<Event>().map((e) => e.position), expected.slice(before.length));
     resumed.close();
+    stalled.close();
+    // The client that never reads again keeps neither its slot nor its connection (which it cannot see while it
+    // reads nothing: the node's count of open connections shows it).
+    const server = t.node.app.server;
+    const connections = () => new Promise<number>((resolve, reject) => server.getConnections((err, count) => (err ? reject(err) : resolve(count))));
+    await waitFor('the connection of the client that never read again closed', async () => ((await connections()) === 0 ? true : undefined), 30_000);
+    assert.equal(await metric('conclave_change_feed_subscribers'), 0);
+    gone.close();
   } finally {
     await t.close();
   }

@@ -275,6 +275,9 @@ test('chunk(): the frames of a page in one buffer, the same one for every reader
     assert.notEqual(after, first, 'an applied entry makes a new chunk');
     assert.deepEqual(after.page.items.map((i) => i.event.path), ['/a/b', '/c', '/d']);
     assert.deepEqual(after.page.next, { index: repo.index, ordinal: null });
+    // A reader far behind (before the events kept in memory) gets a chunk that nothing keeps.
+    const behind = { index: 0, ordinal: null };
+    assert.notEqual(repo.feed.chunk(behind, {}, key, 1000, 1 << 20), repo.feed.chunk(behind, {}, key, 1000, 1 << 20));
     // A position pruned since its chunk was made is refused, not answered from the chunk.
     const old = { index: 1, ordinal: null };
     repo.feed.chunk(old, {}, key, 1000, 1 << 20);
