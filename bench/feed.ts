@@ -4,6 +4,8 @@ import { performance } from 'node:perf_hooks';
 
 import type { BenchCluster } from './benchCluster.js';
 import { LatencyHistogram } from './histogram.js';
+import { Pool } from 'undici';
+
 import { runLoad, type LoadResult, type LoadTiming } from './load.js';
 import { authorization, DocumentPaths, writer } from './operations.js';
 import { SubscriberProcess, type SubscribersStatus } from './feedSubscribers.js';
@@ -62,6 +64,19 @@ export interface FeedBenchResult {
   readonly chunksPerSubscriberPerSec: number;
   /** CPU of the subscribers' process while subscribed, in cores (taken from the servers on this machine). */
   readonly subscriberCpuCores: number;
+  /**
+   * The servers' own cost of the subscribers at a fixed write rate (a third of the throughput alone), where no closed loop
+   * turns lost throughput into smaller group commits: server CPU without and with them, and the difference per event
+   * delivered to a stream, in microseconds (may be negative within the noise).
+   */
+  readonly fixedRate: {
+    readonly perSec: number;
+    /** The fewest writes acknowledged per second in any of the four fixed-rate phases (should be perSec). */
+    readonly acknowledgedPerSec: number;
+    readonly aloneServerCpuCores: number | null;
+    readonly withServerCpuCores: number | null;
+    readonly serverCpuPerDeliveryUs: number | null;
+  };
   /** How much lower the write throughput was with the subscribers, in percent of it without them. */
   readonly throughputCostPercent: number;
   /** Events every counting subscriber got, at least and at most (each should have one per write). */
@@ -99,6 +114,17 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
     return load(label, acknowledgedAt, phaseOptions);
   };
   const alone1 = await phase('alone-1', new Map());
+  // The servers' own share, without the closed loop's amplification: writes at a fixed rate the cluster sustains
+  // easily (a third of what it did alone), server CPU with and without the subscribers, in the same ABBA order.
+  const fixedPerSec = Math.max(50, Math.round(alone1.opsPerSec / 3));
+  const fixedMs = Math.max(1, Math.round(options.durationMs / 4));
+  const fixed = async (label: string) => {
+    options.progress(`feed: ${fixedPerSec} writes/s at a fixed rate over all nodes, ${label}`);
+    const paths = new DocumentPaths(`${parentPath}/${label}`);
+    await fetch(`${cluster.url(master)}/api/v1/content${paths.parentPath}`, { method: 'PUT', headers: { authorization, 'content-type': 'application/json' }, body: '{"properties":{}}' });
+    return withServerCpu(pids, () => writeAtRate(urls, fixedPerSec, fixedMs, paths));
+  };
+  const fixedAlone1 = await fixed('fixed-alone-1');
 
   const specs = Array.from({ length: options.subscribers }, (_, i) => {
     const node = nodes[i % nodes.length]!;
@@ -130,6 +156,8 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
   let chunksAtStart = 0;
   let chunksAtEnd = 0;
   let subscriberCpuCores = 0;
+  let fixedWith1;
+  let fixedWith2;
   let arrivals: { node: string; at: (number | null)[] }[] = [];
   let final: SubscribersStatus;
   const ackPaths = () => [...acknowledgedAt.keys()];
@@ -147,11 +175,13 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
     const silent = status.events.findIndex((n) => n === 0);
     if (silent >= 0) throw new Error(`a feed subscriber on ${specs[silent]!.node} got no event in 10 s`);
     chunksAtStart = status.chunks;
-    const cpuAtStart = status.cpuMs;
+    fixedWith1 = await fixed('fixed-with-subscribers-1');
+    const cpuAtStart = (await subscribers.status()).cpuMs;
     const startedMs = performance.now();
     with1 = await phase('with-subscribers-1', acknowledgedAt);
     with2 = await phase('with-subscribers-2', acknowledgedAt);
     const atEnd = await subscribers.status();
+    fixedWith2 = await fixed('fixed-with-subscribers-2');
     chunksAtEnd = atEnd.chunks;
     subscriberCpuCores = (atEnd.cpuMs - cpuAtStart) / (performance.now() - startedMs);
     // The last events are on their way: wait until every measuring subscriber has every acknowledged write, or 10 s.
@@ -171,7 +201,13 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
   }
   const removed = await fetch(`${cluster.url(master)}/api/v1/webhooks/${hookId}`, { method: 'DELETE', headers: { authorization } });
   if (removed.status !== 204) throw new Error(`removing the webhook answered ${removed.status}`);
+  const fixedAlone2 = await fixed('fixed-alone-2');
   const alone2 = await phase('alone-2', new Map());
+  const meanCores = (a: { serverCpuCores: number | null }, b: { serverCpuCores: number | null }) =>
+    a.serverCpuCores === null || b.serverCpuCores === null ? null : (a.serverCpuCores + b.serverCpuCores) / 2;
+  const fixedAloneCores = meanCores(fixedAlone1, fixedAlone2);
+  const fixedWithCores = meanCores(fixedWith1!, fixedWith2!);
+  const fixedAcknowledged = [fixedAlone1, fixedWith1!, fixedWith2!, fixedAlone2].map((f) => f.result);
 
   const hookHistogram = new LatencyHistogram();
   let hookMissing = 0;
@@ -215,11 +251,53 @@ export async function measureFeed(cluster: BenchCluster, options: FeedBenchOptio
     withSubscribers,
     chunksPerSubscriberPerSec: (chunksAtEnd - chunksAtStart) / specs.length / ((2 * phaseOptions.durationMs + 2 * phaseOptions.warmupMs) / 1000),
     subscriberCpuCores,
+    fixedRate: {
+      perSec: fixedPerSec,
+      acknowledgedPerSec: Math.min(...fixedAcknowledged) / (fixedMs / 1000),
+      aloneServerCpuCores: fixedAloneCores,
+      withServerCpuCores: fixedWithCores,
+      serverCpuPerDeliveryUs:
+        fixedAloneCores === null || fixedWithCores === null ? null : ((fixedWithCores - fixedAloneCores) * 1e6) / (fixedPerSec * options.subscribers),
+    },
     throughputCostPercent: (1 - withSubscribers.opsPerSec / alone.opsPerSec) * 100,
     eventsPerCountingSubscriber: { min: Math.min(...counting), max: Math.max(...counting) },
     delays,
     webhook: { received: hookArrivedAt.size, missing: hookMissing, p50Ms: hookSummary.p50Ms, p99Ms: hookSummary.p99Ms, maxMs: hookSummary.maxMs },
   };
+}
+
+/**
+ * Writes at `perSec` a second for `ms` over `urls` in turn, without waiting for answers (an open loop, at most
+ * `inflightMax` unanswered, beyond which writes due are skipped): answers how many were acknowledged.
+ */
+async function writeAtRate(urls: readonly string[], perSec: number, ms: number, paths: DocumentPaths): Promise<number> {
+  const inflightMax = 256;
+  const pools = urls.map((url) => new Pool(url, { connections: 32, pipelining: 1, keepAliveTimeout: 60_000 }));
+  const write = writer(paths);
+  const running = new Set<Promise<void>>();
+  let started = 0;
+  let acknowledged = 0;
+  const startMs = performance.now();
+  try {
+    for (let elapsed = 0; elapsed < ms; elapsed = performance.now() - startMs) {
+      const due = Math.floor((elapsed / 1000) * perSec);
+      while (started < due) {
+        started++;
+        if (running.size >= inflightMax) continue;
+        const request = write(pools[started % pools.length]!).then(
+          () => void acknowledged++,
+          () => undefined,
+        );
+        running.add(request);
+        void request.finally(() => running.delete(request));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    await Promise.all(running);
+  } finally {
+    await Promise.all(pools.map((pool) => pool.close()));
+  }
+  return acknowledged;
 }
 
 /** Two phases of the same kind and length as one: rates and CPU averaged, p50 averaged, p99 and max the worse. */
@@ -259,6 +337,10 @@ export function feedTable(r: FeedBenchResult): string {
     `Throughput cost of the subscribers: ${r.throughputCostPercent.toFixed(1)}% (${Math.round(r.alone.opsPerSec)} writes/s alone, ${Math.round(r.withSubscribers.opsPerSec)} with). ` +
       `Events per counting subscriber: ${r.eventsPerCountingSubscriber.min} to ${r.eventsPerCountingSubscriber.max}; ` +
       `socket reads per subscriber: ${r.chunksPerSubscriberPerSec.toFixed(0)} per second; the subscribers' process used ${r.subscriberCpuCores.toFixed(2)} cores.`,
+    '',
+    `At a fixed ${r.fixedRate.perSec} writes/s (at least ${Math.round(r.fixedRate.acknowledgedPerSec)} acknowledged per second in every phase), the servers used ` +
+      `${r.fixedRate.aloneServerCpuCores?.toFixed(3) ?? '-'} cores without subscribers and ${r.fixedRate.withServerCpuCores?.toFixed(3) ?? '-'} with them: ` +
+      `${r.fixedRate.serverCpuPerDeliveryUs?.toFixed(2) ?? '-'} µs per event delivered to a stream.`,
     '',
     '| node | subscribers | delay p50 ms | delay p99 ms | max ms | missing |',
     '|---|--:|--:|--:|--:|--:|',
