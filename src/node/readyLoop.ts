@@ -1,7 +1,7 @@
 import { ClusterCoordinator, type ClusterReady, type CoordinatorOptions, type CoordinatorRestoredState } from '../core/clusterCoordinator.js';
 import type { ClusterMessage } from '../core/clusterMessages.js';
 import { invariant } from '../errors/catalogue.js';
-import type { ApplyOutcome, WriteTracker } from './writeTracker.js';
+import type { ApplyOutcome, WritePathBug, WriteTracker } from './writeTracker.js';
 
 /** A Ready loop that does not settle is a coordinator bug: it would spin the node forever. */
 const readyRoundsMax = 10_000;
@@ -25,6 +25,11 @@ export interface ReadyLoopHooks<E> {
    * (the undo must not throw). A throw here counts as a failed commit.
    */
   beforeCommit?(ready: ClusterReady): (() => void) | null;
+  /**
+   * Right before the commit (after beforeCommit): false stops the loop there — the simulator's crash before a Ready
+   * is durable, which must cost nothing but the Ready, since nothing of it has left the node.
+   */
+  committing?(ready: ClusterReady): boolean;
   /**
    * Right after the commit, before anything else: memory follows the disk. False stops the loop there (the
    * simulator's crash between the commit and the sending of the Ready's messages).
@@ -66,6 +71,7 @@ export class ReadyLoop<R, E> {
     private readonly storage: ReadyStorage<R, E>,
     private readonly writes: WriteTracker<R, E>,
     private readonly hooks: ReadyLoopHooks<E>,
+    private readonly injectedBug?: WritePathBug,
   ) {
     this.coordinatorInstance = new ClusterCoordinator(coordinatorOptions, restored);
   }
@@ -92,9 +98,15 @@ export class ReadyLoop<R, E> {
       const ready = coordinator.ready();
       let outcomes: Array<ApplyOutcome<R, E>>;
       let undo: (() => void) | null = null;
+      const sendEarly = this.injectedBug === 'sendBeforeDurable';
+      if (sendEarly) for (const message of ready.messages) this.hooks.send(message);
       try {
         // Inside: a snapshot's file that cannot be attached is a failed commit too (nothing was stored).
         undo = this.hooks.beforeCommit?.(ready) ?? null;
+        if (this.hooks.committing?.(ready) === false) {
+          undo?.();
+          return false;
+        }
         outcomes = this.storage.commit(ready);
       } catch (err) {
         undo?.();
@@ -107,7 +119,7 @@ export class ReadyLoop<R, E> {
       // Only stored entries prove the disk takes writes again: a small hard-state write can fit into a full disk
       // (SQLite reuses free pages), and clearing on it made a full node flap between refusing and taking writes.
       if (this.failure !== null && (ready.entries.length > 0 || ready.snapshot !== undefined)) this.storageWritable();
-      for (const message of ready.messages) this.hooks.send(message);
+      if (!sendEarly) for (const message of ready.messages) this.hooks.send(message);
       ready.committed.forEach((entry, i) => this.writes.applied(entry, outcomes[i]!));
       // Writes proposed up to an installed snapshot: whether they made it is not known here.
       if (ready.snapshot !== undefined) this.writes.snapshotInstalled(ready.snapshot.index);

@@ -26,10 +26,12 @@ export type WriteOutcome<R, E> =
   | { readonly kind: 'unknown'; readonly index: number; readonly why: 'timeout' | 'shutdown' | 'snapshotInstalled' | 'indexReused' };
 
 /**
- * Test-only: breaks the acknowledgement rule, so that the simulator proves it notices a runtime that answers a write
- * before the in-sync members applied it (test/sim/simulator.test.ts, mutation checks).
+ * Test-only: bugs only the runtime's write path can have, so that the simulator proves it notices them
+ * (test/sim/simulator.test.ts, mutation checks): answering a write before the in-sync members applied it
+ * (acknowledgeOnApply, this file), and sending a Ready's messages — votes, acknowledgements of appended entries —
+ * before the state they vouch for is durable (sendBeforeDurable, readyLoop.ts).
  */
-export const writePathBugs = ['acknowledgeOnApply'] as const;
+export const writePathBugs = ['acknowledgeOnApply', 'sendBeforeDurable'] as const;
 export type WritePathBug = (typeof writePathBugs)[number];
 
 /** What applying a committed entry gave: a result, or a refusal that is the entry's outcome everywhere. */

@@ -168,8 +168,9 @@ export class FaultInjector {
     const master = this.cluster.master();
     const node = master !== null && this.random.chance(0.4) ? master : this.random.pick(candidates);
     if (this.random.chance(0.3) && node.status === 'running') {
-      // Three choices drawn, as before the Ready loop was the runtime's, so that a seed's other faults stay put.
-      const point = this.random.pick<CrashPoint>(['afterCommit', 'afterReady', 'afterCommit']);
+      // One draw of three points (before the commit, between the commit and the sending, after the Ready), as ever,
+      // so that a seed's other faults stay put.
+      const point = this.random.pick<CrashPoint>(['afterCommit', 'afterReady', 'beforeCommit']);
       this.cluster.trace(`fault: ${node.id} will crash ${point}`);
       node.armCrash(point);
       // If no Ready comes soon, crash anyway.

@@ -107,7 +107,7 @@ export type ClientReply =
   | { readonly kind: 'unknown'; readonly why: string };
 
 /** Between a Ready's commit and the sending of its messages; or once the Ready is done (sent, writes settled). */
-export type CrashPoint = 'afterCommit' | 'afterReady';
+export type CrashPoint = 'beforeCommit' | 'afterCommit' | 'afterReady';
 export type NodeStatus = 'running' | 'paused' | 'crashed';
 
 type QueuedInput =
@@ -362,7 +362,7 @@ export class SimNode {
     const writePathBug = this.config.injectedBug !== undefined && !isCoordinatorBug(this.config.injectedBug) ? this.config.injectedBug : undefined;
     const writes = new WriteTracker<KvResult | null, string>(this.incarnationTimers(), this.config.writeTimeoutUnits, writePathBug);
     this.writes = writes;
-    this.loop = new ReadyLoop(options, this.storage.restoredState(), () => this.config.discoveryPeers, this.readyStorage(), writes, this.readyHooks());
+    this.loop = new ReadyLoop(options, this.storage.restoredState(), () => this.config.discoveryPeers, this.readyStorage(), writes, this.readyHooks(), writePathBug);
     this.loop.coordinator.setDiscoveryPeers(this.config.discoveryPeers);
     this.currentStatus = 'running';
     this.missedTicks = 0;
@@ -434,6 +434,11 @@ export class SimNode {
   /** What the node does around each Ready: the armed crash, the reads it confirmed, compaction, disk failures. */
   private readyHooks(): ReadyLoopHooks<string> {
     return {
+      committing: () => {
+        if (this.crashArmed !== 'beforeCommit') return true;
+        this.crashAt('before a commit');
+        return false;
+      },
       committed: () => {
         if (this.crashArmed !== 'afterCommit') return true;
         this.crashAt('after a commit, before its messages');
