@@ -1,4 +1,5 @@
 import { invariant } from '../errors/catalogue.js';
+import { FollowerProgress } from './followerProgress.js';
 import { followerLeaseTicks, masterLeaseTicks } from './lease.js';
 import { LeaseGrants } from './leaseGrants.js';
 import { MemoryJournal } from './memoryJournal.js';
@@ -77,65 +78,6 @@ export type ProposeOutcome =
 /** A message as a handler writes it: the core fills in `from`. */
 type Outgoing = Message extends unknown ? (Message extends infer M ? (M extends Message ? Omit<M, 'from'> : never) : never) : never;
 
-interface Progress {
-  matchIndex: number;
-  nextIndex: number;
-  /** Append messages sent since the last acknowledgement. */
-  inflight: number;
-  /** The seqs of the appends with entries not answered yet, oldest first. */
-  entrySeqs: number[];
-  /**
-   * The master's latest tick at which the follower showed progress: its match index advanced, or it had every
-   * entry the master had (caught up). Resends and stalledTicks count from here.
-   */
-  progressTick: number;
-  /** The master's tick of the latest resend (resends wait resendDelayTicks after progress or the previous one). */
-  lastResendTick: number;
-  /** Resends since the follower last showed progress: each doubles the wait before the next (resendDelayTicks). */
-  resends: number;
-  /**
-   * Where a heartbeat resends from when appends may have been lost: just past what the follower acknowledged,
-   * or, before it has answered at all, the first entry of this master's term — not index 1, which would resend
-   * the whole journal to every follower after each election.
-   */
-  resendFromIndex: number;
-  /**
-   * A refusal answering an append sent before this seq is stale: since that append went out, the master has backed
-   * up or resent from what it learnt later, and acting on it again would send the same entries once more. A
-   * follower whose link held its messages (a blackholed route, a stopped process) answers a whole backlog of
-   * appends at once; acting on every refusal in it sent a full batch per refusal (216 batches of 4,096 entries in
-   * one turn held a master's event loop 1.4 s, and it lost its leadership: CRX scenario 8).
-   */
-  staleBelowSeq: number;
-  /**
-   * From a refusal (or a resend) until the follower accepts an append reaching nextIndex: where its journal matches
-   * is not known, so one append at a time. Appends pipelined past an unconfirmed point are refused, and their
-   * refusals (fresh, by staleBelowSeq) pulled nextIndex back up: a follower whose journal conflicted ten entries
-   * back never converged (simulator seed 96006769).
-   */
-  probing: boolean;
-  /** Heard from since the last check-quorum round. */
-  recentlyActive: boolean;
-  /** The follower's applied index, as it last reported it. */
-  appliedIndex: number;
-  /**
-   * The master's latest tick at which the follower showed applying progress: its reported applied index advanced,
-   * or it had applied everything the master had committed. stalledTicks counts from here too.
-   */
-  appliedProgressTick: number;
-  /** Master ticks since the follower last answered (0 for a follower this master has not had time to hear). */
-  silentTicks: number;
-  /** Ticks since a snapshot was sent that is not yet acknowledged; null when none is in flight. */
-  snapshotInFlightTicks: number | null;
-  /** From the acknowledgement of the latest append (highest seq) the follower answered: its seq and send tick, */
-  ackSeq: number;
-  ackSentTick: number;
-  /** the master's tick when that acknowledgement arrived, and the follower's when the append had arrived there. */
-  ackTick: number;
-  ackRecvTick: number;
-  ackEpoch: number;
-}
-
 /** What the master knows of one follower, for the cluster layer (liveness, in-sync set, publication). */
 export interface FollowerState {
   readonly matchIndex: number;
@@ -198,7 +140,7 @@ export class CoordinationCore {
   private randomizedElectionTimeoutTicks = 0;
   private votesGranted = new Set<string>();
   private votesRejected = new Set<string>();
-  private progress = new Map<string, Progress>();
+  private progress = new Map<string, FollowerProgress>();
   /**
    * Caretaker duty of a voter that cannot be master (voting-only): the candidates whose pre-vote it refused because
    * their journal was behind its own. Such a node may hold entries that no eligible voter has — for instance when
@@ -594,30 +536,10 @@ export class CoordinationCore {
     }
   }
 
-  private newProgress(nextIndex: number): Progress {
-    return {
-      matchIndex: 0,
-      nextIndex,
-      inflight: 0,
-      entrySeqs: [],
-      progressTick: this.nowTick,
-      lastResendTick: Number.NEGATIVE_INFINITY,
-      resends: 0,
-      recentlyActive: true,
-      resendFromIndex: nextIndex,
-      staleBelowSeq: 0,
-      probing: true,
-      appliedIndex: 0,
-      appliedProgressTick: this.nowTick,
-      silentTicks: 0,
-      snapshotInFlightTicks: null,
-      ackSeq: 0,
-      ackSentTick: Number.NEGATIVE_INFINITY,
-      ackTick: 0,
-      ackRecvTick: 0,
-      ackEpoch: 0,
-    };
+  private newProgress(nextIndex: number): FollowerProgress {
+    return new FollowerProgress(nextIndex, this.nowTick, this.options.inflightAppendsMax);
   }
+
 
   private truncateFrom(index: number): void {
     invariant(index > this.commitIndex, `truncating committed entry ${index} (commit index ${this.commitIndex})`);
@@ -781,8 +703,7 @@ export class CoordinationCore {
     this.electionElapsedTicks++;
     this.ticksSinceMasterContact = 0;
     for (const p of this.progress.values()) {
-      p.silentTicks++;
-      if (p.snapshotInFlightTicks !== null) p.snapshotInFlightTicks++;
+      p.tick();
       if (p.matchIndex >= this.lastIndex()) p.progressTick = this.nowTick;
       if (p.appliedIndex >= this.commitIndex) p.appliedProgressTick = this.nowTick;
     }
@@ -815,10 +736,10 @@ export class CoordinationCore {
    * followers (found by the chaos harness's slow-link scenario: one 0.9 MB write at 10 Mbit/s made the master send
    * 13 MB and lose its leadership).
    */
-  private heartbeat(id: string, p: Progress): void {
+  private heartbeat(id: string, p: FollowerProgress): void {
     // A snapshot on its way: an empty append at it, or the snapshot again once it has taken an election timeout.
-    if (p.snapshotInFlightTicks !== null) return this.sendSnapshot(id, p, true);
-    if (p.entrySeqs.length === 0 || p.nextIndex <= this.snapshot.index) return this.sendAppend(id, true);
+    if (p.state === 'snapshot') return this.sendSnapshot(id, p, true);
+    if (p.inflight === 0 || p.nextIndex <= this.snapshot.index) return this.sendAppend(id, true);
     if (this.nowTick - Math.max(p.progressTick, p.lastResendTick) >= this.resendDelayTicks(p)) {
       // Appends may have been dropped: resend what is not acknowledged (see resendFromIndex).
       this.restartFrom(p, Math.max(p.matchIndex + 1, Math.min(p.resendFromIndex, this.lastIndex() + 1)));
@@ -832,20 +753,13 @@ export class CoordinationCore {
     this.sendAppendRequest(id, p.matchIndex, matchTerm, []);
   }
 
-  /**
-   * Forgets the appends in flight to a follower and sends again from `nextIndex`, probing: refusals of what was sent
-   * before are stale from now on (staleBelowSeq, probing).
-   */
-  private restartFrom(p: Progress, nextIndex: number): void {
-    p.nextIndex = nextIndex;
-    p.inflight = 0;
-    p.entrySeqs = [];
-    p.staleBelowSeq = this.appendSeq + 1;
-    p.probing = true;
+  /** Forgets the appends in flight to a follower and sends again from `nextIndex`, probing (FollowerProgress.restartFrom). */
+  private restartFrom(p: FollowerProgress, nextIndex: number): void {
+    p.restartFrom(nextIndex, this.appendSeq + 1);
   }
 
   /** An election timeout, doubled by each resend without progress, up to 8 election timeouts. */
-  private resendDelayTicks(p: Progress): number {
+  private resendDelayTicks(p: FollowerProgress): number {
     return this.options.electionTimeoutTicks * 2 ** Math.min(p.resends, 3);
   }
 
@@ -913,7 +827,7 @@ export class CoordinationCore {
     // Entries go only while the pipeline has room, even when the append must go (`always`: a commit notice, a
     // probe after a refusal): then it goes empty. A follower that does not answer (cut off, stopped) would
     // otherwise get one append per commit, all queued on its link and delivered at once when it returns.
-    const hasRoom = p.inflight < (p.probing ? 1 : this.options.inflightAppendsMax);
+    const hasRoom = p.windowHasRoom;
     const hasNew = p.nextIndex <= this.lastIndex();
     if (!always && (!hasNew || !hasRoom)) return;
     const prevIndex = p.nextIndex - 1;
@@ -921,27 +835,19 @@ export class CoordinationCore {
     invariant(prevTerm !== undefined, `no term at ${prevIndex} for ${to}`);
     const entries = hasRoom ? this.journal.batchFrom(prevIndex + 1, this.options.appendEntriesMax, this.options.appendBytesMax, this.options.entryBytes) : [];
     this.sendAppendRequest(to, prevIndex, prevTerm, entries);
-    if (entries.length > 0) {
-      p.nextIndex = entries[entries.length - 1]!.index + 1;
-      p.inflight++;
-      p.entrySeqs.push(this.appendSeq);
-      invariant(p.inflight <= this.options.inflightAppendsMax, `${p.inflight} appends with entries in flight to ${to}, more than ${this.options.inflightAppendsMax}`);
-    }
+    if (entries.length > 0) p.sentEntries(this.appendSeq, entries[entries.length - 1]!.index);
   }
 
   /**
    * The follower needs entries compacted away: send the snapshot — at most once per election timeout, since a
    * snapshot is large; in between, an empty append at the snapshot keeps the follower's election timer quiet.
    */
-  private sendSnapshot(to: string, p: Progress, always: boolean): void {
-    if (p.snapshotInFlightTicks !== null && p.snapshotInFlightTicks < this.options.electionTimeoutTicks) {
+  private sendSnapshot(to: string, p: FollowerProgress, always: boolean): void {
+    if (p.snapshotSentWithin(this.options.electionTimeoutTicks)) {
       if (always) this.sendAppendRequest(to, this.snapshot.index, this.snapshot.term, []);
       return;
     }
-    p.snapshotInFlightTicks = 0;
-    p.nextIndex = this.snapshot.index + 1;
-    p.inflight = this.options.inflightAppendsMax;
-    p.entrySeqs = [];
+    p.sentSnapshot(this.snapshot.index);
     this.send({ type: 'snapshotRequest', to, term: this.term, snapshot: this.snapshot });
   }
 
@@ -1129,31 +1035,16 @@ export class CoordinationCore {
       p.ackEpoch = m.epoch;
       this.confirmReads();
     }
-    if (m.success && m.matchIndex >= this.snapshot.index && p.snapshotInFlightTicks !== null) {
-      p.snapshotInFlightTicks = null;
-      p.inflight = p.entrySeqs.length;
-    }
     if (m.success) {
-      // The answer covers every append with entries sent before it (the transport keeps order; where it does
-      // not, a refusal later repairs the count).
-      let answered = 0;
-      while (answered < p.entrySeqs.length && p.entrySeqs[answered]! <= m.echoSeq) answered++;
-      if (answered > 0) {
-        p.entrySeqs.splice(0, answered);
-        invariant(p.inflight >= answered, `${answered} appends answered with ${p.inflight} in flight to ${m.from}`);
-        p.inflight -= answered;
-      }
-      if (m.matchIndex > p.matchIndex) {
-        p.matchIndex = m.matchIndex;
+      if (p.accepted(m.echoSeq, m.matchIndex, this.snapshot.index)) {
         p.progressTick = this.nowTick;
         p.resends = 0;
-        p.nextIndex = Math.max(p.nextIndex, m.matchIndex + 1);
         p.resendFromIndex = m.matchIndex + 1;
         this.maybeCommit();
         // A caretaker waits for a member to catch up, which need not move the commit index.
         if (this.role === 'master') this.maybeEndCaretaking();
       }
-      if (m.matchIndex + 1 >= p.nextIndex) p.probing = false;
+      p.pipelineIfMatched(m.matchIndex);
     } else {
       if (m.echoSeq < p.staleBelowSeq) return;
       // Back up to just past what the follower has (or one before what we tried), never below what it matched.
@@ -1161,7 +1052,7 @@ export class CoordinationCore {
       p.resendFromIndex = p.nextIndex;
     }
     // While a snapshot is on its way, a refusal only says the follower does not have it yet: wait for it.
-    const awaitingSnapshot = p.nextIndex <= this.snapshot.index && p.snapshotInFlightTicks !== null;
+    const awaitingSnapshot = p.nextIndex <= this.snapshot.index && p.state === 'snapshot';
     if (this.role === 'master' && !awaitingSnapshot) this.sendAppend(m.from, !m.success);
   }
 
