@@ -24,6 +24,7 @@ import {
   type SnapshotFileRef,
 } from '../storage/snapshotFile.js';
 import type { SnapshotStore } from '../storage/snapshotStore.js';
+import { ReadIndexBatcher } from './readIndexBatcher.js';
 import { ReadyLoop, type ReadyStorage } from './readyLoop.js';
 import { WriteTracker, type WriteOutcome, type WriteTimers } from './writeTracker.js';
 
@@ -128,11 +129,6 @@ interface QueuedProposal {
   readonly reject: (err: Error) => void;
 }
 
-/** Reads that arrived in one event-loop turn share one read index: one quorum round. */
-interface ReadIndexBatch {
-  readonly waiters: Array<{ resolve: (index: number) => void; reject: (err: Error) => void }>;
-  timer: NodeJS.Timeout | null;
-}
 
 /**
  * A ticker callback this late means the event loop was held up (a long synchronous step, a stopped process, a
@@ -208,13 +204,7 @@ export class ClusterRuntime {
   private appliedInDrain = false;
   /** When the Ready being committed started its transaction (performance.now()). */
   private commitStartedMs = 0;
-  private readonly readBatches = new Map<string, ReadIndexBatch>();
-  private openReadBatch: ReadIndexBatch | null = null;
-  private readBatchScheduled = false;
-  /** The confirmation last asked for, while unanswered: the next batch waits for it (see readIndex). */
-  private readInFlight: { readonly batch: ReadIndexBatch; readonly master: string | null; readonly sentAtMs: number } | null = null;
-  private readIndexWaiters = 0;
-  private readBatchSeq = 0;
+  private readonly reads: ReadIndexBatcher<ConclaveError>;
   /** Ticks follow the monotonic clock (see syncClock): the start, and how many were delivered. */
   private clockStartMs = 0;
   private ticksDelivered = 0;
@@ -326,9 +316,34 @@ export class ClusterRuntime {
         this.afterReady(ready);
         return true;
       },
-      commitFailed: (_ready, err) => this.onCommitFailed(err),
+      commitFailed: (_ready, err) => {
+        const error = this.onCommitFailed(err);
+        // The coordinator asked to confirm reads is replaced by one from the disk: those confirmations never come.
+        this.reads.abandonAsked();
+        return error;
+      },
       storageWritable: () => this.log.info('the journal is writable again'),
     });
+    this.reads = new ReadIndexBatcher(
+      { ...eventLoopTimers, nowMs: () => performance.now(), defer: (run) => setImmediate(run) },
+      {
+        master: () => this.coordinator.softState().master,
+        confirm: (id) => {
+          this.syncClock();
+          this.coordinator.readIndex(id);
+          this.drain();
+        },
+        overloaded: (waiting) =>
+          new ConclaveError('OVERLOADED', `${waiting} reads are waiting for the master to confirm; retry after a short pause.`, { readIndexWaitersMax: options.readIndexWaitersMax }),
+        timedOut: () => new ConclaveError('CLUSTER_NO_MASTER', `The master did not confirm the read within ${options.readIndexTimeoutMs} ms; retry shortly.`),
+        // The node asked could not confirm (it stopped being master, or holds too many reads). A read is safe to
+        // retry anywhere, so it is a retryable refusal, not a write's NOT_MASTER redirect.
+        notConfirmed: () =>
+          new ConclaveError('CLUSTER_NO_MASTER', 'The master could not confirm the read (it stepped down or is overloaded); retry shortly, or read with consistency=stale.'),
+      },
+      { waitersMax: options.readIndexWaitersMax, holdBackMs: options.tickMs, timeoutMs: options.readIndexTimeoutMs },
+      options.self.id,
+    );
     this.lastSoft = this.coordinator.softState();
   }
 
@@ -353,8 +368,6 @@ export class ClusterRuntime {
       this.probeStorage(nowMs);
       this.drain();
       this.observeWriteProgress();
-      // A batch held back by a confirmation that has taken a tick goes now (see readIndex).
-      this.scheduleReadBatch();
     }, this.options.tickMs);
     this.drain();
   }
@@ -386,7 +399,7 @@ export class ClusterRuntime {
     const queued = this.queue.splice(0);
     this.queuedBytes = 0;
     for (const q of queued) q.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; the write was not applied. Retry on another node or later.'));
-    this.failReads(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry the read on another node.'));
+    this.reads.close(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry the read on another node.'));
   }
 
   // ---------------------------------------------------------------- inputs
@@ -416,79 +429,10 @@ export class ClusterRuntime {
     return this.coordinator.hasReadLease();
   }
 
-  /**
-   * An index a linearizable read must wait for, confirmed by the master with a quorum round. Reads share
-   * confirmations: those that arrive while one is under way wait for its answer and then go together, so that under
-   * load a node asks once per round trip (each confirmation costs the master a round of messages to every member)
-   * instead of once per event-loop turn. A confirmation unanswered for a tick, or asked of a master that is no longer
-   * the master, no longer holds the next one back: a lost message costs a tick or two, not the read timeout. A read
-   * never joins a confirmation asked before it arrived.
-   */
+  /** An index a linearizable read must wait for, confirmed by the master with a quorum round (ReadIndexBatcher). */
   readIndex(): Promise<number> {
     if (this.closed) return Promise.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry the read on another node.'));
-    if (this.readIndexWaiters >= this.options.readIndexWaitersMax) {
-      return Promise.reject(
-        new ConclaveError('OVERLOADED', `${this.readIndexWaiters} reads are waiting for the master to confirm; retry after a short pause.`, {
-          readIndexWaitersMax: this.options.readIndexWaitersMax,
-        }),
-      );
-    }
-    this.readIndexWaiters++;
-    return new Promise<number>((resolve, reject) => {
-      this.openReadBatch ??= { waiters: [], timer: null };
-      this.openReadBatch.waiters.push({ resolve, reject });
-      this.scheduleReadBatch();
-    });
-  }
-
-  /** Sends the open batch after this turn's I/O (every read of the turn joins it), unless one in flight holds it back. */
-  private scheduleReadBatch(): void {
-    if (this.openReadBatch === null || this.readBatchScheduled || this.closed) return;
-    const inFlight = this.readInFlight;
-    if (inFlight !== null && performance.now() - inFlight.sentAtMs < this.options.tickMs && inFlight.master === this.coordinator.softState().master) return;
-    this.readBatchScheduled = true;
-    setImmediate(() => {
-      this.readBatchScheduled = false;
-      const batch = this.openReadBatch;
-      if (batch !== null) this.sendReadBatch(batch);
-    });
-  }
-
-  private sendReadBatch(batch: ReadIndexBatch): void {
-    if (this.openReadBatch === batch) this.openReadBatch = null;
-    if (this.closed) return;
-    const id = `${this.options.self.id}.${++this.readBatchSeq}`;
-    this.readBatches.set(id, batch);
-    batch.timer = setTimeout(() => {
-      if (this.readBatches.delete(id)) {
-        this.settleReadBatch(batch, new ConclaveError('CLUSTER_NO_MASTER', `The master did not confirm the read within ${this.options.readIndexTimeoutMs} ms; retry shortly.`));
-      }
-    }, this.options.readIndexTimeoutMs);
-    this.syncClock();
-    this.readInFlight = { batch, master: this.coordinator.softState().master, sentAtMs: performance.now() };
-    this.coordinator.readIndex(id);
-    this.drain();
-  }
-
-  private settleReadBatch(batch: ReadIndexBatch, outcome: number | ConclaveError): void {
-    if (batch.timer !== null) clearTimeout(batch.timer);
-    if (this.readInFlight?.batch === batch) {
-      this.readInFlight = null;
-      this.scheduleReadBatch();
-    }
-    this.readIndexWaiters -= batch.waiters.length;
-    for (const waiter of batch.waiters) {
-      if (typeof outcome === 'number') waiter.resolve(outcome);
-      else waiter.reject(outcome);
-    }
-  }
-
-  private failReads(error: ConclaveError): void {
-    const batches = [...this.readBatches.values(), ...(this.openReadBatch !== null ? [this.openReadBatch] : [])];
-    this.readBatches.clear();
-    this.openReadBatch = null;
-    this.readInFlight = null;
-    for (const batch of batches) this.settleReadBatch(batch, error);
+    return new Promise<number>((resolve, reject) => this.reads.request((outcome) => (outcome.ok ? resolve(outcome.index) : reject(outcome.error))));
   }
 
   setDiscoveryPeers(ids: readonly string[]): void {
@@ -717,7 +661,7 @@ export class ClusterRuntime {
     // Sent and applied: the bytes kept for these payloads have served (journal.ts, encodedPayloads).
     for (const entry of ready.committed) forgetPayloadBytes(entry.payload);
     if (ready.snapshot !== undefined) this.afterSnapshotInstall(ready.snapshot);
-    for (const state of ready.readStates) this.answerRead(state.id, state.index);
+    for (const state of ready.readStates) this.reads.answered(state.id, state.index);
     if (ready.committed.length > 0) {
       for (const listener of this.appliedListeners) {
         try {
@@ -1076,17 +1020,7 @@ export class ClusterRuntime {
     );
   }
 
-  private answerRead(id: string, index: number | null): void {
-    const batch = this.readBatches.get(id);
-    if (batch === undefined) return; // timed out meanwhile
-    this.readBatches.delete(id);
-    // Null: the node asked could not confirm (it stopped being master, or holds too many reads). A read is safe to
-    // retry anywhere, so it is a retryable refusal, not a write's NOT_MASTER redirect.
-    this.settleReadBatch(
-      batch,
-      index ?? new ConclaveError('CLUSTER_NO_MASTER', 'The master could not confirm the read (it stepped down or is overloaded); retry shortly, or read with consistency=stale.'),
-    );
-  }
+
 }
 
 // The coordination layer's fixed limits (CoreOptions, CoordinatorOptions), named here rather than as literals.

@@ -1,7 +1,7 @@
 import { ClusterCoordinator, type ClusterReady, type CoordinatorOptions, type CoordinatorRestoredState } from '../core/clusterCoordinator.js';
 import type { ClusterMessage } from '../core/clusterMessages.js';
 import { invariant } from '../errors/catalogue.js';
-import type { ApplyOutcome, WritePathBug, WriteTracker } from './writeTracker.js';
+import type { ApplyOutcome, RuntimeBug, WriteTracker } from './writeTracker.js';
 
 /** A Ready loop that does not settle is a coordinator bug: it would spin the node forever. */
 const readyRoundsMax = 10_000;
@@ -71,7 +71,7 @@ export class ReadyLoop<R, E> {
     private readonly storage: ReadyStorage<R, E>,
     private readonly writes: WriteTracker<R, E>,
     private readonly hooks: ReadyLoopHooks<E>,
-    private readonly injectedBug?: WritePathBug,
+    private readonly injectedBug?: RuntimeBug,
   ) {
     this.coordinatorInstance = new ClusterCoordinator(coordinatorOptions, restored);
   }

@@ -26,13 +26,14 @@ export type WriteOutcome<R, E> =
   | { readonly kind: 'unknown'; readonly index: number; readonly why: 'timeout' | 'shutdown' | 'snapshotInstalled' | 'indexReused' };
 
 /**
- * Test-only: bugs only the runtime's write path can have, so that the simulator proves it notices them
+ * Test-only: bugs only the runtime's parts can have, so that the simulator proves it notices them
  * (test/sim/simulator.test.ts, mutation checks): answering a write before the in-sync members applied it
- * (acknowledgeOnApply, this file), and sending a Ready's messages — votes, acknowledgements of appended entries —
- * before the state they vouch for is durable (sendBeforeDurable, readyLoop.ts).
+ * (acknowledgeOnApply, this file), sending a Ready's messages — votes, acknowledgements of appended entries —
+ * before the state they vouch for is durable (sendBeforeDurable, readyLoop.ts), and letting a read join a
+ * confirmation asked before it arrived (readJoinsAskedConfirmation, readIndexBatcher.ts).
  */
-export const writePathBugs = ['acknowledgeOnApply', 'sendBeforeDurable'] as const;
-export type WritePathBug = (typeof writePathBugs)[number];
+export const runtimeBugs = ['acknowledgeOnApply', 'sendBeforeDurable', 'readJoinsAskedConfirmation'] as const;
+export type RuntimeBug = (typeof runtimeBugs)[number];
 
 /** What applying a committed entry gave: a result, or a refusal that is the entry's outcome everywhere. */
 export type ApplyOutcome<R, E> = { readonly ok: true; readonly result: R } | { readonly ok: false; readonly error: E };
@@ -61,7 +62,7 @@ export class WriteTracker<R, E> {
   constructor(
     private readonly timers: WriteTimers,
     private readonly writeTimeoutMs: number,
-    private readonly injectedBug?: WritePathBug,
+    private readonly injectedBug?: RuntimeBug,
   ) {}
 
   /** Writes waiting for their entry or their acknowledgement. */

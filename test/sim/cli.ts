@@ -6,7 +6,7 @@
  *   --from F         the first seed of --seeds
  *   --bug NAME       build every node with an injected bug: in the coordinator (quorumIsHalf, voteForStaleCandidate,
  *                  commitBeforeQuorum, skippedTicksStopTheClock, stickyOnlyAboveOwnTerm, ignoreVotingExclusions,
- *                  acknowledgeBeforeInSyncApplied) or in the runtime's write path (acknowledgeOnApply)
+ *                  acknowledgeBeforeInSyncApplied) or in the runtime's parts (acknowledgeOnApply, sendBeforeDurable, readJoinsAskedConfirmation)
  *   --workers K      worker threads for --seeds (default: the machine's available parallelism)
  *   --max-failures M stop after M failing seeds (default 10)
  *   --trace          print the whole event trace of --seed
@@ -17,11 +17,11 @@
 import { availableParallelism } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { coordinatorBugs } from '../../src/core/clusterCoordinator.js';
-import { writePathBugs } from '../../src/node/writeTracker.js';
+import { runtimeBugs } from '../../src/node/writeTracker.js';
 import { runBatch } from './batch.js';
 import { describeFailure, runSimulation, type InjectedBug, type SimulationOptions, type SimulationResult } from './simulate.js';
 
-const bugs: readonly InjectedBug[] = [...coordinatorBugs, ...writePathBugs];
+const bugs: readonly InjectedBug[] = [...coordinatorBugs, ...runtimeBugs];
 
 function printOne(result: SimulationResult, fullTrace: boolean): void {
   console.log(`seed ${result.seed}: ${result.description}`);

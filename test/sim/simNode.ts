@@ -7,8 +7,9 @@ import type { Entry, Snapshot } from '../../src/core/types.js';
 import type { KvCommand, KvResult, KvValue } from './kvStateMachine.js';
 import type { SimRandom } from './simRandom.js';
 import type { SimScheduler } from './simScheduler.js';
+import { ReadIndexBatcher } from '../../src/node/readIndexBatcher.js';
 import { ReadyLoop, type ReadyLoopHooks, type ReadyStorage } from '../../src/node/readyLoop.js';
-import { WriteTracker, type WriteOutcome, type WritePathBug, type WriteTimers } from '../../src/node/writeTracker.js';
+import { WriteTracker, type WriteOutcome, type RuntimeBug, type WriteTimers } from '../../src/node/writeTracker.js';
 import { SimStorage, type PersistOutcome } from './simStorage.js';
 
 /**
@@ -66,7 +67,7 @@ export interface NodeConfig {
   readonly tickPeriodMax: number;
   /** How long a write waits for its answer before "unknown" (the runtime's replication.writeTimeoutMs). */
   readonly writeTimeoutUnits: number;
-  readonly injectedBug?: CoordinatorBug | WritePathBug;
+  readonly injectedBug?: CoordinatorBug | RuntimeBug;
 }
 
 /** What the invariant checker hears from a node, synchronously, as things happen. */
@@ -112,13 +113,15 @@ export type NodeStatus = 'running' | 'paused' | 'crashed';
 
 type QueuedInput =
   | { readonly kind: 'message'; readonly message: ClusterMessage }
-  | { readonly kind: 'request'; readonly command: KvCommand; readonly reply: (r: ClientReply) => void };
+  | { readonly kind: 'request'; readonly command: KvCommand; readonly reply: (r: ClientReply) => void }
+  /** Work the process deferred to after its current turn (setImmediate), due while it was paused. */
+  | { readonly kind: 'deferred'; readonly run: () => void };
 
-/** A direct read waiting for its read index (null until confirmed) and then for the state machine to reach it. */
+/** A direct read whose index the master confirmed, waiting for the state machine to reach it. */
 interface WaitingRead {
   readonly key: string;
   readonly reply: (r: ClientReply) => void;
-  index: number | null;
+  readonly index: number;
 }
 
 /** A paused node's receive buffer is bounded, as a socket's is: beyond it, messages are lost. */
@@ -135,6 +138,8 @@ export class SimNode {
   /** The runtime's write path (src/node/writeTracker.ts), on this incarnation's simulated timers. */
   private writes: WriteTracker<KvResult | null, string> | null = null;
   private readonly waitingReads = new Map<string, WaitingRead>();
+  /** The runtime's read batching (ReadIndexBatcher), while the process exists. */
+  private reads: ReadIndexBatcher<'overloaded' | 'timeout' | 'notConfirmed'> | null = null;
   private readSeq = 0;
   private missedTicks = 0;
   private incarnation = 0;
@@ -238,16 +243,20 @@ export class SimNode {
     if (command.mode === 'stale' || (command.mode === 'sequential' && coordinator.hasReadLease())) {
       return this.replyRead(command.key, reply);
     }
-    // Linearizable, or sequential without a lease: confirm an index with the master first.
-    const id = `${this.incarnation}.${++this.readSeq}`;
-    if (this.waitingReads.size >= waitingReadsMax) {
-      const [oldestId, oldest] = this.waitingReads.entries().next().value as [string, WaitingRead];
-      this.waitingReads.delete(oldestId);
-      oldest.reply({ kind: 'rejected', reason: 'overloaded', master: null });
-    }
-    this.waitingReads.set(id, { key: command.key, reply, index: null });
-    coordinator.readIndex(id);
-    this.drain();
+    // Linearizable, or sequential without a lease: an index the master confirms first, through the runtime's batching.
+    this.reads!.request((outcome) => {
+      if (!outcome.ok) {
+        const reason = outcome.error === 'overloaded' ? 'overloaded' : outcome.error === 'timeout' ? 'unavailable' : 'notMaster';
+        return reply({ kind: 'rejected', reason, master: outcome.error === 'notConfirmed' ? (this.loop?.coordinator.softState().master ?? null) : null });
+      }
+      if (this.waitingReads.size >= waitingReadsMax) {
+        const [oldestId, oldest] = this.waitingReads.entries().next().value as [string, WaitingRead];
+        this.waitingReads.delete(oldestId);
+        oldest.reply({ kind: 'rejected', reason: 'overloaded', master: null });
+      }
+      this.waitingReads.set(`${this.incarnation}.${++this.readSeq}`, { key: command.key, reply, index: outcome.index });
+      this.settle();
+    });
   }
 
   private replyRead(key: string, reply: (r: ClientReply) => void): void {
@@ -280,6 +289,9 @@ export class SimNode {
     this.writes = null;
     writes?.close();
     // A read changes nothing: whatever happened to it, the client may simply try again.
+    const batcher = this.reads;
+    this.reads = null;
+    batcher?.close('timeout');
     const reads = [...this.waitingReads.values()];
     this.waitingReads.clear();
     for (const read of reads) read.reply({ kind: 'rejected', reason: 'unavailable', master: null });
@@ -338,6 +350,8 @@ export class SimNode {
         this.stats.messages++;
         this.loop!.coordinator.step(input.message);
         this.drain();
+      } else if (input.kind === 'deferred') {
+        input.run();
       } else {
         this.handle(input.command, input.reply);
       }
@@ -359,11 +373,28 @@ export class SimNode {
       random,
       ...(isCoordinatorBug(this.config.injectedBug) ? { injectedBug: this.config.injectedBug } : {}),
     };
-    const writePathBug = this.config.injectedBug !== undefined && !isCoordinatorBug(this.config.injectedBug) ? this.config.injectedBug : undefined;
-    const writes = new WriteTracker<KvResult | null, string>(this.incarnationTimers(), this.config.writeTimeoutUnits, writePathBug);
+    const runtimeBug = this.config.injectedBug !== undefined && !isCoordinatorBug(this.config.injectedBug) ? this.config.injectedBug : undefined;
+    const writes = new WriteTracker<KvResult | null, string>(this.incarnationTimers(), this.config.writeTimeoutUnits, runtimeBug);
     this.writes = writes;
-    this.loop = new ReadyLoop(options, this.storage.restoredState(), () => this.config.discoveryPeers, this.readyStorage(), writes, this.readyHooks(), writePathBug);
+    this.loop = new ReadyLoop(options, this.storage.restoredState(), () => this.config.discoveryPeers, this.readyStorage(), writes, this.readyHooks(), runtimeBug);
     this.loop.coordinator.setDiscoveryPeers(this.config.discoveryPeers);
+    this.reads = new ReadIndexBatcher<'overloaded' | 'timeout' | 'notConfirmed'>(
+      { ...this.incarnationTimers(), nowMs: () => this.env.scheduler.now, defer: this.deferral() },
+      {
+        master: () => this.loop!.coordinator.softState().master,
+        confirm: (id) => {
+          this.loop!.coordinator.readIndex(id);
+          this.drain();
+        },
+        overloaded: () => 'overloaded',
+        timedOut: () => 'timeout',
+        notConfirmed: () => 'notConfirmed',
+      },
+      // A confirmation holds the next back for a tick, as in the runtime; it gives up as a write does.
+      { waitersMax: waitingReadsMax, holdBackMs: this.tickPeriodUnits, timeoutMs: this.config.writeTimeoutUnits },
+      String(this.incarnation),
+      runtimeBug,
+    );
     this.currentStatus = 'running';
     this.missedTicks = 0;
     this.env.trace?.(
@@ -405,7 +436,7 @@ export class SimNode {
     this.loop!.acknowledge();
     const applied = this.storage.stateMachine.appliedIndex;
     for (const [id, read] of this.waitingReads) {
-      if (read.index !== null && read.index <= applied) {
+      if (read.index <= applied) {
         this.waitingReads.delete(id);
         this.replyRead(read.key, read.reply);
       }
@@ -447,15 +478,7 @@ export class SimNode {
       send: (message) => this.env.send(message),
       done: (ready) => {
         const coordinator = this.loop!.coordinator;
-        for (const state of ready.readStates) {
-          const read = this.waitingReads.get(state.id);
-          if (read === undefined) continue;
-          if (state.index !== null) read.index = state.index;
-          else {
-            this.waitingReads.delete(state.id);
-            read.reply({ kind: 'rejected', reason: 'notMaster', master: coordinator.softState().master });
-          }
-        }
+        for (const state of ready.readStates) this.reads!.answered(state.id, state.index);
         this.maybeCompact(coordinator);
         if (this.crashArmed !== 'afterReady') return true;
         this.crashAt('after a Ready');
@@ -464,14 +487,8 @@ export class SimNode {
       commitFailed: (_ready, err) => {
         // A broken invariant (the checker's, or the disk model's) is the seed's failure, never a full disk.
         if (!(err instanceof SimDiskFull)) throw err;
-        // Reads waiting for a read index the old coordinator was confirming never hear of it again (the runtime's
-        // time out): refused, so that the client retries.
-        this.env.trace?.(`${this.id} cannot store a Ready (disk full): its coordination layer restarts from the disk`);
-        for (const [id, read] of this.waitingReads) {
-          if (read.index !== null) continue;
-          this.waitingReads.delete(id);
-          read.reply({ kind: 'rejected', reason: 'notMaster', master: null });
-        }
+        // The reads the old coordinator was confirming never hear of it again: refused, so that the client retries.
+        this.reads!.abandonAsked();
         this.ticksSinceStorageProbe = 0;
         return 'disk full';
       },
@@ -525,6 +542,23 @@ export class SimNode {
     }
   }
 
+  /**
+   * The process's setImmediate: runs after what is due now, in this incarnation only; work due while paused waits in
+   * the receive queue for the resume, behind what arrived before it.
+   */
+  private deferral(): (run: () => void) => void {
+    const incarnation = this.incarnation;
+    return (run) =>
+      this.env.scheduler.after(0, () => {
+        if (incarnation !== this.incarnation || this.currentStatus === 'crashed') return;
+        if (this.currentStatus === 'paused') {
+          if (this.queued.length < queuedInputsMax) this.queued.push({ kind: 'deferred', run });
+          return;
+        }
+        run();
+      });
+  }
+
   /** Timers that die with this incarnation (a crash takes the process's timers with it). */
   private incarnationTimers(): WriteTimers {
     const incarnation = this.incarnation;
@@ -554,7 +588,7 @@ class SimDiskFull extends Error {
   }
 }
 
-function isCoordinatorBug(bug: CoordinatorBug | WritePathBug | undefined): bug is CoordinatorBug {
+function isCoordinatorBug(bug: CoordinatorBug | RuntimeBug | undefined): bug is CoordinatorBug {
   return bug !== undefined && (coordinatorBugs as readonly string[]).includes(bug);
 }
 

@@ -1,6 +1,6 @@
 import type { BootstrapMethod } from '../../src/core/bootstrap.js';
 import type { CoordinatorBug } from '../../src/core/clusterCoordinator.js';
-import type { WritePathBug } from '../../src/node/writeTracker.js';
+import type { RuntimeBug } from '../../src/node/writeTracker.js';
 import { FaultInjector, type FaultOptions } from './faults.js';
 import { SimulationViolation } from './invariants.js';
 import { checkHistory, type CheckResult } from './linearizability.js';
@@ -26,7 +26,7 @@ import { Workload, type WorkloadOptions } from './workload.js';
  * A failure names the seed and the command that replays it.
  */
 /** A bug in the coordination layer (src/core) or in the runtime's write path (src/node/writeTracker.ts). */
-export type InjectedBug = CoordinatorBug | WritePathBug;
+export type InjectedBug = CoordinatorBug | RuntimeBug;
 
 export interface SimulationOptions {
   /** Builds every core with this bug: the simulator must then report a violation (a mutation check). */

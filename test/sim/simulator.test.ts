@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
 import { coordinatorBugs } from '../../src/core/clusterCoordinator.js';
-import { writePathBugs } from '../../src/node/writeTracker.js';
+import { runtimeBugs } from '../../src/node/writeTracker.js';
 import type { Role } from '../../src/core/types.js';
 import { runBatch } from './batch.js';
 import { configurationStepProblem } from './invariants.js';
@@ -56,7 +56,7 @@ test('2,000 random seeds: no invariant broken, every run converges after healing
   );
 });
 
-for (const bug of [...coordinatorBugs, ...writePathBugs]) {
+for (const bug of [...coordinatorBugs, ...runtimeBugs]) {
   test(`mutation check: a core with the injected bug ${bug} is caught within the seed budget`, async (t) => {
     const seeds = testSeeds();
     // One catch is the proof; the search stops there, since a bug caught late in the list (stickyOnlyAboveOwnTerm)
