@@ -26,6 +26,7 @@ import {
 import type { SnapshotStore } from '../storage/snapshotStore.js';
 import { ReadIndexBatcher } from './readIndexBatcher.js';
 import { ReadyLoop, type ReadyStorage } from './readyLoop.js';
+import { WriteQueue, type QueueRefusal } from './writeQueue.js';
 import { WriteTracker, type WriteOutcome, type WriteTimers } from './writeTracker.js';
 
 /**
@@ -124,7 +125,6 @@ export interface Committed {
 
 interface QueuedProposal {
   readonly command: Command;
-  readonly bytes: number;
   readonly resolve: (committed: Committed) => void;
   readonly reject: (err: Error) => void;
 }
@@ -208,8 +208,7 @@ export class ClusterRuntime {
   /** Ticks follow the monotonic clock (see syncClock): the start, and how many were delivered. */
   private clockStartMs = 0;
   private ticksDelivered = 0;
-  private readonly queue: QueuedProposal[] = [];
-  private queuedBytes = 0;
+  private readonly queue: WriteQueue<QueuedProposal>;
   private readonly persistAndApply;
   private readonly applyInSavepoint;
   private readonly saveApplied;
@@ -247,6 +246,12 @@ export class ClusterRuntime {
     this.appliedIndexValue = getMeta<number>(db, 'applied_index') ?? 0;
     this.journalLastIndex = journal.lastIndex();
     this.writes = new WriteTracker(eventLoopTimers, options.writeTimeoutMs);
+    this.queue = new WriteQueue({
+      entriesMax: options.writeQueueEntriesMax,
+      bytesMax: options.writeQueueBytesMax,
+      groupEntriesMax: options.groupCommitEntriesMax,
+      groupBytesMax: options.groupCommitBytesMax,
+    });
     const coordinatorOptions: CoordinatorOptions = {
       self: options.self,
       clusterName: options.clusterName,
@@ -396,8 +401,7 @@ export class ClusterRuntime {
     this.snapshotWrite?.abort();
     this.snapshots?.fetcher.close();
     this.writes.close();
-    const queued = this.queue.splice(0);
-    this.queuedBytes = 0;
+    const queued = this.queue.takeAll();
     for (const q of queued) q.reject(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; the write was not applied. Retry on another node or later.'));
     this.reads.close(new ConclaveError('SHUTTING_DOWN', 'The node is shutting down; retry the read on another node.'));
   }
@@ -450,12 +454,8 @@ export class ClusterRuntime {
     if (storageFailure !== null) return Promise.reject(storageFailure);
     const soft = this.coordinator.softState();
     if (soft.role !== 'master') return Promise.reject(this.refusal('notMaster', soft.master));
-    const waiting = this.queue.length + this.writes.waiting;
-    if (waiting >= this.options.writeQueueEntriesMax) {
-      return Promise.reject(
-        new ConclaveError('OVERLOADED', `${waiting} writes are waiting to commit; retry after a short pause.`, { writeQueueEntriesMax: this.options.writeQueueEntriesMax }),
-      );
-    }
+    const full = this.queue.refusal(0, this.writes.waiting);
+    if (full !== null) return Promise.reject(this.queueRefusal(full));
     let bytes: number;
     try {
       // Refuses (COMMAND_NOT_REPLICABLE) what every node could not decode and apply exactly as this one would.
@@ -463,31 +463,23 @@ export class ClusterRuntime {
     } catch (err) {
       return Promise.reject(err as Error);
     }
-    if (this.queue.length > 0 && this.queuedBytes + bytes > this.options.writeQueueBytesMax) {
-      return Promise.reject(
-        new ConclaveError('OVERLOADED', `The write queue holds ${this.queuedBytes} bytes; retry after a short pause.`, { writeQueueBytesMax: this.options.writeQueueBytesMax }),
-      );
-    }
-    this.queuedBytes += bytes;
+    const refused = this.queue.refusal(bytes, this.writes.waiting);
+    if (refused !== null) return Promise.reject(this.queueRefusal(refused));
     return new Promise<Committed>((resolve, reject) => {
-      this.queue.push({ command, bytes, resolve, reject });
+      this.queue.push({ command, resolve, reject }, bytes);
       this.scheduleDrain();
     });
   }
 
+  private queueRefusal(refusal: QueueRefusal): ConclaveError {
+    return refusal.kind === 'entries'
+      ? new ConclaveError('OVERLOADED', `${refusal.waiting} writes are waiting to commit; retry after a short pause.`, { writeQueueEntriesMax: this.options.writeQueueEntriesMax })
+      : new ConclaveError('OVERLOADED', `The write queue holds ${refusal.queuedBytes} bytes; retry after a short pause.`, { writeQueueBytesMax: this.options.writeQueueBytesMax });
+  }
+
   /** Hands the next group of queued writes to the coordinator, within the group-commit bounds. */
   private proposeQueued(): void {
-    let count = 0;
-    let bytes = 0;
-    while (count < this.queue.length && count < this.options.groupCommitEntriesMax) {
-      const next = this.queue[count]!.bytes;
-      if (count > 0 && bytes + next > this.options.groupCommitBytesMax) break;
-      bytes += next;
-      count++;
-    }
-    const batch = this.queue.splice(0, count);
-    this.queuedBytes -= bytes;
-    for (const proposal of batch) {
+    for (const proposal of this.queue.takeGroup()) {
       const outcome = this.coordinator.propose(proposal.command);
       if (!outcome.ok) {
         proposal.reject(this.refusal(outcome.reason, outcome.master));

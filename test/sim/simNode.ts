@@ -9,6 +9,7 @@ import type { SimRandom } from './simRandom.js';
 import type { SimScheduler } from './simScheduler.js';
 import { ReadIndexBatcher } from '../../src/node/readIndexBatcher.js';
 import { ReadyLoop, type ReadyLoopHooks, type ReadyStorage } from '../../src/node/readyLoop.js';
+import { WriteQueue } from '../../src/node/writeQueue.js';
 import { WriteTracker, type WriteOutcome, type RuntimeBug, type WriteTimers } from '../../src/node/writeTracker.js';
 import { SimStorage, type PersistOutcome } from './simStorage.js';
 
@@ -124,6 +125,9 @@ interface WaitingRead {
   readonly index: number;
 }
 
+/** The write queue's bounds: small, so that group commit and its refusals happen in short runs too. */
+const simWriteQueueLimits = { entriesMax: 128, bytesMax: 64 * 1024, groupEntriesMax: 8, groupBytesMax: 4 * 1024 };
+
 /** A paused node's receive buffer is bounded, as a socket's is: beyond it, messages are lost. */
 const queuedInputsMax = 5_000;
 /** Reads waiting for a read index whose answer was lost are dropped, oldest first, beyond this many. */
@@ -140,6 +144,9 @@ export class SimNode {
   private readonly waitingReads = new Map<string, WaitingRead>();
   /** The runtime's read batching (ReadIndexBatcher), while the process exists. */
   private reads: ReadIndexBatcher<'overloaded' | 'timeout' | 'notConfirmed'> | null = null;
+  /** The runtime's write queue and group commit (WriteQueue), while the process exists. */
+  private queue: WriteQueue<{ readonly command: KvCommand; readonly reply: (r: ClientReply) => void }> | null = null;
+  private drainScheduled = false;
   private readSeq = 0;
   private missedTicks = 0;
   private incarnation = 0;
@@ -289,6 +296,9 @@ export class SimNode {
     this.writes = null;
     writes?.close();
     // A read changes nothing: whatever happened to it, the client may simply try again.
+    // Queued writes were never proposed: certainly not appended.
+    for (const { reply } of this.queue?.takeAll() ?? []) reply({ kind: 'rejected', reason: 'unavailable', master: null });
+    this.queue = null;
     const batcher = this.reads;
     this.reads = null;
     batcher?.close('timeout');
@@ -378,6 +388,8 @@ export class SimNode {
     this.writes = writes;
     this.loop = new ReadyLoop(options, this.storage.restoredState(), () => this.config.discoveryPeers, this.readyStorage(), writes, this.readyHooks(), runtimeBug);
     this.loop.coordinator.setDiscoveryPeers(this.config.discoveryPeers);
+    this.queue = new WriteQueue(simWriteQueueLimits);
+    this.drainScheduled = false;
     this.reads = new ReadIndexBatcher<'overloaded' | 'timeout' | 'notConfirmed'>(
       { ...this.incarnationTimers(), nowMs: () => this.env.scheduler.now, defer: this.deferral() },
       {
@@ -416,19 +428,52 @@ export class SimNode {
     });
   }
 
+  /**
+   * A write (or a log read) on the master: queued as the runtime queues it (WriteQueue), and proposed with the others
+   * of this instant as one group — one Ready — once the node gets to it.
+   */
   private propose(command: KvCommand, reply: (r: ClientReply) => void): void {
-    const outcome = this.loop!.coordinator.propose(command);
-    if (!outcome.ok) return reply({ kind: 'rejected', reason: outcome.reason, master: outcome.master });
-    this.env.observer.onProposalAccepted(this, outcome.index);
-    this.writes!.proposed(outcome.index, outcome.term, (answer) => this.answerWrite(answer, reply));
-    this.drain();
+    const soft = this.loop!.coordinator.softState();
+    if (soft.role !== 'master') return reply({ kind: 'rejected', reason: 'notMaster', master: soft.master });
+    const bytes = JSON.stringify(command).length;
+    if (this.queue!.refusal(bytes, this.writes!.waiting) !== null) return reply({ kind: 'rejected', reason: 'overloaded', master: null });
+    this.queue!.push({ command, reply }, bytes);
+    this.scheduleDrain();
+  }
+
+  /** The next group of queued writes, proposed together (ClusterRuntime.proposeQueued). */
+  private proposeQueued(): void {
+    for (const { command, reply } of this.queue!.takeGroup()) {
+      const outcome = this.loop!.coordinator.propose(command);
+      if (!outcome.ok) {
+        reply({ kind: 'rejected', reason: outcome.reason, master: outcome.master });
+        continue;
+      }
+      this.env.observer.onProposalAccepted(this, outcome.index);
+      this.writes!.proposed(outcome.index, outcome.term, (answer) => this.answerWrite(answer, reply));
+    }
+  }
+
+  /** A drain after what is due now (the runtime's setImmediate), once however many writes arrive meanwhile. */
+  private scheduleDrain(): void {
+    if (this.drainScheduled) return;
+    this.drainScheduled = true;
+    const incarnation = this.incarnation;
+    this.deferral()(() => {
+      if (incarnation !== this.incarnation) return;
+      this.drainScheduled = false;
+      this.drain();
+    });
   }
 
   /** The runtime's Ready loop (see ReadyLoop), then the acknowledgements and the reads it made possible. */
   private drain(): void {
     if (this.currentStatus !== 'running') return;
+    this.proposeQueued();
     this.loop!.drain();
-    if (this.currentStatus === 'running') this.settle();
+    if (this.currentStatus !== 'running') return;
+    this.settle();
+    if (this.queue!.length > 0) this.scheduleDrain();
   }
 
   /** Acknowledges what the master may acknowledge; answers the direct reads whose index is applied. */

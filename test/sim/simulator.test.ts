@@ -279,6 +279,8 @@ test("the master's disk fills: its write is refused, the others elect a master t
   writeThrough(cluster, [full.id], 'k', 1);
   full.storage.full = true;
   const refused = request(cluster, full.id, { op: 'write', key: 'k', value: 2 });
+  // Queued, then proposed with the writes of its instant (group commit): its Ready is the one the disk refuses.
+  assert.ok(cluster.runFor(tickPeriodMax, () => refused.reply !== null), 'the write was not answered within a tick');
   assert.deepEqual(refused.reply, { kind: 'rejected', reason: 'diskFull', master: null }, 'nothing of the write was stored');
   assert.notEqual(role(full), 'master', 'the full master steps down at once');
 
