@@ -1,4 +1,4 @@
-import { randomInt } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 
@@ -347,7 +347,9 @@ export class ClusterRuntime {
           new ConclaveError('CLUSTER_NO_MASTER', 'The master could not confirm the read (it stepped down or is overloaded); retry shortly, or read with consistency=stale.'),
       },
       { waitersMax: options.readIndexWaitersMax, holdBackMs: options.tickMs, timeoutMs: options.readIndexTimeoutMs },
-      options.self.id,
+      // Unique to this process: a confirmation answered to an earlier process of this node (a late message after a
+      // quick restart) must not pass for one this process asked.
+      `${options.self.id}.${randomUUID()}`,
     );
     this.lastSoft = this.coordinator.softState();
   }
@@ -454,7 +456,7 @@ export class ClusterRuntime {
     if (storageFailure !== null) return Promise.reject(storageFailure);
     const soft = this.coordinator.softState();
     if (soft.role !== 'master') return Promise.reject(this.refusal('notMaster', soft.master));
-    const full = this.queue.refusal(0, this.writes.waiting);
+    const full = this.queue.entriesRefusal(this.writes.waiting);
     if (full !== null) return Promise.reject(this.queueRefusal(full));
     let bytes: number;
     try {

@@ -66,7 +66,7 @@ export class ReadIndexBatcher<E> {
     private readonly clock: ReadBatchClock,
     private readonly confirmer: ReadIndexConfirmer<E>,
     private readonly limits: ReadIndexLimits,
-    /** Names this node's confirmations apart from other nodes' (and other incarnations'). */
+    /** Names this process's confirmations apart from other nodes' and from this node's earlier processes'. */
     private readonly idPrefix: string,
     private readonly injectedBug?: RuntimeBug,
   ) {}

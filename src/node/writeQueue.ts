@@ -40,10 +40,16 @@ export class WriteQueue<T> {
     return this.bytes;
   }
 
+  /** Why no write can queue now, with `proposedWaiting` writes proposed and not answered (the entries bound); null if one can. */
+  entriesRefusal(proposedWaiting: number): QueueRefusal | null {
+    const waiting = this.items.length + proposedWaiting;
+    return waiting >= this.limits.entriesMax ? { kind: 'entries', waiting } : null;
+  }
+
   /** Why a write of `bytes` cannot queue, with `proposedWaiting` writes proposed and not answered; null if it can. */
   refusal(bytes: number, proposedWaiting: number): QueueRefusal | null {
-    const waiting = this.items.length + proposedWaiting;
-    if (waiting >= this.limits.entriesMax) return { kind: 'entries', waiting };
+    const full = this.entriesRefusal(proposedWaiting);
+    if (full !== null) return full;
     if (this.items.length > 0 && this.bytes + bytes > this.limits.bytesMax) return { kind: 'bytes', queuedBytes: this.bytes };
     return null;
   }

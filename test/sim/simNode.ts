@@ -262,7 +262,8 @@ export class SimNode {
         oldest.reply({ kind: 'rejected', reason: 'overloaded', master: null });
       }
       this.waitingReads.set(`${this.incarnation}.${++this.readSeq}`, { key: command.key, reply, index: outcome.index });
-      this.settle();
+      // As the runtime's promise does, the read goes on after the Ready that confirmed it, not inside its loop.
+      this.scheduleDrain();
     });
   }
 
@@ -597,7 +598,9 @@ export class SimNode {
       this.env.scheduler.after(0, () => {
         if (incarnation !== this.incarnation || this.currentStatus === 'crashed') return;
         if (this.currentStatus === 'paused') {
-          if (this.queued.length < queuedInputsMax) this.queued.push({ kind: 'deferred', run });
+          // Never dropped, whatever the receive buffer holds: a part defers one piece of work at a time (a drain, a
+          // read batch), and losing it would leave that part waiting forever.
+          this.queued.push({ kind: 'deferred', run });
           return;
         }
         run();

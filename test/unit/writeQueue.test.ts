@@ -36,6 +36,7 @@ test('the queue refuses past its entries (counting the writes proposed and unans
   assert.equal(queue.refusal(500, 0), null, 'one write, whatever its size');
   queue.push('a', 500);
   assert.deepEqual(queue.refusal(1, 0), { kind: 'bytes', queuedBytes: 500 });
+  assert.equal(queue.entriesRefusal(0), null, 'the entries bound alone does not count bytes');
   assert.deepEqual(queue.takeGroup(), ['a']);
   queue.push('b', 10);
   assert.equal(queue.refusal(10, 1), null);
