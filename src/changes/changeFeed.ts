@@ -218,10 +218,8 @@ export class ChangeFeed {
    * Resolves once an entry after `index` is applied (at once if one is), or when `timeoutMs` passes or `signal`
    * aborts; false in those two cases. Word of new entries comes at most every fanOutIntervalMs.
    */
-  waitForEntryAfter(index: number, timeoutMs: number, signal?: AbortSignal, options: { coalesce?: boolean } = {}): Promise<boolean> {
-    // A reader that just sent what it had (a stream) waits for the next round of word even when more is applied
-    // already: under a steady write load it then takes a round's events in one step, not one Ready's at a time.
-    if (this.source.appliedIndex > index && options.coalesce !== true) return Promise.resolve(true);
+  waitForEntryAfter(index: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.source.appliedIndex > index) return Promise.resolve(true);
     if (signal?.aborted === true) return Promise.resolve(false);
     this.listen();
     return new Promise<boolean>((resolve) => {
@@ -238,8 +236,6 @@ export class ChangeFeed {
       const timer = setTimeout(() => finish(false), timeoutMs);
       this.waiting.add(onNews);
       signal?.addEventListener('abort', onAbort, { once: true });
-      // News already there (a coalescing reader): the next round brings it.
-      if (this.source.appliedIndex > index) this.armFanOut();
     });
   }
 

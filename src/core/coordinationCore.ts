@@ -540,7 +540,6 @@ export class CoordinationCore {
     return new FollowerProgress(nextIndex, this.nowTick, this.options.inflightAppendsMax);
   }
 
-
   private truncateFrom(index: number): void {
     invariant(index > this.commitIndex, `truncating committed entry ${index} (commit index ${this.commitIndex})`);
     this.journal.truncateFrom(index);

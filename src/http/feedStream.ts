@@ -129,9 +129,8 @@ export class FeedStream implements FeedFollower {
         // a write the socket refused (its own bound, 16 KiB), which may be more than subscriberBufferBytesMax.
         waitsForSocket = this.res.writableLength + frames.length > this.limits.subscriberBufferBytesMax;
         this.write(frames, waitsForSocket ? this.awaitFlush() : undefined);
-        const last = items[sent - 1]!.event;
-        this.lastIdSent = formatFeedPosition(positionOf(last));
-        this.position = positionOf(last);
+        this.position = positionOf(items[sent - 1]!.event);
+        this.lastIdSent = formatFeedPosition(this.position);
         this.metrics?.eventsSent.inc(sent);
       }
       if (!full) {

@@ -129,7 +129,6 @@ interface QueuedProposal {
   readonly reject: (err: Error) => void;
 }
 
-
 /**
  * A ticker callback this late means the event loop was held up (a long synchronous step, a stopped process, a
  * starved machine). Said in the log because a stalled master misses heartbeats and loses its leadership, and the
@@ -1013,8 +1012,6 @@ export class ClusterRuntime {
       { index, committed: true },
     );
   }
-
-
 }
 
 // The coordination layer's fixed limits (CoreOptions, CoordinatorOptions), named here rather than as literals.

@@ -69,14 +69,8 @@ export class ChangeLog {
                 id, type, version, ?, ?, NULL, ? + row_number() OVER (ORDER BY path)
          FROM nodes WHERE path > ? AND path < ? ORDER BY path`,
       ),
-      // Whether an event is its entry's last: one primary-key probe per row read.
+      // Whether an event is its entry's last: one primary-key probe per row read. A negative limit: no limit.
       after: db
-        .prepare(
-          `SELECT ${eventColumns}, NOT EXISTS (SELECT 1 FROM changes n WHERE n.idx = c.idx AND n.ordinal = c.ordinal + 1) AS last
-           FROM changes c WHERE (idx, ordinal) > (?, ?) ORDER BY idx, ordinal`,
-        )
-        .raw(true),
-      afterLimited: db
         .prepare(
           `SELECT ${eventColumns}, NOT EXISTS (SELECT 1 FROM changes n WHERE n.idx = c.idx AND n.ordinal = c.ordinal + 1) AS last
            FROM changes c WHERE (idx, ordinal) > (?, ?) ORDER BY idx, ordinal LIMIT ?`,
@@ -152,13 +146,13 @@ export class ChangeLog {
   /** The events after `position`, in feed order; the caller stops reading when its page is full. */
   *eventsAfter(position: FeedPosition): Generator<ChangeEvent> {
     const bound = boundAfter(position);
-    for (const row of this.sql.after.iterate(bound.index, bound.ordinal) as Iterable<ChangeRow>) yield eventOf(row);
+    for (const row of this.sql.after.iterate(bound.index, bound.ordinal, -1) as Iterable<ChangeRow>) yield eventOf(row);
   }
 
   /** At most `limit` events after `position`, in feed order, read in one go (the feed's recent events). */
   eventsAfterList(position: FeedPosition, limit: number): ChangeEvent[] {
     const bound = boundAfter(position);
-    return (this.sql.afterLimited.all(bound.index, bound.ordinal, limit) as ChangeRow[]).map(eventOf);
+    return (this.sql.after.all(bound.index, bound.ordinal, limit) as ChangeRow[]).map(eventOf);
   }
 
   /**

@@ -459,9 +459,8 @@ export class SimNode {
   private scheduleDrain(): void {
     if (this.drainScheduled) return;
     this.drainScheduled = true;
-    const incarnation = this.incarnation;
+    // deferral() drops what an earlier incarnation deferred.
     this.deferral()(() => {
-      if (incarnation !== this.incarnation) return;
       this.drainScheduled = false;
       this.drain();
     });
