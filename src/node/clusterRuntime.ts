@@ -24,6 +24,7 @@ import {
   type SnapshotFileRef,
 } from '../storage/snapshotFile.js';
 import type { SnapshotStore } from '../storage/snapshotStore.js';
+import { Compaction } from './compaction.js';
 import { ReadIndexBatcher } from './readIndexBatcher.js';
 import { ReadyLoop, type ReadyStorage } from './readyLoop.js';
 import { WriteQueue, type QueueRefusal } from './writeQueue.js';
@@ -80,12 +81,9 @@ export interface RuntimeOptions {
 /**
  * Journal compaction and snapshot transfer (absent: the node never compacts, and cannot take a snapshot).
  *
- * Compaction: once `compactionEntriesMin` applied entries are above the latest snapshot, a snapshot file of the
- * state machine is written (off the event loop, while the node goes on: see snapshotFile.ts); it holds some
- * applied index F. Once `journalRetainEntries` more entries are applied past F, the coordinator compacts at F, the
- * journal up to F is dropped and the snapshot's metadata is stored with it, in one transaction; then the previous
- * file goes (once no transfer reads it). So the journal keeps between journalRetainEntries and about
- * compactionEntriesMin + journalRetainEntries entries.
+ * Compaction (when: compaction.ts): the copy of the state machine is a snapshot file written off the event loop
+ * (snapshotFile.ts); compacting at it drops the journal up to its index and stores the snapshot's metadata in one
+ * transaction; then the previous file goes (once no transfer reads it).
  *
  * Install: a snapshotRequest is held back until its file is downloaded and verified (the fetcher); then it is
  * stepped, and the Ready that carries the snapshot replaces the state machine from the file in the same
@@ -111,7 +109,14 @@ export interface SnapshotStatus {
 }
 
 /** A failed snapshot write is tried again after this pause (a full disk must not make the node loop on it). */
-const snapshotRetryDelayMs = 10_000;
+const snapshotCopyRetryDelayMs = 10_000;
+
+/** A snapshot file written by compaction (compaction.ts), until it is adopted into the store or removed. */
+interface SnapshotFileCopy {
+  readonly index: number;
+  readonly path: string;
+  readonly info: SnapshotFileInfo;
+}
 
 /** How the runtime reaches its peers: the transport, or nothing for a node that runs alone. */
 export interface Wire {
@@ -223,13 +228,7 @@ export class ClusterRuntime {
   private applyFailure: { readonly index: number; readonly sinceMs: number; readonly detail: string; loggedAtMs: number } | null = null;
   private lastJoinOutcome: string | null = null;
   // Snapshots (see RuntimeSnapshots).
-  private snapshotWrite: AbortController | null = null;
-  /** A snapshot file written and waiting for journalRetainEntries more applied entries to compact at it. */
-  private pendingSnapshotFile: SnapshotFileInfo | null = null;
-  private snapshotRetryAtMs = 0;
-  /** Whether the latest snapshot's file is missing, as checked for that snapshot's index. */
-  private snapshotFileCheckedIndex = -1;
-  private snapshotFileMissing = false;
+  private readonly compaction: Compaction<SnapshotFileCopy> | null;
   private readonly snapshotListeners = new Set<(snapshot: Snapshot) => void>();
   /** Metrics of each persisted Ready; null: none taken. */
   readyObserver: ReadyObserver | null = null;
@@ -350,6 +349,7 @@ export class ClusterRuntime {
       // quick restart) must not pass for one this process asked.
       `${options.self.id}.${randomUUID()}`,
     );
+    this.compaction = snapshots === undefined ? null : this.snapshotCompaction(snapshots);
     this.lastSoft = this.coordinator.softState();
   }
 
@@ -399,7 +399,7 @@ export class ClusterRuntime {
     this.closed = true;
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
-    this.snapshotWrite?.abort();
+    this.compaction?.close();
     this.snapshots?.fetcher.close();
     this.writes.close();
     const queued = this.queue.takeAll();
@@ -621,7 +621,7 @@ export class ClusterRuntime {
       return;
     }
     this.loop.acknowledge();
-    this.maybeCompact();
+    if (this.loop.storageFailure === null) this.compaction?.maybeCompact(this.appliedIndexValue);
     if (this.queue.length > 0) this.scheduleDrain();
     this.reportJoinOutcome();
     this.reportChange(this.appliedInDrain);
@@ -921,7 +921,7 @@ export class ClusterRuntime {
     const snapshots = this.snapshots!;
     snapshots.store.keepOnly([snapshot.index]);
     snapshots.fetcher.installed(snapshot.index);
-    if (this.pendingSnapshotFile !== null && this.pendingSnapshotFile.index <= snapshot.index) this.pendingSnapshotFile = null;
+    this.compaction!.installed(snapshot.index);
     // Writes this node proposed as master up to the snapshot: whether they made it is not known here.
     this.log.info({ index: snapshot.index, term: snapshot.term, bytes: fileRefOf(snapshot).bytes }, 'installed a snapshot');
     for (const listener of this.snapshotListeners) {
@@ -935,64 +935,48 @@ export class ClusterRuntime {
 
   // ---------------------------------------------------------------- snapshots: compaction
 
-  /** See RuntimeSnapshots: writes a snapshot file when due, and compacts at it once enough is applied past it. */
-  private maybeCompact(): void {
-    const snapshots = this.snapshots;
-    if (snapshots === undefined || this.closed || this.loop.storageFailure !== null) return;
-    const latest = this.coordinator.core.latestSnapshot().index;
-    const pending = this.pendingSnapshotFile;
-    if (pending !== null) {
-      if (pending.index <= latest) {
-        this.pendingSnapshotFile = null;
-        snapshots.store.keepOnly([latest]);
-      } else if (this.appliedIndexValue - pending.index >= snapshots.journalRetainEntries) {
-        this.compactAt(pending);
-      }
-      return;
-    }
-    if (this.snapshotWrite !== null || Date.now() < this.snapshotRetryAtMs) return;
-    // A latest snapshot without its file (a data directory copied without it) cannot be served: replace it soon.
-    if (this.snapshotFileCheckedIndex !== latest) {
-      this.snapshotFileCheckedIndex = latest;
-      this.snapshotFileMissing = latest > 0 && !snapshots.store.hasFile(latest);
-    }
-    const due = this.appliedIndexValue - latest >= snapshots.compactionEntriesMin || (this.snapshotFileMissing && this.appliedIndexValue > latest);
-    if (due) this.writeSnapshot(snapshots);
-  }
-
-  private writeSnapshot(snapshots: RuntimeSnapshots): void {
-    const abort = new AbortController();
-    this.snapshotWrite = abort;
-    const startedMs = Date.now();
-    writeSnapshotFile(this.db, snapshots.store.tmpDir, abort.signal)
-      .then(({ path, info }) => {
-        if (this.closed) return removeDatabaseFile(path);
-        // An install may have overtaken the copy (the copy then holds the installed state, or older).
-        if (info.index <= this.coordinator.core.latestSnapshot().index) return removeDatabaseFile(path);
-        snapshots.store.adopt(path, info);
-        this.pendingSnapshotFile = info;
-        this.log.info({ index: info.index, bytes: info.bytes, ms: Date.now() - startedMs }, 'wrote a snapshot');
-        this.scheduleDrain();
-      })
-      .catch((err: unknown) => {
-        if (this.closed) return;
-        this.snapshotRetryAtMs = Date.now() + snapshotRetryDelayMs;
-        this.log.error({ err, code: storageError(err).code }, `writing a snapshot failed; the journal is kept, and the snapshot tried again in ${snapshotRetryDelayMs / 1000} s`);
-      })
-      .finally(() => {
-        if (this.snapshotWrite === abort) this.snapshotWrite = null;
-      });
+  /** Compaction (compaction.ts) on snapshot files: written by a worker thread, compacted at in one transaction. */
+  private snapshotCompaction(snapshots: RuntimeSnapshots): Compaction<SnapshotFileCopy> {
+    const { store } = snapshots;
+    return new Compaction<SnapshotFileCopy>(
+      {
+        latestSnapshotIndex: () => this.coordinator.core.latestSnapshot().index,
+        hasCopy: (index) => store.hasFile(index),
+        startCopy: (done, failed) => {
+          const abort = new AbortController();
+          const startedMs = Date.now();
+          writeSnapshotFile(this.db, store.tmpDir, abort.signal).then(
+            ({ path, info }) => {
+              this.log.info({ index: info.index, bytes: info.bytes, ms: Date.now() - startedMs }, 'wrote a snapshot');
+              done({ index: info.index, path, info });
+            },
+            (err: unknown) => {
+              if (!this.closed) {
+                this.log.error({ err, code: storageError(err).code }, `writing a snapshot failed; the journal is kept, and the snapshot tried again in ${snapshotCopyRetryDelayMs / 1000} s`);
+              }
+              failed(err);
+            },
+          );
+          return () => abort.abort();
+        },
+        adopt: (copy) => store.adopt(copy.path, copy.info),
+        discard: (copy) => removeDatabaseFile(copy.path),
+        compactAt: (copy) => this.compactAt(store, copy.info),
+        keepOnly: (index) => store.keepOnly([index]),
+      },
+      { compactionEntriesMin: snapshots.compactionEntriesMin, journalRetainEntries: snapshots.journalRetainEntries, copyRetryDelayMs: snapshotCopyRetryDelayMs },
+      () => Date.now(),
+      () => this.scheduleDrain(),
+    );
   }
 
   /** The file holds applied index `file.index`: the coordinator and the journal drop everything up to it. */
-  private compactAt(file: SnapshotFileInfo): void {
-    const store = this.snapshots!.store;
+  private compactAt(store: SnapshotStore, file: SnapshotFileInfo): void {
     const previous = this.coordinator.core.latestSnapshot().index;
     const term = this.coordinator.core.entryAt(file.index)?.term;
     invariant(term !== undefined, `no term at ${file.index} to compact at`);
     const ref: SnapshotFileRef = { ...file, term, holder: this.options.self.id };
     const snapshot = this.coordinator.compact(ref, file.index);
-    this.pendingSnapshotFile = null;
     try {
       this.db.transaction(() => this.journal.compact(snapshot))();
     } catch (err) {

@@ -6,7 +6,7 @@ import { reconfigure } from '../../src/core/votingConfiguration.js';
 import { InvariantChecker } from './invariants.js';
 import type { KvCommand } from './kvStateMachine.js';
 import { SimNetwork, type NetworkOptions, type Partition, type Straggling } from './simNetwork.js';
-import { SimNode, type ClientReply, type CoordinatorTuning, type CoreTuning } from './simNode.js';
+import { SimNode, type ClientReply, type CoordinatorTuning, type CoreTuning, type SimCompaction } from './simNode.js';
 import type { SimRandom } from './simRandom.js';
 import { SimScheduler } from './simScheduler.js';
 import type { ClientGateway } from './workload.js';
@@ -36,7 +36,7 @@ export interface ClusterSpec {
   readonly bootstrap: BootstrapMethod;
   readonly tuning: CoreTuning;
   readonly coordinatorTuning: CoordinatorTuning;
-  readonly compactAfterEntries: number | null;
+  readonly compaction: SimCompaction | null;
   readonly tickPeriodMin: number;
   readonly tickPeriodMax: number;
   readonly network: NetworkOptions;
@@ -88,7 +88,7 @@ export class SimCluster {
           discoveryPeers: nodeIds,
           tuning: spec.tuning,
           coordinatorTuning: spec.coordinatorTuning,
-          compactAfterEntries: spec.compactAfterEntries,
+          compaction: spec.compaction,
           tickPeriodMin: spec.tickPeriodMin,
           tickPeriodMax: spec.tickPeriodMax,
           // As in production, where replication.writeTimeoutMs (10 s) is 20 election timeouts (500 ms).

@@ -4,9 +4,10 @@ import type { ClusterMessage } from '../../src/core/clusterMessages.js';
 import type { ClusterChange, NodeRoles } from '../../src/core/clusterState.js';
 import type { CoordinationCore } from '../../src/core/coordinationCore.js';
 import type { Entry, Snapshot } from '../../src/core/types.js';
-import type { KvCommand, KvResult, KvValue } from './kvStateMachine.js';
+import type { KvCommand, KvResult, KvSnapshot, KvValue } from './kvStateMachine.js';
 import type { SimRandom } from './simRandom.js';
 import type { SimScheduler } from './simScheduler.js';
+import { Compaction } from '../../src/node/compaction.js';
 import { ReadIndexBatcher } from '../../src/node/readIndexBatcher.js';
 import { ReadyLoop, type ReadyLoopHooks, type ReadyStorage } from '../../src/node/readyLoop.js';
 import { WriteQueue } from '../../src/node/writeQueue.js';
@@ -61,14 +62,26 @@ export interface NodeConfig {
   readonly discoveryPeers: readonly string[];
   readonly tuning: CoreTuning;
   readonly coordinatorTuning: CoordinatorTuning;
-  /** Compact the journal once this many entries are applied past the last snapshot; null: never. */
-  readonly compactAfterEntries: number | null;
+  /** When the node snapshots its state and compacts its journal (src/node/compaction.ts); null: never. */
+  readonly compaction: SimCompaction | null;
   /** Each incarnation ticks every `tickPeriod` time units, drawn in [min, max]: clocks run at different rates. */
   readonly tickPeriodMin: number;
   readonly tickPeriodMax: number;
   /** How long a write waits for its answer before "unknown" (the runtime's replication.writeTimeoutMs). */
   readonly writeTimeoutUnits: number;
   readonly injectedBug?: CoordinatorBug | RuntimeBug;
+}
+
+/** A copy of the state machine once `entriesMin` are applied past the snapshot, compacted at `retainEntries` later. */
+export interface SimCompaction {
+  readonly entriesMin: number;
+  readonly retainEntries: number;
+}
+
+/** A copy of the register state machine, made at once (production writes a file from a worker thread). */
+interface SimStateCopy {
+  readonly index: number;
+  readonly data: KvSnapshot;
 }
 
 /** What the invariant checker hears from a node, synchronously, as things happen. */
@@ -146,6 +159,8 @@ export class SimNode {
   private reads: ReadIndexBatcher<'overloaded' | 'timeout' | 'notConfirmed'> | null = null;
   /** The runtime's write queue and group commit (WriteQueue), while the process exists. */
   private queue: WriteQueue<{ readonly command: KvCommand; readonly reply: (r: ClientReply) => void }> | null = null;
+  /** The runtime's compaction schedule (Compaction), while the process exists; null when the node never compacts. */
+  private compaction: Compaction<SimStateCopy> | null = null;
   private drainScheduled = false;
   private readSeq = 0;
   private missedTicks = 0;
@@ -300,6 +315,8 @@ export class SimNode {
     // Queued writes were never proposed: certainly not appended.
     for (const { reply } of this.queue?.takeAll() ?? []) reply({ kind: 'rejected', reason: 'unavailable', master: null });
     this.queue = null;
+    this.compaction?.close();
+    this.compaction = null;
     const batcher = this.reads;
     this.reads = null;
     batcher?.close('timeout');
@@ -390,6 +407,7 @@ export class SimNode {
     this.loop = new ReadyLoop(options, this.storage.restoredState(), () => this.config.discoveryPeers, this.readyStorage(), writes, this.readyHooks(), runtimeBug);
     this.loop.coordinator.setDiscoveryPeers(this.config.discoveryPeers);
     this.queue = new WriteQueue(simWriteQueueLimits);
+    this.compaction = this.config.compaction === null ? null : this.newCompaction(this.config.compaction);
     this.drainScheduled = false;
     this.reads = new ReadIndexBatcher<'overloaded' | 'timeout' | 'notConfirmed'>(
       { ...this.incarnationTimers(), nowMs: () => this.env.scheduler.now, defer: this.deferral() },
@@ -470,9 +488,11 @@ export class SimNode {
   private drain(): void {
     if (this.currentStatus !== 'running') return;
     this.proposeQueued();
-    this.loop!.drain();
+    const loop = this.loop!;
+    loop.drain();
     if (this.currentStatus !== 'running') return;
     this.settle();
+    if (loop.storageFailure === null) this.compaction?.maybeCompact(this.storage.stateMachine.appliedIndex);
     if (this.queue!.length > 0) this.scheduleDrain();
   }
 
@@ -522,9 +542,8 @@ export class SimNode {
       },
       send: (message) => this.env.send(message),
       done: (ready) => {
-        const coordinator = this.loop!.coordinator;
         for (const state of ready.readStates) this.reads!.answered(state.id, state.index);
-        this.maybeCompact(coordinator);
+        if (ready.snapshot !== undefined) this.compaction?.installed(ready.snapshot.index);
         if (this.crashArmed !== 'afterReady') return true;
         this.crashAt('after a Ready');
         return false;
@@ -541,16 +560,40 @@ export class SimNode {
     };
   }
 
-  /** Snapshots the state machine (with the cluster state) and drops the journal below it, as a real node would. */
-  private maybeCompact(coordinator: ClusterCoordinator): void {
-    const after = this.config.compactAfterEntries;
-    // A full disk takes no snapshot file (the runtime's compaction fails and is tried again later).
-    if (this.storage.full) return;
-    if (after === null || this.storage.stateMachine.appliedIndex - this.storage.snapshotIndex < after) return;
-    const snapshot = coordinator.compact(this.storage.stateMachine.exportSnapshot());
-    this.storage.saveSnapshot(snapshot);
-    this.env.observer.onCompact(this, snapshot);
-    this.env.trace?.(`${this.id} compacts its journal to ${snapshot.index}`);
+  /**
+   * The runtime's compaction schedule on this node's disk: a copy is made at once (or fails, while the disk is
+   * full, and is tried again later); compacting stores the snapshot and drops the journal below it in one step —
+   * unless the disk is full, when the coordinator has compacted and the disk has not, as in production.
+   */
+  private newCompaction(limits: SimCompaction): Compaction<SimStateCopy> {
+    const stateMachine = this.storage.stateMachine;
+    return new Compaction<SimStateCopy>(
+      {
+        latestSnapshotIndex: () => this.loop!.coordinator.core.latestSnapshot().index,
+        hasCopy: () => true,
+        startCopy: (done, failed) => {
+          if (this.storage.full) failed(new SimDiskFull());
+          else done({ index: stateMachine.appliedIndex, data: stateMachine.exportSnapshot() });
+          return () => {};
+        },
+        adopt: () => {},
+        discard: () => {},
+        compactAt: (copy) => {
+          const snapshot = this.loop!.coordinator.compact(copy.data, copy.index);
+          if (this.storage.full) {
+            this.env.trace?.(`${this.id} compacts its journal to ${snapshot.index} in memory; the full disk keeps it`);
+            return;
+          }
+          this.storage.saveSnapshot(snapshot);
+          this.env.observer.onCompact(this, snapshot);
+          this.env.trace?.(`${this.id} compacts its journal to ${snapshot.index}`);
+        },
+        keepOnly: () => {},
+      },
+      { compactionEntriesMin: limits.entriesMin, journalRetainEntries: limits.retainEntries, copyRetryDelayMs: this.config.tuning.electionTimeoutTicks * this.tickPeriodUnits },
+      () => this.env.scheduler.now,
+      () => this.scheduleDrain(),
+    );
   }
 
   private crashAt(where: string): void {

@@ -138,7 +138,8 @@ function plan(random: SimRandom, options: SimulationOptions): Plan {
       publishTimeoutTicks: random.between(30, 100),
       pendingChangesMax: 8,
     },
-    compactAfterEntries: random.pick([null, null, 4, 16, 64]),
+    // A copy every N applied entries, compacted at once or once a few more are applied (see src/node/compaction.ts).
+    compaction: random.pick([null, null, { entriesMin: 4, retainEntries: 0 }, { entriesMin: 16, retainEntries: 2 }, { entriesMin: 64, retainEntries: 8 }]),
     tickPeriodMin,
     tickPeriodMax,
     network: {
@@ -169,7 +170,7 @@ function plan(random: SimRandom, options: SimulationOptions): Plan {
     `${lateId !== null ? ` (${lateId} starts at ${nodes.find((n) => n.id === lateId)!.startAt})` : ''}, ` +
     `bootstrap ${bootstrap.kind === 'expect' ? `expect ${bootstrap.count}` : bootstrap.kind === 'initialMasterNodes' ? `by names ${bootstrap.names.join(',')}` : 'none'}, ` +
     `heartbeat ${spec.tuning.heartbeatIntervalTicks} ticks, append batch ${spec.tuning.appendEntriesMax} (${spec.tuning.appendBytesMax ?? '∞'} bytes), inflight ${spec.tuning.inflightAppendsMax}, ` +
-    `uncommitted ${spec.tuning.uncommittedEntriesMax}, compact after ${spec.compactAfterEntries ?? 'never'}, ` +
+    `uncommitted ${spec.tuning.uncommittedEntriesMax}, compact ${spec.compaction === null ? 'never' : `every ${spec.compaction.entriesMin} keeping ${spec.compaction.retainEntries}`}, ` +
     `node failure ${spec.coordinatorTuning.nodeFailureTimeoutTicks} ticks, latency ${latencyMin}..${spec.network.latencyMax}, ` +
     `drop ${spec.network.dropRate}, dup ${spec.network.duplicateRate}, ${workload.clients} clients on ${workload.keys} keys, ` +
     `safety phase ${safetyUnits} units${options.injectedBug !== undefined ? `, injected bug ${options.injectedBug}` : ''}`;

@@ -5,6 +5,7 @@ import { describeMessage, SimCluster, type ClusterSpec, type SimNodeSpec } from 
 import { symmetricPartition } from './simNetwork.js';
 import type { ClientReply, SimNode } from './simNode.js';
 import { SimRandom } from './simRandom.js';
+import type { InjectedBug } from './simulate.js';
 
 /**
  * Transcript tests, in the manner of etcd-io/raft's testdata: a text file of commands, each followed by `----` and
@@ -49,9 +50,10 @@ interface Block {
   readonly command: string;
 }
 
-export function runTranscript(text: string): string {
+/** `injectedBug`: run every cluster of the transcript with it (a mutation check: the output must then differ). */
+export function runTranscript(text: string, injectedBug?: InjectedBug): string {
   const out: string[] = [];
-  const driver = new TranscriptDriver();
+  const driver = new TranscriptDriver(injectedBug);
   for (const block of parse(text)) {
     out.push(...block.comments);
     if (block.command === '') continue;
@@ -96,6 +98,8 @@ function parse(text: string): Block[] {
 
 class TranscriptDriver {
   private cluster: SimCluster | null = null;
+
+  constructor(private readonly injectedBug: InjectedBug | undefined) {}
 
   execute(command: string): string {
     const [verb, ...rest] = command.split(/\s+/);
@@ -237,10 +241,11 @@ class TranscriptDriver {
         publishTimeoutTicks: 50,
         pendingChangesMax: 8,
       },
-      compactAfterEntries: compact === undefined ? null : Number(compact),
+      compaction: compact === undefined ? null : { entriesMin: Number(compact), retainEntries: 0 },
       tickPeriodMin: 9,
       tickPeriodMax: 11,
       network: { latencyMin: 1, latencyMax: 5, slowProbability: 0, slowFactor: 1, dropRate: 0, duplicateRate: 0 },
+      ...(this.injectedBug !== undefined ? { injectedBug: this.injectedBug } : {}),
     };
     this.cluster = new SimCluster(spec, new SimRandom(Number(args.get('seed') ?? '1')));
     this.cluster.start();

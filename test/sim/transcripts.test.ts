@@ -2,14 +2,13 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { transcriptDirectory as directory } from '../helpers/transcripts.js';
 import { runTranscript } from './transcript.js';
 
 /**
  * Runs every test/transcripts/*.txt (see transcript.ts for the language) and compares its output with the file.
  * CONCLAVE_REWRITE=1 writes the actual output back instead: review the diff, then commit it.
  */
-const directory = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..', 'test', 'transcripts');
 const rewrite = process.env['CONCLAVE_REWRITE'] === '1';
 
 for (const file of readdirSync(directory).filter((f) => f.endsWith('.txt')).sort()) {
