@@ -1,5 +1,5 @@
 import { invariant } from '../errors/catalogue.js';
-import { FollowerProgress } from './followerProgress.js';
+import { FollowerProgress, type FlowState } from './followerProgress.js';
 import { followerLeaseTicks, masterLeaseTicks } from './lease.js';
 import { LeaseGrants } from './leaseGrants.js';
 import { MemoryJournal } from './memoryJournal.js';
@@ -80,6 +80,10 @@ type Outgoing = Message extends unknown ? (Message extends infer M ? (M extends 
 
 /** What the master knows of one follower, for the cluster layer (liveness, in-sync set, publication). */
 export interface FollowerState {
+  /** How the master sends to it (followerProgress.ts), the next index it sends, and its appends with entries in flight. */
+  readonly state: FlowState;
+  readonly nextIndex: number;
+  readonly inflight: number;
   readonly matchIndex: number;
   readonly appliedIndex: number;
   readonly silentTicks: number;

@@ -94,38 +94,51 @@ export class ReadyLoop<R, E> {
   drain(): boolean {
     for (let rounds = 0; this.coordinatorInstance.hasReady(); rounds++) {
       invariant(rounds < readyRoundsMax, `the Ready loop has not settled after ${readyRoundsMax} rounds`);
-      const coordinator = this.coordinatorInstance;
-      const ready = coordinator.ready();
-      let outcomes: Array<ApplyOutcome<R, E>>;
-      let undo: (() => void) | null = null;
-      const sendEarly = this.injectedBug === 'sendBeforeDurable';
-      if (sendEarly) for (const message of ready.messages) this.hooks.send(message);
-      try {
-        // Inside: a snapshot's file that cannot be attached is a failed commit too (nothing was stored).
-        undo = this.hooks.beforeCommit?.(ready) ?? null;
-        if (this.hooks.committing?.(ready) === false) {
-          undo?.();
-          return false;
-        }
-        outcomes = this.storage.commit(ready);
-      } catch (err) {
-        undo?.();
-        this.commitFailed(ready, err);
-        return false;
-      }
-      undo?.();
-      if (!this.hooks.committed(ready)) return false;
-      coordinator.advance(ready);
-      // Only stored entries prove the disk takes writes again: a small hard-state write can fit into a full disk
-      // (SQLite reuses free pages), and clearing on it made a full node flap between refusing and taking writes.
-      if (this.failure !== null && (ready.entries.length > 0 || ready.snapshot !== undefined)) this.storageWritable();
-      if (!sendEarly) for (const message of ready.messages) this.hooks.send(message);
-      ready.committed.forEach((entry, i) => this.writes.applied(entry, outcomes[i]!));
-      // Writes proposed up to an installed snapshot: whether they made it is not known here.
-      if (ready.snapshot !== undefined) this.writes.snapshotInstalled(ready.snapshot.index);
-      if (!this.hooks.done(ready)) return false;
+      if (!this.carryOut(this.coordinatorInstance.ready())) return false;
     }
     return true;
+  }
+
+  /**
+   * Carries out the next Ready only, and returns it with whether it went through (as drain's result); null when
+   * there is none. Message-level transcripts step the loop this way, one Ready at a time.
+   */
+  step(): { readonly ready: ClusterReady; readonly completed: boolean } | null {
+    if (!this.coordinatorInstance.hasReady()) return null;
+    const ready = this.coordinatorInstance.ready();
+    return { ready, completed: this.carryOut(ready) };
+  }
+
+  private carryOut(ready: ClusterReady): boolean {
+    const coordinator = this.coordinatorInstance;
+    let outcomes: Array<ApplyOutcome<R, E>>;
+    let undo: (() => void) | null = null;
+    const sendEarly = this.injectedBug === 'sendBeforeDurable';
+    if (sendEarly) for (const message of ready.messages) this.hooks.send(message);
+    try {
+      // Inside: a snapshot's file that cannot be attached is a failed commit too (nothing was stored).
+      undo = this.hooks.beforeCommit?.(ready) ?? null;
+      if (this.hooks.committing?.(ready) === false) {
+        undo?.();
+        return false;
+      }
+      outcomes = this.storage.commit(ready);
+    } catch (err) {
+      undo?.();
+      this.commitFailed(ready, err);
+      return false;
+    }
+    undo?.();
+    if (!this.hooks.committed(ready)) return false;
+    coordinator.advance(ready);
+    // Only stored entries prove the disk takes writes again: a small hard-state write can fit into a full disk
+    // (SQLite reuses free pages), and clearing on it made a full node flap between refusing and taking writes.
+    if (this.failure !== null && (ready.entries.length > 0 || ready.snapshot !== undefined)) this.storageWritable();
+    if (!sendEarly) for (const message of ready.messages) this.hooks.send(message);
+    ready.committed.forEach((entry, i) => this.writes.applied(entry, outcomes[i]!));
+    // Writes proposed up to an installed snapshot: whether they made it is not known here.
+    if (ready.snapshot !== undefined) this.writes.snapshotInstalled(ready.snapshot.index);
+    return this.hooks.done(ready);
   }
 
   /** Answers the writes the master may acknowledge (WriteTracker.acknowledge). */

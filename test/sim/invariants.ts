@@ -104,7 +104,14 @@ export class InvariantChecker {
     if (!node.canBeMaster) this.fail(`${node.id}, which cannot be master, accepted a client proposal at index ${index}`);
   }
 
-  /** A message leaving `sender` (after its Ready was persisted): what it promises must already be durable. */
+  /**
+   * A message leaving `sender` (after its Ready was persisted): what it promises must already be durable — unless the
+   * sender has moved to a later term since it made the message. The runtime steps everything that arrived in one
+   * turn before it carries out one Ready (as etcd's raft does), so a Ready may carry messages of a term the node has
+   * just left: a vote granted in term T, an acknowledgement from T, an append of T. They are stale on arrival and
+   * harmless: a node at a later term never votes in T again, and whoever counts acknowledgements of T (its master)
+   * holds only while no later term is known.
+   */
   onSend(message: ClusterMessage, sender: SimNode): void {
     if (message.type === 'probeRequest' || message.type === 'probeResponse' || message.type === 'joinRequest' || message.type === 'joinResponse') return;
     const durable = sender.storage.hardState;
@@ -112,28 +119,28 @@ export class InvariantChecker {
     if ((message.type === 'voteRequest' || message.type === 'preVoteRequest') && !sender.config.roles.masterEligible) {
       this.fail(`${sender.id} is not master-eligible but asked for votes in term ${message.term}`);
     }
+    // Only a master sends appends and snapshots, so their sender in a term is that term's master.
+    if (message.type === 'appendRequest' || message.type === 'snapshotRequest') this.recordMaster(message.term, message.from, `sent ${message.type === 'appendRequest' ? 'an append' : 'a snapshot'} in term ${message.term}`);
+    if (message.type !== 'preVoteRequest' && message.type !== 'preVoteResponse') {
+      if (durable.term < message.term) early(`its term (durable: ${durable.term})`);
+      if (durable.term > message.term) return;
+    }
     switch (message.type) {
       case 'snapshotRequest':
-        this.recordMaster(message.term, message.from, `sent a snapshot in term ${message.term}`);
-        if (durable.term !== message.term) early(`its term (durable: ${durable.term})`);
         if (sender.storage.snapshotIndex < message.snapshot.index) early(`the snapshot at ${message.snapshot.index}`);
         return;
       case 'appendRequest':
-        // Only a master sends appends, so the sender of an append in a term is that term's master.
-        this.recordMaster(message.term, message.from, `sent an append in term ${message.term}`);
-        if (durable.term !== message.term) early(`its term (durable: ${durable.term})`);
         for (const entry of message.entries) {
           if (sender.storage.entryAt(entry.index)?.term !== entry.term) early(`entry ${entry.index}`);
         }
         return;
       case 'voteRequest':
-        if (durable.term !== message.term || durable.votedFor !== message.from) early('its vote for itself');
+        if (durable.votedFor !== message.from) early('its vote for itself');
         return;
       case 'voteResponse':
-        if (message.granted && (durable.term !== message.term || durable.votedFor !== message.to)) early('the vote it grants');
+        if (message.granted && durable.votedFor !== message.to) early('the vote it grants');
         return;
       case 'appendResponse':
-        if (message.success && durable.term !== message.term) early(`its term (durable: ${durable.term})`);
         if (message.success && sender.storage.lastIndex < message.matchIndex) early(`the entries up to ${message.matchIndex} it acknowledges`);
         return;
       case 'preVoteRequest':
@@ -243,16 +250,21 @@ export class InvariantChecker {
       if (core === null) continue;
 
       const soft = core.softState();
-      if (soft.commitIndex > node.storage.lastIndex) {
-        this.fail(`${node.id} has commit index ${soft.commitIndex} beyond its durable journal (${node.storage.lastIndex})`);
+      if (soft.commitIndex > soft.lastIndex) this.fail(`${node.id} has commit index ${soft.commitIndex} beyond its journal (${soft.lastIndex})`);
+      // Between the messages a node steps and the Ready that stores what they brought (the runtime steps everything
+      // that arrived in one turn, then carries out one Ready), its commit index may run ahead of its disk; what it
+      // stores with a commit index is what must hold.
+      const durableCommit = node.storage.hardState.commitIndex;
+      if (durableCommit > node.storage.lastIndex) {
+        this.fail(`${node.id} stored commit index ${durableCommit} beyond its durable journal (${node.storage.lastIndex})`);
       }
       const verified = this.verifiedCommit.get(node.id) ?? 0;
-      if (soft.commitIndex > verified) {
+      if (durableCommit > verified) {
         // Below its snapshot a node has no entries to show: the snapshot check covered them.
-        for (let index = Math.max(verified, node.storage.snapshotIndex) + 1; index <= soft.commitIndex; index++) {
+        for (let index = Math.max(verified, node.storage.snapshotIndex) + 1; index <= durableCommit; index++) {
           this.checkCommitted(node, index, node.storage.entryAt(index)!, soft.term);
         }
-        this.verifiedCommit.set(node.id, soft.commitIndex);
+        this.verifiedCommit.set(node.id, durableCommit);
       }
       const clusterState = node.coordinator!.clusterState();
       if (!this.checkedClusterStates.has(clusterState)) {

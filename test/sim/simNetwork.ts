@@ -98,6 +98,14 @@ export class SimNetwork {
     return chosen;
   }
 
+  /** Discards the held messages `matches` picks (lost on the way); returns them. */
+  drop(matches: (m: Message) => boolean): Message[] {
+    const chosen = this.held.filter(matches);
+    for (const m of chosen) this.held.splice(this.held.indexOf(m), 1);
+    this.stats.dropped += chosen.length;
+    return chosen;
+  }
+
   /** Ends every hold; what they kept stays held until released. */
   endHolds(): void {
     this.holds.length = 0;

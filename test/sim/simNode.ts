@@ -1,5 +1,5 @@
 import type { BootstrapMethod } from '../../src/core/bootstrap.js';
-import { coordinatorBugs, type ClusterCoordinator, type CoordinatorBug, type CoordinatorOptions } from '../../src/core/clusterCoordinator.js';
+import { coordinatorBugs, type ClusterCoordinator, type ClusterReady, type CoordinatorBug, type CoordinatorOptions } from '../../src/core/clusterCoordinator.js';
 import type { ClusterMessage } from '../../src/core/clusterMessages.js';
 import type { ClusterChange, NodeRoles } from '../../src/core/clusterState.js';
 import type { CoordinationCore } from '../../src/core/coordinationCore.js';
@@ -167,6 +167,11 @@ export class SimNode {
   private incarnation = 0;
   private tickPeriodUnits = 0;
   private crashArmed: CrashPoint | null = null;
+  /**
+   * Message-level transcripts: the node's clock stands still (its scheduled ticks pass unseen; tick() still ticks)
+   * and its Readys wait for processReady().
+   */
+  private stepMode = false;
   /** Ticks since the last probe of a failing disk (the runtime's probeStorage, once per election timeout). */
   private ticksSinceStorageProbe = 0;
   readonly stats = { ticks: 0, messages: 0, crashes: 0, restarts: 0, pauses: 0, applied: 0, snapshotsInstalled: 0 };
@@ -245,7 +250,8 @@ export class SimNode {
     }
     this.stats.messages++;
     this.loop!.coordinator.step(message);
-    this.drain();
+    // As the runtime does: what arrives at one time is stepped, then one Ready carries it all out.
+    this.scheduleDrain();
   }
 
   /** A client's request arriving. Proposes on a master; anything else is refused at once. */
@@ -377,7 +383,7 @@ export class SimNode {
       if (input.kind === 'message') {
         this.stats.messages++;
         this.loop!.coordinator.step(input.message);
-        this.drain();
+        this.scheduleDrain();
       } else if (input.kind === 'deferred') {
         input.run();
       } else {
@@ -440,8 +446,10 @@ export class SimNode {
     const incarnation = this.incarnation;
     this.env.scheduler.after(delay, () => {
       if (incarnation !== this.incarnation || this.currentStatus === 'crashed') return;
-      this.missTick();
-      this.tick();
+      if (!this.stepMode) {
+        this.missTick();
+        this.tick();
+      }
       // The tick may have crashed the node (an armed crash); then this incarnation's clock stops.
       if (incarnation === this.incarnation && this.status !== 'crashed') this.scheduleTick(this.tickPeriodUnits);
     });
@@ -488,12 +496,36 @@ export class SimNode {
   private drain(): void {
     if (this.currentStatus !== 'running') return;
     this.proposeQueued();
+    if (this.stepMode) return;
     const loop = this.loop!;
     loop.drain();
     if (this.currentStatus !== 'running') return;
-    this.settle();
-    if (loop.storageFailure === null) this.compaction?.maybeCompact(this.storage.stateMachine.appliedIndex);
+    this.afterReadys();
     if (this.queue!.length > 0) this.scheduleDrain();
+  }
+
+  /** What follows the Ready loop: acknowledgements, reads, compaction. */
+  private afterReadys(): void {
+    this.settle();
+    if (this.loop!.storageFailure === null) this.compaction?.maybeCompact(this.storage.stateMachine.appliedIndex);
+  }
+
+  /** Message-level transcripts: see stepMode. Leaving it carries out every Ready waiting. */
+  setStepMode(on: boolean): void {
+    this.stepMode = on;
+    if (!on) this.drain();
+  }
+
+  /**
+   * In step mode: carries out the next Ready, as one round of the runtime's loop, and returns it with whether it went
+   * through (null: none waits).
+   */
+  processReady(): { readonly ready: ClusterReady; readonly completed: boolean } | null {
+    if (this.currentStatus !== 'running') return null;
+    const step = this.loop!.step();
+    // As the runtime's drain, with or without a Ready: the acknowledgements a stepped answer made possible.
+    if (this.currentStatus === 'running') this.afterReadys();
+    return step;
   }
 
   /** Acknowledges what the master may acknowledge; answers the direct reads whose index is applied. */

@@ -35,6 +35,11 @@ export class SimStorage {
   syncs = 0;
   /** Out of space (a fault): see `refuses`. */
   full = false;
+  /**
+   * Nearly out of space (transcripts): journal writes fit, applying entries does not — a Ready that applies anything
+   * is refused whole, so the node stores entries and acknowledges them but applies none.
+   */
+  nearlyFull = false;
 
   get hardState(): HardState {
     return this.durableHardState;
@@ -76,6 +81,7 @@ export class SimStorage {
    * which is the case where a master waiting for it is easy to get wrong).
    */
   refuses(ready: { readonly snapshot?: Snapshot; readonly entries: readonly Entry[]; readonly committed: readonly Entry[] }): boolean {
+    if (this.nearlyFull && (ready.snapshot !== undefined || ready.committed.length > 0)) return true;
     return this.full && (ready.snapshot !== undefined || ready.entries.length > 0 || ready.committed.length > 0);
   }
 

@@ -1,6 +1,7 @@
 import type { BootstrapMethod } from '../../src/core/bootstrap.js';
 import type { ClusterChange, ClusterState } from '../../src/core/clusterState.js';
 import type { ClusterMessage } from '../../src/core/clusterMessages.js';
+import type { Entry } from '../../src/core/types.js';
 import { describeMessage, SimCluster, type ClusterSpec, type SimNodeSpec } from './simCluster.js';
 import { symmetricPartition } from './simNetwork.js';
 import type { ClientReply, SimNode } from './simNode.js';
@@ -15,10 +16,14 @@ import type { InjectedBug } from './simulate.js';
  *
  * Commands:
  *   cluster nodes=n1,n2,.. [voting-only=..] [data=..] [late=..] [stranger=..] [bootstrap=names:n1,n2|expect:3]
- *           [versions=ID:1.2.3,..] [compact=N] [seed=S]
+ *           [versions=ID:1.2.3,..] [compact=N [retain=N]] [seed=S]
+ *           [append-entries=N] [append-bytes=N] [inflight=N]
  *                                    a new cluster; late and stranger nodes are not started (a stranger is
  *                                    configured for another cluster); versions default to 1.0.0; bootstrap
- *                                    defaults to the names of all eligible nodes started with the cluster
+ *                                    defaults to the names of all eligible nodes started with the cluster;
+ *                                    compact: a copy every N applied entries, compacted at `retain` later;
+ *                                    appends carry at most append-entries (16) and append-bytes (no bound),
+ *                                    with inflight (4) appends in flight
  *   start ID..  | stop ID..           first start or restart; crash
  *   partition A,B | C,D  |  heal      a symmetric partition; heal it
  *   run units=N                       let time pass
@@ -41,8 +46,28 @@ import type { InjectedBug } from './simulate.js';
  *   run-until ID=ROLE [units=N]      let time pass until ID has ROLE (master, candidate, ...), at most N units
  *   leases                            which nodes may serve sequential reads from their own state
  *   seqread KEY via=ID                a sequential read at ID: from its lease, or through the master's read index
+ *   disk ID full|nearly-full|ok       a full disk stores nothing that writes entries; a nearly full one stores
+ *                                    journal entries but refuses any Ready that applies
+ *
+ * Message level, in the manner of etcd-io/raft's interaction tests — the same nodes, the same Ready loop:
+ *   manual | auto                     manual: clocks stand still, every message is held, Readys wait for `ready`;
+ *                                    auto: back to time, everything held delivered, every Ready carried out
+ *   tick ID [N]                       N ticks of ID's clock (1)
+ *   skip-ticks ID N                   N ticks that passed while ID could not act (the runtime's catch-up)
+ *   ready ID..                        one Ready of each ID through the runtime's loop, printed: hard state,
+ *                                    entries stored, entries applied, messages sent, reads confirmed, and on
+ *                                    a master each follower's progress
+ *   held [filters] | drop [filters]   list the held messages that match; lose them
+ *   settle [cut=ID,..]                every Ready and every held message (but those to or from `cut`) until
+ *                                    nothing is left; no tick passes
+ *   propose ID KEY=VALUE|KEY=A..B ..  client writes queued at ID; their answers print after the command during
+ *                                    which they arrive
+ *   progress ID                       a master's view of each follower
+ * (`deliver` and `hold` above take the same filters: from=, to=, type=, granted=.)
  */
 const quietRoundsForStable = 5;
+/** `settle` gives up after this many rounds of Readys and deliveries. */
+const settleRoundsMax = 10_000;
 const stabilizeRoundsMax = 200;
 
 interface Block {
@@ -98,6 +123,10 @@ function parse(text: string): Block[] {
 
 class TranscriptDriver {
   private cluster: SimCluster | null = null;
+  /** In step mode (manual): see the message-level commands. */
+  private stepping = false;
+  /** Answers to proposals, printed after the command during which they arrived. */
+  private readonly answers: string[] = [];
 
   constructor(private readonly injectedBug: InjectedBug | undefined) {}
 
@@ -107,7 +136,8 @@ class TranscriptDriver {
     const positional: string[] = [];
     for (const word of rest) {
       const eq = word.indexOf('=');
-      if (eq > 0 && verb !== 'write' && verb !== 'set' && !(verb === 'run-until' && positional.length === 0)) args.set(word.slice(0, eq), word.slice(eq + 1));
+      const assignment = verb === 'write' || verb === 'set' || (verb === 'propose' && positional.length > 0) || (verb === 'run-until' && positional.length === 0);
+      if (eq > 0 && !assignment) args.set(word.slice(0, eq), word.slice(eq + 1));
       else positional.push(word);
     }
     switch (verb) {
@@ -173,7 +203,8 @@ class TranscriptDriver {
         return 'ok';
       case 'deliver': {
         const delivered = this.c.network.release(messageFilter(args));
-        this.c.checker.afterEvent(this.c.nodes);
+        // The Readys they call for (deferred, as the runtime defers them).
+        this.c.runFor(0);
         return delivered.length === 0 ? 'nothing held matches' : delivered.map((m) => describeMessage(m)).join('\n');
       }
       case 'deliver-all': {
@@ -195,6 +226,46 @@ class TranscriptDriver {
       case 'values': {
         const node = this.c.node(positional[0] ?? '');
         return `${node.id}: applied ${node.storage.stateMachine.appliedIndex}, ${node.storage.stateMachine.hash() || 'empty'}`;
+      }
+      case 'manual':
+        return this.manual();
+      case 'auto':
+        return this.auto();
+      case 'tick':
+        return this.withAnswers(() => {
+          const node = this.c.node(positional[0] ?? '');
+          for (let i = 0; i < Number(positional[1] ?? '1'); i++) node.tick();
+          this.c.runFor(0);
+          return 'ok';
+        });
+      case 'skip-ticks': {
+        const node = this.c.node(positional[0] ?? '');
+        node.coordinator!.catchUp(Number(positional[1] ?? '1'));
+        return 'ok';
+      }
+      case 'ready':
+        return this.withAnswers(() => positional.map((id) => this.processReady(this.c.node(id))).join('\n'));
+      case 'settle':
+        return this.withAnswers(() => this.settle(list(args.get('cut'))));
+      case 'held': {
+        const held = this.c.network.held.filter(messageFilter(args));
+        return held.length === 0 ? 'nothing held matches' : held.map((m) => describeMessage(m)).join('\n');
+      }
+      case 'drop': {
+        const dropped = this.c.network.drop(messageFilter(args));
+        return dropped.length === 0 ? 'nothing held matches' : dropped.map((m) => `dropped ${describeMessage(m)}`).join('\n');
+      }
+      case 'propose':
+        return this.withAnswers(() => this.propose(this.c.node(positional[0] ?? ''), positional.slice(1)));
+      case 'progress':
+        return this.progress(this.c.node(positional[0] ?? '')).join('\n') || 'not master';
+      case 'disk': {
+        const node = this.c.node(positional[0] ?? '');
+        const state = positional[1];
+        if (state !== 'full' && state !== 'nearly-full' && state !== 'ok') throw new Error('usage: disk ID full|nearly-full|ok');
+        node.storage.full = state === 'full';
+        node.storage.nearlyFull = state === 'nearly-full';
+        return 'ok';
       }
       default:
         throw new Error(`unknown command ${verb}`);
@@ -230,7 +301,16 @@ class TranscriptDriver {
       nodes,
       clusterName: 'transcripts',
       bootstrap,
-      tuning: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 3, appendEntriesMax: 16, inflightAppendsMax: 4, uncommittedEntriesMax: 64, clockDriftPercent: 10, readIndexPendingMax: 64 },
+      tuning: {
+        electionTimeoutTicks: 10,
+        heartbeatIntervalTicks: 3,
+        appendEntriesMax: Number(args.get('append-entries') ?? '16'),
+        ...(args.has('append-bytes') ? { appendBytesMax: Number(args.get('append-bytes')) } : {}),
+        inflightAppendsMax: Number(args.get('inflight') ?? '4'),
+        uncommittedEntriesMax: 64,
+        clockDriftPercent: 10,
+        readIndexPendingMax: 64,
+      },
       coordinatorTuning: {
         probeIntervalTicks: 3,
         discoveryInfoTicksMax: 12,
@@ -241,7 +321,7 @@ class TranscriptDriver {
         publishTimeoutTicks: 50,
         pendingChangesMax: 8,
       },
-      compaction: compact === undefined ? null : { entriesMin: Number(compact), retainEntries: 0 },
+      compaction: compact === undefined ? null : { entriesMin: Number(compact), retainEntries: Number(args.get('retain') ?? '0') },
       tickPeriodMin: 9,
       tickPeriodMax: 11,
       network: { latencyMin: 1, latencyMax: 5, slowProbability: 0, slowFactor: 1, dropRate: 0, duplicateRate: 0 },
@@ -292,6 +372,109 @@ class TranscriptDriver {
     return lines.join('\n');
   }
 
+  // ---------------------------------------------------------------- message level
+
+  /** Every node in step mode (SimNode.setStepMode) and every message held; what was in flight lands first. */
+  private manual(): string {
+    if (this.stepping) throw new Error('already manual');
+    this.stepping = true;
+    this.c.network.hold(() => true);
+    for (const node of this.c.nodes) node.setStepMode(true);
+    this.c.runFor(this.c.spec.network.latencyMax * this.c.spec.network.slowFactor);
+    return 'ok';
+  }
+
+  /** Back to time: the holds end, everything held is delivered, every node carries out what waits. */
+  private auto(): string {
+    if (!this.stepping) throw new Error('not manual');
+    this.stepping = false;
+    this.c.network.endHolds();
+    const delivered = this.c.network.release(() => true).length;
+    for (const node of this.c.nodes) node.setStepMode(false);
+    this.c.checker.afterEvent(this.c.nodes);
+    return `${delivered} delivered`;
+  }
+
+  /** One Ready of `node`, through the runtime's loop, as it went: what it stored, applied and sent; the progress. */
+  private processReady(node: SimNode): string {
+    const step = node.processReady();
+    this.c.runFor(0);
+    this.c.checker.afterEvent(this.c.nodes);
+    if (step === null) return `${node.id}: no Ready`;
+    const { ready, completed } = step;
+    const lines = [`${node.id} Ready:`];
+    const range = (entries: readonly Entry[]) => `${entries[0]!.index}..${entries[entries.length - 1]!.index}`;
+    if (ready.snapshot !== undefined) lines.push(`  install snapshot ${ready.snapshot.index}/${ready.snapshot.term}`);
+    if (ready.hardState !== undefined) {
+      const { term, votedFor, commitIndex } = ready.hardState;
+      lines.push(`  hard state term ${term} vote ${votedFor ?? '-'} commit ${commitIndex}`);
+    }
+    if (ready.entries.length > 0) lines.push(`  store ${range(ready.entries)} (${ready.entries.map(describeEntry).join(', ')})`);
+    if (ready.committed.length > 0) lines.push(`  apply ${range(ready.committed)}`);
+    for (const m of ready.messages) lines.push(`  send ${describeMessage(m)}`);
+    for (const r of ready.readStates) lines.push(`  read ${r.id} confirmed at ${r.index}`);
+    if (node.status === 'crashed') lines.push('  crashed');
+    else if (!completed) lines.push('  refused by the disk: nothing of it stored or sent; a new coordinator from the disk');
+    for (const line of this.progress(node)) lines.push(`  progress ${line}`);
+    return lines.join('\n');
+  }
+
+  /**
+   * Carries out every Ready and delivers every held message — but those to or from the `cut` nodes — until nothing
+   * is left (no ticks pass).
+   */
+  private settle(cut: readonly string[]): string {
+    let readys = 0;
+    let delivered = 0;
+    for (let round = 0; ; round++) {
+      if (round >= settleRoundsMax) throw new Error(`not settled after ${settleRoundsMax} rounds`);
+      let progress = false;
+      for (const node of this.c.nodes) {
+        while (node.processReady() !== null) {
+          readys++;
+          progress = true;
+          this.c.runFor(0);
+          this.c.checker.afterEvent(this.c.nodes);
+        }
+      }
+      const released = this.c.network.release((m) => !cut.includes(m.from) && !cut.includes(m.to));
+      this.c.checker.afterEvent(this.c.nodes);
+      delivered += released.length;
+      if (!progress && released.length === 0) return `${readys} Readys, ${delivered} messages delivered`;
+    }
+  }
+
+  /** Client writes queued at `node` (KEY=VALUE, or KEY=A..B for one write of each integer); answers come later. */
+  private propose(node: SimNode, assignments: readonly string[]): string {
+    for (const assignment of assignments) {
+      const [key, value] = assignment.split('=');
+      if (key === undefined || value === undefined) throw new Error('usage: propose ID KEY=VALUE|KEY=A..B ..');
+      const span = /^(\d+)\.\.(\d+)$/.exec(value);
+      const values = span === null ? [value] : Array.from({ length: Number(span[2]) - Number(span[1]) + 1 }, (_, i) => String(Number(span[1]) + i));
+      for (const v of values) {
+        node.request({ op: 'write', key, value: v }, (reply) => this.answers.push(`answer ${key}=${v}: ${describeReply(reply, node.id, () => 'ok')}${reply.kind === 'applied' ? ` at ${reply.index}` : ''}`));
+      }
+    }
+    this.c.runFor(0);
+    return 'ok';
+  }
+
+  /** A master's view of each follower (followerProgress.ts); nothing on any other node. */
+  private progress(node: SimNode): string[] {
+    const core = node.core;
+    if (core === null || core.softState().role !== 'master') return [];
+    return [...core.followerStates()]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([id, p]) => `${id}: ${p.state}, match ${p.matchIndex}, next ${p.nextIndex}, inflight ${p.inflight}, applied ${p.appliedIndex}, stalled ${core.stalledTicks(id)}`);
+  }
+
+  /** `run`'s output, then the client answers that arrived meanwhile. */
+  private withAnswers(run: () => string): string {
+    const out = run();
+    const answers = this.answers.splice(0);
+    return [out, ...answers].join('\n');
+  }
+
   /** Waits (bounded) for a master that can take writes; null if none came. */
   private awaitMaster(): SimNode | null {
     let master: SimNode | null = null;
@@ -338,6 +521,15 @@ class TranscriptDriver {
     });
     return applied ? `applied (by ${master.id})` : `not applied within 20 election timeouts`;
   }
+}
+
+/** A comma-separated list argument. */
+function list(value: string | undefined): string[] {
+  return (value ?? '').split(',').filter((id) => id !== '');
+}
+
+function describeEntry(entry: Entry): string {
+  return `${entry.payload.kind}/${entry.term}`;
 }
 
 /** The messages a hold or deliver command names: every field given must match. */
