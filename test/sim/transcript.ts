@@ -327,6 +327,8 @@ class TranscriptDriver {
       network: { latencyMin: 1, latencyMax: 5, slowProbability: 0, slowFactor: 1, dropRate: 0, duplicateRate: 0 },
       ...(this.injectedBug !== undefined ? { injectedBug: this.injectedBug } : {}),
     };
+    this.stepping = false;
+    this.answers.length = 0;
     this.cluster = new SimCluster(spec, new SimRandom(Number(args.get('seed') ?? '1')));
     this.cluster.start();
     return 'ok';

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 
 import { CoordinationCore } from '../../src/core/coordinationCore.js';
 import type { AppendRequest, AppendResponse } from '../../src/core/types.js';
-import { coreOptions, fresh } from '../helpers/coreDriver.js';
+import { coreOptions, fresh } from '../helpers/coreOptions.js';
 
 // An acknowledgement echoes the seq and send tick of the latest append from the master of its term: the master
 // starts its lease from that tick and confirms read indexes with that seq (lease.ts points 2 and 3). A refusal of
