@@ -154,6 +154,13 @@ export function loadConfig(sources: ConfigSources): Config {
       );
     }
   }
+  // An append at the bound, plus one entry past it (an append always carries one), must fit into a frame, which the
+  // transport would otherwise drop for good (the runtime used to lower the bound silently).
+  if (config.replication.appendBytesMax > config.transport.frameBytesMax / 2) {
+    throw new ConfigError(
+      `Setting replication.appendBytesMax (${config.replication.appendBytesMax}) is above half of transport.frameBytesMax (${config.transport.frameBytesMax}); lower it or raise the frame bound.`,
+    );
+  }
   if (config.transport.publishHost !== '' && config.transport.port === 0) {
     throw new ConfigError('Setting transport.publishHost needs a fixed transport.port: peers cannot reach a port picked at random.');
   }

@@ -241,6 +241,7 @@ export class ClusterRuntime {
     private readonly log: Logger,
     private readonly snapshots?: RuntimeSnapshots,
   ) {
+    invariant(options.appendBytesMax <= options.frameBytesMax / 2, `appendBytesMax ${options.appendBytesMax} is above half of frameBytesMax ${options.frameBytesMax}`);
     this.appliedIndexValue = getMeta<number>(db, 'applied_index') ?? 0;
     this.journalLastIndex = journal.lastIndex();
     this.writes = new WriteTracker(eventLoopTimers, options.writeTimeoutMs);
@@ -257,11 +258,11 @@ export class ClusterRuntime {
       core: {
         electionTimeoutTicks: options.electionTimeoutTicks,
         heartbeatIntervalTicks: options.heartbeatIntervalTicks,
-        // Appends are bounded by bytes: at most appendBytesMax (never more than half a frame) plus, when a single
-        // entry is larger, that one entry — about 1 MiB at most (the properties limit) plus its command, well
-        // within transport.frameBytesMax (4 MiB or more), which the transport would otherwise drop for good.
+        // Appends are bounded by bytes: at most appendBytesMax (at most half a frame: the configuration refuses more)
+        // plus, when a single entry is larger, that one entry — about 1 MiB at most (the properties limit) plus its
+        // command, well within transport.frameBytesMax (4 MiB or more), which the transport would otherwise drop.
         appendEntriesMax,
-        appendBytesMax: Math.min(options.appendBytesMax, Math.floor(options.frameBytesMax / 2)),
+        appendBytesMax: options.appendBytesMax,
         entryBytes,
         inflightAppendsMax,
         uncommittedEntriesMax: options.writeQueueEntriesMax,

@@ -37,6 +37,29 @@ export class KvStateMachine {
     return this.applied;
   }
 
+  /**
+   * Applies the next committed entry, and returns how to take it back (a crash before the write was synced: see
+   * SimStorage).
+   */
+  applyUndoable(entry: Entry): { readonly result: KvResult | null; readonly undo: () => void } {
+    const applied = this.applied;
+    const key = entry.payload.kind === 'command' ? (entry.payload.data as KvCommand).key : null;
+    const had = key !== null && this.values.has(key);
+    const previous = key !== null ? this.values.get(key) : undefined;
+    const result = this.apply(entry);
+    return {
+      result,
+      undo: () => {
+        invariantAppliedAt(this.applied, entry.index);
+        this.applied = applied;
+        if (key === null) return;
+        if (had) this.values.set(key, previous!);
+        else this.values.delete(key);
+        this.cachedHash = null;
+      },
+    };
+  }
+
   /** Applies the next committed entry. Configuration and noop entries change nothing but still count. */
   apply(entry: Entry): KvResult | null {
     if (entry.index !== this.applied + 1) {
@@ -92,4 +115,8 @@ export class KvStateMachine {
     this.values.set(key, value);
     this.cachedHash = null;
   }
+}
+
+function invariantAppliedAt(applied: number, index: number): void {
+  if (applied !== index) throw new Error(`undoing the apply of ${index} with the state machine at ${applied}: undo out of order`);
 }

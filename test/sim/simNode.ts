@@ -307,6 +307,8 @@ export class SimNode {
     if (this.currentStatus === 'crashed') return;
     this.env.trace?.(`${this.id} crashes`);
     this.currentStatus = 'crashed';
+    // Whatever was written and not synced yet is lost with the process (nothing today: every commit syncs).
+    this.storage.loseUnsynced();
     this.loop = null;
     this.crashArmed = null;
     this.stats.crashes++;
@@ -553,7 +555,10 @@ export class SimNode {
         }
         this.env.observer.onPersist(this, persisted);
         const commitIndex = ready.committed.length > 0 ? this.loop!.coordinator.softState().commitIndex : 0;
-        return ready.committed.map((entry) => ({ ok: true, result: this.apply(entry, commitIndex) }));
+        const outcomes = ready.committed.map((entry) => ({ ok: true as const, result: this.apply(entry, commitIndex) }));
+        // The runtime's transaction is fsynced at commit (synchronous=FULL): durable before the loop goes on.
+        this.storage.sync();
+        return outcomes;
       },
       restoredState: () => this.storage.restoredState(),
     };
@@ -617,6 +622,7 @@ export class SimNode {
             return;
           }
           this.storage.saveSnapshot(snapshot);
+          this.storage.sync();
           this.env.observer.onCompact(this, snapshot);
           this.env.trace?.(`${this.id} compacts its journal to ${snapshot.index}`);
         },
@@ -634,7 +640,7 @@ export class SimNode {
   }
 
   private apply(entry: Entry, commitIndex: number): KvResult | null {
-    const result = this.storage.stateMachine.apply(entry);
+    const result = this.storage.apply(entry);
     this.stats.applied++;
     this.env.observer.onApply(this, entry, commitIndex);
     return result;

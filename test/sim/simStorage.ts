@@ -1,16 +1,18 @@
 import type { CoordinatorSnapshotData } from '../../src/core/clusterCoordinator.js';
 import type { CoordinatorRestoredState } from '../../src/core/clusterCoordinator.js';
 import type { Entry, HardState, Snapshot } from '../../src/core/types.js';
-import { KvStateMachine, type KvSnapshot } from './kvStateMachine.js';
+import { KvStateMachine, type KvResult, type KvSnapshot } from './kvStateMachine.js';
 
 /**
- * A node's disk, in memory, with crash semantics: what is here is exactly what the runtime persisted from the
- * Ready records (snapshot; hard state; journal, truncated from entries[0].index then appended) plus the state
- * machine, which persists its applied index atomically with its contents, and the latest snapshot with the
- * journal compacted below it. A crash drops the core and everything else the node had in memory; a restart
- * rebuilds a coordinator from `restoredState()` alone.
+ * A node's disk, in memory, with crash semantics: what is here is exactly what the runtime wrote from the Ready
+ * records (snapshot; hard state; journal, truncated from entries[0].index then appended) plus the state machine,
+ * which writes its applied index with its contents, and the latest snapshot with the journal compacted below it.
  *
- * Every write is taken as fsynced when `persist` returns (the runtime sends nothing before that).
+ * A write is not durable until `sync()`: a crash (`loseUnsynced`) takes back, newest first, everything written since
+ * the last sync — as SQLite's WAL loses the transactions committed after the last fsync. Today every commit of the
+ * runtime is fsynced (synchronous=FULL), so the simulated node syncs in the same step as it writes; a runtime that
+ * syncs less often must move the sync here too, and a crash in between then loses what was not synced. A restart
+ * rebuilds a coordinator from `restoredState()` alone.
  */
 export interface PersistOutcome {
   /** A snapshot was installed first (the journal was dropped, the state machine replaced). */
@@ -27,10 +29,12 @@ export class SimStorage {
   private durableHardState: HardState = initialHardState;
   private durableSnapshot: Snapshot | null = null;
   private durableBootstrapView: readonly string[] = [];
-  /** The durable journal after the snapshot: index i at position i - snapshotIndex - 1. */
+  /** The journal after the snapshot: index i at position i - snapshotIndex - 1. */
   private durableJournal: Entry[] = [];
-  /** Durable: each apply() is one atomic step (contents and applied index together). */
+  /** Each apply() is one atomic step (contents and applied index together). */
   readonly stateMachine = new KvStateMachine();
+  /** What was written since the last sync, oldest first, as how to take each change back. */
+  private readonly unsynced: Array<() => void> = [];
   /** How many fsyncs this disk has seen, for statistics. */
   syncs = 0;
   /** Out of space (a fault): see `refuses`. */
@@ -85,7 +89,7 @@ export class SimStorage {
     return this.full && (ready.snapshot !== undefined || ready.entries.length > 0 || ready.committed.length > 0);
   }
 
-  /** Step 1 of the Ready contract. */
+  /** Step 1 of the Ready contract: written, durable at the next sync(). */
   persist(snapshot: Snapshot | undefined, hardState: HardState | undefined, entries: readonly Entry[]): PersistOutcome {
     let installed: Snapshot | null = null;
     let outcome: PersistOutcome = { installed, firstIndex: 0, replaced: [] };
@@ -93,13 +97,23 @@ export class SimStorage {
       // Installed as one atomic step: state machine, snapshot, and an empty journal. What was after the
       // snapshot counts as replaced (by whatever `entries` writes there again).
       const after = this.durableJournal.filter((e) => e.index > snapshot.index);
+      const [previousSnapshot, previousJournal, previousState] = [this.durableSnapshot, this.durableJournal, this.stateMachine.exportSnapshot()];
+      this.unsynced.push(() => {
+        this.durableSnapshot = previousSnapshot;
+        this.durableJournal = previousJournal;
+        this.stateMachine.restore(previousState);
+      });
       this.stateMachine.restore((snapshot.data as CoordinatorSnapshotData).stateMachine as KvSnapshot);
       this.durableSnapshot = snapshot;
       this.durableJournal = [];
       installed = snapshot;
       outcome = { installed, firstIndex: snapshot.index + 1, replaced: after };
     }
-    if (hardState !== undefined) this.durableHardState = hardState;
+    if (hardState !== undefined) {
+      const previous = this.durableHardState;
+      this.unsynced.push(() => (this.durableHardState = previous));
+      this.durableHardState = hardState;
+    }
     if (entries.length > 0) {
       const firstIndex = entries[0]!.index;
       if (firstIndex <= this.snapshotIndex || firstIndex > this.lastIndex + 1) {
@@ -109,28 +123,61 @@ export class SimStorage {
         if (e.index !== firstIndex + i) throw new Error(`Ready entries are not consecutive at ${e.index}`);
       });
       const keep = firstIndex - this.snapshotIndex - 1;
-      const replaced = this.durableJournal.slice(keep);
-      this.durableJournal.length = keep;
-      for (const e of entries) this.durableJournal.push(e);
+      const journal = this.durableJournal;
+      const replaced = journal.slice(keep);
+      this.unsynced.push(() => {
+        journal.length = keep;
+        for (const e of replaced) journal.push(e);
+      });
+      journal.length = keep;
+      for (const e of entries) journal.push(e);
       // After an install the entries start right after the snapshot, and what the install dropped is replaced.
       outcome = installed !== null ? { installed, firstIndex: installed.index + 1, replaced: outcome.replaced } : { installed, firstIndex, replaced };
     }
-    if (snapshot !== undefined || hardState !== undefined || entries.length > 0) this.syncs++;
     return outcome;
+  }
+
+  /** Applies a committed entry to the state machine: written, durable at the next sync(). */
+  apply(entry: Entry): KvResult | null {
+    const { result, undo } = this.stateMachine.applyUndoable(entry);
+    this.unsynced.push(undo);
+    return result;
   }
 
   /** Stores a snapshot the node took of its own state, and drops the journal up to it (one atomic step). */
   saveSnapshot(snapshot: Snapshot): void {
     if (snapshot.index > this.stateMachine.appliedIndex) throw new Error(`snapshot at ${snapshot.index} beyond the applied ${this.stateMachine.appliedIndex}`);
+    const [previousSnapshot, previousJournal] = [this.durableSnapshot, this.durableJournal];
+    this.unsynced.push(() => {
+      this.durableSnapshot = previousSnapshot;
+      this.durableJournal = previousJournal;
+    });
     this.durableJournal = this.durableJournal.slice(snapshot.index - this.snapshotIndex);
     this.durableSnapshot = snapshot;
+  }
+
+  /** The coordinator's bootstrap view (expect N), written with the hard state. */
+  saveBootstrapView(view: readonly string[]): void {
+    const previous = this.durableBootstrapView;
+    this.unsynced.push(() => (this.durableBootstrapView = previous));
+    this.durableBootstrapView = [...view];
+  }
+
+  /** Makes everything written durable (an fsync). */
+  sync(): void {
+    if (this.unsynced.length === 0) return;
+    this.unsynced.length = 0;
     this.syncs++;
   }
 
-  /** The coordinator's bootstrap view (expect N), durable with the hard state. */
-  saveBootstrapView(view: readonly string[]): void {
-    this.durableBootstrapView = [...view];
-    this.syncs++;
+  /** Whether everything written is durable. */
+  get synced(): boolean {
+    return this.unsynced.length === 0;
+  }
+
+  /** A crash: everything written since the last sync is lost, newest first. */
+  loseUnsynced(): void {
+    for (let undo = this.unsynced.pop(); undo !== undefined; undo = this.unsynced.pop()) undo();
   }
 
   restoredState(): CoordinatorRestoredState {

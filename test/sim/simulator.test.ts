@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
 import { coordinatorBugs } from '../../src/core/clusterCoordinator.js';
 import { runtimeBugs } from '../../src/node/writeTracker.js';
-import type { Role } from '../../src/core/types.js';
+import type { Entry, Role } from '../../src/core/types.js';
 import { runBatch } from './batch.js';
 import { configurationStepProblem } from './invariants.js';
 import type { KvCommand } from './kvStateMachine.js';
@@ -13,6 +13,7 @@ import { SimCluster, type ClusterSpec } from './simCluster.js';
 import { bridgePartition, oneWayPartition, symmetricPartition } from './simNetwork.js';
 import type { ClientReply, SimNode } from './simNode.js';
 import { SimRandom } from './simRandom.js';
+import { SimStorage } from './simStorage.js';
 import { electionTimeoutTicks, livenessBoundUnits, runSimulation, tickPeriodMax, type InjectedBug } from './simulate.js';
 import { transcriptDirectory } from '../helpers/transcripts.js';
 import { runTranscript } from './transcript.js';
@@ -100,6 +101,26 @@ test('a seed replays identically', () => {
   const b = runSimulation(424_242);
   assert.equal(a.ok, true, a.failure);
   assert.deepEqual(b, a);
+});
+
+test('the simulated disk loses what was written since the last sync in a crash, and nothing synced', () => {
+  const storage = new SimStorage();
+  const entry = (index: number, term: number, key: string): Entry => ({ index, term, payload: { kind: 'command', data: { op: 'write', key, value: index } } });
+  storage.persist(undefined, { term: 1, votedFor: 'a', commitIndex: 2 }, [entry(1, 1, 'x'), entry(2, 1, 'y')]);
+  storage.apply(entry(1, 1, 'x'));
+  storage.apply(entry(2, 1, 'y'));
+  storage.sync();
+  const synced = JSON.stringify([storage.restoredState(), storage.stateMachine.exportSnapshot()]);
+  // A later commit written and never synced: a new term, a truncated and rewritten journal, an apply.
+  storage.persist(undefined, { term: 2, votedFor: null, commitIndex: 3 }, [entry(2, 2, 'z'), entry(3, 2, 'x')]);
+  storage.apply(entry(3, 2, 'x'));
+  assert.equal(storage.synced, false);
+  assert.equal(storage.stateMachine.get('x'), 3);
+  storage.loseUnsynced();
+  assert.equal(JSON.stringify([storage.restoredState(), storage.stateMachine.exportSnapshot()]), synced);
+  assert.equal(storage.stateMachine.get('x'), 1);
+  storage.loseUnsynced();
+  assert.equal(JSON.stringify([storage.restoredState(), storage.stateMachine.exportSnapshot()]), synced, 'a second crash loses nothing more');
 });
 
 test('the configuration checker accepts joint steps and rejects everything else', () => {

@@ -95,3 +95,12 @@ test('timeouts shorter than an election are refused at start, not raised in sile
   // Longer ticks lengthen the election timeout with them.
   assert.match(configError(() => loadConfig({ env: { CONCLAVE_CLUSTER_TICK_MS: '200' }, flags: {} })), /replication\.inSyncTimeoutMs \(1500 ms\) is below the election timeout .*= 2000 ms/);
 });
+
+test('an append bound above half a transport frame is refused at start, not lowered in silence', () => {
+  const env = { CONCLAVE_TRANSPORT_FRAME_BYTES_MAX: String(8 * 1024 * 1024) };
+  assert.match(
+    configError(() => loadConfig({ env: { ...env, CONCLAVE_REPLICATION_APPEND_BYTES_MAX: String(4 * 1024 * 1024 + 1) }, flags: {} })),
+    /replication\.appendBytesMax \(4194305\) is above half of transport\.frameBytesMax \(8388608\)/,
+  );
+  assert.doesNotThrow(() => loadConfig({ env: { ...env, CONCLAVE_REPLICATION_APPEND_BYTES_MAX: String(4 * 1024 * 1024) }, flags: {} }));
+});
