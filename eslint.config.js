@@ -13,6 +13,38 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
+  // Layering: http → forwarding → node, and node-to-node authentication (src/auth) below all three. A folder that
+  // imports one above it is refused, each with the rule it breaks. (Each block names different files: a later block
+  // for the same file would replace a rule's options, not add to them.)
+  {
+    files: ['src/node/**/*.ts'],
+    // The composition root wires every layer together, and is the one file of src/node allowed to.
+    ignores: ['src/node/conclaveNode.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { group: ['**/forwarding/**', '**/forwarding'], message: 'src/node is below src/forwarding (http → forwarding → node): only the composition root, src/node/conclaveNode.ts, imports it. Take what you need as an injected function or an interface declared in src/node.' },
+          { group: ['**/http/**', '**/http'], message: 'src/node is below src/http (http → forwarding → node): only the composition root, src/node/conclaveNode.ts, imports it.' },
+        ],
+      }],
+    },
+  },
+  {
+    files: ['src/forwarding/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['**/http/**', '**/http'], message: 'src/forwarding is below src/http (http → forwarding → node): src/http imports forwarding, never the reverse. Shared helpers live below both (src/auth).' }],
+      }],
+    },
+  },
+  {
+    files: ['src/replication/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['**/http/**', '**/http'], message: 'src/replication never imports src/http: node-to-node authentication and header helpers live in src/auth.' }],
+      }],
+    },
+  },
   {
     // The deciding code must be replayable from a seed: no I/O, no clock, no ambient randomness. The simulator is
     // held to the same rule, except its drivers (CLI, worker batches) and test files.

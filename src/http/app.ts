@@ -6,10 +6,11 @@ import { RateLimiter } from '../auth/rateLimiter.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import type { HttpContext } from './context.js';
 import { clientErrorHandler, registerErrorHandling, registerServerRefusals } from './errors.js';
-import { decodeIdentity, principalOfIdentity } from './forwardedIdentity.js';
-import { forwardedFromHeader, RequestForwarder } from './forwarding.js';
+import { decodeIdentity, principalOfIdentity } from '../auth/forwardedIdentity.js';
+import { identityHeader, internalAuthHeader } from '../auth/internalAuth.js';
+import { forwardedFromHeader } from '../forwarding/decision.js';
+import { RequestRelay } from '../forwarding/requestRelay.js';
 import { viaInternalListener } from './internalListener.js';
-import { identityHeader, internalAuthHeader } from './internalAuth.js';
 import { verifyInternalCaller } from '../replication/internalAccess.js';
 import { header } from './representation.js';
 import { httpsOptionsOf, nodeTlsOf } from './tlsFiles.js';
@@ -115,7 +116,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   const { userWritesPerSecondMax } = context.config.auth;
   const userWrites = new RateLimiter({ perInterval: userWritesPerSecondMax, intervalMs: 1000, burst: 2 * userWritesPerSecondMax, what: 'writes' });
   // Shared so that a route can send a request on to the master too (a read that must see the latest state).
-  const forwarder = RequestForwarder.fromConfig(context.runtime, context.config, {
+  const forwarder = RequestRelay.fromConfig(context.runtime, context.config, {
     sign: (request) => context.internalAuth.sign(request),
     tls: nodeTls,
     publicScheme: https === null ? 'http' : 'https',

@@ -3,7 +3,9 @@ import type { TokenSigner } from '../auth/tokens.js';
 import type { Config } from '../config/settings.js';
 import type { ClusterRuntime } from '../node/clusterRuntime.js';
 import type { Repository } from '../node/repository.js';
-import type { InternalAuth } from './internalAuth.js';
+import type { InternalAuth } from '../auth/internalAuth.js';
+import type { RequestRelay } from '../forwarding/requestRelay.js';
+import type { WriteOrigin } from '../forwarding/writeRouter.js';
 import type { BlobFetcher } from '../replication/blobFetcher.js';
 import type { SnapshotStore } from '../storage/snapshotStore.js';
 import type { BackupService } from '../backup/backupService.js';
@@ -14,7 +16,8 @@ import type { NodeMetrics } from '../metrics/nodeMetrics.js';
 /** What every route plugin gets: decorated once on the app, read through `app.conclave`. */
 export interface HttpContext {
   readonly config: Config;
-  readonly repository: Repository;
+  /** Writes take the origin a route builds (writeOrigin.ts); the composition root routes them (src/forwarding/writeRouter.ts). */
+  readonly repository: Repository<WriteOrigin>;
   readonly runtime: ClusterRuntime;
   readonly authenticator: Authenticator;
   readonly tokens: TokenSigner;
@@ -41,20 +44,17 @@ export interface HttpContext {
 declare module 'fastify' {
   interface FastifyInstance {
     conclave: HttpContext;
+    /** The request coordinator: `app.forwarder.forwardToMaster(request, reply)` sends a request on to the master. */
+    forwarder: RequestRelay;
   }
   interface FastifyRequest {
     principal: Principal;
-    /** The coordinator chose to forward this write to the master as a command (src/http/forwarding.ts). */
-    forwardsCommand: boolean;
   }
+  // forwardsCommand, on requests and in route options, is declared by the relay that reads and sets it
+  // (src/forwarding/requestRelay.ts).
   interface FastifyContextConfig {
     /** What the caller must be allowed to do; routes without it (health, login) are public. */
     permission?: Permission;
-    /**
-     * The route takes a JSON body (or none) and turns it into one content or user command: on a replica it is
-     * served here up to the proposal and the command is forwarded to the master over the cluster transport.
-     */
-    forwardsCommand?: true;
     /** The query parameters the route takes; any other is refused (queryParameters.ts). Absent: none. */
     query?: readonly string[] | 'checkedByRoute';
   }

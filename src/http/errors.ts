@@ -3,7 +3,7 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Socket } from 'node:net';
 
 import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
-import { ForwardedRefusal } from '../node/commandForwarder.js';
+import { ForwardedRefusal } from '../forwarding/refusals.js';
 import { syntaxProblem } from './jsonBody.js';
 
 /** Turns anything thrown in a route — ours or Fastify's — into the catalogue's error body. */

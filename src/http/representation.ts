@@ -1,5 +1,6 @@
 import type { Preconditions } from '../content/commands.js';
 import { etagOf, type ContentNode } from '../content/model.js';
+import { header } from '../auth/requestHeaders.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import type { StoredNode } from '../storage/contentTables.js';
 
@@ -90,10 +91,8 @@ export function parseTags(text: string, name: string, comparison: 'strong' | 'we
   return tags;
 }
 
-export function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value.join(', ') : value;
-}
+/** Re-exported for the routes: it lives below src/http, which the relay and node-to-node transfers read too. */
+export { header };
 
 export function isTrue(value: unknown, field: string): boolean {
   if (value === undefined || value === 'false') return false;

@@ -1,7 +1,7 @@
 import { Counter, type Registry } from 'prom-client';
 
 import { isConclaveError } from '../errors/catalogue.js';
-import { ForwardedRefusal } from '../node/commandForwarder.js';
+import { ForwardedRefusal } from '../forwarding/refusals.js';
 
 /**
  * What became of the writes (and, in coordinator mode ALL, the reads) this node sent on to the master:
@@ -29,7 +29,7 @@ export class ForwardMetrics {
     for (const via of ['command', 'http']) for (const outcome of ['ok', 'refused', 'unknown', 'not_sent']) this.forwarded.inc({ via, outcome }, 0);
   }
 
-  /** For CommandForwarder.observe: the promise of one forwarded command. */
+  /** For CommandClient.observe: the promise of one forwarded command. */
   readonly observeCommand = (forward: Promise<unknown>): void => {
     forward.then(
       () => this.forwarded.inc({ via: 'command', outcome: 'ok' }),
@@ -37,7 +37,7 @@ export class ForwardMetrics {
     );
   };
 
-  /** For RequestForwarder.observe: one forwarded request, settled once the master's answer is relayed on `reply`. */
+  /** For RequestRelay.observe: one forwarded request, settled once the master's answer is relayed on `reply`. */
   readonly observeRequest = (forward: Promise<unknown>, reply: { readonly statusCode: number }): void => {
     forward.then(
       () => this.forwarded.inc({ via: 'http', outcome: reply.statusCode < 400 ? 'ok' : 'refused' }),

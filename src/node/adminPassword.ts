@@ -6,7 +6,7 @@ import { rootPath } from '../content/paths.js';
 import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
 import { ContentTables } from '../storage/contentTables.js';
 import { getMeta, openDatabase, setMeta, type Db } from '../storage/database.js';
-import type { Repository } from './repository.js';
+import type { Repository, WriteAuthor } from './repository.js';
 
 /**
  * The admin password where the operator needs it, kept in the node's database (the data directory's file) until
@@ -25,9 +25,14 @@ function deleteMeta(db: Db, key: string): void {
   db.prepare('DELETE FROM meta WHERE key = ?').run(key);
 }
 
-export interface AdminPasswordDeps {
+export interface AdminPasswordDeps<O extends WriteAuthor> {
   readonly db: Db;
-  readonly repository: Repository;
+  readonly repository: Repository<O>;
+  /**
+   * The origin the reset is proposed under: the node's own (no user vouches for it), which a replica may forward to
+   * the master (src/forwarding/writeRouter.ts, adminResetOrigin).
+   */
+  readonly resetOrigin: O;
   /** Whether a master is known now (a reset is proposed only then, here or forwarded). */
   readonly masterKnown: () => boolean;
   readonly announce: (text: string) => void;
@@ -36,7 +41,7 @@ export interface AdminPasswordDeps {
   readonly retryMs: number;
 }
 
-export class AdminPasswordKeeper {
+export class AdminPasswordKeeper<O extends WriteAuthor> {
   private listening = false;
   private showing = false;
   private resetting = false;
@@ -47,7 +52,7 @@ export class AdminPasswordKeeper {
   private unshownWaiting: boolean;
   private resetWaiting: boolean;
 
-  constructor(private readonly deps: AdminPasswordDeps) {
+  constructor(private readonly deps: AdminPasswordDeps<O>) {
     this.unshownWaiting = getMeta<string>(deps.db, unshownKey) !== undefined;
     this.resetWaiting = getMeta<string>(deps.db, resetKey) !== undefined;
   }
@@ -113,7 +118,7 @@ export class AdminPasswordKeeper {
     if (passwordHash === undefined) return;
     this.resetting = true;
     // The admin role too: a reset is how an operator gets back in, whatever became of the user meanwhile.
-    repository.putUser('admin', { passwordHash, roles: ['admin'] }, false, { authority: { user: 'admin', needs: 'adminReset' }, mayForward: true }).then(
+    repository.putUser('admin', { passwordHash, roles: ['admin'] }, false, this.deps.resetOrigin).then(
       (committed) => {
         this.resetting = false;
         if (this.closed) return;

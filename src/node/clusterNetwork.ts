@@ -4,13 +4,10 @@ import type { Config } from '../config/settings.js';
 import type { ClusterMessage } from '../core/clusterMessages.js';
 import { createDnsResolver, SeedResolver } from '../discovery/resolver.js';
 import { formatEndpoint, parseSeeds, type SeedSpec } from '../discovery/seeds.js';
-import { ConclaveError } from '../errors/catalogue.js';
+import { ConclaveError, invariant } from '../errors/catalogue.js';
 import { Transport, unmapIpv4 } from '../transport/transport.js';
 import type { ClusterRuntime, Wire } from './clusterRuntime.js';
 import { fromWire, toWire } from './appendWire.js';
-import type { CommandForwarder } from './commandForwarder.js';
-import type { CommandServer } from './commandServer.js';
-import { isForwardedMessageType } from './forwardedCommands.js';
 import { messageProblem } from './messageShape.js';
 
 /**
@@ -29,6 +26,18 @@ const discoveryAddressesMax = 256;
  */
 const missedRoundsMax = 5;
 
+/**
+ * Messages that travel on the transport beside the coordination messages and never reach the core: forwarded
+ * commands and their outcomes (src/forwarding/commandChannel.ts). The network only routes them by type; what they
+ * mean, and their shapes, are the channel's (the network does not depend on src/forwarding).
+ */
+export interface SideChannel {
+  /** Whether a message of this `type` belongs to the channel. */
+  carries(type: unknown): boolean;
+  receive(from: string, message: Record<string, unknown>): void;
+  /** The connection to `peerId` dropped: what was sent on it may or may not have arrived. */
+  peerDown(peerId: string): void;
+}
 
 /**
  * The node's place in the network: the transport (one outgoing connection per peer, full mesh), discovery rounds
@@ -42,8 +51,8 @@ export class ClusterNetwork implements Wire {
   private knownSources = new Set<string>();
   private readonly resolver: SeedResolver;
   private runtime: ClusterRuntime | null = null;
-  /** Forwarded commands (forwardedCommands.ts): a channel beside the coordination messages, never seen by the core. */
-  private commands: { readonly forwarder: CommandForwarder; readonly server: CommandServer } | null = null;
+  /** Forwarded commands: a channel beside the coordination messages, never seen by the core. */
+  private commands: SideChannel | null = null;
   private round: NodeJS.Timeout | null = null;
   private resolving = false;
   /** Addresses dialled that the last rounds did not find, with how many rounds in a row (bounded by the dialled set). */
@@ -90,14 +99,14 @@ export class ClusterNetwork implements Wire {
     this.transport.on('message', (from, message) => this.onMessage(from, message));
     this.transport.on('peerUp', () => this.peersChanged());
     this.transport.on('peerDown', (peer) => {
-      this.commands?.forwarder.peerDown(peer.id);
+      this.commands?.peerDown(peer.id);
       this.peersChanged();
     });
   }
 
-  /** Starts delivering forwarded commands and their outcomes. */
-  attachCommands(forwarder: CommandForwarder, server: CommandServer): void {
-    this.commands = { forwarder, server };
+  /** Starts delivering forwarded commands and their outcomes; before attach(), which delivers anything at all. */
+  attachCommands(channel: SideChannel): void {
+    this.commands = channel;
   }
 
   /** Binds the transport port; the address peers must use is then known. */
@@ -108,6 +117,8 @@ export class ClusterNetwork implements Wire {
 
   /** Starts discovery and delivery for `runtime`. */
   attach(runtime: ClusterRuntime): void {
+    // A forwarded command that arrived between the two would reach fromWire and be logged as malformed.
+    invariant(this.commands !== null, 'the command channel is attached before the runtime');
     this.runtime = runtime;
     this.peersChanged();
     void this.discoveryRound();
@@ -132,8 +143,8 @@ export class ClusterNetwork implements Wire {
     // could never answer it — a standalone node that others name as their seed learns of them this way.
     if (!this.transport.connectedPeers().some((p) => p.id === from)) this.dialBack(from);
     const type = (message as { type?: unknown } | null)?.type;
-    if (isForwardedMessageType(type)) {
-      this.onForwardedMessage(from, type, message as Record<string, unknown>);
+    if (this.commands?.carries(type) === true) {
+      this.commands.receive(from, message as Record<string, unknown>);
       return;
     }
     const decoded = fromWire(message);
@@ -146,17 +157,6 @@ export class ClusterNetwork implements Wire {
       return;
     }
     runtime.receive((decoded as { message: unknown }).message as ClusterMessage);
-  }
-
-  private onForwardedMessage(from: string, type: 'commandRequest' | 'commandOutcome', message: Record<string, unknown>): void {
-    const commands = this.commands;
-    if (commands === null) return; // not started yet: the replica's request times out as unknown
-    if (type === 'commandRequest') {
-      commands.server.receive(from, message);
-      return;
-    }
-    const problem = commands.forwarder.receive(from, message);
-    if (problem !== null) this.log.warn({ from, problem }, 'dropped a malformed outcome of a forwarded command');
   }
 
   private dialBack(id: string): void {

@@ -16,7 +16,7 @@ import type { NodeDescriptor } from '../core/clusterState.js';
 import { ConclaveError, invariant } from '../errors/catalogue.js';
 import { buildApp } from '../http/app.js';
 import type { HttpContext } from '../http/context.js';
-import { InternalAuth } from '../http/internalAuth.js';
+import { InternalAuth } from '../auth/internalAuth.js';
 import { InternalListener } from '../http/internalListener.js';
 import { MetricsListener } from '../http/metricsListener.js';
 import { NodeMetrics } from '../metrics/nodeMetrics.js';
@@ -46,9 +46,11 @@ import { WebhookRetention } from '../webhooks/webhookRetention.js';
 import { ChangePruner } from '../changes/changePruner.js';
 import { ClusterJobs } from '../jobs/clusterJobs.js';
 import { InternalHttpClient } from '../replication/internalHttp.js';
+import { CommandChannel } from '../forwarding/commandChannel.js';
+import { CommandClient } from '../forwarding/commandClient.js';
+import { CommandServer } from '../forwarding/commandServer.js';
+import { adminResetOrigin, WriteRouter, type WriteOrigin } from '../forwarding/writeRouter.js';
 import { ClusterNetwork } from './clusterNetwork.js';
-import { CommandForwarder } from './commandForwarder.js';
-import { CommandServer } from './commandServer.js';
 import { ClusterRuntime } from './clusterRuntime.js';
 import { Repository } from './repository.js';
 
@@ -90,14 +92,14 @@ export class ConclaveNode {
     readonly log: Logger,
     private readonly db: Db,
     readonly runtime: ClusterRuntime,
-    readonly repository: Repository,
+    readonly repository: Repository<WriteOrigin>,
     readonly app: FastifyInstance,
     private readonly context: HttpContext,
     private readonly options: StartOptions,
     private readonly network: ClusterNetwork,
     private readonly replication: BlobReplication,
     private readonly commandServer: CommandServer,
-    private readonly adminPassword: AdminPasswordKeeper,
+    private readonly adminPassword: AdminPasswordKeeper<WriteOrigin>,
     private readonly jobs: NodeJobs,
     readonly metrics: NodeMetrics,
   ) {}
@@ -238,9 +240,10 @@ export class ConclaveNode {
         void fetcher.queueMissing().catch((err: unknown) => log.warn({ err }, 'the scan for blobs after a snapshot install failed'));
       });
       // Writes a replica serves up to the proposal go to the master as commands over the transport; the master
-      // answers them with the outcome (src/node/forwardedCommands.ts).
+      // answers them with the outcome (src/forwarding/wire.ts). The write router decides, for each write, whether
+      // to propose it here or send it; the repository only builds the commands.
       const transport = network.transport;
-      const commandForwarder = new CommandForwarder(runtime, { send: (nodeId, message) => transport.send(nodeId, message) }, {
+      const commandClient = new CommandClient(runtime, { send: (nodeId, message) => transport.send(nodeId, message) }, {
         commandsMax: config.http.forwardCommandsMax,
         answerTimeoutMs: config.cluster.writeTimeoutMs + config.http.forwardResponseMarginMs,
       });
@@ -256,9 +259,10 @@ export class ConclaveNode {
         },
         log,
       );
-      commandForwarder.observe = metrics.forwards.observeCommand;
-      network.attachCommands(commandForwarder, commandServer);
-      const repository = new Repository(runtime, content, blobs, undefined, pusher, commandForwarder);
+      commandClient.observe = metrics.forwards.observeCommand;
+      network.attachCommands(new CommandChannel(commandClient, commandServer, log));
+      const writes = new WriteRouter((command) => liveRuntime.propose(command), commandClient);
+      const repository = new Repository<WriteOrigin>(runtime, content, blobs, undefined, pusher, (command, origin) => writes.propose(command, origin));
       if (repository.isBootstrapped && options.adminPassword !== undefined) {
         log.info('the repository exists; CONCLAVE_ADMIN_PASSWORD is used only at the first start and was ignored');
       }
@@ -275,6 +279,7 @@ export class ConclaveNode {
       const adminPassword = new AdminPasswordKeeper({
         db,
         repository,
+        resetOrigin: adminResetOrigin,
         masterKnown: () => liveRuntime.softState().master !== null,
         announce: options.announce ?? ((text: string) => process.stdout.write(text)),
         log,
@@ -537,7 +542,7 @@ async function stopReplication(replication: BlobReplication): Promise<void> {
   await replication.http.close().catch(() => undefined);
 }
 
-async function bootstrap(repository: Repository, log: Logger, options: StartOptions, keeper: AdminPasswordKeeper): Promise<void> {
+async function bootstrap(repository: Repository<WriteOrigin>, log: Logger, options: StartOptions, keeper: AdminPasswordKeeper<WriteOrigin>): Promise<void> {
   let password = options.adminPassword;
   if (password !== undefined && password.length < passwordLengthMin) {
     throw new ConclaveError(

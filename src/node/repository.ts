@@ -10,8 +10,6 @@ import { ConclaveError } from '../errors/catalogue.js';
 import type { BlobStore } from '../storage/blobStore.js';
 import type { ContentTables, Page, PageTake, StoredNode } from '../storage/contentTables.js';
 import type { ClusterRuntime, Committed } from './clusterRuntime.js';
-import type { CommandForwarder } from './commandForwarder.js';
-import { isForwardable, type WriteAuthority } from './forwardedCommands.js';
 
 /** Copies a stored upload to other nodes before its entry is proposed (replication/blobPusher.ts). */
 export interface BlobReplicas {
@@ -22,28 +20,34 @@ export interface BlobReplicas {
 const noReplicas: BlobReplicas = { replicate: async () => undefined };
 
 /**
- * Who asks for a write, and whether the request coordinator chose to forward it: a replica in CUD or ALL mode
- * serves a JSON write itself up to the proposal and sends the command to the master (src/http/forwarding.ts).
+ * What Repository reads of a write's origin: the user a content command records as its author. Everything else an
+ * origin carries is for the proposer, and passed to it unread.
  */
-export interface WriteOrigin {
-  readonly authority: WriteAuthority;
-  /** False for a write this node must propose itself or refuse (X-Conclave-Direct, a master at admission). */
-  readonly mayForward: boolean;
+export interface WriteAuthor {
+  readonly authority: { readonly user: string };
 }
+
+/**
+ * Proposes the command of a write method, given the origin the caller passed: here, or wherever the origin lets it
+ * go (the composition root injects src/forwarding/writeRouter.ts, which may send it to the master).
+ */
+export type WriteProposer<O> = (command: Command, origin: O) => Promise<Committed>;
 
 /**
  * The repository as the HTTP layer sees it: reads straight from the content tables, writes as commands through
  * the journal. This is where the inputs a command must carry — new ids, the time, the author — are drawn, so
- * that apply() itself stays deterministic.
+ * that apply() itself stays deterministic. `O` is the origin of a write (who asks, and how it may be proposed),
+ * opaque here but for its author.
  */
-export class Repository {
+export class Repository<O extends WriteAuthor> {
   constructor(
     private readonly runtime: ClusterRuntime,
     readonly content: ContentTables,
     readonly blobs: BlobStore,
     private readonly now: () => Date = () => new Date(),
     private readonly blobReplicas: BlobReplicas = noReplicas,
-    private readonly forwarder: CommandForwarder | null = null,
+    /** Default: every write is proposed on this node. */
+    private readonly proposeWrite: WriteProposer<O> = (command) => runtime.propose(command),
   ) {}
 
   get appliedIndex(): number {
@@ -75,22 +79,9 @@ export class Repository {
     return this.now().toISOString();
   }
 
-  /**
-   * Proposes here on the master; on a replica, a write the coordinator let through goes to the master as a command
-   * over the cluster transport. Whether this node is the master is read now, not at admission: a replica that has
-   * become master meanwhile proposes itself, and one that has lost it forwards (or refuses, unless the write may be
-   * forwarded).
-   */
-  propose(command: Command, origin?: WriteOrigin): Promise<Committed> {
-    if (origin?.mayForward === true && this.forwarder !== null && isForwardable(command) && this.forwarder.masterIsElsewhere()) {
-      return this.forwarder.forward(command, origin.authority);
-    }
-    return this.runtime.propose(command);
-  }
-
   /** Creates the root and the first admin, once in a repository's life. */
   async bootstrap(adminPasswordHash: string): Promise<void> {
-    await this.propose({
+    await this.runtime.propose({
       type: 'bootstrap',
       rootId: randomUUID(),
       time: this.time(),
@@ -101,7 +92,7 @@ export class Repository {
 
   /** Proposes a new token key id: every bearer token issued so far stops working once it applies. */
   rotateTokenKey(): Promise<Committed> {
-    return this.propose({ type: 'rotateTokenKey', keyId: randomUUID(), time: this.time() });
+    return this.runtime.propose({ type: 'rotateTokenKey', keyId: randomUUID(), time: this.time() });
   }
 
   node(path: string): ContentNode {
@@ -132,27 +123,27 @@ export class Repository {
   }
 
   /** `nodeType` undefined: a replace keeps the node's type, a create gets the default (decided in apply()). */
-  put(path: string, nodeType: string | undefined, properties: JsonObject, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
-    return this.propose(
+  put(path: string, nodeType: string | undefined, properties: JsonObject, pre: Preconditions, origin: O): Promise<Committed> {
+    return this.proposeWrite(
       { type: 'put', path, newId: randomUUID(), ...(nodeType === undefined ? {} : { nodeType }), properties, ...pre, time: this.time(), user: origin.authority.user },
       origin,
     );
   }
 
-  patch(path: string, patch: JsonObject, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
-    return this.propose({ type: 'patch', path, patch, ...pre, time: this.time(), user: origin.authority.user }, origin);
+  patch(path: string, patch: JsonObject, pre: Preconditions, origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'patch', path, patch, ...pre, time: this.time(), user: origin.authority.user }, origin);
   }
 
-  delete(path: string, recursive: boolean, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
-    return this.propose({ type: 'delete', path, recursive, ...pre, time: this.time(), user: origin.authority.user }, origin);
+  delete(path: string, recursive: boolean, pre: Preconditions, origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'delete', path, recursive, ...pre, time: this.time(), user: origin.authority.user }, origin);
   }
 
-  move(from: string, to: string, before: string | null, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
-    return this.propose({ type: 'move', from, to, before, ...pre, time: this.time(), user: origin.authority.user }, origin);
+  move(from: string, to: string, before: string | null, pre: Preconditions, origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'move', from, to, before, ...pre, time: this.time(), user: origin.authority.user }, origin);
   }
 
-  reorder(path: string, order: string[], pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
-    return this.propose({ type: 'reorder', path, order, ...pre, time: this.time(), user: origin.authority.user }, origin);
+  reorder(path: string, order: string[], pre: Preconditions, origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'reorder', path, order, ...pre, time: this.time(), user: origin.authority.user }, origin);
   }
 
   /**
@@ -167,33 +158,36 @@ export class Repository {
     body: Readable,
     upload: { contentType: string; expectedSha256?: string; bytesMax: number },
     pre: Preconditions,
-    origin: WriteOrigin,
+    origin: O,
   ): Promise<Committed> {
     // Refuse early, before reading a large body, when the node is missing or a precondition already fails;
     // apply() checks again against the state the entry meets.
     checkPreconditions(this.node(path), pre, path);
     const stored = await this.blobs.write(body, { bytesMax: upload.bytesMax, expectedSha256: upload.expectedSha256 });
     await this.blobReplicas.replicate(stored.sha256, stored.size);
-    return this.propose({
-      type: 'setBinary',
-      path,
-      property,
-      binary: { sha256: stored.sha256, size: stored.size, contentType: upload.contentType },
-      ...pre,
-      time: this.time(),
-      user: origin.authority.user,
-    });
+    return this.proposeWrite(
+      {
+        type: 'setBinary',
+        path,
+        property,
+        binary: { sha256: stored.sha256, size: stored.size, contentType: upload.contentType },
+        ...pre,
+        time: this.time(),
+        user: origin.authority.user,
+      },
+      origin,
+    );
   }
 
-  deleteBinary(path: string, property: string, pre: Preconditions, origin: WriteOrigin): Promise<Committed> {
-    return this.propose({ type: 'deleteBinary', path, property, ...pre, time: this.time(), user: origin.authority.user }, origin);
+  deleteBinary(path: string, property: string, pre: Preconditions, origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'deleteBinary', path, property, ...pre, time: this.time(), user: origin.authority.user }, origin);
   }
 
-  putUser(name: string, change: { passwordHash?: string; roles?: Role[] }, createOnly: boolean, origin: WriteOrigin): Promise<Committed> {
-    return this.propose({ type: 'putUser', name, ...change, createOnly, time: this.time() }, origin);
+  putUser(name: string, change: { passwordHash?: string; roles?: Role[] }, createOnly: boolean, origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'putUser', name, ...change, createOnly, time: this.time() }, origin);
   }
 
-  deleteUser(name: string, origin: WriteOrigin): Promise<Committed> {
-    return this.propose({ type: 'deleteUser', name, time: this.time() }, origin);
+  deleteUser(name: string, origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'deleteUser', name, time: this.time() }, origin);
   }
 }

@@ -2,8 +2,8 @@ import type { FastifyRequest } from 'fastify';
 
 import type { ClusterState } from '../core/clusterState.js';
 import { ConclaveError } from '../errors/catalogue.js';
-import { internalAuthHeader, requestHasBody, type InternalAuth } from '../http/internalAuth.js';
-import { header } from '../http/representation.js';
+import { internalAuthHeader, type InternalAuth } from '../auth/internalAuth.js';
+import { header, requestHasBody } from '../auth/requestHeaders.js';
 
 export interface InternalAccessSource {
   readonly internalAuth: InternalAuth;

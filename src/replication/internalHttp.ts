@@ -3,7 +3,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { Agent, request, type Dispatcher } from 'undici';
 
 import type { NodeDescriptor } from '../core/clusterState.js';
-import { internalAuthHeader, type InternalAuth } from '../http/internalAuth.js';
+import { internalAuthHeader, type InternalAuth } from '../auth/internalAuth.js';
 
 /**
  * The client side of node-to-node HTTP (/internal/v1): every request signed for the peer it goes to

@@ -8,9 +8,9 @@ import type { Principal } from '../../src/auth/authenticator.js';
 import type { NodeDescriptor } from '../../src/core/clusterState.js';
 import { ConclaveError, isConclaveError } from '../../src/errors/catalogue.js';
 import { registerErrorHandling } from '../../src/http/errors.js';
-import { decodeIdentity } from '../../src/http/forwardedIdentity.js';
-import { identityHeader, InternalAuth, internalAuthHeader } from '../../src/http/internalAuth.js';
-import { RequestForwarder, type ForwardingOptions, type MasterView } from '../../src/http/forwarding.js';
+import { decodeIdentity } from '../../src/auth/forwardedIdentity.js';
+import { identityHeader, InternalAuth, internalAuthHeader } from '../../src/auth/internalAuth.js';
+import { RequestRelay, type ForwardingOptions, type MasterView } from '../../src/forwarding/requestRelay.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/tmp.js';
 
@@ -52,7 +52,7 @@ function viewOf(master: NodeDescriptor | null): MasterView {
 
 interface Front {
   url: string;
-  forwarder: RequestForwarder;
+  forwarder: RequestRelay;
   app: FastifyInstance;
 }
 
@@ -72,7 +72,7 @@ async function front(view: MasterView, options: Partial<ForwardingOptions> = {})
   const app = Fastify();
   registerErrorHandling(app);
   const replicaAuth = new InternalAuth(secret, 'replica-id', 1000);
-  const forwarder = new RequestForwarder(view, { ...defaults, ...options }, { sign: (r) => replicaAuth.sign(r), tls: null, publicScheme: 'http' });
+  const forwarder = new RequestRelay(view, { ...defaults, ...options }, { sign: (r) => replicaAuth.sign(r), tls: null, publicScheme: 'http' });
   app.addHook('onRequest', async (request, reply) => {
     if (await forwarder.coordinate(request, reply, () => identify(request.headers.authorization))) return reply;
   });

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { request } from 'undici';
 
 import { generateClusterSecret } from '../../src/config/clusterSecret.js';
-import { internalAuthHeader, internalKeyOf, signInternalRequest } from '../../src/http/internalAuth.js';
+import { internalAuthHeader, internalKeyOf, signInternalRequest } from '../../src/auth/internalAuth.js';
 import { openTestNode, type TestNode } from '../helpers/app.js';
 import { waitFor } from '../helpers/tmp.js';
 

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:f
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 
-import { internalKeyOf, signInternalRequest } from '../../src/http/internalAuth.js';
+import { internalKeyOf, signInternalRequest } from '../../src/auth/internalAuth.js';
 import { runConclave } from '../helpers/cli.js';
 import { clusterSecret, ProcessCluster } from '../helpers/cluster.js';
 import { processAuth, startNodeProcess } from '../helpers/process.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Agent, request, type Dispatcher } from 'undici';
 
-import { identityHeader, internalAuthHeader, internalKeyOf, signInternalRequest, type SignedTarget } from '../../src/http/internalAuth.js';
+import { identityHeader, internalAuthHeader, internalKeyOf, signInternalRequest, type SignedTarget } from '../../src/auth/internalAuth.js';
 import { clusterSecret, ProcessCluster, type ClusterStatusBody } from '../helpers/cluster.js';
 import { freePort } from '../helpers/ports.js';
 import { processAuth } from '../helpers/process.js';

@@ -7,9 +7,10 @@ import type { Command } from '../../src/content/commands.js';
 import type { User } from '../../src/content/model.js';
 import { ConclaveError, isConclaveError } from '../../src/errors/catalogue.js';
 import type { Committed } from '../../src/node/clusterRuntime.js';
-import { CommandForwarder, ForwardedRefusal } from '../../src/node/commandForwarder.js';
-import { CommandServer } from '../../src/node/commandServer.js';
-import { checkForwardedCommand, type CommandOutcome, type CommandRequest, type ForwardableCommand } from '../../src/node/forwardedCommands.js';
+import { CommandClient } from '../../src/forwarding/commandClient.js';
+import { CommandServer } from '../../src/forwarding/commandServer.js';
+import { ForwardedRefusal } from '../../src/forwarding/refusals.js';
+import { checkForwardedCommand, type CommandOutcome, type CommandRequest, type ForwardableCommand } from '../../src/forwarding/wire.js';
 
 const silent = pino({ level: 'silent' });
 const put: ForwardableCommand = { type: 'put', path: '/a', newId: 'id-1', nodeType: 'node', properties: { x: 1 }, time: '2026-01-01T00:00:00.000Z', user: 'admin' };
@@ -29,7 +30,7 @@ function replica(options: { commandsMax?: number; answerTimeoutMs?: number; link
       return () => listeners.delete(listener);
     },
   };
-  const forwarder = new CommandForwarder(
+  const forwarder = new CommandClient(
     view,
     { send: (_to, message) => (options.linkUp === false ? false : (sent.push(message), true)) },
     { commandsMax: options.commandsMax ?? 8, answerTimeoutMs: options.answerTimeoutMs ?? 60_000 },

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { coordinationOf, httpUrlOf, type Coordination, type CoordinationInput } from '../../src/http/forwarding.js';
+import { coordinationOf, type Coordination, type CoordinationInput } from '../../src/forwarding/decision.js';
+import { httpUrlOf } from '../../src/forwarding/requestRelay.js';
 
 const base: CoordinationInput = { mode: 'CUD', method: 'PUT', path: '/api/v1/content/a', master: 'other', answerHere: false, persistFailing: false };
 const decide = (change: Partial<CoordinationInput>): Coordination => coordinationOf({ ...base, ...change });

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 
 import type { User } from '../../src/content/model.js';
 import { isConclaveError } from '../../src/errors/catalogue.js';
-import { decodeIdentity, encodeIdentity, principalOfIdentity } from '../../src/http/forwardedIdentity.js';
+import { decodeIdentity, encodeIdentity, principalOfIdentity } from '../../src/auth/forwardedIdentity.js';
 import { propertyParameters } from '../sim/testSeed.js';
 
 // The identity a replica forwards instead of the client's credentials (X-Conclave-Identity).

@@ -13,7 +13,7 @@ import {
   verifyInternalHeader,
   type ReceivedRequest,
   type SignedTarget,
-} from '../../src/http/internalAuth.js';
+} from '../../src/auth/internalAuth.js';
 import { propertyParameters } from '../sim/testSeed.js';
 
 const secret = 'the-cluster-secret-of-the-test';

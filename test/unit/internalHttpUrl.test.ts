@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import type { NodeDescriptor } from '../../src/core/clusterState.js';
-import { InternalAuth } from '../../src/http/internalAuth.js';
+import { InternalAuth } from '../../src/auth/internalAuth.js';
 import { InternalHttpClient, internalHttpUrlOf, PeerUnreachable } from '../../src/replication/internalHttp.js';
 
 // Where node-to-node requests go: with TLS between nodes only to a peer's internal listener over HTTPS, never in

@@ -76,7 +76,7 @@ test('an append and a forwarded command cross real frames with every document, "
       const data = ((received.message as AppendRequest).entries[0]!.payload as { data: { properties: unknown } }).data;
       assert.equal(JSON.stringify(data.properties), JSON.stringify(doc));
       assert.ok(prototypesUntouched(data));
-      // A forwarded command travels as a frame of its own (src/node/forwardedCommands.ts).
+      // A forwarded command travels as a frame of its own (src/forwarding/wire.ts).
       const [forwarded] = new FrameDecoder(frameBytesMax).push(encodeFrame({ type: 'commandRequest', id: 'r1', command: { properties: doc } }, frameBytesMax)) as [
         { command: { properties: unknown } },
       ];

@@ -9,7 +9,7 @@ import { pino } from 'pino';
 
 import { emptyClusterState } from '../../src/core/clusterState.js';
 import type { SnapshotRequest } from '../../src/core/types.js';
-import { InternalAuth, internalAuthHeader } from '../../src/http/internalAuth.js';
+import { InternalAuth, internalAuthHeader } from '../../src/auth/internalAuth.js';
 import { InternalHttpClient } from '../../src/replication/internalHttp.js';
 import { SnapshotFetcher } from '../../src/replication/snapshotFetcher.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';

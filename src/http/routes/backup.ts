@@ -29,7 +29,7 @@ const sinceSchema = z
   })
   .strict();
 
-/** Served by the node asked, whatever the method (forwarding.ts leaves it alone). */
+/** Served by the node asked, whatever the method (src/forwarding/decision.ts leaves it alone). */
 export const backupPath = '/api/v1/admin/backup';
 
 export async function backupRoutes(app: FastifyInstance): Promise<void> {

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { parseBinaryProperty } from '../../content/validate.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 import { contentPathOf, sendCommitted } from './content.js';
-import { writeOriginOf } from '../forwarding.js';
+import { writeOriginOf } from '../writeOrigin.js';
 import { header, parsePreconditions, parseTags } from '../representation.js';
 
 type BinaryRequest = FastifyRequest<{ Params: { '*'?: string }; Querystring: Record<string, string | string[]> }>;

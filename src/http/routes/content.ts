@@ -7,7 +7,7 @@ import { parseChildName, parseNodeType, parseProperties } from '../../content/va
 import { isPlainObject } from '../../content/mergePatch.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 import type { Committed } from '../../node/clusterRuntime.js';
-import { writeOriginOf } from '../forwarding.js';
+import { writeOriginOf } from '../writeOrigin.js';
 import { PageBody } from '../pageBody.js';
 import { header, isTrue, nodeJson, parsePreconditions, parseTags, storedNodeJson } from '../representation.js';
 
@@ -56,7 +56,7 @@ function only(body: Record<string, unknown>, allowed: readonly string[]): void {
 export async function contentRoutes(app: FastifyInstance): Promise<void> {
   const { repository, config } = app.conclave;
   const read = { config: { permission: 'read' as const } };
-  // Every write here is one command: a replica forwards the command, not the request (src/http/forwarding.ts).
+  // Every write here is one command: a replica forwards the command, not the request (src/forwarding/).
   const write = { config: { permission: 'write' as const, forwardsCommand: true as const } };
   const listing = { config: { ...read.config, query: ['children', 'limit', 'cursor'] } };
   const recursiveWrite = { config: { ...write.config, query: ['recursive'] } };

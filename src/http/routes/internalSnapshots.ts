@@ -11,7 +11,7 @@ import { parseRange } from './binaries.js';
  *   GET /internal/v1/snapshots/:index   (node-to-node) the file of a snapshot this node holds, with Range
  *
  * Asked by a follower that the master sent a snapshot to (see src/replication/snapshotFetcher.ts). The caller
- * proves the cluster secret for this node (src/http/internalAuth.ts) and must be a member of the cluster state. The answer
+ * proves the cluster secret for this node (src/auth/internalAuth.ts) and must be a member of the cluster state. The answer
  * carries the file's SHA-256 as its ETag, so a resumed download (Range with If-Range) never mixes two files. At
  * most replication.snapshotTransfersMax transfers are served at once (more: OVERLOADED); each is read in chunks of
  * replication.snapshotChunkBytes, paced to replication.snapshotBytesPerSecondMax when that is set.

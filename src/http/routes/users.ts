@@ -7,7 +7,7 @@ import { isPlainObject } from '../../content/mergePatch.js';
 import { decodeCursor, encodeCursor, parseLimit, single } from '../../content/query.js';
 import { parseRoles, parseUserName } from '../../content/validate.js';
 import { ConclaveError, isConclaveError } from '../../errors/catalogue.js';
-import { writeOriginOf } from '../forwarding.js';
+import { writeOriginOf } from '../writeOrigin.js';
 import { header } from '../representation.js';
 
 /** Marks a cursor as one of the users listing: a content query's cursor is refused here, and the other way round. */

@@ -1,15 +1,10 @@
-import type { ApplyResult } from '../content/apply.js';
-import type { Command, Preconditions } from '../content/commands.js';
-import { parsePath } from '../content/paths.js';
-import { parseBinaryProperty, parseChildName, parseNodeType, parseProperties, parseRoles, parseUserName } from '../content/validate.js';
-import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
-
 /**
  * Writes a replica forwards to the master as commands over the cluster transport ("forward the command, not the
  * request", as an etcd follower forwards a proposal). The replica authenticates, validates and builds the command;
  * the master checks it again, proposes it and answers with the outcome. These messages travel beside the
- * coordination messages but never reach the pure core: src/node/clusterNetwork.ts hands them to the command
- * forwarder (replica side) and the command server (master side).
+ * coordination messages but never reach the pure core: src/node/clusterNetwork.ts hands them, unread, to the command
+ * channel (commandChannel.ts), which gives requests to the command server (master side, commandServer.ts) and
+ * outcomes to the command client (replica side, commandClient.ts). This file holds their shapes and validators.
  *
  *   commandRequest  replica → master: a correlation id, the command, and the authority it was accepted under
  *   commandOutcome  master → replica: the same id, then the entry's index and ApplyResult, or a catalogue error
@@ -17,6 +12,12 @@ import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
  * Connections are one-way (src/transport/transport.ts): the request goes on the replica's connection to the
  * master, the outcome on the master's connection to the replica.
  */
+
+import type { ApplyResult } from '../content/apply.js';
+import type { Command, Preconditions } from '../content/commands.js';
+import { parsePath } from '../content/paths.js';
+import { parseBinaryProperty, parseChildName, parseNodeType, parseProperties, parseRoles, parseUserName } from '../content/validate.js';
+import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
 
 /** What let the replica accept the write; the master checks it against its own user table at proposal time. */
 export interface WriteAuthority {

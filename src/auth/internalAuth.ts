@@ -4,8 +4,9 @@ import { ConclaveError } from '../errors/catalogue.js';
 
 /**
  * Authentication of node-to-node HTTP requests: blob and snapshot transfer under /internal/v1, and client requests a
- * replica forwards to the master (src/http/forwarding.ts). Bulk bytes travel over HTTP rather than the transport so
- * that a 1 GB snapshot never queues behind, or ahead of, the heartbeats that keep a master elected.
+ * replica forwards to the master (src/forwarding/requestRelay.ts). Bulk bytes travel over HTTP rather than the
+ * transport so that a 1 GB snapshot never queues behind, or ahead of, the heartbeats that keep a master elected.
+ * Here in src/auth, below src/http: the API, the relay and the internal transfers (src/replication) all use it.
  *
  * The caller proves it knows the cluster secret without sending it. The header
  *
@@ -175,11 +176,4 @@ function mac(key: Buffer, method: string, path: string, caller: string, target: 
 
 function refused(why: string): ConclaveError {
   return new ConclaveError('INTERNAL_AUTH_FAILED', `A node-to-node request was refused: ${why}.`);
-}
-
-/** Whether a request carries a body: a Content-Length above 0, or chunks. */
-export function requestHasBody(headers: { readonly [name: string]: string | string[] | undefined }): boolean {
-  if (headers['transfer-encoding'] !== undefined) return true;
-  const length = Number(headers['content-length'] ?? 0);
-  return !Number.isFinite(length) || length > 0;
 }

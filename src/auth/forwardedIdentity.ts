@@ -5,7 +5,7 @@ import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
 
 /**
  * The identity a replica forwards with a client's request instead of the client's credentials
- * (X-Conclave-Identity, signed with the request: src/http/internalAuth.ts). The replica authenticated the client
+ * (X-Conclave-Identity, signed with the request: src/auth/internalAuth.ts). The replica authenticated the client
  * itself (it has the users table and the token key); the master trusts the identity only on a request whose
  * signature it verified, and takes the user's roles from its own table, which is never behind the replica's for a
  * write the master orders.

@@ -1,10 +1,16 @@
+/**
+ * The master's side of forwarded commands (wire.ts): checks each one (shape, kind, the author's role), proposes it
+ * like a write that came in over HTTP, and answers the replica with the outcome.
+ */
+
 import type { Logger } from 'pino';
 
 import { can } from '../auth/authenticator.js';
 import type { Command } from '../content/commands.js';
 import type { User } from '../content/model.js';
 import { ConclaveError } from '../errors/catalogue.js';
-import type { Committed } from './clusterRuntime.js';
+import type { Committed } from '../node/clusterRuntime.js';
+import { masterShuttingDown } from './refusals.js';
 import {
   checkForwardedCommand,
   forwardedErrorOf,
@@ -12,7 +18,7 @@ import {
   type CommandOutcome,
   type ForwardableCommand,
   type WriteAuthority,
-} from './forwardedCommands.js';
+} from './wire.js';
 
 export interface CommandServerDeps {
   /** runtime.propose: refuses with NOT_MASTER / CLUSTER_NO_MASTER when this node is not the master. */
@@ -25,10 +31,8 @@ export interface CommandServerDeps {
 }
 
 /**
- * The master's side of forwarded commands: checks each one (shape, kind, the author's role), proposes it like a
- * write that came in over HTTP, and answers the replica with the outcome. It keeps no queue of its own: what it
- * proposes waits in the runtime's write queue, bounded by storage.writeQueueEntriesMax (OVERLOADED beyond), and
- * every proposal settles within cluster.writeTimeoutMs.
+ * The command server keeps no queue of its own: what it proposes waits in the runtime's write queue, bounded by
+ * storage.writeQueueEntriesMax (OVERLOADED beyond), and every proposal settles within cluster.writeTimeoutMs.
  */
 export class CommandServer {
   private inFlight = 0;
@@ -66,7 +70,7 @@ export class CommandServer {
     const id = message['id'] as string;
     let checked: { command: ForwardableCommand; authority: WriteAuthority };
     try {
-      if (this.closing) throw new ConclaveError('SHUTTING_DOWN', 'The master is shutting down; the write was not applied. Retry shortly.');
+      if (this.closing) throw masterShuttingDown();
       checked = checkForwardedCommand(message['command'], message['authority']);
       this.checkAuthority(checked.authority);
     } catch (err) {
