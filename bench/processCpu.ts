@@ -18,11 +18,17 @@ const ticksPerSec = (() => {
 
 /** User plus system CPU of a process so far, in ms; null when it cannot be read (not Linux, process gone). */
 export function processCpuMs(pid: number): number | null {
+  const split = processCpuSplitMs(pid);
+  return split === null ? null : split.userMs + split.systemMs;
+}
+
+/** User and system (kernel: syscalls, fsync's journaling) CPU of a process so far, in ms; null when unreadable. */
+export function processCpuSplitMs(pid: number): { readonly userMs: number; readonly systemMs: number } | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command (which may hold spaces) in brackets: utime and stime are the 12th and 13th.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSec;
+    return { userMs: (Number(fields[11]) * 1000) / ticksPerSec, systemMs: (Number(fields[12]) * 1000) / ticksPerSec };
   } catch {
     return null;
   }
