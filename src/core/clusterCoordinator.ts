@@ -154,6 +154,8 @@ export class ClusterCoordinator {
   private publication: Publication | null = null;
   private readonly pendingJoins = new Map<string, JoinRequest>();
   private memberCheck: { state: ClusterState | null; self: NodeDescriptor | null; current: boolean } = { state: null, self: null, current: false };
+  /** The highest index acknowledgedIndex() has returned in this master's reign (see updateLeaseHolders). */
+  private acknowledgedHighWater = 0;
   /** The index at which each member last entered the in-sync set, as applied here (see updateLeaseHolders). */
   private readonly inSyncAddedAt = new Map<string, number>();
   private readonly pendingOperatorChanges: ClusterChange[] = [];
@@ -301,12 +303,19 @@ export class ClusterCoordinator {
   acknowledgedIndex(): number {
     if (this.core.softState().role !== 'master' || !this.isRealMaster()) return 0;
     let index = this.appliedIndex;
-    if (this.options.injectedBug === 'acknowledgeBeforeInSyncApplied') return index;
-    const followers = this.core.followerStates();
-    for (const id of this.state.inSync) {
-      if (id !== this.self.id) index = Math.min(index, followers.get(id)?.appliedIndex ?? 0);
+    if (this.options.injectedBug !== 'acknowledgeBeforeInSyncApplied') {
+      const followers = this.core.followerStates();
+      for (const id of this.state.inSync) {
+        if (id !== this.self.id) index = Math.min(index, followers.get(id)?.appliedIndex ?? 0);
+      }
+      for (const lease of this.core.leasesInForce().values()) index = Math.min(index, lease.appliedIndex);
     }
-    for (const lease of this.core.leasesInForce().values()) index = Math.min(index, lease.appliedIndex);
+    // What the runtime may acknowledge now stays acknowledged: a follower that reports less later (a new process
+    // that lost applies not yet fsynced) gets no lease until it has applied this much again (updateLeaseHolders).
+    if (index > this.acknowledgedHighWater) {
+      this.acknowledgedHighWater = index;
+      this.updateLeaseHolders();
+    }
     return index;
   }
 
@@ -551,14 +560,14 @@ export class ClusterCoordinator {
    */
   private updateLeaseHolders(): void {
     const termStart = this.core.masterTermStartIndex();
-    if (termStart === 0 || !this.isRealMaster()) return this.core.setLeaseHolders([]);
+    if (termStart === 0 || !this.isRealMaster()) return this.core.setLeaseHolders([], 0);
     const followers = this.core.followerStates();
     const holders = this.state.inSync.filter((id) => {
       if (id === this.self.id) return false;
       const floor = Math.max(termStart, this.inSyncAddedAt.get(id) ?? 0);
-      return (followers.get(id)?.appliedIndex ?? 0) >= floor;
+      return (followers.get(id)?.appliedIndex ?? 0) >= Math.max(floor, this.acknowledgedHighWater);
     });
-    this.core.setLeaseHolders(holders);
+    this.core.setLeaseHolders(holders, this.acknowledgedHighWater);
   }
 
   /** A master that may take proposals: not a voting-only caretaker. */
@@ -572,6 +581,8 @@ export class ClusterCoordinator {
       // Newly elected: nothing of an earlier reign carries over; the noop it appended is the first publication.
       this.masterTerm = soft.term;
       this.masterSinceTick = this.ticks;
+      // Earlier masters' acknowledgements lie below this term's first entry, which lease holders must have applied.
+      this.acknowledgedHighWater = 0;
       this.publication = { index: soft.lastIndex, proposedAtTick: this.ticks };
       this.pendingJoins.clear();
       this.pendingOperatorChanges.length = 0;

@@ -184,6 +184,8 @@ export class CoordinationCore {
   private appendSeq = 0;
   private termStartIndex = 0;
   private leaseHolders: ReadonlySet<string> = new Set();
+  /** A lease goes only to a follower that has applied this much: whatever this master may have acknowledged. */
+  private leaseAppliedIndexMin = 0;
   private readonly leaseGrants = new LeaseGrants();
   private readonly pendingReads: ReadIndexQueue;
 
@@ -287,8 +289,9 @@ export class CoordinationCore {
   }
 
   /** On a master: the members that may hold read leases (in sync and caught up: the cluster layer decides). */
-  setLeaseHolders(ids: Iterable<string>): void {
+  setLeaseHolders(ids: Iterable<string>, appliedIndexMin: number): void {
     this.leaseHolders = new Set(ids);
+    this.leaseAppliedIndexMin = appliedIndexMin;
   }
 
   /**
@@ -879,7 +882,9 @@ export class CoordinationCore {
   /** A lease for `to` if it may hold one and the master lease leaves room (lease.ts, point 3); recorded for acks. */
   private leaseGrantFor(to: string): ReadLeaseGrant | undefined {
     const p = this.progress.get(to);
-    if (!this.leaseHolders.has(to) || p === undefined || p.ackSeq === 0) return undefined;
+    // The applied index is checked here again, not only when the holders were chosen: an answer from a restarted
+    // follower may have lowered it since.
+    if (!this.leaseHolders.has(to) || p === undefined || p.ackSeq === 0 || p.appliedIndex < this.leaseAppliedIndexMin) return undefined;
     const masterLeaseEnd = this.masterLeaseEndTick();
     const ticks = followerLeaseTicks(masterLeaseEnd, p.ackTick, this.options.clockDriftPercent);
     if (ticks <= 0) return undefined;
@@ -1023,13 +1028,20 @@ export class CoordinationCore {
     if (p === undefined) return;
     p.recentlyActive = true;
     p.silentTicks = 0;
-    if (m.appliedIndex > p.appliedIndex) {
+    // An answer to an append not answered before: a report of applied progress repeats an echo already seen.
+    const firstAnswer = m.echoSeq > p.ackSeq;
+    if (firstAnswer && m.epoch !== p.appliedEpoch) {
+      // A new process of the follower (or its first answer): its report stands, lower than an earlier one's or not.
+      // Keeping the highest ever reported granted a lease to a follower that had lost applies in a crash (simulator
+      // seed 36 once apply-only Readys were no longer fsynced).
+      p.appliedEpoch = m.epoch;
+      p.appliedIndex = m.appliedIndex;
+      p.appliedProgressTick = this.nowTick;
+    } else if (m.epoch === p.appliedEpoch && m.appliedIndex > p.appliedIndex) {
       p.appliedIndex = m.appliedIndex;
       p.appliedProgressTick = this.nowTick;
     }
     this.leaseGrants.noteApplied(m.from, p.appliedIndex);
-    // An answer to an append not answered before: a report of applied progress repeats an echo already seen.
-    const firstAnswer = m.echoSeq > p.ackSeq;
     if (firstAnswer) {
       p.ackSeq = m.echoSeq;
       p.ackSentTick = m.echoSentTick;

@@ -49,8 +49,13 @@ export class FollowerProgress {
   staleBelowSeq = 0;
   /** Heard from since the last check-quorum round. */
   recentlyActive = true;
-  /** The follower's applied index, as it last reported it. */
+  /**
+   * The follower's applied index, as its current process reports it: the process of `appliedEpoch`. A new process
+   * may report less than an earlier one did — a crash takes back applies that were not fsynced yet (readyNeedsSync,
+   * src/node/readyLoop.ts) — and what it reports then stands.
+   */
   appliedIndex = 0;
+  appliedEpoch = 0;
   /**
    * The master's latest tick at which the follower showed applying progress: its reported applied index advanced,
    * or it had applied everything the master had committed. stalledTicks counts from here too.

@@ -1,17 +1,35 @@
 import { ClusterCoordinator, type ClusterReady, type CoordinatorOptions, type CoordinatorRestoredState } from '../core/clusterCoordinator.js';
 import type { ClusterMessage } from '../core/clusterMessages.js';
+import type { HardState } from '../core/types.js';
 import { invariant } from '../errors/catalogue.js';
 import type { ApplyOutcome, RuntimeBug, WriteTracker } from './writeTracker.js';
 
 /** A Ready loop that does not settle is a coordinator bug: it would spin the node forever. */
 const readyRoundsMax = 10_000;
 
+/**
+ * Whether a Ready must be durable (fsynced) when its commit returns: whatever one of its messages may vouch for, and
+ * whatever a restart could not rebuild — a snapshot, journal entries, the bootstrap view, a new term or vote. A
+ * Ready that only applies committed entries and moves the commit index need not be: its writes become durable with
+ * the next Ready that is (the journal is one sequential log), and a crash before that takes them back as one — the
+ * applied index with the content it covers — so the restarted node applies those entries again from its durable
+ * journal. What it tells others meanwhile (its applied index, in an acknowledgement) is then a lag, which the lease
+ * rules already allow for: a node that restarts holds no lease until its reports show it applied what the master
+ * acknowledged (src/core/lease.ts, point 4). `written`: the hard state written so far, durable or not.
+ */
+export function readyNeedsSync(ready: ClusterReady, written: HardState): boolean {
+  if (ready.snapshot !== undefined || ready.entries.length > 0 || ready.bootstrapView !== undefined) return true;
+  const hardState = ready.hardState;
+  return hardState !== undefined && (hardState.term !== written.term || hardState.votedFor !== written.votedFor);
+}
+
 /** Where a Ready becomes durable: the node's SQLite database in production, SimStorage under simulation. */
 export interface ReadyStorage<R, E> {
   /**
-   * Makes everything of `ready` durable in one atomic step — a snapshot install, the bootstrap view, the hard state,
-   * the journal entries — and applies its committed entries in the same step, returning each one's outcome. Throws
-   * when the step failed: then nothing of it was stored or applied.
+   * Writes everything of `ready` in one atomic step — a snapshot install, the bootstrap view, the hard state, the
+   * journal entries — and applies its committed entries in the same step, returning each one's outcome; durable
+   * when it returns if `readyNeedsSync`, otherwise with the next step that is. Throws when the step failed: then
+   * nothing of it was stored or applied.
    */
   commit(ready: ClusterReady): Array<ApplyOutcome<R, E>>;
   /** What a coordinator starts from after a failed commit: the disk's state. */

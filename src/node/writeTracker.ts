@@ -29,10 +29,13 @@ export type WriteOutcome<R, E> =
  * Test-only: bugs only the runtime's parts can have, so that the simulator proves it notices them
  * (test/sim/simulator.test.ts, mutation checks): answering a write before the in-sync members applied it
  * (acknowledgeOnApply, this file), sending a Ready's messages — votes, acknowledgements of appended entries —
- * before the state they vouch for is durable (sendBeforeDurable, readyLoop.ts), and letting a read join a
- * confirmation asked before it arrived (readJoinsAskedConfirmation, readIndexBatcher.ts).
+ * before the state they vouch for is durable (sendBeforeDurable, readyLoop.ts), letting a read join a confirmation
+ * asked before it arrived (readJoinsAskedConfirmation, readIndexBatcher.ts), and recording the applied index apart
+ * from the content it covers, so that a crash before an apply-only Ready is synced keeps the index and loses the
+ * content (appliedIndexApart: the storage's, modelled by test/sim/simStorage.ts; clusterRuntime.ts writes both in
+ * one transaction).
  */
-export const runtimeBugs = ['acknowledgeOnApply', 'sendBeforeDurable', 'readJoinsAskedConfirmation'] as const;
+export const runtimeBugs = ['acknowledgeOnApply', 'sendBeforeDurable', 'readJoinsAskedConfirmation', 'appliedIndexApart'] as const;
 export type RuntimeBug = (typeof runtimeBugs)[number];
 
 /** What applying a committed entry gave: a result, or a refusal that is the entry's outcome everywhere. */

@@ -194,7 +194,8 @@ export function dataDirectoryInUse(dataDir: string): boolean {
 
 /**
  * Opens (creating if needed) the node's SQLite database in WAL mode with synchronous=FULL: a committed transaction
- * is on disk before commit returns, which is what lets the write path acknowledge after commit.
+ * is on disk before commit returns, which is what lets the write path acknowledge after commit. (The runtime lowers
+ * it to NORMAL for the one transaction of a Ready that only applies entries: see readyNeedsSync.)
  */
 export function openDatabase(dataDir: string): Db {
   prepareDataDirectory(dataDir);

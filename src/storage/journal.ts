@@ -139,7 +139,8 @@ const storageProbeKey = 'storage_probe';
 /**
  * The durable side of the coordination core: the journal table, the hard state (term, vote, commit index) and
  * the bootstrap view, in the node's SQLite database. Writes run inside the caller's transaction — the runtime
- * makes a Ready durable in one transaction (synchronous=FULL: fsynced at commit) before it sends anything.
+ * writes a Ready in one transaction, fsynced at commit (synchronous=FULL) before it sends anything, unless the Ready
+ * only applies entries (src/node/readyLoop.ts, readyNeedsSync).
  */
 export class JournalStore {
   private readonly insert;

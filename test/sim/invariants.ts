@@ -116,8 +116,9 @@ export class InvariantChecker {
     if (message.type === 'probeRequest' || message.type === 'probeResponse' || message.type === 'joinRequest' || message.type === 'joinResponse') return;
     const durable = sender.storage.hardState;
     const early = (what: string) => this.fail(`${sender.id} sent ${message.type} to ${message.to} in term ${message.term} before ${what} was durable`);
-    // What the checks below read is what was written; a message leaves only once it is synced, too.
-    if (!sender.storage.synced) early('everything it wrote');
+    // What the checks below read is what was written; a message leaves only once what it may vouch for is synced
+    // (applies and commit indexes may not be yet: src/node/readyLoop.ts, readyNeedsSync).
+    if (!sender.storage.vouchedSynced) early('everything it vouches for');
     if ((message.type === 'voteRequest' || message.type === 'preVoteRequest') && !sender.config.roles.masterEligible) {
       this.fail(`${sender.id} is not master-eligible but asked for votes in term ${message.term}`);
     }

@@ -39,9 +39,10 @@ export class KvStateMachine {
 
   /**
    * Applies the next committed entry, and returns how to take it back (a crash before the write was synced: see
-   * SimStorage).
+   * SimStorage). `keepIndex` (mutation check appliedIndexApart): the undo leaves the applied index where it is, as a
+   * runtime that recorded it apart from the content it covers would find it after the crash.
    */
-  applyUndoable(entry: Entry): { readonly result: KvResult | null; readonly undo: () => void } {
+  applyUndoable(entry: Entry, keepIndex = false): { readonly result: KvResult | null; readonly undo: () => void } {
     const applied = this.applied;
     const key = entry.payload.kind === 'command' ? (entry.payload.data as KvCommand).key : null;
     const had = key !== null && this.values.has(key);
@@ -50,8 +51,10 @@ export class KvStateMachine {
     return {
       result,
       undo: () => {
-        invariantAppliedAt(this.applied, entry.index);
-        this.applied = applied;
+        if (!keepIndex) {
+          invariantAppliedAt(this.applied, entry.index);
+          this.applied = applied;
+        }
         if (key === null) return;
         if (had) this.values.set(key, previous!);
         else this.values.delete(key);

@@ -9,7 +9,7 @@ import type { SimRandom } from './simRandom.js';
 import type { SimScheduler } from './simScheduler.js';
 import { Compaction } from '../../src/node/compaction.js';
 import { ReadIndexBatcher } from '../../src/node/readIndexBatcher.js';
-import { ReadyLoop, type ReadyLoopHooks, type ReadyStorage } from '../../src/node/readyLoop.js';
+import { ReadyLoop, readyNeedsSync, type ReadyLoopHooks, type ReadyStorage } from '../../src/node/readyLoop.js';
 import { WriteQueue } from '../../src/node/writeQueue.js';
 import { WriteTracker, type WriteOutcome, type RuntimeBug, type WriteTimers } from '../../src/node/writeTracker.js';
 import { SimStorage, type PersistOutcome } from './simStorage.js';
@@ -147,7 +147,7 @@ const queuedInputsMax = 5_000;
 const waitingReadsMax = 64;
 
 export class SimNode {
-  readonly storage = new SimStorage();
+  readonly storage: SimStorage;
   /** The runtime's Ready loop, which owns the coordinator, while the process exists. */
   private loop: ReadyLoop<KvResult | null, string> | null = null;
   private currentStatus: NodeStatus = 'crashed';
@@ -179,7 +179,9 @@ export class SimNode {
   constructor(
     readonly config: NodeConfig,
     private readonly env: NodeEnvironment,
-  ) {}
+  ) {
+    this.storage = new SimStorage({ appliedIndexApart: config.injectedBug === 'appliedIndexApart' });
+  }
 
   get id(): string {
     return this.config.id;
@@ -547,6 +549,7 @@ export class SimNode {
     return {
       commit: (ready) => {
         if (this.storage.refuses(ready)) throw new SimDiskFull();
+        const sync = readyNeedsSync(ready, this.storage.hardState);
         if (ready.bootstrapView !== undefined) this.storage.saveBootstrapView(ready.bootstrapView);
         const persisted = this.storage.persist(ready.snapshot, ready.hardState, ready.entries);
         if (ready.snapshot !== undefined) {
@@ -556,8 +559,8 @@ export class SimNode {
         this.env.observer.onPersist(this, persisted);
         const commitIndex = ready.committed.length > 0 ? this.loop!.coordinator.softState().commitIndex : 0;
         const outcomes = ready.committed.map((entry) => ({ ok: true as const, result: this.apply(entry, commitIndex) }));
-        // The runtime's transaction is fsynced at commit (synchronous=FULL): durable before the loop goes on.
-        this.storage.sync();
+        // As the runtime's transaction: fsynced at commit (synchronous=FULL) unless it only applies entries.
+        if (sync) this.storage.sync();
         return outcomes;
       },
       restoredState: () => this.storage.restoredState(),

@@ -9,10 +9,10 @@ import { KvStateMachine, type KvResult, type KvSnapshot } from './kvStateMachine
  * which writes its applied index with its contents, and the latest snapshot with the journal compacted below it.
  *
  * A write is not durable until `sync()`: a crash (`loseUnsynced`) takes back, newest first, everything written since
- * the last sync — as SQLite's WAL loses the transactions committed after the last fsync. Today every commit of the
- * runtime is fsynced (synchronous=FULL), so the simulated node syncs in the same step as it writes; a runtime that
- * syncs less often must move the sync here too, and a crash in between then loses what was not synced. A restart
- * rebuilds a coordinator from `restoredState()` alone.
+ * the last sync — as SQLite's WAL loses the transactions committed after the last fsync (every crash is taken for a
+ * power loss). The simulated node syncs as the runtime does: in the same step as it writes a Ready that
+ * `readyNeedsSync` (src/node/readyLoop.ts), not for one that only applies entries, which becomes durable with the
+ * next sync or is lost whole by a crash. A restart rebuilds a coordinator from `restoredState()` alone.
  */
 export interface PersistOutcome {
   /** A snapshot was installed first (the journal was dropped, the state machine replaced). */
@@ -35,6 +35,17 @@ export class SimStorage {
   readonly stateMachine = new KvStateMachine();
   /** What was written since the last sync, oldest first, as how to take each change back. */
   private readonly unsynced: Array<() => void> = [];
+  /**
+   * How many of those are what a message may vouch for, or a restart could not rebuild (readyNeedsSync): a snapshot,
+   * journal entries, a term or vote, the bootstrap view. The rest are applies and commit indexes.
+   */
+  private unsyncedVouched = 0;
+  /** Mutation check appliedIndexApart: the applied index is durable at once, apart from the content it covers. */
+  private readonly appliedIndexApart: boolean;
+
+  constructor(options: { readonly appliedIndexApart?: boolean } = {}) {
+    this.appliedIndexApart = options.appliedIndexApart === true;
+  }
   /** How many fsyncs this disk has seen, for statistics. */
   syncs = 0;
   /** Out of space (a fault): see `refuses`. */
@@ -98,6 +109,7 @@ export class SimStorage {
       // snapshot counts as replaced (by whatever `entries` writes there again).
       const after = this.durableJournal.filter((e) => e.index > snapshot.index);
       const [previousSnapshot, previousJournal, previousState] = [this.durableSnapshot, this.durableJournal, this.stateMachine.exportSnapshot()];
+      this.unsyncedVouched++;
       this.unsynced.push(() => {
         this.durableSnapshot = previousSnapshot;
         this.durableJournal = previousJournal;
@@ -111,6 +123,7 @@ export class SimStorage {
     }
     if (hardState !== undefined) {
       const previous = this.durableHardState;
+      if (hardState.term !== previous.term || hardState.votedFor !== previous.votedFor) this.unsyncedVouched++;
       this.unsynced.push(() => (this.durableHardState = previous));
       this.durableHardState = hardState;
     }
@@ -125,6 +138,7 @@ export class SimStorage {
       const keep = firstIndex - this.snapshotIndex - 1;
       const journal = this.durableJournal;
       const replaced = journal.slice(keep);
+      this.unsyncedVouched++;
       this.unsynced.push(() => {
         journal.length = keep;
         for (const e of replaced) journal.push(e);
@@ -139,7 +153,7 @@ export class SimStorage {
 
   /** Applies a committed entry to the state machine: written, durable at the next sync(). */
   apply(entry: Entry): KvResult | null {
-    const { result, undo } = this.stateMachine.applyUndoable(entry);
+    const { result, undo } = this.stateMachine.applyUndoable(entry, this.appliedIndexApart);
     this.unsynced.push(undo);
     return result;
   }
@@ -148,6 +162,7 @@ export class SimStorage {
   saveSnapshot(snapshot: Snapshot): void {
     if (snapshot.index > this.stateMachine.appliedIndex) throw new Error(`snapshot at ${snapshot.index} beyond the applied ${this.stateMachine.appliedIndex}`);
     const [previousSnapshot, previousJournal] = [this.durableSnapshot, this.durableJournal];
+    this.unsyncedVouched++;
     this.unsynced.push(() => {
       this.durableSnapshot = previousSnapshot;
       this.durableJournal = previousJournal;
@@ -159,6 +174,7 @@ export class SimStorage {
   /** The coordinator's bootstrap view (expect N), written with the hard state. */
   saveBootstrapView(view: readonly string[]): void {
     const previous = this.durableBootstrapView;
+    this.unsyncedVouched++;
     this.unsynced.push(() => (this.durableBootstrapView = previous));
     this.durableBootstrapView = [...view];
   }
@@ -167,6 +183,7 @@ export class SimStorage {
   sync(): void {
     if (this.unsynced.length === 0) return;
     this.unsynced.length = 0;
+    this.unsyncedVouched = 0;
     this.syncs++;
   }
 
@@ -175,9 +192,15 @@ export class SimStorage {
     return this.unsynced.length === 0;
   }
 
+  /** Whether everything a message may vouch for is durable (applies and commit indexes may not be yet). */
+  get vouchedSynced(): boolean {
+    return this.unsyncedVouched === 0;
+  }
+
   /** A crash: everything written since the last sync is lost, newest first. */
   loseUnsynced(): void {
     for (let undo = this.unsynced.pop(); undo !== undefined; undo = this.unsynced.pop()) undo();
+    this.unsyncedVouched = 0;
   }
 
   restoredState(): CoordinatorRestoredState {
