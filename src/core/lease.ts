@@ -39,8 +39,11 @@
  *
  * 4. Acknowledgement. The master acknowledges a write only once it is applied by every in-sync member AND by every
  *    member whose lease may still run (its tick below the recorded M). It grants leases only to in-sync members
- *    that have applied everything it may have acknowledged without them (see ClusterCoordinator). So whoever holds
- *    a lease has applied every acknowledged write: a sequential read under a lease sees them all. The master itself
+ *    that have applied everything it may have acknowledged (see ClusterCoordinator: the highest index it has
+ *    acknowledged in its reign), as the member's current process reports it: a member's applies are not fsynced
+ *    on their own, so a member that crashes may come back having applied less than it once reported, and its new
+ *    report stands (the grant is anchored on an acknowledgement of that process, point 3). So whoever holds a lease
+ *    has applied every acknowledged write: a sequential read under a lease sees them all. The master itself
  *    serves sequential reads while it holds the master lease and has applied the first entry of its term (the
  *    writes earlier masters acknowledged are below it).
  *

@@ -162,7 +162,14 @@ export class InvariantChecker {
     // needs the follower to accept an entry of the committing term, after which it refuses the older master),
     // and the newer master repairs it. Raft allows this; the follower never applies the overwritten entry,
     // since its own commit index is below it (the core asserts that it never truncates what it knows committed).
-    const writerTerm = storage.hardState.term;
+    // The writer's term is not the node's term now: a Ready carries everything stepped since the last one, and a
+    // stale master's append followed by the new master's (which moved the node on) is one persist (simulator seed
+    // 40073875). It is at least the term of every entry it wrote, and of the snapshot it sent: a master of the
+    // commit term or later would have written the committed entry, so a different one of such a term is the loss
+    // this looks for. (A master of a later term that wrote only older entries lacked the committed one when it was
+    // elected: checkMasterCompleteness fails that run then.)
+    let writerTerm = outcome.installed?.term ?? 0;
+    for (let index = outcome.firstIndex; index <= storage.lastIndex; index++) writerTerm = Math.max(writerTerm, storage.entryAt(index)!.term);
     outcome.replaced.forEach((old) => {
       const index = old.index;
       const committed = this.committed[index - 1];
