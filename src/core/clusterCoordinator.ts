@@ -77,12 +77,13 @@ export const coordinatorBugs: readonly CoordinatorBug[] = [
   'commitBeforeQuorum',
   'skippedTicksStopTheClock',
   'stickyOnlyAboveOwnTerm',
+  'countOwnUnpersistedEntries',
   'ignoreVotingExclusions',
   'acknowledgeBeforeInSyncApplied',
 ];
 
 /** The injectable bugs that live in the core (the others are the coordinator's own). */
-const coreBugs: readonly CoordinatorBug[] = ['quorumIsHalf', 'voteForStaleCandidate', 'commitBeforeQuorum', 'skippedTicksStopTheClock', 'stickyOnlyAboveOwnTerm'];
+const coreBugs: readonly CoordinatorBug[] = ['quorumIsHalf', 'voteForStaleCandidate', 'commitBeforeQuorum', 'skippedTicksStopTheClock', 'stickyOnlyAboveOwnTerm', 'countOwnUnpersistedEntries'];
 function isCoreBug(bug: CoordinatorBug | undefined): bug is NonNullable<CoreOptions['injectedBug']> {
   return bug !== undefined && coreBugs.includes(bug);
 }

@@ -58,7 +58,7 @@ export interface CoreOptions {
   readonly canBeMaster: boolean;
   readonly random: Random;
   /** Test-only: breaks one rule on purpose, so the simulator can prove it would notice. Never set in production. */
-  readonly injectedBug?: 'quorumIsHalf' | 'voteForStaleCandidate' | 'commitBeforeQuorum' | 'skippedTicksStopTheClock' | 'stickyOnlyAboveOwnTerm';
+  readonly injectedBug?: 'quorumIsHalf' | 'voteForStaleCandidate' | 'commitBeforeQuorum' | 'skippedTicksStopTheClock' | 'stickyOnlyAboveOwnTerm' | 'countOwnUnpersistedEntries';
 }
 
 export interface RestoredState {
@@ -400,16 +400,28 @@ export class CoordinationCore {
     };
   }
 
-  /** Called once everything in the last ready() has been persisted, sent and applied. */
+  /**
+   * Called once everything in the last ready() has been persisted, sent and applied. Inputs may have been stepped
+   * between the two (the runtime goes on reading messages and taking proposals while a Ready is fsynced): what they
+   * changed stays for the next Ready — a hard state that moved again, entries cut and written anew, new messages.
+   */
   advance(ready: Ready): void {
-    this.hardStateDirty = false;
+    if (ready.hardState !== undefined && sameHardState(ready.hardState, this.hardState())) this.hardStateDirty = false;
     this.messages = this.messages.slice(ready.messages.length);
     this.readStates = this.readStates.slice(ready.readStates.length);
     if (ready.snapshot !== undefined) {
       if (this.snapshotToInstall === ready.snapshot) this.snapshotToInstall = null;
       this.appliedIndex = Math.max(this.appliedIndex, ready.snapshot.index);
     }
-    if (ready.entries.length > 0) this.journal.stableThrough(ready.entries[ready.entries.length - 1]!.index);
+    // A snapshot received since this Ready was taken is still to be installed, and its install writes the journal
+    // anew (the retained tail too): nothing this Ready wrote stays on the disk past it.
+    const installPending = this.snapshotToInstall !== null;
+    if (ready.entries.length > 0 && !installPending) {
+      const last = ready.entries[ready.entries.length - 1]!;
+      this.journal.stableThrough(last.index, last.term);
+      // The master counts its own entries towards a quorum once they are durable (maybeCommit): now they may be.
+      if (this.role === 'master') this.maybeCommit();
+    }
     if (ready.committed.length > 0) {
       this.appliedIndex = ready.committed[ready.committed.length - 1]!.index;
       // The master acknowledges writes once in-sync followers have applied them: tell it now, not at the next
@@ -489,6 +501,11 @@ export class CoordinationCore {
 
   hardState(): HardState {
     return { term: this.term, votedFor: this.votedFor, commitIndex: this.commitIndex };
+  }
+
+  /** The voting configuration in force (joint while a change is under way): the simulator's quorum checks read it. */
+  votingConfiguration(): JointConfiguration {
+    return this.configuration;
   }
 
   /** The entry at `index`, for checks and for answering clients; undefined past the end or in the snapshot. */
@@ -1076,7 +1093,7 @@ export class CoordinationCore {
       ? this.halfMatchIndex()
       : this.options.injectedBug === 'commitBeforeQuorum'
         ? this.lastIndex()
-        : quorumMatchIndex(this.configuration, (id) => (id === this.options.id ? this.lastIndex() : (this.progress.get(id)?.matchIndex ?? 0)));
+        : quorumMatchIndex(this.configuration, (id) => (id === this.options.id ? this.ownMatchIndex() : (this.progress.get(id)?.matchIndex ?? 0)));
     if (candidate <= this.commitIndex || this.termAt(candidate) !== this.term) return;
     this.commitIndex = candidate;
     this.hardStateDirty = true;
@@ -1104,8 +1121,18 @@ export class CoordinationCore {
     }
   }
 
+  /**
+   * What the master counts for itself towards a quorum: the entries it has made durable, not every entry it holds.
+   * It sends appends while it persists the same entries (Raft thesis 10.2.1), so followers may acknowledge entries
+   * that are still only in its memory; counting those would commit an entry a crash of the master and of one
+   * follower could lose.
+   */
+  private ownMatchIndex(): number {
+    return this.options.injectedBug === 'countOwnUnpersistedEntries' ? this.lastIndex() : this.journal.stableLastIndex();
+  }
+
   private halfMatchIndex(): number {
-    const indexes = [this.lastIndex(), ...[...this.progress.values()].map((p) => p.matchIndex)].sort((a, b) => b - a);
+    const indexes = [this.ownMatchIndex(), ...[...this.progress.values()].map((p) => p.matchIndex)].sort((a, b) => b - a);
     return indexes[Math.max(0, Math.floor(this.voters().size / 2) - 1)] ?? 0;
   }
 
@@ -1122,4 +1149,8 @@ export class CoordinationCore {
   private send(message: Outgoing): void {
     this.messages.push({ ...message, from: this.options.id } as Message);
   }
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.votedFor === b.votedFor && a.commitIndex === b.commitIndex;
 }

@@ -97,9 +97,21 @@ export class MemoryJournal {
     return this.entries.slice(this.unstableFrom - this.snapshotValue.index - 1);
   }
 
-  /** The runtime made the entries through `index` durable (they were in a Ready it processed). */
-  stableThrough(index: number): void {
+  /**
+   * The runtime made the entries through `index` durable (they were in a Ready it processed), the last of them of
+   * `term`. Inputs are stepped while a Ready is being made durable, so the journal may have been cut and written anew
+   * since: when the entry at `index` is no longer of `term`, what the Ready stored is not what the journal holds now,
+   * and the rewritten entries stay unstable (the next Ready writes them). The same index and term mean the same
+   * entries up to it (log matching), however they were rewritten meanwhile.
+   */
+  stableThrough(index: number, term: number): void {
+    if (index <= this.snapshotValue.index || index > this.lastIndex() || this.entryAt(index)?.term !== term) return;
     this.unstableFrom = Math.max(this.unstableFrom, index + 1);
+  }
+
+  /** The last index made durable: what a master counts for itself towards a quorum. */
+  stableLastIndex(): number {
+    return this.unstableFrom - 1;
   }
 
   /** The latest configuration entry of the journal, or the snapshot's configuration; null when there is none. */

@@ -8,7 +8,7 @@ import type { BootstrapMethod } from '../core/bootstrap.js';
 import { ClusterCoordinator, type ClusterReady, type CoordinatorBug, type CoordinatorOptions } from '../core/clusterCoordinator.js';
 import type { ClusterMessage } from '../core/clusterMessages.js';
 import type { ClusterChange, ClusterState, NodeDescriptor } from '../core/clusterState.js';
-import type { Entry, HardState, Snapshot, SnapshotRequest, SoftState } from '../core/types.js';
+import type { Entry, Snapshot, SnapshotRequest, SoftState } from '../core/types.js';
 import { ConclaveError, invariant, isConclaveError } from '../errors/catalogue.js';
 import type { SnapshotDownloadProgress, SnapshotFetcher } from '../replication/snapshotFetcher.js';
 import type { ContentTables } from '../storage/contentTables.js';
@@ -24,9 +24,10 @@ import {
   type SnapshotFileRef,
 } from '../storage/snapshotFile.js';
 import type { SnapshotStore } from '../storage/snapshotStore.js';
+import { WalSync } from '../storage/walSync.js';
 import { Compaction } from './compaction.js';
 import { ReadIndexBatcher } from './readIndexBatcher.js';
-import { ReadyLoop, readyNeedsSync, type ReadyStorage } from './readyLoop.js';
+import { ReadyLoop, type ReadyStorage } from './readyLoop.js';
 import { WriteQueue, type QueueRefusal } from './writeQueue.js';
 import { WriteTracker, type WriteOutcome, type WriteTimers } from './writeTracker.js';
 
@@ -229,8 +230,7 @@ export class ClusterRuntime {
   private lastJoinOutcome: string | null = null;
   // Snapshots (see RuntimeSnapshots).
   private readonly compaction: Compaction<SnapshotFileCopy> | null;
-  /** The hard state the journal holds, fsynced or not: what readyNeedsSync compares a Ready's with. */
-  private writtenHardState: HardState;
+  private readonly walSync: WalSync;
   private readonly snapshotListeners = new Set<(snapshot: Snapshot) => void>();
   /** Metrics of each persisted Ready; null: none taken. */
   readyObserver: ReadyObserver | null = null;
@@ -304,26 +304,34 @@ export class ClusterRuntime {
       return outcomes;
     });
     const restored = journal.restoredState(this.appliedIndexValue);
-    this.writtenHardState = restored.hardState;
-    // An apply-only Ready commits without its own fsync (readyNeedsSync): durable with the next transaction that
-    // fsyncs the WAL, which holds it; a crash before that loses it whole, applied index included, and the entries
-    // are applied again from the journal. The connection is put back to FULL at once, for every other transaction.
-    // (A prepared PRAGMA statement takes effect when prepared, not when run: hence db.pragma, about 6 µs a call.)
+    // Every Ready commits without an fsync of its own (synchronous=NORMAL: its frames are written to the WAL), and
+    // the Ready loop asks for the fsync separately when the Ready must be durable (readyNeedsSync): WalSync runs it
+    // off the event loop, which meanwhile reads messages and takes proposals for the next Ready. The connection is
+    // put back to FULL at once, for every other transaction. (A prepared PRAGMA statement takes effect when
+    // prepared, not when run: hence db.pragma, about 6 µs a call.)
+    this.walSync = new WalSync(db);
     const storage: ReadyStorage<ApplyResult, ConclaveError> = {
       commit: (ready) => {
         let outcomes: Array<ApplyResult | ConclaveError>;
-        if (readyNeedsSync(ready, this.writtenHardState)) outcomes = this.persistAndApply(ready);
-        else {
-          db.pragma('synchronous = NORMAL');
-          try {
-            outcomes = this.persistAndApply(ready);
-          } finally {
-            db.pragma('synchronous = FULL');
-          }
+        db.pragma('synchronous = NORMAL');
+        try {
+          outcomes = this.persistAndApply(ready);
+        } finally {
+          db.pragma('synchronous = FULL');
         }
-        if (ready.hardState !== undefined) this.writtenHardState = ready.hardState;
         return outcomes.map((outcome) => (outcome instanceof ConclaveError ? { ok: false, error: outcome } : { ok: true, result: outcome }));
       },
+      sync: (done) =>
+        this.walSync.sync(
+          () => {
+            // After close the node's parts are going away: what was synced stays synced, nothing more is sent.
+            if (!this.closed) done();
+          },
+          (err) => {
+            this.log.error({ err }, 'the fsync of the write-ahead log failed; the node stops (a failed fsync is not retried)');
+            throw storageError(err);
+          },
+        ),
       restoredState: () => this.journal.restoredState(this.appliedIndexValue),
     };
     this.loop = new ReadyLoop(coordinatorOptions, restored, () => this.discoveryPeers, storage, this.writes, {
@@ -348,6 +356,7 @@ export class ClusterRuntime {
         return error;
       },
       storageWritable: () => this.log.info('the journal is writable again'),
+      resume: () => this.drain(),
     });
     this.reads = new ReadIndexBatcher(
       { ...eventLoopTimers, nowMs: () => performance.now(), defer: (run) => setImmediate(run) },
@@ -422,6 +431,7 @@ export class ClusterRuntime {
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
     this.compaction?.close();
+    this.walSync.close();
     this.snapshots?.fetcher.close();
     this.writes.close();
     const queued = this.queue.takeAll();
@@ -643,7 +653,9 @@ export class ClusterRuntime {
       return;
     }
     this.loop.acknowledge();
-    if (this.loop.storageFailure === null) this.compaction?.maybeCompact(this.appliedIndexValue);
+    // Not while a Ready waits for its sync: a copy of the state machine could then hold applies the coordinator
+    // has not advanced past, and compaction asks the coordinator for the cluster state at the copy's index.
+    if (this.loop.storageFailure === null && !this.loop.syncing) this.compaction?.maybeCompact(this.appliedIndexValue);
     if (this.queue.length > 0) this.scheduleDrain();
     this.reportJoinOutcome();
     this.reportChange(this.appliedInDrain);

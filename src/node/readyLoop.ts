@@ -23,15 +23,39 @@ export function readyNeedsSync(ready: ClusterReady, written: HardState): boolean
   return hardState !== undefined && (hardState.term !== written.term || hardState.votedFor !== written.votedFor);
 }
 
-/** Where a Ready becomes durable: the node's SQLite database in production, SimStorage under simulation. */
+/**
+ * Whether a master's appends in `ready` may leave before the Ready is durable — while the master persists the same
+ * entries (the Raft thesis, 10.2.1; etcd's raft does it): an append vouches only for the master's term, which it
+ * made durable before it asked for votes, and for its commit index, which counts its own entries only once they
+ * are durable (CoordinationCore.ownMatchIndex). Not when the Ready also moves the term or the vote, installs a
+ * snapshot or grows the bootstrap view: those must be durable before anything of the Ready leaves. `written`: the
+ * hard state written before this Ready.
+ */
+export function appendsMayLeaveEarly(ready: ClusterReady, written: HardState): boolean {
+  if (ready.snapshot !== undefined || ready.bootstrapView !== undefined) return false;
+  const hardState = ready.hardState;
+  return hardState === undefined || (hardState.term === written.term && hardState.votedFor === written.votedFor);
+}
+
+/**
+ * Where a Ready becomes durable: the node's SQLite database in production, SimStorage under simulation. The contract
+ * the loop relies on: `commit` writes a Ready in one atomic step, `sync` makes every commit so far durable; nothing
+ * a message vouches for leaves before its sync has returned (except a master's appends: appendsMayLeaveEarly), and
+ * a crash may take back, newest first, whatever was committed and not synced — never part of one commit.
+ */
 export interface ReadyStorage<R, E> {
   /**
    * Writes everything of `ready` in one atomic step — a snapshot install, the bootstrap view, the hard state, the
-   * journal entries — and applies its committed entries in the same step, returning each one's outcome; durable
-   * when it returns if `readyNeedsSync`, otherwise with the next step that is. Throws when the step failed: then
-   * nothing of it was stored or applied.
+   * journal entries — and applies its committed entries in the same step, returning each one's outcome. Durable
+   * after the next sync. Throws when the step failed: then nothing of it was stored or applied.
    */
   commit(ready: ClusterReady): Array<ApplyOutcome<R, E>>;
+  /**
+   * Makes everything committed so far durable, then calls `done` once — at once, or later (the runtime's fsync runs
+   * off the event loop). A sync that fails does not return: the owner ends the process, since what a failed fsync
+   * left on the disk is unknown and retrying it proves nothing.
+   */
+  sync(done: () => void): void;
   /** What a coordinator starts from after a failed commit: the disk's state. */
   restoredState(): CoordinatorRestoredState;
 }
@@ -49,10 +73,15 @@ export interface ReadyLoopHooks<E> {
    */
   committing?(ready: ClusterReady): boolean;
   /**
-   * Right after the commit, before anything else: memory follows the disk. False stops the loop there (the
-   * simulator's crash between the commit and the sending of the Ready's messages).
+   * Right after the commit is durable, before anything else: memory follows the disk. False stops the loop there
+   * (the simulator's crash between the sync and the sending of the Ready's messages).
    */
   committed(ready: ClusterReady): boolean;
+  /**
+   * A Ready whose sync returned later than its commit has been carried out: the owner drains again (the writes it
+   * may now acknowledge, the Readys that waited for it).
+   */
+  resume(): void;
   send(message: ClusterMessage): void;
   /** Sent and settled: the reads it confirmed, the listeners, snapshot bookkeeping. False stops the loop there. */
   done(ready: ClusterReady): boolean;
@@ -69,10 +98,13 @@ export interface ReadyLoopHooks<E> {
  * The Ready loop: the one place where the coordinator's Ready records are carried out, in production
  * (ClusterRuntime) and under simulation (test/sim/simNode.ts) alike —
  *
- *   commit (durable, applied) → advance → send the messages → settle the writes → the owner's bookkeeping
+ *   commit (written, applied) → a master's appends → sync (durable) → advance → send the other messages
+ *     → settle the writes → the owner's bookkeeping
  *
- * Nothing leaves the node before its Ready is durable: a vote or an acknowledgement never outruns the state it
- * vouches for. A commit that fails (a full disk) stored nothing, but the coordinator's memory is ahead of the disk:
+ * Nothing else leaves the node before its Ready is durable: a vote or an acknowledgement never outruns the state it
+ * vouches for. While a sync is under way the owner goes on stepping inputs into the coordinator (messages, ticks,
+ * proposals); the next Ready, taken once this one is carried out, holds what they brought — so a busy node batches
+ * everything that arrived during one fsync into the next. A commit that fails (a full disk) stored nothing, but the coordinator's memory is ahead of the disk:
  * it is treated as a crash of the coordination layer alone — the writes of that Ready are refused (nothing of them
  * exists anywhere: their appends were in that Ready's messages), and a new coordinator starts from the disk, marked
  * as failing storage so that it does not campaign (CoordinationCore.setStorageFailing) until entries are stored
@@ -81,6 +113,10 @@ export interface ReadyLoopHooks<E> {
 export class ReadyLoop<R, E> {
   private coordinatorInstance: ClusterCoordinator;
   private failure: E | null = null;
+  /** The hard state written so far, durable or not: what readyNeedsSync and appendsMayLeaveEarly compare with. */
+  private written: HardState;
+  /** A Ready is committed and its sync has not returned: no other Ready is taken until it is carried out. */
+  private syncingReady = false;
 
   constructor(
     private coordinatorOptions: CoordinatorOptions,
@@ -92,6 +128,12 @@ export class ReadyLoop<R, E> {
     private readonly injectedBug?: RuntimeBug,
   ) {
     this.coordinatorInstance = new ClusterCoordinator(coordinatorOptions, restored);
+    this.written = restored.hardState;
+  }
+
+  /** Whether a Ready waits for its sync: the owner then takes no copy of its state machine (see Compaction). */
+  get syncing(): boolean {
+    return this.syncingReady;
   }
 
   get coordinator(): ClusterCoordinator {
@@ -110,7 +152,7 @@ export class ReadyLoop<R, E> {
 
   /** Carries out every Ready there is. False when a commit failed (the coordinator restarted from the disk) or a hook stopped it. */
   drain(): boolean {
-    for (let rounds = 0; this.coordinatorInstance.hasReady(); rounds++) {
+    for (let rounds = 0; !this.syncingReady && this.coordinatorInstance.hasReady(); rounds++) {
       invariant(rounds < readyRoundsMax, `the Ready loop has not settled after ${readyRoundsMax} rounds`);
       if (!this.carryOut(this.coordinatorInstance.ready())) return false;
     }
@@ -122,17 +164,19 @@ export class ReadyLoop<R, E> {
    * there is none. Message-level transcripts step the loop this way, one Ready at a time.
    */
   step(): { readonly ready: ClusterReady; readonly completed: boolean } | null {
-    if (!this.coordinatorInstance.hasReady()) return null;
+    if (this.syncingReady || !this.coordinatorInstance.hasReady()) return null;
     const ready = this.coordinatorInstance.ready();
     return { ready, completed: this.carryOut(ready) };
   }
 
+  /** True when the Ready was carried out or waits for its sync; false as drain's. */
   private carryOut(ready: ClusterReady): boolean {
-    const coordinator = this.coordinatorInstance;
     let outcomes: Array<ApplyOutcome<R, E>>;
     let undo: (() => void) | null = null;
     const sendEarly = this.injectedBug === 'sendBeforeDurable';
     if (sendEarly) for (const message of ready.messages) this.hooks.send(message);
+    const needsSync = readyNeedsSync(ready, this.written);
+    const appendsEarly = !sendEarly && appendsMayLeaveEarly(ready, this.written);
     try {
       // Inside: a snapshot's file that cannot be attached is a failed commit too (nothing was stored).
       undo = this.hooks.beforeCommit?.(ready) ?? null;
@@ -147,12 +191,38 @@ export class ReadyLoop<R, E> {
       return false;
     }
     undo?.();
+    if (ready.hardState !== undefined) this.written = ready.hardState;
+    let sentEarly: ReadonlySet<ClusterMessage> | null = null;
+    if (appendsEarly && needsSync) {
+      sentEarly = new Set(ready.messages.filter((message) => message.type === 'appendRequest'));
+      for (const message of sentEarly) this.hooks.send(message);
+    }
+    if (!needsSync) return this.carryOutDurable(ready, outcomes, sentEarly);
+    let completedAtOnce: boolean | null = null;
+    let returned = false;
+    this.syncingReady = true;
+    this.storage.sync(() => {
+      invariant(this.syncingReady, 'a sync returned twice');
+      this.syncingReady = false;
+      const completed = this.carryOutDurable(ready, outcomes, sentEarly);
+      if (returned) {
+        if (completed) this.hooks.resume();
+      } else completedAtOnce = completed;
+    });
+    returned = true;
+    return completedAtOnce ?? true;
+  }
+
+  /** The rest of a Ready, once it is durable. */
+  private carryOutDurable(ready: ClusterReady, outcomes: Array<ApplyOutcome<R, E>>, sentEarly: ReadonlySet<ClusterMessage> | null): boolean {
     if (!this.hooks.committed(ready)) return false;
-    coordinator.advance(ready);
+    this.coordinatorInstance.advance(ready);
     // Only stored entries prove the disk takes writes again: a small hard-state write can fit into a full disk
     // (SQLite reuses free pages), and clearing on it made a full node flap between refusing and taking writes.
     if (this.failure !== null && (ready.entries.length > 0 || ready.snapshot !== undefined)) this.storageWritable();
-    if (!sendEarly) for (const message of ready.messages) this.hooks.send(message);
+    if (this.injectedBug !== 'sendBeforeDurable') {
+      for (const message of ready.messages) if (sentEarly === null || !sentEarly.has(message)) this.hooks.send(message);
+    }
     ready.committed.forEach((entry, i) => this.writes.applied(entry, outcomes[i]!));
     // Writes proposed up to an installed snapshot: whether they made it is not known here.
     if (ready.snapshot !== undefined) this.writes.snapshotInstalled(ready.snapshot.index);
@@ -178,7 +248,9 @@ export class ReadyLoop<R, E> {
     const error = this.hooks.commitFailed(ready, err);
     this.failure = error;
     this.writes.notStored(ready.entries, error);
-    this.coordinatorInstance = new ClusterCoordinator(this.coordinatorOptions, this.storage.restoredState());
+    const restored = this.storage.restoredState();
+    this.written = restored.hardState;
+    this.coordinatorInstance = new ClusterCoordinator(this.coordinatorOptions, restored);
     this.coordinatorInstance.setDiscoveryPeers(this.discoveryPeers());
     this.coordinatorInstance.setStorageFailing(true);
   }

@@ -1,6 +1,7 @@
 import type { ClusterMessage } from '../../src/core/clusterMessages.js';
 import { applyClusterEntry, emptyClusterState, type ClusterState } from '../../src/core/clusterState.js';
 import type { ConfigurationPayload, Entry, Snapshot } from '../../src/core/types.js';
+import { hasJointQuorum, type JointConfiguration } from '../../src/core/quorum.js';
 import type { SimNode } from './simNode.js';
 import type { PersistOutcome } from './simStorage.js';
 
@@ -10,7 +11,8 @@ import type { PersistOutcome } from './simStorage.js';
  *
  * - at most one master per term, across all time (from roles and from who sends appends in a term);
  * - the persistence contract: a message goes out only once what it promises is durable (the sender's term, the
- *   vote it grants or asks for, the entries it carries or acknowledges);
+ *   vote it grants or asks for, the entries it acknowledges; a master's append may carry entries it is still
+ *   syncing), and a master's commit index never passes what a quorum of the voters holds durably;
  * - journal matching, on durable journals: an entry (index, term) is created once, so wherever it appears it
  *   has the same payload and the same predecessor term — which, by induction, makes two journals that share an
  *   (index, term) identical up to it; a full pairwise comparison also runs at the end of each phase;
@@ -68,6 +70,8 @@ export class InvariantChecker {
   private readonly stateAt: string[] = [];
   /** Per node: indexes up to which its journal has been checked against `committed`. */
   private readonly verifiedCommit = new Map<string, number>();
+  /** Per master: the term and commit index at which its quorum's durability was last checked. */
+  private readonly masterCommitChecked = new Map<string, { readonly term: number; readonly commitIndex: number; readonly configuration: JointConfiguration }>();
   /** Per node: the term in which it was last seen master (to check each election once). */
   private readonly seenMasterIn = new Map<string, number>();
   /** Per node: the indexes of configuration entries in its durable journal, in order. */
@@ -118,7 +122,10 @@ export class InvariantChecker {
     const early = (what: string) => this.fail(`${sender.id} sent ${message.type} to ${message.to} in term ${message.term} before ${what} was durable`);
     // What the checks below read is what was written; a message leaves only once what it may vouch for is synced
     // (applies and commit indexes may not be yet: src/node/readyLoop.ts, readyNeedsSync).
-    if (!sender.storage.vouchedSynced) early('everything it vouches for');
+    // A master's append may leave while it syncs the entries it carries (appendsMayLeaveEarly): they must be
+    // written, and its term durable; what it commits counts only durable copies (checkMasterCommitQuorum).
+    const appendWhileSyncing = message.type === 'appendRequest' && sender.storage.vouchedSyncedButEntries;
+    if (!sender.storage.vouchedSynced && !appendWhileSyncing) early('everything it vouches for');
     if ((message.type === 'voteRequest' || message.type === 'preVoteRequest') && !sender.config.roles.masterEligible) {
       this.fail(`${sender.id} is not master-eligible but asked for votes in term ${message.term}`);
     }
@@ -254,6 +261,32 @@ export class InvariantChecker {
     }
   }
 
+  /**
+   * A master's commit index moved in its term: a quorum of its voting configuration must hold the entry there
+   * durably (synced: no crash can take it back). Each follower counted acknowledged it after its sync; the master
+   * counts itself only once its own sync returned (CoordinationCore.ownMatchIndex) — a master that counted entries
+   * it was still syncing (mutation countOwnUnpersistedEntries) fails here when a follower answers first. The commit
+   * index a new master starts from was checked when it moved.
+   */
+  private checkMasterCommitQuorum(master: SimNode, nodes: readonly SimNode[]): void {
+    const core = master.core!;
+    const { term, commitIndex } = core.softState();
+    const checked = this.masterCommitChecked.get(master.id);
+    const configuration = core.votingConfiguration();
+    this.masterCommitChecked.set(master.id, { term, commitIndex, configuration });
+    if (checked === undefined || checked.term !== term || commitIndex <= checked.commitIndex) return;
+    if (core.entryAt(commitIndex)?.term !== term) return;
+    const holders = new Set(nodes.filter((n) => n.storage.holdsDurably(commitIndex, term)).map((n) => n.id));
+    // The commit was counted in the configuration in force before the event, or one the event moved to first (a
+    // commit that completes a change appends the next configuration entry at once, which is in force from then).
+    if (!hasJointQuorum(checked.configuration, holders) && !hasJointQuorum(configuration, holders)) {
+      this.fail(
+        `${master.id} (master in term ${term}) committed index ${commitIndex}, which only ${[...holders].sort().join(', ') || 'no node'} hold durably: ` +
+          `not a quorum of ${describeConfiguration(checked.configuration)}`,
+      );
+    }
+  }
+
   private checkNodes(nodes: readonly SimNode[]): void {
     for (const node of nodes) {
       const core = node.core;
@@ -261,6 +294,7 @@ export class InvariantChecker {
 
       const soft = core.softState();
       if (soft.commitIndex > soft.lastIndex) this.fail(`${node.id} has commit index ${soft.commitIndex} beyond its journal (${soft.lastIndex})`);
+      if (soft.role === 'master') this.checkMasterCommitQuorum(node, nodes);
       // Between the messages a node steps and the Ready that stores what they brought (the runtime steps everything
       // that arrived in one turn, then carries out one Ready), its commit index may run ahead of its disk; what it
       // stores with a commit index is what must hold.
@@ -506,4 +540,9 @@ export function configurationStepProblem(previous: ConfigurationPayload | undefi
     return `final ${render(next.current)} does not finish joint ${render(previous.current)} → ${render(previous.next)}`;
   }
   return null;
+}
+
+function describeConfiguration(configuration: JointConfiguration): string {
+  const current = [...configuration.current].sort().join(', ');
+  return configuration.next === undefined ? `{${current}}` : `{${current}} and {${[...configuration.next].sort().join(', ')}}`;
 }

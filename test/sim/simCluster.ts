@@ -37,6 +37,8 @@ export interface ClusterSpec {
   readonly tuning: CoreTuning;
   readonly coordinatorTuning: CoordinatorTuning;
   readonly compaction: SimCompaction | null;
+  /** The longest an fsync takes (NodeConfig.syncDelayMax); 0: at once. */
+  readonly syncDelayMax: number;
   readonly tickPeriodMin: number;
   readonly tickPeriodMax: number;
   readonly network: NetworkOptions;
@@ -89,6 +91,7 @@ export class SimCluster {
           tuning: spec.tuning,
           coordinatorTuning: spec.coordinatorTuning,
           compaction: spec.compaction,
+          syncDelayMax: spec.syncDelayMax,
           tickPeriodMin: spec.tickPeriodMin,
           tickPeriodMax: spec.tickPeriodMax,
           // As in production, where replication.writeTimeoutMs (10 s) is 20 election timeouts (500 ms).

@@ -9,7 +9,7 @@ import type { SimRandom } from './simRandom.js';
 import type { SimScheduler } from './simScheduler.js';
 import { Compaction } from '../../src/node/compaction.js';
 import { ReadIndexBatcher } from '../../src/node/readIndexBatcher.js';
-import { ReadyLoop, readyNeedsSync, type ReadyLoopHooks, type ReadyStorage } from '../../src/node/readyLoop.js';
+import { ReadyLoop, type ReadyLoopHooks, type ReadyStorage } from '../../src/node/readyLoop.js';
 import { WriteQueue } from '../../src/node/writeQueue.js';
 import { WriteTracker, type WriteOutcome, type RuntimeBug, type WriteTimers } from '../../src/node/writeTracker.js';
 import { SimStorage, type PersistOutcome } from './simStorage.js';
@@ -69,6 +69,11 @@ export interface NodeConfig {
   readonly tickPeriodMax: number;
   /** How long a write waits for its answer before "unknown" (the runtime's replication.writeTimeoutMs). */
   readonly writeTimeoutUnits: number;
+  /**
+   * How long an fsync takes, at most (drawn per sync in [0, max]); its caller goes on meanwhile, as the runtime's
+   * event loop does while WalSync runs. 0: every sync returns at once, inside the Ready (transcripts).
+   */
+  readonly syncDelayMax: number;
   readonly injectedBug?: CoordinatorBug | RuntimeBug;
 }
 
@@ -166,6 +171,8 @@ export class SimNode {
   private missedTicks = 0;
   private incarnation = 0;
   private tickPeriodUnits = 0;
+  /** Draws each fsync's duration (see NodeConfig.syncDelayMax). */
+  private syncDelays: SimRandom | null = null;
   private crashArmed: CrashPoint | null = null;
   /**
    * Message-level transcripts: the node's clock stands still (its scheduled ticks pass unseen; tick() still ticks)
@@ -401,6 +408,8 @@ export class SimNode {
   private boot(): void {
     this.incarnation++;
     const random = this.env.random.fork();
+    // Drawn only where syncs take time: a transcript's node draws what it drew before syncs could.
+    this.syncDelays = this.config.syncDelayMax > 0 ? this.env.random.fork() : null;
     this.tickPeriodUnits = random.between(this.config.tickPeriodMin, this.config.tickPeriodMax);
     const options: CoordinatorOptions = {
       self: { id: this.id, name: this.id, address: `${this.id}:4400`, roles: this.config.roles, version: this.config.version },
@@ -511,7 +520,8 @@ export class SimNode {
   /** What follows the Ready loop: acknowledgements, reads, compaction. */
   private afterReadys(): void {
     this.settle();
-    if (this.loop!.storageFailure === null) this.compaction?.maybeCompact(this.storage.stateMachine.appliedIndex);
+    // As the runtime: no copy while a Ready waits for its sync (its applies are ahead of the coordinator).
+    if (this.loop!.storageFailure === null && !this.loop!.syncing) this.compaction?.maybeCompact(this.storage.stateMachine.appliedIndex);
   }
 
   /** Message-level transcripts: see stepMode. Leaving it carries out every Ready waiting. */
@@ -549,7 +559,6 @@ export class SimNode {
     return {
       commit: (ready) => {
         if (this.storage.refuses(ready)) throw new SimDiskFull();
-        const sync = readyNeedsSync(ready, this.storage.hardState);
         if (ready.bootstrapView !== undefined) this.storage.saveBootstrapView(ready.bootstrapView);
         const persisted = this.storage.persist(ready.snapshot, ready.hardState, ready.entries);
         if (ready.snapshot !== undefined) {
@@ -558,10 +567,22 @@ export class SimNode {
         }
         this.env.observer.onPersist(this, persisted);
         const commitIndex = ready.committed.length > 0 ? this.loop!.coordinator.softState().commitIndex : 0;
-        const outcomes = ready.committed.map((entry) => ({ ok: true as const, result: this.apply(entry, commitIndex) }));
-        // As the runtime's transaction: fsynced at commit (synchronous=FULL) unless it only applies entries.
-        if (sync) this.storage.sync();
-        return outcomes;
+        return ready.committed.map((entry) => ({ ok: true as const, result: this.apply(entry, commitIndex) }));
+      },
+      // As the runtime's WalSync: the disk syncs everything written so far; the process hears of it later (while
+      // paused: at the resume, behind what arrived before), or never, when it crashed first.
+      sync: (done) => {
+        if (this.config.syncDelayMax === 0) {
+          this.storage.sync();
+          return done();
+        }
+        const incarnation = this.incarnation;
+        this.env.scheduler.after(this.syncDelays!.between(0, this.config.syncDelayMax), () => {
+          if (incarnation !== this.incarnation || this.currentStatus === 'crashed') return;
+          this.storage.sync();
+          if (this.currentStatus === 'paused') this.queued.push({ kind: 'deferred', run: done });
+          else done();
+        });
       },
       restoredState: () => this.storage.restoredState(),
     };
@@ -597,6 +618,7 @@ export class SimNode {
         return 'disk full';
       },
       storageWritable: () => this.env.trace?.(`${this.id} stores entries again`),
+      resume: () => this.drain(),
     };
   }
 

@@ -40,6 +40,16 @@ export class SimStorage {
    * journal entries, a term or vote, the bootstrap view. The rest are applies and commit indexes.
    */
   private unsyncedVouched = 0;
+  /** Journal writes among them (a master's appends may leave before these are synced: appendsMayLeaveEarly). */
+  private unsyncedEntryWrites = 0;
+  /**
+   * What the last sync made durable, as far as the journal goes: the snapshot index then, and the journal array
+   * then — an install or a compaction puts a new array in its place and leaves that one as it was; journal writes
+   * change it in place from `unsyncedJournalFrom` on (Infinity: not changed since).
+   */
+  private syncedSnapshotIndex = 0;
+  private syncedJournal: readonly Entry[] = this.durableJournal;
+  private unsyncedJournalFrom = Infinity;
   /** Mutation check appliedIndexApart: the applied index is durable at once, apart from the content it covers. */
   private readonly appliedIndexApart: boolean;
 
@@ -138,7 +148,8 @@ export class SimStorage {
       const keep = firstIndex - this.snapshotIndex - 1;
       const journal = this.durableJournal;
       const replaced = journal.slice(keep);
-      this.unsyncedVouched++;
+      this.unsyncedEntryWrites++;
+      if (journal === this.syncedJournal) this.unsyncedJournalFrom = Math.min(this.unsyncedJournalFrom, firstIndex);
       this.unsynced.push(() => {
         journal.length = keep;
         for (const e of replaced) journal.push(e);
@@ -184,6 +195,8 @@ export class SimStorage {
     if (this.unsynced.length === 0) return;
     this.unsynced.length = 0;
     this.unsyncedVouched = 0;
+    this.unsyncedEntryWrites = 0;
+    this.markSynced();
     this.syncs++;
   }
 
@@ -194,13 +207,35 @@ export class SimStorage {
 
   /** Whether everything a message may vouch for is durable (applies and commit indexes may not be yet). */
   get vouchedSynced(): boolean {
+    return this.unsyncedVouched === 0 && this.unsyncedEntryWrites === 0;
+  }
+
+  /** Whether all of that is durable but journal entries: what a master's early append needs (appendsMayLeaveEarly). */
+  get vouchedSyncedButEntries(): boolean {
     return this.unsyncedVouched === 0;
+  }
+
+  /**
+   * Whether entry `index` of `term` is durable here — synced, so that no crash can take it back: in the snapshot
+   * or the journal the last sync left, below whatever was written over since.
+   */
+  holdsDurably(index: number, term: number): boolean {
+    if (index <= this.syncedSnapshotIndex) return true;
+    return index < this.unsyncedJournalFrom && this.syncedJournal[index - this.syncedSnapshotIndex - 1]?.term === term;
+  }
+
+  private markSynced(): void {
+    this.syncedSnapshotIndex = this.snapshotIndex;
+    this.syncedJournal = this.durableJournal;
+    this.unsyncedJournalFrom = Infinity;
   }
 
   /** A crash: everything written since the last sync is lost, newest first. */
   loseUnsynced(): void {
     for (let undo = this.unsynced.pop(); undo !== undefined; undo = this.unsynced.pop()) undo();
     this.unsyncedVouched = 0;
+    this.unsyncedEntryWrites = 0;
+    this.markSynced();
   }
 
   restoredState(): CoordinatorRestoredState {

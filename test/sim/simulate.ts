@@ -140,6 +140,9 @@ function plan(random: SimRandom, options: SimulationOptions): Plan {
     },
     // A copy every N applied entries, compacted at once or once a few more are applied (see src/node/compaction.ts).
     compaction: random.pick([null, null, { entriesMin: 4, retainEntries: 0 }, { entriesMin: 16, retainEntries: 2 }, { entriesMin: 64, retainEntries: 8 }]),
+    // An fsync at once, or lasting up to about a message's flight, or several: while it lasts the node steps what
+    // arrives, and a master's appends are out before its own entries are durable.
+    syncDelayMax: random.pick([0, 3, 12, 40]),
     tickPeriodMin,
     tickPeriodMax,
     network: {
@@ -170,7 +173,7 @@ function plan(random: SimRandom, options: SimulationOptions): Plan {
     `${lateId !== null ? ` (${lateId} starts at ${nodes.find((n) => n.id === lateId)!.startAt})` : ''}, ` +
     `bootstrap ${bootstrap.kind === 'expect' ? `expect ${bootstrap.count}` : bootstrap.kind === 'initialMasterNodes' ? `by names ${bootstrap.names.join(',')}` : 'none'}, ` +
     `heartbeat ${spec.tuning.heartbeatIntervalTicks} ticks, append batch ${spec.tuning.appendEntriesMax} (${spec.tuning.appendBytesMax ?? '∞'} bytes), inflight ${spec.tuning.inflightAppendsMax}, ` +
-    `uncommitted ${spec.tuning.uncommittedEntriesMax}, compact ${spec.compaction === null ? 'never' : `every ${spec.compaction.entriesMin} keeping ${spec.compaction.retainEntries}`}, ` +
+    `uncommitted ${spec.tuning.uncommittedEntriesMax}, compact ${spec.compaction === null ? 'never' : `every ${spec.compaction.entriesMin} keeping ${spec.compaction.retainEntries}`}, fsync up to ${spec.syncDelayMax}, ` +
     `node failure ${spec.coordinatorTuning.nodeFailureTimeoutTicks} ticks, latency ${latencyMin}..${spec.network.latencyMax}, ` +
     `drop ${spec.network.dropRate}, dup ${spec.network.duplicateRate}, ${workload.clients} clients on ${workload.keys} keys, ` +
     `safety phase ${safetyUnits} units${options.injectedBug !== undefined ? `, injected bug ${options.injectedBug}` : ''}`;

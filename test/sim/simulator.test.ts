@@ -158,6 +158,7 @@ export function scenarioSpec(size: number, votingOnly: readonly string[] = []): 
       pendingChangesMax: 8,
     },
     compaction: null,
+    syncDelayMax: 3,
     tickPeriodMin: 9,
     tickPeriodMax: tickPeriodMax,
     network: { latencyMin: 1, latencyMax: 10, slowProbability: 0, slowFactor: 1, dropRate: 0, duplicateRate: 0 },

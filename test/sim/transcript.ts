@@ -322,6 +322,8 @@ class TranscriptDriver {
         pendingChangesMax: 8,
       },
       compaction: compact === undefined ? null : { entriesMin: Number(compact), retainEntries: Number(args.get('retain') ?? '0') },
+      // Every sync returns inside its Ready: a transcript shows one Ready at a time, whole.
+      syncDelayMax: 0,
       tickPeriodMin: 9,
       tickPeriodMax: 11,
       network: { latencyMin: 1, latencyMax: 5, slowProbability: 0, slowFactor: 1, dropRate: 0, duplicateRate: 0 },

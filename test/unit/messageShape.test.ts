@@ -54,6 +54,7 @@ test('every message the real coordinators send each other passes (elections, app
       tuning: { electionTimeoutTicks: 10, heartbeatIntervalTicks: 2, appendEntriesMax: 16, inflightAppendsMax: 4, uncommittedEntriesMax: 64, clockDriftPercent: 10, readIndexPendingMax: 64 },
       coordinatorTuning: { probeIntervalTicks: 3, discoveryInfoTicksMax: 12, discoveredPeersMax: 16, joinRetryTicks: 5, nodeFailureTimeoutTicks: 20, inSyncTimeoutTicks: 20, publishTimeoutTicks: 50, pendingChangesMax: 8 },
       compaction: null,
+      syncDelayMax: 0,
       tickPeriodMin: 10,
       tickPeriodMax: 10,
       network: { latencyMin: 1, latencyMax: 3, slowProbability: 0, slowFactor: 1, dropRate: 0, duplicateRate: 0 },
