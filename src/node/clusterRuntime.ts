@@ -340,8 +340,9 @@ export class ClusterRuntime {
         this.commitStartedMs = performance.now();
         return detach === null ? null : () => this.detachSnapshot(detach);
       },
+      written: (ready) => this.afterWrite(ready),
       committed: (ready) => {
-        this.afterCommit(ready, performance.now() - this.commitStartedMs);
+        this.readyObserver?.persisted(ready, performance.now() - this.commitStartedMs);
         return true;
       },
       send: (message) => this.wire?.send(message),
@@ -662,10 +663,11 @@ export class ClusterRuntime {
   }
 
   /**
-   * A Ready is committed: memory follows the disk at once, before anything that could throw, so that nothing
-   * committed is ever handed out (and applied) twice.
+   * A Ready is committed (its sync may still be under way): memory follows the disk at once, before anything that
+   * could throw, so that nothing committed is ever handed out (and applied) twice, and so that whoever reads the
+   * database pairs it with the applied index it shows (a digest, a read's index, the change feed).
    */
-  private afterCommit(ready: ClusterReady, persistMs: number): void {
+  private afterWrite(ready: ClusterReady): void {
     if (ready.snapshot !== undefined) {
       this.appliedIndexValue = ready.snapshot.index;
       this.journalLastIndex = ready.snapshot.index;
@@ -680,7 +682,6 @@ export class ClusterRuntime {
         this.applyFailure = null;
       }
     }
-    this.readyObserver?.persisted(ready, persistMs);
   }
 
   /** A Ready is sent and its writes settled: the payload bytes kept for it, snapshot bookkeeping, reads, listeners. */

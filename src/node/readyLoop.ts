@@ -73,8 +73,14 @@ export interface ReadyLoopHooks<E> {
    */
   committing?(ready: ClusterReady): boolean;
   /**
-   * Right after the commit is durable, before anything else: memory follows the disk. False stops the loop there
-   * (the simulator's crash between the sync and the sending of the Ready's messages).
+   * Right after the commit returned, before its sync: what the owner keeps of the disk follows it (the runtime's
+   * applied index, which reads pair with what they read from the database, where the Ready's applies are visible
+   * from now on).
+   */
+  written?(ready: ClusterReady): void;
+  /**
+   * Once the commit is durable, before anything else. False stops the loop there (the simulator's crash between
+   * the sync and the sending of the Ready's messages).
    */
   committed(ready: ClusterReady): boolean;
   /**
@@ -192,6 +198,7 @@ export class ReadyLoop<R, E> {
     }
     undo?.();
     if (ready.hardState !== undefined) this.written = ready.hardState;
+    this.hooks.written?.(ready);
     let sentEarly: ReadonlySet<ClusterMessage> | null = null;
     if (appendsEarly && needsSync) {
       sentEarly = new Set(ready.messages.filter((message) => message.type === 'appendRequest'));

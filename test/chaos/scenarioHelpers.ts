@@ -91,10 +91,22 @@ export function runningNodes(cluster: ChaosCluster): string[] {
 
 /** The master by its own word (/health/master), waited for (bounded); `not` excludes a node (a failover). */
 export async function waitForMaster(cluster: ChaosCluster, timeoutMs: number, not?: string): Promise<string> {
-  return waitSeeing(`a master${not !== undefined ? ` other than ${not}` : ''}`, async (saw) => {
+  return waitSeeing(`a master${not !== undefined ? ` other than ${not}` : ''}, known to every running node`, async (saw) => {
     const master = await cluster.master();
     saw(`master ${master ?? 'none'}`);
-    return master !== undefined && master !== not ? master : undefined;
+    if (master === undefined || master === not) return undefined;
+    // A node learns of a new master from its first append, a moment after the master knows itself: a write through
+    // a node that has not heard yet is refused (CLUSTER_NO_MASTER, retry shortly), which is not what a scenario
+    // waiting for the failover to finish means to test.
+    for (const node of cluster.running()) {
+      if (node.paused) continue;
+      const view = await cluster.status(node.name).catch(() => null);
+      if (view?.master?.name !== master) {
+        saw(`master ${master}; ${node.name} sees ${view?.master?.name ?? 'none'}`);
+        return undefined;
+      }
+    }
+    return master;
   }, timeoutMs);
 }
 
