@@ -1,6 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { BenchCluster } from './benchCluster.js';
@@ -15,7 +15,11 @@ import { DocumentPaths, requestOnce, writer } from './operations.js';
  * takes, and how much of the node's wall time its event loop spends blocked in them (better-sqlite3 commits on
  * the calling thread).
  *
- *   node dist/bench/writePathProbe.js [--clients 1,64] [--duration-ms 5000] [--warmup-ms 1000]
+ *   node dist/bench/writePathProbe.js [--clients 1,64] [--duration-ms 5000] [--warmup-ms 1000] [--cpu-prof DIR] [--via master|replica]
+ *
+ * --via replica sends the writes to a replica, which forwards each one to the master as a command.
+ * With --cpu-prof every node runs under node --cpu-prof and writes its profile under DIR/<node>/ when the probe
+ * stops it (summarise with dist/bench/cpuProfileSummary.js); run one client level at a time to profile it alone.
  */
 
 interface ReadyCounts {
@@ -43,14 +47,15 @@ async function readyCounts(url: string): Promise<ReadyCounts> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { clients: { type: 'string' }, 'duration-ms': { type: 'string' }, 'warmup-ms': { type: 'string' } } });
+  const { values } = parseArgs({ options: { clients: { type: 'string' }, 'duration-ms': { type: 'string' }, 'warmup-ms': { type: 'string' }, 'cpu-prof': { type: 'string' }, via: { type: 'string' } } });
   const levels = (values.clients ?? '1,64').split(',').map(Number);
   const timing = { durationMs: Number(values['duration-ms'] ?? 5000), warmupMs: Number(values['warmup-ms'] ?? 1000) };
   const root = mkdtempSync(join(tmpdir(), 'conclave-probe-'));
-  const cluster = await BenchCluster.start({ size: 3, root });
+  const cluster = await BenchCluster.start({ size: 3, root, cpuProfDir: values['cpu-prof'] === undefined ? null : resolve(values['cpu-prof']) });
   try {
     const master = await cluster.master();
     const masterUrl = cluster.url(master);
+    const targetUrl = values.via === 'replica' ? cluster.url(cluster.names.find((name) => name !== master)!) : masterUrl;
     await requestOnce(masterUrl, 'PUT', `/api/v1/content${parentPath}`, [201], { body: JSON.stringify({ properties: {} }), contentType: 'application/json' });
     for (const name of cluster.names) await requestOnce(cluster.url(name), 'GET', `/api/v1/content${parentPath}`, [200]);
     const write = writer(new DocumentPaths(parentPath));
@@ -62,7 +67,7 @@ async function main(): Promise<void> {
       const before = await Promise.all(cluster.names.map((name) => readyCounts(cluster.url(name))));
       const cpuBefore = cluster.names.map((name) => processCpuSplitMs(cluster.pid(name)));
       const startedMs = performance.now();
-      const result = await runLoad(`${clients} clients`, [masterUrl], clients, timing, write);
+      const result = await runLoad(`${clients} clients`, [targetUrl], clients, timing, write);
       const elapsedS = (performance.now() - startedMs) / 1000;
       const cpuAfter = cluster.names.map((name) => processCpuSplitMs(cluster.pid(name)));
       const after = await Promise.all(cluster.names.map((name) => readyCounts(cluster.url(name))));

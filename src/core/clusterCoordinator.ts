@@ -356,12 +356,14 @@ export class ClusterCoordinator {
     };
   }
 
-  advance(ready: ClusterReady): void {
+  /**
+   * The runtime has written `ready` — installed its snapshot, applied its committed entries — and may not have
+   * synced it yet: the applied state follows at once (CoordinationCore.applied), so that the master acknowledges
+   * what it applied without waiting for the sync of the entries that came with it. Then advance, once durable.
+   */
+  applied(ready: ClusterReady): void {
     const core = this.lastCoreReady;
-    invariant(core !== null, 'advance without ready');
-    this.lastCoreReady = null;
-    this.outbox = this.outbox.slice(ready.messages.length - core.messages.length);
-    if (ready.bootstrapView !== undefined && ready.bootstrapView.length === this.bootstrapView.length) this.bootstrapViewDirty = false;
+    invariant(core !== null, 'applied without ready');
     const membersBefore = memberIds(this.state).join(',');
     if (ready.snapshot !== undefined) {
       this.state = restoredClusterState((ready.snapshot.data as CoordinatorSnapshotData).clusterState);
@@ -374,8 +376,19 @@ export class ClusterCoordinator {
       const change = entry.payload.kind === 'cluster' ? (entry.payload.change as ClusterChange) : null;
       if (change?.type === 'inSyncChanged') for (const id of change.added) this.inSyncAddedAt.set(id, entry.index);
     }
-    this.core.advance(core);
+    this.core.applied(core);
     if (memberIds(this.state).join(',') !== membersBefore) this.core.setReplicas(memberIds(this.state));
+    this.updateLeaseHolders();
+  }
+
+  /** Called once everything in the last ready() has been persisted (applied() first), sent and applied. */
+  advance(ready: ClusterReady): void {
+    const core = this.lastCoreReady;
+    invariant(core !== null, 'advance without ready');
+    this.lastCoreReady = null;
+    this.outbox = this.outbox.slice(ready.messages.length - core.messages.length);
+    if (ready.bootstrapView !== undefined && ready.bootstrapView.length === this.bootstrapView.length) this.bootstrapViewDirty = false;
+    this.core.advance(core);
     this.updateLeaseHolders();
   }
 

@@ -401,18 +401,35 @@ export class CoordinationCore {
   }
 
   /**
-   * Called once everything in the last ready() has been persisted, sent and applied. Inputs may have been stepped
-   * between the two (the runtime goes on reading messages and taking proposals while a Ready is fsynced): what they
-   * changed stays for the next Ready — a hard state that moved again, entries cut and written anew, new messages.
+   * The runtime has written the last ready() — its snapshot installed, its committed entries applied — and may not
+   * have synced it yet. Applies need no sync of their own (readyNeedsSync): they are committed, and a crash that
+   * takes an apply back leaves the entry in the durable journal to apply again. So the applied index moves now, and
+   * a master can acknowledge what it applied while the entries that came in the same Ready are still syncing.
+   */
+  applied(ready: Ready): void {
+    if (ready.snapshot !== undefined) this.appliedIndex = Math.max(this.appliedIndex, ready.snapshot.index);
+    if (ready.committed.length > 0) {
+      this.appliedIndex = ready.committed[ready.committed.length - 1]!.index;
+      // The master acknowledges writes once in-sync followers have applied them: tell it now, not at the next
+      // heartbeat (which would add up to a heartbeat interval to every write). The answer leaves with the next
+      // Ready, after this one is durable: it acknowledges entries too.
+      if (this.role === 'follower' && this.master !== null && this.contactTerm === this.term && this.lastAppendSeq > 0) {
+        this.sendAppendResponse(this.master, true, this.lastAckedMatchIndex, this.lastIndex());
+      }
+    }
+  }
+
+  /**
+   * Called once everything in the last ready() has been persisted (applied() first), sent and applied. Inputs may
+   * have been stepped between ready() and this (the runtime goes on reading messages and taking proposals while a
+   * Ready is fsynced): what they changed stays for the next Ready — a hard state that moved again, entries cut and
+   * written anew, new messages.
    */
   advance(ready: Ready): void {
     if (ready.hardState !== undefined && sameHardState(ready.hardState, this.hardState())) this.hardStateDirty = false;
     this.messages = this.messages.slice(ready.messages.length);
     this.readStates = this.readStates.slice(ready.readStates.length);
-    if (ready.snapshot !== undefined) {
-      if (this.snapshotToInstall === ready.snapshot) this.snapshotToInstall = null;
-      this.appliedIndex = Math.max(this.appliedIndex, ready.snapshot.index);
-    }
+    if (ready.snapshot !== undefined && this.snapshotToInstall === ready.snapshot) this.snapshotToInstall = null;
     // A snapshot received since this Ready was taken is still to be installed, and its install writes the journal
     // anew (the retained tail too): nothing this Ready wrote stays on the disk past it.
     const installPending = this.snapshotToInstall !== null;
@@ -421,14 +438,6 @@ export class CoordinationCore {
       this.journal.stableThrough(last.index, last.term);
       // The master counts its own entries towards a quorum once they are durable (maybeCommit): now they may be.
       if (this.role === 'master') this.maybeCommit();
-    }
-    if (ready.committed.length > 0) {
-      this.appliedIndex = ready.committed[ready.committed.length - 1]!.index;
-      // The master acknowledges writes once in-sync followers have applied them: tell it now, not at the next
-      // heartbeat (which would add up to a heartbeat interval to every write).
-      if (this.role === 'follower' && this.master !== null && this.contactTerm === this.term && this.lastAppendSeq > 0) {
-        this.sendAppendResponse(this.master, true, this.lastAckedMatchIndex, this.lastIndex());
-      }
     }
   }
 

@@ -104,8 +104,8 @@ export interface ReadyLoopHooks<E> {
  * The Ready loop: the one place where the coordinator's Ready records are carried out, in production
  * (ClusterRuntime) and under simulation (test/sim/simNode.ts) alike —
  *
- *   commit (written, applied) → a master's appends → sync (durable) → advance → send the other messages
- *     → settle the writes → the owner's bookkeeping
+ *   commit (written, applied) → the applied state and the writes it settles → a master's appends
+ *     → sync (durable) → advance → send the other messages → the owner's bookkeeping
  *
  * Nothing else leaves the node before its Ready is durable: a vote or an acknowledgement never outruns the state it
  * vouches for. While a sync is under way the owner goes on stepping inputs into the coordinator (messages, ticks,
@@ -199,19 +199,24 @@ export class ReadyLoop<R, E> {
     undo?.();
     if (ready.hardState !== undefined) this.written = ready.hardState;
     this.hooks.written?.(ready);
+    // Applied now, answered now: the writes it settles need no sync of this Ready (their entries are committed).
+    this.coordinatorInstance.applied(ready);
+    ready.committed.forEach((entry, i) => this.writes.applied(entry, outcomes[i]!));
+    // Writes proposed up to an installed snapshot: whether they made it is not known here.
+    if (ready.snapshot !== undefined) this.writes.snapshotInstalled(ready.snapshot.index);
     let sentEarly: ReadonlySet<ClusterMessage> | null = null;
     if (appendsEarly && needsSync) {
       sentEarly = new Set(ready.messages.filter((message) => message.type === 'appendRequest'));
       for (const message of sentEarly) this.hooks.send(message);
     }
-    if (!needsSync) return this.carryOutDurable(ready, outcomes, sentEarly);
+    if (!needsSync) return this.carryOutDurable(ready, sentEarly);
     let completedAtOnce: boolean | null = null;
     let returned = false;
     this.syncingReady = true;
     this.storage.sync(() => {
       invariant(this.syncingReady, 'a sync returned twice');
       this.syncingReady = false;
-      const completed = this.carryOutDurable(ready, outcomes, sentEarly);
+      const completed = this.carryOutDurable(ready, sentEarly);
       if (returned) {
         if (completed) this.hooks.resume();
       } else completedAtOnce = completed;
@@ -221,7 +226,7 @@ export class ReadyLoop<R, E> {
   }
 
   /** The rest of a Ready, once it is durable. */
-  private carryOutDurable(ready: ClusterReady, outcomes: Array<ApplyOutcome<R, E>>, sentEarly: ReadonlySet<ClusterMessage> | null): boolean {
+  private carryOutDurable(ready: ClusterReady, sentEarly: ReadonlySet<ClusterMessage> | null): boolean {
     if (!this.hooks.committed(ready)) return false;
     this.coordinatorInstance.advance(ready);
     // Only stored entries prove the disk takes writes again: a small hard-state write can fit into a full disk
@@ -230,9 +235,6 @@ export class ReadyLoop<R, E> {
     if (this.injectedBug !== 'sendBeforeDurable') {
       for (const message of ready.messages) if (sentEarly === null || !sentEarly.has(message)) this.hooks.send(message);
     }
-    ready.committed.forEach((entry, i) => this.writes.applied(entry, outcomes[i]!));
-    // Writes proposed up to an installed snapshot: whether they made it is not known here.
-    if (ready.snapshot !== undefined) this.writes.snapshotInstalled(ready.snapshot.index);
     return this.hooks.done(ready);
   }
 
