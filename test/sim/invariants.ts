@@ -45,6 +45,8 @@ interface EntryIdentity {
   readonly payload: string;
   readonly prevTerm: number;
   readonly node: string;
+  /** Synced by the node that wrote it first, or written by another: it exists, whatever crashes come. */
+  established: boolean;
 }
 
 interface CommittedEntry {
@@ -64,6 +66,8 @@ const termsMax = 1_000_000;
 export class InvariantChecker {
   private readonly masterOfTerm = new Map<number, string>();
   private readonly identities = new Map<number, EntryIdentity>();
+  /** Per node: the identities it wrote first and has not synced (a crash takes them back: see onUnsyncedLost). */
+  private readonly tentativeIdentities = new Map<string, Set<number>>();
   /** committed[i - 1]: the entry first seen committed at index i. */
   private readonly committed: CommittedEntry[] = [];
   /** stateAt[i - 1]: the state machine's contents right after applying index i. */
@@ -137,7 +141,7 @@ export class InvariantChecker {
     }
     switch (message.type) {
       case 'snapshotRequest':
-        if (sender.storage.snapshotIndex < message.snapshot.index) early(`the snapshot at ${message.snapshot.index}`);
+        if (!sender.storage.holdsSnapshot(message.snapshot.index)) early(`the snapshot at ${message.snapshot.index}`);
         return;
       case 'appendRequest':
         for (const entry of message.entries) {
@@ -194,8 +198,13 @@ export class InvariantChecker {
       const payload = this.payloadOf(entry);
       const known = this.identities.get(key);
       if (known === undefined) {
-        this.identities.set(key, { payload, prevTerm, node: node.id });
-      } else if (known.payload !== payload || known.prevTerm !== prevTerm) {
+        this.identities.set(key, { payload, prevTerm, node: node.id, established: false });
+        let tentative = this.tentativeIdentities.get(node.id);
+        if (tentative === undefined) this.tentativeIdentities.set(node.id, (tentative = new Set()));
+        tentative.add(key);
+      } else if (known.payload === payload && known.prevTerm === prevTerm) {
+        if (known.node !== node.id) known.established = true;
+      } else {
         this.fail(
           `journal matching broken: entry (index ${index}, term ${entry.term}) on ${node.id} is ${payload} after term ${prevTerm}, ` +
             `but on ${known.node} it is ${known.payload} after term ${known.prevTerm}`,
@@ -203,6 +212,29 @@ export class InvariantChecker {
       }
     }
     this.checkConfigurations(node, outcome.firstIndex);
+  }
+
+  onSynced(node: SimNode): void {
+    const tentative = this.tentativeIdentities.get(node.id);
+    if (tentative === undefined) return;
+    for (const key of tentative) {
+      const identity = this.identities.get(key);
+      if (identity !== undefined) identity.established = true;
+    }
+    tentative.clear();
+  }
+
+  /**
+   * An entry a node wrote and lost in a crash before syncing it, which no other node ever wrote, never existed: the
+   * node, master of the same term again (its vote was lost with it: a single voter re-elects itself), may create
+   * another entry at that index and term. Nothing of the lost one left the node (a master's appends leave early only
+   * in a term whose vote is durable), so no journal can hold the two.
+   */
+  onUnsyncedLost(node: SimNode): void {
+    const tentative = this.tentativeIdentities.get(node.id);
+    if (tentative === undefined) return;
+    for (const key of tentative) if (this.identities.get(key)?.established === false) this.identities.delete(key);
+    tentative.clear();
   }
 
   /** The node snapshotted its own applied state: the snapshot must describe committed history. */

@@ -93,6 +93,10 @@ interface SimStateCopy {
 export interface NodeObserver {
   onBoot(node: SimNode): void;
   onPersist(node: SimNode, outcome: PersistOutcome): void;
+  /** Everything the node wrote is durable now. */
+  onSynced(node: SimNode): void;
+  /** The node crashes: what it wrote and did not sync is about to be lost. */
+  onUnsyncedLost(node: SimNode): void;
   /** The node took a snapshot of its own state and compacted its journal below it. */
   onCompact(node: SimNode, snapshot: Snapshot): void;
   /** The core accepted a client proposal at `index`. */
@@ -188,6 +192,7 @@ export class SimNode {
     private readonly env: NodeEnvironment,
   ) {
     this.storage = new SimStorage({ appliedIndexApart: config.injectedBug === 'appliedIndexApart' });
+    this.storage.syncListener = () => this.env.observer.onSynced(this);
   }
 
   get id(): string {
@@ -316,7 +321,8 @@ export class SimNode {
     if (this.currentStatus === 'crashed') return;
     this.env.trace?.(`${this.id} crashes`);
     this.currentStatus = 'crashed';
-    // Whatever was written and not synced yet is lost with the process (nothing today: every commit syncs).
+    // Whatever was written and not synced yet is lost with the process.
+    this.env.observer.onUnsyncedLost(this);
     this.storage.loseUnsynced();
     this.loop = null;
     this.crashArmed = null;
@@ -643,6 +649,9 @@ export class SimNode {
         compactAt: (copy) => {
           const snapshot = this.loop!.coordinator.compact(copy.data, copy.index);
           if (this.storage.full) {
+            // As the runtime, whose copy is a snapshot file written and fsynced before the disk filled: the
+            // snapshot the node sends from now on is that file.
+            this.storage.keepSnapshotCopy(snapshot.index);
             this.env.trace?.(`${this.id} compacts its journal to ${snapshot.index} in memory; the full disk keeps it`);
             return;
           }

@@ -56,6 +56,8 @@ export class SimStorage {
   constructor(options: { readonly appliedIndexApart?: boolean } = {}) {
     this.appliedIndexApart = options.appliedIndexApart === true;
   }
+  /** Told of every sync (the invariant checker: what this node wrote is now durable). */
+  syncListener: (() => void) | null = null;
   /** How many fsyncs this disk has seen, for statistics. */
   syncs = 0;
   /** Out of space (a fault): see `refuses`. */
@@ -192,12 +194,28 @@ export class SimStorage {
 
   /** Makes everything written durable (an fsync). */
   sync(): void {
+    this.syncListener?.();
     if (this.unsynced.length === 0) return;
     this.unsynced.length = 0;
     this.unsyncedVouched = 0;
     this.unsyncedEntryWrites = 0;
     this.markSynced();
     this.syncs++;
+  }
+
+  /**
+   * The snapshot copies the node holds apart from its database (the runtime's snapshot files, durable once made):
+   * what it sends when a full disk kept its journal uncompacted.
+   */
+  private readonly snapshotCopies = new Set<number>();
+
+  keepSnapshotCopy(index: number): void {
+    this.snapshotCopies.add(index);
+  }
+
+  /** Whether the snapshot at `index` is durable here: stored, or a copy kept apart. */
+  holdsSnapshot(index: number): boolean {
+    return this.snapshotIndex >= index || this.snapshotCopies.has(index);
   }
 
   /** Whether everything written is durable. */
