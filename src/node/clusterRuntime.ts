@@ -513,6 +513,9 @@ export class ClusterRuntime {
 
   /** Hands the next group of queued writes to the coordinator, within the group-commit bounds. */
   private proposeQueued(): void {
+    // One group per Ready: while a Ready waits for its sync the writes wait in the queue (bounded there), and the
+    // next group goes once the loop takes Readys again — or a transaction would carry every group of the fsync.
+    if (this.loop.syncing) return;
     for (const proposal of this.queue.takeGroup()) {
       const outcome = this.coordinator.propose(proposal.command);
       if (!outcome.ok) {
@@ -657,7 +660,8 @@ export class ClusterRuntime {
     // Not while a Ready waits for its sync: a copy of the state machine could then hold applies the coordinator
     // has not advanced past, and compaction asks the coordinator for the cluster state at the copy's index.
     if (this.loop.storageFailure === null && !this.loop.syncing) this.compaction?.maybeCompact(this.appliedIndexValue);
-    if (this.queue.length > 0) this.scheduleDrain();
+    // The next group once this turn is over; while a Ready syncs, its return (the loop's resume) drains again.
+    if (this.queue.length > 0 && !this.loop.syncing) this.scheduleDrain();
     this.reportJoinOutcome();
     this.reportChange(this.appliedInDrain);
   }

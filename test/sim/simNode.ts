@@ -489,6 +489,8 @@ export class SimNode {
 
   /** The next group of queued writes, proposed together (ClusterRuntime.proposeQueued). */
   private proposeQueued(): void {
+    // As the runtime: one group per Ready, none while a Ready waits for its sync.
+    if (this.loop!.syncing) return;
     for (const { command, reply } of this.queue!.takeGroup()) {
       const outcome = this.loop!.coordinator.propose(command);
       if (!outcome.ok) {
@@ -520,7 +522,7 @@ export class SimNode {
     loop.drain();
     if (this.currentStatus !== 'running') return;
     this.afterReadys();
-    if (this.queue!.length > 0) this.scheduleDrain();
+    if (this.queue!.length > 0 && !loop.syncing) this.scheduleDrain();
   }
 
   /** What follows the Ready loop: acknowledgements, reads, compaction. */

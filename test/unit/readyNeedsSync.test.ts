@@ -3,7 +3,7 @@ import { test } from 'node:test';
 
 import type { ClusterReady } from '../../src/core/clusterCoordinator.js';
 import type { Entry, HardState } from '../../src/core/types.js';
-import { readyNeedsSync } from '../../src/node/readyLoop.js';
+import { appendsMayLeaveEarly, readyNeedsSync } from '../../src/node/readyLoop.js';
 
 const written: HardState = { term: 3, votedFor: 'a', commitIndex: 10 };
 const entry = (index: number): Entry => ({ index, term: 3, payload: { kind: 'noop' } });
@@ -25,4 +25,17 @@ test('a Ready that only applies entries and moves the commit index is not fsynce
   assert.equal(readyNeedsSync(ready({ hardState: { ...written, commitIndex: 12 }, committed: [entry(11), entry(12)] }), written), false);
   assert.equal(readyNeedsSync(ready({ committed: [entry(11)] }), written), false);
   assert.equal(readyNeedsSync(ready({}), written), false, 'messages only');
+});
+
+test('a master\'s appends leave before the Ready is durable unless the Ready moves the term or the vote, installs a snapshot or grows the bootstrap view', () => {
+  assert.equal(appendsMayLeaveEarly(ready({ entries: [entry(11)] }), written), true, 'entries only');
+  assert.equal(appendsMayLeaveEarly(ready({ entries: [entry(11)], hardState: { ...written, commitIndex: 11 } }), written), true, 'and a commit index');
+  assert.equal(appendsMayLeaveEarly(ready({ entries: [entry(11)], hardState: { ...written, term: 4, votedFor: 'a' } }), written), false, 'a new term');
+  assert.equal(appendsMayLeaveEarly(ready({ entries: [entry(11)], hardState: { ...written, votedFor: 'b' } }), written), false, 'a vote');
+  assert.equal(appendsMayLeaveEarly(ready({ entries: [entry(11)], bootstrapView: ['a', 'b'] }), written), false, 'the bootstrap view');
+  assert.equal(
+    appendsMayLeaveEarly(ready({ snapshot: { index: 9, term: 3, configuration: { kind: 'configuration', current: ['a'] }, data: null } }), written),
+    false,
+    'a snapshot install',
+  );
 });
