@@ -28,11 +28,16 @@ export function readyNeedsSync(ready: ClusterReady, written: HardState): boolean
  * entries (the Raft thesis, 10.2.1; etcd's raft does it): an append vouches only for the master's term, which it
  * made durable before it asked for votes, and for its commit index, which counts its own entries only once they
  * are durable (CoordinationCore.ownMatchIndex). Not when the Ready also moves the term or the vote, installs a
- * snapshot or grows the bootstrap view: those must be durable before anything of the Ready leaves. `written`: the
- * hard state written before this Ready.
+ * snapshot or grows the bootstrap view: those must be durable before anything of the Ready leaves. Nor when it
+ * carries a configuration entry: a node acts on the latest configuration in its journal, committed or not, and one
+ * that received a configuration its master then lost in a crash could be left outside it — a voting-only node
+ * removed by it stops campaigning as the caretaker that would hand the master back what it lost, and refuses the
+ * master its vote, which the master's own configuration still needs (simulator seed 50037580: no master ever
+ * again). `written`: the hard state written before this Ready.
  */
 export function appendsMayLeaveEarly(ready: ClusterReady, written: HardState): boolean {
   if (ready.snapshot !== undefined || ready.bootstrapView !== undefined) return false;
+  if (ready.entries.some((entry) => entry.payload.kind === 'configuration')) return false;
   const hardState = ready.hardState;
   return hardState === undefined || (hardState.term === written.term && hardState.votedFor === written.votedFor);
 }

@@ -34,6 +34,11 @@ test('a master\'s appends leave before the Ready is durable unless the Ready mov
   assert.equal(appendsMayLeaveEarly(ready({ entries: [entry(11)], hardState: { ...written, votedFor: 'b' } }), written), false, 'a vote');
   assert.equal(appendsMayLeaveEarly(ready({ entries: [entry(11)], bootstrapView: ['a', 'b'] }), written), false, 'the bootstrap view');
   assert.equal(
+    appendsMayLeaveEarly(ready({ entries: [entry(11), { index: 12, term: 3, payload: { kind: 'configuration', current: ['a'] } }] }), written),
+    false,
+    'a configuration entry',
+  );
+  assert.equal(
     appendsMayLeaveEarly(ready({ snapshot: { index: 9, term: 3, configuration: { kind: 'configuration', current: ['a'] }, data: null } }), written),
     false,
     'a snapshot install',
