@@ -19,7 +19,8 @@ import { Workload, type WorkloadOptions } from './workload.js';
  *    invariant checker runs after every event;
  * 3. liveness phase: everything is healed and faults stop (and late nodes are started); within
  *    `livenessBoundUnits` (20 election timeouts at the slowest clock) plus a catch-up allowance (4 × the maximum
- *    latency per append window the longest journal needs) the cluster must converge (see
+ *    latency and 2 × the longest fsync per append window the longest journal needs: a follower syncs every window
+ *    before it answers) the cluster must converge (see
  *    SimCluster.convergenceProblem) and every client operation must end;
  * 4. the journals are compared pairwise and the clients' history is checked for linearizability.
  *
@@ -233,7 +234,7 @@ export function runSimulation(seed: number, options: SimulationOptions = {}): Si
     const backlog = Math.max(0, ...cluster.nodes.map((n) => n.storage.lastIndex));
     const entriesPerAppend = Math.min(spec.tuning.appendEntriesMax, Math.max(1, Math.floor((spec.tuning.appendBytesMax ?? Number.POSITIVE_INFINITY) / 1024)));
     const window = entriesPerAppend * spec.tuning.inflightAppendsMax;
-    const livenessBound = livenessBoundUnits + Math.ceil(backlog / window) * 4 * spec.network.latencyMax;
+    const livenessBound = livenessBoundUnits + Math.ceil(backlog / window) * (4 * spec.network.latencyMax + 2 * spec.syncDelayMax);
     // The operator's part: once there is a master, clear the voting exclusions (faults may have left some), so
     // that the configuration must grow back to what the rules give for the whole cluster; it keeps asking.
     const restoreConfiguration = () => {
