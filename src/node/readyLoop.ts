@@ -18,7 +18,11 @@ const readyRoundsMax = 10_000;
  * acknowledged (src/core/lease.ts, point 4). `written`: the hard state written so far, durable or not.
  */
 export function readyNeedsSync(ready: ClusterReady, written: HardState): boolean {
-  if (ready.snapshot !== undefined || ready.entries.length > 0 || ready.bootstrapView !== undefined) return true;
+  return ready.snapshot !== undefined || ready.entries.length > 0 || ready.bootstrapView !== undefined || movesTermOrVote(ready, written);
+}
+
+/** Whether `ready` writes a term or a vote other than the `written` one. */
+function movesTermOrVote(ready: ClusterReady, written: HardState): boolean {
   const hardState = ready.hardState;
   return hardState !== undefined && (hardState.term !== written.term || hardState.votedFor !== written.votedFor);
 }
@@ -36,10 +40,8 @@ export function readyNeedsSync(ready: ClusterReady, written: HardState): boolean
  * again). `written`: the hard state written before this Ready.
  */
 export function appendsMayLeaveEarly(ready: ClusterReady, written: HardState): boolean {
-  if (ready.snapshot !== undefined || ready.bootstrapView !== undefined) return false;
-  if (ready.entries.some((entry) => entry.payload.kind === 'configuration')) return false;
-  const hardState = ready.hardState;
-  return hardState === undefined || (hardState.term === written.term && hardState.votedFor === written.votedFor);
+  if (ready.snapshot !== undefined || ready.bootstrapView !== undefined || movesTermOrVote(ready, written)) return false;
+  return !ready.entries.some((entry) => entry.payload.kind === 'configuration');
 }
 
 /**
@@ -187,7 +189,8 @@ export class ReadyLoop<R, E> {
     const sendEarly = this.injectedBug === 'sendBeforeDurable';
     if (sendEarly) for (const message of ready.messages) this.hooks.send(message);
     const needsSync = readyNeedsSync(ready, this.written);
-    const appendsEarly = !sendEarly && appendsMayLeaveEarly(ready, this.written);
+    // Without a sync to wait for, everything leaves at once anyway.
+    const appendsEarly = !sendEarly && needsSync && appendsMayLeaveEarly(ready, this.written);
     try {
       // Inside: a snapshot's file that cannot be attached is a failed commit too (nothing was stored).
       undo = this.hooks.beforeCommit?.(ready) ?? null;
@@ -209,19 +212,15 @@ export class ReadyLoop<R, E> {
     ready.committed.forEach((entry, i) => this.writes.applied(entry, outcomes[i]!));
     // Writes proposed up to an installed snapshot: whether they made it is not known here.
     if (ready.snapshot !== undefined) this.writes.snapshotInstalled(ready.snapshot.index);
-    let sentEarly: ReadonlySet<ClusterMessage> | null = null;
-    if (appendsEarly && needsSync) {
-      sentEarly = new Set(ready.messages.filter((message) => message.type === 'appendRequest'));
-      for (const message of sentEarly) this.hooks.send(message);
-    }
-    if (!needsSync) return this.carryOutDurable(ready, sentEarly);
+    if (appendsEarly) for (const message of ready.messages) if (message.type === 'appendRequest') this.hooks.send(message);
+    if (!needsSync) return this.carryOutDurable(ready, false);
     let completedAtOnce: boolean | null = null;
     let returned = false;
     this.syncingReady = true;
     this.storage.sync(() => {
       invariant(this.syncingReady, 'a sync returned twice');
       this.syncingReady = false;
-      const completed = this.carryOutDurable(ready, sentEarly);
+      const completed = this.carryOutDurable(ready, appendsEarly);
       if (returned) {
         if (completed) this.hooks.resume();
       } else completedAtOnce = completed;
@@ -230,15 +229,15 @@ export class ReadyLoop<R, E> {
     return completedAtOnce ?? true;
   }
 
-  /** The rest of a Ready, once it is durable. */
-  private carryOutDurable(ready: ClusterReady, sentEarly: ReadonlySet<ClusterMessage> | null): boolean {
+  /** The rest of a Ready, once it is durable; `appendsSent`: its appends left before its sync. */
+  private carryOutDurable(ready: ClusterReady, appendsSent: boolean): boolean {
     if (!this.hooks.committed(ready)) return false;
     this.coordinatorInstance.advance(ready);
     // Only stored entries prove the disk takes writes again: a small hard-state write can fit into a full disk
     // (SQLite reuses free pages), and clearing on it made a full node flap between refusing and taking writes.
     if (this.failure !== null && (ready.entries.length > 0 || ready.snapshot !== undefined)) this.storageWritable();
     if (this.injectedBug !== 'sendBeforeDurable') {
-      for (const message of ready.messages) if (sentEarly === null || !sentEarly.has(message)) this.hooks.send(message);
+      for (const message of ready.messages) if (!appendsSent || message.type !== 'appendRequest') this.hooks.send(message);
     }
     return this.hooks.done(ready);
   }

@@ -50,6 +50,12 @@ export class SimStorage {
   private syncedSnapshotIndex = 0;
   private syncedJournal: readonly Entry[] = this.durableJournal;
   private unsyncedJournalFrom = Infinity;
+  /**
+   * The snapshot copies the node holds apart from its database (the runtime's snapshot files, durable once made):
+   * what it sends when a full disk kept its journal uncompacted.
+   */
+  private readonly snapshotCopies = new Set<number>();
+
   /** Mutation check appliedIndexApart: the applied index is durable at once, apart from the content it covers. */
   private readonly appliedIndexApart: boolean;
 
@@ -202,12 +208,6 @@ export class SimStorage {
     this.markSynced();
     this.syncs++;
   }
-
-  /**
-   * The snapshot copies the node holds apart from its database (the runtime's snapshot files, durable once made):
-   * what it sends when a full disk kept its journal uncompacted.
-   */
-  private readonly snapshotCopies = new Set<number>();
 
   keepSnapshotCopy(index: number): void {
     this.snapshotCopies.add(index);
