@@ -78,12 +78,13 @@ export const coordinatorBugs: readonly CoordinatorBug[] = [
   'skippedTicksStopTheClock',
   'stickyOnlyAboveOwnTerm',
   'countOwnUnpersistedEntries',
+  'reportUnsyncedMatch',
   'ignoreVotingExclusions',
   'acknowledgeBeforeInSyncApplied',
 ];
 
 /** The injectable bugs that live in the core (the others are the coordinator's own). */
-const coreBugs: readonly CoordinatorBug[] = ['quorumIsHalf', 'voteForStaleCandidate', 'commitBeforeQuorum', 'skippedTicksStopTheClock', 'stickyOnlyAboveOwnTerm', 'countOwnUnpersistedEntries'];
+const coreBugs: readonly CoordinatorBug[] = ['quorumIsHalf', 'voteForStaleCandidate', 'commitBeforeQuorum', 'skippedTicksStopTheClock', 'stickyOnlyAboveOwnTerm', 'countOwnUnpersistedEntries', 'reportUnsyncedMatch'];
 function isCoreBug(bug: CoordinatorBug | undefined): bug is NonNullable<CoreOptions['injectedBug']> {
   return bug !== undefined && coreBugs.includes(bug);
 }
@@ -360,8 +361,10 @@ export class ClusterCoordinator {
    * The runtime has written `ready` — installed its snapshot, applied its committed entries — and may not have
    * synced it yet: the applied state follows at once (CoordinationCore.applied), so that the master acknowledges
    * what it applied without waiting for the sync of the entries that came with it. Then advance, once durable.
+   * Returns what the runtime sends at once, before the sync: a follower's applied report that vouches only for
+   * what is already durable (CoordinationCore.applied).
    */
-  applied(ready: ClusterReady): void {
+  applied(ready: ClusterReady): readonly ClusterMessage[] {
     const core = this.lastCoreReady;
     invariant(core !== null, 'applied without ready');
     const membersBefore = memberIds(this.state).join(',');
@@ -376,9 +379,10 @@ export class ClusterCoordinator {
       const change = entry.payload.kind === 'cluster' ? (entry.payload.change as ClusterChange) : null;
       if (change?.type === 'inSyncChanged') for (const id of change.added) this.inSyncAddedAt.set(id, entry.index);
     }
-    this.core.applied(core);
+    const early = this.core.applied(core);
     if (memberIds(this.state).join(',') !== membersBefore) this.core.setReplicas(memberIds(this.state));
     this.updateLeaseHolders();
+    return early;
   }
 
   /** Called once everything in the last ready() has been persisted (applied() first), sent and applied. */

@@ -58,7 +58,7 @@ export interface CoreOptions {
   readonly canBeMaster: boolean;
   readonly random: Random;
   /** Test-only: breaks one rule on purpose, so the simulator can prove it would notice. Never set in production. */
-  readonly injectedBug?: 'quorumIsHalf' | 'voteForStaleCandidate' | 'commitBeforeQuorum' | 'skippedTicksStopTheClock' | 'stickyOnlyAboveOwnTerm' | 'countOwnUnpersistedEntries';
+  readonly injectedBug?: 'quorumIsHalf' | 'voteForStaleCandidate' | 'commitBeforeQuorum' | 'skippedTicksStopTheClock' | 'stickyOnlyAboveOwnTerm' | 'countOwnUnpersistedEntries' | 'reportUnsyncedMatch';
 }
 
 export interface RestoredState {
@@ -177,6 +177,11 @@ export class CoordinationCore {
   private lastAppendRecvTick = 0;
   /** The match index we last acknowledged in this term: what an applied-progress report repeats. */
   private lastAckedMatchIndex = 0;
+  /**
+   * The latest successful acknowledgement that left this node after its Ready was durable (advance): what an applied
+   * report sent before the Ready that applies is durable repeats (applied()).
+   */
+  private durableAck: AppendResponse | null = null;
   /** A follower's read lease: valid while nowTick < leaseUntilTick and the term is still leaseTerm. */
   private leaseUntilTick = 0;
   private leaseTerm = -1;
@@ -406,17 +411,32 @@ export class CoordinationCore {
    * takes an apply back leaves the entry in the durable journal to apply again. So the applied index moves now, and
    * a master can acknowledge what it applied while the entries that came in the same Ready are still syncing.
    */
-  applied(ready: Ready): void {
+  applied(ready: Ready): readonly Message[] {
     if (ready.snapshot !== undefined) this.appliedIndex = Math.max(this.appliedIndex, ready.snapshot.index);
-    if (ready.committed.length > 0) {
-      this.appliedIndex = ready.committed[ready.committed.length - 1]!.index;
-      // The master acknowledges writes once in-sync followers have applied them: tell it now, not at the next
-      // heartbeat (which would add up to a heartbeat interval to every write). The answer leaves with the next
-      // Ready, after this one is durable: it acknowledges entries too.
-      if (this.role === 'follower' && this.master !== null && this.contactTerm === this.term && this.lastAppendSeq > 0) {
-        this.sendAppendResponse(this.master, true, this.lastAckedMatchIndex, this.lastIndex());
-      }
+    if (ready.committed.length === 0) return [];
+    this.appliedIndex = ready.committed[ready.committed.length - 1]!.index;
+    // The master acknowledges writes once in-sync followers have applied them: tell it now, not at the next
+    // heartbeat (which would add up to a heartbeat interval to every write).
+    if (this.role !== 'follower' || this.master === null || this.contactTerm !== this.term || this.lastAppendSeq === 0) return [];
+    if (this.options.injectedBug === 'reportUnsyncedMatch') {
+      const { matchIndex, echoSeq, echoSentTick, recvTick } = this.currentAck();
+      return [{ type: 'appendResponse', from: this.options.id, to: this.master, term: this.term, success: true, matchIndex, lastIndex: matchIndex, appliedIndex: this.appliedIndex, echoSeq, echoSentTick, recvTick, epoch: this.clockEpoch }];
     }
+    // At once, before this Ready is durable, when it can repeat an acknowledgement that already left durable: then
+    // it vouches for nothing this Ready wrote — its match index and echo are those of an answer the master has (or
+    // will have, in order, before it) — and the applied index it adds may run ahead of the disk, which the lease
+    // rules allow for (readyNeedsSync). The master takes it as an applied report only (the echo is not new), so
+    // the window of appends in flight and the lease anchors stay with the durable answers. Otherwise the report
+    // leaves with the next Ready, after this one is durable: it acknowledges entries too.
+    const ack = this.durableAck;
+    if (ack !== null && ack.to === this.master && ack.term === this.term) return [{ ...ack, appliedIndex: this.appliedIndex }];
+    this.sendAppendResponse(this.master, true, this.lastAckedMatchIndex, this.lastIndex());
+    return [];
+  }
+
+  /** What a successful acknowledgement sent now would say (mutation reportUnsyncedMatch reports it unsynced). */
+  private currentAck(): { matchIndex: number; echoSeq: number; echoSentTick: number; recvTick: number } {
+    return { matchIndex: this.lastAckedMatchIndex, echoSeq: this.lastAppendSeq, echoSentTick: this.lastAppendSentTick, recvTick: this.lastAppendRecvTick };
   }
 
   /**
@@ -427,6 +447,7 @@ export class CoordinationCore {
    */
   advance(ready: Ready): void {
     if (ready.hardState !== undefined && sameHardState(ready.hardState, this.hardState())) this.hardStateDirty = false;
+    for (const message of ready.messages) if (message.type === 'appendResponse' && message.success && message.echoSeq > 0) this.durableAck = message;
     this.messages = this.messages.slice(ready.messages.length);
     this.readStates = this.readStates.slice(ready.readStates.length);
     if (ready.snapshot !== undefined && this.snapshotToInstall === ready.snapshot) this.snapshotToInstall = null;

@@ -47,7 +47,8 @@ export function appendsMayLeaveEarly(ready: ClusterReady, written: HardState): b
 /**
  * Where a Ready becomes durable: the node's SQLite database in production, SimStorage under simulation. The contract
  * the loop relies on: `commit` writes a Ready in one atomic step, `sync` makes every commit so far durable; nothing
- * a message vouches for leaves before its sync has returned (except a master's appends: appendsMayLeaveEarly), and
+ * a message vouches for leaves before its sync has returned (a master's appends and a follower's applied report
+ * vouch for nothing the Ready wrote: appendsMayLeaveEarly, CoordinationCore.applied), and
  * a crash may take back, newest first, whatever was committed and not synced — never part of one commit.
  */
 export interface ReadyStorage<R, E> {
@@ -111,8 +112,8 @@ export interface ReadyLoopHooks<E> {
  * The Ready loop: the one place where the coordinator's Ready records are carried out, in production
  * (ClusterRuntime) and under simulation (test/sim/simNode.ts) alike —
  *
- *   commit (written, applied) → the applied state and the writes it settles → a master's appends
- *     → sync (durable) → advance → send the other messages → the owner's bookkeeping
+ *   commit (written, applied) → the applied state, the writes it settles and a follower's applied report
+ *     → a master's appends → sync (durable) → advance → send the other messages → the owner's bookkeeping
  *
  * Nothing else leaves the node before its Ready is durable: a vote or an acknowledgement never outruns the state it
  * vouches for. While a sync is under way the owner goes on stepping inputs into the coordinator (messages, ticks,
@@ -207,8 +208,9 @@ export class ReadyLoop<R, E> {
     undo?.();
     if (ready.hardState !== undefined) this.written = ready.hardState;
     this.hooks.written?.(ready);
-    // Applied now, answered now: the writes it settles need no sync of this Ready (their entries are committed).
-    this.coordinatorInstance.applied(ready);
+    // Applied now, answered now: the writes it settles need no sync of this Ready (their entries are committed),
+    // and a follower's applied report repeats an acknowledgement already durable.
+    for (const message of this.coordinatorInstance.applied(ready)) this.hooks.send(message);
     ready.committed.forEach((entry, i) => this.writes.applied(entry, outcomes[i]!));
     // Writes proposed up to an installed snapshot: whether they made it is not known here.
     if (ready.snapshot !== undefined) this.writes.snapshotInstalled(ready.snapshot.index);

@@ -129,7 +129,11 @@ export class InvariantChecker {
     // A master's append may leave while it syncs the entries it carries (appendsMayLeaveEarly): they must be
     // written, and its term durable; what it commits counts only durable copies (checkMasterCommitQuorum).
     const appendWhileSyncing = message.type === 'appendRequest' && sender.storage.vouchedSyncedButEntries;
-    if (!sender.storage.vouchedSynced && !appendWhileSyncing) early('everything it vouches for');
+    // A follower's applied report may leave while it syncs the Ready that applied (CoordinationCore.applied): it
+    // must speak of a durable term and acknowledge only entries the last sync made durable.
+    const reportWhileSyncing =
+      message.type === 'appendResponse' && message.success && message.term === sender.storage.durableTerm && sender.storage.holdsDurablyThrough(message.matchIndex);
+    if (!sender.storage.vouchedSynced && !appendWhileSyncing && !reportWhileSyncing) early('everything it vouches for');
     if ((message.type === 'voteRequest' || message.type === 'preVoteRequest') && !sender.config.roles.masterEligible) {
       this.fail(`${sender.id} is not master-eligible but asked for votes in term ${message.term}`);
     }

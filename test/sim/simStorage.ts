@@ -50,6 +50,8 @@ export class SimStorage {
   private syncedSnapshotIndex = 0;
   private syncedJournal: readonly Entry[] = this.durableJournal;
   private unsyncedJournalFrom = Infinity;
+  /** The term of the hard state the last sync made durable. */
+  private syncedTerm = 0;
   /**
    * The snapshot copies the node holds apart from its database (the runtime's snapshot files, durable once made):
    * what it sends when a full disk kept its journal uncompacted.
@@ -242,7 +244,19 @@ export class SimStorage {
     return index < this.unsyncedJournalFrom && this.syncedJournal[index - this.syncedSnapshotIndex - 1]?.term === term;
   }
 
+  /** The term the last sync made durable. */
+  get durableTerm(): number {
+    return this.syncedTerm;
+  }
+
+  /** Whether the journal through `index` is as the last sync left it: durable, nothing written over it since. */
+  holdsDurablyThrough(index: number): boolean {
+    if (index <= this.syncedSnapshotIndex) return true;
+    return index < this.unsyncedJournalFrom && index <= this.syncedSnapshotIndex + this.syncedJournal.length;
+  }
+
   private markSynced(): void {
+    this.syncedTerm = this.durableHardState.term;
     this.syncedSnapshotIndex = this.snapshotIndex;
     this.syncedJournal = this.durableJournal;
     this.unsyncedJournalFrom = Infinity;
