@@ -108,6 +108,8 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'storage.groupCommitEntriesMax', kind: 'int', schema: int(1, 100_000).default(512), doc: 'Most journal entries committed in one fsynced transaction.' },
   { key: 'storage.groupCommitBytesMax', kind: 'int', schema: int(64 * KiB, 1 * GiB).default(8 * MiB), doc: 'Most encoded bytes committed in one transaction.' },
   { key: 'storage.writeQueueEntriesMax', kind: 'int', schema: int(1, 1_000_000).default(10_000), doc: 'Most writes waiting for a commit; more are refused with OVERLOADED.' },
+  { key: 'storage.checkpointIntervalMs', kind: 'int', schema: int(10, 60_000).default(100), doc: 'How often a worker thread checkpoints the write-ahead log into the database file, off the event loop, once something was committed.' },
+  { key: 'storage.walCheckpointPages', kind: 'int', schema: int(100, 1_000_000).default(16_000), doc: 'WAL pages past which the node checkpoints the rest itself after a commit (on the event loop), so that the WAL starts over.' },
   { key: 'storage.compactionEntriesMin', kind: 'int', schema: int(1, 100_000_000).default(10_000), doc: 'Write a snapshot and compact the journal once this many applied entries are above the latest snapshot.' },
   { key: 'storage.journalRetainEntries', kind: 'int', schema: int(0, 100_000_000).default(1000), doc: 'Applied entries kept in the journal after a compaction, so a follower that lags a little catches up from the journal, not by a snapshot.' },
   { key: 'storage.writeQueueBytesMax', kind: 'int', schema: int(1 * MiB, 16 * GiB).default(64 * MiB), doc: 'Most encoded bytes of writes waiting for a commit; more are refused with OVERLOADED.' },
@@ -279,6 +281,8 @@ export interface Config {
     blobGcBatchMax: number;
     compactionEntriesMin: number;
     journalRetainEntries: number;
+    checkpointIntervalMs: number;
+    walCheckpointPages: number;
   };
   replication: {
     appendBytesMax: number;

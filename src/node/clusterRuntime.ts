@@ -24,6 +24,7 @@ import {
   type SnapshotFileRef,
 } from '../storage/snapshotFile.js';
 import type { SnapshotStore } from '../storage/snapshotStore.js';
+import { WalCheckpointer } from '../storage/walCheckpointer.js';
 import { WalSync } from '../storage/walSync.js';
 import { Compaction } from './compaction.js';
 import { ReadIndexBatcher } from './readIndexBatcher.js';
@@ -73,6 +74,11 @@ export interface RuntimeOptions {
   readonly frameBytesMax: number;
   /** How long a proposal waits for its entry to be applied before the client hears WRITE_OUTCOME_UNKNOWN. */
   readonly writeTimeoutMs: number;
+  /**
+   * Checkpoints of the WAL in a worker thread (WalCheckpointer): how often, and the node's own automatic checkpoint's
+   * threshold in pages. Without them, SQLite's automatic checkpoint alone, on the event loop (tests of the runtime).
+   */
+  readonly walCheckpoint?: { readonly intervalMs: number; readonly walCheckpointPages: number };
   /** How often a condition that stops progress is logged again while it lasts (default 10 s; tests shorten it). */
   readonly progressProblemLogIntervalMs?: number;
   /** Test-only (CONCLAVE_TEST_INJECTED_BUG): breaks one coordination rule so the chaos harness can prove it notices. */
@@ -231,6 +237,8 @@ export class ClusterRuntime {
   // Snapshots (see RuntimeSnapshots).
   private readonly compaction: Compaction<SnapshotFileCopy> | null;
   private readonly walSync: WalSync;
+  private readonly checkpointer: WalCheckpointer | null;
+  private checkpointerClosed: Promise<void> | null = null;
   private readonly snapshotListeners = new Set<(snapshot: Snapshot) => void>();
   /** Metrics of each persisted Ready; null: none taken. */
   readyObserver: ReadyObserver | null = null;
@@ -310,6 +318,8 @@ export class ClusterRuntime {
     // put back to FULL at once, for every other transaction. (A prepared PRAGMA statement takes effect when
     // prepared, not when run: hence db.pragma, about 6 µs a call.)
     this.walSync = new WalSync(db);
+    this.checkpointer =
+      options.walCheckpoint === undefined ? null : new WalCheckpointer(db, options.walCheckpoint, (message) => this.log.warn({ error: message }, 'a checkpoint of the write-ahead log failed; the next one tries again'));
     const storage: ReadyStorage<ApplyResult, ConclaveError> = {
       commit: (ready) => {
         let outcomes: Array<ApplyResult | ConclaveError>;
@@ -319,6 +329,7 @@ export class ClusterRuntime {
         } finally {
           db.pragma('synchronous = FULL');
         }
+        this.checkpointer?.noteCommit();
         return outcomes.map((outcome) => (outcome instanceof ConclaveError ? { ok: false, error: outcome } : { ok: true, result: outcome }));
       },
       sync: (done) =>
@@ -426,6 +437,14 @@ export class ClusterRuntime {
     this.coordinator.catchUp(due);
   }
 
+  /**
+   * Resolves once close() has run and the storage's worker threads have closed their connections to the database:
+   * the node's own connection is then the last, and closing it checkpoints and removes the WAL.
+   */
+  storageClosed(): Promise<void> {
+    return this.checkpointerClosed ?? Promise.resolve();
+  }
+
   /** Stops ticking and refuses new proposals; pending ones hear SHUTTING_DOWN (their outcome is unknown). */
   close(): void {
     this.closed = true;
@@ -433,6 +452,7 @@ export class ClusterRuntime {
     this.ticker = null;
     this.compaction?.close();
     this.walSync.close();
+    this.checkpointerClosed = this.checkpointer?.close() ?? Promise.resolve();
     this.snapshots?.fetcher.close();
     this.writes.close();
     const queued = this.queue.takeAll();

@@ -189,6 +189,7 @@ export class ConclaveNode {
           writeQueueEntriesMax: config.storage.writeQueueEntriesMax,
           writeQueueBytesMax: config.storage.writeQueueBytesMax,
           writeTimeoutMs: config.cluster.writeTimeoutMs,
+          walCheckpoint: { intervalMs: config.storage.checkpointIntervalMs, walCheckpointPages: config.storage.walCheckpointPages },
           frameBytesMax: config.transport.frameBytesMax,
           ...testInjectedBug(log),
         },
@@ -489,6 +490,7 @@ export class ConclaveNode {
       this.context.changes.close();
       this.runtime.close();
       await this.network.stop().catch((err: unknown) => this.log.warn({ err }, 'the transport did not stop cleanly'));
+      await this.runtime.storageClosed();
       this.db.close();
     }
     this.log.info('stopped');
