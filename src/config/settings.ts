@@ -129,6 +129,8 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'replication.snapshotBytesPerSecondMax', kind: 'int', schema: int(0, Number.MAX_SAFE_INTEGER).default(0), doc: 'Pace of each snapshot transfer this node serves, in bytes per second (0: as fast as the network goes).' },
   { key: 'replication.snapshotTransferTimeoutMs', kind: 'int', schema: int(1000, 3_600_000).default(30_000), doc: 'A snapshot download that receives no byte for this long is broken off and resumed.' },
   { key: 'content.binaryBytesMax', kind: 'int', schema: int(1, Number.MAX_SAFE_INTEGER).default(1 * GiB), doc: 'Largest binary upload, in bytes.' },
+  { key: 'content.batchOperationsMax', kind: 'int', schema: int(1, 10_000).default(100), doc: 'Most operations in one POST /api/v1/batch; more are refused with BATCH_TOO_LARGE.' },
+  { key: 'content.batchBytesMax', kind: 'int', schema: int(1 * KiB, 64 * MiB).default(1 * MiB), doc: 'Most bytes of JSON in the operations of one POST /api/v1/batch (one journal entry); more are refused with BATCH_TOO_LARGE.' },
   { key: 'content.pageSizeDefault', kind: 'int', schema: int(1, 10_000).default(50), doc: 'Page size of queries and child listings when none is asked for.' },
   { key: 'content.pageSizeMax', kind: 'int', schema: int(1, 10_000).default(1000), doc: 'Largest page size a client may ask for.' },
   { key: 'content.pageBytesMax', kind: 'int', schema: int(64 * KiB, 256 * MiB).default(4 * MiB), doc: 'Most bytes of nodes in one page of a child listing or query: a page stops early at this size (with a cursor to continue; at least one node is always sent).' },
@@ -298,7 +300,7 @@ export interface Config {
     snapshotBytesPerSecondMax: number;
     snapshotTransferTimeoutMs: number;
   };
-  content: { binaryBytesMax: number; pageSizeDefault: number; pageSizeMax: number; pageBytesMax: number };
+  content: { binaryBytesMax: number; batchOperationsMax: number; batchBytesMax: number; pageSizeDefault: number; pageSizeMax: number; pageBytesMax: number };
   changes: {
     retainEvents: number;
     retainSeconds: number;

@@ -1,5 +1,6 @@
 import { ConclaveError, invariant } from '../errors/catalogue.js';
 import type {
+  BatchCommand,
   BootstrapCommand,
   Command,
   DeleteBinaryCommand,
@@ -16,7 +17,7 @@ import type {
   SetBinaryCommand,
 } from './commands.js';
 import type { ChangeOp, ContentChange } from './changes.js';
-import { legacyTokenKeyId } from './commands.js';
+import { batchOperationTypes, legacyTokenKeyId } from './commands.js';
 import { applyMergePatch, isPlainObject } from './mergePatch.js';
 import { checkPreconditions } from './preconditions.js';
 import { defaultNodeType, rootNodeType, type ContentNode, type JsonObject, type User } from './model.js';
@@ -37,6 +38,8 @@ export interface ApplyResult {
   readonly created?: boolean;
   /** For deletes: how many nodes went, the node itself included. */
   readonly deletedCount?: number;
+  /** For a batch: each operation's result, in order. */
+  readonly operations?: readonly ApplyResult[];
 }
 
 type Handler<K extends Command['type']> = (store: ContentStore, command: Extract<Command, { type: K }>) => ApplyResult;
@@ -55,6 +58,7 @@ const handlers: { [K in Command['type']]: Handler<K> } = {
   deleteBinary: applyDeleteBinary,
   putUser: applyPutUser,
   deleteUser: applyDeleteUser,
+  batch: applyBatch,
 };
 
 export function applyCommand(store: ContentStore, command: Command): ApplyResult {
@@ -94,6 +98,25 @@ function applyBootstrap(store: ContentStore, command: BootstrapCommand): ApplyRe
     modifiedAt: command.time,
   });
   return { node: root };
+}
+
+/**
+ * Each operation in order, against the state the ones before it left. The first refusal ends the batch with that
+ * operation's error, named by its position (details.operation) — and the caller rolls the whole entry back, so the
+ * operations before it leave no trace either.
+ */
+function applyBatch(store: ContentStore, command: BatchCommand): ApplyResult {
+  const results: ApplyResult[] = [];
+  command.operations.forEach((operation, i) => {
+    invariant(batchOperationTypes.has(operation.type), `a batch holds a ${String(operation.type)} operation`);
+    try {
+      results.push(applyCommand(store, { ...operation, time: command.time, user: command.user } as Command));
+    } catch (err) {
+      if (!(err instanceof ConclaveError)) throw err;
+      throw new ConclaveError(err.code, `Operation ${i} of the batch (${operation.type}) was refused, so none was applied: ${err.message}`, { ...err.details, operation: i });
+    }
+  });
+  return { operations: results };
 }
 
 function applyRotateTokenKey(store: ContentStore, command: RotateTokenKeyCommand): ApplyResult {

@@ -128,8 +128,29 @@ export interface PruneChangesCommand {
   readonly time: string;
 }
 
+/** An operation of a batch: a content command without its author and time, which the batch carries once. */
+export type BatchOperation =
+  | Omit<PutCommand, 'time' | 'user'>
+  | Omit<PatchCommand, 'time' | 'user'>
+  | Omit<DeleteCommand, 'time' | 'user'>
+  | Omit<MoveCommand, 'time' | 'user'>
+  | Omit<ReorderCommand, 'time' | 'user'>;
+
+/** The content commands a batch may hold (binaries stay separate uploads: their blob must reach a quorum first). */
+export const batchOperationTypes: ReadonlySet<BatchOperation['type']> = new Set(['put', 'patch', 'delete', 'move', 'reorder']);
+
+/**
+ * Several content writes as one journal entry, applied in order against the state each one leaves: all of them, or
+ * — when one is refused (a failed precondition, a missing parent) — none, on every node alike.
+ */
+export interface BatchCommand extends Authored {
+  readonly type: 'batch';
+  readonly operations: readonly BatchOperation[];
+}
+
 export type Command =
   | BootstrapCommand
+  | BatchCommand
   | PruneChangesCommand
   | RotateTokenKeyCommand
   | PutCommand

@@ -15,6 +15,7 @@ export const errorCatalogue = {
   MIN_INDEX_AHEAD: { status: 400, retryable: false, summary: 'X-Conclave-Min-Index, or a change feed position, names an index far beyond the commit index this node knows: not one this cluster issued.' },
   CHECKSUM_MISMATCH: { status: 400, retryable: false, summary: 'An uploaded binary does not match the checksum the client sent.' },
   BODY_TOO_LARGE: { status: 413, retryable: false, summary: 'The request body exceeds the configured limit.' },
+  BATCH_TOO_LARGE: { status: 413, retryable: false, summary: 'A batch holds more operations than content.batchOperationsMax or more bytes than content.batchBytesMax; split it.' },
   BINARY_TOO_LARGE: { status: 413, retryable: false, summary: 'An uploaded binary exceeds content.binaryBytesMax.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false, summary: 'The request body has a content type this endpoint does not take.' },
   RANGE_NOT_SATISFIABLE: { status: 416, retryable: false, summary: 'The requested byte range lies outside the binary.' },

@@ -14,7 +14,7 @@
  */
 
 import type { ApplyResult } from '../content/apply.js';
-import type { Command, Preconditions } from '../content/commands.js';
+import { batchOperationTypes, type BatchOperation, type Command, type Preconditions } from '../content/commands.js';
 import { parsePath } from '../content/paths.js';
 import { parseBinaryProperty, parseChildName, parseNodeType, parseProperties, parseRoles, parseUserName } from '../content/validate.js';
 import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
@@ -59,7 +59,9 @@ export type ForwardedMessage = CommandRequest | CommandOutcome;
  */
 export type ForwardableCommand = Exclude<Command, { type: 'bootstrap' } | { type: 'setBinary' } | { type: 'rotateTokenKey' } | { type: 'pruneChanges' }>;
 
-const contentCommandTypes = new Set(['put', 'patch', 'delete', 'move', 'reorder', 'deleteBinary']);
+const contentCommandTypes = new Set(['put', 'patch', 'delete', 'move', 'reorder', 'deleteBinary', 'batch']);
+/** Most operations a forwarded batch may hold: the data format's bound (the receiving node applied its own setting). */
+const batchOperationsForwardedMax = 10_000;
 const userCommandTypes = new Set(['putUser', 'deleteUser']);
 
 export function isForwardable(command: Command): command is ForwardableCommand {
@@ -124,6 +126,22 @@ export function checkForwardedCommand(raw: unknown, authority: unknown): { comma
   } else {
     throw malformed(`the command type ${JSON.stringify(type).slice(0, 40)} is not one a client may forward`);
   }
+  if (type === 'batch') {
+    const operations = c['operations'];
+    if (!Array.isArray(operations) || operations.length === 0 || operations.length > batchOperationsForwardedMax) throw malformed('operations');
+    operations.forEach((operation: unknown) => {
+      if (!isRecord(operation) || typeof operation['type'] !== 'string' || !batchOperationTypes.has(operation['type'] as BatchOperation['type'])) {
+        throw malformed('a batch operation of a kind a batch may not hold');
+      }
+      checkPreconditionsShape(operation, malformed);
+      checkContentFields(operation['type'], operation, malformed);
+    });
+  } else checkContentFields(type, c, malformed);
+  return { command: c as unknown as ForwardableCommand, authority: by };
+}
+
+/** The fields of a content or user command of `type` (or a batch operation), checked as the routes check them. */
+function checkContentFields(type: string, c: Record<string, unknown>, malformed: (why: string) => ConclaveError): void {
   switch (type) {
     case 'put':
       parsePath(c['path']);
@@ -164,7 +182,6 @@ export function checkForwardedCommand(raw: unknown, authority: unknown): { comma
     case 'deleteUser':
       break;
   }
-  return { command: c as unknown as ForwardableCommand, authority: by };
 }
 
 function checkPreconditionsShape(c: Record<string, unknown>, malformed: (why: string) => ConclaveError): void {

@@ -25,6 +25,7 @@ import { backupPath, backupRoutes } from './routes/backup.js';
 import { scheduledBackupRoutes } from './routes/scheduledBackups.js';
 import { binaryRoutes } from './routes/binaries.js';
 import { clusterRoutes } from './routes/cluster.js';
+import { batchRoutes } from './routes/batch.js';
 import { contentRoutes } from './routes/content.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -210,6 +211,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   await app.register(webhookRoutes);
   await app.register(userRoutes);
   await app.register(contentRoutes);
+  await app.register(batchRoutes);
   await app.register(queryRoutes);
   await app.register(binaryRoutes);
   await app.register(clusterRoutes);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 
-import type { Command, Preconditions } from '../content/commands.js';
+import type { BatchOperation, Command, Preconditions } from '../content/commands.js';
 import { checkPreconditions } from '../content/preconditions.js';
 import type { ContentNode, JsonObject, Role } from '../content/model.js';
 import { rootPath } from '../content/paths.js';
@@ -140,6 +140,11 @@ export class Repository<O extends WriteAuthor> {
 
   move(from: string, to: string, before: string | null, pre: Preconditions, origin: O): Promise<Committed> {
     return this.proposeWrite({ type: 'move', from, to, before, ...pre, time: this.time(), user: origin.authority.user }, origin);
+  }
+
+  /** Several content writes as one entry: all applied, or none (BatchCommand). */
+  batch(operations: readonly BatchOperation[], origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'batch', operations, time: this.time(), user: origin.authority.user }, origin);
   }
 
   reorder(path: string, order: string[], pre: Preconditions, origin: O): Promise<Committed> {

@@ -164,6 +164,14 @@ interface Pre {
 
 type PathValue = { pv: 'path'; p: PathSpec } | { pv: 'literal'; value: unknown } | { pv: 'fromChild'; name: string } | { pv: 'sibling'; name: string };
 
+/** One operation of a POST /api/v1/batch: well-formed ones aimed at known nodes mostly, and some junk. */
+type BatchItem =
+  | { b: 'put'; path: PathValue; properties: unknown; createOnly: boolean }
+  | { b: 'patch'; path: PathValue; patch: unknown; tag: TagSpec | null }
+  | { b: 'delete'; path: PathValue; recursive: unknown }
+  | { b: 'move'; from: PathValue; to: PathValue }
+  | { b: 'junk'; value: unknown };
+
 type Op =
   | {
       k: 'content';
@@ -179,6 +187,7 @@ type Op =
     }
   | { k: 'move'; from: PathValue; to: PathValue | null; before: unknown; extra: boolean; body: BodyMode; pre: Pre }
   | { k: 'reorder'; path: PathValue; order: { o: 'children'; keys: number[]; mut: string } | { o: 'literal'; value: unknown }; body: BodyMode; pre: Pre }
+  | { k: 'batch'; items: BatchItem[]; body: BodyMode }
   | { k: 'query'; params: Array<[string, QVal]> }
   | { k: 'nextPage'; i: number; mut: CursorMut }
   | { k: 'nodeById'; id: { known: number } | { literal: string } }
@@ -456,6 +465,19 @@ const relocateOp: fc.Arbitrary<Op> = fc
   .record({ from: known, to: fc.oneof(moveToArb, fc.tuple(known, childName).map(([i, name]): PathValue => ({ pv: 'path', p: { k: 'knownChild', i, name } }))) })
   .map((r): Op => ({ k: 'move', from: { pv: 'path', p: { k: 'known', i: r.from } }, to: r.to, before: null, extra: false, body: jsonBody, pre: noPre }));
 
+const batchItemArb: fc.Arbitrary<BatchItem> = fc.oneof(
+  {
+    weight: 4,
+    arbitrary: fc
+      .record({ path: fc.oneof({ weight: 3, arbitrary: fc.tuple(known, childName).map(([i, name]): PathValue => ({ pv: 'path', p: { k: 'knownChild', i, name } })) }, { weight: 1, arbitrary: pathValueArb }), properties: fc.oneof({ weight: 6, arbitrary: propsArb as fc.Arbitrary<unknown> }, { weight: 1, arbitrary: nonObject }), createOnly: rarely(3) })
+      .map((r): BatchItem => ({ b: 'put', ...r })),
+  },
+  { weight: 2, arbitrary: fc.record({ path: moveFromArb, patch: patchBodyArb, tag: oneIn(4, tagArb) }).map((r): BatchItem => ({ b: 'patch', ...r })) },
+  { weight: 1, arbitrary: fc.record({ path: moveFromArb, recursive: fc.constantFrom<unknown>(true, false, undefined, 'yes') }).map((r): BatchItem => ({ b: 'delete', ...r })) },
+  { weight: 1, arbitrary: fc.record({ from: moveFromArb, to: moveToArb }).map((r): BatchItem => ({ b: 'move', ...r })) },
+  { weight: 1, arbitrary: fc.constantFrom<unknown>(null, 1, 'put', {}, { op: 'setBinary', path: '/a' }, { op: 'put' }, { op: 'batch', operations: [] }).map((value): BatchItem => ({ b: 'junk', value })) },
+);
+
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 10, arbitrary: createOp },
   { weight: 4, arbitrary: relocateOp },
@@ -500,6 +522,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       })
       .map((r): Op => ({ k: 'reorder', ...r })),
   },
+  { weight: 6, arbitrary: fc.record({ items: fc.array(batchItemArb, { minLength: 0, maxLength: 5 }), body: fc.oneof({ weight: 8, arbitrary: fc.constant(jsonBody) }, { weight: 1, arbitrary: bodyModeArb }) }).map((r): Op => ({ k: 'batch', ...r })) },
   { weight: 7, arbitrary: sensibleQuery.map((params): Op => ({ k: 'query', params })) },
   { weight: 5, arbitrary: randomQuery.map((params): Op => ({ k: 'query', params })) },
   { weight: 5, arbitrary: fc.tuple(known, cursorMutArb).map(([i, mut]): Op => ({ k: 'nextPage', i, mut })) },
@@ -887,6 +910,27 @@ function buildRequest(op: Op, st: RunState, t: TestNode): Built {
       applyPre(headers, op.pre, st, etagAt(t, path));
       return { method: 'POST', url: '/api/v1/reorder', headers, payload: applyBody(headers, op.body, { path, order }), permission: 'write', read: false };
     }
+    case 'batch': {
+      const operations = op.items.map((item): unknown => {
+        switch (item.b) {
+          case 'put':
+            return { op: 'put', path: resolvePathValue(item.path, st, undefined), properties: item.properties, ...(item.createOnly ? { ifNoneMatch: '*' } : {}) };
+          case 'patch': {
+            const path = resolvePathValue(item.path, st, undefined);
+            return { op: 'patch', path, patch: item.patch, ...(item.tag === null ? {} : { ifMatch: tagText(item.tag, st, etagAt(t, path)) }) };
+          }
+          case 'delete':
+            return { op: 'delete', path: resolvePathValue(item.path, st, undefined), ...(item.recursive === undefined ? {} : { recursive: item.recursive }) };
+          case 'move': {
+            const from = resolvePathValue(item.from, st, undefined);
+            return { op: 'move', from, to: resolvePathValue(item.to, st, from) };
+          }
+          case 'junk':
+            return item.value;
+        }
+      });
+      return { method: 'POST', url: '/api/v1/batch', headers, payload: applyBody(headers, op.body, { operations }), permission: 'write', read: false };
+    }
     case 'query': {
       const qs = queryString(op.params, st);
       return { method: 'GET', url: `/api/v1/query${qs.text}`, headers, permission: qs.badUrl ? undefined : 'read', read: true };
@@ -1006,7 +1050,7 @@ function learn(st: RunState, built: Built, res: ResponseLike): void {
       st.pages.push({ url: kept.length === 0 ? base! : `${base}?${kept.join('&')}`, cursor: o['nextCursor'] });
       if (st.pages.length > 16) st.pages.shift();
     }
-    for (const key of ['items', 'children']) if (key in o) visit(o[key]);
+    for (const key of ['items', 'children', 'operations', 'node']) if (key in o) visit(o[key]);
   };
   visit(body);
   if (built.userUpdate !== undefined) {

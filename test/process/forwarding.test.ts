@@ -157,7 +157,7 @@ describe('request coordinator on 3 processes', () => {
     assert.equal(withToken.status, 201, JSON.stringify(withToken.body));
   });
 
-  test('a write forwarded as a command gets the answer the master gives: put, patch, move, reorder, delete, users, 412, 400', async () => {
+  test('a write forwarded as a command gets the answer the master gives: put, patch, move, reorder, delete, batches, users, 412, 400', async () => {
     const replica = replicas[0]!;
     /**
      * The same sequence of writes runs under /via-master (sent to the master) and /via-replica (sent to a replica):
@@ -167,7 +167,8 @@ describe('request coordinator on 3 processes', () => {
     const normalised = (answer: Answer, root: string, ids: Map<string, string>) => {
       let text = JSON.stringify(answer.body).replaceAll(root.slice(1), '<root>');
       for (const [id, alias] of ids) text = text.replaceAll(id, alias);
-      const body = JSON.parse(text, (key, value: unknown) => (key === 'createdAt' || key === 'modifiedAt' ? '<time>' : value)) as unknown;
+      // A batch's answer carries its index in the body as well as in the header.
+      const body = JSON.parse(text, (key, value: unknown) => (key === 'createdAt' || key === 'modifiedAt' ? '<time>' : key === 'index' ? '<index>' : value)) as unknown;
       let etag = answer.headers['etag'];
       let location = answer.headers['location'];
       for (const [id, alias] of ids) {
@@ -186,7 +187,9 @@ describe('request coordinator on 3 processes', () => {
     const run = async (node: string, root: string) => {
       const ids = new Map<string, string>();
       const remember = (answer: Answer) => {
-        if (typeof answer.body['id'] === 'string' && !ids.has(answer.body['id'])) ids.set(answer.body['id'], `<id${ids.size}>`);
+        // A batch's answer names the nodes of its operations.
+        const batchNodes = Array.isArray(answer.body['operations']) ? (answer.body['operations'] as Array<{ node?: { id?: unknown } }>).map((o) => o.node?.id) : [];
+        for (const id of [answer.body['id'], ...batchNodes]) if (typeof id === 'string' && !ids.has(id)) ids.set(id, `<id${ids.size}>`);
         return answer;
       };
       const answers: Answer[] = [];
@@ -206,6 +209,21 @@ describe('request coordinator on 3 processes', () => {
       await step('POST', '/api/v1/move', { body: { from: `${root}/a`, to: `${root}/c` } });
       await step('POST', '/api/v1/reorder', { body: { path: root, order: ['c', 'b'] } });
       await step('POST', '/api/v1/reorder', { body: { path: root, order: ['c'] } });
+      // Batches: one that applies, one refused by its second operation (nothing of the first stays), one refused
+      // before any proposal, and one over http.forwardCommandBodyBytesMax (a replica forwards it as an HTTP request).
+      await step('POST', '/api/v1/batch', {
+        body: {
+          operations: [
+            { op: 'put', path: `${root}/batch`, type: 'folder', properties: { n: 1 } },
+            { op: 'put', path: `${root}/batch/x`, properties: { n: 2 }, ifNoneMatch: '*' },
+            { op: 'patch', path: `${root}/batch/x`, patch: { m: 3 } },
+            { op: 'delete', path: `${root}/batch`, recursive: true },
+          ],
+        },
+      });
+      await step('POST', '/api/v1/batch', { body: { operations: [{ op: 'put', path: `${root}/batch2`, properties: {} }, { op: 'patch', path: `${root}/c`, patch: {}, ifMatch: '"stale:1"' }] } });
+      await step('POST', '/api/v1/batch', { body: { operations: [{ op: 'put', path: 'relative', properties: {} }] } });
+      await step('POST', '/api/v1/batch', { body: { operations: [{ op: 'put', path: `${root}/big`, properties: { text: 'x'.repeat(20_000) } }, { op: 'delete', path: `${root}/big` }] } });
       // Validation errors, found before any proposal; nothing is stored.
       await step('PUT', `/api/v1/content${root}/bad`, { body: { properties: [] } });
       await step('PUT', `/api/v1/content${root}/bad`, { body: { properties: {}, extra: 1 } });
