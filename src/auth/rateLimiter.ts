@@ -25,7 +25,7 @@ export class RateLimiter {
 
   /** Throws RATE_LIMITED when `key` has no token left, without taking one (for budgets charged only on failure). */
   admit(key: string): void {
-    this.refuseBelowOne(key, this.tokensOf(key, this.nowMs()));
+    this.refuseBelow(key, this.tokensOf(key, this.nowMs()));
   }
 
   /** Whether `key` has used any of its budget that has not come back yet. */
@@ -39,18 +39,22 @@ export class RateLimiter {
     this.put(key, Math.max(0, this.tokensOf(key, now) - 1), now);
   }
 
-  /** Takes one token for `key`, or throws RATE_LIMITED. */
-  take(key: string): void {
+  /**
+   * Takes `count` tokens for `key` (one by default; at most the burst, which a full bucket always holds), or throws
+   * RATE_LIMITED and takes none.
+   */
+  take(key: string, count = 1): void {
+    count = Math.min(count, this.rate.burst);
     const now = this.nowMs();
     const tokens = this.tokensOf(key, now);
-    this.refuseBelowOne(key, tokens);
-    this.put(key, tokens - 1, now);
+    this.refuseBelow(key, tokens, count);
+    this.put(key, tokens - count, now);
   }
 
-  private refuseBelowOne(key: string, tokens: number): void {
-    if (tokens < 1) {
+  private refuseBelow(key: string, tokens: number, count = 1): void {
+    if (tokens < count) {
       const perMs = this.rate.perInterval / this.rate.intervalMs;
-      const retryAfterSeconds = Math.max(1, Math.ceil((1 - tokens) / perMs / 1000));
+      const retryAfterSeconds = Math.max(1, Math.ceil((count - tokens) / perMs / 1000));
       throw new ConclaveError('RATE_LIMITED', `Too many ${this.rate.what} by ${key}; retry in ${retryAfterSeconds} s.`, { retryAfterSeconds });
     }
   }

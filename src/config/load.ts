@@ -161,6 +161,13 @@ export function loadConfig(sources: ConfigSources): Config {
       `Setting replication.appendBytesMax (${config.replication.appendBytesMax}) is above half of transport.frameBytesMax (${config.transport.frameBytesMax}); lower it or raise the frame bound.`,
     );
   }
+  // A batch is one journal entry: it must fit into a frame beside an append's other entries (see above), with room
+  // for what its encoding adds to the JSON it was measured as (ids of new nodes, field names).
+  if (config.content.batchBytesMax > config.transport.frameBytesMax / 4) {
+    throw new ConfigError(
+      `Setting content.batchBytesMax (${config.content.batchBytesMax}) is above a quarter of transport.frameBytesMax (${config.transport.frameBytesMax}); lower it or raise the frame bound.`,
+    );
+  }
   if (config.transport.publishHost !== '' && config.transport.port === 0) {
     throw new ConfigError('Setting transport.publishHost needs a fixed transport.port: peers cannot reach a port picked at random.');
   }

@@ -23,6 +23,8 @@ import {
 export interface CommandServerDeps {
   /** runtime.propose: refuses with NOT_MASTER / CLUSTER_NO_MASTER when this node is not the master. */
   propose(command: Command): Promise<Committed>;
+  /** Checks under this node's own settings and cluster state that its routes make too (a batch's limits); throws the refusal. */
+  checkCommand?(command: ForwardableCommand): void;
   readonly appliedIndex: number;
   userByName(name: string): User | undefined;
   /** Sends the outcome to the replica; false when it cannot (the replica's request then times out as unknown). */
@@ -73,6 +75,7 @@ export class CommandServer {
       if (this.closing) throw masterShuttingDown();
       checked = checkForwardedCommand(message['command'], message['authority']);
       this.checkAuthority(checked.authority);
+      this.deps.checkCommand?.(checked.command);
     } catch (err) {
       if ((err as ConclaveError).code === 'INTERNAL') this.log.warn({ from, err }, 'refused a forwarded command');
       this.answer(from, { type: 'commandOutcome', id, appliedIndex: this.deps.appliedIndex, ok: false, error: forwardedErrorOf(err) });

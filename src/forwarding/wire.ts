@@ -60,8 +60,20 @@ export type ForwardedMessage = CommandRequest | CommandOutcome;
 export type ForwardableCommand = Exclude<Command, { type: 'bootstrap' } | { type: 'setBinary' } | { type: 'rotateTokenKey' } | { type: 'pruneChanges' }>;
 
 const contentCommandTypes = new Set(['put', 'patch', 'delete', 'move', 'reorder', 'deleteBinary', 'batch']);
-/** Most operations a forwarded batch may hold: the data format's bound (the receiving node applied its own setting). */
+/**
+ * Most operations a forwarded batch may hold: the settings' upper bound (the master then applies its own setting,
+ * content.batchOperationsMax, as the route does: src/http/routes/batch.ts checkBatch).
+ */
 const batchOperationsForwardedMax = 10_000;
+const preconditionFields = ['ifMatch', 'ifNoneMatch'];
+/** The fields of each kind of batch operation, as the route builds them. */
+const batchOperationFields: Record<BatchOperation['type'], readonly string[]> = {
+  put: ['type', 'path', 'newId', 'nodeType', 'properties', ...preconditionFields],
+  patch: ['type', 'path', 'patch', ...preconditionFields],
+  delete: ['type', 'path', 'recursive', ...preconditionFields],
+  move: ['type', 'from', 'to', 'before', ...preconditionFields],
+  reorder: ['type', 'path', 'order', ...preconditionFields],
+};
 const userCommandTypes = new Set(['putUser', 'deleteUser']);
 
 export function isForwardable(command: Command): command is ForwardableCommand {
@@ -129,12 +141,20 @@ export function checkForwardedCommand(raw: unknown, authority: unknown): { comma
   if (type === 'batch') {
     const operations = c['operations'];
     if (!Array.isArray(operations) || operations.length === 0 || operations.length > batchOperationsForwardedMax) throw malformed('operations');
+    const newIds = new Set<unknown>();
     operations.forEach((operation: unknown) => {
       if (!isRecord(operation) || typeof operation['type'] !== 'string' || !batchOperationTypes.has(operation['type'] as BatchOperation['type'])) {
         throw malformed('a batch operation of a kind a batch may not hold');
       }
+      const type = operation['type'] as BatchOperation['type'];
+      // Only what the route builds reaches the journal; ids of new nodes are never reused (apply holds it as an invariant).
+      if (Object.keys(operation).some((key) => !batchOperationFields[type].includes(key))) throw malformed(`a field a ${type} operation does not have`);
+      if (type === 'put') {
+        if (newIds.has(operation['newId'])) throw malformed('two puts with one newId');
+        newIds.add(operation['newId']);
+      }
       checkPreconditionsShape(operation, malformed);
-      checkContentFields(operation['type'], operation, malformed);
+      checkContentFields(type, operation, malformed);
     });
   } else checkContentFields(type, c, malformed);
   return { command: c as unknown as ForwardableCommand, authority: by };

@@ -116,6 +116,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   };
   const { userWritesPerSecondMax } = context.config.auth;
   const userWrites = new RateLimiter({ perInterval: userWritesPerSecondMax, intervalMs: 1000, burst: 2 * userWritesPerSecondMax, what: 'writes' });
+  app.decorate('userWrites', userWrites);
   // Shared so that a route can send a request on to the master too (a read that must see the latest state).
   const forwarder = RequestRelay.fromConfig(context.runtime, context.config, {
     sign: (request) => context.internalAuth.sign(request),

@@ -1,4 +1,5 @@
 import type { Authenticator, Permission, Principal } from '../auth/authenticator.js';
+import type { RateLimiter } from '../auth/rateLimiter.js';
 import type { TokenSigner } from '../auth/tokens.js';
 import type { Config } from '../config/settings.js';
 import type { ClusterRuntime } from '../node/clusterRuntime.js';
@@ -46,6 +47,8 @@ declare module 'fastify' {
     conclave: HttpContext;
     /** The request coordinator: `app.forwarder.forwardToMaster(request, reply)` sends a request on to the master. */
     forwarder: RequestRelay;
+    /** Each user's writes to this node (auth.userWritesPerSecondMax): a request takes one, a batch one per operation. */
+    userWrites: RateLimiter;
   }
   interface FastifyRequest {
     principal: Principal;

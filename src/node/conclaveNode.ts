@@ -15,6 +15,7 @@ import type { BootstrapMethod } from '../core/bootstrap.js';
 import type { NodeDescriptor } from '../core/clusterState.js';
 import { ConclaveError, invariant } from '../errors/catalogue.js';
 import { buildApp } from '../http/app.js';
+import { checkBatch } from '../http/routes/batch.js';
 import type { HttpContext } from '../http/context.js';
 import { InternalAuth } from '../auth/internalAuth.js';
 import { InternalListener } from '../http/internalListener.js';
@@ -55,7 +56,7 @@ import { ClusterRuntime } from './clusterRuntime.js';
 import { Repository } from './repository.js';
 
 /** The software version nodes compare when one joins (major must match; never older than the oldest member). */
-export const softwareVersion = '0.2.0';
+export const softwareVersion = '0.3.0';
 
 /** A peer silent this long during a node-to-node transfer (waiting for headers or the next chunk) fails it. */
 const internalIdleTimeoutMs = 30_000;
@@ -251,6 +252,9 @@ export class ConclaveNode {
       const commandServer = new CommandServer(
         {
           propose: (command) => liveRuntime.propose(command),
+          checkCommand: (command) => {
+            if (command.type === 'batch') checkBatch(command.operations, config.content, liveRuntime.clusterState());
+          },
           get appliedIndex() {
             return liveRuntime.appliedIndex;
           },

@@ -82,6 +82,26 @@ test('bad input is refused before anything is proposed, naming the operation', a
   for (const path of ['/ok', '/m0', '/big']) assert.equal((await read(path)).statusCode, 404);
 });
 
+test('a delete in a batch answers how many nodes went, and nothing of the node that is gone', async () => {
+  const answer = await postBatch([{ op: 'put', path: '/gone', properties: {} }, { op: 'put', path: '/gone/child', properties: {} }, { op: 'delete', path: '/gone', recursive: true }]);
+  assert.equal(answer.statusCode, 200, answer.body);
+  assert.deepEqual(answer.json().operations[2], { op: 'delete', path: '/gone', deletedCount: 2 });
+});
+
+test('a batch costs its author one write per operation of auth.userWritesPerSecondMax', async () => {
+  // One write a second, in bursts of two: the request takes one, and its three operations would need two more.
+  const limited = await openTestNode({ 'auth.userWritesPerSecondMax': 1 });
+  try {
+    const operations = ['/a', '/b', '/c'].map((path) => ({ op: 'put', path, properties: {} }));
+    const refused = await limited.request({ method: 'POST', url: '/api/v1/batch', ...json({ operations }) });
+    assert.equal(refused.statusCode, 429, refused.body);
+    assert.equal(refused.json().error.code, 'RATE_LIMITED');
+    assert.equal((await limited.request({ method: 'GET', url: '/api/v1/content/a' })).statusCode, 404);
+  } finally {
+    await limited.close();
+  }
+});
+
 test('a batch needs the write permission', async () => {
   const anonymous = await postBatch([{ op: 'put', path: '/anon', properties: {} }], 'none');
   assert.equal(anonymous.statusCode, 401);

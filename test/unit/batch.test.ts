@@ -7,7 +7,9 @@ import { applyCommand } from '../../src/content/apply.js';
 import type { BatchOperation, Command } from '../../src/content/commands.js';
 import { etagOf } from '../../src/content/model.js';
 import { ConclaveError } from '../../src/errors/catalogue.js';
+import { emptyClusterState } from '../../src/core/clusterState.js';
 import { checkForwardedCommand } from '../../src/forwarding/wire.js';
+import { batchSinceVersion, checkBatch } from '../../src/http/routes/batch.js';
 import { ContentTables } from '../../src/storage/contentTables.js';
 import { openDatabase, type Db } from '../../src/storage/database.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -161,4 +163,41 @@ test('a forwarded batch is checked operation by operation, as the routes check t
   assert.equal(codeOf({ ...ok, operations: [{ ...put('/a'), path: 'no-slash' }] }), 'INVALID_PATH');
   assert.equal(codeOf({ ...ok, operations: [{ ...put('/a'), ifMatch: 7 }] }), 'INTERNAL');
   assert.equal(codeOf({ ...ok, user: 'someone-else' }), 'INTERNAL');
+});
+
+test('a forwarded batch carries only the fields the route builds, and never one id for two new nodes', () => {
+  const authority = { user: 'u', needs: 'write' };
+  const codeOf = (operations: unknown[]) => {
+    try {
+      checkForwardedCommand({ ...batch([]), operations }, authority);
+    } catch (err) {
+      assert.ok(err instanceof ConclaveError, String(err));
+      return err.code;
+    }
+    return 'accepted';
+  };
+  assert.equal(codeOf([put('/a'), { type: 'patch', path: '/a', patch: {}, ifMatch: ['"x:1"'] }]), 'accepted');
+  assert.equal(codeOf([{ ...put('/a'), extra: 'smuggled into the journal' }]), 'INTERNAL');
+  assert.equal(codeOf([{ type: 'delete', path: '/a', recursive: false, time: 'x' }]), 'INTERNAL');
+  const twin = put('/a');
+  assert.equal(codeOf([twin, { ...twin, path: '/b' }]), 'INTERNAL');
+});
+
+test('a batch is refused past this node\'s limits, and while a member runs a release that could not apply it', () => {
+  const member = (id: string, version: string) => ({ id, name: id, address: `${id}:1`, roles: { masterEligible: true, votingOnly: false }, version });
+  const cluster = (...versions: string[]) => ({ ...emptyClusterState, nodes: versions.map((v, i) => member(`n${i}`, v)) });
+  const limits = { batchOperationsMax: 3, batchBytesMax: 400 };
+  const codeOf = (operations: readonly BatchOperation[], state = cluster(batchSinceVersion, '1.0.0')) => {
+    try {
+      checkBatch(operations, limits, state);
+    } catch (err) {
+      assert.ok(err instanceof ConclaveError, String(err));
+      return [err.code, err.details['operationsMax'] ?? err.details['bytesMax'] ?? err.details['needs']];
+    }
+    return ['accepted'];
+  };
+  assert.deepEqual(codeOf([put('/a'), put('/b')]), ['accepted']);
+  assert.deepEqual(codeOf([put('/a'), put('/b'), put('/c'), put('/d')]), ['BATCH_TOO_LARGE', 3]);
+  assert.deepEqual(codeOf([put('/a', { text: 'x'.repeat(400) })]), ['BATCH_TOO_LARGE', 400]);
+  assert.deepEqual(codeOf([put('/a')], cluster(batchSinceVersion, '0.2.0')), ['UPGRADE_IN_PROGRESS', batchSinceVersion]);
 });

@@ -7,9 +7,13 @@ import { etagOf } from '../../content/model.js';
 import { isPlainObject } from '../../content/mergePatch.js';
 import { parsePath } from '../../content/paths.js';
 import { parseChildName, parseNodeType, parseProperties } from '../../content/validate.js';
+import { everyMemberAtLeast, type ClusterState } from '../../core/clusterState.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 import { nodeJson, parsePreconditions } from '../representation.js';
 import { writeOriginOf } from '../writeOrigin.js';
+
+/** The first release whose nodes apply batches: none is proposed while an older member could meet it. */
+export const batchSinceVersion = '0.3.0';
 
 /** The fields each operation may carry, besides "op" and its preconditions. */
 const fieldsOf: Record<BatchOperation['type'], readonly string[]> = {
@@ -29,10 +33,11 @@ const preconditionFields = ['ifMatch', 'ifNoneMatch'];
  * naming the operation in error.operation). Each operation takes the fields of its own endpoint, and
  * preconditions as the values of the headers it would send: "ifMatch" (an ETag as a read returned it, a list, or
  * "*") and "ifNoneMatch" ("*": create-only). At most content.batchOperationsMax operations and
- * content.batchBytesMax bytes of JSON (BATCH_TOO_LARGE); binaries stay separate uploads.
+ * content.batchBytesMax bytes of JSON (BATCH_TOO_LARGE); binaries stay separate uploads. It costs its author one
+ * write per operation of auth.userWritesPerSecondMax.
  */
 export async function batchRoutes(app: FastifyInstance): Promise<void> {
-  const { repository, config } = app.conclave;
+  const { repository, config, runtime } = app.conclave;
   app.post('/api/v1/batch', { config: { permission: 'write' as const, forwardsCommand: true as const } }, async (request, reply) => {
     const body = request.body;
     if (!isPlainObject(body)) throw new ConclaveError('INVALID_REQUEST', 'The body must be a JSON object: {"operations": [...]}.');
@@ -40,24 +45,48 @@ export async function batchRoutes(app: FastifyInstance): Promise<void> {
     if (unknown.length > 0) throw new ConclaveError('INVALID_REQUEST', `Unknown field(s) ${unknown.join(', ')}; expected operations.`);
     const raw = body['operations'];
     if (!Array.isArray(raw) || raw.length === 0) throw new ConclaveError('INVALID_REQUEST', '"operations" must be a non-empty array.', { field: 'operations' });
-    const operationsMax = config.content.batchOperationsMax;
-    if (raw.length > operationsMax) {
-      throw new ConclaveError('BATCH_TOO_LARGE', `The batch holds ${raw.length} operations; at most ${operationsMax} go in one (content.batchOperationsMax). Split it.`, {
-        operations: raw.length,
-        operationsMax,
-      });
-    }
-    const bytes = Buffer.byteLength(JSON.stringify(raw));
-    const bytesMax = config.content.batchBytesMax;
-    if (bytes > bytesMax) {
-      throw new ConclaveError('BATCH_TOO_LARGE', `The batch's operations take ${bytes} bytes of JSON; at most ${bytesMax} go in one (content.batchBytesMax). Split it.`, { bytes, bytesMax });
-    }
+    // Counted before anything else is looked at: the body may hold many more than a batch may.
+    checkBatchOperations(raw.length, config.content.batchOperationsMax);
     const operations = raw.map((operation, i) => parseOperation(operation, i));
+    checkBatch(operations, config.content, runtime.clusterState());
+    // A batch costs its author one write per operation (the request itself took one), as the writes would alone.
+    if (operations.length > 1) app.userWrites.take(request.principal.name, operations.length - 1);
     const committed = await repository.batch(operations, writeOriginOf(request, 'write'));
     reply.header('X-Conclave-Index', committed.index);
     const results = committed.result.operations ?? [];
     return { index: committed.index, operations: operations.map((operation, i) => operationJson(operation, results[i] ?? {})) };
   });
+}
+
+/**
+ * Refuses a batch this node must not propose, under its own settings and the cluster it is in: more operations or
+ * bytes than it takes (BATCH_TOO_LARGE), or a member too old to apply a batch (UPGRADE_IN_PROGRESS: it would stop
+ * at the entry). The route checks it, and the master again for a batch a replica forwarded as a command.
+ */
+export function checkBatch(operations: readonly BatchOperation[], limits: { readonly batchOperationsMax: number; readonly batchBytesMax: number }, state: ClusterState): void {
+  checkBatchOperations(operations.length, limits.batchOperationsMax);
+  const bytes = Buffer.byteLength(JSON.stringify(operations));
+  if (bytes > limits.batchBytesMax) {
+    throw new ConclaveError('BATCH_TOO_LARGE', `The batch's operations take ${bytes} bytes; at most ${limits.batchBytesMax} go in one (content.batchBytesMax). Split it.`, {
+      bytes,
+      bytesMax: limits.batchBytesMax,
+    });
+  }
+  if (!everyMemberAtLeast(state, batchSinceVersion)) {
+    throw new ConclaveError('UPGRADE_IN_PROGRESS', `Batches need every member to run ${batchSinceVersion} or newer; finish the rolling upgrade first.`, {
+      needs: batchSinceVersion,
+      members: state.nodes.map((n) => ({ name: n.name, version: n.version })),
+    });
+  }
+}
+
+function checkBatchOperations(count: number, operationsMax: number): void {
+  if (count > operationsMax) {
+    throw new ConclaveError('BATCH_TOO_LARGE', `The batch holds ${count} operations; at most ${operationsMax} go in one (content.batchOperationsMax). Split it.`, {
+      operations: count,
+      operationsMax,
+    });
+  }
 }
 
 /** One operation of the request, checked as its own endpoint checks it; errors name it (error.operation). */
@@ -123,7 +152,8 @@ function operationJson(operation: BatchOperation, result: ApplyResult) {
   const path = operation.type === 'move' ? operation.to : operation.path;
   const outcome: Record<string, unknown> = { op: operation.type, path };
   if (operation.type === 'put') outcome['status'] = result.created === true ? 201 : 200;
-  if (result.node !== undefined) {
+  // A deleted node is gone: no tag or state of it is handed out (DELETE answers the same).
+  if (result.node !== undefined && operation.type !== 'delete') {
     outcome['etag'] = etagOf(result.node);
     outcome['node'] = nodeJson(result.node);
   }
