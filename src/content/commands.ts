@@ -6,6 +6,9 @@ import type { BinaryRef, JsonObject, Role } from './model.js';
  * replay. Nothing random or clock-based is computed during apply.
  */
 
+/** The fields of Preconditions, as commands and batch operations carry them. */
+export const preconditionFields: readonly string[] = ['ifMatch', 'ifNoneMatch'];
+
 /** Preconditions from If-Match / If-None-Match, checked at apply time against the state the entry meets. */
 export interface Preconditions {
   /** Entity tags of which one must match, or '*' for "the node exists". */

@@ -14,7 +14,7 @@
  */
 
 import type { ApplyResult } from '../content/apply.js';
-import { batchOperationTypes, type BatchOperation, type Command, type Preconditions } from '../content/commands.js';
+import { batchOperationTypes, preconditionFields, type BatchOperation, type Command, type Preconditions } from '../content/commands.js';
 import { parsePath } from '../content/paths.js';
 import { parseBinaryProperty, parseChildName, parseNodeType, parseProperties, parseRoles, parseUserName } from '../content/validate.js';
 import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
@@ -65,7 +65,6 @@ const contentCommandTypes = new Set(['put', 'patch', 'delete', 'move', 'reorder'
  * content.batchOperationsMax, as the route does: src/http/routes/batch.ts checkBatch).
  */
 const batchOperationsForwardedMax = 10_000;
-const preconditionFields = ['ifMatch', 'ifNoneMatch'];
 /** The fields of each kind of batch operation, as the route builds them. */
 const batchOperationFields: Record<BatchOperation['type'], readonly string[]> = {
   put: ['type', 'path', 'newId', 'nodeType', 'properties', ...preconditionFields],

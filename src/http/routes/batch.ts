@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 
 import type { ApplyResult } from '../../content/apply.js';
-import type { BatchOperation, Preconditions } from '../../content/commands.js';
+import { preconditionFields, type BatchOperation, type Preconditions } from '../../content/commands.js';
 import { etagOf } from '../../content/model.js';
 import { isPlainObject } from '../../content/mergePatch.js';
 import { parsePath } from '../../content/paths.js';
@@ -23,7 +23,6 @@ const fieldsOf: Record<BatchOperation['type'], readonly string[]> = {
   move: ['from', 'to', 'before'],
   reorder: ['path', 'order'],
 };
-const preconditionFields = ['ifMatch', 'ifNoneMatch'];
 
 /**
  * POST /api/v1/batch  {"operations": [{"op": "put" | "patch" | "delete" | "move" | "reorder", …}, …]}
