@@ -110,7 +110,7 @@ const manifestSchema = z
       .object({
         version: text(64),
         digest: sha256,
-        counts: z.object({ nodes: count, users: count, binaryReferences: count, blobs: count }).strict(),
+        counts: z.object({ nodes: count, users: count, binaryReferences: count, blobs: count, versions: count.default(0) }).strict(),
       })
       .strict(),
     base: z.object({ id: z.uuid(), index: z.number().int().min(1), createdAt: z.iso.datetime(), file: text(255) }).strict().nullable(),

@@ -269,7 +269,7 @@ function checkState(path: string, manifest: BackupManifest, file: string): void 
     const applied = meta('applied_index');
     if (applied !== manifest.index) throw stateCorrupt(file, `its state.db is at applied index ${String(applied)}, not the ${manifest.index} its manifest says`);
     const content = new ContentTables(db);
-    const { digest, counts } = contentDigest(content.nodesById(), content.users());
+    const { digest, counts } = contentDigest(content.nodesById(), content.users(), content.versions.all());
     if (digest !== manifest.contentDigest.digest || JSON.stringify(counts) !== JSON.stringify(manifest.contentDigest.counts)) {
       throw stateCorrupt(file, `the content digest of its state is ${digest}, not the ${manifest.contentDigest.digest} its manifest says`);
     }

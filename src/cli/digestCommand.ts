@@ -17,7 +17,7 @@ export interface DigestAnswer {
   readonly nodeId: string;
   readonly appliedIndex: number;
   readonly digest: string;
-  readonly counts: { nodes: number; users: number; binaryReferences: number; blobs: number };
+  readonly counts: { nodes: number; users: number; binaryReferences: number; blobs: number; versions: number };
   readonly blobsMissing: number;
 }
 

@@ -138,6 +138,10 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'changes.retainSeconds', kind: 'int', schema: int(0, 10 * 365 * 86_400).default(7 * 86_400), doc: 'The change feed drops events older than this (by the time of the write that made them).' },
   { key: 'changes.pruneIntervalMs', kind: 'int', schema: int(100, 86_400_000).default(10_000), doc: 'How often the master checks whether the change feed holds more than its retention, and proposes pruning.' },
   { key: 'changes.pruneBatchEventsMax', kind: 'int', schema: int(1, 10_000_000).default(10_000), doc: 'Most events one pruning entry drops (whole entries: a little more when an entry made many); more go in the next round.' },
+  { key: 'history.versionsPerNodeMax', kind: 'int', schema: int(2, 1_000_000).default(100), doc: 'Versions each content node keeps in its history, the current one included (a delete counts as one); older ones go when the node changes again. The master puts its value into the journal, so every node keeps the same versions.' },
+  { key: 'history.retainSeconds', kind: 'int', schema: int(0, 100 * 365 * 86_400).default(365 * 86_400), doc: 'Versions superseded longer ago than this are dropped (a deleted node\'s whole history once its delete is that old); 0 keeps them whatever their age. Current versions always stay.' },
+  { key: 'history.pruneIntervalMs', kind: 'int', schema: int(100, 86_400_000).default(60_000), doc: 'How often the master checks whether versions have outlived history.retainSeconds, and proposes dropping them.' },
+  { key: 'history.pruneBatchVersionsMax', kind: 'int', schema: int(1, 1_000_000).default(10_000), doc: 'Most versions one pruning entry drops; more go in the next entry at once.' },
   { key: 'changes.pageSizeDefault', kind: 'int', schema: int(1, 100_000).default(100), doc: 'Events in one page of GET /api/v1/changes when no limit is asked for.' },
   { key: 'changes.pageSizeMax', kind: 'int', schema: int(1, 100_000).default(1000), doc: 'Most events a client may ask for in one page of GET /api/v1/changes.' },
   { key: 'changes.scanEventsMax', kind: 'int', schema: int(1, 10_000_000).default(10_000), doc: 'Most events one page (or one step of a stream) reads, matching its filter or not: a narrow filter answers a short page with `next`, never a long scan.' },
@@ -301,6 +305,7 @@ export interface Config {
     snapshotTransferTimeoutMs: number;
   };
   content: { binaryBytesMax: number; batchOperationsMax: number; batchBytesMax: number; pageSizeDefault: number; pageSizeMax: number; pageBytesMax: number };
+  history: { versionsPerNodeMax: number; retainSeconds: number; pruneIntervalMs: number; pruneBatchVersionsMax: number };
   changes: {
     retainEvents: number;
     retainSeconds: number;

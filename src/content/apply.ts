@@ -10,12 +10,16 @@ import type {
   PatchCommand,
   Preconditions,
   PruneChangesCommand,
+  PruneVersionsCommand,
   PutCommand,
   PutUserCommand,
   ReorderCommand,
+  RestoreCommand,
   RotateTokenKeyCommand,
   SetBinaryCommand,
+  StartHistoryCommand,
 } from './commands.js';
+import { versionsPerNodeMin, type VersionOp } from './history.js';
 import type { ChangeOp, ContentChange } from './changes.js';
 import { batchOperationTypes, legacyTokenKeyId } from './commands.js';
 import { applyMergePatch, isPlainObject } from './mergePatch.js';
@@ -49,6 +53,9 @@ const handlers: { [K in Command['type']]: Handler<K> } = {
   bootstrap: applyBootstrap,
   rotateTokenKey: applyRotateTokenKey,
   pruneChanges: applyPruneChanges,
+  startHistory: applyStartHistory,
+  pruneVersions: applyPruneVersions,
+  restore: applyRestore,
   put: applyPut,
   patch: applyPatch,
   delete: applyDelete,
@@ -86,7 +93,12 @@ function applyBootstrap(store: ContentStore, command: BootstrapCommand): ApplyRe
     modifiedAt: command.time,
     modifiedBy: 'system',
   };
+  if (command.history !== undefined) {
+    checkRetention(command.history);
+    store.startHistory(command.history, command.time);
+  }
   store.insertNode(root);
+  store.keepVersion(root, 'created');
   store.recordChange(changeOf('created', root, { user: 'system', time: command.time }));
   store.setTokenKeyId(command.tokenKeyId ?? legacyTokenKeyId);
   store.putUser({
@@ -130,6 +142,80 @@ function applyPruneChanges(store: ContentStore, command: PruneChangesCommand): A
   return {};
 }
 
+/** A retention below the minimum never reaches the journal (settings and routes refuse it). */
+function checkRetention(retention: { readonly versionsPerNodeMax: number }): void {
+  invariant(
+    Number.isSafeInteger(retention.versionsPerNodeMax) && retention.versionsPerNodeMax >= versionsPerNodeMin,
+    `history keeps ${String(retention.versionsPerNodeMax)} versions per node`,
+  );
+}
+
+function applyStartHistory(store: ContentStore, command: StartHistoryCommand): ApplyResult {
+  checkRetention(command);
+  store.startHistory({ versionsPerNodeMax: command.versionsPerNodeMax }, command.time);
+  return {};
+}
+
+function applyPruneVersions(store: ContentStore, command: PruneVersionsCommand): ApplyResult {
+  checkRetention(command);
+  invariant(Number.isSafeInteger(command.versionsMax) && command.versionsMax >= 1, `pruneVersions of ${String(command.versionsMax)} versions`);
+  // Proposed only once history started; one that meets a state without it (a proposal from before a snapshot
+  // install of such a state cannot exist, but a stale master's could) changes nothing, on every node alike.
+  if (store.historyRetention() === undefined) return {};
+  store.setHistoryRetention({ versionsPerNodeMax: command.versionsPerNodeMax });
+  store.pruneVersions(command.supersededBefore, command.versionsMax);
+  return {};
+}
+
+/**
+ * Version `command.version` of node `command.id` made current as a new version. A live node keeps its place and
+ * takes the version's type, properties and binaries; a deleted one is re-created under its id at `command.path`
+ * (where it was, unless the client names another place), last among its new siblings.
+ */
+function applyRestore(store: ContentStore, command: RestoreCommand): ApplyResult {
+  if (store.historyRetention() === undefined) {
+    throw new ConclaveError('HISTORY_NOT_STARTED', 'This repository keeps no history yet: every member must run a release that keeps it.');
+  }
+  const source = store.nodeVersion(command.id, command.version);
+  if (source === undefined) {
+    throw new ConclaveError('VERSION_NOT_FOUND', `Node ${command.id} has no version ${command.version} (never made, or dropped by the history's retention).`, {
+      id: command.id,
+      version: command.version,
+    });
+  }
+  const live = store.nodeById(command.id);
+  if (live !== undefined) {
+    checkPreconditions(live, command, live.path);
+    if (live.path === rootPath && source.node.type !== rootNodeType) throw new ConclaveError('ROOT_IMMUTABLE', 'The root node keeps the type "root".');
+    const state = { type: source.node.type, properties: source.node.properties, binaries: source.node.binaries };
+    return { ...saveChange(store, live, command, state, 'updated', {}, 'restored', command.version), created: false };
+  }
+  checkPreconditions(store.nodeByPath(command.path), command, command.path);
+  if (command.path === rootPath) throw new ConclaveError('ROOT_IMMUTABLE', 'Nothing can be restored onto the root.');
+  if (store.nodeByPath(command.path) !== undefined) {
+    throw new ConclaveError('DESTINATION_EXISTS', `A node already exists at ${command.path}; restore the deleted node elsewhere, or move that one first.`, {
+      path: command.path,
+    });
+  }
+  const parent = requireParent(store, command.path);
+  const last = store.lastVersionNumber(command.id);
+  invariant(last !== undefined && last >= command.version, `node ${command.id} has version ${command.version} but no last version`);
+  const node: ContentNode = {
+    ...source.node,
+    path: command.path,
+    name: baseName(command.path),
+    parentId: parent.id,
+    position: store.lastChildPosition(parent.id) + 1,
+    version: last + 1,
+    modifiedAt: command.time,
+    modifiedBy: command.user,
+  };
+  store.insertNode(node);
+  store.keepVersion(node, 'restored', command.version);
+  store.recordChange(changeOf('created', node, command));
+  return { node, created: true };
+}
+
 /** The feed's event for a change to `node` (its state after the change; for a delete, its last). */
 function changeOf(op: ChangeOp, node: ContentNode, command: { readonly time: string; readonly user: string }, extra: Partial<ContentChange> = {}): ContentChange {
   return { op, path: node.path, id: node.id, type: node.type, version: node.version, by: command.user, at: command.time, ...extra };
@@ -161,7 +247,10 @@ function targetOf(store: ContentStore, path: string, preconditions: Precondition
   return existing ?? requireNode(store, path);
 }
 
-/** Stores a change to one node as a new version of it, and records it for the feed as `op`. */
+/**
+ * Stores a change to one node as a new version of it (kept in its history as `versionOp`, by default the feed's op),
+ * and records it for the feed as `op`.
+ */
 function saveChange(
   store: ContentStore,
   node: ContentNode,
@@ -169,9 +258,13 @@ function saveChange(
   changes: Partial<ContentNode>,
   op: ChangeOp,
   extra: Partial<ContentChange> = {},
+  versionOp: VersionOp = op,
+  restoredFrom: number | null = null,
 ): ApplyResult {
   const updated = { ...node, ...changes, version: node.version + 1, modifiedAt: command.time, modifiedBy: command.user };
+  store.supersedeVersion(node.id, command.time);
   store.updateNode(updated);
+  store.keepVersion(updated, versionOp, restoredFrom);
   store.recordChange(changeOf(op, updated, command, extra));
   return { node: updated };
 }
@@ -204,6 +297,7 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
     modifiedBy: command.user,
   };
   store.insertNode(node);
+  store.keepVersion(node, 'created');
   store.recordChange(changeOf('created', node, command));
   return { node, created: true };
 }
@@ -229,6 +323,7 @@ function applyDelete(store: ContentStore, command: DeleteCommand): ApplyResult {
   // The node first, then its descendants: every path that stops serving content is named.
   store.recordChange(changeOf('deleted', node, command));
   store.recordDescendantChanges(node.path, 'deleted', { by: command.user, at: command.time });
+  store.keepDeletedVersions(node.path, { by: command.user, at: command.time });
   const deletedCount = store.deleteSubtree(node);
   invariant(deletedCount >= 1, 'a delete removes at least the node itself');
   return { node, deletedCount };
@@ -290,6 +385,8 @@ function applyMove(store: ContentStore, command: MoveCommand): ApplyResult {
   // in place (a new position among the same siblings) is a `moved` event whose `from` is its own path.
   const moving = command.to !== command.from;
   const stamp = { by: command.user, at: command.time };
+  // The version the move replaces keeps the path it had: superseded before the paths change.
+  store.supersedeVersion(node.id, command.time);
   if (moving) store.movePaths(command.from, command.to);
   store.setPositions(positions.filter((p) => p.id !== node.id));
   const result = saveChange(

@@ -1,3 +1,4 @@
+import type { HistoryRetention } from './history.js';
 import type { BinaryRef, JsonObject, Role } from './model.js';
 
 /**
@@ -35,6 +36,8 @@ export interface BootstrapCommand {
   readonly tokenKey?: string;
   /** The first admin, created in the same entry so no repository ever exists without one. */
   readonly adminPasswordHash: string;
+  /** Present: the repository keeps content history from its first entry (a release that keeps history sets it). */
+  readonly history?: HistoryRetention;
 }
 
 export interface PutCommand extends Authored, Preconditions {
@@ -131,6 +134,40 @@ export interface PruneChangesCommand {
   readonly time: string;
 }
 
+/**
+ * Starts content history: from this entry on, every node keeps its versions (src/content/history.ts). Proposed by the
+ * master once every member runs a release that keeps them (src/history/historyKeeper.ts); again, it only sets the
+ * retention.
+ */
+export interface StartHistoryCommand extends HistoryRetention {
+  readonly type: 'startHistory';
+  readonly time: string;
+}
+
+/**
+ * History's retention, through the journal so that every node keeps the same versions: sets the versions kept per
+ * node (applied to a node at its next change) and drops at most `versionsMax` versions superseded before
+ * `supersededBefore`, oldest first. The master proposes it (src/history/historyKeeper.ts).
+ */
+export interface PruneVersionsCommand extends HistoryRetention {
+  readonly type: 'pruneVersions';
+  readonly supersededBefore: string;
+  readonly versionsMax: number;
+  readonly time: string;
+}
+
+/**
+ * Makes version `version` of node `id` current again, as a new version: its type, properties and binaries (a live
+ * node keeps its place in the tree). A deleted node is re-created under its id at `path`, whose parent must exist.
+ * Preconditions apply to the live node.
+ */
+export interface RestoreCommand extends Authored, Preconditions {
+  readonly type: 'restore';
+  readonly id: string;
+  readonly version: number;
+  readonly path: string;
+}
+
 /** An operation of a batch: a content command without its author and time, which the batch carries once. */
 export type BatchOperation =
   | Omit<PutCommand, 'time' | 'user'>
@@ -153,6 +190,9 @@ export interface BatchCommand extends Authored {
 
 export type Command =
   | BootstrapCommand
+  | StartHistoryCommand
+  | PruneVersionsCommand
+  | RestoreCommand
   | BatchCommand
   | PruneChangesCommand
   | RotateTokenKeyCommand

@@ -1,4 +1,5 @@
 import type { ChangeStamp, ContentChange } from './changes.js';
+import type { HistoryRetention, NodeVersion, VersionOp } from './history.js';
 import type { ContentNode, User } from './model.js';
 
 /**
@@ -41,4 +42,22 @@ export interface ContentStore {
   recordDescendantChanges(path: string, op: 'deleted' | 'moved', stamp: ChangeStamp, from?: string): void;
   /** Drops the change feed's events of entries up to `through`. */
   pruneChanges(through: number): void;
+
+  // Content history (src/content/history.ts). Every write below is a no-op until history has started.
+  /** The retention in force, or undefined while history has not started. */
+  historyRetention(): HistoryRetention | undefined;
+  startHistory(retention: HistoryRetention, at: string): void;
+  setHistoryRetention(retention: HistoryRetention): void;
+  /** Before node `id` changes: its current version is superseded at `at`. */
+  supersedeVersion(id: string, at: string): void;
+  /** After `node` (as stored now) changed: keeps this version of it, made by `op`. */
+  keepVersion(node: ContentNode, op: VersionOp, restoredFrom?: number | null): void;
+  /** Before the subtree at `path` is deleted: every node in it gets a last version, the delete's. */
+  keepDeletedVersions(path: string, stamp: ChangeStamp): void;
+  /** Version `version` of node `id` (kept, or its current one), or undefined. */
+  nodeVersion(id: string, version: number): NodeVersion | undefined;
+  /** The newest version number node `id` has had, its delete's for a deleted node; undefined if none is kept. */
+  lastVersionNumber(id: string): number | undefined;
+  /** Drops up to `rowsMax` versions superseded before `before`, oldest first; returns how many went. */
+  pruneVersions(before: string, rowsMax: number): number;
 }

@@ -57,9 +57,9 @@ export type ForwardedMessage = CommandRequest | CommandOutcome;
  * itself) and never setBinary: an upload's entry may only be proposed once its blob is held by a quorum, which the
  * node that stored the upload ensures before proposing — binary uploads keep the HTTP forward to the master.
  */
-export type ForwardableCommand = Exclude<Command, { type: 'bootstrap' } | { type: 'setBinary' } | { type: 'rotateTokenKey' } | { type: 'pruneChanges' }>;
+export type ForwardableCommand = Exclude<Command, { type: 'bootstrap' } | { type: 'setBinary' } | { type: 'rotateTokenKey' } | { type: 'pruneChanges' } | { type: 'startHistory' } | { type: 'pruneVersions' }>;
 
-const contentCommandTypes = new Set(['put', 'patch', 'delete', 'move', 'reorder', 'deleteBinary', 'batch']);
+const contentCommandTypes = new Set(['put', 'patch', 'delete', 'move', 'reorder', 'deleteBinary', 'batch', 'restore']);
 /**
  * Most operations a forwarded batch may hold: the settings' upper bound (the master then applies its own setting,
  * content.batchOperationsMax, as the route does: src/http/routes/batch.ts checkBatch).
@@ -188,6 +188,11 @@ function checkContentFields(type: string, c: Record<string, unknown>, malformed:
       order.forEach((name, i) => parseChildName(name, `order[${i}]`));
       break;
     }
+    case 'restore':
+      parsePath(c['path']);
+      if (!isId(c['id'])) throw malformed('id');
+      if (typeof c['version'] !== 'number' || !Number.isSafeInteger(c['version']) || c['version'] < 1) throw malformed('version');
+      break;
     case 'deleteBinary':
       parsePath(c['path']);
       parseBinaryProperty(c['property']);

@@ -27,6 +27,7 @@ import { binaryRoutes } from './routes/binaries.js';
 import { clusterRoutes } from './routes/cluster.js';
 import { batchRoutes } from './routes/batch.js';
 import { contentRoutes } from './routes/content.js';
+import { historyRoutes } from './routes/history.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { internalBlobRoutes } from './routes/internal.js';
@@ -213,6 +214,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   await app.register(userRoutes);
   await app.register(contentRoutes);
   await app.register(batchRoutes);
+  await app.register(historyRoutes);
   await app.register(queryRoutes);
   await app.register(binaryRoutes);
   await app.register(clusterRoutes);

@@ -45,6 +45,8 @@ import { ChangeFeed } from '../changes/changeFeed.js';
 import { WebhookDelivery } from '../webhooks/webhookDelivery.js';
 import { WebhookRetention } from '../webhooks/webhookRetention.js';
 import { ChangePruner } from '../changes/changePruner.js';
+import { HistoryKeeper } from '../history/historyKeeper.js';
+import type { HistoryRetention } from '../content/history.js';
 import { ClusterJobs } from '../jobs/clusterJobs.js';
 import { InternalHttpClient } from '../replication/internalHttp.js';
 import { CommandChannel } from '../forwarding/commandChannel.js';
@@ -56,7 +58,7 @@ import { ClusterRuntime } from './clusterRuntime.js';
 import { Repository } from './repository.js';
 
 /** The software version nodes compare when one joins (major must match; never older than the oldest member). */
-export const softwareVersion = '0.3.0';
+export const softwareVersion = '0.4.0';
 
 /** A peer silent this long during a node-to-node transfer (waiting for headers or the next chunk) fails it. */
 const internalIdleTimeoutMs = 30_000;
@@ -331,6 +333,7 @@ export class ConclaveNode {
       jobs.clusterJobs.start();
       jobs.pruner.start();
       jobs.changePruner.start();
+      jobs.historyKeeper.start();
       // Blobs a previous run never got (it stopped before fetching them, or lost them with a disk).
       void node.queueMissingBlobs().catch((err: unknown) => log.warn({ err }, 'the scan for missing blobs failed'));
       // A cluster of one is ready as soon as it has elected itself (one tick) and has its repository.
@@ -421,7 +424,7 @@ export class ConclaveNode {
     if (this.repositoryBootstrap !== null || this.repository.isBootstrapped) return;
     const soft = this.runtime.softState();
     if (soft.role !== 'master' || this.runtime.clusterState().clusterUuid === null) return;
-    this.repositoryBootstrap = bootstrap(this.repository, this.log, this.options, this.adminPassword).catch((err: unknown) => {
+    this.repositoryBootstrap = bootstrap(this.repository, this.log, this.options, this.adminPassword, { versionsPerNodeMax: this.config.history.versionsPerNodeMax }).catch((err: unknown) => {
       // Another master's bootstrap won, or this one lost its mastership: whoever is master next tries again.
       this.log.info({ err }, 'the repository bootstrap did not go through here');
       this.repositoryBootstrap = null;
@@ -491,6 +494,7 @@ export class ConclaveNode {
       this.jobs.clusterJobs.stop();
       this.jobs.pruner.stop();
       this.jobs.changePruner.stop();
+      this.jobs.historyKeeper.stop();
       this.context.changes.close();
       this.runtime.close();
       await this.network.stop().catch((err: unknown) => this.log.warn({ err }, 'the transport did not stop cleanly'));
@@ -516,6 +520,8 @@ interface NodeJobs {
   readonly pruner: BackupPruner;
   /** Keeps the change feed within its retention (proposes on the master only). */
   readonly changePruner: ChangePruner;
+  /** Starts content history and keeps it within its retention (proposes on the master only). */
+  readonly historyKeeper: HistoryKeeper;
 }
 
 function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupService, content: ContentTables, feed: ChangeFeed, clusterSecret: string, metrics: NodeMetrics, log: Logger): NodeJobs {
@@ -537,7 +543,12 @@ function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupServic
           .reduce((sum, hook) => sum + content.changes.countAfter(hook.mark), 0),
   );
   const webhookHolds = new WebhookRetention(content.changes, runtime, { eventsMax: config.webhooks.backlogEventsMax, secondsMax: config.webhooks.backlogSecondsMax }, log);
-  return { clusterJobs, pruner: new BackupPruner(runtime, log, directories), changePruner: new ChangePruner(content.changes, runtime, config.changes, log, Date.now, webhookHolds) };
+  return {
+    clusterJobs,
+    pruner: new BackupPruner(runtime, log, directories),
+    changePruner: new ChangePruner(content.changes, runtime, config.changes, log, Date.now, webhookHolds),
+    historyKeeper: new HistoryKeeper(content.versions, runtime, config.history, log),
+  };
 }
 
 /** Stops copying and collecting blobs (before the database closes: both read it). */
@@ -548,7 +559,7 @@ async function stopReplication(replication: BlobReplication): Promise<void> {
   await replication.http.close().catch(() => undefined);
 }
 
-async function bootstrap(repository: Repository<WriteOrigin>, log: Logger, options: StartOptions, keeper: AdminPasswordKeeper<WriteOrigin>): Promise<void> {
+async function bootstrap(repository: Repository<WriteOrigin>, log: Logger, options: StartOptions, keeper: AdminPasswordKeeper<WriteOrigin>, history: HistoryRetention): Promise<void> {
   let password = options.adminPassword;
   if (password !== undefined && password.length < passwordLengthMin) {
     throw new ConclaveError(
@@ -561,7 +572,7 @@ async function bootstrap(repository: Repository<WriteOrigin>, log: Logger, optio
   // Kept before the proposal and printed once the node listens (adminPassword.ts): neither a crash right after the
   // commit nor a start that fails afterwards (its port in use) may leave an admin whose password nobody saw.
   if (generated) keeper.rememberUnshown(password);
-  await repository.bootstrap(await hashPassword(password));
+  await repository.bootstrap(await hashPassword(password), history);
   log.info({ appliedIndex: repository.appliedIndex }, 'created a new repository with the user admin');
 }
 

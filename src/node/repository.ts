@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 
 import type { BatchOperation, Command, Preconditions } from '../content/commands.js';
 import { checkPreconditions } from '../content/preconditions.js';
+import type { HistoryRetention, NodeVersion, VersionSummary } from '../content/history.js';
 import type { ContentNode, JsonObject, Role } from '../content/model.js';
 import { rootPath } from '../content/paths.js';
 import type { QueryCursor, QuerySpec } from '../content/query.js';
@@ -80,13 +81,14 @@ export class Repository<O extends WriteAuthor> {
   }
 
   /** Creates the root and the first admin, once in a repository's life. */
-  async bootstrap(adminPasswordHash: string): Promise<void> {
+  async bootstrap(adminPasswordHash: string, history?: HistoryRetention): Promise<void> {
     await this.runtime.propose({
       type: 'bootstrap',
       rootId: randomUUID(),
       time: this.time(),
       tokenKeyId: randomUUID(),
       adminPasswordHash,
+      ...(history === undefined ? {} : { history }),
     });
   }
 
@@ -120,6 +122,44 @@ export class Repository<O extends WriteAuthor> {
 
   query(spec: QuerySpec, take: PageTake): Page<StoredNode> {
     return this.content.query(spec, take);
+  }
+
+  /** The node a history request at `path` names: the one there, else the one most recently deleted there. */
+  historyNodeId(path: string): { readonly id: string; readonly deleted: boolean } {
+    const live = this.content.nodeByPath(path);
+    if (live !== undefined) return { id: live.id, deleted: false };
+    const deleted = this.content.versions.deletedAt(path);
+    if (deleted !== undefined) return { id: deleted, deleted: true };
+    throw new ConclaveError('NODE_NOT_FOUND', `No node exists at ${path}, and none deleted there is in the history.`, { path });
+  }
+
+  /** Node `id`, live or deleted: whether it is deleted; NODE_NOT_FOUND when neither the tree nor the history has it. */
+  historyNodeById(id: string): { readonly id: string; readonly deleted: boolean } {
+    if (this.content.nodeById(id) !== undefined) return { id, deleted: false };
+    if (this.content.versions.lastVersionNumber(id) !== undefined) return { id, deleted: true };
+    throw new ConclaveError('NODE_NOT_FOUND', `No node has the id ${id}, and none deleted with it is in the history.`, { id });
+  }
+
+  /** Versions of node `id` older than `before`, newest first. */
+  versions(id: string, before: number, limit: number): { readonly items: VersionSummary[]; readonly more: boolean } {
+    return this.content.versions.page(id, before, limit);
+  }
+
+  version(id: string, version: number): NodeVersion {
+    const found = this.content.versions.version(id, version);
+    if (found === undefined) {
+      throw new ConclaveError('VERSION_NOT_FOUND', `Node ${id} has no version ${version} (never made, or dropped by the history's retention).`, { id, version });
+    }
+    return found;
+  }
+
+  deletedChildren(parentId: string, after: { idx: number; id: string } | undefined, limit: number): { readonly items: VersionSummary[]; readonly more: boolean } {
+    return this.content.versions.deletedChildren(parentId, after, limit);
+  }
+
+  /** Makes version `version` of node `id` current again (RestoreCommand); a deleted node comes back at `path`. */
+  restore(id: string, version: number, path: string, pre: Preconditions, origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'restore', id, version, path, ...pre, time: this.time(), user: origin.authority.user }, origin);
   }
 
   /** `nodeType` undefined: a replace keeps the node's type, a create gets the default (decided in apply()). */

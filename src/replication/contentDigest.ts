@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 
+import type { NodeVersion } from '../content/history.js';
 import type { ContentNode, JsonValue, User } from '../content/model.js';
 import { invariant } from '../errors/catalogue.js';
 
@@ -13,7 +14,11 @@ import { invariant } from '../errors/catalogue.js';
  *   one line per node, by id:   ["node", id, path, name, parentId, position, type, properties, binaries, version,
  *                                createdAt, createdBy, modifiedAt, modifiedBy]
  *   one line per user, by name: ["user", name, passwordHash, roles (sorted), version, createdAt, modifiedAt]
+ *   one line per kept version (content history), by node id and version:
+ *                               ["version", id, version, op, index, restoredFrom, supersededAt, path, name, parentId,
+ *                                position, type, properties, binaries, createdAt, createdBy, modifiedAt, modifiedBy]
  *
+ * A state without history (or of a release before it) has no version lines, so its digest is what it always was.
  * ids and names in UTF-8 byte order (SQLite's), each line canonical JSON (object keys sorted by UTF-16 code units,
  * no white space) and a newline; binaries are their references {sha256, size, contentType}, by property name.
  * Times and authors are carried by the journal's commands, so they are the same on every node.
@@ -22,14 +27,15 @@ export const contentDigestVersion = 'conclave-content-digest-v1';
 
 export interface ContentDigest {
   readonly digest: string;
-  readonly counts: { readonly nodes: number; readonly users: number; readonly binaryReferences: number; readonly blobs: number };
+  /** blobs: distinct blobs the nodes reference (what they serve); versions: kept versions, whose blobs are kept too. */
+  readonly counts: { readonly nodes: number; readonly users: number; readonly binaryReferences: number; readonly blobs: number; readonly versions: number };
 }
 
 /**
  * Nodes must come by ascending id and users by ascending name, comparing UTF-8 bytes as SQLite's ORDER BY does
  * (checked): the order is part of the encoding.
  */
-export function contentDigest(nodes: Iterable<ContentNode>, users: Iterable<User>): ContentDigest {
+export function contentDigest(nodes: Iterable<ContentNode>, users: Iterable<User>, versions: Iterable<NodeVersion> = []): ContentDigest {
   const hash = createHash('sha256');
   // Lines go to the hash in batches: a native call per line cost about as much as hashing the line.
   let pending = `${contentDigestVersion}\n`;
@@ -48,9 +54,8 @@ export function contentDigest(nodes: Iterable<ContentNode>, users: Iterable<User
   for (const node of nodes) {
     invariant(previous === null || utf8Before(previous, node.id), 'nodes are digested by ascending id');
     previous = node.id;
-    const binaries: Record<string, JsonValue> = {};
-    for (const [name, ref] of Object.entries(node.binaries)) {
-      binaries[name] = { sha256: ref.sha256, size: ref.size, contentType: ref.contentType };
+    const binaries = binaryLine(node);
+    for (const ref of Object.values(node.binaries)) {
       blobs.add(ref.sha256);
       binaryReferences++;
     }
@@ -81,8 +86,31 @@ export function contentDigest(nodes: Iterable<ContentNode>, users: Iterable<User
     add(`${canonicalJson(line)}\n`);
     userCount++;
   }
+  let versionCount = 0;
+  let previousVersion: NodeVersion | null = null;
+  for (const v of versions) {
+    invariant(
+      previousVersion === null || (previousVersion.id === v.id ? previousVersion.version < v.version : utf8Before(previousVersion.id, v.id)),
+      'versions are digested by ascending node id and version',
+    );
+    previousVersion = v;
+    const n = v.node;
+    const line: JsonValue = [
+      'version', v.id, v.version, v.op, v.index, v.restoredFrom, v.supersededAt, n.path, n.name, n.parentId, n.position, n.type, n.properties,
+      binaryLine(n), n.createdAt, n.createdBy, n.modifiedAt, n.modifiedBy,
+    ];
+    add(`${canonicalJson(line)}\n`);
+    versionCount++;
+  }
   hash.update(pending);
-  return { digest: hash.digest('hex'), counts: { nodes: nodeCount, users: userCount, binaryReferences, blobs: blobs.size } };
+  return { digest: hash.digest('hex'), counts: { nodes: nodeCount, users: userCount, binaryReferences, blobs: blobs.size, versions: versionCount } };
+}
+
+/** A node's binaries as the digest encodes them: their references {sha256, size, contentType}, by property name. */
+function binaryLine(node: ContentNode): Record<string, JsonValue> {
+  const binaries: Record<string, JsonValue> = {};
+  for (const [name, ref] of Object.entries(node.binaries)) binaries[name] = { sha256: ref.sha256, size: ref.size, contentType: ref.contentType };
+  return binaries;
 }
 
 /** JSON with object keys sorted (by UTF-16 code units, as JavaScript compares strings) and no white space. */

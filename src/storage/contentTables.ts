@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 
 import type { ChangeStamp, ContentChange } from '../content/changes.js';
+import type { HistoryRetention, NodeVersion, VersionOp } from '../content/history.js';
 import { legacyTokenKeyId } from '../content/commands.js';
 import type { ContentNode, JsonObject, Role, User } from '../content/model.js';
 import { descendantRange, rootPath } from '../content/paths.js';
@@ -10,6 +11,7 @@ import type { ContentStore } from '../content/store.js';
 import { invariant } from '../errors/catalogue.js';
 import { ChangeLog } from './changeLog.js';
 import { getMeta, setMeta, type Db } from './database.js';
+import { VersionTables } from './versionTables.js';
 
 interface NodeRow {
   id: string;
@@ -157,9 +159,13 @@ export class ContentTables implements ContentStore {
   private usersChanges = 0;
   /** The change feed's events, recorded by apply() through this store. */
   readonly changes: ChangeLog;
+  /** Every version of every node since history started, kept by apply() through this store. */
+  readonly versions: VersionTables;
+  private entryIndex = 0;
 
   constructor(private readonly db: Db) {
     this.changes = new ChangeLog(db);
+    this.versions = new VersionTables(db, () => this.entryIndex);
     this.byPath = db.prepare('SELECT * FROM nodes WHERE path = ?');
     // Rows as arrays: better-sqlite3 builds an object with named columns at some cost on the read path.
     this.storedByPath = db.prepare(`SELECT ${storedNodeColumns} FROM nodes WHERE path = ?`).raw(true);
@@ -294,6 +300,7 @@ export class ContentTables implements ContentStore {
   usersReplaced(): void {
     this.usersChanges++;
     this.changes.replaced();
+    this.versions.forget();
   }
 
   putUser(user: User): void {
@@ -323,7 +330,10 @@ export class ContentTables implements ContentStore {
 
   /** The entry whose changes are recorded next (the runtime calls this before applying each entry). */
   beginEntry(index: number): void {
+    this.entryIndex = index;
     this.changes.beginEntry(index);
+    // A Ready whose transaction rolled back may have taken a retention change with it: read it again.
+    this.versions.forget();
   }
 
   recordChange(change: ContentChange): void {
@@ -336,6 +346,42 @@ export class ContentTables implements ContentStore {
 
   pruneChanges(through: number): void {
     this.changes.pruneThrough(through);
+  }
+
+  historyRetention(): HistoryRetention | undefined {
+    return this.versions.retention();
+  }
+
+  startHistory(retention: HistoryRetention, at: string): void {
+    this.versions.start(retention, at);
+  }
+
+  setHistoryRetention(retention: HistoryRetention): void {
+    this.versions.setRetention(retention);
+  }
+
+  supersedeVersion(id: string, at: string): void {
+    this.versions.supersede(id, at);
+  }
+
+  keepVersion(node: ContentNode, op: VersionOp, restoredFrom: number | null = null): void {
+    this.versions.keep(node.id, node.version, op, restoredFrom);
+  }
+
+  keepDeletedVersions(path: string, stamp: ChangeStamp): void {
+    this.versions.keepDeleted(path, stamp);
+  }
+
+  nodeVersion(id: string, version: number): NodeVersion | undefined {
+    return this.versions.version(id, version);
+  }
+
+  lastVersionNumber(id: string): number | undefined {
+    return this.versions.lastVersionNumber(id);
+  }
+
+  pruneVersions(before: string, rowsMax: number): number {
+    return this.versions.pruneSupersededBefore(before, rowsMax);
   }
 
   // ---- Reads for the HTTP layer ----
@@ -419,22 +465,33 @@ export class ContentTables implements ContentStore {
     for (const row of this.db.prepare('SELECT * FROM nodes ORDER BY id').iterate() as Iterable<NodeRow>) yield toNode(row);
   }
 
-  /** Every blob the content references, once each, with its size. */
+  /**
+   * Every blob the content references, once each, with its size: the nodes' binaries and those of every kept
+   * version (a restore may make one current again, so a blob lives as long as a version names it).
+   */
   blobReferences(): Array<{ sha256: string; size: number }> {
     return this.db
       .prepare(
         `SELECT json_extract(b.value, '$.sha256') AS sha256, max(json_extract(b.value, '$.size')) AS size
-         FROM nodes, json_each(nodes.binaries) AS b GROUP BY 1`,
+         FROM (${this.binariesSources()}) AS r, json_each(r.binaries) AS b GROUP BY 1`,
       )
       .all() as Array<{ sha256: string; size: number }>;
   }
 
-  /** Whether any node references the blob (a scan: for the rare retry, not for every request). */
+  /** Whether any node or kept version references the blob (a scan: for the rare retry, not for every request). */
   isBlobReferenced(sha256: string): boolean {
     return (
-      this.db.prepare(`SELECT 1 FROM nodes, json_each(nodes.binaries) AS b WHERE json_extract(b.value, '$.sha256') = ? LIMIT 1`).pluck().get(sha256) !==
-      undefined
+      this.db
+        .prepare(`SELECT 1 FROM (${this.binariesSources()}) AS r, json_each(r.binaries) AS b WHERE json_extract(b.value, '$.sha256') = ? LIMIT 1`)
+        .pluck()
+        .get(sha256) !== undefined
     );
+  }
+
+  /** The binaries columns that reference blobs: the versions' too where the table exists (a state of an older format has none). */
+  private binariesSources(): string {
+    const versions = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'versions'`).pluck().get() !== undefined;
+    return versions ? `SELECT binaries FROM nodes WHERE binaries <> '{}' UNION ALL SELECT binaries FROM versions WHERE binaries <> '{}'` : `SELECT binaries FROM nodes`;
   }
 
   /**
@@ -463,7 +520,7 @@ export class ContentTables implements ContentStore {
   }
 
   /**
-   * SHA-256 over every node and user in a fixed order: two nodes that applied the same journal prefix have the
+   * SHA-256 over every node, user and kept version in a fixed order: two nodes that applied the same journal prefix have the
    * same digest. Binaries are covered by their content hashes.
    */
   digest(): string {
@@ -474,6 +531,10 @@ export class ContentTables implements ContentStore {
     }
     for (const row of this.db.prepare('SELECT * FROM users ORDER BY name').iterate()) {
       hash.update(JSON.stringify(row));
+      hash.update('\n');
+    }
+    for (const version of this.versions.all()) {
+      hash.update(JSON.stringify(version));
       hash.update('\n');
     }
     return hash.digest('hex');

@@ -7,9 +7,13 @@ import { ConclaveError } from '../errors/catalogue.js';
 /**
  * Version of the on-disk format. A node refuses a data directory written by a newer format, and by format 1 (the
  * single-node development releases, whose journal held bare commands without a voting configuration). Format 3
- * added the change feed's table: a format-2 directory is upgraded in place at open (below).
+ * added the change feed's table, format 4 the content history's: an older directory is upgraded in place at open
+ * (below), and a state file of an older format is read as one without the tables it lacks (snapshotFile.ts).
  */
-export const dataFormatVersion = 3;
+export const dataFormatVersion = 4;
+
+/** The format that added each table after format 2; a state file of an older format lacks them. */
+export const tablesSinceFormat: Readonly<Record<string, number>> = { changes: 3, versions: 4 };
 
 export type Db = Database.Database;
 
@@ -79,6 +83,37 @@ CREATE TABLE IF NOT EXISTS changes (
   seq        INTEGER NOT NULL,
   PRIMARY KEY (idx, ordinal)
 ) STRICT, WITHOUT ROWID;
+
+-- Content history (src/storage/versionTables.ts): every version of every node since history started (meta
+-- history_started_at), the current one included, each the node's whole row as that version left it. Written by
+-- apply() in the transaction of the entry that made the version (idx; null for a version made before history started,
+-- kept when its successor came), so every node holds the same history. op: what made the version (a feed op,
+-- 'restored', or null before history); a deleted node's last row is op 'deleted', holding its last state.
+-- superseded_at: when a newer version (or the delete) replaced it, null for the current one: retention by age
+-- drops versions superseded before a cut-off, never a current one.
+CREATE TABLE IF NOT EXISTS versions (
+  node_id       TEXT    NOT NULL,
+  version       INTEGER NOT NULL,
+  op            TEXT,
+  idx           INTEGER,
+  restored_from INTEGER,
+  superseded_at TEXT,
+  path          TEXT    NOT NULL,
+  name          TEXT    NOT NULL,
+  parent_id     TEXT,
+  position      INTEGER NOT NULL,
+  type          TEXT    NOT NULL,
+  properties    TEXT    NOT NULL,
+  binaries      TEXT    NOT NULL,
+  created_at    TEXT    NOT NULL,
+  created_by    TEXT    NOT NULL,
+  modified_at   TEXT    NOT NULL,
+  modified_by   TEXT    NOT NULL,
+  PRIMARY KEY (node_id, version)
+) STRICT;
+CREATE INDEX IF NOT EXISTS versions_superseded ON versions(superseded_at, node_id, version) WHERE superseded_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS versions_deleted_children ON versions(parent_id, idx) WHERE op = 'deleted';
+CREATE INDEX IF NOT EXISTS versions_deleted_paths ON versions(path, idx) WHERE op = 'deleted';
 `;
 
 /**
@@ -231,12 +266,15 @@ export function openDatabase(dataDir: string): Db {
   const format = db.prepare(`SELECT value FROM meta WHERE key = 'format_version'`).pluck().get() as number | undefined;
   if (format === undefined) {
     db.prepare(`INSERT INTO meta(key, value) VALUES ('format_version', ?)`).run(dataFormatVersion);
-  } else if (format === 2) {
-    // The schema above just created the empty changes table. Nothing of the history before now exists: the feed
-    // answers from the applied index on, and says CHANGES_COMPACTED for anything earlier.
+  } else if (format === 2 || format === 3) {
+    // The schema above just created the tables the directory lacked, empty. Nothing of the feed before now exists: it
+    // answers from the applied index on, and says CHANGES_COMPACTED for anything earlier. History starts when every
+    // member runs a release that keeps it (src/history/historyKeeper.ts), as it would have for this directory.
     db.transaction(() => {
-      const applied = (db.prepare(`SELECT value FROM meta WHERE key = 'applied_index'`).pluck().get() as number | undefined) ?? 0;
-      db.prepare(`INSERT INTO meta(key, value) VALUES ('changes_pruned_through', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(applied);
+      if (format === 2) {
+        const applied = (db.prepare(`SELECT value FROM meta WHERE key = 'applied_index'`).pluck().get() as number | undefined) ?? 0;
+        db.prepare(`INSERT INTO meta(key, value) VALUES ('changes_pruned_through', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(applied);
+      }
       db.prepare(`UPDATE meta SET value = ? WHERE key = 'format_version'`).run(dataFormatVersion);
     })();
   } else if (format < dataFormatVersion) {

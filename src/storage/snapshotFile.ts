@@ -9,7 +9,7 @@ import type { CoordinatorSnapshotData } from '../core/clusterCoordinator.js';
 import type { Snapshot } from '../core/types.js';
 import { ConclaveError, errorCatalogue, invariant, type ErrorCode } from '../errors/catalogue.js';
 import { joinCommitPoint, type CommitPointCells } from './commitPoint.js';
-import { databaseSchema, dataFormatVersion, type Db } from './database.js';
+import { databaseSchema, dataFormatVersion, tablesSinceFormat, type Db } from './database.js';
 
 /**
  * A snapshot file: a SQLite database with the node's schema holding the state machine as of one applied index —
@@ -23,9 +23,9 @@ import { databaseSchema, dataFormatVersion, type Db } from './database.js';
  */
 
 /** The tables apply() writes (src/content/apply.ts): a new one must be added here, or snapshots would lose it. */
-export const stateMachineTables = ['nodes', 'users', 'changes'] as const;
+export const stateMachineTables = ['nodes', 'users', 'changes', 'versions'] as const;
 /** The meta keys apply() writes (besides the applied index). */
-export const stateMachineMetaKeys = ['token_key_id', 'changes_pruned_through'] as const;
+export const stateMachineMetaKeys = ['token_key_id', 'changes_pruned_through', 'history_started_at', 'history_versions_per_node'] as const;
 
 export interface SnapshotFileInfo {
   /** The applied index the file holds. */
@@ -254,24 +254,34 @@ function schemaOfThisBuild(): NonNullable<typeof expectedSchema> {
   }
 }
 
-/** Format 2 is format 3 without the change feed's table: a state file of format 2 reads as one whose feed starts at its index. */
-function schemaOfFormat2(): NonNullable<typeof expectedSchema> {
+/**
+ * The schema of an older data format: this build's without the tables a later format added (tablesSinceFormat) and
+ * their indexes. A state file of that format reads as one whose feed starts at its index and that kept no history.
+ */
+function schemaOfFormat(format: number): NonNullable<typeof expectedSchema> {
   const current = schemaOfThisBuild();
-  const changesOnly = (name: string) => name === 'changes' || current.objects.get(name)?.tbl_name === 'changes';
+  if (format === dataFormatVersion) return current;
+  const later = (name: string) => {
+    const table = current.objects.get(name)?.tbl_name ?? name;
+    return (tablesSinceFormat[table] ?? 0) > format;
+  };
   return {
-    objects: new Map([...current.objects].filter(([name]) => !changesOnly(name))),
-    columns: new Map([...current.columns].filter(([name]) => !changesOnly(name))),
+    objects: new Map([...current.objects].filter(([name]) => !later(name))),
+    columns: new Map([...current.columns].filter(([name]) => !later(name))),
   };
 }
 
+/** The data formats whose state files this build reads, newest first. */
+export const readableStateFormats: readonly number[] = Array.from({ length: dataFormatVersion - 1 }, (_, i) => dataFormatVersion - i);
+
 /**
  * The data format of a state file from elsewhere, told by its schema alone (nothing of the file is read before its
- * schema is known to be ours): this build's, or 2 (no change feed), or null with this build's objection.
+ * schema is known to be ours): this build's or an older one it reads, or null with this build's objection.
  */
 export function stateFormatOf(db: Db, schema: string): { format: number; problem: null } | { format: null; problem: string } {
   const problem = stateSchemaProblem(db, schema);
   if (problem === null) return { format: dataFormatVersion, problem: null };
-  if (stateSchemaProblem(db, schema, 2) === null) return { format: 2, problem: null };
+  for (const format of readableStateFormats.slice(1)) if (stateSchemaProblem(db, schema, format) === null) return { format, problem: null };
   return { format: null, problem };
 }
 
@@ -289,8 +299,8 @@ function columnsOf(db: Db, schema: string, table: string): string {
  * the text of a CREATE TABLE may differ between releases of one data format).
  */
 export function stateSchemaProblem(db: Db, schema: string, format: number = dataFormatVersion): string | null {
-  invariant(format === dataFormatVersion || format === 2, `no schema of data format ${format} is known`);
-  const expected = format === dataFormatVersion ? schemaOfThisBuild() : schemaOfFormat2();
+  invariant(readableStateFormats.includes(format), `no schema of data format ${format} is known`);
+  const expected = schemaOfFormat(format);
   const objects = db.prepare(`SELECT type, name, tbl_name, sql FROM "${schema}".sqlite_master`).all() as SchemaObject[];
   const seen = new Set<string>();
   for (const object of objects) {
@@ -331,9 +341,9 @@ export function replaceStateMachine(db: Db, index: number): void {
   invariant(metaType === 'table', 'the state file being installed has no meta table');
   const meta = (key: string) => db.prepare(`SELECT value FROM ${attachedName}.meta WHERE key = ?`).pluck().get(key) as number | undefined;
   const format = meta('format_version');
-  // Format 2 (before the change feed) is read too: a node of the previous release may still send its snapshot.
-  if (format !== dataFormatVersion && format !== 2) {
-    throw new ConclaveError('STORAGE_ERROR', `The snapshot file has data format ${format ?? 'none'}; this build reads 2 to ${dataFormatVersion}. Run the same version on every node.`);
+  // An older format is read too: a node of a previous release may still send its snapshot.
+  if (format === undefined || !readableStateFormats.includes(format)) {
+    throw new ConclaveError('STORAGE_ERROR', `The snapshot file has data format ${format ?? 'none'}; this build reads ${readableStateFormats.at(-1)} to ${dataFormatVersion}. Run the same version on every node.`);
   }
   const problem = stateSchemaProblem(db, attachedName, format);
   invariant(problem === null, `the state file being installed is not a state file of this build: ${problem}`);
@@ -342,7 +352,7 @@ export function replaceStateMachine(db: Db, index: number): void {
   for (const table of stateMachineTables) {
     const columns = columnList(db, 'main', table);
     db.exec(`DELETE FROM main.${table}`);
-    if (format === 2 && table === 'changes') continue;
+    if ((tablesSinceFormat[table] ?? 0) > format) continue;
     db.exec(`INSERT INTO main.${table} (${columns}) SELECT ${columns} FROM ${attachedName}.${table}`);
   }
   const keys = stateMachineMetaKeys.map((k) => `'${k}'`).join(', ');

@@ -6,7 +6,7 @@ import { httpUrlOf } from '../../src/cli/statusCommand.js';
 
 const answer = (node: string, appliedIndex: number, digest: string): { name: string; answer: DigestAnswer } => ({
   name: node,
-  answer: { node, nodeId: node, appliedIndex, digest, counts: { nodes: 1, users: 1, binaryReferences: 0, blobs: 0 }, blobsMissing: 0 },
+  answer: { node, nodeId: node, appliedIndex, digest, counts: { nodes: 1, users: 1, binaryReferences: 0, blobs: 0, versions: 0 }, blobsMissing: 0 },
 });
 
 test('conclave digest --all: agreement, disagreement at one index, and what cannot be compared', () => {

@@ -8,6 +8,7 @@ import { isPlainObject } from '../../content/mergePatch.js';
 import { ConclaveError } from '../../errors/catalogue.js';
 import type { Committed } from '../../node/clusterRuntime.js';
 import { writeOriginOf } from '../writeOrigin.js';
+import { answerHistory, historyQueryParameters, historyReadOf } from './history.js';
 import { PageBody } from '../pageBody.js';
 import { header, isTrue, nodeJson, parsePreconditions, parseTags, storedNodeJson } from '../representation.js';
 
@@ -52,19 +53,26 @@ function only(body: Record<string, unknown>, allowed: readonly string[]): void {
  *   POST   /api/v1/move     {"from", "to"?, "before"?}         move, rename or reposition (If-Match on "from")
  *   POST   /api/v1/reorder  {"path", "order": [names]}         reorder all children (If-Match on "path")
  *   GET    /api/v1/nodes/{id}
+ * and the history of a node, live or deleted (src/http/routes/history.ts):
+ *   GET    /api/v1/content/{path}?versions=true[&limit=&cursor=]   its versions, newest first
+ *   GET    /api/v1/content/{path}?version=N                        its state at version N
+ *   GET    /api/v1/content/{path}?deleted=true[&limit=&cursor=]    its deleted children, last deleted first
+ *   GET    /api/v1/nodes/{id}?versions=true | ?version=N
  */
 export async function contentRoutes(app: FastifyInstance): Promise<void> {
   const { repository, config } = app.conclave;
   const read = { config: { permission: 'read' as const } };
   // Every write here is one command: a replica forwards the command, not the request (src/forwarding/).
   const write = { config: { permission: 'write' as const, forwardsCommand: true as const } };
-  const listing = { config: { ...read.config, query: ['children', 'limit', 'cursor'] } };
+  const listing = { config: { ...read.config, query: ['children', 'limit', 'cursor', ...historyQueryParameters] } };
   const recursiveWrite = { config: { ...write.config, query: ['recursive'] } };
 
   // application/merge-patch+json (RFC 7396) is parsed by the API's one JSON parser (src/http/jsonBody.ts).
 
   const getNode = async (request: WildcardRequest, reply: FastifyReply) => {
     const path = contentPathOf(request);
+    const history = historyReadOf(request.query);
+    if (history !== null) return answerHistory(app, request, reply, history, repository.historyNodeId(path));
     const withChildren = isTrue(request.query['children'], 'children');
     const ifNoneMatch = header(request.headers, 'if-none-match');
     if (!withChildren) {
@@ -153,7 +161,10 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
     return sendCommitted(reply, committed);
   });
 
-  app.get('/api/v1/nodes/:id', read, async (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+  app.get('/api/v1/nodes/:id', listing, async (request: FastifyRequest<{ Params: { id: string }; Querystring: Record<string, string | string[]> }>, reply) => {
+    const history = historyReadOf(request.query);
+    if (history !== null) return answerHistory(app, request, reply, history, repository.historyNodeById(request.params.id));
+    if (isTrue(request.query['children'], 'children')) throw new ConclaveError('INVALID_REQUEST', 'List children by path: GET /api/v1/content/{path}?children=true.');
     const node = repository.nodeById(request.params.id);
     reply.header('ETag', etagOf(node));
     return nodeJson(node);

@@ -1,0 +1,259 @@
+import type { ChangeStamp } from '../content/changes.js';
+import type { HistoryRetention, NodeVersion, VersionOp, VersionSummary } from '../content/history.js';
+import type { ContentNode, JsonObject } from '../content/model.js';
+import { descendantRange } from '../content/paths.js';
+import { invariant } from '../errors/catalogue.js';
+import { getMeta, setMeta, type Db } from './database.js';
+
+/** The node columns a version copies, in the nodes table's names. */
+const nodeColumns = 'path, name, parent_id, position, type, properties, binaries, created_at, created_by, modified_at, modified_by';
+const versionColumns = `node_id, version, op, idx, restored_from, superseded_at, ${nodeColumns}`;
+
+type VersionRow = [
+  string, number, string | null, number | null, number | null, string | null,
+  string, string, string | null, number, string, string, string, string, string, string, string,
+];
+
+function versionOf(row: VersionRow): NodeVersion {
+  const [id, version, , , , , path, name, parentId, position, type, properties, binaries] = row;
+  const [createdAt, createdBy, modifiedAt, modifiedBy] = row.slice(13) as string[];
+  const node: ContentNode = {
+    id,
+    path,
+    name,
+    parentId,
+    position,
+    type,
+    properties: JSON.parse(properties) as JsonObject,
+    binaries: JSON.parse(binaries) as ContentNode['binaries'],
+    version,
+    createdAt: createdAt!,
+    createdBy: createdBy!,
+    modifiedAt: modifiedAt!,
+    modifiedBy: modifiedBy!,
+  };
+  return { ...summaryOf(row), node };
+}
+
+function summaryOf(row: VersionRow): VersionSummary {
+  return {
+    id: row[0],
+    version: row[1],
+    op: row[2] as VersionOp | null,
+    index: row[3],
+    restoredFrom: row[4],
+    supersededAt: row[5],
+    path: row[6],
+    type: row[10],
+    at: row[15],
+    by: row[16],
+  };
+}
+
+/**
+ * The versions table (database.ts): written by apply() through ContentTables, inside the transaction of the entry
+ * that makes each version, and read by the history routes. Every write is a statement or two of SQL copying the
+ * node's row as it stands, never JSON handled here: keeping history must cost a write little.
+ *
+ * Statements are prepared at first use: a state file of an older format (no versions table) is read through
+ * ContentTables too.
+ */
+export class VersionTables {
+  private statements: ReturnType<VersionTables['prepare']> | null = null;
+  /** undefined: not read yet; null: history has not started. */
+  private retentionKnown: HistoryRetention | null | undefined = undefined;
+
+  constructor(
+    private readonly db: Db,
+    /** The journal index of the entry being applied (ChangeLog tracks it). */
+    private readonly entryIndex: () => number,
+  ) {}
+
+  private get sql(): ReturnType<VersionTables['prepare']> {
+    this.statements ??= this.prepare();
+    return this.statements;
+  }
+
+  private prepare() {
+    const db = this.db;
+    const currentOf = `SELECT id, version, NULL, NULL, NULL, NULL, ${nodeColumns} FROM nodes`;
+    return {
+      // The version a change replaces, marked superseded; kept first if it was made before history started.
+      supersede: db.prepare(
+        `INSERT INTO versions (${versionColumns})
+         SELECT id, version, NULL, NULL, NULL, @at, ${nodeColumns} FROM nodes WHERE id = @id
+         ON CONFLICT (node_id, version) DO UPDATE SET superseded_at = excluded.superseded_at`,
+      ),
+      keep: db.prepare(
+        `INSERT INTO versions (${versionColumns})
+         SELECT id, version, @op, @idx, @restored_from, NULL, ${nodeColumns} FROM nodes WHERE id = @id`,
+      ),
+      trim: db.prepare('DELETE FROM versions WHERE node_id = ? AND version <= ?'),
+      supersedeRange: db.prepare(
+        `INSERT INTO versions (${versionColumns})
+         SELECT id, version, NULL, NULL, NULL, @at, ${nodeColumns} FROM nodes WHERE path = @path OR (path > @low AND path < @high)
+         ON CONFLICT (node_id, version) DO UPDATE SET superseded_at = excluded.superseded_at`,
+      ),
+      // A deleted node's last version: its last state, stamped with the delete, superseded by it at once (so that
+      // retention by age takes a deleted node's history once the delete is old enough).
+      tombstones: db.prepare(
+        `INSERT INTO versions (${versionColumns})
+         SELECT id, version + 1, 'deleted', @idx, NULL, @at, path, name, parent_id, position, type, properties, binaries,
+                created_at, created_by, @at, @by
+         FROM nodes WHERE path = @path OR (path > @low AND path < @high)`,
+      ),
+      one: db.prepare(`SELECT ${versionColumns} FROM versions WHERE node_id = ? AND version = ?`).raw(true),
+      current: db.prepare(`${currentOf} WHERE id = ?`).raw(true),
+      lastNumber: db.prepare('SELECT max(version) FROM versions WHERE node_id = ?').pluck(),
+      // Newest first: the kept versions, and the current one when it predates history (no row of its own yet).
+      page: db
+        .prepare(
+          `SELECT * FROM (
+             SELECT ${versionColumns} FROM versions WHERE node_id = @id AND version < @before
+             UNION ALL
+             ${currentOf} WHERE id = @id AND version < @before
+               AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.node_id = nodes.id AND v.version = nodes.version))
+           ORDER BY version DESC LIMIT @limit`,
+        )
+        .raw(true),
+      // A deleted node is one whose newest version is a delete and that no live node carries (a restore re-creates it
+      // under its id, after which its delete is history like any version).
+      deletedAt: db
+        .prepare(
+          `SELECT node_id FROM versions v WHERE op = 'deleted' AND path = ?
+             AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = v.node_id)
+             AND version = (SELECT max(version) FROM versions w WHERE w.node_id = v.node_id)
+           ORDER BY idx DESC, node_id LIMIT 1`,
+        )
+        .pluck(),
+      deletedChildren: db
+        .prepare(
+          `SELECT ${versionColumns} FROM versions v WHERE op = 'deleted' AND parent_id = @parent
+             AND (idx < @idx OR (idx = @idx AND node_id > @id))
+             AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = v.node_id)
+             AND version = (SELECT max(version) FROM versions w WHERE w.node_id = v.node_id)
+           ORDER BY idx DESC, node_id LIMIT @limit`,
+        )
+        .raw(true),
+      prune: db.prepare(
+        `DELETE FROM versions WHERE rowid IN (
+           SELECT rowid FROM versions WHERE superseded_at IS NOT NULL AND superseded_at < ?
+           ORDER BY superseded_at, node_id, version LIMIT ?)`,
+      ),
+      anyBefore: db.prepare('SELECT 1 FROM versions WHERE superseded_at IS NOT NULL AND superseded_at < ? LIMIT 1').pluck(),
+    };
+  }
+
+  // ---- retention: set by the entries that start and prune history
+
+  /** The retention in force, or undefined while history has not started (nothing is kept then). */
+  retention(): HistoryRetention | undefined {
+    if (this.retentionKnown === undefined) {
+      const perNode = getMeta<number>(this.db, 'history_versions_per_node');
+      this.retentionKnown = perNode === undefined ? null : { versionsPerNodeMax: perNode };
+    }
+    return this.retentionKnown ?? undefined;
+  }
+
+  /** Starts history (once; later calls only set the retention). */
+  start(retention: HistoryRetention, at: string): void {
+    if (getMeta<string>(this.db, 'history_started_at') === undefined) setMeta(this.db, 'history_started_at', at);
+    this.setRetention(retention);
+  }
+
+  setRetention(retention: HistoryRetention): void {
+    invariant(Number.isSafeInteger(retention.versionsPerNodeMax) && retention.versionsPerNodeMax >= 1, `versionsPerNodeMax ${retention.versionsPerNodeMax}`);
+    setMeta(this.db, 'history_versions_per_node', retention.versionsPerNodeMax);
+    this.retentionKnown = retention;
+  }
+
+  /** When history started, or undefined. */
+  startedAt(): string | undefined {
+    return getMeta<string>(this.db, 'history_started_at');
+  }
+
+  /**
+   * The state machine was replaced under this object (a snapshot install), or a transaction that wrote it rolled
+   * back: what it knew of the retention is read again.
+   */
+  forget(): void {
+    this.retentionKnown = undefined;
+  }
+
+  // ---- writes, by apply() through ContentTables; each a no-op before history starts
+
+  /** Before node `id` changes: its current version is superseded at `at`. */
+  supersede(id: string, at: string): void {
+    if (this.retention() === undefined) return;
+    this.sql.supersede.run({ id, at });
+  }
+
+  /** After node `id` changed: keeps the version it now has, and lets the oldest go beyond the retention. */
+  keep(id: string, version: number, op: VersionOp, restoredFrom: number | null = null): void {
+    const retention = this.retention();
+    if (retention === undefined) return;
+    this.sql.keep.run({ id, op, idx: this.entryIndex(), restored_from: restoredFrom });
+    if (version > retention.versionsPerNodeMax) this.sql.trim.run(id, version - retention.versionsPerNodeMax);
+  }
+
+  /** Before the subtree at `path` is deleted: every node in it gets its last version, stamped with the delete. */
+  keepDeleted(path: string, stamp: ChangeStamp): void {
+    if (this.retention() === undefined) return;
+    const { low, high } = descendantRange(path);
+    this.sql.supersedeRange.run({ path, low, high, at: stamp.at });
+    this.sql.tombstones.run({ path, low, high, at: stamp.at, by: stamp.by, idx: this.entryIndex() });
+  }
+
+  /** Drops up to `rowsMax` versions superseded before `before`, oldest first; returns how many went. */
+  pruneSupersededBefore(before: string, rowsMax: number): number {
+    return this.sql.prune.run(before, rowsMax).changes;
+  }
+
+  /** Whether any version was superseded before `before` (what the pruner asks before proposing). */
+  anySupersededBefore(before: string): boolean {
+    return this.sql.anyBefore.get(before) !== undefined;
+  }
+
+  // ---- reads
+
+  /** Version `version` of node `id`: a kept one, or its current one (kept or not). */
+  version(id: string, version: number): NodeVersion | undefined {
+    const row = (this.sql.one.get(id, version) as VersionRow | undefined) ?? (this.sql.current.get(id) as VersionRow | undefined);
+    if (row === undefined || row[1] !== version) return undefined;
+    return versionOf(row);
+  }
+
+  /** The newest version number node `id` has had (its delete, for a deleted node), or undefined. */
+  lastVersionNumber(id: string): number | undefined {
+    return (this.sql.lastNumber.get(id) as number | null) ?? undefined;
+  }
+
+  /** Up to `limit` versions of node `id` older than `before`, newest first, and whether more follow. */
+  page(id: string, before: number, limit: number): { readonly items: VersionSummary[]; readonly more: boolean } {
+    const rows = this.sql.page.all({ id, before, limit: limit + 1 }) as VersionRow[];
+    return { items: rows.slice(0, limit).map(summaryOf), more: rows.length > limit };
+  }
+
+  /** The id of the node most recently deleted at `path` and not restored since, or undefined. */
+  deletedAt(path: string): string | undefined {
+    return this.sql.deletedAt.get(path) as string | undefined;
+  }
+
+  /**
+   * Deleted children of node `parentId` not restored since, the most recently deleted first, after the cursor
+   * (idx, id) of the previous page; each is its delete version.
+   */
+  deletedChildren(parentId: string, after: { idx: number; id: string } | undefined, limit: number): { readonly items: VersionSummary[]; readonly more: boolean } {
+    const rows = this.sql.deletedChildren.all({ parent: parentId, idx: after?.idx ?? Number.MAX_SAFE_INTEGER, id: after?.id ?? '', limit: limit + 1 }) as VersionRow[];
+    return { items: rows.slice(0, limit).map(summaryOf), more: rows.length > limit };
+  }
+
+  /** Every kept version, by node id and version (the digest's order); nothing in a state without the table. */
+  *all(): Generator<NodeVersion> {
+    const exists = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'versions'`).pluck().get();
+    if (exists === undefined) return;
+    for (const row of this.db.prepare(`SELECT ${versionColumns} FROM versions ORDER BY node_id, version`).raw(true).iterate() as Iterable<VersionRow>) {
+      yield versionOf(row);
+    }
+  }
+}
