@@ -39,7 +39,7 @@ export async function backupFromDataDir(
     let info = written.info;
     if (options.stateFormat2 === true) {
       const state = new Database(statePath);
-      state.exec(`DROP TABLE changes; DELETE FROM meta WHERE key = 'changes_pruned_through'; UPDATE meta SET value = 2 WHERE key = 'format_version'`);
+      state.exec(`DROP TABLE changes; DROP TABLE versions; DELETE FROM meta WHERE key IN ('changes_pruned_through', 'history_started_at', 'history_versions_per_node'); UPDATE meta SET value = 2 WHERE key = 'format_version'`);
       state.close();
       info = { ...info, ...(await hashFile(statePath)) };
     }
@@ -54,7 +54,7 @@ export async function backupFromDataDir(
       if (entry.payload.kind === 'configuration') configuration = entry.payload;
     }
     const content = new ContentTables(db);
-    const digest = contentDigest(content.nodesById(), content.users());
+    const digest = contentDigest(content.nodesById(), content.users(), options.stateFormat2 === true ? [] : content.versions.all());
     const referenced = [...new Set(content.blobReferences().map((r) => r.sha256))].sort();
     const baseHeld = new Set(options.base?.manifest.blobsReferenced ?? []);
     const blobs = referenced.filter((sha256) => !baseHeld.has(sha256));

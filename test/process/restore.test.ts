@@ -9,7 +9,7 @@ import { restoreBackup } from '../../src/backup/restore.js';
 import { verifyBackup } from '../../src/backup/verify.js';
 import { generateClusterSecret } from '../../src/config/clusterSecret.js';
 import { isConclaveError } from '../../src/errors/catalogue.js';
-import { getMeta, openDatabase } from '../../src/storage/database.js';
+import { dataFormatVersion, getMeta, openDatabase } from '../../src/storage/database.js';
 import { JournalStore } from '../../src/storage/journal.js';
 import { backupFromDataDir } from '../helpers/backupArchive.js';
 import { processAuth, startNodeProcess, type NodeProcess } from '../helpers/process.js';
@@ -124,7 +124,7 @@ test('a backup taken before the change feed (data format 2) verifies and restore
   await restoreBackup({ file: built.path, dataDir, as: 'new-cluster', clusterSecret: secret });
   const db = openDatabase(dataDir);
   try {
-    assert.equal(getMeta<number>(db, 'format_version'), 3, 'upgraded in place');
+    assert.equal(getMeta<number>(db, 'format_version'), dataFormatVersion, 'upgraded in place');
     assert.equal(getMeta<number>(db, 'changes_pruned_through'), built.manifest.index);
   } finally {
     db.close();

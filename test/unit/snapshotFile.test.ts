@@ -192,7 +192,7 @@ test('a snapshot file of data format 2 (before the change feed) installs: the co
     const sourceDigest = source.tables.digest();
     source.db.close();
     const old = new Database(path);
-    old.exec(`DROP TABLE changes; UPDATE meta SET value = 2 WHERE key = 'format_version'`);
+    old.exec(`DROP TABLE changes; DROP TABLE versions; UPDATE meta SET value = 2 WHERE key = 'format_version'`);
     old.close();
 
     const target = openDatabase(join(tmp.dir, 'b'));
