@@ -62,7 +62,7 @@ export interface BackupManifest {
   readonly contentDigest: {
     readonly version: string;
     readonly digest: string;
-    readonly counts: { readonly nodes: number; readonly users: number; readonly binaryReferences: number; readonly blobs: number };
+    readonly counts: { readonly nodes: number; readonly users: number; readonly binaryReferences: number; readonly blobs: number; readonly versions: number };
   };
   readonly base: BackupBase | null;
   /** Every blob the state references, sorted: the blobs of this file and of its base chain together. */

@@ -89,8 +89,11 @@ export function runningNodes(cluster: ChaosCluster): string[] {
   return cluster.running().filter((n) => !n.paused).map((n) => n.name);
 }
 
-/** The master by its own word (/health/master), waited for (bounded); `not` excludes a node (a failover). */
-export async function waitForMaster(cluster: ChaosCluster, timeoutMs: number, not?: string): Promise<string> {
+/**
+ * The master by its own word (/health/master), waited for (bounded); `not` excludes a node (a failover); the nodes in
+ * `unheard` need not know it yet.
+ */
+export async function waitForMaster(cluster: ChaosCluster, timeoutMs: number, not?: string, unheard: readonly string[] = []): Promise<string> {
   return waitSeeing(`a master${not !== undefined ? ` other than ${not}` : ''}, known to every running node`, async (saw) => {
     const master = await cluster.master();
     saw(`master ${master ?? 'none'}`);
@@ -99,7 +102,7 @@ export async function waitForMaster(cluster: ChaosCluster, timeoutMs: number, no
     // a node that has not heard yet is refused (CLUSTER_NO_MASTER, retry shortly), which is not what a scenario
     // waiting for the failover to finish means to test.
     for (const node of cluster.running()) {
-      if (node.paused) continue;
+      if (node.paused || unheard.includes(node.name)) continue;
       const view = await cluster.status(node.name).catch(() => null);
       if (view?.master?.name !== master) {
         saw(`master ${master}; ${node.name} sees ${view?.master?.name ?? 'none'}`);

@@ -188,6 +188,7 @@ type Op =
   | { k: 'move'; from: PathValue; to: PathValue | null; before: unknown; extra: boolean; body: BodyMode; pre: Pre }
   | { k: 'reorder'; path: PathValue; order: { o: 'children'; keys: number[]; mut: string } | { o: 'literal'; value: unknown }; body: BodyMode; pre: Pre }
   | { k: 'batch'; items: BatchItem[]; body: BodyMode }
+  | { k: 'restore'; path: PathValue; version: unknown; id: 'none' | 'known' | 'junk'; idKnown: number; to: PathValue | null; extra: boolean; body: BodyMode; pre: Pre }
   | { k: 'query'; params: Array<[string, QVal]> }
   | { k: 'nextPage'; i: number; mut: CursorMut }
   | { k: 'nodeById'; id: { known: number } | { literal: string } }
@@ -360,6 +361,10 @@ const contentQueryPair: fc.Arbitrary<[string, QVal]> = fc.oneof(
   { weight: 3, arbitrary: fc.constantFrom('true', 'false', '', 'TRUE').map((s): [string, QVal] => ['recursive', { v: 'lit', s }]) },
   { weight: 1, arbitrary: fc.constantFrom('bogus', 'property', '__proto__').map((key): [string, QVal] => [key, { v: 'lit', s: '1' }]) },
   { weight: 1, arbitrary: fc.constant<[string, QVal]>(['limit', { v: 'raw', s: '%zz' }]) },
+  // History reads.
+  { weight: 2, arbitrary: fc.constantFrom('true', 'true', 'false', '', 'yes').map((s): [string, QVal] => ['versions', { v: 'lit', s }]) },
+  { weight: 2, arbitrary: fc.constantFrom('1', '2', '3', '0', '-1', 'abc', '1.5', '99', '9007199254740993').map((s): [string, QVal] => ['version', { v: 'lit', s }]) },
+  { weight: 1, arbitrary: fc.constantFrom('true', 'false', 'yes').map((s): [string, QVal] => ['deleted', { v: 'lit', s }]) },
 );
 
 const queryKeys = [
@@ -523,6 +528,21 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       .map((r): Op => ({ k: 'reorder', ...r })),
   },
   { weight: 6, arbitrary: fc.record({ items: fc.array(batchItemArb, { minLength: 0, maxLength: 5 }), body: fc.oneof({ weight: 8, arbitrary: fc.constant(jsonBody) }, { weight: 1, arbitrary: bodyModeArb }) }).map((r): Op => ({ k: 'batch', ...r })) },
+  {
+    weight: 4,
+    arbitrary: fc
+      .record({
+        path: moveFromArb,
+        version: fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 1, max: 4 }) as fc.Arbitrary<unknown> }, { weight: 1, arbitrary: fc.constantFrom<unknown>(0, -1, 1.5, '1', null, 2 ** 60) }),
+        id: fc.constantFrom<'none' | 'known' | 'junk'>('none', 'none', 'known', 'junk'),
+        idKnown: known,
+        to: fc.option(moveToArb, { freq: 4 }),
+        extra: rarely(20),
+        body: bodyModeArb,
+        pre: preArb,
+      })
+      .map((r): Op => ({ k: 'restore', ...r })),
+  },
   { weight: 7, arbitrary: sensibleQuery.map((params): Op => ({ k: 'query', params })) },
   { weight: 5, arbitrary: randomQuery.map((params): Op => ({ k: 'query', params })) },
   { weight: 5, arbitrary: fc.tuple(known, cursorMutArb).map(([i, mut]): Op => ({ k: 'nextPage', i, mut })) },
@@ -930,6 +950,16 @@ function buildRequest(op: Op, st: RunState, t: TestNode): Built {
         }
       });
       return { method: 'POST', url: '/api/v1/batch', headers, payload: applyBody(headers, op.body, { operations }), permission: 'write', read: false };
+    }
+    case 'restore': {
+      const path = resolvePathValue(op.path, st, undefined);
+      const body: Record<string, unknown> = { path, version: op.version };
+      if (op.id === 'known') body['id'] = pick(st.ids, op.idKnown) ?? 'no-id-yet';
+      else if (op.id === 'junk') body['id'] = op.idKnown % 2 === 0 ? '' : 'x'.repeat(200);
+      if (op.to !== null) body['to'] = resolvePathValue(op.to, st, path);
+      if (op.extra) body['extra'] = true;
+      applyPre(headers, op.pre, st, etagAt(t, path));
+      return { method: 'POST', url: '/api/v1/restore', headers, payload: applyBody(headers, op.body, body), permission: 'write', read: false };
     }
     case 'query': {
       const qs = queryString(op.params, st);

@@ -25,7 +25,7 @@ interface Digest {
   node: string;
   appliedIndex: number;
   digest: string;
-  counts: { nodes: number; users: number; binaryReferences: number; blobs: number };
+  counts: { nodes: number; users: number; binaryReferences: number; blobs: number; versions: number };
   blobsMissing: number;
 }
 
@@ -106,7 +106,8 @@ test('binaries reach every node; a node that was down or lost a blob fetches it;
     // Every node's digest agrees at one applied index, and the CLI says so.
     const digests = await settledDigests(cluster, names);
     assert.equal(new Set(digests.map((d) => d.digest)).size, 1, JSON.stringify(digests));
-    assert.deepEqual(digests[0]!.counts, { nodes: 4, users: 1, binaryReferences: 2, blobs: 2 });
+    // Versions: the four nodes' creations and the two uploads.
+    assert.deepEqual(digests[0]!.counts, { nodes: 4, users: 1, binaryReferences: 2, blobs: 2, versions: 6 });
     const cli = await runConclave(['digest', '--all', '--url', cluster.url(down)], { CONCLAVE_PASSWORD: 'process-test-password' });
     assert.equal(cli.code, 0, `${cli.stdout}\n${cli.stderr}`);
     assert.match(cli.stdout, /All 3 members agree at applied index \d+\./);
@@ -165,7 +166,8 @@ test('binaries reach every node; a node that was down or lost a blob fetches it;
 
 test('the collector deletes old unreferenced blobs and keeps referenced and young ones', async () => {
   const tmp = tempDir('conclave-gc-');
-  const node = await startNodeProcess(tmp.dir, { env: { CONCLAVE_STORAGE_BLOB_GC_INTERVAL_MS: '200' } });
+  // History keeps 2 versions per node: the blob an upload replaced goes free once two more changes came after it.
+  const node = await startNodeProcess(tmp.dir, { env: { CONCLAVE_STORAGE_BLOB_GC_INTERVAL_MS: '200', CONCLAVE_HISTORY_VERSIONS_PER_NODE_MAX: '2' } });
   try {
     const put = await fetch(`${node.url}/api/v1/content/x`, { method: 'PUT', headers: { authorization: processAuth, 'content-type': 'application/json' }, body: '{}' });
     assert.equal(put.status, 201);
@@ -173,6 +175,8 @@ test('the collector deletes old unreferenced blobs and keeps referenced and youn
     const dropped = Buffer.from('replaced, so unreferenced, and old');
     assert.equal((await upload(node.url, '/x', dropped)).status, 200);
     assert.equal((await upload(node.url, '/x', kept)).status, 200);
+    const patch = await fetch(`${node.url}/api/v1/content/x`, { method: 'PATCH', headers: { authorization: processAuth, 'content-type': 'application/json' }, body: '{"after":true}' });
+    assert.equal(patch.status, 200);
     // A blob no entry names yet, written just now (as an upload whose entry is on its way would be).
     const young = Buffer.from('unreferenced, but young');
     const youngPath = blobPath(tmp.dir, sha256(young));

@@ -55,7 +55,7 @@ test('ids and names are ordered by their UTF-8 bytes, as SQLite orders them, wha
 test('the digest ignores the key order of properties, and changes with any content', () => {
   const base = contentDigest([node('a', '/a', { x: 1, y: { p: 1, q: 2 } })], [admin]);
   assert.match(base.digest, /^[0-9a-f]{64}$/);
-  assert.deepEqual(base.counts, { nodes: 1, users: 1, binaryReferences: 0, blobs: 0 });
+  assert.deepEqual(base.counts, { nodes: 1, users: 1, binaryReferences: 0, blobs: 0, versions: 0 });
   assert.equal(contentDigest([node('a', '/a', { y: { q: 2, p: 1 }, x: 1 })], [admin]).digest, base.digest, 'same content, other key order');
 
   const variants: Array<[string, ContentNode[], User[]]> = [
@@ -83,7 +83,7 @@ test('binaries are counted and ordered by name, not by insertion', () => {
   const one = contentDigest([node('a', '/a', {}, { f, g }), node('b', '/b', {}, { f })], []);
   const two = contentDigest([node('a', '/a', {}, { g, f }), node('b', '/b', {}, { f })], []);
   assert.equal(one.digest, two.digest);
-  assert.deepEqual(one.counts, { nodes: 2, users: 0, binaryReferences: 3, blobs: 2 });
+  assert.deepEqual(one.counts, { nodes: 2, users: 0, binaryReferences: 3, blobs: 2, versions: 0 });
 });
 
 test('nodes out of id order are a broken invariant, not a different digest', () => {
@@ -92,7 +92,7 @@ test('nodes out of id order are a broken invariant, not a different digest', () 
 
 test('two stores that applied the same commands in separate databases digest the same; a different command differs', () => {
   const commands: Command[] = [
-    { type: 'bootstrap', rootId: 'root', time, tokenKey: 'k', adminPasswordHash: 'h' },
+    { type: 'bootstrap', rootId: 'root', time, tokenKey: 'k', adminPasswordHash: 'h', history: { versionsPerNodeMax: 10 } },
     { type: 'put', path: '/b', newId: 'id-b', nodeType: 'node', properties: { z: 1, a: [1, 2] }, time, user: 'admin' },
     { type: 'put', path: '/a', newId: 'id-a', nodeType: 'page', properties: {}, time, user: 'admin' },
     { type: 'patch', path: '/b', patch: { m: { n: 'o' } }, time, user: 'admin' },
@@ -106,7 +106,7 @@ test('two stores that applied the same commands in separate databases digest the
       const tables = new ContentTables(db);
       // Rows inserted in another order on one side must not matter: only the content does.
       for (const command of list) applyCommand(tables, command);
-      return contentDigest(tables.nodesById(), tables.users());
+      return contentDigest(tables.nodesById(), tables.users(), tables.versions.all());
     } finally {
       db.close();
       tmp.cleanup();
@@ -115,7 +115,8 @@ test('two stores that applied the same commands in separate databases digest the
   const one = digestOf(commands);
   const two = digestOf(commands);
   assert.equal(one.digest, two.digest);
-  assert.deepEqual(one.counts, { nodes: 3, users: 2, binaryReferences: 1, blobs: 1 });
+  // Versions: three creations, a patch and an upload.
+  assert.deepEqual(one.counts, { nodes: 3, users: 2, binaryReferences: 1, blobs: 1, versions: 5 });
   const changed = digestOf([...commands.slice(0, -1), { type: 'putUser', name: 'editor', passwordHash: 'e', roles: ['reader'], createOnly: true, time }]);
   assert.notEqual(changed.digest, one.digest);
 });
