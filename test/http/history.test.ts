@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
+import Database from 'better-sqlite3';
+
 import { json, openTestNode, type TestNode } from '../helpers/app.js';
+import { tempDir, waitFor } from '../helpers/tmp.js';
 
 let t: TestNode;
 before(async () => {
@@ -105,4 +109,53 @@ test('a deleted node is listed under its parent, keeps its history, and comes ba
 test('history reads need read access and restores need write access', async () => {
   assert.equal((await t.request({ method: 'GET', url: '/api/v1/content/h?versions=true', auth: null })).statusCode, 401);
   assert.equal((await t.request({ method: 'POST', url: '/api/v1/restore', ...json({ path: '/h', version: 2 }), auth: null })).statusCode, 401);
+});
+
+test('versions superseded longer ago than history.retainSeconds are dropped by the master, through the journal', async () => {
+  const short = await openTestNode({ 'history.retainSeconds': 1, 'history.pruneIntervalMs': 100 });
+  try {
+    const at = (url: string) => short.request({ method: 'GET', url });
+    assert.equal((await short.request({ method: 'PUT', url: '/api/v1/content/r', ...json({ properties: { n: 1 } }) })).statusCode, 201);
+    await short.request({ method: 'PUT', url: '/api/v1/content/r', ...json({ properties: { n: 2 } }) });
+    const index = short.node.repository.appliedIndex;
+    await waitFor('the superseded version to be dropped', async () => {
+      const items = (await at('/api/v1/content/r?versions=true')).json().items as Array<{ version: number }>;
+      return items.length === 1 ? items : undefined;
+    });
+    assert.deepEqual((await at('/api/v1/content/r?version=2')).json().properties, { n: 2 }, 'the current version stays');
+    assert.equal((await at('/api/v1/content/r?version=1')).json().error.code, 'VERSION_NOT_FOUND');
+    assert.ok(short.node.repository.appliedIndex > index, 'dropped by an entry of its own');
+  } finally {
+    await short.close();
+  }
+});
+
+test('a data directory of format 3 (0.3) is upgraded in place, and the master starts history: the version a change replaces is kept', async () => {
+  const tmp = tempDir();
+  try {
+    const first = await openTestNode({}, tmp.dir);
+    assert.equal((await first.request({ method: 'PUT', url: '/api/v1/content/old', ...json({ properties: { n: 1 } }) })).statusCode, 201);
+    await first.close();
+    // As 0.3 left it: no versions table, no history.
+    const db = new Database(join(tmp.dir, 'conclave.db'));
+    db.exec(`DROP TABLE versions; DELETE FROM meta WHERE key IN ('history_started_at', 'history_versions_per_node'); UPDATE meta SET value = 3 WHERE key = 'format_version'`);
+    db.close();
+
+    const upgraded = await openTestNode({ 'history.pruneIntervalMs': 100 }, tmp.dir);
+    try {
+      const before = (await upgraded.request({ method: 'GET', url: '/api/v1/content/old?versions=true' })).json();
+      assert.deepEqual(before.items.map((v: { version: number; op: string | null }) => [v.version, v.op]), [[1, null]], 'the current version, from before history');
+      await waitFor('history to start', () => (upgraded.node.repository.content.historyRetention() !== undefined ? true : undefined));
+      await upgraded.request({ method: 'PATCH', url: '/api/v1/content/old', ...json({ n: 2 }) });
+      const after = (await upgraded.request({ method: 'GET', url: '/api/v1/content/old?versions=true' })).json();
+      assert.deepEqual(after.items.map((v: { version: number; op: string | null }) => [v.version, v.op]), [[2, 'updated'], [1, null]]);
+      const restored = await upgraded.request({ method: 'POST', url: '/api/v1/restore', ...json({ path: '/old', version: 1 }) });
+      assert.equal(restored.statusCode, 200, restored.body);
+      assert.deepEqual(restored.json().properties, { n: 1 });
+    } finally {
+      await upgraded.close();
+    }
+  } finally {
+    tmp.cleanup();
+  }
 });

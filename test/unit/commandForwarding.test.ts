@@ -195,7 +195,11 @@ describe('the check of a forwarded command (master side)', () => {
     assert.equal(check({ type: 'deleteBinary', path: '/a', property: 'file', time: put.time, user: 'admin' }), 'ok');
     assert.equal(check({ type: 'putUser', name: 'bob', roles: ['editor'], createOnly: false, time: put.time }, { user: 'admin', needs: 'admin' }), 'ok');
     assert.equal(check({ type: 'deleteUser', name: 'bob', time: put.time }, { user: 'admin', needs: 'admin' }), 'ok');
+    assert.equal(check({ type: 'restore', id: 'node-id', version: 3, path: '/a', ifMatch: ['"node-id:4"'], time: put.time, user: 'admin' }), 'ok');
     assert.equal(check({ type: 'bootstrap', rootId: 'r', time: put.time, tokenKey: 'k', adminPasswordHash: 'h' }, { user: 'admin', needs: 'admin' }), 'INTERNAL');
+    // History's upkeep is the master's own: never forwarded.
+    assert.equal(check({ type: 'startHistory', versionsPerNodeMax: 5, time: put.time }, { user: 'admin', needs: 'admin' }), 'INTERNAL');
+    assert.equal(check({ type: 'pruneVersions', versionsPerNodeMax: 5, supersededBefore: put.time, versionsMax: 9, time: put.time }, { user: 'admin', needs: 'admin' }), 'INTERNAL');
     const binary = { type: 'setBinary', path: '/a', property: 'f', binary: { sha256: 'a'.repeat(64), size: 1, contentType: 'x' }, time: put.time, user: 'admin' };
     assert.equal(check(binary), 'INTERNAL');
   });
@@ -208,6 +212,10 @@ describe('the check of a forwarded command (master side)', () => {
     assert.equal(check({ type: 'reorder', path: '/', order: ['a/b'], time: put.time, user: 'admin' }), 'INVALID_PATH');
     assert.equal(check({ type: 'putUser', name: 'bad name', roles: ['editor'], createOnly: false, time: put.time }, { user: 'admin', needs: 'admin' }), 'INVALID_REQUEST');
     assert.equal(check({ type: 'putUser', name: 'bob', roles: ['god'], createOnly: false, time: put.time }, { user: 'admin', needs: 'admin' }), 'INVALID_REQUEST');
+    const restore = { type: 'restore', id: 'node-id', version: 3, path: '/a', time: put.time, user: 'admin' };
+    assert.equal(check({ ...restore, path: 'a' }), 'INVALID_PATH');
+    for (const version of [0, -1, 1.5, '3', null]) assert.equal(check({ ...restore, version }), 'INTERNAL', `version ${String(version)}`);
+    for (const id of ['', 7, 'x'.repeat(200)]) assert.equal(check({ ...restore, id }), 'INTERNAL');
     assert.equal(check({ ...put, user: 'someone-else' }), 'INTERNAL');
     assert.equal(check({ ...put, time: 'yesterday' }), 'INTERNAL');
     assert.equal(check({ ...put, newId: 7 }), 'INTERNAL');
