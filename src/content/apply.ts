@@ -19,7 +19,7 @@ import type {
   SetBinaryCommand,
   StartHistoryCommand,
 } from './commands.js';
-import { versionsPerNodeMin, type VersionOp } from './history.js';
+import { requireHistory, versionsPerNodeMin, type VersionOp } from './history.js';
 import type { ChangeOp, ContentChange } from './changes.js';
 import { batchOperationTypes, legacyTokenKeyId } from './commands.js';
 import { applyMergePatch, isPlainObject } from './mergePatch.js';
@@ -173,9 +173,7 @@ function applyPruneVersions(store: ContentStore, command: PruneVersionsCommand):
  * (where it was, unless the client names another place), last among its new siblings.
  */
 function applyRestore(store: ContentStore, command: RestoreCommand): ApplyResult {
-  if (store.historyRetention() === undefined) {
-    throw new ConclaveError('HISTORY_NOT_STARTED', 'This repository keeps no history yet: every member must run a release that keeps it.');
-  }
+  requireHistory(store.historyRetention());
   const source = store.nodeVersion(command.id, command.version);
   if (source === undefined) {
     throw new ConclaveError('VERSION_NOT_FOUND', `Node ${command.id} has no version ${command.version} (never made, or dropped by the history's retention).`, {

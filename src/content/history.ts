@@ -1,3 +1,4 @@
+import { ConclaveError } from '../errors/catalogue.js';
 import type { ChangeOp } from './changes.js';
 import type { ContentNode } from './model.js';
 
@@ -45,3 +46,14 @@ export interface HistoryRetention {
 
 /** The fewest versions a node may keep: its current one and the one before, so a change can always be undone. */
 export const versionsPerNodeMin = 2;
+
+/**
+ * Refuses a restore while history has not started: checked where the restore is proposed (the route, and the master
+ * for a forwarded one) as well as at apply. A member of a release before history cannot apply a restore entry at
+ * all and would stop at it; once history has started no such member exists, nor can one join.
+ */
+export function requireHistory(retention: HistoryRetention | undefined): void {
+  if (retention === undefined) {
+    throw new ConclaveError('HISTORY_NOT_STARTED', 'This repository keeps no history yet: every member must run a release that keeps it (0.4.0 or newer).');
+  }
+}

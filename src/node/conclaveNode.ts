@@ -46,7 +46,7 @@ import { WebhookDelivery } from '../webhooks/webhookDelivery.js';
 import { WebhookRetention } from '../webhooks/webhookRetention.js';
 import { ChangePruner } from '../changes/changePruner.js';
 import { HistoryKeeper } from '../history/historyKeeper.js';
-import type { HistoryRetention } from '../content/history.js';
+import { requireHistory, type HistoryRetention } from '../content/history.js';
 import { ClusterJobs } from '../jobs/clusterJobs.js';
 import { InternalHttpClient } from '../replication/internalHttp.js';
 import { CommandChannel } from '../forwarding/commandChannel.js';
@@ -256,6 +256,7 @@ export class ConclaveNode {
           propose: (command) => liveRuntime.propose(command),
           checkCommand: (command) => {
             if (command.type === 'batch') checkBatch(command.operations, config.content, liveRuntime.clusterState());
+            if (command.type === 'restore') requireHistory(content.historyRetention());
           },
           get appliedIndex() {
             return liveRuntime.appliedIndex;

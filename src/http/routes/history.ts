@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
-import type { NodeVersion, VersionSummary } from '../../content/history.js';
+import { requireHistory, type NodeVersion, type VersionSummary } from '../../content/history.js';
 import { isPlainObject } from '../../content/mergePatch.js';
 import { baseName, parsePath } from '../../content/paths.js';
 import { decodeCursor, encodeCursor, parseLimit } from '../../content/query.js';
@@ -128,6 +128,7 @@ export async function historyRoutes(app: FastifyInstance): Promise<void> {
     if (unknown.length > 0) throw new ConclaveError('INVALID_REQUEST', `Unknown field(s) ${unknown.join(', ')}; expected path, version, id, to.`);
     const path = parsePath(body['path'], 'path');
     const version = parseVersion(body['version'], 'version');
+    requireHistory(repository.content.historyRetention());
     let target: { id: string; deleted: boolean };
     if (body['id'] !== undefined) {
       if (typeof body['id'] !== 'string' || body['id'].length === 0 || body['id'].length > 128) throw new ConclaveError('INVALID_REQUEST', '"id" must be a node id.');
