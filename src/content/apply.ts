@@ -19,7 +19,7 @@ import type {
   SetBinaryCommand,
   StartHistoryCommand,
 } from './commands.js';
-import { requireHistory, versionsPerNodeMin, type VersionOp } from './history.js';
+import { requireHistory, versionsPerNodeMin, type VersionMade } from './history.js';
 import type { ChangeOp, ContentChange } from './changes.js';
 import { batchOperationTypes, legacyTokenKeyId } from './commands.js';
 import { applyMergePatch, isPlainObject } from './mergePatch.js';
@@ -97,8 +97,7 @@ function applyBootstrap(store: ContentStore, command: BootstrapCommand): ApplyRe
     checkRetention(command.history);
     store.startHistory(command.history, command.time);
   }
-  store.insertNode(root);
-  store.keepVersion(root, 'created');
+  store.insertNode(root, { op: 'created' });
   store.recordChange(changeOf('created', root, { user: 'system', time: command.time }));
   store.setTokenKeyId(command.tokenKeyId ?? legacyTokenKeyId);
   store.putUser({
@@ -186,7 +185,7 @@ function applyRestore(store: ContentStore, command: RestoreCommand): ApplyResult
     checkPreconditions(live, command, live.path);
     if (live.path === rootPath && source.node.type !== rootNodeType) throw new ConclaveError('ROOT_IMMUTABLE', 'The root node keeps the type "root".');
     const state = { type: source.node.type, properties: source.node.properties, binaries: source.node.binaries };
-    return { ...saveChange(store, live, command, state, 'updated', {}, 'restored', command.version), created: false };
+    return { ...saveChange(store, live, command, state, 'updated', {}, { made: { op: 'restored', restoredFrom: command.version } }), created: false };
   }
   checkPreconditions(store.nodeByPath(command.path), command, command.path);
   if (command.path === rootPath) throw new ConclaveError('ROOT_IMMUTABLE', 'Nothing can be restored onto the root.');
@@ -208,8 +207,7 @@ function applyRestore(store: ContentStore, command: RestoreCommand): ApplyResult
     modifiedAt: command.time,
     modifiedBy: command.user,
   };
-  store.insertNode(node);
-  store.keepVersion(node, 'restored', command.version);
+  store.insertNode(node, { op: 'restored', restoredFrom: command.version });
   store.recordChange(changeOf('created', node, command));
   return { node, created: true };
 }
@@ -245,10 +243,15 @@ function targetOf(store: ContentStore, path: string, preconditions: Precondition
   return existing ?? requireNode(store, path);
 }
 
-/**
- * Stores a change to one node as a new version of it (kept in its history as `versionOp`, by default the feed's op),
- * and records it for the feed as `op`.
- */
+/** How history records a change, when it is not simply the feed's op. */
+interface VersionOptions {
+  /** What made the version, for history (default: the feed's op). */
+  readonly made?: VersionMade;
+  /** The caller already superseded the node's current version (a move, before the paths change). */
+  readonly superseded?: boolean;
+}
+
+/** Stores a change to one node as a new version of it (history keeps the one it replaces), recorded for the feed as `op`. */
 function saveChange(
   store: ContentStore,
   node: ContentNode,
@@ -256,13 +259,11 @@ function saveChange(
   changes: Partial<ContentNode>,
   op: ChangeOp,
   extra: Partial<ContentChange> = {},
-  versionOp: VersionOp = op,
-  restoredFrom: number | null = null,
+  version: VersionOptions = {},
 ): ApplyResult {
   const updated = { ...node, ...changes, version: node.version + 1, modifiedAt: command.time, modifiedBy: command.user };
-  store.supersedeVersion(node.id, command.time);
-  store.updateNode(updated);
-  store.keepVersion(updated, versionOp, restoredFrom);
+  if (version.superseded !== true) store.supersedeVersion(node, command.time);
+  store.updateNode(updated, version.made ?? { op });
   store.recordChange(changeOf(op, updated, command, extra));
   return { node: updated };
 }
@@ -294,8 +295,7 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
     modifiedAt: command.time,
     modifiedBy: command.user,
   };
-  store.insertNode(node);
-  store.keepVersion(node, 'created');
+  store.insertNode(node, { op: 'created' });
   store.recordChange(changeOf('created', node, command));
   return { node, created: true };
 }
@@ -384,7 +384,7 @@ function applyMove(store: ContentStore, command: MoveCommand): ApplyResult {
   const moving = command.to !== command.from;
   const stamp = { by: command.user, at: command.time };
   // The version the move replaces keeps the path it had: superseded before the paths change.
-  store.supersedeVersion(node.id, command.time);
+  store.supersedeVersion(node, command.time);
   if (moving) store.movePaths(command.from, command.to);
   store.setPositions(positions.filter((p) => p.id !== node.id));
   const result = saveChange(
@@ -394,6 +394,7 @@ function applyMove(store: ContentStore, command: MoveCommand): ApplyResult {
     { path: command.to, name: baseName(command.to), parentId: parent.id, position: positions.find((p) => p.id === node.id)?.position ?? 0 },
     'moved',
     { from: command.from },
+    { superseded: true },
   );
   if (moving) store.recordDescendantChanges(command.to, 'moved', stamp, command.from);
   return result;

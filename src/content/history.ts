@@ -15,6 +15,13 @@ import type { ContentNode } from './model.js';
 /** What made a version: a feed op, a restore of an earlier version, or null for one made before history started. */
 export type VersionOp = ChangeOp | 'restored';
 
+/** What made a version, as a write tells the store. */
+export interface VersionMade {
+  readonly op: VersionOp;
+  /** For `restored`: the version whose state was made current again. */
+  readonly restoredFrom?: number;
+}
+
 /** One version as a listing shows it. */
 export interface VersionSummary {
   readonly id: string;

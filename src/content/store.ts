@@ -1,5 +1,5 @@
 import type { ChangeStamp, ContentChange } from './changes.js';
-import type { HistoryRetention, NodeVersion, VersionOp } from './history.js';
+import type { HistoryRetention, NodeVersion, VersionMade } from './history.js';
 import type { ContentNode, User } from './model.js';
 
 /**
@@ -16,9 +16,10 @@ export interface ContentStore {
   children(id: string): ContentNode[];
   /** The highest position among a node's children, or -1 when it has none. */
   lastChildPosition(id: string): number;
-  insertNode(node: ContentNode): void;
-  /** Replaces the row with the node's id. The path must not change here; see moveSubtree. */
-  updateNode(node: ContentNode): void;
+  /** Stores a new node; `made` says what made its first version (history keeps it once a change replaces it). */
+  insertNode(node: ContentNode, made: VersionMade): void;
+  /** Replaces the row with the node's id, as a new version made by `made` (after supersedeVersion). */
+  updateNode(node: ContentNode, made: VersionMade): void;
   setPositions(positions: ReadonlyArray<{ id: string; position: number }>): void;
   /** Deletes the node and all its descendants; returns how many nodes were deleted. */
   deleteSubtree(node: ContentNode): number;
@@ -48,10 +49,8 @@ export interface ContentStore {
   historyRetention(): HistoryRetention | undefined;
   startHistory(retention: HistoryRetention, at: string): void;
   setHistoryRetention(retention: HistoryRetention): void;
-  /** Before node `id` changes: its current version is superseded at `at`. */
-  supersedeVersion(id: string, at: string): void;
-  /** After `node` (as stored now) changed: keeps this version of it, made by `op`. */
-  keepVersion(node: ContentNode, op: VersionOp, restoredFrom?: number | null): void;
+  /** Before `node` (as stored now) changes: history keeps its current version, superseded at `at`. */
+  supersedeVersion(node: ContentNode, at: string): void;
   /** Before the subtree at `path` is deleted: every node in it gets a last version, the delete's. */
   keepDeletedVersions(path: string, stamp: ChangeStamp): void;
   /** Version `version` of node `id` (kept, or its current one), or undefined. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 
 import type { ChangeStamp, ContentChange } from '../content/changes.js';
-import type { HistoryRetention, NodeVersion, VersionOp } from '../content/history.js';
+import type { HistoryRetention, NodeVersion, VersionMade } from '../content/history.js';
 import { legacyTokenKeyId } from '../content/commands.js';
 import type { ContentNode, JsonObject, Role, User } from '../content/model.js';
 import { descendantRange, rootPath } from '../content/paths.js';
@@ -172,14 +172,15 @@ export class ContentTables implements ContentStore {
     this.byId = db.prepare('SELECT * FROM nodes WHERE id = ?');
     this.insert = db.prepare(
       `INSERT INTO nodes (id, path, name, parent_id, position, type, properties, binaries, version,
-                          created_at, created_by, modified_at, modified_by)
+                          created_at, created_by, modified_at, modified_by, op, idx, restored_from)
        VALUES (@id, @path, @name, @parent_id, @position, @type, @properties, @binaries, @version,
-               @created_at, @created_by, @modified_at, @modified_by)`,
+               @created_at, @created_by, @modified_at, @modified_by, @op, @idx, @restored_from)`,
     );
     this.update = db.prepare(
       `UPDATE nodes SET path = @path, name = @name, parent_id = @parent_id, position = @position, type = @type,
               properties = @properties, binaries = @binaries, version = @version, created_at = @created_at,
-              created_by = @created_by, modified_at = @modified_at, modified_by = @modified_by
+              created_by = @created_by, modified_at = @modified_at, modified_by = @modified_by,
+              op = @op, idx = @idx, restored_from = @restored_from
        WHERE id = @id`,
     );
     this.anyChild = db.prepare('SELECT 1 FROM nodes WHERE parent_id = ? LIMIT 1').pluck();
@@ -232,12 +233,12 @@ export class ContentTables implements ContentStore {
     return max ?? -1;
   }
 
-  insertNode(node: ContentNode): void {
-    this.insert.run(toParams(node));
+  insertNode(node: ContentNode, made: VersionMade): void {
+    this.insert.run({ ...toParams(node), ...this.versions.madeBy(made.op, made.restoredFrom ?? null) });
   }
 
-  updateNode(node: ContentNode): void {
-    const changes = this.update.run(toParams(node)).changes;
+  updateNode(node: ContentNode, made: VersionMade): void {
+    const changes = this.update.run({ ...toParams(node), ...this.versions.madeBy(made.op, made.restoredFrom ?? null) }).changes;
     invariant(changes === 1, `update of node ${node.id} changed ${changes} rows`);
   }
 
@@ -360,12 +361,8 @@ export class ContentTables implements ContentStore {
     this.versions.setRetention(retention);
   }
 
-  supersedeVersion(id: string, at: string): void {
-    this.versions.supersede(id, at);
-  }
-
-  keepVersion(node: ContentNode, op: VersionOp, restoredFrom: number | null = null): void {
-    this.versions.keep(node.id, node.version, op, restoredFrom);
+  supersedeVersion(node: ContentNode, at: string): void {
+    this.versions.supersede(node.id, node.version + 1, at);
   }
 
   keepDeletedVersions(path: string, stamp: ChangeStamp): void {

@@ -14,6 +14,8 @@ export const dataFormatVersion = 4;
 
 /** The format that added each table after format 2; a state file of an older format lacks them. */
 export const tablesSinceFormat: Readonly<Record<string, number>> = { changes: 3, versions: 4 };
+/** The format that added each column to a table of format 2 (always at its end); an older state file lacks them. */
+export const columnsSinceFormat: Readonly<Record<string, Readonly<Record<string, number>>>> = { nodes: { op: 4, idx: 4, restored_from: 4 } };
 
 export type Db = Database.Database;
 
@@ -47,7 +49,11 @@ CREATE TABLE IF NOT EXISTS nodes (
   created_at  TEXT NOT NULL,
   created_by  TEXT NOT NULL,
   modified_at TEXT NOT NULL,
-  modified_by TEXT NOT NULL
+  modified_by TEXT NOT NULL,
+  -- What made the current version, once history has started (null before): see the versions table.
+  op            TEXT,
+  idx           INTEGER,
+  restored_from INTEGER
 ) STRICT;
 CREATE INDEX IF NOT EXISTS nodes_children ON nodes(parent_id, position);
 CREATE INDEX IF NOT EXISTS nodes_type ON nodes(type, path);
@@ -84,13 +90,13 @@ CREATE TABLE IF NOT EXISTS changes (
   PRIMARY KEY (idx, ordinal)
 ) STRICT, WITHOUT ROWID;
 
--- Content history (src/storage/versionTables.ts): every version of every node since history started (meta
--- history_started_at), the current one included, each the node's whole row as that version left it. Written by
--- apply() in the transaction of the entry that made the version (idx; null for a version made before history started,
--- kept when its successor came), so every node holds the same history. op: what made the version (a feed op,
--- 'restored', or null before history); a deleted node's last row is op 'deleted', holding its last state.
--- superseded_at: when a newer version (or the delete) replaced it, null for the current one: retention by age
--- drops versions superseded before a cut-off, never a current one.
+-- Content history (src/storage/versionTables.ts): the versions of every node that a newer one replaced since history
+-- started (meta history_started_at), each the node's whole row as that version left it, copied from nodes when the
+-- next change comes (the current version is the nodes row, whose op, idx and restored_from say what made it). Written
+-- by apply() in the entry's transaction, so every node holds the same history. op: what made the version (a feed op,
+-- 'restored', or null before history started); idx: the entry that made it. A deleted node's last row is op
+-- 'deleted', holding its last state. superseded_at: when a newer version (or the delete) replaced it: retention by
+-- age drops versions superseded before a cut-off.
 CREATE TABLE IF NOT EXISTS versions (
   node_id       TEXT    NOT NULL,
   version       INTEGER NOT NULL,
@@ -115,6 +121,9 @@ CREATE INDEX IF NOT EXISTS versions_superseded ON versions(superseded_at, node_i
 CREATE INDEX IF NOT EXISTS versions_deleted_children ON versions(parent_id, idx) WHERE op = 'deleted';
 CREATE INDEX IF NOT EXISTS versions_deleted_paths ON versions(path, idx) WHERE op = 'deleted';
 `;
+
+/** The declared type of each column columnsSinceFormat names, as databaseSchema declares it. */
+const addedColumnTypes: Readonly<Record<string, string>> = { op: 'TEXT', idx: 'INTEGER', restored_from: 'INTEGER' };
 
 /**
  * Creates the data directory (mode 0700) or checks the one there: it holds password hashes, the content and the
@@ -267,10 +276,17 @@ export function openDatabase(dataDir: string): Db {
   if (format === undefined) {
     db.prepare(`INSERT INTO meta(key, value) VALUES ('format_version', ?)`).run(dataFormatVersion);
   } else if (format === 2 || format === 3) {
-    // The schema above just created the tables the directory lacked, empty. Nothing of the feed before now exists: it
-    // answers from the applied index on, and says CHANGES_COMPACTED for anything earlier. History starts when every
-    // member runs a release that keeps it (src/history/historyKeeper.ts), as it would have for this directory.
+    // The schema above just created the tables the directory lacked, empty; the columns it lacked are added (at the
+    // end, as databaseSchema has them). Nothing of the feed before now exists: it answers from the applied index on,
+    // and says CHANGES_COMPACTED for anything earlier. History starts when every member runs a release that keeps it
+    // (src/history/historyKeeper.ts), as it would have for this directory.
     db.transaction(() => {
+      for (const [table, columns] of Object.entries(columnsSinceFormat)) {
+        const present = new Set((db.pragma(`table_info(${table})`) as Array<{ name: string }>).map((c) => c.name));
+        for (const [column, since] of Object.entries(columns)) {
+          if (since > format && !present.has(column)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${addedColumnTypes[column]}`);
+        }
+      }
       if (format === 2) {
         const applied = (db.prepare(`SELECT value FROM meta WHERE key = 'applied_index'`).pluck().get() as number | undefined) ?? 0;
         db.prepare(`INSERT INTO meta(key, value) VALUES ('changes_pruned_through', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(applied);

@@ -9,7 +9,7 @@ import type { CoordinatorSnapshotData } from '../core/clusterCoordinator.js';
 import type { Snapshot } from '../core/types.js';
 import { ConclaveError, errorCatalogue, invariant, type ErrorCode } from '../errors/catalogue.js';
 import { joinCommitPoint, type CommitPointCells } from './commitPoint.js';
-import { databaseSchema, dataFormatVersion, tablesSinceFormat, type Db } from './database.js';
+import { columnsSinceFormat, databaseSchema, dataFormatVersion, tablesSinceFormat, type Db } from './database.js';
 
 /**
  * A snapshot file: a SQLite database with the node's schema holding the state machine as of one applied index —
@@ -265,9 +265,14 @@ function schemaOfFormat(format: number): NonNullable<typeof expectedSchema> {
     const table = current.objects.get(name)?.tbl_name ?? name;
     return (tablesSinceFormat[table] ?? 0) > format;
   };
+  // Columns a later format added to a table this one has (columnsOf's JSON: [name, type, notnull, pk, hidden]).
+  const columnsThen = (table: string, json: string) => {
+    const added = columnsSinceFormat[table] ?? {};
+    return JSON.stringify((JSON.parse(json) as Array<[string, ...unknown[]]>).filter(([name]) => (added[name] ?? 0) <= format));
+  };
   return {
     objects: new Map([...current.objects].filter(([name]) => !later(name))),
-    columns: new Map([...current.columns].filter(([name]) => !later(name))),
+    columns: new Map([...current.columns].filter(([name]) => !later(name)).map(([name, json]) => [name, columnsThen(name, json)])),
   };
 }
 
@@ -350,9 +355,11 @@ export function replaceStateMachine(db: Db, index: number): void {
   const held = meta('applied_index');
   invariant(held === index, `the snapshot file holds index ${held ?? 'none'}, not ${index}`);
   for (const table of stateMachineTables) {
-    const columns = columnList(db, 'main', table);
     db.exec(`DELETE FROM main.${table}`);
     if ((tablesSinceFormat[table] ?? 0) > format) continue;
+    // The file's columns (checked above to be this build's, or an older format's: a prefix of them); a column it
+    // lacks takes its default, null.
+    const columns = columnList(db, attachedName, table);
     db.exec(`INSERT INTO main.${table} (${columns}) SELECT ${columns} FROM ${attachedName}.${table}`);
   }
   const keys = stateMachineMetaKeys.map((k) => `'${k}'`).join(', ');

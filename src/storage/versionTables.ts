@@ -52,8 +52,9 @@ function summaryOf(row: VersionRow): VersionSummary {
 
 /**
  * The versions table (database.ts): written by apply() through ContentTables, inside the transaction of the entry
- * that makes each version, and read by the history routes. Every write is a statement or two of SQL copying the
- * node's row as it stands, never JSON handled here: keeping history must cost a write little.
+ * that makes each version, and read by the history routes. A node's current version is its nodes row; a change
+ * copies it here first, with one statement of SQL and no JSON handled here, and a create copies nothing: keeping
+ * history must cost a write little.
  *
  * Statements are prepared at first use: a state file of an older format (no versions table) is read through
  * ContentTables too.
@@ -76,23 +77,18 @@ export class VersionTables {
 
   private prepare() {
     const db = this.db;
-    const currentOf = `SELECT id, version, NULL, NULL, NULL, NULL, ${nodeColumns} FROM nodes`;
+    // The current version of a node: its row in nodes, with what made it.
+    const currentOf = `SELECT id, version, op, idx, restored_from, NULL, ${nodeColumns} FROM nodes`;
     return {
-      // The version a change replaces, marked superseded; kept first if it was made before history started.
+      // The version a change replaces, copied as it is, superseded at `at`.
       supersede: db.prepare(
         `INSERT INTO versions (${versionColumns})
-         SELECT id, version, NULL, NULL, NULL, @at, ${nodeColumns} FROM nodes WHERE id = @id
-         ON CONFLICT (node_id, version) DO UPDATE SET superseded_at = excluded.superseded_at`,
-      ),
-      keep: db.prepare(
-        `INSERT INTO versions (${versionColumns})
-         SELECT id, version, @op, @idx, @restored_from, NULL, ${nodeColumns} FROM nodes WHERE id = @id`,
+         SELECT id, version, op, idx, restored_from, @at, ${nodeColumns} FROM nodes WHERE id = @id`,
       ),
       trim: db.prepare('DELETE FROM versions WHERE node_id = ? AND version <= ?'),
       supersedeRange: db.prepare(
         `INSERT INTO versions (${versionColumns})
-         SELECT id, version, NULL, NULL, NULL, @at, ${nodeColumns} FROM nodes WHERE path = @path OR (path > @low AND path < @high)
-         ON CONFLICT (node_id, version) DO UPDATE SET superseded_at = excluded.superseded_at`,
+         SELECT id, version, op, idx, restored_from, @at, ${nodeColumns} FROM nodes WHERE path = @path OR (path > @low AND path < @high)`,
       ),
       // A deleted node's last version: its last state, stamped with the delete, superseded by it at once (so that
       // retention by age takes a deleted node's history once the delete is old enough).
@@ -105,14 +101,13 @@ export class VersionTables {
       one: db.prepare(`SELECT ${versionColumns} FROM versions WHERE node_id = ? AND version = ?`).raw(true),
       current: db.prepare(`${currentOf} WHERE id = ?`).raw(true),
       lastNumber: db.prepare('SELECT max(version) FROM versions WHERE node_id = ?').pluck(),
-      // Newest first: the kept versions, and the current one when it predates history (no row of its own yet).
+      // Newest first: the current version (a live node's) and the kept ones.
       page: db
         .prepare(
           `SELECT * FROM (
              SELECT ${versionColumns} FROM versions WHERE node_id = @id AND version < @before
              UNION ALL
-             ${currentOf} WHERE id = @id AND version < @before
-               AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.node_id = nodes.id AND v.version = nodes.version))
+             ${currentOf} WHERE id = @id AND version < @before)
            ORDER BY version DESC LIMIT @limit`,
         )
         .raw(true),
@@ -182,18 +177,24 @@ export class VersionTables {
 
   // ---- writes, by apply() through ContentTables; each a no-op before history starts
 
-  /** Before node `id` changes: its current version is superseded at `at`. */
-  supersede(id: string, at: string): void {
-    if (this.retention() === undefined) return;
-    this.sql.supersede.run({ id, at });
+  /**
+   * What the nodes row records of the version it holds, for the node's next version: null while history has not
+   * started (nodes of a release before history, applying the same entries, record nothing either).
+   */
+  madeBy(op: VersionOp, restoredFrom: number | null): { op: VersionOp | null; idx: number | null; restored_from: number | null } {
+    if (this.retention() === undefined) return { op: null, idx: null, restored_from: null };
+    return { op, idx: this.entryIndex(), restored_from: restoredFrom };
   }
 
-  /** After node `id` changed: keeps the version it now has, and lets the oldest go beyond the retention. */
-  keep(id: string, version: number, op: VersionOp, restoredFrom: number | null = null): void {
+  /**
+   * Before node `id` changes to version `next`: its current version is kept, superseded at `at`, and the oldest go
+   * beyond the retention (which counts the current version).
+   */
+  supersede(id: string, next: number, at: string): void {
     const retention = this.retention();
     if (retention === undefined) return;
-    this.sql.keep.run({ id, op, idx: this.entryIndex(), restored_from: restoredFrom });
-    if (version > retention.versionsPerNodeMax) this.sql.trim.run(id, version - retention.versionsPerNodeMax);
+    this.sql.supersede.run({ id, at });
+    if (next > retention.versionsPerNodeMax) this.sql.trim.run(id, next - retention.versionsPerNodeMax);
   }
 
   /** Before the subtree at `path` is deleted: every node in it gets its last version, stamped with the delete. */
@@ -216,7 +217,7 @@ export class VersionTables {
 
   // ---- reads
 
-  /** Version `version` of node `id`: a kept one, or its current one (kept or not). */
+  /** Version `version` of node `id`: a kept one, or its current one. */
   version(id: string, version: number): NodeVersion | undefined {
     const row = (this.sql.one.get(id, version) as VersionRow | undefined) ?? (this.sql.current.get(id) as VersionRow | undefined);
     if (row === undefined || row[1] !== version) return undefined;
@@ -248,12 +249,23 @@ export class VersionTables {
     return { items: rows.slice(0, limit).map(summaryOf), more: rows.length > limit };
   }
 
-  /** Every kept version, by node id and version (the digest's order); nothing in a state without the table. */
+  /**
+   * Every version history knows, by node id and version (the digest's order): the kept ones, and the current ones
+   * made since history started. Nothing in a state of a format before history.
+   */
   *all(): Generator<NodeVersion> {
     const exists = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'versions'`).pluck().get();
     if (exists === undefined) return;
-    for (const row of this.db.prepare(`SELECT ${versionColumns} FROM versions ORDER BY node_id, version`).raw(true).iterate() as Iterable<VersionRow>) {
-      yield versionOf(row);
-    }
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM (
+           SELECT ${versionColumns} FROM versions
+           UNION ALL
+           SELECT id, version, op, idx, restored_from, NULL, ${nodeColumns} FROM nodes WHERE op IS NOT NULL)
+         ORDER BY node_id, version`,
+      )
+      .raw(true)
+      .iterate() as Iterable<VersionRow>;
+    for (const row of rows) yield versionOf(row);
   }
 }

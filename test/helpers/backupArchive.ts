@@ -39,7 +39,7 @@ export async function backupFromDataDir(
     let info = written.info;
     if (options.stateFormat2 === true) {
       const state = new Database(statePath);
-      state.exec(`DROP TABLE changes; DROP TABLE versions; DELETE FROM meta WHERE key IN ('changes_pruned_through', 'history_started_at', 'history_versions_per_node'); UPDATE meta SET value = 2 WHERE key = 'format_version'`);
+      state.exec(`DROP TABLE changes; DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from; DELETE FROM meta WHERE key IN ('changes_pruned_through', 'history_started_at', 'history_versions_per_node'); UPDATE meta SET value = 2 WHERE key = 'format_version'`);
       state.close();
       info = { ...info, ...(await hashFile(statePath)) };
     }

@@ -138,7 +138,7 @@ test('a data directory of format 3 (0.3) is upgraded in place, and the master st
     await first.close();
     // As 0.3 left it: no versions table, no history.
     const db = new Database(join(tmp.dir, 'conclave.db'));
-    db.exec(`DROP TABLE versions; DELETE FROM meta WHERE key IN ('history_started_at', 'history_versions_per_node'); UPDATE meta SET value = 3 WHERE key = 'format_version'`);
+    db.exec(`DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from; DELETE FROM meta WHERE key IN ('history_started_at', 'history_versions_per_node'); UPDATE meta SET value = 3 WHERE key = 'format_version'`);
     db.close();
 
     const upgraded = await openTestNode({ 'history.pruneIntervalMs': 100 }, tmp.dir);

@@ -192,7 +192,7 @@ test('a snapshot file of data format 2 (before the change feed) installs: the co
     const sourceDigest = source.tables.digest();
     source.db.close();
     const old = new Database(path);
-    old.exec(`DROP TABLE changes; DROP TABLE versions; UPDATE meta SET value = 2 WHERE key = 'format_version'`);
+    old.exec(`DROP TABLE changes; DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from; UPDATE meta SET value = 2 WHERE key = 'format_version'`);
     old.close();
 
     const target = openDatabase(join(tmp.dir, 'b'));
@@ -207,6 +207,40 @@ test('a snapshot file of data format 2 (before the change feed) installs: the co
     assert.equal(tables.digest(), sourceDigest);
     assert.equal(target.prepare('SELECT count(*) FROM changes').pluck().get(), 0, 'nothing of the target\'s own feed is left');
     assert.equal(getMeta(target, 'changes_pruned_through'), info.index);
+    target.close();
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+test('a snapshot file of data format 3 (before history) installs: the content and the feed, and no history', async () => {
+  const tmp = tempDir();
+  try {
+    const source = new Node(join(tmp.dir, 'a'));
+    for (let i = 0; i < 20; i++) source.put(i);
+    const store = new SnapshotStore(source.dir, undefined);
+    const { path, info } = await writeSnapshotFile(source.db, store.tmpDir);
+    const sourceDigest = source.tables.digest();
+    const sourceEvents = source.db.prepare('SELECT count(*) FROM changes').pluck().get();
+    source.db.close();
+    const old = new Database(path);
+    old.exec(`DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from; UPDATE meta SET value = 3 WHERE key = 'format_version'`);
+    old.close();
+
+    const target = openDatabase(join(tmp.dir, 'b'));
+    const tables = new ContentTables(target);
+    applyCommand(tables, { type: 'bootstrap', rootId: 'other-root', time, tokenKeyId: 'other-key-id', adminPasswordHash: 'other', history: { versionsPerNodeMax: 5 } });
+    const detach = attachSnapshot(target, path);
+    try {
+      target.transaction(() => replaceStateMachine(target, info.index))();
+    } finally {
+      detach();
+    }
+    tables.usersReplaced();
+    assert.equal(tables.digest(), sourceDigest);
+    assert.equal(target.prepare('SELECT count(*) FROM changes').pluck().get(), sourceEvents);
+    assert.equal(target.prepare('SELECT count(*) FROM versions').pluck().get(), 0, 'nothing of the target\'s own history is left');
+    assert.equal(tables.historyRetention(), undefined, 'history has not started in that state');
     target.close();
   } finally {
     tmp.cleanup();
