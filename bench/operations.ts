@@ -11,17 +11,25 @@ export const documentTextChars = 1000;
 
 export type ReadConsistency = 'stale' | 'sequential' | 'linearizable';
 
-/** Paths under one parent, numbered by one counter, so every writer of a run writes a path nobody wrote before. */
+/**
+ * Paths under one parent, numbered by one counter, so every writer of a run writes a path nobody wrote before — or,
+ * with `documents`, cycling over that many paths, so that once each exists every write replaces a document (a new
+ * version of it).
+ */
 export class DocumentPaths {
   private next = 0;
   /** Paths whose PUT was acknowledged (2xx): what the readers may ask for. */
   readonly written: string[] = [];
 
-  constructor(readonly parentPath: string) {}
+  constructor(
+    readonly parentPath: string,
+    private readonly documents?: number,
+  ) {}
 
   fresh(): { path: string; sequence: number } {
     const sequence = this.next++;
-    return { path: `${this.parentPath}/d${String(sequence).padStart(9, '0')}`, sequence };
+    const number = this.documents === undefined ? sequence : sequence % this.documents;
+    return { path: `${this.parentPath}/d${String(number).padStart(9, '0')}`, sequence };
   }
 }
 

@@ -16,6 +16,7 @@ import { DocumentPaths, requestOnce, writer } from './operations.js';
  * the calling thread).
  *
  *   node dist/bench/writePathProbe.js [--clients 1,64] [--duration-ms 5000] [--warmup-ms 1000] [--cpu-prof DIR] [--via master|replica]
+ *                                     [--documents N]   (writes cycle over N documents: after the first N, each replaces one)
  *
  * --via replica sends the writes to a replica, which forwards each one to the master as a command.
  * With --cpu-prof every node runs under node --cpu-prof and writes its profile under DIR/<node>/ when the probe
@@ -47,7 +48,7 @@ async function readyCounts(url: string): Promise<ReadyCounts> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { clients: { type: 'string' }, 'duration-ms': { type: 'string' }, 'warmup-ms': { type: 'string' }, 'cpu-prof': { type: 'string' }, via: { type: 'string' } } });
+  const { values } = parseArgs({ options: { clients: { type: 'string' }, 'duration-ms': { type: 'string' }, 'warmup-ms': { type: 'string' }, 'cpu-prof': { type: 'string' }, via: { type: 'string' }, documents: { type: 'string' } } });
   const levels = (values.clients ?? '1,64').split(',').map(Number);
   const timing = { durationMs: Number(values['duration-ms'] ?? 5000), warmupMs: Number(values['warmup-ms'] ?? 1000) };
   const root = mkdtempSync(join(tmpdir(), 'conclave-probe-'));
@@ -58,7 +59,7 @@ async function main(): Promise<void> {
     const targetUrl = values.via === 'replica' ? cluster.url(cluster.names.find((name) => name !== master)!) : masterUrl;
     await requestOnce(masterUrl, 'PUT', `/api/v1/content${parentPath}`, [201], { body: JSON.stringify({ properties: {} }), contentType: 'application/json' });
     for (const name of cluster.names) await requestOnce(cluster.url(name), 'GET', `/api/v1/content${parentPath}`, [200]);
-    const write = writer(new DocumentPaths(parentPath));
+    const write = writer(new DocumentPaths(parentPath, values.documents === undefined ? undefined : Number(values.documents)));
     console.log(
       '| clients | writes/s | p50 ms | node | transactions per write | entries appended per transaction | entries applied per transaction | ms per transaction | wall time in transactions | user CPU per write (ms) | system CPU per write (ms) |',
     );

@@ -135,6 +135,7 @@ export class VersionTables {
            SELECT rowid FROM versions WHERE superseded_at IS NOT NULL AND superseded_at < ?
            ORDER BY superseded_at, node_id, version LIMIT ?)`,
       ),
+      perNode: db.prepare(`SELECT value FROM meta WHERE key = 'history_versions_per_node'`).pluck(),
       anyBefore: db.prepare('SELECT 1 FROM versions WHERE superseded_at IS NOT NULL AND superseded_at < ? LIMIT 1').pluck(),
     };
   }
@@ -144,7 +145,7 @@ export class VersionTables {
   /** The retention in force, or undefined while history has not started (nothing is kept then). */
   retention(): HistoryRetention | undefined {
     if (this.retentionKnown === undefined) {
-      const perNode = getMeta<number>(this.db, 'history_versions_per_node');
+      const perNode = this.sql.perNode.get() as number | undefined;
       this.retentionKnown = perNode === undefined ? null : { versionsPerNodeMax: perNode };
     }
     return this.retentionKnown ?? undefined;
