@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
+import { versionsPerNodeMin } from '../content/history.js';
 import { contentDigest } from '../replication/contentDigest.js';
 import { ContentTables } from '../storage/contentTables.js';
 import { dataFormatVersion } from '../storage/database.js';
@@ -268,6 +269,17 @@ function checkState(path: string, manifest: BackupManifest, file: string): void 
     if (format !== schema.format) throw stateCorrupt(file, `its state.db has data format ${String(format)}, but the schema of format ${schema.format}`);
     const applied = meta('applied_index');
     if (applied !== manifest.index) throw stateCorrupt(file, `its state.db is at applied index ${String(applied)}, not the ${manifest.index} its manifest says`);
+    if (schema.format >= 4) {
+      // What apply() holds and a digest does not show: a version history keeps is older than its node's current one,
+      // and the retention is one an entry could have set. A restored state breaking either would stop the cluster at
+      // its first write to such a node.
+      const ahead = db.prepare('SELECT v.node_id FROM versions v JOIN nodes n ON n.id = v.node_id WHERE v.version >= n.version LIMIT 1').pluck().get();
+      if (ahead !== undefined) throw stateCorrupt(file, `its history holds a version of node ${String(ahead)} that is not older than the node's own`);
+      const perNode = meta('history_versions_per_node');
+      if (perNode !== undefined && !(typeof perNode === 'number' && Number.isSafeInteger(perNode) && perNode >= versionsPerNodeMin)) {
+        throw stateCorrupt(file, `its history keeps ${String(perNode)} versions per node`);
+      }
+    }
     const content = new ContentTables(db);
     const { digest, counts } = contentDigest(content.nodesById(), content.users(), content.versions.all());
     if (digest !== manifest.contentDigest.digest || JSON.stringify(counts) !== JSON.stringify(manifest.contentDigest.counts)) {

@@ -279,7 +279,12 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
     return { ...saveChange(store, existing, command, { type, properties: command.properties }, 'updated'), created: false };
   }
   const parent = requireParent(store, command.path);
-  invariant(store.nodeById(command.newId) === undefined, `node id ${command.newId} reused`);
+  // Ids are drawn at random where a write is received; one already used (by a node, or by one history keeps) can only
+  // come from a forged command, and is refused like any write that meets the wrong state: a row of history under
+  // that id would collide with the new node's versions.
+  if (store.nodeById(command.newId) !== undefined || store.lastVersionNumber(command.newId) !== undefined) {
+    throw new ConclaveError('NODE_ID_IN_USE', `The id ${command.newId} belongs to another node, or to one the history keeps.`, { id: command.newId });
+  }
   const node: ContentNode = {
     id: command.newId,
     path: command.path,

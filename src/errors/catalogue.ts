@@ -36,6 +36,7 @@ export const errorCatalogue = {
   // Content state conflicts: the request is well formed but the repository's state refuses it.
   NODE_NOT_FOUND: { status: 404, retryable: false, summary: 'No node exists at the path or id.' },
   VERSION_NOT_FOUND: { status: 404, retryable: false, summary: 'The node has no such version: never made, or dropped by the history\'s retention (history.versionsPerNodeMax, history.retainSeconds).' },
+  NODE_ID_IN_USE: { status: 409, retryable: false, summary: 'A new node\'s id (drawn by the node that received the write) belongs to another node or to one the history keeps; only a forged command meets this.' },
   HISTORY_NOT_STARTED: { status: 409, retryable: true, summary: 'The repository keeps no history yet: it starts once every member runs a release that keeps it (0.4.0).' },
   BINARY_NOT_FOUND: { status: 404, retryable: false, summary: 'The node has no binary property of that name.' },
   BLOB_NOT_FOUND: { status: 404, retryable: false, summary: 'This node holds no blob of that SHA-256 (node-to-node transfer).' },

@@ -12,7 +12,7 @@ import { generateClusterSecret, readClusterSecretFile } from '../config/clusterS
 import { ConfigError } from '../config/load.js';
 import type { Config } from '../config/settings.js';
 import type { BootstrapMethod } from '../core/bootstrap.js';
-import type { NodeDescriptor } from '../core/clusterState.js';
+import { everyMemberAtLeast, type NodeDescriptor } from '../core/clusterState.js';
 import { ConclaveError, invariant } from '../errors/catalogue.js';
 import { buildApp } from '../http/app.js';
 import { checkBatch } from '../http/routes/batch.js';
@@ -45,7 +45,7 @@ import { ChangeFeed } from '../changes/changeFeed.js';
 import { WebhookDelivery } from '../webhooks/webhookDelivery.js';
 import { WebhookRetention } from '../webhooks/webhookRetention.js';
 import { ChangePruner } from '../changes/changePruner.js';
-import { HistoryKeeper } from '../history/historyKeeper.js';
+import { HistoryKeeper, historySinceVersion } from '../history/historyKeeper.js';
 import { requireHistory, type HistoryRetention } from '../content/history.js';
 import { ClusterJobs } from '../jobs/clusterJobs.js';
 import { InternalHttpClient } from '../replication/internalHttp.js';
@@ -418,6 +418,16 @@ export class ConclaveNode {
   }
 
   /**
+   * The history a new repository starts with: from its first entry when every member keeps history; else none, and
+   * the master starts it once they all do (HistoryKeeper), since a member of an older release would apply the
+   * bootstrap without it.
+   */
+  private bootstrapHistory(): HistoryRetention | undefined {
+    if (!everyMemberAtLeast(this.runtime.clusterState(), historySinceVersion)) return undefined;
+    return { versionsPerNodeMax: this.config.history.versionsPerNodeMax };
+  }
+
+  /**
    * The first master of a new cluster creates the repository (the root and the first admin), once: the entry is
    * replicated like any other, so the other nodes get the same root id, token key and admin.
    */
@@ -425,7 +435,7 @@ export class ConclaveNode {
     if (this.repositoryBootstrap !== null || this.repository.isBootstrapped) return;
     const soft = this.runtime.softState();
     if (soft.role !== 'master' || this.runtime.clusterState().clusterUuid === null) return;
-    this.repositoryBootstrap = bootstrap(this.repository, this.log, this.options, this.adminPassword, { versionsPerNodeMax: this.config.history.versionsPerNodeMax }).catch((err: unknown) => {
+    this.repositoryBootstrap = bootstrap(this.repository, this.log, this.options, this.adminPassword, this.bootstrapHistory()).catch((err: unknown) => {
       // Another master's bootstrap won, or this one lost its mastership: whoever is master next tries again.
       this.log.info({ err }, 'the repository bootstrap did not go through here');
       this.repositoryBootstrap = null;
@@ -560,7 +570,7 @@ async function stopReplication(replication: BlobReplication): Promise<void> {
   await replication.http.close().catch(() => undefined);
 }
 
-async function bootstrap(repository: Repository<WriteOrigin>, log: Logger, options: StartOptions, keeper: AdminPasswordKeeper<WriteOrigin>, history: HistoryRetention): Promise<void> {
+async function bootstrap(repository: Repository<WriteOrigin>, log: Logger, options: StartOptions, keeper: AdminPasswordKeeper<WriteOrigin>, history: HistoryRetention | undefined): Promise<void> {
   let password = options.adminPassword;
   if (password !== undefined && password.length < passwordLengthMin) {
     throw new ConclaveError(

@@ -140,8 +140,7 @@ export class ContentTables implements ContentStore {
   private readonly byPath;
   private readonly storedByPath;
   private readonly byId;
-  private readonly insert;
-  private readonly update;
+  private writes: ReturnType<ContentTables['prepareWrites']> | null = null;
   private readonly anyChild;
   private readonly childRows;
   private readonly lastPosition;
@@ -170,19 +169,6 @@ export class ContentTables implements ContentStore {
     // Rows as arrays: better-sqlite3 builds an object with named columns at some cost on the read path.
     this.storedByPath = db.prepare(`SELECT ${storedNodeColumns} FROM nodes WHERE path = ?`).raw(true);
     this.byId = db.prepare('SELECT * FROM nodes WHERE id = ?');
-    this.insert = db.prepare(
-      `INSERT INTO nodes (id, path, name, parent_id, position, type, properties, binaries, version,
-                          created_at, created_by, modified_at, modified_by, op, idx, restored_from)
-       VALUES (@id, @path, @name, @parent_id, @position, @type, @properties, @binaries, @version,
-               @created_at, @created_by, @modified_at, @modified_by, @op, @idx, @restored_from)`,
-    );
-    this.update = db.prepare(
-      `UPDATE nodes SET path = @path, name = @name, parent_id = @parent_id, position = @position, type = @type,
-              properties = @properties, binaries = @binaries, version = @version, created_at = @created_at,
-              created_by = @created_by, modified_at = @modified_at, modified_by = @modified_by,
-              op = @op, idx = @idx, restored_from = @restored_from
-       WHERE id = @id`,
-    );
     this.anyChild = db.prepare('SELECT 1 FROM nodes WHERE parent_id = ? LIMIT 1').pluck();
     this.childRows = db.prepare('SELECT * FROM nodes WHERE parent_id = ? ORDER BY position, id');
     this.lastPosition = db.prepare('SELECT max(position) FROM nodes WHERE parent_id = ?').pluck();
@@ -206,6 +192,34 @@ export class ContentTables implements ContentStore {
     this.userDelete = db.prepare('DELETE FROM users WHERE name = ?');
     this.userRows = db.prepare('SELECT * FROM users ORDER BY name');
     this.userPageRows = db.prepare('SELECT name FROM users WHERE name > ? OR ? ORDER BY name LIMIT ?');
+  }
+
+  /**
+   * The statements that write nodes, prepared at first use: they name the columns of this build's data format, and a
+   * state file of an older one (a backup being verified) is read through this class too.
+   */
+  private prepareWrites() {
+    const db = this.db;
+    return {
+      insert: db.prepare(
+        `INSERT INTO nodes (id, path, name, parent_id, position, type, properties, binaries, version,
+                            created_at, created_by, modified_at, modified_by, op, idx, restored_from)
+         VALUES (@id, @path, @name, @parent_id, @position, @type, @properties, @binaries, @version,
+                 @created_at, @created_by, @modified_at, @modified_by, @op, @idx, @restored_from)`,
+      ),
+      update: db.prepare(
+        `UPDATE nodes SET path = @path, name = @name, parent_id = @parent_id, position = @position, type = @type,
+                properties = @properties, binaries = @binaries, version = @version, created_at = @created_at,
+                created_by = @created_by, modified_at = @modified_at, modified_by = @modified_by,
+                op = @op, idx = @idx, restored_from = @restored_from
+         WHERE id = @id`,
+      ),
+    };
+  }
+
+  private get write(): ReturnType<ContentTables['prepareWrites']> {
+    this.writes ??= this.prepareWrites();
+    return this.writes;
   }
 
   // ---- ContentStore: used by apply() ----
@@ -234,11 +248,13 @@ export class ContentTables implements ContentStore {
   }
 
   insertNode(node: ContentNode, made: VersionMade): void {
-    this.insert.run({ ...toParams(node), ...this.versions.madeBy(made.op, made.restoredFrom ?? null) });
+    this.write.insert.run({ ...toParams(node), ...this.versions.madeBy(made.op, made.restoredFrom ?? null) });
+    // A deleted node restored under its id keeps its history, within the retention.
+    if (node.version > 1) this.versions.trim(node.id, node.version);
   }
 
   updateNode(node: ContentNode, made: VersionMade): void {
-    const changes = this.update.run({ ...toParams(node), ...this.versions.madeBy(made.op, made.restoredFrom ?? null) }).changes;
+    const changes = this.write.update.run({ ...toParams(node), ...this.versions.madeBy(made.op, made.restoredFrom ?? null) }).changes;
     invariant(changes === 1, `update of node ${node.id} changed ${changes} rows`);
   }
 

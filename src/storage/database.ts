@@ -281,6 +281,8 @@ export function openDatabase(dataDir: string): Db {
     // and says CHANGES_COMPACTED for anything earlier. History starts when every member runs a release that keeps it
     // (src/history/historyKeeper.ts), as it would have for this directory.
     db.transaction(() => {
+      // History's keys belong to format 4: a directory of an older format (a backup's state copied in) has none.
+      db.prepare(`DELETE FROM meta WHERE key IN ('history_started_at', 'history_versions_per_node')`).run();
       for (const [table, columns] of Object.entries(columnsSinceFormat)) {
         const present = new Set((db.pragma(`table_info(${table})`) as Array<{ name: string }>).map((c) => c.name));
         for (const [column, since] of Object.entries(columns)) {

@@ -26,6 +26,8 @@ import { columnsSinceFormat, databaseSchema, dataFormatVersion, tablesSinceForma
 export const stateMachineTables = ['nodes', 'users', 'changes', 'versions'] as const;
 /** The meta keys apply() writes (besides the applied index). */
 export const stateMachineMetaKeys = ['token_key_id', 'changes_pruned_through', 'history_started_at', 'history_versions_per_node'] as const;
+/** The format that added each meta key after format 2: a state file of an older one has no say over them. */
+const metaKeysSinceFormat: Readonly<Record<string, number>> = { changes_pruned_through: 3, history_started_at: 4, history_versions_per_node: 4 };
 
 export interface SnapshotFileInfo {
   /** The applied index the file holds. */
@@ -364,7 +366,8 @@ export function replaceStateMachine(db: Db, index: number): void {
   }
   const keys = stateMachineMetaKeys.map((k) => `'${k}'`).join(', ');
   db.exec(`DELETE FROM main.meta WHERE key IN (${keys})`);
-  db.exec(`INSERT INTO main.meta (key, value) SELECT key, value FROM ${attachedName}.meta WHERE key IN (${keys})`);
+  const keysThen = stateMachineMetaKeys.filter((k) => (metaKeysSinceFormat[k] ?? 0) <= format).map((k) => `'${k}'`).join(', ');
+  db.exec(`INSERT INTO main.meta (key, value) SELECT key, value FROM ${attachedName}.meta WHERE key IN (${keysThen})`);
   // A format-2 state has no feed: this node's starts at the snapshot's index, as an upgraded data directory's does.
   if (format === 2) db.prepare(`INSERT INTO main.meta (key, value) VALUES ('changes_pruned_through', ?)`).run(index);
   db.prepare(`INSERT INTO main.meta (key, value) VALUES ('applied_index', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(index);

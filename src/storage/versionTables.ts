@@ -1,5 +1,5 @@
 import type { ChangeStamp } from '../content/changes.js';
-import type { HistoryRetention, NodeVersion, VersionOp, VersionSummary } from '../content/history.js';
+import { versionsPerNodeMin, type HistoryRetention, type NodeVersion, type VersionOp, type VersionSummary } from '../content/history.js';
 import type { ContentNode, JsonObject } from '../content/model.js';
 import { descendantRange } from '../content/paths.js';
 import { invariant } from '../errors/catalogue.js';
@@ -98,6 +98,12 @@ export class VersionTables {
                 created_at, created_by, @at, @by
          FROM nodes WHERE path = @path OR (path > @low AND path < @high)`,
       ),
+      // The versions of a deleted subtree beyond the retention, its delete counted.
+      trimRange: db.prepare(
+        `DELETE FROM versions WHERE rowid IN (
+           SELECT v.rowid FROM nodes n JOIN versions v ON v.node_id = n.id
+           WHERE (n.path = @path OR (n.path > @low AND n.path < @high)) AND v.version <= n.version + 1 - @max)`,
+      ),
       one: db.prepare(`SELECT ${versionColumns} FROM versions WHERE node_id = ? AND version = ?`).raw(true),
       current: db.prepare(`${currentOf} WHERE id = ?`).raw(true),
       lastNumber: db.prepare('SELECT max(version) FROM versions WHERE node_id = ?').pluck(),
@@ -145,7 +151,9 @@ export class VersionTables {
   /** The retention in force, or undefined while history has not started (nothing is kept then). */
   retention(): HistoryRetention | undefined {
     if (this.retentionKnown === undefined) {
-      const perNode = this.sql.perNode.get() as number | undefined;
+      const perNode = this.sql.perNode.get() as unknown;
+      // Written only by startHistory and pruneVersions entries, which apply checks: anything else is a corrupt state.
+      invariant(perNode === undefined || (typeof perNode === 'number' && Number.isSafeInteger(perNode) && perNode >= versionsPerNodeMin), `history keeps ${String(perNode)} versions per node`);
       this.retentionKnown = perNode === undefined ? null : { versionsPerNodeMax: perNode };
     }
     return this.retentionKnown ?? undefined;
@@ -195,7 +203,14 @@ export class VersionTables {
     const retention = this.retention();
     if (retention === undefined) return;
     this.sql.supersede.run({ id, at });
-    if (next > retention.versionsPerNodeMax) this.sql.trim.run(id, next - retention.versionsPerNodeMax);
+    this.trim(id, next);
+  }
+
+  /** Drops the versions of node `id` beyond the retention, its current one being `current`. */
+  trim(id: string, current: number): void {
+    const retention = this.retention();
+    if (retention === undefined || current <= retention.versionsPerNodeMax) return;
+    this.sql.trim.run(id, current - retention.versionsPerNodeMax);
   }
 
   /** Before the subtree at `path` is deleted: every node in it gets its last version, stamped with the delete. */
@@ -204,6 +219,7 @@ export class VersionTables {
     const { low, high } = descendantRange(path);
     this.sql.supersedeRange.run({ path, low, high, at: stamp.at });
     this.sql.tombstones.run({ path, low, high, at: stamp.at, by: stamp.by, idx: this.entryIndex() });
+    this.sql.trimRange.run({ path, low, high, max: this.retention()!.versionsPerNodeMax });
   }
 
   /** Drops up to `rowsMax` versions superseded before `before`, oldest first; returns how many went. */

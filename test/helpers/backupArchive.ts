@@ -28,6 +28,8 @@ export async function backupFromDataDir(
     mutateManifest?: (m: BackupManifest) => BackupManifest;
     /** Writes the state as data format 2 did (before the change feed): the table and its meta key left out. */
     stateFormat2?: boolean;
+    /** Changes the state file after it is written (and hashed again): a state the node never held. */
+    mutateState?: (state: Database.Database) => void;
   } = {},
 ): Promise<{ path: string; manifest: BackupManifest }> {
   const node = inspectNode(dataDir);
@@ -37,6 +39,12 @@ export async function backupFromDataDir(
     const written = await writeSnapshotFile(db, tmp);
     const statePath = written.path;
     let info = written.info;
+    if (options.mutateState !== undefined) {
+      const state = new Database(statePath);
+      options.mutateState(state);
+      state.close();
+      info = { ...info, ...(await hashFile(statePath)) };
+    }
     if (options.stateFormat2 === true) {
       const state = new Database(statePath);
       state.exec(`DROP TABLE changes; DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from; DELETE FROM meta WHERE key IN ('changes_pruned_through', 'history_started_at', 'history_versions_per_node'); UPDATE meta SET value = 2 WHERE key = 'format_version'`);

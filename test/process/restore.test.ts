@@ -4,6 +4,8 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSyn
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
+import type Database from 'better-sqlite3';
+
 import type { BackupManifest } from '../../src/backup/manifest.js';
 import { restoreBackup } from '../../src/backup/restore.js';
 import { verifyBackup } from '../../src/backup/verify.js';
@@ -355,6 +357,20 @@ test('verify refuses a manifest that does not match its state, and a chain that 
   for (const [what, lie, code] of lies) {
     const built = await backupFromDataDir(sourceDir, dir, { mutateManifest: lie });
     await assert.rejects(verifyBackup(built.path), (err: unknown) => isConclaveError(err) && err.code === code, what);
+  }
+  // A state whose history apply() could not have made: a version as new as its node's, a retention no entry sets.
+  const states: Array<[string, (state: Database.Database) => void]> = [
+    [
+      'a version not older than its node',
+      (state) =>
+        state.exec(`INSERT INTO versions (node_id, version, path, name, position, type, properties, binaries, created_at, created_by, modified_at, modified_by)
+                    SELECT id, version, path, name, position, type, properties, binaries, created_at, created_by, modified_at, modified_by FROM nodes WHERE path = '/'`),
+    ],
+    ['a retention of 0 versions', (state) => state.exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('history_versions_per_node', 0)`)],
+  ];
+  for (const [what, mutateState] of states) {
+    const built = await backupFromDataDir(sourceDir, dir, { mutateState });
+    await assert.rejects(verifyBackup(built.path), (err: unknown) => isConclaveError(err) && err.code === 'BACKUP_CORRUPT' && /history/.test(err.message), what);
   }
   // A base of another cluster.
   const foreignBase = await backupFromDataDir(sourceDir, dir, { mutateManifest: (m) => ({ ...m, cluster: { ...m.cluster, uuid: randomUUID() } }) });

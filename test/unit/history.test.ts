@@ -202,6 +202,31 @@ test('retention: a node keeps versionsPerNodeMax versions; versions superseded b
   }
 });
 
+test('delete and restore cycles keep a node within versionsPerNodeMax; a new node never takes an id history keeps', () => {
+  const s = openStore({ versionsPerNodeMax: 3 });
+  try {
+    run(s, put('/dir'));
+    const node = run(s, put('/dir/x', { n: 0 })).node!;
+    for (let i = 0; i < 10; i++) {
+      run(s, del('/dir/x', later(i)));
+      run(s, restore(node.id, s.tables.lastVersionNumber(node.id)! - 1, '/dir/x', later(i)));
+    }
+    const listed = s.tables.versions.page(node.id, Number.MAX_SAFE_INTEGER, 100).items.map((v) => v.version);
+    assert.equal(listed.length, 3, `kept ${listed.join(', ')}`);
+    run(s, del('/dir', later(20)));
+    assert.ok(s.db.prepare('SELECT count(*) FROM versions WHERE node_id = ?').pluck().get(node.id)! as number <= 3);
+
+    // A forged command naming the deleted node's id for a new node: refused, nothing stored.
+    const digest = s.tables.digest();
+    assert.equal(refusal(s, { type: 'put', path: '/other', newId: node.id, properties: {}, time, user: 'ed' }), 'NODE_ID_IN_USE');
+    const live = run(s, put('/live')).node!;
+    assert.equal(refusal(s, { type: 'put', path: '/another', newId: live.id, properties: {}, time, user: 'ed' }), 'NODE_ID_IN_USE');
+    assert.equal(s.tables.digest().length, digest.length);
+  } finally {
+    s.close();
+  }
+});
+
 test('before history starts nothing is kept; once it starts, the version a change replaces is kept too', () => {
   const s = openStore(null);
   try {
