@@ -287,6 +287,9 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   fc.record({ kind: fc.constant('batch' as const), names: fc.array(fc.nat(3), { minLength: 1, maxLength: 3 }), fail: fc.boolean() }),
 );
 
+/** The versions each node keeps in the property test below. */
+const keptMax = 4;
+
 interface ModelNode {
   id: string;
   path: string | null;
@@ -297,10 +300,17 @@ interface ModelNode {
 test('property: every version is readable as the model kept it, restores return the exact earlier state, batches are all or nothing', () => {
   fc.assert(
     fc.property(fc.array(step, { minLength: 1, maxLength: 40 }), (steps) => {
-      const s = openStore({ versionsPerNodeMax: 1000 });
+      // A small retention, so that trimming (at changes, deletes and restores) is part of every run.
+      const s = openStore({ versionsPerNodeMax: keptMax });
       const model = new Map<string, ModelNode>();
       const livePath = (path: string) => [...model.values()].find((m) => m.path === path);
       const last = (m: ModelNode) => Math.max(...m.versions.keys());
+      /** A new version of `m`: the oldest go beyond the retention, which counts the newest. */
+      const addVersion = (m: ModelNode, v: { properties: JsonObject; deleted: boolean }) => {
+        const next = last(m) + 1;
+        m.versions.set(next, v);
+        for (const k of [...m.versions.keys()]) if (k <= next - keptMax) m.versions.delete(k);
+      };
       const current = (m: ModelNode) => m.versions.get(last(m))!;
       const tryRun = (command: Command) => {
         try {
@@ -324,14 +334,14 @@ test('property: every version is readable as the model kept it, restores return 
               } else assert.equal(result, undefined);
             } else {
               assert.ok(result?.node);
-              m.versions.set(last(m) + 1, { properties: st.kind === 'put' ? props : { ...current(m).properties, ...props }, deleted: false });
+              addVersion(m, { properties: st.kind === 'put' ? props : { ...current(m).properties, ...props }, deleted: false });
             }
           } else if (st.kind === 'delete') {
             const m = livePath(pathOf(st.name));
             const result = tryRun(del(pathOf(st.name)));
             assert.equal(result === undefined, m === undefined);
             if (m !== undefined) {
-              m.versions.set(last(m) + 1, { properties: current(m).properties, deleted: true });
+              addVersion(m, { properties: current(m).properties, deleted: true });
               m.path = null;
             }
           } else if (st.kind === 'move') {
@@ -340,7 +350,7 @@ test('property: every version is readable as the model kept it, restores return 
             const ok = m !== undefined && (st.to === st.name || livePath(pathOf(st.to)) === undefined);
             assert.equal(result !== undefined, ok, `move ${st.name} → ${st.to}`);
             if (ok) {
-              m.versions.set(last(m) + 1, { properties: current(m).properties, deleted: false });
+              addVersion(m, { properties: current(m).properties, deleted: false });
               m.path = pathOf(st.to);
             }
           } else if (st.kind === 'restore') {
@@ -351,11 +361,11 @@ test('property: every version is readable as the model kept it, restores return 
             const target = m.path ?? pathOf(st.name);
             const result = tryRun(restore(m.id, version, target));
             const free = m.path !== null || livePath(target) === undefined;
-            assert.equal(result !== undefined, free, `restore of ${m.id} at ${target}`);
+            assert.equal(result !== undefined, free && m.versions.has(version), `restore of ${m.id} v${version} at ${target}`);
             if (result !== undefined) {
               const source = m.versions.get(version)!;
               assert.deepEqual(result.node!.properties, source.properties, 'a restore returns the exact earlier state');
-              m.versions.set(last(m) + 1, { properties: source.properties, deleted: false });
+              addVersion(m, { properties: source.properties, deleted: false });
               m.path = target;
             }
           } else {
@@ -372,7 +382,7 @@ test('property: every version is readable as the model kept it, restores return 
                 const path = pathOf(st.names[i]!);
                 const m = model.get(r.node!.id);
                 if (m === undefined) model.set(r.node!.id, { id: r.node!.id, path, versions: new Map([[1, { properties: { b: st.names[i]! }, deleted: false }]]) });
-                else m.versions.set(last(m) + 1, { properties: { b: st.names[i]! }, deleted: false });
+                else addVersion(m, { properties: { b: st.names[i]! }, deleted: false });
               });
             }
           }
