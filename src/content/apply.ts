@@ -19,7 +19,7 @@ import type {
   SetBinaryCommand,
   StartHistoryCommand,
 } from './commands.js';
-import { requireHistory, versionsPerNodeMin, type VersionMade } from './history.js';
+import { requireHistory, versionNotFound, versionsPerNodeMin, type VersionMade } from './history.js';
 import type { ChangeOp, ContentChange } from './changes.js';
 import { batchOperationTypes, legacyTokenKeyId } from './commands.js';
 import { applyMergePatch, isPlainObject } from './mergePatch.js';
@@ -174,12 +174,7 @@ function applyPruneVersions(store: ContentStore, command: PruneVersionsCommand):
 function applyRestore(store: ContentStore, command: RestoreCommand): ApplyResult {
   requireHistory(store.historyRetention());
   const source = store.nodeVersion(command.id, command.version);
-  if (source === undefined) {
-    throw new ConclaveError('VERSION_NOT_FOUND', `Node ${command.id} has no version ${command.version} (never made, or dropped by the history's retention).`, {
-      id: command.id,
-      version: command.version,
-    });
-  }
+  if (source === undefined) throw versionNotFound(command.id, command.version);
   const live = store.nodeById(command.id);
   if (live !== undefined) {
     checkPreconditions(live, command, live.path);

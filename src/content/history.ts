@@ -54,6 +54,11 @@ export interface HistoryRetention {
 /** The fewest versions a node may keep: its current one and the one before, so a change can always be undone. */
 export const versionsPerNodeMin = 2;
 
+/** A version that was never made, or that the retention dropped. */
+export function versionNotFound(id: string, version: number): ConclaveError {
+  return new ConclaveError('VERSION_NOT_FOUND', `Node ${id} has no version ${version} (never made, or dropped by the history's retention).`, { id, version });
+}
+
 /**
  * Refuses a restore while history has not started: checked where the restore is proposed (the route, and the master
  * for a forwarded one) as well as at apply. A member of a release before history cannot apply a restore entry at

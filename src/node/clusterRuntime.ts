@@ -771,6 +771,8 @@ export class ClusterRuntime {
    * again as soon as space returns, without a restart.
    */
   private onCommitFailed(err: unknown): ConclaveError {
+    // The whole Ready rolled back, entries it applied included.
+    this.content.rolledBack();
     if (err instanceof ApplyFailure) this.onApplyFailed(err);
     const error = storageError(err);
     // The first probe of the disk comes an election timeout from now, not at the next tick.
@@ -801,6 +803,7 @@ export class ClusterRuntime {
       return this.applyInSavepoint(entry.payload.data as Command);
     } catch (err) {
       // A refusal the content model decided is the same on every node: it is the entry's outcome.
+      this.content.rolledBack();
       if (isConclaveError(err) && err.code !== 'STORAGE_ERROR' && err.code !== 'DISK_FULL') return err;
       if (isConclaveError(err)) throw err;
       // Anything else never becomes an outcome: skipping the entry would fork this node's state from the others'.

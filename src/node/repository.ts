@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 
 import type { BatchOperation, Command, Preconditions } from '../content/commands.js';
 import { checkPreconditions } from '../content/preconditions.js';
-import type { HistoryRetention, NodeVersion, VersionSummary } from '../content/history.js';
+import { versionNotFound, type HistoryRetention, type NodeVersion, type VersionSummary } from '../content/history.js';
 import type { ContentNode, JsonObject, Role } from '../content/model.js';
 import { rootPath } from '../content/paths.js';
 import type { QueryCursor, QuerySpec } from '../content/query.js';
@@ -147,9 +147,7 @@ export class Repository<O extends WriteAuthor> {
 
   version(id: string, version: number): NodeVersion {
     const found = this.content.versions.version(id, version);
-    if (found === undefined) {
-      throw new ConclaveError('VERSION_NOT_FOUND', `Node ${id} has no version ${version} (never made, or dropped by the history's retention).`, { id, version });
-    }
+    if (found === undefined) throw versionNotFound(id, version);
     return found;
   }
 

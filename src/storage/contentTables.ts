@@ -349,7 +349,10 @@ export class ContentTables implements ContentStore {
   beginEntry(index: number): void {
     this.entryIndex = index;
     this.changes.beginEntry(index);
-    // A Ready whose transaction rolled back may have taken a retention change with it: read it again.
+  }
+
+  /** What an entry (or a whole Ready) wrote was rolled back: what this object keeps of the state is read again. */
+  rolledBack(): void {
     this.versions.forget();
   }
 
@@ -503,8 +506,7 @@ export class ContentTables implements ContentStore {
 
   /** The binaries columns that reference blobs: the versions' too where the table exists (a state of an older format has none). */
   private binariesSources(): string {
-    const versions = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'versions'`).pluck().get() !== undefined;
-    return versions ? `SELECT binaries FROM nodes WHERE binaries <> '{}' UNION ALL SELECT binaries FROM versions WHERE binaries <> '{}'` : `SELECT binaries FROM nodes`;
+    return this.versions.tableExists() ? `SELECT binaries FROM nodes WHERE binaries <> '{}' UNION ALL SELECT binaries FROM versions WHERE binaries <> '{}'` : `SELECT binaries FROM nodes`;
   }
 
   /**

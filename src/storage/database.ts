@@ -16,6 +16,8 @@ export const dataFormatVersion = 4;
 export const tablesSinceFormat: Readonly<Record<string, number>> = { changes: 3, versions: 4 };
 /** The format that added each column to a table of format 2 (always at its end); an older state file lacks them. */
 export const columnsSinceFormat: Readonly<Record<string, Readonly<Record<string, number>>>> = { nodes: { op: 4, idx: 4, restored_from: 4 } };
+/** The format that added each state-machine meta key after format 2: a state of an older one has no say over them. */
+export const metaKeysSinceFormat: Readonly<Record<string, number>> = { changes_pruned_through: 3, history_started_at: 4, history_versions_per_node: 4 };
 
 export type Db = Database.Database;
 
@@ -281,8 +283,8 @@ export function openDatabase(dataDir: string): Db {
     // and says CHANGES_COMPACTED for anything earlier. History starts when every member runs a release that keeps it
     // (src/history/historyKeeper.ts), as it would have for this directory.
     db.transaction(() => {
-      // History's keys belong to format 4: a directory of an older format (a backup's state copied in) has none.
-      db.prepare(`DELETE FROM meta WHERE key IN ('history_started_at', 'history_versions_per_node')`).run();
+      // Keys of a later format than the directory's (a backup's state copied in could carry them) are not its own.
+      for (const [key, since] of Object.entries(metaKeysSinceFormat)) if (since > format) db.prepare('DELETE FROM meta WHERE key = ?').run(key);
       for (const [table, columns] of Object.entries(columnsSinceFormat)) {
         const present = new Set((db.pragma(`table_info(${table})`) as Array<{ name: string }>).map((c) => c.name));
         for (const [column, since] of Object.entries(columns)) {

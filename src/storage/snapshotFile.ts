@@ -9,7 +9,7 @@ import type { CoordinatorSnapshotData } from '../core/clusterCoordinator.js';
 import type { Snapshot } from '../core/types.js';
 import { ConclaveError, errorCatalogue, invariant, type ErrorCode } from '../errors/catalogue.js';
 import { joinCommitPoint, type CommitPointCells } from './commitPoint.js';
-import { columnsSinceFormat, databaseSchema, dataFormatVersion, tablesSinceFormat, type Db } from './database.js';
+import { columnsSinceFormat, databaseSchema, dataFormatVersion, metaKeysSinceFormat, tablesSinceFormat, type Db } from './database.js';
 
 /**
  * A snapshot file: a SQLite database with the node's schema holding the state machine as of one applied index —
@@ -26,8 +26,6 @@ import { columnsSinceFormat, databaseSchema, dataFormatVersion, tablesSinceForma
 export const stateMachineTables = ['nodes', 'users', 'changes', 'versions'] as const;
 /** The meta keys apply() writes (besides the applied index). */
 export const stateMachineMetaKeys = ['token_key_id', 'changes_pruned_through', 'history_started_at', 'history_versions_per_node'] as const;
-/** The format that added each meta key after format 2: a state file of an older one has no say over them. */
-const metaKeysSinceFormat: Readonly<Record<string, number>> = { changes_pruned_through: 3, history_started_at: 4, history_versions_per_node: 4 };
 
 export interface SnapshotFileInfo {
   /** The applied index the file holds. */

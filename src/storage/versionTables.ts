@@ -165,10 +165,11 @@ export class VersionTables {
     this.setRetention(retention);
   }
 
+  /** Read again at its next use, from the same transaction: a rollback of this entry then leaves nothing stale here. */
   setRetention(retention: HistoryRetention): void {
     invariant(Number.isSafeInteger(retention.versionsPerNodeMax) && retention.versionsPerNodeMax >= 1, `versionsPerNodeMax ${retention.versionsPerNodeMax}`);
     setMeta(this.db, 'history_versions_per_node', retention.versionsPerNodeMax);
-    this.retentionKnown = retention;
+    this.retentionKnown = undefined;
   }
 
   /** When history started, or undefined. */
@@ -177,8 +178,8 @@ export class VersionTables {
   }
 
   /**
-   * The state machine was replaced under this object (a snapshot install), or a transaction that wrote it rolled
-   * back: what it knew of the retention is read again.
+   * The state machine was replaced under this object (a snapshot install), or a transaction that read or wrote the
+   * retention rolled back (ContentTables.rolledBack): what it knew of the retention is read again.
    */
   forget(): void {
     this.retentionKnown = undefined;
@@ -234,6 +235,11 @@ export class VersionTables {
 
   // ---- reads
 
+  /** Whether the state holds the table at all (one of a data format before history does not). */
+  tableExists(): boolean {
+    return this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'versions'`).pluck().get() !== undefined;
+  }
+
   /** Version `version` of node `id`: a kept one, or its current one. */
   version(id: string, version: number): NodeVersion | undefined {
     const row = (this.sql.one.get(id, version) as VersionRow | undefined) ?? (this.sql.current.get(id) as VersionRow | undefined);
@@ -271,8 +277,7 @@ export class VersionTables {
    * made since history started. Nothing in a state of a format before history.
    */
   *all(): Generator<NodeVersion> {
-    const exists = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'versions'`).pluck().get();
-    if (exists === undefined) return;
+    if (!this.tableExists()) return;
     const rows = this.db
       .prepare(
         `SELECT * FROM (

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 
 import { captureBackupState } from '../../src/backup/backupState.js';
 import { applyCommand } from '../../src/content/apply.js';
-import type { Command } from '../../src/content/commands.js';
+import type { BootstrapCommand, Command } from '../../src/content/commands.js';
 import { contentDigest } from '../../src/replication/contentDigest.js';
 import { ContentTables } from '../../src/storage/contentTables.js';
 import { getMeta, openDatabase, setMeta, type Db } from '../../src/storage/database.js';
@@ -182,38 +182,21 @@ test('installing a snapshot file replaces content, users and token key in the tr
   }
 });
 
-test('a snapshot file of data format 2 (before the change feed) installs: the content, and a feed that starts at its index', async () => {
-  const tmp = tempDir();
-  try {
-    const source = new Node(join(tmp.dir, 'a'));
-    for (let i = 0; i < 20; i++) source.put(i);
-    const store = new SnapshotStore(source.dir, undefined);
-    const { path, info } = await writeSnapshotFile(source.db, store.tmpDir);
-    const sourceDigest = source.tables.digest();
-    source.db.close();
-    const old = new Database(path);
-    old.exec(`DROP TABLE changes; DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from; UPDATE meta SET value = 2 WHERE key = 'format_version'`);
-    old.close();
+/** What a release of data format `format` wrote: this build's state file without what later formats added. */
+const olderFormat: Record<number, string> = {
+  3: 'DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from',
+  2: 'DROP TABLE changes; DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from',
+};
 
-    const target = openDatabase(join(tmp.dir, 'b'));
-    const tables = new ContentTables(target);
-    applyCommand(tables, { type: 'bootstrap', rootId: 'other-root', time, tokenKeyId: 'other-key-id', adminPasswordHash: 'other' });
-    const detach = attachSnapshot(target, path);
-    try {
-      target.transaction(() => replaceStateMachine(target, info.index))();
-    } finally {
-      detach();
-    }
-    assert.equal(tables.digest(), sourceDigest);
-    assert.equal(target.prepare('SELECT count(*) FROM changes').pluck().get(), 0, 'nothing of the target\'s own feed is left');
-    assert.equal(getMeta(target, 'changes_pruned_through'), info.index);
-    target.close();
-  } finally {
-    tmp.cleanup();
-  }
-});
-
-test('a snapshot file of data format 3 (before history) installs: the content and the feed, and no history', async () => {
+/**
+ * Installs a snapshot file of data format `format`, made from a node of 20 puts, over a node bootstrapped with
+ * `bootstrap` extras; hands the installed node to `check` with what the source held.
+ */
+async function installOlderFormat(
+  format: 2 | 3,
+  bootstrap: Partial<BootstrapCommand>,
+  check: (target: Db, tables: ContentTables, source: { digest: string; events: unknown; index: number }) => void,
+): Promise<void> {
   const tmp = tempDir();
   try {
     const source = new Node(join(tmp.dir, 'a'));
@@ -224,12 +207,12 @@ test('a snapshot file of data format 3 (before history) installs: the content an
     const sourceEvents = source.db.prepare('SELECT count(*) FROM changes').pluck().get();
     source.db.close();
     const old = new Database(path);
-    old.exec(`DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from; UPDATE meta SET value = 3 WHERE key = 'format_version'`);
+    old.exec(`${olderFormat[format]}; UPDATE meta SET value = ${format} WHERE key = 'format_version'`);
     old.close();
 
     const target = openDatabase(join(tmp.dir, 'b'));
     const tables = new ContentTables(target);
-    applyCommand(tables, { type: 'bootstrap', rootId: 'other-root', time, tokenKeyId: 'other-key-id', adminPasswordHash: 'other', history: { versionsPerNodeMax: 5 } });
+    applyCommand(tables, { type: 'bootstrap', rootId: 'other-root', time, tokenKeyId: 'other-key-id', adminPasswordHash: 'other', ...bootstrap });
     const detach = attachSnapshot(target, path);
     try {
       target.transaction(() => replaceStateMachine(target, info.index))();
@@ -237,14 +220,28 @@ test('a snapshot file of data format 3 (before history) installs: the content an
       detach();
     }
     tables.usersReplaced();
-    assert.equal(tables.digest(), sourceDigest);
-    assert.equal(target.prepare('SELECT count(*) FROM changes').pluck().get(), sourceEvents);
-    assert.equal(target.prepare('SELECT count(*) FROM versions').pluck().get(), 0, 'nothing of the target\'s own history is left');
-    assert.equal(tables.historyRetention(), undefined, 'history has not started in that state');
+    check(target, tables, { digest: sourceDigest, events: sourceEvents, index: info.index });
     target.close();
   } finally {
     tmp.cleanup();
   }
+}
+
+test('a snapshot file of data format 2 (before the change feed) installs: the content, and a feed that starts at its index', async () => {
+  await installOlderFormat(2, {}, (target, tables, source) => {
+    assert.equal(tables.digest(), source.digest);
+    assert.equal(target.prepare('SELECT count(*) FROM changes').pluck().get(), 0, 'nothing of the target\'s own feed is left');
+    assert.equal(getMeta(target, 'changes_pruned_through'), source.index);
+  });
+});
+
+test('a snapshot file of data format 3 (before history) installs: the content and the feed, and no history', async () => {
+  await installOlderFormat(3, { history: { versionsPerNodeMax: 5 } }, (target, tables, source) => {
+    assert.equal(tables.digest(), source.digest);
+    assert.equal(target.prepare('SELECT count(*) FROM changes').pluck().get(), source.events);
+    assert.equal(target.prepare('SELECT count(*) FROM versions').pluck().get(), 0, 'nothing of the target\'s own history is left');
+    assert.equal(tables.historyRetention(), undefined, 'history has not started in that state');
+  });
 });
 
 test('a file of another data format is refused with STORAGE_ERROR', () => {
