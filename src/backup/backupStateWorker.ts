@@ -18,7 +18,7 @@ export interface CapturedState {
   readonly term: number;
   readonly configuration: { readonly current: readonly string[]; readonly next?: readonly string[] };
   readonly clusterState: ClusterState;
-  readonly contentDigest: { readonly version: string; readonly digest: string; readonly counts: { nodes: number; users: number; binaryReferences: number; blobs: number; versions: number } };
+  readonly contentDigest: { readonly version: string; readonly digest: string; readonly counts: { nodes: number; users: number; binaryReferences: number; blobs: number; versions: number; schemaLines: number } };
   /** Every blob the state references, sorted, with its size. */
   readonly blobs: ReadonlyArray<{ readonly sha256: string; readonly size: number }>;
 }
@@ -68,7 +68,7 @@ export function describeState(sourcePath: string, commitPoint?: CommitPointCells
       from += entries.length;
     }
     const content = new ContentTables(source);
-    const { digest, counts } = contentDigest(content.nodesById(), content.users(), content.versions.all());
+    const { digest, counts } = contentDigest(content.nodesById(), content.users(), content.versions.all(), content.schemas.digestLines());
     const sizes = new Map<string, number>();
     for (const { sha256, size } of content.blobReferences()) sizes.set(sha256, size);
     const blobs = [...sizes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([sha256, size]) => ({ sha256, size }));

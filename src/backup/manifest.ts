@@ -62,7 +62,7 @@ export interface BackupManifest {
   readonly contentDigest: {
     readonly version: string;
     readonly digest: string;
-    readonly counts: { readonly nodes: number; readonly users: number; readonly binaryReferences: number; readonly blobs: number; readonly versions: number };
+    readonly counts: { readonly nodes: number; readonly users: number; readonly binaryReferences: number; readonly blobs: number; readonly versions: number; readonly schemaLines: number };
   };
   readonly base: BackupBase | null;
   /** Every blob the state references, sorted: the blobs of this file and of its base chain together. */
@@ -110,7 +110,7 @@ const manifestSchema = z
       .object({
         version: text(64),
         digest: sha256,
-        counts: z.object({ nodes: count, users: count, binaryReferences: count, blobs: count, versions: count.default(0) }).strict(),
+        counts: z.object({ nodes: count, users: count, binaryReferences: count, blobs: count, versions: count.default(0), schemaLines: count.default(0) }).strict(),
       })
       .strict(),
     base: z.object({ id: z.uuid(), index: z.number().int().min(1), createdAt: z.iso.datetime(), file: text(255) }).strict().nullable(),

@@ -1,3 +1,4 @@
+import '../node/linearRegExp.js';
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 

@@ -19,8 +19,20 @@ import type {
   SetBinaryCommand,
   StartHistoryCommand,
 } from './commands.js';
-import { requireHistory, versionNotFound, versionsPerNodeMin, type VersionMade } from './history.js';
-import type { ChangeOp, ContentChange } from './changes.js';
+import { requireHistory, versionNotFound, versionsPerNodeMin } from './history.js';
+import {
+  applyDeleteSchema,
+  applyMigrateSchema,
+  applyPutSchema,
+  applyResolveSchemaMigration,
+  applySetSchemaPolicy,
+  checkOwnChildren,
+  checkPlacement,
+  conformingWrite,
+  patchBase,
+  type SchemaResult,
+} from './applySchemas.js';
+import { changeOf, saveChange } from './saveChange.js';
 import { batchOperationTypes, legacyTokenKeyId } from './commands.js';
 import { applyMergePatch, isPlainObject } from './mergePatch.js';
 import { checkPreconditions } from './preconditions.js';
@@ -35,7 +47,7 @@ import { checkBinaryCount, checkPropertiesSize } from './validate.js';
  * throws a ConclaveError for them and the caller rolls back that entry's changes, so an entry either changes the
  * state completely or not at all — on every node alike, since the refusal depends only on the state it meets.
  */
-export interface ApplyResult {
+export interface ApplyResult extends SchemaResult {
   readonly node?: ContentNode;
   readonly user?: Omit<User, 'passwordHash'>;
   /** For put and putUser: whether the node or user was created (201) or replaced (200). */
@@ -51,6 +63,11 @@ type Handler<K extends Command['type']> = (store: ContentStore, command: Extract
 // The compiler holds this map exhaustive: a new command type does not build until it has a handler.
 const handlers: { [K in Command['type']]: Handler<K> } = {
   bootstrap: applyBootstrap,
+  putSchema: applyPutSchema,
+  deleteSchema: applyDeleteSchema,
+  setSchemaPolicy: applySetSchemaPolicy,
+  migrateSchema: applyMigrateSchema,
+  resolveSchemaMigration: applyResolveSchemaMigration,
   rotateTokenKey: applyRotateTokenKey,
   pruneChanges: applyPruneChanges,
   startHistory: applyStartHistory,
@@ -179,7 +196,10 @@ function applyRestore(store: ContentStore, command: RestoreCommand): ApplyResult
   if (live !== undefined) {
     checkPreconditions(live, command, live.path);
     if (live.path === rootPath && source.node.type !== rootNodeType) throw new ConclaveError('ROOT_IMMUTABLE', 'The root node keeps the type "root".');
-    const state = { type: source.node.type, properties: source.node.properties, binaries: source.node.binaries };
+    // The version comes back under the schemas in force now: an earlier state they refuse is refused like any write.
+    const properties = conformingWrite(store, { path: live.path, type: source.node.type, properties: source.node.properties });
+    if (source.node.type !== live.type) checkTypeChange(store, live, source.node.type);
+    const state = { type: source.node.type, properties, binaries: source.node.binaries };
     return { ...saveChange(store, live, command, state, 'updated', {}, { made: { op: 'restored', restoredFrom: command.version } }), created: false };
   }
   checkPreconditions(store.nodeByPath(command.path), command, command.path);
@@ -190,10 +210,13 @@ function applyRestore(store: ContentStore, command: RestoreCommand): ApplyResult
     });
   }
   const parent = requireParent(store, command.path);
+  checkPlacement(store, parent, command.path, source.node.type);
+  const properties = conformingWrite(store, { path: command.path, type: source.node.type, properties: source.node.properties });
   const last = store.lastVersionNumber(command.id);
   invariant(last !== undefined && last >= command.version, `node ${command.id} has version ${command.version} but no last version`);
   const node: ContentNode = {
     ...source.node,
+    properties,
     path: command.path,
     name: baseName(command.path),
     parentId: parent.id,
@@ -205,11 +228,6 @@ function applyRestore(store: ContentStore, command: RestoreCommand): ApplyResult
   store.insertNode(node, { op: 'restored', restoredFrom: command.version });
   store.recordChange(changeOf('created', node, command));
   return { node, created: true };
-}
-
-/** The feed's event for a change to `node` (its state after the change; for a delete, its last). */
-function changeOf(op: ChangeOp, node: ContentNode, command: { readonly time: string; readonly user: string }, extra: Partial<ContentChange> = {}): ContentChange {
-  return { op, path: node.path, id: node.id, type: node.type, version: node.version, by: command.user, at: command.time, ...extra };
 }
 
 function requireNode(store: ContentStore, path: string): ContentNode {
@@ -238,31 +256,6 @@ function targetOf(store: ContentStore, path: string, preconditions: Precondition
   return existing ?? requireNode(store, path);
 }
 
-/** How history records a change, when it is not simply the feed's op. */
-interface VersionOptions {
-  /** What made the version, for history (default: the feed's op). */
-  readonly made?: VersionMade;
-  /** The caller already superseded the node's current version (a move, before the paths change). */
-  readonly superseded?: boolean;
-}
-
-/** Stores a change to one node as a new version of it (history keeps the one it replaces), recorded for the feed as `op`. */
-function saveChange(
-  store: ContentStore,
-  node: ContentNode,
-  command: { readonly time: string; readonly user: string },
-  changes: Partial<ContentNode>,
-  op: ChangeOp,
-  extra: Partial<ContentChange> = {},
-  version: VersionOptions = {},
-): ApplyResult {
-  const updated = { ...node, ...changes, version: node.version + 1, modifiedAt: command.time, modifiedBy: command.user };
-  if (version.superseded !== true) store.supersedeVersion(node, command.time);
-  store.updateNode(updated, version.made ?? { op });
-  store.recordChange(changeOf(op, updated, command, extra));
-  return { node: updated };
-}
-
 function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
   const existing = store.nodeByPath(command.path);
   checkPreconditions(existing, command, command.path);
@@ -271,9 +264,14 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
     if (existing.path === rootPath && type !== rootNodeType) {
       throw new ConclaveError('ROOT_IMMUTABLE', 'The root node keeps the type "root"; only its properties can change.');
     }
-    return { ...saveChange(store, existing, command, { type, properties: command.properties }, 'updated'), created: false };
+    const properties = conformingWrite(store, { path: command.path, type, properties: command.properties });
+    if (type !== existing.type) checkTypeChange(store, existing, type);
+    return { ...saveChange(store, existing, command, { type, properties }, 'updated'), created: false };
   }
   const parent = requireParent(store, command.path);
+  const type = command.nodeType ?? defaultNodeType;
+  checkPlacement(store, parent, command.path, type);
+  const properties = conformingWrite(store, { path: command.path, type, properties: command.properties });
   // Ids are drawn at random where a write is received; one already used (by a node, or by one history keeps) can only
   // come from a forged command, and is refused like any write that meets the wrong state: a row of history under
   // that id would collide with the new node's versions.
@@ -286,8 +284,8 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
     name: baseName(command.path),
     parentId: parent.id,
     position: store.lastChildPosition(parent.id) + 1,
-    type: command.nodeType ?? defaultNodeType,
-    properties: command.properties,
+    type,
+    properties,
     binaries: {},
     version: 1,
     createdAt: command.time,
@@ -300,12 +298,20 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
   return { node, created: true };
 }
 
+/** A node whose type changes must fit under its parent as the new type, and its children under the new type. */
+function checkTypeChange(store: ContentStore, node: ContentNode, type: string): void {
+  const parent = node.parentId === null ? undefined : store.nodeById(node.parentId);
+  if (parent !== undefined) checkPlacement(store, parent, node.path, type);
+  checkOwnChildren(store, node, type);
+}
+
 function applyPatch(store: ContentStore, command: PatchCommand): ApplyResult {
   const node = targetOf(store, command.path, command);
-  const patched = applyMergePatch(node.properties, command.patch);
+  const patched = applyMergePatch(patchBase(store, node), command.patch);
   invariant(isPlainObject(patched), 'a merge patch of an object with an object is an object');
-  checkPropertiesSize(patched);
-  return saveChange(store, node, command, { properties: patched as JsonObject }, 'updated');
+  const properties = conformingWrite(store, { path: node.path, type: node.type, properties: patched as JsonObject });
+  checkPropertiesSize(properties);
+  return saveChange(store, node, command, { properties }, 'updated');
 }
 
 function applyDelete(store: ContentStore, command: DeleteCommand): ApplyResult {
@@ -373,6 +379,7 @@ function applyMove(store: ContentStore, command: MoveCommand): ApplyResult {
     throw new ConclaveError('DESTINATION_EXISTS', `A node already exists at ${command.to}.`, { path: command.to });
   }
   const parent = requireParent(store, command.to);
+  if (parent.id !== node.parentId) checkPlacement(store, parent, command.to, node.type);
   checkMovedPaths(store, command.from, command.to);
   if (command.before === baseName(command.to) && parent.id === node.parentId) {
     throw new ConclaveError('INVALID_REQUEST', '"before" cannot name the node being moved.');

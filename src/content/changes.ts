@@ -8,7 +8,7 @@ import { ConclaveError } from '../errors/catalogue.js';
  * purges a cache by path therefore never has to know the tree: every path that stopped or started serving
  * content is named. Users, token keys and cluster state are not content and record nothing.
  */
-export const changeOps = ['created', 'updated', 'deleted', 'moved', 'binary-set', 'binary-removed'] as const;
+export const changeOps = ['created', 'updated', 'deleted', 'moved', 'binary-set', 'binary-removed', 'migrated'] as const;
 export type ChangeOp = (typeof changeOps)[number];
 
 /** What apply() knows of a change; the store adds the entry's index and the event's ordinal within it. */

@@ -1,5 +1,6 @@
 import type { HistoryRetention } from './history.js';
 import type { BinaryRef, JsonObject, Role } from './model.js';
+import type { SchemaDefinition } from './schema.js';
 
 /**
  * The commands a journal entry carries. A command holds every input its apply() needs — ids, times, password
@@ -168,6 +169,51 @@ export interface RestoreCommand extends Authored, Preconditions {
   readonly path: string;
 }
 
+/**
+ * Writes version N+1 of type `typeName`'s schema (src/content/schema.ts). With no node of the type, it is in force
+ * from this entry; otherwise it is pending and a migration of the type's nodes starts (src/content/schemaMigration.ts).
+ * `definition` is as parseSchemaDefinition returned it. Preconditions name the version in force ("<type>:<version>").
+ */
+export interface PutSchemaCommand extends Authored, Preconditions {
+  readonly type: 'putSchema';
+  readonly typeName: string;
+  readonly definition: SchemaDefinition;
+}
+
+/** The type's schema is no longer in force: its nodes are free-form again (unless schemas are required). */
+export interface DeleteSchemaCommand extends Authored, Preconditions {
+  readonly type: 'deleteSchema';
+  readonly typeName: string;
+}
+
+/** Whether every content type (but the root's) needs a schema. */
+export interface SetSchemaPolicyCommand extends Authored {
+  readonly type: 'setSchemaPolicy';
+  readonly schemasRequired: boolean;
+}
+
+/**
+ * One batch of a migration, proposed by the master's migration job: converts up to `nodesMax` nodes of the type after
+ * node id `afterId` to schema version `toVersion`. `afterId` is the progress the proposer read as committed: apply
+ * refuses the batch unless it still is (SCHEMA_MIGRATION_STALE), so a batch of a replaced master never runs a range
+ * twice or out of order.
+ */
+export interface MigrateSchemaCommand {
+  readonly type: 'migrateSchema';
+  readonly typeName: string;
+  readonly toVersion: number;
+  readonly afterId: string;
+  readonly nodesMax: number;
+  readonly time: string;
+}
+
+/** Retries a failed migration from the node it stopped at, or abandons a running or failed one. */
+export interface ResolveSchemaMigrationCommand extends Authored {
+  readonly type: 'resolveSchemaMigration';
+  readonly typeName: string;
+  readonly action: 'retry' | 'abandon';
+}
+
 /** An operation of a batch: a content command without its author and time, which the batch carries once. */
 export type BatchOperation =
   | Omit<PutCommand, 'time' | 'user'>
@@ -190,6 +236,11 @@ export interface BatchCommand extends Authored {
 
 export type Command =
   | BootstrapCommand
+  | PutSchemaCommand
+  | DeleteSchemaCommand
+  | SetSchemaPolicyCommand
+  | MigrateSchemaCommand
+  | ResolveSchemaMigrationCommand
   | StartHistoryCommand
   | PruneVersionsCommand
   | RestoreCommand

@@ -1,6 +1,7 @@
 import { ConclaveError } from '../errors/catalogue.js';
 import type { Preconditions } from './commands.js';
 import { etagOf, type ContentNode } from './model.js';
+import { schemaEtag, type StoredSchema } from './schemaState.js';
 
 /**
  * If-Match / If-None-Match against the node a write meets. apply() is where they decide; a caller may also check
@@ -28,5 +29,18 @@ export function checkPreconditions(node: ContentNode | undefined, preconditions:
       path,
       etag: etagOf(node),
     });
+  }
+}
+
+/** If-Match / If-None-Match against the schema in force of a type (its tag names the type and the version). */
+export function checkSchemaPreconditions(schema: StoredSchema | undefined, preconditions: Preconditions, typeName: string): void {
+  if (preconditions.ifNoneMatch === '*' && schema !== undefined) {
+    throw new ConclaveError('PRECONDITION_FAILED', `If-None-Match: * failed: the type ${typeName} has a schema in force.`, { type: typeName, etag: schemaEtag(schema) });
+  }
+  const ifMatch = preconditions.ifMatch;
+  if (ifMatch === undefined) return;
+  if (schema === undefined) throw new ConclaveError('PRECONDITION_FAILED', `If-Match failed: the type ${typeName} has no schema in force.`, { type: typeName });
+  if (ifMatch !== '*' && !ifMatch.includes(schemaEtag(schema))) {
+    throw new ConclaveError('PRECONDITION_FAILED', `If-Match failed: the schema of ${typeName} in force is ${schemaEtag(schema)}.`, { type: typeName, etag: schemaEtag(schema) });
   }
 }

@@ -1,6 +1,7 @@
 import type { ChangeStamp, ContentChange } from './changes.js';
 import type { HistoryRetention, NodeVersion, VersionMade } from './history.js';
 import type { ContentNode, User } from './model.js';
+import type { SchemaMigration, StoredSchema, WriteSchema } from './schemaState.js';
 
 /**
  * What apply() needs from storage. The SQLite implementation lives in src/storage; apply() sees only this, so the
@@ -59,4 +60,25 @@ export interface ContentStore {
   lastVersionNumber(id: string): number | undefined;
   /** Drops up to `rowsMax` versions superseded before `before`, oldest first; returns how many went. */
   pruneVersions(before: string, rowsMax: number): number;
+
+  /** The journal index of the entry being applied. */
+  currentEntryIndex(): number;
+
+  // Schemas (src/content/schema.ts, schemaState.ts).
+  /** The schema writes of `typeName` are checked against (the pending version during a migration), if any. */
+  writeSchema(typeName: string): WriteSchema | undefined;
+  /** Every version of the type's schema, newest first. */
+  schemaVersions(typeName: string): StoredSchema[];
+  insertSchema(schema: StoredSchema): void;
+  setSchemaState(typeName: string, version: number, state: StoredSchema['state']): void;
+  schemaMigration(typeName: string): SchemaMigration | undefined;
+  saveSchemaMigration(migration: SchemaMigration): void;
+  schemasRequired(): boolean;
+  setSchemasRequired(required: boolean): void;
+  /** How many nodes have the type (0 without reading them all: only a migration's start counts them). */
+  countNodesOfType(typeName: string): number;
+  /** Up to `limit` nodes of the type whose id sorts after `afterId`, in id order. */
+  nodesOfTypeAfter(typeName: string, afterId: string, limit: number): ContentNode[];
+  /** A child of `parentId` whose type is not among `types`, if there is one. */
+  childOutsideTypes(parentId: string, types: readonly string[]): ContentNode | undefined;
 }

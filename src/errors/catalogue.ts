@@ -56,6 +56,13 @@ export const errorCatalogue = {
   WEBHOOK_SECRET_UNREADABLE: { status: 500, retryable: false, summary: 'Not an HTTP answer: a webhook is broken because its sealed secret does not open with this cluster secret (the secret was changed); delete and register it again.' },
   CHANGES_COMPACTED: { status: 410, retryable: false, summary: 'The change feed no longer holds events after the position asked for (retention pruned them); the error names the oldest position still answered. Resynchronise, then follow from there.' },
   UPGRADE_IN_PROGRESS: { status: 409, retryable: false, summary: 'The request needs every member of the cluster to run a newer release than some do; finish the rolling upgrade first (the error names the versions).' },
+  SCHEMA_VIOLATION: { status: 422, retryable: false, summary: 'The node the write would leave breaks the schema of its type (or its parent\'s childTypes); details.violations names every failing property by JSON Pointer and the rule. Nothing was stored.' },
+  SCHEMA_REQUIRED: { status: 422, retryable: false, summary: 'The repository requires a schema for every content type (PUT /api/v1/schema-policy) and the node\'s type has none.' },
+  INVALID_SCHEMA: { status: 400, retryable: false, summary: 'A schema definition is malformed, over a limit, or holds a pattern that cannot run in linear time; the error names the field.' },
+  SCHEMA_NOT_FOUND: { status: 404, retryable: false, summary: 'No schema is in force for that type (never written, or deleted).' },
+  SCHEMA_MIGRATION_PENDING: { status: 409, retryable: false, summary: 'The type\'s schema is being migrated (or its migration failed and awaits retry or abandon); its schema cannot change until that ends.' },
+  SCHEMA_MIGRATION_NOT_FOUND: { status: 409, retryable: false, summary: 'The type has no migration in the state the request needs (retry: a failed one; abandon: a running or failed one).' },
+  SCHEMA_MIGRATION_STALE: { status: 409, retryable: true, summary: 'A migration batch was proposed from progress that is no longer the committed one (a replaced master\'s): it was refused, so no range is migrated twice. Only the master\'s migration job meets this.' },
   PRECONDITION_FAILED: { status: 412, retryable: false, summary: 'If-Match or If-None-Match did not hold; nothing changed.' },
 
   // The cluster cannot take the write here or now.

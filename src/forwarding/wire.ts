@@ -16,6 +16,7 @@
 import type { ApplyResult } from '../content/apply.js';
 import { batchOperationTypes, preconditionFields, type BatchOperation, type Command, type Preconditions } from '../content/commands.js';
 import { parsePath } from '../content/paths.js';
+import { parseSchemaDefinition, parseSchemaTypeName } from '../content/schema.js';
 import { parseBinaryProperty, parseChildName, parseNodeType, parseProperties, parseRoles, parseUserName } from '../content/validate.js';
 import { ConclaveError, isConclaveError } from '../errors/catalogue.js';
 
@@ -57,7 +58,7 @@ export type ForwardedMessage = CommandRequest | CommandOutcome;
  * itself) and never setBinary: an upload's entry may only be proposed once its blob is held by a quorum, which the
  * node that stored the upload ensures before proposing — binary uploads keep the HTTP forward to the master.
  */
-export type ForwardableCommand = Exclude<Command, { type: 'bootstrap' } | { type: 'setBinary' } | { type: 'rotateTokenKey' } | { type: 'pruneChanges' } | { type: 'startHistory' } | { type: 'pruneVersions' }>;
+export type ForwardableCommand = Exclude<Command, { type: 'bootstrap' } | { type: 'setBinary' } | { type: 'rotateTokenKey' } | { type: 'pruneChanges' } | { type: 'startHistory' } | { type: 'pruneVersions' } | { type: 'migrateSchema' }>;
 
 const contentCommandTypes = new Set(['put', 'patch', 'delete', 'move', 'reorder', 'deleteBinary', 'batch', 'restore']);
 /**
@@ -74,9 +75,16 @@ const batchOperationFields: Record<BatchOperation['type'], readonly string[]> = 
   reorder: ['type', 'path', 'order', ...preconditionFields],
 };
 const userCommandTypes = new Set(['putUser', 'deleteUser']);
+/** Schema commands: an admin's, with exactly these fields. */
+const schemaCommandFields: Record<string, readonly string[]> = {
+  putSchema: ['type', 'typeName', 'definition', 'time', 'user', ...preconditionFields],
+  deleteSchema: ['type', 'typeName', 'time', 'user', ...preconditionFields],
+  setSchemaPolicy: ['type', 'schemasRequired', 'time', 'user'],
+  resolveSchemaMigration: ['type', 'typeName', 'action', 'time', 'user'],
+};
 
 export function isForwardable(command: Command): command is ForwardableCommand {
-  return contentCommandTypes.has(command.type) || userCommandTypes.has(command.type);
+  return contentCommandTypes.has(command.type) || userCommandTypes.has(command.type) || Object.hasOwn(schemaCommandFields, command.type);
 }
 
 export function isForwardedMessageType(type: unknown): type is ForwardedMessage['type'] {
@@ -134,6 +142,11 @@ export function checkForwardedCommand(raw: unknown, authority: unknown): { comma
       const adminOnly = Array.isArray(roles) && roles.length === 1 && roles[0] === 'admin';
       if (type !== 'putUser' || c['name'] !== 'admin' || by.user !== 'admin' || !adminOnly || typeof c['passwordHash'] !== 'string') throw malformed('more than an admin reset');
     }
+  } else if (Object.hasOwn(schemaCommandFields, type)) {
+    if (by.needs !== 'admin' || c['user'] !== by.user) throw malformed('a schema command under another authority');
+    if (Object.keys(c).some((key) => !schemaCommandFields[type]!.includes(key))) throw malformed(`a field a ${type} command does not have`);
+    checkPreconditionsShape(c, malformed);
+    return { command: checkSchemaFields(c, malformed) as unknown as ForwardableCommand, authority: by };
   } else {
     throw malformed(`the command type ${JSON.stringify(type).slice(0, 40)} is not one a client may forward`);
   }
@@ -206,6 +219,17 @@ function checkContentFields(type: string, c: Record<string, unknown>, malformed:
     case 'deleteUser':
       break;
   }
+}
+
+/** A schema command's fields, checked as the schema routes check them; the definition as the master stores it. */
+function checkSchemaFields(c: Record<string, unknown>, malformed: (why: string) => ConclaveError): Record<string, unknown> {
+  if (c['type'] === 'setSchemaPolicy') {
+    if (typeof c['schemasRequired'] !== 'boolean') throw malformed('schemasRequired');
+    return c;
+  }
+  parseSchemaTypeName(c['typeName']);
+  if (c['type'] === 'resolveSchemaMigration' && c['action'] !== 'retry' && c['action'] !== 'abandon') throw malformed('action');
+  return c['type'] === 'putSchema' ? { ...c, definition: parseSchemaDefinition(c['definition']) } : c;
 }
 
 function checkPreconditionsShape(c: Record<string, unknown>, malformed: (why: string) => ConclaveError): void {

@@ -28,6 +28,7 @@ import { clusterRoutes } from './routes/cluster.js';
 import { batchRoutes } from './routes/batch.js';
 import { contentRoutes } from './routes/content.js';
 import { historyRoutes } from './routes/history.js';
+import { schemaRoutes } from './routes/schemas.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { internalBlobRoutes } from './routes/internal.js';
@@ -215,6 +216,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   await app.register(contentRoutes);
   await app.register(batchRoutes);
   await app.register(historyRoutes);
+  await app.register(schemaRoutes);
   await app.register(queryRoutes);
   await app.register(binaryRoutes);
   await app.register(clusterRoutes);

@@ -1,3 +1,4 @@
+import './linearRegExp.js';
 import type { FastifyInstance } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import { existsSync, renameSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,8 @@ import { everyMemberAtLeast, type NodeDescriptor } from '../core/clusterState.js
 import { ConclaveError, invariant } from '../errors/catalogue.js';
 import { buildApp } from '../http/app.js';
 import { checkBatch } from '../http/routes/batch.js';
+import { checkSchemasAvailable, schemaCommandTypes, schemasSinceVersion } from '../http/routes/schemas.js';
+import { SchemaMigrator } from '../schemas/schemaMigrator.js';
 import type { HttpContext } from '../http/context.js';
 import { InternalAuth } from '../auth/internalAuth.js';
 import { InternalListener } from '../http/internalListener.js';
@@ -58,7 +61,7 @@ import { ClusterRuntime } from './clusterRuntime.js';
 import { Repository } from './repository.js';
 
 /** The software version nodes compare when one joins (major must match; never older than the oldest member). */
-export const softwareVersion = '0.4.0';
+export const softwareVersion = '0.5.0';
 
 /** A peer silent this long during a node-to-node transfer (waiting for headers or the next chunk) fails it. */
 const internalIdleTimeoutMs = 30_000;
@@ -257,6 +260,7 @@ export class ConclaveNode {
           checkCommand: (command) => {
             if (command.type === 'batch') checkBatch(command.operations, config.content, liveRuntime.clusterState());
             if (command.type === 'restore') requireHistory(content.historyRetention());
+            if (schemaCommandTypes.has(command.type)) checkSchemasAvailable(liveRuntime.clusterState());
           },
           get appliedIndex() {
             return liveRuntime.appliedIndex;
@@ -544,6 +548,15 @@ function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupServic
   const verifyExisting = (path: string, signal: AbortSignal) => existingScheduledBackup(path, { state: () => runtime.clusterState(), verify: (p, s) => backups.verifyFile(p, s), log }, signal);
   const directories = { allowed: config.backup.directoriesAllowed, dataDir: config.data.dir };
   clusterJobs.register(new BackupSchedule({ taker: backups, clusterName: config.cluster.name, verifyExisting, directories, log }));
+  clusterJobs.register(
+    new SchemaMigrator({
+      schemas: content.schemas,
+      propose: (command) => runtime.propose(command),
+      sinceVersion: schemasSinceVersion,
+      batchNodesMax: () => config.schemas.migrationBatchNodesMax,
+      log,
+    }),
+  );
   clusterJobs.register(new WebhookDelivery({ feed, lastEventIndex: () => content.changes.lastIndex(), runtime, clusterSecret, settings: config.webhooks, metrics: metrics.feed, log }));
   // The backlog where delivery runs (the master): the events after each active webhook's committed mark.
   metrics.feed.setWebhookBacklog(() =>

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 
+import { precheckSchemas } from '../content/applySchemas.js';
 import type { BatchOperation, Command, Preconditions } from '../content/commands.js';
 import { checkPreconditions } from '../content/preconditions.js';
 import { versionNotFound, type HistoryRetention, type NodeVersion, type VersionSummary } from '../content/history.js';
 import type { ContentNode, JsonObject, Role } from '../content/model.js';
+import type { SchemaDefinition } from '../content/schema.js';
 import { rootPath } from '../content/paths.js';
 import type { QueryCursor, QuerySpec } from '../content/query.js';
 import { ConclaveError } from '../errors/catalogue.js';
@@ -48,8 +50,14 @@ export class Repository<O extends WriteAuthor> {
     private readonly now: () => Date = () => new Date(),
     private readonly blobReplicas: BlobReplicas = noReplicas,
     /** Default: every write is proposed on this node. */
-    private readonly proposeWrite: WriteProposer<O> = (command) => runtime.propose(command),
+    private readonly proposeCommand: WriteProposer<O> = (command) => runtime.propose(command),
   ) {}
+
+  /** Proposes a write once the schemas this node has applied accept it (apply() decides again). */
+  private proposeWrite(command: Command, origin: O): Promise<Committed> {
+    precheckSchemas(this.content, command);
+    return this.proposeCommand(command, origin);
+  }
 
   get appliedIndex(): number {
     return this.runtime.appliedIndex;
@@ -224,6 +232,23 @@ export class Repository<O extends WriteAuthor> {
 
   deleteBinary(path: string, property: string, pre: Preconditions, origin: O): Promise<Committed> {
     return this.proposeWrite({ type: 'deleteBinary', path, property, ...pre, time: this.time(), user: origin.authority.user }, origin);
+  }
+
+  /** Writes the next version of a type's schema (PutSchemaCommand): in force at once, or pending behind a migration. */
+  putSchema(typeName: string, definition: SchemaDefinition, pre: Preconditions, origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'putSchema', typeName, definition, ...pre, time: this.time(), user: origin.authority.user }, origin);
+  }
+
+  deleteSchema(typeName: string, pre: Preconditions, origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'deleteSchema', typeName, ...pre, time: this.time(), user: origin.authority.user }, origin);
+  }
+
+  setSchemaPolicy(schemasRequired: boolean, origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'setSchemaPolicy', schemasRequired, time: this.time(), user: origin.authority.user }, origin);
+  }
+
+  resolveSchemaMigration(typeName: string, action: 'retry' | 'abandon', origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'resolveSchemaMigration', typeName, action, time: this.time(), user: origin.authority.user }, origin);
   }
 
   putUser(name: string, change: { passwordHash?: string; roles?: Role[] }, createOnly: boolean, origin: O): Promise<Committed> {

@@ -18,7 +18,12 @@ import { invariant } from '../errors/catalogue.js';
  *                               ["version", id, version, op, index, restoredFrom, supersededAt, path, name, parentId,
  *                                position, type, properties, binaries, createdAt, createdBy, modifiedAt, modifiedBy]
  *
- * A state without history (or of a release before it) has no version lines, so its digest is what it always was.
+ *   the schemas' lines (src/storage/schemaTables.ts digestLines): ["schema", type, version, state, definition, index,
+ *                                createdAt, createdBy] by type and version, ["migration", type, …] by type, and
+ *                                ["schemasRequired", true] when the policy is on
+ *
+ * A state without history (or of a release before it) has no version lines, and one without schemas no schema
+ * lines, so its digest is what it always was.
  * ids and names in UTF-8 byte order (SQLite's), each line canonical JSON (object keys sorted by UTF-16 code units,
  * no white space) and a newline; binaries are their references {sha256, size, contentType}, by property name.
  * Times and authors are carried by the journal's commands, so they are the same on every node.
@@ -28,14 +33,14 @@ export const contentDigestVersion = 'conclave-content-digest-v1';
 export interface ContentDigest {
   readonly digest: string;
   /** blobs: distinct blobs the nodes reference (what they serve); versions: kept versions, whose blobs are kept too. */
-  readonly counts: { readonly nodes: number; readonly users: number; readonly binaryReferences: number; readonly blobs: number; readonly versions: number };
+  readonly counts: { readonly nodes: number; readonly users: number; readonly binaryReferences: number; readonly blobs: number; readonly versions: number; readonly schemaLines: number };
 }
 
 /**
  * Nodes must come by ascending id and users by ascending name, comparing UTF-8 bytes as SQLite's ORDER BY does
  * (checked): the order is part of the encoding.
  */
-export function contentDigest(nodes: Iterable<ContentNode>, users: Iterable<User>, versions: Iterable<NodeVersion> = []): ContentDigest {
+export function contentDigest(nodes: Iterable<ContentNode>, users: Iterable<User>, versions: Iterable<NodeVersion> = [], schemaLines: Iterable<JsonValue> = []): ContentDigest {
   const hash = createHash('sha256');
   // Lines go to the hash in batches: a native call per line cost about as much as hashing the line.
   let pending = `${contentDigestVersion}\n`;
@@ -102,8 +107,13 @@ export function contentDigest(nodes: Iterable<ContentNode>, users: Iterable<User
     add(`${canonicalJson(line)}\n`);
     versionCount++;
   }
+  let schemaLineCount = 0;
+  for (const line of schemaLines) {
+    add(`${canonicalJson(line)}\n`);
+    schemaLineCount++;
+  }
   hash.update(pending);
-  return { digest: hash.digest('hex'), counts: { nodes: nodeCount, users: userCount, binaryReferences, blobs: blobs.size, versions: versionCount } };
+  return { digest: hash.digest('hex'), counts: { nodes: nodeCount, users: userCount, binaryReferences, blobs: blobs.size, versions: versionCount, schemaLines: schemaLineCount } };
 }
 
 /** A node's binaries as the digest encodes them: their references {sha256, size, contentType}, by property name. */

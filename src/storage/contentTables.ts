@@ -8,9 +8,11 @@ import { descendantRange, rootPath } from '../content/paths.js';
 import { takePropertiesJson } from '../content/validate.js';
 import type { QueryCursor, QuerySpec, ScalarValue, SortKey } from '../content/query.js';
 import type { ContentStore } from '../content/store.js';
+import type { SchemaMigration, StoredSchema, WriteSchema } from '../content/schemaState.js';
 import { invariant } from '../errors/catalogue.js';
 import { ChangeLog } from './changeLog.js';
 import { getMeta, setMeta, type Db } from './database.js';
+import { SchemaTables } from './schemaTables.js';
 import { VersionTables } from './versionTables.js';
 
 interface NodeRow {
@@ -160,11 +162,15 @@ export class ContentTables implements ContentStore {
   readonly changes: ChangeLog;
   /** Every version of every node since history started, kept by apply() through this store. */
   readonly versions: VersionTables;
+  /** The schemas and their migrations, kept by apply() through this store. */
+  readonly schemas: SchemaTables;
   private entryIndex = 0;
+  private readonly childOutsideStatements = new Map<number, ReturnType<Db['prepare']>>();
 
   constructor(private readonly db: Db) {
     this.changes = new ChangeLog(db);
     this.versions = new VersionTables(db, () => this.entryIndex);
+    this.schemas = new SchemaTables(db);
     this.byPath = db.prepare('SELECT * FROM nodes WHERE path = ?');
     // Rows as arrays: better-sqlite3 builds an object with named columns at some cost on the read path.
     this.storedByPath = db.prepare(`SELECT ${storedNodeColumns} FROM nodes WHERE path = ?`).raw(true);
@@ -318,6 +324,7 @@ export class ContentTables implements ContentStore {
     this.usersChanges++;
     this.changes.replaced();
     this.versions.forget();
+    this.schemas.forget();
   }
 
   putUser(user: User): void {
@@ -354,6 +361,7 @@ export class ContentTables implements ContentStore {
   /** What an entry (or a whole Ready) wrote was rolled back: what this object keeps of the state is read again. */
   rolledBack(): void {
     this.versions.forget();
+    this.schemas.forget();
   }
 
   recordChange(change: ContentChange): void {
@@ -398,6 +406,62 @@ export class ContentTables implements ContentStore {
 
   pruneVersions(before: string, rowsMax: number): number {
     return this.versions.pruneSupersededBefore(before, rowsMax);
+  }
+
+  currentEntryIndex(): number {
+    return this.entryIndex;
+  }
+
+  writeSchema(typeName: string): WriteSchema | undefined {
+    return this.schemas.writeSchema(typeName);
+  }
+
+  schemaVersions(typeName: string): StoredSchema[] {
+    return this.schemas.versions(typeName);
+  }
+
+  insertSchema(schema: StoredSchema): void {
+    this.schemas.insert(schema);
+  }
+
+  setSchemaState(typeName: string, version: number, state: StoredSchema['state']): void {
+    this.schemas.setState(typeName, version, state);
+  }
+
+  schemaMigration(typeName: string): SchemaMigration | undefined {
+    return this.schemas.migration(typeName);
+  }
+
+  saveSchemaMigration(migration: SchemaMigration): void {
+    this.schemas.saveMigration(migration);
+  }
+
+  schemasRequired(): boolean {
+    return this.schemas.schemasRequired();
+  }
+
+  setSchemasRequired(required: boolean): void {
+    this.schemas.setSchemasRequired(required);
+  }
+
+  countNodesOfType(typeName: string): number {
+    return this.schemas.countNodesOfType(typeName);
+  }
+
+  nodesOfTypeAfter(typeName: string, afterId: string, limit: number): ContentNode[] {
+    return (this.schemas.nodeRowsOfTypeAfter(typeName, afterId, limit) as NodeRow[]).map(toNode);
+  }
+
+  childOutsideTypes(parentId: string, types: readonly string[]): ContentNode | undefined {
+    // One statement per number of types (at most schemaChildTypesMax of them), prepared once.
+    let statement = this.childOutsideStatements.get(types.length);
+    if (statement === undefined) {
+      const list = types.length === 0 ? '' : `AND type NOT IN (${types.map(() => '?').join(', ')})`;
+      statement = this.db.prepare(`SELECT * FROM nodes WHERE parent_id = ? ${list} ORDER BY position, id LIMIT 1`);
+      this.childOutsideStatements.set(types.length, statement);
+    }
+    const row = statement.get([parentId, ...types]) as NodeRow | undefined;
+    return row && toNode(row);
   }
 
   // ---- Reads for the HTTP layer ----
@@ -550,6 +614,10 @@ export class ContentTables implements ContentStore {
     }
     for (const version of this.versions.all()) {
       hash.update(JSON.stringify(version));
+      hash.update('\n');
+    }
+    for (const line of this.schemas.digestLines()) {
+      hash.update(JSON.stringify(line));
       hash.update('\n');
     }
     return hash.digest('hex');

@@ -7,17 +7,19 @@ import { ConclaveError } from '../errors/catalogue.js';
 /**
  * Version of the on-disk format. A node refuses a data directory written by a newer format, and by format 1 (the
  * single-node development releases, whose journal held bare commands without a voting configuration). Format 3
- * added the change feed's table, format 4 the content history's: an older directory is upgraded in place at open
+ * added the change feed's table, format 4 the content history's, format 5 the schemas': an older directory is upgraded in place at open
  * (below), and a state file of an older format is read as one without the tables it lacks (snapshotFile.ts).
  */
-export const dataFormatVersion = 4;
+export const dataFormatVersion = 5;
 
 /** The format that added each table after format 2; a state file of an older format lacks them. */
-export const tablesSinceFormat: Readonly<Record<string, number>> = { changes: 3, versions: 4 };
+export const tablesSinceFormat: Readonly<Record<string, number>> = { changes: 3, versions: 4, schemas: 5, schema_migrations: 5 };
+/** The format that added each index to a table of an earlier format; an older state file lacks them. */
+export const indexesSinceFormat: Readonly<Record<string, number>> = { nodes_type_id: 5 };
 /** The format that added each column to a table of format 2 (always at its end); an older state file lacks them. */
 export const columnsSinceFormat: Readonly<Record<string, Readonly<Record<string, number>>>> = { nodes: { op: 4, idx: 4, restored_from: 4 } };
 /** The format that added each state-machine meta key after format 2: a state of an older one has no say over them. */
-export const metaKeysSinceFormat: Readonly<Record<string, number>> = { changes_pruned_through: 3, history_started_at: 4, history_versions_per_node: 4 };
+export const metaKeysSinceFormat: Readonly<Record<string, number>> = { changes_pruned_through: 3, history_started_at: 4, history_versions_per_node: 4, schemas_required: 5 };
 
 export type Db = Database.Database;
 
@@ -61,6 +63,8 @@ CREATE INDEX IF NOT EXISTS nodes_children ON nodes(parent_id, position);
 CREATE INDEX IF NOT EXISTS nodes_type ON nodes(type, path);
 CREATE INDEX IF NOT EXISTS nodes_modified ON nodes(modified_at, id);
 CREATE INDEX IF NOT EXISTS nodes_created ON nodes(created_at, id);
+-- A schema migration walks the nodes of a type in id order (src/content/applySchemas.ts).
+CREATE INDEX IF NOT EXISTS nodes_type_id ON nodes(type, id);
 
 CREATE TABLE IF NOT EXISTS users (
   name          TEXT PRIMARY KEY,
@@ -122,6 +126,41 @@ CREATE TABLE IF NOT EXISTS versions (
 CREATE INDEX IF NOT EXISTS versions_superseded ON versions(superseded_at, node_id, version) WHERE superseded_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS versions_deleted_children ON versions(parent_id, idx) WHERE op = 'deleted';
 CREATE INDEX IF NOT EXISTS versions_deleted_paths ON versions(path, idx) WHERE op = 'deleted';
+
+-- Schemas (src/content/schema.ts, schemaState.ts, src/storage/schemaTables.ts): every version of every type's schema,
+-- written by apply(). state: active (in force; at most one per type), pending (a migration's target), superseded,
+-- deleted, abandoned. definition: the stored form parseSchemaDefinition returns, as JSON. meta schemas_required:
+-- 1 when every type needs a schema.
+CREATE TABLE IF NOT EXISTS schemas (
+  type_name  TEXT    NOT NULL,
+  version    INTEGER NOT NULL,
+  state      TEXT    NOT NULL,
+  definition TEXT    NOT NULL,
+  idx        INTEGER NOT NULL,
+  created_at TEXT    NOT NULL,
+  created_by TEXT    NOT NULL,
+  PRIMARY KEY (type_name, version)
+) STRICT;
+
+-- The latest migration of each type (src/content/schemaState.ts SchemaMigration): its progress lives here, in the
+-- content state, so that apply() checks each batch against it. failure: JSON, or null.
+CREATE TABLE IF NOT EXISTS schema_migrations (
+  type_name       TEXT PRIMARY KEY,
+  from_version    INTEGER,
+  to_version      INTEGER NOT NULL,
+  state           TEXT    NOT NULL,
+  after_id        TEXT    NOT NULL,
+  nodes_done      INTEGER NOT NULL,
+  nodes_converted INTEGER NOT NULL,
+  nodes_total     INTEGER NOT NULL,
+  batches         INTEGER NOT NULL,
+  started_at      TEXT    NOT NULL,
+  started_by      TEXT    NOT NULL,
+  started_idx     INTEGER NOT NULL,
+  updated_at      TEXT    NOT NULL,
+  finished_at     TEXT,
+  failure         TEXT
+) STRICT;
 `;
 
 /** The declared type of each column columnsSinceFormat names, as databaseSchema declares it. */
@@ -277,7 +316,7 @@ export function openDatabase(dataDir: string): Db {
   const format = db.prepare(`SELECT value FROM meta WHERE key = 'format_version'`).pluck().get() as number | undefined;
   if (format === undefined) {
     db.prepare(`INSERT INTO meta(key, value) VALUES ('format_version', ?)`).run(dataFormatVersion);
-  } else if (format === 2 || format === 3) {
+  } else if (format >= 2 && format < dataFormatVersion) {
     // The schema above just created the tables the directory lacked, empty; the columns it lacked are added (at the
     // end, as databaseSchema has them). Nothing of the feed before now exists: it answers from the applied index on,
     // and says CHANGES_COMPACTED for anything earlier. History starts when every member runs a release that keeps it

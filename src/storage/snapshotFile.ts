@@ -9,7 +9,7 @@ import type { CoordinatorSnapshotData } from '../core/clusterCoordinator.js';
 import type { Snapshot } from '../core/types.js';
 import { ConclaveError, errorCatalogue, invariant, type ErrorCode } from '../errors/catalogue.js';
 import { joinCommitPoint, type CommitPointCells } from './commitPoint.js';
-import { columnsSinceFormat, databaseSchema, dataFormatVersion, metaKeysSinceFormat, tablesSinceFormat, type Db } from './database.js';
+import { columnsSinceFormat, databaseSchema, dataFormatVersion, indexesSinceFormat, metaKeysSinceFormat, tablesSinceFormat, type Db } from './database.js';
 
 /**
  * A snapshot file: a SQLite database with the node's schema holding the state machine as of one applied index —
@@ -23,9 +23,9 @@ import { columnsSinceFormat, databaseSchema, dataFormatVersion, metaKeysSinceFor
  */
 
 /** The tables apply() writes (src/content/apply.ts): a new one must be added here, or snapshots would lose it. */
-export const stateMachineTables = ['nodes', 'users', 'changes', 'versions'] as const;
+export const stateMachineTables = ['nodes', 'users', 'changes', 'versions', 'schemas', 'schema_migrations'] as const;
 /** The meta keys apply() writes (besides the applied index). */
-export const stateMachineMetaKeys = ['token_key_id', 'changes_pruned_through', 'history_started_at', 'history_versions_per_node'] as const;
+export const stateMachineMetaKeys = ['token_key_id', 'changes_pruned_through', 'history_started_at', 'history_versions_per_node', 'schemas_required'] as const;
 
 export interface SnapshotFileInfo {
   /** The applied index the file holds. */
@@ -256,14 +256,15 @@ function schemaOfThisBuild(): NonNullable<typeof expectedSchema> {
 
 /**
  * The schema of an older data format: this build's without the tables a later format added (tablesSinceFormat) and
- * their indexes. A state file of that format reads as one whose feed starts at its index and that kept no history.
+ * their indexes (and the indexes it added to older tables). A state file of that format reads as one whose feed
+ * starts at its index, that kept no history, or that has no schemas.
  */
 function schemaOfFormat(format: number): NonNullable<typeof expectedSchema> {
   const current = schemaOfThisBuild();
   if (format === dataFormatVersion) return current;
   const later = (name: string) => {
     const table = current.objects.get(name)?.tbl_name ?? name;
-    return (tablesSinceFormat[table] ?? 0) > format;
+    return (tablesSinceFormat[table] ?? 0) > format || (indexesSinceFormat[name] ?? 0) > format;
   };
   // Columns a later format added to a table this one has (columnsOf's JSON: [name, type, notnull, pk, hidden]).
   const columnsThen = (table: string, json: string) => {

@@ -55,7 +55,7 @@ test('ids and names are ordered by their UTF-8 bytes, as SQLite orders them, wha
 test('the digest ignores the key order of properties, and changes with any content', () => {
   const base = contentDigest([node('a', '/a', { x: 1, y: { p: 1, q: 2 } })], [admin]);
   assert.match(base.digest, /^[0-9a-f]{64}$/);
-  assert.deepEqual(base.counts, { nodes: 1, users: 1, binaryReferences: 0, blobs: 0, versions: 0 });
+  assert.deepEqual(base.counts, { nodes: 1, users: 1, binaryReferences: 0, blobs: 0, versions: 0, schemaLines: 0 });
   assert.equal(contentDigest([node('a', '/a', { y: { q: 2, p: 1 }, x: 1 })], [admin]).digest, base.digest, 'same content, other key order');
 
   const variants: Array<[string, ContentNode[], User[]]> = [
@@ -83,7 +83,7 @@ test('binaries are counted and ordered by name, not by insertion', () => {
   const one = contentDigest([node('a', '/a', {}, { f, g }), node('b', '/b', {}, { f })], []);
   const two = contentDigest([node('a', '/a', {}, { g, f }), node('b', '/b', {}, { f })], []);
   assert.equal(one.digest, two.digest);
-  assert.deepEqual(one.counts, { nodes: 2, users: 0, binaryReferences: 3, blobs: 2, versions: 0 });
+  assert.deepEqual(one.counts, { nodes: 2, users: 0, binaryReferences: 3, blobs: 2, versions: 0, schemaLines: 0 });
 });
 
 test('nodes out of id order are a broken invariant, not a different digest', () => {
@@ -98,6 +98,7 @@ test('two stores that applied the same commands in separate databases digest the
     { type: 'patch', path: '/b', patch: { m: { n: 'o' } }, time, user: 'admin' },
     { type: 'setBinary', path: '/a', property: 'file', binary: { sha256: sha('3'), size: 9, contentType: 'text/plain' }, time, user: 'admin' },
     { type: 'putUser', name: 'editor', passwordHash: 'e', roles: ['editor'], createOnly: true, time },
+    { type: 'putSchema', typeName: 'article', definition: { properties: { title: { type: 'string' } }, additionalProperties: true }, time, user: 'admin' },
   ];
   const digestOf = (list: Command[]) => {
     const tmp = tempDir();
@@ -106,7 +107,7 @@ test('two stores that applied the same commands in separate databases digest the
       const tables = new ContentTables(db);
       // Rows inserted in another order on one side must not matter: only the content does.
       for (const command of list) applyCommand(tables, command);
-      return contentDigest(tables.nodesById(), tables.users(), tables.versions.all());
+      return contentDigest(tables.nodesById(), tables.users(), tables.versions.all(), tables.schemas.digestLines());
     } finally {
       db.close();
       tmp.cleanup();
@@ -116,7 +117,9 @@ test('two stores that applied the same commands in separate databases digest the
   const two = digestOf(commands);
   assert.equal(one.digest, two.digest);
   // Versions: three creations, a patch and an upload.
-  assert.deepEqual(one.counts, { nodes: 3, users: 2, binaryReferences: 1, blobs: 1, versions: 5 });
-  const changed = digestOf([...commands.slice(0, -1), { type: 'putUser', name: 'editor', passwordHash: 'e', roles: ['reader'], createOnly: true, time }]);
+  assert.deepEqual(one.counts, { nodes: 3, users: 2, binaryReferences: 1, blobs: 1, versions: 5, schemaLines: 1 });
+  const changed = digestOf([...commands.slice(0, -2), { type: 'putUser', name: 'editor', passwordHash: 'e', roles: ['reader'], createOnly: true, time }, commands.at(-1)!]);
   assert.notEqual(changed.digest, one.digest);
+  const otherSchema = digestOf([...commands.slice(0, -1), { type: 'putSchema', typeName: 'article', definition: { properties: {}, additionalProperties: true }, time, user: 'admin' }]);
+  assert.notEqual(otherSchema.digest, one.digest, 'the schemas are part of the digest');
 });

@@ -183,9 +183,11 @@ test('installing a snapshot file replaces content, users and token key in the tr
 });
 
 /** What a release of data format `format` wrote: this build's state file without what later formats added. */
+const withoutSchemas = 'DROP TABLE schemas; DROP TABLE schema_migrations; DROP INDEX nodes_type_id';
 const olderFormat: Record<number, string> = {
-  3: 'DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from',
-  2: 'DROP TABLE changes; DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from',
+  4: withoutSchemas,
+  3: `${withoutSchemas}; DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from`,
+  2: `${withoutSchemas}; DROP TABLE changes; DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from`,
 };
 
 /**
@@ -193,7 +195,7 @@ const olderFormat: Record<number, string> = {
  * `bootstrap` extras; hands the installed node to `check` with what the source held.
  */
 async function installOlderFormat(
-  format: 2 | 3,
+  format: 2 | 3 | 4,
   bootstrap: Partial<BootstrapCommand>,
   check: (target: Db, tables: ContentTables, source: { digest: string; events: unknown; index: number }) => void,
 ): Promise<void> {
@@ -213,6 +215,9 @@ async function installOlderFormat(
     const target = openDatabase(join(tmp.dir, 'b'));
     const tables = new ContentTables(target);
     applyCommand(tables, { type: 'bootstrap', rootId: 'other-root', time, tokenKeyId: 'other-key-id', adminPasswordHash: 'other', ...bootstrap });
+    // The target's own schemas and policy must not survive an install of a state that has none.
+    applyCommand(tables, { type: 'putSchema', typeName: 'article', definition: { properties: {}, additionalProperties: false }, time, user: 'admin' });
+    applyCommand(tables, { type: 'setSchemaPolicy', schemasRequired: true, time, user: 'admin' });
     const detach = attachSnapshot(target, path);
     try {
       target.transaction(() => replaceStateMachine(target, info.index))();
@@ -241,6 +246,16 @@ test('a snapshot file of data format 3 (before history) installs: the content an
     assert.equal(target.prepare('SELECT count(*) FROM changes').pluck().get(), source.events);
     assert.equal(target.prepare('SELECT count(*) FROM versions').pluck().get(), 0, 'nothing of the target\'s own history is left');
     assert.equal(tables.historyRetention(), undefined, 'history has not started in that state');
+  });
+});
+
+test('a snapshot file of data format 4 (before schemas) installs: the content, the feed and the history, and no schemas', async () => {
+  await installOlderFormat(4, { history: { versionsPerNodeMax: 5 } }, (target, tables, source) => {
+    assert.equal(tables.digest(), source.digest);
+    assert.equal(target.prepare('SELECT count(*) FROM changes').pluck().get(), source.events);
+    assert.equal(target.prepare('SELECT count(*) FROM schemas').pluck().get(), 0, 'nothing of the target\'s own schemas is left');
+    assert.equal(tables.writeSchema('article'), undefined);
+    assert.equal(tables.schemasRequired(), false, 'the policy of the target is gone');
   });
 });
 

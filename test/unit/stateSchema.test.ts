@@ -94,7 +94,7 @@ test('a backup whose state runs a never-ending view is refused at once, not read
       term: 1,
       configuration: { current: ['n1'] },
       clusterState: { version: 1, clusterName: 'c', clusterUuid: uuid, nodes: [], votingConfiguration: { current: ['n1'] }, votingExclusions: [], settings: {}, inSync: [] } as unknown as BackupManifest['clusterState'],
-      contentDigest: { version: contentDigestVersion, digest: '0'.repeat(64), counts: { nodes: 0, users: 0, binaryReferences: 0, blobs: 0, versions: 0 } },
+      contentDigest: { version: contentDigestVersion, digest: '0'.repeat(64), counts: { nodes: 0, users: 0, binaryReferences: 0, blobs: 0, versions: 0, schemaLines: 0 } },
       base: null,
       blobsReferenced: [],
       parts: [{ name: 'state.db', bytes: bytes.length, sha256 }],

@@ -36,7 +36,7 @@ export async function clusterRoutes(app: FastifyInstance): Promise<void> {
     // applied while it runs, so the digest is exactly that of appliedIndex. A large repository holds the event
     // loop for as long; this is an operator's check, not a hot path.
     const appliedIndex = runtime.appliedIndex;
-    const { digest, counts } = contentDigest(repository.content.nodesById(), repository.content.users(), repository.content.versions.all());
+    const { digest, counts } = contentDigest(repository.content.nodesById(), repository.content.users(), repository.content.versions.all(), repository.content.schemas.digestLines());
     const references = repository.content.blobReferences();
     let blobsMissing = 0;
     for (const { sha256, size } of references) if (size > 0 && !(await repository.blobs.has(sha256))) blobsMissing++;
