@@ -42,7 +42,7 @@ function manifestOf(state: Buffer, blobs: readonly Buffer[]): BackupManifest {
       settings: {},
       inSync: ['n-1'],
     },
-    contentDigest: { version: 'v1', digest: sha(Buffer.from('x')), counts: { nodes: 1, users: 1, binaryReferences: 0, blobs: 0, versions: 0 } },
+    contentDigest: { version: 'v1', digest: sha(Buffer.from('x')), counts: { nodes: 1, users: 1, binaryReferences: 0, blobs: 0, versions: 0, schemaLines: 0 } },
     base: null,
     blobsReferenced: blobParts.map((p) => p.sha256).sort(),
     parts: [{ name: 'state.db', bytes: state.length, sha256: sha(state) }, ...blobParts],

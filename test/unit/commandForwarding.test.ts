@@ -1,3 +1,5 @@
+import '../../src/node/linearRegExp.js';
+
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
@@ -202,6 +204,26 @@ describe('the check of a forwarded command (master side)', () => {
     assert.equal(check({ type: 'pruneVersions', versionsPerNodeMax: 5, supersededBefore: put.time, versionsMax: 9, time: put.time }, { user: 'admin', needs: 'admin' }), 'INTERNAL');
     const binary = { type: 'setBinary', path: '/a', property: 'f', binary: { sha256: 'a'.repeat(64), size: 1, contentType: 'x' }, time: put.time, user: 'admin' };
     assert.equal(check(binary), 'INTERNAL');
+  });
+
+  test('schema commands: an admin\'s with the fields the routes build pass, the definition as stored; anything else is refused', () => {
+    const asAdmin = { user: 'admin', needs: 'admin' };
+    const putSchema = { type: 'putSchema', typeName: 'article', definition: { childTypes: ['b', 'a'] }, ifMatch: ['"article:1"'], time: put.time, user: 'admin' };
+    assert.equal(check(putSchema, asAdmin), 'ok');
+    const checked = checkForwardedCommand(putSchema, asAdmin).command as unknown as { definition: unknown };
+    assert.deepEqual(checked.definition, { properties: {}, additionalProperties: true, childTypes: ['a', 'b'] }, 'the master proposes the parsed form');
+    assert.equal(check({ type: 'deleteSchema', typeName: 'article', time: put.time, user: 'admin' }, asAdmin), 'ok');
+    assert.equal(check({ type: 'setSchemaPolicy', schemasRequired: true, time: put.time, user: 'admin' }, asAdmin), 'ok');
+    assert.equal(check({ type: 'resolveSchemaMigration', typeName: 'article', action: 'retry', time: put.time, user: 'admin' }, asAdmin), 'ok');
+    assert.equal(check(putSchema, byAdmin), 'INTERNAL', 'under write authority');
+    assert.equal(check({ ...putSchema, user: 'eve' }, asAdmin), 'INTERNAL');
+    assert.equal(check({ ...putSchema, definition: { properties: { a: { pattern: '(a)\\1' } } } }, asAdmin), 'INVALID_SCHEMA');
+    assert.equal(check({ ...putSchema, typeName: 'root' }, asAdmin), 'INVALID_REQUEST');
+    assert.equal(check({ ...putSchema, extra: 1 }, asAdmin), 'INTERNAL');
+    assert.equal(check({ type: 'setSchemaPolicy', schemasRequired: 'yes', time: put.time, user: 'admin' }, asAdmin), 'INTERNAL');
+    assert.equal(check({ type: 'resolveSchemaMigration', typeName: 'article', action: 'undo', time: put.time, user: 'admin' }, asAdmin), 'INTERNAL');
+    // Migration batches are the master's own job: never forwarded.
+    assert.equal(check({ type: 'migrateSchema', typeName: 'article', toVersion: 2, afterId: '', nodesMax: 5, time: put.time }, asAdmin), 'INTERNAL');
   });
 
   test('input the routes would refuse is refused with the routes\' codes; a wrong shape or authority is INTERNAL', () => {
