@@ -10,6 +10,7 @@ import { BenchCluster } from './benchCluster.js';
 import { journalClusterEnv, measureBinaryCatchUp, measureContentCatchUp, measureSnapshotInstall, type CatchUpResult, type WithCluster } from './catchUp.js';
 import { compare, comparisonChart, comparisonTable, type BackupFigures, type ComparedScenario, type ComparisonRow } from './comparison.js';
 import { feedTable, measureFeed, type FeedBenchResult } from './feed.js';
+import { measureMigration, migrationBenchEnv, migrationTable, type MigrationBenchResult } from './migration.js';
 import { benchEnvironment } from './environment.js';
 import { measureEtcdCatchUp, type EtcdCatchUpResult } from './etcdCatchUp.js';
 import { etcdBackupArgs, measureEtcdBackup } from './etcdBackup.js';
@@ -36,7 +37,7 @@ import { DocumentPaths, documentBody, documentText, reader, requestOnce, writer,
  * The parts of a run, each on its own fresh cluster(s); also the names of their directories. A Conclave part and its
  * etcd counterpart run one after the other, so a change in the machine's other load touches both alike.
  */
-const allParts = ['floor', 'cluster-of-3', 'etcd', 'catch-up', 'etcd-catch-up', 'failover', 'etcd-failover', 'cluster-of-1', 'cluster-of-5', 'snapshot', 'backup', 'etcd-backup', 'feed'] as const;
+const allParts = ['floor', 'cluster-of-3', 'etcd', 'catch-up', 'etcd-catch-up', 'failover', 'etcd-failover', 'cluster-of-1', 'cluster-of-5', 'snapshot', 'backup', 'etcd-backup', 'feed', 'migration'] as const;
 type Part = (typeof allParts)[number];
 const etcdParts: ReadonlySet<Part> = new Set(['etcd', 'etcd-catch-up', 'etcd-failover', 'etcd-backup']);
 
@@ -616,6 +617,18 @@ async function main(): Promise<number> {
       );
     });
   }
+  const migrations: MigrationBenchResult[] = [];
+  if (runs('migration')) {
+    await part('migration', async () => {
+      // Issue 18's target: at least 2,000 nodes/s on 3 nodes while 100 writes/s go on; two batch sizes show the trade
+      // between the rate and how long a write may wait behind one batch.
+      for (const batchNodesMax of [100, 500]) {
+        migrations.push(await withCluster(3, `migration-${batchNodesMax}`, migrationBenchEnv(batchNodesMax), (cluster) =>
+          measureMigration(cluster, batchNodesMax, { nodes: options.quick ? 5_000 : 20_000, writesPerSec: 100, progress }),
+        ));
+      }
+    });
+  }
   await cleanup();
 
   const conclaveFailover = conclaveTrials.length === 0 ? null : { kill: summarize(conclaveTrials.filter((t) => t.kind === 'kill')), stop: summarize(conclaveTrials.filter((t) => t.kind === 'stop')) };
@@ -660,6 +673,7 @@ async function main(): Promise<number> {
     etcdCatchUp,
     backup: { mix: options.backupMix.name, storedBytes: options.backupMix.bytes, etcdctl: etcdctl?.available === true ? { version: etcdctl.version, path: '/usr/bin/etcdctl' } : null, results: backups },
     feed,
+    migrations,
     failover: { conclave: conclaveFailover === null ? null : { ...conclaveFailover, trials: conclaveTrials }, etcd: etcdFailover === null ? null : { ...etcdFailover, trials: etcdTrials } },
     clusters: clusterRuns,
   };
@@ -678,6 +692,7 @@ async function main(): Promise<number> {
       etcdCatchUp === null ? null : etcdCatchUpTable(etcdCatchUp),
       backups.length > 0 ? backupTable(backups) : null,
       feed === null ? null : feedTable(feed),
+      migrations.length > 0 ? migrationTable(migrations) : null,
       conclaveFailover === null && etcdFailover === null ? null : failoverText(conclaveFailover, conclaveTrials, etcdFailover, etcdTrials),
     ]
       .filter((text) => text !== null)

@@ -138,7 +138,8 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'history.retainSeconds', kind: 'int', schema: int(0, 100 * 365 * 86_400).default(365 * 86_400), doc: 'Versions superseded longer ago than this are dropped (a deleted node\'s whole history once its delete is that old); 0 keeps them whatever their age. Current versions always stay.' },
   { key: 'history.pruneIntervalMs', kind: 'int', schema: int(100, 86_400_000).default(60_000), doc: 'How often the master checks whether versions have outlived history.retainSeconds, and proposes dropping them.' },
   { key: 'history.pruneBatchVersionsMax', kind: 'int', schema: int(1, 1_000_000).default(10_000), doc: 'Most versions one pruning entry drops; more go in the next entry at once.' },
-  { key: 'schemas.migrationBatchNodesMax', kind: 'int', schema: int(1, 100_000).default(500), doc: 'Most nodes one batch of a schema migration converts: one journal entry, applied in one transaction on every node (writes wait behind it meanwhile).' },
+  { key: 'schemas.migrationBatchNodesMax', kind: 'int', schema: int(1, 100_000).default(100), doc: 'Most nodes one batch of a schema migration converts: one journal entry, applied in one transaction on every node (writes wait behind it meanwhile: larger batches migrate faster and delay writes longer).' },
+  { key: 'schemas.migrationNodesPerSecondMax', kind: 'int', schema: int(0, 10_000_000).default(0), doc: 'The fastest a schema migration may convert nodes, so that it leaves room for the writes; 0: as fast as the cluster applies its batches.' },
   { key: 'changes.retainEvents', kind: 'int', schema: int(0, 1_000_000_000).default(100_000), doc: 'The change feed keeps at most this many of its newest events (about 200 bytes each, on every node); the master prunes older ones through the journal, so every node keeps the same history.' },
   { key: 'changes.retainSeconds', kind: 'int', schema: int(0, 10 * 365 * 86_400).default(7 * 86_400), doc: 'The change feed drops events older than this (by the time of the write that made them).' },
   { key: 'changes.pruneIntervalMs', kind: 'int', schema: int(100, 86_400_000).default(10_000), doc: 'How often the master checks whether the change feed holds more than its retention, and proposes pruning.' },
@@ -307,7 +308,7 @@ export interface Config {
   };
   content: { binaryBytesMax: number; batchOperationsMax: number; batchBytesMax: number; pageSizeDefault: number; pageSizeMax: number; pageBytesMax: number };
   history: { versionsPerNodeMax: number; retainSeconds: number; pruneIntervalMs: number; pruneBatchVersionsMax: number };
-  schemas: { migrationBatchNodesMax: number };
+  schemas: { migrationBatchNodesMax: number; migrationNodesPerSecondMax: number };
   changes: {
     retainEvents: number;
     retainSeconds: number;

@@ -554,6 +554,7 @@ function nodeJobs(config: Config, runtime: ClusterRuntime, backups: BackupServic
       propose: (command) => runtime.propose(command),
       sinceVersion: schemasSinceVersion,
       batchNodesMax: () => config.schemas.migrationBatchNodesMax,
+      nodesPerSecondMax: () => config.schemas.migrationNodesPerSecondMax,
       log,
     }),
   );

@@ -16,6 +16,8 @@ export interface SchemaMigratorOptions {
   /** The release every member must run before a migration batch is proposed (a schema entry exists only then). */
   readonly sinceVersion: string;
   readonly batchNodesMax: () => number;
+  /** The fastest the walk may go, in nodes per second; 0: no limit. */
+  readonly nodesPerSecondMax: () => number;
   readonly log: Logger;
 }
 
@@ -42,10 +44,14 @@ export class SchemaMigrator implements JobKind {
 
   async run(run: JobRun): Promise<void> {
     const { log } = this.options;
+    const startedMs = run.now();
+    let walked = 0;
     for (;;) {
       run.signal.throwIfAborted();
       const migration = this.next();
       if (migration === undefined) return;
+      const rate = this.options.nodesPerSecondMax();
+      if (rate > 0) await pause(startedMs + (walked / rate) * 1000 - run.now(), run.signal);
       const committed = await this.options.propose({
         type: 'migrateSchema',
         typeName: migration.typeName,
@@ -55,6 +61,7 @@ export class SchemaMigrator implements JobKind {
         time: new Date(run.now()).toISOString(),
       });
       const after = committed.result.migration;
+      walked += Math.max(0, (after?.nodesDone ?? 0) - migration.nodesDone);
       if (after?.state === 'failed') {
         log.warn({ type: after.typeName, toVersion: after.toVersion, failure: after.failure }, 'a schema migration stopped at a node it cannot convert; retry or abandon it');
       } else if (after?.state === 'done') {
@@ -62,4 +69,20 @@ export class SchemaMigrator implements JobKind {
       }
     }
   }
+}
+
+/** Waits `ms` (nothing when it is not positive), or until `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  if (ms <= 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
