@@ -30,6 +30,7 @@ import {
   checkPlacement,
   conformingWrite,
   patchBase,
+  restoredProperties,
   type SchemaResult,
 } from './applySchemas.js';
 import { changeOf, saveChange } from './saveChange.js';
@@ -197,7 +198,7 @@ function applyRestore(store: ContentStore, command: RestoreCommand): ApplyResult
     checkPreconditions(live, command, live.path);
     if (live.path === rootPath && source.node.type !== rootNodeType) throw new ConclaveError('ROOT_IMMUTABLE', 'The root node keeps the type "root".');
     // The version comes back under the schemas in force now: an earlier state they refuse is refused like any write.
-    const properties = conformingWrite(store, { path: live.path, type: source.node.type, properties: source.node.properties });
+    const properties = conformingWrite(store, { path: live.path, type: source.node.type, properties: restoredProperties(store, source.node.type, source.node.properties) });
     if (source.node.type !== live.type) checkTypeChange(store, live, source.node.type);
     const state = { type: source.node.type, properties, binaries: source.node.binaries };
     return { ...saveChange(store, live, command, state, 'updated', {}, { made: { op: 'restored', restoredFrom: command.version } }), created: false };
@@ -211,7 +212,7 @@ function applyRestore(store: ContentStore, command: RestoreCommand): ApplyResult
   }
   const parent = requireParent(store, command.path);
   checkPlacement(store, parent, command.path, source.node.type);
-  const properties = conformingWrite(store, { path: command.path, type: source.node.type, properties: source.node.properties });
+  const properties = conformingWrite(store, { path: command.path, type: source.node.type, properties: restoredProperties(store, source.node.type, source.node.properties) });
   const last = store.lastVersionNumber(command.id);
   invariant(last !== undefined && last >= command.version, `node ${command.id} has version ${command.version} but no last version`);
   const node: ContentNode = {

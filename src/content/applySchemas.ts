@@ -54,6 +54,16 @@ export function patchBase(store: ContentStore, node: ContentNode): JsonObject {
   return target?.migrating === true ? convertToSchema(target.schema.definition, node.properties) : node.properties;
 }
 
+/**
+ * The properties of an earlier version, as a restore brings them back: converted to the schema writes of the type
+ * are checked against (renames, then defaults), as a migration would have converted them had the version been
+ * current. A version no conversion makes valid is refused (SCHEMA_VIOLATION) by the check that follows.
+ */
+export function restoredProperties(store: ContentStore, type: string, properties: JsonObject): JsonObject {
+  const target = store.writeSchema(type);
+  return target === undefined ? properties : convertToSchema(target.schema.definition, properties);
+}
+
 /** Refuses placing a node of `type` at `path` under `parent` when the parent's schema limits its children's types. */
 export function checkPlacement(store: ContentStore, parent: ContentNode, path: string, type: string): void {
   checkChildType(parent, store.writeSchema(parent.type)?.schema, path, type);

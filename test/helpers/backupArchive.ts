@@ -47,7 +47,7 @@ export async function backupFromDataDir(
     }
     if (options.stateFormat2 === true) {
       const state = new Database(statePath);
-      state.exec(`DROP TABLE changes; DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from; DELETE FROM meta WHERE key IN ('changes_pruned_through', 'history_started_at', 'history_versions_per_node'); UPDATE meta SET value = 2 WHERE key = 'format_version'`);
+      state.exec(`DROP TABLE schemas; DROP TABLE schema_migrations; DROP INDEX nodes_type_id; DROP TABLE changes; DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from; DELETE FROM meta WHERE key IN ('changes_pruned_through', 'history_started_at', 'history_versions_per_node', 'schemas_required'); UPDATE meta SET value = 2 WHERE key = 'format_version'`);
       state.close();
       info = { ...info, ...(await hashFile(statePath)) };
     }
@@ -62,7 +62,7 @@ export async function backupFromDataDir(
       if (entry.payload.kind === 'configuration') configuration = entry.payload;
     }
     const content = new ContentTables(db);
-    const digest = contentDigest(content.nodesById(), content.users(), options.stateFormat2 === true ? [] : content.versions.all());
+    const digest = contentDigest(content.nodesById(), content.users(), options.stateFormat2 === true ? [] : content.versions.all(), options.stateFormat2 === true ? [] : content.schemas.digestLines());
     const referenced = [...new Set(content.blobReferences().map((r) => r.sha256))].sort();
     const baseHeld = new Set(options.base?.manifest.blobsReferenced ?? []);
     const blobs = referenced.filter((sha256) => !baseHeld.has(sha256));

@@ -107,7 +107,7 @@ test('binaries reach every node; a node that was down or lost a blob fetches it;
     const digests = await settledDigests(cluster, names);
     assert.equal(new Set(digests.map((d) => d.digest)).size, 1, JSON.stringify(digests));
     // Versions: the four nodes' creations and the two uploads.
-    assert.deepEqual(digests[0]!.counts, { nodes: 4, users: 1, binaryReferences: 2, blobs: 2, versions: 6 });
+    assert.deepEqual(digests[0]!.counts, { nodes: 4, users: 1, binaryReferences: 2, blobs: 2, versions: 6, schemaLines: 0 });
     const cli = await runConclave(['digest', '--all', '--url', cluster.url(down)], { CONCLAVE_PASSWORD: 'process-test-password' });
     assert.equal(cli.code, 0, `${cli.stdout}\n${cli.stderr}`);
     assert.match(cli.stdout, /All 3 members agree at applied index \d+\./);

@@ -187,6 +187,10 @@ test('a schema change over existing nodes migrates them in batches, fenced by th
     assert.deepEqual(migrated, [{ path: '/a1', n: 1 }, { path: '/a2', n: 1 }, { path: '/a3', n: 1 }, { path: '/a4', n: 1 }], 'one migrated event per node converted, none twice');
     const history = store.tables.nodeVersion(store.tables.nodeByPath('/a1')!.id, 1);
     assert.deepEqual(history?.node.properties, { title: 't1', body: 'x' }, 'history keeps the version before the migration');
+    // Restored, that version comes back converted to the schema in force, as the migration converted it.
+    run(store, { type: 'patch', path: '/a1', patch: { body: 'changed' }, time, user: 'alice' });
+    run(store, { type: 'restore', id: store.tables.nodeByPath('/a1')!.id, version: 1, path: '/a1', time, user: 'alice' });
+    assert.deepEqual(props(store, '/a1'), { headline: 't1', body: 'x', views: 0 });
     assert.equal(refusal(store, { type: 'migrateSchema', typeName: 'article', toVersion: 2, afterId: done.afterId, nodesMax: 2, time }).code, 'SCHEMA_MIGRATION_STALE');
   } finally {
     store.close();

@@ -7,6 +7,7 @@ import { checkSettingsUpdate, effectiveSettings } from '../../config/dynamicSett
 import { ConclaveError } from '../../errors/catalogue.js';
 import { awaitClusterState } from '../clusterStateWait.js';
 import { clusterStatus } from '../../node/clusterStatus.js';
+import { migrationJson } from './schemas.js';
 import { contentDigest } from '../../replication/contentDigest.js';
 
 /**
@@ -28,7 +29,9 @@ export async function clusterRoutes(app: FastifyInstance): Promise<void> {
   // this. Any logged-in user (a monitoring account with the reader role) may read it.
   app.get('/api/v1/cluster/status', { config: { permission: 'read' } }, async (request) => {
     if (request.principal === anonymous) throw new ConclaveError('AUTH_REQUIRED', 'Log in to read the cluster status (any role will do; anonymous reading covers content only).');
-    return clusterStatus(runtime, restoredOrigin?.get() ?? null);
+    // Schema migrations running or failed (docs/http-api.md "Schemas"), as this node has applied them.
+    const schemaMigrations = repository.content.schemas.pendingMigrations().map(migrationJson);
+    return { ...clusterStatus(runtime, restoredOrigin?.get() ?? null), schemaMigrations };
   });
 
   app.get('/api/v1/cluster/digest', { config: { permission: 'admin' } }, async () => {
