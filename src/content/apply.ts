@@ -258,6 +258,10 @@ function targetOf(store: ContentStore, path: string, preconditions: Precondition
 }
 
 function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
+  // The root's type is the root's alone: a node typed "root" elsewhere would pass for the root (no schema, none needed).
+  if (command.nodeType === rootNodeType && command.path !== rootPath) {
+    throw new ConclaveError('INVALID_REQUEST', `The type "${rootNodeType}" belongs to the root node; give ${command.path} another.`, { field: 'type' });
+  }
   const existing = store.nodeByPath(command.path);
   checkPreconditions(existing, command, command.path);
   if (existing !== undefined) {

@@ -3,6 +3,7 @@ import type { Command, DeleteSchemaCommand, MigrateSchemaCommand, PutSchemaComma
 import { applyMergePatch, isPlainObject } from './mergePatch.js';
 import { defaultNodeType, rootNodeType, type ContentNode, type JsonObject } from './model.js';
 import { parentPath } from './paths.js';
+import { checkPropertiesSize } from './validate.js';
 import { checkSchemaPreconditions } from './preconditions.js';
 import { saveChange } from './saveChange.js';
 import { checkChildType, conformingProperties, convertToSchema, sameJson, schemaViolations, type SchemaDefinition, type SchemaViolation } from './schema.js';
@@ -45,7 +46,10 @@ export function conformingWrite(store: ContentStore, written: Written): JsonObje
     }
     return written.properties;
   }
-  return conformingProperties(target.schema, written.path, written.type, written.properties);
+  const properties = conformingProperties(target.schema, written.path, written.type, written.properties);
+  // Defaults may have made them larger or deeper than a write may: checked as the write itself was.
+  if (properties !== written.properties) checkPropertiesSize(properties);
+  return properties;
 }
 
 /** The properties a patch starts from: the node's, converted to the pending schema while its type migrates. */
@@ -88,16 +92,16 @@ function requireNoMigration(store: ContentStore, typeName: string): void {
   }
 }
 
-/** The version in force of a type's schema, if any. */
-function activeSchema(store: ContentStore, typeName: string): StoredSchema | undefined {
-  return store.schemaVersions(typeName).find((s) => s.state === 'active');
-}
+/**
+ * The most bytes of properties one migration batch reads and converts, whatever its node count: a constant, like
+ * every bound apply() depends on, so every node cuts a batch at the same node.
+ */
+export const migrationBatchBytesMax = 16 * 1024 * 1024;
 
 export function applyPutSchema(store: ContentStore, command: PutSchemaCommand): SchemaResult {
   const index = store.currentEntryIndex();
   invariant(command.typeName !== rootNodeType, 'the root type has no schema (the route refuses it)');
-  const versions = store.schemaVersions(command.typeName);
-  const active = versions.find((s) => s.state === 'active');
+  const active = store.activeSchema(command.typeName);
   checkSchemaPreconditions(active, command, command.typeName);
   requireNoMigration(store, command.typeName);
   // Writing the version in force again changes nothing: a retried request is not a new version and no migration.
@@ -105,7 +109,7 @@ export function applyPutSchema(store: ContentStore, command: PutSchemaCommand): 
   const total = store.countNodesOfType(command.typeName);
   const schema: StoredSchema = {
     typeName: command.typeName,
-    version: (versions[0]?.version ?? 0) + 1,
+    version: store.lastSchemaVersion(command.typeName) + 1,
     definition: command.definition,
     state: total === 0 ? 'active' : 'pending',
     index,
@@ -140,7 +144,7 @@ export function applyPutSchema(store: ContentStore, command: PutSchemaCommand): 
 }
 
 export function applyDeleteSchema(store: ContentStore, command: DeleteSchemaCommand): SchemaResult {
-  const active = activeSchema(store, command.typeName);
+  const active = store.activeSchema(command.typeName);
   checkSchemaPreconditions(active, command, command.typeName);
   requireNoMigration(store, command.typeName);
   if (active === undefined) throw schemaNotFound(command.typeName);
@@ -159,6 +163,12 @@ export function applySetSchemaPolicy(store: ContentStore, command: SetSchemaPoli
 
 /** Why `node` cannot be converted to `definition`, or undefined when it can. */
 function conversionProblem(store: ContentStore, definition: SchemaDefinition, node: ContentNode, converted: JsonObject): { message: string; violations: SchemaViolation[] } | undefined {
+  try {
+    checkPropertiesSize(converted);
+  } catch (err) {
+    if (!(err instanceof ConclaveError)) throw err;
+    return { message: err.message, violations: [{ property: '', rule: 'size', message: err.message }] };
+  }
   const violations = schemaViolations(definition, converted);
   if (violations.length > 0) return { message: `${violations[0]!.property || 'the node'} ${violations[0]!.message}`, violations };
   const allowed = definition.childTypes;
@@ -184,13 +194,15 @@ export function applyMigrateSchema(store: ContentStore, command: MigrateSchemaCo
       committed: migration === undefined ? null : { state: migration.state, toVersion: migration.toVersion, afterId: migration.afterId },
     });
   }
-  const target = store.schemaVersions(command.typeName).find((s) => s.version === migration.toVersion);
+  const target = store.schemaVersion(command.typeName, migration.toVersion);
   invariant(target?.state === 'pending', `the migration of ${command.typeName} runs to version ${migration.toVersion}, which is not pending`);
   const stamp = { time: command.time, user: migration.startedBy };
   let afterId = migration.afterId;
   let done = migration.nodesDone;
   let converted = migration.nodesConverted;
-  const nodes = store.nodesOfTypeAfter(command.typeName, afterId, command.nodesMax);
+  const nodes = store.nodesOfTypeAfter(command.typeName, afterId, command.nodesMax, migrationBatchBytesMax);
+  // A batch that reaches the end of the walk finds fewer nodes than it may take and no more bytes than its bound.
+  const lastNodeId = nodes.at(-1)?.id;
   for (const node of nodes) {
     const properties = convertToSchema(target.definition, node.properties);
     const problem = conversionProblem(store, target.definition, node, properties);
@@ -215,7 +227,7 @@ export function applyMigrateSchema(store: ContentStore, command: MigrateSchemaCo
     afterId = node.id;
     done++;
   }
-  const finished = nodes.length < command.nodesMax;
+  const finished = nodes.length < command.nodesMax && (lastNodeId === undefined || store.nodesOfTypeAfter(command.typeName, lastNodeId, 1, migrationBatchBytesMax).length === 0);
   if (finished) {
     if (migration.fromVersion !== null) store.setSchemaState(command.typeName, migration.fromVersion, 'superseded');
     store.setSchemaState(command.typeName, target.version, 'active');
@@ -283,8 +295,17 @@ export function precheckSchemas(store: ContentStore, command: Command): void {
       if (node !== undefined && parent !== undefined && parent.id !== node.parentId) checkPlacement(store, parent, command.to, node.type);
       return;
     }
-    case 'batch':
+    case 'batch': {
+      // An operation on a path an earlier one touched (or under it) meets a state this node cannot see yet: apply() decides.
+      const touched: string[] = [];
+      const touches = (path: string) => touched.some((t) => path === t || path.startsWith(t === '/' ? '/' : `${t}/`) || t.startsWith(path === '/' ? '/' : `${path}/`));
       command.operations.forEach((operation, i) => {
+        const paths = operation.type === 'move' ? [operation.from, operation.to] : [operation.path];
+        if (paths.some(touches)) {
+          touched.push(...paths);
+          return;
+        }
+        touched.push(...paths);
         try {
           precheckSchemas(store, { ...operation, time: command.time, user: command.user } as Command);
         } catch (err) {
@@ -293,6 +314,7 @@ export function precheckSchemas(store: ContentStore, command: Command): void {
         }
       });
       return;
+    }
     default:
       return;
   }

@@ -2,7 +2,8 @@ import { ConclaveError, invariant } from '../errors/catalogue.js';
 import { isPlainObject } from './mergePatch.js';
 import { rootNodeType, type JsonObject, type JsonValue } from './model.js';
 import { utf8Bytes } from './paths.js';
-import { parseNodeType } from './validate.js';
+import { patternShape } from './schemaPattern.js';
+import { nestingDepth, parseNodeType } from './validate.js';
 
 /**
  * Schemas: what a node of a content type must hold. A schema is cluster state, written through the journal (the
@@ -71,6 +72,18 @@ export const schemaChildTypesMax = 256;
 export const schemaDescriptionCharsMax = 1024;
 /** Violations one refusal names at most (the count says how many there were). */
 export const schemaViolationsReportedMax = 100;
+/** How deeply `items` rules nest. */
+export const schemaItemsDepthMax = 8;
+/** A default or an enum value: at most this deep and this large as JSON (they are compared with every value written). */
+export const schemaValueDepthMax = 16;
+export const schemaValueBytesMax = 16 * 1024;
+/**
+ * The pattern work one node's properties may take, in characters matched times the pattern's expanded size
+ * (schemaPattern.ts): V8's linear engine costs some 20 ns a unit, so this bounds the patterns of one write to
+ * tens of milliseconds on every node. Past it, the pattern rule fails (deterministically: it depends on the
+ * values and the schema alone).
+ */
+export const schemaPatternWorkMax = 2_000_000;
 
 const ruleFields = ['type', 'required', 'default', 'enum', 'minimum', 'maximum', 'minLength', 'maxLength', 'pattern', 'format', 'items', 'fulltext', 'renamedFrom', 'description'];
 /** What an items rule may hold: it describes values, not properties. */
@@ -118,22 +131,34 @@ export function compilePattern(source: string): RegExp | string {
   }
 }
 
-const compiledPatterns = new Map<string, RegExp>();
+const compiledPatterns = new Map<string, { readonly regexp: RegExp; readonly size: number }>();
 const compiledPatternsMax = 1024;
 
-function patternOf(source: string): RegExp {
+/** A stored pattern, compiled, with its expanded size; both were checked when the schema was written. */
+function patternOf(source: string): { readonly regexp: RegExp; readonly size: number } {
   let compiled = compiledPatterns.get(source);
   if (compiled === undefined) {
-    const result = compilePattern(source);
-    invariant(typeof result !== 'string', `a stored schema holds the pattern ${source}, which does not compile: ${String(result)}`);
+    const shape = patternShape(source);
+    invariant('size' in shape, `a stored schema holds the pattern ${source}, which the pattern grammar refuses`);
+    const regexp = compilePattern(source);
+    invariant(typeof regexp !== 'string', `a stored schema holds the pattern ${source}, which does not compile: ${String(regexp)}`);
     if (compiledPatterns.size >= compiledPatternsMax) compiledPatterns.clear();
-    compiledPatterns.set(source, result);
-    compiled = result;
+    compiled = { regexp, size: shape.size };
+    compiledPatterns.set(source, compiled);
   }
   return compiled;
 }
 
-function parseRule(raw: unknown, field: string, item: boolean): PropertyRule {
+/** A default or enum value within its bounds, or INVALID_SCHEMA. */
+function boundedValue(value: unknown, field: string): JsonValue {
+  if (nestingDepth(value, schemaValueDepthMax) > schemaValueDepthMax || utf8Bytes(JSON.stringify(value)) > schemaValueBytesMax) {
+    throw invalid(`Must nest at most ${schemaValueDepthMax} deep and take at most ${schemaValueBytesMax} bytes`, field);
+  }
+  return value as JsonValue;
+}
+
+function parseRule(raw: unknown, field: string, itemsDepth: number): PropertyRule {
+  const item = itemsDepth > 0;
   if (!isPlainObject(raw)) throw invalid('A rule must be a JSON object', field);
   onlyFields(raw, item ? itemRuleFields : ruleFields, field);
   const rule: { -readonly [K in keyof PropertyRule]: PropertyRule[K] } = {};
@@ -149,7 +174,7 @@ function parseRule(raw: unknown, field: string, item: boolean): PropertyRule {
   if (raw['enum'] !== undefined) {
     const values = raw['enum'];
     if (!Array.isArray(values) || values.length === 0 || values.length > schemaEnumValuesMax) throw invalid(`"enum" must be an array of 1 to ${schemaEnumValuesMax} values`, `${field}.enum`);
-    rule.enum = values as JsonValue[];
+    rule.enum = values.map((v, i) => boundedValue(v, `${field}.enum[${i}]`));
   }
   for (const bound of ['minimum', 'maximum'] as const) if (raw[bound] !== undefined) rule[bound] = finiteNumber(raw[bound], `${field}.${bound}`);
   for (const bound of ['minLength', 'maxLength'] as const) if (raw[bound] !== undefined) rule[bound] = nonNegativeInteger(raw[bound], `${field}.${bound}`);
@@ -157,6 +182,8 @@ function parseRule(raw: unknown, field: string, item: boolean): PropertyRule {
   if (rule.minLength !== undefined && rule.maxLength !== undefined && rule.minLength > rule.maxLength) throw invalid('"minLength" is above "maxLength"', field);
   if (raw['pattern'] !== undefined) {
     const pattern = optionalString(raw['pattern'], `${field}.pattern`, schemaPatternCharsMax)!;
+    const shape = patternShape(pattern);
+    if ('problem' in shape) throw invalid(`"pattern" is not one patterns take: ${shape.problem}`, `${field}.pattern`);
     const compiled = compilePattern(pattern);
     if (typeof compiled === 'string') throw invalid(`"pattern" is not a regular expression that runs in linear time (no backreferences, lookaround or large counted repetitions): ${compiled}`, `${field}.pattern`);
     rule.pattern = pattern;
@@ -167,14 +194,15 @@ function parseRule(raw: unknown, field: string, item: boolean): PropertyRule {
   }
   if (raw['items'] !== undefined) {
     if (rule.type !== 'array') throw invalid('"items" needs "type": "array"', `${field}.items`);
-    rule.items = parseRule(raw['items'], `${field}.items`, true);
+    if (itemsDepth >= schemaItemsDepthMax) throw invalid(`"items" nest at most ${schemaItemsDepthMax} deep`, `${field}.items`);
+    rule.items = parseRule(raw['items'], `${field}.items`, itemsDepth + 1);
   }
   rule.description = optionalString(raw['description'], `${field}.description`, schemaDescriptionCharsMax);
   if (rule.description === undefined) delete rule.description;
   if (raw['renamedFrom'] !== undefined) rule.renamedFrom = propertyName(raw['renamedFrom'], `${field}.renamedFrom`);
   if (raw['default'] !== undefined) {
     if (raw['default'] === null) throw invalid('"default" cannot be null (null counts as absent)', `${field}.default`);
-    const problems = valueViolations(rule, raw['default'] as JsonValue, '');
+    const problems = valueViolations(rule, boundedValue(raw['default'], `${field}.default`), '', { left: schemaPatternWorkMax });
     if (problems.length > 0) throw invalid(`"default" does not follow its own rule: ${problems[0]!.message}`, `${field}.default`);
     rule.default = raw['default'] as JsonValue;
   }
@@ -202,7 +230,7 @@ export function parseSchemaDefinition(raw: unknown): SchemaDefinition {
   const properties: Record<string, PropertyRule> = {};
   for (const name of names.sort()) {
     propertyName(name, `properties.${name}`);
-    properties[name] = parseRule(rawProperties[name], `properties.${name}`, false);
+    properties[name] = parseRule(rawProperties[name], `properties.${name}`, 0);
   }
   for (const [name, rule] of Object.entries(properties)) {
     if (rule.renamedFrom === undefined) continue;
@@ -289,7 +317,8 @@ function followsFormat(value: string, format: SchemaFormat): boolean {
       const m = dateTimePattern.exec(value);
       if (m === null) return false;
       const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-      const date = new Date(Date.UTC(year, month - 1, day));
+      const date = new Date(0);
+      date.setUTCFullYear(year, month - 1, day);
       return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day && hour < 24 && minute < 60 && second < 61;
     }
     case 'email':
@@ -310,8 +339,13 @@ function codePoints(value: string): number {
   return count;
 }
 
+/** The pattern work left for the values of one node (schemaPatternWorkMax). */
+interface PatternBudget {
+  left: number;
+}
+
 /** The rules `value` breaks, each named by `pointer` (the value's place). */
-function valueViolations(rule: PropertyRule, value: JsonValue, pointer: string): SchemaViolation[] {
+function valueViolations(rule: PropertyRule, value: JsonValue, pointer: string, budget: PatternBudget): SchemaViolation[] {
   const out: SchemaViolation[] = [];
   const add = (rule: string, message: string, at = pointer) => out.push({ property: at, rule, message });
   if (rule.type !== undefined && !hasType(value, rule.type)) {
@@ -330,12 +364,23 @@ function valueViolations(rule: PropertyRule, value: JsonValue, pointer: string):
     if (rule.maxLength !== undefined && length > rule.maxLength) add('maxLength', `must have at most ${rule.maxLength} ${unit}`);
   }
   if (typeof value === 'string') {
-    if (rule.pattern !== undefined && !patternOf(rule.pattern).test(value)) add('pattern', `must match ${rule.pattern}`);
+    // A string its lengths refuse is not matched as well: it may be long, and it is refused anyway.
+    if (rule.pattern !== undefined && out.length === 0) {
+      const pattern = patternOf(rule.pattern);
+      const work = value.length * pattern.size;
+      if (work > budget.left) {
+        budget.left = 0;
+        add('pattern', `cannot be matched: the node's values hold more text than its schema's patterns check (at most ${schemaPatternWorkMax} characters times the pattern's size)`);
+      } else {
+        budget.left -= work;
+        if (!pattern.regexp.test(value)) add('pattern', `must match ${rule.pattern}`);
+      }
+    }
     if (rule.format !== undefined && !followsFormat(value, rule.format)) add('format', `must be ${rule.format === 'uri' ? 'a URI' : rule.format === 'email' ? 'an e-mail address' : 'an RFC 3339 date-time'}`);
   }
   if (rule.items !== undefined && Array.isArray(value)) {
     value.forEach((item, i) => {
-      if (out.length < schemaViolationsReportedMax) out.push(...valueViolations(rule.items!, item, `${pointer}/${i}`));
+      if (out.length < schemaViolationsReportedMax) out.push(...valueViolations(rule.items!, item, `${pointer}/${i}`, budget));
     });
   }
   return out;
@@ -344,6 +389,7 @@ function valueViolations(rule: PropertyRule, value: JsonValue, pointer: string):
 /** Every rule of `definition` that `properties` break (at most schemaViolationsReportedMax, in property order). */
 export function schemaViolations(definition: SchemaDefinition, properties: JsonObject): SchemaViolation[] {
   const out: SchemaViolation[] = [];
+  const budget: PatternBudget = { left: schemaPatternWorkMax };
   for (const [name, rule] of Object.entries(definition.properties)) {
     const value = Object.hasOwn(properties, name) ? properties[name] : undefined;
     const pointer = `/${pointerToken(name)}`;
@@ -352,7 +398,7 @@ export function schemaViolations(definition: SchemaDefinition, properties: JsonO
       else if (value === null && rule.type !== undefined) out.push({ property: pointer, rule: 'type', message: `must be ${rule.type === 'integer' || rule.type === 'array' || rule.type === 'object' ? 'an' : 'a'} ${rule.type}, not null` });
       continue;
     }
-    out.push(...valueViolations(rule, value, pointer));
+    out.push(...valueViolations(rule, value, pointer, budget));
     if (out.length >= schemaViolationsReportedMax) break;
   }
   if (!definition.additionalProperties) {

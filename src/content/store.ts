@@ -67,8 +67,12 @@ export interface ContentStore {
   // Schemas (src/content/schema.ts, schemaState.ts).
   /** The schema writes of `typeName` are checked against (the pending version during a migration), if any. */
   writeSchema(typeName: string): WriteSchema | undefined;
-  /** Every version of the type's schema, newest first. */
-  schemaVersions(typeName: string): StoredSchema[];
+  /** The version of the type's schema in force, if any. */
+  activeSchema(typeName: string): StoredSchema | undefined;
+  /** Version `version` of the type's schema, in whatever state. */
+  schemaVersion(typeName: string, version: number): StoredSchema | undefined;
+  /** The newest version number the type's schema has had (0: none). */
+  lastSchemaVersion(typeName: string): number;
   insertSchema(schema: StoredSchema): void;
   setSchemaState(typeName: string, version: number, state: StoredSchema['state']): void;
   schemaMigration(typeName: string): SchemaMigration | undefined;
@@ -77,8 +81,11 @@ export interface ContentStore {
   setSchemasRequired(required: boolean): void;
   /** How many nodes have the type (0 without reading them all: only a migration's start counts them). */
   countNodesOfType(typeName: string): number;
-  /** Up to `limit` nodes of the type whose id sorts after `afterId`, in id order. */
-  nodesOfTypeAfter(typeName: string, afterId: string, limit: number): ContentNode[];
+  /**
+   * Nodes of the type whose id sorts after `afterId`, in id order: up to `limit`, and no more once their properties
+   * reach `bytesMax` (the first always comes).
+   */
+  nodesOfTypeAfter(typeName: string, afterId: string, limit: number, bytesMax: number): ContentNode[];
   /** A child of `parentId` whose type is not among `types`, if there is one. */
   childOutsideTypes(parentId: string, types: readonly string[]): ContentNode | undefined;
 }

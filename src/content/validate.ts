@@ -34,7 +34,7 @@ export function parseProperties(raw: unknown, field = 'properties'): JsonObject 
 }
 
 /** How deeply objects and arrays nest, counted without recursion (the value may be hostile). */
-function nestingDepth(value: unknown, limit: number): number {
+export function nestingDepth(value: unknown, limit: number): number {
   let deepest = 0;
   const stack: Array<[unknown, number]> = [[value, 1]];
   while (stack.length > 0) {

@@ -416,8 +416,16 @@ export class ContentTables implements ContentStore {
     return this.schemas.writeSchema(typeName);
   }
 
-  schemaVersions(typeName: string): StoredSchema[] {
-    return this.schemas.versions(typeName);
+  activeSchema(typeName: string): StoredSchema | undefined {
+    return this.schemas.active(typeName);
+  }
+
+  schemaVersion(typeName: string, version: number): StoredSchema | undefined {
+    return this.schemas.version(typeName, version);
+  }
+
+  lastSchemaVersion(typeName: string): number {
+    return this.schemas.lastVersion(typeName);
   }
 
   insertSchema(schema: StoredSchema): void {
@@ -448,8 +456,8 @@ export class ContentTables implements ContentStore {
     return this.schemas.countNodesOfType(typeName);
   }
 
-  nodesOfTypeAfter(typeName: string, afterId: string, limit: number): ContentNode[] {
-    return (this.schemas.nodeRowsOfTypeAfter(typeName, afterId, limit) as NodeRow[]).map(toNode);
+  nodesOfTypeAfter(typeName: string, afterId: string, limit: number, bytesMax: number): ContentNode[] {
+    return (this.schemas.nodeRowsOfTypeAfter(typeName, afterId, limit, bytesMax) as unknown as NodeRow[]).map(toNode);
   }
 
   childOutsideTypes(parentId: string, types: readonly string[]): ContentNode | undefined {

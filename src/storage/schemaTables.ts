@@ -84,7 +84,10 @@ export class SchemaTables {
   private prepare() {
     const db = this.db;
     return {
-      versions: db.prepare('SELECT * FROM schemas WHERE type_name = ? ORDER BY version DESC'),
+      versionsPage: db.prepare('SELECT * FROM schemas WHERE type_name = ? AND version < ? ORDER BY version DESC LIMIT ?'),
+      active: db.prepare(`SELECT * FROM schemas WHERE type_name = ? AND state = 'active'`),
+      one: db.prepare('SELECT * FROM schemas WHERE type_name = ? AND version = ?'),
+      last: db.prepare('SELECT max(version) FROM schemas WHERE type_name = ?').pluck(),
       forWrites: db.prepare(`SELECT * FROM schemas WHERE type_name = ? AND state IN ('active', 'pending') ORDER BY version DESC LIMIT 1`),
       insert: db.prepare(
         'INSERT INTO schemas (type_name, version, state, definition, idx, created_at, created_by) VALUES (@type_name, @version, @state, @definition, @idx, @created_at, @created_by)',
@@ -138,9 +141,27 @@ export class SchemaTables {
     return cached ?? undefined;
   }
 
-  versions(typeName: string): StoredSchema[] {
+  /** Versions of the type's schema below `before`, newest first: a page of its listing. */
+  versionsPage(typeName: string, before: number, limit: number): StoredSchema[] {
     if (!this.tableExists()) return [];
-    return (this.sql.versions.all(typeName) as SchemaRow[]).map(schemaOf);
+    return (this.sql.versionsPage.all(typeName, before, limit) as SchemaRow[]).map(schemaOf);
+  }
+
+  active(typeName: string): StoredSchema | undefined {
+    if (!this.tableExists()) return undefined;
+    const row = this.sql.active.get(typeName) as SchemaRow | undefined;
+    return row && schemaOf(row);
+  }
+
+  version(typeName: string, version: number): StoredSchema | undefined {
+    if (!this.tableExists()) return undefined;
+    const row = this.sql.one.get(typeName, version) as SchemaRow | undefined;
+    return row && schemaOf(row);
+  }
+
+  lastVersion(typeName: string): number {
+    if (!this.tableExists()) return 0;
+    return (this.sql.last.get(typeName) as number | null) ?? 0;
   }
 
   insert(schema: StoredSchema): void {
@@ -215,9 +236,16 @@ export class SchemaTables {
     return this.sql.countOfType.get(typeName) as number;
   }
 
-  /** Rows of nodes of the type after `afterId`; the caller turns them into nodes. */
-  nodeRowsOfTypeAfter(typeName: string, afterId: string, limit: number): unknown[] {
-    return this.sql.ofTypeAfter.all(typeName, afterId, limit);
+  /** Rows of nodes of the type after `afterId`, bounded by count and properties bytes; the caller turns them into nodes. */
+  nodeRowsOfTypeAfter(typeName: string, afterId: string, limit: number, bytesMax: number): Array<{ properties: string }> {
+    const rows: Array<{ properties: string }> = [];
+    let bytes = 0;
+    for (const row of this.sql.ofTypeAfter.iterate(typeName, afterId, limit) as IterableIterator<{ properties: string }>) {
+      if (rows.length > 0 && bytes + row.properties.length > bytesMax) break;
+      rows.push(row);
+      bytes += row.properties.length;
+    }
+    return rows;
   }
 
   /**

@@ -14,6 +14,7 @@ import {
   withDefaults,
   type SchemaDefinition,
 } from '../../src/content/schema.js';
+import { patternShape, patternSizeMax } from '../../src/content/schemaPattern.js';
 import { ConclaveError } from '../../src/errors/catalogue.js';
 
 function invalidField(raw: unknown): string {
@@ -177,4 +178,59 @@ test('property: any JSON is accepted as a definition in its stored form or refus
     }),
     { numRuns: 2000 },
   );
+});
+
+test('patterns: a fixed grammar every node reads alike, each measured by the size the engine expands it to', () => {
+  const size = (p: string) => {
+    const shape = patternShape(p);
+    assert.ok('size' in shape, `${p}: ${'problem' in shape ? shape.problem : ''}`);
+    return shape.size;
+  };
+  assert.equal(size('^[a-z0-9-]+$'), 4);
+  assert.equal(size('^\\d{4}-\\d{2}$'), 9);
+  assert.equal(size('(?:ab|c){3}'), 9);
+  assert.equal(size('x{2,16}?'), 16);
+  assert.equal(size('\\bfoo\\b|\\x41\\u00e9[\\]^-]'), 8);
+  for (const refused of ['(a)\\1', '(?=a)', '(?<n>a)', '(?i:a)', '$+', '^{2}', '\\b*', 'a{17}', 'a{2,1}', '[', '[]', '(a', 'a)', '*a', 'a**', 'a{', '\\p{L}', '\\k<n>', '\\', '\\q', '[[a]]']) {
+    assert.ok('problem' in patternShape(refused), `${refused} was taken`);
+  }
+  assert.ok('problem' in patternShape('(?:(?:(?:a|b|c|d){16}){16})'), 'expands past the bound');
+  assert.equal(invalidField({ properties: { a: { pattern: '(?:[a-j]{1,16}){1,16}z' } } }), 'properties.a.pattern');
+});
+
+test('property: the grammar never throws, and every pattern it takes compiles with the linear-time engine within its size bound', () => {
+  const piece = fc.constantFrom('a', 'b', '.', '\\d', '\\w', '[a-z]', '[^0-9]', '(', ')', '(?:', '|', '*', '+', '?', '{2}', '{1,3}', '{2,}', '^', '$', '\\', '[', ']', '{', '}', '(?=', '\\1', '\\x4', '\\u00e9');
+  fc.assert(
+    fc.property(fc.oneof(fc.string({ maxLength: 30 }), fc.array(piece, { maxLength: 14 }).map((p) => p.join(''))), (source) => {
+      const shape = patternShape(source);
+      if ('problem' in shape) return;
+      assert.ok(shape.size >= 1 && shape.size <= patternSizeMax);
+      assert.equal(typeof compilePattern(source), 'object', `${source} passed the grammar but not the engine`);
+    }),
+    { numRuns: 5000 },
+  );
+});
+
+test('the patterns of one node are bounded in work: past it the rule fails, the same way on every node', () => {
+  const definition = parseSchemaDefinition({ properties: { tags: { type: 'array', items: { type: 'string', pattern: '^(?:[a-z]|[0-9]){1,16}$' } } } });
+  assert.deepEqual(schemaViolations(definition, { tags: Array.from({ length: 1000 }, () => 'abc') }), []);
+  const heavy = schemaViolations(definition, { tags: Array.from({ length: 200 }, () => 'a'.repeat(1000)) });
+  assert.ok(heavy.some((v) => v.rule === 'pattern' && v.message.startsWith('cannot be matched')), JSON.stringify(heavy.slice(0, 2)));
+  // A string its length rule refuses is not matched at all.
+  const bounded = parseSchemaDefinition({ properties: { code: { type: 'string', maxLength: 8, pattern: '^[A-Z]+$' } } });
+  assert.deepEqual(schemaViolations(bounded, { code: 'x'.repeat(100_000) }).map((v) => v.rule), ['maxLength']);
+});
+
+test('items, defaults and enum values are bounded; date-times of every year are taken', () => {
+  let items: Record<string, unknown> = { type: 'string' };
+  for (let i = 0; i < 9; i++) items = { type: 'array', items };
+  assert.equal(invalidField({ properties: { a: { type: 'array', items } } }), 'properties.a.items.items.items.items.items.items.items.items.items');
+  let deep: unknown = 1;
+  for (let i = 0; i < 20; i++) deep = [deep];
+  assert.equal(invalidField({ properties: { a: { default: deep } } }), 'properties.a.default');
+  assert.equal(invalidField({ properties: { a: { enum: ['ok', deep] } } }), 'properties.a.enum[1]');
+  assert.equal(invalidField({ properties: { a: { enum: ['x'.repeat(20_000)] } } }), 'properties.a.enum[0]');
+  const when = parseSchemaDefinition({ properties: { at: { type: 'string', format: 'date-time' } } });
+  assert.deepEqual(schemaViolations(when, { at: '0050-03-01T00:00:00Z' }), []);
+  assert.equal(schemaViolations(when, { at: '0050-02-29T00:00:00Z' }).length, 1, 'year 50 was no leap year');
 });

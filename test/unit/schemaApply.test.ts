@@ -87,6 +87,7 @@ const migrate = (store: Store, typeName: string, nodesMax = 2): ApplyResult => {
   return run(store, { type: 'migrateSchema', typeName, toVersion: migration.toVersion, afterId: migration.afterId, nodesMax, time });
 };
 const props = (store: Store, path: string) => store.tables.nodeByPath(path)!.properties;
+const allVersions = (store: Store, typeName: string) => store.tables.schemas.versionsPage(typeName, Number.MAX_SAFE_INTEGER, 1000);
 
 const articleV1 = { properties: { title: { type: 'string', required: true }, rating: { type: 'integer', default: 3 } }, childTypes: ['paragraph'] };
 
@@ -113,6 +114,42 @@ test('a write of a typed node is checked against its schema and stored with its 
     run(store, put('/', { site: 'root stays free' }));
     run(store, { type: 'setSchemaPolicy', schemasRequired: false, time, user: 'admin' });
     run(store, put('/loose', {}));
+  } finally {
+    store.close();
+  }
+});
+
+test('defaults that would make a node too large are refused like any write; "root" is the root\'s type alone', () => {
+  const store = openStore();
+  try {
+    run(store, putSchema('padded', { properties: { filler: { type: 'string', default: 'y'.repeat(15_000) } } }));
+    const body = 'x'.repeat(1024 * 1024 - 2_000);
+    run(store, put('/d', { body }));
+    assert.equal(refusal(store, put('/e', { body }, 'padded')).code, 'INVALID_PROPERTIES', 'the default would take it past the size limit');
+    assert.equal(store.tables.nodeByPath('/e'), undefined);
+    assert.equal(refusal(store, put('/r', {}, 'root')).code, 'INVALID_REQUEST');
+  } finally {
+    store.close();
+  }
+});
+
+test('the precheck of a batch leaves an operation on a path an earlier one touched to apply()', () => {
+  const store = openStore();
+  try {
+    run(store, putSchema('strict', { properties: { b: { type: 'integer', required: true } } }));
+    run(store, put('/f', { b: 1 }, 'strict'));
+    const batch: Command = {
+      type: 'batch',
+      operations: [
+        { type: 'put', path: '/f', newId: 'n9', nodeType: 'free', properties: { b: 1 } },
+        { type: 'patch', path: '/f', patch: { b: null } },
+      ],
+      time,
+      user: 'alice',
+    };
+    precheckSchemas(store.tables, batch);
+    run(store, batch);
+    assert.deepEqual(props(store, '/f'), {});
   } finally {
     store.close();
   }
@@ -181,7 +218,7 @@ test('a schema change over existing nodes migrates them in batches, fenced by th
     assert.equal(done.state, 'done');
     assert.equal(done.nodesDone, 5);
     assert.equal(done.nodesConverted, 4, '/a0 was converted by its patch already');
-    assert.deepEqual(store.tables.schemaVersions('article').map((s) => `${s.version}:${s.state}`), ['2:active', '1:superseded']);
+    assert.deepEqual(allVersions(store, 'article').map((s) => `${s.version}:${s.state}`), ['2:active', '1:superseded']);
     for (let i = 0; i < 5; i++) assert.deepEqual(schemaViolations(store.tables.writeSchema('article')!.schema.definition, props(store, `/a${i}`)), []);
     const migrated = store.db.prepare(`SELECT path, count(*) AS n FROM changes WHERE op = 'migrated' GROUP BY path ORDER BY path`).all();
     assert.deepEqual(migrated, [{ path: '/a1', n: 1 }, { path: '/a2', n: 1 }, { path: '/a3', n: 1 }, { path: '/a4', n: 1 }], 'one migrated event per node converted, none twice');
@@ -221,14 +258,14 @@ test('a node the migration cannot convert stops it; fixed, a retry finishes; an 
     run(store, { type: 'resolveSchemaMigration', typeName: 'counter', action: 'retry', time, user: 'admin' });
     migrate(store, 'counter', 10);
     assert.equal(store.tables.schemaMigration('counter')!.state, 'done');
-    assert.deepEqual(store.tables.schemaVersions('counter').map((s) => `${s.version}:${s.state}`), ['1:active']);
+    assert.deepEqual(allVersions(store, 'counter').map((s) => `${s.version}:${s.state}`), ['1:active']);
     // A narrower version that /b does not satisfy: abandoned, version 1 stays in force and /b as it is.
     run(store, putSchema('counter', { properties: { count: { type: 'integer', required: true, maximum: 3 } } }));
     migrate(store, 'counter', 10);
     assert.equal(store.tables.schemaMigration('counter')!.failure?.path, '/b');
     run(store, { type: 'resolveSchemaMigration', typeName: 'counter', action: 'abandon', time, user: 'admin' });
     assert.equal(store.tables.schemaMigration('counter')!.state, 'abandoned');
-    assert.deepEqual(store.tables.schemaVersions('counter').map((s) => `${s.version}:${s.state}`), ['2:abandoned', '1:active']);
+    assert.deepEqual(allVersions(store, 'counter').map((s) => `${s.version}:${s.state}`), ['2:abandoned', '1:active']);
     assert.equal(store.tables.writeSchema('counter')?.schema.version, 1);
     assert.deepEqual(props(store, '/b'), { count: 5 });
     assert.equal(refusal(store, { type: 'resolveSchemaMigration', typeName: 'counter', action: 'retry', time, user: 'admin' }).code, 'SCHEMA_MIGRATION_NOT_FOUND');
@@ -337,12 +374,12 @@ test('property: writes, schema changes and migration batches in any order leave 
         const perMigration = new Map<string, number>();
         for (const m of migrations) {
           // Events of one node within entries of one migration: keyed by the node and the schema version it went to.
-          const version = store.tables.schemaVersions('item').filter((v) => v.index < m.idx).at(0)?.version ?? 0;
+          const version = allVersions(store, 'item').filter((v) => v.index < m.idx).at(0)?.version ?? 0;
           const key = `${m.node_id}@${version}`;
           perMigration.set(key, (perMigration.get(key) ?? 0) + 1);
         }
         for (const [key, count] of perMigration) assert.equal(count, 1, `${key} was migrated ${count} times by one migration`);
-        const inForce = store.tables.schemaVersions('item').find((v) => v.state === 'active');
+        const inForce = allVersions(store, 'item').find((v) => v.state === 'active');
         const migration = store.tables.schemaMigration('item');
         if (inForce !== undefined && migration?.state !== 'abandoned') {
           const rows = store.db.prepare(`SELECT path, properties FROM nodes WHERE type = 'item'`).all() as Array<{ path: string; properties: string }>;

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
-import { etagOf } from '../../content/model.js';
+import { etagOf, rootNodeType } from '../../content/model.js';
 import { parsePath } from '../../content/paths.js';
 import { decodeCursor, encodeCursor, parseLimit } from '../../content/query.js';
 import { parseChildName, parseNodeType, parseProperties } from '../../content/validate.js';
@@ -109,6 +109,7 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
     only(body, ['type', 'properties']);
     // Without "type", a replace keeps the node's type (apply() decides, against the node the entry meets).
     const nodeType = body['type'] === undefined ? undefined : parseNodeType(body['type']);
+    if (nodeType === rootNodeType && path !== '/') throw new ConclaveError('INVALID_REQUEST', `The type "${rootNodeType}" belongs to the root node; give ${path} another.`, { field: 'type' });
     const properties = parseProperties(body['properties'] ?? {});
     const committed = await repository.put(path, nodeType, properties, parsePreconditions(request.headers), writeOriginOf(request, 'write'));
     if (committed.result.created === true) reply.header('Location', `/api/v1/content${encodePath(path)}`);

@@ -115,13 +115,23 @@ export async function schemaRoutes(app: FastifyInstance): Promise<void> {
     return { schemasRequired: schemas.schemasRequired(), items, nextCursor: types.length > limit ? page.at(-1)! : null };
   });
 
-  app.get('/api/v1/schemas/:type', { config: { permission: 'read', query: ['versions'] } }, async (request: TypeRequest, reply) => {
+  app.get('/api/v1/schemas/:type', { config: { permission: 'read', query: ['versions', 'limit', 'cursor'] } }, async (request: TypeRequest, reply) => {
     const type = parseSchemaTypeName(request.params.type);
-    const versions = schemas.versions(type);
-    if (isTrue(request.query['versions'], 'versions')) return { type, items: versions.map(schemaJson) };
-    const current = versions.filter((s) => s.state === 'active' || s.state === 'pending');
+    if (isTrue(request.query['versions'], 'versions')) {
+      const limit = parseLimit(request.query['limit'], config.content.pageSizeDefault, config.content.pageSizeMax);
+      const cursor = request.query['cursor'];
+      const before = cursor === undefined ? Number.MAX_SAFE_INTEGER : Number(cursor);
+      if (typeof cursor !== 'undefined' && (typeof cursor !== 'string' || !/^[1-9][0-9]{0,15}$/.test(cursor) || !Number.isSafeInteger(before))) {
+        throw new ConclaveError('INVALID_CURSOR', 'The cursor of a schema\'s versions is the nextCursor a page of them gave.');
+      }
+      const page = schemas.versionsPage(type, before, limit + 1);
+      const items = page.slice(0, limit);
+      return { type, items: items.map(schemaJson), nextCursor: page.length > limit ? String(items.at(-1)!.version) : null };
+    }
+    const active = schemas.active(type);
+    const pending = migrationPending(schemas.migration(type)) ? schemas.version(type, schemas.migration(type)!.toVersion) : undefined;
+    const current = [active, pending].filter((s) => s !== undefined);
     if (current.length === 0) throw schemaNotFound(type);
-    const active = current.find((s) => s.state === 'active');
     if (active !== undefined) reply.header('ETag', schemaEtag(active));
     return typeJson(current, schemas.migration(type));
   });
