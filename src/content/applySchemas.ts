@@ -23,7 +23,7 @@ export interface SchemaResult {
   readonly schemasRequired?: boolean;
 }
 
-/** A nodes's type, path and properties as a write would leave them. */
+/** A node's type, path and properties as a write would leave them. */
 interface Written {
   readonly path: string;
   readonly type: string;
