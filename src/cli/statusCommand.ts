@@ -212,6 +212,15 @@ export function formatStatus(status: ClusterStatus): string {
     ['Voting exclusions', list(status.votingExclusions.map(nameOf))],
     ['Answered by', answeredBy],
   ];
+  for (const m of status.schemaMigrations ?? []) {
+    const progress = `${m.nodesDone} of ${m.nodesTotal} nodes`;
+    header.push([
+      `Schema migration`,
+      m.state === 'failed'
+        ? `${m.type} to version ${m.toVersion}: FAILED at ${m.failure?.path ?? '?'} (${m.failure?.message ?? ''}) after ${progress}; retry or abandon it`
+        : `${m.type} to version ${m.toVersion}: ${progress}${m.nodesPerSecond === null ? '' : `, ${m.nodesPerSecond} nodes/s`}${m.secondsLeftEstimate === null ? '' : `, about ${m.secondsLeftEstimate} s left`}`,
+    ]);
+  }
   const labelWidth = Math.max(...header.map(([label]) => label.length)) + 2;
   const lines = header.map(([label, value]) => `${`${label}:`.padEnd(labelWidth)}${value}`);
 

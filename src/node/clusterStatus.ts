@@ -46,6 +46,20 @@ export interface ClusterStatus {
   };
   /** The answering node's data came from a backup (`conclave restore`): which, as what, and how a clone caught up. */
   readonly restoredFrom: RestoredFrom | null;
+  /** Schema migrations running or failed (added by the status route: src/http/routes/schemas.ts migrationJson). */
+  readonly schemaMigrations?: readonly SchemaMigrationStatus[];
+}
+
+/** What the status shows of a schema migration. */
+export interface SchemaMigrationStatus {
+  readonly type: string;
+  readonly state: string;
+  readonly toVersion: number;
+  readonly nodesDone: number;
+  readonly nodesTotal: number;
+  readonly nodesPerSecond: number | null;
+  readonly secondsLeftEstimate: number | null;
+  readonly failure: { readonly path: string; readonly message: string } | null;
 }
 
 export function clusterStatus(runtime: ClusterRuntime, restoredFrom: RestoredFrom | null = null): ClusterStatus {
