@@ -119,6 +119,7 @@ test('the quick bench runs every part and writes well-formed results', { timeout
       catchUp: CatchUp[];
       backup: { mix: string; storedBytes: number; results: BackupResult[] };
       clusters: Array<{ label: string; nodes: number; stops: Record<string, unknown[]> }>;
+      migrations: Array<{ nodes: number; batchNodesMax: number; batches: number; nodesPerSec: number; writesAcknowledgedPerSec: number; writeP99Ms: number }>;
       feed: {
         alone: { opsPerSec: number };
         withSubscribers: { opsPerSec: number };
@@ -209,8 +210,15 @@ test('the quick bench runs every part and writes well-formed results', { timeout
     const snapshotMeasured = report.catchUp.some((c) => c.kind === 'snapshot' && c.skipped === null);
     assert.deepEqual(
       report.clusters.map((c) => `${c.label}:${c.nodes}`).filter((label) => snapshotMeasured || label !== 'snapshot:3'),
-      ['cluster-of-3:3', 'catch-up:3', 'cluster-of-1:1', 'cluster-of-5:5', ...(snapshotMeasured ? ['snapshot:3'] : []), 'backup:3', 'feed:3'],
+      ['cluster-of-3:3', 'catch-up:3', 'cluster-of-1:1', 'cluster-of-5:5', ...(snapshotMeasured ? ['snapshot:3'] : []), 'backup:3', 'feed:3', 'migration-100:3', 'migration-500:3'],
     );
+    // The migration part: every node of the type migrated, at both batch sizes, with the fixed-rate writes going on.
+    assert.match(stdout, /^\| nodes \| batch \| batches \| seconds \| nodes\/s \|/m);
+    assert.deepEqual(report.migrations.map((m) => [m.nodes, m.batchNodesMax]), [[5_000, 100], [5_000, 500]]);
+    for (const m of report.migrations) {
+      assert.ok(isFiniteAtLeast0(m.nodesPerSec) && m.nodesPerSec > 0 && m.batches >= 5_000 / m.batchNodesMax, JSON.stringify(m));
+      assert.ok(m.writesAcknowledgedPerSec > 0 && isFiniteAtLeast0(m.writeP99Ms), JSON.stringify(m));
+    }
     // The change feed part: writes with and without subscribers, and every acknowledged write reached every
     // measuring subscriber and the webhook receiver.
     assert.match(stdout, /^\| node \| subscribers \| delay p50 ms \| delay p99 ms \|/m);
