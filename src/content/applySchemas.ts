@@ -32,8 +32,8 @@ interface Written {
 
 /**
  * The properties a write stores for a node of `type`: with its schema's defaults filled in, or SCHEMA_VIOLATION
- * naming every rule they break (SCHEMA_REQUIRED where schemas are required and the type has none). `base`, for a
- * patch, is the node's current properties: during a migration they are converted first, as the walk would.
+ * naming every rule they break (SCHEMA_REQUIRED where schemas are required and the type has none). A patch merges into
+ * patchBase's properties first, a restore converts with restoredProperties.
  */
 export function conformingWrite(store: ContentStore, written: Written): JsonObject {
   const target = store.writeSchema(written.type);
