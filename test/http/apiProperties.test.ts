@@ -189,6 +189,7 @@ type Op =
   | { k: 'reorder'; path: PathValue; order: { o: 'children'; keys: number[]; mut: string } | { o: 'literal'; value: unknown }; body: BodyMode; pre: Pre }
   | { k: 'batch'; items: BatchItem[]; body: BodyMode }
   | { k: 'restore'; path: PathValue; version: unknown; id: 'none' | 'known' | 'junk'; idKnown: number; to: PathValue | null; extra: boolean; body: BodyMode; pre: Pre }
+  | { k: 'schema'; method: 'PUT' | 'DELETE' | 'GET' | 'POLICY'; type: string; definition: unknown; required: unknown; body: BodyMode }
   | { k: 'query'; params: Array<[string, QVal]> }
   | { k: 'nextPage'; i: number; mut: CursorMut }
   | { k: 'nodeById'; id: { known: number } | { literal: string } }
@@ -446,6 +447,34 @@ const authArb: fc.Arbitrary<AuthChoice> = fc.oneof(
 
 const noPre: Pre = { ifMatch: null, ifNoneMatch: null };
 const jsonBody: BodyMode = { m: 'json', ct: 'application/json' };
+/** Schema definitions over the properties the writes use: mostly well formed, some not. */
+const schemaRuleArb = fc.record(
+  {
+    type: fc.constantFrom<unknown>('string', 'integer', 'number', 'boolean', 'array', 'object', 'text'),
+    required: fc.constantFrom<unknown>(true, false),
+    default: fc.constantFrom<unknown>('d', 1, true, [], null),
+    enum: fc.constantFrom<unknown>(['a', 'b'], [1, 2], []),
+    maxLength: fc.constantFrom<unknown>(1, 3, -1),
+    pattern: fc.constantFrom<unknown>('^[a-z]*$', '^(?:a|b){1,3}$', '(a)\\1', '[', 'x{99}'),
+    format: fc.constantFrom<unknown>('date-time', 'email', 'uri', 'phone'),
+    renamedFrom: fc.constantFrom<unknown>('title', 'n', 'old'),
+  },
+  { requiredKeys: [] },
+);
+const schemaDefinitionArb: fc.Arbitrary<unknown> = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc.record(
+      {
+        properties: fc.dictionary(fc.constantFrom('title', 'n', 'tags', 'a', 'x'), schemaRuleArb, { maxKeys: 3 }),
+        additionalProperties: fc.boolean(),
+        childTypes: fc.constantFrom<unknown>(['node'], ['node', 'article'], [], ['9bad']),
+      },
+      { requiredKeys: ['properties'] },
+    ),
+  },
+  { weight: 1, arbitrary: fc.constantFrom<unknown>(null, [], 'x', { properties: [] }, { bogus: 1 }) },
+);
 
 /** A well-formed create of a new child of a known node, so that the tree grows within a run. */
 const createOp: fc.Arbitrary<Op> = fc
@@ -542,6 +571,20 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
         pre: preArb,
       })
       .map((r): Op => ({ k: 'restore', ...r })),
+  },
+  {
+    // Schemas for the types the writes use: in force at once with no node of the type, else pending behind a
+    // migration that the master's job runs meanwhile (jobs.checkIntervalMs); writes of the type meet either.
+    weight: 3,
+    arbitrary: fc
+      .record({
+        method: fc.constantFrom<'PUT' | 'DELETE' | 'GET' | 'POLICY'>('PUT', 'PUT', 'PUT', 'DELETE', 'GET', 'POLICY'),
+        type: fc.constantFrom('article', 'article', 'node', 'root', '1bad'),
+        definition: schemaDefinitionArb,
+        required: fc.constantFrom<unknown>(true, false, false, 'yes'),
+        body: fc.oneof({ weight: 8, arbitrary: fc.constant(jsonBody) }, { weight: 1, arbitrary: bodyModeArb }),
+      })
+      .map((r): Op => ({ k: 'schema', ...r })),
   },
   { weight: 7, arbitrary: sensibleQuery.map((params): Op => ({ k: 'query', params })) },
   { weight: 5, arbitrary: randomQuery.map((params): Op => ({ k: 'query', params })) },
@@ -960,6 +1003,15 @@ function buildRequest(op: Op, st: RunState, t: TestNode): Built {
       if (op.extra) body['extra'] = true;
       applyPre(headers, op.pre, st, etagAt(t, path));
       return { method: 'POST', url: '/api/v1/restore', headers, payload: applyBody(headers, op.body, body), permission: 'write', read: false };
+    }
+    case 'schema': {
+      if (op.method === 'POLICY') {
+        return { method: 'PUT', url: '/api/v1/schema-policy', headers, payload: applyBody(headers, op.body, { schemasRequired: op.required }), permission: 'admin', read: false };
+      }
+      const url = `/api/v1/schemas/${encodeURIComponent(op.type)}`;
+      if (op.method === 'GET') return { method: 'GET', url, headers, permission: 'read', read: true };
+      if (op.method === 'DELETE') return { method: 'DELETE', url, headers, permission: 'admin', read: false };
+      return { method: 'PUT', url, headers, payload: applyBody(headers, op.body, op.definition), permission: 'admin', read: false };
     }
     case 'query': {
       const qs = queryString(op.params, st);
