@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
+import { join } from 'node:path';
+
+import Database from 'better-sqlite3';
+
 import { json, openTestNode, type TestNode } from '../helpers/app.js';
-import { waitFor } from '../helpers/tmp.js';
+import { tempDir, waitFor } from '../helpers/tmp.js';
 
 let t: TestNode;
 before(async () => {
@@ -154,4 +158,35 @@ test('a migration that meets a node it cannot convert fails naming it; retry aft
   assert.equal((await send('POST', '/api/v1/schemas/tally/migration', { action: 'undo' })).statusCode, 400);
   assert.equal((await send('DELETE', '/api/v1/schemas/tally', undefined, { 'if-match': '"tally:2"' })).statusCode, 200);
   assert.equal((await get('/api/v1/schemas/tally')).statusCode, 404);
+});
+
+test('a data directory of format 4 (0.4) is upgraded in place: its nodes take a schema, migrated like any others', async () => {
+  const tmp = tempDir();
+  try {
+    const first = await openTestNode({}, tmp.dir);
+    for (let i = 0; i < 3; i++) assert.equal((await first.request({ method: 'PUT', url: `/api/v1/content/old${i}`, ...json({ type: 'memo', properties: { text: `m${i}` } }) })).statusCode, 201);
+    await first.close();
+    // As 0.4 left it: no schema tables, no index of nodes by type and id.
+    const db = new Database(join(tmp.dir, 'conclave.db'));
+    db.exec(`DROP TABLE schemas; DROP TABLE schema_migrations; DROP INDEX nodes_type_id; DELETE FROM meta WHERE key = 'schemas_required'; UPDATE meta SET value = 4 WHERE key = 'format_version'`);
+    db.close();
+
+    const upgraded = await openTestNode({ 'jobs.checkIntervalMs': 100 }, tmp.dir);
+    try {
+      const started = await upgraded.request({ method: 'PUT', url: '/api/v1/schemas/memo', ...json({ properties: { body: { type: 'string', required: true, renamedFrom: 'text' } } }) });
+      assert.equal(started.statusCode, 202, started.body);
+      await waitFor('the migration', async () => ((await upgraded.request({ method: 'GET', url: '/api/v1/schemas/memo/migration' })).json().state === 'done' ? true : undefined));
+      assert.deepEqual((await upgraded.request({ method: 'GET', url: '/api/v1/content/old2' })).json().properties, { body: 'm2' });
+      const check = new Database(join(tmp.dir, 'conclave.db'), { readonly: true });
+      try {
+        assert.equal(check.prepare(`SELECT value FROM meta WHERE key = 'format_version'`).pluck().get(), 5);
+      } finally {
+        check.close();
+      }
+    } finally {
+      await upgraded.close();
+    }
+  } finally {
+    tmp.cleanup();
+  }
 });
