@@ -8,7 +8,8 @@
  *   pattern     := alternative ('|' alternative)*
  *   alternative := (atom quantifier?)*
  *   atom        := '(' ('?:')? pattern ')' | '[' '^'? classItem+ ']' | '\' escape | '.' | '^' | '$' | literal
- *   quantifier  := ('*' | '+' | '?' | '{' n '}' | '{' n ',' '}' | '{' n ',' m '}') '?'?     (n, m <= 16)
+ *   quantifier  := ('*' | '+' | '?' | '{' n '}' | '{' n ',' '}' | '{' n ',' m '}') '?'?
+ *                  (the copies repetitions expand to, multiplied down nested ones, at most 16)
  *   escape      := d D w W s S b B n r t f v | xHH | uHHHH | one of ^ $ \ . * + ? ( ) [ ] { } | / -
  */
 
@@ -20,6 +21,8 @@ export const patternSizeMax = 1000;
 const classEscapes = new Set([...'dDwWsSnrtfv']);
 const atomEscapes = new Set([...classEscapes, 'b', 'B']);
 const punctuationEscapes = new Set([...'^$\\.*+?()[]{}|/-']);
+/** The escapes of one control character, by their letter. */
+const controlEscapes: Readonly<Record<string, number>> = { n: 10, r: 13, t: 9, f: 12, v: 11 };
 const hex = /^[0-9A-Fa-f]$/;
 
 class PatternError extends Error {}
@@ -46,6 +49,22 @@ export function patternShape(source: string): { readonly size: number } | { read
     at += 1 + digits;
   };
 
+  /** One character of a class: its UTF-16 code unit, or null for a class escape (\d, \w, \s and their negations). */
+  const classAtom = (): number | null => {
+    if (peek() !== '\\') {
+      const unit = source.charCodeAt(at);
+      at++;
+      return unit;
+    }
+    const start = at;
+    const e = source[at + 1];
+    escape(classEscapes);
+    if (e === 'x' || e === 'u') return parseInt(source.slice(start + 2, at), 16);
+    const control = e === undefined ? undefined : controlEscapes[e];
+    if (control !== undefined) return control;
+    return e !== undefined && punctuationEscapes.has(e) ? e.charCodeAt(0) : null;
+  };
+
   const characterClass = (): void => {
     at++; // [
     if (peek() === '^') at++;
@@ -54,8 +73,14 @@ export function patternShape(source: string): { readonly size: number } | { read
       const c = peek();
       if (c === undefined) fail('a "[" without its "]"');
       if (c === '[') fail('a "[" inside a class (escape it)');
-      if (c === '\\') escape(classEscapes);
-      else at++;
+      const low = classAtom();
+      if (peek() === '-' && source[at + 1] !== ']' && source[at + 1] !== undefined) {
+        at++; // -
+        if (peek() === '[') fail('a "[" inside a class (escape it)');
+        const high = classAtom();
+        if (low === null || high === null) fail('a range in a class needs one character at each end');
+        if (high! < low!) fail('a range in a class that ends before it starts');
+      }
       items++;
     }
     if (items === 0) fail('an empty class "[]"');
@@ -71,48 +96,68 @@ export function patternShape(source: string): { readonly size: number } | { read
     return n;
   };
 
-  /** How many copies of the atom before it a quantifier makes the engine hold, or 1 without one. */
-  const quantifier = (): number => {
+  /**
+   * What a quantifier makes of the atom before it: `size`, the copies the engine's work counts (two for * + ?);
+   * `copies`, the copies the engine expands it into (x{n,} and x+ are n and 1 copies and a starred one), which
+   * multiply down nested repetitions and may not pass patternRepetitionMax (V8's linear engine refuses more).
+   */
+  const quantifier = (): { size: number; copies: number } => {
     const c = peek();
+    let size = 1;
     let copies = 1;
-    if (c === '*' || c === '+' || c === '?') {
+    if (c === '*' || c === '?') {
       at++;
+      size = 2;
+    } else if (c === '+') {
+      at++;
+      size = 2;
       copies = 2;
     } else if (c === '{') {
       at++;
       const low = count();
       let high = low;
+      let open = false;
       if (peek() === ',') {
         at++;
-        high = peek() === '}' ? low + 1 : count();
+        open = peek() === '}';
+        high = open ? low + 1 : count();
         if (high < low) fail('a repetition whose maximum is below its minimum');
       }
       if (peek() !== '}') fail('a "{" without its "}" (escape a literal one)');
       at++;
-      copies = Math.max(1, high);
-    } else return 1;
+      size = Math.max(1, high);
+      copies = Math.max(1, open ? low + 1 : high);
+    } else return { size, copies };
     if (peek() === '?') at++; // lazy: the same work
     const next = peek();
     if (next === '*' || next === '+' || next === '?' || next === '{') fail('two quantifiers in a row');
-    return copies;
+    return { size, copies };
   };
 
-  const alternatives = (depth: number): number => {
+  /** A part of the pattern: its size, and the largest product of repetition copies along any nesting in it. */
+  interface Part {
+    size: number;
+    copies: number;
+  }
+
+  const alternatives = (depth: number): Part => {
     if (depth > 32) fail('groups nested more than 32 deep');
-    let size = sequence(depth);
+    const part = sequence(depth);
     while (peek() === '|') {
       at++;
-      size += sequence(depth);
+      const next = sequence(depth);
+      part.size += next.size;
+      part.copies = Math.max(part.copies, next.copies);
     }
-    return size;
+    return part;
   };
 
-  const sequence = (depth: number): number => {
-    let size = 0;
+  const sequence = (depth: number): Part => {
+    const part: Part = { size: 0, copies: 1 };
     for (;;) {
       const c = peek();
-      if (c === undefined || c === '|' || c === ')') return size;
-      let atom = 1;
+      if (c === undefined || c === '|' || c === ')') return part;
+      let atom: Part = { size: 1, copies: 1 };
       // Assertions match no character: nothing to repeat (a quantifier after one is an error in every engine).
       const assertion = c === '^' || c === '$' || (c === '\\' && (source[at + 1] === 'b' || source[at + 1] === 'B'));
       if (c === '(') {
@@ -121,7 +166,8 @@ export function patternShape(source: string): { readonly size: number } | { read
           if (source[at + 1] !== ':') fail('only "(?:" groups are taken (no lookaround, names or flags)');
           at += 2;
         }
-        atom = Math.max(1, alternatives(depth + 1));
+        atom = alternatives(depth + 1);
+        atom.size = Math.max(1, atom.size);
         if (peek() !== ')') fail('a "(" without its ")"');
         at++;
       } else if (c === '[') characterClass();
@@ -132,13 +178,17 @@ export function patternShape(source: string): { readonly size: number } | { read
         const next = peek();
         if (next === '*' || next === '+' || next === '?' || next === '{') fail('a quantifier after an assertion (^, $, \\b, \\B)');
       }
-      size += atom * quantifier();
-      if (size > patternSizeMax) fail(`the pattern expands to more than ${patternSizeMax} steps (fewer repetitions or alternatives)`);
+      const q = quantifier();
+      const copies = atom.copies * q.copies;
+      if (copies > patternRepetitionMax) fail(`repetitions inside repetitions make ${copies} copies; at most ${patternRepetitionMax}`);
+      part.copies = Math.max(part.copies, copies);
+      part.size += atom.size * q.size;
+      if (part.size > patternSizeMax) fail(`the pattern expands to more than ${patternSizeMax} steps (fewer repetitions or alternatives)`);
     }
   };
 
   try {
-    const size = alternatives(0);
+    const { size } = alternatives(0);
     if (at < source.length) fail('a ")" without its "("');
     return { size: Math.max(1, size) };
   } catch (err) {
