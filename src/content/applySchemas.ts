@@ -271,6 +271,8 @@ export function applyResolveSchemaMigration(store: ContentStore, command: Resolv
  * node does not see (not applied here yet, or made by an earlier operation of the same batch) is left to apply().
  */
 export function precheckSchemas(store: ContentStore, command: Command): void {
+  // Most repositories have no schema: then no write reads its node, or its parent, a second time here.
+  if (!store.schemasInUse()) return;
   switch (command.type) {
     case 'put': {
       const existing = store.nodeByPath(command.path);

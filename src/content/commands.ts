@@ -214,6 +214,9 @@ export interface ResolveSchemaMigrationCommand extends Authored {
   readonly action: 'retry' | 'abandon';
 }
 
+/** The schema writes a client makes (an admin's; forwardable); the migration's batches are the master's own. */
+export const schemaCommandTypes: ReadonlySet<Command['type']> = new Set(['putSchema', 'deleteSchema', 'setSchemaPolicy', 'resolveSchemaMigration']);
+
 /** An operation of a batch: a content command without its author and time, which the batch carries once. */
 export type BatchOperation =
   | Omit<PutCommand, 'time' | 'user'>

@@ -78,6 +78,8 @@ export interface ContentStore {
   schemaMigration(typeName: string): SchemaMigration | undefined;
   saveSchemaMigration(migration: SchemaMigration): void;
   schemasRequired(): boolean;
+  /** Whether any write could meet a schema: a schema in force or pending, or schemas required. */
+  schemasInUse(): boolean;
   setSchemasRequired(required: boolean): void;
   /** How many nodes have the type (0 without reading them all: only a migration's start counts them). */
   countNodesOfType(typeName: string): number;

@@ -14,7 +14,7 @@
  */
 
 import type { ApplyResult } from '../content/apply.js';
-import { batchOperationTypes, preconditionFields, type BatchOperation, type Command, type Preconditions } from '../content/commands.js';
+import { batchOperationTypes, preconditionFields, schemaCommandTypes, type BatchOperation, type Command, type Preconditions } from '../content/commands.js';
 import { parsePath } from '../content/paths.js';
 import { parseSchemaDefinition, parseSchemaTypeName } from '../content/schema.js';
 import { parseBinaryProperty, parseChildName, parseNodeType, parseProperties, parseRoles, parseUserName } from '../content/validate.js';
@@ -75,8 +75,8 @@ const batchOperationFields: Record<BatchOperation['type'], readonly string[]> = 
   reorder: ['type', 'path', 'order', ...preconditionFields],
 };
 const userCommandTypes = new Set(['putUser', 'deleteUser']);
-/** Schema commands: an admin's, with exactly these fields. */
-const schemaCommandFields: Record<string, readonly string[]> = {
+/** Schema commands (schemaCommandTypes): an admin's, with exactly these fields. */
+const schemaCommandFields: Readonly<Record<string, readonly string[]>> = {
   putSchema: ['type', 'typeName', 'definition', 'time', 'user', ...preconditionFields],
   deleteSchema: ['type', 'typeName', 'time', 'user', ...preconditionFields],
   setSchemaPolicy: ['type', 'schemasRequired', 'time', 'user'],
@@ -84,7 +84,7 @@ const schemaCommandFields: Record<string, readonly string[]> = {
 };
 
 export function isForwardable(command: Command): command is ForwardableCommand {
-  return contentCommandTypes.has(command.type) || userCommandTypes.has(command.type) || Object.hasOwn(schemaCommandFields, command.type);
+  return contentCommandTypes.has(command.type) || userCommandTypes.has(command.type) || schemaCommandTypes.has(command.type);
 }
 
 export function isForwardedMessageType(type: unknown): type is ForwardedMessage['type'] {
@@ -142,7 +142,7 @@ export function checkForwardedCommand(raw: unknown, authority: unknown): { comma
       const adminOnly = Array.isArray(roles) && roles.length === 1 && roles[0] === 'admin';
       if (type !== 'putUser' || c['name'] !== 'admin' || by.user !== 'admin' || !adminOnly || typeof c['passwordHash'] !== 'string') throw malformed('more than an admin reset');
     }
-  } else if (Object.hasOwn(schemaCommandFields, type)) {
+  } else if (schemaCommandTypes.has(type as Command['type'])) {
     if (by.needs !== 'admin' || c['user'] !== by.user) throw malformed('a schema command under another authority');
     if (Object.keys(c).some((key) => !schemaCommandFields[type]!.includes(key))) throw malformed(`a field a ${type} command does not have`);
     checkPreconditionsShape(c, malformed);

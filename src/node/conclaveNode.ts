@@ -17,7 +17,7 @@ import { everyMemberAtLeast, type NodeDescriptor } from '../core/clusterState.js
 import { ConclaveError, invariant } from '../errors/catalogue.js';
 import { buildApp } from '../http/app.js';
 import { checkBatch } from '../http/routes/batch.js';
-import { checkSchemasAvailable, schemaCommandTypes, schemasSinceVersion } from '../http/routes/schemas.js';
+import { checkSchemasAvailable, schemasSinceVersion } from '../http/routes/schemas.js';
 import { SchemaMigrator } from '../schemas/schemaMigrator.js';
 import type { HttpContext } from '../http/context.js';
 import { InternalAuth } from '../auth/internalAuth.js';
@@ -49,6 +49,7 @@ import { WebhookDelivery } from '../webhooks/webhookDelivery.js';
 import { WebhookRetention } from '../webhooks/webhookRetention.js';
 import { ChangePruner } from '../changes/changePruner.js';
 import { HistoryKeeper, historySinceVersion } from '../history/historyKeeper.js';
+import { schemaCommandTypes } from '../content/commands.js';
 import { requireHistory, type HistoryRetention } from '../content/history.js';
 import { ClusterJobs } from '../jobs/clusterJobs.js';
 import { InternalHttpClient } from '../replication/internalHttp.js';

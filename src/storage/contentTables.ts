@@ -452,6 +452,10 @@ export class ContentTables implements ContentStore {
     this.schemas.setSchemasRequired(required);
   }
 
+  schemasInUse(): boolean {
+    return this.schemas.inUse();
+  }
+
   countNodesOfType(typeName: string): number {
     return this.schemas.countNodesOfType(typeName);
   }

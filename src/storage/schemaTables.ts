@@ -77,6 +77,8 @@ export class SchemaTables {
   private statements: ReturnType<SchemaTables['prepare']> | null = null;
   private readonly writeSchemas = new Map<string, WriteSchema | null>();
   private required: boolean | undefined;
+  /** Whether any schema is in force or pending (undefined: read again at next use). */
+  private any: boolean | undefined;
   private present: boolean | undefined;
 
   constructor(private readonly db: Db) {}
@@ -93,6 +95,7 @@ export class SchemaTables {
         'INSERT INTO schemas (type_name, version, state, definition, idx, created_at, created_by) VALUES (@type_name, @version, @state, @definition, @idx, @created_at, @created_by)',
       ),
       setState: db.prepare('UPDATE schemas SET state = ? WHERE type_name = ? AND version = ?'),
+      anyInForce: db.prepare(`SELECT 1 FROM schemas WHERE state IN ('active', 'pending') LIMIT 1`).pluck(),
       inForce: db.prepare(`SELECT * FROM schemas WHERE state IN ('active', 'pending') AND type_name > ? ORDER BY type_name, version DESC LIMIT ?`),
       migration: db.prepare('SELECT * FROM schema_migrations WHERE type_name = ?'),
       migrationUpsert: db.prepare(
@@ -127,6 +130,7 @@ export class SchemaTables {
     this.writeSchemas.clear();
     this.required = undefined;
     this.present = undefined;
+    this.any = undefined;
   }
 
   writeSchema(typeName: string): WriteSchema | undefined {
@@ -166,6 +170,7 @@ export class SchemaTables {
 
   insert(schema: StoredSchema): void {
     this.writeSchemas.delete(schema.typeName);
+    this.any = undefined;
     this.sql.insert.run({
       type_name: schema.typeName,
       version: schema.version,
@@ -179,6 +184,7 @@ export class SchemaTables {
 
   setState(typeName: string, version: number, state: SchemaState): void {
     this.writeSchemas.delete(typeName);
+    this.any = undefined;
     const changed = this.sql.setState.run(state, typeName, version).changes;
     invariant(changed === 1, `schema ${typeName} version ${version} does not exist`);
   }
@@ -225,6 +231,12 @@ export class SchemaTables {
   schemasRequired(): boolean {
     this.required ??= getMeta<number>(this.db, 'schemas_required') === 1;
     return this.required;
+  }
+
+  /** Whether any write could meet a schema: one in force or pending, or schemas required (kept in memory). */
+  inUse(): boolean {
+    this.any ??= this.tableExists() && this.sql.anyInForce.get() !== undefined;
+    return this.any || this.schemasRequired();
   }
 
   setSchemasRequired(required: boolean): void {

@@ -18,9 +18,6 @@ import { isTrue, parsePreconditions } from '../representation.js';
  */
 export const schemasSinceVersion = '0.5.0';
 
-/** The commands schema writes propose (the migration's batches come from the master's job, once they are allowed). */
-export const schemaCommandTypes: ReadonlySet<string> = new Set(['putSchema', 'deleteSchema', 'setSchemaPolicy', 'resolveSchemaMigration']);
-
 /** Refuses a schema write while a member could not apply it: checked by the route, and by the master when forwarded. */
 export function checkSchemasAvailable(state: ClusterState): void {
   if (!everyMemberAtLeast(state, schemasSinceVersion)) {
@@ -129,11 +126,12 @@ export async function schemaRoutes(app: FastifyInstance): Promise<void> {
       return { type, items: items.map(schemaJson), nextCursor: page.length > limit ? String(items.at(-1)!.version) : null };
     }
     const active = schemas.active(type);
-    const pending = migrationPending(schemas.migration(type)) ? schemas.version(type, schemas.migration(type)!.toVersion) : undefined;
+    const migration = schemas.migration(type);
+    const pending = migrationPending(migration) ? schemas.version(type, migration!.toVersion) : undefined;
     const current = [active, pending].filter((s) => s !== undefined);
     if (current.length === 0) throw schemaNotFound(type);
     if (active !== undefined) reply.header('ETag', schemaEtag(active));
-    return typeJson(current, schemas.migration(type));
+    return typeJson(current, migration);
   });
 
   app.put('/api/v1/schemas/:type', admin, async (request: TypeRequest, reply) => {
