@@ -140,6 +140,13 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'history.pruneBatchVersionsMax', kind: 'int', schema: int(1, 1_000_000).default(10_000), doc: 'Most versions one pruning entry drops; more go in the next entry at once.' },
   { key: 'schemas.migrationBatchNodesMax', kind: 'int', schema: int(1, 100_000).default(100), doc: 'Most nodes one batch of a schema migration converts: one journal entry, applied in one transaction on every node (writes wait behind it meanwhile: larger batches migrate faster and delay writes longer).' },
   { key: 'schemas.migrationNodesPerSecondMax', kind: 'int', schema: int(0, 10_000_000).default(0), doc: 'The fastest a schema migration may convert nodes, so that it leaves room for the writes; 0: as fast as the cluster applies its batches.' },
+  { key: 'search.queryCharsMax', kind: 'int', schema: int(16, 10_000).default(512), doc: 'Longest full-text query GET /api/v1/search takes, in characters.' },
+  { key: 'search.queryTermsMax', kind: 'int', schema: int(1, 256).default(16), doc: 'Most words and phrases one full-text query holds.' },
+  { key: 'search.candidatesMax', kind: 'int', schema: int(100, 10_000_000).default(20_000), doc: 'Most documents a full-text query may match before the filters and ranking: every match is ranked, so a broader query is refused (SEARCH_TOO_BROAD) rather than left to take the node\'s time.' },
+  { key: 'search.totalMax', kind: 'int', schema: int(1, 10_000_000).default(1000), doc: 'A search counts its results after the filters up to this many; past it the total is reported as a lower bound.' },
+  { key: 'search.pageSizeDefault', kind: 'int', schema: int(1, 1000).default(20), doc: 'Results in one page of GET /api/v1/search when no limit is asked for.' },
+  { key: 'search.pageSizeMax', kind: 'int', schema: int(1, 1000).default(100), doc: 'Most results one page of GET /api/v1/search holds.' },
+  { key: 'search.snippetTokens', kind: 'int', schema: int(1, 64).default(16), doc: 'Words in the snippet of each search result.' },
   { key: 'changes.retainEvents', kind: 'int', schema: int(0, 1_000_000_000).default(100_000), doc: 'The change feed keeps at most this many of its newest events (about 200 bytes each, on every node); the master prunes older ones through the journal, so every node keeps the same history.' },
   { key: 'changes.retainSeconds', kind: 'int', schema: int(0, 10 * 365 * 86_400).default(7 * 86_400), doc: 'The change feed drops events older than this (by the time of the write that made them).' },
   { key: 'changes.pruneIntervalMs', kind: 'int', schema: int(100, 86_400_000).default(10_000), doc: 'How often the master checks whether the change feed holds more than its retention, and proposes pruning.' },
@@ -309,6 +316,7 @@ export interface Config {
   content: { binaryBytesMax: number; batchOperationsMax: number; batchBytesMax: number; pageSizeDefault: number; pageSizeMax: number; pageBytesMax: number };
   history: { versionsPerNodeMax: number; retainSeconds: number; pruneIntervalMs: number; pruneBatchVersionsMax: number };
   schemas: { migrationBatchNodesMax: number; migrationNodesPerSecondMax: number };
+  search: { queryCharsMax: number; queryTermsMax: number; candidatesMax: number; totalMax: number; pageSizeDefault: number; pageSizeMax: number; snippetTokens: number };
   changes: {
     retainEvents: number;
     retainSeconds: number;

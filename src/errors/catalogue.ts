@@ -58,6 +58,8 @@ export const errorCatalogue = {
   UPGRADE_IN_PROGRESS: { status: 409, retryable: false, summary: 'The request needs every member of the cluster to run a newer release than some do; finish the rolling upgrade first (the error names the versions).' },
   SCHEMA_VIOLATION: { status: 422, retryable: false, summary: 'The node the write would leave breaks the schema of its type (or its parent\'s childTypes); details.violations names every failing property by JSON Pointer and the rule. Nothing was stored.' },
   SCHEMA_REQUIRED: { status: 422, retryable: false, summary: 'The repository requires a schema for every content type (PUT /api/v1/schema-policy) and the node\'s type has none.' },
+  INVALID_SEARCH_QUERY: { status: 400, retryable: false, summary: 'A full-text query is malformed or over a limit (search.queryCharsMax, search.queryTermsMax); the message names the problem and details.position where it is.' },
+  SEARCH_TOO_BROAD: { status: 422, retryable: false, summary: 'A full-text query matches more documents than search.candidatesMax (every match is ranked); add or lengthen words. Filters do not narrow what is ranked.' },
   INVALID_SCHEMA: { status: 400, retryable: false, summary: 'A schema definition is malformed, over a limit, or holds a pattern that cannot run in linear time; the error names the field.' },
   SCHEMA_NOT_FOUND: { status: 404, retryable: false, summary: 'No schema is in force for that type (never written, or deleted).' },
   SCHEMA_MIGRATION_PENDING: { status: 409, retryable: false, summary: 'The type\'s schema is being migrated (or its migration failed and awaits retry or abandon); its schema cannot change until that ends.' },

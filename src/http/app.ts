@@ -34,6 +34,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import { internalBlobRoutes } from './routes/internal.js';
 import { internalSnapshotRoutes } from './routes/internalSnapshots.js';
 import { queryRoutes } from './routes/query.js';
+import { searchRoutes } from './routes/search.js';
 import { userRoutes } from './routes/users.js';
 import { webhookRoutes } from './routes/webhooks.js';
 
@@ -218,6 +219,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   await app.register(historyRoutes);
   await app.register(schemaRoutes);
   await app.register(queryRoutes);
+  await app.register(searchRoutes);
   await app.register(binaryRoutes);
   await app.register(clusterRoutes);
   await app.register(backupRoutes);

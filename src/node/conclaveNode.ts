@@ -48,6 +48,7 @@ import { ChangeFeed } from '../changes/changeFeed.js';
 import { WebhookDelivery } from '../webhooks/webhookDelivery.js';
 import { WebhookRetention } from '../webhooks/webhookRetention.js';
 import { ChangePruner } from '../changes/changePruner.js';
+import { prepareSearchIndex } from '../storage/searchIndex.js';
 import { HistoryKeeper, historySinceVersion } from '../history/historyKeeper.js';
 import { schemaCommandTypes } from '../content/commands.js';
 import { requireHistory, type HistoryRetention } from '../content/history.js';
@@ -120,6 +121,9 @@ export class ConclaveNode {
     let metrics: NodeMetrics | null = null;
     try {
       const journal = new JournalStore(db);
+      const indexedMs = performance.now();
+      const indexed = prepareSearchIndex(db);
+      if (indexed > 0) log.info({ nodes: indexed, ms: Math.round(performance.now() - indexedMs) }, 'built the full-text index from the content');
       const content = new ContentTables(db);
       // Releases before token key ids kept the signing key itself here; it signs nothing now and must not linger in
       // the data directory or a copy of it (the key is derived from the cluster secret: auth/tokens.ts).

@@ -8,6 +8,7 @@ import type { HardState } from '../core/types.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import { getMeta, openDatabase, setMeta, type Db } from '../storage/database.js';
 import { JournalStore } from '../storage/journal.js';
+import { clearSearchIndex } from '../storage/searchIndex.js';
 import { stateMachineMetaKeys, stateMachineTables } from '../storage/snapshotFile.js';
 
 /**
@@ -122,6 +123,7 @@ export function detachCluster(dataDir: string): void {
       // Every state-machine table and key (the list snapshots use): one forgotten here would meet the next
       // cluster's entries at the same indexes (the change feed's rows collide by index and stop the node).
       for (const table of stateMachineTables) db.prepare(`DELETE FROM ${table}`).run();
+      clearSearchIndex(db);
       const keys = ['hard_state', 'bootstrap_view', 'applied_index', 'token_key', 'snapshot', 'admin_password_unshown', 'admin_password_reset', ...stateMachineMetaKeys];
       db.prepare(`DELETE FROM meta WHERE key IN (${keys.map(() => '?').join(', ')})`).run(...keys);
       setMeta(db, 'detached_at', new Date().toISOString());

@@ -13,6 +13,7 @@ import { invariant } from '../errors/catalogue.js';
 import { ChangeLog } from './changeLog.js';
 import { getMeta, setMeta, type Db } from './database.js';
 import { SchemaTables } from './schemaTables.js';
+import { SearchIndex } from './searchIndex.js';
 import { VersionTables } from './versionTables.js';
 
 interface NodeRow {
@@ -164,6 +165,7 @@ export class ContentTables implements ContentStore {
   readonly versions: VersionTables;
   /** The schemas and their migrations, kept by apply() through this store. */
   readonly schemas: SchemaTables;
+  readonly search: SearchIndex;
   private entryIndex = 0;
   private readonly childOutsideStatements = new Map<number, ReturnType<Db['prepare']>>();
 
@@ -171,6 +173,7 @@ export class ContentTables implements ContentStore {
     this.changes = new ChangeLog(db);
     this.versions = new VersionTables(db, () => this.entryIndex);
     this.schemas = new SchemaTables(db);
+    this.search = new SearchIndex(db, this.schemas);
     this.byPath = db.prepare('SELECT * FROM nodes WHERE path = ?');
     // Rows as arrays: better-sqlite3 builds an object with named columns at some cost on the read path.
     this.storedByPath = db.prepare(`SELECT ${storedNodeColumns} FROM nodes WHERE path = ?`).raw(true);
@@ -218,7 +221,7 @@ export class ContentTables implements ContentStore {
                 properties = @properties, binaries = @binaries, version = @version, created_at = @created_at,
                 created_by = @created_by, modified_at = @modified_at, modified_by = @modified_by,
                 op = @op, idx = @idx, restored_from = @restored_from
-         WHERE id = @id`,
+         WHERE id = @id RETURNING rowid`,
       ),
     };
   }
@@ -254,14 +257,16 @@ export class ContentTables implements ContentStore {
   }
 
   insertNode(node: ContentNode, made: VersionMade): void {
-    this.write.insert.run({ ...toParams(node), ...this.versions.madeBy(made.op, made.restoredFrom ?? null) });
+    const { lastInsertRowid } = this.write.insert.run({ ...toParams(node), ...this.versions.madeBy(made.op, made.restoredFrom ?? null) });
+    this.search.added(lastInsertRowid, node);
     // A deleted node restored under its id keeps its history, within the retention.
     if (node.version > 1) this.versions.trim(node.id, node.version);
   }
 
   updateNode(node: ContentNode, made: VersionMade): void {
-    const changes = this.write.update.run({ ...toParams(node), ...this.versions.madeBy(made.op, made.restoredFrom ?? null) }).changes;
-    invariant(changes === 1, `update of node ${node.id} changed ${changes} rows`);
+    const row = this.write.update.get({ ...toParams(node), ...this.versions.madeBy(made.op, made.restoredFrom ?? null) }) as { rowid: number } | undefined;
+    invariant(row !== undefined, `update of node ${node.id} changed no row`);
+    this.search.changed(row.rowid, node);
   }
 
   setPositions(positions: ReadonlyArray<{ id: string; position: number }>): void {
@@ -271,6 +276,7 @@ export class ContentTables implements ContentStore {
   deleteSubtree(node: ContentNode): number {
     invariant(node.path !== rootPath, 'the root is never deleted');
     const { low, high } = descendantRange(node.path);
+    this.search.removingSubtree(node.path);
     const descendants = this.deleteRange.run(low, high).changes;
     return descendants + this.deleteOne.run(node.id).changes;
   }
@@ -325,6 +331,7 @@ export class ContentTables implements ContentStore {
     this.changes.replaced();
     this.versions.forget();
     this.schemas.forget();
+    this.search.forget();
   }
 
   putUser(user: User): void {
@@ -429,11 +436,15 @@ export class ContentTables implements ContentStore {
   }
 
   insertSchema(schema: StoredSchema): void {
+    const before = this.search.fulltextKey(schema.typeName);
     this.schemas.insert(schema);
+    this.search.schemaChanged(schema.typeName, before);
   }
 
   setSchemaState(typeName: string, version: number, state: StoredSchema['state']): void {
+    const before = this.search.fulltextKey(typeName);
     this.schemas.setState(typeName, version, state);
+    this.search.schemaChanged(typeName, before);
   }
 
   schemaMigration(typeName: string): SchemaMigration | undefined {

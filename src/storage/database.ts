@@ -7,10 +7,11 @@ import { ConclaveError } from '../errors/catalogue.js';
 /**
  * Version of the on-disk format. A node refuses a data directory written by a newer format, and by format 1 (the
  * single-node development releases, whose journal held bare commands without a voting configuration). Format 3
- * added the change feed's table, format 4 the content history's, format 5 the schemas': an older directory is upgraded in place at open
+ * added the change feed's table, format 4 the content history's, format 5 the schemas', format 6 the full-text index
+ * (a live directory's own, built from its state when missing: src/storage/searchIndex.ts): an older directory is upgraded in place at open
  * (below), and a state file of an older format is read as one without the tables it lacks (snapshotFile.ts).
  */
-export const dataFormatVersion = 5;
+export const dataFormatVersion = 6;
 
 /** The format that added each table after format 2; a state file of an older format lacks them. */
 export const tablesSinceFormat: Readonly<Record<string, number>> = { changes: 3, versions: 4, schemas: 5, schema_migrations: 5 };

@@ -9,6 +9,7 @@ import type { CoordinatorSnapshotData } from '../core/clusterCoordinator.js';
 import type { Snapshot } from '../core/types.js';
 import { ConclaveError, errorCatalogue, invariant, type ErrorCode } from '../errors/catalogue.js';
 import { joinCommitPoint, type CommitPointCells } from './commitPoint.js';
+import { rebuildSearchIndexIfPresent } from './searchIndex.js';
 import { columnsSinceFormat, databaseSchema, dataFormatVersion, indexesSinceFormat, metaKeysSinceFormat, tablesSinceFormat, type Db } from './database.js';
 
 /**
@@ -370,6 +371,8 @@ export function replaceStateMachine(db: Db, index: number): void {
   // A format-2 state has no feed: this node's starts at the snapshot's index, as an upgraded data directory's does.
   if (format === 2) db.prepare(`INSERT INTO main.meta (key, value) VALUES ('changes_pruned_through', ?)`).run(index);
   db.prepare(`INSERT INTO main.meta (key, value) VALUES ('applied_index', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(index);
+  // The full-text index is derived, not carried: built again from the new state within the install's transaction.
+  rebuildSearchIndexIfPresent(db);
 }
 
 // ------------------------------------------------------------------ the reference a Snapshot carries

@@ -40,11 +40,13 @@ export async function clusterRoutes(app: FastifyInstance): Promise<void> {
     // loop for as long; this is an operator's check, not a hot path.
     const appliedIndex = runtime.appliedIndex;
     const { digest, counts } = contentDigest(repository.content.nodesById(), repository.content.users(), repository.content.versions.all(), repository.content.schemas.digestLines());
+    // The full-text index is this node's own, derived from the content the digest covers: checked against it here.
+    const searchIndex = repository.content.search.check();
     const references = repository.content.blobReferences();
     let blobsMissing = 0;
     for (const { sha256, size } of references) if (size > 0 && !(await repository.blobs.has(sha256))) blobsMissing++;
     const self = runtime.self();
-    return { node: self.name, nodeId: self.id, appliedIndex, digest, counts, blobsMissing };
+    return { node: self.name, nodeId: self.id, appliedIndex, digest, counts, blobsMissing, searchIndex };
   });
 
   app.post('/api/v1/cluster/voting-exclusions', { config: { permission: 'admin' } }, async (request) => {

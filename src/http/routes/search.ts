@@ -1,0 +1,54 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+
+import { decodeCursor, encodeCursor, fingerprintOf, parseQuery, single } from '../../content/query.js';
+import { parseSearchQuery } from '../../content/searchQuery.js';
+import { ConclaveError } from '../../errors/catalogue.js';
+
+/**
+ * GET /api/v1/search — full-text search of the content (src/content/searchQuery.ts has the query language).
+ *
+ *   q=…                 the query (required)
+ *   under, type, prop.NAME[op]=…   the filters of /api/v1/query
+ *   limit, cursor       a page of results, best first; cursor is the previous page's nextCursor
+ *
+ * Answers { items: [{ id, path, name, type, score, snippet: [{ text, match }] }], total, totalIsLowerBound,
+ * nextCursor }. A search is a read: it waits for what its consistency needs, as every read does. Ranks depend on the
+ * whole content (BM25), so a write between two pages can move a result across the cursor.
+ */
+export async function searchRoutes(app: FastifyInstance): Promise<void> {
+  const { repository, config } = app.conclave;
+  const limits = { queryCharsMax: config.search.queryCharsMax, termsMax: config.search.queryTermsMax };
+  app.get(
+    '/api/v1/search',
+    { config: { permission: 'read', query: 'checkedByRoute' } },
+    async (request: FastifyRequest<{ Querystring: Record<string, unknown> }>, reply) => {
+      const { q, cursor: cursorText, sort, ...rest } = request.query;
+      if (q === undefined) throw new ConclaveError('INVALID_SEARCH_QUERY', 'Say what to search for in the parameter "q".');
+      if (sort !== undefined) throw new ConclaveError('INVALID_REQUEST', 'Search results come best first; "sort" is not one of its parameters.', { field: 'sort' });
+      const query = parseSearchQuery(single(q, 'q'), limits);
+      const spec = parseQuery(rest, { pageSizeDefault: config.search.pageSizeDefault, pageSizeMax: config.search.pageSizeMax });
+      const filters = { under: spec.under, type: spec.type, filters: spec.filters };
+      const fingerprint = fingerprintOf(JSON.stringify({ match: query.match, ...filters }));
+      const cursor = cursorText === undefined ? undefined : decodeCursor(single(cursorText, 'cursor'), fingerprint);
+      if (cursor !== undefined && typeof cursor.value !== 'number') throw new ConclaveError('INVALID_CURSOR', 'The cursor is malformed; pass nextCursor from the previous page unchanged.');
+      const search = repository.content.search;
+      const candidates = search.matchCount(query.match, config.search.candidatesMax);
+      if (candidates > config.search.candidatesMax) {
+        throw new ConclaveError(
+          'SEARCH_TOO_BROAD',
+          `The query matches more than ${config.search.candidatesMax} documents, and every match would be ranked; add words or make them longer (filters do not narrow what is ranked).`,
+          { candidatesMax: config.search.candidatesMax },
+        );
+      }
+      const page = search.page(query.match, filters, cursor, spec.limit, config.search.snippetTokens);
+      const total = search.total(query.match, filters, config.search.totalMax);
+      const last = page.hits.at(-1);
+      return reply.send({
+        items: page.hits.map(({ cursor: _cursor, ...hit }) => hit),
+        total: Math.min(total, config.search.totalMax),
+        totalIsLowerBound: total > config.search.totalMax,
+        nextCursor: page.more && last !== undefined ? encodeCursor(last.cursor, fingerprint) : null,
+      });
+    },
+  );
+}
