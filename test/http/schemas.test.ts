@@ -5,6 +5,7 @@ import { join } from 'node:path';
 
 import Database from 'better-sqlite3';
 
+import { dataFormatVersion } from '../../src/storage/database.js';
 import { json, openTestNode, type TestNode } from '../helpers/app.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
@@ -166,9 +167,9 @@ test('a data directory of format 4 (0.4) is upgraded in place: its nodes take a 
     const first = await openTestNode({}, tmp.dir);
     for (let i = 0; i < 3; i++) assert.equal((await first.request({ method: 'PUT', url: `/api/v1/content/old${i}`, ...json({ type: 'memo', properties: { text: `m${i}` } }) })).statusCode, 201);
     await first.close();
-    // As 0.4 left it: no schema tables, no index of nodes by type and id.
+    // As 0.4 left it: no schema tables, no index of nodes by type and id, no full-text index.
     const db = new Database(join(tmp.dir, 'conclave.db'));
-    db.exec(`DROP TABLE schemas; DROP TABLE schema_migrations; DROP INDEX nodes_type_id; DELETE FROM meta WHERE key = 'schemas_required'; UPDATE meta SET value = 4 WHERE key = 'format_version'`);
+    db.exec(`DROP TABLE schemas; DROP TABLE schema_migrations; DROP INDEX nodes_type_id; DROP TABLE search_index; DELETE FROM meta WHERE key IN ('schemas_required', 'search_index_built'); UPDATE meta SET value = 4 WHERE key = 'format_version'`);
     db.close();
 
     const upgraded = await openTestNode({ 'jobs.checkIntervalMs': 100 }, tmp.dir);
@@ -177,9 +178,12 @@ test('a data directory of format 4 (0.4) is upgraded in place: its nodes take a 
       assert.equal(started.statusCode, 202, started.body);
       await waitFor('the migration', async () => ((await upgraded.request({ method: 'GET', url: '/api/v1/schemas/memo/migration' })).json().state === 'done' ? true : undefined));
       assert.deepEqual((await upgraded.request({ method: 'GET', url: '/api/v1/content/old2' })).json().properties, { body: 'm2' });
+      // The full-text index was built at the upgrade (the schema marks no property fulltext: names alone).
+      const found = (await upgraded.request({ method: 'GET', url: '/api/v1/search?q=old2' })).json();
+      assert.deepEqual(found.items.map((h: { path: string }) => h.path), ['/old2']);
       const check = new Database(join(tmp.dir, 'conclave.db'), { readonly: true });
       try {
-        assert.equal(check.prepare(`SELECT value FROM meta WHERE key = 'format_version'`).pluck().get(), 5);
+        assert.equal(check.prepare(`SELECT value FROM meta WHERE key = 'format_version'`).pluck().get(), dataFormatVersion);
       } finally {
         check.close();
       }

@@ -207,6 +207,10 @@ test('restore --as new-cluster: the node elects itself, serves the same digest u
     assert.equal(digest.digest, full.digest);
     assert.equal(digest.blobsMissing, 0);
     assert.ok(digest.appliedIndex > full.index);
+    // The full-text index is not in the backup: the restored node built it from the state before serving.
+    assert.equal((digest as Digest & { searchIndex: { mismatchCount: number; indexed: number } }).searchIndex.mismatchCount, 0);
+    const found = (await (await api(node.url, '/api/v1/search?q=document&limit=100')).json()) as { items: Array<{ path: string }> };
+    assert.deepEqual(found.items.map((h) => h.path).sort(), blobs.map((_, i) => `/doc${i}`).sort());
     const status = (await (await api(node.url, '/api/v1/cluster/status')).json()) as { clusterUuid: string; master: { id: string } | null };
     assert.equal(status.clusterUuid, result.clusterUuid);
     assert.equal(status.master?.id, result.nodeId);
