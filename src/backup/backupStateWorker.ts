@@ -68,7 +68,7 @@ export function describeState(sourcePath: string, commitPoint?: CommitPointCells
       from += entries.length;
     }
     const content = new ContentTables(source);
-    const { digest, counts } = contentDigest(content.nodesById(), content.users(), content.versions.all(), content.schemas.digestLines());
+    const { digest, counts } = contentDigest(content.nodesById(), content.users(), content.versions.all(), content.stateDigestLines());
     const sizes = new Map<string, number>();
     for (const { sha256, size } of content.blobReferences()) sizes.set(sha256, size);
     const blobs = [...sizes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([sha256, size]) => ({ sha256, size }));

@@ -281,7 +281,7 @@ function checkState(path: string, manifest: BackupManifest, file: string): void 
       }
     }
     const content = new ContentTables(db);
-    const { digest, counts } = contentDigest(content.nodesById(), content.users(), content.versions.all(), content.schemas.digestLines());
+    const { digest, counts } = contentDigest(content.nodesById(), content.users(), content.versions.all(), content.stateDigestLines());
     if (digest !== manifest.contentDigest.digest || JSON.stringify(counts) !== JSON.stringify(manifest.contentDigest.counts)) {
       throw stateCorrupt(file, `the content digest of its state is ${digest}, not the ${manifest.contentDigest.digest} its manifest says`);
     }

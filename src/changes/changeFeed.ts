@@ -10,6 +10,12 @@ export interface FeedFilter {
   readonly under?: string;
   readonly types?: ReadonlySet<string>;
   readonly ops?: ReadonlySet<ChangeOp>;
+  /**
+   * The reader's access (src/http/readAccess.ts): an event is delivered only when the reader may read its path at
+   * delivery. `readerKey` names the reader for the pages streams share (equal keys, equal access).
+   */
+  readonly visible?: (path: string) => boolean;
+  readonly readerKey?: string;
 }
 
 /**
@@ -45,7 +51,7 @@ export interface FeedChunk {
 
 /** Names a filter: equal filters, equal keys. */
 export function filterKey(filter: FeedFilter): string {
-  return JSON.stringify([filter.under ?? null, filter.types === undefined ? null : [...filter.types].sort(), filter.ops === undefined ? null : [...filter.ops].sort()]);
+  return JSON.stringify([filter.under ?? null, filter.types === undefined ? null : [...filter.types].sort(), filter.ops === undefined ? null : [...filter.ops].sort(), filter.readerKey ?? null]);
 }
 
 export interface FeedPage {
@@ -79,6 +85,7 @@ export interface FeedLimits {
 export function matches(event: ChangeEvent, filter: FeedFilter): boolean {
   if (filter.types !== undefined && !filter.types.has(event.type)) return false;
   if (filter.ops !== undefined && !filter.ops.has(event.op)) return false;
+  if (filter.visible !== undefined && !filter.visible(event.path)) return false;
   if (filter.under === undefined) return true;
   return isSameOrDescendant(event.path, filter.under) || (event.from !== undefined && isSameOrDescendant(event.from, filter.under));
 }

@@ -143,6 +143,7 @@ export const settingSpecs: readonly SettingSpec[] = [
   { key: 'search.queryCharsMax', kind: 'int', schema: int(16, 10_000).default(512), doc: 'Longest full-text query GET /api/v1/search takes, in characters.' },
   { key: 'search.queryTermsMax', kind: 'int', schema: int(1, 256).default(16), doc: 'Most words and phrases one full-text query holds.' },
   { key: 'search.candidatesMax', kind: 'int', schema: int(100, 10_000_000).default(20_000), doc: 'Most documents a full-text query may match before the filters and ranking: every match is ranked, so a broader query is refused (SEARCH_TOO_BROAD) rather than left to take the node\'s time.' },
+  { key: 'search.scanMatchesMax', kind: 'int', schema: int(1000, 100_000_000).default(200_000), doc: 'For a caller who may not read every node, the most matches a full-text query may read while counting those it may read (each is looked up); past it the query is refused as too broad, however few of them it may read.' },
   { key: 'search.totalMax', kind: 'int', schema: int(1, 10_000_000).default(1000), doc: 'A search counts its results after the filters up to this many; past it the total is reported as a lower bound.' },
   { key: 'search.pageSizeDefault', kind: 'int', schema: int(1, 1000).default(20), doc: 'Results in one page of GET /api/v1/search when no limit is asked for.' },
   { key: 'search.pageSizeMax', kind: 'int', schema: int(1, 1000).default(100), doc: 'Most results one page of GET /api/v1/search holds.' },
@@ -316,7 +317,7 @@ export interface Config {
   content: { binaryBytesMax: number; batchOperationsMax: number; batchBytesMax: number; pageSizeDefault: number; pageSizeMax: number; pageBytesMax: number };
   history: { versionsPerNodeMax: number; retainSeconds: number; pruneIntervalMs: number; pruneBatchVersionsMax: number };
   schemas: { migrationBatchNodesMax: number; migrationNodesPerSecondMax: number };
-  search: { queryCharsMax: number; queryTermsMax: number; candidatesMax: number; totalMax: number; pageSizeDefault: number; pageSizeMax: number; snippetTokens: number };
+  search: { queryCharsMax: number; queryTermsMax: number; candidatesMax: number; scanMatchesMax: number; totalMax: number; pageSizeDefault: number; pageSizeMax: number; snippetTokens: number };
   changes: {
     retainEvents: number;
     retainSeconds: number;

@@ -20,6 +20,7 @@ import type {
   StartHistoryCommand,
 } from './commands.js';
 import { requireHistory, versionNotFound, versionsPerNodeMin } from './history.js';
+import { applySetAccess } from './applyAccess.js';
 import {
   applyDeleteSchema,
   applyMigrateSchema,
@@ -67,6 +68,7 @@ const handlers: { [K in Command['type']]: Handler<K> } = {
   putSchema: applyPutSchema,
   deleteSchema: applyDeleteSchema,
   setSchemaPolicy: applySetSchemaPolicy,
+  setAccess: applySetAccess,
   migrateSchema: applyMigrateSchema,
   resolveSchemaMigration: applyResolveSchemaMigration,
   rotateTokenKey: applyRotateTokenKey,

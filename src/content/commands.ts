@@ -1,3 +1,4 @@
+import type { AccessEntry } from './access.js';
 import type { HistoryRetention } from './history.js';
 import type { BinaryRef, JsonObject, Role } from './model.js';
 import type { SchemaDefinition } from './schema.js';
@@ -187,6 +188,13 @@ export interface DeleteSchemaCommand extends Authored, Preconditions {
 }
 
 /** Whether every content type (but the root's) needs a schema. */
+/** Replaces the access entries the node at `path` carries (src/content/access.ts); none: it carries none. */
+export interface SetAccessCommand extends Authored {
+  readonly type: 'setAccess';
+  readonly path: string;
+  readonly entries: readonly AccessEntry[];
+}
+
 export interface SetSchemaPolicyCommand extends Authored {
   readonly type: 'setSchemaPolicy';
   readonly schemasRequired: boolean;
@@ -242,6 +250,7 @@ export type Command =
   | PutSchemaCommand
   | DeleteSchemaCommand
   | SetSchemaPolicyCommand
+  | SetAccessCommand
   | MigrateSchemaCommand
   | ResolveSchemaMigrationCommand
   | StartHistoryCommand

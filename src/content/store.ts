@@ -1,3 +1,4 @@
+import type { AccessEntry } from './access.js';
 import type { ChangeStamp, ContentChange } from './changes.js';
 import type { HistoryRetention, NodeVersion, VersionMade } from './history.js';
 import type { ContentNode, User } from './model.js';
@@ -29,6 +30,13 @@ export interface ContentStore {
   /** Rewrites the path of a node and of every descendant from `from` to `to`. */
   movePaths(from: string, to: string): void;
   userByName(name: string): User | undefined;
+  /** The access entries the node at `path` carries (undefined: none); src/content/access.ts decides with them. */
+  accessEntriesAt(path: string): readonly AccessEntry[] | undefined;
+  accessEntriesOf(nodeId: string): AccessEntry[];
+  /** Paths of the nodes strictly below `path` that carry entries. */
+  accessPathsUnder(path: string): string[];
+  /** Replaces the entries node `nodeId` carries (none: it carries none). */
+  setAccessEntries(nodeId: string, entries: readonly AccessEntry[]): void;
   putUser(user: User): void;
   deleteUser(name: string): void;
   /** How many users hold the admin role; the last one may not lose it. */

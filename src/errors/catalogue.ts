@@ -29,7 +29,7 @@ export const errorCatalogue = {
   // Authentication and authorisation.
   AUTH_REQUIRED: { status: 401, retryable: false, summary: 'The endpoint needs credentials (HTTP Basic or a Bearer token).' },
   AUTH_INVALID: { status: 401, retryable: false, summary: 'The credentials or token are wrong, expired or revoked.' },
-  FORBIDDEN: { status: 403, retryable: false, summary: 'The user lacks the role this operation needs.' },
+  FORBIDDEN: { status: 403, retryable: false, summary: 'The user lacks the role, or the access on the content, this operation needs; a refused write names no node the user may not read.' },
   INTERNAL_AUTH_FAILED: { status: 401, retryable: false, summary: 'A node-to-node request did not prove the cluster secret (or its clock is too far off).' },
   RATE_LIMITED: { status: 429, retryable: true, summary: 'Too many failed logins, password checks or writes from this user or source; retry after Retry-After seconds.' },
 
@@ -58,6 +58,7 @@ export const errorCatalogue = {
   UPGRADE_IN_PROGRESS: { status: 409, retryable: false, summary: 'The request needs every member of the cluster to run a newer release than some do; finish the rolling upgrade first (the error names the versions).' },
   SCHEMA_VIOLATION: { status: 422, retryable: false, summary: 'The node the write would leave breaks the schema of its type (or its parent\'s childTypes); details.violations names every failing property by JSON Pointer and the rule. Nothing was stored.' },
   SCHEMA_REQUIRED: { status: 422, retryable: false, summary: 'The repository requires a schema for every content type (PUT /api/v1/schema-policy) and the node\'s type has none.' },
+  INVALID_ACCESS: { status: 400, retryable: false, summary: 'Access control entries are malformed or too many (a principal, allow or deny, and the permissions read, write, manage-access); the error names the field.' },
   INVALID_SEARCH_QUERY: { status: 400, retryable: false, summary: 'A full-text query is malformed or over a limit (search.queryCharsMax, search.queryTermsMax); the message names the problem and details.position where it is.' },
   SEARCH_TOO_BROAD: { status: 422, retryable: false, summary: 'A full-text query matches more documents than search.candidatesMax (every match is ranked); add or lengthen words. Filters do not narrow what is ranked.' },
   INVALID_SCHEMA: { status: 400, retryable: false, summary: 'A schema definition is malformed, over a limit, or holds a pattern that cannot run in linear time; the error names the field.' },

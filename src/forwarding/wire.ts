@@ -14,6 +14,7 @@
  */
 
 import type { ApplyResult } from '../content/apply.js';
+import { parseAccessEntries } from '../content/access.js';
 import { batchOperationTypes, preconditionFields, schemaCommandTypes, type BatchOperation, type Command, type Preconditions } from '../content/commands.js';
 import { parsePath } from '../content/paths.js';
 import { parseSchemaDefinition, parseSchemaTypeName } from '../content/schema.js';
@@ -60,7 +61,7 @@ export type ForwardedMessage = CommandRequest | CommandOutcome;
  */
 export type ForwardableCommand = Exclude<Command, { type: 'bootstrap' } | { type: 'setBinary' } | { type: 'rotateTokenKey' } | { type: 'pruneChanges' } | { type: 'startHistory' } | { type: 'pruneVersions' } | { type: 'migrateSchema' }>;
 
-const contentCommandTypes = new Set(['put', 'patch', 'delete', 'move', 'reorder', 'deleteBinary', 'batch', 'restore']);
+const contentCommandTypes = new Set(['put', 'patch', 'delete', 'move', 'reorder', 'deleteBinary', 'batch', 'restore', 'setAccess']);
 /**
  * Most operations a forwarded batch may hold: the settings' upper bound (the master then applies its own setting,
  * content.batchOperationsMax, as the route does: src/http/routes/batch.ts checkBatch).
@@ -210,6 +211,14 @@ function checkContentFields(type: string, c: Record<string, unknown>, malformed:
       parsePath(c['path']);
       parseBinaryProperty(c['property']);
       break;
+    case 'setAccess': {
+      parsePath(c['path']);
+      const entries = parseAccessEntries(c['entries']);
+      // apply() trusts the stored form: exactly what the route builds, nothing more.
+      if (JSON.stringify(entries) !== JSON.stringify(c['entries'])) throw malformed('entries not in their stored form');
+      if (Object.keys(c).some((key) => !['type', 'path', 'entries', 'time', 'user'].includes(key))) throw malformed('a field a setAccess command does not have');
+      break;
+    }
     case 'putUser':
       if (c['roles'] !== undefined) parseRoles(c['roles']);
       if (c['passwordHash'] !== undefined && !isText(c['passwordHash'], 1024)) throw malformed('passwordHash');

@@ -11,7 +11,7 @@ import { rootPath } from '../content/paths.js';
 import type { QueryCursor, QuerySpec } from '../content/query.js';
 import { ConclaveError } from '../errors/catalogue.js';
 import type { BlobStore } from '../storage/blobStore.js';
-import type { ContentTables, Page, PageTake, StoredNode } from '../storage/contentTables.js';
+import type { ContentTables, Page, PageTake, Visible, StoredNode } from '../storage/contentTables.js';
 import type { ClusterRuntime, Committed } from './clusterRuntime.js';
 
 /** Copies a stored upload to other nodes before its entry is proposed (replication/blobPusher.ts). */
@@ -124,12 +124,12 @@ export class Repository<O extends WriteAuthor> {
     return node;
   }
 
-  children(parentId: string, after: QueryCursor | undefined, limit: number, take: PageTake): Page<StoredNode> {
-    return this.content.childrenPage(parentId, after, limit, take);
+  children(parentId: string, after: QueryCursor | undefined, limit: number, take: PageTake, visible: Visible = null): Page<StoredNode> {
+    return this.content.childrenPage(parentId, after, limit, take, visible);
   }
 
-  query(spec: QuerySpec, take: PageTake): Page<StoredNode> {
-    return this.content.query(spec, take);
+  query(spec: QuerySpec, take: PageTake, visible: Visible = null): Page<StoredNode> {
+    return this.content.query(spec, take, visible);
   }
 
   /** The node a history request at `path` names: the one there, else the one most recently deleted there. */
@@ -159,8 +159,8 @@ export class Repository<O extends WriteAuthor> {
     return found;
   }
 
-  deletedChildren(parentId: string, after: { idx: number; id: string } | undefined, limit: number): { readonly items: VersionSummary[]; readonly more: boolean } {
-    return this.content.versions.deletedChildren(parentId, after, limit);
+  deletedChildren(parentId: string, after: { idx: number; id: string } | undefined, limit: number, visible: Visible = null): { readonly items: VersionSummary[]; readonly more: boolean } {
+    return this.content.versions.deletedChildren(parentId, after, limit, visible);
   }
 
   /** Makes version `version` of node `id` current again (RestoreCommand); a deleted node comes back at `path`. */

@@ -20,7 +20,9 @@ import { invariant } from '../errors/catalogue.js';
  *
  *   the schemas' lines (src/storage/schemaTables.ts digestLines): ["schema", type, version, state, definition, index,
  *                                createdAt, createdBy] by type and version, ["migration", type, …] by type, and
- *                                ["schemasRequired", true] when the policy is on
+ *                                ["schemasRequired", true] when the policy is on; then the access entries' lines
+ *                                (src/storage/accessTables.ts): ["access", nodeId, entries] by node id (all these
+ *                                are counted as schemaLines, the name they had first)
  *
  * A state without history (or of a release before it) has no version lines, and one without schemas no schema
  * lines, so its digest is what it always was.

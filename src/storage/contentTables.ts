@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto';
 import type { ChangeStamp, ContentChange } from '../content/changes.js';
 import type { HistoryRetention, NodeVersion, VersionMade } from '../content/history.js';
 import { legacyTokenKeyId } from '../content/commands.js';
-import type { ContentNode, JsonObject, Role, User } from '../content/model.js';
+import type { AccessEntry } from '../content/access.js';
+import type { ContentNode, JsonObject, JsonValue, Role, User } from '../content/model.js';
 import { descendantRange, rootPath } from '../content/paths.js';
 import { takePropertiesJson } from '../content/validate.js';
 import type { QueryCursor, QuerySpec, ScalarValue, SortKey } from '../content/query.js';
@@ -14,6 +15,7 @@ import { ChangeLog } from './changeLog.js';
 import { getMeta, setMeta, type Db } from './database.js';
 import { SchemaTables } from './schemaTables.js';
 import { SearchIndex } from './searchIndex.js';
+import { AccessTables } from './accessTables.js';
 import { VersionTables } from './versionTables.js';
 
 interface NodeRow {
@@ -105,6 +107,12 @@ function storedNodeOf(row: StoredNodeRow): StoredNode {
  * It must take the first node of every page, whatever its size, or a client could never get past it.
  */
 export type PageTake = (node: StoredNode) => boolean;
+/** Which paths a reader may read (src/http/readAccess.ts); null: every one. */
+export type Visible = ((path: string) => boolean) | null;
+/** Rows a page reads: one past the page, or all there are when some may be passed over (SQLite: LIMIT -1). */
+function rowsFor(limit: number, visible: Visible): number {
+  return visible === null ? limit + 1 : -1;
+}
 const takeAll: PageTake = () => true;
 
 export interface Page<T> {
@@ -166,6 +174,7 @@ export class ContentTables implements ContentStore {
   /** The schemas and their migrations, kept by apply() through this store. */
   readonly schemas: SchemaTables;
   readonly search: SearchIndex;
+  readonly access: AccessTables;
   private entryIndex = 0;
   private readonly childOutsideStatements = new Map<number, ReturnType<Db['prepare']>>();
 
@@ -174,6 +183,7 @@ export class ContentTables implements ContentStore {
     this.versions = new VersionTables(db, () => this.entryIndex);
     this.schemas = new SchemaTables(db);
     this.search = new SearchIndex(db, this.schemas);
+    this.access = new AccessTables(db);
     this.byPath = db.prepare('SELECT * FROM nodes WHERE path = ?');
     // Rows as arrays: better-sqlite3 builds an object with named columns at some cost on the read path.
     this.storedByPath = db.prepare(`SELECT ${storedNodeColumns} FROM nodes WHERE path = ?`).raw(true);
@@ -277,11 +287,13 @@ export class ContentTables implements ContentStore {
     invariant(node.path !== rootPath, 'the root is never deleted');
     const { low, high } = descendantRange(node.path);
     this.search.removingSubtree(node.path);
+    this.access.removingSubtree(node.path);
     const descendants = this.deleteRange.run(low, high).changes;
     return descendants + this.deleteOne.run(node.id).changes;
   }
 
   movePaths(from: string, to: string): void {
+    this.access.moved();
     invariant(from !== rootPath, 'the root is never moved');
     const { low, high } = descendantRange(from);
     // Keep everything after the old prefix, i.e. "/rest" of each descendant.
@@ -332,6 +344,7 @@ export class ContentTables implements ContentStore {
     this.versions.forget();
     this.schemas.forget();
     this.search.forget();
+    this.access.forget();
   }
 
   putUser(user: User): void {
@@ -369,6 +382,7 @@ export class ContentTables implements ContentStore {
   rolledBack(): void {
     this.versions.forget();
     this.schemas.forget();
+    this.access.forget();
   }
 
   recordChange(change: ContentChange): void {
@@ -463,6 +477,28 @@ export class ContentTables implements ContentStore {
     this.schemas.setSchemasRequired(required);
   }
 
+  accessEntriesAt(path: string): readonly AccessEntry[] | undefined {
+    return this.access.entriesAt(path);
+  }
+
+  accessPathsUnder(path: string): string[] {
+    return this.access.pathsUnder(path);
+  }
+
+  accessEntriesOf(nodeId: string): AccessEntry[] {
+    return this.access.entriesOf(nodeId);
+  }
+
+  setAccessEntries(nodeId: string, entries: readonly AccessEntry[]): void {
+    this.access.set(nodeId, entries);
+  }
+
+  /** The state's lines of the content digest besides nodes, users and versions: schemas, then access entries. */
+  *stateDigestLines(): Generator<JsonValue> {
+    yield* this.schemas.digestLines();
+    yield* this.access.digestLines();
+  }
+
   schemasInUse(): boolean {
     return this.schemas.inUse();
   }
@@ -519,14 +555,14 @@ export class ContentTables implements ContentStore {
    * One page of a node's children in order. `take` (see page()) may end the page before `limit`: rows are read one
    * at a time and the rest are never read.
    */
-  childrenPage(parentId: string, after: QueryCursor | undefined, limit: number, take: PageTake = takeAll): Page<StoredNode> {
+  childrenPage(parentId: string, after: QueryCursor | undefined, limit: number, take: PageTake = takeAll, visible: Visible = null): Page<StoredNode> {
     const position = after === undefined ? -1 : Number(after.value);
-    const rows = this.childPage.iterate(parentId, position, position, after?.id ?? '', limit + 1) as Iterable<StoredNodeRow>;
-    return this.page(rows, limit, take, (row) => ({ value: row[4], id: row[0] }));
+    const rows = this.childPage.iterate(parentId, position, position, after?.id ?? '', rowsFor(limit, visible)) as Iterable<StoredNodeRow>;
+    return this.page(rows, limit, take, (row) => ({ value: row[4], id: row[0] }), visible);
   }
 
   /** One page of a query's results; `take` as for childrenPage. */
-  query(spec: QuerySpec, take: PageTake = takeAll): Page<StoredNode> {
+  query(spec: QuerySpec, take: PageTake = takeAll, visible: Visible = null): Page<StoredNode> {
     const where: string[] = [];
     const params: unknown[] = [];
     if (spec.under !== undefined) {
@@ -559,8 +595,8 @@ export class ContentTables implements ContentStore {
       `SELECT ${storedNodeColumns}, (${sort.sql}) AS sort_value FROM nodes` +
       (where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '') +
       ` ORDER BY (sort_value IS NULL), sort_value ${direction}, id ${direction} LIMIT ?`;
-    const rows = this.db.prepare(sql).raw(true).iterate(...sort.params, ...params, spec.limit + 1) as Iterable<[...StoredNodeRow, ScalarValue]>;
-    return this.page(rows, spec.limit, take, (row) => ({ value: row[13] ?? null, id: row[0] }));
+    const rows = this.db.prepare(sql).raw(true).iterate(...sort.params, ...params, rowsFor(spec.limit, visible)) as Iterable<[...StoredNodeRow, ScalarValue]>;
+    return this.page(rows, spec.limit, take, (row) => ({ value: row[13] ?? null, id: row[0] }), visible);
   }
 
   /** Every node, by id: a stable order that owes nothing to when or where the rows were written. */
@@ -605,10 +641,14 @@ export class ContentTables implements ContentStore {
     limit: number,
     take: PageTake,
     cursorOf: (row: R) => QueryCursor,
+    visible: Visible = null,
   ): Page<StoredNode> {
     const items: StoredNode[] = [];
     let last: R | undefined;
     for (const row of rows) {
+      // A node the reader may not read is passed over as if it were not there: it is never an item, never the
+      // row a cursor names, and a page says more follow only when a node it may read does.
+      if (visible !== null && !visible((row as StoredNodeRow)[1])) continue;
       if (items.length === limit) return { items, next: cursorOf(last!) };
       const node = storedNodeOf(row as StoredNodeRow);
       if (!take(node)) {

@@ -14,7 +14,7 @@ import { ConclaveError } from '../errors/catalogue.js';
 export const dataFormatVersion = 6;
 
 /** The format that added each table after format 2; a state file of an older format lacks them. */
-export const tablesSinceFormat: Readonly<Record<string, number>> = { changes: 3, versions: 4, schemas: 5, schema_migrations: 5 };
+export const tablesSinceFormat: Readonly<Record<string, number>> = { changes: 3, versions: 4, schemas: 5, schema_migrations: 5, access: 6 };
 /** The format that added each index to a table of an earlier format; an older state file lacks them. */
 export const indexesSinceFormat: Readonly<Record<string, number>> = { nodes_type_id: 5 };
 /** The format that added each column to a table of format 2 (always at its end); an older state file lacks them. */
@@ -127,6 +127,13 @@ CREATE TABLE IF NOT EXISTS versions (
 CREATE INDEX IF NOT EXISTS versions_superseded ON versions(superseded_at, node_id, version) WHERE superseded_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS versions_deleted_children ON versions(parent_id, idx) WHERE op = 'deleted';
 CREATE INDEX IF NOT EXISTS versions_deleted_paths ON versions(path, idx) WHERE op = 'deleted';
+
+-- Access control (src/content/access.ts, src/storage/accessTables.ts): the entries a content node carries, as the
+-- JSON parseAccessEntries returns; a node without entries has no row. Written by apply(); a node's row goes with it.
+CREATE TABLE IF NOT EXISTS access (
+  node_id TEXT PRIMARY KEY,
+  entries TEXT NOT NULL
+) STRICT;
 
 -- Schemas (src/content/schema.ts, schemaState.ts, src/storage/schemaTables.ts): every version of every type's schema,
 -- written by apply(). state: active (in force; at most one per type), pending (a migration's target), superseded,

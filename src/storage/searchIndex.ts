@@ -141,6 +141,10 @@ export class SearchIndex {
       removeRange: db.prepare('DELETE FROM search_index WHERE rowid IN (SELECT rowid FROM nodes WHERE path = ? OR (path > ? AND path < ?))'),
       ofType: db.prepare('SELECT rowid, id, name, properties FROM nodes WHERE type = ? AND id > ? ORDER BY id LIMIT ?'),
       matches: db.prepare('SELECT count(*) FROM (SELECT 1 FROM search_index WHERE search_index MATCH ? LIMIT ?)').pluck(),
+      matchPaths: db.prepare('SELECT n.path FROM search_index s JOIN nodes n ON n.rowid = s.rowid WHERE search_index MATCH ?').pluck(),
+      snippet: db
+        .prepare(`SELECT snippet(search_index, -1, '${snippetMatchStart}', '${snippetMatchEnd}', '…', ?) FROM search_index WHERE search_index MATCH ? AND rowid = ?`)
+        .pluck(),
     };
   }
 
@@ -242,34 +246,76 @@ export class SearchIndex {
     return { where, params };
   }
 
-  /** Results after the filters, counted up to `countMax` (one more says "more than that"). */
-  total(match: string, filters: SearchFilters, countMax: number): number {
-    const { where, params } = this.whereOf(match, filters);
-    const sql = `SELECT count(*) FROM (SELECT 1 FROM search_index s JOIN nodes n ON n.rowid = s.rowid WHERE ${where.join(' AND ')} LIMIT ?)`;
-    return this.db.prepare(sql).pluck().get(...params, countMax + 1) as number;
+  /**
+   * Documents matching `match` that the reader may read, counted up to `countMax` (one more says "more than that"),
+   * reading at most `scanMax` matches in all: `capped` when the count stopped there. For a reader who may not read
+   * everything, what a search may rank is counted among what it may read, so that no refusal tells of others' nodes.
+   */
+  visibleMatchCount(match: string, visible: (path: string) => boolean, countMax: number, scanMax: number): { count: number; capped: boolean } {
+    let count = 0;
+    let scanned = 0;
+    for (const path of this.sql.matchPaths.iterate(match) as Iterable<string>) {
+      if (++scanned > scanMax) return { count, capped: true };
+      if (visible(path) && ++count > countMax) break;
+    }
+    return { count, capped: false };
   }
 
-  /** One page of results, best first (ties by node id), after `cursor`; `limit + 1` are read to tell whether more follow. */
-  page(match: string, filters: SearchFilters, cursor: QueryCursor | undefined, limit: number, snippetTokens: number): { readonly hits: SearchHit[]; readonly more: boolean } {
+  /** Results after the filters (and the reader's access), counted up to `countMax` (one more says "more than that"). */
+  total(match: string, filters: SearchFilters, countMax: number, visible: ((path: string) => boolean) | null = null): number {
+    const { where, params } = this.whereOf(match, filters);
+    if (visible === null) {
+      const sql = `SELECT count(*) FROM (SELECT 1 FROM search_index s JOIN nodes n ON n.rowid = s.rowid WHERE ${where.join(' AND ')} LIMIT ?)`;
+      return this.db.prepare(sql).pluck().get(...params, countMax + 1) as number;
+    }
+    let count = 0;
+    const sql = `SELECT n.path FROM search_index s JOIN nodes n ON n.rowid = s.rowid WHERE ${where.join(' AND ')}`;
+    for (const path of this.db.prepare(sql).pluck().iterate(...params) as Iterable<string>) if (visible(path) && ++count > countMax) break;
+    return count;
+  }
+
+  /**
+   * One page of results, best first (ties by node id), after `cursor`, of the nodes the reader may read; one more is
+   * looked for to tell whether more follow. Snippets are made for the page's results alone (FTS5 makes one by
+   * tokenising the document again: for every match, it would cost more than the ranking).
+   */
+  page(
+    match: string,
+    filters: SearchFilters,
+    cursor: QueryCursor | undefined,
+    limit: number,
+    snippetTokens: number,
+    visible: ((path: string) => boolean) | null = null,
+  ): { readonly hits: SearchHit[]; readonly more: boolean } {
     const { where, params } = this.whereOf(match, filters);
     if (cursor !== undefined) {
       where.push('(s.rank > ? OR (s.rank = ? AND n.id > ?))');
       params.push(cursor.value, cursor.value, cursor.id);
     }
     const sql =
-      `SELECT n.id, n.path, n.name, n.type, s.rank AS rank, snippet(search_index, -1, '${snippetMatchStart}', '${snippetMatchEnd}', '…', ?) AS snippet ` +
+      'SELECT s.rowid AS rowid, n.id, n.path, n.name, n.type, s.rank AS rank ' +
       `FROM search_index s JOIN nodes n ON n.rowid = s.rowid WHERE ${where.join(' AND ')} ORDER BY s.rank, n.id LIMIT ?`;
-    const rows = this.db.prepare(sql).all(snippetTokens, ...params, limit + 1) as Array<{ id: string; path: string; name: string; type: string; rank: number; snippet: string }>;
-    const hits = rows.slice(0, limit).map((row) => ({
+    const rows: Array<{ rowid: number; id: string; path: string; name: string; type: string; rank: number }> = [];
+    let more = false;
+    for (const row of this.db.prepare(sql).iterate(...params, visible === null ? limit + 1 : -1) as Iterable<(typeof rows)[number]>) {
+      if (visible !== null && !visible(row.path)) continue;
+      if (rows.length === limit) {
+        more = true;
+        break;
+      }
+      rows.push(row);
+    }
+    const hits = rows.map((row) => ({
       id: row.id,
       path: row.path,
       name: row.name,
       type: row.type,
       score: row.rank === 0 ? 0 : -row.rank,
-      snippet: snippetRuns(row.snippet),
+      // The rowid bound as an integer: FTS5 compares a REAL bound to rowid with MATCH as no constraint at all.
+      snippet: snippetRuns(this.sql.snippet.get(snippetTokens, match, BigInt(row.rowid)) as string),
       cursor: { value: row.rank, id: row.id },
     }));
-    return { hits, more: rows.length > limit };
+    return { hits, more };
   }
 }
 

@@ -267,9 +267,16 @@ export class VersionTables {
    * Deleted children of node `parentId` not restored since, the most recently deleted first, after the cursor
    * (idx, id) of the previous page; each is its delete version.
    */
-  deletedChildren(parentId: string, after: { idx: number; id: string } | undefined, limit: number): { readonly items: VersionSummary[]; readonly more: boolean } {
-    const rows = this.sql.deletedChildren.all({ parent: parentId, idx: after?.idx ?? Number.MAX_SAFE_INTEGER, id: after?.id ?? '', limit: limit + 1 }) as VersionRow[];
-    return { items: rows.slice(0, limit).map(summaryOf), more: rows.length > limit };
+  deletedChildren(parentId: string, after: { idx: number; id: string } | undefined, limit: number, visible: ((path: string) => boolean) | null = null): { readonly items: VersionSummary[]; readonly more: boolean } {
+    const params = { parent: parentId, idx: after?.idx ?? Number.MAX_SAFE_INTEGER, id: after?.id ?? '', limit: visible === null ? limit + 1 : -1 };
+    const items: VersionSummary[] = [];
+    // Deleted nodes the reader may not read (where they were) are passed over: never listed, never a cursor.
+    for (const row of this.sql.deletedChildren.iterate(params) as Iterable<VersionRow>) {
+      if (visible !== null && !visible(row[6])) continue;
+      if (items.length === limit) return { items, more: true };
+      items.push(summaryOf(row));
+    }
+    return { items, more: false };
   }
 
   /**

@@ -62,7 +62,7 @@ export async function backupFromDataDir(
       if (entry.payload.kind === 'configuration') configuration = entry.payload;
     }
     const content = new ContentTables(db);
-    const digest = contentDigest(content.nodesById(), content.users(), options.stateFormat2 === true ? [] : content.versions.all(), options.stateFormat2 === true ? [] : content.schemas.digestLines());
+    const digest = contentDigest(content.nodesById(), content.users(), options.stateFormat2 === true ? [] : content.versions.all(), options.stateFormat2 === true ? [] : content.stateDigestLines());
     const referenced = [...new Set(content.blobReferences().map((r) => r.sha256))].sort();
     const baseHeld = new Set(options.base?.manifest.blobsReferenced ?? []);
     const blobs = referenced.filter((sha256) => !baseHeld.has(sha256));

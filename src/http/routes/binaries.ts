@@ -5,6 +5,7 @@ import { ConclaveError } from '../../errors/catalogue.js';
 import { contentPathOf, sendCommitted } from './content.js';
 import { writeOriginOf } from '../writeOrigin.js';
 import { header, parsePreconditions, parseTags } from '../representation.js';
+import { canRead } from '../readAccess.js';
 
 type BinaryRequest = FastifyRequest<{ Params: { '*'?: string }; Querystring: Record<string, string | string[]> }>;
 
@@ -98,6 +99,8 @@ export async function binaryRoutes(app: FastifyInstance): Promise<void> {
   const getBinary = async (request: BinaryRequest, reply: FastifyReply) => {
     const path = contentPathOf(request);
     const property = propertyOf(request);
+    // A node the caller may not read is one that does not exist (src/http/readAccess.ts).
+    if (!canRead(repository.content, request, path)) throw new ConclaveError('NODE_NOT_FOUND', `No node exists at ${path}.`, { path });
     const node = repository.node(path);
     const binary = Object.hasOwn(node.binaries, property) ? node.binaries[property] : undefined;
     if (binary === undefined) {

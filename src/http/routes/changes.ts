@@ -9,6 +9,7 @@ import { ConclaveError } from '../../errors/catalogue.js';
 import { FeedStream } from '../feedStream.js';
 import { waiterOf } from '../minIndex.js';
 import { header } from '../representation.js';
+import { liveReadFilter, readerKeyOf, viewerOf } from '../readAccess.js';
 
 type ChangesRequest = FastifyRequest<{ Querystring: Record<string, string | string[]> }>;
 
@@ -65,7 +66,7 @@ function parseWaitSeconds(raw: string | string[] | undefined, max: number): numb
  */
 export async function changesRoutes(app: FastifyInstance): Promise<void> {
   const context = app.conclave;
-  const { config, changes, runtime } = context;
+  const { config, changes, runtime, repository } = context;
   const limits = config.changes;
   const streams = new Set<FeedStream>();
   const longPolls = new Set<AbortController>();
@@ -129,7 +130,11 @@ export async function changesRoutes(app: FastifyInstance): Promise<void> {
     '/api/v1/changes',
     { config: { permission: 'read', query: ['since', 'limit', 'wait', 'under', 'type', 'op'] } },
     async (request: ChangesRequest, reply: FastifyReply) => {
-      const filter = parseFeedFilter(request.query);
+      const viewer = viewerOf(request);
+      const visible = liveReadFilter(repository.content, viewer);
+      // Events are filtered by the reader's access at delivery (src/http/readAccess.ts): a node it may not read
+      // then leaves no event in its pages or its stream.
+      const filter = visible === null ? parseFeedFilter(request.query) : { ...parseFeedFilter(request.query), visible, readerKey: readerKeyOf(viewer) };
       const sinceText = optional(request.query['since'], 'since');
       const wantsStream = (header(request.headers, 'accept') ?? '').includes('text/event-stream');
       if (wantsStream) {

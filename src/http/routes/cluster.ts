@@ -39,7 +39,7 @@ export async function clusterRoutes(app: FastifyInstance): Promise<void> {
     // applied while it runs, so the digest is exactly that of appliedIndex. A large repository holds the event
     // loop for as long; this is an operator's check, not a hot path.
     const appliedIndex = runtime.appliedIndex;
-    const { digest, counts } = contentDigest(repository.content.nodesById(), repository.content.users(), repository.content.versions.all(), repository.content.schemas.digestLines());
+    const { digest, counts } = contentDigest(repository.content.nodesById(), repository.content.users(), repository.content.versions.all(), repository.content.stateDigestLines());
     // The full-text index is this node's own, derived from the content the digest covers: checked against it here.
     const searchIndex = repository.content.search.check();
     const references = repository.content.blobReferences();

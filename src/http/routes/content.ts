@@ -10,6 +10,7 @@ import type { Committed } from '../../node/clusterRuntime.js';
 import { writeOriginOf } from '../writeOrigin.js';
 import { answerHistory, historyQueryParameters, historyReadOf } from './history.js';
 import { PageBody } from '../pageBody.js';
+import { readFilter, viewerOf } from '../readAccess.js';
 import { header, isTrue, nodeJson, parsePreconditions, parseTags, storedNodeJson } from '../representation.js';
 
 type WildcardRequest = FastifyRequest<{ Params: { '*'?: string }; Querystring: Record<string, string | string[]> }>;
@@ -71,8 +72,13 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
 
   const getNode = async (request: WildcardRequest, reply: FastifyReply) => {
     const path = contentPathOf(request);
+    const visible = readFilter(repository.content, viewerOf(request));
     const history = historyReadOf(request.query);
-    if (history !== null) return answerHistory(app, request, reply, history, repository.historyNodeId(path));
+    // A node the caller may not read is one that does not exist: the same answer, whatever is asked of it.
+    if (visible !== null && !visible(path)) {
+      throw new ConclaveError('NODE_NOT_FOUND', history === null ? `No node exists at ${path}.` : `No node exists at ${path}, and none deleted there is in the history.`, { path });
+    }
+    if (history !== null) return answerHistory(app, request, reply, history, repository.historyNodeId(path), visible);
     const withChildren = isTrue(request.query['children'], 'children');
     const ifNoneMatch = header(request.headers, 'if-none-match');
     if (!withChildren) {
@@ -94,7 +100,7 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
     const after = typeof cursorText === 'string' ? decodeCursor(cursorText, fingerprint) : undefined;
     // Bounded in bytes as well as in nodes (content.pageBytesMax): a page may end early, with a cursor.
     const body = new PageBody(config.content.pageBytesMax);
-    const page = repository.children(node.id, after, limit, body.take);
+    const page = repository.children(node.id, after, limit, body.take, visible);
     const nextCursor = page.next === undefined ? null : encodeCursor(page.next, fingerprint);
     // The node's own fields, then "children": the same document as {...nodeJson(node), children: {...}}.
     const prefix = `${storedNodeJson(node).slice(0, -1)},"children":{"items":`;
@@ -164,9 +170,19 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
 
   app.get('/api/v1/nodes/:id', listing, async (request: FastifyRequest<{ Params: { id: string }; Querystring: Record<string, string | string[]> }>, reply) => {
     const history = historyReadOf(request.query);
-    if (history !== null) return answerHistory(app, request, reply, history, repository.historyNodeById(request.params.id));
+    const id = request.params.id;
+    const visible = readFilter(repository.content, viewerOf(request));
+    if (history !== null) {
+      const target = repository.historyNodeById(id);
+      // A deleted node is read where it was deleted (its last version's path).
+      if (visible !== null && !visible(target.deleted ? repository.version(id, repository.content.versions.lastVersionNumber(id)!).node.path : repository.nodeById(id).path)) {
+        throw new ConclaveError('NODE_NOT_FOUND', `No node has the id ${id}, and none deleted with it is in the history.`, { id });
+      }
+      return answerHistory(app, request, reply, history, target, visible);
+    }
     if (isTrue(request.query['children'], 'children')) throw new ConclaveError('INVALID_REQUEST', 'List children by path: GET /api/v1/content/{path}?children=true.');
-    const node = repository.nodeById(request.params.id);
+    const node = repository.nodeById(id);
+    if (visible !== null && !visible(node.path)) throw new ConclaveError('NODE_NOT_FOUND', `No node has the id ${id}.`, { id });
     reply.header('ETag', etagOf(node));
     return nodeJson(node);
   });

@@ -1,3 +1,4 @@
+import type { Visible } from '../../storage/contentTables.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 import { requireHistory, type NodeVersion, type VersionSummary } from '../../content/history.js';
@@ -75,6 +76,7 @@ export function answerHistory(
   reply: FastifyReply,
   read: 'versions' | 'version' | 'deleted',
   target: { readonly id: string; readonly deleted: boolean },
+  visible: Visible = null,
 ): unknown {
   const { repository, config } = app.conclave;
   const query = request.query;
@@ -97,7 +99,7 @@ export function answerHistory(
   if (target.deleted) throw new ConclaveError('NODE_NOT_FOUND', 'A deleted node has no children to list; restore it first.', { id: target.id });
   const fingerprint = `deleted:${target.id}`;
   const after = typeof cursorText === 'string' ? decodeCursor(cursorText, fingerprint) : undefined;
-  const page = repository.deletedChildren(target.id, after === undefined ? undefined : { idx: cursorNumber(after.value), id: after.id }, limit);
+  const page = repository.deletedChildren(target.id, after === undefined ? undefined : { idx: cursorNumber(after.value), id: after.id }, limit, visible);
   const last = page.items.at(-1);
   reply.header('Cache-Control', 'no-store');
   return {

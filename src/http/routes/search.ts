@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { decodeCursor, encodeCursor, fingerprintOf, parseQuery, single } from '../../content/query.js';
 import { parseSearchQuery } from '../../content/searchQuery.js';
 import { ConclaveError } from '../../errors/catalogue.js';
+import { readFilter, viewerOf } from '../readAccess.js';
 
 /**
  * GET /api/v1/search — full-text search of the content (src/content/searchQuery.ts has the query language).
@@ -12,7 +13,7 @@ import { ConclaveError } from '../../errors/catalogue.js';
  *   limit, cursor       a page of results, best first; cursor is the previous page's nextCursor
  *
  * Answers { items: [{ id, path, name, type, score, snippet: [{ text, match }] }], total, totalIsLowerBound,
- * nextCursor }. A search is a read: it waits for what its consistency needs, as every read does. Ranks depend on the
+ * nextCursor }. Results, counts and refusals only ever count the nodes the caller may read. A search is a read: it waits for what its consistency needs, as every read does. Ranks depend on the
  * whole content (BM25), so a write between two pages can move a result across the cursor.
  */
 export async function searchRoutes(app: FastifyInstance): Promise<void> {
@@ -32,16 +33,21 @@ export async function searchRoutes(app: FastifyInstance): Promise<void> {
       const cursor = cursorText === undefined ? undefined : decodeCursor(single(cursorText, 'cursor'), fingerprint);
       if (cursor !== undefined && typeof cursor.value !== 'number') throw new ConclaveError('INVALID_CURSOR', 'The cursor is malformed; pass nextCursor from the previous page unchanged.');
       const search = repository.content.search;
-      const candidates = search.matchCount(query.match, config.search.candidatesMax);
-      if (candidates > config.search.candidatesMax) {
+      const visible = readFilter(repository.content, viewerOf(request));
+      // What may be ranked is counted among what the caller may read, so that no refusal tells of nodes it may not.
+      const candidates =
+        visible === null
+          ? { count: search.matchCount(query.match, config.search.candidatesMax), capped: false }
+          : search.visibleMatchCount(query.match, visible, config.search.candidatesMax, config.search.scanMatchesMax);
+      if (candidates.count > config.search.candidatesMax || candidates.capped) {
         throw new ConclaveError(
           'SEARCH_TOO_BROAD',
           `The query matches more than ${config.search.candidatesMax} documents, and every match would be ranked; add words or make them longer (filters do not narrow what is ranked).`,
           { candidatesMax: config.search.candidatesMax },
         );
       }
-      const page = search.page(query.match, filters, cursor, spec.limit, config.search.snippetTokens);
-      const total = search.total(query.match, filters, config.search.totalMax);
+      const page = search.page(query.match, filters, cursor, spec.limit, config.search.snippetTokens, visible);
+      const total = search.total(query.match, filters, config.search.totalMax, visible);
       const last = page.hits.at(-1);
       return reply.send({
         items: page.hits.map(({ cursor: _cursor, ...hit }) => hit),
