@@ -20,7 +20,7 @@ import type {
   StartHistoryCommand,
 } from './commands.js';
 import { requireHistory, versionNotFound, versionsPerNodeMin } from './history.js';
-import { applySetAccess } from './applyAccess.js';
+import { applySetAccess, requireAccess, requireSubtreeWrite } from './applyAccess.js';
 import {
   applyDeleteSchema,
   applyMigrateSchema,
@@ -196,6 +196,7 @@ function applyRestore(store: ContentStore, command: RestoreCommand): ApplyResult
   const source = store.nodeVersion(command.id, command.version);
   if (source === undefined) throw versionNotFound(command.id, command.version);
   const live = store.nodeById(command.id);
+  requireAccess(store, command.user, live?.path ?? command.path, 'write');
   if (live !== undefined) {
     checkPreconditions(live, command, live.path);
     if (live.path === rootPath && source.node.type !== rootNodeType) throw new ConclaveError('ROOT_IMMUTABLE', 'The root node keeps the type "root".');
@@ -264,6 +265,7 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
   if (command.nodeType === rootNodeType && command.path !== rootPath) {
     throw new ConclaveError('INVALID_REQUEST', `The type "${rootNodeType}" belongs to the root node; give ${command.path} another.`, { field: 'type' });
   }
+  requireAccess(store, command.user, command.path, 'write');
   const existing = store.nodeByPath(command.path);
   checkPreconditions(existing, command, command.path);
   if (existing !== undefined) {
@@ -313,6 +315,7 @@ function checkTypeChange(store: ContentStore, node: ContentNode, type: string): 
 }
 
 function applyPatch(store: ContentStore, command: PatchCommand): ApplyResult {
+  requireAccess(store, command.user, command.path, 'write');
   const node = targetOf(store, command.path, command);
   const patched = applyMergePatch(patchBase(store, node), command.patch);
   invariant(isPlainObject(patched), 'a merge patch of an object with an object is an object');
@@ -325,6 +328,8 @@ function applyDelete(store: ContentStore, command: DeleteCommand): ApplyResult {
   if (command.path === rootPath) {
     throw new ConclaveError('ROOT_IMMUTABLE', 'The root node cannot be deleted; delete its children instead.');
   }
+  if (command.recursive) requireSubtreeWrite(store, command.user, command.path);
+  else requireAccess(store, command.user, command.path, 'write');
   const node = targetOf(store, command.path, command);
   if (!command.recursive && store.hasChildren(node.id)) {
     throw new ConclaveError('NODE_HAS_CHILDREN', `${command.path} has children; add ?recursive=true to delete the subtree.`, {
@@ -375,6 +380,8 @@ function applyMove(store: ContentStore, command: MoveCommand): ApplyResult {
   if (command.from === rootPath || command.to === rootPath) {
     throw new ConclaveError('ROOT_IMMUTABLE', 'The root node cannot be moved, and nothing can be moved onto it.');
   }
+  requireSubtreeWrite(store, command.user, command.from);
+  requireAccess(store, command.user, command.to, 'write');
   const node = targetOf(store, command.from, command);
   if (command.to !== command.from && isSameOrDescendant(command.to, command.from)) {
     throw new ConclaveError('MOVE_INTO_DESCENDANT', `${command.from} cannot be moved below itself (to ${command.to}).`, {
@@ -415,6 +422,7 @@ function applyMove(store: ContentStore, command: MoveCommand): ApplyResult {
 }
 
 function applyReorder(store: ContentStore, command: ReorderCommand): ApplyResult {
+  requireAccess(store, command.user, command.path, 'write');
   const node = targetOf(store, command.path, command);
   const children = store.children(node.id);
   const byName = new Map(children.map((c) => [c.name, c]));
@@ -431,6 +439,7 @@ function applyReorder(store: ContentStore, command: ReorderCommand): ApplyResult
 }
 
 function applySetBinary(store: ContentStore, command: SetBinaryCommand): ApplyResult {
+  requireAccess(store, command.user, command.path, 'write');
   const node = targetOf(store, command.path, command);
   const binaries = { ...node.binaries, [command.property]: command.binary };
   checkBinaryCount(Object.keys(binaries).length);
@@ -438,6 +447,7 @@ function applySetBinary(store: ContentStore, command: SetBinaryCommand): ApplyRe
 }
 
 function applyDeleteBinary(store: ContentStore, command: DeleteBinaryCommand): ApplyResult {
+  requireAccess(store, command.user, command.path, 'write');
   const node = targetOf(store, command.path, command);
   if (!Object.hasOwn(node.binaries, command.property)) {
     throw new ConclaveError('BINARY_NOT_FOUND', `${command.path} has no binary property "${command.property}".`, {

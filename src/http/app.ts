@@ -35,6 +35,7 @@ import { internalBlobRoutes } from './routes/internal.js';
 import { internalSnapshotRoutes } from './routes/internalSnapshots.js';
 import { queryRoutes } from './routes/query.js';
 import { searchRoutes } from './routes/search.js';
+import { accessRoutes } from './routes/access.js';
 import { userRoutes } from './routes/users.js';
 import { webhookRoutes } from './routes/webhooks.js';
 
@@ -220,6 +221,7 @@ export async function buildApp(context: HttpContext, log: Logger): Promise<Fasti
   await app.register(schemaRoutes);
   await app.register(queryRoutes);
   await app.register(searchRoutes);
+  await app.register(accessRoutes);
   await app.register(binaryRoutes);
   await app.register(clusterRoutes);
   await app.register(backupRoutes);

@@ -18,6 +18,7 @@ import { ConclaveError, invariant } from '../errors/catalogue.js';
 import { buildApp } from '../http/app.js';
 import { checkBatch } from '../http/routes/batch.js';
 import { checkSchemasAvailable, schemasSinceVersion } from '../http/routes/schemas.js';
+import { checkAccessAvailable } from '../http/routes/access.js';
 import { SchemaMigrator } from '../schemas/schemaMigrator.js';
 import type { HttpContext } from '../http/context.js';
 import { InternalAuth } from '../auth/internalAuth.js';
@@ -63,7 +64,7 @@ import { ClusterRuntime } from './clusterRuntime.js';
 import { Repository } from './repository.js';
 
 /** The software version nodes compare when one joins (major must match; never older than the oldest member). */
-export const softwareVersion = '0.5.0';
+export const softwareVersion = '0.6.0';
 
 /** A peer silent this long during a node-to-node transfer (waiting for headers or the next chunk) fails it. */
 const internalIdleTimeoutMs = 30_000;
@@ -266,6 +267,7 @@ export class ConclaveNode {
             if (command.type === 'batch') checkBatch(command.operations, config.content, liveRuntime.clusterState());
             if (command.type === 'restore') requireHistory(content.historyRetention());
             if (schemaCommandTypes.has(command.type)) checkSchemasAvailable(liveRuntime.clusterState());
+            if (command.type === 'setAccess') checkAccessAvailable(liveRuntime.clusterState());
           },
           get appliedIndex() {
             return liveRuntime.appliedIndex;

@@ -13,6 +13,7 @@ import { ConclaveError } from '../errors/catalogue.js';
 import type { BlobStore } from '../storage/blobStore.js';
 import type { ContentTables, Page, PageTake, Visible, StoredNode } from '../storage/contentTables.js';
 import type { ClusterRuntime, Committed } from './clusterRuntime.js';
+import type { AccessEntry } from '../content/access.js';
 
 /** Copies a stored upload to other nodes before its entry is proposed (replication/blobPusher.ts). */
 export interface BlobReplicas {
@@ -241,6 +242,10 @@ export class Repository<O extends WriteAuthor> {
 
   deleteSchema(typeName: string, pre: Preconditions, origin: O): Promise<Committed> {
     return this.proposeWrite({ type: 'deleteSchema', typeName, ...pre, time: this.time(), user: origin.authority.user }, origin);
+  }
+
+  setAccess(path: string, entries: readonly AccessEntry[], origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'setAccess', path, entries, time: this.time(), user: origin.authority.user }, origin);
   }
 
   setSchemaPolicy(schemasRequired: boolean, origin: O): Promise<Committed> {

@@ -481,6 +481,10 @@ export class ContentTables implements ContentStore {
     return this.access.entriesAt(path);
   }
 
+  accessInUse(): boolean {
+    return this.access.any();
+  }
+
   accessPathsUnder(path: string): string[] {
     return this.access.pathsUnder(path);
   }
