@@ -140,6 +140,8 @@ async function main(): Promise<void> {
       phrase: () => `"${vocabulary[Math.floor(random() * 100)]} ${vocabulary[Math.floor(random() * 100)]}"`,
     };
     const latency = new Map(Object.keys(kinds).map((k) => [k, new LatencyHistogram()]));
+    // The floor: a read of one node by path, between the searches, through the same client and nodes.
+    const reads = new LatencyHistogram();
     const all = new LatencyHistogram();
     let tooBroad = 0;
     let errors = 0;
@@ -148,6 +150,9 @@ async function main(): Promise<void> {
     while (performance.now() - started < durationMs) {
       const [kind, make] = Object.entries(kinds)[n % 4]!;
       const node = cluster.names[n++ % cluster.names.length]!;
+      const r0 = performance.now();
+      const read = await call(`${cluster.url(node)}/api/v1/content/docs/d${Math.floor(random() * documents)}`, 'GET');
+      if (read.status === 200) reads.record(performance.now() - r0);
       const t0 = performance.now();
       const answer = await call(`${cluster.url(node)}/api/v1/search?q=${encodeURIComponent(make())}&limit=10`, 'GET');
       const ms = performance.now() - t0;
@@ -167,7 +172,7 @@ async function main(): Promise<void> {
     console.log(`searches: ${s.count} in ${seconds.toFixed(1)} s, ${(results / Math.max(1, s.count)).toFixed(1)} results each, ${tooBroad} refused as too broad, ${errors} errors`);
     console.log('| query | searches | p50 ms | p99 ms | max ms |');
     console.log('|---|--:|--:|--:|--:|');
-    for (const [kind, h] of [...latency, ['all', all] as const]) {
+    for (const [kind, h] of [...latency, ['all searches', all] as const, ['a read of one node (not a search)', reads] as const]) {
       const k = h.summary();
       console.log(`| ${kind} | ${k.count} | ${k.p50Ms.toFixed(2)} | ${k.p99Ms.toFixed(2)} | ${k.maxMs.toFixed(2)} |`);
     }

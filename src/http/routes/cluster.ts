@@ -9,6 +9,7 @@ import { awaitClusterState } from '../clusterStateWait.js';
 import { clusterStatus } from '../../node/clusterStatus.js';
 import { migrationJson } from './schemas.js';
 import { contentDigest } from '../../replication/contentDigest.js';
+import { readFilter, viewerOf } from '../readAccess.js';
 
 /**
  *   GET    /api/v1/cluster/status              (read, never anonymous)  the cluster as this node sees it (clusterStatus.ts)
@@ -30,7 +31,8 @@ export async function clusterRoutes(app: FastifyInstance): Promise<void> {
   app.get('/api/v1/cluster/status', { config: { permission: 'read' } }, async (request) => {
     if (request.principal === anonymous) throw new ConclaveError('AUTH_REQUIRED', 'Log in to read the cluster status (any role will do; anonymous reading covers content only).');
     // Schema migrations running or failed (docs/http-api.md "Schemas"), as this node has applied them.
-    const schemaMigrations = repository.content.schemas.pendingMigrations().map(migrationJson);
+    const visible = readFilter(repository.content, viewerOf(request));
+    const schemaMigrations = repository.content.schemas.pendingMigrations().map((m) => migrationJson(m, visible));
     return { ...clusterStatus(runtime, restoredOrigin?.get() ?? null), schemaMigrations };
   });
 

@@ -9,6 +9,7 @@ import { ConclaveError } from '../../errors/catalogue.js';
 import { writeOriginOf } from '../writeOrigin.js';
 import { isTrue, parsePreconditions } from '../representation.js';
 import { encodePath, sendCommitted } from './content.js';
+import { canRead } from '../readAccess.js';
 
 type Query = Record<string, string | string[] | undefined>;
 
@@ -131,14 +132,22 @@ export async function historyRoutes(app: FastifyInstance): Promise<void> {
     const path = parsePath(body['path'], 'path');
     const version = parseVersion(body['version'], 'version');
     requireHistory(repository.content.historyRetention());
+    // Restoring reads the node's history: a node the caller may not read is one the history does not have.
+    const hidden = (at: string) => !canRead(repository.content, request, at);
+    if (hidden(path)) throw new ConclaveError('NODE_NOT_FOUND', `No node exists at ${path}, and none deleted there is in the history.`, { path });
     let target: { id: string; deleted: boolean };
     if (body['id'] !== undefined) {
       if (typeof body['id'] !== 'string' || body['id'].length === 0 || body['id'].length > 128) throw new ConclaveError('INVALID_REQUEST', '"id" must be a node id.');
       target = repository.historyNodeById(body['id']);
+      // A deleted node is read where it was deleted.
+      if (target.deleted && hidden(repository.version(target.id, repository.content.versions.lastVersionNumber(target.id)!).node.path)) {
+        throw new ConclaveError('NODE_NOT_FOUND', `No node has the id ${target.id}, and none deleted with it is in the history.`, { id: target.id });
+      }
     } else target = repository.historyNodeId(path);
     const to = body['to'] === undefined ? path : parsePath(body['to'], 'to');
     if (!target.deleted) {
       const live = repository.nodeById(target.id);
+      if (hidden(live.path)) throw new ConclaveError('NODE_NOT_FOUND', `No node has the id ${target.id}, and none deleted with it is in the history.`, { id: target.id });
       if (live.path !== path) throw new ConclaveError('INVALID_REQUEST', `Node ${target.id} is at ${live.path}, not ${path}.`, { id: target.id, path: live.path });
       if (body['to'] !== undefined && to !== path) throw new ConclaveError('INVALID_REQUEST', '"to" is for a deleted node; move a live one with POST /api/v1/move.');
     }

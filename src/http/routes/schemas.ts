@@ -10,6 +10,7 @@ import { ConclaveError } from '../../errors/catalogue.js';
 import type { Committed } from '../../node/clusterRuntime.js';
 import { writeOriginOf } from '../writeOrigin.js';
 import { isTrue, parsePreconditions } from '../representation.js';
+import { readFilter, viewerOf } from '../readAccess.js';
 
 /**
  * The first release that knows schemas. A member of an older one would stop at a schema entry it cannot apply, so
@@ -44,7 +45,7 @@ export function schemaJson(schema: StoredSchema) {
  * A migration with its progress: done of total, the rate since it started (nodes per second, by the entries' own
  * times) and, while it runs, an estimate of the seconds left at that rate.
  */
-export function migrationJson(migration: SchemaMigration) {
+export function migrationJson(migration: SchemaMigration, visible: ((path: string) => boolean) | null = null) {
   const seconds = (Date.parse(migration.updatedAt) - Date.parse(migration.startedAt)) / 1000;
   const rate = seconds > 0 ? migration.nodesDone / seconds : null;
   const left = Math.max(0, migration.nodesTotal - migration.nodesDone);
@@ -63,7 +64,8 @@ export function migrationJson(migration: SchemaMigration) {
     startedBy: migration.startedBy,
     updatedAt: migration.updatedAt,
     finishedAt: migration.finishedAt,
-    failure: migration.failure,
+    // A node the reader may not read is not named, not even as the one a migration could not convert.
+    failure: migration.failure === null || visible === null || visible(migration.failure.path) ? migration.failure : { hidden: true, message: 'A node you may not read could not be converted.' },
   };
 }
 
@@ -108,7 +110,8 @@ export async function schemaRoutes(app: FastifyInstance): Promise<void> {
     const rows = schemas.inForcePage(after, 2 * limit + 2);
     const types = [...new Set(rows.map((s) => s.typeName))];
     const page = types.slice(0, limit);
-    const items = page.map((type) => typeJson(rows.filter((s) => s.typeName === type), schemas.migration(type)));
+    const visible = readFilter(repository.content, viewerOf(request));
+    const items = page.map((type) => typeJson(rows.filter((s) => s.typeName === type), schemas.migration(type), visible));
     return { schemasRequired: schemas.schemasRequired(), items, nextCursor: types.length > limit ? page.at(-1)! : null };
   });
 
@@ -131,7 +134,7 @@ export async function schemaRoutes(app: FastifyInstance): Promise<void> {
     const current = [active, pending].filter((s) => s !== undefined);
     if (current.length === 0) throw schemaNotFound(type);
     if (active !== undefined) reply.header('ETag', schemaEtag(active));
-    return typeJson(current, migration);
+    return typeJson(current, migration, readFilter(repository.content, viewerOf(request)));
   });
 
   app.put('/api/v1/schemas/:type', admin, async (request: TypeRequest, reply) => {
@@ -155,7 +158,7 @@ export async function schemaRoutes(app: FastifyInstance): Promise<void> {
     const type = parseSchemaTypeName(request.params.type);
     const migration = schemas.migration(type);
     if (migration === undefined) throw new ConclaveError('SCHEMA_MIGRATION_NOT_FOUND', `The type ${type} has never been migrated.`, { type, migration: null });
-    return migrationJson(migration);
+    return migrationJson(migration, readFilter(repository.content, viewerOf(request)));
   });
 
   app.post('/api/v1/schemas/:type/migration', admin, async (request: TypeRequest, reply) => {
@@ -185,7 +188,7 @@ export async function schemaRoutes(app: FastifyInstance): Promise<void> {
 }
 
 /** A type's schema as the reads answer: the version in force, the pending one and its migration while one runs. */
-function typeJson(current: readonly StoredSchema[], migration: SchemaMigration | undefined) {
+function typeJson(current: readonly StoredSchema[], migration: SchemaMigration | undefined, visible: ((path: string) => boolean) | null) {
   const active = current.find((s) => s.state === 'active');
   const pending = current.find((s) => s.state === 'pending');
   const type = (active ?? pending)!.typeName;
@@ -193,6 +196,6 @@ function typeJson(current: readonly StoredSchema[], migration: SchemaMigration |
     type,
     ...(active === undefined ? { version: null, definition: null } : { ...schemaJson(active), etag: schemaEtag(active) }),
     pending: pending === undefined ? null : schemaJson(pending),
-    migration: migrationPending(migration) ? migrationJson(migration!) : null,
+    migration: migrationPending(migration) ? migrationJson(migration!, visible) : null,
   };
 }
