@@ -58,6 +58,8 @@ export interface ApplyResult extends SchemaResult {
   readonly deletedCount?: number;
   /** For a batch: each operation's result, in order. */
   readonly operations?: readonly ApplyResult[];
+  /** For setSearchPolicy: how many nodes were indexed again. */
+  readonly reindexed?: number;
 }
 
 type Handler<K extends Command['type']> = (store: ContentStore, command: Extract<Command, { type: K }>) => ApplyResult;
@@ -69,6 +71,10 @@ const handlers: { [K in Command['type']]: Handler<K> } = {
   deleteSchema: applyDeleteSchema,
   setSchemaPolicy: applySetSchemaPolicy,
   setAccess: applySetAccess,
+  setSearchPolicy: (store, command) => {
+    invariant(typeof command.indexUntypedNodes === 'boolean', 'setSearchPolicy without a boolean');
+    return { reindexed: store.setSearchIndexesUntyped(command.indexUntypedNodes) };
+  },
   migrateSchema: applyMigrateSchema,
   resolveSchemaMigration: applyResolveSchemaMigration,
   rotateTokenKey: applyRotateTokenKey,

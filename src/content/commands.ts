@@ -188,6 +188,15 @@ export interface DeleteSchemaCommand extends Authored, Preconditions {
 }
 
 /** Whether every content type (but the root's) needs a schema. */
+/**
+ * The cluster's search policy: whether the strings of nodes whose type has no schema are indexed (their names always
+ * are). Applying it indexes every such node again.
+ */
+export interface SetSearchPolicyCommand extends Authored {
+  readonly type: 'setSearchPolicy';
+  readonly indexUntypedNodes: boolean;
+}
+
 /** Replaces the access entries the node at `path` carries (src/content/access.ts); none: it carries none. */
 export interface SetAccessCommand extends Authored {
   readonly type: 'setAccess';
@@ -251,6 +260,7 @@ export type Command =
   | DeleteSchemaCommand
   | SetSchemaPolicyCommand
   | SetAccessCommand
+  | SetSearchPolicyCommand
   | MigrateSchemaCommand
   | ResolveSchemaMigrationCommand
   | StartHistoryCommand

@@ -4,7 +4,7 @@ import type { SchemaDefinition } from './schema.js';
 /**
  * What full-text search indexes of a node: its name, and a body of text taken from its properties — those its
  * type's schema marks `fulltext` (strings, and arrays of strings), or, for a type without a schema, every string
- * value of the node at any depth. A pure function of the node and the schema writes to its type are checked
+ * value of the node at any depth (unless the cluster's search policy says not to). A pure function of the node and the schema writes to its type are checked
  * against (src/storage/searchIndex.ts keeps the index equal to it on every apply, so every node of the cluster
  * indexes the same text and answers a search the same).
  *
@@ -20,9 +20,15 @@ export const snippetMatchStart = '\uE000';
 export const snippetMatchEnd = '\uE001';
 const markers = /[\uE000\uE001]/g;
 
-export function searchTextOf(node: { readonly name: string; readonly properties: JsonObject }, schema: SchemaDefinition | undefined): SearchText {
+/**
+ * `indexUntyped` is the cluster's search policy (setSearchPolicy): whether the strings of a node whose type has no
+ * schema are indexed; its name always is.
+ */
+export function searchTextOf(node: { readonly name: string; readonly properties: JsonObject }, schema: SchemaDefinition | undefined, indexUntyped = true): SearchText {
   const parts: string[] = [];
-  if (schema === undefined) collectStrings(node.properties, parts);
+  if (schema === undefined) {
+    if (indexUntyped) collectStrings(node.properties, parts);
+  }
   else {
     for (const [name, rule] of Object.entries(schema.properties)) {
       if (rule.fulltext !== true) continue;

@@ -85,7 +85,7 @@ const schemaCommandFields: Readonly<Record<string, readonly string[]>> = {
 };
 
 export function isForwardable(command: Command): command is ForwardableCommand {
-  return contentCommandTypes.has(command.type) || userCommandTypes.has(command.type) || schemaCommandTypes.has(command.type);
+  return contentCommandTypes.has(command.type) || userCommandTypes.has(command.type) || schemaCommandTypes.has(command.type) || command.type === 'setSearchPolicy';
 }
 
 export function isForwardedMessageType(type: unknown): type is ForwardedMessage['type'] {
@@ -148,6 +148,11 @@ export function checkForwardedCommand(raw: unknown, authority: unknown): { comma
     if (Object.keys(c).some((key) => !schemaCommandFields[type]!.includes(key))) throw malformed(`a field a ${type} command does not have`);
     checkPreconditionsShape(c, malformed);
     return { command: checkSchemaFields(c, malformed) as unknown as ForwardableCommand, authority: by };
+  } else if (type === 'setSearchPolicy') {
+    if (by.needs !== 'admin' || c['user'] !== by.user) throw malformed('a search policy under another authority');
+    if (Object.keys(c).some((key) => !['type', 'indexUntypedNodes', 'time', 'user'].includes(key))) throw malformed('a field a setSearchPolicy command does not have');
+    if (typeof c['indexUntypedNodes'] !== 'boolean') throw malformed('indexUntypedNodes');
+    return { command: c as unknown as ForwardableCommand, authority: by };
   } else {
     throw malformed(`the command type ${JSON.stringify(type).slice(0, 40)} is not one a client may forward`);
   }

@@ -267,7 +267,7 @@ export class ConclaveNode {
             if (command.type === 'batch') checkBatch(command.operations, config.content, liveRuntime.clusterState());
             if (command.type === 'restore') requireHistory(content.historyRetention());
             if (schemaCommandTypes.has(command.type)) checkSchemasAvailable(liveRuntime.clusterState());
-            if (command.type === 'setAccess') checkAccessAvailable(liveRuntime.clusterState());
+            if (command.type === 'setAccess' || command.type === 'setSearchPolicy') checkAccessAvailable(liveRuntime.clusterState());
           },
           get appliedIndex() {
             return liveRuntime.appliedIndex;

@@ -244,6 +244,10 @@ export class Repository<O extends WriteAuthor> {
     return this.proposeWrite({ type: 'deleteSchema', typeName, ...pre, time: this.time(), user: origin.authority.user }, origin);
   }
 
+  setSearchPolicy(indexUntypedNodes: boolean, origin: O): Promise<Committed> {
+    return this.proposeWrite({ type: 'setSearchPolicy', indexUntypedNodes, time: this.time(), user: origin.authority.user }, origin);
+  }
+
   setAccess(path: string, entries: readonly AccessEntry[], origin: O): Promise<Committed> {
     return this.proposeWrite({ type: 'setAccess', path, entries, time: this.time(), user: origin.authority.user }, origin);
   }

@@ -14,7 +14,7 @@ import { invariant } from '../errors/catalogue.js';
 import { ChangeLog } from './changeLog.js';
 import { getMeta, setMeta, type Db } from './database.js';
 import { SchemaTables } from './schemaTables.js';
-import { SearchIndex } from './searchIndex.js';
+import { SearchIndex, untypedMetaKey } from './searchIndex.js';
 import { AccessTables } from './accessTables.js';
 import { VersionTables } from './versionTables.js';
 
@@ -380,6 +380,7 @@ export class ContentTables implements ContentStore {
 
   /** What an entry (or a whole Ready) wrote was rolled back: what this object keeps of the state is read again. */
   rolledBack(): void {
+    this.search.forget();
     this.versions.forget();
     this.schemas.forget();
     this.access.forget();
@@ -481,6 +482,10 @@ export class ContentTables implements ContentStore {
     return this.access.entriesAt(path);
   }
 
+  setSearchIndexesUntyped(on: boolean): number {
+    return this.search.setIndexesUntyped(on);
+  }
+
   accessInUse(): boolean {
     return this.access.any();
   }
@@ -501,6 +506,7 @@ export class ContentTables implements ContentStore {
   *stateDigestLines(): Generator<JsonValue> {
     yield* this.schemas.digestLines();
     yield* this.access.digestLines();
+    if (getMeta<number>(this.db, untypedMetaKey) === 0) yield ['searchPolicy', { indexUntypedNodes: false }];
   }
 
   schemasInUse(): boolean {

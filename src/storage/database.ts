@@ -20,7 +20,7 @@ export const indexesSinceFormat: Readonly<Record<string, number>> = { nodes_type
 /** The format that added each column to a table of format 2 (always at its end); an older state file lacks them. */
 export const columnsSinceFormat: Readonly<Record<string, Readonly<Record<string, number>>>> = { nodes: { op: 4, idx: 4, restored_from: 4 } };
 /** The format that added each state-machine meta key after format 2: a state of an older one has no say over them. */
-export const metaKeysSinceFormat: Readonly<Record<string, number>> = { changes_pruned_through: 3, history_started_at: 4, history_versions_per_node: 4, schemas_required: 5 };
+export const metaKeysSinceFormat: Readonly<Record<string, number>> = { changes_pruned_through: 3, history_started_at: 4, history_versions_per_node: 4, schemas_required: 5, search_index_untyped: 6 };
 
 export type Db = Database.Database;
 

@@ -26,6 +26,13 @@ CREATE VIRTUAL TABLE IF NOT EXISTS search_index USING fts5(
 );
 `;
 
+/** State meta key (the cluster's search policy, setSearchPolicy): 0 when untyped nodes' strings are not indexed. */
+export const untypedMetaKey = 'search_index_untyped';
+
+function indexesUntyped(db: Db): boolean {
+  return getMeta<number>(db, untypedMetaKey) !== 0;
+}
+
 /** Nodes read at a time while indexing many. */
 const buildPageRows = 1000;
 
@@ -62,6 +69,7 @@ export function buildSearchIndex(db: Db): number {
   invariant(hasIndex(db), 'the database has no search index');
   const schemas = new SchemaTables(db);
   const run = () => {
+    const untyped = indexesUntyped(db);
     db.prepare('DELETE FROM search_index').run();
     const insert = db.prepare('INSERT INTO search_index (rowid, node_id, name, body) VALUES (?, ?, ?, ?)');
     // By pages: a connection writes nothing while one of its statements iterates.
@@ -71,7 +79,7 @@ export function buildSearchIndex(db: Db): number {
     for (;;) {
       const rows = next.all(after, buildPageRows) as Array<{ rowid: number; id: string; name: string; type: string; properties: string }>;
       for (const row of rows) {
-        const text = searchTextOf({ name: row.name, properties: JSON.parse(row.properties) as JsonObject }, schemas.writeSchema(row.type)?.schema.definition);
+        const text = searchTextOf({ name: row.name, properties: JSON.parse(row.properties) as JsonObject }, schemas.writeSchema(row.type)?.schema.definition, untyped);
         insert.run(row.rowid, row.id, text.name, text.body);
       }
       count += rows.length;
@@ -126,6 +134,7 @@ function jsonPath(segments: readonly string[]): string {
 export class SearchIndex {
   private statements: ReturnType<SearchIndex['prepare']> | null = null;
   private present: boolean | undefined;
+  private untyped: boolean | undefined;
 
   constructor(
     private readonly db: Db,
@@ -139,6 +148,7 @@ export class SearchIndex {
       stored: db.prepare('SELECT name, body FROM search_index WHERE rowid = ?'),
       update: db.prepare('UPDATE search_index SET name = ?, body = ? WHERE rowid = ?'),
       removeRange: db.prepare('DELETE FROM search_index WHERE rowid IN (SELECT rowid FROM nodes WHERE path = ? OR (path > ? AND path < ?))'),
+      afterRowid: db.prepare('SELECT rowid, name, type, properties FROM nodes WHERE rowid > ? ORDER BY rowid LIMIT ?'),
       ofType: db.prepare('SELECT rowid, id, name, properties FROM nodes WHERE type = ? AND id > ? ORDER BY id LIMIT ?'),
       matches: db.prepare('SELECT count(*) FROM (SELECT 1 FROM search_index WHERE search_index MATCH ? LIMIT ?)').pluck(),
       matchPaths: db.prepare('SELECT n.path FROM search_index s JOIN nodes n ON n.rowid = s.rowid WHERE search_index MATCH ?').pluck(),
@@ -161,10 +171,42 @@ export class SearchIndex {
   /** The database was replaced or rolled back under this object. */
   forget(): void {
     this.present = undefined;
+    this.untyped = undefined;
+  }
+
+  /** The cluster's search policy: whether untyped nodes' strings are indexed (read from the state). */
+  indexesUntyped(): boolean {
+    this.untyped ??= indexesUntyped(this.db);
+    return this.untyped;
+  }
+
+  /**
+   * Sets the policy and indexes every node of a type without a schema again: every untyped node of the repository,
+   * in the entry that makes the change (as long as reading and tokenising them takes). Returns how many.
+   */
+  setIndexesUntyped(on: boolean): number {
+    const changed = on !== this.indexesUntyped();
+    setMeta(this.db, untypedMetaKey, on ? 1 : 0);
+    this.untyped = on;
+    if (!changed || !this.enabled) return 0;
+    let count = 0;
+    let after = 0;
+    for (;;) {
+      const rows = this.sql.afterRowid.all(after, buildPageRows) as Array<{ rowid: number; name: string; type: string; properties: string }>;
+      for (const row of rows) {
+        if (this.schemas.writeSchema(row.type) !== undefined) continue;
+        const text = searchTextOf({ name: row.name, properties: JSON.parse(row.properties) as JsonObject }, undefined, on);
+        this.sql.update.run(text.name, text.body, row.rowid);
+        count++;
+      }
+      if (rows.length < buildPageRows) break;
+      after = rows.at(-1)!.rowid;
+    }
+    return count;
   }
 
   private textOf(node: { readonly name: string; readonly type: string; readonly properties: JsonObject }): SearchText {
-    return searchTextOf(node, this.schemas.writeSchema(node.type)?.schema.definition);
+    return searchTextOf(node, this.schemas.writeSchema(node.type)?.schema.definition, this.indexesUntyped());
   }
 
   /** A node was inserted as nodes row `rowid`. */
@@ -203,7 +245,7 @@ export class SearchIndex {
     for (;;) {
       const rows = this.sql.ofType.all(typeName, after, buildPageRows) as Array<{ rowid: number; id: string; name: string; properties: string }>;
       for (const row of rows) {
-        const text = searchTextOf({ name: row.name, properties: JSON.parse(row.properties) as JsonObject }, definition);
+        const text = searchTextOf({ name: row.name, properties: JSON.parse(row.properties) as JsonObject }, definition, this.indexesUntyped());
         this.sql.update.run(text.name, text.body, row.rowid);
       }
       if (rows.length < buildPageRows) break;
@@ -355,6 +397,7 @@ export function checkSearchIndex(db: Db): SearchIndexCheck {
   invariant(hasIndex(db), 'the database has no search index');
   const schemas = new SchemaTables(db);
   const run = (): SearchIndexCheck => {
+    const untyped = indexesUntyped(db);
     const mismatched: string[] = [];
     let mismatchCount = 0;
     let nodes = 0;
@@ -363,7 +406,7 @@ export function checkSearchIndex(db: Db): SearchIndexCheck {
       .iterate() as Iterable<{ id: string; name: string; type: string; properties: string; indexed_id: string | null; indexed_name: string | null; indexed_body: string | null }>;
     for (const row of rows) {
       nodes++;
-      const text = searchTextOf({ name: row.name, properties: JSON.parse(row.properties) as JsonObject }, schemas.writeSchema(row.type)?.schema.definition);
+      const text = searchTextOf({ name: row.name, properties: JSON.parse(row.properties) as JsonObject }, schemas.writeSchema(row.type)?.schema.definition, untyped);
       if (row.indexed_id !== row.id || row.indexed_name !== text.name || row.indexed_body !== text.body) {
         mismatchCount++;
         if (mismatched.length < 100) mismatched.push(row.id);

@@ -26,7 +26,7 @@ import { columnsSinceFormat, databaseSchema, dataFormatVersion, indexesSinceForm
 /** The tables apply() writes (src/content/apply.ts): a new one must be added here, or snapshots would lose it. */
 export const stateMachineTables = ['nodes', 'users', 'changes', 'versions', 'schemas', 'schema_migrations', 'access'] as const;
 /** The meta keys apply() writes (besides the applied index). */
-export const stateMachineMetaKeys = ['token_key_id', 'changes_pruned_through', 'history_started_at', 'history_versions_per_node', 'schemas_required'] as const;
+export const stateMachineMetaKeys = ['token_key_id', 'changes_pruned_through', 'history_started_at', 'history_versions_per_node', 'schemas_required', 'search_index_untyped'] as const;
 
 export interface SnapshotFileInfo {
   /** The applied index the file holds. */

@@ -167,3 +167,29 @@ test('changes, moves and deletes reach the index in the same entry; a schema dec
   assert.deepEqual(paths(await search('q=huckleberry')), ['/typed/r1'], 'the schema gone: every string again');
   await indexIsExact();
 });
+
+test('the search policy: untyped nodes\' strings leave the index and come back; names and fulltext properties stay', async () => {
+  assert.deepEqual((await get('/api/v1/search-policy')).json(), { indexUntypedNodes: true });
+  await put('/policy', {});
+  await put('/policy/loose', { body: 'tamarillo' });
+  await put('/typed2', {});
+  assert.ok((await send('PUT', '/api/v1/schemas/card', { properties: { title: { type: 'string', fulltext: true } } })).statusCode < 300);
+  await put('/typed2/c1', { title: 'kumquat' }, 'card');
+  const off = await send('PUT', '/api/v1/search-policy', { indexUntypedNodes: false });
+  assert.equal(off.statusCode, 200, off.body);
+  assert.ok(off.json().reindexed > 10, 'every untyped node indexed again');
+  assert.deepEqual(paths(await search('q=tamarillo')), []);
+  assert.deepEqual(paths(await search('q=loose')), ['/policy/loose'], 'a name is always indexed');
+  assert.deepEqual(paths(await search('q=kumquat')), ['/typed2/c1'], 'a schema\'s fulltext properties are indexed whatever the policy');
+  await put('/policy/later', { body: 'tamarillo' });
+  assert.deepEqual(paths(await search('q=tamarillo')), [], 'and so are later writes');
+  await indexIsExact();
+  const editor = await t.request({ method: 'PUT', url: '/api/v1/users/ed2', ...json({ password: 'editor-password-2', roles: ['editor'] }) });
+  assert.equal(editor.statusCode, 201);
+  const refused = await t.request({ method: 'PUT', url: '/api/v1/search-policy', ...json({ indexUntypedNodes: true }), auth: `Basic ${Buffer.from('ed2:editor-password-2').toString('base64')}` });
+  assert.equal(refused.statusCode, 403);
+  assert.equal((await send('PUT', '/api/v1/search-policy', { indexUntypedNodes: 'yes' })).statusCode, 400);
+  assert.equal((await send('PUT', '/api/v1/search-policy', { indexUntypedNodes: true })).statusCode, 200);
+  assert.deepEqual(paths(await search('q=tamarillo')), ['/policy/later', '/policy/loose']);
+  await indexIsExact();
+});

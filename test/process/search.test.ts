@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 
 import { ProcessCluster } from '../helpers/cluster.js';
+import { processAuth } from '../helpers/process.js';
 import { tempDir, waitFor } from '../helpers/tmp.js';
 
 /**
@@ -26,7 +27,7 @@ async function search(cluster: ProcessCluster, name: string, q: string): Promise
 
 const words = ['saffron', 'juniper', 'cardamom', 'sumac', 'fenugreek', 'galangal', 'tamarind', 'nigella'];
 
-test('a search on each node finds every write acknowledged through another; a node joined by snapshot answers as the master', async () => {
+test('a search on each node finds every write acknowledged through another; a node joined by snapshot answers as the master; access entries set through a replica hold everywhere', async () => {
   const tmp = tempDir('conclave-search-config-');
   const config = join(tmp.dir, 'small.yaml');
   writeFileSync(config, 'storage:\n  compactionEntriesMin: 20\n  journalRetainEntries: 5\n');
@@ -71,6 +72,32 @@ test('a search on each node finds every write acknowledged through another; a no
       assert.ok(expected.items.length > 0 || word === 'saffron0', word);
       for (const name of names) assert.deepEqual(await search(cluster, name, word), expected, `${name} answers "${word}" as the master`);
     }
+    // Access entries set through a replica (forwarded to the master as a command) hold on every node at once.
+    const replica = names.find((n) => n !== master)!;
+    const call = async (name: string, method: string, path: string, body?: unknown, authorization = processAuth) => {
+      const res = await fetch(`${cluster.url(name)}${path}`, {
+        method,
+        headers: { authorization, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    assert.equal((await call(replica, 'PUT', '/api/v1/users/cook', { password: 'cook-password-1', roles: ['editor'] })).status, 201);
+    const set = await call(replica, 'PUT', '/api/v1/access/spices/s1', { entries: [{ principal: 'user:cook', effect: 'deny', permissions: ['read'] }] });
+    assert.equal(set.status, 200, JSON.stringify(set.body));
+    const cook = `Basic ${Buffer.from('cook:cook-password-1').toString('base64')}`;
+    for (const name of names) {
+      assert.equal((await call(name, 'GET', '/api/v1/content/spices/s1', undefined, cook)).status, 404, `${name} hides s1 from cook`);
+      const found = (await call(name, 'GET', `/api/v1/search?q=${words[1]}1`, undefined, cook)).body as unknown as SearchAnswer;
+      assert.deepEqual(found.items, [], `${name}: cook's search finds nothing of s1`);
+      assert.equal((await call(name, 'GET', `/api/v1/search?q=${words[1]}1`)).status, 200);
+    }
+    const refused = await call(replica, 'PATCH', '/api/v1/content/spices/s1', { body: 'x' }, cook);
+    assert.equal(refused.status, 200, 'cook may still write what he may not read (only read is denied)');
+    assert.equal((await call(replica, 'PUT', '/api/v1/access/spices/s1', { entries: [{ principal: 'user:cook', effect: 'deny', permissions: ['write'] }] })).status, 200);
+    const forbidden = await call(replica, 'PATCH', '/api/v1/content/spices/s1', { body: 'y' }, cook);
+    assert.equal((forbidden.body['error'] as { code: string }).code, 'FORBIDDEN', 'refused by the master\'s apply, through the replica');
+
     for (const digest of await cluster.settledDigests()) {
       const check = (digest as unknown as { searchIndex: { mismatchCount: number; integrity: string; indexed: number; nodes: number } }).searchIndex;
       assert.deepEqual([check.mismatchCount, check.integrity, check.indexed], [0, 'ok', check.nodes], JSON.stringify(digest));

@@ -21,9 +21,10 @@ import { contentPathOf } from './content.js';
 /** The first release that knows access entries: a member of an older one could not apply them. */
 export const accessSinceVersion = '0.6.0';
 
-export function checkAccessAvailable(state: ClusterState): void {
+/** Refuses a write of access entries (or of the search policy, of the same release) while a member could not apply it. */
+export function checkAccessAvailable(state: ClusterState, what = 'Access entries'): void {
   if (!everyMemberAtLeast(state, accessSinceVersion)) {
-    throw new ConclaveError('UPGRADE_IN_PROGRESS', `Access entries need every member to run ${accessSinceVersion} or newer; finish the rolling upgrade first.`, {
+    throw new ConclaveError('UPGRADE_IN_PROGRESS', `${what} need every member to run ${accessSinceVersion} or newer; finish the rolling upgrade first.`, {
       needs: accessSinceVersion,
       members: state.nodes.map((n) => ({ name: n.name, version: n.version })),
     });

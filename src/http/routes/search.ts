@@ -2,7 +2,10 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 import { decodeCursor, encodeCursor, fingerprintOf, parseQuery, single } from '../../content/query.js';
 import { parseSearchQuery } from '../../content/searchQuery.js';
+import { isPlainObject } from '../../content/mergePatch.js';
 import { ConclaveError } from '../../errors/catalogue.js';
+import { writeOriginOf } from '../writeOrigin.js';
+import { checkAccessAvailable } from './access.js';
 import { readFilter, viewerOf } from '../readAccess.js';
 
 /**
@@ -17,7 +20,22 @@ import { readFilter, viewerOf } from '../readAccess.js';
  * whole content (BM25), so a write between two pages can move a result across the cursor.
  */
 export async function searchRoutes(app: FastifyInstance): Promise<void> {
-  const { repository, config } = app.conclave;
+  const { repository, config, runtime } = app.conclave;
+
+  // The cluster's search policy: whether the strings of nodes whose type has no schema are indexed (their names
+  // always are). A change indexes every such node again, in the entry that makes it.
+  app.get('/api/v1/search-policy', { config: { permission: 'read' } }, async () => ({ indexUntypedNodes: repository.content.search.indexesUntyped() }));
+  app.put('/api/v1/search-policy', { config: { permission: 'admin', forwardsCommand: true } }, async (request, reply) => {
+    const body = request.body;
+    if (!isPlainObject(body) || Object.keys(body).length !== 1 || typeof body['indexUntypedNodes'] !== 'boolean') {
+      throw new ConclaveError('INVALID_REQUEST', 'The body must be {"indexUntypedNodes": true | false}.');
+    }
+    checkAccessAvailable(runtime.clusterState(), 'Search policies');
+    const committed = await repository.setSearchPolicy(body['indexUntypedNodes'], writeOriginOf(request, 'admin'));
+    reply.header('X-Conclave-Index', committed.index);
+    return { indexUntypedNodes: body['indexUntypedNodes'], reindexed: committed.result.reindexed ?? 0 };
+  });
+
   const limits = { queryCharsMax: config.search.queryCharsMax, termsMax: config.search.queryTermsMax };
   app.get(
     '/api/v1/search',
