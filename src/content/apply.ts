@@ -20,7 +20,7 @@ import type {
   StartHistoryCommand,
 } from './commands.js';
 import { requireHistory, versionNotFound, versionsPerNodeMin } from './history.js';
-import { applySetAccess, requireAccess, requireSubtreeWrite } from './applyAccess.js';
+import { applySetAccess, requireAccess, requireSubtreeWrite, requireWritableNode } from './applyAccess.js';
 import {
   applyDeleteSchema,
   applyMigrateSchema,
@@ -202,7 +202,8 @@ function applyRestore(store: ContentStore, command: RestoreCommand): ApplyResult
   const source = store.nodeVersion(command.id, command.version);
   if (source === undefined) throw versionNotFound(command.id, command.version);
   const live = store.nodeById(command.id);
-  requireAccess(store, command.user, live?.path ?? command.path, 'write');
+  if (live !== undefined) requireWritableNode(store, command.user, live.path);
+  else requireAccess(store, command.user, command.path, 'write');
   if (live !== undefined) {
     checkPreconditions(live, command, live.path);
     if (live.path === rootPath && source.node.type !== rootNodeType) throw new ConclaveError('ROOT_IMMUTABLE', 'The root node keeps the type "root".');
@@ -321,7 +322,7 @@ function checkTypeChange(store: ContentStore, node: ContentNode, type: string): 
 }
 
 function applyPatch(store: ContentStore, command: PatchCommand): ApplyResult {
-  requireAccess(store, command.user, command.path, 'write');
+  requireWritableNode(store, command.user, command.path);
   const node = targetOf(store, command.path, command);
   const patched = applyMergePatch(patchBase(store, node), command.patch);
   invariant(isPlainObject(patched), 'a merge patch of an object with an object is an object');
@@ -334,8 +335,8 @@ function applyDelete(store: ContentStore, command: DeleteCommand): ApplyResult {
   if (command.path === rootPath) {
     throw new ConclaveError('ROOT_IMMUTABLE', 'The root node cannot be deleted; delete its children instead.');
   }
+  requireWritableNode(store, command.user, command.path);
   if (command.recursive) requireSubtreeWrite(store, command.user, command.path);
-  else requireAccess(store, command.user, command.path, 'write');
   const node = targetOf(store, command.path, command);
   if (!command.recursive && store.hasChildren(node.id)) {
     throw new ConclaveError('NODE_HAS_CHILDREN', `${command.path} has children; add ?recursive=true to delete the subtree.`, {
@@ -386,6 +387,7 @@ function applyMove(store: ContentStore, command: MoveCommand): ApplyResult {
   if (command.from === rootPath || command.to === rootPath) {
     throw new ConclaveError('ROOT_IMMUTABLE', 'The root node cannot be moved, and nothing can be moved onto it.');
   }
+  requireWritableNode(store, command.user, command.from);
   requireSubtreeWrite(store, command.user, command.from);
   requireAccess(store, command.user, command.to, 'write');
   const node = targetOf(store, command.from, command);
@@ -428,7 +430,7 @@ function applyMove(store: ContentStore, command: MoveCommand): ApplyResult {
 }
 
 function applyReorder(store: ContentStore, command: ReorderCommand): ApplyResult {
-  requireAccess(store, command.user, command.path, 'write');
+  requireWritableNode(store, command.user, command.path);
   const node = targetOf(store, command.path, command);
   const children = store.children(node.id);
   const byName = new Map(children.map((c) => [c.name, c]));
@@ -445,7 +447,7 @@ function applyReorder(store: ContentStore, command: ReorderCommand): ApplyResult
 }
 
 function applySetBinary(store: ContentStore, command: SetBinaryCommand): ApplyResult {
-  requireAccess(store, command.user, command.path, 'write');
+  requireWritableNode(store, command.user, command.path);
   const node = targetOf(store, command.path, command);
   const binaries = { ...node.binaries, [command.property]: command.binary };
   checkBinaryCount(Object.keys(binaries).length);
@@ -453,7 +455,7 @@ function applySetBinary(store: ContentStore, command: SetBinaryCommand): ApplyRe
 }
 
 function applyDeleteBinary(store: ContentStore, command: DeleteBinaryCommand): ApplyResult {
-  requireAccess(store, command.user, command.path, 'write');
+  requireWritableNode(store, command.user, command.path);
   const node = targetOf(store, command.path, command);
   if (!Object.hasOwn(node.binaries, command.property)) {
     throw new ConclaveError('BINARY_NOT_FOUND', `${command.path} has no binary property "${command.property}".`, {

@@ -27,6 +27,18 @@ export function requireAccess(store: ContentStore, user: string, path: string, p
 }
 
 /**
+ * A write to the existing node at `path`: one the writer may not read answers as a missing node would (the same
+ * NODE_NOT_FOUND, before any other check), then one it may not write is FORBIDDEN. Only a node the writer may read
+ * can be told apart from a missing one.
+ */
+export function requireWritableNode(store: ContentStore, user: string, path: string): void {
+  if (store.accessInUse() && !hasAccess((p) => store.accessEntriesAt(p), path, subjectOf(store, user), 'read')) {
+    throw new ConclaveError('NODE_NOT_FOUND', `No node exists at ${path}.`, { path });
+  }
+  requireAccess(store, user, path, 'write');
+}
+
+/**
  * Refuses unless `user` may write the node at `path` and everything below it (a recursive delete, a move): checking
  * the node and every node below it that carries entries is exact, since any other node below decides as its nearest
  * ancestor with a matching entry does.

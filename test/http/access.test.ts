@@ -112,7 +112,12 @@ test('pages of children count only the children the reader may read, and end whe
 test('writes need write on everything they touch; a refusal names nothing, and nothing changes', async () => {
   assert.equal((await request('bob', 'PUT', '/api/v1/content/hr/new', { properties: {} })).json().error.code, 'FORBIDDEN');
   assert.equal((await request('bob', 'PUT', '/api/v1/content/hr/absent/x', { properties: {} })).json().error.code, 'FORBIDDEN', 'a missing node where bob may not write: the same');
-  assert.equal((await request('bob', 'PATCH', '/api/v1/content/hr/salaries', { n: 2 })).json().error.code, 'FORBIDDEN');
+  // A node bob may not read answers a write as a missing one would: the same 404, before anything else.
+  const hiddenPatch = await request('bob', 'PATCH', '/api/v1/content/hr/salaries', { n: 2 });
+  const missingPatch = await request('bob', 'PATCH', '/api/v1/content/hq/salaries', { n: 2 });
+  assert.equal(hiddenPatch.statusCode, 404);
+  assert.equal(hiddenPatch.json().error.message, missingPatch.json().error.message.replace('/hq/', '/hr/'));
+  assert.equal((await request('bob', 'PUT', '/api/v1/binaries/hr/salaries?property=f', undefined)).statusCode, 404, 'an upload too, whatever its preconditions');
   assert.equal((await request('alice', 'PATCH', '/api/v1/content/hr/salaries', { n: 2 })).statusCode, 200);
 
   assert.equal((await setAccess('/shared/secret', [{ principal: 'user:bob', effect: 'deny', permissions: ['write'] }])).statusCode, 200);

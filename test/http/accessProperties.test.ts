@@ -141,6 +141,7 @@ async function check(t: TestNode, scenario: Scenario): Promise<void> {
       const res = await t.request({ method: 'PATCH', url: `/api/v1/content${path}`, ...json({ by: user }), auth: auth(user) });
       const writable = allowed(entriesAt, path, user, role, 'write');
       if (role === 'reader') assert.equal(res.statusCode, 403, `${label} patches ${path}`);
+      else if (!readable(path)) assert.deepEqual(res.json().error, { code: 'NODE_NOT_FOUND', message: `No node exists at ${path}.`, retryable: false, path }, `${label} patches ${path}, which it may not read`);
       else if (writable) assert.equal(res.statusCode, 200, `${label} patches ${path}: ${res.body}`);
       else assert.deepEqual(res.json().error, { code: 'FORBIDDEN', message: 'You may not write there.', retryable: false, needs: 'write' }, `${label} patches ${path}`);
     }

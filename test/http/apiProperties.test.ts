@@ -193,6 +193,9 @@ type Op =
   | { k: 'query'; params: Array<[string, QVal]> }
   | { k: 'nextPage'; i: number; mut: CursorMut }
   | { k: 'nodeById'; id: { known: number } | { literal: string } }
+  | { k: 'search'; q: string; extra: Array<[string, string]> }
+  | { k: 'access'; method: 'GET' | 'PUT'; path: PathSpec; style: UrlStyle; entries: unknown; body: BodyMode }
+  | { k: 'searchPolicy'; value: unknown; body: BodyMode }
   | {
       k: 'binary';
       method: 'PUT' | 'GET' | 'HEAD' | 'DELETE';
@@ -587,6 +590,48 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       .map((r): Op => ({ k: 'schema', ...r })),
   },
   { weight: 7, arbitrary: sensibleQuery.map((params): Op => ({ k: 'query', params })) },
+  {
+    // Full-text queries, well-formed and not (a malformed one is a 400, never an engine error), with filters.
+    weight: 4,
+    arbitrary: fc
+      .record({
+        q: fc.oneof(
+          { weight: 4, arbitrary: fc.array(fc.constantFrom('a', 'b*', 'x', 'OR', 'AND', 'NOT', '-c', '"a b"', '(', ')', 'é', 'ab*', '"', 'NEAR', '*', ':'), { maxLength: 6 }).map((w) => w.join(' ')) },
+          { weight: 1, arbitrary: fc.string({ maxLength: 40 }) },
+          { weight: 1, arbitrary: fc.string({ maxLength: 10, unit: 'binary' }) },
+        ),
+        extra: fc.array(fc.tuple(fc.constantFrom('under', 'type', 'limit', 'cursor', 'prop.a', 'sort', 'q'), fc.constantFrom('/', '/a', 'node', '1', '0', 'x', '')), { maxLength: 2 }),
+      })
+      .map((r): Op => ({ k: 'search', ...r })),
+  },
+  {
+    // Access entries on nodes, read and written by every kind of user: a refusal changes nothing, a change is a
+    // journal entry; later requests meet them (reads then pass over what a user may not read).
+    weight: 3,
+    arbitrary: fc
+      .record({
+        method: fc.constantFrom<'GET' | 'PUT'>('GET', 'PUT', 'PUT'),
+        path: pathSpecArb,
+        style: urlStyleArb,
+        entries: fc.oneof(
+          {
+            weight: 4,
+            arbitrary: fc.array(
+              fc.record({
+                principal: fc.constantFrom('everyone', 'role:reader', 'role:editor', 'user:admin', 'user:ed', 'user:x y'),
+                effect: fc.constantFrom('allow', 'deny', 'maybe'),
+                permissions: fc.subarray(['read', 'write', 'manage-access', 'admin']),
+              }),
+              { maxLength: 3 },
+            ),
+          },
+          { weight: 1, arbitrary: fc.jsonValue() },
+        ),
+        body: fc.oneof({ weight: 8, arbitrary: fc.constant(jsonBody) }, { weight: 1, arbitrary: bodyModeArb }),
+      })
+      .map((r): Op => ({ k: 'access', ...r })),
+  },
+  { weight: 1, arbitrary: fc.record({ value: fc.constantFrom<unknown>(true, false, 'no', null), body: fc.oneof({ weight: 8, arbitrary: fc.constant(jsonBody) }, { weight: 1, arbitrary: bodyModeArb }) }).map((r): Op => ({ k: 'searchPolicy', ...r })) },
   { weight: 5, arbitrary: randomQuery.map((params): Op => ({ k: 'query', params })) },
   { weight: 5, arbitrary: fc.tuple(known, cursorMutArb).map(([i, mut]): Op => ({ k: 'nextPage', i, mut })) },
   {
@@ -1028,6 +1073,18 @@ function buildRequest(op: Op, st: RunState, t: TestNode): Built {
       const encoded = encodeSegment(id, 'std');
       return { method: 'GET', url: `/api/v1/nodes/${encoded}`, headers, permission: encoded.length > 8192 ? undefined : 'read', read: true };
     }
+    case 'search': {
+      const qs = [['q', op.q], ...op.extra].map(([k, v]) => `${encodeURIComponent(k!)}=${encodeURIComponent(v!)}`).join('&');
+      return { method: 'GET', url: `/api/v1/search?${qs}`, headers, permission: 'read', read: true };
+    }
+    case 'access': {
+      const path = resolvePath(op.path, st);
+      const { url, badUrl } = pathUrl('/api/v1/access', path, op.style, true);
+      if (op.method === 'GET') return { method: 'GET', url, headers, permission: badUrl ? undefined : 'read', read: true };
+      return { method: 'PUT', url, headers, payload: applyBody(headers, op.body, { entries: op.entries }), permission: badUrl ? undefined : 'write', read: false };
+    }
+    case 'searchPolicy':
+      return { method: 'PUT', url: '/api/v1/search-policy', headers, payload: applyBody(headers, op.body, { indexUntypedNodes: op.value }), permission: 'admin', read: false };
     case 'binary': {
       const path = resolvePath(op.path, st);
       const { url, badUrl } = pathUrl('/api/v1/binaries', path, op.style, true);

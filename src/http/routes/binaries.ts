@@ -74,6 +74,8 @@ export async function binaryRoutes(app: FastifyInstance): Promise<void> {
     const path = contentPathOf(request);
     const property = propertyOf(request);
     const pre = parsePreconditions(request.headers);
+    // A node the caller may not read is one that does not exist: no precondition is checked against it.
+    if (!canRead(repository.content, request, path)) throw new ConclaveError('NODE_NOT_FOUND', `No node exists at ${path}.`, { path });
     const declared = Number(request.headers['content-length'] ?? NaN);
     if (declared > config.content.binaryBytesMax) {
       throw new ConclaveError('BINARY_TOO_LARGE', `The binary exceeds the limit of ${config.content.binaryBytesMax} bytes.`, {
