@@ -14,7 +14,7 @@ export interface FeedFilter {
    * The reader's access (src/http/readAccess.ts): an event is delivered only when the reader may read its path at
    * delivery. `readerKey` names the reader for the pages streams share (equal keys, equal access).
    */
-  readonly visible?: (path: string) => boolean;
+  readonly visible?: (nodeId: string, path: string) => boolean;
   readonly readerKey?: string;
 }
 
@@ -85,7 +85,7 @@ export interface FeedLimits {
 export function matches(event: ChangeEvent, filter: FeedFilter): boolean {
   if (filter.types !== undefined && !filter.types.has(event.type)) return false;
   if (filter.ops !== undefined && !filter.ops.has(event.op)) return false;
-  if (filter.visible !== undefined && !filter.visible(event.path)) return false;
+  if (filter.visible !== undefined && !filter.visible(event.id, event.path)) return false;
   if (filter.under === undefined) return true;
   return isSameOrDescendant(event.path, filter.under) || (event.from !== undefined && isSameOrDescendant(event.from, filter.under));
 }

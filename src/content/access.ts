@@ -104,10 +104,22 @@ function roleDefault(subject: AccessSubject, permission: AccessPermission): bool
  * (`entriesAt(path)`: undefined where a node carries none).
  */
 export function hasAccess(entriesAt: (path: string) => readonly AccessEntry[] | undefined, path: string, subject: AccessSubject, permission: AccessPermission): boolean {
+  return decideAccess(levelsOf(entriesAt, path), subject, permission);
+}
+
+/** The entries of each node from `path` up to the root (undefined where a node carries none). */
+export function* levelsOf(entriesAt: (path: string) => readonly AccessEntry[] | undefined, path: string): Generator<readonly AccessEntry[] | undefined> {
+  for (let at: string | null = path; at !== null; at = at === rootPath ? null : parentPath(at)) yield entriesAt(at);
+}
+
+/**
+ * The decision itself, over the entries of each level from the node up to the root: what hasAccess does along a
+ * path, and what the history of a deleted node needs along the nodes it had above it when it was deleted.
+ */
+export function decideAccess(levels: Iterable<readonly AccessEntry[] | undefined>, subject: AccessSubject, permission: AccessPermission): boolean {
   if (subject.roles.includes('admin')) return true;
   if (!roleCeiling(subject, permission)) return false;
-  for (let at: string | null = path; at !== null; at = at === rootPath ? null : parentPath(at)) {
-    const entries = entriesAt(at);
+  for (const entries of levels) {
     if (entries === undefined) continue;
     let allowed = false;
     let denied = false;

@@ -1,7 +1,8 @@
 import type { FastifyRequest } from 'fastify';
 
 import { anonymous } from '../auth/authenticator.js';
-import { hasAccess, type AccessSubject } from '../content/access.js';
+import { decideAccess, hasAccess, levelsOf, type AccessEntry, type AccessSubject } from '../content/access.js';
+import { parentPath, rootPath } from '../content/paths.js';
 import type { ContentTables } from '../storage/contentTables.js';
 
 /**
@@ -27,16 +28,46 @@ export function canRead(content: ContentTables, request: FastifyRequest, path: s
   return readFilter(content, viewerOf(request))?.(path) ?? true;
 }
 
-/**
- * For a reader that outlives one request (a change feed stream): whether it may read a path, decided at each call
- * against the entries in force then; null for an admin, who reads everything.
- */
-export function liveReadFilter(content: ContentTables, viewer: AccessSubject): ((path: string) => boolean) | null {
-  if (viewer.roles.includes('admin')) return null;
-  return (path) => !content.access.any() || hasAccess(content.access.entriesAt, path, viewer, 'read');
-}
-
 /** Names a reader's access for shared pages: equal keys decide alike. */
 export function readerKeyOf(viewer: AccessSubject): string {
   return JSON.stringify([viewer.anonymous === true ? null : viewer.name, [...viewer.roles].sort()]);
+}
+
+/**
+ * For what the history and the change feed show of a node by its id: whether the viewer may read node `id` — live,
+ * where it is now; deleted, by the entries it and the deleted nodes above it carried when it was deleted (kept with
+ * its history: src/storage/accessTables.ts) and then the live ancestors' entries now; a node the history no longer
+ * knows, at `fallbackPath`. A move or a delete never makes what an entry hid readable. Null when the viewer reads
+ * everything (an admin, or no entry anywhere, in the tree or the history).
+ */
+export function nodeReadFilter(content: ContentTables, viewer: AccessSubject): ((id: string, fallbackPath: string) => boolean) | null {
+  if (viewer.roles.includes('admin') || !content.access.anyRows()) return null;
+  return (id, fallbackPath) => {
+    const live = content.nodeById(id);
+    if (live !== undefined) return hasAccess(content.access.entriesAt, live.path, viewer, 'read');
+    const levels: Array<readonly AccessEntry[] | undefined> = [];
+    const deleted = content.versions.deletedPlace(id);
+    if (deleted === undefined) return hasAccess(content.access.entriesAt, fallbackPath, viewer, 'read');
+    let place: { path: string; parentId: string | null } = deleted;
+    let placeId = id;
+    // Up through the deleted nodes above it, as they were deleted (a tree is at most a few hundred levels deep).
+    for (;;) {
+      const own = content.access.entriesOf(placeId);
+      levels.push(own.length === 0 ? undefined : own);
+      const parent = place.parentId === null ? undefined : content.nodeById(place.parentId);
+      if (parent !== undefined) return decideAccess([...levels, ...levelsOf(content.access.entriesAt, parent.path)], viewer, 'read');
+      const above: { path: string; parentId: string | null } | undefined = place.parentId === null ? undefined : content.versions.deletedPlace(place.parentId);
+      if (above === undefined || place.path === rootPath) {
+        return decideAccess([...levels, ...(place.path === rootPath ? [] : levelsOf(content.access.entriesAt, parentPath(place.path)))], viewer, 'read');
+      }
+      placeId = place.parentId!;
+      place = above;
+    }
+  };
+}
+
+/** A change feed reader's access: each event decided by its node, at delivery (a live reader: see nodeReadFilter). */
+export function liveNodeReadFilter(content: ContentTables, viewer: AccessSubject): ((id: string, path: string) => boolean) | null {
+  if (viewer.roles.includes('admin')) return null;
+  return (id, path) => nodeReadFilter(content, viewer)?.(id, path) ?? true;
 }

@@ -160,7 +160,7 @@ export class Repository<O extends WriteAuthor> {
     return found;
   }
 
-  deletedChildren(parentId: string, after: { idx: number; id: string } | undefined, limit: number, visible: Visible = null): { readonly items: VersionSummary[]; readonly more: boolean } {
+  deletedChildren(parentId: string, after: { idx: number; id: string } | undefined, limit: number, visible: ((id: string, path: string) => boolean) | null = null): { readonly items: VersionSummary[]; readonly more: boolean } {
     return this.content.versions.deletedChildren(parentId, after, limit, visible);
   }
 

@@ -88,11 +88,30 @@ export class AccessTables {
     else this.sql.upsert.run(nodeId, JSON.stringify(entries));
   }
 
-  /** Before the subtree at `path` is deleted: its nodes' entries go with them. */
-  removingSubtree(path: string): void {
+  /**
+   * Before the subtree at `path` is deleted. While history is kept, its nodes' entries stay (by node id): what the
+   * history of a deleted node shows is decided by the entries it carried, and a node restored under its id has them
+   * again; they go when its history does (dropOrphans). Without history they go with the nodes.
+   */
+  removingSubtree(path: string, keptForHistory: boolean): void {
     if (!this.tableExists() || this.sql.any.get() === undefined) return;
+    this.byPath = null;
+    if (keptForHistory) return;
     const { low, high } = descendantRange(path);
-    if (this.sql.removeRange.run(path, low, high).changes > 0) this.byPath = null;
+    this.sql.removeRange.run(path, low, high);
+  }
+
+  /** Drops the entries of nodes neither in the tree nor in the history (a pruning of history took their last version). */
+  dropOrphans(): void {
+    if (!this.tableExists() || this.sql.any.get() === undefined) return;
+    this.db
+      .prepare('DELETE FROM access WHERE node_id NOT IN (SELECT id FROM nodes) AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.node_id = access.node_id)')
+      .run();
+  }
+
+  /** Whether any node, in the tree or deleted and kept by the history, carries entries. */
+  anyRows(): boolean {
+    return this.tableExists() && this.sql.any.get() !== undefined;
   }
 
   /** Paths under `path` moved: the map, keyed by path, is read again. */

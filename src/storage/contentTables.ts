@@ -269,6 +269,8 @@ export class ContentTables implements ContentStore {
   insertNode(node: ContentNode, made: VersionMade): void {
     const { lastInsertRowid } = this.write.insert.run({ ...toParams(node), ...this.versions.madeBy(made.op, made.restoredFrom ?? null) });
     this.search.added(lastInsertRowid, node);
+    // A deleted node restored under its id carries the entries it had again: the map by path is read again.
+    if (node.version > 1) this.access.moved();
     // A deleted node restored under its id keeps its history, within the retention.
     if (node.version > 1) this.versions.trim(node.id, node.version);
   }
@@ -287,7 +289,7 @@ export class ContentTables implements ContentStore {
     invariant(node.path !== rootPath, 'the root is never deleted');
     const { low, high } = descendantRange(node.path);
     this.search.removingSubtree(node.path);
-    this.access.removingSubtree(node.path);
+    this.access.removingSubtree(node.path, this.versions.retention() !== undefined);
     const descendants = this.deleteRange.run(low, high).changes;
     return descendants + this.deleteOne.run(node.id).changes;
   }
@@ -427,7 +429,9 @@ export class ContentTables implements ContentStore {
   }
 
   pruneVersions(before: string, rowsMax: number): number {
-    return this.versions.pruneSupersededBefore(before, rowsMax);
+    const pruned = this.versions.pruneSupersededBefore(before, rowsMax);
+    if (pruned > 0) this.access.dropOrphans();
+    return pruned;
   }
 
   currentEntryIndex(): number {
@@ -451,15 +455,15 @@ export class ContentTables implements ContentStore {
   }
 
   insertSchema(schema: StoredSchema): void {
-    const before = this.search.fulltextKey(schema.typeName);
+    const before = this.search.derivation(schema.typeName);
     this.schemas.insert(schema);
-    this.search.schemaChanged(schema.typeName, before);
+    this.search.derivationChanged(schema.typeName, before);
   }
 
   setSchemaState(typeName: string, version: number, state: StoredSchema['state']): void {
-    const before = this.search.fulltextKey(typeName);
+    const before = this.search.derivation(typeName);
     this.schemas.setState(typeName, version, state);
-    this.search.schemaChanged(typeName, before);
+    this.search.derivationChanged(typeName, before);
   }
 
   schemaMigration(typeName: string): SchemaMigration | undefined {
@@ -467,7 +471,9 @@ export class ContentTables implements ContentStore {
   }
 
   saveSchemaMigration(migration: SchemaMigration): void {
+    const before = this.search.derivation(migration.typeName);
     this.schemas.saveMigration(migration);
+    this.search.derivationChanged(migration.typeName, before);
   }
 
   schemasRequired(): boolean {

@@ -1,5 +1,7 @@
 import type { PropertyFilter, QueryCursor } from '../content/query.js';
 import { descendantRange } from '../content/paths.js';
+import type { SchemaDefinition } from '../content/schema.js';
+import { migrationPending } from '../content/schemaState.js';
 import { fulltextKeyOf, searchTextOf, snippetMatchEnd, snippetMatchStart, type SearchText } from '../content/searchText.js';
 import type { JsonObject } from '../content/model.js';
 import { invariant } from '../errors/catalogue.js';
@@ -31,6 +33,44 @@ export const untypedMetaKey = 'search_index_untyped';
 
 function indexesUntyped(db: Db): boolean {
   return getMeta<number>(db, untypedMetaKey) !== 0;
+}
+
+/**
+ * Which schema a node's indexed text follows: its type's schema in force; while a migration of the type runs (or
+ * failed, waiting), the new version for the nodes the migration has passed (id up to its progress) and the version
+ * it migrates from for the rest. A pure function of the state, so every node indexes alike, and a schema change
+ * re-indexes a type's nodes batch by batch with its migration rather than all at once.
+ */
+export interface Derivation {
+  /** Nodes with an id up to `split` (none when '') follow `low`; the others `high`. */
+  readonly split: string;
+  readonly low: SchemaDefinition | undefined;
+  readonly high: SchemaDefinition | undefined;
+}
+
+export function derivationOf(schemas: SchemaTables, typeName: string): Derivation {
+  const migration = schemas.migration(typeName);
+  if (migrationPending(migration)) {
+    const to = schemas.version(typeName, migration!.toVersion)?.definition;
+    const from = migration!.fromVersion === null ? undefined : schemas.version(typeName, migration!.fromVersion)?.definition;
+    return { split: migration!.afterId, low: to, high: from };
+  }
+  const active = schemas.active(typeName)?.definition;
+  return { split: '', low: active, high: active };
+}
+
+function definitionFor(derivation: Derivation, nodeId: string): SchemaDefinition | undefined {
+  return derivation.split !== '' && nodeId <= derivation.split ? derivation.low : derivation.high;
+}
+
+/** Derivations by type, read once per type: what a pass over many nodes (a build, a check) uses. */
+function derivations(schemas: SchemaTables): (typeName: string, nodeId: string) => SchemaDefinition | undefined {
+  const known = new Map<string, Derivation>();
+  return (typeName, nodeId) => {
+    let d = known.get(typeName);
+    if (d === undefined) known.set(typeName, (d = derivationOf(schemas, typeName)));
+    return definitionFor(d, nodeId);
+  };
 }
 
 /** Nodes read at a time while indexing many. */
@@ -70,6 +110,7 @@ export function buildSearchIndex(db: Db): number {
   const schemas = new SchemaTables(db);
   const run = () => {
     const untyped = indexesUntyped(db);
+    const schemaOf = derivations(schemas);
     db.prepare('DELETE FROM search_index').run();
     const insert = db.prepare('INSERT INTO search_index (rowid, node_id, name, body) VALUES (?, ?, ?, ?)');
     // By pages: a connection writes nothing while one of its statements iterates.
@@ -79,7 +120,7 @@ export function buildSearchIndex(db: Db): number {
     for (;;) {
       const rows = next.all(after, buildPageRows) as Array<{ rowid: number; id: string; name: string; type: string; properties: string }>;
       for (const row of rows) {
-        const text = searchTextOf({ name: row.name, properties: JSON.parse(row.properties) as JsonObject }, schemas.writeSchema(row.type)?.schema.definition, untyped);
+        const text = searchTextOf({ name: row.name, properties: JSON.parse(row.properties) as JsonObject }, schemaOf(row.type, row.id), untyped);
         insert.run(row.rowid, row.id, text.name, text.body);
       }
       count += rows.length;
@@ -148,7 +189,7 @@ export class SearchIndex {
       stored: db.prepare('SELECT name, body FROM search_index WHERE rowid = ?'),
       update: db.prepare('UPDATE search_index SET name = ?, body = ? WHERE rowid = ?'),
       removeRange: db.prepare('DELETE FROM search_index WHERE rowid IN (SELECT rowid FROM nodes WHERE path = ? OR (path > ? AND path < ?))'),
-      afterRowid: db.prepare('SELECT rowid, name, type, properties FROM nodes WHERE rowid > ? ORDER BY rowid LIMIT ?'),
+      afterRowid: db.prepare('SELECT rowid, id, name, type, properties FROM nodes WHERE rowid > ? ORDER BY rowid LIMIT ?'),
       ofType: db.prepare('SELECT rowid, id, name, properties FROM nodes WHERE type = ? AND id > ? ORDER BY id LIMIT ?'),
       matches: db.prepare('SELECT count(*) FROM (SELECT 1 FROM search_index WHERE search_index MATCH ? LIMIT ?)').pluck(),
       matchPaths: db.prepare('SELECT n.path FROM search_index s JOIN nodes n ON n.rowid = s.rowid WHERE search_index MATCH ?').pluck(),
@@ -192,9 +233,11 @@ export class SearchIndex {
     let count = 0;
     let after = 0;
     for (;;) {
-      const rows = this.sql.afterRowid.all(after, buildPageRows) as Array<{ rowid: number; name: string; type: string; properties: string }>;
+      const rows = this.sql.afterRowid.all(after, buildPageRows) as Array<{ rowid: number; id: string; name: string; type: string; properties: string }>;
       for (const row of rows) {
-        if (this.schemas.writeSchema(row.type) !== undefined) continue;
+        if (this.schemas.writeSchema(row.type) !== undefined || this.schemas.migration(row.type) !== undefined) {
+          if (definitionFor(derivationOf(this.schemas, row.type), row.id) !== undefined) continue;
+        }
         const text = searchTextOf({ name: row.name, properties: JSON.parse(row.properties) as JsonObject }, undefined, on);
         this.sql.update.run(text.name, text.body, row.rowid);
         count++;
@@ -205,8 +248,8 @@ export class SearchIndex {
     return count;
   }
 
-  private textOf(node: { readonly name: string; readonly type: string; readonly properties: JsonObject }): SearchText {
-    return searchTextOf(node, this.schemas.writeSchema(node.type)?.schema.definition, this.indexesUntyped());
+  private textOf(node: { readonly id: string; readonly name: string; readonly type: string; readonly properties: JsonObject }): SearchText {
+    return searchTextOf(node, definitionFor(derivationOf(this.schemas, node.type), node.id), this.indexesUntyped());
   }
 
   /** A node was inserted as nodes row `rowid`. */
@@ -217,7 +260,7 @@ export class SearchIndex {
   }
 
   /** Node `rowid` changed: its row is written again when its text did change (FTS5 re-tokenises on every write). */
-  changed(rowid: number | bigint, node: { readonly name: string; readonly type: string; readonly properties: JsonObject }): void {
+  changed(rowid: number | bigint, node: { readonly id: string; readonly name: string; readonly type: string; readonly properties: JsonObject }): void {
     if (!this.enabled) return;
     const text = this.textOf(node);
     const stored = this.sql.stored.get(rowid) as SearchText | undefined;
@@ -232,18 +275,38 @@ export class SearchIndex {
     this.sql.removeRange.run(path, low, high);
   }
 
+  /** What the index takes of a type's nodes now (derivationOf): read before a schema or migration change. */
+  derivation(typeName: string): Derivation {
+    return derivationOf(this.schemas, typeName);
+  }
+
   /**
-   * The schema writes of `typeName` follow changed from `before` (a fulltext key, fulltextKeyOf): every node of the
-   * type is indexed again when what the index takes of them changed. As large as the type, in the entry that made
-   * the change.
+   * A schema or migration change of `typeName` moved what its nodes' text follows from `before` to now: the nodes in
+   * the id ranges where that changed are indexed again — a migration batch's range, a whole type when a schema
+   * without a migration comes or goes (only a type without nodes gets one that way, or a deleted schema), the
+   * converted nodes when a migration is abandoned.
    */
-  schemaChanged(typeName: string, before: string): void {
+  derivationChanged(typeName: string, before: Derivation): void {
     if (!this.enabled) return;
-    const definition = this.schemas.writeSchema(typeName)?.schema.definition;
-    if (fulltextKeyOf(definition) === before) return;
-    let after = '';
+    const after = derivationOf(this.schemas, typeName);
+    const bounds = [...new Set(['', before.split, after.split])].sort();
+    // Intervals (bounds[i], bounds[i + 1]], and past the last bound: each follows one definition before and one
+    // after (every split is a bound), read at a representative id — its upper bound, or one past every id.
+    for (let i = 0; i < bounds.length; i++) {
+      const high = bounds[i + 1];
+      const probe = high ?? '\u{10FFFF}';
+      const is = definitionFor(after, probe);
+      if (fulltextKeyOf(definitionFor(before, probe)) !== fulltextKeyOf(is)) this.reindexRange(typeName, bounds[i]!, high, is);
+    }
+  }
+
+  /** Indexes again the nodes of `typeName` with an id in (low, high] (high undefined: no upper bound). */
+  private reindexRange(typeName: string, low: string, high: string | undefined, definition: SchemaDefinition | undefined): void {
+    let after = low;
     for (;;) {
-      const rows = this.sql.ofType.all(typeName, after, buildPageRows) as Array<{ rowid: number; id: string; name: string; properties: string }>;
+      const rows = (this.sql.ofType.all(typeName, after, buildPageRows) as Array<{ rowid: number; id: string; name: string; properties: string }>).filter(
+        (row) => high === undefined || row.id <= high,
+      );
       for (const row of rows) {
         const text = searchTextOf({ name: row.name, properties: JSON.parse(row.properties) as JsonObject }, definition, this.indexesUntyped());
         this.sql.update.run(text.name, text.body, row.rowid);
@@ -398,6 +461,7 @@ export function checkSearchIndex(db: Db): SearchIndexCheck {
   const schemas = new SchemaTables(db);
   const run = (): SearchIndexCheck => {
     const untyped = indexesUntyped(db);
+    const schemaOf = derivations(schemas);
     const mismatched: string[] = [];
     let mismatchCount = 0;
     let nodes = 0;
@@ -406,7 +470,7 @@ export function checkSearchIndex(db: Db): SearchIndexCheck {
       .iterate() as Iterable<{ id: string; name: string; type: string; properties: string; indexed_id: string | null; indexed_name: string | null; indexed_body: string | null }>;
     for (const row of rows) {
       nodes++;
-      const text = searchTextOf({ name: row.name, properties: JSON.parse(row.properties) as JsonObject }, schemas.writeSchema(row.type)?.schema.definition, untyped);
+      const text = searchTextOf({ name: row.name, properties: JSON.parse(row.properties) as JsonObject }, schemaOf(row.type, row.id), untyped);
       if (row.indexed_id !== row.id || row.indexed_name !== text.name || row.indexed_body !== text.body) {
         mismatchCount++;
         if (mismatched.length < 100) mismatched.push(row.id);

@@ -107,6 +107,7 @@ export class VersionTables {
       one: db.prepare(`SELECT ${versionColumns} FROM versions WHERE node_id = ? AND version = ?`).raw(true),
       current: db.prepare(`${currentOf} WHERE id = ?`).raw(true),
       lastNumber: db.prepare('SELECT max(version) FROM versions WHERE node_id = ?').pluck(),
+      deletedPlace: db.prepare(`SELECT path, parent_id AS parentId FROM versions WHERE node_id = ? AND op = 'deleted' ORDER BY version DESC LIMIT 1`),
       // Newest first: the current version (a live node's) and the kept ones.
       page: db
         .prepare(
@@ -247,6 +248,11 @@ export class VersionTables {
     return versionOf(row);
   }
 
+  /** Where deleted node `id` was when it was last deleted (its delete version's path and parent), or undefined. */
+  deletedPlace(id: string): { path: string; parentId: string | null } | undefined {
+    return this.sql.deletedPlace.get(id) as { path: string; parentId: string | null } | undefined;
+  }
+
   /** The newest version number node `id` has had (its delete, for a deleted node), or undefined. */
   lastVersionNumber(id: string): number | undefined {
     return (this.sql.lastNumber.get(id) as number | null) ?? undefined;
@@ -267,12 +273,12 @@ export class VersionTables {
    * Deleted children of node `parentId` not restored since, the most recently deleted first, after the cursor
    * (idx, id) of the previous page; each is its delete version.
    */
-  deletedChildren(parentId: string, after: { idx: number; id: string } | undefined, limit: number, visible: ((path: string) => boolean) | null = null): { readonly items: VersionSummary[]; readonly more: boolean } {
+  deletedChildren(parentId: string, after: { idx: number; id: string } | undefined, limit: number, visible: ((id: string, path: string) => boolean) | null = null): { readonly items: VersionSummary[]; readonly more: boolean } {
     const params = { parent: parentId, idx: after?.idx ?? Number.MAX_SAFE_INTEGER, id: after?.id ?? '', limit: visible === null ? limit + 1 : -1 };
     const items: VersionSummary[] = [];
     // Deleted nodes the reader may not read (where they were) are passed over: never listed, never a cursor.
     for (const row of this.sql.deletedChildren.iterate(params) as Iterable<VersionRow>) {
-      if (visible !== null && !visible(row[6])) continue;
+      if (visible !== null && !visible(row[0], row[6])) continue;
       if (items.length === limit) return { items, more: true };
       items.push(summaryOf(row));
     }

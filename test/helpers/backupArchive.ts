@@ -47,7 +47,7 @@ export async function backupFromDataDir(
     }
     if (options.stateFormat2 === true) {
       const state = new Database(statePath);
-      state.exec(`DROP TABLE schemas; DROP TABLE schema_migrations; DROP INDEX nodes_type_id; DROP TABLE changes; DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from; DELETE FROM meta WHERE key IN ('changes_pruned_through', 'history_started_at', 'history_versions_per_node', 'schemas_required'); UPDATE meta SET value = 2 WHERE key = 'format_version'`);
+      state.exec(`DROP TABLE access; DROP TABLE schemas; DROP TABLE schema_migrations; DROP INDEX nodes_type_id; DROP TABLE changes; DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from; DELETE FROM meta WHERE key IN ('changes_pruned_through', 'history_started_at', 'history_versions_per_node', 'schemas_required', 'search_index_untyped'); UPDATE meta SET value = 2 WHERE key = 'format_version'`);
       state.close();
       info = { ...info, ...(await hashFile(statePath)) };
     }

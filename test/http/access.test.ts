@@ -148,3 +148,25 @@ test('manage-access given to an editor lets her set entries below; an admin is n
   const digest = (await request('admin', 'GET', '/api/v1/cluster/digest')).json();
   assert.ok(digest.counts.schemaLines >= 4, 'the entries are in the digest');
 });
+
+test('neither a delete nor a move uncovers what an entry hid: history and the feed keep to the entries the node had', async () => {
+  for (const path of ['/vault', '/vault/doc', '/crate', '/crate/doc']) assert.equal((await request('admin', 'PUT', `/api/v1/content${path}`, { properties: { text: 'sealed' } })).statusCode, 201);
+  for (const path of ['/vault', '/crate']) assert.equal((await setAccess(path, [{ principal: 'user:bob', effect: 'deny', permissions: ['read'] }])).statusCode, 200);
+  const docId = (await request('admin', 'GET', '/api/v1/content/vault/doc')).json().id as string;
+  assert.equal((await request('admin', 'DELETE', '/api/v1/content/vault?recursive=true')).statusCode, 200);
+  assert.equal((await request('admin', 'POST', '/api/v1/move', { from: '/crate', to: '/open' })).statusCode, 200);
+  assert.equal((await request('bob', 'GET', '/api/v1/content/vault?versions=true')).statusCode, 404);
+  assert.equal((await request('bob', 'GET', '/api/v1/content/vault/doc?versions=true')).statusCode, 404, 'below a deleted node that carried the entry');
+  assert.equal((await request('bob', 'GET', `/api/v1/nodes/${docId}?version=1`)).statusCode, 404);
+  assert.equal((await request('bob', 'GET', '/api/v1/content/open')).statusCode, 404, 'the moved node keeps its entries');
+  const deleted = (await request('bob', 'GET', '/api/v1/content?deleted=true')).json().items.map((i: { path: string }) => i.path);
+  assert.ok(!deleted.includes('/vault'), JSON.stringify(deleted));
+  assert.equal((await request('bob', 'POST', '/api/v1/restore', { path: '/vault', version: 1 })).statusCode, 404);
+  const events = (await request('bob', 'GET', '/api/v1/changes?since=0&limit=1000')).json().events as Array<{ path: string }>;
+  assert.ok(events.every((e) => !/^\/(vault|crate|open)(\/|$)/.test(e.path)), JSON.stringify(events.map((e) => e.path).filter((p) => /vault|crate|open/.test(p))));
+  assert.ok((await request('alice', 'GET', '/api/v1/content/vault?versions=true')).statusCode === 200, 'alice may read it');
+  // Restored under its id, the node carries its entries again.
+  assert.equal((await request('admin', 'POST', '/api/v1/restore', { path: '/vault', version: 1 })).statusCode, 201);
+  assert.equal((await request('bob', 'GET', '/api/v1/content/vault')).statusCode, 404);
+  assert.equal((await request('alice', 'GET', '/api/v1/content/vault')).statusCode, 200);
+});

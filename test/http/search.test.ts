@@ -6,7 +6,7 @@ import { waitFor } from '../helpers/tmp.js';
 
 let t: TestNode;
 before(async () => {
-  t = await openTestNode({ 'jobs.checkIntervalMs': 100, 'search.candidatesMax': 100, 'search.totalMax': 30, 'search.pageSizeMax': 50 });
+  t = await openTestNode({ 'jobs.checkIntervalMs': 100, 'schemas.migrationBatchNodesMax': 2, 'search.candidatesMax': 100, 'search.totalMax': 30, 'search.pageSizeMax': 50 });
 });
 after(async () => {
   await t.close();
@@ -158,10 +158,11 @@ test('changes, moves and deletes reach the index in the same entry; a schema dec
   assert.deepEqual(paths(await search('q=huckleberry')), ['/typed/r1'], 'no schema: every string');
   const schema = await send('PUT', '/api/v1/schemas/recipe', { properties: { title: { type: 'string', fulltext: true }, code: { type: 'string' } } });
   assert.ok(schema.statusCode < 300, schema.body);
+  // A node follows the new schema once the migration has passed it (batch by batch, on every node alike).
+  await waitFor('the migration to recipe version 1 done', async () => ((await get('/api/v1/schemas/recipe/migration')).json().state === 'done' ? true : undefined));
   assert.deepEqual(paths(await search('q=huckleberry')), [], 'the schema indexes its fulltext properties only');
   assert.deepEqual(paths(await search('q=quince')), ['/typed/r1']);
-  await waitFor('the migration to recipe version 1 done', async () => ((await get('/api/v1/schemas/recipe/migration')).json().state === 'done' ? true : undefined));
-  assert.deepEqual(paths(await search('q=quince')), ['/typed/r1']);
+  await indexIsExact();
   const deleted = await send('DELETE', '/api/v1/schemas/recipe');
   assert.ok(deleted.statusCode < 300, deleted.body);
   assert.deepEqual(paths(await search('q=huckleberry')), ['/typed/r1'], 'the schema gone: every string again');
@@ -191,5 +192,29 @@ test('the search policy: untyped nodes\' strings leave the index and come back; 
   assert.equal((await send('PUT', '/api/v1/search-policy', { indexUntypedNodes: 'yes' })).statusCode, 400);
   assert.equal((await send('PUT', '/api/v1/search-policy', { indexUntypedNodes: true })).statusCode, 200);
   assert.deepEqual(paths(await search('q=tamarillo')), ['/policy/later', '/policy/loose']);
+  await indexIsExact();
+});
+
+test('a schema change re-indexes a type batch by batch with its migration: exact mid-way, after a failure, an abandon and the end', async () => {
+  assert.ok((await send('PUT', '/api/v1/schemas/leaf', { properties: { label: { type: 'string', fulltext: true }, n: { type: 'integer' } } })).statusCode < 300);
+  await put('/leaves', {});
+  for (let i = 0; i < 6; i++) await put(`/leaves/l${i}`, { label: 'mango', n: i === 3 ? 99 : i }, 'leaf');
+  assert.equal((await search('q=mango')).total, 6);
+  const started = await send('PUT', '/api/v1/schemas/leaf', { properties: { label: { type: 'string' }, n: { type: 'integer', maximum: 50 } } });
+  assert.equal(started.statusCode, 202, started.body);
+  const failed = await waitFor('the migration to fail at l3', async () => {
+    const m = (await get('/api/v1/schemas/leaf/migration')).json();
+    return m.state === 'failed' ? m : undefined;
+  });
+  // The nodes the migration passed follow the new version (label no longer indexed); the others the old one.
+  assert.equal((await search('q=mango')).total, 6 - failed.nodesDone, JSON.stringify(failed));
+  await indexIsExact();
+  assert.equal((await send('POST', '/api/v1/schemas/leaf/migration', { action: 'abandon' })).statusCode, 200);
+  assert.equal((await search('q=mango')).total, 6, 'abandoned: every node follows the old version again');
+  await indexIsExact();
+  assert.equal((await send('PATCH', '/api/v1/content/leaves/l3', { n: 3 })).statusCode, 200);
+  assert.equal((await send('PUT', '/api/v1/schemas/leaf', { properties: { label: { type: 'string' }, n: { type: 'integer', maximum: 50 } } })).statusCode, 202);
+  await waitFor('the migration done', async () => ((await get('/api/v1/schemas/leaf/migration')).json().state === 'done' ? true : undefined));
+  assert.equal((await search('q=mango')).total, 0);
   await indexIsExact();
 });

@@ -183,8 +183,10 @@ test('installing a snapshot file replaces content, users and token key in the tr
 });
 
 /** What a release of data format `format` wrote: this build's state file without what later formats added. */
-const withoutSchemas = 'DROP TABLE schemas; DROP TABLE schema_migrations; DROP INDEX nodes_type_id';
+const withoutAccess = "DROP TABLE access; DELETE FROM meta WHERE key = 'search_index_untyped'";
+const withoutSchemas = `${withoutAccess}; DROP TABLE schemas; DROP TABLE schema_migrations; DROP INDEX nodes_type_id`;
 const olderFormat: Record<number, string> = {
+  5: withoutAccess,
   4: withoutSchemas,
   3: `${withoutSchemas}; DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from`,
   2: `${withoutSchemas}; DROP TABLE changes; DROP TABLE versions; ALTER TABLE nodes DROP COLUMN op; ALTER TABLE nodes DROP COLUMN idx; ALTER TABLE nodes DROP COLUMN restored_from`,
@@ -195,7 +197,7 @@ const olderFormat: Record<number, string> = {
  * `bootstrap` extras; hands the installed node to `check` with what the source held.
  */
 async function installOlderFormat(
-  format: 2 | 3 | 4,
+  format: 2 | 3 | 4 | 5,
   bootstrap: Partial<BootstrapCommand>,
   check: (target: Db, tables: ContentTables, source: { digest: string; events: unknown; index: number }) => void,
 ): Promise<void> {
@@ -218,6 +220,9 @@ async function installOlderFormat(
     // The target's own schemas and policy must not survive an install of a state that has none.
     applyCommand(tables, { type: 'putSchema', typeName: 'article', definition: { properties: {}, additionalProperties: false }, time, user: 'admin' });
     applyCommand(tables, { type: 'setSchemaPolicy', schemasRequired: true, time, user: 'admin' });
+    // And its access entries and search policy (format 6) must not survive an install of a state of format 5.
+    applyCommand(tables, { type: 'setAccess', path: '/', entries: [{ principal: 'everyone', effect: 'deny', permissions: ['write'] }], time, user: 'admin' });
+    applyCommand(tables, { type: 'setSearchPolicy', indexUntypedNodes: false, time, user: 'admin' });
     const detach = attachSnapshot(target, path);
     try {
       target.transaction(() => replaceStateMachine(target, info.index))();
@@ -256,6 +261,15 @@ test('a snapshot file of data format 4 (before schemas) installs: the content, t
     assert.equal(target.prepare('SELECT count(*) FROM schemas').pluck().get(), 0, 'nothing of the target\'s own schemas is left');
     assert.equal(tables.writeSchema('article'), undefined);
     assert.equal(tables.schemasRequired(), false, 'the policy of the target is gone');
+  });
+});
+
+test('a snapshot file of data format 5 (before access control) installs: everything, and no access entries or search policy', async () => {
+  await installOlderFormat(5, { history: { versionsPerNodeMax: 5 } }, (target, tables, source) => {
+    assert.equal(tables.digest(), source.digest);
+    assert.equal(target.prepare('SELECT count(*) FROM access').pluck().get(), 0, 'nothing of the target\'s own entries is left');
+    assert.equal(tables.accessInUse(), false);
+    assert.equal(getMeta(target, 'search_index_untyped'), undefined, 'the search policy is the default again');
   });
 });
 

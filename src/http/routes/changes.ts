@@ -9,7 +9,7 @@ import { ConclaveError } from '../../errors/catalogue.js';
 import { FeedStream } from '../feedStream.js';
 import { waiterOf } from '../minIndex.js';
 import { header } from '../representation.js';
-import { liveReadFilter, readerKeyOf, viewerOf } from '../readAccess.js';
+import { liveNodeReadFilter, readerKeyOf, viewerOf } from '../readAccess.js';
 
 type ChangesRequest = FastifyRequest<{ Querystring: Record<string, string | string[]> }>;
 
@@ -131,7 +131,7 @@ export async function changesRoutes(app: FastifyInstance): Promise<void> {
     { config: { permission: 'read', query: ['since', 'limit', 'wait', 'under', 'type', 'op'] } },
     async (request: ChangesRequest, reply: FastifyReply) => {
       const viewer = viewerOf(request);
-      const visible = liveReadFilter(repository.content, viewer);
+      const visible = liveNodeReadFilter(repository.content, viewer);
       // Events are filtered by the reader's access at delivery (src/http/readAccess.ts): a node it may not read
       // then leaves no event in its pages or its stream.
       const filter = visible === null ? parseFeedFilter(request.query) : { ...parseFeedFilter(request.query), visible, readerKey: readerKeyOf(viewer) };

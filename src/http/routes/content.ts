@@ -10,7 +10,7 @@ import type { Committed } from '../../node/clusterRuntime.js';
 import { writeOriginOf } from '../writeOrigin.js';
 import { answerHistory, historyQueryParameters, historyReadOf } from './history.js';
 import { PageBody } from '../pageBody.js';
-import { readFilter, viewerOf } from '../readAccess.js';
+import { nodeReadFilter, readFilter, viewerOf } from '../readAccess.js';
 import { header, isTrue, nodeJson, parsePreconditions, parseTags, storedNodeJson } from '../representation.js';
 
 type WildcardRequest = FastifyRequest<{ Params: { '*'?: string }; Querystring: Record<string, string | string[]> }>;
@@ -78,7 +78,15 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
     if (visible !== null && !visible(path)) {
       throw new ConclaveError('NODE_NOT_FOUND', history === null ? `No node exists at ${path}.` : `No node exists at ${path}, and none deleted there is in the history.`, { path });
     }
-    if (history !== null) return answerHistory(app, request, reply, history, repository.historyNodeId(path), visible);
+    if (history !== null) {
+      const target = repository.historyNodeId(path);
+      // A deleted node is decided by the entries it had (nodeReadFilter): neither its delete nor a move uncovers it.
+      const readsNode = nodeReadFilter(repository.content, viewerOf(request));
+      if (readsNode !== null && target.deleted && !readsNode(target.id, path)) {
+        throw new ConclaveError('NODE_NOT_FOUND', `No node exists at ${path}, and none deleted there is in the history.`, { path });
+      }
+      return answerHistory(app, request, reply, history, target, readsNode);
+    }
     const withChildren = isTrue(request.query['children'], 'children');
     const ifNoneMatch = header(request.headers, 'if-none-match');
     if (!withChildren) {
@@ -174,11 +182,11 @@ export async function contentRoutes(app: FastifyInstance): Promise<void> {
     const visible = readFilter(repository.content, viewerOf(request));
     if (history !== null) {
       const target = repository.historyNodeById(id);
-      // A deleted node is read where it was deleted (its last version's path).
-      if (visible !== null && !visible(target.deleted ? repository.version(id, repository.content.versions.lastVersionNumber(id)!).node.path : repository.nodeById(id).path)) {
+      const readsNode = nodeReadFilter(repository.content, viewerOf(request));
+      if (readsNode !== null && !readsNode(id, '/')) {
         throw new ConclaveError('NODE_NOT_FOUND', `No node has the id ${id}, and none deleted with it is in the history.`, { id });
       }
-      return answerHistory(app, request, reply, history, target, visible);
+      return answerHistory(app, request, reply, history, target, readsNode);
     }
     if (isTrue(request.query['children'], 'children')) throw new ConclaveError('INVALID_REQUEST', 'List children by path: GET /api/v1/content/{path}?children=true.');
     const node = repository.nodeById(id);

@@ -1,4 +1,3 @@
-import type { Visible } from '../../storage/contentTables.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 import { requireHistory, type NodeVersion, type VersionSummary } from '../../content/history.js';
@@ -9,7 +8,7 @@ import { ConclaveError } from '../../errors/catalogue.js';
 import { writeOriginOf } from '../writeOrigin.js';
 import { isTrue, parsePreconditions } from '../representation.js';
 import { encodePath, sendCommitted } from './content.js';
-import { canRead } from '../readAccess.js';
+import { canRead, nodeReadFilter, viewerOf } from '../readAccess.js';
 
 type Query = Record<string, string | string[] | undefined>;
 
@@ -77,7 +76,8 @@ export function answerHistory(
   reply: FastifyReply,
   read: 'versions' | 'version' | 'deleted',
   target: { readonly id: string; readonly deleted: boolean },
-  visible: Visible = null,
+  /** Which nodes (by id, else where they were) the caller may read: nodeReadFilter. */
+  readsNode: ((id: string, path: string) => boolean) | null = null,
 ): unknown {
   const { repository, config } = app.conclave;
   const query = request.query;
@@ -100,7 +100,7 @@ export function answerHistory(
   if (target.deleted) throw new ConclaveError('NODE_NOT_FOUND', 'A deleted node has no children to list; restore it first.', { id: target.id });
   const fingerprint = `deleted:${target.id}`;
   const after = typeof cursorText === 'string' ? decodeCursor(cursorText, fingerprint) : undefined;
-  const page = repository.deletedChildren(target.id, after === undefined ? undefined : { idx: cursorNumber(after.value), id: after.id }, limit, visible);
+  const page = repository.deletedChildren(target.id, after === undefined ? undefined : { idx: cursorNumber(after.value), id: after.id }, limit, readsNode);
   const last = page.items.at(-1);
   reply.header('Cache-Control', 'no-store');
   return {
@@ -135,15 +135,21 @@ export async function historyRoutes(app: FastifyInstance): Promise<void> {
     // Restoring reads the node's history: a node the caller may not read is one the history does not have.
     const hidden = (at: string) => !canRead(repository.content, request, at);
     if (hidden(path)) throw new ConclaveError('NODE_NOT_FOUND', `No node exists at ${path}, and none deleted there is in the history.`, { path });
+    const readsNode = nodeReadFilter(repository.content, viewerOf(request));
     let target: { id: string; deleted: boolean };
     if (body['id'] !== undefined) {
       if (typeof body['id'] !== 'string' || body['id'].length === 0 || body['id'].length > 128) throw new ConclaveError('INVALID_REQUEST', '"id" must be a node id.');
       target = repository.historyNodeById(body['id']);
-      // A deleted node is read where it was deleted.
-      if (target.deleted && hidden(repository.version(target.id, repository.content.versions.lastVersionNumber(target.id)!).node.path)) {
+      // A deleted node is decided by the entries it had (nodeReadFilter).
+      if (target.deleted && readsNode !== null && !readsNode(target.id, path)) {
         throw new ConclaveError('NODE_NOT_FOUND', `No node has the id ${target.id}, and none deleted with it is in the history.`, { id: target.id });
       }
-    } else target = repository.historyNodeId(path);
+    } else {
+      target = repository.historyNodeId(path);
+      if (target.deleted && readsNode !== null && !readsNode(target.id, path)) {
+        throw new ConclaveError('NODE_NOT_FOUND', `No node exists at ${path}, and none deleted there is in the history.`, { path });
+      }
+    }
     const to = body['to'] === undefined ? path : parsePath(body['to'], 'to');
     if (!target.deleted) {
       const live = repository.nodeById(target.id);
