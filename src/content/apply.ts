@@ -209,7 +209,7 @@ function applyRestore(store: ContentStore, command: RestoreCommand): ApplyResult
     if (live.path === rootPath && source.node.type !== rootNodeType) throw new ConclaveError('ROOT_IMMUTABLE', 'The root node keeps the type "root".');
     // The version comes back under the schemas in force now: an earlier state they refuse is refused like any write.
     const properties = conformingWrite(store, { path: live.path, type: source.node.type, properties: restoredProperties(store, source.node.type, source.node.properties) });
-    if (source.node.type !== live.type) checkTypeChange(store, live, source.node.type);
+    if (source.node.type !== live.type) checkTypeChange(store, live, source.node.type, command.user);
     const state = { type: source.node.type, properties, binaries: source.node.binaries };
     return { ...saveChange(store, live, command, state, 'updated', {}, { made: { op: 'restored', restoredFrom: command.version } }), created: false };
   }
@@ -281,7 +281,7 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
       throw new ConclaveError('ROOT_IMMUTABLE', 'The root node keeps the type "root"; only its properties can change.');
     }
     const properties = conformingWrite(store, { path: command.path, type, properties: command.properties });
-    if (type !== existing.type) checkTypeChange(store, existing, type);
+    if (type !== existing.type) checkTypeChange(store, existing, type, command.user);
     return { ...saveChange(store, existing, command, { type, properties }, 'updated'), created: false };
   }
   const parent = requireParent(store, command.path);
@@ -315,10 +315,10 @@ function applyPut(store: ContentStore, command: PutCommand): ApplyResult {
 }
 
 /** A node whose type changes must fit under its parent as the new type, and its children under the new type. */
-function checkTypeChange(store: ContentStore, node: ContentNode, type: string): void {
+function checkTypeChange(store: ContentStore, node: ContentNode, type: string, user: string): void {
   const parent = node.parentId === null ? undefined : store.nodeById(node.parentId);
   if (parent !== undefined) checkPlacement(store, parent, node.path, type);
-  checkOwnChildren(store, node, type);
+  checkOwnChildren(store, node, type, user);
 }
 
 function applyPatch(store: ContentStore, command: PatchCommand): ApplyResult {

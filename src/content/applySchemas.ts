@@ -9,6 +9,8 @@ import { saveChange } from './saveChange.js';
 import { checkChildType, conformingProperties, convertToSchema, sameJson, schemaViolations, type SchemaDefinition, type SchemaViolation } from './schema.js';
 import { migrationPending, type SchemaMigration, type StoredSchema } from './schemaState.js';
 import type { ContentStore } from './store.js';
+import { hasAccess } from './access.js';
+import { subjectOf } from './applyAccess.js';
 
 /**
  * The schema rules of apply(): how writes of typed nodes are checked against the schema in force at their entry, and
@@ -74,12 +76,22 @@ export function checkPlacement(store: ContentStore, parent: ContentNode, path: s
 }
 
 /** Refuses giving `node` the type `type` when its schema does not allow a child it has. */
-export function checkOwnChildren(store: ContentStore, node: ContentNode, type: string): void {
+export function checkOwnChildren(store: ContentStore, node: ContentNode, type: string, user: string): void {
   const schema = store.writeSchema(type)?.schema;
   const allowed = schema?.definition.childTypes;
   if (allowed === undefined) return;
   const outside = store.childOutsideTypes(node.id, allowed);
-  if (outside !== undefined) checkChildType({ path: node.path, type }, schema, outside.path, outside.type);
+  if (outside === undefined) return;
+  // A child the writer may not read is not named (src/content/access.ts): the refusal says only that one is there.
+  if (store.accessInUse() && !hasAccess((p) => store.accessEntriesAt(p), outside.path, subjectOf(store, user), 'read')) {
+    throw new ConclaveError('SCHEMA_VIOLATION', `${node.path} (type ${type}) holds a child whose type the schema does not allow.`, {
+      path: node.path,
+      type,
+      schemaVersion: schema!.version,
+      violations: [{ property: '', rule: 'childTypes', message: 'a child of a type that is not allowed' }],
+    });
+  }
+  checkChildType({ path: node.path, type }, schema, outside.path, outside.type);
 }
 
 function requireNoMigration(store: ContentStore, typeName: string): void {

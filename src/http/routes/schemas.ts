@@ -65,7 +65,13 @@ export function migrationJson(migration: SchemaMigration, visible: ((path: strin
     updatedAt: migration.updatedAt,
     finishedAt: migration.finishedAt,
     // A node the reader may not read is not named, not even as the one a migration could not convert.
-    failure: migration.failure === null || visible === null || visible(migration.failure.path) ? migration.failure : { hidden: true, message: 'A node you may not read could not be converted.' },
+    // (Its message may name the node's children: a reader whose view is filtered gets the rules that failed instead.)
+    failure:
+      migration.failure === null || visible === null
+        ? migration.failure
+        : visible(migration.failure.path)
+          ? { ...migration.failure, message: `The node could not be converted (${[...new Set(migration.failure.violations.map((v) => v.rule))].join(', ')}).` }
+          : { hidden: true, message: 'A node you may not read could not be converted.' },
   };
 }
 
