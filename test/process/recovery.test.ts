@@ -24,7 +24,11 @@ test('unsafe-bootstrap a survivor of a lost quorum; detach-cluster lets an old m
     const lone = cluster.node('n2');
     lone.env = { ...lone.env, CONCLAVE_CLUSTER_JOIN_TIMEOUT_MS: '1500' };
     await cluster.start('n2');
-    const exitCode = await lone.process!.exited;
+    // Bounded: a node that never exits is this test's failure, with what it said, not a CI run that hangs.
+    const exitCode = await Promise.race([
+      lone.process!.exited,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`n2 did not exit within 30 s of a 1.5 s join timeout:\n${cluster.output('n2').slice(-4000)}`)), 30_000).unref()),
+    ]);
     const output = cluster.output('n2');
     lone.process = null;
     lone.env = {};
