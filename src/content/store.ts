@@ -32,7 +32,6 @@ export interface ContentStore {
   userByName(name: string): User | undefined;
   /** The access entries the node at `path` carries (undefined: none); src/content/access.ts decides with them. */
   accessEntriesAt(path: string): readonly AccessEntry[] | undefined;
-  accessEntriesOf(nodeId: string): AccessEntry[];
   /** The cluster's search policy (setSearchPolicy): sets it and indexes the untyped nodes again; returns how many. */
   setSearchIndexesUntyped(on: boolean): number;
   /** Whether any node carries entries. */

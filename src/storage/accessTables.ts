@@ -116,7 +116,7 @@ export class AccessTables {
 
   /** Paths under `path` moved: the map, keyed by path, is read again. */
   moved(): void {
-    if (this.byPath === null || this.byPath.size > 0) this.byPath = null;
+    if (this.byPath?.size !== 0) this.byPath = null;
   }
 
   /** The content digest's lines (src/replication/contentDigest.ts): ["access", nodeId, entries] by node id. */

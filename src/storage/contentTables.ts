@@ -14,6 +14,7 @@ import { invariant } from '../errors/catalogue.js';
 import { ChangeLog } from './changeLog.js';
 import { getMeta, setMeta, type Db } from './database.js';
 import { SchemaTables } from './schemaTables.js';
+import { jsonPath, nodeFilterSql } from './nodeFilters.js';
 import { SearchIndex, untypedMetaKey } from './searchIndex.js';
 import { AccessTables } from './accessTables.js';
 import { VersionTables } from './versionTables.js';
@@ -121,11 +122,6 @@ export interface Page<T> {
   readonly next?: QueryCursor;
 }
 
-/** Turns a property path into a JSON path with every segment quoted (the query parser excludes quotes). */
-function jsonPath(property: readonly string[]): string {
-  return `$${property.map((p) => `."${p}"`).join('')}`;
-}
-
 function sortExpression(sort: SortKey): { sql: string; params: unknown[] } {
   switch (sort.kind) {
     case 'path':
@@ -140,8 +136,6 @@ function sortExpression(sort: SortKey): { sql: string; params: unknown[] } {
       return { sql: 'json_extract(properties, ?)', params: [jsonPath(sort.property)] };
   }
 }
-
-const opSql = { eq: 'IS', ne: 'IS NOT', gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
 
 /**
  * The content tables: the ContentStore that apply() writes through, and the reads the HTTP layer serves.
@@ -500,10 +494,6 @@ export class ContentTables implements ContentStore {
     return this.access.pathsUnder(path);
   }
 
-  accessEntriesOf(nodeId: string): AccessEntry[] {
-    return this.access.entriesOf(nodeId);
-  }
-
   setAccessEntries(nodeId: string, entries: readonly AccessEntry[]): void {
     this.access.set(nodeId, entries);
   }
@@ -579,21 +569,7 @@ export class ContentTables implements ContentStore {
 
   /** One page of a query's results; `take` as for childrenPage. */
   query(spec: QuerySpec, take: PageTake = takeAll, visible: Visible = null): Page<StoredNode> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (spec.under !== undefined) {
-      const { low, high } = descendantRange(spec.under);
-      where.push('path > ? AND path < ?');
-      params.push(low, high);
-    }
-    if (spec.type !== undefined) {
-      where.push('type = ?');
-      params.push(spec.type);
-    }
-    for (const filter of spec.filters) {
-      where.push(`json_extract(properties, ?) ${opSql[filter.op]} ?`);
-      params.push(jsonPath(filter.property), filter.value);
-    }
+    const { where, params } = nodeFilterSql(spec);
     const sort = sortExpression(spec.sort);
     const cmp = spec.descending ? '<' : '>';
     if (spec.cursor !== undefined) {

@@ -1,5 +1,6 @@
-import type { PropertyFilter, QueryCursor } from '../content/query.js';
+import type { QueryCursor } from '../content/query.js';
 import { descendantRange } from '../content/paths.js';
+import { nodeFilterSql, type NodeFilters } from './nodeFilters.js';
 import type { SchemaDefinition } from '../content/schema.js';
 import { migrationPending } from '../content/schemaState.js';
 import { fulltextKeyOf, searchTextOf, snippetMatchEnd, snippetMatchStart, type SearchText } from '../content/searchText.js';
@@ -73,14 +74,14 @@ function derivations(schemas: SchemaTables): (typeName: string, nodeId: string) 
   };
 }
 
+/** Types whose derivation SearchIndex keeps in memory; past it the cache starts over. */
+const derivationsCachedMax = 4096;
+
 /** Nodes read at a time while indexing many. */
 const buildPageRows = 1000;
 
 /** Live meta key: the index has been built from this database's state (set by buildSearchIndex). */
 const builtKey = 'search_index_built';
-
-/** The tables FTS5 keeps for search_index: a live database's own, never a state file's. */
-export const searchIndexObjects: ReadonlySet<string> = new Set(['search_index', 'search_index_data', 'search_index_idx', 'search_index_content', 'search_index_docsize', 'search_index_config']);
 
 /**
  * Makes the node's live database ready to search, before it serves: creates the index where the directory has none
@@ -143,12 +144,6 @@ export function rebuildSearchIndexIfPresent(db: Db): void {
   if (hasIndex(db)) buildSearchIndex(db);
 }
 
-export interface SearchFilters {
-  readonly under?: string;
-  readonly type?: string;
-  readonly filters: readonly PropertyFilter[];
-}
-
 export interface SearchHit {
   readonly id: string;
   readonly path: string;
@@ -162,12 +157,6 @@ export interface SearchHit {
   readonly cursor: QueryCursor;
 }
 
-const opSql: Record<PropertyFilter['op'], string> = { eq: '=', ne: '!=', gt: '>', gte: '>=', lt: '<', lte: '<=' };
-
-function jsonPath(segments: readonly string[]): string {
-  return '$' + segments.map((s) => `."${s}"`).join('');
-}
-
 /**
  * The index as apply() writes it and searches read it. Statements are prepared at first use; a database without the
  * index (a state file read through ContentTables) writes nothing to it.
@@ -176,6 +165,12 @@ export class SearchIndex {
   private statements: ReturnType<SearchIndex['prepare']> | null = null;
   private present: boolean | undefined;
   private untyped: boolean | undefined;
+  /**
+   * Each type's derivation, read at its first write: every write derives its node's text, and the schema and
+   * migration reads behind a derivation are two statements and a definition parsed. Dropped when a schema or
+   * migration of the type changes, and with everything on forget(); bounded like SchemaTables' cache.
+   */
+  private readonly derivationsByType = new Map<string, Derivation>();
 
   constructor(
     private readonly db: Db,
@@ -213,6 +208,22 @@ export class SearchIndex {
   forget(): void {
     this.present = undefined;
     this.untyped = undefined;
+    this.derivationsByType.clear();
+  }
+
+  /** What the index takes of a type's nodes now (derivationOf): read before a schema or migration change. */
+  derivation(typeName: string): Derivation {
+    let known = this.derivationsByType.get(typeName);
+    if (known === undefined) {
+      if (this.derivationsByType.size >= derivationsCachedMax) this.derivationsByType.clear();
+      known = derivationOf(this.schemas, typeName);
+      this.derivationsByType.set(typeName, known);
+    }
+    return known;
+  }
+
+  private definitionFor(typeName: string, nodeId: string): SchemaDefinition | undefined {
+    return definitionFor(this.derivation(typeName), nodeId);
   }
 
   /** The cluster's search policy: whether untyped nodes' strings are indexed (read from the state). */
@@ -235,9 +246,7 @@ export class SearchIndex {
     for (;;) {
       const rows = this.sql.afterRowid.all(after, buildPageRows) as Array<{ rowid: number; id: string; name: string; type: string; properties: string }>;
       for (const row of rows) {
-        if (this.schemas.writeSchema(row.type) !== undefined || this.schemas.migration(row.type) !== undefined) {
-          if (definitionFor(derivationOf(this.schemas, row.type), row.id) !== undefined) continue;
-        }
+        if (this.definitionFor(row.type, row.id) !== undefined) continue;
         const text = searchTextOf({ name: row.name, properties: JSON.parse(row.properties) as JsonObject }, undefined, on);
         this.sql.update.run(text.name, text.body, row.rowid);
         count++;
@@ -249,7 +258,7 @@ export class SearchIndex {
   }
 
   private textOf(node: { readonly id: string; readonly name: string; readonly type: string; readonly properties: JsonObject }): SearchText {
-    return searchTextOf(node, definitionFor(derivationOf(this.schemas, node.type), node.id), this.indexesUntyped());
+    return searchTextOf(node, this.definitionFor(node.type, node.id), this.indexesUntyped());
   }
 
   /** A node was inserted as nodes row `rowid`. */
@@ -275,11 +284,6 @@ export class SearchIndex {
     this.sql.removeRange.run(path, low, high);
   }
 
-  /** What the index takes of a type's nodes now (derivationOf): read before a schema or migration change. */
-  derivation(typeName: string): Derivation {
-    return derivationOf(this.schemas, typeName);
-  }
-
   /**
    * A schema or migration change of `typeName` moved what its nodes' text follows from `before` to now: the nodes in
    * the id ranges where that changed are indexed again — a migration batch's range, a whole type when a schema
@@ -287,8 +291,9 @@ export class SearchIndex {
    * converted nodes when a migration is abandoned.
    */
   derivationChanged(typeName: string, before: Derivation): void {
+    this.derivationsByType.delete(typeName);
     if (!this.enabled) return;
-    const after = derivationOf(this.schemas, typeName);
+    const after = this.derivation(typeName);
     const bounds = [...new Set(['', before.split, after.split])].sort();
     // Intervals (bounds[i], bounds[i + 1]], and past the last bound: each follows one definition before and one
     // after (every split is a bound), read at a representative id — its upper bound, or one past every id.
@@ -322,33 +327,15 @@ export class SearchIndex {
     return checkSearchIndex(this.db);
   }
 
-  /** The fulltext key of the schema writes of `typeName` follow now. */
-  fulltextKey(typeName: string): string {
-    return fulltextKeyOf(this.schemas.writeSchema(typeName)?.schema.definition);
-  }
 
   /** How many documents `match` matches, counting up to `countMax` (one more says "more than that"). */
   matchCount(match: string, countMax: number): number {
     return this.sql.matches.get(match, countMax + 1) as number;
   }
 
-  private whereOf(match: string, filters: SearchFilters): { where: string[]; params: unknown[] } {
-    const where = ['search_index MATCH ?'];
-    const params: unknown[] = [match];
-    if (filters.under !== undefined) {
-      const { low, high } = descendantRange(filters.under);
-      where.push('n.path > ? AND n.path < ?');
-      params.push(low, high);
-    }
-    if (filters.type !== undefined) {
-      where.push('n.type = ?');
-      params.push(filters.type);
-    }
-    for (const filter of filters.filters) {
-      where.push(`json_extract(n.properties, ?) ${opSql[filter.op]} ?`);
-      params.push(jsonPath(filter.property), filter.value);
-    }
-    return { where, params };
+  private whereOf(match: string, filters: NodeFilters): { where: string[]; params: unknown[] } {
+    const { where, params } = nodeFilterSql(filters, 'n');
+    return { where: ['search_index MATCH ?', ...where], params: [match, ...params] };
   }
 
   /**
@@ -367,7 +354,7 @@ export class SearchIndex {
   }
 
   /** Results after the filters (and the reader's access), counted up to `countMax` (one more says "more than that"). */
-  total(match: string, filters: SearchFilters, countMax: number, visible: ((path: string) => boolean) | null = null): number {
+  total(match: string, filters: NodeFilters, countMax: number, visible: ((path: string) => boolean) | null = null): number {
     const { where, params } = this.whereOf(match, filters);
     if (visible === null) {
       const sql = `SELECT count(*) FROM (SELECT 1 FROM search_index s JOIN nodes n ON n.rowid = s.rowid WHERE ${where.join(' AND ')} LIMIT ?)`;
@@ -386,7 +373,7 @@ export class SearchIndex {
    */
   page(
     match: string,
-    filters: SearchFilters,
+    filters: NodeFilters,
     cursor: QueryCursor | undefined,
     limit: number,
     snippetTokens: number,
