@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 
 import { BenchCluster } from './benchCluster.js';
 import { LatencyHistogram } from './histogram.js';
-import { authorization } from './operations.js';
+import { callJson } from './operations.js';
 
 /**
  * What access control costs a read (issue 19): a 3-node cluster holding a tree of `--documents` nodes (100 folders of
@@ -27,15 +27,7 @@ const rounds = Number(values.rounds ?? 2);
 const folders = 100;
 const editor = `Basic ${Buffer.from('reader-bench:reader-bench-password').toString('base64')}`;
 
-async function call(url: string, method: string, body?: unknown, auth = authorization): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(url, {
-    method,
-    headers: { authorization: auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(120_000),
-  });
-  return { status: res.status, json: (await res.json().catch(() => ({}))) as Record<string, unknown> };
-}
+const call = (url: string, method: string, body?: unknown, auth?: string) => callJson(url, method, body, { auth });
 
 function must(answer: { status: number; json: Record<string, unknown> }, what: string): void {
   if (answer.status >= 300) throw new Error(`${what} answered ${answer.status}: ${JSON.stringify(answer.json)}`);

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 
 import type { BenchCluster } from './benchCluster.js';
 import { LatencyHistogram } from './histogram.js';
-import { authorization } from './operations.js';
+import { callJson } from './operations.js';
 
 /**
  * A schema migration under load (issue 18): `nodes` nodes of one type on a 3-node cluster, then a schema change that
@@ -38,15 +38,7 @@ export const migrationBenchEnv = (batchNodesMax: number): Record<string, string>
   CONCLAVE_SCHEMAS_MIGRATION_BATCH_NODES_MAX: String(batchNodesMax),
 });
 
-async function call(url: string, method: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(url, {
-    method,
-    headers: { authorization, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(60_000),
-  });
-  return { status: res.status, json: (await res.json().catch(() => ({}))) as Record<string, unknown> };
-}
+const call = (url: string, method: string, body?: unknown) => callJson(url, method, body, { timeoutMs: 60_000 });
 
 export async function measureMigration(cluster: BenchCluster, batchNodesMax: number, options: MigrationBenchOptions): Promise<MigrationBenchResult> {
   const master = await cluster.master();

@@ -151,3 +151,19 @@ export async function requestOnce(
     await pool.close();
   }
 }
+
+/** A JSON request as an administrator (or `auth`), answered with its status and JSON body (an empty object if none). */
+export async function callJson(
+  url: string,
+  method: string,
+  body?: unknown,
+  options: { auth?: string; timeoutMs?: number } = {},
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(url, {
+    method,
+    headers: { authorization: options.auth ?? authorization, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    signal: AbortSignal.timeout(options.timeoutMs ?? 120_000),
+  });
+  return { status: res.status, json: (await res.json().catch(() => ({}))) as Record<string, unknown> };
+}

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 
 import { BenchCluster } from './benchCluster.js';
 import { LatencyHistogram } from './histogram.js';
-import { authorization } from './operations.js';
+import { callJson } from './operations.js';
 
 /**
  * Full-text search under load (issue 19): a 3-node cluster holding `--documents` documents of about 1 KB of text
@@ -73,15 +73,7 @@ function text(chars: number): string {
 /** A word of middling frequency: what people search for (the commonest are refused as too broad, as designed). */
 const middling = () => vocabulary[200 + Math.floor(random() * 10_000)]!;
 
-async function call(url: string, method: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(url, {
-    method,
-    headers: { authorization, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(120_000),
-  });
-  return { status: res.status, json: (await res.json().catch(() => ({}))) as Record<string, unknown> };
-}
+const call = (url: string, method: string, body?: unknown) => callJson(url, method, body);
 
 async function main(): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), 'conclave-search-probe-'));
